@@ -1,0 +1,1 @@
+"""The vocabulary: event kinds, record types, identities. Depends on nothing else here."""
