@@ -79,14 +79,16 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     E(3, "unit.end", "unit", "-", "end status (0 ok, 1 error, 2 cancelled)",
       "The unit has finished; it records no further events."),
     E(4, "unit.block", "unit", "resource waited on", "reason (see Reason)",
-      "The unit starts waiting. The wait lasts until the unit's next event, which says how it "
-      "ended (lock.acquired, queue.get, unit.wake, rpc.response, join.done, ...)."),
+      "The unit starts waiting. The wait lasts until the unit's next non-scheduling event, "
+      "which says how it ended (lock.acquired, queue.get, unit.wake, rpc.response, "
+      "join.done, ...)."),
     E(5, "unit.wake", "unit", "resource waited on", "outcome (0 ok, 1 timeout, 2 cancelled, 3 error)",
       "A wait with no more specific ending event is over."),
     E(6, "unit.run", "unit", "-", "carrier unit (the thread running this step)",
       "A task-like unit starts a step on a carrier thread (an asyncio task resumes)."),
-    E(7, "unit.yield", "unit", "future or unit awaited, 0 if none", "-",
-      "A task-like unit ends a step without finishing (suspends)."),
+    E(7, "unit.yield", "unit", "future awaited, 0 if none (informational)", "-",
+      "A task-like unit ends a step without finishing (suspends). A scheduling event: it does "
+      "not end a wait."),
     # resource operations
     E(10, "lock.acquired", "resource", "lock", "0 exclusive, 1 shared; for rlocks the depth",
       "The unit holds the lock (after waiting, if a unit.block precedes it)."),
@@ -195,6 +197,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         ("traceparent", "str: the context inherited through TRACEPARENT, '' if none"),
         ("parent_process_id", "str: the process id of the parent, '' if none"),
         ("mode", "str: full or hops"), ("segment", "int: this file's segment number"),
+        ("run_root", "int: 1 on the process `willowisp run` itself started"),
     )),
     RecordType(2, "unit", "unit number", (
         ("kind", "str: thread, task, goroutine, virtual-thread, ... (see the contract)"),
@@ -215,6 +218,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         ("protocol", "str: http, grpc, kafka, ..."), ("library", "str: urllib, http.server, ..."),
         ("method", "str"), ("target", "str: path or URL without query values"),
         ("peer", "str: host:port of the other side"),
+        ("waits_for", "str: for future resources, comma-separated unit numbers awaited"),
     )),
     RecordType(4, "location", "location number", (
         ("file", "str: path of the source file"), ("line", "int"), ("func", "str: function name"),

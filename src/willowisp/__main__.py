@@ -1,0 +1,5 @@
+"""``python -m willowisp``."""
+
+from willowisp.cli.main import main
+
+raise SystemExit(main())

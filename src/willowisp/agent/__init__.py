@@ -1,0 +1,3 @@
+"""The Python agent: loaded into the observed program (``willowisp run`` or
+``willowisp.start()``), it records threads, tasks, locks, queues and HTTP hops into
+``.wtrace`` segments. Standard library only; see recorder.py for the hot path."""

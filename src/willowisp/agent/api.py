@@ -1,0 +1,118 @@
+"""Starting and stopping the agent in a process: ``willowisp.start()`` / ``willowisp.stop()``,
+and the path ``willowisp run`` uses (``start_from_env`` via sitecustomize).
+
+``WILLOWISP_DISABLED=1`` leaves the program untouched: nothing is imported beyond this
+module and no hook is installed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+from willowisp.agent import context
+from willowisp.agent import recorder as _r
+from willowisp.agent.config import AgentConfig, default_out, default_service, from_env
+
+# Hook modules in install order; "full" installs all, "hops" only the wire ones.
+FULL_HOOKS = ("threads", "queues", "futures", "aio", "gc_hook", "http", "procs")
+HOPS_HOOKS = ("http", "procs")
+_installed: list[Any] = []
+
+
+def disabled() -> bool:
+    return os.environ.get("WILLOWISP_DISABLED", "") not in ("", "0")
+
+
+def start(out: str | None = None, *, mode: str = "full", service: str | None = None,
+          trace_ratio: float = 1.0, config: AgentConfig | None = None) -> _r.Recorder | None:
+    """Start recording this process. Returns the recorder, or None when disabled.
+
+    Idempotent: a second call returns the running recorder. Raises UsageError for a bad
+    mode or ratio; never raises after hooks are installed.
+    """
+    if disabled():
+        return None
+    if _r.RECORDER is not None:
+        return _r.RECORDER
+    if config is None:
+        env = from_env()
+        config = AgentConfig(
+            out=out or os.environ.get("WILLOWISP_OUT") or default_out(), mode=mode,
+            trace_ratio=trace_ratio, service=service or default_service(),
+            boundaries=env.boundaries, clock_offset_ns=env.clock_offset_ns,
+            run_pid=env.run_pid)
+    rec = _r.Recorder(config)
+    rec.start()
+    context.trace_ratio = config.trace_ratio
+    context.reload_from_env()
+    for name in FULL_HOOKS if config.mode == "full" else HOPS_HOOKS:
+        try:
+            module = importlib.import_module(f"willowisp.agent.{name}")
+            module.install()
+            _installed.append(module)
+        except Exception as exc:  # a hook that cannot install must not stop the program
+            rec.fault(f"install {name}", exc)
+    from willowisp.agent import procs
+
+    try:
+        procs.announce_start(rec, os.getppid())
+    except Exception as exc:
+        rec.fault("proc.start", exc)
+    atexit.register(stop)
+    _install_sigterm()
+    return rec
+
+
+def start_from_env() -> _r.Recorder | None:
+    """What sitecustomize calls in every Python process ``willowisp run`` starts."""
+    if disabled() or not os.environ.get("WILLOWISP_OUT"):
+        return None
+    return start(config=from_env())
+
+
+def stop() -> None:
+    """Remove the hooks, flush what is buffered, close the segment. Safe to call twice."""
+    rec = _r.RECORDER
+    if rec is None:
+        return
+    while _installed:
+        module = _installed.pop()
+        try:
+            module.uninstall()
+        except Exception as exc:
+            rec.fault(f"uninstall {module.__name__}", exc)
+    try:
+        rec.stop()
+    finally:
+        _r.RECORDER = None
+
+
+def _install_sigterm() -> None:
+    """Flush on SIGTERM when the program has no handler of its own, then die as it would."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+    except (ValueError, OSError):
+        return
+
+    def _on_term(signum: int, frame: Any) -> None:
+        try:
+            stop()
+        finally:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, _on_term)
+
+
+__all__ = ["start", "start_from_env", "stop"]
+_ = sys

@@ -1,0 +1,72 @@
+"""The agent's configuration: one frozen object, read once from the environment.
+
+``willowisp run`` passes everything through ``WILLOWISP_*`` variables (so child processes
+inherit it); :func:`willowisp.start` builds the same object from its arguments. Decided
+once at start, so hooks never look at the environment per event.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from willowisp.errors import UsageError
+
+MODES = ("full", "hops")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    out: str
+    mode: str = "full"
+    trace_ratio: float = 1.0
+    service: str = "python"
+    boundaries: tuple[str, ...] = ()
+    clock_offset_ns: int = 0  # simulated skew added to wall-clock anchors
+    run_pid: int = 0  # pid of the `willowisp run` that started the program, 0 if none
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if not 0.0 <= self.trace_ratio <= 1.0:
+            raise UsageError(f"trace ratio {self.trace_ratio} is not between 0 and 1")
+
+
+def default_service() -> str:
+    name = os.environ.get("WILLOWISP_SERVICE") or os.environ.get("OTEL_SERVICE_NAME")
+    if name:
+        return name
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    base = os.path.basename(argv0)
+    if base in ("-c", "-m", ""):
+        return "python"
+    return base[:-3] if base.endswith(".py") else base
+
+
+def default_out() -> str:
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return os.path.join(os.getcwd(), "wisp-traces", stamp)
+
+
+def from_env(env: dict[str, str] | None = None) -> AgentConfig:
+    """Read WILLOWISP_* variables. Raises UsageError on a malformed value."""
+    e = os.environ if env is None else env
+    try:
+        ratio = float(e.get("WILLOWISP_TRACE_RATIO", "1") or "1")
+        offset = int(e.get("WILLOWISP_CLOCK_OFFSET_NS", "0") or "0")
+        run_pid = int(e.get("WILLOWISP_RUN_PID", "0") or "0")
+    except ValueError as exc:
+        raise UsageError(f"bad WILLOWISP_* value: {exc}") from exc
+    bounds = tuple(b for b in e.get("WILLOWISP_BOUNDARIES", "").split("|") if b.strip())
+    return AgentConfig(
+        out=e.get("WILLOWISP_OUT") or default_out(),
+        mode=e.get("WILLOWISP_MODE", "full") or "full",
+        trace_ratio=ratio,
+        service=default_service(),
+        boundaries=bounds,
+        clock_offset_ns=offset,
+        run_pid=run_pid,
+    )

@@ -1,0 +1,52 @@
+"""The trace context the current unit works under (a ContextVar, so asyncio tasks inherit it).
+
+A server hook sets it from the inbound request; a client hook reads it to continue the
+trace (or starts a new one at a root, deciding sampling there, once). Threads started from
+a unit inherit it through the Thread hook.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import random
+
+from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
+
+_current: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
+    "willowisp_trace_context", default=None)
+_process_root: TraceContext | None = parse(os.environ.get("TRACEPARENT"))
+trace_ratio = 1.0
+
+
+def current() -> TraceContext | None:
+    return _current.get() or _process_root
+
+
+def restore(ctx: TraceContext | None) -> None:
+    if ctx is not None:
+        _current.set(ctx)
+
+
+def set_current(ctx: TraceContext | None) -> contextvars.Token[TraceContext | None]:
+    return _current.set(ctx)
+
+
+def reset(token: contextvars.Token[TraceContext | None]) -> None:
+    _current.reset(token)
+
+
+def outgoing() -> TraceContext:
+    """The context to put on the wire for a new outgoing hop: a child of the current one,
+    or the root of a new trace (sampled with the configured ratio)."""
+    cur = current()
+    if cur is not None:
+        return TraceContext(cur.trace_id, new_span_id(), cur.flags)
+    sampled = trace_ratio >= 1.0 or random.random() < trace_ratio  # noqa: S311 - sampling, not crypto
+    return TraceContext(new_trace_id(), new_span_id(), 1 if sampled else 0)
+
+
+def reload_from_env() -> None:
+    """After a fork or at start: the context inherited through TRACEPARENT."""
+    global _process_root
+    _process_root = parse(os.environ.get("TRACEPARENT"))

@@ -1,0 +1,192 @@
+"""Hooks for the standard library's HTTP: ``http.client`` (and so ``urllib.request``) and
+``http.server``.
+
+Client: when the request's headers are complete (``endheaders``) the hook continues the
+current trace with a new span id, injects ``traceparent`` (unless the program already set
+one, which is then used as is), defines an ``rpc`` resource carrying that context and writes
+``msg.send``; ``getresponse`` writes the wait (``unit.block`` reason rpc) and
+``rpc.response``. Server: after the request line and headers are parsed, the hook extracts
+``traceparent``, defines the server-side ``rpc`` resource and writes ``msg.recv``; the first
+``send_response`` writes ``rpc.reply``. The analyzer pairs the two sides through the span id
+that crossed the wire, never through timestamps.
+
+Only shapes are kept: method, path without query values, peer address. No bodies.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from willowisp.agent import context
+from willowisp.agent import recorder as _r
+from willowisp.model.spec import K, Reason
+from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
+
+_orig: dict[str, Any] = {}
+
+
+def _target(url: str) -> str:
+    """The path of a request target, query values elided (``/a?x=1&y=2`` -> ``/a?x=&y=``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "?"
+    path = parts.path or "/"
+    if parts.query:
+        keys = [kv.split("=", 1)[0] for kv in parts.query.split("&")]
+        path += "?" + "&".join(f"{k}=" for k in keys)
+    return path[:512]
+
+
+def _client_library() -> str:
+    f = sys._getframe(2)
+    while f is not None:
+        if f.f_code.co_filename.endswith(("urllib/request.py", "urllib\\request.py")):
+            return "urllib"
+        f = f.f_back  # type: ignore[assignment]
+    return "http.client"
+
+
+def _endheaders(self: http.client.HTTPConnection, message_body: Any = None, *,
+                encode_chunked: bool = False) -> None:
+    rec = _r.RECORDER
+    if rec is not None:
+        try:
+            _begin_client_request(rec, self)
+        except Exception as exc:
+            rec.fault("http.client.endheaders", exc)
+    _orig["endheaders"](self, message_body, encode_chunked=encode_chunked)
+
+
+def _begin_client_request(rec: _r.Recorder, conn: http.client.HTTPConnection) -> None:
+    buf: list[bytes] = conn._buffer  # type: ignore[attr-defined]
+    if not buf:
+        return
+    request_line = buf[0].decode("latin-1", "replace")
+    method, _, rest = request_line.partition(" ")
+    url = rest.rsplit(" ", 1)[0]
+    existing = None
+    for line in buf[1:]:
+        if line[:12].lower() == b"traceparent:":
+            existing = parse(line[12:].decode("latin-1").strip())
+            break
+    ctx = existing
+    if ctx is None:
+        ctx = context.outgoing()
+        buf.append(b"traceparent: " + ctx.header().encode("ascii"))
+    rid = rec.new_resource(
+        "rpc", 2, name=f"{method} {_target(url)}", trace_id=ctx.trace_id, span_id=ctx.span_id,
+        sampled=1 if ctx.sampled else 0, protocol="http", library=_client_library(),
+        method=method, target=_target(url), peer=f"{conn.host}:{conn.port}")
+    conn._wisp_rpc = rid  # type: ignore[attr-defined]
+    rec.emit_user(int(K.MSG_SEND), rid, 0)
+
+
+def _getresponse(self: http.client.HTTPConnection) -> Any:
+    rid = getattr(self, "_wisp_rpc", 0)
+    rec = _r.RECORDER
+    if not rid or rec is None:
+        return _orig["getresponse"](self)
+    self._wisp_rpc = 0  # type: ignore[attr-defined]
+    try:
+        rec.emit_user(int(K.UNIT_BLOCK), rid, Reason.RPC)
+    except Exception as exc:
+        rec.fault("http.client.getresponse", exc)
+    try:
+        resp = _orig["getresponse"](self)
+    except BaseException:
+        rec.emit_user(int(K.RPC_RESPONSE), rid, -1)
+        raise
+    rec.emit_user(int(K.RPC_RESPONSE), rid, int(resp.status))
+    return resp
+
+
+def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
+    ok: bool = _orig["parse_request"](self)
+    rec = _r.RECORDER
+    if not ok or rec is None:
+        return ok
+    try:
+        parent = parse(self.headers.get("traceparent"))
+        own = new_span_id()
+        trace_id = parent.trace_id if parent else new_trace_id()
+        flags = parent.flags if parent else 1
+        method = self.command or "?"
+        handler = getattr(type(self), "do_" + method, None)
+        key = 0
+        code = getattr(handler, "__code__", None)
+        if code is not None:
+            _r.CODES.add(code)
+            key = id(code) << 16
+        rid = rec.new_resource(
+            "rpc", 1, name=f"{method} {_target(self.path)}", trace_id=trace_id,
+            span_id=own, parent_span_id=parent.span_id if parent else "",
+            sampled=flags & 1, protocol="http", library="http.server", method=method,
+            target=_target(self.path), peer=f"{self.client_address[0]}:{self.client_address[1]}")
+        self._wisp_rpc = rid  # type: ignore[attr-defined]
+        self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
+            TraceContext(trace_id, own, flags))
+        st = _r.tl.st
+        rec.emit_for(st, st.unit, int(K.MSG_RECV), rid, 0, key)
+    except Exception as exc:
+        rec.fault("http.server.parse_request", exc)
+    return ok
+
+
+def _send_response_only(self: http.server.BaseHTTPRequestHandler, code: int,
+                        message: str | None = None) -> None:
+    rid = getattr(self, "_wisp_rpc", 0)
+    rec = _r.RECORDER
+    if rid and rec is not None:
+        self._wisp_rpc = 0  # type: ignore[attr-defined]
+        try:
+            rec.emit_user(int(K.RPC_REPLY), rid, int(code))
+        except Exception as exc:
+            rec.fault("http.server.send_response_only", exc)
+    _orig["send_response_only"](self, code, message)
+
+
+def _handle_one_request(self: http.server.BaseHTTPRequestHandler) -> None:
+    try:
+        _orig["handle_one_request"](self)
+    finally:
+        token = getattr(self, "_wisp_ctx_token", None)
+        if token is not None:
+            self._wisp_ctx_token = None  # type: ignore[attr-defined]
+            try:
+                context.reset(token)
+            except ValueError:
+                pass
+
+
+def install() -> None:
+    if _orig:
+        return
+    C = http.client.HTTPConnection
+    H = http.server.BaseHTTPRequestHandler
+    _orig.update({"endheaders": C.endheaders, "getresponse": C.getresponse,
+                  "parse_request": H.parse_request,
+                  "send_response_only": H.send_response_only,
+                  "handle_one_request": H.handle_one_request})
+    C.endheaders = _endheaders  # type: ignore[method-assign,assignment]
+    C.getresponse = _getresponse  # type: ignore[method-assign]
+    H.parse_request = _parse_request  # type: ignore[method-assign]
+    H.send_response_only = _send_response_only  # type: ignore[method-assign]
+    H.handle_one_request = _handle_one_request  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    if not _orig:
+        return
+    C = http.client.HTTPConnection
+    H = http.server.BaseHTTPRequestHandler
+    C.endheaders = _orig["endheaders"]  # type: ignore[method-assign]
+    C.getresponse = _orig["getresponse"]  # type: ignore[method-assign]
+    H.parse_request = _orig["parse_request"]  # type: ignore[method-assign]
+    H.send_response_only = _orig["send_response_only"]  # type: ignore[method-assign]
+    H.handle_one_request = _orig["handle_one_request"]  # type: ignore[method-assign]
+    _orig.clear()

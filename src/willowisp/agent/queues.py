@@ -1,0 +1,230 @@
+"""Hooks for ``queue``: Queue, LifoQueue, PriorityQueue and SimpleQueue.
+
+A put and a get are one event each (``queue.put`` / ``queue.get``) whose arg is the item's
+token, so the analyzer can draw the put → get edge for exactly the item that moved, whatever
+the queue's order (FIFO, LIFO, priority). Tokens ride beside the items: for the Queue family
+a per-queue map from ``id(item)`` (stable while the item sits in the queue) to its tokens,
+filled in ``_put`` and emptied in ``_get``, both called under the queue's own mutex; for
+SimpleQueue (a C type without such hooks) the item travels wrapped in a private tuple.
+
+Queues the standard library makes for itself (the executor's work queue) are left alone.
+The queue's internal lock and conditions are never user locks.
+"""
+
+from __future__ import annotations
+
+import _queue
+import queue
+from collections import deque
+from typing import Any
+
+from willowisp.agent import recorder as _r
+from willowisp.model.spec import K, Outcome, Reason
+
+_orig: dict[str, Any] = {}
+PUT, GET, BLOCK, WAKE = int(K.QUEUE_PUT), int(K.QUEUE_GET), int(K.UNIT_BLOCK), int(K.UNIT_WAKE)
+
+
+def _emit_user(kind: int, res: int, arg: int) -> None:
+    rec = _r.RECORDER
+    if rec is not None:
+        try:
+            rec.emit_user(kind, res, arg)
+        except Exception as exc:
+            rec.fault("queue", exc)
+
+
+def _queue_init(self: Any, maxsize: int = 0) -> None:
+    _orig["Queue.__init__"](self, maxsize)
+    rec = _r.RECORDER
+    if rec is not None and not rec.created_by_internal_code(1):
+        try:
+            self._wisp_rid = rec.new_resource("queue", 1)
+            self._wisp_tokens = {}
+        except Exception as exc:
+            rec.fault("Queue.__init__", exc)
+
+
+def _make_put(cls_name: str) -> Any:
+    orig = _orig[f"{cls_name}._put"]
+
+    def _put(self: Any, item: Any) -> None:
+        orig(self, item)
+        rid = getattr(self, "_wisp_rid", 0)
+        if rid:
+            rec = _r.RECORDER
+            if rec is not None:
+                try:
+                    token = next(rec.tokens)
+                    self._wisp_tokens.setdefault(id(item), deque()).append(token)
+                    rec.emit_user(PUT, rid, token)
+                except Exception as exc:
+                    rec.fault("Queue._put", exc)
+
+    return _put
+
+
+def _make_get(cls_name: str, lifo: bool) -> Any:
+    orig = _orig[f"{cls_name}._get"]
+
+    def _get(self: Any) -> Any:
+        item = orig(self)
+        rid = getattr(self, "_wisp_rid", 0)
+        if rid:
+            rec = _r.RECORDER
+            if rec is not None:
+                try:
+                    tokens = self._wisp_tokens.get(id(item))
+                    token = 0
+                    if tokens:
+                        token = tokens.pop() if lifo else tokens.popleft()
+                        if not tokens:
+                            del self._wisp_tokens[id(item)]
+                    rec.emit_user(GET, rid, token)
+                except Exception as exc:
+                    rec.fault("Queue._get", exc)
+        return item
+
+    return _get
+
+
+def _queue_get(self: Any, block: bool = True, timeout: float | None = None) -> Any:
+    rid = getattr(self, "_wisp_rid", 0)
+    if not rid or not block or self._qsize():
+        return _orig["Queue.get"](self, block, timeout)
+    _emit_user(BLOCK, rid, Reason.GET)
+    try:
+        return _orig["Queue.get"](self, block, timeout)
+    except queue.Empty:
+        _emit_user(WAKE, rid, Outcome.TIMEOUT)
+        raise
+
+
+def _queue_put(self: Any, item: Any, block: bool = True, timeout: float | None = None) -> None:
+    rid = getattr(self, "_wisp_rid", 0)
+    if not rid or not block or not (0 < self.maxsize <= self._qsize()):
+        _orig["Queue.put"](self, item, block, timeout)
+        return
+    _emit_user(BLOCK, rid, Reason.PUT)
+    try:
+        _orig["Queue.put"](self, item, block, timeout)
+    except queue.Full:
+        _emit_user(WAKE, rid, Outcome.TIMEOUT)
+        raise
+
+
+def _queue_task_done(self: Any) -> None:
+    rid = getattr(self, "_wisp_rid", 0)
+    if rid:
+        _emit_user(int(K.SYNC_NOTIFY), rid, 1)
+    _orig["Queue.task_done"](self)
+
+
+def _queue_join(self: Any) -> None:
+    rid = getattr(self, "_wisp_rid", 0)
+    if rid:
+        _emit_user(BLOCK, rid, Reason.WAIT)
+    try:
+        _orig["Queue.join"](self)
+    finally:
+        if rid:
+            _emit_user(WAKE, rid, Outcome.OK)
+
+
+class _Tagged(tuple):  # type: ignore[type-arg]
+    """(token, item) as it travels through a SimpleQueue."""
+
+    __slots__ = ()
+
+
+class SimpleQueue(_queue.SimpleQueue):  # type: ignore[misc]
+    _wisp_rid = 0
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if cls is SimpleQueue and (rec is None or rec.created_by_internal_code(1)):
+            return _orig["SimpleQueue"]()
+        self = super().__new__(cls)
+        if rec is not None:
+            self._wisp_rid = rec.new_resource("queue", 1)
+        return self
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        rec = _r.RECORDER
+        token = 0
+        if rec is not None and self._wisp_rid:
+            try:
+                token = next(rec.tokens)
+                rec.emit_user(PUT, self._wisp_rid, token)
+            except Exception as exc:
+                rec.fault("SimpleQueue.put", exc)
+        super().put(_Tagged((token, item)), block, timeout)
+
+    put_nowait = None  # set below to route through put
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if block and self._wisp_rid and self.empty():
+            _emit_user(BLOCK, self._wisp_rid, Reason.GET)
+            try:
+                v = super().get(block, timeout)
+            except queue.Empty:
+                _emit_user(WAKE, self._wisp_rid, Outcome.TIMEOUT)
+                raise
+        else:
+            v = super().get(block, timeout)
+        if type(v) is _Tagged:
+            token, item = v
+            if self._wisp_rid:
+                _emit_user(GET, self._wisp_rid, token)
+            return item
+        return v
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+
+def _simple_put_nowait(self: SimpleQueue, item: Any) -> None:
+    self.put(item, False)
+
+
+SimpleQueue.put_nowait = _simple_put_nowait  # type: ignore[assignment,method-assign]
+
+
+def install() -> None:
+    if _orig:
+        return
+    Q = queue.Queue
+    _orig.update({"Queue.__init__": Q.__init__, "Queue.get": Q.get, "Queue.put": Q.put,
+                  "Queue.task_done": Q.task_done, "Queue.join": Q.join,
+                  "SimpleQueue": queue.SimpleQueue})
+    for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
+        _orig[f"{cls.__name__}._put"] = cls.__dict__["_put"]
+        _orig[f"{cls.__name__}._get"] = cls.__dict__["_get"]
+    Q.__init__ = _queue_init  # type: ignore[method-assign]
+    Q.get = _queue_get  # type: ignore[method-assign]
+    Q.put = _queue_put  # type: ignore[method-assign]
+    Q.task_done = _queue_task_done  # type: ignore[method-assign]
+    Q.join = _queue_join  # type: ignore[method-assign]
+    queue.Queue._put = _make_put("Queue")  # type: ignore[method-assign]
+    queue.Queue._get = _make_get("Queue", False)  # type: ignore[method-assign]
+    queue.LifoQueue._put = _make_put("LifoQueue")  # type: ignore[method-assign]
+    queue.LifoQueue._get = _make_get("LifoQueue", True)  # type: ignore[method-assign]
+    queue.PriorityQueue._put = _make_put("PriorityQueue")  # type: ignore[method-assign]
+    queue.PriorityQueue._get = _make_get("PriorityQueue", False)  # type: ignore[method-assign]
+    queue.SimpleQueue = SimpleQueue  # type: ignore[misc]
+
+
+def uninstall() -> None:
+    if not _orig:
+        return
+    Q = queue.Queue
+    Q.__init__ = _orig["Queue.__init__"]  # type: ignore[method-assign]
+    Q.get = _orig["Queue.get"]  # type: ignore[method-assign]
+    Q.put = _orig["Queue.put"]  # type: ignore[method-assign]
+    Q.task_done = _orig["Queue.task_done"]  # type: ignore[method-assign]
+    Q.join = _orig["Queue.join"]  # type: ignore[method-assign]
+    for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
+        cls._put = _orig[f"{cls.__name__}._put"]  # type: ignore[method-assign]
+        cls._get = _orig[f"{cls.__name__}._get"]  # type: ignore[method-assign]
+    queue.SimpleQueue = _orig["SimpleQueue"]  # type: ignore[misc]
+    _orig.clear()

@@ -1,0 +1,615 @@
+"""The Python agent's recorder: per-thread preallocated buffers and a background flusher.
+
+Hot path (every hook calls it, in the program's own threads): one ``struct.pack_into`` of a
+fixed 48-byte row — time, kind, unit, res, arg, and a location key — into the calling
+thread's preallocated ``bytearray``. No object that the garbage collector tracks is created
+per event (keeping a tuple per event alive costs ~300 ns of GC work, more than the write
+itself); the location key is ``id(code) << 16 | f_lasti``, resolved to file/line only when
+flushed. Hooks inline that write (see ``threads.py``); :meth:`Recorder.emit` is the same
+write as a call, for hooks that are not hot.
+
+Background (one daemon thread, every 50 ms): takes what each thread wrote since the last
+flush, turns rows into columns with C-speed array slicing, resolves new locations, adds the
+definitions made since (units, resources), drops, faults, clock anchors and stats, and
+appends one chunk to the process's segment file with a single ``write(2)``.
+
+Bounds: each thread owns one buffer of ``ROWS_PER_BUFFER`` rows; a full buffer is handed to
+the flusher and replaced from a pool capped at ``MAX_BUFFER_BYTES`` in all. When the cap is
+reached, events are dropped and counted per unit, never silently. Everything here runs
+under the GIL: a row is complete once ``pack_into`` returns, and ``ThreadState.used`` only
+grows between swaps, which happen under ``_swap_lock``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import itertools
+import linecache
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from willowisp.agent.config import AgentConfig
+from willowisp.model.ids import new_process_id
+from willowisp.model.spec import K
+from willowisp.wtrace.framing import Compressors, default_codec
+from willowisp.wtrace.payload import AttrValue, EventBatch, Record
+from willowisp.wtrace.writer import SegmentWriter
+
+ROW = struct.Struct("<qqqqqQ")  # time, kind, unit, res, arg, location key
+ROW_SIZE = ROW.size
+FIELDS = 6
+ROWS_PER_BUFFER = 2048
+BUFFER_BYTES = ROWS_PER_BUFFER * ROW_SIZE
+MAX_BUFFER_BYTES = 64 * 1024 * 1024
+FLUSH_INTERVAL_S = 0.05
+ANCHOR_INTERVAL_NS = 1_000_000_000
+SEGMENT_BYTES = 256 * 1024 * 1024
+AGENT_VERSION = "0.1.0"
+
+# Record type codes (spec.RECORD_TYPES).
+R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
+
+mono = time.monotonic_ns
+wall = time.time_ns
+_getframe = sys._getframe
+pack_into = ROW.pack_into
+
+_ASSIGN = re.compile(r"^\s*(?:self\.|cls\.)?([A-Za-z_][\w.]*)\s*(?::[^=]+)?=(?!=)")
+
+
+class ThreadState:
+    """What one thread writes into. Owned by its thread; the flusher reads under a lock.
+
+    Invariant: rows [flushed, used) of ``buf`` are complete and not yet flushed.
+    ``unit`` is the unit events are attributed to (the thread, or the asyncio task whose
+    step is running on it).
+    """
+
+    __slots__ = ("alive", "buf", "dropped", "end", "full", "flushed", "ident", "thread_unit",
+                 "unit", "used")
+
+    def __init__(self, unit: int, buf: bytearray | None) -> None:
+        self.unit = unit
+        self.thread_unit = unit
+        self.buf = buf if buf is not None else bytearray(0)
+        self.used = 0  # byte offset of the next row
+        self.end = len(self.buf)
+        self.flushed = 0
+        self.full: list[tuple[bytearray, int, int]] = []  # (buffer, from, to) awaiting flush
+        self.dropped = 0
+        self.alive = True
+        self.ident = _thread.get_ident()
+
+
+class _Local(threading.local):
+    """Per-thread slot; a thread that first records without our Thread hook gets a unit here."""
+
+    st: ThreadState
+
+    def __init__(self) -> None:
+        # A placeholder with no room: the first write takes the slow path, which makes
+        # the thread a unit (Recorder.overflow). A thread started through our Thread hook
+        # replaces it before writing anything.
+        self.st = ThreadState(0, None)
+
+
+RECORDER: Recorder | None = None
+# Code objects whose ids appear in location keys, kept alive so the ids stay theirs.
+CODES: set[CodeType] = set()
+tl = _Local()  # one for the life of the process; each thread fills its own slot lazily
+
+
+class Recorder:
+    """One per process (a fork gets a new one). Created by :func:`willowisp.agent.api.start`."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.process_id = new_process_id()
+        self.pid = os.getpid()
+        self._swap_lock = _thread.allocate_lock()
+        self._pool: list[bytearray] = []
+        self._allocated = 0
+        self.states: list[ThreadState] = []
+        self._unit_ids = itertools.count(1)
+        self._res_ids = itertools.count(1)
+        self._fault_ids = itertools.count(1)
+        self.tokens = itertools.count(1)
+        # Definitions made since the last flush: (type, id, attrs, creation location key).
+        self._pending: deque[tuple[int, int, dict[str, AttrValue], int]] = deque()
+        self._code_by_id: dict[int, CodeType] = {}
+        self._locations: dict[int, int] = {}
+        self._loc_ids = itertools.count(1)
+        self._faults: deque[tuple[int, str, str]] = deque()
+        self._stdlib_cache: dict[str, bool] = {}
+        self._seq = 1
+        self.events = 0
+        self.total_dropped = 0
+        self.fault_count = 0
+        self.cost_ns_per_event = 0
+        self._flush_ns = 0
+        self._last_anchor = 0
+        self._segment = 0
+        self._writer: SegmentWriter | None = None
+        self._compressors = Compressors()
+        self._stop = _thread.allocate_lock()
+        self._stop.acquire()
+        self._flusher_ident = 0
+        self._flusher_done = _thread.allocate_lock()
+        self._write_lock = _thread.allocate_lock()
+        self.started_mono = mono()
+        self.main_unit = 0
+
+    # --- identity -----------------------------------------------------------------
+
+    def process_attrs(self) -> dict[str, AttrValue]:
+        cfg = self.config
+        return {
+            "process_id": self.process_id, "pid": os.getpid(), "ppid": os.getppid(),
+            "host": socket.gethostname(), "service": cfg.service, "runtime": "python",
+            "runtime_version": ".".join(map(str, sys.version_info[:3])),
+            "agent_version": AGENT_VERSION, "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+            "time_ns": _readlink("/proc/self/ns/time"), "fake_time": _fake_time(),
+            "simulated_offset_ns": cfg.clock_offset_ns, "argv": " ".join(sys.argv)[:4096],
+            "traceparent": os.environ.get("TRACEPARENT", ""),
+            "parent_process_id": os.environ.get("WILLOWISP_PARENT_PROCESS", ""),
+            "run_root": 1 if cfg.run_pid and os.getppid() == cfg.run_pid else 0,
+            "mode": cfg.mode, "segment": self._segment,
+        }
+
+    # --- units, resources, locations ------------------------------------------------
+
+    def new_buffer(self) -> bytearray | None:
+        """A buffer from the pool, a new one if under the cap, else None (drop)."""
+        if self._pool:
+            return self._pool.pop()
+        if self._allocated + BUFFER_BYTES > MAX_BUFFER_BYTES:
+            return None
+        self._allocated += BUFFER_BYTES
+        return bytearray(BUFFER_BYTES)
+
+    def new_unit_id(self) -> int:
+        return next(self._unit_ids)
+
+    def define_unit(self, n: int, kind: str, name: str, parent: int, depth: int = 0,
+                    **extra: AttrValue) -> None:
+        attrs: dict[str, AttrValue] = {"kind": kind, "name": name, "parent": parent}
+        attrs.update(extra)
+        self._pending.append((R_UNIT, n, attrs, self.location_key(depth + 1) if depth else 0))
+
+    def register_thread(self, unit: int) -> ThreadState:
+        """Give the calling thread a state for ``unit`` and put it on the flush list."""
+        with self._swap_lock:
+            st = ThreadState(unit, self.new_buffer())
+        self.states.append(st)
+        tl.st = st
+        return st
+
+    def adopt_current_thread(self) -> ThreadState:
+        """A thread we did not start records for the first time: make it a unit."""
+        n = self.new_unit_id()
+        t = threading.current_thread()
+        name = t.name if not isinstance(t, threading._DummyThread) else f"thread-{t.ident}"
+        self.define_unit(n, "thread", name, 0, os_tid=threading.get_native_id())
+        with self._swap_lock:
+            st = ThreadState(n, self.new_buffer())
+        self.states.append(st)
+        return st
+
+    def new_resource(self, kind: str, depth: int, name: str = "", **extra: AttrValue) -> int:
+        """Define a resource created ``depth`` frames above the caller; returns its number."""
+        rid = next(self._res_ids)
+        attrs: dict[str, AttrValue] = {"kind": kind}
+        if name:
+            attrs["name"] = name
+        attrs.update(extra)
+        self._pending.append((R_RESOURCE, rid, attrs, self.location_key(depth + 1)))
+        return rid
+
+    def location_key(self, depth: int) -> int:
+        """The location key of the frame ``depth`` levels above the caller (0 if none)."""
+        try:
+            f = _getframe(depth + 1)
+        except ValueError:
+            return 0
+        c = f.f_code
+        CODES.add(c)
+        return (id(c) << 16) | (f.f_lasti & 0xFFFF)
+
+    def user_frame(self, depth: int) -> FrameType | None:
+        """The first frame at or above ``depth`` that is not in the standard library or us."""
+        try:
+            f: FrameType | None = _getframe(depth + 1)
+        except ValueError:
+            return None
+        while f is not None and self.is_internal(f.f_code.co_filename):
+            f = f.f_back
+        return f
+
+    def is_internal(self, filename: str) -> bool:
+        """True for the standard library and the agent itself (cached per file name)."""
+        v = self._stdlib_cache.get(filename)
+        if v is None:
+            v = _is_internal_file(filename)
+            self._stdlib_cache[filename] = v
+        return v
+
+    def created_by_internal_code(self, depth: int) -> bool:
+        """Was the caller ``depth`` frames up in the standard library (not the program)?"""
+        try:
+            f = _getframe(depth + 1)
+        except ValueError:
+            return False
+        return self.is_internal(f.f_code.co_filename)
+
+    # --- recording (non-inlined) ------------------------------------------------------
+
+    def emit(self, kind: int, res: int, arg: int, depth: int) -> None:
+        """Record one event at the location ``depth`` frames above the caller (0: none)."""
+        t = mono()
+        st = tl.st
+        i = st.used
+        if depth:
+            f = _getframe(depth + 1)
+            c = f.f_code
+            CODES.add(c)
+            key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
+        else:
+            key = 0
+        if i < st.end:
+            pack_into(st.buf, i, t, kind, st.unit, res, arg, key)
+            st.used = i + ROW_SIZE
+        else:
+            self.overflow(st, t, kind, res, arg, key)
+
+    def emit_user(self, kind: int, res: int, arg: int) -> None:
+        """Record one event located at the nearest frame of the program itself.
+
+        For hooks reached through library code (``put_nowait`` -> ``put`` -> ``_put``) where
+        a fixed depth would point into the standard library.
+        """
+        t = mono()
+        f: FrameType | None = _getframe(1)
+        internal = self.is_internal
+        while f is not None and internal(f.f_code.co_filename):
+            f = f.f_back
+        key = 0
+        if f is not None:
+            c = f.f_code
+            CODES.add(c)
+            key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
+        st = tl.st
+        i = st.used
+        if i < st.end:
+            pack_into(st.buf, i, t, kind, st.unit, res, arg, key)
+            st.used = i + ROW_SIZE
+        else:
+            self.overflow(st, t, kind, res, arg, key)
+
+    def emit_for(self, st: ThreadState, unit: int, kind: int, res: int, arg: int,
+                 key: int = 0) -> None:
+        """Record an event attributed to ``unit`` (not necessarily st.unit)."""
+        t = mono()
+        i = st.used
+        if i < st.end:
+            pack_into(st.buf, i, t, kind, unit, res, arg, key)
+            st.used = i + ROW_SIZE
+        else:
+            saved, st.unit = st.unit, unit
+            self.overflow(st, t, kind, res, arg, key)
+            st.unit = saved
+
+    def overflow(self, st: ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
+        """Slow path: the thread's buffer is full. Swap it for a fresh one, or drop."""
+        if st.thread_unit == 0 and st.end == 0:
+            # First event of a thread we did not start: it becomes a unit now.
+            st = self.adopt_current_thread()
+            tl.st = st
+            pack_into(st.buf, 0, t, kind, st.unit, res, arg, key)
+            st.used = ROW_SIZE
+            return
+        with self._swap_lock:
+            if st.used > st.flushed:
+                st.full.append((st.buf, st.flushed, st.used))
+            buf = self.new_buffer()
+            if buf is None:
+                st.buf, st.used, st.end, st.flushed = bytearray(0), 0, 0, 0
+                st.dropped += 1
+                return
+            st.buf, st.used, st.end, st.flushed = buf, 0, len(buf), 0
+        pack_into(st.buf, 0, t, kind, st.unit, res, arg, key)
+        st.used = ROW_SIZE
+
+    def fault(self, where: str, exc: BaseException) -> None:
+        """An error inside a hook: count it, keep it for the trace, never re-raise."""
+        try:
+            self.fault_count += 1
+            fid = next(self._fault_ids)
+            self._faults.append((fid, where, f"{type(exc).__name__}: {exc}"[:500]))
+            st = tl.st
+            self.emit_for(st, st.unit, K.AGENT_FAULT, 0, fid)
+        except Exception:  # pragma: no cover - the last line of defence
+            pass
+
+    # --- flushing -------------------------------------------------------------------
+
+    def start(self) -> None:
+        global RECORDER
+        RECORDER = self
+        self.main_unit = self.new_unit_id()
+        self.define_unit(self.main_unit, "thread", threading.current_thread().name, 0,
+                         os_tid=threading.get_native_id())
+        self.register_thread(self.main_unit)
+        self._calibrate()
+        self._open_segment()
+        self.flush()
+        self._flusher_done.acquire()
+        _thread.start_new_thread(self._run_flusher, ())
+
+    def _open_segment(self) -> None:
+        cfg = self.config
+        os.makedirs(cfg.out, exist_ok=True)
+        self._segment += 1
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.service)[:40] or "python"
+        name = f"{safe}-{os.getpid()}-{self.process_id[:8]}-{self._segment}.wtrace"
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = SegmentWriter(os.path.join(cfg.out, name), default_codec())
+        self._last_anchor = 0  # the new segment gets the process record and an anchor
+
+    def _run_flusher(self) -> None:
+        self._flusher_ident = _thread.get_ident()
+        try:
+            while not self._stop.acquire(True, FLUSH_INTERVAL_S):
+                try:
+                    self.flush()
+                except Exception as exc:  # never let the flusher die silently
+                    self._faults.append((next(self._fault_ids), "flusher", repr(exc)[:500]))
+                    self.fault_count += 1
+        finally:
+            self._flusher_done.release()
+
+    def stop(self) -> None:
+        """Stop the flusher and write everything still buffered."""
+        if self._stop.locked():
+            self._stop.release()
+            if self._flusher_ident and self._flusher_ident != _thread.get_ident():
+                with contextlib.suppress(RuntimeError):
+                    self._flusher_done.acquire(True, 2.0)
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _take_rows(self) -> tuple[bytearray, list[tuple[int, int]]]:
+        """Collect every thread's unflushed rows; returns them and per-unit drop counts."""
+        parts = bytearray()
+        drops: list[tuple[int, int]] = []
+        dead: list[ThreadState] = []
+        for st in list(self.states):
+            with self._swap_lock:
+                full, st.full = st.full, []
+                buf, a, b = st.buf, st.flushed, st.used
+                st.flushed = b
+                dropped, st.dropped = st.dropped, 0
+            for fb, fa, fe in full:
+                parts += fb[fa:fe]
+                self._recycle(fb)
+            if b > a:
+                parts += buf[a:b]
+            if dropped:
+                drops.append((st.thread_unit, dropped))
+            if not st.alive and st.used == st.flushed and not st.full:
+                dead.append(st)
+        for st in dead:
+            with contextlib.suppress(ValueError):
+                self.states.remove(st)
+            with self._swap_lock:
+                if st.end:
+                    self._recycle(st.buf)
+                st.buf, st.used, st.end, st.flushed = bytearray(0), 0, 0, 0
+        return parts, drops
+
+    def _recycle(self, buf: bytearray) -> None:
+        if len(buf) == BUFFER_BYTES:
+            self._pool.append(buf)
+
+    def flush(self) -> None:
+        """Write one chunk with everything recorded since the previous flush."""
+        if not self._write_lock.acquire(False):
+            return  # another flush is running (stop() racing the flusher)
+        try:
+            self._flush_locked()
+        finally:
+            self._write_lock.release()
+
+    def _flush_locked(self) -> None:
+        t0 = time.perf_counter_ns()
+        now = mono()
+        rows, drops = self._take_rows()
+        anchor_due = self._last_anchor == 0 or now - self._last_anchor >= ANCHOR_INTERVAL_NS
+        if not (rows or drops or anchor_due or self._pending or self._faults):
+            return  # nothing happened: no chunk
+        records: list[Record] = []
+        if anchor_due:
+            records.append(Record(R_PROCESS, 0, tuple(self.process_attrs().items())))
+        arr = array("q")
+        arr.frombytes(bytes(rows))
+        times = arr[0::FIELDS]
+        kinds = arr[1::FIELDS]
+        units = arr[2::FIELDS]
+        res = arr[3::FIELDS]
+        args = arr[4::FIELDS]
+        keys = arr[5::FIELDS]
+        # Definitions first: their creation locations may be new, too.
+        pending = []
+        while self._pending:
+            pending.append(self._pending.popleft())
+        new_keys = {k for k in keys if k not in self._locations}
+        new_keys.update(p[3] for p in pending if p[3] and p[3] not in self._locations)
+        new_keys.discard(0)
+        if new_keys:
+            records += self._resolve_locations(new_keys)
+        for rtype, rid, attrs, key in pending:
+            if key:
+                attrs["loc"] = self._locations.get(key, 0)
+                if rtype == R_RESOURCE and "name" not in attrs:
+                    attrs["name"] = self._name_from_source(key, str(attrs["kind"]))
+            records.append(Record(rtype, rid, tuple(attrs.items())))
+        while self._faults:
+            fid, where, msg = self._faults.popleft()
+            records.append(Record(R_FAULT, fid, (("message", msg), ("where", where))))
+        batch = EventBatch(first_seq=self._seq)
+        batch.kind = array("B", kinds)
+        batch.unit = array("I", units)
+        batch.time = times
+        batch.res = array("I", res)
+        batch.arg = args
+        loc_of = self._locations
+        loc_of[0] = 0
+        batch.loc = array("I", map(loc_of.__getitem__, keys))
+        n_program = len(batch)
+        if anchor_due:
+            m1 = mono()
+            w = wall() + self.config.clock_offset_ns
+            m2 = mono()
+            batch.append(K.CLOCK_ANCHOR, 0, (m1 + m2) // 2, 0, w, 0)
+            self._last_anchor = now
+        for unit, count in drops:
+            batch.append(K.AGENT_DROP, unit, now, 0, count, 0)
+            self.total_dropped += count
+        batch.append(K.AGENT_FLUSH, 0, now, 0, n_program, 0)
+        self.events += n_program
+        self._seq += len(batch)
+        records.append(Record(R_STATS, 0, (
+            ("events", self.events), ("dropped", self.total_dropped),
+            ("faults", self.fault_count), ("cost_ns_per_event", self._cost()))))
+        w_ = self._writer
+        if w_ is None:
+            return
+        w_.write_chunk(records, batch)
+        if n_program:
+            self._flush_ns += time.perf_counter_ns() - t0
+        if w_.size > SEGMENT_BYTES:
+            self._open_segment()
+
+    def _cost(self) -> int:
+        flush_share = self._flush_ns // self.events if self.events else 0
+        return int(self.cost_ns_per_event + flush_share)
+
+    def _resolve_locations(self, keys: set[int]) -> list[Record]:
+        by_id = self._code_by_id
+        if any(((k & 0xFFFFFFFFFFFFFFFF) >> 16) not in by_id for k in keys):
+            for c in list(CODES):
+                by_id[id(c)] = c
+        out = []
+        for k in keys:
+            u = k & 0xFFFFFFFFFFFFFFFF
+            code = by_id.get(u >> 16)
+            if code is None:
+                self._locations[k] = 0
+                continue
+            lid = next(self._loc_ids)
+            self._locations[k] = lid
+            out.append(Record(R_LOCATION, lid, (
+                ("file", code.co_filename), ("line", _line_of(code, u & 0xFFFF)),
+                ("func", code.co_qualname))))
+        return out
+
+    def _name_from_source(self, key: int, kind: str) -> str:
+        """Name a resource after the variable its creating line assigns it to."""
+        u = key & 0xFFFFFFFFFFFFFFFF
+        code = self._code_by_id.get(u >> 16)
+        if code is None:
+            return kind
+        line = _line_of(code, u & 0xFFFF)
+        m = _ASSIGN.match(linecache.getline(code.co_filename, line))
+        if m:
+            return m.group(1)
+        return f"{kind}@{os.path.basename(code.co_filename)}:{line}"
+
+    def _calibrate(self) -> None:
+        """Measure this machine's cost of one recorded event, for the stats record."""
+        st = ThreadState(0, bytearray(ROW_SIZE * 512))
+        saved = tl.st
+        tl.st = st
+        try:
+            t0 = time.perf_counter_ns()
+            for _ in range(512):
+                self.emit(K.LOCK_ACQUIRED, 1, 0, 1)
+            self.cost_ns_per_event = (time.perf_counter_ns() - t0) // 512
+        finally:
+            tl.st = saved
+
+    # --- fork ---------------------------------------------------------------------
+
+    def reset_after_fork(self) -> Recorder:
+        """In a forked child: a new process with the forking thread as its only unit."""
+        child = Recorder(self.config)
+        child._segment = 0
+        parent_id = self.process_id
+        os.environ["WILLOWISP_PARENT_PROCESS"] = parent_id
+        child.start()
+        return child
+
+
+def _line_of(code: CodeType, lasti: int) -> int:
+    line = code.co_firstlineno
+    for start, end, ln in code.co_lines():
+        if start <= lasti < end:
+            return ln if ln is not None else line
+        if ln is not None and start <= lasti:
+            line = ln
+    return line
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _fake_time() -> str:
+    preload = os.environ.get("LD_PRELOAD", "")
+    for part in re.split(r"[:\s]+", preload):
+        if "faketime" in os.path.basename(part):
+            return os.path.basename(part)
+    return ""
+
+
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+_STDLIB_DIRS = tuple({os.path.dirname(os.__file__), os.path.dirname(threading.__file__)})
+
+
+def _is_internal_file(filename: str) -> bool:
+    if filename.startswith(_AGENT_DIR):
+        return True
+    if filename.startswith("<frozen") or filename.startswith("<string>"):
+        return filename.startswith("<frozen")
+    return filename.startswith(_STDLIB_DIRS) and "-packages" not in filename
+
+
+def current() -> Recorder | None:
+    return RECORDER
+
+
+Hook = Callable[..., Any]

@@ -1,0 +1,528 @@
+"""Hooks for ``threading``: threads as units, and every synchronization primitive.
+
+Locks are the hottest thing the agent sees, so their wrappers inline the recorder's write
+(one ``pack_into`` into the thread's buffer) instead of calling a function: a call costs
+~80 ns here, a third of the whole budget. The other primitives call ``Recorder.emit``.
+
+Primitives created by the standard library for its own use (the lock inside a
+``queue.Queue`` or an ``Event``) stay unwrapped: the factories look at who is creating them
+and hand internal callers the original, so internals never appear as user locks.
+
+Ordering rule (see docs/format.md): ``lock.release`` is written *before* the lock is
+released and ``lock.acquired`` *after* it is obtained, so within a process the time order
+of events respects every hand-off.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from typing import Any
+
+from willowisp.agent import recorder as _r
+from willowisp.agent.recorder import CODES, ROW_SIZE, _getframe, mono, pack_into, tl
+from willowisp.model.spec import EndStatus, K, Outcome, Reason
+
+_codes_add = CODES.add
+_allocate_lock = _thread.allocate_lock
+_RLock = _thread.RLock
+
+ACQ = int(K.LOCK_ACQUIRED)
+REL = int(K.LOCK_RELEASE)
+BLOCK = int(K.UNIT_BLOCK)
+WAKE = int(K.UNIT_WAKE)
+
+_orig: dict[str, Any] = {}
+
+
+def _fault(where: str, exc: BaseException) -> None:
+    rec = _r.RECORDER
+    if rec is not None:
+        rec.fault(where, exc)
+
+
+def _emit(kind: int, res: int, arg: int, depth: int) -> None:
+    """Record through the recorder; ``depth`` counts frames above *our caller*."""
+    rec = _r.RECORDER
+    if rec is not None:
+        try:
+            rec.emit(kind, res, arg, depth + 1)
+        except Exception as exc:
+            _fault("threading", exc)
+
+
+class WLock:
+    """A ``threading.Lock`` that records acquisitions and releases."""
+
+    __slots__ = ("__weakref__", "_wisp_lock", "_wisp_rid")
+
+    def __init__(self, rid: int) -> None:
+        self._wisp_lock = _allocate_lock()
+        self._wisp_rid = rid
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        lk = self._wisp_lock
+        if lk.acquire(False):
+            try:  # inlined Recorder.emit: see the module docstring
+                t = mono()
+                st = tl.st
+                i = st.used
+                f = _getframe(1)
+                c = f.f_code
+                _codes_add(c)
+                if i < st.end:
+                    pack_into(st.buf, i, t, ACQ, st.unit, self._wisp_rid, 0,
+                              (id(c) << 16) | (f.f_lasti & 0xFFFF))
+                    st.used = i + ROW_SIZE
+                else:
+                    _overflow(st, t, ACQ, self._wisp_rid, 0, (id(c) << 16) | (f.f_lasti & 0xFFFF))
+            except Exception as exc:
+                _fault("Lock.acquire", exc)
+            return True
+        if not blocking:
+            return lk.acquire(blocking, timeout)
+        return _blocking_acquire(lk, self._wisp_rid, timeout, 2)
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        try:
+            t = mono()
+            st = tl.st
+            i = st.used
+            f = _getframe(1)
+            c = f.f_code
+            _codes_add(c)
+            if i < st.end:
+                pack_into(st.buf, i, t, REL, st.unit, self._wisp_rid, 0,
+                          (id(c) << 16) | (f.f_lasti & 0xFFFF))
+                st.used = i + ROW_SIZE
+            else:
+                _overflow(st, t, REL, self._wisp_rid, 0, (id(c) << 16) | (f.f_lasti & 0xFFFF))
+        except Exception as exc:
+            _fault("Lock.release", exc)
+        self._wisp_lock.release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return self._wisp_lock.locked()
+
+    # Condition protocol, so a Condition over this lock records the release and re-acquire.
+    def _is_owned(self) -> bool:
+        return self._wisp_lock.locked()
+
+    def _release_save(self) -> None:
+        _emit(REL, self._wisp_rid, 0, 2)
+        self._wisp_lock.release()
+
+    def _acquire_restore(self, _state: object) -> None:
+        lk = self._wisp_lock
+        if lk.acquire(False):
+            _emit(ACQ, self._wisp_rid, 0, 2)
+        else:
+            _blocking_acquire(lk, self._wisp_rid, -1, 3)
+
+    def _at_fork_reinit(self) -> None:
+        self._wisp_lock._at_fork_reinit()
+
+    def __repr__(self) -> str:
+        state = "locked" if self.locked() else "unlocked"
+        return f"<willowisp Lock #{self._wisp_rid} {state}>"
+
+
+def _overflow(st: _r.ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
+    rec = _r.RECORDER
+    if rec is not None:
+        rec.overflow(st, t, kind, res, arg, key)
+
+
+def _blocking_acquire(lk: Any, rid: int, timeout: float, depth: int) -> bool:
+    """The contended path: record the wait, block, record how it ended."""
+    _emit(BLOCK, rid, Reason.ACQUIRE, depth)
+    got = False
+    try:
+        got = lk.acquire(True, timeout)
+    finally:
+        if got:
+            _emit(ACQ, rid, 0, depth)
+        else:
+            _emit(WAKE, rid, Outcome.TIMEOUT, depth)
+    return bool(got)
+
+
+class WRLock:
+    """A ``threading.RLock`` that records the outermost acquire and the final release.
+
+    The arg of each event is the recursion depth after it; the depth is tracked here
+    because only the owner changes it while it owns the lock.
+    """
+
+    __slots__ = ("__weakref__", "_wisp_depth", "_wisp_lock", "_wisp_rid")
+
+    def __init__(self, rid: int) -> None:
+        self._wisp_lock = _RLock()
+        self._wisp_rid = rid
+        self._wisp_depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        lk = self._wisp_lock
+        if lk.acquire(False):
+            self._wisp_depth += 1
+            _emit(ACQ, self._wisp_rid, self._wisp_depth, 1)
+            return True
+        if not blocking:
+            return bool(lk.acquire(blocking, timeout))
+        _emit(BLOCK, self._wisp_rid, Reason.ACQUIRE, 1)
+        got = False
+        try:
+            got = lk.acquire(True, timeout)
+        finally:
+            if got:
+                self._wisp_depth += 1
+                _emit(ACQ, self._wisp_rid, self._wisp_depth, 1)
+            else:
+                _emit(WAKE, self._wisp_rid, Outcome.TIMEOUT, 1)
+        return bool(got)
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        if self._wisp_lock._is_owned():
+            self._wisp_depth -= 1
+            _emit(REL, self._wisp_rid, self._wisp_depth, 1)
+        self._wisp_lock.release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self._wisp_lock._is_owned())
+
+    def _release_save(self) -> tuple[Any, int]:
+        depth = self._wisp_depth
+        self._wisp_depth = 0
+        _emit(REL, self._wisp_rid, 0, 2)
+        return (self._wisp_lock._release_save(), depth)
+
+    def _acquire_restore(self, state: tuple[Any, int]) -> None:
+        inner, depth = state
+        _emit(BLOCK, self._wisp_rid, Reason.ACQUIRE, 2)
+        self._wisp_lock._acquire_restore(inner)
+        self._wisp_depth = depth
+        _emit(ACQ, self._wisp_rid, depth, 2)
+
+    def _at_fork_reinit(self) -> None:
+        self._wisp_lock._at_fork_reinit()
+        self._wisp_depth = 0
+
+    def __repr__(self) -> str:
+        return f"<willowisp RLock #{self._wisp_rid} depth={self._wisp_depth}>"
+
+
+def Lock() -> Any:  # noqa: N802 - replaces threading.Lock
+    rec = _r.RECORDER
+    if rec is None or rec.created_by_internal_code(1):
+        return _allocate_lock()
+    return WLock(rec.new_resource("lock", 1))
+
+
+def RLock(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - replaces threading.RLock
+    rec = _r.RECORDER
+    if rec is None or rec.created_by_internal_code(1):
+        return _orig["RLock"](*args, **kwargs)
+    return WRLock(rec.new_resource("rlock", 1))
+
+
+def _internal_caller() -> bool:
+    rec = _r.RECORDER
+    return rec is None or rec.created_by_internal_code(2)
+
+
+def _define(obj: Any, kind: str) -> int:
+    rec = _r.RECORDER
+    rid = rec.new_resource(kind, 2) if rec is not None else 0
+    obj._wisp_rid = rid
+    return rid
+
+
+class Condition(threading.Condition):
+    """Records wait (block, wake) and notify; the lock's own events come from its wrapper."""
+
+    _wisp_rid = 0
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is Condition and _internal_caller():
+            return _orig["Condition"](*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, lock: Any = None) -> None:
+        if lock is None:
+            rec = _r.RECORDER
+            lock = WRLock(rec.new_resource("rlock", 1)) if rec is not None else _RLock()
+        super().__init__(lock)
+        _define(self, "condition")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # Same algorithm as threading.Condition.wait, with the wait recorded between the
+        # lock's release and its re-acquisition (where it really is).
+        if not self._is_owned():  # type: ignore[attr-defined]
+            raise RuntimeError("cannot wait on un-acquired lock")
+        waiter = _allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)  # type: ignore[attr-defined]
+        saved_state = self._release_save()  # type: ignore[attr-defined]
+        gotit = False
+        _emit(BLOCK, self._wisp_rid, Reason.WAIT, 1)
+        try:
+            if timeout is None:
+                waiter.acquire()
+                gotit = True
+            elif timeout > 0:
+                gotit = waiter.acquire(True, timeout)
+            else:
+                gotit = waiter.acquire(False)
+            return gotit
+        finally:
+            _emit(WAKE, self._wisp_rid, Outcome.OK if gotit else Outcome.TIMEOUT, 1)
+            self._acquire_restore(saved_state)  # type: ignore[attr-defined]
+            if not gotit:
+                try:
+                    self._waiters.remove(waiter)  # type: ignore[attr-defined]
+                except ValueError:
+                    pass
+
+    def notify(self, n: int = 1) -> None:
+        _emit(int(K.SYNC_NOTIFY), self._wisp_rid, n, 1)
+        super().notify(n)
+
+    def notify_all(self) -> None:
+        _emit(int(K.SYNC_NOTIFY), self._wisp_rid, -1, 1)
+        super().notify(len(self._waiters))  # type: ignore[attr-defined]
+
+
+class _SemaphoreHooks:
+    """Shared by Semaphore and BoundedSemaphore: acquire/release as a counted lock."""
+
+    _wisp_rid = 0
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        base: Any = super()
+        if base.acquire(False):
+            _emit(ACQ, self._wisp_rid, 0, 1)
+            return True
+        if not blocking:
+            return False
+        _emit(BLOCK, self._wisp_rid, Reason.ACQUIRE, 1)
+        got = False
+        try:
+            got = base.acquire(True, timeout)
+        finally:
+            _emit(ACQ if got else WAKE, self._wisp_rid, 0 if got else Outcome.TIMEOUT, 1)
+        return bool(got)
+
+    __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        _emit(REL, self._wisp_rid, 0, 1)
+        base: Any = super()
+        base.release(n)
+
+
+class Semaphore(_SemaphoreHooks, threading.Semaphore):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is Semaphore and _internal_caller():
+            return _orig["Semaphore"](*args, **kwargs)
+        return object.__new__(cls)
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        _define(self, "semaphore")
+
+
+class BoundedSemaphore(_SemaphoreHooks, threading.BoundedSemaphore):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is BoundedSemaphore and _internal_caller():
+            return _orig["BoundedSemaphore"](*args, **kwargs)
+        return object.__new__(cls)
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        _define(self, "semaphore")
+
+
+class Event(threading.Event):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is Event and _internal_caller():
+            return _orig["Event"](*args, **kwargs)
+        return object.__new__(cls)
+
+    def __init__(self) -> None:
+        super().__init__()
+        _define(self, "event")
+
+    def set(self) -> None:
+        _emit(int(K.SYNC_NOTIFY), self._wisp_rid, -1, 1)
+        super().set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.is_set():
+            _emit(WAKE, self._wisp_rid, Outcome.OK, 1)
+            return True
+        _emit(BLOCK, self._wisp_rid, Reason.WAIT, 1)
+        ok = False
+        try:
+            ok = super().wait(timeout)
+        finally:
+            _emit(WAKE, self._wisp_rid, Outcome.OK if ok else Outcome.TIMEOUT, 1)
+        return ok
+
+
+class Barrier(threading.Barrier):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is Barrier and _internal_caller():
+            return _orig["Barrier"](*args, **kwargs)
+        return object.__new__(cls)
+
+    def __init__(self, parties: int, action: Any = None, timeout: float | None = None) -> None:
+        super().__init__(parties, action, timeout)
+        _define(self, "barrier")
+
+    def wait(self, timeout: float | None = None) -> int:
+        _emit(int(K.SYNC_ARRIVE), self._wisp_rid, self.n_waiting + 1, 1)
+        _emit(BLOCK, self._wisp_rid, Reason.WAIT, 1)
+        outcome = Outcome.ERROR
+        try:
+            r = super().wait(timeout)
+            outcome = Outcome.OK
+            return r
+        finally:
+            _emit(WAKE, self._wisp_rid, outcome, 1)
+
+
+# --- threads as units -------------------------------------------------------------------
+
+
+def _thread_start(self: threading.Thread) -> None:
+    rec = _r.RECORDER
+    if rec is not None:
+        try:
+            n = rec.new_unit_id()
+            self._wisp_unit = n  # type: ignore[attr-defined]
+            self._wisp_parent = tl.st.unit  # type: ignore[attr-defined]
+            self._wisp_loc = rec.location_key(1)  # type: ignore[attr-defined]
+            _ctx_capture(self)
+            rec.emit(int(K.UNIT_CREATE), 0, n, 1)
+        except Exception as exc:
+            _fault("Thread.start", exc)
+    _orig["Thread.start"](self)
+
+
+def _ctx_capture(thread: threading.Thread) -> None:
+    from willowisp.agent import context
+
+    thread._wisp_ctx = context.current()  # type: ignore[attr-defined]
+
+
+def _thread_bootstrap_inner(self: threading.Thread) -> None:
+    rec = _r.RECORDER
+    n = getattr(self, "_wisp_unit", 0)
+    st = None
+    if rec is not None and n:
+        try:
+            parent = getattr(self, "_wisp_parent", 0)
+            rec.define_unit(n, "thread", self.name, parent, os_tid=threading.get_native_id())
+            st = rec.register_thread(n)
+            from willowisp.agent import context
+
+            context.restore(getattr(self, "_wisp_ctx", None))
+            rec.emit(int(K.UNIT_START), 0, parent, 0)
+        except Exception as exc:
+            _fault("Thread._bootstrap_inner", exc)
+    try:
+        _orig["Thread._bootstrap_inner"](self)
+    finally:
+        if rec is not None and st is not None:
+            try:
+                rec.emit(int(K.UNIT_END), 0, getattr(self, "_wisp_status", EndStatus.OK), 0)
+                st.alive = False
+            except Exception:
+                pass
+
+
+def _thread_join(self: threading.Thread, timeout: float | None = None) -> None:
+    rec = _r.RECORDER
+    n = getattr(self, "_wisp_unit", 0)
+    if rec is None or not n or self is threading.current_thread() or not self._started.is_set():
+        _orig["Thread.join"](self, timeout)
+        return
+    try:
+        rid = getattr(self, "_wisp_join", 0)
+        if not rid:
+            rid = rec.new_resource("join", 1, name=f"end of {self.name}", unit=n)
+            self._wisp_join = rid  # type: ignore[attr-defined]
+        waited = self.is_alive()
+        if waited:
+            rec.emit(BLOCK, rid, Reason.JOIN, 1)
+    except Exception as exc:
+        _fault("Thread.join", exc)
+        _orig["Thread.join"](self, timeout)
+        return
+    try:
+        _orig["Thread.join"](self, timeout)
+    finally:
+        if self.is_alive():
+            _emit(WAKE, rid, Outcome.TIMEOUT, 1)
+        else:
+            _emit(int(K.JOIN_DONE), rid, n, 1)
+
+
+def _excepthook(args: Any) -> None:
+    t = getattr(args, "thread", None)
+    if t is not None:
+        t._wisp_status = EndStatus.ERROR
+    _orig["excepthook"](args)
+
+
+def install() -> None:
+    """Replace the threading primitives. Idempotent."""
+    if _orig:
+        return
+    T = threading.Thread
+    _orig.update({
+        "Lock": threading.Lock, "RLock": threading.RLock, "Condition": threading.Condition,
+        "Semaphore": threading.Semaphore, "BoundedSemaphore": threading.BoundedSemaphore,
+        "Event": threading.Event, "Barrier": threading.Barrier,
+        "Thread.start": T.start, "Thread._bootstrap_inner": T._bootstrap_inner,  # type: ignore[attr-defined]
+        "Thread.join": T.join, "excepthook": threading.excepthook,
+    })
+    threading.Lock = Lock  # type: ignore[assignment,misc]
+    threading.RLock = RLock  # type: ignore[assignment]
+    threading.Condition = Condition  # type: ignore[misc]
+    threading.Semaphore = Semaphore  # type: ignore[misc]
+    threading.BoundedSemaphore = BoundedSemaphore  # type: ignore[misc]
+    threading.Event = Event  # type: ignore[misc]
+    threading.Barrier = Barrier  # type: ignore[misc]
+    T.start = _thread_start  # type: ignore[method-assign]
+    T._bootstrap_inner = _thread_bootstrap_inner  # type: ignore[attr-defined]
+    T.join = _thread_join  # type: ignore[method-assign]
+    threading.excepthook = _excepthook
+
+
+def uninstall() -> None:
+    if not _orig:
+        return
+    T = threading.Thread
+    threading.Lock = _orig["Lock"]
+    threading.RLock = _orig["RLock"]
+    threading.Condition = _orig["Condition"]
+    threading.Semaphore = _orig["Semaphore"]
+    threading.BoundedSemaphore = _orig["BoundedSemaphore"]
+    threading.Event = _orig["Event"]
+    threading.Barrier = _orig["Barrier"]
+    T.start = _orig["Thread.start"]  # type: ignore[method-assign]
+    T._bootstrap_inner = _orig["Thread._bootstrap_inner"]  # type: ignore[attr-defined]
+    T.join = _orig["Thread.join"]  # type: ignore[method-assign]
+    threading.excepthook = _orig["excepthook"]
+    _orig.clear()

@@ -1,0 +1,99 @@
+"""``willowisp run [options] -- CMD [ARG...]``: run a program with the agents enabled.
+
+Everything reaches the program (and its children) through the environment: PYTHONPATH
+gets a folder whose sitecustomize starts the Python agent, and WILLOWISP_* say where to
+write and how. The exit status is CMD's; signals go to CMD's process group so Ctrl-C stops
+the program, not just us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from willowisp.agent.bootstrap import agent_path
+from willowisp.agent.config import MODES
+from willowisp.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="run a command with the agents enabled and record it",
+        description="Run CMD with the Python agent loaded into it and every child Python "
+        "process (NODE_OPTIONS / JAVA_TOOL_OPTIONS / WILLOWISP_* are set for the other "
+        "runtimes' agents). Writes one or more .wtrace segments per process into the run "
+        "folder. The exit status is CMD's.",
+        epilog="example: willowisp run --out ./traces -- python app.py --port 8080")
+    p.add_argument("--out", metavar="DIR",
+                   help="run folder (default ./wisp-traces/<UTC timestamp>/)")
+    p.add_argument("--mode", choices=MODES, default="full",
+                   help="full: every concurrency event (debugging); hops: only hops, sampled "
+                   "traces and declared boundaries (always-on use)")
+    p.add_argument("--trace-ratio", type=float, default=1.0, metavar="R",
+                   help="fraction of logical operations sampled at their root (0..1)")
+    p.add_argument("--boundary", action="append", default=[], metavar="SPEC",
+                   help="a transaction recorded at full fidelity, e.g. "
+                   "'entry=http:POST /checkout;exit=http:reply;runtimes=python,go'")
+    p.add_argument("--service", help="service name (default: WILLOWISP_SERVICE, "
+                   "OTEL_SERVICE_NAME, or the program's name)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+    p.set_defaults(func=run)
+
+
+def build_env(out: str, mode: str, ratio: float, boundaries: list[str],
+              service: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    path = agent_path()
+    old = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = path + (os.pathsep + old if old else "")
+    env["WILLOWISP_OUT"] = out
+    env["WILLOWISP_MODE"] = mode
+    env["WILLOWISP_TRACE_RATIO"] = repr(ratio)
+    env["WILLOWISP_RUN_PID"] = str(os.getpid())
+    if boundaries:
+        env["WILLOWISP_BOUNDARIES"] = "|".join(boundaries)
+    if service:
+        env["WILLOWISP_SERVICE"] = service
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UsageError("nothing to run: give the command after --, e.g. "
+                         "willowisp run -- python app.py")
+    if not 0.0 <= args.trace_ratio <= 1.0:
+        raise UsageError(f"--trace-ratio {args.trace_ratio} is not between 0 and 1")
+    out = os.path.abspath(args.out or os.path.join(
+        "wisp-traces", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
+    os.makedirs(out, exist_ok=True)
+    env = build_env(out, args.mode, args.trace_ratio, args.boundary, args.service)
+    print(f"willowisp: recording into {out}", file=sys.stderr)
+    try:
+        proc = subprocess.Popen(cmd, env=env)
+    except FileNotFoundError as exc:
+        raise UsageError(f"cannot run {cmd[0]!r}: {exc.strerror}") from exc
+    except PermissionError as exc:
+        raise UsageError(f"cannot run {cmd[0]!r}: permission denied") from exc
+
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    print(f"willowisp: run saved in {out}  (next: willowisp analyze {out})", file=sys.stderr)
+    return code if code >= 0 else 128 - code
