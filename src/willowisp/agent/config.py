@@ -34,14 +34,37 @@ class AgentConfig:
 
 
 def default_service() -> str:
+    """WILLOWISP_SERVICE, OTEL_SERVICE_NAME, else the program's name (``-m pkg.mod`` -> ``mod``).
+
+    Uses ``sys.orig_argv``: when the agent starts (from sitecustomize) ``sys.argv`` is not
+    yet the program's.
+    """
     name = os.environ.get("WILLOWISP_SERVICE") or os.environ.get("OTEL_SERVICE_NAME")
     if name:
         return name
-    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
-    base = os.path.basename(argv0)
-    if base in ("-c", "-m", ""):
-        return "python"
-    return base[:-3] if base.endswith(".py") else base
+    return program_name(list(getattr(sys, "orig_argv", sys.argv)))
+
+
+def program_name(argv: list[str]) -> str:
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-m" and i + 1 < len(args):
+            return args[i + 1].rsplit(".", 1)[-1]
+        if a.startswith("-m") and len(a) > 2:
+            return a[2:].rsplit(".", 1)[-1]
+        if a == "-c" or a.startswith("-c"):
+            return "python"
+        if a in ("-W", "-X", "-Q"):
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        base = os.path.basename(a)
+        return base[:-3] if base.endswith(".py") else (base or "python")
+    return "python"
 
 
 def default_out() -> str:

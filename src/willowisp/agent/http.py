@@ -130,7 +130,7 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         self._wisp_rpc = rid  # type: ignore[attr-defined]
         self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
             TraceContext(trace_id, own, flags))
-        st = _r.tl.st
+        st = _r.state()
         rec.emit_for(st, st.unit, int(K.MSG_RECV), rid, 0, key)
     except Exception as exc:
         rec.fault("http.server.parse_request", exc)

@@ -40,12 +40,14 @@ def _queue_init(self: Any, maxsize: int = 0) -> None:
     if rec is not None and not rec.created_by_internal_code(1):
         try:
             self._wisp_rid = rec.new_resource("queue", 1)
-            self._wisp_tokens = {}
+            # FIFO and LIFO queues keep tokens in a parallel deque (same order as the
+            # items); a PriorityQueue maps id(item) -> tokens.
+            self._wisp_tokens = {} if isinstance(self, queue.PriorityQueue) else deque()
         except Exception as exc:
             rec.fault("Queue.__init__", exc)
 
 
-def _make_put(cls_name: str) -> Any:
+def _make_put(cls_name: str, keyed: bool) -> Any:
     orig = _orig[f"{cls_name}._put"]
 
     def _put(self: Any, item: Any) -> None:
@@ -56,7 +58,10 @@ def _make_put(cls_name: str) -> Any:
             if rec is not None:
                 try:
                     token = next(rec.tokens)
-                    self._wisp_tokens.setdefault(id(item), deque()).append(token)
+                    if keyed:
+                        self._wisp_tokens.setdefault(id(item), deque()).append(token)
+                    else:
+                        self._wisp_tokens.append(token)
                     rec.emit_user(PUT, rid, token)
                 except Exception as exc:
                     rec.fault("Queue._put", exc)
@@ -64,7 +69,7 @@ def _make_put(cls_name: str) -> Any:
     return _put
 
 
-def _make_get(cls_name: str, lifo: bool) -> Any:
+def _make_get(cls_name: str, lifo: bool, keyed: bool) -> Any:
     orig = _orig[f"{cls_name}._get"]
 
     def _get(self: Any) -> Any:
@@ -74,12 +79,16 @@ def _make_get(cls_name: str, lifo: bool) -> Any:
             rec = _r.RECORDER
             if rec is not None:
                 try:
-                    tokens = self._wisp_tokens.get(id(item))
                     token = 0
-                    if tokens:
+                    tokens = self._wisp_tokens
+                    if keyed:
+                        tokens = tokens.get(id(item))
+                        if tokens:
+                            token = tokens.popleft()
+                            if not tokens:
+                                del self._wisp_tokens[id(item)]
+                    elif tokens:
                         token = tokens.pop() if lifo else tokens.popleft()
-                        if not tokens:
-                            del self._wisp_tokens[id(item)]
                     rec.emit_user(GET, rid, token)
                 except Exception as exc:
                     rec.fault("Queue._get", exc)
@@ -205,12 +214,12 @@ def install() -> None:
     Q.put = _queue_put  # type: ignore[method-assign]
     Q.task_done = _queue_task_done  # type: ignore[method-assign]
     Q.join = _queue_join  # type: ignore[method-assign]
-    queue.Queue._put = _make_put("Queue")  # type: ignore[method-assign]
-    queue.Queue._get = _make_get("Queue", False)  # type: ignore[method-assign]
-    queue.LifoQueue._put = _make_put("LifoQueue")  # type: ignore[method-assign]
-    queue.LifoQueue._get = _make_get("LifoQueue", True)  # type: ignore[method-assign]
-    queue.PriorityQueue._put = _make_put("PriorityQueue")  # type: ignore[method-assign]
-    queue.PriorityQueue._get = _make_get("PriorityQueue", False)  # type: ignore[method-assign]
+    queue.Queue._put = _make_put("Queue", False)  # type: ignore[method-assign]
+    queue.Queue._get = _make_get("Queue", False, False)  # type: ignore[method-assign]
+    queue.LifoQueue._put = _make_put("LifoQueue", False)  # type: ignore[method-assign]
+    queue.LifoQueue._get = _make_get("LifoQueue", True, False)  # type: ignore[method-assign]
+    queue.PriorityQueue._put = _make_put("PriorityQueue", True)  # type: ignore[method-assign]
+    queue.PriorityQueue._get = _make_get("PriorityQueue", False, True)  # type: ignore[method-assign]
     queue.SimpleQueue = SimpleQueue  # type: ignore[misc]
 
 

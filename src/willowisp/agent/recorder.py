@@ -93,21 +93,27 @@ class ThreadState:
 
 
 class _Local(threading.local):
-    """Per-thread slot; a thread that first records without our Thread hook gets a unit here."""
-
     st: ThreadState
-
-    def __init__(self) -> None:
-        # A placeholder with no room: the first write takes the slow path, which makes
-        # the thread a unit (Recorder.overflow). A thread started through our Thread hook
-        # replaces it before writing anything.
-        self.st = ThreadState(0, None)
 
 
 RECORDER: Recorder | None = None
 # Code objects whose ids appear in location keys, kept alive so the ids stay theirs.
 CODES: set[CodeType] = set()
-tl = _Local()  # one for the life of the process; each thread fills its own slot lazily
+# One for the life of the process. A plain threading.local (a subclass with __init__ costs
+# twice as much per access): a thread's ``st`` is set when it starts through our Thread
+# hook, or on its first event by ``state()``; hot paths catch the AttributeError inline.
+tl = _Local()
+
+
+def state() -> ThreadState:
+    """The calling thread's state, making the thread a unit on first use."""
+    try:
+        return tl.st
+    except AttributeError:
+        rec = RECORDER
+        st = rec.adopt_current_thread() if rec is not None else ThreadState(0, None)
+        tl.st = st
+        return st
 
 
 class Recorder:
@@ -132,6 +138,7 @@ class Recorder:
         self._loc_ids = itertools.count(1)
         self._faults: deque[tuple[int, str, str]] = deque()
         self._stdlib_cache: dict[str, bool] = {}
+        self._internal_codes: set[CodeType] = set()
         self._seq = 1
         self.events = 0
         self.total_dropped = 0
@@ -160,7 +167,7 @@ class Recorder:
             "runtime_version": ".".join(map(str, sys.version_info[:3])),
             "agent_version": AGENT_VERSION, "boot_id": _read("/proc/sys/kernel/random/boot_id"),
             "time_ns": _readlink("/proc/self/ns/time"), "fake_time": _fake_time(),
-            "simulated_offset_ns": cfg.clock_offset_ns, "argv": " ".join(sys.argv)[:4096],
+            "simulated_offset_ns": cfg.clock_offset_ns, "argv": " ".join(getattr(sys, "orig_argv", sys.argv))[:4096],
             "traceparent": os.environ.get("TRACEPARENT", ""),
             "parent_process_id": os.environ.get("WILLOWISP_PARENT_PROCESS", ""),
             "run_root": 1 if cfg.run_pid and os.getppid() == cfg.run_pid else 0,
@@ -257,7 +264,7 @@ class Recorder:
     def emit(self, kind: int, res: int, arg: int, depth: int) -> None:
         """Record one event at the location ``depth`` frames above the caller (0: none)."""
         t = mono()
-        st = tl.st
+        st = state()
         i = st.used
         if depth:
             f = _getframe(depth + 1)
@@ -280,15 +287,20 @@ class Recorder:
         """
         t = mono()
         f: FrameType | None = _getframe(1)
-        internal = self.is_internal
-        while f is not None and internal(f.f_code.co_filename):
+        internal = self._internal_codes
+        while f is not None and f.f_code in internal:
             f = f.f_back
+        if f is not None and self.is_internal(f.f_code.co_filename):
+            # first time this code object is seen: classify it, then walk on
+            while f is not None and self.is_internal(f.f_code.co_filename):
+                internal.add(f.f_code)
+                f = f.f_back
         key = 0
         if f is not None:
             c = f.f_code
             CODES.add(c)
             key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
-        st = tl.st
+        st = state()
         i = st.used
         if i < st.end:
             pack_into(st.buf, i, t, kind, st.unit, res, arg, key)
@@ -311,13 +323,6 @@ class Recorder:
 
     def overflow(self, st: ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
         """Slow path: the thread's buffer is full. Swap it for a fresh one, or drop."""
-        if st.thread_unit == 0 and st.end == 0:
-            # First event of a thread we did not start: it becomes a unit now.
-            st = self.adopt_current_thread()
-            tl.st = st
-            pack_into(st.buf, 0, t, kind, st.unit, res, arg, key)
-            st.used = ROW_SIZE
-            return
         with self._swap_lock:
             if st.used > st.flushed:
                 st.full.append((st.buf, st.flushed, st.used))
@@ -336,7 +341,7 @@ class Recorder:
             self.fault_count += 1
             fid = next(self._fault_ids)
             self._faults.append((fid, where, f"{type(exc).__name__}: {exc}"[:500]))
-            st = tl.st
+            st = state()
             self.emit_for(st, st.unit, K.AGENT_FAULT, 0, fid)
         except Exception:  # pragma: no cover - the last line of defence
             pass
@@ -403,10 +408,10 @@ class Recorder:
                 st.flushed = b
                 dropped, st.dropped = st.dropped, 0
             for fb, fa, fe in full:
-                parts += fb[fa:fe]
+                parts += memoryview(fb)[fa:fe]
                 self._recycle(fb)
             if b > a:
-                parts += buf[a:b]
+                parts += memoryview(buf)[a:b]
             if dropped:
                 drops.append((st.thread_unit, dropped))
             if not st.alive and st.used == st.flushed and not st.full:
@@ -444,7 +449,7 @@ class Recorder:
         if anchor_due:
             records.append(Record(R_PROCESS, 0, tuple(self.process_attrs().items())))
         arr = array("q")
-        arr.frombytes(bytes(rows))
+        arr.frombytes(rows)
         times = arr[0::FIELDS]
         kinds = arr[1::FIELDS]
         units = arr[2::FIELDS]
@@ -455,7 +460,7 @@ class Recorder:
         pending = []
         while self._pending:
             pending.append(self._pending.popleft())
-        new_keys = {k for k in keys if k not in self._locations}
+        new_keys = set(keys).difference(self._locations)
         new_keys.update(p[3] for p in pending if p[3] and p[3] not in self._locations)
         new_keys.discard(0)
         if new_keys:

@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from willowisp.agent import recorder as _r
-from willowisp.agent.recorder import CODES, ROW_SIZE, _getframe, mono, pack_into, tl
+from willowisp.agent.recorder import CODES, ROW_SIZE, _getframe, mono, pack_into, state, tl
 from willowisp.model.spec import EndStatus, K, Outcome, Reason
 
 _codes_add = CODES.add
@@ -65,7 +65,10 @@ class WLock:
         if lk.acquire(False):
             try:  # inlined Recorder.emit: see the module docstring
                 t = mono()
-                st = tl.st
+                try:
+                    st = tl.st
+                except AttributeError:
+                    st = state()
                 i = st.used
                 f = _getframe(1)
                 c = f.f_code
@@ -88,7 +91,10 @@ class WLock:
     def release(self) -> None:
         try:
             t = mono()
-            st = tl.st
+            try:
+                st = tl.st
+            except AttributeError:
+                st = state()
             i = st.used
             f = _getframe(1)
             c = f.f_code
@@ -410,7 +416,7 @@ def _thread_start(self: threading.Thread) -> None:
         try:
             n = rec.new_unit_id()
             self._wisp_unit = n  # type: ignore[attr-defined]
-            self._wisp_parent = tl.st.unit  # type: ignore[attr-defined]
+            self._wisp_parent = state().unit  # type: ignore[attr-defined]
             self._wisp_loc = rec.location_key(1)  # type: ignore[attr-defined]
             _ctx_capture(self)
             rec.emit(int(K.UNIT_CREATE), 0, n, 1)

@@ -170,11 +170,13 @@ def _encode_events(out: bytearray, ev: EventBatch) -> None:
     base = times[0]
     put_uvarint(out, ev.first_seq)
     put_uvarint(out, base)
-    # dt[0] = 0; dt[i] = time[i] - time[i-1], computed in C by map(sub, ...).
-    deltas = [0, *map(sub, times[1:], times[:-1])] if n > 1 else [0]
+    # dt[0] = 0; dt[i] = time[i] - time[i-1], computed in C by map(sub, ...) into an array
+    # (no Python list): this runs in the agent's flusher for every event.
+    deltas = array("q", (0,))
+    deltas.extend(map(sub, times[1:], times[:-1]))
     overflow: list[int] = []
     if n > 1 and (max(deltas) > INT32_MAX or min(deltas) <= INT32_MIN):
-        fixed = []
+        fixed = array("q")
         for d in deltas:
             if INT32_MIN < d <= INT32_MAX:
                 fixed.append(d)
