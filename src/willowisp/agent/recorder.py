@@ -469,7 +469,8 @@ class Recorder:
             if key:
                 attrs["loc"] = self._locations.get(key, 0)
                 if rtype == R_RESOURCE and "name" not in attrs:
-                    attrs["name"] = self._name_from_source(key, str(attrs["kind"]))
+                    suffix = str(attrs.pop("name_suffix", ""))
+                    attrs["name"] = self._name_from_source(key, str(attrs["kind"])) + suffix
             records.append(Record(rtype, rid, tuple(attrs.items())))
         while self._faults:
             fid, where, msg = self._faults.popleft()

@@ -266,7 +266,8 @@ class Condition(threading.Condition):
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
             rec = _r.RECORDER
-            lock = WRLock(rec.new_resource("rlock", 1)) if rec is not None else _RLock()
+            lock = (WRLock(rec.new_resource("rlock", 1, name_suffix=".lock")) if rec is not None
+                    else _RLock())
         super().__init__(lock)
         _define(self, "condition")
 
@@ -354,7 +355,10 @@ class BoundedSemaphore(_SemaphoreHooks, threading.BoundedSemaphore):
         return object.__new__(cls)
 
     def __init__(self, value: int = 1) -> None:
-        super().__init__(value)
+        # threading.BoundedSemaphore.__init__ calls the module's Semaphore.__init__ by
+        # name, which is ours now; do its two steps directly instead.
+        _orig["Semaphore"].__init__(self, value)
+        self._initial_value = value
         _define(self, "semaphore")
 
 

@@ -1,0 +1,102 @@
+"""``willowisp doctor``: what this machine supports, in a few lines.
+
+Runtimes and their versions, which agents are present, whether simulated hosts can be
+real here (UTS namespaces, libfaketime), other Python interpreters the agent is tested on,
+and the browser for the viewer. It never touches the network beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from willowisp import __version__
+from willowisp.hostsim import can_unshare_uts, faketime_library
+
+RUNTIMES = (
+    ("python", [sys.executable, "--version"]),
+    ("go", ["go", "version"]),
+    ("java", ["java", "-version"]),
+    ("rust", ["rustc", "--version"]),
+    ("node", ["node", "--version"]),
+    ("gcc", ["gcc", "--version"]),
+)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="what this machine supports",
+                       description="Report runtimes, agents, namespaces, fake-time "
+                       "library, other Python interpreters and browser on this machine.")
+    p.set_defaults(func=run)
+
+
+def _version(argv: list[str]) -> str | None:
+    if shutil.which(argv[0]) is None and not os.path.isabs(argv[0]):
+        return None
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def other_pythons() -> list[str]:
+    """CPython interpreters 3.11+ beside the running one (pyenv installs and PATH)."""
+    found: dict[str, str] = {}
+    candidates = glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3"))
+    candidates += [p for v in ("3.11", "3.12", "3.13", "3.14")
+                   if (p := shutil.which(f"python{v}") or "")]
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real in found.values() or "shims" in path:
+            continue
+        v = _version([path, "--version"])
+        if v:
+            found[v] = real
+    return [f"{v} ({p})" for v, p in sorted(found.items())]
+
+
+def _loopback_ok() -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            with socket.create_connection(s.getsockname(), timeout=2):
+                return True
+    except OSError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    print(f"willowisp {__version__} on {sys.platform}, Python {sys.version.split()[0]}")
+    print("runtimes:")
+    for name, argv in RUNTIMES:
+        v = _version(argv)
+        print(f"  {name:8s} {v or 'not found'}")
+    jvms = sorted(glob.glob("/usr/lib/jvm/*/bin/java"))
+    if jvms:
+        print(f"  JDKs     {', '.join(os.path.basename(os.path.dirname(os.path.dirname(j))) for j in jvms)}")
+    print("agents:")
+    print("  python   yes (threads, asyncio, locks, queues, futures, http.client/server, fork/subprocess, gc)")
+    for name in ("go", "java", "rust", "nodejs"):
+        print(f"  {name:8s} not in this release yet")
+    pythons = other_pythons()
+    print(f"python interpreters: {', '.join(pythons) if pythons else 'only this one'}")
+    print("simulated hosts:")
+    print(f"  UTS namespaces  {'yes (root + unshare)' if can_unshare_uts() else 'no (needs root and unshare)'}")
+    lib = faketime_library()
+    print(f"  fake time       {lib or 'libfaketime not installed: clock skew is simulated (apt-get install faketime)'}")
+    netns = os.geteuid() == 0 and shutil.which("ip") is not None
+    print(f"  network ns      {'yes (root + ip netns)' if netns else 'no'}")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    print(f"browser: {browser or 'none found (the viewer works in any browser you open)'}")
+    print(f"network: loopback {'ok' if _loopback_ok() else 'NOT available'}; Willowisp serves and "
+          "tests on 127.0.0.1 and namespaces it creates only, never other addresses")
+    return 0
