@@ -45,7 +45,8 @@ def start(out: str | None = None, *, mode: str = "full", service: str | None = N
             out=out or os.environ.get("WILLOWISP_OUT") or default_out(), mode=mode,
             trace_ratio=trace_ratio, service=service or default_service(),
             boundaries=env.boundaries, clock_offset_ns=env.clock_offset_ns,
-            run_pid=env.run_pid)
+            run_pid=env.run_pid, flush_interval_s=env.flush_interval_s,
+            max_buffer_bytes=env.max_buffer_bytes)
     rec = _r.Recorder(config)
     rec.start()
     context.trace_ratio = config.trace_ratio

@@ -25,12 +25,16 @@ class AgentConfig:
     boundaries: tuple[str, ...] = ()
     clock_offset_ns: int = 0  # simulated skew added to wall-clock anchors
     run_pid: int = 0  # pid of the `willowisp run` that started the program, 0 if none
+    flush_interval_s: float = 0.05  # how often the flusher writes a chunk
+    max_buffer_bytes: int = 64 * 1024 * 1024  # all event buffers of the process together
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if not 0.0 <= self.trace_ratio <= 1.0:
             raise UsageError(f"trace ratio {self.trace_ratio} is not between 0 and 1")
+        if not 0.001 <= self.flush_interval_s <= 3600:
+            raise UsageError(f"flush interval {self.flush_interval_s} s is out of range")
 
 
 def default_service() -> str:
@@ -81,6 +85,8 @@ def from_env(env: dict[str, str] | None = None) -> AgentConfig:
         ratio = float(e.get("WILLOWISP_TRACE_RATIO", "1") or "1")
         offset = int(e.get("WILLOWISP_CLOCK_OFFSET_NS", "0") or "0")
         run_pid = int(e.get("WILLOWISP_RUN_PID", "0") or "0")
+        flush_ms = float(e.get("WILLOWISP_FLUSH_MS", "50") or "50")
+        max_bytes = int(e.get("WILLOWISP_MAX_BUFFER_BYTES", str(64 * 1024 * 1024)))
     except ValueError as exc:
         raise UsageError(f"bad WILLOWISP_* value: {exc}") from exc
     bounds = tuple(b for b in e.get("WILLOWISP_BOUNDARIES", "").split("|") if b.strip())
@@ -92,4 +98,6 @@ def from_env(env: dict[str, str] | None = None) -> AgentConfig:
         boundaries=bounds,
         clock_offset_ns=offset,
         run_pid=run_pid,
+        flush_interval_s=flush_ms / 1000.0,
+        max_buffer_bytes=max_bytes,
     )

@@ -3,7 +3,7 @@
 ``os.fork``: the child gets a new process id, fresh buffers and its own flusher (the
 parent's threads do not exist there and its unflushed rows are the parent's to write); the
 parent writes ``proc.spawn`` and the child ``proc.start`` on a spawn resource whose span id
-links them. ``subprocess``: the child's environment gets ``TRACEPARENT`` (the OTel
+links them. ``os._exit`` flushes first (it skips atexit). ``subprocess``: the child's environment gets ``TRACEPARENT`` (the OTel
 environment carrier) and ``WILLOWISP_PARENT_PROCESS``; a child running an agent writes
 ``proc.start`` from it at start-up.
 """
@@ -93,6 +93,18 @@ def _popen_init(self: subprocess.Popen[Any], args: Any, *a: Any, **kw: Any) -> N
             rec.fault("subprocess.Popen", exc)
 
 
+def _exit(status: int) -> None:
+    """os._exit skips atexit (forked children, multiprocessing workers end this way):
+    flush what this process recorded first."""
+    rec = _r.RECORDER
+    if rec is not None:
+        try:
+            rec.stop()
+        except Exception:
+            pass
+    _orig["os._exit"](status)
+
+
 def install() -> None:
     global _installed_fork
     if not _installed_fork:
@@ -100,9 +112,12 @@ def install() -> None:
         _installed_fork = True
     if not _orig:
         _orig["Popen.__init__"] = subprocess.Popen.__init__
+        _orig["os._exit"] = os._exit
         subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
+        os._exit = _exit
 
 
 def uninstall() -> None:
     if _orig:
         subprocess.Popen.__init__ = _orig.pop("Popen.__init__")  # type: ignore[method-assign]
+        os._exit = _orig.pop("os._exit")

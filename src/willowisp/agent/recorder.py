@@ -8,13 +8,13 @@ itself); the location key is ``id(code) << 16 | f_lasti``, resolved to file/line
 flushed. Hooks inline that write (see ``threads.py``); :meth:`Recorder.emit` is the same
 write as a call, for hooks that are not hot.
 
-Background (one daemon thread, every 50 ms): takes what each thread wrote since the last
+Background (one thread, every ``flush_interval_s``, 50 ms by default): takes what each thread wrote since the last
 flush, turns rows into columns with C-speed array slicing, resolves new locations, adds the
 definitions made since (units, resources), drops, faults, clock anchors and stats, and
 appends one chunk to the process's segment file with a single ``write(2)``.
 
 Bounds: each thread owns one buffer of ``ROWS_PER_BUFFER`` rows; a full buffer is handed to
-the flusher and replaced from a pool capped at ``MAX_BUFFER_BYTES`` in all. When the cap is
+the flusher and replaced from a pool capped at ``AgentConfig.max_buffer_bytes`` in all. When the cap is
 reached, events are dropped and counted per unit, never silently. Everything here runs
 under the GIL: a row is complete once ``pack_into`` returns, and ``ThreadState.used`` only
 grows between swaps, which happen under ``_swap_lock``.
@@ -51,8 +51,6 @@ ROW_SIZE = ROW.size
 FIELDS = 6
 ROWS_PER_BUFFER = 2048
 BUFFER_BYTES = ROWS_PER_BUFFER * ROW_SIZE
-MAX_BUFFER_BYTES = 64 * 1024 * 1024
-FLUSH_INTERVAL_S = 0.05
 ANCHOR_INTERVAL_NS = 1_000_000_000
 SEGMENT_BYTES = 256 * 1024 * 1024
 AGENT_VERSION = "0.1.0"
@@ -180,7 +178,7 @@ class Recorder:
         """A buffer from the pool, a new one if under the cap, else None (drop)."""
         if self._pool:
             return self._pool.pop()
-        if self._allocated + BUFFER_BYTES > MAX_BUFFER_BYTES:
+        if self._allocated + BUFFER_BYTES > self.config.max_buffer_bytes:
             return None
         self._allocated += BUFFER_BYTES
         return bytearray(BUFFER_BYTES)
@@ -375,7 +373,7 @@ class Recorder:
     def _run_flusher(self) -> None:
         self._flusher_ident = _thread.get_ident()
         try:
-            while not self._stop.acquire(True, FLUSH_INTERVAL_S):
+            while not self._stop.acquire(True, self.config.flush_interval_s):
                 try:
                     self.flush()
                 except Exception as exc:  # never let the flusher die silently

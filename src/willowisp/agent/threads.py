@@ -229,16 +229,22 @@ class WRLock:
 
 def Lock() -> Any:  # noqa: N802 - replaces threading.Lock
     rec = _r.RECORDER
-    if rec is None or rec.created_by_internal_code(1):
-        return _allocate_lock()
-    return WLock(rec.new_resource("lock", 1))
+    try:
+        if rec is not None and not rec.created_by_internal_code(1):
+            return WLock(rec.new_resource("lock", 1))
+    except Exception as exc:  # the program gets a working lock whatever happens here
+        rec.fault("threading.Lock", exc)  # type: ignore[union-attr]
+    return _allocate_lock()
 
 
 def RLock(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - replaces threading.RLock
     rec = _r.RECORDER
-    if rec is None or rec.created_by_internal_code(1):
-        return _orig["RLock"](*args, **kwargs)
-    return WRLock(rec.new_resource("rlock", 1))
+    try:
+        if rec is not None and not rec.created_by_internal_code(1):
+            return WRLock(rec.new_resource("rlock", 1))
+    except Exception as exc:
+        rec.fault("threading.RLock", exc)  # type: ignore[union-attr]
+    return _orig["RLock"](*args, **kwargs)
 
 
 def _internal_caller() -> bool:
@@ -248,7 +254,11 @@ def _internal_caller() -> bool:
 
 def _define(obj: Any, kind: str) -> int:
     rec = _r.RECORDER
-    rid = rec.new_resource(kind, 2) if rec is not None else 0
+    rid = 0
+    try:
+        rid = rec.new_resource(kind, 2) if rec is not None else 0
+    except Exception as exc:  # unrecorded but working
+        rec.fault(f"threading.{type(obj).__name__}", exc)  # type: ignore[union-attr]
     obj._wisp_rid = rid
     return rid
 

@@ -1,0 +1,77 @@
+"""stdlib HTTP: the client injects traceparent and records send/wait/response; the server
+extracts it and records receive/reply; the two sides share the span id that crossed."""
+
+from __future__ import annotations
+
+from tracekit import read_run, run_program
+
+
+def test_client_and_server_link_through_traceparent(tmp_path):
+    """One process serving and calling itself over loopback: both rpc resources pair up."""
+    out = str(tmp_path / "run")
+    r = run_program("""
+        import threading, urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        seen = []
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.headers.get("traceparent"))
+                self.send_response(204)
+                self.end_headers()
+            def log_message(self, *a):
+                pass
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True, name="server").start()
+        url = f"http://127.0.0.1:{srv.server_address[1]}/items/42?secret=hunter2&x=1"
+        with urllib.request.urlopen(url) as resp:
+            print(resp.status, seen[0])
+        srv.shutdown()
+    """, out)
+    assert r.returncode == 0, r.stderr
+    status, header = r.stdout.split()
+    assert status == "204"
+    p = read_run(out)["prog"]
+    rpcs = {rid: res for rid, res in p.resources.items() if res["kind"] == "rpc"}
+    client = next(rid for rid, res in rpcs.items() if res["library"] == "urllib")
+    server = next(rid for rid, res in rpcs.items() if res["library"] == "http.server")
+    c, s = rpcs[client], rpcs[server]
+    assert header == f"00-{c['trace_id']}-{c['span_id']}-01"
+    assert s["trace_id"] == c["trace_id"] and s["parent_span_id"] == c["span_id"]
+    assert s["span_id"] != c["span_id"]
+    assert c["target"] == "/items/42?secret=&x=" and "hunter2" not in str(p.resources)
+    assert c["method"] == "GET" and s["method"] == "GET"
+    ck = [e.kind for e in p.events if e.res == client]
+    assert ck == ["msg.send", "unit.block", "rpc.response"]
+    assert [e.arg for e in p.events if e.res == client][-1] == 204
+    sk = [e.kind for e in p.events if e.res == server]
+    assert sk == ["msg.recv", "rpc.reply"]
+    send = next(e for e in p.events if e.res == client and e.kind == "msg.send")
+    assert p.where(send) == "prog.py:15"
+
+
+def test_existing_traceparent_is_kept(tmp_path):
+    """A request that already carries traceparent (another tracer) is recorded, not re-injected."""
+    out = str(tmp_path / "run")
+    r = run_program("""
+        import threading, http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        seen = []
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.headers.get_all("traceparent"))
+                self.send_response(200); self.end_headers()
+            def log_message(self, *a): pass
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        conn.request("GET", "/", headers={"traceparent": tp})
+        conn.getresponse().read()
+        print(seen[0])
+        srv.shutdown()
+    """, out)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']"
+    p = read_run(out)["prog"]
+    client = next(res for res in p.resources.values() if res.get("library") == "http.client")
+    assert client["span_id"] == "00f067aa0ba902b7"
