@@ -3,9 +3,9 @@
     WillowispError
      ├── UsageError              bad command-line usage or configuration
      └── TraceError              a trace cannot be (fully) read
-          ├── TraceFormatError    bytes that are not a valid .wtrace (or importable) file
-          │    └── TraceVersionError   written by a newer major version of the format
-          └── TraceLimitError     a declared size is over a safety bound
+          └── TraceFormatError    bytes that are not a valid .wtrace (or importable) file
+               ├── TraceVersionError   written by a newer major version of the format
+               └── TraceLimitError     a declared size is over a safety bound
 
 Messages name the file, the place in it, what was expected and what was seen, e.g.
 "orders-4242-9f2c1a-1.wtrace: chunk 17 at byte 81920: checksum 0x1f40 != 0x9a02".

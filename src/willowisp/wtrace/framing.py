@@ -126,18 +126,32 @@ def parse_chunk_header(data: bytes | memoryview, offset: int) -> ChunkHeader:
 def unpack_payload(header: ChunkHeader, stored: bytes | memoryview) -> bytes:
     """Decompress and verify a chunk's payload. Raises TraceFormatError on any mismatch."""
     codec = header.codec
+    data = bytes(stored)
     try:
         if codec == CODEC_NONE:
-            raw = bytes(stored)
+            raw = data
         elif codec == CODEC_DEFLATE:
             d = zlib.decompressobj()
-            raw = d.decompress(bytes(stored), header.raw_len)
-            if d.unconsumed_tail or not d.eof:
-                raise TraceFormatError("deflate stream longer than its declared size or cut short")
+            # max_length 0 means "unbounded" to zlib: ask for one byte more than declared,
+            # so an oversized stream is caught by the length check below, never inflated.
+            raw = d.decompress(data, header.raw_len + 1)
+            if d.unconsumed_tail or d.unused_data or not d.eof:
+                raise TraceFormatError("deflate stream does not fill exactly its stored bytes "
+                                       "and declared size")
         else:
             if _zstd is None:
                 raise TraceFormatError("chunk is zstd-compressed but the zstandard module is missing")
-            raw = _zstd.ZstdDecompressor().decompress(bytes(stored), max_output_size=header.raw_len)
+            declared = _zstd.frame_content_size(data)
+            if declared not in (-1, header.raw_len):
+                raise TraceFormatError(
+                    f"zstd frame declares {declared} bytes, header says {header.raw_len}")
+            if declared == -1:  # no size in the frame: the output buffer is the bound
+                raw = _zstd.ZstdDecompressor().decompress(data, max_output_size=header.raw_len)
+            else:  # the frame's own size (checked above) bounds what zstd produces
+                dobj = _zstd.ZstdDecompressor().decompressobj()
+                raw = dobj.decompress(data)
+                if not dobj.eof or dobj.unused_data:
+                    raise TraceFormatError("zstd frame does not fill exactly its stored bytes")
     except TraceFormatError:
         raise
     except Exception as exc:  # zlib.error, zstd.ZstdError: translate at the boundary

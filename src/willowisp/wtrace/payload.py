@@ -7,14 +7,12 @@ Layout (all counts and lengths are unsigned LEB128 "uvarints"; "svarint" is zigz
     uvarint n_events
     if n_events > 0:
       uvarint first_seq            sequence number of the first event (per process)
-      uvarint base_time            monotonic ns; time[i] = base_time + dt[0] + ... + dt[i]
       n_events x u8                kind
       n_events x u32le             unit
-      n_events x i32le             dt   (INT32_MIN = take the next svarint of the overflow list)
+      n_events x u64le             time (monotonic ns, below 2**63)
       n_events x u32le             res
       n_events x i64le             arg
       n_events x u32le             loc
-      uvarint n_overflow, n_overflow x svarint
 
     record = u8 type, uvarint id, uvarint n_attrs,
              n_attrs x (uvarint key string index, u8 value type, value)
@@ -23,7 +21,9 @@ Layout (all counts and lengths are unsigned LEB128 "uvarints"; "svarint" is zigz
 The string table is local to the chunk, so every chunk decodes on its own: a reader that
 lost chunk 3 still reads chunk 4. Events are columns so that encoding and decoding are
 bulk operations (array slicing and numpy), not a Python loop per event; zstd then finds the
-repetition in each column (units and locations repeat, time deltas are small).
+repetition in each column (units and locations repeat; the high bytes of times are the
+same). Times are absolute rather than deltas: in a Python agent a delta costs a Python-level
+operation per event in the flusher, and zstd gets most of the difference back.
 """
 
 from __future__ import annotations
@@ -32,14 +32,11 @@ import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import sub
 from typing import Any
 
 from willowisp.errors import TraceFormatError, TraceLimitError
 
 AttrValue = int | str | bytes
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 _BIG = sys.byteorder == "big"
 MAX_COUNT = 1 << 26  # no chunk holds more strings, records or events than this
 
@@ -166,33 +163,15 @@ def _encode_events(out: bytearray, ev: EventBatch) -> None:
     for col in (ev.unit, ev.time, ev.res, ev.arg, ev.loc):
         if len(col) != n:
             raise ValueError("event columns differ in length")
-    times = ev.time
-    base = times[0]
+    if min(ev.time) < 0:
+        raise ValueError("event times must not be negative")
     put_uvarint(out, ev.first_seq)
-    put_uvarint(out, base)
-    # dt[0] = 0; dt[i] = time[i] - time[i-1], computed in C by map(sub, ...) into an array
-    # (no Python list): this runs in the agent's flusher for every event.
-    deltas = array("q", (0,))
-    deltas.extend(map(sub, times[1:], times[:-1]))
-    overflow: list[int] = []
-    if n > 1 and (max(deltas) > INT32_MAX or min(deltas) <= INT32_MIN):
-        fixed = array("q")
-        for d in deltas:
-            if INT32_MIN < d <= INT32_MAX:
-                fixed.append(d)
-            else:
-                fixed.append(INT32_MIN)
-                overflow.append(d)
-        deltas = fixed
     out += _le(ev.kind) if ev.kind.typecode == "B" else bytes(array("B", ev.kind))
     out += _le(ev.unit)
-    out += _le(array("i", deltas))
+    out += _le(ev.time)
     out += _le(ev.res)
     out += _le(ev.arg)
     out += _le(ev.loc)
-    put_uvarint(out, len(overflow))
-    for d in overflow:
-        put_svarint(out, d)
 
 
 # --- decoding -------------------------------------------------------------------------
@@ -217,8 +196,8 @@ class _Cursor:
             if b < 0x80:
                 break
             shift += 7
-            if shift > 63:
-                raise TraceFormatError(f"varint longer than 10 bytes at byte {self.pos}")
+            if shift > 63 or (shift == 63 and pos < len(data) and data[pos] > 1):
+                raise TraceFormatError(f"varint over 64 bits at byte {self.pos}")
         self.pos = pos
         return result
 
@@ -304,22 +283,14 @@ def _decode(raw: bytes) -> tuple[list[Record], DecodedEvents | None]:
     events = None
     if n:
         first_seq = cur.uvarint()
-        base = cur.uvarint()
-        if base >= 2**63:
-            raise TraceFormatError(f"base time {base} does not fit in 63 bits")
         kind = np.frombuffer(cur.take(n), dtype=np.uint8)
         unit = np.frombuffer(cur.take(4 * n), dtype="<u4").astype(np.uint32)
-        dt = np.frombuffer(cur.take(4 * n), dtype="<i4").astype(np.int64)
+        time = np.frombuffer(cur.take(8 * n), dtype="<i8").astype(np.int64)
         res = np.frombuffer(cur.take(4 * n), dtype="<u4").astype(np.uint32)
         arg = np.frombuffer(cur.take(8 * n), dtype="<i8").astype(np.int64)
         loc = np.frombuffer(cur.take(4 * n), dtype="<u4").astype(np.uint32)
-        n_over = cur.count("overflow")
-        escapes = np.flatnonzero(dt == INT32_MIN)
-        if len(escapes) != n_over:
-            raise TraceFormatError(f"{len(escapes)} escaped deltas but {n_over} overflow values")
-        for i in escapes:
-            dt[i] = cur.svarint()
-        time = np.cumsum(dt) + base
+        if int(time.min()) < 0:
+            raise TraceFormatError("an event time is at or above 2**63")
         events = DecodedEvents(first_seq, kind, unit, time, res, arg, loc)
     if cur.pos != len(raw):
         raise TraceFormatError(f"{len(raw) - cur.pos} unexpected bytes after the events")

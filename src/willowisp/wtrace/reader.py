@@ -71,8 +71,9 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
             header = parse_chunk_header(data, pos)
         except TraceFormatError as exc:
             nxt = data.find(CHUNK_MAGIC, pos + 1)
-            tf.problems.append(f"byte {pos}: {exc}; skipped to "
+            tf.problems.append(f"chunk {index} at byte {pos}: {exc}; skipped to "
                                + (f"byte {nxt}" if nxt >= 0 else "the end"))
+            index += 1
             if nxt < 0:
                 break
             pos = nxt
@@ -80,6 +81,13 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
         body_start = pos + CHUNK_HEADER_SIZE
         body_end = body_start + header.stored_len
         if body_end > end:
+            nxt = data.find(CHUNK_MAGIC, pos + 1)
+            if nxt >= 0:  # not the tail: a corrupt length in the middle of the file
+                tf.problems.append(f"chunk {index} at byte {pos}: stored length "
+                                   f"{header.stored_len} runs past the end; skipped to byte {nxt}")
+                index += 1
+                pos = nxt
+                continue
             tf.truncated = (f"chunk {index} at byte {pos} needs {header.stored_len} bytes, "
                             f"{end - body_start} left (writer killed?)")
             break

@@ -35,7 +35,8 @@ from willowisp.model.spec import (
 from willowisp.wtrace.payload import AttrValue, DecodedEvents, EventBatch, Record, rows_of
 from willowisp.wtrace.reader import TraceFile
 
-_TOKEN = re.compile(r'\s*(\w+)=("(?:[^"\\]|\\.)*"|x"[0-9a-f]*"|-?\d+)')
+_TOKEN = re.compile(r'\s*(\w+|"(?:[^"\\]|\\.)*")=("(?:[^"\\]|\\.)*"|x"[0-9a-f]*"|-?\d+)')
+_PLAIN_KEY = re.compile(r"[A-Za-z_]\w*")
 _EV_FIELDS = (("u", 1), ("r", 3), ("a", 4), ("l", 5))
 
 
@@ -45,6 +46,20 @@ def _fmt_value(v: AttrValue) -> str:
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=True)
     return 'x"' + bytes(v).hex() + '"'
+
+
+def _fmt_key(k: str) -> str:
+    """Plain identifiers bare, anything else (``http.method``, spaces, ``=``) JSON-quoted."""
+    return k if _PLAIN_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=True)
+
+
+def _parse_key(tok: str) -> str:
+    if tok.startswith('"'):
+        k = json.loads(tok)
+        if not isinstance(k, str):
+            raise ValueError(tok)
+        return k
+    return tok
 
 
 def _parse_value(tok: str) -> AttrValue:
@@ -61,7 +76,7 @@ def _parse_value(tok: str) -> AttrValue:
 def record_line(rec: Record) -> str:
     rt = RECORD_BY_CODE.get(rec.rtype)
     name = rt.name if rt else str(rec.rtype)
-    attrs = " ".join(f"{k}={_fmt_value(v)}" for k, v in rec.attrs)
+    attrs = " ".join(f"{_fmt_key(k)}={_fmt_value(v)}" for k, v in rec.attrs)
     return f"rec {name} {rec.id} {attrs}".rstrip()
 
 
@@ -127,7 +142,7 @@ def from_text(text: str, source: str = "<text>") -> list[tuple[list[Record], Eve
                 rname, rid, attr_text = (rest.split(" ", 2) + [""])[:3]
                 rt = RECORD_BY_NAME.get(rname)
                 rtype = rt.code if rt else int(rname)
-                attrs = tuple((k, _parse_value(v)) for k, v in _tokens(attr_text))
+                attrs = tuple((_parse_key(k), _parse_value(v)) for k, v in _tokens(attr_text))
                 records.append(Record(rtype, int(rid), attrs))
             elif word == "seq":
                 events = EventBatch(first_seq=int(rest))
