@@ -120,7 +120,7 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         key = 0
         code = getattr(handler, "__code__", None)
         if code is not None:
-            _r.CODES.add(code)
+            _r.CODE_IDS[id(code)] = code
             key = id(code) << 16
         rid = rec.new_resource(
             "rpc", 1, name=f"{method} {_target(self.path)}", trace_id=trace_id,

@@ -39,12 +39,48 @@ def _queue_init(self: Any, maxsize: int = 0) -> None:
     rec = _r.RECORDER
     if rec is not None and not rec.created_by_internal_code(1):
         try:
-            self._wisp_rid = rec.new_resource("queue", 1)
+            rid = self._wisp_rid = rec.new_resource("queue", 1)
             # FIFO and LIFO queues keep tokens in a parallel deque (same order as the
             # items); a PriorityQueue maps id(item) -> tokens.
             self._wisp_tokens = {} if isinstance(self, queue.PriorityQueue) else deque()
+            # Waits are recorded by the queue's own conditions, so the common path (an
+            # item is there) pays nothing beyond the put/get event.
+            self.not_empty = _QueueCondition(self.mutex, rid, Reason.GET)
+            self.not_full = _QueueCondition(self.mutex, rid, Reason.PUT)
+            self.all_tasks_done = _QueueCondition(self.mutex, rid, Reason.WAIT, notifies=True)
         except Exception as exc:
             rec.fault("Queue.__init__", exc)
+
+
+_QueueCondition: Any = None  # made by install(): a subclass of the original Condition
+
+
+def _make_queue_condition(base: Any) -> Any:
+    class QueueCondition(base):  # type: ignore[misc,valid-type]
+        """One of a user queue's conditions: the same object as before, except that waits
+        are recorded on the queue (entering, leaving and notify are the original ones)."""
+
+        def __init__(self, mutex: Any, rid: int, reason: int, notifies: bool = False) -> None:
+            super().__init__(mutex)
+            self._wisp_rid = rid
+            self._wisp_reason = reason
+            self._wisp_notifies = notifies
+
+        def wait(self, timeout: float | None = None) -> bool:
+            _emit_user(BLOCK, self._wisp_rid, self._wisp_reason)
+            ok = super().wait(timeout)
+            if not ok:
+                _emit_user(WAKE, self._wisp_rid, Outcome.TIMEOUT)
+            elif self._wisp_notifies:
+                _emit_user(WAKE, self._wisp_rid, Outcome.OK)
+            return bool(ok)
+
+        def notify_all(self) -> None:
+            if self._wisp_notifies:  # the last task_done: what Queue.join waits for
+                _emit_user(int(K.SYNC_NOTIFY), self._wisp_rid, -1)
+            super().notify_all()
+
+    return QueueCondition
 
 
 def _make_put(cls_name: str, keyed: bool) -> Any:
@@ -95,49 +131,6 @@ def _make_get(cls_name: str, lifo: bool, keyed: bool) -> Any:
         return item
 
     return _get
-
-
-def _queue_get(self: Any, block: bool = True, timeout: float | None = None) -> Any:
-    rid = getattr(self, "_wisp_rid", 0)
-    if not rid or not block or self._qsize():
-        return _orig["Queue.get"](self, block, timeout)
-    _emit_user(BLOCK, rid, Reason.GET)
-    try:
-        return _orig["Queue.get"](self, block, timeout)
-    except queue.Empty:
-        _emit_user(WAKE, rid, Outcome.TIMEOUT)
-        raise
-
-
-def _queue_put(self: Any, item: Any, block: bool = True, timeout: float | None = None) -> None:
-    rid = getattr(self, "_wisp_rid", 0)
-    if not rid or not block or not (0 < self.maxsize <= self._qsize()):
-        _orig["Queue.put"](self, item, block, timeout)
-        return
-    _emit_user(BLOCK, rid, Reason.PUT)
-    try:
-        _orig["Queue.put"](self, item, block, timeout)
-    except queue.Full:
-        _emit_user(WAKE, rid, Outcome.TIMEOUT)
-        raise
-
-
-def _queue_task_done(self: Any) -> None:
-    rid = getattr(self, "_wisp_rid", 0)
-    if rid:
-        _emit_user(int(K.SYNC_NOTIFY), rid, 1)
-    _orig["Queue.task_done"](self)
-
-
-def _queue_join(self: Any) -> None:
-    rid = getattr(self, "_wisp_rid", 0)
-    if rid:
-        _emit_user(BLOCK, rid, Reason.WAIT)
-    try:
-        _orig["Queue.join"](self)
-    finally:
-        if rid:
-            _emit_user(WAKE, rid, Outcome.OK)
 
 
 class _Tagged(tuple):  # type: ignore[type-arg]
@@ -203,17 +196,16 @@ def install() -> None:
     if _orig:
         return
     Q = queue.Queue
-    _orig.update({"Queue.__init__": Q.__init__, "Queue.get": Q.get, "Queue.put": Q.put,
-                  "Queue.task_done": Q.task_done, "Queue.join": Q.join,
-                  "SimpleQueue": queue.SimpleQueue})
+    import threading
+
+    _orig.update({"Queue.__init__": Q.__init__, "SimpleQueue": queue.SimpleQueue,
+                  "Condition": getattr(threading, "_wisp_original_Condition", threading.Condition)})
     for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
         _orig[f"{cls.__name__}._put"] = cls.__dict__["_put"]
         _orig[f"{cls.__name__}._get"] = cls.__dict__["_get"]
+    global _QueueCondition
+    _QueueCondition = _make_queue_condition(_orig["Condition"])
     Q.__init__ = _queue_init  # type: ignore[method-assign]
-    Q.get = _queue_get  # type: ignore[method-assign]
-    Q.put = _queue_put  # type: ignore[method-assign]
-    Q.task_done = _queue_task_done  # type: ignore[method-assign]
-    Q.join = _queue_join  # type: ignore[method-assign]
     queue.Queue._put = _make_put("Queue", False)  # type: ignore[method-assign]
     queue.Queue._get = _make_get("Queue", False, False)  # type: ignore[method-assign]
     queue.LifoQueue._put = _make_put("LifoQueue", False)  # type: ignore[method-assign]
@@ -228,10 +220,6 @@ def uninstall() -> None:
         return
     Q = queue.Queue
     Q.__init__ = _orig["Queue.__init__"]  # type: ignore[method-assign]
-    Q.get = _orig["Queue.get"]  # type: ignore[method-assign]
-    Q.put = _orig["Queue.put"]  # type: ignore[method-assign]
-    Q.task_done = _orig["Queue.task_done"]  # type: ignore[method-assign]
-    Q.join = _orig["Queue.join"]  # type: ignore[method-assign]
     for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
         cls._put = _orig[f"{cls.__name__}._put"]  # type: ignore[method-assign]
         cls._get = _orig[f"{cls.__name__}._get"]  # type: ignore[method-assign]

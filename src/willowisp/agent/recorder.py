@@ -43,7 +43,7 @@ from willowisp.agent.config import AgentConfig
 from willowisp.model.ids import new_process_id
 from willowisp.model.spec import K
 from willowisp.wtrace.framing import Compressors, default_codec
-from willowisp.wtrace.payload import AttrValue, EventBatch, Record
+from willowisp.wtrace.payload import AttrValue, EventBatch, PackedEvents, Record
 from willowisp.wtrace.writer import SegmentWriter
 
 ROW = struct.Struct("<qqqqqQ")  # time, kind, unit, res, arg, location key
@@ -95,8 +95,9 @@ class _Local(threading.local):
 
 
 RECORDER: Recorder | None = None
-# Code objects whose ids appear in location keys, kept alive so the ids stay theirs.
-CODES: set[CodeType] = set()
+# Code objects whose ids appear in location keys, kept alive so the ids stay theirs. Keyed
+# by id: hashing a code object hashes its constants, which costs more than the event.
+CODE_IDS: dict[int, CodeType] = {}
 # One for the life of the process. A plain threading.local (a subclass with __init__ costs
 # twice as much per access): a thread's ``st`` is set when it starts through our Thread
 # hook, or on its first event by ``state()``; hot paths catch the AttributeError inline.
@@ -108,10 +109,35 @@ def state() -> ThreadState:
     try:
         return tl.st
     except AttributeError:
-        rec = RECORDER
-        st = rec.adopt_current_thread() if rec is not None else ThreadState(0, None)
-        tl.st = st
-        return st
+        return _adopt()
+
+
+def _adopt() -> ThreadState:
+    rec = RECORDER
+    st = rec.adopt_current_thread() if rec is not None else ThreadState(0, None)
+    set_state(st)
+    return st
+
+
+def set_state(st: ThreadState) -> None:
+    """Make ``st`` the calling thread's state, for both the Python and the C hot path."""
+    tl.st = st
+    if FAST is not None:
+        FAST.set_state(st)
+
+
+def _register_code(code: CodeType) -> None:
+    CODE_IDS[id(code)] = code
+
+
+# The optional C fast path (agent/_fastpath.c). WILLOWISP_PURE_PYTHON=1 forces the
+# reference implementation (tests run both).
+FAST: Any = None
+if os.environ.get("WILLOWISP_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from willowisp.agent import _fastpath as FAST  # type: ignore[attr-defined,no-redef]
+    except ImportError:
+        FAST = None
 
 
 class Recorder:
@@ -131,7 +157,6 @@ class Recorder:
         self.tokens = itertools.count(1)
         # Definitions made since the last flush: (type, id, attrs, creation location key).
         self._pending: deque[tuple[int, int, dict[str, AttrValue], int]] = deque()
-        self._code_by_id: dict[int, CodeType] = {}
         self._locations: dict[int, int] = {}
         self._loc_ids = itertools.count(1)
         self._faults: deque[tuple[int, str, str]] = deque()
@@ -197,7 +222,7 @@ class Recorder:
         with self._swap_lock:
             st = ThreadState(unit, self.new_buffer())
         self.states.append(st)
-        tl.st = st
+        set_state(st)
         return st
 
     def adopt_current_thread(self) -> ThreadState:
@@ -228,7 +253,7 @@ class Recorder:
         except ValueError:
             return 0
         c = f.f_code
-        CODES.add(c)
+        CODE_IDS[id(c)] = c
         return (id(c) << 16) | (f.f_lasti & 0xFFFF)
 
     def user_frame(self, depth: int) -> FrameType | None:
@@ -261,13 +286,16 @@ class Recorder:
 
     def emit(self, kind: int, res: int, arg: int, depth: int) -> None:
         """Record one event at the location ``depth`` frames above the caller (0: none)."""
+        if FAST is not None:
+            FAST.record(kind, res, arg, depth + 1 if depth else 0)
+            return
         t = mono()
         st = state()
         i = st.used
         if depth:
             f = _getframe(depth + 1)
             c = f.f_code
-            CODES.add(c)
+            CODE_IDS[id(c)] = c
             key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
         else:
             key = 0
@@ -283,6 +311,9 @@ class Recorder:
         For hooks reached through library code (``put_nowait`` -> ``put`` -> ``_put``) where
         a fixed depth would point into the standard library.
         """
+        if FAST is not None:
+            FAST.record_user(kind, res, arg)
+            return
         t = mono()
         f: FrameType | None = _getframe(1)
         internal = self._internal_codes
@@ -296,7 +327,7 @@ class Recorder:
         key = 0
         if f is not None:
             c = f.f_code
-            CODES.add(c)
+            CODE_IDS[id(c)] = c
             key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
         st = state()
         i = st.used
@@ -349,6 +380,9 @@ class Recorder:
     def start(self) -> None:
         global RECORDER
         RECORDER = self
+        if FAST is not None:
+            FAST.set_callbacks(ThreadState, _adopt, self.overflow, _register_code,
+                               lambda code: self.is_internal(code.co_filename))
         self.main_unit = self.new_unit_id()
         self.define_unit(self.main_unit, "thread", threading.current_thread().name, 0,
                          os_tid=threading.get_native_id())
@@ -446,23 +480,12 @@ class Recorder:
         records: list[Record] = []
         if anchor_due:
             records.append(Record(R_PROCESS, 0, tuple(self.process_attrs().items())))
-        arr = array("q")
-        arr.frombytes(rows)
-        times = arr[0::FIELDS]
-        kinds = arr[1::FIELDS]
-        units = arr[2::FIELDS]
-        res = arr[3::FIELDS]
-        args = arr[4::FIELDS]
-        keys = arr[5::FIELDS]
         # Definitions first: their creation locations may be new, too.
         pending = []
         while self._pending:
             pending.append(self._pending.popleft())
-        new_keys = set(keys).difference(self._locations)
-        new_keys.update(p[3] for p in pending if p[3] and p[3] not in self._locations)
-        new_keys.discard(0)
-        if new_keys:
-            records += self._resolve_locations(new_keys)
+        def_keys = {p[3] for p in pending if p[3]}
+        batch = self._columns(rows, def_keys, records)
         for rtype, rid, attrs, key in pending:
             if key:
                 attrs["loc"] = self._locations.get(key, 0)
@@ -473,15 +496,6 @@ class Recorder:
         while self._faults:
             fid, where, msg = self._faults.popleft()
             records.append(Record(R_FAULT, fid, (("message", msg), ("where", where))))
-        batch = EventBatch(first_seq=self._seq)
-        batch.kind = array("B", kinds)
-        batch.unit = array("I", units)
-        batch.time = times
-        batch.res = array("I", res)
-        batch.arg = args
-        loc_of = self._locations
-        loc_of[0] = 0
-        batch.loc = array("I", map(loc_of.__getitem__, keys))
         n_program = len(batch)
         if anchor_due:
             m1 = mono()
@@ -507,15 +521,44 @@ class Recorder:
         if w_.size > SEGMENT_BYTES:
             self._open_segment()
 
+    def _columns(self, rows: bytearray, def_keys: set[int],
+                 records: list[Record]) -> EventBatch:
+        """Rows -> the file's columns, resolving new locations (their records go first)."""
+        loc_of = self._locations
+        loc_of[0] = 0
+        if FAST is not None:
+            cols = FAST.columns(rows, loc_of)
+            new_keys = set(cols[6]) | def_keys.difference(loc_of)
+            new_keys.discard(0)
+            if new_keys:
+                records += self._resolve_locations(new_keys)
+                if cols[6]:
+                    cols = FAST.columns(rows, loc_of)
+            packed = PackedEvents(self._seq, len(rows) // ROW_SIZE, *cols[:6])
+            return packed  # type: ignore[return-value]
+        arr = array("q")
+        arr.frombytes(rows)
+        keys = arr[5::FIELDS]
+        new_keys = set(keys).difference(loc_of)
+        new_keys.update(def_keys.difference(loc_of))
+        new_keys.discard(0)
+        if new_keys:
+            records += self._resolve_locations(new_keys)
+        batch = EventBatch(first_seq=self._seq)
+        batch.kind = array("B", arr[1::FIELDS])
+        batch.unit = array("I", arr[2::FIELDS])
+        batch.time = arr[0::FIELDS]
+        batch.res = array("I", arr[3::FIELDS])
+        batch.arg = arr[4::FIELDS]
+        batch.loc = array("I", map(loc_of.__getitem__, keys))
+        return batch
+
     def _cost(self) -> int:
         flush_share = self._flush_ns // self.events if self.events else 0
         return int(self.cost_ns_per_event + flush_share)
 
     def _resolve_locations(self, keys: set[int]) -> list[Record]:
-        by_id = self._code_by_id
-        if any(((k & 0xFFFFFFFFFFFFFFFF) >> 16) not in by_id for k in keys):
-            for c in list(CODES):
-                by_id[id(c)] = c
+        by_id = CODE_IDS
         out = []
         for k in keys:
             u = k & 0xFFFFFFFFFFFFFFFF
@@ -533,7 +576,7 @@ class Recorder:
     def _name_from_source(self, key: int, kind: str) -> str:
         """Name a resource after the variable its creating line assigns it to."""
         u = key & 0xFFFFFFFFFFFFFFFF
-        code = self._code_by_id.get(u >> 16)
+        code = CODE_IDS.get(u >> 16)
         if code is None:
             return kind
         line = _line_of(code, u & 0xFFFF)
@@ -546,14 +589,14 @@ class Recorder:
         """Measure this machine's cost of one recorded event, for the stats record."""
         st = ThreadState(0, bytearray(ROW_SIZE * 512))
         saved = tl.st
-        tl.st = st
+        set_state(st)  # a scratch state: these rows are never flushed
         try:
             t0 = time.perf_counter_ns()
             for _ in range(512):
                 self.emit(K.LOCK_ACQUIRED, 1, 0, 1)
             self.cost_ns_per_event = (time.perf_counter_ns() - t0) // 512
         finally:
-            tl.st = saved
+            set_state(saved)
 
     # --- fork ---------------------------------------------------------------------
 

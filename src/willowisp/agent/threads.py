@@ -20,10 +20,9 @@ import threading
 from typing import Any
 
 from willowisp.agent import recorder as _r
-from willowisp.agent.recorder import CODES, ROW_SIZE, _getframe, mono, pack_into, state, tl
+from willowisp.agent.recorder import CODE_IDS, FAST, ROW_SIZE, _getframe, mono, pack_into, state, tl
 from willowisp.model.spec import EndStatus, K, Outcome, Reason
 
-_codes_add = CODES.add
 _allocate_lock = _thread.allocate_lock
 _RLock = _thread.RLock
 
@@ -72,7 +71,7 @@ class WLock:
                 i = st.used
                 f = _getframe(1)
                 c = f.f_code
-                _codes_add(c)
+                CODE_IDS[id(c)] = c
                 if i < st.end:
                     pack_into(st.buf, i, t, ACQ, st.unit, self._wisp_rid, 0,
                               (id(c) << 16) | (f.f_lasti & 0xFFFF))
@@ -98,7 +97,7 @@ class WLock:
             i = st.used
             f = _getframe(1)
             c = f.f_code
-            _codes_add(c)
+            CODE_IDS[id(c)] = c
             if i < st.end:
                 pack_into(st.buf, i, t, REL, st.unit, self._wisp_rid, 0,
                           (id(c) << 16) | (f.f_lasti & 0xFFFF))
@@ -136,6 +135,43 @@ class WLock:
     def __repr__(self) -> str:
         state = "locked" if self.locked() else "unlocked"
         return f"<willowisp Lock #{self._wisp_rid} {state}>"
+
+
+if FAST is not None:
+    # The C fast path does the whole write (clock, thread state, location, row); these
+    # replace the inlined Python versions above, which stay as the reference.
+    _fast_record = FAST.record
+
+    def _fast_acquire(self: WLock, blocking: bool = True, timeout: float = -1) -> bool:
+        lk = self._wisp_lock
+        if lk.acquire(False):
+            try:
+                _fast_record(ACQ, self._wisp_rid, 0, 1)
+            except Exception as exc:
+                _fault("Lock.acquire", exc)
+            return True
+        if not blocking:
+            return bool(lk.acquire(blocking, timeout))
+        return _blocking_acquire(lk, self._wisp_rid, timeout, 2)
+
+    def _fast_release(self: WLock) -> None:
+        try:
+            _fast_record(REL, self._wisp_rid, 0, 1)
+        except Exception as exc:
+            _fault("Lock.release", exc)
+        self._wisp_lock.release()
+
+    def _fast_exit(self: WLock, *exc: object) -> None:
+        try:
+            _fast_record(REL, self._wisp_rid, 0, 1)
+        except Exception as e:
+            _fault("Lock.release", e)
+        self._wisp_lock.release()
+
+    WLock.acquire = _fast_acquire  # type: ignore[method-assign]
+    WLock.__enter__ = _fast_acquire  # type: ignore[method-assign,assignment]
+    WLock.release = _fast_release  # type: ignore[method-assign]
+    WLock.__exit__ = _fast_exit  # type: ignore[method-assign]
 
 
 def _overflow(st: _r.ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
@@ -517,6 +553,7 @@ def install() -> None:
         "Thread.start": T.start, "Thread._bootstrap_inner": T._bootstrap_inner,  # type: ignore[attr-defined]
         "Thread.join": T.join, "excepthook": threading.excepthook,
     })
+    threading._wisp_original_Condition = _orig["Condition"]  # type: ignore[attr-defined]
     threading.Lock = Lock  # type: ignore[assignment,misc]
     threading.RLock = RLock  # type: ignore[assignment]
     threading.Condition = Condition  # type: ignore[misc]

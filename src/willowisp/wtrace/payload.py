@@ -85,6 +85,28 @@ class EventBatch:
         return zip(self.kind, self.unit, self.time, self.res, self.arg, self.loc, strict=True)
 
 
+class PackedEvents:
+    """Events whose columns are already little-endian bytes (the agent's C flusher makes
+    them in one pass), plus a few appended in the ordinary way (metadata events)."""
+
+    __slots__ = ("arg", "extra", "first_seq", "kind", "loc", "n", "res", "time", "unit")
+
+    def __init__(self, first_seq: int, n: int, kind: bytes, unit: bytes, time: bytes,
+                 res: bytes, arg: bytes, loc: bytes) -> None:
+        self.first_seq = first_seq
+        self.n = n
+        self.kind, self.unit, self.time, self.res, self.arg, self.loc = (
+            kind, unit, time, res, arg, loc)
+        self.extra = EventBatch(first_seq=first_seq + n)
+
+    def __len__(self) -> int:
+        return self.n + len(self.extra)
+
+    def append(self, kind: int, unit: int, time: int, res: int = 0, arg: int = 0,
+               loc: int = 0) -> None:
+        self.extra.append(kind, unit, time, res, arg, loc)
+
+
 def put_uvarint(out: bytearray, v: int) -> None:
     if v < 0:
         raise ValueError(f"uvarint cannot hold negative {v}")
@@ -120,7 +142,7 @@ class _Strings:
         return i
 
 
-def encode_payload(records: Sequence[Record], events: EventBatch | None) -> bytes:
+def encode_payload(records: Sequence[Record], events: EventBatch | PackedEvents | None) -> bytes:
     """Encode one chunk's payload. Deterministic: the same input gives the same bytes."""
     strings = _Strings()
     body = bytearray()
@@ -147,7 +169,9 @@ def encode_payload(records: Sequence[Record], events: EventBatch | None) -> byte
                 raise TypeError(f"attribute {key}: unsupported value type {type(value).__name__}")
     n = len(events) if events is not None else 0
     put_uvarint(body, n)
-    if events is not None and n:
+    if isinstance(events, PackedEvents) and n:
+        _encode_packed(body, events)
+    elif isinstance(events, EventBatch) and n:
         _encode_events(body, events)
     head = bytearray()
     put_uvarint(head, len(strings.index))
@@ -172,6 +196,23 @@ def _encode_events(out: bytearray, ev: EventBatch) -> None:
     out += _le(ev.res)
     out += _le(ev.arg)
     out += _le(ev.loc)
+
+
+def _encode_packed(out: bytearray, ev: PackedEvents) -> None:
+    x = ev.extra
+    put_uvarint(out, ev.first_seq)
+    out += ev.kind
+    out += _le(x.kind)
+    out += ev.unit
+    out += _le(x.unit)
+    out += ev.time
+    out += _le(x.time)
+    out += ev.res
+    out += _le(x.res)
+    out += ev.arg
+    out += _le(x.arg)
+    out += ev.loc
+    out += _le(x.loc)
 
 
 # --- decoding -------------------------------------------------------------------------

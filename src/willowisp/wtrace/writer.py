@@ -12,10 +12,10 @@ import os
 from collections.abc import Sequence
 
 from willowisp.wtrace.framing import Compressors, default_codec, file_header, frame_chunk
-from willowisp.wtrace.payload import EventBatch, Record, encode_payload
+from willowisp.wtrace.payload import EventBatch, PackedEvents, Record, encode_payload
 
 
-def encode_chunk(records: Sequence[Record], events: EventBatch | None, codec: int,
+def encode_chunk(records: Sequence[Record], events: EventBatch | PackedEvents | None, codec: int,
                  compressors: Compressors | None = None) -> bytes:
     """A complete framed chunk."""
     return frame_chunk(encode_payload(records, events), codec, compressors)
@@ -41,7 +41,8 @@ class SegmentWriter:
             view = view[n:]
             self.size += n
 
-    def write_chunk(self, records: Sequence[Record], events: EventBatch | None = None) -> int:
+    def write_chunk(self, records: Sequence[Record],
+                    events: EventBatch | PackedEvents | None = None) -> int:
         """Encode and append one chunk; returns its size on disk."""
         data = encode_chunk(records, events, self.codec, self._compressors)
         self._write(data)

@@ -1,0 +1,18 @@
+"""Build the agent's optional C fast path; everything else is in pyproject.toml.
+
+The extension is optional: without a compiler (or on an interpreter it was not built for)
+the agent uses its pure-Python path, which records the same events.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "willowisp.agent._fastpath",
+            ["src/willowisp/agent/_fastpath.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        )
+    ]
+)
