@@ -7,8 +7,10 @@ from tracekit import read_run, run_program
 
 from willowisp.agent import recorder
 
+# Deterministic: workers run one after the other, and the one contended acquisition is
+# sequenced by an event and the lock's own state.
 PROGRAM = """
-import threading, queue
+import threading, queue, time
 total_lock = threading.Lock()
 cond = threading.Condition()
 box = queue.Queue()
@@ -17,11 +19,28 @@ def worker(n):
         with total_lock:
             box.put(i)
         box.get()
+        total_lock.acquire(); total_lock.release()
     with cond:
         cond.notify_all()
-ts = [threading.Thread(target=worker, args=(n,), name=f"w{n}") for n in range(2)]
-for t in ts: t.start()
-for t in ts: t.join()
+for n in range(2):
+    t = threading.Thread(target=worker, args=(n,), name=f"w{n}")
+    t.start(); t.join()
+held = threading.Event()
+main_ident = threading.get_ident()
+def main_is_blocked():
+    import sys
+    f = sys._current_frames().get(main_ident)
+    return f is not None and f.f_code.co_name == "_blocking_acquire"
+def holder():
+    with total_lock:
+        held.set()
+        while not main_is_blocked():  # the main thread is inside the blocking acquire
+            time.sleep(0)
+h = threading.Thread(target=holder, name="holder"); h.start()
+held.wait()
+with total_lock:
+    pass
+h.join()
 """
 
 
@@ -50,3 +69,6 @@ def test_fast_and_pure_python_paths_agree(tmp_path, seed):
     a, b = shape(fast), shape(pure)
     assert a == b
     assert len(a["w0"]) > 200
+    main = [(k, r) for k, r, _ in a["MainThread"]]
+    i = main.index(("unit.block", "total_lock"))
+    assert main[i + 1] == ("lock.acquired", "total_lock")

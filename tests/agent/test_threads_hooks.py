@@ -58,23 +58,20 @@ def test_contended_lock_blocks_then_acquires(tmp_path):
     """A thread that finds the lock taken writes unit.block, then lock.acquired."""
     out = str(tmp_path / "run")
     r = run_program("""
-        import threading
+        import sys, threading, time
         gate = threading.Lock()
-        holding = threading.Event()
         gate.acquire()
         def waiter():
-            holding.set()
             with gate:
                 pass
         t = threading.Thread(target=waiter, name="waiter")
         t.start()
-        holding.wait()
-        import time
-        while not any(True for _ in [0]):
-            pass
-        # release only once the waiter is really blocked: poll the lock's waiters via a second try
-        for _ in range(2000):
-            time.sleep(0.001)
+        # release only once the waiter is inside the blocking acquire (its current frame)
+        while True:
+            f = sys._current_frames().get(t.ident)
+            if f is not None and f.f_code.co_name == "_blocking_acquire":
+                break
+            time.sleep(0)
         gate.release()
         t.join()
     """, out)

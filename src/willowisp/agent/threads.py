@@ -1,8 +1,8 @@
 """Hooks for ``threading``: threads as units, and every synchronization primitive.
 
-Locks are the hottest thing the agent sees, so their wrappers inline the recorder's write
-(one ``pack_into`` into the thread's buffer) instead of calling a function: a call costs
-~80 ns here, a third of the whole budget. The other primitives call ``Recorder.emit``.
+Locks are the hottest thing the agent sees: their wrappers call the C fast path's
+``record`` directly when it is built (agent/_fastpath.c), else ``_py_write``, the same
+write in Python. The other primitives call ``Recorder.emit``.
 
 Primitives created by the standard library for its own use (the lock inside a
 ``queue.Queue`` or an ``Event``) stay unwrapped: the factories look at who is creating them
@@ -50,6 +50,24 @@ def _emit(kind: int, res: int, arg: int, depth: int) -> None:
             _fault("threading", exc)
 
 
+def _py_write(kind: int, rid: int, f: Any) -> None:
+    """The pure-Python hot-path write (the C fast path replaces the callers below)."""
+    t = mono()
+    try:
+        st = tl.st
+    except AttributeError:
+        st = state()
+    i = st.used
+    c = f.f_code
+    CODE_IDS[id(c)] = c
+    key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
+    if i < st.end:
+        pack_into(st.buf, i, t, kind, st.unit, rid, 0, key)
+        st.used = i + ROW_SIZE
+    else:
+        _overflow(st, t, kind, rid, 0, key)
+
+
 class WLock:
     """A ``threading.Lock`` that records acquisitions and releases."""
 
@@ -62,54 +80,30 @@ class WLock:
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         lk = self._wisp_lock
         if lk.acquire(False):
-            try:  # inlined Recorder.emit: see the module docstring
-                t = mono()
-                try:
-                    st = tl.st
-                except AttributeError:
-                    st = state()
-                i = st.used
-                f = _getframe(1)
-                c = f.f_code
-                CODE_IDS[id(c)] = c
-                if i < st.end:
-                    pack_into(st.buf, i, t, ACQ, st.unit, self._wisp_rid, 0,
-                              (id(c) << 16) | (f.f_lasti & 0xFFFF))
-                    st.used = i + ROW_SIZE
-                else:
-                    _overflow(st, t, ACQ, self._wisp_rid, 0, (id(c) << 16) | (f.f_lasti & 0xFFFF))
+            try:
+                _py_write(ACQ, self._wisp_rid, _getframe(1))
             except Exception as exc:
                 _fault("Lock.acquire", exc)
             return True
         if not blocking:
-            return lk.acquire(blocking, timeout)
+            return bool(lk.acquire(blocking, timeout))
         return _blocking_acquire(lk, self._wisp_rid, timeout, 2)
 
     __enter__ = acquire
 
     def release(self) -> None:
         try:
-            t = mono()
-            try:
-                st = tl.st
-            except AttributeError:
-                st = state()
-            i = st.used
-            f = _getframe(1)
-            c = f.f_code
-            CODE_IDS[id(c)] = c
-            if i < st.end:
-                pack_into(st.buf, i, t, REL, st.unit, self._wisp_rid, 0,
-                          (id(c) << 16) | (f.f_lasti & 0xFFFF))
-                st.used = i + ROW_SIZE
-            else:
-                _overflow(st, t, REL, self._wisp_rid, 0, (id(c) << 16) | (f.f_lasti & 0xFFFF))
+            _py_write(REL, self._wisp_rid, _getframe(1))
         except Exception as exc:
             _fault("Lock.release", exc)
         self._wisp_lock.release()
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        try:
+            _py_write(REL, self._wisp_rid, _getframe(1))
+        except Exception as e:
+            _fault("Lock.release", e)
+        self._wisp_lock.release()
 
     def locked(self) -> bool:
         return self._wisp_lock.locked()
