@@ -65,7 +65,7 @@ class WispTrace:
         self.stop()
         from willowisp.analysis.engine import analyze_paths
 
-        return analyze_paths([self.out])
+        return analyze_paths([self.out]).document()
 
 
 @pytest.fixture

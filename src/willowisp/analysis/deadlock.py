@@ -1,0 +1,201 @@
+"""``deadlock``: units waiting for each other in a cycle, across any mix of runtimes.
+
+The cycle search is :mod:`willowisp.analysis.wait_graph`; this module turns each cycle into
+a finding a person can act on: every unit and resource named, and the story told in causal
+order, one line per step with its source place::
+
+    Thread-1 (pid 4242, orders, python) acquired lock state_lock at bank.py:12
+    Thread-1 sent POST /reserve to stock (client.py:30) and waits for the reply
+    stock's thread 'Thread-3 (process_request_thread)' received POST /reserve
+    ...
+    ... waits for lock state_lock at app.py:21, held by Thread-1 → cycle
+
+A cycle is reported whether the program stayed stuck until it was killed or the cycle was
+later broken (a timeout gave up): a deadlock that a timeout papers over is still one.
+
+The id is derived from the resources (kind, name, creation place) and the source places of
+the waits and acquisitions, so the same deadlock has the same id in every run, whatever the
+thread names, pids or times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from willowisp.analysis.finding import Finding
+from willowisp.analysis.naming import (
+    at,
+    event_where,
+    fmt_duration,
+    join_words,
+    plural,
+    possessive,
+    resource_name,
+    resource_ref,
+    unit_label,
+    unit_names,
+    unit_ref,
+)
+from willowisp.analysis.wait_graph import Cycle, Via, WaitEdge, find_cycles, wait_edges
+from willowisp.causality.link import Causality
+from willowisp.causality.waits import STILL, Waits, holds, wait_outcome, waits
+
+
+def find(c: Causality) -> list[Finding]:
+    w = waits(c.trace)
+    cycles = find_cycles(wait_edges(c, w, holds(c.trace)))
+    server_rows = c.hops.server_of_client()
+    return [_Teller(c, w, cycle, server_rows).finding() for cycle in cycles]
+
+
+# A story step's role, which also orders steps that share a timestamp.
+ACQUIRED, SENT, RECEIVED, WAITS = 0, 1, 2, 3
+
+
+class _Teller:
+    """Tells one cycle's story; names each unit in full the first time, briefly after."""
+
+    def __init__(self, c: Causality, w: Waits, cycle: Cycle, server_rows: dict[int, int]) -> None:
+        self.c, self.trace, self.w, self.cycle = c, c.trace, w, cycle
+        self.units = _unique(e.waiter for e in cycle.edges)
+        self.short = unit_names(self.trace, self.units)
+        self.mentioned: dict[int, None] = {}  # units named so far, in order (a set that keeps it)
+        self.server_rows = server_rows  # client rpc resource -> hop row
+
+    def finding(self) -> Finding:
+        trace, cycle = self.trace, self.cycle
+        steps = self.steps()
+        units = _unique([*self.mentioned, *self.units])  # in the order the story names them
+        refs = [resource_ref(trace, r) for r in _unique(e.resource for e in cycle.edges)]
+        places = {event_where(trace, self.block(e)) for e in cycle.edges}
+        places |= {event_where(trace, e.cause) for e in cycle.edges if e.via == Via.LOCK}
+        identity = tuple(r.key() for r in refs) + tuple(sorted(p for p in places if p))
+        broken = cycle.broken_at < STILL
+        extra: dict[str, object] = {"broken": broken}
+        if broken:
+            extra["stuck_ns"] = cycle.broken_at - cycle.formed_at
+        if cycle.repeats > 1:
+            extra["occurrences"] = cycle.repeats
+        return Finding(
+            kind="deadlock",
+            severity="error",
+            summary=self.summary(broken),
+            identity=identity,
+            units=tuple(unit_ref(trace, u) for u in units),
+            resources=tuple(refs),
+            events=tuple(str(trace.event_id(i)) for i in _unique(i for i, _ in steps)),
+            explanation=(*(text for _, text in steps), self.ending()),
+            extra=tuple(extra.items()),
+        )
+
+    def block(self, e: WaitEdge) -> int:
+        return int(self.w.block[e.wait])
+
+    def send(self, e: WaitEdge) -> int:
+        row = self.server_rows.get(e.resource)
+        return int(self.c.hops.send[row]) if row is not None else -1
+
+    def name(self, u: int) -> str:
+        if u in self.mentioned:
+            return self.short.get(u, self.trace.units[u].name)
+        self.mentioned[u] = None
+        return unit_label(self.trace, u)
+
+    def steps(self) -> list[tuple[int, str]]:
+        """(event, line) for every step, in causal (adjusted-time) order."""
+        ev, adj = self.trace.events, self.c.clocks.adjusted
+        raw: list[tuple[int, int, WaitEdge]] = []  # event, role, edge
+        for e in self.cycle.edges:
+            if e.via == Via.LOCK:
+                raw.append((e.cause, ACQUIRED, e))
+            elif e.via == Via.RPC and self.send(e) >= 0:
+                raw.append((self.send(e), SENT, e))
+                raw.append((e.cause, RECEIVED, e))
+                continue  # "sent ... and waits for the reply" is the wait
+            raw.append((self.block(e), WAITS, e))
+        raw.sort(key=lambda s: (int(adj[s[0]]), int(ev.proc[s[0]]), int(ev.seq[s[0]]), s[1]))
+        out: list[tuple[int, str]] = []
+        seen: set[tuple[int, int]] = set()
+        for i, role, e in raw:
+            if (i, role) not in seen:
+                seen.add((i, role))
+                out.append((i, self.line(e, role, i)))
+        if out:
+            out[-1] = (out[-1][0], out[-1][1] + " → cycle")
+        return out
+
+    def line(self, e: WaitEdge, role: int, i: int) -> str:
+        trace = self.trace
+        res = trace.resources[e.resource]
+        rname = resource_name(trace, e.resource)
+        where = event_where(trace, i)
+        if role == ACQUIRED:
+            return f"{self.name(e.target)} acquired {res.kind} {rname}{at(where)}"
+        if role == SENT:
+            server = trace.processes[trace.units[e.target].proc].service or "?"
+            place = f" ({where})" if where else ""
+            return f"{self.name(e.waiter)} sent {rname} to {server}{place} and waits for the reply"
+        if role == RECEIVED:
+            unit = trace.units[e.target]
+            p = trace.processes[unit.proc]
+            if e.target in self.mentioned:
+                who = self.name(e.target)
+            else:
+                self.mentioned[e.target] = None
+                who = (
+                    f"{possessive(p.service or '?')} {unit.kind} '{unit.name}' "
+                    f"(pid {p.pid}, {p.runtime or '?'})"
+                )
+            return f"{who} received {rname}{at(where)}"
+        waiter = self.name(e.waiter)
+        if e.via == Via.LOCK:
+            holder = "itself" if e.target == e.waiter else self.name(e.target)
+            return f"{waiter} waits for {res.kind} {rname}{at(where)}, held by {holder}"
+        if e.via == Via.JOIN:
+            return f"{waiter} waits{at(where)} for {self.name(e.target)} to end"
+        return f"{waiter} waits for the reply to {rname}{at(where)}"
+
+    def ending(self) -> str:
+        cycle = self.cycle
+        if cycle.broken_at >= STILL:
+            return "still stuck when the trace ends (the program hung or was killed)"
+        first = min(cycle.edges, key=lambda e: e.end)
+        stuck = fmt_duration(cycle.broken_at - cycle.formed_at)
+        wait_end = int(self.w.end[first.wait])
+        if wait_end >= 0 and int(self.c.clocks.adjusted[wait_end]) == first.end:
+            outcome = wait_outcome(self.trace, wait_end)
+            what = resource_name(self.trace, first.resource)
+            who = possessive(self.name(first.waiter))
+            return f"broken after {stuck}: {who} wait for {what} {outcome}"
+        return f"broken after {stuck}, when {self.name(first.target)} went on"
+
+    def summary(self, broken: bool) -> str:
+        trace, units = self.trace, self.units
+        kinds = {trace.units[u].kind for u in units}
+        noun = "thread" if kinds == {"thread"} else "task" if kinds == {"task"} else "unit"
+        procs = {trace.units[u].proc for u in units}
+        edges = self.cycle.edges
+        locks = sorted({resource_name(trace, e.resource) for e in edges if e.via == Via.LOCK})
+        parts = []
+        if locks:
+            parts.append(("lock " if len(locks) == 1 else "locks ") + join_words(locks))
+        calls: dict[str, int] = {}
+        for e in edges:
+            if e.via == Via.RPC:
+                proto = (trace.resources[e.resource].protocol or "rpc").upper()
+                calls[proto] = calls.get(proto, 0) + 1
+        parts += [plural(n, f"{p} call") for p, n in sorted(calls.items())]
+        joins = sum(1 for e in edges if e.via == Via.JOIN)
+        if joins:
+            parts.append(plural(joins, "join"))
+        n_procs = plural(len(procs), "process", "processes")
+        line = f"deadlock: {plural(len(units), noun)} in {n_procs} wait in a cycle on "
+        return line + join_words(parts) + ("; a timeout broke it" if broken else "")
+
+
+def _unique(items: Iterable[int]) -> list[int]:
+    out: list[int] = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out

@@ -1,0 +1,129 @@
+"""The ``analyze --format json`` document (contract: ``willowisp.findings/1``).
+
+``schema`` comes first, then trace, processes, clocks, hops, findings. Field names in the
+contract are kept exactly; extra fields are added beside them (never renamed: that would
+need a new schema version). The text report renders this same document, so both formats
+always say the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from willowisp.analysis.agent_health import dropped_per_process, faults_per_process
+from willowisp.causality.hops import HopGroup, Side
+
+if TYPE_CHECKING:  # engine imports this module
+    from willowisp.analysis.engine import Analysis
+
+SCHEMA = "willowisp.findings/1"
+
+
+def build_document(a: Analysis) -> dict[str, Any]:
+    trace, clocks = a.trace, a.causality.clocks
+    dropped = dropped_per_process(trace)
+    faults = faults_per_process(trace)
+    counts = np.bincount(trace.events.proc, minlength=len(trace.processes))
+    processes = []
+    for p in trace.processes:
+        loaded = int(counts[p.index])
+        processes.append(
+            {
+                "id": p.id,
+                "pid": p.pid,
+                "host": p.host,
+                "service": p.service,
+                "runtime": p.runtime,
+                "clock_domain": clocks.domains[int(clocks.domain_of_proc[p.index])].id,
+                "agent": {
+                    "events": p.stats.events or loaded,
+                    "dropped": dropped[p.index],
+                    "faults": faults[p.index],
+                    "cost_ns_per_event": p.stats.cost_ns_per_event,
+                    "by_boundary": {},
+                },
+                "loaded_events": loaded,
+                "files": list(p.files),
+                "run_root": p.run_root,
+                "parent_process_id": p.parent_process_id or None,
+            }
+        )
+    domains = []
+    for d in clocks.domains:
+        first = trace.processes[d.processes[0]]
+        domains.append(
+            {
+                "id": d.id,
+                "host": first.host,
+                "pid": first.pid,
+                "runtime": first.runtime,
+                "processes": [trace.processes[p].id for p in d.processes],
+                "reference": d.reference,
+                "simulated": d.simulated,
+                "offset_ns": d.offset_ns,
+                "offset_min_ns": d.interval.lo,
+                "offset_max_ns": d.interval.hi,
+                "uncertainty_ns": d.uncertainty_ns,
+                "drift_ns_per_s": d.drift_ns_per_s,
+                "constraints": d.constraints,
+                "inconsistency_ns": d.slack_ns,
+            }
+        )
+    return {
+        "schema": SCHEMA,
+        "trace": {
+            "files": len(trace.files),
+            "events": len(trace.events),
+            "units": len(trace.units),
+            "processes": len(trace.processes),
+            "runtimes": trace.runtimes,
+            "dropped_events": sum(dropped),
+            "agent_faults": sum(faults),
+            "unreadable_files": [
+                {"path": u.path, "error": u.message, "partial": u.partial} for u in trace.unreadable
+            ],
+            "notes": list(trace.notes),
+            "unknown_events": trace.unknown_kinds,
+            "happens_before_edges": a.causality.graph.counts(),
+            "boundaries": [
+                {
+                    "spec": b.spec,
+                    "entry": b.entry,
+                    "exit": b.exit or None,
+                    "runtimes": list(b.runtimes),
+                }
+                for b in a.options.boundaries
+            ],
+            "suppress": a.options.suppress,
+        },
+        "processes": processes,
+        "clocks": domains,
+        "hops": [_hop(g) for g in a.hops],
+        "findings": [f.to_json() for f in a.findings],
+    }
+
+
+def _side(s: Side) -> dict[str, Any]:
+    out: dict[str, Any] = {"service": s.service, "runtime": s.runtime}
+    if s.peer:
+        out["peer"] = s.peer
+    return out
+
+
+def _hop(g: HopGroup) -> dict[str, Any]:
+    latency = None
+    if g.latency_p50_ns is not None:
+        latency = {"p50": g.latency_p50_ns, "p99": g.latency_p99_ns}
+    return {
+        "from": _side(g.source),
+        "to": _side(g.target),
+        "protocol": g.protocol,
+        "libraries": list(g.libraries),
+        "count": g.count,
+        "linked": g.linked,
+        "provenance": g.provenance,
+        "unlinked": g.unlinked,
+        "latency_ns": latency,
+    }

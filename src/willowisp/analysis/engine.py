@@ -1,0 +1,68 @@
+"""Running the analyses: load, link, every finding kind, one document.
+
+``analyze(trace)`` links the trace once (hops, clocks, happens-before graph) and runs each
+analysis over the shared result; analyses never see each other's output, so adding one is
+one line in ``ANALYSES``. Findings are merged by id (a repeated problem is one finding
+with a count) and sorted errors first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from willowisp.analysis import agent_health, clock_findings, deadlock
+from willowisp.analysis.boundary import Boundary
+from willowisp.analysis.document import build_document
+from willowisp.analysis.finding import Finding, merge_repeats, sort_findings
+from willowisp.causality.hops import HopGroup, summarize
+from willowisp.causality.link import Causality, link
+from willowisp.ingest.load import load
+from willowisp.ingest.trace import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    reference: str | None = None  # --reference: process id prefix, pid or service
+    boundaries: tuple[Boundary, ...] = ()  # recorded in the output for now
+    suppress: bool = True  # --no-suppress turns it off; no suppression rules exist yet
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    trace: Trace
+    causality: Causality
+    hops: tuple[HopGroup, ...]
+    findings: tuple[Finding, ...]
+    options: Options
+
+    def document(self) -> dict[str, Any]:
+        """The contract's ``analyze --format json`` document."""
+        return build_document(self)
+
+
+ANALYSES: tuple[tuple[str, Callable[[Causality], list[Finding]]], ...] = (
+    ("deadlock", deadlock.find),
+    ("clocks", clock_findings.find),
+    ("agent health", lambda c: agent_health.find(c.trace)),
+)
+
+
+def analyze(trace: Trace, options: Options | None = None) -> Analysis:
+    """Link and analyze a loaded trace. Raises UsageError for a bad ``options.reference``."""
+    options = options or Options()
+    c = link(trace, options.reference)
+    found: list[Finding] = []
+    for _, run in ANALYSES:
+        found += run(c)
+    findings = sort_findings(merge_repeats(found))
+    return Analysis(trace, c, tuple(summarize(trace, c.hops)), tuple(findings), options)
+
+
+def analyze_paths(
+    paths: Iterable[str | os.PathLike[str]], options: Options | None = None
+) -> Analysis:
+    """``load`` then ``analyze``; unreadable files are in ``result.trace.unreadable``."""
+    return analyze(load(paths), options)

@@ -1,0 +1,203 @@
+"""The happens-before graph: cross-unit edges as arrays, program order left implicit.
+
+Edges follow docs/format.md ("How the events are used"):
+
+===========  =============================================================================
+SPAWN        ``unit.create`` -> the created unit's first ``unit.start``
+JOIN         the joined unit's ``unit.end`` -> ``join.done`` naming it
+LOCK         ``lock.release`` -> the next ``lock.acquired`` of that lock (for an rlock, the
+             release that brings the depth to 0 -> the next outermost acquire)
+QUEUE        ``queue.put`` -> ``queue.get`` with the same (queue, token); a reused token
+             pairs its k-th put with its k-th get
+NOTIFY       the latest ``sync.notify`` (or barrier ``sync.arrive``) on a resource -> a
+             ``unit.wake`` with outcome ok on it
+REQUEST      client ``msg.send`` -> server ``msg.recv`` (matched by trace context)
+REPLY        server ``rpc.reply`` -> client ``rpc.response``
+PROCESS      ``proc.spawn`` -> the child's ``proc.start``
+===========  =============================================================================
+
+Program order within a unit is not stored: it is the stable sort by unit
+(:mod:`willowisp.causality.program_order`), so storing it would only double the graph.
+Only edges between different units are kept. Each rule is a handful of numpy operations
+over the events of the kinds involved: "the latest X before Y on the same resource" is a
+running maximum over a resource-sorted subset, pairing by token is a sort and an
+intersection. Nothing loops per event.
+
+Within a process, resources are local and event order is the process's own clock, which is
+what makes "latest before" exact there; across processes the only edges are those the
+wire context proves (REQUEST, REPLY, PROCESS).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from willowisp.causality.hops import Hops, hop_edges
+from willowisp.causality.program_order import first_per_unit
+from willowisp.ingest.tables import NO_INDEX
+from willowisp.ingest.trace import Trace
+from willowisp.model.spec import K, Outcome
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+
+class EdgeKind(enum.IntEnum):
+    SPAWN = 1
+    JOIN = 2
+    LOCK = 3
+    QUEUE = 4
+    NOTIFY = 5
+    REQUEST = 6
+    REPLY = 7
+    PROCESS = 8
+
+    @property
+    def crosses_processes(self) -> bool:
+        return self in (EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS)
+
+
+@dataclass(frozen=True, slots=True)
+class HBGraph:
+    """Cross-unit happens-before edges, sorted by (dst, src). Event indices throughout."""
+
+    src: I64
+    dst: I64
+    kind: U8  # EdgeKind
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def incoming(self, event: int) -> I64:
+        """Edge rows whose destination is ``event``."""
+        lo, hi = np.searchsorted(self.dst, [event, event + 1])
+        return np.arange(lo, hi, dtype=np.int64)
+
+    def of_kind(self, *kinds: EdgeKind) -> npt.NDArray[np.bool_]:
+        mask: npt.NDArray[np.bool_] = np.isin(self.kind, [int(k) for k in kinds])
+        return mask
+
+    def counts(self) -> dict[str, int]:
+        return {k.name.lower(): int(np.count_nonzero(self.kind == k)) for k in EdgeKind}
+
+
+def build(trace: Trace, hops: Hops) -> HBGraph:
+    """All cross-unit edges of the trace (see the module doc)."""
+    parts = [_spawn(trace), _join(trace), _lock(trace), _queue(trace), _notify(trace)]
+    src, dst, which = hop_edges(hops)
+    hop_kind = np.array([EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS], np.uint8)[which]
+    parts.append((src, dst, hop_kind))
+    s = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    d = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    k = np.concatenate([p[2] for p in parts]).astype(np.uint8)
+    unit = trace.events.unit
+    keep = (s >= 0) & (d >= 0)
+    keep[keep] = unit[s[keep]] != unit[d[keep]]
+    s, d, k = s[keep], d[keep], k[keep]
+    order = np.lexsort((s, d))
+    return HBGraph(s[order], d[order], k[order])
+
+
+Edges = tuple[I64, I64, U8]
+
+
+def _edges(src: I64, dst: I64, kind: EdgeKind) -> Edges:
+    return src, dst, np.full(len(src), kind, dtype=np.uint8)
+
+
+def _spawn(trace: Trace) -> Edges:
+    ev = trace.events
+    create = np.flatnonzero(ev.kind == K.UNIT_CREATE)
+    child = trace.unit_index(ev.proc[create], ev.arg[create])
+    start = first_per_unit(trace, K.UNIT_START)
+    dst = np.where(child >= 0, start[np.maximum(child, 0)], NO_INDEX) if len(start) else child
+    return _edges(create.astype(np.int64), dst.astype(np.int64), EdgeKind.SPAWN)
+
+
+def _join(trace: Trace) -> Edges:
+    ev = trace.events
+    done = np.flatnonzero(ev.kind == K.JOIN_DONE)
+    joined = trace.unit_index(ev.proc[done], ev.arg[done])
+    end = first_per_unit(trace, K.UNIT_END)
+    src = np.where(joined >= 0, end[np.maximum(joined, 0)], NO_INDEX) if len(end) else joined
+    return _edges(src.astype(np.int64), done.astype(np.int64), EdgeKind.JOIN)
+
+
+def latest_before(group: I64, is_src: npt.NDArray[np.bool_]) -> I64:
+    """For rows sorted by (group, time): the latest earlier-or-same row of the group with
+    ``is_src``, as a row number, or NO_INDEX. A running maximum reset at group starts."""
+    n = len(group)
+    pos = np.arange(n, dtype=np.int64)
+    latest = np.maximum.accumulate(np.where(is_src, pos, NO_INDEX)) if n else pos
+    new = np.ones(n, dtype=bool)
+    new[1:] = group[1:] != group[:-1]
+    start = np.maximum.accumulate(np.where(new, pos, 0)) if n else pos
+    return np.where(latest >= start, latest, NO_INDEX)
+
+
+def _by_resource(trace: Trace, kinds: tuple[int, ...]) -> I64:
+    """Events of ``kinds`` on a resource, sorted by (resource, time) (a stable sort keeps
+    each resource's events in its process's time order)."""
+    ev = trace.events
+    idx = np.flatnonzero(np.isin(ev.kind, kinds) & (ev.res >= 0))
+    return idx[np.argsort(ev.res[idx], kind="stable")].astype(np.int64)
+
+
+def _lock(trace: Trace) -> Edges:
+    ev = trace.events
+    idx = _by_resource(trace, (K.LOCK_ACQUIRED, K.LOCK_RELEASE))
+    kind, arg = ev.kind[idx], ev.arg[idx]
+    rlock = trace.resource_kind_mask("rlock")[idx]
+    # rlocks: only the outermost acquire (depth 1) and the final release (depth 0) count.
+    is_rel = (kind == K.LOCK_RELEASE) & (~rlock | (arg == 0))
+    is_acq = (kind == K.LOCK_ACQUIRED) & (~rlock | (arg <= 1))
+    prev = latest_before(ev.res[idx].astype(np.int64), is_rel)
+    rows = np.flatnonzero(is_acq & (prev >= 0))
+    return _edges(idx[prev[rows]], idx[rows], EdgeKind.LOCK)
+
+
+def _queue(trace: Trace) -> Edges:
+    ev = trace.events
+    puts = np.flatnonzero((ev.kind == K.QUEUE_PUT) & (ev.res >= 0) & (ev.arg != 0))
+    gets = np.flatnonzero((ev.kind == K.QUEUE_GET) & (ev.res >= 0) & (ev.arg != 0))
+    if not len(puts) or not len(gets):
+        return _edges(np.zeros(0, np.int64), np.zeros(0, np.int64), EdgeKind.QUEUE)
+    keys = np.concatenate(
+        [
+            np.stack([ev.res[puts], ev.arg[puts]], axis=1),
+            np.stack([ev.res[gets], ev.arg[gets]], axis=1),
+        ]
+    )
+    _, dense = np.unique(keys, axis=0, return_inverse=True)
+    dense = dense.reshape(-1).astype(np.int64)
+    put_key = _ranked(dense[: len(puts)])
+    get_key = _ranked(dense[len(puts) :])
+    _, pi, gi = np.intersect1d(put_key, get_key, assume_unique=True, return_indices=True)
+    return _edges(puts[pi].astype(np.int64), gets[gi].astype(np.int64), EdgeKind.QUEUE)
+
+
+def _ranked(key: I64) -> I64:
+    """(key, occurrence number of that key in order) folded into one int64."""
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    pos = np.arange(len(sk), dtype=np.int64)
+    new = np.ones(len(sk), dtype=bool)
+    new[1:] = sk[1:] != sk[:-1]
+    rank = pos - np.maximum.accumulate(np.where(new, pos, 0))
+    out = np.empty(len(key), dtype=np.int64)
+    out[order] = sk * (1 << 31) + rank
+    return out
+
+
+def _notify(trace: Trace) -> Edges:
+    ev = trace.events
+    idx = _by_resource(trace, (K.SYNC_NOTIFY, K.SYNC_ARRIVE, K.UNIT_WAKE))
+    kind = ev.kind[idx]
+    is_src = (kind == K.SYNC_NOTIFY) | (kind == K.SYNC_ARRIVE)
+    prev = latest_before(ev.res[idx].astype(np.int64), is_src)
+    rows = np.flatnonzero((kind == K.UNIT_WAKE) & (ev.arg[idx] == Outcome.OK) & (prev >= 0))
+    return _edges(idx[prev[rows]], idx[rows], EdgeKind.NOTIFY)

@@ -1,0 +1,122 @@
+"""``willowisp analyze PATH...``: load runs or trace files, analyze, print the findings.
+
+Thin: parse, call ``willowisp.analysis``, print with ``willowisp.report``. Exit status: 0;
+1 when a ``--fail-on`` kind was found; 2 when any input was unreadable or damaged (one
+line on stderr per bad file; the good ones are still analyzed and printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from willowisp.analysis.boundary import Boundary, parse_boundary
+from willowisp.analysis.engine import Options, analyze
+from willowisp.analysis.finding import FINDING_KINDS
+from willowisp.errors import UsageError
+from willowisp.ingest.load import load
+from willowisp.report.json_report import render_json
+from willowisp.report.text_report import render_text
+
+EPILOG = """\
+examples:
+  willowisp analyze wisp-traces/20250101T120000Z/
+  willowisp analyze run/ --format json --fail-on deadlock,race
+  willowisp analyze a.wtrace b.wtrace --reference orders
+
+exit status: 0 done; 1 a --fail-on kind was found; 2 bad usage, or an input that could not
+be read (each named on stderr; the readable ones are still analyzed and printed).
+
+finding kinds: """ + ", ".join(FINDING_KINDS)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "analyze",
+        help="find deadlocks, clock skew and false causality in recorded runs",
+        description="Load runs (folders of .wtrace files) or trace files, link them across "
+        "processes and clocks, and report findings: deadlocks across threads, tasks and "
+        "processes; clock skew between clock domains; false causality in raw timestamps; "
+        "dropped events and agent faults.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a run folder (searched for *.wtrace) or a trace file",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), json for scripts (schema willowisp.findings/1)",
+    )
+    p.add_argument(
+        "--boundary",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        type=_boundary,
+        help="a declared transaction, e.g. 'entry=http:POST /checkout;"
+        "exit=http:reply;runtimes=python,go' (repeatable; recorded in the output)",
+    )
+    p.add_argument(
+        "--no-suppress",
+        action="store_true",
+        help="report findings that suppression rules would hide",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="PROCESS",
+        help="the clock every other is aligned to: a process id prefix, a pid or "
+        "a service name (default: the process 'willowisp run' started)",
+    )
+    p.add_argument(
+        "--fail-on",
+        metavar="KIND,...",
+        type=_kinds,
+        default=(),
+        help="exit 1 if any finding of these kinds is reported",
+    )
+    p.set_defaults(func=run)
+
+
+def _boundary(spec: str) -> Boundary:
+    try:
+        return parse_boundary(spec)
+    except UsageError as exc:  # argparse turns ArgumentTypeError into a usage error
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FINDING_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown finding kind {', '.join(unknown) or repr(text)}; "
+            f"known: {', '.join(FINDING_KINDS)}"
+        )
+    return kinds
+
+
+def run(args: argparse.Namespace) -> int:
+    trace = load(args.paths)
+    options = Options(
+        reference=args.reference, boundaries=tuple(args.boundary), suppress=not args.no_suppress
+    )
+    result = analyze(trace, options)
+    doc = result.document()
+    if args.format == "json":
+        sys.stdout.write(render_json(doc))
+    else:
+        render_text(doc, sys.stdout)
+    sys.stdout.flush()
+    for bad in trace.unreadable:
+        print(f"willowisp analyze: {bad.path}: {bad.message}", file=sys.stderr)
+    if trace.unreadable:
+        return 2
+    found = {f.kind for f in result.findings}
+    return 1 if found & set(args.fail_on) else 0

@@ -1,0 +1,156 @@
+"""``--format text``: the analysis document for a person at a terminal.
+
+Order: a header line (files, events, units, processes, runtimes), one line per bad input
+and note, the clock table, the hops, then each finding as a few lines — severity, kind and
+id; the summary; the explanation steps numbered; the resources with where they were made.
+Rendered with rich; colour only on a terminal (rich's own detection, and ``NO_COLOR``), and
+lines never wrap mid-word when piped, so the output greps well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def render_text(doc: dict[str, Any], out: TextIO, *, color: bool | None = None) -> None:
+    """Write the report. ``color``: None = only if ``out`` is a terminal."""
+    console = Console(
+        file=out,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+        force_terminal=color,
+        no_color=color is False,
+        width=None if out.isatty() else 120,
+    )
+    _header(console, doc["trace"])
+    _clocks(console, doc["clocks"], doc["processes"])
+    _hops(console, doc["hops"])
+    _findings(console, doc["findings"])
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def _count(x: int, word: str, words: str | None = None) -> str:
+    return f"{x:,} {word if x == 1 else (words or word + 's')}"
+
+
+def _header(console: Console, t: dict[str, Any]) -> None:
+    runtimes = ", ".join(t["runtimes"]) or "none"
+    parts = [
+        _count(t["files"], "file"),
+        _count(t["events"], "event"),
+        _count(t["units"], "unit"),
+        _count(t["processes"], "process", "processes"),
+    ]
+    console.print(" · ".join(parts) + f" · runtimes: {runtimes}", style="bold")
+    for u in t["unreadable_files"]:
+        kind = "damaged" if u["partial"] else "unreadable"
+        console.print(Text(f"{kind}: {u['path']}: {u['error']}", style="red"))
+    for note in t["notes"]:
+        console.print(Text(f"note: {note}", style="dim"))
+    if t["dropped_events"] or t["agent_faults"]:
+        console.print(
+            f"agents: {_n(t['dropped_events'])} events dropped, {_n(t['agent_faults'])} faults",
+            style="yellow",
+        )
+
+
+def _ms(ns: int | None) -> str:
+    if ns is None:
+        return "?"
+    if abs(ns) < 1_000_000:
+        return f"{ns / 1e3:+.1f} µs" if ns else "0"
+    return f"{ns / 1e6:+.3f} ms"
+
+
+def _clocks(console: Console, clocks: list[dict[str, Any]], procs: list[dict[str, Any]]) -> None:
+    if not clocks:
+        return
+    console.print()
+    by_id = {p["id"]: p for p in procs}
+    table = Table(
+        title="clock domains", title_justify="left", box=None, pad_edge=False, show_edge=False
+    )
+    for col in ("domain", "processes", "offset", "±", "allowed", "drift/s", ""):
+        table.add_column(col, no_wrap=col != "processes")
+    for d in clocks:
+        names = ", ".join(f"{by_id[p]['service']} ({by_id[p]['pid']})" for p in d["processes"])
+        allowed = (
+            "-"
+            if d["reference"]
+            else f"{_ms(d['offset_min_ns']) if d['offset_min_ns'] is not None else '-inf'} .. "
+            f"{_ms(d['offset_max_ns']) if d['offset_max_ns'] is not None else '+inf'}"
+        )
+        flags = [
+            f for f, on in (("reference", d["reference"]), ("simulated", d["simulated"])) if on
+        ]
+        table.add_row(
+            d["id"],
+            names,
+            _ms(d["offset_ns"]),
+            "-" if d["uncertainty_ns"] is None else _ms(d["uncertainty_ns"]).lstrip("+"),
+            allowed,
+            f"{d['drift_ns_per_s']} ns",
+            " ".join(flags),
+        )
+    console.print(table)
+
+
+def _side(s: dict[str, Any]) -> str:
+    if s["service"] is None:
+        return f"? ({s['peer']})" if s.get("peer") else "? (not traced)"
+    return f"{s['service']} ({s['runtime']})"
+
+
+def _hops(console: Console, hops: list[dict[str, Any]]) -> None:
+    if not hops:
+        return
+    console.print()
+    console.print("hops", style="bold")
+    for h in hops:
+        line = (
+            f"  {_side(h['from'])} → {_side(h['to'])}  {h['protocol']}  "
+            f"{', '.join(h['libraries']) or '-'}  "
+            f"{_count(h['count'], 'spawn' if h['protocol'] == 'process' else 'request')}, "
+            f"{_n(h['linked'])} linked"
+        )
+        if h["unlinked"]:
+            line += " (unlinked: " + ", ".join(f"{k} {v}" for k, v in h["unlinked"].items()) + ")"
+        if h["latency_ns"]:
+            lat = h["latency_ns"]
+            line += f"  p50 {_ms(lat['p50']).lstrip('+')}  p99 {_ms(lat['p99']).lstrip('+')}"
+        console.print(Text(line))
+
+
+def _findings(console: Console, findings: list[dict[str, Any]]) -> None:
+    console.print()
+    if not findings:
+        console.print("no findings", style="green")
+        return
+    console.print(f"findings ({len(findings)})", style="bold")
+    for f in findings:
+        console.print()
+        head = Text()
+        head.append(f["severity"].upper(), style=STYLE.get(f["severity"], ""))
+        head.append(f" {f['kind']} {f['id']}")
+        if f.get("occurrences"):
+            head.append(f" (seen {f['occurrences']} times)")
+        console.print(head)
+        console.print(Text(f"  {f['summary']}"))
+        for i, step in enumerate(f["explanation"], 1):
+            console.print(Text(f"    {i}. {step}"))
+        if f["resources"]:
+            res = ", ".join(
+                f"{r['kind']} {r['name']}" + (f" ({r['where']})" if r["where"] else "")
+                for r in f["resources"]
+            )
+            console.print(Text(f"  resources: {res}", style="dim"))

@@ -1,0 +1,138 @@
+"""Deadlock findings: cycles of waits, and only cycles, with stable ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from golden.tracetext import WALL0, analyze_run, chunk, process
+
+HEAD = process("aa", 1, "svc", run_root=1)
+ANCHOR = f"ev 0 clock.anchor a={WALL0}"
+
+
+def _locks(names: tuple[str, str] = ("a", "b"), where: str = "/x/app.py") -> list[str]:
+    return [
+        f'rec location 1 file="{where}" line=3',
+        f'rec location 2 file="{where}" line=4',
+        f'rec location 3 file="{where}" line=10',
+        f'rec location 4 file="{where}" line=11',
+        f'rec resource 1 kind="lock" name="{names[0]}" loc=1',
+        f'rec resource 2 kind="lock" name="{names[1]}" loc=2',
+    ]
+
+
+def _inversion(t0: int = 100, t1: int = 1, t2: int = 2) -> list[str]:
+    """Unit t1 takes lock 1 then wants 2; unit t2 takes 2 then wants 1; both stay stuck."""
+    return [
+        f"ev {t0} lock.acquired u={t1} r=1 l=3",
+        f"ev {t0 + 1} lock.acquired u={t2} r=2 l=3",
+        f"ev {t0 + 2} unit.block u={t1} r=2 a=1 l=4",
+        f"ev {t0 + 3} unit.block u={t2} r=1 a=1 l=4",
+    ]
+
+
+def test_lock_inversion_is_one_deadlock(tmp_path: Path) -> None:
+    """Two units each holding the lock the other waits for: one finding naming both."""
+    (f,) = analyze_run(tmp_path, a=chunk(HEAD, ANCHOR, *_locks(), *_inversion())).findings
+    assert f.kind == "deadlock" and f.severity == "error"
+    assert sorted(r.name for r in f.resources) == ["a", "b"]
+    assert {r.where for r in f.resources} == {"app.py:3", "app.py:4"}
+    assert len(f.units) == 2 and len(f.events) == 4
+    assert f.explanation[-1].startswith("still stuck")
+    assert f.explanation[-2].endswith("→ cycle")
+
+
+def test_contention_without_a_cycle_is_not_a_deadlock(tmp_path: Path) -> None:
+    """A unit waiting for a lock whose holder goes on and releases it: no finding."""
+    run = analyze_run(
+        tmp_path,
+        a=chunk(
+            HEAD,
+            ANCHOR,
+            *_locks(),
+            "ev 10 lock.acquired u=1 r=1",
+            "ev 11 unit.block u=2 r=1 a=1",
+            "ev 12 unit.block u=1 r=2 a=1",  # waits for a lock nobody holds (e.g. a semaphore)
+            "ev 13 lock.acquired u=1 r=2",
+            "ev 14 lock.release u=1 r=1",
+            "ev 15 lock.acquired u=2 r=1",
+        ),
+    )
+    assert run.findings == ()
+
+
+def test_acquiring_a_held_non_reentrant_lock_deadlocks_itself(tmp_path: Path) -> None:
+    """A thread blocking on a plain lock it already holds waits for itself."""
+    (f,) = analyze_run(
+        tmp_path,
+        a=chunk(
+            HEAD,
+            ANCHOR,
+            *_locks(),
+            "ev 10 lock.acquired u=1 r=1 l=3",
+            "ev 20 unit.block u=1 r=1 a=1 l=4",
+        ),
+    ).findings
+    assert f.summary == "deadlock: 1 unit in 1 process wait in a cycle on lock a"
+    assert "held by itself" in f.explanation[-2]
+
+
+def test_threads_joining_each_other(tmp_path: Path) -> None:
+    """u1 joins u2 while u2 joins u1: a cycle of joins."""
+    (f,) = analyze_run(
+        tmp_path,
+        a=chunk(
+            HEAD,
+            ANCHOR,
+            'rec unit 1 kind="thread" name="A"',
+            'rec unit 2 kind="thread" name="B"',
+            'rec resource 1 kind="join" name="end of B" unit=2',
+            'rec resource 2 kind="join" name="end of A" unit=1',
+            "ev 10 unit.block u=1 r=1 a=6",
+            "ev 20 unit.block u=2 r=2 a=6",
+        ),
+    ).findings
+    assert f.summary == "deadlock: 2 threads in 1 process wait in a cycle on 2 joins"
+    assert f.explanation[0].startswith("A (pid 1, svc, python) waits for B")
+
+
+def test_the_same_deadlock_has_the_same_id_in_every_run(tmp_path: Path) -> None:
+    """Process ids, pids, unit numbers, thread names, times and directories change; the id
+    does not. Another lock name is another problem."""
+    first = analyze_run(tmp_path / "1", a=chunk(HEAD, ANCHOR, *_locks(), *_inversion())).findings
+    other_head = process("bb", 999, "svc", run_root=1)
+    renamed = [
+        'rec unit 7 kind="thread" name="Thread-9 (w)"',
+        'rec unit 8 kind="thread" name="Thread-4 (w)"',
+    ]
+    second = analyze_run(
+        tmp_path / "2",
+        a=chunk(
+            other_head,
+            f"ev 5 clock.anchor a={WALL0 + 12345}",
+            *renamed,
+            *_locks(where="/home/ci/checkout/app.py"),
+            *_inversion(t0=5000, t1=7, t2=8),
+        ),
+    ).findings
+    third = analyze_run(
+        tmp_path / "3", a=chunk(HEAD, ANCHOR, *_locks(names=("a", "c")), *_inversion())
+    ).findings
+    assert first[0].id == second[0].id
+    assert first[0].id != third[0].id
+    assert first[0].id.startswith("F-") and len(first[0].id) == 8
+
+
+def test_a_repeated_deadlock_is_reported_once_with_a_count(tmp_path: Path) -> None:
+    """New threads deadlocking on the same locks at the same places: one finding, counted."""
+    lines = [
+        *_inversion(100, 1, 2),
+        "ev 200 unit.wake u=1 r=2 a=1 l=4",
+        "ev 201 lock.release u=1 r=1 l=3",
+        "ev 202 lock.acquired u=2 r=1 l=4",
+        "ev 203 lock.release u=2 r=1 l=4",
+        "ev 204 lock.release u=2 r=2 l=3",
+        *_inversion(300, 3, 4),
+    ]
+    (f,) = analyze_run(tmp_path, a=chunk(HEAD, ANCHOR, *_locks(), *lines)).findings
+    assert dict(f.extra)["occurrences"] == 2
