@@ -62,8 +62,10 @@ def bench_locks(n: int) -> None:
     print(f"lock loop, {n} acquire/release pairs")
     print(f"  raw lock            {base / n:8.0f} ns per pair")
     print(f"  with agent          {instr / n:8.0f} ns per pair  ({instr / base:.1f}x)")
-    print(f"  cost per event      {per_event:8.0f} ns  (target <= 1000 ns; {events} events "
-          f"recorded, expected {2 * n})")
+    print(
+        f"  cost per event      {per_event:8.0f} ns  (target <= 1000 ns; {events} events "
+        f"recorded, expected {2 * n})"
+    )
     print(f"  on disk             {size / max(events, 1):8.2f} bytes per event (target <= 6)")
 
 
@@ -84,8 +86,21 @@ def bench_service(items: int, tasks: int, repeat: int) -> None:
         results["none"].append(run_workload([py, script, str(items), str(tasks)], base_env))
         for mode in ("full", "hops"):
             with tempfile.TemporaryDirectory() as out:
-                argv = [py, "-m", "willowisp", "run", "--out", out, "--mode", mode, "--",
-                        py, script, str(items), str(tasks)]
+                argv = [
+                    py,
+                    "-m",
+                    "willowisp",
+                    "run",
+                    "--out",
+                    out,
+                    "--mode",
+                    mode,
+                    "--",
+                    py,
+                    script,
+                    str(items),
+                    str(tasks),
+                ]
                 results[mode].append(run_workload(argv, base_env))
                 if mode == "full":
                     from willowisp.wtrace import read_file
@@ -94,12 +109,16 @@ def bench_service(items: int, tasks: int, repeat: int) -> None:
                     size = sum(os.path.getsize(f) for f in files)
                     events = sum(read_file(f).events for f in files)
     base = statistics.median(results["none"])
-    print(f"service workload ({items} queue items over 4 threads, {tasks} asyncio tasks), "
-          f"median of {repeat}")
+    print(
+        f"service workload ({items} queue items over 4 threads, {tasks} asyncio tasks), "
+        f"median of {repeat}"
+    )
     print(f"  uninstrumented      {base * 1000:8.1f} ms")
     for mode, target in (("full", 1.25), ("hops", 1.03)):
         t = statistics.median(results[mode])
-        print(f"  --mode {mode:5s}        {t * 1000:8.1f} ms  ({t / base:.3f}x, target <= {target}x)")
+        print(
+            f"  --mode {mode:5s}        {t * 1000:8.1f} ms  ({t / base:.3f}x, target <= {target}x)"
+        )
     print(f"  full run: {events} events, {size / max(events, 1):.2f} bytes per event on disk")
 
 

@@ -19,7 +19,9 @@ TASKS = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
 
 
 def work(i: int) -> str:
-    doc = json.loads(json.dumps({"id": i, "sku": f"sku-{i % 97}", "qty": i % 7, "tags": ["a", "b"]}))
+    doc = json.loads(
+        json.dumps({"id": i, "sku": f"sku-{i % 97}", "qty": i % 7, "tags": ["a", "b"]})
+    )
     return hashlib.sha1(repr(doc).encode()).hexdigest()
 
 

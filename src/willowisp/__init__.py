@@ -16,8 +16,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def start(out: str | None = None, *, mode: str = "full", service: str | None = None,
-          trace_ratio: float = 1.0) -> Any:
+def start(
+    out: str | None = None,
+    *,
+    mode: str = "full",
+    service: str | None = None,
+    trace_ratio: float = 1.0,
+) -> Any:
     """Start the Python agent in this process, writing a run into ``out`` (see agent.api)."""
     from willowisp.agent.api import start as _start
 

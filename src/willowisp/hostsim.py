@@ -31,8 +31,11 @@ def faketime_library() -> str | None:
 
 def can_unshare_uts() -> bool:
     """True when we may create a UTS namespace (root, and util-linux's unshare present)."""
-    return os.geteuid() == 0 and shutil.which("unshare") is not None and \
-        shutil.which("hostname") is not None
+    return (
+        os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and shutil.which("hostname") is not None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,11 @@ def simulated_host(hostname: str, skew_ns: int) -> SimulatedHost:
         parts.append("same host name (no UTS namespace: needs root and unshare)")
     if lib:
         sign = "+" if skew_ns >= 0 else "-"
-        env = {"LD_PRELOAD": lib, "FAKETIME": f"{sign}{abs(skew_ns) / 1e9:.6f}",
-               "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        env = {
+            "LD_PRELOAD": lib,
+            "FAKETIME": f"{sign}{abs(skew_ns) / 1e9:.6f}",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
         parts.append(f"wall clock shifted {skew_ns / 1e6:+.0f} ms by libfaketime")
     else:
         env = {"WILLOWISP_CLOCK_OFFSET_NS": str(skew_ns)}

@@ -17,10 +17,18 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("willowisp", "Willowisp concurrency recording")
-    group.addoption("--wisp", action="store_true", default=False,
-                    help="record the test session's threads, tasks, locks and hops")
-    group.addoption("--wisp-keep", metavar="DIR", default=None,
-                    help="keep the recording in DIR (default: a temporary folder)")
+    group.addoption(
+        "--wisp",
+        action="store_true",
+        default=False,
+        help="record the test session's threads, tasks, locks and hops",
+    )
+    group.addoption(
+        "--wisp-keep",
+        metavar="DIR",
+        default=None,
+        help="keep the recording in DIR (default: a temporary folder)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -48,9 +48,10 @@ def shape(out: str) -> dict[str, list[tuple[str, str, str]]]:
     p = read_run(out)["prog"]
     skip = ("gc.begin", "gc.end", "agent.flush", "clock.anchor")
     res_name = {rid: str(r.get("name")) for rid, r in p.resources.items()}
-    return {str(u["name"]): [(e.kind, res_name.get(e.res, "-"), p.where(e))
-                             for e in p.of_unit(n, skip)]
-            for n, u in p.units.items()}
+    return {
+        str(u["name"]): [(e.kind, res_name.get(e.res, "-"), p.where(e)) for e in p.of_unit(n, skip)]
+        for n, u in p.units.items()
+    }
 
 
 def test_fast_path_is_built_here():
@@ -64,8 +65,10 @@ def test_fast_and_pure_python_paths_agree(tmp_path, seed):
     fast = str(tmp_path / "fast")
     pure = str(tmp_path / "pure")
     assert run_program(PROGRAM, fast, name="prog").returncode == 0
-    assert run_program(PROGRAM, pure, name="prog",
-                       env_extra={"WILLOWISP_PURE_PYTHON": "1"}).returncode == 0
+    assert (
+        run_program(PROGRAM, pure, name="prog", env_extra={"WILLOWISP_PURE_PYTHON": "1"}).returncode
+        == 0
+    )
     a, b = shape(fast), shape(pure)
     assert a == b
     assert len(a["w0"]) > 200

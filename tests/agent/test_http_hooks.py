@@ -9,7 +9,8 @@ from tracekit import read_run, run_program
 def test_client_and_server_link_through_traceparent(tmp_path):
     """One process serving and calling itself over loopback: both rpc resources pair up."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading, urllib.request
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         seen = []
@@ -26,7 +27,9 @@ def test_client_and_server_link_through_traceparent(tmp_path):
         with urllib.request.urlopen(url) as resp:
             print(resp.status, seen[0])
         srv.shutdown()
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     status, header = r.stdout.split()
     assert status == "204"
@@ -52,7 +55,8 @@ def test_client_and_server_link_through_traceparent(tmp_path):
 def test_existing_traceparent_is_kept(tmp_path):
     """A request that already carries traceparent (another tracer) is recorded, not re-injected."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading, http.client
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         seen = []
@@ -69,7 +73,9 @@ def test_existing_traceparent_is_kept(tmp_path):
         conn.getresponse().read()
         print(seen[0])
         srv.shutdown()
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']"
     p = read_run(out)["prog"]

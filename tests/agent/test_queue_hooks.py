@@ -10,7 +10,8 @@ from tracekit import read_run, run_program
 def test_put_get_tokens_pair_items(tmp_path, cls):
     """Every get carries the token of the put of the very item it returned."""
     out = str(tmp_path / "run")
-    r = run_program(f"""
+    r = run_program(
+        f"""
         import queue, threading
         jobs = queue.{cls}()
         got = []
@@ -22,7 +23,9 @@ def test_put_get_tokens_pair_items(tmp_path, cls):
             jobs.put(i)
         t.start(); t.join()
         print(",".join(map(str, got)))
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     got = [int(x) for x in r.stdout.strip().split(",")]
     p = read_run(out)["prog"]
@@ -43,7 +46,8 @@ def test_put_get_tokens_pair_items(tmp_path, cls):
 def test_blocking_get_records_wait(tmp_path):
     """A get on an empty queue writes unit.block, and its queue.get ends the wait."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import queue, threading
         mailbox = queue.Queue()
         def consumer():
@@ -58,7 +62,9 @@ def test_blocking_get_records_wait(tmp_path):
             mailbox.get(timeout=0.01)
         except queue.Empty:
             print("empty")
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     q = p.resource("mailbox")

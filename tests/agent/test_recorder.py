@@ -18,13 +18,19 @@ from willowisp.wtrace.reader import read_file
 def test_full_buffers_drop_and_count(tmp_path):
     """With room for two buffers and no flush in between, the overflow is dropped and counted."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading
         spin = threading.Lock()
         for _ in range(10000):
             spin.acquire(); spin.release()
-    """, out, env_extra={"WILLOWISP_MAX_BUFFER_BYTES": str(2 * 2048 * 48),
-                         "WILLOWISP_FLUSH_MS": "600000"})
+    """,
+        out,
+        env_extra={
+            "WILLOWISP_MAX_BUFFER_BYTES": str(2 * 2048 * 48),
+            "WILLOWISP_FLUSH_MS": "600000",
+        },
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     lock = p.resource("spin")
@@ -40,7 +46,8 @@ def test_full_buffers_drop_and_count(tmp_path):
 def test_hook_fault_is_recorded_not_raised(tmp_path):
     """An exception inside the agent is caught, counted and written as agent.fault."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading
         from willowisp.agent import recorder
         def broken(*a, **k):
@@ -49,7 +56,9 @@ def test_hook_fault_is_recorded_not_raised(tmp_path):
         guard = threading.Lock()
         with guard:
             print("still works")
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "still works"
     p = read_run(out)["prog"]
@@ -62,10 +71,14 @@ def test_hook_fault_is_recorded_not_raised(tmp_path):
 def test_disabled_leaves_program_untouched(tmp_path):
     """WILLOWISP_DISABLED=1: no hooks, no files."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading, _thread
         print(threading.Lock is _thread.allocate_lock)
-    """, out, env_extra={"WILLOWISP_DISABLED": "1"})
+    """,
+        out,
+        env_extra={"WILLOWISP_DISABLED": "1"},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
     assert not os.path.exists(out) or not os.listdir(out)
@@ -74,7 +87,8 @@ def test_disabled_leaves_program_untouched(tmp_path):
 def test_fork_child_is_its_own_linked_process(tmp_path):
     """A forked child records under a new process id, linked to the parent by proc.spawn/start."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import os, threading
         before = threading.Lock()
         pid = os.fork()
@@ -86,7 +100,9 @@ def test_fork_child_is_its_own_linked_process(tmp_path):
         os.waitpid(pid, 0)
         with before:
             pass
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     procs = read_run(out)
     assert len(procs) == 2
@@ -100,16 +116,23 @@ def test_fork_child_is_its_own_linked_process(tmp_path):
     assert any(e.kind == "proc.start" for e in child.events)
     assert "before" not in {r_.get("name") for r_ in child.resources.values()}
     child_lock = child.resource("child_lock")
-    assert [e.kind for e in child.events if e.res == child_lock] == ["lock.acquired", "lock.release"]
+    assert [e.kind for e in child.events if e.res == child_lock] == [
+        "lock.acquired",
+        "lock.release",
+    ]
 
 
 def test_subprocess_child_gets_traceparent(tmp_path):
     """A Python child started with subprocess inherits the context and links back."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import subprocess, sys
-        subprocess.run([sys.executable, "-c", "import os; print(os.environ['TRACEPARENT'])"], check=True)
-    """, out)
+        show = "import os; print(os.environ['TRACEPARENT'])"
+        subprocess.run([sys.executable, "-c", show], check=True)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     procs = read_run(out)
     parent = procs["prog"]
@@ -124,7 +147,8 @@ def test_subprocess_child_gets_traceparent(tmp_path):
 def test_sigkill_at_any_moment_leaves_readable_files(tmp_path, after_events):
     """A busy program killed with SIGKILL leaves files that read without corruption."""
     out = str(tmp_path / "run")
-    proc = start_program("""
+    proc = start_program(
+        """
         import threading, queue
         box = queue.Queue()
         tick = threading.Lock()
@@ -136,7 +160,9 @@ def test_sigkill_at_any_moment_leaves_readable_files(tmp_path, after_events):
         for i in range(3):
             threading.Thread(target=pump, name=f"pump{i}", daemon=True).start()
         threading.Event().wait()
-    """, out)
+    """,
+        out,
+    )
 
     def enough() -> bool:
         return sum(len(p.events) for p in read_run(out).values()) >= after_events
@@ -156,7 +182,7 @@ def test_in_process_start_stop(tmp_path):
     """willowisp.start()/stop() record in this process and remove every hook afterwards."""
     code = f"""
 import threading, _thread, willowisp
-willowisp.start(out={str(tmp_path / 'run')!r}, service="embedded")
+willowisp.start(out={str(tmp_path / "run")!r}, service="embedded")
 inner = threading.Lock()
 with inner:
     pass
@@ -167,8 +193,14 @@ print(threading.Lock is _thread.allocate_lock)
     env.pop("WILLOWISP_OUT", None)
     script = tmp_path / "embed.py"
     script.write_text(code)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                       timeout=60, check=False)
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
     p = read_run(str(tmp_path / "run"))["embedded"]
@@ -176,18 +208,28 @@ print(threading.Lock is _thread.allocate_lock)
     assert [e.kind for e in p.events if e.res == inner] == ["lock.acquired", "lock.release"]
 
 
-OTHER_PYTHONS = [p for p in ("/root/.pyenv/versions/3.12.1/bin/python3.12",
-                             "/root/.pyenv/versions/3.13.0/bin/python3.13",
-                             shutil.which("python3.12") or "", shutil.which("python3.13") or "")
-                 if p and os.path.exists(p) and "/shims/" not in p]
+OTHER_PYTHONS = [
+    p
+    for p in (
+        "/root/.pyenv/versions/3.12.1/bin/python3.12",
+        "/root/.pyenv/versions/3.13.0/bin/python3.13",
+        shutil.which("python3.12") or "",
+        shutil.which("python3.13") or "",
+    )
+    if p and os.path.exists(p) and "/shims/" not in p
+]
 
 
-@pytest.mark.parametrize("python", sorted(set(map(os.path.realpath, OTHER_PYTHONS))) or
-                         [pytest.param("none", marks=pytest.mark.skip(reason="no other CPython installed"))])
+@pytest.mark.parametrize(
+    "python",
+    sorted(set(map(os.path.realpath, OTHER_PYTHONS)))
+    or [pytest.param("none", marks=pytest.mark.skip(reason="no other CPython installed"))],
+)
 def test_agent_on_other_interpreters(tmp_path, python):
     """The agent (stdlib only) records threads, locks, queues and HTTP under other CPythons."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading, queue
         pair = threading.Lock()
         q = queue.Queue()
@@ -196,11 +238,15 @@ def test_agent_on_other_interpreters(tmp_path, python):
                 q.put(1)
         t = threading.Thread(target=w, name="w"); t.start(); t.join()
         q.get()
-    """, out, python=python)
+    """,
+        out,
+        python=python,
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     assert p.process["runtime_version"].startswith(
-        os.path.basename(python).removeprefix("python")[:4])
+        os.path.basename(python).removeprefix("python")[:4]
+    )
     w = p.unit_named("w")
     assert ("lock.acquired", p.resource("pair")) in [(e.kind, e.res) for e in p.of_unit(w)]
     assert [e.kind for e in p.events if e.res == p.resource("q")] == ["queue.put", "queue.get"]

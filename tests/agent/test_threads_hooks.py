@@ -9,7 +9,8 @@ from tracekit import kill_group, read_run, run_program, start_program, wait_for
 def test_thread_units_and_lock_events(tmp_path):
     """Threads are units with names and parents; lock ops are acquired/release at their lines."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading
         counter_lock = threading.Lock()
         total = 0
@@ -22,7 +23,9 @@ def test_thread_units_and_lock_events(tmp_path):
         for t in ts: t.start()
         for t in ts: t.join()
         print(total)
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "300"
     p = read_run(out)["prog"]
@@ -57,7 +60,8 @@ def test_thread_units_and_lock_events(tmp_path):
 def test_contended_lock_blocks_then_acquires(tmp_path):
     """A thread that finds the lock taken writes unit.block, then lock.acquired."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import sys, threading, time
         gate = threading.Lock()
         gate.acquire()
@@ -74,7 +78,9 @@ def test_contended_lock_blocks_then_acquires(tmp_path):
             time.sleep(0)
         gate.release()
         t.join()
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     gate = p.resource("gate")
@@ -86,7 +92,8 @@ def test_contended_lock_blocks_then_acquires(tmp_path):
 def test_condition_wait_notify_and_rlock(tmp_path):
     """Condition.wait releases the lock, blocks, wakes on notify and re-acquires, in that order."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading
         cond = threading.Condition()
         items = []
@@ -104,7 +111,9 @@ def test_condition_wait_notify_and_rlock(tmp_path):
                     cond.notify()
                     break
         t.join()
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     cond = p.resource("cond")
@@ -112,8 +121,12 @@ def test_condition_wait_notify_and_rlock(tmp_path):
     seq = [e.kind for e in p.of_unit(c) if e.kind not in ("unit.start", "unit.end")]
     i = seq.index("unit.block")
     assert seq[i - 1] == "lock.release"
-    assert seq[i:i + 3] == ["unit.block", "unit.wake", "lock.acquired"] or \
-        seq[i:i + 4] == ["unit.block", "unit.wake", "unit.block", "lock.acquired"]
+    assert seq[i : i + 3] == ["unit.block", "unit.wake", "lock.acquired"] or seq[i : i + 4] == [
+        "unit.block",
+        "unit.wake",
+        "unit.block",
+        "lock.acquired",
+    ]
     notify = [e for e in p.events if e.kind == "sync.notify" and e.res == cond]
     assert len(notify) == 1
     rlock = [rid for rid, r_ in p.resources.items() if r_["kind"] == "rlock"]
@@ -123,7 +136,8 @@ def test_condition_wait_notify_and_rlock(tmp_path):
 def test_internal_primitives_are_not_user_resources(tmp_path):
     """Locks inside queue.Queue, Event and Semaphore never appear as user resources."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading, queue, concurrent.futures
         q = queue.Queue()
         ev = threading.Event()
@@ -133,11 +147,14 @@ def test_internal_primitives_are_not_user_resources(tmp_path):
         ev.set(); ev.wait()
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             list(ex.map(abs, range(10)))
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
-    kinds = sorted((r_["kind"], r_.get("name")) for r_ in p.resources.values()
-                   if r_["kind"] not in ("join",))
+    kinds = sorted(
+        (r_["kind"], r_.get("name")) for r_ in p.resources.values() if r_["kind"] not in ("join",)
+    )
     names = {n for _, n in kinds}
     assert {"q", "ev", "sem"} <= names
     assert not [k for k in kinds if k[0] in ("lock", "rlock", "condition")], kinds
@@ -146,7 +163,8 @@ def test_internal_primitives_are_not_user_resources(tmp_path):
 def test_event_semaphore_barrier(tmp_path):
     """Event.set notifies waiters; semaphores are counted locks; barriers record arrivals."""
     out = str(tmp_path / "run")
-    r = run_program("""
+    r = run_program(
+        """
         import threading
         start = threading.Event()
         slots = threading.BoundedSemaphore(1)
@@ -160,12 +178,16 @@ def test_event_semaphore_barrier(tmp_path):
         for t in ts: t.start()
         start.set()
         for t in ts: t.join()
-    """, out)
+    """,
+        out,
+    )
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     start, slots, meet = p.resource("start"), p.resource("slots"), p.resource("meet")
     assert p.resources[slots]["kind"] == "semaphore"
-    assert [e.kind for e in p.events if e.res == start and e.kind == "sync.notify"] == ["sync.notify"]
+    assert [e.kind for e in p.events if e.res == start and e.kind == "sync.notify"] == [
+        "sync.notify"
+    ]
     for name in ("p0", "p1"):
         u = p.unit_named(name)
         mine = [(e.kind, e.res) for e in p.of_unit(u)]
@@ -178,7 +200,8 @@ def test_killed_while_deadlocked_leaves_readable_blocked_state(tmp_path):
     """Two threads deadlocked on two locks, killed with SIGKILL: each one's last event is a
     block on the lock the other holds, and the files read without problems."""
     out = str(tmp_path / "run")
-    proc = start_program("""
+    proc = start_program(
+        """
         import threading
         lock_a = threading.Lock()
         lock_b = threading.Lock()
@@ -195,7 +218,9 @@ def test_killed_while_deadlocked_leaves_readable_blocked_state(tmp_path):
                     pass
         threading.Thread(target=ab, name="ab").start()
         threading.Thread(target=ba, name="ba").start()
-    """, out)
+    """,
+        out,
+    )
 
     def both_blocked() -> bool:
         p = read_run(out)["prog"]

@@ -50,7 +50,9 @@ class ProcessTrace:
         for rid, r in self.resources.items():
             if r.get("name") == name:
                 return rid
-        raise KeyError(f"no resource named {name!r}: {[r.get('name') for r in self.resources.values()]}")
+        raise KeyError(
+            f"no resource named {name!r}: {[r.get('name') for r in self.resources.values()]}"
+        )
 
     def unit_named(self, name: str) -> int:
         for n, u in self.units.items():
@@ -102,29 +104,54 @@ def read_run(folder: str) -> dict[str, ProcessTrace]:
     return out
 
 
-def run_program(code: str, out: str, *, python: str = sys.executable, timeout: float = 60,
-                env_extra: dict[str, str] | None = None, args: list[str] | None = None,
-                name: str = "prog") -> subprocess.CompletedProcess[str]:
+def run_program(
+    code: str,
+    out: str,
+    *,
+    python: str = sys.executable,
+    timeout: float = 60,
+    env_extra: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    name: str = "prog",
+) -> subprocess.CompletedProcess[str]:
     """Write ``code`` to ``out/../name.py`` and run it under the agent to completion."""
     script = os.path.join(os.path.dirname(out.rstrip("/")) or ".", f"{name}.py")
     with open(script, "w") as f:
         f.write(textwrap.dedent(code))
     env = build_env(out, "full", 1.0, [], None)
     env.update(env_extra or {})
-    return subprocess.run([python, script, *(args or [])], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [python, script, *(args or [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-def start_program(code: str, out: str, *, python: str = sys.executable,
-                  name: str = "prog", env_extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_program(
+    code: str,
+    out: str,
+    *,
+    python: str = sys.executable,
+    name: str = "prog",
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
     """Start ``code`` under the agent in its own process group (kill it with kill_group)."""
     script = os.path.join(os.path.dirname(out.rstrip("/")) or ".", f"{name}.py")
     with open(script, "w") as f:
         f.write(textwrap.dedent(code))
     env = build_env(out, "full", 1.0, [], None)
     env.update(env_extra or {})
-    return subprocess.Popen([python, script], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [python, script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

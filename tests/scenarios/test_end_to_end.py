@@ -20,17 +20,34 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 
 def wisp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "willowisp", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_until_blocked(program: str, out: Path, resources: list[str]) -> None:
     """`willowisp run` the program in its own process group; SIGKILL the group once the
     trace shows a unit blocked on each named resource."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", sys.executable,
-         str(PROGRAMS / program)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(PROGRAMS / program),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         for name in resources:
             assert wait_until_blocked(str(out), name, 1, 60), f"nothing blocked on {name}"
@@ -59,10 +76,16 @@ def test_thread_lock_order_deadlock_killed_with_sigkill(tmp_path):
     assert sorted(u["name"] for u in dl["units"]) == ["to-checking", "to-savings"]
     assert {u["runtime"] for u in dl["units"]} == {"python"}
     assert {(r["kind"], r["name"], r["where"]) for r in dl["resources"]} == {
-        ("lock", "checking_lock", "bank_threads.py:7"), ("lock", "savings_lock", "bank_threads.py:8")}
+        ("lock", "checking_lock", "bank_threads.py:7"),
+        ("lock", "savings_lock", "bank_threads.py:8"),
+    }
     story = "\n".join(dl["explanation"])
-    for where in ("bank_threads.py:13", "bank_threads.py:15", "bank_threads.py:20",
-                  "bank_threads.py:22"):
+    for where in (
+        "bank_threads.py:13",
+        "bank_threads.py:15",
+        "bank_threads.py:20",
+        "bank_threads.py:22",
+    ):
         assert where in story, (where, story)
     assert len(dl["events"]) >= 4
 
@@ -118,7 +141,8 @@ def test_corrupt_and_truncated_files_get_one_line_and_the_rest_is_analyzed(tmp_p
 
 needs_real_hosts = pytest.mark.skipif(
     not (can_unshare_uts() and faketime_library()),
-    reason="needs root + unshare (UTS namespace) and libfaketime; scripts/test installs them")
+    reason="needs root + unshare (UTS namespace) and libfaketime; scripts/test installs them",
+)
 
 
 @needs_real_hosts
@@ -155,13 +179,16 @@ def test_demo_runs_without_real_hosts_and_says_so(tmp_path):
     """Where no UTS namespace or libfaketime can be had (here: made to look so), the skew is
     simulated through WILLOWISP_CLOCK_OFFSET_NS, announced, and marked simulated."""
     out = tmp_path / "demo"
-    code = ("import willowisp.hostsim as h, sys\n"
-            "h.faketime_library = lambda: None\n"
-            "h.can_unshare_uts = lambda: False\n"
-            "from willowisp.cli.main import main\n"
-            f"sys.exit(main(['demo', '--out', {str(out)!r}, '--format', 'json']))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=180, check=False)
+    code = (
+        "import willowisp.hostsim as h, sys\n"
+        "h.faketime_library = lambda: None\n"
+        "h.can_unshare_uts = lambda: False\n"
+        "from willowisp.cli.main import main\n"
+        f"sys.exit(main(['demo', '--out', {str(out)!r}, '--format', 'json']))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False
+    )
     assert r.returncode == 0, r.stderr
     assert "SIMULATED" in r.stderr
     doc = json.loads(r.stdout)

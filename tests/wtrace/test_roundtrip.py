@@ -17,6 +17,8 @@ Chunks = list[tuple[list[Record], EventBatch | None]]
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 U32 = st.integers(0, 2**32 - 1)
+
+
 def records(keys: st.SearchStrategy[str]) -> st.SearchStrategy[list[Record]]:
     value = st.one_of(INT64, st.text(max_size=16), st.binary(max_size=16))
     record = st.builds(
@@ -41,7 +43,7 @@ def batches(draw: st.DrawFn) -> EventBatch | None:
 
 
 ANY_KEY = st.text(max_size=10)
-# Plain identifier keys are written bare; others are quoted (test_text_keeps_keys_that_are_not_words).
+# Plain identifier keys are written bare; others quoted (test_text_keeps_keys_that_are_not_words).
 WORD_KEY = st.from_regex(r"\w{1,10}", fullmatch=True)
 
 

@@ -28,8 +28,14 @@ def disabled() -> bool:
     return os.environ.get("WILLOWISP_DISABLED", "") not in ("", "0")
 
 
-def start(out: str | None = None, *, mode: str = "full", service: str | None = None,
-          trace_ratio: float = 1.0, config: AgentConfig | None = None) -> _r.Recorder | None:
+def start(
+    out: str | None = None,
+    *,
+    mode: str = "full",
+    service: str | None = None,
+    trace_ratio: float = 1.0,
+    config: AgentConfig | None = None,
+) -> _r.Recorder | None:
     """Start recording this process. Returns the recorder, or None when disabled.
 
     Idempotent: a second call returns the running recorder. Raises UsageError for a bad
@@ -42,11 +48,16 @@ def start(out: str | None = None, *, mode: str = "full", service: str | None = N
     if config is None:
         env = from_env()
         config = AgentConfig(
-            out=out or os.environ.get("WILLOWISP_OUT") or default_out(), mode=mode,
-            trace_ratio=trace_ratio, service=service or default_service(),
-            boundaries=env.boundaries, clock_offset_ns=env.clock_offset_ns,
-            run_pid=env.run_pid, flush_interval_s=env.flush_interval_s,
-            max_buffer_bytes=env.max_buffer_bytes)
+            out=out or os.environ.get("WILLOWISP_OUT") or default_out(),
+            mode=mode,
+            trace_ratio=trace_ratio,
+            service=service or default_service(),
+            boundaries=env.boundaries,
+            clock_offset_ns=env.clock_offset_ns,
+            run_pid=env.run_pid,
+            flush_interval_s=env.flush_interval_s,
+            max_buffer_bytes=env.max_buffer_bytes,
+        )
     rec = _r.Recorder(config)
     rec.start()
     context.trace_ratio = config.trace_ratio

@@ -14,7 +14,8 @@ import random
 from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
 
 _current: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
-    "willowisp_trace_context", default=None)
+    "willowisp_trace_context", default=None
+)
 _process_root: TraceContext | None = parse(os.environ.get("TRACEPARENT"))
 trace_ratio = 1.0
 

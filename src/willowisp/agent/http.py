@@ -51,8 +51,9 @@ def _client_library() -> str:
     return "http.client"
 
 
-def _endheaders(self: http.client.HTTPConnection, message_body: Any = None, *,
-                encode_chunked: bool = False) -> None:
+def _endheaders(
+    self: http.client.HTTPConnection, message_body: Any = None, *, encode_chunked: bool = False
+) -> None:
     rec = _r.RECORDER
     if rec is not None:
         try:
@@ -79,9 +80,18 @@ def _begin_client_request(rec: _r.Recorder, conn: http.client.HTTPConnection) ->
         ctx = context.outgoing()
         buf.append(b"traceparent: " + ctx.header().encode("ascii"))
     rid = rec.new_resource(
-        "rpc", 2, name=f"{method} {_target(url)}", trace_id=ctx.trace_id, span_id=ctx.span_id,
-        sampled=1 if ctx.sampled else 0, protocol="http", library=_client_library(),
-        method=method, target=_target(url), peer=f"{conn.host}:{conn.port}")
+        "rpc",
+        2,
+        name=f"{method} {_target(url)}",
+        trace_id=ctx.trace_id,
+        span_id=ctx.span_id,
+        sampled=1 if ctx.sampled else 0,
+        protocol="http",
+        library=_client_library(),
+        method=method,
+        target=_target(url),
+        peer=f"{conn.host}:{conn.port}",
+    )
     conn._wisp_rpc = rid  # type: ignore[attr-defined]
     rec.emit_user(int(K.MSG_SEND), rid, 0)
 
@@ -123,13 +133,23 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
             _r.CODE_IDS[id(code)] = code
             key = id(code) << 16
         rid = rec.new_resource(
-            "rpc", 1, name=f"{method} {_target(self.path)}", trace_id=trace_id,
-            span_id=own, parent_span_id=parent.span_id if parent else "",
-            sampled=flags & 1, protocol="http", library="http.server", method=method,
-            target=_target(self.path), peer=f"{self.client_address[0]}:{self.client_address[1]}")
+            "rpc",
+            1,
+            name=f"{method} {_target(self.path)}",
+            trace_id=trace_id,
+            span_id=own,
+            parent_span_id=parent.span_id if parent else "",
+            sampled=flags & 1,
+            protocol="http",
+            library="http.server",
+            method=method,
+            target=_target(self.path),
+            peer=f"{self.client_address[0]}:{self.client_address[1]}",
+        )
         self._wisp_rpc = rid  # type: ignore[attr-defined]
         self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
-            TraceContext(trace_id, own, flags))
+            TraceContext(trace_id, own, flags)
+        )
         st = _r.state()
         rec.emit_for(st, st.unit, int(K.MSG_RECV), rid, 0, key)
     except Exception as exc:
@@ -137,8 +157,9 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
     return ok
 
 
-def _send_response_only(self: http.server.BaseHTTPRequestHandler, code: int,
-                        message: str | None = None) -> None:
+def _send_response_only(
+    self: http.server.BaseHTTPRequestHandler, code: int, message: str | None = None
+) -> None:
     rid = getattr(self, "_wisp_rpc", 0)
     rec = _r.RECORDER
     if rid and rec is not None:
@@ -168,11 +189,16 @@ def install() -> None:
         return
     C = http.client.HTTPConnection
     H = http.server.BaseHTTPRequestHandler
-    _orig.update({"endheaders": C.endheaders, "getresponse": C.getresponse,
-                  "parse_request": H.parse_request,
-                  "send_response_only": H.send_response_only,
-                  "handle_one_request": H.handle_one_request})
-    C.endheaders = _endheaders  # type: ignore[method-assign,assignment]
+    _orig.update(
+        {
+            "endheaders": C.endheaders,
+            "getresponse": C.getresponse,
+            "parse_request": H.parse_request,
+            "send_response_only": H.send_response_only,
+            "handle_one_request": H.handle_one_request,
+        }
+    )
+    C.endheaders = _endheaders  # type: ignore[method-assign]
     C.getresponse = _getresponse  # type: ignore[method-assign]
     H.parse_request = _parse_request  # type: ignore[method-assign]
     H.send_response_only = _send_response_only  # type: ignore[method-assign]

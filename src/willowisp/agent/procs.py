@@ -3,9 +3,9 @@
 ``os.fork``: the child gets a new process id, fresh buffers and its own flusher (the
 parent's threads do not exist there and its unflushed rows are the parent's to write); the
 parent writes ``proc.spawn`` and the child ``proc.start`` on a spawn resource whose span id
-links them. ``os._exit`` flushes first (it skips atexit). ``subprocess``: the child's environment gets ``TRACEPARENT`` (the OTel
-environment carrier) and ``WILLOWISP_PARENT_PROCESS``; a child running an agent writes
-``proc.start`` from it at start-up.
+links them. ``os._exit`` flushes first (it skips atexit). ``subprocess``: the child's
+environment gets ``TRACEPARENT`` (the OTel environment carrier) and
+``WILLOWISP_PARENT_PROCESS``; a child running an agent writes ``proc.start`` from it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,20 @@ from willowisp.model.spec import K
 from willowisp.wire.traceparent import TraceContext
 
 _orig: dict[str, Any] = {}
+_os: Any = os  # os._exit is replaced through an Any-typed name (its type says NoReturn)
 _fork_ctx: list[TraceContext] = []
 _installed_fork = False
 
 
 def _spawn_resource(rec: _r.Recorder, ctx: TraceContext, what: str, depth: int) -> int:
-    return rec.new_resource("spawn", depth + 1, name=what, trace_id=ctx.trace_id,
-                            span_id=ctx.span_id, sampled=1 if ctx.sampled else 0)
+    return rec.new_resource(
+        "spawn",
+        depth + 1,
+        name=what,
+        trace_id=ctx.trace_id,
+        span_id=ctx.span_id,
+        sampled=1 if ctx.sampled else 0,
+    )
 
 
 def _before_fork() -> None:
@@ -65,8 +72,14 @@ def announce_start(rec: _r.Recorder, parent_pid: int) -> None:
     ctx = context.current()
     if ctx is None:
         return
-    rid = rec.new_resource("spawn", 0, name="start", trace_id=ctx.trace_id,
-                           parent_span_id=ctx.span_id, sampled=1 if ctx.sampled else 0)
+    rid = rec.new_resource(
+        "spawn",
+        0,
+        name="start",
+        trace_id=ctx.trace_id,
+        parent_span_id=ctx.span_id,
+        sampled=1 if ctx.sampled else 0,
+    )
     rec.emit(int(K.PROC_START), rid, parent_pid, 0)
 
 
@@ -114,10 +127,10 @@ def install() -> None:
         _orig["Popen.__init__"] = subprocess.Popen.__init__
         _orig["os._exit"] = os._exit
         subprocess.Popen.__init__ = _popen_init  # type: ignore[method-assign]
-        os._exit = _exit
+        _os._exit = _exit
 
 
 def uninstall() -> None:
     if _orig:
         subprocess.Popen.__init__ = _orig.pop("Popen.__init__")  # type: ignore[method-assign]
-        os._exit = _orig.pop("os._exit")
+        _os._exit = _orig.pop("os._exit")

@@ -56,7 +56,7 @@ _QueueCondition: Any = None  # made by install(): a subclass of the original Con
 
 
 def _make_queue_condition(base: Any) -> Any:
-    class QueueCondition(base):  # type: ignore[misc,valid-type]
+    class QueueCondition(base):  # type: ignore[misc]
         """One of a user queue's conditions: the same object as before, except that waits
         are recorded on the queue (entering, leaving and notify are the original ones)."""
 
@@ -139,7 +139,7 @@ class _Tagged(tuple):  # type: ignore[type-arg]
     __slots__ = ()
 
 
-class SimpleQueue(_queue.SimpleQueue):  # type: ignore[misc]
+class SimpleQueue(_queue.SimpleQueue):  # type: ignore[type-arg]
     _wisp_rid = 0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -162,8 +162,6 @@ class SimpleQueue(_queue.SimpleQueue):  # type: ignore[misc]
                 rec.fault("SimpleQueue.put", exc)
         super().put(_Tagged((token, item)), block, timeout)
 
-    put_nowait = None  # set below to route through put
-
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if block and self._wisp_rid and self.empty():
             _emit_user(BLOCK, self._wisp_rid, Reason.GET)
@@ -184,44 +182,43 @@ class SimpleQueue(_queue.SimpleQueue):  # type: ignore[misc]
     def get_nowait(self) -> Any:
         return self.get(False)
 
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, False)
 
-def _simple_put_nowait(self: SimpleQueue, item: Any) -> None:
-    self.put(item, False)
 
-
-SimpleQueue.put_nowait = _simple_put_nowait  # type: ignore[assignment,method-assign]
+_queue_mod: Any = queue  # patched through Any: the replacements are wrappers by design
+_FAMILY = (("Queue", False, False), ("LifoQueue", True, False), ("PriorityQueue", False, True))
 
 
 def install() -> None:
+    global _QueueCondition
     if _orig:
         return
-    Q = queue.Queue
     import threading
 
-    _orig.update({"Queue.__init__": Q.__init__, "SimpleQueue": queue.SimpleQueue,
-                  "Condition": getattr(threading, "_wisp_original_Condition", threading.Condition)})
-    for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
-        _orig[f"{cls.__name__}._put"] = cls.__dict__["_put"]
-        _orig[f"{cls.__name__}._get"] = cls.__dict__["_get"]
-    global _QueueCondition
+    _orig["Queue.__init__"] = queue.Queue.__init__
+    _orig["SimpleQueue"] = queue.SimpleQueue
+    _orig["Condition"] = getattr(threading, "_wisp_original_Condition", threading.Condition)
+    for name, _, _ in _FAMILY:
+        cls = getattr(_queue_mod, name)
+        _orig[f"{name}._put"] = cls.__dict__["_put"]
+        _orig[f"{name}._get"] = cls.__dict__["_get"]
     _QueueCondition = _make_queue_condition(_orig["Condition"])
-    Q.__init__ = _queue_init  # type: ignore[method-assign]
-    queue.Queue._put = _make_put("Queue", False)  # type: ignore[method-assign]
-    queue.Queue._get = _make_get("Queue", False, False)  # type: ignore[method-assign]
-    queue.LifoQueue._put = _make_put("LifoQueue", False)  # type: ignore[method-assign]
-    queue.LifoQueue._get = _make_get("LifoQueue", True, False)  # type: ignore[method-assign]
-    queue.PriorityQueue._put = _make_put("PriorityQueue", True)  # type: ignore[method-assign]
-    queue.PriorityQueue._get = _make_get("PriorityQueue", False, True)  # type: ignore[method-assign]
-    queue.SimpleQueue = SimpleQueue  # type: ignore[misc]
+    _queue_mod.Queue.__init__ = _queue_init
+    for name, lifo, keyed in _FAMILY:
+        cls = getattr(_queue_mod, name)
+        cls._put = _make_put(name, keyed)
+        cls._get = _make_get(name, lifo, keyed)
+    _queue_mod.SimpleQueue = SimpleQueue
 
 
 def uninstall() -> None:
     if not _orig:
         return
-    Q = queue.Queue
-    Q.__init__ = _orig["Queue.__init__"]  # type: ignore[method-assign]
-    for cls in (queue.Queue, queue.LifoQueue, queue.PriorityQueue):
-        cls._put = _orig[f"{cls.__name__}._put"]  # type: ignore[method-assign]
-        cls._get = _orig[f"{cls.__name__}._get"]  # type: ignore[method-assign]
-    queue.SimpleQueue = _orig["SimpleQueue"]  # type: ignore[misc]
+    _queue_mod.Queue.__init__ = _orig["Queue.__init__"]
+    for name, _, _ in _FAMILY:
+        cls = getattr(_queue_mod, name)
+        cls._put = _orig[f"{name}._put"]
+        cls._get = _orig[f"{name}._get"]
+    _queue_mod.SimpleQueue = _orig["SimpleQueue"]
     _orig.clear()

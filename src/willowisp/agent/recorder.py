@@ -1,23 +1,24 @@
 """The Python agent's recorder: per-thread preallocated buffers and a background flusher.
 
-Hot path (every hook calls it, in the program's own threads): one ``struct.pack_into`` of a
-fixed 48-byte row — time, kind, unit, res, arg, and a location key — into the calling
-thread's preallocated ``bytearray``. No object that the garbage collector tracks is created
-per event (keeping a tuple per event alive costs ~300 ns of GC work, more than the write
-itself); the location key is ``id(code) << 16 | f_lasti``, resolved to file/line only when
-flushed. Hooks inline that write (see ``threads.py``); :meth:`Recorder.emit` is the same
-write as a call, for hooks that are not hot.
+Hot path (every hook, in the program's own threads): one fixed 48-byte row -- time, kind,
+unit, res, arg and a location key -- written into the calling thread's preallocated
+``bytearray``. No object the garbage collector tracks is created per event (keeping a
+tuple per event alive costs ~300 ns of GC work, more than the write itself); the location
+key is ``id(code) << 16 | f_lasti``, resolved to file/line only when flushed. The write is
+done by the optional C fast path (``_fastpath.c``) when it is built, else by the same code
+in Python (``Recorder.emit``, ``threads._py_write``), which stays the reference.
 
-Background (one thread, every ``flush_interval_s``, 50 ms by default): takes what each thread wrote since the last
-flush, turns rows into columns with C-speed array slicing, resolves new locations, adds the
-definitions made since (units, resources), drops, faults, clock anchors and stats, and
-appends one chunk to the process's segment file with a single ``write(2)``.
+Background (one thread, every ``flush_interval_s``, 50 ms by default): takes what each
+thread wrote since the last flush, splits rows into the file's columns (C, or array
+slicing), resolves new locations, adds the definitions made since (units, resources),
+drops, faults, clock anchors and stats, and appends one chunk to the process's segment
+file with a single ``write(2)``.
 
-Bounds: each thread owns one buffer of ``ROWS_PER_BUFFER`` rows; a full buffer is handed to
-the flusher and replaced from a pool capped at ``AgentConfig.max_buffer_bytes`` in all. When the cap is
-reached, events are dropped and counted per unit, never silently. Everything here runs
-under the GIL: a row is complete once ``pack_into`` returns, and ``ThreadState.used`` only
-grows between swaps, which happen under ``_swap_lock``.
+Bounds: each thread owns one buffer of ``ROWS_PER_BUFFER`` rows; a full buffer is handed
+to the flusher and replaced from a pool capped at ``AgentConfig.max_buffer_bytes`` in all.
+When the cap is reached, events are dropped and counted per unit, never silently.
+Everything runs under the GIL: a row is complete once it is written, and
+``ThreadState.used`` only grows between swaps, which happen under ``_swap_lock``.
 """
 
 from __future__ import annotations
@@ -74,8 +75,18 @@ class ThreadState:
     step is running on it).
     """
 
-    __slots__ = ("alive", "buf", "dropped", "end", "full", "flushed", "ident", "thread_unit",
-                 "unit", "used")
+    __slots__ = (
+        "alive",
+        "buf",
+        "dropped",
+        "end",
+        "flushed",
+        "full",
+        "ident",
+        "thread_unit",
+        "unit",
+        "used",
+    )
 
     def __init__(self, unit: int, buf: bytearray | None) -> None:
         self.unit = unit
@@ -185,16 +196,24 @@ class Recorder:
     def process_attrs(self) -> dict[str, AttrValue]:
         cfg = self.config
         return {
-            "process_id": self.process_id, "pid": os.getpid(), "ppid": os.getppid(),
-            "host": socket.gethostname(), "service": cfg.service, "runtime": "python",
+            "process_id": self.process_id,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "host": socket.gethostname(),
+            "service": cfg.service,
+            "runtime": "python",
             "runtime_version": ".".join(map(str, sys.version_info[:3])),
-            "agent_version": AGENT_VERSION, "boot_id": _read("/proc/sys/kernel/random/boot_id"),
-            "time_ns": _readlink("/proc/self/ns/time"), "fake_time": _fake_time(),
-            "simulated_offset_ns": cfg.clock_offset_ns, "argv": " ".join(getattr(sys, "orig_argv", sys.argv))[:4096],
+            "agent_version": AGENT_VERSION,
+            "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+            "time_ns": _readlink("/proc/self/ns/time"),
+            "fake_time": _fake_time(),
+            "simulated_offset_ns": cfg.clock_offset_ns,
+            "argv": " ".join(getattr(sys, "orig_argv", sys.argv))[:4096],
             "traceparent": os.environ.get("TRACEPARENT", ""),
             "parent_process_id": os.environ.get("WILLOWISP_PARENT_PROCESS", ""),
             "run_root": 1 if cfg.run_pid and os.getppid() == cfg.run_pid else 0,
-            "mode": cfg.mode, "segment": self._segment,
+            "mode": cfg.mode,
+            "segment": self._segment,
         }
 
     # --- units, resources, locations ------------------------------------------------
@@ -211,8 +230,9 @@ class Recorder:
     def new_unit_id(self) -> int:
         return next(self._unit_ids)
 
-    def define_unit(self, n: int, kind: str, name: str, parent: int, depth: int = 0,
-                    **extra: AttrValue) -> None:
+    def define_unit(
+        self, n: int, kind: str, name: str, parent: int, depth: int = 0, **extra: AttrValue
+    ) -> None:
         attrs: dict[str, AttrValue] = {"kind": kind, "name": name, "parent": parent}
         attrs.update(extra)
         self._pending.append((R_UNIT, n, attrs, self.location_key(depth + 1) if depth else 0))
@@ -337,8 +357,9 @@ class Recorder:
         else:
             self.overflow(st, t, kind, res, arg, key)
 
-    def emit_for(self, st: ThreadState, unit: int, kind: int, res: int, arg: int,
-                 key: int = 0) -> None:
+    def emit_for(
+        self, st: ThreadState, unit: int, kind: int, res: int, arg: int, key: int = 0
+    ) -> None:
         """Record an event attributed to ``unit`` (not necessarily st.unit)."""
         t = mono()
         i = st.used
@@ -381,11 +402,21 @@ class Recorder:
         global RECORDER
         RECORDER = self
         if FAST is not None:
-            FAST.set_callbacks(ThreadState, _adopt, self.overflow, _register_code,
-                               lambda code: self.is_internal(code.co_filename))
+            FAST.set_callbacks(
+                ThreadState,
+                _adopt,
+                self.overflow,
+                _register_code,
+                lambda code: self.is_internal(code.co_filename),
+            )
         self.main_unit = self.new_unit_id()
-        self.define_unit(self.main_unit, "thread", threading.current_thread().name, 0,
-                         os_tid=threading.get_native_id())
+        self.define_unit(
+            self.main_unit,
+            "thread",
+            threading.current_thread().name,
+            0,
+            os_tid=threading.get_native_id(),
+        )
         self.register_thread(self.main_unit)
         self._calibrate()
         self._open_segment()
@@ -509,9 +540,18 @@ class Recorder:
         batch.append(K.AGENT_FLUSH, 0, now, 0, n_program, 0)
         self.events += n_program
         self._seq += len(batch)
-        records.append(Record(R_STATS, 0, (
-            ("events", self.events), ("dropped", self.total_dropped),
-            ("faults", self.fault_count), ("cost_ns_per_event", self._cost()))))
+        records.append(
+            Record(
+                R_STATS,
+                0,
+                (
+                    ("events", self.events),
+                    ("dropped", self.total_dropped),
+                    ("faults", self.fault_count),
+                    ("cost_ns_per_event", self._cost()),
+                ),
+            )
+        )
         w_ = self._writer
         if w_ is None:
             return
@@ -521,8 +561,9 @@ class Recorder:
         if w_.size > SEGMENT_BYTES:
             self._open_segment()
 
-    def _columns(self, rows: bytearray, def_keys: set[int],
-                 records: list[Record]) -> EventBatch:
+    def _columns(
+        self, rows: bytearray, def_keys: set[int], records: list[Record]
+    ) -> EventBatch | PackedEvents:
         """Rows -> the file's columns, resolving new locations (their records go first)."""
         loc_of = self._locations
         loc_of[0] = 0
@@ -534,8 +575,7 @@ class Recorder:
                 records += self._resolve_locations(new_keys)
                 if cols[6]:
                     cols = FAST.columns(rows, loc_of)
-            packed = PackedEvents(self._seq, len(rows) // ROW_SIZE, *cols[:6])
-            return packed  # type: ignore[return-value]
+            return PackedEvents(self._seq, len(rows) // ROW_SIZE, *cols[:6])
         arr = array("q")
         arr.frombytes(rows)
         keys = arr[5::FIELDS]
@@ -568,9 +608,17 @@ class Recorder:
                 continue
             lid = next(self._loc_ids)
             self._locations[k] = lid
-            out.append(Record(R_LOCATION, lid, (
-                ("file", code.co_filename), ("line", _line_of(code, u & 0xFFFF)),
-                ("func", code.co_qualname))))
+            out.append(
+                Record(
+                    R_LOCATION,
+                    lid,
+                    (
+                        ("file", code.co_filename),
+                        ("line", _line_of(code, u & 0xFFFF)),
+                        ("func", code.co_qualname),
+                    ),
+                )
+            )
         return out
 
     def _name_from_source(self, key: int, kind: str) -> str:
@@ -650,7 +698,7 @@ _STDLIB_DIRS = tuple({os.path.dirname(os.__file__), os.path.dirname(threading.__
 def _is_internal_file(filename: str) -> bool:
     if filename.startswith(_AGENT_DIR):
         return True
-    if filename.startswith("<frozen") or filename.startswith("<string>"):
+    if filename.startswith("<"):  # <frozen ...> is the stdlib; <string>, <stdin> the program
         return filename.startswith("<frozen")
     return filename.startswith(_STDLIB_DIRS) and "-packages" not in filename
 

@@ -24,7 +24,7 @@ from willowisp.agent.recorder import CODE_IDS, FAST, ROW_SIZE, _getframe, mono, 
 from willowisp.model.spec import EndStatus, K, Outcome, Reason
 
 _allocate_lock = _thread.allocate_lock
-_RLock = _thread.RLock
+_RLock: Any = _thread.RLock
 
 ACQ = int(K.LOCK_ACQUIRED)
 REL = int(K.LOCK_RELEASE)
@@ -124,7 +124,8 @@ class WLock:
             _blocking_acquire(lk, self._wisp_rid, -1, 3)
 
     def _at_fork_reinit(self) -> None:
-        self._wisp_lock._at_fork_reinit()
+        lk: Any = self._wisp_lock
+        lk._at_fork_reinit()
 
     def __repr__(self) -> str:
         state = "locked" if self.locked() else "unlocked"
@@ -162,10 +163,10 @@ if FAST is not None:
             _fault("Lock.release", e)
         self._wisp_lock.release()
 
-    WLock.acquire = _fast_acquire  # type: ignore[method-assign]
-    WLock.__enter__ = _fast_acquire  # type: ignore[method-assign,assignment]
-    WLock.release = _fast_release  # type: ignore[method-assign]
-    WLock.__exit__ = _fast_exit  # type: ignore[method-assign]
+    _WLock: Any = WLock
+    _WLock.acquire = _WLock.__enter__ = _fast_acquire
+    _WLock.release = _fast_release
+    _WLock.__exit__ = _fast_exit
 
 
 def _overflow(st: _r.ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
@@ -257,7 +258,7 @@ class WRLock:
         return f"<willowisp RLock #{self._wisp_rid} depth={self._wisp_depth}>"
 
 
-def Lock() -> Any:  # noqa: N802 - replaces threading.Lock
+def Lock() -> Any:
     rec = _r.RECORDER
     try:
         if rec is not None and not rec.created_by_internal_code(1):
@@ -267,7 +268,7 @@ def Lock() -> Any:  # noqa: N802 - replaces threading.Lock
     return _allocate_lock()
 
 
-def RLock(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - replaces threading.RLock
+def RLock(*args: Any, **kwargs: Any) -> Any:
     rec = _r.RECORDER
     try:
         if rec is not None and not rec.created_by_internal_code(1):
@@ -306,8 +307,11 @@ class Condition(threading.Condition):
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
             rec = _r.RECORDER
-            lock = (WRLock(rec.new_resource("rlock", 1, name_suffix=".lock")) if rec is not None
-                    else _RLock())
+            lock = (
+                WRLock(rec.new_resource("rlock", 1, name_suffix=".lock"))
+                if rec is not None
+                else _RLock()
+            )
         super().__init__(lock)
         _define(self, "condition")
 
@@ -403,6 +407,8 @@ class BoundedSemaphore(_SemaphoreHooks, threading.BoundedSemaphore):
 
 
 class Event(threading.Event):
+    _wisp_rid = 0
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Event and _internal_caller():
             return _orig["Event"](*args, **kwargs)
@@ -430,6 +436,8 @@ class Event(threading.Event):
 
 
 class Barrier(threading.Barrier):
+    _wisp_rid = 0
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Barrier and _internal_caller():
             return _orig["Barrier"](*args, **kwargs)
@@ -504,7 +512,13 @@ def _thread_bootstrap_inner(self: threading.Thread) -> None:
 def _thread_join(self: threading.Thread, timeout: float | None = None) -> None:
     rec = _r.RECORDER
     n = getattr(self, "_wisp_unit", 0)
-    if rec is None or not n or self is threading.current_thread() or not self._started.is_set():
+    started = getattr(self, "_started", None)
+    if (
+        rec is None
+        or not n
+        or self is threading.current_thread()
+        or (started is not None and not started.is_set())
+    ):
         _orig["Thread.join"](self, timeout)
         return
     try:
@@ -535,45 +549,47 @@ def _excepthook(args: Any) -> None:
     _orig["excepthook"](args)
 
 
+# The module and class are patched through Any-typed names: the replacements are not of
+# the original types (factories for classes, wrappers for methods), which is the point.
+_threading: Any = threading
+_Thread: Any = threading.Thread
+_PATCHES: tuple[tuple[str, Any], ...] = (
+    ("Lock", lambda: Lock),
+    ("RLock", lambda: RLock),
+    ("Condition", lambda: Condition),
+    ("Semaphore", lambda: Semaphore),
+    ("BoundedSemaphore", lambda: BoundedSemaphore),
+    ("Event", lambda: Event),
+    ("Barrier", lambda: Barrier),
+    ("excepthook", lambda: _excepthook),
+)
+_THREAD_PATCHES: tuple[tuple[str, Any], ...] = (
+    ("start", lambda: _thread_start),
+    ("_bootstrap_inner", lambda: _thread_bootstrap_inner),
+    ("join", lambda: _thread_join),
+)
+
+
 def install() -> None:
     """Replace the threading primitives. Idempotent."""
     if _orig:
         return
-    T = threading.Thread
-    _orig.update({
-        "Lock": threading.Lock, "RLock": threading.RLock, "Condition": threading.Condition,
-        "Semaphore": threading.Semaphore, "BoundedSemaphore": threading.BoundedSemaphore,
-        "Event": threading.Event, "Barrier": threading.Barrier,
-        "Thread.start": T.start, "Thread._bootstrap_inner": T._bootstrap_inner,  # type: ignore[attr-defined]
-        "Thread.join": T.join, "excepthook": threading.excepthook,
-    })
-    threading._wisp_original_Condition = _orig["Condition"]  # type: ignore[attr-defined]
-    threading.Lock = Lock  # type: ignore[assignment,misc]
-    threading.RLock = RLock  # type: ignore[assignment]
-    threading.Condition = Condition  # type: ignore[misc]
-    threading.Semaphore = Semaphore  # type: ignore[misc]
-    threading.BoundedSemaphore = BoundedSemaphore  # type: ignore[misc]
-    threading.Event = Event  # type: ignore[misc]
-    threading.Barrier = Barrier  # type: ignore[misc]
-    T.start = _thread_start  # type: ignore[method-assign]
-    T._bootstrap_inner = _thread_bootstrap_inner  # type: ignore[attr-defined]
-    T.join = _thread_join  # type: ignore[method-assign]
-    threading.excepthook = _excepthook
+    for name, _ in _PATCHES:
+        _orig[name] = getattr(_threading, name)
+    for name, _ in _THREAD_PATCHES:
+        _orig[f"Thread.{name}"] = getattr(_Thread, name)
+    _threading._wisp_original_Condition = _orig["Condition"]
+    for name, new in _PATCHES:
+        setattr(_threading, name, new())
+    for name, new in _THREAD_PATCHES:
+        setattr(_Thread, name, new())
 
 
 def uninstall() -> None:
     if not _orig:
         return
-    T = threading.Thread
-    threading.Lock = _orig["Lock"]
-    threading.RLock = _orig["RLock"]
-    threading.Condition = _orig["Condition"]
-    threading.Semaphore = _orig["Semaphore"]
-    threading.BoundedSemaphore = _orig["BoundedSemaphore"]
-    threading.Event = _orig["Event"]
-    threading.Barrier = _orig["Barrier"]
-    T.start = _orig["Thread.start"]  # type: ignore[method-assign]
-    T._bootstrap_inner = _orig["Thread._bootstrap_inner"]  # type: ignore[attr-defined]
-    T.join = _orig["Thread.join"]  # type: ignore[method-assign]
-    threading.excepthook = _orig["excepthook"]
+    for name, _ in _PATCHES:
+        setattr(_threading, name, _orig[name])
+    for name, _ in _THREAD_PATCHES:
+        setattr(_Thread, name, _orig[f"Thread.{name}"])
     _orig.clear()

@@ -30,9 +30,12 @@ RUNTIMES = (
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("doctor", help="what this machine supports",
-                       description="Report runtimes, agents, namespaces, fake-time "
-                       "library, other Python interpreters and browser on this machine.")
+    p = sub.add_parser(
+        "doctor",
+        help="what this machine supports",
+        description="Report runtimes, agents, namespaces, fake-time "
+        "library, other Python interpreters and browser on this machine.",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,8 +54,9 @@ def other_pythons() -> list[str]:
     """CPython interpreters 3.11+ beside the running one (pyenv installs and PATH)."""
     found: dict[str, str] = {}
     candidates = glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3"))
-    candidates += [p for v in ("3.11", "3.12", "3.13", "3.14")
-                   if (p := shutil.which(f"python{v}") or "")]
+    candidates += [
+        p for v in ("3.11", "3.12", "3.13", "3.14") if (p := shutil.which(f"python{v}") or "")
+    ]
     for path in candidates:
         real = os.path.realpath(path)
         if real in found.values() or "shims" in path:
@@ -82,21 +86,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:8s} {v or 'not found'}")
     jvms = sorted(glob.glob("/usr/lib/jvm/*/bin/java"))
     if jvms:
-        print(f"  JDKs     {', '.join(os.path.basename(os.path.dirname(os.path.dirname(j))) for j in jvms)}")
+        names = [os.path.basename(os.path.dirname(os.path.dirname(j))) for j in jvms]
+        print(f"  JDKs     {', '.join(names)}")
     print("agents:")
-    print("  python   yes (threads, asyncio, locks, queues, futures, http.client/server, fork/subprocess, gc)")
+    print("  python   yes (threads, asyncio, locks, queues, futures, http.client/server,")
+    print("           fork/subprocess, gc)")
     for name in ("go", "java", "rust", "nodejs"):
         print(f"  {name:8s} not in this release yet")
     pythons = other_pythons()
     print(f"python interpreters: {', '.join(pythons) if pythons else 'only this one'}")
     print("simulated hosts:")
-    print(f"  UTS namespaces  {'yes (root + unshare)' if can_unshare_uts() else 'no (needs root and unshare)'}")
-    lib = faketime_library()
-    print(f"  fake time       {lib or 'libfaketime not installed: clock skew is simulated (apt-get install faketime)'}")
+    uts = "yes (root + unshare)" if can_unshare_uts() else "no (needs root and unshare)"
+    print(f"  UTS namespaces  {uts}")
+    lib = faketime_library() or (
+        "libfaketime not installed: clock skew is simulated (apt-get install faketime)"
+    )
+    print(f"  fake time       {lib}")
     netns = os.geteuid() == 0 and shutil.which("ip") is not None
     print(f"  network ns      {'yes (root + ip netns)' if netns else 'no'}")
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    browser = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     print(f"browser: {browser or 'none found (the viewer works in any browser you open)'}")
-    print(f"network: loopback {'ok' if _loopback_ok() else 'NOT available'}; Willowisp serves and "
-          "tests on 127.0.0.1 and namespaces it creates only, never other addresses")
+    print(
+        f"network: loopback {'ok' if _loopback_ok() else 'NOT available'}; Willowisp serves and "
+        "tests on 127.0.0.1 and namespaces it creates only, never other addresses"
+    )
     return 0

@@ -23,30 +23,55 @@ from willowisp.errors import UsageError
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "run", help="run a command with the agents enabled and record it",
+        "run",
+        help="run a command with the agents enabled and record it",
         description="Run CMD with the Python agent loaded into it and every child Python "
         "process (NODE_OPTIONS / JAVA_TOOL_OPTIONS / WILLOWISP_* are set for the other "
         "runtimes' agents). Writes one or more .wtrace segments per process into the run "
         "folder. The exit status is CMD's.",
-        epilog="example: willowisp run --out ./traces -- python app.py --port 8080")
-    p.add_argument("--out", metavar="DIR",
-                   help="run folder (default ./wisp-traces/<UTC timestamp>/)")
-    p.add_argument("--mode", choices=MODES, default="full",
-                   help="full: every concurrency event (debugging); hops: only hops, sampled "
-                   "traces and declared boundaries (always-on use)")
-    p.add_argument("--trace-ratio", type=float, default=1.0, metavar="R",
-                   help="fraction of logical operations sampled at their root (0..1)")
-    p.add_argument("--boundary", action="append", default=[], metavar="SPEC",
-                   help="a transaction recorded at full fidelity, e.g. "
-                   "'entry=http:POST /checkout;exit=http:reply;runtimes=python,go'")
-    p.add_argument("--service", help="service name (default: WILLOWISP_SERVICE, "
-                   "OTEL_SERVICE_NAME, or the program's name)")
+        epilog="example: willowisp run --out ./traces -- python app.py --port 8080",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="run folder (default ./wisp-traces/<UTC timestamp>/)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="full",
+        help="full: every concurrency event (debugging); hops: only hops, sampled "
+        "traces and declared boundaries (always-on use)",
+    )
+    p.add_argument(
+        "--trace-ratio",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="fraction of logical operations sampled at their root (0..1)",
+    )
+    p.add_argument(
+        "--boundary",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a transaction recorded at full fidelity, e.g. "
+        "'entry=http:POST /checkout;exit=http:reply;runtimes=python,go'",
+    )
+    p.add_argument(
+        "--service",
+        help="service name (default: WILLOWISP_SERVICE, OTEL_SERVICE_NAME, or the program's name)",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     p.set_defaults(func=run)
 
 
-def build_env(out: str, mode: str, ratio: float, boundaries: list[str],
-              service: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
+def build_env(
+    out: str,
+    mode: str,
+    ratio: float,
+    boundaries: list[str],
+    service: str | None,
+    base: dict[str, str] | None = None,
+) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     path = agent_path()
     old = env.get("PYTHONPATH", "")
@@ -67,12 +92,14 @@ def run(args: argparse.Namespace) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
-        raise UsageError("nothing to run: give the command after --, e.g. "
-                         "willowisp run -- python app.py")
+        raise UsageError(
+            "nothing to run: give the command after --, e.g. willowisp run -- python app.py"
+        )
     if not 0.0 <= args.trace_ratio <= 1.0:
         raise UsageError(f"--trace-ratio {args.trace_ratio} is not between 0 and 1")
-    out = os.path.abspath(args.out or os.path.join(
-        "wisp-traces", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
+    out = os.path.abspath(
+        args.out or os.path.join("wisp-traces", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    )
     os.makedirs(out, exist_ok=True)
     env = build_env(out, args.mode, args.trace_ratio, args.boundary, args.service)
     print(f"willowisp: recording into {out}", file=sys.stderr)

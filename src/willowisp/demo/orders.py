@@ -22,7 +22,7 @@ prices = {"sku-1": 42}
 
 
 class OrdersHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.startswith("/price"):
             with state_lock:  # blocks while place_order holds the lock
                 body = str(prices["sku-1"]).encode()

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TextIO
+from typing import IO, TextIO
 
 from willowisp.demo.watch import wait_until_blocked
 from willowisp.hostsim import simulated_host
@@ -24,7 +24,7 @@ SKEW_NS = -300_000_000
 DEADLOCK_TIMEOUT_S = 60.0
 
 
-def _readline(stream: TextIO, timeout_s: float) -> str:
+def _readline(stream: IO[str], timeout_s: float) -> str:
     ready, _, _ = select.select([stream], [], [], timeout_s)
     return stream.readline() if ready else ""
 
@@ -37,13 +37,26 @@ def record(out: str, log: TextIO) -> tuple[bool, str]:
     env = build_env(out, "full", 1.0, [], None)
     env.pop("WILLOWISP_SERVICE", None)
     env.pop("OTEL_SERVICE_NAME", None)
-    stock_cmd = [*host.prefix, "env", *(f"{k}={v}" for k, v in host.env.items()),
-                 sys.executable, "-m", "willowisp.demo.stock"]
-    print(f"python   orders (asks stock to reserve while holding its lock) + stock "
-          f"({host.description})", file=log)
+    stock_cmd = [
+        *host.prefix,
+        "env",
+        *(f"{k}={v}" for k, v in host.env.items()),
+        sys.executable,
+        "-m",
+        "willowisp.demo.stock",
+    ]
+    print(
+        f"python   orders (asks stock to reserve while holding its lock) + stock "
+        f"({host.description})",
+        file=log,
+    )
     orders = subprocess.Popen(
-        [sys.executable, "-m", "willowisp.demo.orders", *stock_cmd], env=env,
-        stdout=subprocess.PIPE, text=True, start_new_session=True)
+        [sys.executable, "-m", "willowisp.demo.orders", *stock_cmd],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert orders.stdout is not None
     deadlocked = False
     try:
@@ -64,8 +77,11 @@ def record(out: str, log: TextIO) -> tuple[bool, str]:
     if deadlocked:
         print("python   the system hung; killed it with SIGKILL, as you would", file=log)
     else:
-        print("python   the system did not hang within "
-              f"{DEADLOCK_TIMEOUT_S:.0f} s; analyzing what was recorded", file=log)
+        print(
+            "python   the system did not hang within "
+            f"{DEADLOCK_TIMEOUT_S:.0f} s; analyzing what was recorded",
+            file=log,
+        )
     return deadlocked, host.description
 
 

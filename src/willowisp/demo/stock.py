@@ -18,7 +18,7 @@ reserved_lock = threading.Lock()
 
 
 class StockHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = "/price" if self.path.startswith("/reserve") else "/ping"
         with urllib.request.urlopen(ORDERS + path, timeout=600) as r:
             body = r.read()

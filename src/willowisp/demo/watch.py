@@ -14,12 +14,20 @@ from willowisp.errors import TraceFormatError
 from willowisp.model.spec import K
 from willowisp.wtrace.reader import read_file
 
-_SCHEDULING = {int(K.UNIT_RUN), int(K.UNIT_YIELD), int(K.GC_BEGIN), int(K.GC_END),
-               int(K.AGENT_FLUSH), int(K.CLOCK_ANCHOR), int(K.AGENT_DROP), int(K.AGENT_FAULT)}
+_SCHEDULING = {
+    int(K.UNIT_RUN),
+    int(K.UNIT_YIELD),
+    int(K.GC_BEGIN),
+    int(K.GC_END),
+    int(K.AGENT_FLUSH),
+    int(K.CLOCK_ANCHOR),
+    int(K.AGENT_DROP),
+    int(K.AGENT_FAULT),
+}
 
 
 def units_blocked_on(folder: str, name: str) -> int:
-    """How many units, over all processes in the run, are now waiting on resources named ``name``."""
+    """How many units of the run's processes now wait on resources named ``name``."""
     by_process: dict[str, list[str]] = {}
     for path in glob.glob(os.path.join(folder, "*.wtrace")):
         base = os.path.basename(path)

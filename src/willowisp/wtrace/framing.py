@@ -56,7 +56,9 @@ def parse_file_header(data: bytes) -> tuple[int, int]:
     """(major, minor) of a file header; TraceFormatError if it is not one."""
     if len(data) < FILE_HEADER_SIZE or data[:6] != FILE_MAGIC:
         seen = data[:6]
-        raise TraceFormatError(f"not a .wtrace file (starts with {seen!r}, expected {FILE_MAGIC!r})")
+        raise TraceFormatError(
+            f"not a .wtrace file (starts with {seen!r}, expected {FILE_MAGIC!r})"
+        )
     return data[6], data[7]
 
 
@@ -85,8 +87,9 @@ def frame_chunk(payload: bytes, codec: int, compressors: _Compressors | None = N
     stored = (compressors or _Compressors()).compress(codec, payload)
     if codec != CODEC_NONE and len(stored) >= len(payload):
         codec, stored = CODEC_NONE, payload  # incompressible: store as is
-    header = _CHUNK_HEADER.pack(CHUNK_MAGIC, codec, 0, 0, len(stored), len(payload),
-                                zlib.crc32(payload))
+    header = _CHUNK_HEADER.pack(
+        CHUNK_MAGIC, codec, 0, 0, len(stored), len(payload), zlib.crc32(payload)
+    )
     return header + stored
 
 
@@ -117,7 +120,8 @@ def parse_chunk_header(data: bytes | memoryview, offset: int) -> ChunkHeader:
         raise TraceFormatError("reserved chunk header bytes are not zero")
     if stored_len > MAX_CHUNK_BYTES or raw_len > MAX_CHUNK_BYTES:
         raise TraceLimitError(
-            f"chunk sizes {stored_len}/{raw_len} are over the {MAX_CHUNK_BYTES}-byte bound")
+            f"chunk sizes {stored_len}/{raw_len} are over the {MAX_CHUNK_BYTES}-byte bound"
+        )
     if codec == CODEC_NONE and stored_len != raw_len:
         raise TraceFormatError(f"uncompressed chunk with stored {stored_len} != raw {raw_len}")
     return ChunkHeader(offset, codec, stored_len, raw_len, crc)
@@ -136,15 +140,19 @@ def unpack_payload(header: ChunkHeader, stored: bytes | memoryview) -> bytes:
             # so an oversized stream is caught by the length check below, never inflated.
             raw = d.decompress(data, header.raw_len + 1)
             if d.unconsumed_tail or d.unused_data or not d.eof:
-                raise TraceFormatError("deflate stream does not fill exactly its stored bytes "
-                                       "and declared size")
+                raise TraceFormatError(
+                    "deflate stream does not fill exactly its stored bytes and declared size"
+                )
         else:
             if _zstd is None:
-                raise TraceFormatError("chunk is zstd-compressed but the zstandard module is missing")
+                raise TraceFormatError(
+                    "chunk is zstd-compressed but the zstandard module is missing"
+                )
             declared = _zstd.frame_content_size(data)
             if declared not in (-1, header.raw_len):
                 raise TraceFormatError(
-                    f"zstd frame declares {declared} bytes, header says {header.raw_len}")
+                    f"zstd frame declares {declared} bytes, header says {header.raw_len}"
+                )
             if declared == -1:  # no size in the frame: the output buffer is the bound
                 raw = _zstd.ZstdDecompressor().decompress(data, max_output_size=header.raw_len)
             else:  # the frame's own size (checked above) bounds what zstd produces

@@ -71,8 +71,9 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.kind)
 
-    def append(self, kind: int, unit: int, time: int, res: int = 0, arg: int = 0,
-               loc: int = 0) -> None:
+    def append(
+        self, kind: int, unit: int, time: int, res: int = 0, arg: int = 0, loc: int = 0
+    ) -> None:
         """Add one event (for tests, importers and the text twin; the agent uses columns)."""
         self.kind.append(kind)
         self.unit.append(unit)
@@ -91,19 +92,35 @@ class PackedEvents:
 
     __slots__ = ("arg", "extra", "first_seq", "kind", "loc", "n", "res", "time", "unit")
 
-    def __init__(self, first_seq: int, n: int, kind: bytes, unit: bytes, time: bytes,
-                 res: bytes, arg: bytes, loc: bytes) -> None:
+    def __init__(
+        self,
+        first_seq: int,
+        n: int,
+        kind: bytes,
+        unit: bytes,
+        time: bytes,
+        res: bytes,
+        arg: bytes,
+        loc: bytes,
+    ) -> None:
         self.first_seq = first_seq
         self.n = n
         self.kind, self.unit, self.time, self.res, self.arg, self.loc = (
-            kind, unit, time, res, arg, loc)
+            kind,
+            unit,
+            time,
+            res,
+            arg,
+            loc,
+        )
         self.extra = EventBatch(first_seq=first_seq + n)
 
     def __len__(self) -> int:
         return self.n + len(self.extra)
 
-    def append(self, kind: int, unit: int, time: int, res: int = 0, arg: int = 0,
-               loc: int = 0) -> None:
+    def append(
+        self, kind: int, unit: int, time: int, res: int = 0, arg: int = 0, loc: int = 0
+    ) -> None:
         self.extra.append(kind, unit, time, res, arg, loc)
 
 
@@ -250,8 +267,9 @@ class _Cursor:
         end = self.pos + n
         if n < 0 or end > len(self.data):
             raise TraceFormatError(
-                f"payload needs {n} bytes at byte {self.pos} but has {len(self.data) - self.pos}")
-        b = self.data[self.pos:end]
+                f"payload needs {n} bytes at byte {self.pos} but has {len(self.data) - self.pos}"
+            )
+        b = self.data[self.pos : end]
         self.pos = end
         return b
 
@@ -275,7 +293,7 @@ class DecodedEvents:
     loc: Any  # uint32
 
     def __len__(self) -> int:
-        return int(len(self.kind))
+        return len(self.kind)
 
 
 def decode_payload(raw: bytes) -> tuple[list[Record], DecodedEvents | None]:
@@ -338,8 +356,9 @@ def _decode(raw: bytes) -> tuple[list[Record], DecodedEvents | None]:
     return records, events
 
 
-def batch_from_rows(rows: Iterable[tuple[int, int, int, int, int, int]],
-                    first_seq: int = 1) -> EventBatch:
+def batch_from_rows(
+    rows: Iterable[tuple[int, int, int, int, int, int]], first_seq: int = 1
+) -> EventBatch:
     b = EventBatch(first_seq=first_seq)
     for k, u, t, r, a, lo in rows:
         b.append(k, u, t, r, a, lo)
@@ -347,6 +366,14 @@ def batch_from_rows(rows: Iterable[tuple[int, int, int, int, int, int]],
 
 
 def rows_of(ev: DecodedEvents) -> list[tuple[int, int, int, int, int, int]]:
-    return list(zip(ev.kind.tolist(), ev.unit.tolist(), ev.time.tolist(), ev.res.tolist(),
-                    ev.arg.tolist(), ev.loc.tolist(), strict=True))
-
+    return list(
+        zip(
+            ev.kind.tolist(),
+            ev.unit.tolist(),
+            ev.time.tolist(),
+            ev.res.tolist(),
+            ev.arg.tolist(),
+            ev.loc.tolist(),
+            strict=True,
+        )
+    )

@@ -56,7 +56,8 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
     if major > FORMAT_MAJOR:
         raise TraceVersionError(
             f"written by a newer Willowisp (format {major}.{minor}); this reader reads "
-            f"format {FORMAT_MAJOR}.x — upgrade willowisp")
+            f"format {FORMAT_MAJOR}.x — upgrade willowisp"
+        )
     if major < 1:
         raise TraceFormatError(f"format version {major}.{minor} does not exist")
     tf = TraceFile(path=path, major=major, minor=minor, size=len(data))
@@ -71,8 +72,10 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
             header = parse_chunk_header(data, pos)
         except TraceFormatError as exc:
             nxt = data.find(CHUNK_MAGIC, pos + 1)
-            tf.problems.append(f"chunk {index} at byte {pos}: {exc}; skipped to "
-                               + (f"byte {nxt}" if nxt >= 0 else "the end"))
+            tf.problems.append(
+                f"chunk {index} at byte {pos}: {exc}; skipped to "
+                + (f"byte {nxt}" if nxt >= 0 else "the end")
+            )
             index += 1
             if nxt < 0:
                 break
@@ -83,13 +86,17 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
         if body_end > end:
             nxt = data.find(CHUNK_MAGIC, pos + 1)
             if nxt >= 0:  # not the tail: a corrupt length in the middle of the file
-                tf.problems.append(f"chunk {index} at byte {pos}: stored length "
-                                   f"{header.stored_len} runs past the end; skipped to byte {nxt}")
+                tf.problems.append(
+                    f"chunk {index} at byte {pos}: stored length "
+                    f"{header.stored_len} runs past the end; skipped to byte {nxt}"
+                )
                 index += 1
                 pos = nxt
                 continue
-            tf.truncated = (f"chunk {index} at byte {pos} needs {header.stored_len} bytes, "
-                            f"{end - body_start} left (writer killed?)")
+            tf.truncated = (
+                f"chunk {index} at byte {pos} needs {header.stored_len} bytes, "
+                f"{end - body_start} left (writer killed?)"
+            )
             break
         try:
             raw = unpack_payload(header, memoryview(data)[body_start:body_end])

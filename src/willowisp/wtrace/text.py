@@ -153,8 +153,14 @@ def from_text(text: str, source: str = "<text>") -> list[tuple[list[Record], Eve
                 kind = KIND_BY_NAME.get(kname)
                 code = kind.code if kind else int(kname)
                 vals = {k: int(v) for k, v in _tokens(fields)}
-                events.append(code, vals.pop("u", 0), int(t), vals.pop("r", 0),
-                              vals.pop("a", 0), vals.pop("l", 0))
+                events.append(
+                    code,
+                    vals.pop("u", 0),
+                    int(t),
+                    vals.pop("r", 0),
+                    vals.pop("a", 0),
+                    vals.pop("l", 0),
+                )
                 if vals:
                     raise ValueError(f"unknown event fields {sorted(vals)}")
             else:
@@ -173,7 +179,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise ValueError(f"cannot parse {text[pos:pos + 30]!r}")
+            raise ValueError(f"cannot parse {text[pos : pos + 30]!r}")
         out.append((m.group(1), m.group(2)))
         pos = m.end()
     return out

@@ -15,8 +15,12 @@ from willowisp.wtrace.framing import Compressors, default_codec, file_header, fr
 from willowisp.wtrace.payload import EventBatch, PackedEvents, Record, encode_payload
 
 
-def encode_chunk(records: Sequence[Record], events: EventBatch | PackedEvents | None, codec: int,
-                 compressors: Compressors | None = None) -> bytes:
+def encode_chunk(
+    records: Sequence[Record],
+    events: EventBatch | PackedEvents | None,
+    codec: int,
+    compressors: Compressors | None = None,
+) -> bytes:
     """A complete framed chunk."""
     return frame_chunk(encode_payload(records, events), codec, compressors)
 
@@ -28,8 +32,7 @@ class SegmentWriter:
         self.path = os.fspath(path)
         self.codec = default_codec() if codec is None else codec
         self._compressors = Compressors()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                           0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.size = os.fstat(self._fd).st_size
         if self.size == 0:
             self._write(file_header())
@@ -41,8 +44,9 @@ class SegmentWriter:
             view = view[n:]
             self.size += n
 
-    def write_chunk(self, records: Sequence[Record],
-                    events: EventBatch | PackedEvents | None = None) -> int:
+    def write_chunk(
+        self, records: Sequence[Record], events: EventBatch | PackedEvents | None = None
+    ) -> int:
         """Encode and append one chunk; returns its size on disk."""
         data = encode_chunk(records, events, self.codec, self._compressors)
         self._write(data)
@@ -63,9 +67,11 @@ class SegmentWriter:
         self.close()
 
 
-def write_file(path: str | os.PathLike[str],
-               chunks: Sequence[tuple[Sequence[Record], EventBatch | None]],
-               codec: int | None = None) -> None:
+def write_file(
+    path: str | os.PathLike[str],
+    chunks: Sequence[tuple[Sequence[Record], EventBatch | None]],
+    codec: int | None = None,
+) -> None:
     """Write a whole file at once (tests, importers)."""
     with SegmentWriter(path, codec) as w:
         for records, events in chunks:

@@ -28,8 +28,9 @@ async def main() -> None:
         async with shelf_lock:
             pass
 
-    await asyncio.gather(asyncio.create_task(restock(), name="restock"),
-                         asyncio.create_task(sell(), name="sell"))
+    await asyncio.gather(
+        asyncio.create_task(restock(), name="restock"), asyncio.create_task(sell(), name="sell")
+    )
 
 
 asyncio.run(main())

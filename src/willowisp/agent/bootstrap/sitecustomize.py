@@ -13,7 +13,7 @@ if os.environ.get("WILLOWISP_OUT") and os.environ.get("WILLOWISP_DISABLED", "") 
         from willowisp.agent.api import start_from_env
 
         start_from_env()
-    except Exception as _exc:  # noqa: BLE001 - the program must run whatever happens here
+    except Exception as _exc:
         sys.stderr.write(f"willowisp: agent not started in pid {os.getpid()}: {_exc}\n")
 
 
