@@ -1,0 +1,79 @@
+"""`willowisp run`, `doctor` and `demo` as a user calls them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def wisp(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_run_passes_exit_status_through(tmp_path):
+    """The exit status of `willowisp run` is the command's."""
+    r = wisp(
+        "run", "--out", str(tmp_path / "run"), "--", sys.executable, "-c", "import sys; sys.exit(7)"
+    )
+    assert r.returncode == 7
+    assert list((tmp_path / "run").glob("*.wtrace"))
+
+
+def test_run_default_folder_and_names(tmp_path):
+    """Without --out the run goes to ./wisp-traces/<UTC timestamp>/, one segment per process
+    named <service>-<pid>-<process id prefix>-<n>.wtrace."""
+    script = tmp_path / "hello.py"
+    script.write_text("import threading\nwith threading.Lock():\n    pass\n")
+    r = wisp("run", "--", sys.executable, str(script), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    [run] = list((tmp_path / "wisp-traces").iterdir())
+    [seg] = list(run.glob("*.wtrace"))
+    service, pid, prefix, n = seg.stem.split("-")
+    assert (service, n) == ("hello", "1") and pid.isdigit() and len(prefix) == 8
+    assert "recording into" in r.stderr and "willowisp analyze" in r.stderr
+
+
+def test_run_bad_usage_is_one_line(tmp_path):
+    """Nothing to run, a missing program or a bad ratio: one line on stderr, exit 2."""
+    for args in (
+        ["run"],
+        ["run", "--", str(tmp_path / "nope")],
+        ["run", "--trace-ratio", "2", "--", "true"],
+    ):
+        r = wisp(*args)
+        assert r.returncode == 2, args
+        assert "Traceback" not in r.stderr
+        assert len([ln for ln in r.stderr.splitlines() if ln.startswith("willowisp")]) >= 1
+
+
+def test_doctor_reports_this_machine():
+    """doctor names the runtimes, the Python agent and what simulated hosts can do here."""
+    r = wisp("doctor")
+    assert r.returncode == 0, r.stderr
+    for word in (
+        "python",
+        "go",
+        "java",
+        "rust",
+        "node",
+        "agents:",
+        "UTS namespaces",
+        "fake time",
+        "loopback",
+    ):
+        assert word in r.stdout
+
+
+def test_help_texts():
+    """Every command explains itself."""
+    for cmd in ("run", "analyze", "demo", "doctor"):
+        r = wisp(cmd, "--help")
+        assert r.returncode == 0 and "usage: willowisp " + cmd in r.stdout
