@@ -3,6 +3,7 @@ extracts it and records receive/reply; the two sides share the span id that cros
 
 from __future__ import annotations
 
+import pytest
 from tracekit import read_run, run_program
 
 
@@ -81,3 +82,43 @@ def test_existing_traceparent_is_kept(tmp_path):
     p = read_run(out)["prog"]
     client = next(res for res in p.resources.values() if res.get("library") == "http.client")
     assert client["span_id"] == "00f067aa0ba902b7"
+
+
+SAMPLING_PROGRAM = """
+import threading, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+seen = []
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen.append(self.headers.get("traceparent"))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+for _ in range(5):
+    urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/").read()
+print(" ".join(tp[-2:] for tp in seen))
+srv.shutdown()
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "ratio", "flags", "recorded"),
+    [("hops", "0", "00", 0), ("hops", "1", "01", 10), ("full", "0", "00", 10)],
+)
+def test_trace_ratio_decided_at_the_root_and_carried(tmp_path, mode, ratio, flags, recorded):
+    """--trace-ratio decides sampling once at the root and carries it in traceparent's flag;
+    --mode hops records only sampled hops, full mode records every hop."""
+    out = str(tmp_path / "run")
+    r = run_program(
+        SAMPLING_PROGRAM, out, env_extra={"WILLOWISP_MODE": mode, "WILLOWISP_TRACE_RATIO": ratio}
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [flags] * 5
+    p = read_run(out)["prog"]
+    rpcs = [res for res in p.resources.values() if res["kind"] == "rpc"]
+    assert len(rpcs) == recorded
+    if mode == "hops":
+        assert not [res for res in p.resources.values() if res["kind"] == "lock"]

@@ -37,14 +37,19 @@ def reset(token: contextvars.Token[TraceContext | None]) -> None:
     _current.reset(token)
 
 
+def root_flags() -> int:
+    """The trace flags of a new logical operation: sampled with the configured ratio, decided
+    here once and then carried by traceparent to every runtime."""
+    return 1 if trace_ratio >= 1.0 or random.random() < trace_ratio else 0  # noqa: S311
+
+
 def outgoing() -> TraceContext:
     """The context to put on the wire for a new outgoing hop: a child of the current one,
     or the root of a new trace (sampled with the configured ratio)."""
     cur = current()
     if cur is not None:
         return TraceContext(cur.trace_id, new_span_id(), cur.flags)
-    sampled = trace_ratio >= 1.0 or random.random() < trace_ratio  # noqa: S311 - sampling, not crypto
-    return TraceContext(new_trace_id(), new_span_id(), 1 if sampled else 0)
+    return TraceContext(new_trace_id(), new_span_id(), root_flags())
 
 
 def reload_from_env() -> None:

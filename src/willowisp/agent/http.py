@@ -79,6 +79,8 @@ def _begin_client_request(rec: _r.Recorder, conn: http.client.HTTPConnection) ->
     if ctx is None:
         ctx = context.outgoing()
         buf.append(b"traceparent: " + ctx.header().encode("ascii"))
+    if not ctx.sampled and rec.config.mode == "hops":
+        return  # always-on mode records sampled operations only; the flag still travels
     rid = rec.new_resource(
         "rpc",
         2,
@@ -124,7 +126,11 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         parent = parse(self.headers.get("traceparent"))
         own = new_span_id()
         trace_id = parent.trace_id if parent else new_trace_id()
-        flags = parent.flags if parent else 1
+        flags = parent.flags if parent else context.root_flags()
+        if not flags & 1 and rec.config.mode == "hops":
+            self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
+                TraceContext(trace_id, own, flags))
+            return ok  # not sampled: propagate the decision, record nothing
         method = self.command or "?"
         handler = getattr(type(self), "do_" + method, None)
         key = 0
