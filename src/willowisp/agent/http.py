@@ -129,7 +129,8 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         flags = parent.flags if parent else context.root_flags()
         if not flags & 1 and rec.config.mode == "hops":
             self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
-                TraceContext(trace_id, own, flags))
+                TraceContext(trace_id, own, flags)
+            )
             return ok  # not sampled: propagate the decision, record nothing
         method = self.command or "?"
         handler = getattr(type(self), "do_" + method, None)
