@@ -99,6 +99,7 @@ def compare(name: str, work: Workload, args: argparse.Namespace, out: str) -> No
     plain: list[float] = []
     traced: list[float] = []
     dropped = 0
+    best_ns_per_step(work, args.tasks, args.steps)  # warm-up: caches, allocator, CPU clock
     for _ in range(args.repeat):
         plain.append(best_ns_per_step(work, args.tasks, args.steps))
         willowisp.start(out=out)
