@@ -250,3 +250,49 @@ def test_agent_on_other_interpreters(tmp_path, python):
     w = p.unit_named("w")
     assert ("lock.acquired", p.resource("pair")) in [(e.kind, e.res) for e in p.of_unit(w)]
     assert [e.kind for e in p.events if e.res == p.resource("q")] == ["queue.put", "queue.get"]
+
+
+def test_restart_takes_over_running_threads(tmp_path):
+    """stop() then start(): a thread that outlived the first recorder records into the second."""
+    code = f"""
+import threading, willowisp
+go_on = threading.Event()
+done = threading.Event()
+def worker():
+    go_on.wait()
+    with late:
+        pass
+    done.set()
+late = threading.Lock()
+t = threading.Thread(target=worker, name="survivor")
+willowisp.start(out={str(tmp_path / "first")!r}, service="first")
+t.start()
+willowisp.stop()
+willowisp.start(out={str(tmp_path / "second")!r}, service="second")
+late_lock = threading.Lock()
+late = late_lock
+go_on.set()
+done.wait()
+t.join()
+willowisp.stop()
+"""
+    script = tmp_path / "restart.py"
+    script.write_text(code)
+    env = dict(os.environ)
+    env.pop("WILLOWISP_OUT", None)
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    p = read_run(str(tmp_path / "second"))["second"]
+    lock = p.resource("late_lock")
+    survivor = p.unit_named("survivor")
+    assert [e.kind for e in p.events if e.res == lock and e.unit == survivor] == [
+        "lock.acquired",
+        "lock.release",
+    ]

@@ -34,6 +34,7 @@ import struct
 import sys
 import threading
 import time
+import weakref
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -76,6 +77,7 @@ class ThreadState:
     """
 
     __slots__ = (
+        "__weakref__",
         "alive",
         "buf",
         "dropped",
@@ -106,6 +108,9 @@ class _Local(threading.local):
 
 
 RECORDER: Recorder | None = None
+# Every thread state ever made, so a recorder started after stop() takes over the threads
+# that outlived the previous one (their states live on in thread-local storage).
+_ALL_STATES: weakref.WeakSet[ThreadState] = weakref.WeakSet()
 # Code objects whose ids appear in location keys, kept alive so the ids stay theirs. Keyed
 # by id: hashing a code object hashes its constants, which costs more than the event.
 CODE_IDS: dict[int, CodeType] = {}
@@ -125,7 +130,9 @@ def state() -> ThreadState:
 
 def _adopt() -> ThreadState:
     rec = RECORDER
-    st = rec.adopt_current_thread() if rec is not None else ThreadState(0, None)
+    if rec is None:  # a hook outlived the agent: a throwaway state, not kept for the thread
+        return ThreadState(0, None)
+    st = rec.adopt_current_thread()
     set_state(st)
     return st
 
@@ -172,7 +179,7 @@ class Recorder:
         self._loc_ids = itertools.count(1)
         self._faults: deque[tuple[int, str, str]] = deque()
         self._stdlib_cache: dict[str, bool] = {}
-        self._internal_codes: set[CodeType] = set()
+        self._internal_codes: dict[int, bool] = {}
         self._seq = 1
         self.events = 0
         self.total_dropped = 0
@@ -231,19 +238,51 @@ class Recorder:
         return next(self._unit_ids)
 
     def define_unit(
-        self, n: int, kind: str, name: str, parent: int, depth: int = 0, **extra: AttrValue
+        self,
+        n: int,
+        kind: str,
+        name: str,
+        parent: int,
+        depth: int = 0,
+        *,
+        key: int = 0,
+        **extra: AttrValue,
     ) -> None:
+        """Define unit ``n``, created ``depth`` frames above the caller (0: no location), or at
+        the location ``key`` captured earlier (``location_key`` / ``program_location_key``)."""
         attrs: dict[str, AttrValue] = {"kind": kind, "name": name, "parent": parent}
         attrs.update(extra)
-        self._pending.append((R_UNIT, n, attrs, self.location_key(depth + 1) if depth else 0))
+        if not key and depth:
+            key = self.location_key(depth + 1)
+        self._pending.append((R_UNIT, n, attrs, key))
 
     def register_thread(self, unit: int) -> ThreadState:
         """Give the calling thread a state for ``unit`` and put it on the flush list."""
         with self._swap_lock:
             st = ThreadState(unit, self.new_buffer())
         self.states.append(st)
+        _ALL_STATES.add(st)
         set_state(st)
         return st
+
+    def _take_over_threads(self) -> None:
+        """After a stop() and a new start(): threads that outlived the previous recorder keep
+        their thread-local state; give each a unit and a buffer here so nothing is lost."""
+        me = _thread.get_ident()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        for st in list(_ALL_STATES):
+            if not st.alive or st.ident == me or st.ident not in names:
+                continue
+            n = self.new_unit_id()
+            self.define_unit(n, "thread", names[st.ident], 0)
+            with self._swap_lock:
+                buf = self.new_buffer()
+                st.buf = buf if buf is not None else bytearray(0)
+                st.used = st.flushed = st.dropped = 0
+                st.end = len(st.buf)
+                st.full = []
+                st.unit = st.thread_unit = n
+            self.states.append(st)
 
     def adopt_current_thread(self) -> ThreadState:
         """A thread we did not start records for the first time: make it a unit."""
@@ -254,17 +293,39 @@ class Recorder:
         with self._swap_lock:
             st = ThreadState(n, self.new_buffer())
         self.states.append(st)
+        _ALL_STATES.add(st)
         return st
 
-    def new_resource(self, kind: str, depth: int, name: str = "", **extra: AttrValue) -> int:
-        """Define a resource created ``depth`` frames above the caller; returns its number."""
+    def new_resource(
+        self, kind: str, depth: int, name: str = "", *, key: int = 0, **extra: AttrValue
+    ) -> int:
+        """Define a resource created ``depth`` frames above the caller (or at the location
+        ``key`` captured earlier, when given); returns its number."""
         rid = next(self._res_ids)
         attrs: dict[str, AttrValue] = {"kind": kind}
         if name:
             attrs["name"] = name
         attrs.update(extra)
-        self._pending.append((R_RESOURCE, rid, attrs, self.location_key(depth + 1)))
+        self._pending.append((R_RESOURCE, rid, attrs, key or self.location_key(depth + 1)))
         return rid
+
+    def program_depth(self) -> int:
+        """Frames above the caller to the program's innermost frame (0 if there is none)."""
+        f: FrameType | None = _getframe(1)
+        depth = 0
+        while f is not None and self.is_internal(f.f_code.co_filename):
+            f = f.f_back
+            depth += 1
+        return depth if f is not None else 0
+
+    def program_location_key(self) -> int:
+        """The location key of the program's innermost frame (0 if none), for later use."""
+        f = self.user_frame(1)
+        if f is None:
+            return 0
+        c = f.f_code
+        CODE_IDS[id(c)] = c
+        return (id(c) << 16) | (f.f_lasti & 0xFFFF)
 
     def location_key(self, depth: int) -> int:
         """The location key of the frame ``depth`` levels above the caller (0 if none)."""
@@ -336,18 +397,19 @@ class Recorder:
             return
         t = mono()
         f: FrameType | None = _getframe(1)
-        internal = self._internal_codes
-        while f is not None and f.f_code in internal:
+        internal = self._internal_codes  # id(code) -> is internal (ids of kept code objects)
+        while f is not None:
+            c = f.f_code
+            v = internal.get(id(c))
+            if v is None:
+                v = internal[id(c)] = self.is_internal(c.co_filename)
+                CODE_IDS[id(c)] = c  # keep it alive so its id stays its own
+            if not v:
+                break
             f = f.f_back
-        if f is not None and self.is_internal(f.f_code.co_filename):
-            # first time this code object is seen: classify it, then walk on
-            while f is not None and self.is_internal(f.f_code.co_filename):
-                internal.add(f.f_code)
-                f = f.f_back
         key = 0
         if f is not None:
             c = f.f_code
-            CODE_IDS[id(c)] = c
             key = (id(c) << 16) | (f.f_lasti & 0xFFFF)
         st = state()
         i = st.used
@@ -418,6 +480,7 @@ class Recorder:
             os_tid=threading.get_native_id(),
         )
         self.register_thread(self.main_unit)
+        self._take_over_threads()
         self._calibrate()
         self._open_segment()
         self.flush()

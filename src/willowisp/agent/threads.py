@@ -169,6 +169,16 @@ if FAST is not None:
     _WLock.__exit__ = _fast_exit
 
 
+def _emit_user(kind: int, res: int, arg: int) -> None:
+    """Record at the program's own frame (for waits the standard library makes, too)."""
+    rec = _r.RECORDER
+    if rec is not None:
+        try:
+            rec.emit_user(kind, res, arg)
+        except Exception as exc:
+            _fault("threading", exc)
+
+
 def _overflow(st: _r.ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
     rec = _r.RECORDER
     if rec is not None:
@@ -178,14 +188,15 @@ def _overflow(st: _r.ThreadState, t: int, kind: int, res: int, arg: int, key: in
 def _blocking_acquire(lk: Any, rid: int, timeout: float, depth: int) -> bool:
     """The contended path: record the wait, block, record how it ended."""
     _emit(BLOCK, rid, Reason.ACQUIRE, depth)
-    got = False
     try:
         got = lk.acquire(True, timeout)
-    finally:
-        if got:
-            _emit(ACQ, rid, 0, depth)
-        else:
-            _emit(WAKE, rid, Outcome.TIMEOUT, depth)
+    except BaseException:  # interrupted (KeyboardInterrupt, a signal handler raising)
+        _emit(WAKE, rid, Outcome.ERROR, depth)
+        raise
+    if got:
+        _emit(ACQ, rid, 0, depth)
+    else:
+        _emit(WAKE, rid, Outcome.TIMEOUT, depth)
     return bool(got)
 
 
@@ -244,9 +255,15 @@ class WRLock:
         return (self._wisp_lock._release_save(), depth)
 
     def _acquire_restore(self, state: tuple[Any, int]) -> None:
-        inner, depth = state
-        _emit(BLOCK, self._wisp_rid, Reason.ACQUIRE, 2)
-        self._wisp_lock._acquire_restore(inner)
+        # Re-taking the lock `depth` times leaves the RLock exactly as _acquire_restore
+        # would (this thread owns it, that many times), and shows whether it had to wait.
+        _inner, depth = state
+        lk = self._wisp_lock
+        if not lk.acquire(False):
+            _emit(BLOCK, self._wisp_rid, Reason.ACQUIRE, 2)
+            lk.acquire()
+        for _ in range(depth - 1):
+            lk.acquire()
         self._wisp_depth = depth
         _emit(ACQ, self._wisp_rid, depth, 2)
 
@@ -345,11 +362,13 @@ class Condition(threading.Condition):
                     pass
 
     def notify(self, n: int = 1) -> None:
-        _emit(int(K.SYNC_NOTIFY), self._wisp_rid, n, 1)
+        if self._is_owned():  # type: ignore[attr-defined]  # else super() raises
+            _emit(int(K.SYNC_NOTIFY), self._wisp_rid, n, 1)
         super().notify(n)
 
     def notify_all(self) -> None:
-        _emit(int(K.SYNC_NOTIFY), self._wisp_rid, -1, 1)
+        if self._is_owned():  # type: ignore[attr-defined]
+            _emit(int(K.SYNC_NOTIFY), self._wisp_rid, -1, 1)
         super().notify(len(self._waiters))  # type: ignore[attr-defined]
 
 
@@ -376,7 +395,14 @@ class _SemaphoreHooks:
     __enter__ = acquire
 
     def release(self, n: int = 1) -> None:
-        _emit(REL, self._wisp_rid, 0, 1)
+        bound = getattr(self, "_initial_value", None)
+        if bound is not None:  # BoundedSemaphore: refuse before recording a release
+            cond: Any = self._cond  # type: ignore[attr-defined]
+            with cond:
+                if self._value + n > bound:  # type: ignore[attr-defined]
+                    raise ValueError("Semaphore released too many times")
+        for _ in range(n if n > 0 else 0):
+            _emit(REL, self._wisp_rid, 0, 1)
         base: Any = super()
         base.release(n)
 
@@ -524,11 +550,13 @@ def _thread_join(self: threading.Thread, timeout: float | None = None) -> None:
     try:
         rid = getattr(self, "_wisp_join", 0)
         if not rid:
-            rid = rec.new_resource("join", 1, name=f"end of {self.name}", unit=n)
+            rid = rec.new_resource(
+                "join", 1, name=f"end of {self.name}", unit=n, key=rec.program_location_key()
+            )
             self._wisp_join = rid  # type: ignore[attr-defined]
         waited = self.is_alive()
         if waited:
-            rec.emit(BLOCK, rid, Reason.JOIN, 1)
+            rec.emit_user(BLOCK, rid, Reason.JOIN)
     except Exception as exc:
         _fault("Thread.join", exc)
         _orig["Thread.join"](self, timeout)
@@ -537,9 +565,9 @@ def _thread_join(self: threading.Thread, timeout: float | None = None) -> None:
         _orig["Thread.join"](self, timeout)
     finally:
         if self.is_alive():
-            _emit(WAKE, rid, Outcome.TIMEOUT, 1)
+            _emit_user(WAKE, rid, Outcome.TIMEOUT)
         else:
-            _emit(int(K.JOIN_DONE), rid, n, 1)
+            _emit_user(int(K.JOIN_DONE), rid, n)
 
 
 def _excepthook(args: Any) -> None:
