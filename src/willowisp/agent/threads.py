@@ -311,15 +311,25 @@ def _define(obj: Any, kind: str) -> int:
     return rid
 
 
-class Condition(threading.Condition):
+class _UserOnly:
+    """Mixin: instances the standard library creates for its own use are the original class
+    (``_wisp_original`` names it in ``_orig``); subclasses the program defines are ours."""
+
+    _wisp_original = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        original = cls.__dict__.get("_wisp_original")
+        if original and _internal_caller():
+            return _orig[original](*args, **kwargs)
+        return object.__new__(cls)
+
+
+class Condition(_UserOnly, threading.Condition):
     """Records wait (block, wake) and notify; the lock's own events come from its wrapper."""
 
     _wisp_rid = 0
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is Condition and _internal_caller():
-            return _orig["Condition"](*args, **kwargs)
-        return super().__new__(cls)
+    _wisp_original = "Condition"
 
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
@@ -407,22 +417,16 @@ class _SemaphoreHooks:
         base.release(n)
 
 
-class Semaphore(_SemaphoreHooks, threading.Semaphore):
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is Semaphore and _internal_caller():
-            return _orig["Semaphore"](*args, **kwargs)
-        return object.__new__(cls)
+class Semaphore(_UserOnly, _SemaphoreHooks, threading.Semaphore):
+    _wisp_original = "Semaphore"
 
     def __init__(self, value: int = 1) -> None:
         super().__init__(value)
         _define(self, "semaphore")
 
 
-class BoundedSemaphore(_SemaphoreHooks, threading.BoundedSemaphore):
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is BoundedSemaphore and _internal_caller():
-            return _orig["BoundedSemaphore"](*args, **kwargs)
-        return object.__new__(cls)
+class BoundedSemaphore(_UserOnly, _SemaphoreHooks, threading.BoundedSemaphore):
+    _wisp_original = "BoundedSemaphore"
 
     def __init__(self, value: int = 1) -> None:
         # threading.BoundedSemaphore.__init__ calls the module's Semaphore.__init__ by
@@ -432,13 +436,10 @@ class BoundedSemaphore(_SemaphoreHooks, threading.BoundedSemaphore):
         _define(self, "semaphore")
 
 
-class Event(threading.Event):
+class Event(_UserOnly, threading.Event):
     _wisp_rid = 0
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is Event and _internal_caller():
-            return _orig["Event"](*args, **kwargs)
-        return object.__new__(cls)
+    _wisp_original = "Event"
 
     def __init__(self) -> None:
         super().__init__()
@@ -461,13 +462,10 @@ class Event(threading.Event):
         return ok
 
 
-class Barrier(threading.Barrier):
+class Barrier(_UserOnly, threading.Barrier):
     _wisp_rid = 0
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is Barrier and _internal_caller():
-            return _orig["Barrier"](*args, **kwargs)
-        return object.__new__(cls)
+    _wisp_original = "Barrier"
 
     def __init__(self, parties: int, action: Any = None, timeout: float | None = None) -> None:
         super().__init__(parties, action, timeout)
