@@ -13,7 +13,7 @@ import weakref
 import pytest
 from tracekit import Ev, ProcessTrace, kill_group, read_run, run_program, start_program, wait_for
 
-from willowisp.agent import aio
+from willowisp.agent import aio, aio_sync
 from willowisp.model.spec import EndStatus, Outcome, Reason
 
 SCHEDULING = ("unit.run", "unit.yield", "gc.begin", "gc.end")
@@ -202,7 +202,13 @@ def test_awaiting_a_task_is_a_join_block_ended_by_join_done(agent, marks):
     evs = p.of_unit(parent)
     i = first(evs, "unit.block")
     join = evs[i].res
-    assert p.resources[join] == {"kind": "join", "name": "end of child", "unit": child_unit}
+    assert p.resources[join] == {
+        "kind": "join",
+        "name": "end of child",
+        "unit": child_unit,
+        "loc": p.resources[join].get("loc"),
+    }
+    assert p.locations[p.resources[join]["loc"]]["line"] == marks["await-child"]
     assert (evs[i].arg, line(p, evs[i])) == (Reason.JOIN, marks["await-child"])
     assert (evs[i + 1].kind, evs[i + 1].res) == ("unit.yield", join)
     assert evs[i + 2].kind == "unit.run"
@@ -242,11 +248,40 @@ def test_gather_of_tasks_blocks_on_a_future_that_waits_for_them(agent, marks):
     fut = evs[i].res
     assert p.resources[fut]["kind"] == "future"
     assert p.resources[fut]["waits_for"] == ",".join(map(str, parts))
+    assert p.locations[p.resources[fut]["loc"]]["line"] == marks["gather"]
     assert (evs[i].arg, line(p, evs[i])) == (Reason.AWAIT, marks["gather"])
     assert after(evs, i + 1)[:3] == ["unit.yield", "unit.run", "unit.wake"]
     assert (evs[i + 3].res, evs[i + 3].arg) == (fut, Outcome.OK)
     ends = [p.of_unit(n)[-1] for n in parts]
     assert all(e.kind == "unit.end" and e.time <= evs[i + 3].time for e in ends)
+
+
+def test_task_groups_and_renamed_tasks_are_located_at_the_programs_lines(agent, marks):
+    """A TaskGroup's future is located at the ``async with`` line; a task renamed after its
+    creation keeps its creation line in the unit record that carries the new name."""
+    gate = asyncio.Event()
+
+    async def part() -> None:
+        await gate.wait()
+
+    async def opener() -> None:
+        gate.set()
+
+    async def main() -> None:
+        t = asyncio.create_task(opener(), name="first name")  # @create-renamed
+        t.set_name("second name")
+        async with asyncio.TaskGroup() as tg:  # @group
+            tg.create_task(part())
+        await t
+
+    asyncio.run(main())
+    p = agent.stop()
+    renamed = p.units[p.unit_named("second name")]
+    assert p.locations[renamed["loc"]]["line"] == marks["create-renamed"]
+    group = [r for r in p.resources.values() if str(r.get("name")).startswith("task group of")]
+    assert [p.locations[r["loc"]]["line"] for r in group] == [marks["group"]]
+    blocks = [e for e in p.of_unit(task_of(p, "<locals>.main")) if e.kind == "unit.block"]
+    assert [line(p, e) for e in blocks] == [marks["group"]]
 
 
 def test_lock_contention_is_block_yield_run_acquired_on_the_waiting_task(agent, marks):
@@ -548,24 +583,32 @@ def test_a_hook_fault_never_reaches_the_program_and_is_recorded(agent, monkeypat
     ]
 
 
-def test_a_failed_install_leaves_asyncio_as_it_was(monkeypatch):
-    """If patching fails halfway, what was already patched is put back."""
-    run, lock_dict = asyncio.events.Handle._run, dict(vars(asyncio.Lock))
+@pytest.mark.parametrize(
+    ("module", "succeed"),
+    [pytest.param(aio_sync, 3, id="in aio_sync"), pytest.param(aio, 2, id="in aio after aio_sync")],
+)
+def test_a_failed_install_leaves_asyncio_as_it_was(monkeypatch, module, succeed):
+    """If patching fails halfway, in either module, what was already patched is put back."""
+    run, create_task = asyncio.events.Handle._run, asyncio.BaseEventLoop.create_task
+    lock_dict, queue_dict = dict(vars(asyncio.Lock)), dict(vars(asyncio.Queue))
     done: list[str] = []
-    real_set = aio._set
+    real_set = module._set
 
-    def set_three(cls: type, attr: str, value: object) -> None:
-        if len(done) == 3:
+    def set_some(cls: type, attr: str, value: object) -> None:
+        if len(done) == succeed:
             raise AttributeError(f"{cls.__name__} has no {attr} in this Python")
         done.append(attr)
         real_set(cls, attr, value)
 
-    monkeypatch.setattr(aio, "_set", set_three)
+    monkeypatch.setattr(module, "_set", set_some)
     with pytest.raises(AttributeError, match="in this Python"):
         aio.install()
     assert asyncio.events.Handle._run is run
+    assert asyncio.BaseEventLoop.create_task is create_task
     assert dict(vars(asyncio.Lock)) == lock_dict
+    assert dict(vars(asyncio.Queue)) == queue_dict
     assert not aio._patched
+    assert not aio_sync._patched
 
 
 # --- in a child process: real kills, other interpreters ------------------------------------
@@ -685,6 +728,11 @@ EVERYTHING = """
 
         held = asyncio.Event()
         await asyncio.gather(holder(held), waiter(held))
+        gate3 = asyncio.Event()
+        late = asyncio.create_task(open_gate(gate3))  # @prog-create-late
+        late.set_name("late")
+        async with asyncio.TaskGroup() as tg:  # @prog-group
+            tg.create_task(child(gate3))
         return await q.get()
 
     print(asyncio.run(main()))
@@ -693,7 +741,8 @@ EVERYTHING = """
 
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_the_trace_is_the_same_on_each_interpreter(tmp_path, python, marks_of):
-    """Units, join, gather, lock contention and queue events on 3.11, 3.12 and 3.13 alike."""
+    """Units, join, gather, task group, lock contention and queue events, and where each is
+    located, on 3.11, 3.12 and 3.13 alike."""
     _need(python)
     out = str(tmp_path / "run")
     r = run_program(EVERYTHING, out, python=python)
@@ -711,6 +760,14 @@ def test_the_trace_is_the_same_on_each_interpreter(tmp_path, python, marks_of):
     gather = [e for e in evs if e.kind == "unit.block" and e.arg == Reason.AWAIT]
     assert line(p, gather[0]) == at["prog-gather"]  # and the second gather, of the lock users
     assert len(p.resources[gather[0].res]["waits_for"].split(",")) == 2
+    assert line(p, gather[-1]) == at["prog-group"]
+    for ev, mark in (
+        (join[0], "prog-join"),
+        (gather[0], "prog-gather"),
+        (gather[-1], "prog-group"),
+    ):
+        assert p.locations[p.resources[ev.res]["loc"]]["line"] == at[mark]
+    assert p.locations[p.units[p.unit_named("late")]["loc"]]["line"] == at["prog-create-late"]
     lock = next(rid for rid, r in p.resources.items() if r["kind"] == "lock")
     w = p.of_unit(task_of(p, "waiter"))
     i = first(w, "unit.block", lock)

@@ -122,3 +122,43 @@ def test_trace_ratio_decided_at_the_root_and_carried(tmp_path, mode, ratio, flag
     assert len(rpcs) == recorded
     if mode == "hops":
         assert not [res for res in p.resources.values() if res["kind"] == "lock"]
+
+
+def test_a_program_that_never_imports_http_server_does_not_get_it(tmp_path):
+    """The agent imports neither http module; the client hooks go in at the program's import."""
+    out = str(tmp_path / "run")
+    r = run_program(
+        """
+        import socket, sys, threading
+        print("http.server" in sys.modules, "http.client" in sys.modules)
+        srv = socket.create_server(("127.0.0.1", 0))
+        got = []
+
+        def serve():  # a bare socket server: no http.server
+            conn, _ = srv.accept()
+            with conn:
+                data = b""
+                while b"\\r\\n\\r\\n" not in data:
+                    data += conn.recv(4096)
+                got.append(data)
+                conn.sendall(b"HTTP/1.0 204 No Content\\r\\nContent-Length: 0\\r\\n\\r\\n")
+
+        threading.Thread(target=serve, daemon=True).start()
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.getsockname()[1]}/ping") as resp:
+            print(resp.status, b"traceparent: 00-" in got[0])
+        print("http.server" in sys.modules)
+    """,
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["False False", "204 True", "False"]
+    p = read_run(out)["prog"]
+    assert not p.faults
+    client = p.resource("GET /ping")
+    assert p.resources[client]["library"] == "urllib"
+    assert [e.kind for e in p.events if e.res == client] == [
+        "msg.send",
+        "unit.block",
+        "rpc.response",
+    ]

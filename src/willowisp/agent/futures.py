@@ -26,7 +26,6 @@ itself, and ``ProcessPoolExecutor``.
 from __future__ import annotations
 
 import _queue
-import sys
 from concurrent.futures import _base
 from concurrent.futures import thread as _thread_pool
 from typing import Any
@@ -42,16 +41,6 @@ _SETTABLE = frozenset({_base.PENDING, _base.RUNNING})
 _orig: dict[str, Any] = {}  # originals by "Class.attr"; kept by uninstall for calls in flight
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, previous value or _MISSING)
 _MISSING = object()
-
-
-def _program_depth(rec: _r.Recorder) -> int:
-    """Frames above the caller to the program's innermost frame (0 if there is none)."""
-    f = sys._getframe(1)
-    depth = 0
-    while f is not None and rec.is_internal(f.f_code.co_filename):
-        f = f.f_back  # type: ignore[assignment]
-        depth += 1
-    return depth if f is not None else 0
 
 
 def _emit_user(kind: int, res: int, arg: int) -> None:
@@ -89,7 +78,7 @@ class _WorkQueue(_queue.SimpleQueue[Any]):
     def _tag(self, rec: _r.Recorder, item: Any) -> None:
         future = getattr(item, "future", None)
         if future is not None and not future._wisp_rid:
-            depth = _program_depth(rec)
+            depth = rec.program_depth()
             future._wisp_rid = rec.new_resource("future", depth or (1 << 30))
         token = next(rec.tokens)
         item._wisp = (self._wisp_rid, token)
@@ -102,7 +91,7 @@ def _executor_init(self: Any, *args: Any, **kwargs: Any) -> None:
     if rec is None:
         return
     try:
-        depth = _program_depth(rec)
+        depth = rec.program_depth()
         rid = rec.new_resource("queue", depth or (1 << 30), name=f"{self._thread_name_prefix} work")
         self._work_queue = _WorkQueue(rid)  # still empty: no thread has started yet
     except Exception as exc:

@@ -11,22 +11,34 @@ one, which is then used as is), defines an ``rpc`` resource carrying that contex
 that crossed the wire, never through timestamps.
 
 Only shapes are kept: method, path without query values, peer address. No bodies.
+
+The agent imports neither module: ``http.client`` pulls in ``ssl`` and ``email``,
+``http.server`` ``socketserver``, ``mimetypes`` and ``html`` too, a cost a program that
+makes no HTTP calls (or serves none) should not pay. Each side's hooks go in right after
+the program first imports its module (post_import.py), or at once if it already has. The
+price: until the program has imported both, post_import's finder is asked first about each
+import it makes (a dict lookup).
 """
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from willowisp.agent import context
+from willowisp.agent import context, post_import
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
 
-_orig: dict[str, Any] = {}
+if TYPE_CHECKING:
+    import http.client
+    import http.server
+
+_orig: dict[str, Any] = {}  # originals by attribute name; kept by uninstall for calls in flight
+_patched: list[tuple[type, str, Any]] = []  # (class, attribute, previous value or _MISSING)
+_MISSING = object()
+_waits: list[post_import.Waiting] = []  # waits for the program's first imports, until uninstall
 
 
 def _target(url: str) -> str:
@@ -191,35 +203,70 @@ def _handle_one_request(self: http.server.BaseHTTPRequestHandler) -> None:
                 pass
 
 
-def install() -> None:
-    if _orig:
-        return
-    C = http.client.HTTPConnection
-    H = http.server.BaseHTTPRequestHandler
-    _orig.update(
-        {
-            "endheaders": C.endheaders,
-            "getresponse": C.getresponse,
-            "parse_request": H.parse_request,
-            "send_response_only": H.send_response_only,
-            "handle_one_request": H.handle_one_request,
-        }
+def _set(cls: type, attr: str, value: Any) -> None:
+    _orig[attr] = getattr(cls, attr)
+    _patched.append((cls, attr, cls.__dict__.get(attr, _MISSING)))
+    setattr(cls, attr, value)
+
+
+def _patch_client() -> None:
+    """Hook ``http.client.HTTPConnection`` (imported by now); all or nothing."""
+    # From sys.modules: while its first import runs, ``http.client`` is not yet an
+    # attribute of the ``http`` package.
+    conn = sys.modules["http.client"].HTTPConnection
+    _all_or_nothing(((conn, "endheaders", _endheaders), (conn, "getresponse", _getresponse)))
+
+
+def _patch_server() -> None:
+    """Hook ``http.server.BaseHTTPRequestHandler`` (imported by now); all or nothing."""
+    handler = sys.modules["http.server"].BaseHTTPRequestHandler
+    _all_or_nothing(
+        (
+            (handler, "parse_request", _parse_request),
+            (handler, "send_response_only", _send_response_only),
+            (handler, "handle_one_request", _handle_one_request),
+        )
     )
-    C.endheaders = _endheaders  # type: ignore[method-assign]
-    C.getresponse = _getresponse  # type: ignore[method-assign]
-    H.parse_request = _parse_request  # type: ignore[method-assign]
-    H.send_response_only = _send_response_only  # type: ignore[method-assign]
-    H.handle_one_request = _handle_one_request  # type: ignore[method-assign]
+
+
+def _all_or_nothing(patches: tuple[tuple[type, str, Any], ...]) -> None:
+    mark = len(_patched)
+    try:
+        for cls, attr, value in patches:
+            _set(cls, attr, value)
+    except BaseException:
+        _undo(mark)
+        raise
+
+
+def install() -> None:
+    """Hook each of ``http.client`` and ``http.server`` now if the program has imported it,
+    else right after it does. Idempotent. A failure now undoes everything and raises; a
+    failure later, at the import, is an agent.fault and leaves that module unhooked."""
+    if _patched or _waits:
+        return
+    try:
+        for name, patch in (("http.client", _patch_client), ("http.server", _patch_server)):
+            waiting = post_import.when_imported(name, patch, "install http")
+            if waiting is not None:
+                _waits.append(waiting)
+    except BaseException:
+        uninstall()
+        raise
 
 
 def uninstall() -> None:
-    if not _orig:
-        return
-    C = http.client.HTTPConnection
-    H = http.server.BaseHTTPRequestHandler
-    C.endheaders = _orig["endheaders"]  # type: ignore[method-assign]
-    C.getresponse = _orig["getresponse"]  # type: ignore[method-assign]
-    H.parse_request = _orig["parse_request"]  # type: ignore[method-assign]
-    H.send_response_only = _orig["send_response_only"]  # type: ignore[method-assign]
-    H.handle_one_request = _orig["handle_one_request"]  # type: ignore[method-assign]
-    _orig.clear()
+    """Stop waiting for the imports and put back what was hooked."""
+    while _waits:
+        post_import.cancel(_waits.pop())
+    _undo(0)
+
+
+def _undo(keep: int) -> None:
+    """Put back the patches after the first ``keep``, latest first."""
+    while len(_patched) > keep:
+        cls, attr, previous = _patched.pop()
+        if previous is _MISSING:
+            delattr(cls, attr)
+        else:
+            setattr(cls, attr, previous)
