@@ -1,4 +1,4 @@
-"""Build the agent's optional C fast path; everything else is in pyproject.toml.
+"""Build the optional C helpers (willowisp._native); everything else is in pyproject.toml.
 
 The extension is optional: without a compiler (or on an interpreter it was not built for)
 the agent uses its pure-Python path, which records the same events.
@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "willowisp.agent._fastpath",
-            ["src/willowisp/agent/_fastpath.c"],
+            "willowisp._native",
+            ["src/willowisp/_native.c"],
             optional=True,
             extra_compile_args=["-O2"],
         )

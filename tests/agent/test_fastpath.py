@@ -60,7 +60,7 @@ def test_fast_path_is_built_here():
     """The C fast path compiled at install time (gcc is on this machine) and imports."""
     import importlib
 
-    fast = importlib.import_module("willowisp.agent._fastpath")
+    fast = importlib.import_module("willowisp._native")
     assert callable(fast.record) and callable(fast.columns)
     if os.environ.get("WILLOWISP_PURE_PYTHON", "") in ("", "0"):
         assert recorder.FAST is fast

@@ -35,7 +35,6 @@ first import (post_import.py).
 from __future__ import annotations
 
 import sys
-import types
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -130,7 +129,9 @@ _step_type: type = type(None)  # the C Task's TaskStepMethWrapper, learned at a 
 _step_types: frozenset[type] = frozenset({type(len)})
 _gathering_type: type = type(None)  # asyncio.tasks._GatheringFuture
 _current_task: Callable[[], Any] = lambda: None  # noqa: E731 - placeholder until _patch
-_naming_codes: frozenset[types.CodeType] = frozenset()  # creators that name tasks afterwards
+# ids of the creators that name tasks afterwards (ids: hashing a code object hashes its
+# constants, which would cost more than the lookup saves; the functions live forever)
+_naming_codes: frozenset[int] = frozenset()
 # The recorder's C fast path, if it has one: record(kind, res, arg, depth) writes one event
 # of the thread's current unit (st.unit) in ~80 ns less than the inlined Python write.
 _record: Callable[[int, int, int, int], None] | None = None
@@ -229,7 +230,7 @@ def _name_to_be(task: Any) -> str:
         caller = sys._getframe(3)  # _name_to_be <- _register <- _create_task <- the creator
     except ValueError:  # created from no Python frame at all
         return str(task.get_name())
-    if caller.f_code in _naming_codes:
+    if id(caller.f_code) in _naming_codes:
         name = caller.f_locals.get("name")
         if name is not None:
             return str(name)
@@ -518,7 +519,7 @@ def _patch() -> None:
     _gathering_type = tasks._GatheringFuture  # type: ignore[attr-defined]
     _current_task = asyncio.current_task
     _naming_codes = frozenset(
-        {tasks.create_task.__code__, taskgroups.TaskGroup.create_task.__code__}
+        {id(tasks.create_task.__code__), id(taskgroups.TaskGroup.create_task.__code__)}
     )
     try:
         _probe_step_type(asyncio.Task)

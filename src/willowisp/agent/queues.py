@@ -29,7 +29,10 @@ def _emit_user(kind: int, res: int, arg: int) -> None:
     rec = _r.RECORDER
     if rec is not None:
         try:
-            rec.emit_user(kind, res, arg)
+            if _r.FAST is not None:  # straight to C: one Python call less per event
+                _r.FAST.record_user(kind, res, arg)
+            else:
+                rec.emit_user(kind, res, arg)
         except Exception as exc:
             rec.fault("queue", exc)
 
@@ -98,7 +101,10 @@ def _make_put(cls_name: str, keyed: bool) -> Any:
                         self._wisp_tokens.setdefault(id(item), deque()).append(token)
                     else:
                         self._wisp_tokens.append(token)
-                    rec.emit_user(PUT, rid, token)
+                    if _r.FAST is not None:
+                        _r.FAST.record_user(PUT, rid, token)
+                    else:
+                        rec.emit_user(PUT, rid, token)
                 except Exception as exc:
                     rec.fault("Queue._put", exc)
 
@@ -125,7 +131,10 @@ def _make_get(cls_name: str, lifo: bool, keyed: bool) -> Any:
                                 del self._wisp_tokens[id(item)]
                     elif tokens:
                         token = tokens.pop() if lifo else tokens.popleft()
-                    rec.emit_user(GET, rid, token)
+                    if _r.FAST is not None:
+                        _r.FAST.record_user(GET, rid, token)
+                    else:
+                        rec.emit_user(GET, rid, token)
                 except Exception as exc:
                     rec.fault("Queue._get", exc)
         return item

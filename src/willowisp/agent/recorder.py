@@ -5,7 +5,7 @@ unit, res, arg and a location key -- written into the calling thread's prealloca
 ``bytearray``. No object the garbage collector tracks is created per event (keeping a
 tuple per event alive costs ~300 ns of GC work, more than the write itself); the location
 key is ``id(code) << 16 | f_lasti``, resolved to file/line only when flushed. The write is
-done by the optional C fast path (``_fastpath.c``) when it is built, else by the same code
+done by the optional C fast path (``willowisp/_native.c``) when it is built, else by the same code
 in Python (``Recorder.emit``, ``threads._py_write``), which stays the reference.
 
 Background (one thread, every ``flush_interval_s``, 50 ms by default): takes what each
@@ -148,12 +148,12 @@ def _register_code(code: CodeType) -> None:
     CODE_IDS[id(code)] = code
 
 
-# The optional C fast path (agent/_fastpath.c). WILLOWISP_PURE_PYTHON=1 forces the
+# The optional C fast path (willowisp/_native.c). WILLOWISP_PURE_PYTHON=1 forces the
 # reference implementation (tests run both).
 FAST: Any = None
 if os.environ.get("WILLOWISP_PURE_PYTHON", "") in ("", "0"):
     try:
-        from willowisp.agent import _fastpath as FAST  # type: ignore[attr-defined,no-redef]
+        from willowisp import _native as FAST
     except ImportError:
         FAST = None
 

@@ -4,7 +4,19 @@
 into the contract's JSON document, which the reports render.
 """
 
-from willowisp.analysis.engine import Analysis, Options, analyze, analyze_paths
-from willowisp.analysis.finding import Finding
+from typing import Any
 
 __all__ = ["Analysis", "Finding", "Options", "analyze", "analyze_paths"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the engine pulls in numpy, and `willowisp run` / `--help` must start fast.
+    if name in ("Analysis", "Options", "analyze", "analyze_paths"):
+        from willowisp.analysis import engine
+
+        return getattr(engine, name)
+    if name == "Finding":
+        from willowisp.analysis.finding import Finding
+
+        return Finding
+    raise AttributeError(name)

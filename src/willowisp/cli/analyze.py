@@ -12,12 +12,8 @@ import sys
 from typing import Any
 
 from willowisp.analysis.boundary import Boundary, parse_boundary
-from willowisp.analysis.engine import Options, analyze
 from willowisp.analysis.finding import FINDING_KINDS
 from willowisp.errors import UsageError
-from willowisp.ingest.load import load
-from willowisp.report.json_report import render_json
-from willowisp.report.text_report import render_text
 
 EPILOG = """\
 examples:
@@ -103,6 +99,12 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: numpy and rich load only when there is something to analyze.
+    from willowisp.analysis.engine import Options, analyze
+    from willowisp.ingest.load import load
+    from willowisp.report.json_report import render_json
+    from willowisp.report.text_report import render_text
+
     trace = load(args.paths)
     options = Options(
         reference=args.reference, boundaries=tuple(args.boundary), suppress=not args.no_suppress

@@ -28,6 +28,7 @@ operation per event in the flusher, and zstd gets most of the difference back.
 
 from __future__ import annotations
 
+import os
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,13 @@ from willowisp.errors import TraceFormatError, TraceLimitError
 AttrValue = int | str | bytes
 _BIG = sys.byteorder == "big"
 MAX_COUNT = 1 << 26  # no chunk holds more strings, records or events than this
+
+_native_records: Any = None
+if os.environ.get("WILLOWISP_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from willowisp._native import encode_records as _native_records
+    except ImportError:  # not built, or built for another interpreter
+        _native_records = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +168,17 @@ class _Strings:
 
 
 def encode_payload(records: Sequence[Record], events: EventBatch | PackedEvents | None) -> bytes:
-    """Encode one chunk's payload. Deterministic: the same input gives the same bytes."""
+    """Encode one chunk's payload. Deterministic: the same input gives the same bytes.
+
+    The string table and records go through ``willowisp._native.encode_records`` when it is
+    built (a record costs ~0.3 µs there, ~3 µs here); this Python code is the reference and
+    the fallback, and the conformance vectors check both give the same bytes.
+    """
+    if _native_records is not None:
+        head, recs = _native_records(records)
+        body = bytearray(recs)
+        _encode_tail(body, events)
+        return bytes(head) + bytes(body)
     strings = _Strings()
     body = bytearray()
     put_uvarint(body, len(records))
@@ -184,12 +202,7 @@ def encode_payload(records: Sequence[Record], events: EventBatch | PackedEvents 
                 body += value
             else:
                 raise TypeError(f"attribute {key}: unsupported value type {type(value).__name__}")
-    n = len(events) if events is not None else 0
-    put_uvarint(body, n)
-    if isinstance(events, PackedEvents) and n:
-        _encode_packed(body, events)
-    elif isinstance(events, EventBatch) and n:
-        _encode_events(body, events)
+    _encode_tail(body, events)
     head = bytearray()
     put_uvarint(head, len(strings.index))
     for s in strings.index:
@@ -197,6 +210,15 @@ def encode_payload(records: Sequence[Record], events: EventBatch | PackedEvents 
         put_uvarint(head, len(b))
         head += b
     return bytes(head + body)
+
+
+def _encode_tail(body: bytearray, events: EventBatch | PackedEvents | None) -> None:
+    n = len(events) if events is not None else 0
+    put_uvarint(body, n)
+    if isinstance(events, PackedEvents) and n:
+        _encode_packed(body, events)
+    elif isinstance(events, EventBatch) and n:
+        _encode_events(body, events)
 
 
 def _encode_events(out: bytearray, ev: EventBatch) -> None:

@@ -1,4 +1,7 @@
-/* Optional C fast path for the Python agent's two per-event costs.
+/* willowisp._native: optional C helpers for the per-event and per-record costs.
+ *
+ * Used by the Python agent (record, record_user, columns) and by the format's encoder
+ * (encode_records); both have pure-Python equivalents that are the reference.
  *
  *  record(kind, res, arg, depth)  the hot-path write: clock, the calling thread's
  *                                 ThreadState (kept in the thread state dict), the source
@@ -320,6 +323,131 @@ done:
     return result;
 }
 
+/* --- records: the string table and definition records of a chunk payload ------------- */
+
+typedef struct { char *p; Py_ssize_t len, cap; } Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t more) {
+    if (b->len + more <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (p == NULL) { PyErr_NoMemory(); return -1; }
+    b->p = p; b->cap = cap;
+    return 0;
+}
+
+static int put_uv(Buf *b, unsigned long long v) {
+    if (buf_reserve(b, 10) < 0) return -1;
+    while (v >= 0x80) { b->p[b->len++] = (char)((v & 0x7F) | 0x80); v >>= 7; }
+    b->p[b->len++] = (char)v;
+    return 0;
+}
+
+static int put_bytes(Buf *b, const char *p, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* Index of `s` in the chunk's string table, adding it (UTF-8, surrogatepass) if new. */
+static Py_ssize_t string_ref(PyObject *index, Buf *table, Py_ssize_t *count, PyObject *s) {
+    PyObject *v = PyDict_GetItemWithError(index, s);
+    if (v != NULL) return PyLong_AsSsize_t(v);
+    if (PyErr_Occurred()) return -1;
+    PyObject *enc = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
+    if (enc == NULL) return -1;
+    int bad = put_uv(table, (unsigned long long)PyBytes_GET_SIZE(enc)) < 0 ||
+              put_bytes(table, PyBytes_AS_STRING(enc), PyBytes_GET_SIZE(enc)) < 0;
+    Py_DECREF(enc);
+    if (bad) return -1;
+    PyObject *i = PyLong_FromSsize_t(*count);
+    if (i == NULL || PyDict_SetItem(index, s, i) < 0) { Py_XDECREF(i); return -1; }
+    Py_DECREF(i);
+    return (*count)++;
+}
+
+/* encode_records(records) -> (string table bytes, records bytes), exactly as
+ * wtrace.payload.encode_payload writes them (that function is the reference). */
+static PyObject *fp_encode_records(PyObject *self, PyObject *records) {
+    PyObject *seq = PySequence_Fast(records, "records must be a sequence");
+    if (seq == NULL) return NULL;
+    PyObject *index = PyDict_New(), *result = NULL;
+    Buf table = {0}, body = {0};
+    Py_ssize_t count = 0, n = PySequence_Fast_GET_SIZE(seq);
+    if (index == NULL || put_uv(&body, (unsigned long long)n) < 0) goto done;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *rec = PySequence_Fast_GET_ITEM(seq, r);
+        PyObject *rtype = PyObject_GetAttrString(rec, "rtype");
+        PyObject *rid = rtype ? PyObject_GetAttrString(rec, "id") : NULL;
+        PyObject *attrs = rid ? PyObject_GetAttrString(rec, "attrs") : NULL;
+        int ok = attrs != NULL && PyTuple_Check(attrs);
+        long t = ok ? PyLong_AsLong(rtype) : -1;
+        unsigned long long id = ok ? PyLong_AsUnsignedLongLong(rid) : 0;
+        if (ok && !PyErr_Occurred() && t >= 0 && t <= 255 && buf_reserve(&body, 1) == 0) {
+            body.p[body.len++] = (char)t;
+            ok = put_uv(&body, id) == 0 && put_uv(&body, (unsigned long long)PyTuple_GET_SIZE(attrs)) == 0;
+        } else {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "malformed record");
+            ok = 0;
+        }
+        for (Py_ssize_t a = 0; ok && a < PyTuple_GET_SIZE(attrs); a++) {
+            PyObject *kv = PyTuple_GET_ITEM(attrs, a);
+            if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(kv, 0))) {
+                PyErr_SetString(PyExc_TypeError, "an attribute must be a (str, value) pair");
+                ok = 0; break;
+            }
+            PyObject *key = PyTuple_GET_ITEM(kv, 0), *val = PyTuple_GET_ITEM(kv, 1);
+            Py_ssize_t ki = string_ref(index, &table, &count, key);
+            if (ki < 0 || put_uv(&body, (unsigned long long)ki) < 0) { ok = 0; break; }
+            if (PyBool_Check(val)) {
+                PyErr_Format(PyExc_TypeError, "attribute %U: use 0/1, not a bool", key);
+                ok = 0;
+            } else if (PyLong_Check(val)) {
+                int overflow = 0;
+                long long x = PyLong_AsLongLongAndOverflow(val, &overflow);
+                if (overflow) { PyErr_Format(PyExc_ValueError, "%S does not fit in 64 bits", val); ok = 0; break; }
+                if (x == -1 && PyErr_Occurred()) { ok = 0; break; }
+                unsigned long long z = ((unsigned long long)x << 1) ^ (unsigned long long)(x >> 63);
+                ok = buf_reserve(&body, 1) == 0;
+                if (ok) { body.p[body.len++] = 0; ok = put_uv(&body, z) == 0; }
+            } else if (PyUnicode_Check(val)) {
+                Py_ssize_t vi = string_ref(index, &table, &count, val);
+                ok = vi >= 0 && buf_reserve(&body, 1) == 0;
+                if (ok) { body.p[body.len++] = 1; ok = put_uv(&body, (unsigned long long)vi) == 0; }
+            } else if (PyBytes_Check(val) || PyByteArray_Check(val)) {
+                Py_buffer view;
+                if (PyObject_GetBuffer(val, &view, PyBUF_SIMPLE) < 0) { ok = 0; break; }
+                ok = buf_reserve(&body, 1) == 0;
+                if (ok) {
+                    body.p[body.len++] = 2;
+                    ok = put_uv(&body, (unsigned long long)view.len) == 0 && put_bytes(&body, view.buf, view.len) == 0;
+                }
+                PyBuffer_Release(&view);
+            } else {
+                PyErr_Format(PyExc_TypeError, "attribute %U: unsupported value type %s", key, Py_TYPE(val)->tp_name);
+                ok = 0;
+            }
+        }
+        Py_XDECREF(rtype); Py_XDECREF(rid); Py_XDECREF(attrs);
+        if (!ok) goto done;
+    }
+    {
+        Buf head = {0};
+        if (put_uv(&head, (unsigned long long)count) == 0 && put_bytes(&head, table.p ? table.p : "", table.len) == 0) {
+            result = Py_BuildValue("(y#y#)", head.p, head.len, body.p, body.len);
+        }
+        PyMem_Free(head.p);
+    }
+done:
+    PyMem_Free(table.p);
+    PyMem_Free(body.p);
+    Py_XDECREF(index);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyObject *fp_set_callbacks(PyObject *self, PyObject *args) {
     PyObject *cls, *adopt, *overflow, *reg, *classify;
     if (!PyArg_ParseTuple(args, "OOOOO", &cls, &adopt, &overflow, &reg, &classify)) return NULL;
@@ -343,16 +471,18 @@ static PyMethodDef methods[] = {
      "columns(rows, locmap) -> (kind, unit, time, res, arg, loc, missing keys)."},
     {"set_callbacks", fp_set_callbacks, METH_VARARGS,
      "set_callbacks(ThreadState, adopt, overflow, register_code, classify)."},
+    {"encode_records", fp_encode_records, METH_O,
+     "encode_records(records) -> (string table, records): a payload's first two parts."},
     {"set_state", fp_set_state, METH_O, "set_state(st): the calling thread's ThreadState."},
     {"get_state", fp_get_state, METH_NOARGS, "get_state() -> ThreadState or None."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fastpath", "C fast path of the Willowisp Python agent.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_native", "Optional C helpers of Willowisp (agent hot path, record encoding).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__fastpath(void) {
+PyMODINIT_FUNC PyInit__native(void) {
     const unsigned int probe = 1;
     if (*(const unsigned char *)&probe != 1) {
         PyErr_SetString(PyExc_ImportError, "the fast path assumes a little-endian host");
