@@ -10,7 +10,7 @@ import time
 from concurrent.futures import CancelledError, ThreadPoolExecutor, wait
 
 import pytest
-from tracekit import Ev, ProcessTrace
+from tracekit import Ev, ProcessTrace, read_run, run_program
 
 from willowisp.agent import futures
 from willowisp.model.spec import Outcome, Reason
@@ -168,3 +168,27 @@ def test_a_hook_fault_never_reaches_the_program(agent, monkeypatch):
         ("ThreadPoolExecutor.submit", "ValueError: broken on purpose")
     ]
     assert [e.kind for e in p.events if e.kind == "agent.fault"] == ["agent.fault"]
+
+
+def test_not_imported_for_programs_that_do_not_use_it(tmp_path):
+    """The agent does not import concurrent.futures into a program that never does; when the
+    program imports it later, executors are recorded as usual."""
+    out = str(tmp_path / "run")
+    r = run_program(
+        """
+        import sys
+        print("concurrent.futures" in sys.modules)
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="late") as pool:
+            print(pool.submit(abs, -3).result())
+        """,
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "3"]
+    p = read_run(out)["prog"]
+    assert any(u["name"].startswith("late") for u in p.units.values())
+    assert [e.kind for e in p.events if e.kind in ("queue.put", "queue.get")] == [
+        "queue.put",
+        "queue.get",
+    ]

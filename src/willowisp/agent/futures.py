@@ -26,17 +26,20 @@ itself, and ``ProcessPoolExecutor``.
 from __future__ import annotations
 
 import _queue
-from concurrent.futures import _base
-from concurrent.futures import thread as _thread_pool
+import sys
 from typing import Any
 
+from willowisp.agent import post_import
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Outcome, Reason
 
 PUT, GET = int(K.QUEUE_PUT), int(K.QUEUE_GET)
 BLOCK, WAKE, NOTIFY = int(K.UNIT_BLOCK), int(K.UNIT_WAKE), int(K.SYNC_NOTIFY)
-_DONE = frozenset({_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _base.FINISHED})
-_SETTABLE = frozenset({_base.PENDING, _base.RUNNING})
+# concurrent.futures._base's states (strings there too): not imported here, so a program
+# that never uses concurrent.futures does not pay for importing it (it pulls in logging).
+_DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
+_SETTABLE = frozenset({"PENDING", "RUNNING"})
+_waiting: list[post_import.Waiting] = []
 
 _orig: dict[str, Any] = {}  # originals by "Class.attr"; kept by uninstall for calls in flight
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, previous value or _MISSING)
@@ -115,7 +118,7 @@ def _outcome(exc: BaseException | None) -> int:
         return Outcome.OK
     if isinstance(exc, TimeoutError):
         return Outcome.TIMEOUT
-    if isinstance(exc, _base.CancelledError):
+    if isinstance(exc, sys.modules["concurrent.futures._base"].CancelledError):
         return Outcome.CANCELLED
     return Outcome.ERROR
 
@@ -167,9 +170,18 @@ def _set(cls: type, attr: str, value: Any) -> None:
 
 
 def install() -> None:
-    """Patch ThreadPoolExecutor, its work items and Future. Idempotent; all or nothing."""
-    if _patched:
+    """Patch ThreadPoolExecutor, its work items and Future when the program imports
+    concurrent.futures (now, if it already has). Idempotent; all or nothing."""
+    if _patched or _waiting:
         return
+    waiting = post_import.when_imported(
+        "concurrent.futures.thread", _install_now, "install futures"
+    )
+    if waiting is not None:
+        _waiting.append(waiting)
+
+
+def _install_now() -> None:
     try:
         _patch()
     except BaseException:
@@ -178,6 +190,9 @@ def install() -> None:
 
 
 def _patch() -> None:
+    from concurrent.futures import _base
+    from concurrent.futures import thread as _thread_pool
+
     future = _base.Future
     _set(_thread_pool.ThreadPoolExecutor, "__init__", _executor_init)
     _set(_thread_pool._WorkItem, "run", _work_item_run)
@@ -188,7 +203,7 @@ def _patch() -> None:
     for name, states in (
         ("set_result", _SETTABLE),
         ("set_exception", _SETTABLE),
-        ("cancel", frozenset({_base.PENDING})),
+        ("cancel", frozenset({"PENDING"})),
     ):
         _orig[f"Future.{name}"] = future.__dict__[name]
         _set(future, name, _notifying(name, states))
@@ -196,6 +211,8 @@ def _patch() -> None:
 
 def uninstall() -> None:
     """Put concurrent.futures back. Executors created meanwhile keep their (silent) queue."""
+    while _waiting:
+        post_import.cancel(_waiting.pop())
     while _patched:
         cls, attr, previous = _patched.pop()
         if previous is _MISSING:
