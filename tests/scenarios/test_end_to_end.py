@@ -116,6 +116,9 @@ def test_healthy_program_has_no_findings_and_thousands_of_events(tmp_path):
     kinds = {f["kind"] for f in doc["findings"]}
     assert not kinds & {"deadlock", "false-causality", "clock-skew", "agent-fault", "buffer-drop"}
     assert doc["trace"]["units"] >= 300 + 5
+    [proc] = doc["processes"]
+    assert proc["agent"]["events"] > 9000 and proc["agent"]["dropped"] == 0
+    assert proc["agent"]["cost_ns_per_event"] > 0  # measured by the agent itself
 
 
 def test_corrupt_and_truncated_files_get_one_line_and_the_rest_is_analyzed(tmp_path):
