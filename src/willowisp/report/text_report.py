@@ -9,6 +9,7 @@ lines never wrap mid-word when piped, so the output greps well.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -16,12 +17,28 @@ from rich.table import Table
 from rich.text import Text
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+# Control characters (ESC starts terminal escape sequences): shown as \xNN, never emitted.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _safe(value: Any) -> Any:
+    """Every string that came from a trace, made inert for a terminal (the console also has
+    rich markup switched off, so ``[bold]`` in a thread name is printed as is)."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    if isinstance(value, dict):
+        return {k: _safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe(v) for v in value]
+    return value
 
 
 def render_text(doc: dict[str, Any], out: TextIO, *, color: bool | None = None) -> None:
     """Write the report. ``color``: None = only if ``out`` is a terminal."""
+    doc = _safe(doc)
     console = Console(
         file=out,
+        markup=False,
         highlight=False,
         soft_wrap=True,
         emoji=False,
