@@ -26,10 +26,8 @@ from __future__ import annotations
 import _thread
 import contextlib
 import itertools
-import linecache
 import os
 import re
-import socket
 import struct
 import sys
 import threading
@@ -42,6 +40,8 @@ from types import CodeType, FrameType
 from typing import Any
 
 from willowisp.agent.config import AgentConfig
+from willowisp.agent.identity import process_attrs
+from willowisp.agent.locations import Locations, is_internal_file
 from willowisp.model.ids import new_process_id
 from willowisp.model.spec import K
 from willowisp.wtrace.framing import Compressors, default_codec
@@ -56,7 +56,6 @@ BUFFER_BYTES = ROWS_PER_BUFFER * ROW_SIZE
 ANCHOR_INTERVAL_NS = 1_000_000_000
 SEGMENT_BYTES = 256 * 1024 * 1024
 FLUSH_SAMPLE = 256  # flushes with fewer events do not count towards the per-event cost
-AGENT_VERSION = "0.1.0"
 
 # Record type codes (spec.RECORD_TYPES).
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
@@ -65,8 +64,6 @@ mono = time.monotonic_ns
 wall = time.time_ns
 _getframe = sys._getframe
 pack_into = ROW.pack_into
-
-_ASSIGN = re.compile(r"^\s*(?:self\.|cls\.)?([A-Za-z_][\w.]*)\s*(?::[^=]+)?=(?!=)")
 
 
 class ThreadState:
@@ -176,8 +173,8 @@ class Recorder:
         self.tokens = itertools.count(1)
         # Definitions made since the last flush: (type, id, attrs, creation location key).
         self._pending: deque[tuple[int, int, dict[str, AttrValue], int]] = deque()
-        self._locations: dict[int, int] = {}
-        self._loc_ids = itertools.count(1)
+        self._locs = Locations(CODE_IDS)
+        self._locations = self._locs.ids  # location key -> number; read by the C flusher
         self._faults: deque[tuple[int, str, str]] = deque()
         self._stdlib_cache: dict[str, bool] = {}
         self._internal_codes: dict[int, bool] = {}
@@ -203,27 +200,7 @@ class Recorder:
     # --- identity -----------------------------------------------------------------
 
     def process_attrs(self) -> dict[str, AttrValue]:
-        cfg = self.config
-        return {
-            "process_id": self.process_id,
-            "pid": os.getpid(),
-            "ppid": os.getppid(),
-            "host": socket.gethostname(),
-            "service": cfg.service,
-            "runtime": "python",
-            "runtime_version": ".".join(map(str, sys.version_info[:3])),
-            "agent_version": AGENT_VERSION,
-            "boot_id": _read("/proc/sys/kernel/random/boot_id"),
-            "time_ns": _readlink("/proc/self/ns/time"),
-            "fake_time": _fake_time(),
-            "simulated_offset_ns": cfg.clock_offset_ns,
-            "argv": " ".join(getattr(sys, "orig_argv", sys.argv))[:4096],
-            "traceparent": os.environ.get("TRACEPARENT", ""),
-            "parent_process_id": os.environ.get("WILLOWISP_PARENT_PROCESS", ""),
-            "run_root": 1 if cfg.run_pid and os.getppid() == cfg.run_pid else 0,
-            "mode": cfg.mode,
-            "segment": self._segment,
-        }
+        return process_attrs(self.config, self.process_id, self._segment)
 
     # --- units, resources, locations ------------------------------------------------
 
@@ -353,7 +330,7 @@ class Recorder:
         """True for the standard library and the agent itself (cached per file name)."""
         v = self._stdlib_cache.get(filename)
         if v is None:
-            v = _is_internal_file(filename)
+            v = is_internal_file(filename)
             self._stdlib_cache[filename] = v
         return v
 
@@ -587,7 +564,7 @@ class Recorder:
                 attrs["loc"] = self._locations.get(key, 0)
                 if rtype == R_RESOURCE and "name" not in attrs:
                     suffix = str(attrs.pop("name_suffix", ""))
-                    attrs["name"] = self._name_from_source(key, str(attrs["kind"])) + suffix
+                    attrs["name"] = self._locs.name_from_source(key, str(attrs["kind"])) + suffix
             records.append(Record(rtype, rid, tuple(attrs.items())))
         while self._faults:
             fid, where, msg = self._faults.popleft()
@@ -638,7 +615,7 @@ class Recorder:
             new_keys = set(cols[6]) | def_keys.difference(loc_of)
             new_keys.discard(0)
             if new_keys:
-                records += self._resolve_locations(new_keys)
+                records += self._locs.resolve(new_keys)
                 if cols[6]:
                     cols = FAST.columns(rows, loc_of)
             return PackedEvents(self._seq, len(rows) // ROW_SIZE, *cols[:6])
@@ -649,7 +626,7 @@ class Recorder:
         new_keys.update(def_keys.difference(loc_of))
         new_keys.discard(0)
         if new_keys:
-            records += self._resolve_locations(new_keys)
+            records += self._locs.resolve(new_keys)
         batch = EventBatch(first_seq=self._seq)
         batch.kind = array("B", arr[1::FIELDS])
         batch.unit = array("I", arr[2::FIELDS])
@@ -665,42 +642,6 @@ class Recorder:
         record, a system call) does not pass for a per-event one."""
         share = self._flush_ns // self._flush_events if self._flush_events else 0
         return int(self.cost_ns_per_event + share)
-
-    def _resolve_locations(self, keys: set[int]) -> list[Record]:
-        by_id = CODE_IDS
-        out = []
-        for k in keys:
-            u = k & 0xFFFFFFFFFFFFFFFF
-            code = by_id.get(u >> 16)
-            if code is None:
-                self._locations[k] = 0
-                continue
-            lid = next(self._loc_ids)
-            self._locations[k] = lid
-            out.append(
-                Record(
-                    R_LOCATION,
-                    lid,
-                    (
-                        ("file", code.co_filename),
-                        ("line", _line_of(code, u & 0xFFFF)),
-                        ("func", code.co_qualname),
-                    ),
-                )
-            )
-        return out
-
-    def _name_from_source(self, key: int, kind: str) -> str:
-        """Name a resource after the variable its creating line assigns it to."""
-        u = key & 0xFFFFFFFFFFFFFFFF
-        code = CODE_IDS.get(u >> 16)
-        if code is None:
-            return kind
-        line = _line_of(code, u & 0xFFFF)
-        m = _ASSIGN.match(linecache.getline(code.co_filename, line))
-        if m:
-            return m.group(1)
-        return f"{kind}@{os.path.basename(code.co_filename)}:{line}"
 
     def _calibrate(self) -> None:
         """Measure this machine's cost of one recorded event, for the stats record."""
@@ -725,51 +666,6 @@ class Recorder:
         os.environ["WILLOWISP_PARENT_PROCESS"] = parent_id
         child.start()
         return child
-
-
-def _line_of(code: CodeType, lasti: int) -> int:
-    line = code.co_firstlineno
-    for start, end, ln in code.co_lines():
-        if start <= lasti < end:
-            return ln if ln is not None else line
-        if ln is not None and start <= lasti:
-            line = ln
-    return line
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _readlink(path: str) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""
-
-
-def _fake_time() -> str:
-    preload = os.environ.get("LD_PRELOAD", "")
-    for part in re.split(r"[:\s]+", preload):
-        if "faketime" in os.path.basename(part):
-            return os.path.basename(part)
-    return ""
-
-
-_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
-_STDLIB_DIRS = tuple({os.path.dirname(os.__file__), os.path.dirname(threading.__file__)})
-
-
-def _is_internal_file(filename: str) -> bool:
-    if filename.startswith(_AGENT_DIR):
-        return True
-    if filename.startswith("<"):  # <frozen ...> is the stdlib; <string>, <stdin> the program
-        return filename.startswith("<frozen")
-    return filename.startswith(_STDLIB_DIRS) and "-packages" not in filename
 
 
 def current() -> Recorder | None:

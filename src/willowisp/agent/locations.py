@@ -1,0 +1,94 @@
+"""Source locations: from the hot path's location keys to file, line and function, and the
+names of resources taken from the line that created them.
+
+A key is ``id(code) << 16 | f_lasti``: the hot path records it without touching line
+tables; the flusher turns each new key into a ``location`` record once. The code objects
+behind the ids are kept alive in ``recorder.CODE_IDS`` so an id always names its own code.
+Trade-off: ``f_lasti`` is cut to 16 bits, so in a function of more than 64 KiB of bytecode
+a line can be wrong.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import os
+import re
+import threading
+from types import CodeType
+
+from willowisp.wtrace.payload import Record
+
+R_LOCATION = 4
+_ASSIGN = re.compile(r"^\s*(?:self\.|cls\.)?([A-Za-z_][\w.]*)\s*(?::[^=]+)?=(?!=)")
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+_STDLIB_DIRS = tuple({os.path.dirname(os.__file__), os.path.dirname(threading.__file__)})
+
+
+class Locations:
+    """Location numbers of one process. ``ids`` maps key -> number (0: unknown); the C
+    flusher reads it directly. Owned by the flusher."""
+
+    def __init__(self, code_ids: dict[int, CodeType]) -> None:
+        self.ids: dict[int, int] = {0: 0}
+        self._code_ids = code_ids
+        self._next = itertools.count(1)
+
+    def resolve(self, keys: set[int]) -> list[Record]:
+        """Number the new keys; the location records to write before events use them."""
+        out = []
+        for k in keys:
+            code, lasti = self._code(k)
+            if code is None:
+                self.ids[k] = 0
+                continue
+            n = next(self._next)
+            self.ids[k] = n
+            out.append(
+                Record(
+                    R_LOCATION,
+                    n,
+                    (
+                        ("file", code.co_filename),
+                        ("line", line_of(code, lasti)),
+                        ("func", code.co_qualname),
+                    ),
+                )
+            )
+        return out
+
+    def name_from_source(self, key: int, kind: str) -> str:
+        """Name a resource after the variable its creating line assigns it to
+        (``state_lock = threading.Lock()`` -> ``state_lock``), else ``kind@file:line``."""
+        code, lasti = self._code(key)
+        if code is None:
+            return kind
+        line = line_of(code, lasti)
+        m = _ASSIGN.match(linecache.getline(code.co_filename, line))
+        if m:
+            return m.group(1)
+        return f"{kind}@{os.path.basename(code.co_filename)}:{line}"
+
+    def _code(self, key: int) -> tuple[CodeType | None, int]:
+        u = key & 0xFFFFFFFFFFFFFFFF
+        return self._code_ids.get(u >> 16), u & 0xFFFF
+
+
+def line_of(code: CodeType, lasti: int) -> int:
+    """The source line of the instruction at byte offset ``lasti``."""
+    line = code.co_firstlineno
+    for start, end, ln in code.co_lines():
+        if start <= lasti < end:
+            return ln if ln is not None else line
+        if ln is not None and start <= lasti:
+            line = ln
+    return line
+
+
+def is_internal_file(filename: str) -> bool:
+    """The standard library or the agent itself: frames to skip when locating an event."""
+    if filename.startswith(_AGENT_DIR):
+        return True
+    if filename.startswith("<"):  # <frozen ...> is the stdlib; <string>, <stdin> the program
+        return filename.startswith("<frozen")
+    return filename.startswith(_STDLIB_DIRS) and "-packages" not in filename
