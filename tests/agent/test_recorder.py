@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-from tracekit import kill_group, read_run, run_program, start_program, wait_for
+from tracekit import PYTHON, kill_group, read_run, run_program, start_program, wait_for
 
 from willowisp.wtrace.reader import read_file
 
@@ -74,7 +73,7 @@ def test_disabled_leaves_program_untouched(tmp_path):
     r = run_program(
         """
         import threading, _thread
-        print(threading.Lock is _thread.allocate_lock)
+        print(type(threading.Lock()) is type(_thread.allocate_lock()))
     """,
         out,
         env_extra={"WILLOWISP_DISABLED": "1"},
@@ -178,6 +177,17 @@ def test_sigkill_at_any_moment_leaves_readable_files(tmp_path, after_events):
         assert tf.chunks
 
 
+def _embedding_env() -> dict[str, str]:
+    """A program that imports willowisp itself (maybe under another interpreter): the
+    package is importable through the agent folder; nothing starts the agent for it."""
+    from willowisp.agent.bootstrap import agent_path
+
+    env = dict(os.environ)
+    env.pop("WILLOWISP_OUT", None)
+    env["PYTHONPATH"] = agent_path()
+    return env
+
+
 def test_in_process_start_stop(tmp_path):
     """willowisp.start()/stop() record in this process and remove every hook afterwards."""
     code = f"""
@@ -187,14 +197,13 @@ inner = threading.Lock()
 with inner:
     pass
 willowisp.stop()
-print(threading.Lock is _thread.allocate_lock)
+print(type(threading.Lock()) is type(_thread.allocate_lock()))
 """
-    env = dict(os.environ)
-    env.pop("WILLOWISP_OUT", None)
+    env = _embedding_env()
     script = tmp_path / "embed.py"
     script.write_text(code)
     r = subprocess.run(
-        [sys.executable, str(script)],
+        [PYTHON, str(script)],
         capture_output=True,
         text=True,
         env=env,
@@ -278,10 +287,9 @@ willowisp.stop()
 """
     script = tmp_path / "restart.py"
     script.write_text(code)
-    env = dict(os.environ)
-    env.pop("WILLOWISP_OUT", None)
+    env = _embedding_env()
     r = subprocess.run(
-        [sys.executable, str(script)],
+        [PYTHON, str(script)],
         capture_output=True,
         text=True,
         env=env,

@@ -21,6 +21,10 @@ from willowisp.model.spec import KIND_BY_CODE
 from willowisp.wtrace.payload import rows_of
 from willowisp.wtrace.reader import read_file
 
+# The interpreter the recorded programs run under: this one, or another CPython that
+# scripts/test sets here to run the agent's tests on every interpreter installed.
+PYTHON = os.environ.get("WILLOWISP_TEST_PYTHON") or sys.executable
+
 
 @dataclass
 class Ev:
@@ -108,7 +112,7 @@ def run_program(
     code: str,
     out: str,
     *,
-    python: str = sys.executable,
+    python: str = PYTHON,
     timeout: float = 60,
     env_extra: dict[str, str] | None = None,
     args: list[str] | None = None,
@@ -134,7 +138,7 @@ def start_program(
     code: str,
     out: str,
     *,
-    python: str = sys.executable,
+    python: str = PYTHON,
     name: str = "prog",
     env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:

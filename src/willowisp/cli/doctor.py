@@ -50,10 +50,11 @@ def _version(argv: list[str]) -> str | None:
     return text[0] if text else "?"
 
 
-def other_pythons() -> list[str]:
-    """CPython interpreters 3.11+ beside the running one (pyenv installs and PATH)."""
+def other_python_paths() -> dict[str, str]:
+    """CPython 3.11+ interpreters installed beside the running one: version -> path (pyenv
+    installs and PATH; pyenv's shims are skipped)."""
     found: dict[str, str] = {}
-    candidates = glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3"))
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3")))
     candidates += [
         p for v in ("3.11", "3.12", "3.13", "3.14") if (p := shutil.which(f"python{v}") or "")
     ]
@@ -62,9 +63,13 @@ def other_pythons() -> list[str]:
         if real in found.values() or "shims" in path:
             continue
         v = _version([path, "--version"])
-        if v:
-            found[v] = real
-    return [f"{v} ({p})" for v, p in sorted(found.items())]
+        if v and v.startswith("Python 3."):
+            found.setdefault(v, real)
+    return found
+
+
+def other_pythons() -> list[str]:
+    return [f"{v} ({p})" for v, p in sorted(other_python_paths().items())]
 
 
 def _loopback_ok() -> bool:
