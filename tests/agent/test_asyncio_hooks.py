@@ -256,6 +256,43 @@ def test_gather_of_tasks_blocks_on_a_future_that_waits_for_them(agent, marks):
     assert all(e.kind == "unit.end" and e.time <= evs[i + 3].time for e in ends)
 
 
+def test_asyncio_wait_all_blocks_on_a_future_that_waits_for_them(agent, marks):
+    """asyncio.wait(ALL_COMPLETED) is a block on a future whose waits_for lists the tasks;
+    FIRST_COMPLETED waits for any one, so it writes no such block."""
+    gate = asyncio.Event()
+
+    async def part(i: int) -> int:
+        await gate.wait()
+        return i
+
+    async def opener() -> None:
+        gate.set()
+
+    async def main() -> None:
+        ts = [asyncio.create_task(part(i)) for i in range(2)]
+        o = asyncio.create_task(opener())
+        await asyncio.wait(ts)  # @wait-all
+        await o
+        t = asyncio.create_task(part(3))
+        await asyncio.wait([t], return_when=asyncio.FIRST_COMPLETED)
+
+    asyncio.run(main())
+    p = agent.stop()
+    parent = task_of(p, "<locals>.main")
+    parts = sorted(n for n, u in p.units.items() if str(u.get("coro")).endswith("part"))
+    evs = p.of_unit(parent)
+    blocks = [e for e in evs if e.kind == "unit.block" and p.resources[e.res]["kind"] == "future"]
+    assert len(blocks) == 1
+    fut = blocks[0].res
+    assert p.resources[fut]["waits_for"] == ",".join(map(str, parts[:2]))
+    assert p.resources[fut]["name"].startswith("wait of ")
+    assert line(p, blocks[0]) == marks["wait-all"]
+    assert [e.kind for e in evs if e.res == fut and e.kind != "unit.yield"] == [
+        "unit.block",
+        "unit.wake",
+    ]
+
+
 def test_task_groups_and_renamed_tasks_are_located_at_the_programs_lines(agent, marks):
     """A TaskGroup's future is located at the ``async with`` line; a task renamed after its
     creation keeps its creation line in the unit record that carries the new name."""

@@ -58,7 +58,7 @@ _NO_FRAME = 1 << 30
 _STEP_NAMES = frozenset({"task_wakeup", "__step", "__wakeup"})
 
 _orig: dict[str, Any] = {}  # originals by "Class.attr", filled by _patch (kept by uninstall)
-_patched: list[tuple[type, str, Any]] = []  # (class, attribute, previous value or _MISSING)
+_patched: list[tuple[Any, str, Any]] = []  # (class or module, attribute, previous or _MISSING)
 _MISSING = object()
 
 
@@ -485,6 +485,29 @@ async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
     return await aio_sync.watch(orig(self, et, exc, tb), rid, Reason.AWAIT, WAKE, Outcome.OK, False)
 
 
+async def _tasks_wait(fs: Any, timeout: Any, return_when: Any, loop: Any) -> Any:
+    """``asyncio.wait`` (its helper ``tasks._wait``): with ALL_COMPLETED it waits for every
+    task, a block on a future that waits for them. FIRST_COMPLETED and FIRST_EXCEPTION wait
+    for any one of them, which is no wait-for edge to each: only the yield, as for a future."""
+    orig = _orig["tasks._wait"]
+    rec = _r.RECORDER
+    rid = 0
+    if rec is not None and return_when == "ALL_COMPLETED":
+        try:
+            found = (_infos_get(id(f)) for f in fs)
+            pending = [i for i in found if i is not None and not i.ended]
+            if pending:
+                key = rec.program_location_key()  # the program's ``await asyncio.wait`` line
+                rid = _future_resource(rec, key, "wait", pending)
+        except Exception as e:
+            rec.fault("asyncio wait", e)
+    if not rid:
+        return await orig(fs, timeout, return_when, loop)
+    return await aio_sync.watch(
+        orig(fs, timeout, return_when, loop), rid, Reason.AWAIT, WAKE, Outcome.OK, False
+    )
+
+
 def _note_block(rid: int) -> None:
     """aio_sync wrote ``unit.block`` on ``rid`` inside the running task's step: the step's
     end consumes it (as the yield's resource) instead of looking for a wait of its own."""
@@ -504,6 +527,14 @@ def _set(cls: type, attr: str, value: Any) -> None:
     _orig[f"{cls.__name__}.{attr}"] = previous
     _patched.append((cls, attr, previous))
     setattr(cls, attr, value)
+
+
+def _set_in(module: Any, attr: str, value: Any) -> None:
+    """Like _set, for a module's function (restored by the same undo)."""
+    previous = module.__dict__.get(attr, _MISSING)
+    _orig[f"tasks.{attr}"] = previous
+    _patched.append((module, attr, previous))
+    setattr(module, attr, value)
 
 
 def _patch() -> None:
@@ -529,6 +560,7 @@ def _patch() -> None:
     _set(base_events.BaseEventLoop, "create_task", _create_task)
     aio_sync.patch(_note_block)
     _set(taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
+    _set_in(tasks, "_wait", _tasks_wait)
 
 
 def _patch_or_undo() -> None:
