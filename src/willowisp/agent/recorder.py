@@ -35,7 +35,6 @@ import time
 import weakref
 from array import array
 from collections import deque
-from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -666,10 +665,3 @@ class Recorder:
         os.environ["WILLOWISP_PARENT_PROCESS"] = parent_id
         child.start()
         return child
-
-
-def current() -> Recorder | None:
-    return RECORDER
-
-
-Hook = Callable[..., Any]
