@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,17 @@ def test_help_texts():
     for cmd in ("run", "analyze", "demo", "doctor"):
         r = wisp(cmd, "--help")
         assert r.returncode == 0 and "usage: willowisp " + cmd in r.stdout
+
+
+def test_agent_folder_is_one_per_install(tmp_path):
+    """Every `willowisp run` of one installation uses the same agent folder."""
+    code = "from willowisp.agent.bootstrap import agent_path; print(agent_path())"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    paths = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(paths) == 1
+    assert len(list((tmp_path / "willowisp").iterdir())) == 1

@@ -4,6 +4,7 @@ imports the agent and nothing else of our environment."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -14,7 +15,8 @@ SITECUSTOMIZE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sitecu
 def agent_path(cache_home: str | None = None) -> str:
     """Create (once) and return the folder to put first on the child's PYTHONPATH."""
     base = cache_home or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    tag = str(abs(hash(PACKAGE_DIR)) % 10**12)
+    # stable across processes (str hash() is salted per process): one folder per install
+    tag = hashlib.sha256(PACKAGE_DIR.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     folder = os.path.join(base, "willowisp", f"agent-{tag}")
     link = os.path.join(folder, "willowisp")
     target = os.path.join(folder, "sitecustomize.py")
