@@ -67,6 +67,7 @@ def build_document(a: Analysis) -> dict[str, Any]:
                 "offset_max_ns": d.interval.hi,
                 "uncertainty_ns": d.uncertainty_ns,
                 "drift_ns_per_s": d.drift_ns_per_s,
+                "drift_method": d.drift_method,
                 "constraints": d.constraints,
                 "inconsistency_ns": d.slack_ns,
             }

@@ -13,6 +13,8 @@ never from timestamp proximity: each cross-domain happens-before edge bounds the
 difference between two domains' offsets. The result per domain is an interval, its midpoint
 (the offset used to put the domain on the reference line) and its half-width (the
 uncertainty). Raw times stay untouched; ``adjusted = raw + offset`` is a separate column.
+Drift is measured from the same edges cut into time windows when they show it (the offset
+moved during the run), else from the domain's own anchors; offsets stay constant either way.
 
 The reference domain is, in order: the one ``--reference`` names (a process id prefix, a pid
 or a service name), the one holding the process ``willowisp run`` started, the one with the
@@ -26,12 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.causality.offsets import Constraint, Interval, solve
+from willowisp.causality.offsets import Interval, drift, solve_edges
 from willowisp.errors import UsageError
 from willowisp.ingest.anchors import Anchors, drift_ns_per_s
 from willowisp.ingest.trace import Trace
 
 SAME_CLOCK_NS = 50_000  # anchors of one clock agree within this (contract)
+ANCHOR_DRIFT_METHOD = "anchors: least-squares line of wall against monotonic time"
 
 I64 = npt.NDArray[np.int64]
 
@@ -47,7 +50,11 @@ class ClockDomain:
     simulated: bool  # a process in it had WILLOWISP_CLOCK_OFFSET_NS set
     interval: Interval  # offsets allowed by the causal constraints
     offset_ns: int  # the offset used: the interval's midpoint (0 for the reference)
-    drift_ns_per_s: int  # wall time against monotonic time, fitted over its anchors
+    # How fast the domain's clock drifts, and how that was measured (drift_method): from
+    # the causal edges when time windows of them disagree on the offset (DRIFT_METHOD), else
+    # from its own anchors (wall against monotonic time, ANCHOR_DRIFT_METHOD).
+    drift_ns_per_s: int
+    drift_method: str
     constraints: int  # cross-domain causal edges that touch it
     slack_ns: int  # how inconsistent the constraints were (0 when consistent)
 
@@ -125,13 +132,20 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
     da, db, src, dst = da[cross], db[cross], src[cross], dst[cross]
     bound = ev.raw[dst] - ev.raw[src]
     evidence = _tightest(da, db, bound, src, dst)
-    constraints = [Constraint(a, b, c) for (a, b), (_, _, c) in evidence.items()]
     touching = np.bincount(np.concatenate([da, db]), minlength=len(groups))
     ref = _reference(trace, groups, dom, touching, reference)
-    solution = solve(len(groups), ref, constraints)
+    a64, b64 = da.astype(np.int64), db.astype(np.int64)
+    solution = solve_edges(len(groups), ref, a64, b64, bound)
+    drifts = drift(len(groups), ref, a64, b64, bound, ev.raw[src])
     domains = []
     for d, members in enumerate(groups):
         interval = Interval(0, 0) if d == ref else solution.intervals[d]
+        seen = drifts[d]
+        if seen is None:
+            rate = round(drift_ns_per_s([trace.anchors(p) for p in members]))
+            method = ANCHOR_DRIFT_METHOD
+        else:
+            rate, method = seen.ns_per_s, seen.method
         domains.append(
             ClockDomain(
                 index=d,
@@ -141,7 +155,8 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
                 simulated=any(trace.processes[p].simulated_offset_ns != 0 for p in members),
                 interval=interval,
                 offset_ns=interval.midpoint,
-                drift_ns_per_s=round(drift_ns_per_s([trace.anchors(p) for p in members])),
+                drift_ns_per_s=rate,
+                drift_method=method,
                 constraints=int(touching[d]),
                 slack_ns=solution.slack_ns,
             )

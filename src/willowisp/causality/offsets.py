@@ -9,16 +9,22 @@ bounds it on one side only.
 Such a system is a graph: a constraint ``x_v - x_u <= w`` is an edge ``u -> v`` of weight w,
 and the tightest bound on ``x_v - x_u`` implied by all constraints together is the
 shortest-path distance ``d(u, v)`` (infinite if v cannot be reached). With the reference
-domain's offset fixed at 0, domain D's offset lies in ``[-d(D, ref), d(ref, D)]``. There are
-few domains (one per host, boot or container, not per event), so all pairs of shortest
-paths by Floyd-Warshall, O(n^3) on an n x n matrix, costs nothing next to loading; the many
-raw constraints are first reduced to the tightest one per ordered pair of domains.
+domain's offset fixed at 0, domain D's offset lies in ``[-d(D, ref), d(ref, D)]``: one
+single-source search in the graph and one in its reverse
+(:mod:`willowisp.causality.difference_constraints`), after the raw constraints are reduced
+to the tightest one per ordered pair of domains. A thousand domains and a million edges
+solve in well under a second (``bench/bench_clocks.py``).
 
-Inconsistent constraints (a negative cycle: clocks that stepped during the run, or two
-processes wrongly put in one domain) have no solution. Rather than fail, the solver finds
-the smallest ``slack`` that, added to every bound, makes them consistent (binary search
-over integer nanoseconds, checking for negative cycles) and reports it, so the output says
-how far from consistent the evidence was instead of hiding it.
+Inconsistent constraints (a negative cycle: clocks that stepped or drifted during the run,
+or two processes wrongly put in one domain) have no solution. Rather than fail, the solver
+finds the smallest ``slack`` that, added to every bound, makes them consistent and reports
+it, so the output says how far from consistent the evidence was instead of hiding it.
+
+Drift. One constant offset per domain is the model; :func:`drift` tests it. The edges are
+cut into time windows and each window is solved on its own. If the intervals of two windows
+are disjoint, no constant offset explains the evidence, and the domain's offset is fitted
+as a line over time (least squares through the window midpoints): its slope is the drift.
+Without such evidence a domain has no measured drift and its offset stays constant.
 
 Integers throughout: int64 with saturation at +/-2^61 stands for infinity, so nanosecond
 values never lose precision to floating point.
@@ -32,7 +38,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-INF = 1 << 61  # "no bound"; sums of two saturated values still fit in int64
+from willowisp.causality.difference_constraints import (
+    INF,
+    least_slack,
+    reduce_edges,
+    shortest_from,
+)
+
+I64 = npt.NDArray[np.int64]
+
+DRIFT_WINDOWS = 8  # time windows the drift test cuts the edges into
+DRIFT_METHOD = (
+    f"causal edges: offset interval per time window ({DRIFT_WINDOWS}), "
+    "least-squares line through the window midpoints"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,62 +97,108 @@ class Solution:
 
 def solve(n: int, reference: int, constraints: Iterable[Constraint]) -> Solution:
     """Offset intervals of n domains relative to ``reference`` (see the module doc)."""
-    w = np.full((n, n), INF, dtype=np.int64)
-    for c in constraints:
-        if c.a == c.b:
-            continue
-        # o_a - o_b <= bound is the edge b -> a.
-        w[c.b, c.a] = min(int(w[c.b, c.a]), _clip(c.bound))
-    np.fill_diagonal(w, 0)
+    cs = list(constraints)
+    a = np.array([c.a for c in cs], dtype=np.int64)
+    b = np.array([c.b for c in cs], dtype=np.int64)
+    bound = np.array([_clip(c.bound) for c in cs], dtype=np.int64)
+    return solve_edges(n, reference, a, b, bound)
+
+
+def solve_edges(n: int, reference: int, a: I64, b: I64, bound: I64) -> Solution:
+    """:func:`solve` over columns: ``o[a[i]] - o[b[i]] <= bound[i]`` for every i.
+
+    Any number of constraints per domain pair, in any order; only the tightest per ordered
+    pair is used. Domains are ``0 .. n-1``; ``reference`` gets the interval [0, 0].
+    """
+    # o_a - o_b <= bound is the edge b -> a of weight bound.
+    g = reduce_edges(n, b, a, bound)
     slack = 0
-    dist = _shortest_paths(w)
-    if _has_negative_cycle(dist):
-        slack = _smallest_slack(w)
-        dist = _shortest_paths(_relaxed(w, slack))
-    intervals = []
-    for d in range(n):
-        hi = int(dist[reference, d])
-        lo = -int(dist[d, reference])
-        intervals.append(Interval(None if lo <= -INF else lo, None if hi >= INF else hi))
-    return Solution(tuple(intervals), slack)
+    if shortest_from(g, None).cycle:
+        slack = least_slack(g)
+    hi = shortest_from(g, reference, slack).dist  # d(ref, D)
+    lo = shortest_from(g.reversed(), reference, slack).dist  # d(D, ref)
+    intervals = tuple(
+        Interval(None if l_ >= INF else -l_, None if h >= INF else h)
+        for l_, h in zip(lo.tolist(), hi.tolist(), strict=True)
+    )
+    return Solution(intervals, slack)
 
 
 def _clip(v: int) -> int:
     return max(-INF, min(INF, v))
 
 
-def _relaxed(w: npt.NDArray[np.int64], slack: int) -> npt.NDArray[np.int64]:
-    out = np.where(w >= INF, INF, np.minimum(w + slack, INF))
-    np.fill_diagonal(out, 0)
-    return out
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """Evidence that a domain's offset changed over the run, and the fitted rate."""
+
+    ns_per_s: int  # slope of the fitted offset line (offset change per second of trace)
+    # Two windows no constant offset satisfies together (one's lower bound is above the
+    # other's upper bound), in time order, with the median edge time of each.
+    early: Interval
+    late: Interval
+    early_at_ns: int
+    late_at_ns: int
+    method: str = DRIFT_METHOD
 
 
-def _shortest_paths(w: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Floyd-Warshall with saturating arithmetic (INF + x stays INF)."""
-    d = w.copy()
-    for k in range(len(d)):
-        via = d[:, k : k + 1] + d[k : k + 1, :]
-        via = np.where((d[:, k : k + 1] >= INF) | (d[k : k + 1, :] >= INF), INF, via)
-        np.minimum(d, np.clip(via, -INF, INF), out=d)
-    return d
+def drift(
+    n: int,
+    reference: int,
+    a: I64,
+    b: I64,
+    bound: I64,
+    time: I64,
+    windows: int = DRIFT_WINDOWS,
+) -> list[Drift | None]:
+    """Per domain, the drift of its offset against the reference, or None without evidence.
 
-
-def _has_negative_cycle(dist: npt.NDArray[np.int64]) -> bool:
-    return bool(np.any(np.diagonal(dist) < 0))
-
-
-def _smallest_slack(w: npt.NDArray[np.int64]) -> int:
-    """The least integer s such that adding s to every finite weight leaves no negative cycle.
-
-    Feasibility is monotone in s, and s = max |weight| always suffices (a cycle of k edges
-    then weighs at least 0), so a binary search finds it in ~log2(max |weight|) rounds.
+    ``a``, ``b``, ``bound`` are constraints as for :func:`solve_edges`; ``time`` is when each
+    was observed (any common clock; the edges' raw times do, as offsets are tiny next to a
+    run's length). The edges are cut into ``windows`` equal spans of time and each span is
+    solved on its own (with its own slack if it is itself inconsistent). A domain drifts
+    when some window's lower bound exceeds another's upper bound: then no single constant
+    offset satisfies both. Its rate is the least-squares slope of the midpoints of the
+    windows that bound it on both sides (at their median edge times), or, with fewer than
+    two such windows, the slope between the two conflicting bounds.
     """
-    finite = w[(w < INF) & (w > -INF)]
-    lo, hi = 0, int(np.abs(finite).max()) + 1 if finite.size else 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _has_negative_cycle(_shortest_paths(_relaxed(w, mid))):
-            lo = mid + 1
+    result: list[Drift | None] = [None] * n
+    if len(time) < 2 or windows < 2:
+        return result
+    t0, t1 = int(time.min()), int(time.max())
+    if t1 <= t0:
+        return result
+    which = np.minimum((time - t0) * windows // (t1 - t0 + 1), windows - 1)
+    found: list[tuple[int, tuple[Interval, ...]]] = []
+    for k in range(windows):
+        m = which == k
+        if m.any():
+            sol = solve_edges(n, reference, a[m], b[m], bound[m])
+            found.append((int(np.median(time[m])), sol.intervals))
+    for d in range(n):
+        if d == reference:
+            continue
+        lows = [(iv[d].lo, t, iv[d]) for t, iv in found if iv[d].lo is not None]
+        highs = [(iv[d].hi, t, iv[d]) for t, iv in found if iv[d].hi is not None]
+        if not lows or not highs:
+            continue
+        lo, lo_t, lo_iv = max(lows, key=lambda x: x[0] or 0)
+        hi, hi_t, hi_iv = min(highs, key=lambda x: x[0] or 0)
+        assert lo is not None and hi is not None
+        if lo <= hi or lo_t == hi_t:
+            continue
+        both = [
+            (t, iv[d].midpoint) for t, iv in found if iv[d].lo is not None and iv[d].hi is not None
+        ]
+        if len(both) >= 2:
+            ts = np.array([x[0] for x in both], dtype=np.float64)
+            ys = np.array([x[1] for x in both], dtype=np.float64)
+            ts -= ts.mean()
+            slope = float((ts * (ys - ys.mean())).sum() / (ts * ts).sum())
         else:
-            hi = mid
-    return lo
+            slope = (lo - hi) / (lo_t - hi_t)
+        early, late = (
+            ((hi_iv, hi_t), (lo_iv, lo_t)) if hi_t < lo_t else ((lo_iv, lo_t), (hi_iv, hi_t))
+        )
+        result[d] = Drift(round(slope * 1e9), early[0], late[0], early[1], late[1])
+    return result
