@@ -12,7 +12,16 @@ import re
 from dataclasses import dataclass
 
 _V00 = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+# The common case, a well-formed version-00 value with nothing around it, matched in one
+# step; everything else takes the general path below (same result, ~3x slower).
+_EXACT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 SAMPLED = 0x01
+#: Level 2 flag: the right-most 7 bytes of the trace id are random; preserved, never set here.
+RANDOM_TRACE_ID = 0x02
+INVALID_TRACE_ID = "0" * 32
+INVALID_SPAN_ID = "0" * 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,21 @@ class TraceContext:
         return TraceContext(self.trace_id, new_span_id(), self.flags)
 
 
+def is_trace_id(s: str) -> bool:
+    """True if ``s`` is 32 lowercase hex digits, not all zero (a valid W3C trace id)."""
+    return _TRACE_ID.fullmatch(s) is not None and s != INVALID_TRACE_ID
+
+
+def is_span_id(s: str) -> bool:
+    """True if ``s`` is 16 lowercase hex digits, not all zero (a valid W3C span id)."""
+    return _SPAN_ID.fullmatch(s) is not None and s != INVALID_SPAN_ID
+
+
+def is_valid(ctx: TraceContext) -> bool:
+    """True if every field of ``ctx`` could be put on the wire as a W3C traceparent."""
+    return is_trace_id(ctx.trace_id) and is_span_id(ctx.span_id) and 0 <= ctx.flags <= 0xFF
+
+
 def new_span_id() -> str:
     while True:
         s = os.urandom(8).hex()
@@ -51,6 +75,12 @@ def parse(value: str | None) -> TraceContext | None:
     """The context in a traceparent header value, or None if it is not a valid one."""
     if not value or len(value) > 512:
         return None
+    m = _EXACT_00.fullmatch(value)
+    if m is not None:
+        trace_id, span_id, flags = m.groups()
+        if trace_id == INVALID_TRACE_ID or span_id == INVALID_SPAN_ID:
+            return None
+        return TraceContext(trace_id, span_id, int(flags, 16))
     v = value.strip()
     m = _V00.match(v)
     if not m:

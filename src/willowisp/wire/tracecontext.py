@@ -1,0 +1,52 @@
+"""W3C Trace Context codec: ``traceparent`` plus ``tracestate``, read and written together.
+
+Builds on :mod:`willowisp.wire.traceparent` (which keeps the id rules and the single-value
+parser the agent uses). What this module adds is the carrier side: more than one
+``traceparent`` value is ambiguous and ignored (the spec's test suite starts a new trace),
+``tracestate`` values are combined per RFC 9110 before parsing, and ``tracestate`` is not
+read at all when ``traceparent`` is invalid, as the spec requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from willowisp.wire.codec import Getter, Setter
+from willowisp.wire.traceparent import TraceContext, parse
+from willowisp.wire.tracestate import EMPTY, TraceState, parse_tracestate
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+
+
+@dataclass(frozen=True, slots=True)
+class W3CContext:
+    """A traceparent's context and the tracestate that came with it (EMPTY if none)."""
+
+    context: TraceContext
+    tracestate: TraceState = EMPTY
+
+
+class TraceContextCodec:
+    """``traceparent`` / ``tracestate`` (OTel's ``tracecontext`` propagator)."""
+
+    fields = (TRACEPARENT, TRACESTATE)
+
+    def inject(self, value: W3CContext, carrier: Setter) -> None:
+        """Write ``traceparent`` always (as version 00) and ``tracestate`` when not empty."""
+        carrier.set(TRACEPARENT, value.context.header())
+        if value.tracestate.entries:
+            carrier.set(TRACESTATE, value.tracestate.header())
+
+    def extract(self, carrier: Getter) -> W3CContext | None:
+        """The context, or None when ``traceparent`` is absent, repeated or invalid."""
+        parents = carrier.get(TRACEPARENT)
+        if len(parents) != 1:
+            return None
+        ctx = parse(parents[0])
+        if ctx is None:
+            return None
+        return W3CContext(ctx, parse_tracestate(carrier.get(TRACESTATE)))
+
+
+TRACECONTEXT = TraceContextCodec()
