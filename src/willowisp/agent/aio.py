@@ -474,7 +474,10 @@ async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
     if rec is not None:
         try:
             found = (_infos_get(id(t)) for t in self._tasks)
-            running = [i for i in found if i is not None and not i.ended]
+            # the group keeps a set: order by unit number so the resource is the same
+            running = sorted(
+                (i for i in found if i is not None and not i.ended), key=lambda i: i.unit
+            )
             if running:
                 key = rec.program_location_key()  # the program's ``async with`` line
                 rid = _future_resource(rec, key, "task group", running)
@@ -495,7 +498,10 @@ async def _tasks_wait(fs: Any, timeout: Any, return_when: Any, loop: Any) -> Any
     if rec is not None and return_when == "ALL_COMPLETED":
         try:
             found = (_infos_get(id(f)) for f in fs)
-            pending = [i for i in found if i is not None and not i.ended]
+            # asyncio.wait takes a set: order by unit number so the resource is the same
+            pending = sorted(
+                (i for i in found if i is not None and not i.ended), key=lambda i: i.unit
+            )
             if pending:
                 key = rec.program_location_key()  # the program's ``await asyncio.wait`` line
                 rid = _future_resource(rec, key, "wait", pending)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from willowisp.analysis import agent_health, clock_findings, deadlock
+from willowisp.analysis import agent_health, clock_findings, completeness, deadlock
 from willowisp.analysis.boundary import Boundary
 from willowisp.analysis.document import build_document
 from willowisp.analysis.finding import Finding, merge_repeats, sort_findings
@@ -47,6 +47,7 @@ ANALYSES: tuple[tuple[str, Callable[[Causality], list[Finding]]], ...] = (
     ("deadlock", deadlock.find),
     ("clocks", clock_findings.find),
     ("agent health", lambda c: agent_health.find(c.trace)),
+    ("completeness", completeness.find),
 )
 
 

@@ -110,6 +110,8 @@ def solve_edges(n: int, reference: int, a: I64, b: I64, bound: I64) -> Solution:
     Any number of constraints per domain pair, in any order; only the tightest per ordered
     pair is used. Domains are ``0 .. n-1``; ``reference`` gets the interval [0, 0].
     """
+    if n == 0:  # nothing loaded: no domains, nothing to solve
+        return Solution((), 0)
     # o_a - o_b <= bound is the edge b -> a of weight bound.
     g = reduce_edges(n, b, a, bound)
     slack = 0
