@@ -114,7 +114,16 @@ def test_healthy_program_has_no_findings_and_thousands_of_events(tmp_path):
     assert doc["trace"]["events"] > 9000
     assert doc["trace"]["dropped_events"] == 0 and doc["trace"]["agent_faults"] == 0
     kinds = {f["kind"] for f in doc["findings"]}
-    assert not kinds & {"deadlock", "false-causality", "clock-skew", "agent-fault", "buffer-drop"}
+    assert not kinds & {
+        "deadlock",
+        "false-causality",
+        "clock-skew",
+        "agent-fault",
+        "buffer-drop",
+        "dropped-context",
+        "broken-link",
+        "orphan-unit",
+    }
     assert doc["trace"]["units"] >= 300 + 5
     [proc] = doc["processes"]
     assert proc["agent"]["events"] > 9000 and proc["agent"]["dropped"] == 0
