@@ -19,8 +19,19 @@ from willowisp.agent import recorder as _r
 from willowisp.agent.config import AgentConfig, default_out, default_service, from_env
 
 # Hook modules in install order; "full" installs all, "hops" only the wire ones.
-FULL_HOOKS = ("threads", "queues", "futures", "aio", "gc_hook", "http", "procs")
-HOPS_HOOKS = ("http", "procs")
+FULL_HOOKS = (
+    "threads",
+    "queues",
+    "futures",
+    "aio",
+    "gc_hook",
+    "http",
+    "httplibs",
+    "rpc_grpc",
+    "messaging",
+    "procs",
+)
+HOPS_HOOKS = ("http", "httplibs", "rpc_grpc", "messaging", "procs")
 _installed: list[Any] = []
 
 

@@ -395,6 +395,15 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ("target", "str: path or URL without query values"),
             ("peer", "str: host:port of the other side"),
             ("waits_for", "str: for future resources, comma-separated unit numbers awaited"),
+            (
+                "destination",
+                "str: for message resources, the queue, topic, exchange/routing-key or stream",
+            ),
+            ("message_id", "str: for message resources, the broker's or producer's message id"),
+            (
+                "headers",
+                "str: for server rpc resources, a JSON object of allowlisted request headers",
+            ),
         ),
     ),
     RecordType(

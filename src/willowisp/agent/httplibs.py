@@ -1,0 +1,11 @@
+"""Hooks for requests, urllib3, httpx and aiohttp (client and server): not written yet (each is active only when its library is installed)."""
+
+from __future__ import annotations
+
+
+def install() -> None:
+    """Nothing to install yet."""
+
+
+def uninstall() -> None:
+    """Nothing to remove yet."""
