@@ -1,4 +1,7 @@
-"""Hooks for requests, urllib3, httpx and aiohttp (client and server): not written yet (each is active only when its library is installed)."""
+"""Hooks for requests, urllib3, httpx and aiohttp (client and server)
+
+Not written yet (each is active only when its library is installed).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Hooks for message brokers: RabbitMQ (pika, aio-pika), Redis, Kafka, SQS: not written yet (each is active only when its library is installed)."""
+"""Hooks for message brokers: RabbitMQ (pika, aio-pika), Redis, Kafka, SQS
+
+Not written yet (each is active only when its library is installed).
+"""
 
 from __future__ import annotations
 

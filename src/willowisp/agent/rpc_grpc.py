@@ -1,4 +1,7 @@
-"""Hooks for grpcio clients and servers, sync and asyncio: not written yet (each is active only when its library is installed)."""
+"""Hooks for grpcio clients and servers, sync and asyncio
+
+Not written yet (each is active only when its library is installed).
+"""
 
 from __future__ import annotations
 
