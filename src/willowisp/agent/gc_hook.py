@@ -19,7 +19,10 @@ def _callback(phase: str, info: dict[str, Any]) -> None:
     if rec is None or _thread.get_ident() == rec._flusher_ident:
         return
     try:
-        st = _r.state()
+        st = _r.tl.st  # only threads already known: a collection never makes a unit
+    except AttributeError:
+        return
+    try:
         if phase == "start":
             rec.emit_for(st, st.unit, int(K.GC_BEGIN), 0, int(info.get("generation", 0)))
         else:
