@@ -207,3 +207,51 @@ def test_demo_runs_without_real_hosts_and_says_so(tmp_path):
     sim = [c for c in doc["clocks"] if c["simulated"]]
     assert len(sim) == 1 and abs(sim[0]["offset_ns"] - 300_000_000) < 3_000_000
     assert any(f["kind"] == "deadlock" for f in doc["findings"])
+
+
+@needs_real_hosts
+def test_three_hosts_in_a_chain_recover_every_offset(tmp_path):
+    """front -> middle (+150 ms) -> back (-250 ms), each middle/back on its own UTS namespace
+    with libfaketime: both offsets are recovered within a few ms of the truth, each inside
+    an honest interval, consistent along the chain."""
+    out = tmp_path / "run"
+    env = {**os.environ, "WILLOWISP_SERVICE": ""}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(PROGRAMS / "chain.py"),
+            "150000000",
+            "-250000000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "chain done" in r.stdout
+    code, doc, err = analyze_json(out)
+    assert code == 0, err
+    hosts = {p["id"]: p["host"] for p in doc["processes"]}
+    by_host = {hosts[c["processes"][0]]: c for c in doc["clocks"]}
+    truth = {"middle-host": -150_000_000, "back-host": 250_000_000}
+    for host, want in truth.items():
+        c = by_host[host]
+        assert not c["simulated"]
+        assert abs(c["offset_ns"] - want) < 3_000_000, (host, c)
+        assert c["offset_min_ns"] <= want <= c["offset_max_ns"], (host, c)
+        assert 0 < c["uncertainty_ns"] < 5_000_000
+    hops = {
+        (h["from"]["service"], h["to"]["service"]): h
+        for h in doc["hops"]
+        if h["protocol"] == "http"
+    }
+    assert hops[("chain", "chain_hop")]["linked"] >= 20
