@@ -10,7 +10,10 @@ one, which is then used as is), defines an ``rpc`` resource carrying that contex
 ``send_response`` writes ``rpc.reply``. The analyzer pairs the two sides through the span id
 that crossed the wire, never through timestamps.
 
-Only shapes are kept: method, path without query values, peer address. No bodies.
+Only shapes are kept: method, path without query values, peer address and, on the server,
+the allowlisted request headers (``ENTRY_HEADERS``). No bodies. The client's ``library``
+names the outermost library on the stack (requests, urllib3, urllib), so requests and
+urllib3, which reach the network through ``http.client``, are recorded once, here.
 
 The agent imports neither module: ``http.client`` pulls in ``ssl`` and ``email``,
 ``http.server`` ``socketserver``, ``mimetypes`` and ``html`` too, a cost a program that
@@ -22,6 +25,7 @@ import it makes (a dict lookup).
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -54,13 +58,63 @@ def _target(url: str) -> str:
     return path[:512]
 
 
+# Libraries that reach http.client from above, by top-level module, outermost first: the
+# label names the library the program called (requests -> urllib3 -> http.client is
+# "requests"), so one request is one rpc resource whatever the layers.
+_CLIENT_LIBRARIES = {"requests": 0, "urllib3": 1, "urllib": 2}
+_LIBRARY_LABELS = ("requests", "urllib3", "urllib")
+
+
 def _client_library() -> str:
+    """The outermost known HTTP library on the caller's stack, else ``http.client``."""
+    best = len(_LIBRARY_LABELS)
     f = sys._getframe(2)
     while f is not None:
-        if f.f_code.co_filename.endswith(("urllib/request.py", "urllib\\request.py")):
-            return "urllib"
+        name = f.f_globals.get("__name__")
+        if type(name) is str:
+            top = name.partition(".")[0]
+            rank = _CLIENT_LIBRARIES.get(top)
+            if rank is not None and (top != "urllib" or name == "urllib.request"):
+                best = min(best, rank)
+                if best == 0:
+                    break
         f = f.f_back  # type: ignore[assignment]
-    return "http.client"
+    return _LIBRARY_LABELS[best] if best < len(_LIBRARY_LABELS) else "http.client"
+
+
+# Request headers an entry request keeps (CONTRACT: headers only from an allowlist): enough
+# to re-issue the request, never credentials or cookies. ``baggage`` is left out: it carries
+# the program's own values.
+ENTRY_HEADERS = frozenset(
+    (
+        "content-type",
+        "accept",
+        "user-agent",
+        "content-length",
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "x-amzn-trace-id",
+        "uber-trace-id",
+    )
+)
+
+
+def entry_headers_json(pairs: Any) -> str:
+    """The allowlisted headers among ``pairs`` (name, value) as a JSON object: names
+    lowercase, repeated values joined with ", ", each value cut to 512 characters."""
+    kept: dict[str, str] = {}
+    for name, value in pairs:
+        key = str(name).lower()
+        if key in ENTRY_HEADERS:
+            text = str(value)[:512]
+            kept[key] = f"{kept[key]}, {text}" if key in kept else text
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"))
 
 
 def _endheaders(
@@ -164,6 +218,7 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
             method=method,
             target=_target(self.path),
             peer=f"{self.client_address[0]}:{self.client_address[1]}",
+            headers=entry_headers_json(self.headers.items()),
         )
         self._wisp_rpc = rid  # type: ignore[attr-defined]
         self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
