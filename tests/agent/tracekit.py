@@ -92,7 +92,8 @@ def read_run(folder: str) -> dict[str, ProcessTrace]:
                 elif rec.rtype == 6:
                     pt.stats = attrs
                 elif rec.rtype in table and table[rec.rtype] is not None:
-                    table[rec.rtype][rec.id] = attrs  # type: ignore[index]
+                    # a later record for the same id adds to it, attribute by attribute
+                    table[rec.rtype].setdefault(rec.id, {}).update(attrs)  # type: ignore[union-attr]
             if chunk.events is not None:
                 seq = chunk.events.first_seq
                 for i, (k, u, t, r, a, lo) in enumerate(rows_of(chunk.events)):

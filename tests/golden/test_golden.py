@@ -4,7 +4,8 @@ findings the analyzer must report beside it (``expected.json``).
 A folder holds one ``.wtxt`` per process (its top comment tells the situation) and
 ``expected.json``: ``findings`` (compared exactly: id, kind, severity, summary, unit names,
 resources, explanation), and optionally ``clocks`` (offsets with a tolerance: what the
-situation says the true offset is), ``hops`` and ``edges`` (happens-before edge counts).
+situation says the true offset is), ``hops`` (count and linked, and any of HOP_DETAIL a case
+gives) and ``edges`` (happens-before edge counts).
 After a deliberate change of wording, ``WISP_UPDATE_GOLDEN=1 pytest tests/golden``
 rewrites the ``findings`` part only; review the diff before committing it.
 """
@@ -25,6 +26,15 @@ from willowisp.wtrace.writer import write_file
 GOLDEN = Path(__file__).parent
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.json").is_file())
 FINDING_FIELDS = ("id", "kind", "severity", "summary", "resources", "explanation")
+# Hop fields a case may pin besides count and linked (compared exactly when given).
+HOP_DETAIL = (
+    "libraries",
+    "provenance",
+    "unlinked",
+    "low_confidence",
+    "latency_ns",
+    "latency_omitted",
+)
 
 
 def build_run(case: Path, out: Path) -> Path:
@@ -80,5 +90,8 @@ def test_golden(name: str, tmp_path: Path) -> None:
             and h["protocol"] == want["protocol"]
         )
         assert (hop["count"], hop["linked"]) == (want["count"], want["linked"]), hop
+        for key in HOP_DETAIL:
+            if key in want:
+                assert hop[key] == want[key], (key, hop)
     if "edges" in expected:
         assert doc["trace"]["happens_before_edges"] == expected["edges"]

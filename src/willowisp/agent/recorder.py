@@ -287,6 +287,12 @@ class Recorder:
         self._pending.append((R_RESOURCE, rid, attrs, key or self.location_key(depth + 1)))
         return rid
 
+    def update_resource(self, rid: int, **attrs: AttrValue) -> None:
+        """Add attributes to resource ``rid`` learned after it was defined (a broker's message
+        id known once the send returns): a later record for the same id, which readers merge
+        attribute by attribute."""
+        self._pending.append((R_RESOURCE, rid, dict(attrs), 0))
+
     def program_depth(self) -> int:
         """Frames above the caller to the program's innermost frame (0 if there is none)."""
         f: FrameType | None = _getframe(1)

@@ -155,7 +155,11 @@ def _bound(v: int | None) -> str:
 def _false_causality(c: Causality) -> list[Finding]:
     trace, clocks, graph = c.trace, c.clocks, c.graph
     ev = trace.events
-    cross = graph.of_kind(EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS)
+    # only certain edges: a message linked by a reused id must not accuse a clock
+    cross = (
+        graph.of_kind(EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS, EdgeKind.MESSAGE)
+        & graph.certain
+    )
     src, dst = graph.src[cross], graph.dst[cross]
     dom = clocks.domain_of_proc
     da, db = dom[ev.proc[src]], dom[ev.proc[dst]]

@@ -88,6 +88,8 @@ def build_document(a: Analysis) -> dict[str, Any]:
             "notes": list(trace.notes),
             "unknown_events": trace.unknown_kinds,
             "happens_before_edges": a.causality.graph.counts(),
+            "happens_before_provenance": a.causality.graph.provenance_counts(),
+            "happens_before_uncertain": int(np.count_nonzero(~a.causality.graph.certain)),
             "boundaries": [
                 {
                     "spec": b.spec,
@@ -110,6 +112,8 @@ def _side(s: Side) -> dict[str, Any]:
     out: dict[str, Any] = {"service": s.service, "runtime": s.runtime}
     if s.peer:
         out["peer"] = s.peer
+    if s.destination:
+        out["destination"] = s.destination
     return out
 
 
@@ -127,4 +131,8 @@ def _hop(g: HopGroup) -> dict[str, Any]:
         "provenance": g.provenance,
         "unlinked": g.unlinked,
         "latency_ns": latency,
+        # links below confidence 1, by why ({"message-id-reused": n}), and linked messages
+        # whose latency is not given because their ends are in different clock domains
+        "low_confidence": g.low_confidence,
+        "latency_omitted": g.latency_omitted,
     }

@@ -14,7 +14,16 @@ NOTIFY       the latest ``sync.notify`` (or barrier ``sync.arrive``) on a resour
 REQUEST      client ``msg.send`` -> server ``msg.recv`` (matched by trace context)
 REPLY        server ``rpc.reply`` -> client ``rpc.response``
 PROCESS      ``proc.spawn`` -> the child's ``proc.start``
+MESSAGE      producer ``msg.send`` -> consumer ``msg.recv`` (matched by the span id that
+             crossed the wire, else by message id: :mod:`willowisp.causality.messages`)
 ===========  =============================================================================
+
+Every edge carries its evidence (:mod:`willowisp.causality.provenance`): ``provenance``
+says where it came from (the runtime recorded both ends; a span id in a wire header; a
+message id; a span link; an inference) and ``confidence`` how sure it is (1.0 for a fact).
+Edges within a process are runtime facts; a message linked by an id that recurs in the
+trace is below 1.0. Users that need facts filter on ``certain``; the others may ignore the
+columns, which is why the three original arrays are unchanged.
 
 Program order within a unit is not stored: it is the stable sort by unit
 (:mod:`willowisp.causality.program_order`), so storing it would only double the graph.
@@ -25,7 +34,7 @@ intersection. Nothing loops per event.
 
 Within a process, resources are local and event order is the process's own clock, which is
 what makes "latest before" exact there; across processes the only edges are those the
-wire context proves (REQUEST, REPLY, PROCESS).
+wire context or a message id proves (REQUEST, REPLY, PROCESS, MESSAGE).
 """
 
 from __future__ import annotations
@@ -36,14 +45,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.causality.hops import Hops, hop_edges
+from willowisp.causality.hops import EdgeWhich, Hops, hop_edge_columns
 from willowisp.causality.program_order import first_per_unit
+from willowisp.causality.provenance import CERTAIN, Provenance
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Outcome
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
 
 
 class EdgeKind(enum.IntEnum):
@@ -55,10 +66,19 @@ class EdgeKind(enum.IntEnum):
     REQUEST = 6
     REPLY = 7
     PROCESS = 8
+    MESSAGE = 9
 
     @property
     def crosses_processes(self) -> bool:
-        return self in (EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS)
+        """Can this kind of edge join two processes? (MESSAGE may also stay in one.)"""
+        return self in (EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS, EdgeKind.MESSAGE)
+
+
+# hops.EdgeWhich -> EdgeKind, indexed by EdgeWhich's value
+_HOP_KIND = np.array(
+    [EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS, EdgeKind.MESSAGE], dtype=np.uint8
+)
+assert [int(w) for w in EdgeWhich] == list(range(len(_HOP_KIND)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +88,25 @@ class HBGraph:
     src: I64
     dst: I64
     kind: U8  # EdgeKind
+    provenance: U8  # Provenance: RUNTIME within a process, WIRE_HEADER / MESSAGE_ID across
+    confidence: F32  # in (0, 1]; 1.0 unless the evidence could name another event
 
     def __len__(self) -> int:
         return len(self.src)
+
+    @property
+    def certain(self) -> npt.NDArray[np.bool_]:
+        """Edges that are facts (confidence 1.0): the only ones clock alignment may use."""
+        certain: npt.NDArray[np.bool_] = self.confidence >= CERTAIN
+        return certain
+
+    def provenance_counts(self) -> dict[str, int]:
+        """Edges per provenance label, for the document."""
+        return {
+            p.label: int(np.count_nonzero(self.provenance == p))
+            for p in Provenance
+            if p != Provenance.NONE
+        }
 
     def incoming(self, event: int) -> I64:
         """Edge rows whose destination is ``event``."""
@@ -88,18 +124,20 @@ class HBGraph:
 def build(trace: Trace, hops: Hops) -> HBGraph:
     """All cross-unit edges of the trace (see the module doc)."""
     parts = [_spawn(trace), _join(trace), _lock(trace), _queue(trace), _notify(trace)]
-    src, dst, which = hop_edges(hops)
-    hop_kind = np.array([EdgeKind.REQUEST, EdgeKind.REPLY, EdgeKind.PROCESS], np.uint8)[which]
-    parts.append((src, dst, hop_kind))
+    local = sum(len(p[0]) for p in parts)
+    hop = hop_edge_columns(hops)
+    parts.append((hop.src, hop.dst, _HOP_KIND[hop.which]))
     s = np.concatenate([p[0] for p in parts]).astype(np.int64)
     d = np.concatenate([p[1] for p in parts]).astype(np.int64)
     k = np.concatenate([p[2] for p in parts]).astype(np.uint8)
+    prov = np.concatenate([np.full(local, Provenance.RUNTIME, np.uint8), hop.provenance])
+    conf = np.concatenate([np.full(local, CERTAIN, np.float32), hop.confidence])
     unit = trace.events.unit
     keep = (s >= 0) & (d >= 0)
     keep[keep] = unit[s[keep]] != unit[d[keep]]
-    s, d, k = s[keep], d[keep], k[keep]
+    s, d, k, prov, conf = s[keep], d[keep], k[keep], prov[keep], conf[keep]
     order = np.lexsort((s, d))
-    return HBGraph(s[order], d[order], k[order])
+    return HBGraph(s[order], d[order], k[order], prov[order], conf[order].astype(np.float32))
 
 
 Edges = tuple[I64, I64, U8]

@@ -6,7 +6,9 @@ the extracted trace id and that span id as ``parent_span_id``. A child process's
 resource carries the ``parent_span_id`` its parent's ``proc.spawn`` resource put in
 TRACEPARENT. Sides are matched on ``(trace_id, client span_id == server parent_span_id)``
 and nothing else: timestamps, peers and ports are never evidence of a link. What cannot be
-matched stays in the table, unlinked, with the reason.
+matched stays in the table, unlinked, with the reason. One-way ``message`` resources are
+matched by :mod:`willowisp.causality.messages` (span id, else message id); every row says
+how it was linked and how surely (:mod:`willowisp.causality.provenance`).
 
 The table is columnar (one row per request, linked or not) because a busy service makes
 tens of thousands of requests; the matching itself is a dictionary pass over the rpc
@@ -17,17 +19,43 @@ resources, which is per request, not per event. The four events of a request/rep
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.ingest.tables import NO_INDEX
+from willowisp.causality.clock_domains import group_processes
+from willowisp.causality.messages import DESTINATION, match_messages
+from willowisp.causality.provenance import (
+    CERTAIN,
+    DEFAULT_HEADER,
+    Provenance,
+    Unlinked,
+    attr_str,
+    header_format,
+)
+from willowisp.ingest.tables import NO_INDEX, Resource
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K
 
+__all__ = [
+    "EdgeWhich",
+    "HopEdges",
+    "HopGroup",
+    "HopKind",
+    "Hops",
+    "Side",
+    "Unlinked",
+    "first_event_of",
+    "hop_edge_columns",
+    "hop_edges",
+    "match",
+    "summarize",
+]
+
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
+F32 = npt.NDArray[np.float32]
 
 
 class HopKind(enum.IntEnum):
@@ -36,31 +64,26 @@ class HopKind(enum.IntEnum):
     SPAWN = 3  # a child process started with the parent's context
 
 
-class Unlinked(enum.IntEnum):
-    """Why a row has only one side (its ``reason``); LINKED when it has both."""
-
-    LINKED = 0
-    NO_SERVER_SIDE = 1  # the receiver is not in the trace (not traced, or its events lost)
-    NO_CLIENT_SIDE = 2  # the sender is not in the trace
-    NO_CONTEXT = 3  # the sender recorded no context to put on the wire
-    NO_TRACEPARENT = 4  # the receiver got no context from the wire
-
-    @property
-    def label(self) -> str:
-        return self.name.lower().replace("_", "-")
-
-
 @dataclass(frozen=True, slots=True)
 class Hops:
     """One row per request, message or spawn. Event and resource columns: NO_INDEX if absent.
 
     For SPAWN rows ``send`` is the ``proc.spawn`` and ``recv`` the child's ``proc.start``.
+    For MESSAGE rows the client is the producer and the server the consumer; one row per
+    delivery, so a producer whose message several consumers received has several rows.
     """
 
     kind: npt.NDArray[np.uint8]
     reason: npt.NDArray[np.uint8]  # Unlinked
     client: I32  # client-side resource
     server: I32  # server-side resource
+    # How the two sides were linked (Provenance; NONE when unlinked) and how surely:
+    # 1.0 for an exact identifier, below 1 for a message id reused in the trace, 0.0 unlinked.
+    provenance: npt.NDArray[np.uint8]
+    confidence: F32
+    # Whether the reply edge is known: LINKED, or REPLY_UNATTRIBUTED when the client's unit
+    # received a reply it could not tie to one of its requests (multiplexed connection).
+    reply_reason: npt.NDArray[np.uint8]
     send: I64
     recv: I64
     reply: I64
@@ -92,55 +115,99 @@ def first_event_of(trace: Trace, kind: int) -> I64:
 
 
 def match(trace: Trace) -> Hops:
-    """Pair client and server sides (see the module doc)."""
+    """Pair client and server sides (see the module doc; messages: causality/messages.py)."""
     send, recv = first_event_of(trace, K.MSG_SEND), first_event_of(trace, K.MSG_RECV)
     reply, resp = first_event_of(trace, K.RPC_REPLY), first_event_of(trace, K.RPC_RESPONSE)
     spawn, start = first_event_of(trace, K.PROC_SPAWN), first_event_of(trace, K.PROC_START)
-    rows: list[tuple[int, int, int, int]] = []  # kind, reason, client, server
+    # kind, reason, client, server, provenance; confidence beside it (a float)
+    rows: list[tuple[int, int, int, int, int]] = []
+    confidence: list[float] = []
+
+    def add(kind: int, reason: Unlinked, c: int, s: int, prov: Provenance, conf: float) -> None:
+        rows.append((kind, reason, c, s, prov))
+        confidence.append(conf)
+
     servers: dict[tuple[str, str], list[int]] = {}
     is_client = (spawn >= 0) | (send >= 0) | (resp >= 0)
     is_server = ~is_client & ((start >= 0) | (recv >= 0) | (reply >= 0))
+    is_message = np.isin(trace.resource_kind, ["message"]) & (spawn < 0) & (start < 0)
     is_start = (start >= 0).tolist()
-    clients = np.flatnonzero(is_client).tolist()
-    for i in np.flatnonzero(is_server).tolist():
+    clients = np.flatnonzero(is_client & ~is_message).tolist()
+    for i in np.flatnonzero(is_server & ~is_message).tolist():
         r = trace.resources[i]
         if r.trace_id and r.parent_span_id:
             servers.setdefault((r.trace_id, r.parent_span_id), []).append(i)
         else:
-            rows.append((_kind(r.kind, is_start[i]), Unlinked.NO_TRACEPARENT, NO_INDEX, i))
+            kind = _kind(r.kind, is_start[i])
+            add(kind, Unlinked.NO_TRACEPARENT, NO_INDEX, i, Provenance.NONE, 0.0)
     is_spawn = (spawn >= 0).tolist()
     for c in clients:
         cres = trace.resources[c]
         kind = _kind(cres.kind, is_spawn[c])
         if not (cres.trace_id and cres.span_id):
-            rows.append((kind, Unlinked.NO_CONTEXT, c, NO_INDEX))
+            add(kind, Unlinked.NO_CONTEXT, c, NO_INDEX, Provenance.NONE, 0.0)
             continue
         waiting = servers.get((cres.trace_id, cres.span_id))
         if waiting:
-            rows.append((kind, Unlinked.LINKED, c, waiting.pop(0)))
+            add(kind, Unlinked.LINKED, c, waiting.pop(0), Provenance.WIRE_HEADER, CERTAIN)
         else:
-            rows.append((kind, Unlinked.NO_SERVER_SIDE, c, NO_INDEX))
+            add(kind, Unlinked.NO_SERVER_SIDE, c, NO_INDEX, Provenance.NONE, 0.0)
     for left in servers.values():
         for s in left:
             kind = _kind(trace.resources[s].kind, is_start[s])
-            rows.append((kind, Unlinked.NO_CLIENT_SIDE, NO_INDEX, s))
-    table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+            add(kind, Unlinked.NO_CLIENT_SIDE, NO_INDEX, s, Provenance.NONE, 0.0)
+    producers = np.flatnonzero(is_message & (send >= 0)).tolist()
+    consumers = np.flatnonzero(is_message & (send < 0) & (recv >= 0)).tolist()
+    for m in match_messages(trace, producers, consumers):
+        add(HopKind.MESSAGE, m.reason, m.producer, m.consumer, m.provenance, m.confidence)
+    table = np.array(rows, dtype=np.int64).reshape(-1, 5)
     client, server = table[:, 2], table[:, 3]
     spawn_row = table[:, 0] == HopKind.SPAWN
+    rpc_row = table[:, 0] == HopKind.RPC
 
     def pick(col: I64, res: I64) -> I64:
         return np.where(res >= 0, col[np.maximum(res, 0)], NO_INDEX) if len(col) else res
 
+    send_ev, response = pick(send, client), pick(resp, client)
+    unknown_reply = rpc_row & (send_ev >= 0) & (response < 0) & _unattributed(trace, send_ev)
     return Hops(
         kind=table[:, 0].astype(np.uint8),
         reason=table[:, 1].astype(np.uint8),
         client=client.astype(np.int32),
         server=server.astype(np.int32),
-        send=np.where(spawn_row, pick(spawn, client), pick(send, client)),
+        provenance=table[:, 4].astype(np.uint8),
+        confidence=np.asarray(confidence, dtype=np.float32),
+        reply_reason=np.where(unknown_reply, Unlinked.REPLY_UNATTRIBUTED, Unlinked.LINKED).astype(
+            np.uint8
+        ),
+        send=np.where(spawn_row, pick(spawn, client), send_ev),
         recv=np.where(spawn_row, pick(start, server), pick(recv, server)),
         reply=np.where(spawn_row, NO_INDEX, pick(reply, server)),
-        response=np.where(spawn_row, NO_INDEX, pick(resp, client)),
+        response=np.where(spawn_row, NO_INDEX, response),
     )
+
+
+def _unattributed(trace: Trace, send: I64) -> npt.NDArray[np.bool_]:
+    """Per request row: did the sending unit receive a reply naming no request after it?
+
+    An agent that sees a reply on a multiplexed connection but cannot tell which of the
+    unit's outstanding requests it answers writes ``rpc.response`` with no resource. The
+    requests of that unit still waiting for their own ``rpc.response`` then have a reply
+    that may be that one: unknown, not "no reply".
+    """
+    ev = trace.events
+    out = np.zeros(len(send), dtype=bool)
+    loose = np.flatnonzero((ev.kind == K.RPC_RESPONSE) & (ev.res < 0))
+    if not len(loose) or not len(send):
+        return out
+    # The last loose reply per unit: any request sent before it may be the one it answers.
+    units, last = np.unique(ev.unit[loose][::-1], return_index=True)
+    last_ev = loose[::-1][last]
+    has = send >= 0
+    sender = ev.unit[np.maximum(send, 0)]
+    at = np.clip(np.searchsorted(units, sender), 0, len(units) - 1)
+    out = has & (units[at] == sender) & (last_ev[at] > send)
+    return np.asarray(out, dtype=bool)
 
 
 def _kind(resource_kind: str, spawn: bool) -> int:
@@ -149,20 +216,59 @@ def _kind(resource_kind: str, spawn: bool) -> int:
     return HopKind.RPC if resource_kind == "rpc" else HopKind.MESSAGE
 
 
-def hop_edges(hops: Hops) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
-    """Cross-process happens-before edges of linked rows: (src event, dst event, which).
+class EdgeWhich(enum.IntEnum):
+    """Which of a hop's edges (``hop_edges``' third column)."""
 
-    ``which`` is 0 for a request (send -> recv), 1 for a reply (reply -> response) and 2 for
-    a spawn (proc.spawn -> proc.start); only pairs with both events present.
-    """
+    REQUEST = 0  # client msg.send -> server msg.recv
+    REPLY = 1  # server rpc.reply -> client rpc.response
+    SPAWN = 2  # proc.spawn -> proc.start
+    MESSAGE = 3  # producer msg.send -> consumer msg.recv
+
+
+@dataclass(frozen=True, slots=True)
+class HopEdges:
+    """Cross-process happens-before edges of linked rows, with their evidence."""
+
+    src: I64
+    dst: I64
+    which: npt.NDArray[np.uint8]  # EdgeWhich
+    provenance: npt.NDArray[np.uint8]  # Provenance of the row the edge comes from
+    confidence: F32
+
+    @property
+    def certain(self) -> npt.NDArray[np.bool_]:
+        """Edges that may be used as facts (clock alignment): confidence 1.0."""
+        certain: npt.NDArray[np.bool_] = self.confidence >= CERTAIN
+        return certain
+
+
+def hop_edge_columns(hops: Hops) -> HopEdges:
+    """The edges of linked rows that have both events: a request (or message, or spawn) row
+    gives send -> recv, a request whose reply was received also reply -> response."""
     req = (hops.send >= 0) & (hops.recv >= 0) & hops.linked
     rep = (hops.reply >= 0) & (hops.response >= 0) & hops.linked
-    src = np.concatenate([hops.send[req], hops.reply[rep]])
-    dst = np.concatenate([hops.recv[req], hops.response[rep]])
-    which = np.concatenate(
-        [np.where(hops.kind[req] == HopKind.SPAWN, 2, 0), np.ones(int(rep.sum()), np.int64)]
-    ).astype(np.uint8)
-    return src.astype(np.int64), dst.astype(np.int64), which
+    kind_req = hops.kind[req]
+    which_req = np.where(
+        kind_req == HopKind.SPAWN,
+        EdgeWhich.SPAWN,
+        np.where(kind_req == HopKind.MESSAGE, EdgeWhich.MESSAGE, EdgeWhich.REQUEST),
+    )
+    return HopEdges(
+        src=np.concatenate([hops.send[req], hops.reply[rep]]).astype(np.int64),
+        dst=np.concatenate([hops.recv[req], hops.response[rep]]).astype(np.int64),
+        which=np.concatenate([which_req, np.full(int(rep.sum()), EdgeWhich.REPLY)]).astype(
+            np.uint8
+        ),
+        provenance=np.concatenate([hops.provenance[req], hops.provenance[rep]]).astype(np.uint8),
+        confidence=np.concatenate([hops.confidence[req], hops.confidence[rep]]).astype(np.float32),
+    )
+
+
+def hop_edges(hops: Hops) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
+    """(src event, dst event, which) of :func:`hop_edge_columns`; ``which`` is EdgeWhich:
+    0 request, 1 reply, 2 spawn, 3 message."""
+    e = hop_edge_columns(hops)
+    return e.src, e.dst, e.which
 
 
 # -- the contract's ``hops`` section -----------------------------------------------------
@@ -175,60 +281,77 @@ class Side:
     service: str | None
     runtime: str | None
     peer: str | None = None  # host:port the client called, when the server is unknown
+    destination: str | None = None  # the queue or topic, when a message's other end is unknown
 
 
 @dataclass(frozen=True, slots=True)
 class HopGroup:
-    """Requests between two services over one protocol."""
+    """Requests (or messages, or spawns) between two services over one protocol."""
 
     source: Side
     target: Side
     protocol: str
-    libraries: tuple[str, ...]  # client side's, then server side's
+    libraries: tuple[str, ...]  # client (producer) side's, then server (consumer) side's
     count: int
     linked: int
-    provenance: dict[str, int]  # how links were established: {"traceparent": n}
-    unlinked: dict[str, int]  # reason -> rows
-    latency_p50_ns: int | None  # send -> response on the client's own clock
+    provenance: dict[str, int]  # how links were established: {"traceparent": n, "message-id": m}
+    unlinked: dict[str, int]  # reason -> rows (and reply-unattributed -> linked requests)
+    # rpc: send -> response on the client's own clock; message: send -> receive, only for
+    # deliveries whose two ends share a clock domain (never a cross-domain raw difference).
+    latency_p50_ns: int | None
     latency_p99_ns: int | None
+    # Links made with confidence below 1, by why: {"message-id-reused": n}.
+    low_confidence: dict[str, int] = field(default_factory=dict)
+    # Linked deliveries whose latency is not reported: their ends are in different clock
+    # domains, and alignment cannot make a one-way latency exact.
+    latency_omitted: int = 0
 
 
 def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
-    """Group rows by (from, to, protocol). Unlinked client rows are put with the service that
-    answered linked requests to the same peer, when there is one (learned, not guessed: a
-    linked request to that host:port proved who listens there)."""
-    res = trace.resources
+    """Group rows by (from, to, protocol).
 
+    Unlinked client rows are put with the service that answered linked requests to the same
+    peer, when there is one (learned, not guessed: a linked request to that host:port proved
+    who listens there). Unlinked message rows likewise go with the one service that linked
+    messages of the same process, protocol and destination proved to be the other end.
+    """
+    res = trace.resources
     sides = [Side(p.service, p.runtime) for p in trace.processes]
 
     def side_of(r: int) -> Side:
         return sides[res[r].proc]
 
     peer_owner: dict[tuple[int, str], Side] = {}
+    ends: dict[tuple[bool, int, str, str], set[Side]] = {}  # (producer?, proc, proto, dest)
     clients, servers = hops.client.tolist(), hops.server.tolist()
+    kinds = hops.kind.tolist()
     for row in np.flatnonzero(hops.linked).tolist():
-        linked_client = res[clients[row]]
-        if linked_client.peer:
-            key = (linked_client.proc, linked_client.peer)
-            peer_owner[key] = side_of(servers[row])
+        c, s = res[clients[row]], res[servers[row]]
+        if kinds[row] == HopKind.MESSAGE:
+            dest = attr_str(c, DESTINATION)
+            ends.setdefault((True, c.proc, c.protocol, dest), set()).add(side_of(s.index))
+            ends.setdefault((False, s.proc, s.protocol, dest), set()).add(side_of(c.index))
+        elif c.peer:
+            peer_owner[(c.proc, c.peer)] = side_of(servers[row])
+
+    def other_end(producer: bool, r: int) -> Side:
+        x = res[r]
+        dest = attr_str(x, DESTINATION)
+        known = ends.get((producer, x.proc, x.protocol, dest), set())
+        return next(iter(known)) if len(known) == 1 else Side(None, None, destination=dest)
+
     acc: dict[tuple[Side, Side, str], _Acc] = {}
-    ev_time = trace.events.time
-    latency = (
-        np.where(
-            (hops.send >= 0) & (hops.response >= 0),
-            ev_time[np.maximum(hops.response, 0)] - ev_time[np.maximum(hops.send, 0)],
-            -1,
-        )
-        if len(ev_time)
-        else np.full(len(hops), -1)
-    )
-    for c, s, kind_code, reason_code, lat in zip(
-        clients, servers, hops.kind.tolist(), hops.reason.tolist(), latency.tolist(), strict=True
+    latency = _latencies(trace, hops)
+    for row, (c, s, kind_code, reason_code) in enumerate(
+        zip(clients, servers, kinds, hops.reason.tolist(), strict=True)
     ):
         kind = HopKind(kind_code)
         cr = res[c] if c >= 0 else None
         sr = res[s] if s >= 0 else None
-        if cr is not None:
+        if kind == HopKind.MESSAGE:
+            src = side_of(c) if cr is not None else other_end(False, s)
+            dst = side_of(s) if sr is not None else other_end(True, c)
+        elif cr is not None:
             src = side_of(c)
             dst = (
                 side_of(s)
@@ -250,11 +373,21 @@ def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
             a.server_libs.add(sr.library)
         if reason_code == Unlinked.LINKED:
             a.linked += 1
+            prov = Provenance(int(hops.provenance[row]))
+            label = _provenance_label(prov, sr if sr is not None else cr)
+            a.provenance[label] = a.provenance.get(label, 0) + 1
+            if hops.confidence[row] < CERTAIN:
+                why = f"{prov.label}-reused"
+                a.low_confidence[why] = a.low_confidence.get(why, 0) + 1
         else:
-            label = Unlinked(reason_code).label
-            a.unlinked[label] = a.unlinked.get(label, 0) + 1
-        if kind != HopKind.SPAWN and lat >= 0:
+            a.add_unlinked(Unlinked(reason_code).label)
+        if hops.reply_reason[row] != Unlinked.LINKED:
+            a.add_unlinked(Unlinked(int(hops.reply_reason[row])).label)
+        lat = int(latency[row])
+        if lat >= 0:
             a.latencies.append(lat)
+        elif lat == _CROSS_DOMAIN:
+            a.latency_omitted += 1
     groups = [a.group(src, dst, protocol) for (src, dst, protocol), a in acc.items()]
     groups.sort(
         key=lambda g: (-g.count, g.source.service or "~", g.target.service or "~", g.protocol)
@@ -262,16 +395,73 @@ def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
     return groups
 
 
+_NO_LATENCY = -1
+_CROSS_DOMAIN = -2  # linked, both events present, ends in different clock domains
+
+
+def _latencies(trace: Trace, hops: Hops) -> I64:
+    """Per row: the hop's latency in ns, _NO_LATENCY, or _CROSS_DOMAIN (see HopGroup).
+
+    An rpc is measured send -> response on the client's own monotonic clock. A message is
+    measured send -> receive only when producer and consumer share a clock domain (one
+    process: monotonic times; several: raw times, which agree within the domain's 50 us);
+    across domains the aligned difference would carry the offset's whole uncertainty, so
+    it is not reported as a latency.
+    """
+    ev = trace.events
+    out = np.full(len(hops), _NO_LATENCY, dtype=np.int64)
+    if not len(ev) or not len(hops):
+        return out
+    send, resp, recv = np.maximum(hops.send, 0), np.maximum(hops.response, 0), hops.recv
+    rpc = (hops.kind == HopKind.RPC) & (hops.send >= 0) & (hops.response >= 0)
+    out[rpc] = ev.time[resp[rpc]] - ev.time[send[rpc]]
+    msg = (hops.kind == HopKind.MESSAGE) & hops.linked & (hops.send >= 0) & (recv >= 0)
+    if msg.any():
+        dom = np.zeros(len(trace.processes), dtype=np.int64)
+        for d, members in enumerate(group_processes(trace)):
+            dom[members] = d
+        s, r = send[msg], recv[msg]
+        ps, pr = ev.proc[s], ev.proc[r]
+        same = dom[ps] == dom[pr]
+        lat = np.where(ps == pr, ev.time[r] - ev.time[s], ev.raw[r] - ev.raw[s])
+        out[msg] = np.where(same, np.maximum(lat, 0), _CROSS_DOMAIN)
+    return out
+
+
+def _provenance_label(prov: Provenance, receiver: Resource | None) -> str:
+    """The key of a link in a group's ``provenance`` counts: the header format's name for
+    wire-header links (``traceparent``, as the contract shows), else the provenance's."""
+    if prov == Provenance.WIRE_HEADER:
+        return header_format(receiver) if receiver is not None else DEFAULT_HEADER
+    return prov.label
+
+
 class _Acc:
-    __slots__ = ("client_libs", "count", "latencies", "linked", "server_libs", "unlinked")
+    __slots__ = (
+        "client_libs",
+        "count",
+        "latencies",
+        "latency_omitted",
+        "linked",
+        "low_confidence",
+        "provenance",
+        "server_libs",
+        "unlinked",
+    )
 
     def __init__(self) -> None:
         self.count = 0
         self.linked = 0
         self.unlinked: dict[str, int] = {}
+        self.provenance: dict[str, int] = {}
+        self.low_confidence: dict[str, int] = {}
         self.client_libs: set[str] = set()
         self.server_libs: set[str] = set()
         self.latencies: list[int] = []
+        self.latency_omitted = 0
+
+    def add_unlinked(self, label: str) -> None:
+        self.unlinked[label] = self.unlinked.get(label, 0) + 1
 
     def group(self, src: Side, dst: Side, protocol: str) -> HopGroup:
         libs = sorted(self.client_libs) + sorted(self.server_libs - self.client_libs)
@@ -286,8 +476,10 @@ class _Acc:
             tuple(libs),
             self.count,
             self.linked,
-            {"traceparent": self.linked} if self.linked else {},
+            dict(sorted(self.provenance.items())),
             dict(sorted(self.unlinked.items())),
             p50,
             p99,
+            dict(sorted(self.low_confidence.items())),
+            self.latency_omitted,
         )

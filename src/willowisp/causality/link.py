@@ -1,6 +1,7 @@
 """Linking a loaded trace: hops, clock alignment and the happens-before graph, in that order.
 
-Hops come first because their edges are the only evidence clock alignment uses; the graph
+Hops come first because their edges (requests, replies, spawns and messages, those with
+confidence 1.0 only) are the only evidence clock alignment uses; the graph
 comes last and includes the hop edges. Everything here is computed once per analysis and
 shared by every analysis module.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from willowisp.causality.clock_domains import ClockAlignment, align
 from willowisp.causality.graph import HBGraph, build
-from willowisp.causality.hops import Hops, hop_edges, match
+from willowisp.causality.hops import Hops, hop_edge_columns, match
 from willowisp.ingest.trace import Trace
 
 
@@ -31,6 +32,9 @@ def link(trace: Trace, reference: str | None = None) -> Causality:
     Raises UsageError only for a ``reference`` that names no process or is ambiguous.
     """
     hops = match(trace)
-    src, dst, _ = hop_edges(hops)
-    clocks = align(trace, src, dst, reference)
+    edges = hop_edge_columns(hops)
+    # Only facts bound offsets: an edge that might belong to another message (a reused
+    # message id) could pull a whole domain's interval onto a wrong value.
+    certain = edges.certain
+    clocks = align(trace, edges.src[certain], edges.dst[certain], reference)
     return Causality(trace, hops, clocks, build(trace, hops))
