@@ -119,6 +119,27 @@ def start_rabbitmq(folder: str, timeout: float = 30) -> Broker:
     return broker
 
 
+def _stop_epmd(env: dict[str, str], timeout: float = 15) -> None:
+    """End the node's own epmd. It refuses while it still lists the node that just died, so
+    ask again until its port stops answering (the signal), within ``timeout``."""
+    epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+    port = int(env["ERL_EPMD_PORT"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        subprocess.run(
+            [epmd, "-port", str(port), "-kill"],
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return  # nothing listens there any more
+        time.sleep(0.05)
+
+
 def stop(broker: Broker) -> None:
     """Stop the broker and everything it started (its process group), then its folder."""
     if broker.env.get("RABBITMQ_NODENAME") and broker.proc.poll() is None:
