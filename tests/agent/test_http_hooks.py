@@ -162,3 +162,38 @@ def test_a_program_that_never_imports_http_server_does_not_get_it(tmp_path):
         "unit.block",
         "rpc.response",
     ]
+
+
+def test_server_extracts_b3_and_xray(tmp_path):
+    """http.server continues a caller's B3 or X-Ray context when there is no traceparent."""
+    out = str(tmp_path / "run")
+    r = run_program(
+        """
+        import threading, http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(204); self.end_headers()
+            def log_message(self, *a): pass
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        import socket
+        for header in ("b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+                       "X-Amzn-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;"
+                       "Parent=53995c3f42cd8ad8;Sampled=1"):
+            s = socket.create_connection(srv.server_address)
+            s.sendall(f"GET / HTTP/1.0\\r\\n{header}\\r\\n\\r\\n".encode())
+            s.recv(1024)
+            s.close()
+        srv.shutdown()
+        """,
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    p = read_run(out)["prog"]
+    servers = [res for res in p.resources.values() if res.get("library") == "http.server"]
+    got = {(res["propagation"], res["trace_id"], res["parent_span_id"]) for res in servers}
+    assert got == {
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1"),
+        ("xray", "5759e988bd862e3fe1be46a994272793", "53995c3f42cd8ad8"),
+    }

@@ -189,7 +189,11 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
     if not ok or rec is None:
         return ok
     try:
-        parent = parse(self.headers.get("traceparent"))
+        from willowisp.agent.http_propagation import incoming_context
+        from willowisp.wire.carriers import HeaderList
+
+        # W3C, else B3, else X-Ray: whatever the caller's tracer speaks
+        parent, _state, how = incoming_context(HeaderList(list(self.headers.items())))
         own = new_span_id()
         trace_id = parent.trace_id if parent else new_trace_id()
         flags = parent.flags if parent else context.root_flags()
@@ -219,6 +223,7 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
             target=_target(self.path),
             peer=f"{self.client_address[0]}:{self.client_address[1]}",
             headers=entry_headers_json(self.headers.items()),
+            propagation=how,
         )
         self._wisp_rpc = rid  # type: ignore[attr-defined]
         self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
