@@ -62,9 +62,16 @@ class _MappingCarrier:
 
     def set(self, name: str, value: str) -> None:
         """Replace every key matching ``name`` with one lowercase ``name: value``."""
-        for k in [k for k in self.headers if k != name and _name(k) == name]:
-            del self.headers[k]
-        self.headers[name] = value
+        headers = self.headers
+        if headers:  # (the str test inline: this runs per key on every inject)
+            stale = [
+                k
+                for k in headers
+                if k != name and (k.lower() if type(k) is str else _name(k)) == name
+            ]
+            for k in stale:
+                del headers[k]
+        headers[name] = value
 
 
 class HttpHeaders(_MappingCarrier):
@@ -81,7 +88,7 @@ class HttpHeaders(_MappingCarrier):
             return [v]
         out: list[str] = []
         for k, v in headers.items():
-            if _name(k) == name:
+            if (k.lower() if type(k) is str else _name(k)) == name:  # inline: per key, per get
                 text = _text(v, "latin-1")
                 if text is not None:
                     out.append(text)

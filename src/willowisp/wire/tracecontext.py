@@ -9,7 +9,7 @@ read at all when ``traceparent`` is invalid, as the spec requires.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from willowisp.wire.codec import Getter, Setter
 from willowisp.wire.traceparent import TraceContext, parse
@@ -19,9 +19,9 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
 
-@dataclass(frozen=True, slots=True)
-class W3CContext:
-    """A traceparent's context and the tracestate that came with it (EMPTY if none)."""
+class W3CContext(NamedTuple):
+    """A traceparent's context and the tracestate that came with it (EMPTY if none).
+    A NamedTuple for the same reason as TraceContext: built on every hop."""
 
     context: TraceContext
     tracestate: TraceState = EMPTY
@@ -46,7 +46,10 @@ class TraceContextCodec:
         ctx = parse(parents[0])
         if ctx is None:
             return None
-        return W3CContext(ctx, parse_tracestate(carrier.get(TRACESTATE)))
+        states = carrier.get(TRACESTATE)
+        state = parse_tracestate(states) if states else EMPTY
+        return _tuple_new(W3CContext, (ctx, state))  # the NamedTuple without its __new__
 
 
+_tuple_new = tuple.__new__
 TRACECONTEXT = TraceContextCodec()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _V00 = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 # The common case, a well-formed version-00 value with nothing around it, matched in one
@@ -24,8 +24,14 @@ INVALID_TRACE_ID = "0" * 32
 INVALID_SPAN_ID = "0" * 16
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
+_FLAGS_HEX = {0: "00", 1: "01"}  # the two flag values nearly every hop carries
+_FLAGS_INT = {"01": 1}  # ("00" is falsy as an int, so it takes the general path)
+
+
+class TraceContext(NamedTuple):
+    """An immutable context. A NamedTuple, not a frozen dataclass: it is built on every hop,
+    and a frozen dataclass's construction costs ~0.4 µs here, a fifth of the budget."""
+
     trace_id: str  # 32 lowercase hex
     span_id: str  # 16 lowercase hex: the span the sender put on the wire
     flags: int = SAMPLED
@@ -35,7 +41,8 @@ class TraceContext:
         return bool(self.flags & SAMPLED)
 
     def header(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+        flags = _FLAGS_HEX.get(self.flags) or f"{self.flags:02x}"
+        return "00-" + self.trace_id + "-" + self.span_id + "-" + flags
 
     def child(self) -> TraceContext:
         """A new span in the same trace (for the next hop out)."""
@@ -71,6 +78,9 @@ def new_trace_id() -> str:
             return s
 
 
+_tuple_new = tuple.__new__
+
+
 def parse(value: str | None) -> TraceContext | None:
     """The context in a traceparent header value, or None if it is not a valid one."""
     if not value or len(value) > 512:
@@ -80,7 +90,10 @@ def parse(value: str | None) -> TraceContext | None:
         trace_id, span_id, flags = m.groups()
         if trace_id == INVALID_TRACE_ID or span_id == INVALID_SPAN_ID:
             return None
-        return TraceContext(trace_id, span_id, int(flags, 16))
+        # tuple.__new__ directly: half the cost of calling the NamedTuple (hot per hop)
+        return _tuple_new(
+            TraceContext, (trace_id, span_id, _FLAGS_INT.get(flags) or int(flags, 16))
+        )
     v = value.strip()
     m = _V00.match(v)
     if not m:
