@@ -35,8 +35,9 @@ class TraceContextCodec:
     def inject(self, value: W3CContext, carrier: Setter) -> None:
         """Write ``traceparent`` always (as version 00) and ``tracestate`` when not empty."""
         carrier.set(TRACEPARENT, value.context.header())
-        if value.tracestate.entries:
-            carrier.set(TRACESTATE, value.tracestate.header())
+        state = value.tracestate
+        if state is not EMPTY and state.entries:
+            carrier.set(TRACESTATE, state.header())
 
     def extract(self, carrier: Getter) -> W3CContext | None:
         """The context, or None when ``traceparent`` is absent, repeated or invalid."""
