@@ -23,11 +23,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
-from willowisp.agent import context
+from willowisp.agent import context, post_import
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
@@ -71,6 +71,32 @@ class Patches:
                 delattr(owner, attr)
             else:
                 setattr(owner, attr, previous)
+
+
+class DeferredHook:
+    """One library's hooks: applied now if the program has imported ``module``, else right
+    after it does (post_import); ``uninstall`` stops waiting and puts everything back."""
+
+    def __init__(
+        self, module: str, patch: Callable[[], None], patches: Patches, where: str
+    ) -> None:
+        self.module = module
+        self.patch = patch
+        self.patches = patches
+        self.where = where
+        self.waits: list[post_import.Waiting] = []
+
+    def install(self) -> None:
+        if self.patches.done or self.waits:
+            return
+        waiting = post_import.when_imported(self.module, self.patch, self.where)
+        if waiting is not None:
+            self.waits.append(waiting)
+
+    def uninstall(self) -> None:
+        while self.waits:
+            post_import.cancel(self.waits.pop())
+        self.patches.undo()
 
 
 def program_key(library_dir: str | tuple[str, ...]) -> int:

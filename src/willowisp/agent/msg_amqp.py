@@ -27,7 +27,7 @@ import importlib
 import sys
 from typing import Any
 
-from willowisp.agent import context, post_import
+from willowisp.agent import context
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import AmqpHeaders
@@ -37,7 +37,6 @@ PROTOCOL, LIBRARY = "amqp", "pika"
 
 _patches = m.Patches()
 _orig: dict[str, Any] = {}  # originals by attribute name; kept after uninstall for calls in flight
-_waits: list[post_import.Waiting] = []
 _lib_dir = ""  # pika's package folder: frames skipped when locating an event
 _blocking_channel: Any = None  # pika.adapters.blocking_connection.BlockingChannel, once hooked
 
@@ -233,17 +232,6 @@ def _patch() -> None:
         raise
 
 
-def install() -> None:
-    """Hook pika now if imported, else right after the program imports it."""
-    if _patches.done or _waits:
-        return
-    waiting = post_import.when_imported("pika", _patch, "install pika")
-    if waiting is not None:
-        _waits.append(waiting)
-
-
-def uninstall() -> None:
-    """Stop waiting and put back what was hooked."""
-    while _waits:
-        post_import.cancel(_waits.pop())
-    _patches.undo()
+_hook = m.DeferredHook("pika", _patch, _patches, "install pika")
+install = _hook.install  # hooks pika now if imported, else when the program imports it
+uninstall = _hook.uninstall

@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 from willowisp.agent import messaging as m
-from willowisp.agent import post_import
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import KafkaHeaders
 from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
@@ -34,7 +33,6 @@ PROTOCOL, LIBRARY = "kafka", "confluent-kafka"
 _PRODUCE_ARGS = ("value", "key", "partition", "on_delivery", "timestamp", "headers")
 
 _patches = m.Patches()
-_waits: list[post_import.Waiting] = []
 _lib_dir = ""  # confluent_kafka's package folder: frames skipped when locating an event
 
 
@@ -192,17 +190,6 @@ def _patch() -> None:
         raise
 
 
-def install() -> None:
-    """Hook confluent-kafka now if imported, else right after the program imports it."""
-    if _patches.done or _waits:
-        return
-    waiting = post_import.when_imported("confluent_kafka", _patch, "install confluent_kafka")
-    if waiting is not None:
-        _waits.append(waiting)
-
-
-def uninstall() -> None:
-    """Stop waiting and put back the library's own classes."""
-    while _waits:
-        post_import.cancel(_waits.pop())
-    _patches.undo()
+_hook = m.DeferredHook("confluent_kafka", _patch, _patches, "install confluent_kafka")
+install = _hook.install  # hooks confluent-kafka now if imported, else when the program imports it
+uninstall = _hook.uninstall

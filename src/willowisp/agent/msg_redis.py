@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from willowisp.agent import messaging as m
-from willowisp.agent import post_import
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import AmqpHeaders as StreamFields  # a dict of str-or-bytes too
 from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
@@ -31,7 +30,6 @@ _MESSAGE_TYPES = ("message", "pmessage", "smessage")
 
 _patches = m.Patches()
 _orig: dict[str, Any] = {}  # originals by attribute name; kept after uninstall for calls in flight
-_waits: list[post_import.Waiting] = []
 _lib_dir = ""  # redis-py's package folder: frames skipped when locating an event
 
 
@@ -231,17 +229,6 @@ def _patch() -> None:
         raise
 
 
-def install() -> None:
-    """Hook redis-py now if imported, else right after the program imports it."""
-    if _patches.done or _waits:
-        return
-    waiting = post_import.when_imported("redis", _patch, "install redis")
-    if waiting is not None:
-        _waits.append(waiting)
-
-
-def uninstall() -> None:
-    """Stop waiting and put back what was hooked."""
-    while _waits:
-        post_import.cancel(_waits.pop())
-    _patches.undo()
+_hook = m.DeferredHook("redis", _patch, _patches, "install redis")
+install = _hook.install  # hooks redis-py now if imported, else when the program imports it
+uninstall = _hook.uninstall

@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 from willowisp.agent import messaging as m
-from willowisp.agent import post_import
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import SqsMessageAttributes, SqsSystemAttributes
 from willowisp.wire.tracecontext import TRACECONTEXT, TRACEPARENT, W3CContext
@@ -38,7 +37,6 @@ AWS_TRACE_HEADER = SqsSystemAttributes.AWS_TRACE_HEADER
 
 _patches = m.Patches()
 _orig: dict[str, Any] = {}  # originals by attribute name; kept after uninstall for calls in flight
-_waits: list[post_import.Waiting] = []
 _lib_dirs: tuple[str, ...] = ()  # botocore's and boto3's folders: skipped when locating
 
 
@@ -189,17 +187,6 @@ def _patch() -> None:
     _orig["_make_api_call"] = _patches.set(client.BaseClient, "_make_api_call", _make_api_call)
 
 
-def install() -> None:
-    """Hook botocore now if imported, else right after the program imports its client."""
-    if _patches.done or _waits:
-        return
-    waiting = post_import.when_imported("botocore.client", _patch, "install botocore")
-    if waiting is not None:
-        _waits.append(waiting)
-
-
-def uninstall() -> None:
-    """Stop waiting and put back what was hooked."""
-    while _waits:
-        post_import.cancel(_waits.pop())
-    _patches.undo()
+_hook = m.DeferredHook("botocore.client", _patch, _patches, "install botocore")
+install = _hook.install  # hooks botocore (SQS) now if imported, else when the program imports it
+uninstall = _hook.uninstall
