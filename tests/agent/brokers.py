@@ -27,6 +27,7 @@ class Broker:
     folder: str
     started_s: float  # how long it took to be ready
     env: dict[str, str]
+    epmd: subprocess.Popen[bytes] | None = None  # RabbitMQ's port mapper, ours to stop
 
 
 def free_port() -> int:
@@ -100,6 +101,22 @@ def start_rabbitmq(folder: str, timeout: float = 30) -> Broker:
         RABBITMQ_PID_FILE=os.path.join(folder, "pid"),
     )
     t0 = time.monotonic()
+    # Our own epmd, in the foreground and in the node's process group: Erlang would otherwise
+    # start a daemon of its own (from the node or from rabbitmqctl) that outlives the test.
+    epmd_bin = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+    epmd_port = int(env["ERL_EPMD_PORT"])
+    epmd = subprocess.Popen(
+        [epmd_bin, "-port", str(epmd_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: _listening(epmd_port), epmd, "epmd", timeout)
+    except BaseException:
+        epmd.kill()
+        epmd.wait()
+        raise
     with open(os.path.join(folder, "server.log"), "wb") as log:
         proc = subprocess.Popen(
             [os.path.join(RABBITMQ_BIN, "rabbitmq-server")],
@@ -108,7 +125,7 @@ def start_rabbitmq(folder: str, timeout: float = 30) -> Broker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    broker = Broker(port, proc, folder, 0, env)
+    broker = Broker(port, proc, folder, 0, env, epmd)
     try:
         # An AMQP 0-9-1 header gets Connection.Start (a method frame, type 1) back.
         _wait(lambda: _answers(port, b"AMQP\x00\x00\x09\x01", b"\x01"), proc, "rabbitmq", timeout)
@@ -119,25 +136,12 @@ def start_rabbitmq(folder: str, timeout: float = 30) -> Broker:
     return broker
 
 
-def _stop_epmd(env: dict[str, str], timeout: float = 15) -> None:
-    """End the node's own epmd. It refuses while it still lists the node that just died, so
-    ask again until its port stops answering (the signal), within ``timeout``."""
-    epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-    port = int(env["ERL_EPMD_PORT"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        subprocess.run(
-            [epmd, "-port", str(port), "-kill"],
-            env=env,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return  # nothing listens there any more
-        time.sleep(0.05)
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def stop(broker: Broker) -> None:
@@ -156,13 +160,7 @@ def stop(broker: Broker) -> None:
     except ProcessLookupError:
         pass
     broker.proc.wait(timeout=30)
-    if broker.env.get("ERL_EPMD_PORT"):  # the port mapper the node started for itself
-        epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-        subprocess.run(
-            [epmd, "-port", broker.env["ERL_EPMD_PORT"], "-kill"],
-            env=broker.env,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+    if broker.epmd is not None:  # last: no Erlang process is left to start another one
+        broker.epmd.kill()
+        broker.epmd.wait(timeout=30)
     shutil.rmtree(os.path.join(broker.folder, "mnesia"), ignore_errors=True)
