@@ -67,7 +67,12 @@ def record(out: str, log: TextIO) -> tuple[bool, str]:
             if not line and orders.poll() is not None:
                 break
         if "placing order" in line:
-            deadlocked = wait_until_blocked(out, "state_lock", 1, DEADLOCK_TIMEOUT_S)
+            # Every wait of the cycle must be on disk before the kill: each process flushes on
+            # its own, so seeing orders' handler blocked says nothing yet about stock's file.
+            deadlocked = all(
+                wait_until_blocked(out, name, 1, DEADLOCK_TIMEOUT_S)
+                for name in ("state_lock", "GET /price", "GET /reserve?sku=&qty=")
+            )
     finally:
         try:
             os.killpg(orders.pid, signal.SIGKILL)
