@@ -52,6 +52,7 @@ from willowisp.analysis.naming import (
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.hops import HopKind, Unlinked
 from willowisp.causality.link import Causality
+from willowisp.causality.provenance import Provenance, attr_str
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K
@@ -61,7 +62,7 @@ MAX_LINES = 10  # items listed per finding; the rest are counted
 
 def find(c: Causality) -> list[Finding]:
     dropped, used_servers = _dropped_context(c)
-    return dropped + _broken_links(c, used_servers) + _orphans(c)
+    return dropped + _dropped_message_context(c) + _broken_links(c, used_servers) + _orphans(c)
 
 
 # -- dropped-context ---------------------------------------------------------------------
@@ -131,6 +132,76 @@ def _dropped_context(c: Causality) -> tuple[list[Finding], set[int]]:
             used |= hop.server_rows
             out.append(_dropped_finding(c, hop_key, hop, sent_context))
     return out, used
+
+
+def _dropped_message_context(c: Causality) -> list[Finding]:
+    """Messages linked only by their message id although the producer put trace context on
+    them: the context was lost on the way (a broker, a bridge or a consumer library that
+    drops headers). One finding per (producer service, consumer service, destination)."""
+    trace, hops = c.trace, c.hops
+    res = trace.resources
+    rows = np.flatnonzero(
+        (hops.kind == HopKind.MESSAGE) & hops.linked & (hops.provenance == Provenance.MESSAGE_ID)
+    ).tolist()
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
+    for row in rows:
+        prod, cons = res[int(hops.client[row])], res[int(hops.server[row])]
+        if not prod.span_id or attr_str(cons, "parent_span_id"):
+            continue  # the producer sent none, or the consumer did get one
+        key = (
+            trace.processes[prod.proc].service,
+            trace.processes[cons.proc].service,
+            prod.protocol,
+            attr_str(prod, "destination"),
+        )
+        groups.setdefault(key, []).append(row)
+    out: list[Finding] = []
+    for (psvc, csvc, protocol, dest), hop_rows in sorted(groups.items()):
+        prods = [int(hops.client[r]) for r in hop_rows]
+        conss = [int(hops.server[r]) for r in hop_rows]
+        _, prt, plib = _side(trace, prods)
+        _, crt, clib = _side(trace, conss)
+        n = len(hop_rows)
+        out.append(
+            Finding(
+                kind="dropped-context",
+                severity="warning",
+                summary=(
+                    f"dropped-context: {psvc} → {csvc} {protocol} {dest}: "
+                    f"{plural(n, 'message')} sent with trace context arrived without it"
+                ),
+                identity=(
+                    "direction|message",
+                    f"client|{psvc}",
+                    f"server|{csvc}",
+                    f"request|{protocol} {dest}",
+                ),
+                resources=_unique_refs([resource_ref(trace, r) for r in (*prods, *conss)]),
+                explanation=(
+                    f"{psvc} ({prt}, {plib}) sent {plural(n, 'message')} to {protocol} {dest} "
+                    "carrying trace context (headers or attributes)"
+                    f"{_at_paren(_first_where(trace, prods))}",
+                    f"{csvc} ({crt}, {clib}) received them with no trace context"
+                    f"{_at_paren(_first_where(trace, conss))}",
+                    "they are still linked, by the message id both sides recorded (provenance "
+                    "message-id), not by time: the headers were lost between producer and consumer "
+                    "(a broker or bridge that drops them, or a consumer that does not read them)",
+                ),
+                extra=(
+                    (
+                        "hop",
+                        {
+                            "from": {"service": psvc, "runtime": prt},
+                            "to": {"service": csvc, "runtime": crt},
+                            "protocol": protocol,
+                            "destination": dest,
+                        },
+                    ),
+                    ("count", n),
+                ),
+            )
+        )
+    return out
 
 
 def _side(trace: Trace, rs: list[int]) -> tuple[str, str, str]:
