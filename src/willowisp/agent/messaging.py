@@ -89,9 +89,17 @@ class DeferredHook:
     def install(self) -> None:
         if self.patches.done or self.waits:
             return
-        waiting = post_import.when_imported(self.module, self.patch, self.where)
+        waiting = post_import.when_imported(self.module, self._apply, self.where)
         if waiting is not None:
             self.waits.append(waiting)
+
+    def _apply(self) -> None:
+        """All or nothing: a patch that fails half way puts back what it had replaced."""
+        try:
+            self.patch()
+        except BaseException:
+            self.patches.undo()
+            raise
 
     def uninstall(self) -> None:
         while self.waits:

@@ -218,18 +218,14 @@ def _patch() -> None:
     _lib_dir = m.package_dir(sys.modules["pika"])
     _blocking_channel = blocking.BlockingChannel
     chan, bch = channel.Channel, blocking.BlockingChannel
-    try:
-        _orig["basic_publish"] = _patches.set(chan, "basic_publish", _publish)
-        _orig["Channel.basic_consume"] = _patches.set(chan, "basic_consume", _channel_basic_consume)
-        _orig["BlockingChannel.basic_consume"] = _patches.set(
-            bch, "basic_consume", _blocking_basic_consume
-        )
-        _orig["start_consuming"] = _patches.set(bch, "start_consuming", _start_consuming)
-        _orig["consume"] = _patches.set(bch, "consume", _consume)
-        _orig["basic_get"] = _patches.set(bch, "basic_get", _basic_get)
-    except BaseException:
-        _patches.undo()
-        raise
+    _orig["basic_publish"] = _patches.set(chan, "basic_publish", _publish)
+    _orig["Channel.basic_consume"] = _patches.set(chan, "basic_consume", _channel_basic_consume)
+    _orig["BlockingChannel.basic_consume"] = _patches.set(
+        bch, "basic_consume", _blocking_basic_consume
+    )
+    _orig["start_consuming"] = _patches.set(bch, "start_consuming", _start_consuming)
+    _orig["consume"] = _patches.set(bch, "consume", _consume)
+    _orig["basic_get"] = _patches.set(bch, "basic_get", _basic_get)
 
 
 _hook = m.DeferredHook("pika", _patch, _patches, "install pika")

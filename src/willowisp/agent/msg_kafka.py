@@ -182,12 +182,8 @@ def _patch() -> None:
 
     _lib_dir = m.package_dir(confluent_kafka)
     producer, consumer = _subclasses(confluent_kafka.Producer, confluent_kafka.Consumer)
-    try:
-        _patches.set(confluent_kafka, "Producer", producer)
-        _patches.set(confluent_kafka, "Consumer", consumer)
-    except BaseException:
-        _patches.undo()
-        raise
+    _patches.set(confluent_kafka, "Producer", producer)
+    _patches.set(confluent_kafka, "Consumer", consumer)
 
 
 _hook = m.DeferredHook("confluent_kafka", _patch, _patches, "install confluent_kafka")

@@ -212,21 +212,17 @@ def _patch() -> None:
     import redis.client
 
     _lib_dir = m.package_dir(redis)
-    try:
-        hooks: tuple[tuple[str, Any], ...] = (
-            ("xadd", _xadd),
-            ("xread", _xread),
-            ("xreadgroup", _xreadgroup),
-            ("publish", _publish),
-        )
-        for attr, fn in hooks:
-            _orig[attr] = _patches.set(redis.client.Redis, attr, fn)
-        hooks = (("handle_message", _handle_message), ("get_message", _get_message))
-        for attr, fn in hooks:
-            _orig[attr] = _patches.set(redis.client.PubSub, attr, fn)
-    except BaseException:
-        _patches.undo()
-        raise
+    hooks: tuple[tuple[str, Any], ...] = (
+        ("xadd", _xadd),
+        ("xread", _xread),
+        ("xreadgroup", _xreadgroup),
+        ("publish", _publish),
+    )
+    for attr, fn in hooks:
+        _orig[attr] = _patches.set(redis.client.Redis, attr, fn)
+    hooks = (("handle_message", _handle_message), ("get_message", _get_message))
+    for attr, fn in hooks:
+        _orig[attr] = _patches.set(redis.client.PubSub, attr, fn)
 
 
 _hook = m.DeferredHook("redis", _patch, _patches, "install redis")
