@@ -34,6 +34,10 @@ static PyObject *adopt_cb;    /* Python: () -> ThreadState, for threads we did n
 static PyObject *overflow_cb; /* Python: (st, t, kind, res, arg, key) -> None */
 static PyObject *register_code_cb; /* Python: (code) -> None, keeps id -> code for the flusher */
 static PyObject *classify_cb; /* Python: (code) -> bool, True for standard-library/agent code */
+/* The boundary gate (hops mode with boundaries): a ContextVar, or NULL when every event is
+ * recorded. When set, concurrency events (kinds below 20 and 30..39) are recorded only
+ * while the variable holds something other than None; hop and agent events always are. */
+static PyObject *gate_var;
 
 /* An open-addressing set of code-object pointers already handed to register_code_cb. */
 static PyObject **codes = NULL;
@@ -214,6 +218,17 @@ static PyObject *write_row(long long t, long long kind, long long res, long long
     Py_RETURN_NONE;
 }
 
+/* 1 when the event must be skipped: the gate is on and the calling context is outside
+ * every full-fidelity boundary; -1 on error. */
+static inline int gated_out(long long kind) {
+    if (gate_var == NULL || (kind >= 20 && kind < 30) || kind >= 40) return 0;
+    PyObject *v = NULL;
+    if (PyContextVar_Get(gate_var, Py_None, &v) < 0) return -1;
+    int out = (v == NULL || v == Py_None);
+    Py_XDECREF(v);
+    return out;
+}
+
 static int parse3(PyObject *const *args, long long *kind, long long *res, long long *arg) {
     *kind = PyLong_AsLongLong(args[0]);
     *res = PyLong_AsLongLong(args[1]);
@@ -227,6 +242,8 @@ static PyObject *fp_record(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (nargs != 4) { PyErr_SetString(PyExc_TypeError, "record(kind, res, arg, depth)"); return NULL; }
     long long t = now_ns(), kind, res, arg;
     if (parse3(args, &kind, &res, &arg) < 0) return NULL;
+    int out = gated_out(kind);
+    if (out) { if (out < 0) return NULL; Py_RETURN_NONE; }
     long depth = PyLong_AsLong(args[3]);
     if (depth == -1 && PyErr_Occurred()) return NULL;
     PyFrameObject *f = NULL;
@@ -248,6 +265,8 @@ static PyObject *fp_record_user(PyObject *self, PyObject *const *args, Py_ssize_
     if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "record_user(kind, res, arg)"); return NULL; }
     long long t = now_ns(), kind, res, arg;
     if (parse3(args, &kind, &res, &arg) < 0) return NULL;
+    int out = gated_out(kind);
+    if (out) { if (out < 0) return NULL; Py_RETURN_NONE; }
     PyFrameObject *f = PyEval_GetFrame();
     Py_XINCREF(f);
     while (f != NULL) {
@@ -462,6 +481,20 @@ static PyObject *fp_set_callbacks(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_gate(var or None): turn the boundary gate on (a ContextVar) or off. */
+static PyObject *fp_set_gate(PyObject *self, PyObject *var) {
+    if (var == Py_None) {
+        Py_CLEAR(gate_var);
+        Py_RETURN_NONE;
+    }
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "set_gate expects a ContextVar or None");
+        return NULL;
+    }
+    Py_XSETREF(gate_var, Py_NewRef(var));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"record", (PyCFunction)(void (*)(void))fp_record, METH_FASTCALL,
      "record(kind, res, arg, depth): write one event of the calling thread's unit."},
@@ -475,6 +508,8 @@ static PyMethodDef methods[] = {
      "encode_records(records) -> (string table, records): a payload's first two parts."},
     {"set_state", fp_set_state, METH_O, "set_state(st): the calling thread's ThreadState."},
     {"get_state", fp_get_state, METH_NOARGS, "get_state() -> ThreadState or None."},
+    {"set_gate", fp_set_gate, METH_O,
+     "set_gate(var): record concurrency events only while the ContextVar is not None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -117,6 +117,11 @@ def test_options_are_recorded(deadlocked: Path, capsys: pytest.CaptureFixture[st
             "entry": "http:POST /checkout",
             "exit": "http:reply",
             "runtimes": ["python", "go"],
+            "source": "given",
+            "instances": 0,  # the deadlock program serves no HTTP
+            "events": 0,
+            "units": 0,
+            "latency_ns": None,
         }
     ]
     assert t["suppress"] is False

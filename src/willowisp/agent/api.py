@@ -73,13 +73,12 @@ def start(
     rec.start()
     context.trace_ratio = config.trace_ratio
     context.reload_from_env()
-    for name in FULL_HOOKS if config.mode == "full" else HOPS_HOOKS:
-        try:
-            module = importlib.import_module(f"willowisp.agent.{name}")
-            module.install()
-            _installed.append(module)
-        except Exception as exc:  # a hook that cannot install must not stop the program
-            rec.fault(f"install {name}", exc)
+    from willowisp.agent import boundaries
+
+    boundaries.configure(config.boundaries, config.mode)
+    # hops mode with boundaries records them at full fidelity: every hook, behind the gate
+    full = config.mode == "full" or bool(config.boundaries)
+    _install(rec, FULL_HOOKS if full else HOPS_HOOKS)
     from willowisp.agent import procs
 
     try:
@@ -89,6 +88,27 @@ def start(
     atexit.register(stop)
     _install_sigterm()
     return rec
+
+
+def _install(rec: _r.Recorder, names: tuple[str, ...]) -> None:
+    done = {m.__name__.rpartition(".")[2] for m in _installed}
+    for name in names:
+        if name in done:
+            continue
+        try:
+            module = importlib.import_module(f"willowisp.agent.{name}")
+            module.install()
+            _installed.append(module)
+        except Exception as exc:  # a hook that cannot install must not stop the program
+            rec.fault(f"install {name}", exc)
+
+
+def install_full_hooks() -> None:
+    """Install the concurrency hooks a ``hops`` process started without (``ctl enable``).
+    Objects the program created before this point (its locks, queues) are not seen."""
+    rec = _r.RECORDER
+    if rec is not None:
+        _install(rec, FULL_HOOKS)
 
 
 def start_from_env() -> _r.Recorder | None:
@@ -113,6 +133,9 @@ def stop() -> None:
         rec.stop()
     finally:
         _r.RECORDER = None
+        from willowisp.agent import boundaries
+
+        boundaries.reset()
 
 
 def _install_sigterm() -> None:

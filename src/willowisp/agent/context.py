@@ -16,6 +16,11 @@ from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, 
 _current: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
     "willowisp_trace_context", default=None
 )
+# The boundary instance the current unit works inside (agent/boundaries.py), None outside
+# every boundary. Also the agent's gate in hops mode: see boundaries.gate.
+boundary: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "willowisp_boundary", default=None
+)
 _process_root: TraceContext | None = parse(os.environ.get("TRACEPARENT"))
 trace_ratio = 1.0
 

@@ -30,7 +30,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from willowisp.agent import context, post_import
+from willowisp.agent import boundaries, context, post_import
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
@@ -145,6 +145,9 @@ def _begin_client_request(rec: _r.Recorder, conn: http.client.HTTPConnection) ->
     if ctx is None:
         ctx = context.outgoing()
         buf.append(b"traceparent: " + ctx.header().encode("ascii"))
+        member = boundaries.outgoing_member()
+        if member:  # a boundary's full fidelity travels with the request
+            buf.append(b"tracestate: " + f"{boundaries.STATE_KEY}={member}".encode("ascii"))
     if not ctx.sampled and rec.config.mode == "hops":
         return  # always-on mode records sampled operations only; the flag still travels
     rid = rec.new_resource(
@@ -193,16 +196,22 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         from willowisp.wire.carriers import HeaderList
 
         # W3C, else B3, else X-Ray: whatever the caller's tracer speaks
-        parent, _state, how = incoming_context(HeaderList(list(self.headers.items())))
+        parent, state, how = incoming_context(HeaderList(list(self.headers.items())))
         own = new_span_id()
         trace_id = parent.trace_id if parent else new_trace_id()
         flags = parent.flags if parent else context.root_flags()
+        method = self.command or "?"
+        bnd = boundaries.enter("http", method, self.path, state.get(boundaries.STATE_KEY) or "")
+        forced: dict[str, Any] = {}
+        if bnd is not None:
+            self._wisp_boundary = bnd  # type: ignore[attr-defined]
+            forced = boundaries.forced_attrs(flags)
+            flags |= 1  # a declared boundary is recorded whatever the trace ratio
         if not flags & 1 and rec.config.mode == "hops":
             self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
                 TraceContext(trace_id, own, flags)
             )
             return ok  # not sampled: propagate the decision, record nothing
-        method = self.command or "?"
         handler = getattr(type(self), "do_" + method, None)
         key = 0
         code = getattr(handler, "__code__", None)
@@ -224,6 +233,7 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
             peer=f"{self.client_address[0]}:{self.client_address[1]}",
             headers=entry_headers_json(self.headers.items()),
             propagation=how,
+            **forced,
         )
         self._wisp_rpc = rid  # type: ignore[attr-defined]
         self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
@@ -254,6 +264,10 @@ def _handle_one_request(self: http.server.BaseHTTPRequestHandler) -> None:
     try:
         _orig["handle_one_request"](self)
     finally:
+        bnd = getattr(self, "_wisp_boundary", None)
+        if bnd is not None:
+            self._wisp_boundary = None  # type: ignore[attr-defined]
+            boundaries.leave(bnd)
         token = getattr(self, "_wisp_ctx_token", None)
         if token is not None:
             self._wisp_ctx_token = None  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from willowisp.agent import context
+from willowisp.agent import boundaries, context
 from willowisp.agent import recorder as _r
 from willowisp.agent.http import _target, entry_headers_json
 from willowisp.model.spec import K
@@ -44,7 +44,9 @@ _inbound_state: contextvars.ContextVar[tuple[str, TraceState] | None] = contextv
 NO_LOCATION = -1
 
 Tokens = tuple[
-    contextvars.Token[TraceContext | None], contextvars.Token[tuple[str, TraceState] | None]
+    contextvars.Token[TraceContext | None],
+    contextvars.Token[tuple[str, TraceState] | None],
+    "boundaries.Token | None",
 ]
 
 
@@ -69,6 +71,9 @@ def outgoing_context(existing: str | None, carrier: Setter) -> TraceContext:
     ctx = context.outgoing()
     held = _inbound_state.get()
     state = held[1] if held is not None and held[0] == ctx.trace_id else EMPTY
+    member = boundaries.outgoing_member()
+    if member:  # a boundary's full fidelity travels with the request
+        state = state.with_entry(boundaries.STATE_KEY, member)
     TRACECONTEXT.inject(W3CContext(ctx, state), carrier)
     return ctx
 
@@ -169,9 +174,15 @@ def server_receive(
     own = new_span_id()
     trace_id = parent.trace_id if parent is not None else new_trace_id()
     flags = parent.flags if parent is not None else context.root_flags()
+    bnd = boundaries.enter("http", method, url, state.get(boundaries.STATE_KEY) or "")
+    forced: dict[str, Any] = {}
+    if bnd is not None:
+        forced = boundaries.forced_attrs(flags)
+        flags |= 1  # a declared boundary is recorded whatever the trace ratio
     tokens = (
         context.set_current(TraceContext(trace_id, own, flags)),
         _inbound_state.set((trace_id, state) if state.entries else None),
+        bnd,
     )
     if not flags & 1 and rec.config.mode == "hops":
         return 0, tokens  # not sampled: propagate the decision, record nothing
@@ -192,6 +203,7 @@ def server_receive(
         peer=peer,
         propagation=how,
         headers=entry_headers_json(pairs),
+        **forced,
     )
     emit_at(rec, int(K.MSG_RECV), rid, 0, 0)
     return rid, tokens
@@ -199,6 +211,7 @@ def server_receive(
 
 def leave(tokens: Tokens) -> None:
     """Restore the context that was current before ``server_receive`` (same task only)."""
+    boundaries.leave(tokens[2])
     try:
         _inbound_state.reset(tokens[1])
         context.reset(tokens[0])

@@ -37,6 +37,7 @@ def process_attrs(cfg: AgentConfig, process_id: str, segment: int) -> dict[str, 
         "parent_process_id": os.environ.get("WILLOWISP_PARENT_PROCESS", ""),
         "run_root": 1 if cfg.run_pid and os.getppid() == cfg.run_pid else 0,
         "mode": cfg.mode,
+        "boundaries": "|".join(cfg.boundaries),
         "segment": segment,
     }
 

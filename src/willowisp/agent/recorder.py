@@ -82,6 +82,7 @@ class ThreadState:
         "flushed",
         "full",
         "ident",
+        "rows_before",
         "thread_unit",
         "unit",
         "used",
@@ -96,6 +97,7 @@ class ThreadState:
         self.flushed = 0
         self.full: list[tuple[bytearray, int, int]] = []  # (buffer, from, to) awaiting flush
         self.dropped = 0
+        self.rows_before = 0  # rows written into earlier buffers (boundary cost counts)
         self.alive = True
         self.ident = _thread.get_ident()
 
@@ -105,6 +107,9 @@ class _Local(threading.local):
 
 
 RECORDER: Recorder | None = None
+# The boundary gate (agent/boundaries.py): in hops mode with boundaries, the ContextVar that
+# must be set for a concurrency event to be written; None records everything.
+GATE: Any = None
 # Every thread state ever made, so a recorder started after stop() takes over the threads
 # that outlived the previous one (their states live on in thread-local storage).
 _ALL_STATES: weakref.WeakSet[ThreadState] = weakref.WeakSet()
@@ -139,6 +144,11 @@ def set_state(st: ThreadState) -> None:
     tl.st = st
     if FAST is not None:
         FAST.set_state(st)
+
+
+def gated_out(kind: int) -> bool:
+    """The Python twin of the C gate: skip a concurrency event outside every boundary."""
+    return GATE is not None and (kind < 20 or 30 <= kind < 40) and GATE.get() is None
 
 
 def _register_code(code: CodeType) -> None:
@@ -354,6 +364,8 @@ class Recorder:
         if FAST is not None:
             FAST.record(kind, res, arg, depth + 1 if depth else 0)
             return
+        if GATE is not None and gated_out(kind):
+            return
         t = mono()
         st = state()
         i = st.used
@@ -378,6 +390,8 @@ class Recorder:
         """
         if FAST is not None:
             FAST.record_user(kind, res, arg)
+            return
+        if GATE is not None and gated_out(kind):
             return
         t = mono()
         f: FrameType | None = _getframe(1)
@@ -407,6 +421,8 @@ class Recorder:
         self, st: ThreadState, unit: int, kind: int, res: int, arg: int, key: int = 0
     ) -> None:
         """Record an event attributed to ``unit`` (not necessarily st.unit)."""
+        if GATE is not None and gated_out(kind):
+            return
         t = mono()
         i = st.used
         if i < st.end:
@@ -420,6 +436,7 @@ class Recorder:
     def overflow(self, st: ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
         """Slow path: the thread's buffer is full. Swap it for a fresh one, or drop."""
         with self._swap_lock:
+            st.rows_before += st.used // ROW_SIZE
             if st.used > st.flushed:
                 st.full.append((st.buf, st.flushed, st.used))
             buf = self.new_buffer()
@@ -596,6 +613,7 @@ class Recorder:
                     ("dropped", self.total_dropped),
                     ("faults", self.fault_count),
                     ("cost_ns_per_event", self._cost()),
+                    *_boundary_stats(),
                 ),
             )
         )
@@ -641,6 +659,11 @@ class Recorder:
         batch.loc = array("I", map(loc_of.__getitem__, keys))
         return batch
 
+    def cost_split(self) -> tuple[int, int]:
+        """The measured cost of one event: (in the hook, in the encoder)."""
+        share = self._flush_ns // self._flush_events if self._flush_events else 0
+        return int(self.cost_ns_per_event), int(share)
+
     def _cost(self) -> int:
         """The hot path's measured cost plus the encoder's share per event. The share is
         taken from flushes big enough that a chunk's fixed cost (headers, the process
@@ -671,3 +694,11 @@ class Recorder:
         os.environ["WILLOWISP_PARENT_PROCESS"] = parent_id
         child.start()
         return child
+
+
+def _boundary_stats() -> tuple[tuple[str, AttrValue], ...]:
+    """The stats record's ``by_boundary`` attribute, when the process has boundaries."""
+    from willowisp.agent import boundaries
+
+    text = boundaries.by_boundary_json()
+    return (("by_boundary", text),) if text else ()

@@ -55,6 +55,8 @@ def _emit(kind: int, res: int, arg: int, depth: int) -> None:
 
 def _py_write(kind: int, rid: int, f: Any) -> None:
     """The pure-Python hot-path write (the C fast path replaces the callers below)."""
+    if _r.GATE is not None and _r.gated_out(kind):
+        return
     t = mono()
     try:
         st = tl.st
@@ -508,6 +510,7 @@ def _ctx_capture(thread: threading.Thread) -> None:
     from willowisp.agent import context
 
     thread._wisp_ctx = context.current()  # type: ignore[attr-defined]
+    thread._wisp_boundary = context.boundary.get()  # type: ignore[attr-defined]
 
 
 def _thread_bootstrap_inner(self: threading.Thread) -> None:
@@ -522,6 +525,7 @@ def _thread_bootstrap_inner(self: threading.Thread) -> None:
             from willowisp.agent import context
 
             context.restore(getattr(self, "_wisp_ctx", None))
+            context.boundary.set(getattr(self, "_wisp_boundary", None))
             rec.emit(int(K.UNIT_START), 0, parent, 0)
         except Exception as exc:
             _fault("Thread._bootstrap_inner", exc)

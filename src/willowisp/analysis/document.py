@@ -8,6 +8,7 @@ always say the same thing.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +43,7 @@ def build_document(a: Analysis) -> dict[str, Any]:
                     "dropped": dropped[p.index],
                     "faults": faults[p.index],
                     "cost_ns_per_event": p.stats.cost_ns_per_event,
-                    "by_boundary": {},
+                    "by_boundary": by_boundary(p.stats.by_boundary),
                 },
                 "loaded_events": loaded,
                 "files": list(p.files),
@@ -90,22 +91,53 @@ def build_document(a: Analysis) -> dict[str, Any]:
             "happens_before_edges": a.causality.graph.counts(),
             "happens_before_provenance": a.causality.graph.provenance_counts(),
             "happens_before_uncertain": int(np.count_nonzero(~a.causality.graph.certain)),
-            "boundaries": [
-                {
-                    "spec": b.spec,
-                    "entry": b.entry,
-                    "exit": b.exit or None,
-                    "runtimes": list(b.runtimes),
-                }
-                for b in a.options.boundaries
-            ],
+            "boundaries": _boundaries(a),
             "suppress": a.options.suppress,
+            "suppressed_findings": a.suppressed,
         },
         "processes": processes,
         "clocks": domains,
         "hops": [_hop(g) for g in a.hops],
         "findings": [f.to_json() for f in a.findings],
     }
+
+
+def _boundaries(a: Analysis) -> list[dict[str, Any]]:
+    given = {b.entry for b in a.options.boundaries}
+    per = {i.boundary.entry: i for i in a.inside.per_boundary} if a.inside is not None else {}
+    out = []
+    for b in a.boundaries:
+        inst = per.get(b.entry)
+        lat = [x for x in inst.latency_ns if x >= 0] if inst is not None else []
+        out.append(
+            {
+                "spec": b.spec,
+                "entry": b.entry,
+                "exit": b.exit or None,
+                "runtimes": list(b.runtimes),
+                "source": "given" if b.entry in given else "recorded",
+                "instances": inst.entries if inst is not None else 0,
+                "events": inst.events if inst is not None else 0,
+                "units": inst.units if inst is not None else 0,
+                "latency_ns": {"p50": _pct(lat, 50), "p99": _pct(lat, 99)} if lat else None,
+            }
+        )
+    return out
+
+
+def _pct(values: list[int], q: int) -> int:
+    return int(np.percentile(np.array(values, dtype=np.int64), q, method="nearest"))
+
+
+def by_boundary(text: str) -> dict[str, Any]:
+    """The agent's own cost per boundary, from its last stats record (a JSON attribute)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _side(s: Side) -> dict[str, Any]:

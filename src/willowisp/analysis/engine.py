@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from willowisp.analysis import agent_health, clock_findings, completeness, deadlock
-from willowisp.analysis.boundary import Boundary
+from willowisp.analysis import boundary as _boundary
+from willowisp.analysis.boundary import Boundary, Inside
 from willowisp.analysis.document import build_document
 from willowisp.analysis.finding import Finding, merge_repeats, sort_findings
 from willowisp.causality.hops import HopGroup, summarize
@@ -26,8 +27,8 @@ from willowisp.ingest.trace import Trace
 @dataclass(frozen=True, slots=True)
 class Options:
     reference: str | None = None  # --reference: process id prefix, pid or service
-    boundaries: tuple[Boundary, ...] = ()  # recorded in the output for now
-    suppress: bool = True  # --no-suppress turns it off; no suppression rules exist yet
+    boundaries: tuple[Boundary, ...] = ()  # --boundary and willowisp.toml
+    suppress: bool = True  # --no-suppress turns it off
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,11 @@ class Analysis:
     hops: tuple[HopGroup, ...]
     findings: tuple[Finding, ...]
     options: Options
+    # Every boundary in effect: the options' then those the agents recorded (see
+    # analysis/boundary.py), what each covers, and the findings suppressed outside them.
+    boundaries: tuple[Boundary, ...] = ()
+    inside: Inside | None = None
+    suppressed: int = 0
 
     def document(self) -> dict[str, Any]:
         """The contract's ``analyze --format json`` document."""
@@ -59,7 +65,21 @@ def analyze(trace: Trace, options: Options | None = None) -> Analysis:
     for _, run in ANALYSES:
         found += run(c)
     findings = sort_findings(merge_repeats(found))
-    return Analysis(trace, c, tuple(summarize(trace, c.hops)), tuple(findings), options)
+    bounds = _boundary.merge_boundaries(options.boundaries, _boundary.recorded(trace))
+    ins = _boundary.inside(trace, c.hops, bounds) if bounds else None
+    suppressed = 0
+    if ins is not None and options.suppress:
+        findings, suppressed = _boundary.suppress(findings, trace, ins)
+    return Analysis(
+        trace,
+        c,
+        tuple(summarize(trace, c.hops)),
+        tuple(findings),
+        options,
+        bounds,
+        ins,
+        suppressed,
+    )
 
 
 def analyze_paths(

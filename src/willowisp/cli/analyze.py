@@ -11,9 +11,10 @@ import argparse
 import sys
 from typing import Any
 
-from willowisp.analysis.boundary import Boundary, parse_boundary
 from willowisp.analysis.finding import FINDING_KINDS
 from willowisp.errors import UsageError
+from willowisp.model.boundary import Boundary, merge_boundaries, parse_boundary
+from willowisp.project_config import load_project_config
 
 EPILOG = """\
 examples:
@@ -57,12 +58,21 @@ def register(subparsers: Any) -> None:
         metavar="SPEC",
         type=_boundary,
         help="a declared transaction, e.g. 'entry=http:POST /checkout;"
-        "exit=http:reply;runtimes=python,go' (repeatable; recorded in the output)",
+        "exit=http:reply;runtimes=python,go' (repeatable); boundaries the agents were given "
+        "apply too",
     )
     p.add_argument(
         "--no-suppress",
         action="store_true",
-        help="report findings that suppression rules would hide",
+        default=None,
+        help="also report findings outside the declared boundaries (by default, with "
+        "boundaries declared, only failures are reported outside them)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="project configuration (default: ./willowisp.toml if present); options given "
+        "here win over it, boundaries from both apply",
     )
     p.add_argument(
         "--reference",
@@ -98,6 +108,15 @@ def _kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _config_kinds(path: str, kinds: list[str]) -> tuple[str, ...]:
+    if not kinds:
+        return ()
+    try:
+        return _kinds(",".join(kinds))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{path}: [analyze] fail_on: {exc}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: numpy and rich load only when there is something to analyze.
     from willowisp.analysis.engine import Options, analyze
@@ -105,9 +124,18 @@ def run(args: argparse.Namespace) -> int:
     from willowisp.report.json_report import render_json
     from willowisp.report.text_report import render_text
 
+    project = load_project_config(args.config)
+    suppress = (
+        not args.no_suppress
+        if args.no_suppress is not None
+        else bool(project.analyze_option("suppress", True))
+    )
+    fail_on = args.fail_on or _config_kinds(project.path, project.analyze_option("fail_on", []))
     trace = load(args.paths)
     options = Options(
-        reference=args.reference, boundaries=tuple(args.boundary), suppress=not args.no_suppress
+        reference=args.reference or project.analyze_option("reference"),
+        boundaries=merge_boundaries(tuple(args.boundary), project.boundaries),
+        suppress=suppress,
     )
     result = analyze(trace, options)
     doc = result.document()
@@ -121,4 +149,4 @@ def run(args: argparse.Namespace) -> int:
     if trace.unreadable:
         return 2
     found = {f.kind for f in result.findings}
-    return 1 if found & set(args.fail_on) else 0
+    return 1 if found & set(fail_on) else 0

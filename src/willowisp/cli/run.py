@@ -19,6 +19,8 @@ from typing import Any
 from willowisp.agent.bootstrap import agent_path
 from willowisp.agent.config import MODES
 from willowisp.errors import UsageError
+from willowisp.model.boundary import merge_boundaries, parse_boundary
+from willowisp.project_config import load_project_config
 
 
 def register(sub: Any) -> None:
@@ -37,16 +39,16 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--mode",
         choices=MODES,
-        default="full",
-        help="full: every concurrency event (debugging); hops: only hops, sampled "
+        default=None,
+        help="full (default): every concurrency event (debugging); hops: only hops, sampled "
         "traces and declared boundaries (always-on use)",
     )
     p.add_argument(
         "--trace-ratio",
         type=float,
-        default=1.0,
+        default=None,
         metavar="R",
-        help="fraction of logical operations sampled at their root (0..1)",
+        help="fraction of logical operations sampled at their root (0..1, default 1)",
     )
     p.add_argument(
         "--boundary",
@@ -59,6 +61,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--service",
         help="service name (default: WILLOWISP_SERVICE, OTEL_SERVICE_NAME, or the program's name)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="project configuration (default: ./willowisp.toml if present); options given "
+        "here win over it, boundaries from both apply",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     p.set_defaults(func=run)
@@ -95,13 +103,19 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "nothing to run: give the command after --, e.g. willowisp run -- python app.py"
         )
-    if not 0.0 <= args.trace_ratio <= 1.0:
-        raise UsageError(f"--trace-ratio {args.trace_ratio} is not between 0 and 1")
-    out = os.path.abspath(
-        args.out or os.path.join("wisp-traces", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-    )
+    project = load_project_config(args.config)
+    ratio = args.trace_ratio
+    if ratio is None:
+        ratio = float(project.run_option("trace_ratio", 1.0))
+    if not 0.0 <= ratio <= 1.0:
+        raise UsageError(f"--trace-ratio {ratio} is not between 0 and 1")
+    mode = args.mode or project.run_option("mode", "full")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = os.path.abspath(args.out or os.path.join(project.run_option("out", "wisp-traces"), stamp))
+    given = tuple(parse_boundary(spec) for spec in args.boundary)
+    specs = [b.spec for b in merge_boundaries(given, project.boundaries)]
     os.makedirs(out, exist_ok=True)
-    env = build_env(out, args.mode, args.trace_ratio, args.boundary, args.service)
+    env = build_env(out, mode, ratio, specs, args.service or project.run_option("service"))
     print(f"willowisp: recording into {out}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd, env=env)

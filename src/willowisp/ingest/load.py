@@ -380,6 +380,7 @@ def _process(index: int, p: _Parts) -> Process:
             _int(s, "dropped", 0),
             _int(s, "faults", 0),
             _int(s, "cost_ns_per_event", 0),
+            _str(s, "by_boundary"),
         ),
         attrs=tuple(sorted(a.items())),
     )

@@ -38,6 +38,7 @@ class AgentStats:
     dropped: int = 0
     faults: int = 0
     cost_ns_per_event: int = 0
+    by_boundary: str = ""  # JSON: the agent's cost per boundary (agent/boundaries.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,6 +353,10 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ("traceparent", "str: the context inherited through TRACEPARENT, '' if none"),
             ("parent_process_id", "str: the process id of the parent, '' if none"),
             ("mode", "str: full or hops"),
+            (
+                "boundaries",
+                "str: the boundary SPECs the agent was given, separated by a vertical bar",
+            ),
             ("segment", "int: this file's segment number"),
             ("run_root", "int: 1 on the process `willowisp run` itself started"),
         ),
@@ -404,6 +408,11 @@ RECORD_TYPES: tuple[RecordType, ...] = (
                 "headers",
                 "str: for server rpc resources, a JSON object of allowlisted request headers",
             ),
+            ("boundary", "str: for server resources, the boundary this request opened"),
+            (
+                "caller_sampled",
+                "int: 0 when the caller had not sampled the trace (a boundary forced recording)",
+            ),
         ),
     ),
     RecordType(
@@ -434,6 +443,11 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ("dropped", "int: events dropped so far"),
             ("faults", "int: faults so far"),
             ("cost_ns_per_event", "int: the agent's measured cost"),
+            (
+                "by_boundary",
+                "str: JSON object, per boundary name: entries, propagated, active, events, "
+                "hook_ns, serialize_ns, cost_ns",
+            ),
         ),
     ),
 )

@@ -49,6 +49,7 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool | None = None) 
     _header(console, doc["trace"])
     _clocks(console, doc["clocks"], doc["processes"])
     _hops(console, doc["hops"])
+    _boundaries(console, doc["trace"], doc["processes"])
     _findings(console, doc["findings"])
 
 
@@ -146,6 +147,44 @@ def _hops(console: Console, hops: list[dict[str, Any]]) -> None:
             lat = h["latency_ns"]
             line += f"  p50 {_ms(lat['p50']).lstrip('+')}  p99 {_ms(lat['p99']).lstrip('+')}"
         console.print(Text(line))
+
+
+def _boundaries(console: Console, t: dict[str, Any], procs: list[dict[str, Any]]) -> None:
+    bounds = t.get("boundaries") or []
+    if not bounds:
+        return
+    console.print()
+    console.print("boundaries", style="bold")
+    for b in bounds:
+        line = (
+            f"  {b['entry']}  ({b['source']})  {_count(b['instances'], 'instance')}, "
+            f"{_count(b['events'], 'event')} inside, {_count(b['units'], 'unit')}"
+        )
+        if b["runtimes"]:
+            line += "  runtimes: " + ",".join(b["runtimes"])
+        if b["latency_ns"]:
+            lat = b["latency_ns"]
+            line += f"  p50 {_ms(lat['p50']).lstrip('+')}  p99 {_ms(lat['p99']).lstrip('+')}"
+        console.print(Text(line))
+    for p in procs:
+        for name, c in sorted(p["agent"].get("by_boundary", {}).items()):
+            console.print(
+                Text(
+                    f"  agent cost in {name}: {p['service']} ({p['pid']}) "
+                    f"{_count(int(c.get('events', 0)), 'event')}, "
+                    f"{_ms(int(c.get('cost_ns', 0))).lstrip('+')} "
+                    f"(hooks {_ms(int(c.get('hook_ns', 0))).lstrip('+')}, "
+                    f"encoding {_ms(int(c.get('serialize_ns', 0))).lstrip('+')})"
+                )
+            )
+    if t.get("suppress") and t.get("suppressed_findings"):
+        console.print(
+            Text(
+                f"  {_count(t['suppressed_findings'], 'finding')} outside the boundaries "
+                "suppressed (--no-suppress shows them)",
+                style="dim",
+            )
+        )
 
 
 def _findings(console: Console, findings: list[dict[str, Any]]) -> None:
