@@ -4,7 +4,9 @@ Not a test: prints figures and ratios against baselines measured in the same run
   1. Lock-only loop (the worst case): raw lock vs the agent's Lock, per event, including
      the background encoder's share of the GIL (the flusher runs during the loop and the
      final flush is timed).
-  2. bench/workload_service.py uncovered, under `willowisp run` (full), and with --mode hops.
+  2. bench/workload_service.py uncovered, under `willowisp run` (full), with --mode hops,
+     and with --mode hops plus a boundary the workload never enters ("gated": every
+     concurrency hook installed, each event skipped by the boundary gate).
   3. Bytes per event on disk for the full run.
 
 Usage: python bench/bench_agent.py [--items N] [--tasks N] [--repeat R]
@@ -26,6 +28,7 @@ import time
 from willowisp.cli.run import build_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+GATED_BOUNDARY = "entry=http:POST /never-called"
 
 
 def lock_loop(n: int) -> None:
@@ -72,7 +75,7 @@ def bench_locks(n: int) -> None:
     print(f"  on disk             {size / max(events, 1):8.2f} bytes per event (target <= 6)")
 
 
-CPU: dict[str, list[float]] = {"none": [], "full": [], "hops": []}
+CPU: dict[str, list[float]] = {"none": [], "full": [], "hops": [], "gated": []}
 
 
 def run_workload(argv: list[str], env: dict[str, str], mode: str = "none") -> float:
@@ -91,13 +94,13 @@ def bench_service(items: int, tasks: int, repeat: int) -> None:
     py = sys.executable
     base_env = dict(os.environ)
     base_env.pop("WILLOWISP_OUT", None)
-    results: dict[str, list[float]] = {"none": [], "full": [], "hops": []}
+    results: dict[str, list[float]] = {"none": [], "full": [], "hops": [], "gated": []}
     events = 0
     size = 0
-    modes = ["none", "full", "hops"]
+    modes = ["none", "full", "hops", "gated"]
     for r in range(repeat):
         # rotate the order each round so warm-up and drift do not favour one mode
-        for mode in modes[r % 3 :] + modes[: r % 3]:
+        for mode in modes[r % 4 :] + modes[: r % 4]:
             if mode == "none":
                 argv = [py, script, str(items), str(tasks)]
                 results["none"].append(run_workload(argv, base_env, "none"))
@@ -105,7 +108,10 @@ def bench_service(items: int, tasks: int, repeat: int) -> None:
             with tempfile.TemporaryDirectory() as out:
                 # the environment `willowisp run` gives a program, without the launcher
                 # process itself (its own start-up is not the program's overhead)
-                env = build_env(out, mode, 1.0, [], None, base_env)
+                if mode == "gated":
+                    env = build_env(out, "hops", 1.0, [GATED_BOUNDARY], None, base_env)
+                else:
+                    env = build_env(out, mode, 1.0, [], None, base_env)
                 argv = [py, script, str(items), str(tasks)]
                 results[mode].append(run_workload(argv, env, mode))
                 if mode == "full":
@@ -122,17 +128,16 @@ def bench_service(items: int, tasks: int, repeat: int) -> None:
         f"median of {repeat}"
     )
     print(f"  uninstrumented      {base * 1000:8.1f} ms")
-    for mode, target in (("full", 1.25), ("hops", 1.03)):
+    for mode, target in (("full", 1.25), ("hops", 1.03), ("gated", 1.10)):
         t = statistics.median(results[mode])
-        print(
-            f"  --mode {mode:5s}        {t * 1000:8.1f} ms  ({t / base:.3f}x, target <= {target}x)"
-        )
+        label = "hops+boundary" if mode == "gated" else f"--mode {mode}"
+        print(f"  {label:19s} {t * 1000:8.1f} ms  ({t / base:.3f}x, target <= {target}x)")
     print(f"  full run: {events} events, {size / max(events, 1):.2f} bytes per event on disk")
     cbase = statistics.median(CPU["none"])
     print(
         "  CPU time of the process (user + system, incl. interpreter and agent start-up), median:"
     )
-    for mode in ("none", "full", "hops"):
+    for mode in ("none", "full", "hops", "gated"):
         c = statistics.median(CPU[mode])
         print(f"    {mode:5s} {c * 1000:8.1f} ms  ({c / cbase:.3f}x)")
 

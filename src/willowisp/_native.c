@@ -259,6 +259,16 @@ static PyObject *fp_record(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return write_row(t, kind, res, arg, f);
 }
 
+/* record_any(kind, res, arg, depth): like record, past the boundary gate (for the asyncio
+ * hook's step brackets, written outside the task's context). */
+static PyObject *fp_record_any(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *saved = gate_var;
+    gate_var = NULL;
+    PyObject *r = fp_record(self, args, nargs);
+    gate_var = saved;
+    return r;
+}
+
 /* record_user(kind, res, arg): located at the nearest frame of the program itself,
  * skipping the standard library and the agent (classified once per code object). */
 static PyObject *fp_record_user(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -498,6 +508,8 @@ static PyObject *fp_set_gate(PyObject *self, PyObject *var) {
 static PyMethodDef methods[] = {
     {"record", (PyCFunction)(void (*)(void))fp_record, METH_FASTCALL,
      "record(kind, res, arg, depth): write one event of the calling thread's unit."},
+    {"record_any", (PyCFunction)(void (*)(void))fp_record_any, METH_FASTCALL,
+     "record_any(kind, res, arg, depth): record, whatever the boundary gate says."},
     {"record_user", (PyCFunction)(void (*)(void))fp_record_user, METH_FASTCALL,
      "record_user(kind, res, arg): write one event located at the program's own frame."},
     {"columns", fp_columns, METH_VARARGS,

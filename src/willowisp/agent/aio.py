@@ -144,7 +144,9 @@ def _fault(where: str, exc: BaseException) -> None:
 
 
 def _write(st: _r.ThreadState, kind: int, unit: int, res: int, arg: int, key: int = 0) -> None:
-    """Record an event of ``unit`` into the thread's buffer (the inline write of threads.py)."""
+    """Record an event of ``unit`` into the thread's buffer (the inline write of threads.py).
+    Past the boundary gate: the step brackets are written outside the task's context, and
+    ``_handle_run`` has already skipped the steps of tasks outside every boundary."""
     t = mono()
     i = st.used
     if i < st.end:
@@ -153,7 +155,7 @@ def _write(st: _r.ThreadState, kind: int, unit: int, res: int, arg: int, key: in
     else:
         rec = _r.RECORDER
         if rec is not None:
-            rec.emit_for(st, unit, kind, res, arg, key)
+            rec.emit_for_any(st, unit, kind, res, arg, key)
 
 
 # --- tasks ---------------------------------------------------------------------------------
@@ -259,6 +261,10 @@ def _handle_run(self: Any) -> None:
         return
     task = cb.__self__
     info = _infos_get(id(task))
+    gate = _r.GATE  # hops mode with boundaries: a task outside every boundary is not traced
+    if gate is not None and self._context.get(gate) is None:
+        _untraced_step(self, info)
+        return
     if info is None or info.ended or (kind is not _step_type and not _is_step(cb)):
         _orig_run(self)
         return
@@ -298,6 +304,25 @@ def _handle_run(self: Any) -> None:
         except Exception as exc:
             _fault("asyncio step", exc)
         st.unit = outer
+
+
+def _untraced_step(handle: Any, info: _TaskInfo | None) -> None:
+    """A step of a task outside every boundary: nothing written, but the step's events are
+    the task's should it enter a boundary now (a server hook opening one)."""
+    if info is None or info.ended:
+        _orig_run(handle)
+        return
+    try:
+        st = tl.st
+    except AttributeError:
+        st = state()
+    outer, st.unit = st.unit, info.unit
+    try:
+        _orig_run(handle)
+    finally:
+        st.unit = outer
+        if not info.started and handle._context.get(_r.GATE) is not None:
+            info.started = True  # it entered one: its next step is a unit.run, not a start
 
 
 def _is_step(cb: Any) -> bool:
@@ -552,7 +577,7 @@ def _patch() -> None:
     from asyncio import base_events, events, taskgroups, tasks
 
     _orig_run = events.Handle._run
-    _record = None if _r.FAST is None else _r.FAST.record
+    _record = None if _r.FAST is None else _r.FAST.record_any
     _gathering_type = tasks._GatheringFuture  # type: ignore[attr-defined]
     _current_task = asyncio.current_task
     _naming_codes = frozenset(

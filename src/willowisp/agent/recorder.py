@@ -423,6 +423,12 @@ class Recorder:
         """Record an event attributed to ``unit`` (not necessarily st.unit)."""
         if GATE is not None and gated_out(kind):
             return
+        self.emit_for_any(st, unit, kind, res, arg, key)
+
+    def emit_for_any(
+        self, st: ThreadState, unit: int, kind: int, res: int, arg: int, key: int = 0
+    ) -> None:
+        """``emit_for`` past the boundary gate: for events the caller has decided on."""
         t = mono()
         i = st.used
         if i < st.end:
