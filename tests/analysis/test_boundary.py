@@ -97,3 +97,22 @@ def test_a_bad_willowisp_toml_is_one_clear_error(
     err = capsys.readouterr().err
     assert str(cfg) in err and message in err
     assert "Traceback" not in err
+
+
+def test_an_exit_hop_cuts_the_instance(tmp_path: Path) -> None:
+    """shop's handler (entry POST /checkout) calls pay then audit; with exit=http:POST /pay the
+    instance ends at pay's answer, so the audit call and what follows are outside."""
+    text = (Path(__file__).parent / "exit_hop.wtxt").read_text()
+    from willowisp.wtrace.text import from_text
+    from willowisp.wtrace.writer import write_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_file(run / "shop.wtrace", from_text(text, "exit_hop.wtxt"))
+    cut = _analyze(run, "entry=http:POST /checkout;exit=http:POST /pay")
+    whole = _analyze(run, "entry=http:POST /checkout")
+    assert cut.inside is not None and whole.inside is not None
+    assert cut.inside.per_boundary[0].events == 3  # recv, send /pay, its response
+    assert cut.inside.per_boundary[0].latency_ns == (200_000,)
+    assert whole.inside.per_boundary[0].events == 6
+    assert whole.inside.per_boundary[0].latency_ns == (500_000,)

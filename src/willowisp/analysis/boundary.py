@@ -8,7 +8,8 @@ shared with the agent. Here a boundary becomes *instances* in a recorded trace:
    the boundary allows;
 2. the instance covers the entry's unit from the ``msg.recv`` to its ``rpc.reply`` on the
    same resource (for a message, to the unit's next ``msg.recv``; without either, to the
-   unit's last event);
+   unit's last event) -- or, with an exit other than ``reply``, to the answer of the first
+   call matching the exit;
 3. it extends along what the unit did meanwhile, by causality, not by time: a request it
    sent (``msg.send``) whose linked receiver runs in an allowed runtime opens an interval
    there (recv to reply), a message it produced the consumer's handling, a process it
@@ -64,7 +65,7 @@ class Instances:
     entries: int  # matching msg.recv events
     events: int  # events inside its instances
     units: int  # units with an inside event
-    latency_ns: tuple[int, ...]  # per entry: recv to reply on the entry's unit (-1 if none)
+    latency_ns: tuple[int, ...]  # per entry: recv to reply (or exit) on its unit, -1 if none
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,8 @@ def inside(trace: Trace, hops: Hops, boundaries: tuple[Boundary, ...]) -> Inside
         while queue:
             i = queue.popleft()
             lo, hi, reply = _interval(trace, units, i)
+            if i in entries and not b.exit_is_reply:
+                hi, reply = _exit(trace, units, b, i, hi)
             if i in entries:
                 latencies.append(int(ev.time[reply] - ev.time[i]) if reply >= 0 else -1)
             covered = units.events(int(ev.unit[i]))
@@ -175,6 +178,24 @@ def _interval(trace: Trace, units: _UnitOrder, i: int) -> tuple[int, int, int]:
             if len(nxt):
                 return i, int(nxt[0]) - 1, NO_INDEX
     return i, int(after[-1]) if len(after) else i, NO_INDEX
+
+
+def _exit(trace: Trace, units: _UnitOrder, b: Boundary, i: int, hi: int) -> tuple[int, int]:
+    """For an exit other than ``reply``: the instance ends at the answer to the first call the
+    entry's unit makes that matches the exit (at the call itself if it got none). Without
+    such a call the instance keeps its reply-bounded end and has no exit event."""
+    ev = trace.events
+    mine = units.events(int(ev.unit[i]))
+    span = mine[(mine > i) & (mine <= hi)]
+    for j in span[ev.kind[span] == K.MSG_SEND].tolist():
+        r = trace.resources[int(ev.res[j])]
+        what = r.target if r.protocol in ("http", "grpc") else _destination(r.attrs)
+        if b.exits_at(r.protocol, r.method, what):
+            later = span[span > j]
+            answers = later[(ev.kind[later] == K.RPC_RESPONSE) & (ev.res[later] == ev.res[j])]
+            end = int(answers[0]) if len(answers) else j
+            return end, end
+    return hi, NO_INDEX
 
 
 def _next_hops(

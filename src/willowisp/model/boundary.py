@@ -15,7 +15,10 @@ once, at the edge, so everything downstream gets a well-formed value.
   topic, exchange/routing-key, channel or stream), as a glob.
 
 ``exit`` defaults to ``PROTOCOL:reply``: the boundary ends when the entry's handler replies
-(for a message, when the consumer takes its next message). ``runtimes`` lists the runtimes
+(for a message, when the consumer takes its next message). Any other exit names an outgoing
+hop the same way (``exit=http:POST /pay``): the boundary ends when the entry's unit has had
+the answer to that call. (The agent records until the reply either way, a superset;
+``analyze`` cuts the instance at the exit.) ``runtimes`` lists the runtimes
 (``python``, ``go``, ``java``, ``rust``, ``nodejs``) whose work inside counts; empty means all.
 """
 
@@ -56,23 +59,38 @@ class Boundary:
     def allows(self, runtime: str) -> bool:
         return not self.runtimes or runtime in self.runtimes
 
+    @property
+    def exit_is_reply(self) -> bool:
+        return not self.exit or self.exit.partition(":")[2].strip().lower() == "reply"
+
     def matches(self, protocol: str, method: str, target: str) -> bool:
         """Does an inbound hop (``protocol``, its method, its path/full method/destination)
         start this boundary?"""
-        if protocol.lower() != self.protocol:
+        return _hop_matches(self.entry, protocol, method, target)
+
+    def exits_at(self, protocol: str, method: str, target: str) -> bool:
+        """Is an outgoing hop the one the boundary ends with (an ``exit`` other than
+        ``reply``: the boundary ends when that call has been answered)?"""
+        return not self.exit_is_reply and _hop_matches(self.exit, protocol, method, target)
+
+
+def _hop_matches(pattern: str, protocol: str, method: str, target: str) -> bool:
+    want_protocol, _, what = pattern.partition(":")
+    want_protocol = want_protocol.strip().lower()
+    what = what.strip()
+    if protocol.lower() != want_protocol:
+        return False
+    if want_protocol == "http":
+        want_method, _, want_path = what.partition(" ")
+        if not want_path and want_method.startswith("/"):
+            want_method, want_path = "", want_method
+        path = target.partition("?")[0]
+        if want_method and want_method != "*" and want_method.upper() != method.upper():
             return False
-        what = self.entry.partition(":")[2].strip()
-        if self.protocol == "http":
-            want_method, _, want_path = what.partition(" ")
-            if not want_path and want_method.startswith("/"):
-                want_method, want_path = "", want_method
-            path = target.partition("?")[0]
-            if want_method and want_method != "*" and want_method.upper() != method.upper():
-                return False
-            return not want_path or fnmatchcase(path, want_path.strip())
-        if self.protocol == "grpc":
-            return fnmatchcase("/" + target.lstrip("/"), "/" + what.lstrip("/"))
-        return fnmatchcase(target, what)
+        return not want_path or fnmatchcase(path, want_path.strip())
+    if want_protocol == "grpc":
+        return fnmatchcase("/" + target.lstrip("/"), "/" + what.lstrip("/"))
+    return fnmatchcase(target, what)
 
 
 def parse_boundary(spec: str, *, source: str = "--boundary") -> Boundary:
