@@ -24,6 +24,12 @@ because a misspelt ``boundries`` silently doing nothing is worse than a refusal.
     suppress = true               # false: like --no-suppress
     reference = "orders"
     fail_on = ["deadlock", "race"]
+
+    [redact]                      # like run --redact (see model/redaction.py)
+    headers = ["x-request-id"]    # added to the request-header allowlist
+    drop_headers = ["user-agent"]
+    bodies = false                # entry request bodies, first 64 KiB
+    query_values = false
 """
 
 from __future__ import annotations
@@ -35,14 +41,16 @@ from typing import Any
 
 from willowisp.errors import UsageError
 from willowisp.model.boundary import Boundary, parse_boundary
+from willowisp.model.redaction import parse_redaction
 
 FILE_NAME = "willowisp.toml"
 MAX_BYTES = 1024 * 1024
 
-_TOP = {"boundaries", "boundary", "run", "analyze"}
+_TOP = {"boundaries", "boundary", "run", "analyze", "redact"}
 _RUN = {"mode": str, "trace_ratio": (int, float), "out": str, "service": str}
 _ANALYZE = {"suppress": bool, "reference": str, "fail_on": list}
 _BOUNDARY = {"entry": str, "exit": str, "runtimes": list}
+_REDACT = {"headers": list, "drop_headers": list, "bodies": bool, "query_values": bool}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class ProjectConfig:
     boundaries: tuple[Boundary, ...] = ()
     run: tuple[tuple[str, Any], ...] = ()
     analyze: tuple[tuple[str, Any], ...] = ()
+    redact: tuple[str, ...] = ()  # items for model.redaction.parse_redaction
 
     def run_option(self, key: str, default: Any = None) -> Any:
         return dict(self.run).get(key, default)
@@ -119,10 +128,24 @@ def _parse(path: str, doc: dict[str, Any]) -> ProjectConfig:
         raise UsageError(f'{path}: [run] mode must be "full" or "hops", not {run["mode"]!r}')
     if "trace_ratio" in run and not 0.0 <= float(run["trace_ratio"]) <= 1.0:
         raise UsageError(f"{path}: [run] trace_ratio {run['trace_ratio']} is not between 0 and 1")
+    red = _section(path, doc, "redact", _REDACT)
+    items: list[str] = []
+    for key, prefix in (("headers", "header:"), ("drop_headers", "-header:")):
+        names = red.get(key, [])
+        if not all(isinstance(n, str) for n in names):
+            raise UsageError(f"{path}: [redact] {key} must be a list of header names")
+        items += [prefix + n for n in names]
+    if red.get("bodies"):
+        items.append("bodies")
+    if red.get("query_values"):
+        items.append("query-values")
+    parse_redaction(items, source=f"{path}: [redact]")  # validated here, applied by run
     fail_on = analyze.get("fail_on", [])
     if not all(isinstance(k, str) for k in fail_on):
         raise UsageError(f"{path}: [analyze] fail_on must be a list of finding kinds")
-    return ProjectConfig(path, tuple(bounds), tuple(run.items()), tuple(analyze.items()))
+    return ProjectConfig(
+        path, tuple(bounds), tuple(run.items()), tuple(analyze.items()), tuple(items)
+    )
 
 
 def _section(path: str, doc: dict[str, Any], name: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -48,11 +48,38 @@ def test_run_bad_usage_is_one_line(tmp_path):
         ["run"],
         ["run", "--", str(tmp_path / "nope")],
         ["run", "--trace-ratio", "2", "--", "true"],
+        ["run", "--boundary", "entry=nope", "--", "true"],
+        ["run", "--redact", "everything", "--", "true"],
     ):
         r = wisp(*args)
         assert r.returncode == 2, args
         assert "Traceback" not in r.stderr
         assert len([ln for ln in r.stderr.splitlines() if ln.startswith("willowisp")]) >= 1
+
+
+def test_run_takes_defaults_from_willowisp_toml(tmp_path):
+    """willowisp.toml in the working directory sets the mode, the out folder, boundaries and
+    redaction; what the program's environment gets shows it (and the command line wins)."""
+    (tmp_path / "willowisp.toml").write_text(
+        'boundaries = ["entry=http:POST /checkout;runtimes=python"]\n'
+        '[run]\nmode = "hops"\nout = "traces"\n'
+        '[redact]\nheaders = ["x-request-id"]\nbodies = true\n'
+    )
+    show = (
+        "import os; print(os.environ['WILLOWISP_MODE'], os.environ['WILLOWISP_BOUNDARIES'], "
+        "os.environ['WILLOWISP_REDACT'], os.environ['WILLOWISP_OUT'], sep='|')"
+    )
+    r = wisp("run", "--", sys.executable, "-c", show, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    mode, bounds, red, out = r.stdout.strip().split("|")
+    assert (mode, bounds) == ("hops", "entry=http:POST /checkout;runtimes=python")
+    assert red == "header:x-request-id,bodies"
+    assert Path(out).parent == tmp_path / "traces"
+    r = wisp("run", "--mode", "full", "--", sys.executable, "-c", show, cwd=tmp_path)
+    assert r.stdout.split("|")[0] == "full"
+    (tmp_path / "willowisp.toml").write_text("[run]\nmode = 3\n")
+    r = wisp("run", "--", "true", cwd=tmp_path)
+    assert r.returncode == 2 and "willowisp.toml" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_doctor_reports_this_machine():

@@ -73,9 +73,10 @@ def start(
     rec.start()
     context.trace_ratio = config.trace_ratio
     context.reload_from_env()
-    from willowisp.agent import boundaries
+    from willowisp.agent import boundaries, redact
 
     boundaries.configure(config.boundaries, config.mode)
+    redact.configure(os.environ.get("WILLOWISP_REDACT", ""))
     # hops mode with boundaries records them at full fidelity: every hook, behind the gate
     full = config.mode == "full" or bool(config.boundaries)
     _install(rec, FULL_HOOKS if full else HOPS_HOOKS)

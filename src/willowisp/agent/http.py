@@ -11,7 +11,9 @@ one, which is then used as is), defines an ``rpc`` resource carrying that contex
 that crossed the wire, never through timestamps.
 
 Only shapes are kept: method, path without query values, peer address and, on the server,
-the allowlisted request headers (``ENTRY_HEADERS``). No bodies. The client's ``library``
+the allowlisted request headers; no bodies -- unless ``--redact`` (agent/redact.py) asks
+for more: more headers, query values, or the entry request's body (the first ``BODY_MAX``
+bytes the handler reads, kept as the resource's ``body``). The client's ``library``
 names the outermost library on the stack (requests, urllib3, urllib), so requests and
 urllib3, which reach the network through ``http.client``, are recorded once, here.
 
@@ -30,8 +32,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from willowisp.agent import boundaries, context, post_import
+from willowisp.agent import boundaries, context, post_import, redact
 from willowisp.agent import recorder as _r
+from willowisp.model.redaction import BODY_MAX, DEFAULT_HEADERS
 from willowisp.model.spec import K, Reason
 from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
 
@@ -52,7 +55,9 @@ def _target(url: str) -> str:
     except ValueError:
         return "?"
     path = parts.path or "/"
-    if parts.query:
+    if parts.query and redact.ACTIVE.query_values:
+        path += "?" + parts.query
+    elif parts.query:
         keys = [kv.split("=", 1)[0] for kv in parts.query.split("&")]
         path += "?" + "&".join(f"{k}=" for k in keys)
     return path[:512]
@@ -82,36 +87,19 @@ def _client_library() -> str:
     return _LIBRARY_LABELS[best] if best < len(_LIBRARY_LABELS) else "http.client"
 
 
-# Request headers an entry request keeps (CONTRACT: headers only from an allowlist): enough
-# to re-issue the request, never credentials or cookies. ``baggage`` is left out: it carries
-# the program's own values.
-ENTRY_HEADERS = frozenset(
-    (
-        "content-type",
-        "accept",
-        "user-agent",
-        "content-length",
-        "traceparent",
-        "tracestate",
-        "b3",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "x-b3-flags",
-        "x-amzn-trace-id",
-        "uber-trace-id",
-    )
-)
+# Request headers an entry request keeps by default (the contract's allowlist); what a
+# process keeps is ``redact.ACTIVE.headers``.
+ENTRY_HEADERS = DEFAULT_HEADERS
 
 
 def entry_headers_json(pairs: Any) -> str:
     """The allowlisted headers among ``pairs`` (name, value) as a JSON object: names
     lowercase, repeated values joined with ", ", each value cut to 512 characters."""
     kept: dict[str, str] = {}
+    allowed = redact.ACTIVE.headers
     for name, value in pairs:
         key = str(name).lower()
-        if key in ENTRY_HEADERS:
+        if key in allowed:
             text = str(value)[:512]
             kept[key] = f"{kept[key]}, {text}" if key in kept else text
     return json.dumps(kept, sort_keys=True, separators=(",", ":"))
@@ -236,6 +224,9 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
             **forced,
         )
         self._wisp_rpc = rid  # type: ignore[attr-defined]
+        if redact.ACTIVE.bodies:
+            tap = _BodyTap(self.rfile, rec, rid, self.headers.get("content-length"))
+            self.rfile = tap  # type: ignore[assignment]
         self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
             TraceContext(trace_id, own, flags)
         )
@@ -244,6 +235,66 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
     except Exception as exc:
         rec.fault("http.server.parse_request", exc)
     return ok
+
+
+class _BodyTap:
+    """The request's ``rfile`` while its handler reads the body: passes every read through
+    and keeps the first ``BODY_MAX`` bytes of the body (``Content-Length`` of them), which
+    go to the resource as ``body`` (UTF-8 text, or ``base64:...``) once read or replied."""
+
+    def __init__(self, raw: Any, rec: _r.Recorder, rid: int, length: str | None) -> None:
+        self._raw = raw
+        self._rec = rec
+        self._rid = rid
+        try:
+            self._left = max(0, int(length or 0))
+        except ValueError:
+            self._left = 0
+        self._total = self._left
+        self._kept = bytearray()
+        self._done = self._left == 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._raw.read(n)
+        self._take(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        data: bytes = self._raw.readline(limit)
+        self._take(data)
+        return data
+
+    def _take(self, data: bytes) -> None:
+        if self._done:
+            return
+        try:
+            part = data[: self._left]
+            self._left -= len(part)
+            room = BODY_MAX - len(self._kept)
+            if room > 0:
+                self._kept += part[:room]
+            if self._left <= 0 or not data:
+                self.finish()
+        except Exception as exc:
+            self._rec.fault("http.server body", exc)
+
+    def finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        raw = bytes(self._kept)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            text = "base64:" + base64.b64encode(raw).decode("ascii")
+        self._rec.update_resource(
+            self._rid, body=text, body_bytes=self._total, body_cut=int(self._total > BODY_MAX)
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 def _send_response_only(
@@ -264,6 +315,10 @@ def _handle_one_request(self: http.server.BaseHTTPRequestHandler) -> None:
     try:
         _orig["handle_one_request"](self)
     finally:
+        tap = getattr(self, "rfile", None)
+        if isinstance(tap, _BodyTap):  # the next request on the connection reads plainly
+            self.rfile = tap._raw
+            tap.finish()
         bnd = getattr(self, "_wisp_boundary", None)
         if bnd is not None:
             self._wisp_boundary = None  # type: ignore[attr-defined]

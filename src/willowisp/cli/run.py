@@ -20,6 +20,7 @@ from willowisp.agent.bootstrap import agent_path
 from willowisp.agent.config import MODES
 from willowisp.errors import UsageError
 from willowisp.model.boundary import merge_boundaries, parse_boundary
+from willowisp.model.redaction import parse_redaction
 from willowisp.project_config import load_project_config
 
 
@@ -61,6 +62,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--service",
         help="service name (default: WILLOWISP_SERVICE, OTEL_SERVICE_NAME, or the program's name)",
+    )
+    p.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="ITEM",
+        help="keep more than the defaults (shapes, not values): header:NAME adds a request "
+        "header to the allowlist, -header:NAME removes one, bodies records entry request "
+        "bodies (first 64 KiB), query-values keeps URL query values (repeatable)",
     )
     p.add_argument(
         "--config",
@@ -115,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
     given = tuple(parse_boundary(spec) for spec in args.boundary)
     specs = [b.spec for b in merge_boundaries(given, project.boundaries)]
     os.makedirs(out, exist_ok=True)
+    redaction = parse_redaction([*project.redact, *args.redact])
     env = build_env(out, mode, ratio, specs, args.service or project.run_option("service"))
+    env.pop("WILLOWISP_REDACT", None)
+    if redaction.items():
+        env["WILLOWISP_REDACT"] = ",".join(redaction.items())
     print(f"willowisp: recording into {out}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd, env=env)
