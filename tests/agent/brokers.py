@@ -1,12 +1,16 @@
-"""Real brokers for the messaging tests: a private redis-server and RabbitMQ node each, on a
-free port in a temporary folder, started and stopped by the test's fixture.
+"""Real brokers for the messaging tests: a private redis-server (or a 3-node Redis Cluster)
+and RabbitMQ node each, on free ports in a temporary folder, started and stopped by the
+test's fixture; and librdkafka's in-process mock cluster, a Kafka broker on a loopback port
+that Python Kafka clients reach over TCP like any other.
 
-Readiness is a real signal, never a sleep that hopes: Redis answers PING; RabbitMQ accepts
-an AMQP connection (its listener opens only once the broker has booted).
+Readiness is a real signal, never a sleep that hopes: Redis answers PING, a cluster reports
+``cluster_state:ok`` on every node; RabbitMQ accepts an AMQP connection (its listener opens
+only once the broker has booted); the Kafka mock answers a metadata request.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -15,6 +19,9 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+from tracekit import PYTHON
 
 REDIS_SERVER = "/usr/bin/redis-server"
 RABBITMQ_BIN = "/usr/lib/rabbitmq/bin"  # the real scripts; /usr/sbin's wrapper switches user
@@ -73,6 +80,74 @@ def start_redis(folder: str) -> Broker:
         stop(Broker(port, proc, folder, 0, {}))
         raise
     return Broker(port, proc, folder, time.monotonic() - t0, {})
+
+
+def _redis_command(port: int, *args: str) -> bytes:
+    """One command in RESP to the Redis on ``port``; its raw reply (b'' if unreachable)."""
+    frame = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(frame.encode())
+            return s.recv(65536)
+    except OSError:
+        return b""
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def start_redis_cluster(folder: str, nodes: int = 3, timeout: float = 30) -> list[Broker]:
+    """A Redis Cluster of ``nodes`` masters, no replicas, the slots split evenly; ready when
+    every node knows every other and reports ``cluster_state:ok`` (about 2 s: Redis waits
+    that long before a new master takes writes)."""
+    started: list[Broker] = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(nodes):
+            port = _cluster_port()
+            where = os.path.join(folder, str(port))
+            os.makedirs(where)
+            proc = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+                + ["--appendonly", "no", "--dir", where, "--cluster-enabled", "yes"]
+                + ["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            started.append(Broker(port, proc, where, 0, {}))
+            _wait(lambda: _answers(port, b"PING\r\n", b"+PONG"), proc, "redis-server", timeout)
+        share = 16384 // nodes
+        for i, node in enumerate(started):
+            last = 16383 if i == nodes - 1 else (i + 1) * share - 1
+            _redis_command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(i * share), str(last))
+        for node in started[1:]:
+            _redis_command(started[0].port, "CLUSTER", "MEET", "127.0.0.1", str(node.port))
+        known = f"cluster_known_nodes:{nodes}".encode()
+
+        def ready() -> bool:
+            infos = [_redis_command(n.port, "CLUSTER", "INFO") for n in started]
+            return all(b"cluster_state:ok" in i and known in i for i in infos)
+
+        _wait(ready, started[0].proc, "redis cluster", timeout)
+    except BaseException:
+        for node in started:
+            stop(node)
+        raise
+    for node in started:
+        node.started_s = time.monotonic() - t0
+    return started
 
 
 def start_rabbitmq(folder: str, timeout: float = 30) -> Broker:
@@ -164,3 +239,32 @@ def stop(broker: Broker) -> None:
         broker.epmd.kill()
         broker.epmd.wait(timeout=30)
     shutil.rmtree(os.path.join(broker.folder, "mnesia"), ignore_errors=True)
+
+
+class KafkaMock:
+    """librdkafka's mock cluster, living in this (the test) process while ``handle`` does:
+    a Kafka broker on a loopback port, reached over TCP by the recorded programs."""
+
+    def __init__(self, brokers: int = 1) -> None:
+        import confluent_kafka
+
+        # The producer that owns the mock cluster; nothing is produced through it.
+        self.handle: Any = confluent_kafka.Producer(
+            {"test.mock.num.brokers": brokers, "log_level": 0}
+        )
+        metadata = self.handle.list_topics(timeout=10)  # answers: the broker is up
+        broker = next(iter(metadata.brokers.values()))
+        self.bootstrap = f"{broker.host}:{broker.port}"
+
+    def stop(self) -> None:
+        """End the mock cluster (librdkafka stops it with its last handle)."""
+        self.handle = None
+
+
+@functools.cache
+def importable(*modules: str) -> bool:
+    """Whether the interpreter the recorded programs run under can import ``modules`` (the
+    third-party libraries are installed for the test's own virtualenv only)."""
+    code = "; ".join(f"import {name}" for name in modules)
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, timeout=60, check=False)
+    return done.returncode == 0

@@ -32,7 +32,8 @@ def _rpcs(p: ProcessTrace, library: str) -> list[tuple[int, dict[str, object]]]:
 
 
 def _events(p: ProcessTrace, rid: int) -> list[tuple[str, int]]:
-    return [(e.kind, e.arg) for e in p.events if e.res == rid]
+    """The events on ``rid``, without task steps (a ``unit.yield`` names the awaited rpc)."""
+    return [(e.kind, e.arg) for e in p.events if e.res == rid and e.kind != "unit.yield"]
 
 
 def _grpc_faults(p: ProcessTrace) -> list[dict[str, object]]:
@@ -311,3 +312,71 @@ def test_aio_streaming_calls_are_linked(tmp_path):
         assert s["trace_id"] == c["trace_id"] and s["parent_span_id"] == c["span_id"]
         assert _events(p, client) == [("msg.send", 0), ("rpc.response", 0)]
         assert _events(p, server) == [("msg.recv", 0), ("rpc.reply", 0)]
+
+
+AIO_NESTED = """
+import asyncio, grpc
+
+def handlers(service, methods):
+    return [grpc.method_handlers_generic_handler(service, methods)]
+
+async def price(req, ctx):  # @price
+    return b"42"
+
+async def main():
+    back = grpc.aio.server()
+    back.add_generic_rpc_handlers(handlers("demo.Prices", {
+        "Get": grpc.unary_unary_rpc_method_handler(price)}))
+    back_port = back.add_insecure_port("127.0.0.1:0")
+    await back.start()
+    back_channel = grpc.aio.insecure_channel(f"127.0.0.1:{back_port}")
+    get_price = back_channel.unary_unary("/demo.Prices/Get")
+
+    async def order(req, ctx):  # @order
+        return b"order at " + await get_price(req)  # @nested
+
+    front = grpc.aio.server()
+    front.add_generic_rpc_handlers(handlers("demo.Orders", {
+        "Place": grpc.unary_unary_rpc_method_handler(order)}))
+    port = front.add_insecure_port("127.0.0.1:0")
+    await front.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        place = ch.unary_unary("/demo.Orders/Place")
+        print((await place(b"x")).decode())  # @call
+    await back_channel.close()
+    await front.stop(None)
+    await back.stop(None)
+
+asyncio.run(main())
+"""
+
+
+def test_aio_events_point_at_the_program_and_handlers_continue_the_trace(tmp_path, marks_of):
+    """grpc.aio: the client's send, wait and response are located at the program's call line
+    (not grpc's task), the server's at the handler; a handler's own aio call continues the
+    trace it received."""
+    out = str(tmp_path / "run")
+    r = run_program(AIO_NESTED, out)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "order at 42"
+    p = read_run(out)["prog"]
+    assert not _grpc_faults(p)
+    marks = marks_of(AIO_NESTED)
+    by = {(r["method"], "parent_span_id" in r): (rid, r) for rid, r in _rpcs(p, "grpcio.aio")}
+    (c1, place), (s1, placed) = by[("/demo.Orders/Place", False)], by[("/demo.Orders/Place", True)]
+    (c2, get), (s2, got) = by[("/demo.Prices/Get", False)], by[("/demo.Prices/Get", True)]
+    assert {place["trace_id"], placed["trace_id"], get["trace_id"], got["trace_id"]} == {
+        place["trace_id"]
+    }
+    assert placed["parent_span_id"] == place["span_id"]
+    assert got["parent_span_id"] == get["span_id"]
+    assert get["span_id"] not in (place["span_id"], placed["span_id"])
+    for rid, line in ((c1, marks["call"]), (c2, marks["nested"])):
+        evs = [e for e in p.events if e.res == rid and e.kind != "unit.yield"]
+        assert evs[0].kind == "msg.send" and evs[-1].kind == "rpc.response"
+        assert "unit.block" in {e.kind for e in evs}
+        assert {p.where(e) for e in evs} == {f"prog.py:{line}"}
+    for rid, line in ((s1, marks["order"]), (s2, marks["price"])):
+        evs = [e for e in p.events if e.res == rid]
+        assert [e.kind for e in evs] == ["msg.recv", "rpc.reply"]
+        assert {p.where(e) for e in evs} == {f"prog.py:{line}"}

@@ -68,25 +68,52 @@ def _line(source: str, needle: str) -> str:
 
 
 def _kinds(p: ProcessTrace, rid: int) -> list[str]:
-    return [e.kind for e in p.events if e.res == rid]
+    """Kinds of the events on ``rid``, repeats of a ``unit.block`` folded into one, without
+    task steps (a task's ``unit.yield`` names the rpc it waits for)."""
+    out: list[str] = []
+    for e in p.events:
+        if e.res == rid and e.kind != "unit.yield" and not (out and out[-1] == e.kind):
+            out.append(e.kind)
+    return out
+
+
+def _assert_task_waited_for_reply(p: ProcessTrace, rid: int, server: int, line: str) -> None:
+    """An async client's wait: ``unit.block`` (rpc) at the program's line before the server
+    replied, every suspension of the task until ``rpc.response`` spent waiting on ``rid``."""
+    on = [e for e in p.events if e.res == rid]
+    send = next(e for e in on if e.kind == "msg.send")
+    response = next(e for e in on if e.kind == "rpc.response")
+    blocks = [e for e in on if e.kind == "unit.block"]
+    assert blocks and all(e.arg == 7 and e.unit == send.unit for e in blocks)  # Reason.RPC
+    assert {p.where(e) for e in blocks} == {p.where(send)} == {line}
+    reply = next(e for e in p.events if e.res == server and e.kind == "rpc.reply")
+    assert send.time < blocks[0].time < reply.time < response.time
+    yields = [
+        e
+        for e in p.events
+        if e.unit == send.unit and e.kind == "unit.yield" and send.time < e.time < response.time
+    ]
+    assert yields and all(e.res == rid for e in yields), [(e.res, p.where(e)) for e in yields]
 
 
 def test_requests_and_urllib3_are_labelled_once_and_linked(tmp_path):
     """requests and urllib3 calls are one rpc each, labelled by library, linked by span id."""
-    p, _ = _run(
-        tmp_path,
-        """
+    body = """
 import requests, urllib3
 requests.get(ECHO + "/r?token=hunter2", headers={"Authorization": "Bearer s3cret"})
 urllib3.PoolManager().request("GET", ECHO + "/u?token=hunter2", headers={"Cookie": "sid=s3cret"})
-""",
-    )
+"""
+    p, _ = _run(tmp_path, body)
     for library, target in (("requests", "/r?token="), ("urllib3", "/u?token=")):
         clients = _rpcs(p, library)
         assert len(clients) == 1, clients
         rid, client = clients[0]
         assert client["target"] == target and client["method"] == "GET"
         assert _kinds(p, rid) == ["msg.send", "unit.block", "rpc.response"]
+        # The program's call, not urllib3's or requests' internals:
+        line = _line(ECHO_SERVER + body, f'"{target[:2]}?token=hunter2"')
+        assert {p.where(e) for e in p.events if e.res == rid} == {line}
+        assert p.locations[p.resources[rid]["loc"]]["file"].endswith("prog.py")
         assert [e.arg for e in p.events if e.res == rid][-1] == 200
         srid, server = _server_for(p, client)
         assert server["library"] == "http.server" and server["target"] == target
@@ -116,18 +143,18 @@ print(sync_seen, async_seen)
     sync_seen, async_seen = out.split()
     clients = {r["target"]: (rid, r) for rid, r in _rpcs(p, "httpx")}
     assert set(clients) == {"/sync?page=", "/async"}
-    for target, seen, kinds in (
-        ("/sync?page=", sync_seen, ["msg.send", "unit.block", "rpc.response"]),
-        ("/async", async_seen, ["msg.send", "rpc.response"]),
-    ):
+    for target, seen in (("/sync?page=", sync_seen), ("/async", async_seen)):
         rid, client = clients[target]
         assert seen == f"00-{client['trace_id']}-{client['span_id']}-01"
-        assert _kinds(p, rid) == kinds
+        assert _kinds(p, rid) == ["msg.send", "unit.block", "rpc.response"]
         assert [e.arg for e in p.events if e.res == rid][-1] == 200
         _server_for(p, client)
     send = next(e for e in p.events if e.res == clients["/sync?page="][0] and e.kind == "msg.send")
     # The program's c.get, not httpx's internals:
     assert p.where(send) == _line(ECHO_SERVER + body, 'c.get(ECHO + "/sync')
+    rid, client = clients["/async"]
+    line = _line(ECHO_SERVER + body, 'await c.get(ECHO + "/async")')
+    _assert_task_waited_for_reply(p, rid, _server_for(p, client)[0], line)
 
 
 AIOHTTP_APP = """
@@ -173,8 +200,11 @@ print(json.dumps(asyncio.run(serve(call))))
     clients = {r["target"]: (rid, r) for rid, r in _rpcs(p, "aiohttp") if "parent_span_id" not in r}
     assert set(clients) == {"/outer?user=", "/nested"}
     rid, client = clients["/outer?user="]
-    assert _kinds(p, rid) == ["msg.send", "rpc.response"]
+    assert _kinds(p, rid) == ["msg.send", "unit.block", "rpc.response"]
     srid, server = _server_for(p, client)
+    _assert_task_waited_for_reply(
+        p, rid, srid, _line(ECHO_SERVER + body, 's.get(base + "/outer?user=alice"')
+    )
     assert server["library"] == "aiohttp" and server["propagation"] == "w3c"
     assert _kinds(p, srid) == ["msg.recv", "rpc.reply"]
     assert [e.arg for e in p.events if e.res == srid] == [0, 200]

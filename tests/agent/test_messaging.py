@@ -1,7 +1,8 @@
 """Message brokers: producers inject their span into the message and record msg.send,
 consumers extract it and record msg.recv with the same destination and message id; the
 brokers are real (redis-server, RabbitMQ, librdkafka's mock cluster) except SQS (botocore's
-Stubber standing in for the service)."""
+Stubber standing in for the service). The helpers here serve the other test_messaging_*
+files too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import brokers
 import pytest
-from tracekit import ProcessTrace, read_run, run_program
+from tracekit import Ev, ProcessTrace, read_run, run_program
 
 from willowisp.wtrace.reader import read_file
 
@@ -41,6 +42,41 @@ def merged_resources(out: str) -> dict[int, dict[str, Any]]:
 def kinds_on(p: ProcessTrace, name: str) -> list[str]:
     rids = {rid for rid, r in p.resources.items() if r.get("name") == name}
     return [e.kind for e in p.events if e.res in rids]
+
+
+def folded(kinds: list[str]) -> list[str]:
+    """Kinds without task steps, repeats folded: a task wait re-blocks after library events."""
+    out: list[str] = []
+    for k in kinds:
+        if k != "unit.yield" and not (out and out[-1] == k):
+            out.append(k)
+    return out
+
+
+def task_waited(p: ProcessTrace, wait: str, recv: Ev, sent: Ev | None = None) -> None:
+    """The unit that received ``recv`` waited on resource ``wait`` for it: a ``unit.block``
+    (reason message) before the receive (and before the message was sent, when ``sent`` is
+    given), and every suspension of the task from that block to the receive spent on it."""
+    rid = p.resource(wait)
+    # The wait that the receive ended: the run of blocks on rid since that unit's last wake.
+    mine = [
+        e
+        for e in p.events
+        if e.unit == recv.unit and e.res == rid and e.time < recv.time and e.kind != "unit.yield"
+    ]
+    run_start = max((i for i, e in enumerate(mine) if e.kind != "unit.block"), default=-1) + 1
+    first = mine[run_start]
+    assert first.arg == 11  # Reason.MESSAGE
+    if sent is not None:
+        assert first.time < sent.time < recv.time
+    yields = [
+        e
+        for e in p.events
+        if e.unit == recv.unit and e.kind == "unit.yield" and first.time < e.time < recv.time
+    ]
+    assert all(e.res == rid for e in yields)
+    if sent is not None:  # blocked before the message existed: it really waited
+        assert yields
 
 
 def run(tmp_path: Any, code: str, *args: str) -> ProcessTrace:
@@ -192,6 +228,107 @@ def test_pika_basic_get_and_consume_generator(tmp_path, rabbitmq_port):
     assert recv["message_id"] == send["message_id"] == "t-1"
     assert recv["parent_span_id"] == send["span_id"]
     assert kinds_on(p, "wait tasks") == ["unit.block"]
+
+
+AIO_PIKA = """
+    import asyncio, sys
+    import aio_pika, pika
+    URL = f"amqp://guest:guest@127.0.0.1:{sys.argv[1]}/"
+    Message = aio_pika.Message
+
+    async def main():
+        conn = await aio_pika.connect(URL)
+        async with conn:
+            ch = await conn.channel()
+            default = ch.default_exchange
+            jobs = await ch.declare_queue("aio-jobs")
+            waiting = asyncio.Event()
+
+            async def consume():
+                async with jobs.iterator() as it:
+                    waiting.set()
+                    async for msg in it:  # @iterate
+                        await msg.ack()
+                        return msg.message_id
+
+            reader = asyncio.create_task(consume())
+            await waiting.wait()
+            await default.publish(Message(b"w", message_id="a-1"), "aio-jobs")  # @publish
+            first = await reader
+
+            orders = await ch.declare_exchange("orders", aio_pika.ExchangeType.DIRECT)
+            placed = await ch.declare_queue("aio-orders")
+            await placed.bind(orders, "new")
+            mine = Message(b"w", message_id="a-2", headers={"k": "v"})
+            await orders.publish(mine, routing_key="new")
+            second = await placed.get(timeout=5)  # @get
+            await second.ack()
+
+            follow = await ch.declare_queue("aio-next")
+            handled = asyncio.Event()
+
+            async def on_message(msg):  # @callback
+                async with msg.process():
+                    await default.publish(Message(b"n", message_id="a-4"), "aio-next")
+                handled.set()
+
+            await (await ch.declare_queue("aio-cb")).consume(on_message)
+            await default.publish(Message(b"w", message_id="a-3"), "aio-cb")
+            await handled.wait()
+            fourth = await follow.get(timeout=5)
+            await fourth.ack()
+
+            # A pika producer in the same program: the two libraries pair.
+            blocking = pika.BlockingConnection(pika.URLParameters(URL))
+            blocking.channel().basic_publish(
+                "", "aio-mixed", b"p", pika.BasicProperties(message_id="p-1"))
+            mixed = await (await ch.declare_queue("aio-mixed")).get(timeout=5)
+            await mixed.ack()
+            blocking.close()
+            print(first, second.message_id, sorted(mine.headers), fourth.message_id,
+                  mixed.message_id)
+
+    asyncio.run(main())
+"""
+
+
+def test_aio_pika_publish_and_every_way_of_consuming_link(tmp_path, rabbitmq_port, marks_of):
+    """aio-pika: Exchange.publish (default and named exchange) injects into a copy of the
+    headers; the queue iterator (with its wait), Queue.get and consume callbacks (whose
+    context is current for what they send) extract, as does an aio-pika consumer of a pika
+    producer."""
+    declare = pytest.importorskip("pika")
+    conn = declare.BlockingConnection(declare.ConnectionParameters("127.0.0.1", rabbitmq_port))
+    conn.channel().queue_declare("aio-mixed")  # pika publishes before aio-pika declares it
+    conn.close()
+    p = run(tmp_path, AIO_PIKA, str(rabbitmq_port))
+    assert p.stdout.split() == ["a-1", "a-2", "['k']", "a-4", "p-1"]  # type: ignore[attr-defined]
+    sends = {s["message_id"]: s for s in messages(p, "send ")}
+    recvs = {r["message_id"]: r for r in messages(p, "recv ")}
+    assert set(sends) == set(recvs) == {"a-1", "a-2", "a-3", "a-4", "p-1"}
+    destinations = {"a-1": "/aio-jobs", "a-2": "orders/new", "a-3": "/aio-cb", "a-4": "/aio-next"}
+    for mid, dest in (*destinations.items(), ("p-1", "/aio-mixed")):
+        send, recv = sends[mid], recvs[mid]
+        assert send["destination"] == recv["destination"] == dest
+        assert recv["parent_span_id"] == send["span_id"] and recv["trace_id"] == send["trace_id"]
+        assert recv["library"] == "aio-pika" and recv["protocol"] == "amqp"
+    assert sends["p-1"]["library"] == "pika"
+    # The callback's own publish continued the trace of the message it handled.
+    assert sends["a-4"]["trace_id"] == recvs["a-3"]["trace_id"]
+    marks = marks_of(AIO_PIKA)
+    at = {p.resources[e.res]["message_id"]: p.where(e) for e in p.events if e.kind == "msg.recv"}
+    assert at["a-1"] == f"prog.py:{marks['iterate']}"
+    assert at["a-2"] == f"prog.py:{marks['get']}"
+    assert at["a-3"] == f"prog.py:{marks['callback']}"
+    sent = next(e for e in p.events if e.kind == "msg.send" and e.res in _ids(p, "a-1"))
+    assert p.where(sent) == f"prog.py:{marks['publish']}"
+    got = next(e for e in p.events if e.kind == "msg.recv" and e.res in _ids(p, "a-1"))
+    task_waited(p, "wait aio-jobs", got, sent)
+    assert folded(kinds_on(p, "wait aio-jobs")) == ["unit.block"]
+
+
+def _ids(p: ProcessTrace, message_id: str) -> set[int]:
+    return {rid for rid, r in p.resources.items() if r.get("message_id") == message_id}
 
 
 def test_kafka_consumer_links_to_producer_on_mock_cluster(tmp_path):

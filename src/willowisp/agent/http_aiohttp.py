@@ -4,9 +4,11 @@ same methods in aiohttp 3.9 to 3.14.
 
 Client: the hook copies the request's headers, injects ``traceparent`` (unless the call or
 the session's default headers carry one), defines the client ``rpc`` resource, writes
-``msg.send`` and, once the response headers are in, ``rpc.response`` with the status (-1
-if the request raised). It writes no ``unit.block``: the task's own steps show the
-suspension. One call is one resource: redirects aiohttp follows carry the same span id.
+``msg.send``, the task's wait for the reply (``unit.block`` reason rpc, through
+task_waits.drive, so events recorded inside aiohttp while the request is in flight do not
+end it early) and, once the response headers are in, ``rpc.response`` with the status (-1
+if the request raised). One call is one resource: redirects aiohttp follows carry the same
+span id.
 
 Server: ``_handle_request`` runs once per request in its own task. The hook extracts the
 context (W3C, else B3, else X-Ray), defines the server ``rpc`` resource with the
@@ -26,7 +28,8 @@ from urllib.parse import urlsplit
 
 from willowisp.agent import http_propagation as hp
 from willowisp.agent import recorder as _r
-from willowisp.model.spec import K
+from willowisp.agent import task_waits
+from willowisp.model.spec import K, Reason
 from willowisp.wire.carriers import HeaderList
 
 if TYPE_CHECKING:
@@ -95,7 +98,8 @@ def _wrap_request(orig: Callable[..., Any]) -> Callable[..., Any]:
         if not rid or rec is None:
             return await orig(self, method, str_or_url, *args, **kwargs)
         try:
-            resp = await orig(self, method, str_or_url, *args, **kwargs)
+            call = orig(self, method, str_or_url, *args, **kwargs)
+            resp = await task_waits.drive(call, rid, int(Reason.RPC), key)
         except BaseException:
             _response(rec, rid, -1, key)
             raise

@@ -6,9 +6,10 @@ redirect is a second one). The hook injects ``traceparent`` into the request's h
 (keeping one already there), defines the client resource and writes ``msg.send``; the sync
 transport then writes the wait (``unit.block`` reason rpc); both write ``rpc.response``
 with the status (-1 when the transport raised) once the response headers are in. The async
-transport writes no ``unit.block``: the task's own ``unit.yield`` / ``unit.run`` show where
-it was suspended, and events the connection pool records in between would end a block
-early. Custom transports (``httpx.MockTransport``, ``WSGITransport``) are not hooked.
+transport records the task's wait too, through task_waits.drive: httpcore suspends the task
+several times per request and anyio's events, which aio_sync.py records, would end a
+single block early, so the block is written again before a suspension that follows them.
+Custom transports (``httpx.MockTransport``, ``WSGITransport``) are not hooked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from willowisp.agent import http_propagation as hp
 from willowisp.agent import recorder as _r
+from willowisp.agent import task_waits
 from willowisp.model.spec import K, Reason
 
 if TYPE_CHECKING:
@@ -91,7 +93,7 @@ def _wrap_async(orig: Callable[..., Any]) -> Callable[..., Any]:
         if not rid or rec is None:
             return await orig(self, request)
         try:
-            resp = await orig(self, request)
+            resp = await task_waits.drive(orig(self, request), rid, int(Reason.RPC), key)
         except BaseException:
             _response(rec, rid, -1, key)
             raise

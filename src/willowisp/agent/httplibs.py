@@ -1,11 +1,13 @@
 """Hooks for the third-party HTTP libraries: requests, urllib3, httpx and aiohttp.
 
-requests and urllib3 reach the network through ``http.client``, whose hooks (http.py)
-record their requests once and label them with the library the program called. httpx
-(http_httpx.py) and aiohttp (http_aiohttp.py) have their own connections and are hooked
-here, each right after the program first imports it (post_import.py): the agent never
-imports a library the program does not use, and a library that is not installed costs
-nothing but a dict lookup per import while the hooks wait.
+requests and urllib3 reach the network through ``http.client``; urllib3's connection class
+gets hooks of its own (http_urllib3.py) that record what http.py records for
+``http.client``, once, labelled with the library the program called and located at the
+program's line rather than inside urllib3. httpx (http_httpx.py) and aiohttp
+(http_aiohttp.py) have their own connections. Each is hooked right after the program
+first imports it (post_import.py): the agent never imports a library the program does not
+use, and a library that is not installed costs nothing but a dict lookup per import while
+the hooks wait.
 
 Patches are all or nothing per library side: a failure while patching puts back what that
 side had replaced, and is an agent.fault when it happens at the program's import.
@@ -56,6 +58,12 @@ _patches = Patches()
 _waits: list[post_import.Waiting] = []  # waits for the program's first imports, until uninstall
 
 
+def _patch_urllib3() -> None:
+    from willowisp.agent import http_urllib3
+
+    http_urllib3.patch(_patches)
+
+
 def _patch_httpx() -> None:
     from willowisp.agent import http_httpx
 
@@ -77,6 +85,7 @@ def _patch_aiohttp_server() -> None:
 # (module to wait for, what patches it): the library's package, or for aiohttp's server the
 # module that defines its request handler (``import aiohttp`` alone does not load it).
 _HOOKS: tuple[tuple[str, Callable[[], None]], ...] = (
+    ("urllib3", _patch_urllib3),
     ("httpx", _patch_httpx),
     ("aiohttp", _patch_aiohttp_client),
     ("aiohttp.web_protocol", _patch_aiohttp_server),

@@ -1,8 +1,8 @@
 """Hooks for message brokers, and what they share: how a send and a receive are recorded.
 
-One module per client library (msg_redis, msg_amqp, msg_kafka, msg_sqs) patches that
-library right after the program imports it (post_import.when_imported) and calls the
-helpers here, so every library records the same shape (docs/format.md, "Message
+One module per client library (LIBRARIES below) patches that library right after the
+program imports it (post_import.when_imported) and calls the helpers here, so every
+library records the same shape (docs/format.md, "Message
 resources"): a producer injects a fresh child span into the message's headers, defines one
 ``message`` resource carrying it and writes ``msg.send``; a consumer extracts the context
 (W3C ``traceparent``, else B3, else X-Ray), defines one ``message`` resource per message
@@ -37,7 +37,16 @@ from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id
 from willowisp.wire.xray import XRAY
 
 # The library hooks, in install order; each has install() and uninstall().
-LIBRARIES = ("msg_redis", "msg_amqp", "msg_kafka", "msg_sqs")
+LIBRARIES = (
+    "msg_redis",
+    "msg_redis_async",
+    "msg_amqp",
+    "msg_aiopika",
+    "msg_kafka",
+    "msg_kafka_python",
+    "msg_aiokafka",
+    "msg_sqs",
+)
 
 SEND, RECV = int(K.MSG_SEND), int(K.MSG_RECV)
 BLOCK, WAKE = int(K.UNIT_BLOCK), int(K.UNIT_WAKE)
@@ -58,8 +67,9 @@ class Patches:
         self.done: list[tuple[Any, str, Any]] = []
 
     def set(self, owner: Any, attr: str, value: Any) -> Any:
-        """Replace ``owner.attr`` with ``value``; returns what it was (the original)."""
-        original = getattr(owner, attr)
+        """Replace (or add) ``owner.attr`` with ``value``; returns what it was (the
+        original, None if it had none)."""
+        original = getattr(owner, attr, None)
         self.done.append((owner, attr, owner.__dict__.get(attr, _MISSING)))
         setattr(owner, attr, value)
         return original
@@ -109,12 +119,16 @@ class DeferredHook:
 
 def program_key(library_dir: str | tuple[str, ...]) -> int:
     """The location key of the program's innermost frame outside the standard library, the
-    agent and ``library_dir`` (the hooked library's package folder or folders), 0 if none."""
+    agent and ``library_dir`` (the hooked library's package folder or folders); 0 if there
+    is none in the running thread or, in an asyncio task, in the running step (below it is
+    the event loop's caller, the ``asyncio.run`` line, which sent nothing)."""
     rec = _r.RECORDER
     if rec is None:
         return 0
     f: FrameType | None = sys._getframe(1)
     while f is not None:
+        if f.f_globals.get("__name__") == "asyncio.events":
+            return 0
         name = f.f_code.co_filename
         if not (name.startswith(library_dir) or rec.is_internal(name)):
             break
@@ -271,9 +285,14 @@ def record_block(rec: _r.Recorder, key: int, protocol: str, library: str, dest: 
 
 
 def record_wake(rec: _r.Recorder, rid: int, outcome: int, key: int) -> None:
-    """End a wait that no ``msg.recv`` ended (``outcome``: WAKE_OK or WAKE_TIMEOUT)."""
-    st = _r.state()
-    rec.emit_for(st, st.unit, WAKE, rid, outcome, key)
+    """End a wait that no ``msg.recv`` ended (``outcome``: spec.Outcome, WAKE_OK or
+    WAKE_TIMEOUT). Never raises (hooks call it while an exception of the program's is on its
+    way out): a failure is an agent.fault."""
+    try:
+        st = _r.state()
+        rec.emit_for(st, st.unit, WAKE, rid, outcome, key)
+    except Exception as exc:
+        rec.fault("message wait", exc)
 
 
 def text(value: Any) -> str:

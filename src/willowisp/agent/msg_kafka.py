@@ -56,27 +56,54 @@ def _with_id(rec: _r.Recorder, rid: int, report: Any) -> Any:
     return on_delivery
 
 
+def send_with_context(
+    rec: _r.Recorder, headers: Any, *, topic: Any, library: str, key: int, inject: bool = True
+) -> tuple[list[Any], int]:
+    """A copy of record ``headers`` (a list or dict of pairs, or None) carrying the context,
+    and the send recorded on ``topic`` (its resource, 0 if not recorded). ``inject`` False:
+    the record cannot carry headers (message format < v2), so nothing is added and the send
+    is recorded without a span id. Shared by the Kafka clients' hooks."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    carrier = KafkaHeaders(pairs)
+    found = TRACECONTEXT.extract(carrier)
+    ctx = found.context if found is not None else (m.outgoing() if inject else None)
+    if found is None and ctx is not None:
+        TRACECONTEXT.inject(W3CContext(ctx), carrier)
+    rid = m.record_send(
+        rec,
+        key,
+        protocol=PROTOCOL,
+        library=library,
+        destination=m.text(topic),
+        message_id="",
+        ctx=ctx,
+    )
+    return pairs, rid
+
+
+def record_received(
+    rec: _r.Recorder, key: int, library: str, topic: Any, partition: Any, offset: Any, headers: Any
+) -> None:
+    """Record one consumed record; its id is ``topic/partition/offset``, as the producer's."""
+    m.record_recv(
+        rec,
+        key,
+        protocol=PROTOCOL,
+        library=library,
+        destination=m.text(topic),
+        message_id=f"{m.text(topic)}/{partition}/{offset}",
+        carriers=[KafkaHeaders(list(headers or ()))],
+    )
+
+
 def _produce_hook(producer: Any, topic: Any, kwargs: dict[str, Any]) -> None:
     """Inject into ``kwargs['headers']`` and record the send (changes ``kwargs``)."""
     rec = _r.RECORDER
     if rec is None:
         return
     try:
-        headers = kwargs.get("headers")
-        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-        carrier = KafkaHeaders(pairs)
-        found = TRACECONTEXT.extract(carrier)
-        ctx = found.context if found is not None else m.outgoing()
-        if found is None:
-            TRACECONTEXT.inject(W3CContext(ctx), carrier)
-        rid = m.record_send(
-            rec,
-            m.program_key(_lib_dir),
-            protocol=PROTOCOL,
-            library=LIBRARY,
-            destination=m.text(topic),
-            message_id="",
-            ctx=ctx,
+        pairs, rid = send_with_context(
+            rec, kwargs.get("headers"), topic=topic, library=LIBRARY, key=m.program_key(_lib_dir)
         )
         kwargs["headers"] = pairs
         report = kwargs.pop("callback", None) or kwargs.get("on_delivery")
@@ -88,21 +115,25 @@ def _produce_hook(producer: Any, topic: Any, kwargs: dict[str, Any]) -> None:
         rec.fault("confluent_kafka.produce", exc)
 
 
-def _destinations(consumer: Any) -> str:
-    return ",".join(sorted(getattr(consumer, "_wisp_topics", ()))) or "?"
+def destinations(topics: Any) -> str:
+    """The topics a consumer reads, as its wait's destination."""
+    return ",".join(sorted(m.text(t) for t in topics or ())) or "?"
 
 
-def _may_wait(timeout: Any) -> bool:
+def may_wait(timeout: Any) -> bool:
+    """Whether a poll with ``timeout`` (None or negative: forever) may wait."""
     return timeout is None or timeout < 0 or timeout > 0
 
 
 def _before_poll(consumer: Any, timeout: Any) -> tuple[int, int]:
     rec = _r.RECORDER
-    if rec is None or not _may_wait(timeout):
+    if rec is None or not may_wait(timeout):
         return 0, 0
     try:
         key = m.program_key(_lib_dir)
-        return key, m.record_block(rec, key, PROTOCOL, LIBRARY, _destinations(consumer))
+        return key, m.record_block(
+            rec, key, PROTOCOL, LIBRARY, destinations(getattr(consumer, "_wisp_topics", ()))
+        )
     except Exception as exc:
         rec.fault("confluent_kafka.poll", exc)
         return 0, 0
@@ -119,14 +150,8 @@ def _after_poll(key: int, wait: int, msgs: list[Any]) -> None:
             if msg is None or msg.error() is not None:
                 continue
             got += 1
-            m.record_recv(
-                rec,
-                key,
-                protocol=PROTOCOL,
-                library=LIBRARY,
-                destination=m.text(msg.topic()),
-                message_id=_message_id(msg),
-                carriers=[KafkaHeaders(msg.headers() or [])],
+            record_received(
+                rec, key, LIBRARY, msg.topic(), msg.partition(), msg.offset(), msg.headers()
             )
         if wait and not got:
             m.record_wake(rec, wait, m.WAKE_TIMEOUT, key)

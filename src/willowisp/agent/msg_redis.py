@@ -12,16 +12,30 @@ the channel) but the analyzer cannot pair them. ``PubSub.get_message`` / ``liste
 handler callbacks record the receives (all go through ``PubSub.handle_message``);
 ``get_message`` with a timeout records the wait.
 
-Not hooked: ``redis.asyncio``, ``RedisCluster`` and commands queued in a pipeline (they
-are recorded when queued, with message id '').
+Pipelines: a command queued in a pipeline is one hop like any other. ``XADD`` injects and
+records its send when queued (before anything is on the wire); its entry id, and the
+receives of a queued ``XREAD`` / ``XREADGROUP`` (located at the ``execute`` line), are
+recorded from ``execute``'s results, matched by the command's position in the pipeline.
+A queued read records no wait. ``RedisCluster`` and its ``ClusterPipeline`` share the
+command methods and are hooked the same way; ``ClusterPubSub`` is a ``PubSub``.
+
+The wrappers are made per class from that class's original method (``_make_*``) and also
+serve ``redis.asyncio`` (msg_redis_async.py): a command that returns a coroutine gets the
+recording done after it is awaited.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from collections.abc import Callable
 from typing import Any
 
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
+from willowisp.agent import task_waits
+from willowisp.model.spec import Outcome, Reason
 from willowisp.wire.carriers import AmqpHeaders as StreamFields  # a dict of str-or-bytes too
 from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
 
@@ -29,26 +43,120 @@ PROTOCOL, LIBRARY = "redis", "redis-py"
 _MESSAGE_TYPES = ("message", "pmessage", "smessage")
 
 _patches = m.Patches()
-_orig: dict[str, Any] = {}  # originals by attribute name; kept after uninstall for calls in flight
 _lib_dir = ""  # redis-py's package folder: frames skipped when locating an event
 
+Fn = Callable[..., Any]
+Make = Callable[[Any], Any]  # original (None if absent) -> what replaces it
 
-def _xadd(self: Any, name: Any, fields: Any, *args: Any, **kwargs: Any) -> Any:
-    rec = _r.RECORDER
-    if rec is None or not isinstance(fields, dict):
-        return _orig["xadd"](self, name, fields, *args, **kwargs)
-    rid = 0
+
+def _awaitable(value: Any) -> bool:
+    """A coroutine (or other awaitable) from an asyncio client's command. Checked after
+    ``value is client``: an asyncio ClusterPipeline is awaitable itself."""
+    return hasattr(type(value), "__await__")
+
+
+def lib_dir() -> str:
+    """redis-py's package folder (set once the package is importing)."""
+    global _lib_dir
+    if not _lib_dir:
+        _lib_dir = m.package_dir(sys.modules["redis"])
+    return _lib_dir
+
+
+def _key() -> int:
+    return m.program_key(lib_dir())
+
+
+# --- pipelines ----------------------------------------------------------------------------
+
+
+def _queued(rec: _r.Recorder, client: Any, kind: str, rid: int, attr: str) -> None:
+    """Note a command just queued in pipeline ``client``: its position, what to record from
+    its result (``send``: the entry id of send ``rid``; ``read``: the entries read)."""
     try:
-        fields = dict(fields)
+        pending = vars(client).setdefault("_wisp_pending", [])
+        pending.append((len(client) - 1, kind, rid, attr))
+    except Exception as exc:
+        rec.fault(f"redis.pipeline.{attr}", exc)
+
+
+def _take_pending(client: Any) -> Any:
+    """The notes of what ``client`` has queued, removed from it (None if there are none)."""
+    return getattr(client, "__dict__", {}).pop("_wisp_pending", None)
+
+
+def _settle(rec: _r.Recorder, key: int, pending: list[tuple[int, str, int, str]], out: Any) -> None:
+    """Record, from a pipeline's results, what its queued commands left to record."""
+    try:
+        if not isinstance(out, list):
+            return
+        for index, kind, rid, attr in pending:
+            if not 0 <= index < len(out):
+                continue
+            result = out[index]
+            if kind == "send" and isinstance(result, bytes | str):
+                m.set_message_id(rec, rid, m.text(result))
+            elif kind == "read" and not isinstance(result, BaseException):
+                _after_read(rec, attr, key, 0, result)
+    except Exception as exc:
+        rec.fault("redis.pipeline.execute", exc)
+
+
+async def _settle_later(
+    rec: _r.Recorder, key: int, pending: list[tuple[int, str, int, str]], aw: Any
+) -> Any:
+    out = await aw
+    _settle(rec, key, pending, out)
+    return out
+
+
+def make_execute(orig: Fn) -> Fn:
+    """A pipeline's ``execute`` (sync or async) that records what queued commands left."""
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pending = _take_pending(self)
+        rec = _r.RECORDER
+        if not pending or rec is None:
+            return orig(self, *args, **kwargs)
+        key = 0
+        try:
+            key = _key()
+        except Exception as exc:
+            rec.fault("redis.pipeline.execute", exc)
+        out = orig(self, *args, **kwargs)
+        if _awaitable(out):
+            return _settle_later(rec, key, pending, out)
+        _settle(rec, key, pending, out)
+        return out
+
+    return execute
+
+
+def make_reset(orig: Fn) -> Fn:
+    """A pipeline's ``reset``: what was queued is dropped, and so is our note of it."""
+
+    def reset(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _take_pending(self)
+        return orig(self, *args, **kwargs)
+
+    return reset
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+def _send(rec: _r.Recorder, name: Any, fields: dict[Any, Any], args: Any, kwargs: Any) -> int:
+    """Inject into ``fields`` (the caller's copy) and record the send; returns it (or 0)."""
+    try:
         carrier = StreamFields(fields)
         found = TRACECONTEXT.extract(carrier)
         ctx = found.context if found is not None else m.outgoing()
         if found is None:
             TRACECONTEXT.inject(W3CContext(ctx), carrier)
         given = args[0] if args else kwargs.get("id", "*")
-        rid = m.record_send(
+        return m.record_send(
             rec,
-            m.program_key(_lib_dir),
+            _key(),
             protocol=PROTOCOL,
             library=LIBRARY,
             destination=m.text(name),
@@ -57,13 +165,42 @@ def _xadd(self: Any, name: Any, fields: Any, *args: Any, **kwargs: Any) -> Any:
         )
     except Exception as exc:
         rec.fault("redis.xadd", exc)
-    entry_id = _orig["xadd"](self, name, fields, *args, **kwargs)
-    if rid and isinstance(entry_id, bytes | str):
+        return 0
+
+
+def _set_id(rec: _r.Recorder, rid: int, entry_id: Any) -> None:
+    if isinstance(entry_id, bytes | str):
         try:
             m.set_message_id(rec, rid, m.text(entry_id))
         except Exception as exc:
             rec.fault("redis.xadd", exc)
+
+
+async def _id_when_done(rec: _r.Recorder, rid: int, aw: Any) -> Any:
+    entry_id = await aw
+    _set_id(rec, rid, entry_id)
     return entry_id
+
+
+def make_xadd(orig: Fn) -> Fn:
+    def xadd(self: Any, name: Any, fields: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is None or not isinstance(fields, dict):
+            return orig(self, name, fields, *args, **kwargs)
+        fields = dict(fields)
+        rid = _send(rec, name, fields, args, kwargs)
+        result = orig(self, name, fields, *args, **kwargs)
+        if not rid:
+            return result
+        if result is self:  # queued in a pipeline: the id comes with execute's results
+            _queued(rec, self, "send", rid, "xadd")
+        elif _awaitable(result):
+            return _id_when_done(rec, rid, result)
+        else:
+            _set_id(rec, rid, result)
+        return result
+
+    return xadd
 
 
 def _entries(reply: Any) -> list[tuple[str, Any, Any]]:
@@ -97,9 +234,9 @@ def _before_read(rec: _r.Recorder, attr: str, streams: Any, block: Any) -> tuple
     """The program's location key, and the wait resource when the read may block."""
     key = wait = 0
     try:
-        key = m.program_key(_lib_dir)
+        key = _key()
         if isinstance(block, tuple):  # the positional argument, sliced
-            block = block[0]
+            block = block[0] if block else None
         if block is not None:
             dest = ",".join(m.text(s) for s in streams)
             wait = m.record_block(rec, key, PROTOCOL, LIBRARY, dest)
@@ -128,101 +265,203 @@ def _after_read(rec: _r.Recorder, attr: str, key: int, wait: int, reply: Any) ->
     return reply
 
 
-def _xread(self: Any, streams: Any, *args: Any, **kwargs: Any) -> Any:
-    rec = _r.RECORDER
-    if rec is None or not isinstance(streams, dict):
-        return _orig["xread"](self, streams, *args, **kwargs)
-    key, wait = _before_read(rec, "xread", streams, kwargs.get("block", args[1:2] or None))
-    return _after_read(rec, "xread", key, wait, _orig["xread"](self, streams, *args, **kwargs))
+def wake_failed(rec: _r.Recorder, wait: int, key: int, exc: BaseException) -> None:
+    """End a wait its call ended by raising: cancelled, or an error."""
+    asyncio = sys.modules.get("asyncio")
+    cancelled = asyncio is not None and isinstance(exc, asyncio.CancelledError)
+    m.record_wake(rec, wait, int(Outcome.CANCELLED if cancelled else Outcome.ERROR), key)
 
 
-def _xreadgroup(
-    self: Any, groupname: Any, consumername: Any, streams: Any, *a: Any, **kw: Any
-) -> Any:
-    rec = _r.RECORDER
-    if rec is None or not isinstance(streams, dict):
-        return _orig["xreadgroup"](self, groupname, consumername, streams, *a, **kw)
-    key, wait = _before_read(rec, "xreadgroup", streams, kw.get("block", a[1:2] or None))
-    reply = _orig["xreadgroup"](self, groupname, consumername, streams, *a, **kw)
-    return _after_read(rec, "xreadgroup", key, wait, reply)
+async def _read_when_done(rec: _r.Recorder, attr: str, key: int, wait: int, aw: Any) -> Any:
+    try:
+        if wait and isinstance(aw, types.CoroutineType):
+            reply = await task_waits.drive(aw, wait, int(Reason.MESSAGE), key, blocked=True)
+        else:
+            reply = await aw
+    except BaseException as exc:
+        if wait:
+            wake_failed(rec, wait, key, exc)
+        raise
+    return _after_read(rec, attr, key, wait, reply)
 
 
-def _publish(self: Any, channel: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
-    rec = _r.RECORDER
-    if rec is not None:
-        try:
-            m.record_send(
-                rec,
-                m.program_key(_lib_dir),
-                protocol=PROTOCOL,
-                library=LIBRARY,
-                destination=m.text(channel),
-                message_id="",
-                ctx=None,  # a pub/sub payload has no headers: nothing can be injected
-            )
-        except Exception as exc:
-            rec.fault("redis.publish", exc)
-    return _orig["publish"](self, channel, message, *args, **kwargs)
+def _read(rec: _r.Recorder, attr: str, client: Any, streams: Any, block: Any, call: Fn) -> Any:
+    """One XREAD / XREADGROUP: the wait, the call, the receives (now, once awaited, or from
+    the pipeline's results)."""
+    queued = getattr(client, "_wisp_pipeline", False)  # a pipeline queues: never a wait
+    key, wait = _before_read(rec, attr, streams, None if queued else block)
+    try:
+        result = call()
+    except BaseException as exc:
+        if wait:
+            wake_failed(rec, wait, key, exc)
+        raise
+    if queued and result is client:
+        _queued(rec, client, "read", 0, attr)
+        return result
+    if _awaitable(result):
+        return _read_when_done(rec, attr, key, wait, result)
+    return _after_read(rec, attr, key, wait, result)
 
 
-def _handle_message(self: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
-    rec = _r.RECORDER
-    if rec is not None and isinstance(response, list | tuple) and len(response) >= 3:
-        try:
-            kind = m.text(response[0])
-            if kind in _MESSAGE_TYPES:
-                channel = response[2] if kind == "pmessage" else response[1]
-                m.record_recv(
+def make_xread(orig: Fn) -> Fn:
+    def xread(self: Any, streams: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is None or not isinstance(streams, dict):
+            return orig(self, streams, *args, **kwargs)
+        block = kwargs.get("block", args[1:2])
+        return _read(
+            rec, "xread", self, streams, block, lambda: orig(self, streams, *args, **kwargs)
+        )
+
+    return xread
+
+
+def make_xreadgroup(orig: Fn) -> Fn:
+    def xreadgroup(self: Any, group: Any, consumer: Any, streams: Any, *a: Any, **kw: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is None or not isinstance(streams, dict):
+            return orig(self, group, consumer, streams, *a, **kw)
+        block = kw.get("block", a[1:2])
+        return _read(
+            rec,
+            "xreadgroup",
+            self,
+            streams,
+            block,
+            lambda: orig(self, group, consumer, streams, *a, **kw),
+        )
+
+    return xreadgroup
+
+
+# --- pub/sub ------------------------------------------------------------------------------
+
+
+def make_publish(orig: Fn) -> Fn:
+    def publish(self: Any, channel: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is not None:
+            try:
+                m.record_send(
                     rec,
-                    m.program_key(_lib_dir),
+                    _key(),
                     protocol=PROTOCOL,
                     library=LIBRARY,
                     destination=m.text(channel),
                     message_id="",
-                    carriers=[],
+                    ctx=None,  # a pub/sub payload has no headers: nothing can be injected
                 )
-        except Exception as exc:
-            rec.fault("redis.pubsub.handle_message", exc)
-    return _orig["handle_message"](self, response, *args, **kwargs)
+            except Exception as exc:
+                rec.fault("redis.publish", exc)
+        return orig(self, channel, message, *args, **kwargs)
+
+    return publish
 
 
-def _get_message(self: Any, *args: Any, **kwargs: Any) -> Any:
-    rec = _r.RECORDER
-    timeout = kwargs.get("timeout", args[1] if len(args) > 1 else 0.0)
-    if rec is None or timeout == 0:
-        return _orig["get_message"](self, *args, **kwargs)
-    key = wait = 0
+def make_handle_message(orig: Fn) -> Fn:
+    """``PubSub.handle_message`` (sync, or async returning its coroutine): called once the
+    message is in, so the receive is recorded before handing it on."""
+
+    def handle_message(self: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is not None and isinstance(response, list | tuple) and len(response) >= 3:
+            try:
+                kind = m.text(response[0])
+                if kind in _MESSAGE_TYPES:
+                    channel = response[2] if kind == "pmessage" else response[1]
+                    m.record_recv(
+                        rec,
+                        _key(),
+                        protocol=PROTOCOL,
+                        library=LIBRARY,
+                        destination=m.text(channel),
+                        message_id="",
+                        carriers=[],
+                    )
+            except Exception as exc:
+                rec.fault("redis.pubsub.handle_message", exc)
+        return orig(self, response, *args, **kwargs)
+
+    return handle_message
+
+
+def subscriptions(pubsub: Any) -> str:
+    """The channels and patterns ``pubsub`` listens to, as a wait's destination."""
+    names = [*pubsub.channels, *pubsub.patterns]
+    return ",".join(sorted(m.text(n) for n in names)) or "?"
+
+
+def get_message_wait(rec: _r.Recorder, pubsub: Any) -> tuple[int, int]:
+    """(location key, wait resource) of a ``get_message`` that may wait."""
     try:
-        key = m.program_key(_lib_dir)
-        names = [*self.channels, *self.patterns]
-        dest = ",".join(sorted(m.text(n) for n in names)) or "?"
-        wait = m.record_block(rec, key, PROTOCOL, LIBRARY, dest)
+        key = _key()
+        return key, m.record_block(rec, key, PROTOCOL, LIBRARY, subscriptions(pubsub))
     except Exception as exc:
         rec.fault("redis.pubsub.get_message", exc)
-    msg = _orig["get_message"](self, *args, **kwargs)
-    if wait:
-        got = isinstance(msg, dict) and m.text(msg.get("type")) in _MESSAGE_TYPES
-        if not got:  # a msg.recv ended the wait otherwise
-            m.record_wake(rec, wait, m.WAKE_TIMEOUT if msg is None else m.WAKE_OK, key)
-    return msg
+        return 0, 0
+
+
+def end_get_message_wait(rec: _r.Recorder, key: int, wait: int, msg: Any) -> None:
+    """End the wait unless the message's ``msg.recv`` did."""
+    got = isinstance(msg, dict) and m.text(msg.get("type")) in _MESSAGE_TYPES
+    if wait and not got:
+        m.record_wake(rec, wait, m.WAKE_TIMEOUT if msg is None else m.WAKE_OK, key)
+
+
+def get_message_timeout(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return kwargs.get("timeout", args[1] if len(args) > 1 else 0.0)
+
+
+def _make_get_message(orig: Fn) -> Fn:
+    def get_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is None or get_message_timeout(args, kwargs) == 0:
+            return orig(self, *args, **kwargs)
+        key, wait = get_message_wait(rec, self)
+        try:
+            msg = orig(self, *args, **kwargs)
+        except BaseException as exc:
+            if wait:
+                wake_failed(rec, wait, key, exc)
+            raise
+        end_get_message_wait(rec, key, wait, msg)
+        return msg
+
+    return get_message
+
+
+# --- installing ---------------------------------------------------------------------------
+
+COMMANDS: tuple[tuple[str, Make], ...] = (
+    ("xadd", make_xadd),
+    ("xread", make_xread),
+    ("xreadgroup", make_xreadgroup),
+    ("publish", make_publish),
+)
+PIPELINE_METHODS: tuple[tuple[str, Make], ...] = (
+    ("execute", make_execute),
+    ("reset", make_reset),
+    ("_wisp_pipeline", lambda _absent: True),  # marks the class: its reads are queued
+)
+
+
+def wrap(patches: m.Patches, cls: Any, hooks: tuple[tuple[str, Make], ...]) -> None:
+    """Replace each ``cls.attr`` by ``make(original)`` (None for an attribute it lacks)."""
+    for attr, make in hooks:
+        patches.set(cls, attr, make(getattr(cls, attr, None)))
 
 
 def _patch() -> None:
-    global _lib_dir
-    import redis.client
-
-    _lib_dir = m.package_dir(redis)
-    hooks: tuple[tuple[str, Any], ...] = (
-        ("xadd", _xadd),
-        ("xread", _xread),
-        ("xreadgroup", _xreadgroup),
-        ("publish", _publish),
-    )
-    for attr, fn in hooks:
-        _orig[attr] = _patches.set(redis.client.Redis, attr, fn)
-    hooks = (("handle_message", _handle_message), ("get_message", _get_message))
-    for attr, fn in hooks:
-        _orig[attr] = _patches.set(redis.client.PubSub, attr, fn)
+    client = importlib.import_module("redis.client")
+    cluster = importlib.import_module("redis.cluster")
+    lib_dir()
+    wrap(_patches, client.Redis, COMMANDS)
+    wrap(_patches, cluster.RedisCluster, COMMANDS)
+    for pipeline in (client.Pipeline, cluster.ClusterPipeline):
+        wrap(_patches, pipeline, PIPELINE_METHODS)
+    pubsub = (("handle_message", make_handle_message), ("get_message", _make_get_message))
+    wrap(_patches, client.PubSub, pubsub)
 
 
 _hook = m.DeferredHook("redis", _patch, _patches, "install redis")

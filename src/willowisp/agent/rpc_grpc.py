@@ -17,6 +17,13 @@ makes the context current while the behaviour runs (so its own calls continue th
 and writes ``rpc.reply`` with the status it ends with. The analyzer pairs the two sides by
 the span id that crossed the wire.
 
+``grpc.aio`` runs a call's interceptors in a task it creates for the call, whose stack
+holds no line of the program. The one place grpc's internals are touched: the four
+``grpc.aio`` multicallables' ``__call__`` notes the program's calling line in a context
+variable that the call's task inherits, so the client's events are located there. The aio
+unary-unary wait is kept open across grpc's own events by task_waits.drive. Client events
+carry the program's calling line, server events the handler's definition.
+
 Trade-off: a blocking sync call is told from ``.future()`` and the streaming kinds by the
 name of the continuation grpc hands the interceptor (``_with_call``), grpc's layout since
 1.x; a call that is not blocking records its ``rpc.response`` from grpc's done callback, on
@@ -27,6 +34,7 @@ The agent does not import grpc; the hooks go in right after the program first do
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import os
 import sys
@@ -34,7 +42,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from willowisp.agent import context, post_import
+from willowisp.agent import context, post_import, task_waits
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
@@ -53,6 +61,11 @@ _waits: list[post_import.Waiting] = []
 # The interceptor classes, built once grpc is imported (their bases are grpc's ABCs).
 _classes: dict[str, type] = {}
 _GRPC_DIR = ""  # grpc's package folder: its frames are skipped when locating an event
+# The program's line that made the ``grpc.aio`` call being started, set by the multicallable's
+# ``__call__`` around its body: grpc runs the interceptors in a task it creates there, which
+# copies this context, so the interceptor finds the caller's line that its own stack lacks.
+_call_site: contextvars.ContextVar[int] = contextvars.ContextVar("wisp_grpc_call", default=0)
+_AIO_CALLABLES = ("UnaryUnary", "UnaryStream", "StreamUnary", "StreamStream")
 
 
 def _extract(pairs: list[tuple[Any, Any]]) -> TraceContext | None:
@@ -81,9 +94,13 @@ def _status(code: Any) -> int:
 
 
 def _program_key(rec: _r.Recorder) -> int:
-    """The location key of the program's innermost frame outside the stdlib, us and grpc."""
+    """The location key of the program's innermost frame outside the stdlib, us and grpc;
+    0 if there is none in the running thread or, in an asyncio task, in the running step
+    (below it is the event loop's caller, the ``asyncio.run`` line, which made no call)."""
     f = sys._getframe(1)
     while f is not None:
+        if f.f_globals.get("__name__") == "asyncio.events":
+            return 0
         name = f.f_code.co_filename
         if not rec.is_internal(name) and not (_GRPC_DIR and name.startswith(_GRPC_DIR)):
             c = f.f_code
@@ -108,9 +125,10 @@ def _with_metadata(details: Any, metadata: Any) -> Any:
 
 
 def _begin_client(
-    rec: _r.Recorder, details: Any, peer: str, library: str, aio: bool
+    rec: _r.Recorder, details: Any, peer: str, library: str, aio: bool, key: int = 0
 ) -> tuple[int, Any, int]:
-    """Inject the context and define the call's resource; write ``msg.send``.
+    """Inject the context and define the call's resource; write ``msg.send`` at ``key``
+    (0: the program's innermost frame on this stack).
 
     Returns (resource or 0 when not recorded, the details to call with, location key)."""
     method = details.method
@@ -126,7 +144,7 @@ def _begin_client(
         details = _with_metadata(details, new)
     if not ctx.sampled and rec.config.mode == "hops":
         return 0, details, 0  # always-on mode records sampled calls only; the flag travels
-    key = _program_key(rec)
+    key = key or _program_key(rec)
     rid = rec.new_resource(
         "rpc",
         0,
@@ -153,12 +171,14 @@ def _emit(kind: K, rid: int, arg: int, key: int = 0) -> None:
         rec.emit_for(st, st.unit, int(kind), rid, arg, key)
 
 
-def _respond_when_done(rid: int, call: Any, aio: bool) -> None:
-    """Write ``rpc.response`` from grpc's done callback (calls that do not block)."""
+def _respond_when_done(rid: int, call: Any, aio: bool, key: int) -> None:
+    """Write ``rpc.response`` from grpc's done callback (calls that do not block), located
+    at ``key``, the program's line that made the call."""
 
     def done(c: Any) -> None:
         try:
-            _emit(K.RPC_RESPONSE, rid, _aio_status_now(c) if aio else _status(c.code()))
+            status = _aio_status_now(c) if aio else _status(c.code())
+            _emit(K.RPC_RESPONSE, rid, status, key)
         except Exception as exc:
             rec = _r.RECORDER
             if rec is not None:
@@ -211,7 +231,7 @@ class _ClientHooks:
             if blocking:
                 _emit(K.RPC_RESPONSE, rid, _status(call.code()), key)
             else:
-                _respond_when_done(rid, call, False)
+                _respond_when_done(rid, call, False, key)
         except Exception as exc:
             if rec is not None:
                 rec.fault("grpc client response", exc)
@@ -232,7 +252,8 @@ class _ClientHooks:
 
 class _AioClientHooks:
     """The ``grpc.aio`` client interceptor's behaviour. grpc runs each intercepted call in a
-    task of its own, which the caller's task awaits: the wait is recorded in that task."""
+    task of its own, which the caller's task awaits: the wait is recorded in that task, and
+    located, like the send, at the program's line that made the call (``_call_site``)."""
 
     library = "grpcio.aio"
 
@@ -241,10 +262,12 @@ class _AioClientHooks:
 
     async def _intercept(self, continuation: Any, details: Any, req: Any, wait: bool) -> Any:
         rec = _r.RECORDER
-        rid = 0
+        rid = key = 0
         if rec is not None:
             try:
-                rid, details, _ = _begin_client(rec, details, self.peer, self.library, True)
+                rid, details, key = _begin_client(
+                    rec, details, self.peer, self.library, True, _call_site.get()
+                )
             except Exception as exc:
                 rec.fault("grpc.aio client", exc)
         if not rid:
@@ -252,14 +275,13 @@ class _AioClientHooks:
         try:
             call = await continuation(details, req)
             if not wait:
-                _respond_when_done(rid, call, True)
+                _respond_when_done(rid, call, True, key)
                 return call
-            _emit(K.UNIT_BLOCK, rid, Reason.RPC)
-            code = await call.code()
+            code = await task_waits.drive(call.code(), rid, int(Reason.RPC), key)
         except BaseException:
-            _emit(K.RPC_RESPONSE, rid, NO_STATUS)
+            _emit(K.RPC_RESPONSE, rid, NO_STATUS, key)
             raise
-        _emit(K.RPC_RESPONSE, rid, _status(code))
+        _emit(K.RPC_RESPONSE, rid, _status(code), key)
         return call
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
@@ -553,6 +575,28 @@ def _aio_client(target: Any, interceptors: Any) -> Any:
         return interceptors
 
 
+def _aio_call(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """``__call__`` of a ``grpc.aio`` multicallable: notes the program's line in
+    ``_call_site`` while grpc starts the call (and its interceptors' task)."""
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is None:
+            return orig(self, *args, **kwargs)
+        token = None
+        try:
+            token = _call_site.set(_program_key(rec))
+        except Exception as exc:
+            rec.fault("grpc.aio call", exc)
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            if token is not None:
+                _call_site.reset(token)
+
+    return __call__
+
+
 def _server(
     thread_pool: Any, handlers: Any = None, interceptors: Any = None, *a: Any, **k: Any
 ) -> Any:
@@ -612,6 +656,12 @@ def _patch() -> None:
             (aio, "secure_channel", "aio.secure_channel", _aio_secure_channel),
             (aio, "server", "aio.server", _aio_server),
         ]
+        channel = sys.modules.get("grpc.aio._channel")
+        for kind in _AIO_CALLABLES if channel is not None else ():
+            cls = getattr(channel, f"{kind}MultiCallable", None)
+            if cls is not None and "__call__" in cls.__dict__:
+                wrapper = _aio_call(cls.__dict__["__call__"])
+                patches.append((cls, "__call__", f"aio.{kind}.__call__", wrapper))
     mark = len(_patched)
     try:
         for module, attr, name, value in patches:
