@@ -79,9 +79,11 @@ def task_waited(p: ProcessTrace, wait: str, recv: Ev, sent: Ev | None = None) ->
         assert yields
 
 
-def run(tmp_path: Any, code: str, *args: str) -> ProcessTrace:
+def run(
+    tmp_path: Any, code: str, *args: str, env_extra: dict[str, str] | None = None
+) -> ProcessTrace:
     out = str(tmp_path / "run")
-    r = run_program(code, out, args=list(args))
+    r = run_program(code, out, args=list(args), env_extra=env_extra)
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     assert not p.faults, p.faults
@@ -425,3 +427,53 @@ def test_sqs_send_and_receive_link_through_attributes_with_stubber(tmp_path):
         assert r["parent_span_id"] == s["span_id"] and r["trace_id"] == s["trace_id"]
     assert recvs[3]["parent_span_id"] == ""
     assert kinds_on(p, "wait orders") == ["unit.block", "unit.block", "unit.wake"]
+
+
+def test_a_message_boundary_records_its_consumer_at_full_fidelity(tmp_path, rabbitmq_port):
+    """hops mode, boundary entry=amqp:/orders: the consumer's handling of each /orders
+    message (a lock inside the callback) is recorded until it takes the next message, and
+    the /audit messages it publishes carry the boundary (wisp tracestate member) to the
+    /audit consumer; /other messages are not recorded."""
+    p = run(
+        tmp_path,
+        """
+        import sys, threading, pika
+        lock = threading.Lock()
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", int(sys.argv[1])))
+        ch = conn.channel()
+        for q in ("orders", "other", "audit"):
+            ch.queue_declare(q)
+            ch.queue_purge(q)
+        for i in range(2):
+            ch.basic_publish("", "orders", b"o")
+            ch.basic_publish("", "other", b"x")
+        seen = {"orders": 0, "other": 0, "audit": 0}
+        def on_message(ch, method, props, body):
+            with lock:
+                seen[method.routing_key] += 1
+            if method.routing_key == "orders":
+                ch.basic_publish("", "audit", b"a")
+            ch.basic_ack(method.delivery_tag)
+            if sum(seen.values()) == 6:
+                ch.stop_consuming()
+        for q in ("orders", "other", "audit"):
+            ch.basic_consume(q, on_message)
+        ch.start_consuming()
+        conn.close()
+        print(seen["orders"], seen["other"], seen["audit"])
+        """,
+        str(rabbitmq_port),
+        env_extra={
+            "WILLOWISP_MODE": "hops",
+            "WILLOWISP_TRACE_RATIO": "0",
+            "WILLOWISP_BOUNDARIES": "entry=amqp:/orders",
+        },
+    )
+    assert p.stdout.split() == ["2", "2", "2"]  # type: ignore[attr-defined]
+    recvs = messages(p, "recv ")
+    assert sorted(str(r["destination"]) for r in recvs) == ["/audit"] * 2 + ["/orders"] * 2
+    assert all(r.get("boundary") == "amqp:/orders" for r in recvs)
+    sends = messages(p, "send ")
+    assert [s["destination"] for s in sends] == ["/audit", "/audit"]
+    lock_rid = p.resource("lock")
+    assert len([e for e in p.events if e.res == lock_rid and e.kind == "lock.acquired"]) == 4

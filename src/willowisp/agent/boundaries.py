@@ -33,6 +33,10 @@ from willowisp.agent import context
 from willowisp.agent import recorder as _r
 from willowisp.errors import UsageError
 from willowisp.model.boundary import Boundary, parse_boundary
+from willowisp.wire.codec import Getter
+from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
+from willowisp.wire.traceparent import TraceContext
+from willowisp.wire.tracestate import EMPTY, TraceState
 
 RUNTIME = "python"
 STATE_KEY = "wisp"  # tracestate member: wisp=b-<boundary id>
@@ -62,6 +66,7 @@ class Instance:
     declared: Declared
     st: _r.ThreadState
     rows_at_entry: int
+    message: bool = False  # opened by a received message: lasts until the next one
 
 
 Token = contextvars.Token[Any]
@@ -238,6 +243,45 @@ def enter(protocol: str, method: str, target: str, state_member: str = "") -> To
     return context.boundary.set(Instance(found, st, rows_of(st)))
 
 
+def enter_message(protocol: str, destination: str, state_member: str = "") -> bool:
+    """A consumer took a message: close the instance the previous message opened on this
+    unit's context, if any, and open one if this message starts a boundary (or carries
+    one). Returns whether one is open now."""
+    cur = context.boundary.get()
+    if isinstance(cur, Instance) and cur.message:
+        context.boundary.set(None)
+        _close(cur)
+    token = enter(protocol, "", destination, state_member)
+    if token is None:
+        return False
+    inst = context.boundary.get()
+    if isinstance(inst, Instance):
+        inst.message = True
+    return True
+
+
+def _close(inst: Instance) -> None:
+    d = inst.declared
+    d.active = max(0, d.active - 1)
+    d.events += max(0, rows_of(inst.st) - inst.rows_at_entry)
+
+
+def w3c(ctx: TraceContext, state: TraceState = EMPTY) -> W3CContext:
+    """The W3C context to inject into an outgoing hop: with the ``wisp`` member when the
+    hop is made inside a boundary."""
+    member = outgoing_member()
+    return W3CContext(ctx, state.with_entry(STATE_KEY, member) if member else state)
+
+
+def member_of(carriers: list[Getter]) -> str:
+    """The ``wisp`` tracestate member an inbound hop carries ('' if none)."""
+    for carrier in carriers:
+        found = TRACECONTEXT.extract(carrier)
+        if found is not None:
+            return found.tracestate.get(STATE_KEY) or ""
+    return ""
+
+
 def leave(token: Token | None) -> None:
     """The handler replied: close the instance ``enter`` opened and count its events."""
     if token is None:
@@ -248,9 +292,7 @@ def leave(token: Token | None) -> None:
     except ValueError:  # left from another context: it is not current there
         context.boundary.set(None)
     if isinstance(inst, Instance):
-        d = inst.declared
-        d.active = max(0, d.active - 1)
-        d.events += max(0, rows_of(inst.st) - inst.rows_at_entry)
+        _close(inst)
 
 
 def forced_attrs(flags: int) -> dict[str, Any]:

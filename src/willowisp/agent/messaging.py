@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
-from willowisp.agent import context, post_import
+from willowisp.agent import boundaries, context, post_import
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
@@ -232,9 +232,14 @@ def record_recv(
     Returns the consumer's own context (the extracted trace with a new span id), to make
     current while a callback handles the message; None when nothing was recorded.
     """
-    parent = extract(carriers)
+    found = list(carriers)
+    parent = extract(found)
     trace_id = parent.trace_id if parent is not None else new_trace_id()
     flags = parent.flags if parent is not None else context.root_flags()
+    forced: dict[str, Any] = {}
+    if boundaries.enter_message(protocol, destination, boundaries.member_of(found)):
+        forced = boundaries.forced_attrs(flags)
+        flags |= 1  # a declared boundary is recorded whatever the trace ratio
     own = TraceContext(trace_id, new_span_id(), flags)
     if not flags & 1 and rec.config.mode == "hops":
         return own
@@ -251,6 +256,7 @@ def record_recv(
         library=library,
         destination=destination,
         message_id=message_id,
+        **forced,
     )
     st = _r.state()
     rec.emit_for(st, st.unit, RECV, rid, 0, key)

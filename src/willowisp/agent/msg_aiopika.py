@@ -29,12 +29,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from willowisp.agent import context, task_waits
+from willowisp.agent import boundaries, context, task_waits
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import Outcome, Reason
 from willowisp.wire.carriers import AmqpHeaders
-from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
+from willowisp.wire.tracecontext import TRACECONTEXT
 
 PROTOCOL, LIBRARY = "amqp", "aio-pika"
 Fn = Callable[..., Any]
@@ -77,7 +77,7 @@ def _inject(rec: _r.Recorder, exchange: Any, message: Any, routing_key: Any) -> 
     found = TRACECONTEXT.extract(carrier)
     ctx = found.context if found is not None else m.outgoing()
     if found is None:
-        TRACECONTEXT.inject(W3CContext(ctx), carrier)
+        TRACECONTEXT.inject(boundaries.w3c(ctx), carrier)
     m.record_send(
         rec,
         _key(),

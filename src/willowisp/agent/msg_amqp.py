@@ -27,11 +27,11 @@ import importlib
 import sys
 from typing import Any
 
-from willowisp.agent import context
+from willowisp.agent import boundaries, context
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import AmqpHeaders
-from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
+from willowisp.wire.tracecontext import TRACECONTEXT
 
 PROTOCOL, LIBRARY = "amqp", "pika"
 
@@ -67,7 +67,7 @@ def _inject(rec: _r.Recorder, exchange: Any, routing_key: Any, properties: Any) 
     found = TRACECONTEXT.extract(carrier)
     ctx = found.context if found is not None else m.outgoing()
     if found is None:
-        TRACECONTEXT.inject(W3CContext(ctx), carrier)
+        TRACECONTEXT.inject(boundaries.w3c(ctx), carrier)
     m.record_send(
         rec,
         m.program_key(_lib_dir),

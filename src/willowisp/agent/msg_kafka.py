@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from willowisp.agent import boundaries
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import KafkaHeaders
-from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
+from willowisp.wire.tracecontext import TRACECONTEXT
 
 PROTOCOL, LIBRARY = "kafka", "confluent-kafka"
 _PRODUCE_ARGS = ("value", "key", "partition", "on_delivery", "timestamp", "headers")
@@ -68,7 +69,7 @@ def send_with_context(
     found = TRACECONTEXT.extract(carrier)
     ctx = found.context if found is not None else (m.outgoing() if inject else None)
     if found is None and ctx is not None:
-        TRACECONTEXT.inject(W3CContext(ctx), carrier)
+        TRACECONTEXT.inject(boundaries.w3c(ctx), carrier)
     rid = m.record_send(
         rec,
         key,

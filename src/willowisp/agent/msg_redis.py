@@ -32,12 +32,12 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from willowisp.agent import boundaries, task_waits
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
-from willowisp.agent import task_waits
 from willowisp.model.spec import Outcome, Reason
 from willowisp.wire.carriers import AmqpHeaders as StreamFields  # a dict of str-or-bytes too
-from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
+from willowisp.wire.tracecontext import TRACECONTEXT
 
 PROTOCOL, LIBRARY = "redis", "redis-py"
 _MESSAGE_TYPES = ("message", "pmessage", "smessage")
@@ -152,7 +152,7 @@ def _send(rec: _r.Recorder, name: Any, fields: dict[Any, Any], args: Any, kwargs
         found = TRACECONTEXT.extract(carrier)
         ctx = found.context if found is not None else m.outgoing()
         if found is None:
-            TRACECONTEXT.inject(W3CContext(ctx), carrier)
+            TRACECONTEXT.inject(boundaries.w3c(ctx), carrier)
         given = args[0] if args else kwargs.get("id", "*")
         return m.record_send(
             rec,

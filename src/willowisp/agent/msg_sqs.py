@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from willowisp.agent import boundaries
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.wire.carriers import SqsMessageAttributes, SqsSystemAttributes
-from willowisp.wire.tracecontext import TRACECONTEXT, TRACEPARENT, W3CContext
+from willowisp.wire.tracecontext import TRACECONTEXT, TRACEPARENT
 from willowisp.wire.traceparent import TraceContext
 from willowisp.wire.xray import XRayContext
 
@@ -55,7 +56,7 @@ def _inject(entry: dict[str, Any]) -> tuple[dict[str, Any], TraceContext | None]
         return entry, found.context
     ctx = m.outgoing()
     if len(attrs) < MAX_ATTRIBUTES:
-        TRACECONTEXT.inject(W3CContext(ctx), carrier)
+        TRACECONTEXT.inject(boundaries.w3c(ctx), carrier)
         entry["MessageAttributes"] = attrs
         return entry, ctx
     system = dict(entry.get("MessageSystemAttributes") or {})

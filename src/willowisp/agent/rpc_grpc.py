@@ -42,12 +42,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from willowisp.agent import context, post_import, task_waits
+from willowisp.agent import boundaries, context, post_import, task_waits
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
 from willowisp.wire.carriers import GrpcMetadata
-from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
+from willowisp.wire.tracecontext import TRACECONTEXT
 from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id
 from willowisp.wire.xray import XRAY
 
@@ -138,7 +138,7 @@ def _begin_client(
     ctx = _extract(pairs)
     if ctx is None:
         ctx = context.outgoing()
-        TRACECONTEXT.inject(W3CContext(ctx), GrpcMetadata(pairs))
+        TRACECONTEXT.inject(boundaries.w3c(ctx), GrpcMetadata(pairs))
         grpc = sys.modules["grpc"]
         new = grpc.aio.Metadata(*pairs) if aio else tuple(pairs)
         details = _with_metadata(details, new)
@@ -304,11 +304,12 @@ class _AioClientHooks:
 class _ServerCall:
     """One inbound call: its resource, its context, and the reply written once."""
 
-    __slots__ = ("key", "rid", "token")
+    __slots__ = ("bnd", "key", "rid", "token")
 
     def __init__(self, hcd: Any, behavior: Any, servicer_context: Any, library: str) -> None:
         self.rid = 0
         self.token: Any = None
+        self.bnd: Any = None
         self.key = 0
         rec = _r.RECORDER
         if rec is None:
@@ -319,6 +320,13 @@ class _ServerCall:
             own = new_span_id()
             trace_id = parent.trace_id if parent else new_trace_id()
             flags = parent.flags if parent else context.root_flags()
+            method = str(hcd.method)
+            member = boundaries.member_of([GrpcMetadata(pairs)])
+            self.bnd = boundaries.enter("grpc", "", method, member)
+            forced: dict[str, Any] = {}
+            if self.bnd is not None:
+                forced = boundaries.forced_attrs(flags)
+                flags |= 1  # a declared boundary is recorded whatever the trace ratio
             self.token = context.set_current(TraceContext(trace_id, own, flags))
             if not flags & 1 and rec.config.mode == "hops":
                 return  # not sampled: propagate the decision, record nothing
@@ -326,7 +334,6 @@ class _ServerCall:
             if code is not None:
                 _r.CODE_IDS[id(code)] = code
                 self.key = id(code) << 16
-            method = str(hcd.method)
             peer = servicer_context.peer() if hasattr(servicer_context, "peer") else ""
             self.rid = rec.new_resource(
                 "rpc",
@@ -342,6 +349,7 @@ class _ServerCall:
                 method=method,
                 target=method,
                 peer=str(peer),
+                **forced,
             )
             _emit(K.MSG_RECV, self.rid, 0, self.key)
         except Exception as exc:
@@ -360,6 +368,8 @@ class _ServerCall:
             if rec is not None:
                 rec.fault("grpc server reply", exc)
         finally:
+            bnd, self.bnd = self.bnd, None
+            boundaries.leave(bnd)
             token, self.token = self.token, None
             if token is not None:
                 try:
