@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from willowisp.causality.difference_constraints import INF, least_slack, reduce_edges
-from willowisp.causality.offsets import Interval, drift, solve_edges
+from willowisp.causality.drift import drift
+from willowisp.causality.offsets import Interval, solve_edges
 
 I64 = npt.NDArray[np.int64]
 Case = tuple[int, int, list[int], I64, I64, I64]
@@ -184,3 +185,27 @@ def test_no_drift_without_evidence() -> None:
     bound = bound + rng.integers(0, 2_000_000, len(bound))  # jittery latency, looser bounds
     assert drift(2, 0, a, b, bound, when) == [None, None]
     assert drift(2, 0, a[:1], b[:1], bound[:1], when[:1]) == [None, None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(systems(consistent=False))
+def test_every_bound_is_the_sum_of_a_chain_of_constraints(case: Case) -> None:
+    """Each finite interval end is the sum, along Solution.chain, of the tightest
+    constraint of each domain pair plus the slack: the bound can be traced to its edges."""
+    n, ref, _, a, b, bound = case
+    sol = solve_edges(n, ref, a, b, bound)
+    tightest: dict[tuple[int, int], int] = {}
+    for x, y, c in zip(a.tolist(), b.tolist(), bound.tolist(), strict=True):
+        if x != y:
+            tightest[(x, y)] = min(c, tightest.get((x, y), c))
+    for d in range(n):
+        iv = sol.intervals[d]
+        for upper, end in ((True, iv.hi), (False, iv.lo)):
+            chain = sol.chain(d, upper)
+            if d == ref or end is None:
+                assert chain == []
+                continue
+            total = sum(tightest[pair] + sol.slack_ns for pair in chain)
+            assert end == (total if upper else -total), (d, upper, chain)
+            path = [d] + [p[1] if upper else p[0] for p in chain]
+            assert path[-1] == ref and len(set(path)) == len(path)

@@ -10,9 +10,19 @@ false-causality: a happens-before edge between domains whose raw timestamps run 
 effect before its cause. One finding per pair of domains, with the count, the worst case
 told with both events, and how many remain backwards after alignment (normally none: the
 offsets are chosen inside the interval the same edges allow).
+
+Where a story shows an event's time it also says how far into its logical operation the
+event was (``+95.0 ms into the operation``: adjusted time since the operation's root, see
+:mod:`willowisp.causality.operations`), and a drifting clock's line says what was applied.
+The same module shapes the per-domain adjustment detail and the per-event times of the JSON
+document (:func:`clock_detail`, :func:`event_times`), so every adjusted time can be traced
+to its offset, its drift and the causal edges they came from.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +36,7 @@ from willowisp.analysis.naming import (
     resource_name,
     services_of,
 )
-from willowisp.causality.clock_domains import ClockDomain
+from willowisp.causality.clock_domains import ClockDomain, Link
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.link import Causality
 from willowisp.ingest.trace import Trace
@@ -41,6 +51,85 @@ def find(c: Causality) -> list[Finding]:
 
 def signed(ns: int, digits: int = 1) -> str:
     return ("+" if ns > 0 else "-" if ns < 0 else "") + fmt_duration(abs(ns), digits)
+
+
+def fmt_rate(ns_per_s: int) -> str:
+    """A drift rate: ``+50.0 µs/s (50 ppm)``."""
+    return f"{signed(ns_per_s)}/s ({ns_per_s / 1000:+g} ppm)"
+
+
+def into_operation(c: Causality, i: int) -> str:
+    """How far event i was into its logical operation: ``+95.0 ms into the operation``
+    (or, for an event in none, since its unit tree began: ``+1.5 ms after MainThread began``)."""
+    trace, ops = c.trace, c.operations
+    rel = signed(int(ops.root_rel_ns[i])) or "0 ns"
+    root = ops.root_of(trace, i)
+    if ops.trace_id_of(i) is not None:
+        return "the operation's first event" if root == i else f"{rel} into the operation"
+    u = int(trace.events.unit[root])
+    began = f"{trace.units[u].name} began" if u >= 0 else "its process's trace began"
+    return f"{rel} after {began}"
+
+
+def event_times(c: Causality, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per event id: raw and adjusted time, time since its operation's root, its trace id,
+    the root event and its clock domain (the JSON document's ``event_times``)."""
+    trace, clocks, ops = c.trace, c.clocks, c.operations
+    ev = trace.events
+    out: dict[str, dict[str, Any]] = {}
+    for eid, i in trace.event_indices(ids).items():
+        out[eid] = {
+            "raw_ns": int(ev.raw[i]),
+            "adjusted_ns": int(clocks.adjusted[i]),
+            "root_rel_ns": int(ops.root_rel_ns[i]),
+            "trace_id": ops.trace_id_of(i),
+            "root": str(trace.event_id(ops.root_of(trace, i))),
+            "clock_domain": clocks.domains[int(clocks.domain_of_proc[int(ev.proc[i])])].id,
+        }
+    return out
+
+
+def clock_detail(c: Causality, d: ClockDomain) -> dict[str, Any]:
+    """The clocks entry's fields beyond the contract's: how the domain's adjusted time is
+    made, and from which evidence (see docs/analysis.md, "Drift")."""
+    trace = c.trace
+
+    def links(chain: tuple[Link, ...]) -> list[dict[str, Any]]:
+        return [
+            {
+                "cause": str(trace.event_id(k.cause)),
+                "effect": str(trace.event_id(k.effect)),
+                "bound_ns": k.bound_ns,
+            }
+            for k in chain
+        ]
+
+    found = d.drift_evidence
+    windows = (
+        None
+        if found is None
+        else [
+            {"at_ns": at, "offset_min_ns": iv.lo, "offset_max_ns": iv.hi}
+            for at, iv in ((found.early_at_ns, found.early), (found.late_at_ns, found.late))
+        ]
+    )
+    allowed = d.drift_allowed
+    return {
+        "drift_applied": d.drift_applied,
+        "drift_ref_ns": d.drift_ref_ns,
+        "drift_min_ns_per_s": allowed[0] if allowed else None,
+        "drift_max_ns_per_s": allowed[1] if allowed else None,
+        "adjustment": {
+            "offset_ns": d.offset_ns,
+            "drift_ns_per_s": d.drift_ns_per_s if d.drift_applied else 0,
+            "ref_ns": d.drift_ref_ns,
+            # each end = sum over its edges of (bound_ns + slack_ns); slack 0 when consistent
+            "slack_ns": d.slack_ns,
+            "lower": {"bound_ns": d.placed.lo, "edges": links(d.lower)},
+            "upper": {"bound_ns": d.placed.hi, "edges": links(d.upper)},
+            "drift_windows": windows,
+        },
+    }
 
 
 def describe_event(trace: Trace, i: int) -> str:
@@ -97,13 +186,17 @@ def _skew_finding(c: Causality, d: ClockDomain, ref: ClockDomain) -> Finding:
     if d.simulated:
         summary += " (simulated)"
     labels = ", ".join(trace.processes[p].label() for p in d.processes)
+    when = f" at {fmt_wall(d.drift_ref_ns)}" if d.drift_ref_ns is not None else ""
     lines = [
         f"reference clock {ref.id}: "
         + ", ".join(trace.processes[p].label() for p in ref.processes),
-        f"{d.id} ({labels}) is {amount} {direction} it: the causal order allows offsets "
-        f"from {_bound(d.interval.lo)} to {_bound(d.interval.hi)}; {signed(d.offset_ns, 3)} "
-        "is used to align it",
+        f"{d.id} ({labels}) is {amount} {direction} it{when}: the causal order allows "
+        f"offsets from {_bound(d.interval.lo)} to {_bound(d.interval.hi)}; "
+        f"{signed(d.offset_ns, 3)} is used to align it",
     ]
+    if d.drift_applied:
+        lines.append(_drift_line(d, ref))
+    corrected = " after drift correction" if d.drift_applied else ""
     events: list[int] = []
     for key, side in (((d.index, ref.index), "at most"), ((ref.index, d.index), "at least")):
         ev = clocks.evidence.get(key)
@@ -113,9 +206,10 @@ def _skew_finding(c: Causality, d: ClockDomain, ref: ClockDomain) -> Finding:
         events += [src, dst]
         offset = bound if side == "at most" else -bound
         lines.append(
-            f"{describe_event(trace, src)} at {fmt_wall(int(trace.events.raw[src]))} and "
-            f"{describe_event(trace, dst)} at {fmt_wall(int(trace.events.raw[dst]))} "
-            f"(raw): so the offset is {side} {signed(offset, 3)}"
+            f"{describe_event(trace, src)} at {fmt_wall(int(trace.events.raw[src]))} raw, "
+            f"{into_operation(c, src)}, and {describe_event(trace, dst)} at "
+            f"{fmt_wall(int(trace.events.raw[dst]))} raw, {into_operation(c, dst)}: so the "
+            f"offset{when} is {side} {signed(offset, 3)}{corrected}"
         )
     for p in d.processes:
         proc = trace.processes[p]
@@ -152,6 +246,24 @@ def _bound(v: int | None) -> str:
     return "unbounded" if v is None else signed(v, 3)
 
 
+def _drift_line(d: ClockDomain, ref: ClockDomain) -> str:
+    """What the drift of a domain is, what showed it and how it is applied."""
+    line = f"{d.id}'s clock drifts {fmt_rate(d.drift_ns_per_s)} against {ref.id}"
+    found = d.drift_evidence
+    if found is not None:
+        line += (
+            f": the hops around {fmt_wall(found.early_at_ns)} put the offset near "
+            f"{signed(found.early.midpoint, 3)}, those around {fmt_wall(found.late_at_ns)} "
+            f"near {signed(found.late.midpoint, 3)}, and no constant offset fits both"
+        )
+    allowed = d.drift_allowed
+    if allowed is not None and None not in allowed:
+        lo, hi = allowed
+        assert lo is not None and hi is not None
+        line += f"; rates from {signed(lo)}/s to {signed(hi)}/s fit every hop"
+    return line + "; adjusted time follows the offset plus the drift since then"
+
+
 def _false_causality(c: Causality) -> list[Finding]:
     trace, clocks, graph = c.trace, c.clocks, c.graph
     ev = trace.events
@@ -184,14 +296,18 @@ def _false_causality(c: Causality) -> list[Finding]:
         d_src = clocks.domains[int(dom[ev.proc[s]])]
         d_dst = clocks.domains[int(dom[ev.proc[t]])]
         non_ref = db_ if da_.reference else da_
+        drifting = [x for x in (da_, db_) if x.drift_applied]
+        applied = "".join(f", {x.id} drift {signed(x.drift_ns_per_s)}/s" for x in drifting)
         lines = [
-            f"{describe_event(trace, s)} at {fmt_wall(int(ev.raw[s]))} (raw, {d_src.id})",
-            f"{describe_event(trace, t)} at {fmt_wall(int(ev.raw[t]))} (raw, {d_dst.id}): "
+            f"{describe_event(trace, s)} at {fmt_wall(int(ev.raw[s]))} (raw, {d_src.id}; "
+            f"{into_operation(c, s)})",
+            f"{describe_event(trace, t)} at {fmt_wall(int(ev.raw[t]))} (raw, {d_dst.id}; "
+            f"{into_operation(c, t)}): "
             f"{fmt_duration(int(gap[worst]))} before its cause by raw timestamps",
             f"{n} of {plural(total, 'causal edge')} between {na} and {nb} run backwards in "
             "raw time: a timeline sorted by wall clock shows these effects before their causes",
             f"after aligning the clocks by the causal order ({non_ref.id} offset "
-            f"{signed(non_ref.offset_ns)}), "
+            f"{signed(non_ref.offset_ns)}{applied}), "
             + ("none does" if after == 0 else f"{after} still do (the clocks drifted?)"),
         ]
         out.append(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from willowisp.analysis.agent_health import dropped_per_process, faults_per_process
+from willowisp.analysis.clock_findings import clock_detail, event_times
 from willowisp.causality.hops import HopGroup, Side
 
 if TYPE_CHECKING:  # engine imports this module
@@ -27,6 +28,7 @@ def build_document(a: Analysis) -> dict[str, Any]:
     dropped = dropped_per_process(trace)
     faults = faults_per_process(trace)
     counts = np.bincount(trace.events.proc, minlength=len(trace.processes))
+    times = event_times(a.causality, (e for f in a.findings for e in f.events))
     processes = []
     for p in trace.processes:
         loaded = int(counts[p.index])
@@ -71,6 +73,8 @@ def build_document(a: Analysis) -> dict[str, Any]:
                 "drift_method": d.drift_method,
                 "constraints": d.constraints,
                 "inconsistency_ns": d.slack_ns,
+                # drift applied to adjusted time, and the evidence behind the adjustment
+                **clock_detail(a.causality, d),
             }
         )
     return {
@@ -98,7 +102,7 @@ def build_document(a: Analysis) -> dict[str, Any]:
         "processes": processes,
         "clocks": domains,
         "hops": [_hop(g) for g in a.hops],
-        "findings": [f.to_json() for f in a.findings],
+        "findings": [_with_times(f.to_json(), times) for f in a.findings],
     }
 
 
@@ -138,6 +142,13 @@ def by_boundary(text: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _with_times(finding: dict[str, Any], times: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A finding with ``event_times``: per listed event, its raw, adjusted and
+    root-relative time and its trace (see clock_findings.event_times)."""
+    finding["event_times"] = {e: times[e] for e in finding["events"] if e in times}
+    return finding
 
 
 def _side(s: Side) -> dict[str, Any]:

@@ -12,9 +12,17 @@ Aligning. Offsets come from causal constraints only (:mod:`willowisp.causality.o
 never from timestamp proximity: each cross-domain happens-before edge bounds the
 difference between two domains' offsets. The result per domain is an interval, its midpoint
 (the offset used to put the domain on the reference line) and its half-width (the
-uncertainty). Raw times stay untouched; ``adjusted = raw + offset`` is a separate column.
-Drift is measured from the same edges cut into time windows when they show it (the offset
-moved during the run), else from the domain's own anchors; offsets stay constant either way.
+uncertainty). Raw times stay untouched; adjusted time is a separate column.
+
+Drift. When time windows of the same edges show a domain's offset moving during the run
+(:mod:`willowisp.causality.drift`), its offset becomes a line: ``adjusted = raw + offset +
+floor(drift * (raw - ref) / 1e9)``, the offset stated at the domain's reference time
+``ref``, and its interval widened by what the rate's own uncertainty allows. Without such
+evidence the offset is constant and the reported drift is the domain's own anchors' (wall
+against monotonic time), which is not applied: raw times already follow the wall clock.
+Every adjustment is traceable: the causal edges whose bounds sum to each end of the
+interval the offset is the midpoint of (``ClockDomain.lower``/``upper``), and the windows
+that showed the drift.
 
 The reference domain is, in order: the one ``--reference`` names (a process id prefix, a pid
 or a service name), the one holding the process ``willowisp run`` started, the one with the
@@ -28,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.causality.offsets import Interval, drift, solve_edges
+from willowisp.causality.drift import FIT_METHOD, Drift, drift, fit_model
+from willowisp.causality.offsets import Interval, Solution, solve_edges
 from willowisp.errors import UsageError
 from willowisp.ingest.anchors import Anchors, drift_ns_per_s
 from willowisp.ingest.trace import Trace
@@ -40,6 +49,16 @@ I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """One causal edge behind a bound: ``o[cause's domain] - o[effect's domain] <=
+    bound_ns``, with the applied drift model's corrections in the bound."""
+
+    cause: int  # event index
+    effect: int  # event index
+    bound_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClockDomain:
     """One clock and the processes reading it, placed on the reference line."""
 
@@ -48,19 +67,43 @@ class ClockDomain:
     processes: tuple[int, ...]  # process indices
     reference: bool
     simulated: bool  # a process in it had WILLOWISP_CLOCK_OFFSET_NS set
-    interval: Interval  # offsets allowed by the causal constraints
-    offset_ns: int  # the offset used: the interval's midpoint (0 for the reference)
+    # Offsets allowed by the causal constraints (at drift_ref_ns when the drift is applied,
+    # then also every offset a rate the edges allow needs: honest, so it may be wider).
+    interval: Interval
+    offset_ns: int  # the offset used: the midpoint of ``placed`` (0 for the reference)
+    # The interval under the applied model alone; without drift the same as ``interval``.
+    # Its ends are the sums of ``lower`` / ``upper`` (plus slack per link).
+    placed: Interval
     # How fast the domain's clock drifts, and how that was measured (drift_method): from
-    # the causal edges when time windows of them disagree on the offset (DRIFT_METHOD), else
-    # from its own anchors (wall against monotonic time, ANCHOR_DRIFT_METHOD).
+    # the causal edges when time windows of them disagree on the offset (then applied), else
+    # from its own anchors (wall against monotonic time, ANCHOR_DRIFT_METHOD; not applied).
     drift_ns_per_s: int
     drift_method: str
     constraints: int  # cross-domain causal edges that touch it
     slack_ns: int  # how inconsistent the constraints were (0 when consistent)
+    drift_applied: bool = False  # adjusted time follows the line, not a constant
+    drift_ref_ns: int | None = None  # raw time at which offset_ns holds (None: constant)
+    # Rates the edges allow (None on an unbounded side); None when not applied or when no
+    # rate explains them (then slack_ns says by how much).
+    drift_allowed: tuple[int | None, int | None] | None = None
+    drift_evidence: Drift | None = None  # the two windows that showed the drift
+    lower: tuple[Link, ...] = ()  # from D to the reference: their bounds sum to -placed.lo
+    upper: tuple[Link, ...] = ()  # from D to the reference: their bounds sum to placed.hi
 
     @property
     def uncertainty_ns(self) -> int | None:
         return self.interval.half_width
+
+    def correction_ns(self, raw_ns: int) -> int:
+        """What the drift adds at raw time ``raw_ns`` (0 for a constant offset)."""
+        if not self.drift_applied or self.drift_ref_ns is None:
+            return 0
+        q, r = divmod(raw_ns - self.drift_ref_ns, 1_000_000_000)
+        return self.drift_ns_per_s * q + (self.drift_ns_per_s * r) // 1_000_000_000
+
+    def adjust(self, raw_ns: int) -> int:
+        """A raw time of this domain on the reference line (what ``adjusted`` holds)."""
+        return raw_ns + self.offset_ns + self.correction_ns(raw_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +111,10 @@ class ClockAlignment:
     domains: tuple[ClockDomain, ...]
     domain_of_proc: npt.NDArray[np.int32]
     reference: int  # domain index
-    adjusted: I64  # per event: raw + its domain's offset
-    # The tightest constraint per ordered domain pair (a, b): o_a - o_b <= bound, and the
-    # edge (src event in a -> dst event in b) it comes from. The evidence findings cite.
+    adjusted: I64  # per event: raw + its domain's offset (+ its drift correction)
+    # The tightest constraint per ordered domain pair (a, b): o_a - o_b <= bound (under the
+    # applied drift model), and the edge (src event in a -> dst event in b) it comes from.
+    # The evidence findings cite.
     evidence: dict[tuple[int, int], tuple[int, int, int]]
 
     def offset_of_proc(self, p: int) -> int:
@@ -130,22 +174,38 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
     da, db = dom[ev.proc[src]], dom[ev.proc[dst]]
     cross = da != db
     da, db, src, dst = da[cross], db[cross], src[cross], dst[cross]
-    bound = ev.raw[dst] - ev.raw[src]
-    evidence = _tightest(da, db, bound, src, dst)
+    raw_a, raw_b = ev.raw[src], ev.raw[dst]
     touching = np.bincount(np.concatenate([da, db]), minlength=len(groups))
     ref = _reference(trace, groups, dom, touching, reference)
     a64, b64 = da.astype(np.int64), db.astype(np.int64)
-    solution = solve_edges(len(groups), ref, a64, b64, bound)
-    drifts = drift(len(groups), ref, a64, b64, bound, ev.raw[src])
+    n = len(groups)
+    # Drift is tested under the constant model; where found, a line is fitted and the
+    # bounds are rewritten for it, so one solve places constant offsets and lines alike.
+    detected = drift(n, ref, a64, b64, raw_b - raw_a, raw_a)
+    model = fit_model(n, ref, a64, b64, raw_a, raw_b, detected)
+    bound = model.bounds(a64, b64, raw_a, raw_b)
+    evidence = _tightest(da, db, bound, src, dst)
+    placed = solve_edges(n, ref, a64, b64, bound)
+    honest = (
+        solve_edges(n, ref, a64, b64, model.widened(a64, b64, raw_a, raw_b, bound))
+        if model.any
+        else placed
+    )
     domains = []
     for d, members in enumerate(groups):
-        interval = Interval(0, 0) if d == ref else solution.intervals[d]
-        seen = drifts[d]
+        tight = Interval(0, 0) if d == ref else placed.intervals[d]
+        interval = Interval(0, 0) if d == ref else _hull(tight, honest.intervals[d])
+        # Later detection rounds may line more domains than the first found: the model's
+        # own record is what was applied.
+        applied = bool(model.lined[d])
+        seen = model.detected[d] if applied else None
+        fit = model.fits[d]
         if seen is None:
             rate = round(drift_ns_per_s([trace.anchors(p) for p in members]))
             method = ANCHOR_DRIFT_METHOD
         else:
-            rate, method = seen.ns_per_s, seen.method
+            rate = int(model.rate[d])
+            method = FIT_METHOD if fit is not None else seen.method
         domains.append(
             ClockDomain(
                 index=d,
@@ -154,16 +214,48 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
                 reference=d == ref,
                 simulated=any(trace.processes[p].simulated_offset_ns != 0 for p in members),
                 interval=interval,
-                offset_ns=interval.midpoint,
+                offset_ns=tight.midpoint,
+                placed=tight,
                 drift_ns_per_s=rate,
                 drift_method=method,
                 constraints=int(touching[d]),
-                slack_ns=solution.slack_ns,
+                slack_ns=placed.slack_ns,
+                drift_applied=applied,
+                drift_ref_ns=int(model.ref_ns[d]) if applied else None,
+                drift_allowed=fit.allowed if applied and fit is not None else None,
+                drift_evidence=seen,
+                lower=_links(placed, evidence, d, upper=False),
+                upper=_links(placed, evidence, d, upper=True),
             )
         )
     offsets = np.array([d.offset_ns for d in domains], dtype=np.int64)
-    adjusted = ev.raw + offsets[dom[ev.proc]] if len(ev) else ev.raw.copy()
+    event_dom = dom[ev.proc]
+    adjusted = ev.raw + offsets[event_dom] if len(ev) else ev.raw.copy()
+    if model.any and len(ev):
+        adjusted += model.correction_of(event_dom, ev.raw)
     return ClockAlignment(tuple(domains), dom, ref, adjusted, evidence)
+
+
+def _hull(a: Interval, b: Interval) -> Interval:
+    """The smallest interval holding both (None: unbounded on that side in either)."""
+    lo = None if a.lo is None or b.lo is None else min(a.lo, b.lo)
+    hi = None if a.hi is None or b.hi is None else max(a.hi, b.hi)
+    return Interval(lo, hi)
+
+
+def _links(
+    solution: Solution,
+    evidence: dict[tuple[int, int], tuple[int, int, int]],
+    d: int,
+    *,
+    upper: bool,
+) -> tuple[Link, ...]:
+    """The edges whose bounds sum to one end of D's interval (see Solution.chain)."""
+    out = []
+    for pair in solution.chain(d, upper):
+        src, dst, bound = evidence[pair]
+        out.append(Link(src, dst, bound))
+    return tuple(out)
 
 
 def _tightest(

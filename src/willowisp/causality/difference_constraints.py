@@ -96,6 +96,11 @@ class Relaxation:
     cycle: tuple[int, ...]  # nodes of a negative cycle in parent order; () if none
     cycle_weight: int  # its weight with the slack that was added (< 0); 0 if none
     rounds: int
+    # The node whose edge last lowered each node (NO_PARENT for the source and the
+    # unreachable). Without a cycle it is a shortest-path tree: dist[v] == dist[parent[v]]
+    # + w(parent[v] -> v) + slack, since a node lowered after its child would have lowered
+    # the child again in the next round. It is how a bound is traced back to its edges.
+    parent: I64
 
 
 def shortest_from(g: Graph, source: int | None, slack: int = 0) -> Relaxation:
@@ -120,7 +125,7 @@ def shortest_from(g: Graph, source: int | None, slack: int = 0) -> Relaxation:
         best = np.minimum.reduceat(cand, g.starts) if len(cand) else cand
         lowered = best < dist[g.heads]
         if not lowered.any():
-            return Relaxation(dist, (), 0, rounds)
+            return Relaxation(dist, (), 0, rounds, parent)
         new = dist.copy()
         new[g.heads[lowered]] = best[lowered]
         # Parent of each lowered node: any edge that achieved its new value from the old
@@ -131,7 +136,7 @@ def shortest_from(g: Graph, source: int | None, slack: int = 0) -> Relaxation:
         dist = new
         cycle = _parent_cycle(parent)
         if cycle:
-            return Relaxation(dist, cycle, int(parent_w[list(cycle)].sum()), rounds)
+            return Relaxation(dist, cycle, int(parent_w[list(cycle)].sum()), rounds, parent)
     raise AssertionError("Bellman-Ford neither converged nor found a cycle in n + 1 rounds")
 
 
@@ -162,17 +167,27 @@ def least_slack(g: Graph) -> int:
 
     Feasibility is monotone in s, and s = max(0, -min weight) always suffices (every cycle
     then weighs >= 0). A cycle C found infeasible at some probe needs s >= ceil(-w(C)/|C|),
-    which lifts the lower end of the search past the probe, often straight to the answer.
+    a proven lower bound. So the search probes that lower bound first: feasible there means
+    it is the answer (typically after one or two cycles, since the worst cycle is often
+    the first found). Only when lifting creeps up does it fall back to bisection, where an
+    infeasible probe still lifts the lower end past itself.
     """
     if len(g.w) == 0:
         return 0
     lo, hi = 0, max(0, -int(g.w.min()))
+    lifts = 0
     while lo < hi:
-        mid = (lo + hi) // 2
-        r = shortest_from(g, None, mid)
+        probe = lo if lifts < _EAGER_LIFTS else (lo + hi) // 2
+        r = shortest_from(g, None, probe)
         if not r.cycle:
-            hi = mid
+            if probe == lo:
+                return lo  # feasible at a proven lower bound: the least
+            hi = probe
             continue
-        base = r.cycle_weight - mid * len(r.cycle)  # the cycle's own weight, no slack
-        lo = max(mid + 1, -(base // len(r.cycle)))  # ceil(-base / len)
+        base = r.cycle_weight - probe * len(r.cycle)  # the cycle's own weight, no slack
+        lo = max(probe + 1, -(base // len(r.cycle)))  # ceil(-base / len)
+        lifts += 1
     return lo
+
+
+_EAGER_LIFTS = 8  # probes at the lower bound before least_slack falls back to bisection

@@ -1,9 +1,10 @@
-"""Linking a loaded trace: hops, clock alignment and the happens-before graph, in that order.
+"""Linking a loaded trace: hops, clock alignment, the happens-before graph and the logical
+operations, in that order.
 
 Hops come first because their edges (requests, replies, spawns and messages, those with
-confidence 1.0 only) are the only evidence clock alignment uses; the graph
-comes last and includes the hop edges. Everything here is computed once per analysis and
-shared by every analysis module.
+confidence 1.0 only) are the only evidence clock alignment uses; the graph includes the hop
+edges; operations come last because an operation's root is its earliest event in adjusted
+time. Everything here is computed once per analysis and shared by every analysis module.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from willowisp.causality.clock_domains import ClockAlignment, align
 from willowisp.causality.graph import HBGraph, build
 from willowisp.causality.hops import Hops, hop_edge_columns, match
+from willowisp.causality.operations import Operations, operations
 from willowisp.ingest.trace import Trace
 
 
@@ -24,6 +26,8 @@ class Causality:
     hops: Hops
     clocks: ClockAlignment
     graph: HBGraph
+    # Per event: its logical operation (W3C trace) and time since the operation's root.
+    operations: Operations
 
 
 def link(trace: Trace, reference: str | None = None) -> Causality:
@@ -37,4 +41,5 @@ def link(trace: Trace, reference: str | None = None) -> Causality:
     # message id) could pull a whole domain's interval onto a wrong value.
     certain = edges.certain
     clocks = align(trace, edges.src[certain], edges.dst[certain], reference)
-    return Causality(trace, hops, clocks, build(trace, hops))
+    graph = build(trace, hops)
+    return Causality(trace, hops, clocks, graph, operations(trace, hops, clocks.adjusted))

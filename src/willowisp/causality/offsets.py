@@ -20,11 +20,11 @@ or two processes wrongly put in one domain) have no solution. Rather than fail, 
 finds the smallest ``slack`` that, added to every bound, makes them consistent and reports
 it, so the output says how far from consistent the evidence was instead of hiding it.
 
-Drift. One constant offset per domain is the model; :func:`drift` tests it. The edges are
-cut into time windows and each window is solved on its own. If the intervals of two windows
-are disjoint, no constant offset explains the evidence, and the domain's offset is fitted
-as a line over time (least squares through the window midpoints): its slope is the drift.
-Without such evidence a domain has no measured drift and its offset stays constant.
+Drift. A constant offset per domain is the model here; :mod:`willowisp.causality.drift`
+tests it and, for a domain whose offset moves during the run, fits a line and rewrites the
+bounds so this same solver places the line's offset (the bounds then are "at the domain's
+reference time"). Each bound is traceable: :class:`Solution` keeps the shortest-path trees,
+whose edges are the constraints an interval's end is the sum of.
 
 Integers throughout: int64 with saturation at +/-2^61 stands for infinity, so nanosecond
 values never lose precision to floating point.
@@ -33,25 +33,20 @@ values never lose precision to floating point.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from willowisp.causality.difference_constraints import (
     INF,
+    NO_PARENT,
     least_slack,
     reduce_edges,
     shortest_from,
 )
 
 I64 = npt.NDArray[np.int64]
-
-DRIFT_WINDOWS = 8  # time windows the drift test cuts the edges into
-DRIFT_METHOD = (
-    f"causal edges: offset interval per time window ({DRIFT_WINDOWS}), "
-    "least-squares line through the window midpoints"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +88,27 @@ class Interval:
 class Solution:
     intervals: tuple[Interval, ...]  # one per domain; the reference's is [0, 0]
     slack_ns: int  # added to every bound to make the system consistent; 0 normally
+    # Shortest-path trees of the two searches (NO_PARENT at the reference and where
+    # unbounded). Upper end of D: o[D] - o[p] <= bound(D, p) with p = hi_parent[D], then
+    # p's own upper end, back to the reference. Lower end: o[p] - o[D] <= bound(p, D) with
+    # p = lo_parent[D], likewise. ``bound(a, b)`` is the tightest constraint o[a] - o[b].
+    hi_parent: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    lo_parent: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def chain(self, d: int, upper: bool) -> list[tuple[int, int]]:
+        """The (a, b) domain pairs whose tightest constraints ``o[a] - o[b] <= bound`` sum
+        to D's upper (or lower) end, from D towards the reference; [] at the reference or
+        where that end is unbounded."""
+        parent = self.hi_parent if upper else self.lo_parent
+        out: list[tuple[int, int]] = []
+        node = d
+        for _ in range(len(parent)):
+            p = int(parent[node]) if len(parent) else NO_PARENT
+            if p == NO_PARENT:
+                break
+            out.append((node, p) if upper else (p, node))
+            node = p
+        return out
 
 
 def solve(n: int, reference: int, constraints: Iterable[Constraint]) -> Solution:
@@ -117,90 +133,14 @@ def solve_edges(n: int, reference: int, a: I64, b: I64, bound: I64) -> Solution:
     slack = 0
     if shortest_from(g, None).cycle:
         slack = least_slack(g)
-    hi = shortest_from(g, reference, slack).dist  # d(ref, D)
-    lo = shortest_from(g.reversed(), reference, slack).dist  # d(D, ref)
+    up = shortest_from(g, reference, slack)  # d(ref, D)
+    down = shortest_from(g.reversed(), reference, slack)  # d(D, ref)
     intervals = tuple(
         Interval(None if l_ >= INF else -l_, None if h >= INF else h)
-        for l_, h in zip(lo.tolist(), hi.tolist(), strict=True)
+        for l_, h in zip(down.dist.tolist(), up.dist.tolist(), strict=True)
     )
-    return Solution(intervals, slack)
+    return Solution(intervals, slack, up.parent, down.parent)
 
 
 def _clip(v: int) -> int:
     return max(-INF, min(INF, v))
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    """Evidence that a domain's offset changed over the run, and the fitted rate."""
-
-    ns_per_s: int  # slope of the fitted offset line (offset change per second of trace)
-    # Two windows no constant offset satisfies together (one's lower bound is above the
-    # other's upper bound), in time order, with the median edge time of each.
-    early: Interval
-    late: Interval
-    early_at_ns: int
-    late_at_ns: int
-    method: str = DRIFT_METHOD
-
-
-def drift(
-    n: int,
-    reference: int,
-    a: I64,
-    b: I64,
-    bound: I64,
-    time: I64,
-    windows: int = DRIFT_WINDOWS,
-) -> list[Drift | None]:
-    """Per domain, the drift of its offset against the reference, or None without evidence.
-
-    ``a``, ``b``, ``bound`` are constraints as for :func:`solve_edges`; ``time`` is when each
-    was observed (any common clock; the edges' raw times do, as offsets are tiny next to a
-    run's length). The edges are cut into ``windows`` equal spans of time and each span is
-    solved on its own (with its own slack if it is itself inconsistent). A domain drifts
-    when some window's lower bound exceeds another's upper bound: then no single constant
-    offset satisfies both. Its rate is the least-squares slope of the midpoints of the
-    windows that bound it on both sides (at their median edge times), or, with fewer than
-    two such windows, the slope between the two conflicting bounds.
-    """
-    result: list[Drift | None] = [None] * n
-    if len(time) < 2 or windows < 2:
-        return result
-    t0, t1 = int(time.min()), int(time.max())
-    if t1 <= t0:
-        return result
-    which = np.minimum((time - t0) * windows // (t1 - t0 + 1), windows - 1)
-    found: list[tuple[int, tuple[Interval, ...]]] = []
-    for k in range(windows):
-        m = which == k
-        if m.any():
-            sol = solve_edges(n, reference, a[m], b[m], bound[m])
-            found.append((int(np.median(time[m])), sol.intervals))
-    for d in range(n):
-        if d == reference:
-            continue
-        lows = [(iv[d].lo, t, iv[d]) for t, iv in found if iv[d].lo is not None]
-        highs = [(iv[d].hi, t, iv[d]) for t, iv in found if iv[d].hi is not None]
-        if not lows or not highs:
-            continue
-        lo, lo_t, lo_iv = max(lows, key=lambda x: x[0] or 0)
-        hi, hi_t, hi_iv = min(highs, key=lambda x: x[0] or 0)
-        assert lo is not None and hi is not None
-        if lo <= hi or lo_t == hi_t:
-            continue
-        both = [
-            (t, iv[d].midpoint) for t, iv in found if iv[d].lo is not None and iv[d].hi is not None
-        ]
-        if len(both) >= 2:
-            ts = np.array([x[0] for x in both], dtype=np.float64)
-            ys = np.array([x[1] for x in both], dtype=np.float64)
-            ts -= ts.mean()
-            slope = float((ts * (ys - ys.mean())).sum() / (ts * ts).sum())
-        else:
-            slope = (lo - hi) / (lo_t - hi_t)
-        early, late = (
-            ((hi_iv, hi_t), (lo_iv, lo_t)) if hi_t < lo_t else ((lo_iv, lo_t), (hi_iv, hi_t))
-        )
-        result[d] = Drift(round(slope * 1e9), early[0], late[0], early[1], late[1])
-    return result

@@ -11,6 +11,7 @@ slices and cheap per-unit program order (a stable argsort by unit) for every ana
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -85,6 +86,24 @@ class Trace:
         ev = self.events
         return event_id(self.processes[int(ev.proc[i])].id, int(ev.seq[i]))
 
+    def event_indices(self, ids: Iterable[str]) -> dict[str, int]:
+        """Rows of the events with these ids (``<process id>:<seq>``); ids that name no
+        loaded event are left out. One pass over each named process's sequence numbers."""
+        by_proc: dict[int, dict[int, str]] = {}
+        for eid in ids:
+            pid, _, seq = eid.rpartition(":")
+            p = self.process_index.get(pid)
+            if p is not None and seq.isdigit():
+                by_proc.setdefault(p, {})[int(seq)] = eid
+        out: dict[str, int] = {}
+        for p, wanted in by_proc.items():
+            lo, hi = int(self.proc_bounds[p]), int(self.proc_bounds[p + 1])
+            seqs = self.events.seq[lo:hi]
+            rows = np.flatnonzero(np.isin(seqs, np.fromiter(wanted, np.int64, len(wanted))))
+            for r in rows.tolist():
+                out.setdefault(wanted[int(seqs[r])], lo + r)
+        return out
+
     def unit_id(self, u: int) -> UnitId:
         unit = self.units[u]
         return unit.id(self.processes[unit.proc])
@@ -99,6 +118,11 @@ class Trace:
     def unit_key(self) -> I64:
         """(process << 32 | number) per unit, sorted: the key of ``unit_index``."""
         return np.array([(u.proc << 32) | u.number for u in self.units], dtype=np.int64)
+
+    @cached_property
+    def process_index(self) -> dict[str, int]:
+        """Process id -> process index."""
+        return {p.id: p.index for p in self.processes}
 
     @cached_property
     def unit_proc(self) -> I32:

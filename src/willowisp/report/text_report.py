@@ -2,7 +2,9 @@
 
 Order: a header line (files, events, units, processes, runtimes), one line per bad input
 and note, the clock table, the hops, then each finding as a few lines — severity, kind and
-id; the summary; the explanation steps numbered; the resources with where they were made.
+id; the summary; the explanation steps numbered; when each of its events happened, as time
+into its logical operation (adjusted time since the operation's root event) with its trace
+id; the resources with where they were made.
 Rendered with rich; colour only on a terminal (rich's own detection, and ``NO_COLOR``), and
 lines never wrap mid-word when piped, so the output greps well.
 """
@@ -109,7 +111,13 @@ def _clocks(console: Console, clocks: list[dict[str, Any]], procs: list[dict[str
             f"{_ms(d['offset_max_ns']) if d['offset_max_ns'] is not None else '+inf'}"
         )
         flags = [
-            f for f, on in (("reference", d["reference"]), ("simulated", d["simulated"])) if on
+            f
+            for f, on in (
+                ("reference", d["reference"]),
+                ("simulated", d["simulated"]),
+                ("drift applied", d.get("drift_applied", False)),
+            )
+            if on
         ]
         table.add_row(
             d["id"],
@@ -204,9 +212,42 @@ def _findings(console: Console, findings: list[dict[str, Any]]) -> None:
         console.print(Text(f"  {f['summary']}"))
         for i, step in enumerate(f["explanation"], 1):
             console.print(Text(f"    {i}. {step}"))
+        _event_times(console, f.get("event_times") or {})
         if f["resources"]:
             res = ", ".join(
                 f"{r['kind']} {r['name']}" + (f" ({r['where']})" if r["where"] else "")
                 for r in f["resources"]
             )
             console.print(Text(f"  resources: {res}", style="dim"))
+
+
+EVENT_TIMES_SHOWN = 8  # a finding with more events lists the first ones and a count
+
+
+def _event_times(console: Console, times: dict[str, dict[str, Any]]) -> None:
+    """One line per event: ``b0b0b000…:5 +95.300 ms into trace 55555555… (root
+    a91a9100…:3, D2)``, or ``... after its unit tree began`` for an event in no trace."""
+    if not times:
+        return
+    console.print(
+        Text("  times (adjusted, since the root of each event's operation):", style="dim")
+    )
+    for eid, t in list(times.items())[:EVENT_TIMES_SHOWN]:
+        rel = _ms(t["root_rel_ns"]) if t["root_rel_ns"] else "+0"
+        if t["trace_id"] and eid == t["root"]:
+            line = f"{_short(eid)} the root of trace {t['trace_id'][:8]}… ({t['clock_domain']})"
+        else:
+            what = (
+                f"into trace {t['trace_id'][:8]}…" if t["trace_id"] else "after its unit tree began"
+            )
+            where = f"root {_short(t['root'])}, {t['clock_domain']}"
+            line = f"{_short(eid)} {rel} {what} ({where})"
+        console.print(Text(f"    {line}", style="dim"))
+    if len(times) > EVENT_TIMES_SHOWN:
+        console.print(Text(f"    … and {len(times) - EVENT_TIMES_SHOWN} more", style="dim"))
+
+
+def _short(event_id: str) -> str:
+    """``a91a9100…:3``: a process id is 32 hex digits; 8 tell processes apart."""
+    pid, _, seq = event_id.rpartition(":")
+    return f"{pid[:8]}…:{seq}" if len(pid) > 8 else event_id
