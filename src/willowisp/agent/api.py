@@ -68,6 +68,8 @@ def start(
             run_pid=env.run_pid,
             flush_interval_s=env.flush_interval_s,
             max_buffer_bytes=env.max_buffer_bytes,
+            collector=env.collector,
+            token=env.token,
         )
     rec = _r.Recorder(config)
     rec.start()
@@ -86,6 +88,9 @@ def start(
         procs.announce_start(rec, os.getppid())
     except Exception as exc:
         rec.fault("proc.start", exc)
+    from willowisp.agent import control
+
+    control.start_server(rec)  # `willowisp ctl`; never raises (a failure is a fault)
     atexit.register(stop)
     _install_sigterm()
     return rec
@@ -124,6 +129,9 @@ def stop() -> None:
     rec = _r.RECORDER
     if rec is None:
         return
+    from willowisp.agent import control
+
+    control.stop_server()
     while _installed:
         module = _installed.pop()
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from willowisp.errors import UsageError
 
@@ -27,6 +27,8 @@ class AgentConfig:
     run_pid: int = 0  # pid of the `willowisp run` that started the program, 0 if none
     flush_interval_s: float = 0.05  # how often the flusher writes a chunk
     max_buffer_bytes: int = 64 * 1024 * 1024  # all event buffers of the process together
+    collector: str = ""  # WILLOWISP_COLLECTOR: stream chunks there instead of files
+    token: str = field(default="", repr=False)  # WILLOWISP_TOKEN, sent in the stream's hello
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -100,4 +102,6 @@ def from_env(env: dict[str, str] | None = None) -> AgentConfig:
         run_pid=run_pid,
         flush_interval_s=flush_ms / 1000.0,
         max_buffer_bytes=max_bytes,
+        collector=e.get("WILLOWISP_COLLECTOR", "").strip(),
+        token=e.get("WILLOWISP_TOKEN", ""),
     )

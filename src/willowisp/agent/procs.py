@@ -63,6 +63,9 @@ def _after_fork_child() -> None:
         context.reload_from_env()
         if ctx is not None:
             announce_start(child, parent_pid)
+        from willowisp.agent import control
+
+        control.after_fork(child)  # the child's own `willowisp ctl` channel
     except Exception:  # the child must live on even if the agent cannot
         _r.RECORDER = None
 
@@ -112,6 +115,9 @@ def _exit(status: int) -> None:
     rec = _r.RECORDER
     if rec is not None:
         try:
+            from willowisp.agent import control
+
+            control.stop_server()
             rec.stop()
         except Exception:
             pass

@@ -502,7 +502,27 @@ class Recorder:
         name = f"{safe}-{os.getpid()}-{self.process_id[:8]}-{self._segment}.wtrace"
         if self._writer is not None:
             self._writer.close()
-        self._writer = SegmentWriter(os.path.join(cfg.out, name), default_codec())
+        path = os.path.join(cfg.out, name)
+        if cfg.collector:  # the native stream (docs/protocols.md); it falls back to `path`
+            from willowisp.agent.stream import StreamWriter
+
+            def fault(where: str, message: str) -> int:  # the writer records it itself
+                self.fault_count += 1
+                return next(self._fault_ids)
+
+            hello: dict[str, Any] = {
+                "process_id": self.process_id,
+                "service": cfg.service,
+                "pid": os.getpid(),
+                "runtime": "python",
+                "segment": self._segment,
+            }
+            writer: Any = StreamWriter(
+                cfg.collector, cfg.token, path, default_codec(), hello=hello, on_fault=fault
+            )
+            self._writer = writer
+        else:
+            self._writer = SegmentWriter(path, default_codec())
         self._last_anchor = 0  # the new segment gets the process record and an anchor
 
     def _run_flusher(self) -> None:

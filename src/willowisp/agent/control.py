@@ -1,0 +1,737 @@
+"""The control channel, agent side: ``willowisp ctl`` talks to a running process here.
+
+Specified language-neutrally in ``docs/protocols.md`` (every runtime's agent implements the
+same bytes); this is the Python agent's implementation. At start the agent listens on a
+Unix socket (mode 0600, in a 0700 per-user folder, ``/tmp/willowisp-<uid>/`` unless
+``WILLOWISP_RUNTIME_DIR`` says otherwise) and, with ``WILLOWISP_CONTROL=tcp``, on
+127.0.0.1 too. It writes a descriptor beside the socket (pid, process id, service, run
+folder, socket, token; mode 0600), which is how ``ctl PID`` and ``ctl RUN_FOLDER`` find it;
+nothing is written into the run folder. ``WILLOWISP_CONTROL=off`` disables the channel.
+
+A connection is a sequence of frames -- ``WCTL``, a u32 LE length, a JSON object -- in
+each direction: a hello carrying the per-session token (compared in constant time), then
+requests (``ping``, ``status``, ``enable``, ``disable``) each answered by one reply.
+
+Trade-offs: one thread per connection (at most ``MAX_CONNECTIONS``, the rest are told
+``busy``) keeps the code plain blocking reads with timeouts; control traffic is a handful of
+requests. Threads are started with ``_thread`` and locks are ``_thread`` locks, so the
+channel never shows up as units or resources in the trace it controls. Nothing here may
+break the program: malformed input is counted and answered, anything unexpected becomes an
+agent fault (``Recorder.fault``), and the connection -- never the listener -- is closed.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import errno
+import hmac
+import json
+import os
+import select
+import socket
+import stat
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from willowisp.errors import UsageError, WillowispError
+
+PROTOCOL_VERSIONS = (1,)  # control protocol versions this agent speaks
+CONTROL_MAGIC = b"WCTL"
+FRAME = struct.Struct("<4sI")  # magic, body length (u32 LE)
+MAX_CONTROL_BODY = 1024 * 1024  # bytes of JSON per frame, either direction
+MAX_ARG_BYTES = 4096  # a boundary spec or name
+MAX_ID_CHARS = 64
+MAX_SAFE_INT = 2**53 - 1  # ids travel through JSON parsers that use doubles
+MAX_CONNECTIONS = 4
+HELLO_TIMEOUT_S = 5.0  # from accept to a complete hello
+IDLE_TIMEOUT_S = 30.0  # between requests after the hello
+LINGER_S = 1.0  # draining input after an error, so the peer reads the reply (no RST)
+MAX_UNIX_PATH = 107  # sun_path is 108 bytes with its NUL
+OPS = ("ping", "status", "enable", "disable")
+
+# Error code -> does the agent close the connection after sending it. Before a successful
+# hello every error closes it.
+ERRORS: dict[str, bool] = {
+    "bad-frame": True,
+    "frame-too-large": True,
+    "timeout": True,
+    "busy": True,
+    "unauthorized": True,
+    "unsupported-version": True,
+    "hello-required": True,
+    "bad-json": False,
+    "bad-request": False,
+    "unknown-command": False,
+    "bad-boundary": False,
+    "unavailable": False,
+    "internal": False,
+}
+
+
+class ProtocolError(WillowispError):
+    """A peer broke the protocol (or a limit): ``code`` is the reply's error code.
+
+    ``truncated`` (the peer closed inside a frame) is never sent; it only ends a read.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# --- frames ----------------------------------------------------------------------------
+
+
+def pack_frame(magic: bytes, obj: dict[str, Any]) -> bytes:
+    """One frame: magic, u32 LE length, the object as compact ASCII JSON."""
+    body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return FRAME.pack(magic, len(body)) + body
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes; ``b""`` when the peer closed before sending any of them.
+    ProtocolError("truncated") when it closed part way. Socket timeouts propagate."""
+    buf = bytearray()
+    while len(buf) < n:
+        part = sock.recv(min(n - len(buf), 65536))
+        if not part:
+            if not buf:
+                return b""
+            raise ProtocolError("truncated", f"connection closed {len(buf)} bytes into {n}")
+        buf += part
+    return bytes(buf)
+
+
+def read_frame(sock: socket.socket, magic: bytes, max_body: int) -> bytes | None:
+    """The body of the next frame, or None at a clean end of the connection.
+
+    Raises ProtocolError: ``bad-frame`` (wrong magic: framing is lost), ``frame-too-large``
+    (declared length over ``max_body``; nothing is allocated for it), ``truncated``.
+    """
+    head = recv_exact(sock, FRAME.size)
+    if not head:
+        return None
+    seen, length = FRAME.unpack(head)
+    if seen != magic:
+        raise ProtocolError("bad-frame", f"frame starts with {seen!r}, expected {magic!r}")
+    if length > max_body:
+        raise ProtocolError("frame-too-large", f"frame of {length} bytes is over {max_body}")
+    if length == 0:
+        return b""
+    body = recv_exact(sock, length)
+    if not body:
+        raise ProtocolError("truncated", f"connection closed before a {length}-byte body")
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """A frame body as a JSON object. ``bad-json``: not UTF-8, not JSON (NaN included), or
+    too deep for the parser; ``bad-request``: JSON but not an object."""
+    try:
+        obj = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError("bad-json", f"body is not a UTF-8 JSON object: {exc}"[:300]) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad-request", f"body is a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def request_id(req: dict[str, Any]) -> tuple[Any, bool]:
+    """The request's ``id`` to echo (None if absent) and whether it is a valid one."""
+    rid = req.get("id")
+    if rid is None:
+        return None, True
+    if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
+        return rid, True
+    if isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) <= MAX_SAFE_INT:
+        return rid, True
+    return None, False
+
+
+def ok_reply(result: dict[str, Any], rid: Any = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"ok": True, "result": result}
+    if rid is not None:
+        reply["id"] = rid
+    return reply
+
+
+def error_reply(code: str, message: str, rid: Any = None, **extra: Any) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message[:500]}
+    err.update(extra)
+    reply: dict[str, Any] = {"ok": False, "error": err}
+    if rid is not None:
+        reply["id"] = rid
+    return reply
+
+
+def same_token(given: object, expected: str) -> bool:
+    """Constant-time comparison (for equal lengths) of a token from the wire."""
+    if not isinstance(given, str) or not expected:
+        return False
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+# --- the per-user runtime folder and the descriptor files --------------------------------
+
+
+def runtime_dir() -> str:
+    """Where descriptors and sockets live: WILLOWISP_RUNTIME_DIR, else /tmp/willowisp-<uid>."""
+    return os.environ.get("WILLOWISP_RUNTIME_DIR") or f"/tmp/willowisp-{os.getuid()}"  # noqa: S108
+
+
+def check_private_dir(path: str, *, create: bool) -> None:
+    """Make sure ``path`` is a real folder of ours that nobody else can enter (0700).
+
+    A folder in /tmp that someone else made first, or a symlink, would let them read tokens
+    or plant sockets: refuse it (OSError) rather than use it.
+    """
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, f"{path} is not a folder (a symlink?)")
+    if st.st_uid != os.getuid():
+        raise OSError(errno.EPERM, f"{path} belongs to uid {st.st_uid}, not {os.getuid()}")
+    if st.st_mode & 0o077:
+        raise OSError(errno.EPERM, f"{path} has mode {stat.S_IMODE(st.st_mode):o}, not 700")
+
+
+def write_private_json(path: str, obj: dict[str, Any]) -> None:
+    """Write ``obj`` to ``path`` (mode 0600) atomically: a reader sees all of it or none."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        data = json.dumps(obj, indent=1, sort_keys=True).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """What the commands call: ``willowisp.agent.boundaries`` in the agent."""
+
+    def enable(self, spec_or_name: str) -> str: ...
+    def disable(self, name: str) -> str: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+class BoundariesBackend:
+    """The agent's boundaries module, imported when first needed; ``unavailable`` if absent."""
+
+    def _module(self) -> Any:
+        try:
+            from willowisp.agent import boundaries
+        except ImportError as exc:
+            raise ProtocolError(
+                "unavailable", f"boundary control is not available: {exc}"
+            ) from None
+        return boundaries
+
+    def enable(self, spec_or_name: str) -> str:
+        return str(self._module().enable(spec_or_name))
+
+    def disable(self, name: str) -> str:
+        return str(self._module().disable(name))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._module().status())
+
+
+class _Conn:
+    """One connection's protocol state. Owned by its serving thread."""
+
+    __slots__ = ("hello", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.hello = False  # True once a hello with the right token and a common version
+
+
+class ControlServer:
+    """Serves the control protocol on a Unix socket and/or 127.0.0.1.
+
+    ``info`` is what the hello's reply says about the agent (pid, process id, service,
+    runtime, agent version). ``on_fault(where, exc)`` records errors of the server itself.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        info: dict[str, Any],
+        backend: Backend,
+        *,
+        unix_path: str = "",
+        tcp: bool = False,
+        on_fault: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        if len(token) < 16:
+            raise ValueError("a control token has at least 16 characters")
+        self.token = token
+        self.info = info
+        self.backend = backend
+        self.unix_path = unix_path
+        self.want_tcp = tcp
+        self.tcp_address = ""  # "127.0.0.1:PORT" once listening
+        self.on_fault = on_fault
+        self.pid = os.getpid()  # only this process may remove the files (not a fork child)
+        self.files: list[str] = []  # the descriptor file(s) to remove at stop
+        # Counts for `status` (approximate under contention: plain ints under the GIL).
+        self.counters = {
+            "connections": 0,
+            "requests": 0,
+            "malformed": 0,
+            "unauthorized": 0,
+            "busy": 0,
+            "internal_errors": 0,
+        }
+        self._listeners: list[socket.socket] = []
+        self._wake_r = self._wake_w = -1
+        self._lock = _thread.allocate_lock()
+        self._conns: set[socket.socket] = set()  # Invariant: len <= MAX_CONNECTIONS
+        self._closing = False
+        self._accepting = _thread.allocate_lock()  # held while the accept thread runs
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind and listen, then serve from a background thread. Raises OSError."""
+        try:
+            if self.unix_path:
+                if len(os.fsencode(self.unix_path)) > MAX_UNIX_PATH:
+                    raise OSError(
+                        errno.ENAMETOOLONG, f"socket path {self.unix_path} is over 107 bytes"
+                    )
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.unix_path)
+                us = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                self._listeners.append(us)
+                us.bind(self.unix_path)
+                os.chmod(self.unix_path, 0o600)  # the folder is 0700 already: no window
+                us.listen(16)
+            if self.want_tcp:
+                ts = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                self._listeners.append(ts)
+                ts.bind(("127.0.0.1", 0))
+                ts.listen(16)
+                self.tcp_address = f"127.0.0.1:{ts.getsockname()[1]}"
+            if not self._listeners:
+                raise OSError(errno.EINVAL, "neither a Unix socket nor TCP was asked for")
+            for ls in self._listeners:
+                ls.setblocking(False)
+            self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        except BaseException:
+            self._close_fds()
+            self._unlink_socket()
+            raise
+        self._accepting.acquire()
+        _thread.start_new_thread(self._accept_loop, ())
+
+    def stop(self) -> None:
+        """Stop listening, end open connections, remove the socket and descriptor files."""
+        if os.getpid() != self.pid:  # a forked child: the files are the parent's
+            self.abandon()
+            return
+        self._closing = True
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+            if self._accepting.acquire(True, 2.0):
+                self._accepting.release()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:  # wakes their threads' reads; they close and deregister
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+        self._close_fds()
+        self._unlink_socket()
+        for path in self.files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.files.clear()
+
+    def abandon(self) -> None:
+        """In a forked child: drop the inherited descriptors without touching the parent's
+        socket, files or wake pipe (the listener thread does not exist here)."""
+        self._closing = True
+        for c in list(self._conns):
+            with contextlib.suppress(OSError):
+                c.close()
+        self._conns.clear()
+        self._close_fds()
+        self.files.clear()
+
+    def _close_fds(self) -> None:
+        for ls in self._listeners:
+            with contextlib.suppress(OSError):
+                ls.close()
+        self._listeners.clear()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def _unlink_socket(self) -> None:
+        if self.unix_path and os.getpid() == self.pid:
+            with contextlib.suppress(OSError):
+                os.unlink(self.unix_path)
+
+    def _fault(self, where: str, exc: BaseException) -> None:
+        self.counters["internal_errors"] += 1
+        if self.on_fault is not None:
+            try:
+                self.on_fault(where, exc)
+            except Exception:
+                pass
+
+    # --- accepting ----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        try:
+            by_fd = {ls.fileno(): ls for ls in self._listeners}
+            while not self._closing:
+                try:
+                    ready, _, _ = select.select([*by_fd, self._wake_r], [], [])
+                except (OSError, ValueError):
+                    break  # our descriptors were closed under us (stop)
+                for fd in ready:
+                    if self._closing or fd not in by_fd:
+                        break
+                    self._accept_one(by_fd[fd])
+        except Exception as exc:  # never let the program see it; the channel is gone
+            self._fault("control accept", exc)
+        finally:
+            self._accepting.release()
+
+    def _accept_one(self, ls: socket.socket) -> None:
+        try:
+            conn, _ = ls.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # out of descriptors: back off briefly instead of spinning
+            self._fault("control accept", exc)
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self._wake_r], [], [], 0.1)
+            return
+        self.counters["connections"] += 1
+        with self._lock:
+            busy = len(self._conns) >= MAX_CONNECTIONS
+            if not busy:
+                self._conns.add(conn)
+        if busy:  # answered from this thread, so without waiting for the peer's input
+            self.counters["busy"] += 1
+            with contextlib.suppress(OSError):
+                conn.settimeout(0.5)
+                conn.sendall(
+                    pack_frame(CONTROL_MAGIC, error_reply("busy", "too many control connections"))
+                )
+                conn.shutdown(socket.SHUT_WR)
+                conn.setblocking(False)
+                conn.recv(MAX_CONTROL_BODY)  # what already arrived, so close sends no reset
+            conn.close()
+            return
+        try:
+            _thread.start_new_thread(self._serve, (conn, conn.family == socket.AF_UNIX))
+        except RuntimeError as exc:
+            self._fault("control thread", exc)
+            self._forget(conn)
+            conn.close()
+
+    def _forget(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+    # --- one connection -------------------------------------------------------------------
+
+    def _serve(self, sock: socket.socket, unix: bool) -> None:
+        conn = _Conn(sock)
+        linger = True  # drain unread input before closing, so the peer gets our last reply
+        try:
+            sock.settimeout(HELLO_TIMEOUT_S)
+            if unix and not _peer_is_us(sock):
+                self.counters["unauthorized"] += 1
+                self._send(sock, error_reply("unauthorized", "peer is another user"))
+                return
+            while not self._closing:
+                try:
+                    body = read_frame(sock, CONTROL_MAGIC, MAX_CONTROL_BODY)
+                except ProtocolError as exc:
+                    self.counters["malformed"] += 1
+                    if exc.code == "truncated":
+                        linger = False
+                    else:
+                        self._send(sock, error_reply(exc.code, exc.message))
+                    return
+                except TimeoutError:
+                    self._send(sock, error_reply("timeout", "no complete frame in time"))
+                    return
+                if body is None:
+                    linger = False
+                    return
+                self.counters["requests"] += 1
+                reply, close = self._handle(conn, body)
+                self._send(sock, reply)
+                if close:
+                    return
+                sock.settimeout(IDLE_TIMEOUT_S)
+        except OSError:
+            linger = False  # the peer went away, or stop() shut us down
+        except Exception as exc:
+            self._fault("control connection", exc)
+        finally:
+            self._forget(sock)
+            _close(sock, linger and not self._closing)
+
+    def _send(self, sock: socket.socket, reply: dict[str, Any]) -> None:
+        data = pack_frame(CONTROL_MAGIC, reply)
+        if len(data) - FRAME.size > MAX_CONTROL_BODY:
+            data = pack_frame(
+                CONTROL_MAGIC,
+                error_reply(
+                    "internal",
+                    f"reply of {len(data)} bytes is over the {MAX_CONTROL_BODY}-byte limit",
+                    reply.get("id"),
+                ),
+            )
+        sock.sendall(data)
+
+    def _handle(self, conn: _Conn, body: bytes) -> tuple[dict[str, Any], bool]:
+        """One request -> (reply, close the connection after it)."""
+        try:
+            req = parse_object(body)
+        except ProtocolError as exc:
+            self.counters["malformed"] += 1
+            return error_reply(exc.code, exc.message), not conn.hello
+        rid, id_ok = request_id(req)
+        op = req.get("op")
+        if not id_ok or not isinstance(op, str):
+            self.counters["malformed"] += 1
+            what = "id must be a string of at most 64 characters or an integer below 2^53"
+            return error_reply("bad-request", what if not id_ok else "op must be a string"), (
+                not conn.hello
+            )
+        if not conn.hello:
+            if op != "hello":
+                self.counters["malformed"] += 1
+                return error_reply("hello-required", "the first request must be hello", rid), True
+            return self._hello(conn, req, rid)
+        try:
+            return ok_reply(self._command(op, req), rid), False
+        except ProtocolError as exc:
+            self.counters["malformed"] += 1
+            return error_reply(exc.code, exc.message, rid), ERRORS.get(exc.code, False)
+        except UsageError as exc:
+            return error_reply("bad-boundary", str(exc), rid), False
+        except Exception as exc:
+            self._fault(f"control {op}", exc)
+            return error_reply("internal", f"{type(exc).__name__}: {exc}", rid), False
+
+    def _hello(self, conn: _Conn, req: dict[str, Any], rid: Any) -> tuple[dict[str, Any], bool]:
+        if not same_token(req.get("token"), self.token):
+            self.counters["unauthorized"] += 1
+            return error_reply("unauthorized", "missing or wrong token", rid), True
+        versions = req.get("versions")
+        if (
+            not isinstance(versions, list)
+            or not 0 < len(versions) <= 16
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions)
+        ):
+            self.counters["malformed"] += 1
+            return error_reply("bad-request", "versions must be a list of 1 to 16 integers"), True
+        common = set(versions).intersection(PROTOCOL_VERSIONS)
+        if not common:
+            return (
+                error_reply(
+                    "unsupported-version",
+                    f"no common version: agent speaks {list(PROTOCOL_VERSIONS)}",
+                    rid,
+                    versions=list(PROTOCOL_VERSIONS),
+                ),
+                True,
+            )
+        conn.hello = True
+        result = {"version": max(common), "agent": dict(self.info), "ops": list(OPS)}
+        return ok_reply(result, rid), False
+
+    def _command(self, op: str, req: dict[str, Any]) -> dict[str, Any]:
+        if op == "ping":
+            return {}
+        if op == "status":
+            out = self.backend.status()
+            out["control"] = {
+                **self.counters,
+                "socket": self.unix_path,
+                "tcp": self.tcp_address,
+            }
+            return out
+        if op in ("enable", "disable"):
+            arg = req.get("boundary")
+            if not isinstance(arg, str) or not arg.strip():
+                raise ProtocolError("bad-request", f"{op} needs a non-empty string 'boundary'")
+            if len(arg.encode("utf-8", "surrogatepass")) > MAX_ARG_BYTES:
+                raise ProtocolError("bad-request", f"boundary is over {MAX_ARG_BYTES} bytes")
+            if op == "enable":
+                return {"boundary": self.backend.enable(arg), "enabled": True}
+            return {"boundary": self.backend.disable(arg), "enabled": False}
+        if op == "hello":
+            raise ProtocolError("bad-request", "hello was already done on this connection")
+        raise ProtocolError("unknown-command", f"unknown op {op[:64]!r}; known: {', '.join(OPS)}")
+
+
+def _peer_is_us(sock: socket.socket) -> bool:
+    """Is the process at the other end of a Unix socket ours (or root)? Linux only; where
+    SO_PEERCRED is missing the 0700 folder and the token are the protection."""
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:
+        return True
+    creds = sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (os.getuid(), 0)
+
+
+def _close(sock: socket.socket, linger: bool) -> None:
+    """Close; with ``linger``, first half-close and drain (bounded) what the peer still
+    sends, so closing with unread input does not reset the connection and lose the reply."""
+    try:
+        if linger:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(LINGER_S)
+            left = MAX_CONTROL_BODY
+            while left > 0 and (data := sock.recv(65536)):
+                left -= len(data)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+# --- the agent's one server ----------------------------------------------------------------
+
+_SERVER: ControlServer | None = None
+
+
+def start_server(rec: Any) -> None:
+    """At agent start: listen for ``willowisp ctl`` (WILLOWISP_CONTROL: unix, tcp or off).
+    Never raises: a channel that cannot be set up is an agent fault, the program runs on."""
+    global _SERVER
+    try:
+        mode = (os.environ.get("WILLOWISP_CONTROL") or "unix").strip().lower()
+        if mode in ("off", "0", "no", "none"):
+            return
+        if mode not in ("unix", "tcp"):
+            rec.fault("control", UsageError(f"WILLOWISP_CONTROL={mode!r}: use unix, tcp or off"))
+            mode = "unix"
+        _SERVER = _start(rec, tcp=mode == "tcp")
+    except Exception as exc:
+        rec.fault("control", exc)
+
+
+def _start(rec: Any, *, tcp: bool) -> ControlServer:
+    from willowisp import __version__
+
+    folder = runtime_dir()
+    check_private_dir(folder, create=True)
+    sweep_stale(folder)
+    stem = f"{os.getpid()}-{rec.process_id[:8]}"
+    sock_path = os.path.join(folder, stem + ".sock")
+    if len(os.fsencode(sock_path)) > MAX_UNIX_PATH:
+        if not tcp:
+            raise OSError(errno.ENAMETOOLONG, f"socket path {sock_path} is over 107 bytes")
+        sock_path = ""
+    info = {
+        "pid": os.getpid(),
+        "process_id": rec.process_id,
+        "service": rec.config.service,
+        "runtime": "python",
+        "agent_version": __version__,
+    }
+    token = os.urandom(16).hex()
+    server = ControlServer(
+        token, info, BoundariesBackend(), unix_path=sock_path, tcp=tcp, on_fault=rec.fault
+    )
+    server.start()
+    try:
+        descriptor = {
+            **info,
+            "protocol": "willowisp-control",
+            "versions": list(PROTOCOL_VERSIONS),
+            "socket": sock_path,
+            "tcp": server.tcp_address,
+            "token": token,
+            "run": os.path.realpath(rec.config.out),  # how `ctl RUN_FOLDER` finds us
+        }
+        path = os.path.join(folder, stem + ".json")
+        write_private_json(path, descriptor)
+        server.files.append(path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def sweep_stale(folder: str, limit: int = 256) -> None:
+    """Remove descriptors and sockets that processes killed without a chance to clean up
+    (SIGKILL) left behind: those whose pid no longer exists. Bounded per call."""
+    try:
+        names = os.listdir(folder)[: limit * 2]
+    except OSError:
+        return
+    for name in names:
+        pid_s, dash, rest = name.partition("-")
+        if not dash or not pid_s.isdigit() or not rest.endswith((".json", ".sock")):
+            continue
+        try:
+            os.kill(int(pid_s), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+        except (PermissionError, OverflowError, ValueError):
+            pass
+
+
+def stop_server() -> None:
+    """At agent stop (and before ``os._exit``): close the channel and remove its files."""
+    global _SERVER
+    server, _SERVER = _SERVER, None
+    if server is not None:
+        try:
+            server.stop()
+        except Exception:
+            pass
+
+
+def after_fork(rec: Any) -> None:
+    """In a forked child: let go of the parent's channel, open the child's own."""
+    global _SERVER
+    old, _SERVER = _SERVER, None
+    if old is None:
+        return
+    try:
+        old.abandon()
+    except Exception:
+        pass
+    start_server(rec)
+
+
+def current() -> ControlServer | None:
+    """The running server, if any (tests, status)."""
+    return _SERVER
