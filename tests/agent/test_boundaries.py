@@ -8,6 +8,8 @@ import json
 import pytest
 from tests.agent.tracekit import read_run, run_program
 
+from willowisp.analysis import analyze_paths
+
 # A server with two handlers that both take the same lock; the client calls each 3 times.
 # /checkout also calls a second server (the "stock" service), which takes its own lock.
 SERVER_PROGRAM = """
@@ -86,6 +88,13 @@ def test_hops_mode_records_the_boundary_at_full_fidelity_only(tmp_path, pure):
     stats = json.loads(p.stats["by_boundary"])
     entry = stats["http:POST /checkout"]
     assert (entry["entries"], entry["propagated"]) == (3, 3)
+    # analysis: the unsampled callers are named as such, not as a broken link
+    doc = analyze_paths([out]).document()
+    unlinked = [h["unlinked"] for h in doc["hops"] if h["unlinked"]]
+    assert unlinked == [{"caller-not-sampled": 3}]
+    assert [f["kind"] for f in doc["findings"]] == []
+    (b,) = doc["trace"]["boundaries"]
+    assert (b["source"], b["instances"]) == ("recorded", 3)
     assert entry["events"] > 0
     assert entry["cost_ns"] >= entry["hook_ns"] > 0
 

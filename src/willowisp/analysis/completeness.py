@@ -341,8 +341,6 @@ def _broken_spans(c: Causality, explained: set[int]) -> list[Finding]:
         if row in explained or hops.kind[row] == HopKind.SPAWN:
             continue
         s = res[int(hops.server[row])]
-        if ("caller_sampled", 0) in s.attrs:
-            continue  # the caller did not sample the trace, so did not record its side
         if span_count.get(s.trace_id, 0) > 1:
             groups.setdefault((s.proc, resource_ref(trace, s.index).name), []).append(row)
     out: list[Finding] = []

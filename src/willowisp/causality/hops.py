@@ -154,8 +154,14 @@ def match(trace: Trace) -> Hops:
             add(kind, Unlinked.NO_SERVER_SIDE, c, NO_INDEX, Provenance.NONE, 0.0)
     for left in servers.values():
         for s in left:
-            kind = _kind(trace.resources[s].kind, is_start[s])
-            add(kind, Unlinked.NO_CLIENT_SIDE, NO_INDEX, s, Provenance.NONE, 0.0)
+            sres = trace.resources[s]
+            kind = _kind(sres.kind, is_start[s])
+            why = (
+                Unlinked.CALLER_NOT_SAMPLED
+                if ("caller_sampled", 0) in sres.attrs
+                else Unlinked.NO_CLIENT_SIDE
+            )
+            add(kind, why, NO_INDEX, s, Provenance.NONE, 0.0)
     producers = np.flatnonzero(is_message & (send >= 0)).tolist()
     consumers = np.flatnonzero(is_message & (send < 0) & (recv >= 0)).tolist()
     for m in match_messages(trace, producers, consumers):

@@ -62,6 +62,9 @@ class Unlinked(enum.IntEnum):
     AMBIGUOUS_ID = 8  # several sends carry the id the consumer saw: which one is unknown
     # Replies (a request row that is linked but whose reply edge is unknown):
     REPLY_UNATTRIBUTED = 9  # the client's unit got a reply it could not tie to a request
+    # The sender did not sample the trace (hops mode) so did not record its side; a declared
+    # boundary made the receiver record it anyway (its resource says caller_sampled=0).
+    CALLER_NOT_SAMPLED = 10
 
     @property
     def label(self) -> str:

@@ -143,8 +143,11 @@ def _hops(console: Console, hops: list[dict[str, Any]]) -> None:
     console.print()
     console.print("hops", style="bold")
     for h in hops:
+        src = _side(h["from"])
+        if h["from"]["service"] is None and set(h["unlinked"]) == {"caller-not-sampled"}:
+            src = "? (caller did not sample)"
         line = (
-            f"  {_side(h['from'])} → {_side(h['to'])}  {h['protocol']}  "
+            f"  {src} → {_side(h['to'])}  {h['protocol']}  "
             f"{', '.join(h['libraries']) or '-'}  "
             f"{_count(h['count'], 'spawn' if h['protocol'] == 'process' else 'request')}, "
             f"{_n(h['linked'])} linked"
