@@ -205,13 +205,18 @@ def _costs(d: Declared, hook_ns: int, encode_ns: int) -> dict[str, int]:
 
 
 def by_boundary_json() -> str:
-    """For the stats record: ``{name: {entries, events, hook_ns, serialize_ns, cost_ns}}``."""
+    """For the stats record: ``{name: {spec, source, entries, propagated, active, events,
+    hook_ns, serialize_ns, cost_ns}}`` (``source``: config, ctl)."""
     rec = _r.RECORDER
     if not _declared or rec is None:
         return ""
     hook_ns, encode_ns = rec.cost_split()
     return json.dumps(
-        {d.name: _costs(d, hook_ns, encode_ns) for d in list(_declared)}, sort_keys=True
+        {
+            d.name: {"spec": d.boundary.spec, "source": d.source, **_costs(d, hook_ns, encode_ns)}
+            for d in list(_declared)
+        },
+        sort_keys=True,
     )
 
 

@@ -25,6 +25,7 @@ domains, agent health) are never suppressed.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -218,21 +219,30 @@ def _next_hops(
 
 
 def recorded(trace: Trace) -> tuple[Boundary, ...]:
-    """The boundaries the agents were given (their process records), parsed; a spec that
-    does not parse is skipped (the agent reported it as a fault)."""
-    out: list[Boundary] = []
+    """The boundaries the agents were given (their process records) or were switched on
+    with ``willowisp ctl`` (their cost records), parsed, one per entry; a spec that does not
+    parse is skipped (the agent reported it as a fault)."""
+    specs: list[str] = []
     for p in trace.processes:
         for k, v in p.attrs:
-            if k != "boundaries" or not isinstance(v, str):
-                continue
-            for spec in v.split("|"):
-                if not spec.strip():
-                    continue
-                try:
-                    out.append(parse_boundary(spec, source="recorded boundary"))
-                except UsageError:
-                    continue
-    return tuple(out)
+            if k == "boundaries" and isinstance(v, str):
+                specs += v.split("|")
+        # boundaries switched on with `willowisp ctl` appear in the agent's cost record only
+        try:
+            costs = json.loads(p.stats.by_boundary) if p.stats.by_boundary else {}
+        except ValueError:
+            costs = {}
+        if isinstance(costs, dict):
+            specs += [str(c.get("spec", "")) for c in costs.values() if isinstance(c, dict)]
+    out: list[Boundary] = []
+    for spec in specs:
+        if not spec.strip():
+            continue
+        try:
+            out.append(parse_boundary(spec, source="recorded boundary"))
+        except UsageError:
+            continue
+    return merge_boundaries(tuple(out))
 
 
 def suppress(findings: Sequence[Finding], trace: Trace, ins: Inside) -> tuple[list[Finding], int]:

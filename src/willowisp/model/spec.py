@@ -445,8 +445,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ("cost_ns_per_event", "int: the agent's measured cost"),
             (
                 "by_boundary",
-                "str: JSON object, per boundary name: entries, propagated, active, events, "
-                "hook_ns, serialize_ns, cost_ns",
+                "str: JSON object, per boundary name: spec, source, entries, propagated, "
+                "active, events, hook_ns, serialize_ns, cost_ns",
             ),
         ),
     ),
