@@ -2,8 +2,9 @@
 
 Layers, each importing only the ones before it:
 model <- wtrace <- ingest <- causality <- analysis <- report / cli.
-The agent (``willowisp.agent``) depends on model, wtrace and wire alone, and on the standard
-library only, because it runs inside the observed program's interpreter.
+The agent (``willowisp.agent``) depends on model, wtrace, wire and channel (the live
+protocols' frames, shared with the collector and ``willowisp ctl``) alone, and on the
+standard library only, because it runs inside the observed program's interpreter.
 
 This module re-exports the small public API and nothing heavy: importing ``willowisp``
 must stay cheap, since every Python process started by ``willowisp run`` does it.

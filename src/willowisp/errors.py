@@ -2,6 +2,7 @@
 
     WillowispError
      ├── UsageError              bad command-line usage or configuration
+     ├── ProtocolError           a peer broke a live protocol (control channel, native stream)
      └── TraceError              a trace cannot be (fully) read
           └── TraceFormatError    bytes that are not a valid .wtrace (or importable) file
                ├── TraceVersionError   written by a newer major version of the format
@@ -20,6 +21,20 @@ class WillowispError(Exception):
 
 class UsageError(WillowispError):
     """The command line or the configuration is wrong."""
+
+
+class ProtocolError(WillowispError):
+    """A peer broke a live protocol (or one of its limits); ``docs/protocols.md``.
+
+    ``code`` is the error code of the reply the peer is sent (``bad-frame``, ``bad-json``,
+    ...); ``message`` is the one line a person reads. ``truncated`` (the peer closed inside
+    a frame) is never sent; it only ends a read.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class TraceError(WillowispError):

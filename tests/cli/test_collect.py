@@ -3,20 +3,36 @@ collector's folder; a stopped or missing collector loses nothing; bad usage is r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from willowisp.model.spec import KIND_BY_CODE
+from willowisp.channel.frames import (
+    MAX_MESSAGE_BODY,
+    STREAM_MAGIC,
+    pack_frame,
+    parse_object,
+    read_frame,
+    recv_exact,
+)
+from willowisp.errors import ProtocolError
+from willowisp.ingest import load
+from willowisp.model.spec import KIND_BY_CODE, K
+from willowisp.wtrace.framing import CHUNK_HEADER_SIZE, CHUNK_MAGIC, parse_chunk_header
 from willowisp.wtrace.payload import rows_of
 from willowisp.wtrace.reader import read_file
+from willowisp.wtrace.writer import SegmentWriter
 
 # Deterministic on purpose (threads run one after the other: no contention), so two runs
 # record the same events. With --pause it waits, after making sure the collector
@@ -40,6 +56,13 @@ if "--pause" in sys.argv:
     with rec._write_lock:  # flush() skips while the flusher runs: wait for it instead
         rec._flush_locked()
     print("acknowledged" if rec._writer.sync(10) else "not acknowledged", flush=True)
+    sys.stdin.readline()
+    phase()
+if "--unacked" in sys.argv:  # for a collector that never acknowledges
+    rec = recorder.RECORDER
+    with rec._write_lock:
+        rec._flush_locked()
+    print(rec._writer._sent, flush=True)  # chunks sent to the collector so far
     sys.stdin.readline()
     phase()
 """
@@ -213,6 +236,127 @@ def test_sigterm_mid_run_loses_nothing(tmp_path: Path, collector: Collector):
     assert r.returncode == 0, r.stderr
     trace = json.loads(r.stdout)["trace"]
     assert trace["processes"] == 1 and trace["agent_faults"] == 1
+
+
+class SilentCollector:
+    """A collector killed between writing chunks and acknowledging them: it takes one
+    agent's hello, writes every chunk it receives into its file (named as the real
+    collector names it) and never acknowledges one, until ``close()`` drops the
+    connection. Its listener is closed once the agent is in, so reconnects are refused."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir()
+        self.out = out
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.written = 0  # chunks in the file
+        self.conn: socket.socket | None = None
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return  # closed before an agent came
+        finally:
+            self.listener.close()
+        with self.changed:
+            self.conn = conn
+        body = read_frame(conn, STREAM_MAGIC, MAX_MESSAGE_BODY)
+        assert body is not None
+        hello = parse_object(body)
+        name = f"{hello['service']}-{hello['pid']}-{hello['process_id'][:8]}-1.wtrace"
+        reply = {"ok": True, "op": "hello", "version": 1, "file": name}
+        conn.sendall(pack_frame(STREAM_MAGIC, reply))
+        with SegmentWriter(self.out / name) as file:
+            while True:
+                try:
+                    head = recv_exact(conn, CHUNK_HEADER_SIZE)
+                    if head[:4] != CHUNK_MAGIC:
+                        return  # closed (or the agent's bye): nothing more to write
+                    stored = recv_exact(conn, parse_chunk_header(head, 0).stored_len)
+                except (OSError, ProtocolError):
+                    return
+                file.write_raw_chunk(head + stored)
+                with self.changed:
+                    self.written += 1
+                    self.changed.notify_all()
+
+    def close(self, after: int) -> None:
+        """Drop the connection once ``after`` chunks are in the file."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.written >= after, timeout=60)
+            conn = self.conn
+        assert conn is not None
+        conn.shutdown(socket.SHUT_RDWR)  # wakes the reading thread with an end of file
+        self.thread.join(timeout=60)
+        conn.close()
+
+    def stop(self) -> None:
+        self.listener.close()
+        with self.changed:
+            conn = self.conn
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self.thread.join(timeout=60)
+        if conn is not None:
+            conn.close()
+
+
+def test_chunks_written_but_not_acknowledged_are_loaded_once(tmp_path: Path):
+    """A collector that wrote chunks and vanished before acknowledging them: the agent
+    writes them again into its own file, so each is stored twice; `analyze` of both
+    folders loads every event once, says how many chunks it dropped as repeats, and
+    counts exactly the lock acquisitions the program made."""
+    silent = SilentCollector(tmp_path / "collected")
+    cmd, env = run_program(tmp_path, tmp_path / "run", collector=silent.address)
+    prog = subprocess.Popen(
+        [*cmd, "--unacked"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert prog.stdout is not None and prog.stdin is not None
+        sent = int(prog.stdout.readline())
+        assert sent > 0
+        silent.close(after=sent)
+        prog.stdin.write("go on\n")
+        prog.stdin.close()
+        assert prog.wait(timeout=120) == 0
+    finally:
+        silent.stop()
+        if prog.poll() is None:
+            prog.kill()
+        prog.wait(timeout=30)
+        for f in (prog.stdin, prog.stdout, prog.stderr):
+            if f is not None and not f.closed:
+                f.close()
+    collected = chunks_of([silent.out])
+    assert len(collected) >= sent
+    stored = chunks_of([silent.out, tmp_path / "run"])
+    assert len(stored) == len({first for first, _ in stored}) + len(collected)  # all twice
+    # The agent's folder first: its fallback file has the collector's file's name.
+    r = wisp("analyze", str(tmp_path / "run"), str(silent.out), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    recorded = sum(len(rows) for _, rows in set(map(_hashable, stored)))
+    assert doc["trace"]["events"] == recorded
+    [proc] = doc["processes"]
+    plural = "chunk" if len(collected) == 1 else "chunks"
+    prefix = f"{len(collected)} {plural} of process {proc['id'][:8]}… (prog, pid {proc['pid']})"
+    assert any(n.startswith(f"{prefix} seen twice") for n in doc["trace"]["notes"])
+    trace = load([tmp_path / "run", silent.out])
+    seqs = trace.events.seq.tolist()
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))  # each event once, no gap
+    assert int(np.count_nonzero(trace.events.kind == K.LOCK_ACQUIRED)) == 2 * 3 * 20
+    program = ~np.isin(trace.events.kind, [K.CLOCK_ANCHOR, K.AGENT_FLUSH, K.AGENT_DROP])
+    assert int(np.count_nonzero(program)) == trace.processes[0].stats.events
+
+
+def _hashable(c: tuple[int, list[tuple[int, int]]]) -> tuple[int, tuple[tuple[int, int], ...]]:
+    return c[0], tuple(c[1])
 
 
 def test_forked_child_streams_on_its_own_connection(tmp_path: Path, collector: Collector):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from golden.tracetext import WALL0, chunk, process, write_trace
 from willowisp.ingest import load
@@ -186,3 +187,120 @@ def test_unknown_event_kinds_are_skipped_and_counted(tmp_path: Path) -> None:
     assert trace.unknown_kinds == 1
     assert trace.events.kind.tolist() == [K.UNIT_START, K.UNIT_END]
     assert trace.events.seq.tolist() == [1, 3]  # ids of the others do not change
+
+
+# A collector that wrote chunk 2 but died before acknowledging it: the agent fell back to
+# its own file, starting with its process record and a fault, then chunk 2 again, then 3.
+_CHUNK_1 = chunk(
+    P1,
+    'rec unit 1 kind="thread" name="Thread-1"',
+    "rec stats 0 events=1 dropped=0 faults=0 cost_ns_per_event=100",
+    f"ev 1000 clock.anchor a={WALL0}",
+    "ev 1100 unit.start u=1",
+)
+_CHUNK_2 = chunk(
+    "rec stats 0 events=3 dropped=0 faults=0 cost_ns_per_event=100",
+    "ev 2000 lock.acquired u=1 r=1",
+    "ev 2100 lock.release u=1 r=1",
+    seq=3,
+)
+_HEAD = chunk(P1, 'rec fault 1 message="collector went away" where="stream"')
+_CHUNK_3 = chunk(
+    'rec unit 1 kind="thread" name="worker"',  # renamed after chunk 1: the last one wins
+    "rec stats 0 events=4 dropped=0 faults=1 cost_ns_per_event=100",
+    "ev 3000 unit.end u=1",
+    seq=5,
+)
+
+
+def _collector_and_fallback(tmp_path: Path, fallback: tuple[str, ...]) -> list[Path]:
+    """The collector's folder and the agent's, each with its segment 1 of process aa…
+    (the same file name: the collector names files like the agent). The agent's folder
+    comes first, so file order alone would merge the older definitions last."""
+    name = "orders-11-aa000000-1.wtrace"
+    (tmp_path / "collected").mkdir()
+    (tmp_path / "run").mkdir()
+    write_trace(tmp_path / "collected" / name, _CHUNK_1, _CHUNK_2)
+    write_trace(tmp_path / "run" / name, *fallback)
+    return [tmp_path / "run", tmp_path / "collected"]
+
+
+def test_chunk_stored_twice_is_loaded_once(tmp_path: Path) -> None:
+    """A chunk in both the collector's file and the agent's fallback file (same process,
+    first sequence number and contents) is loaded once, said in a note, and definitions
+    merge in the agent's write order (sequence numbers), not in file-name order."""
+    trace = load(_collector_and_fallback(tmp_path, (_HEAD, _CHUNK_2, _CHUNK_3)))
+    ev = trace.events
+    assert ev.seq.tolist() == [1, 2, 3, 4, 5]
+    assert ev.kind.tolist() == [
+        K.CLOCK_ANCHOR,
+        K.UNIT_START,
+        K.LOCK_ACQUIRED,
+        K.LOCK_RELEASE,
+        K.UNIT_END,
+    ]
+    [p] = trace.processes
+    assert [Path(f).parent.name for f in p.files] == ["collected", "run"]
+    assert (p.stats.events, p.stats.faults) == (4, 1)  # the agent's last stats record
+    assert [u.name for u in trace.units] == ["worker"]
+    assert [f.message for f in trace.faults] == ["collector went away"]
+    assert [f.events for f in trace.files] == [4, 3]  # what each file holds, repeats too
+    [note] = [n for n in trace.notes if "seen twice" in n]
+    assert note.startswith("1 chunk of process aa000000… (orders, pid 11) seen twice")
+    assert "the repeats were dropped" in note
+    assert trace.unreadable == []
+
+
+def test_every_chunk_stored_twice(tmp_path: Path) -> None:
+    """A collector that acknowledged nothing: all its chunks are repeats, counted."""
+    trace = load(_collector_and_fallback(tmp_path, (_HEAD, _CHUNK_1, _CHUNK_2)))
+    assert trace.events.seq.tolist() == [1, 2, 3, 4]
+    assert any(n.startswith("2 chunks of process aa000000… (orders") for n in trace.notes)
+
+
+@pytest.mark.parametrize(
+    ("clash", "loaded"),
+    [
+        (
+            chunk(  # one event differs
+                "rec stats 0 events=3 dropped=0 faults=0 cost_ns_per_event=100",
+                "ev 2000 lock.acquired u=1 r=1",
+                "ev 2100 lock.release u=1 r=2",
+                seq=3,
+            ),
+            6,
+        ),
+        (
+            chunk(  # one record differs
+                "rec stats 0 events=3 dropped=0 faults=9 cost_ns_per_event=100",
+                "ev 2000 lock.acquired u=1 r=1",
+                "ev 2100 lock.release u=1 r=1",
+                seq=3,
+            ),
+            6,
+        ),
+        (
+            chunk(  # one event fewer
+                "rec stats 0 events=3 dropped=0 faults=0 cost_ns_per_event=100",
+                "ev 2000 lock.acquired u=1 r=1",
+                seq=3,
+            ),
+            5,
+        ),
+    ],
+    ids=["event", "record", "count"],
+)
+def test_same_sequence_number_different_contents_is_damage(
+    tmp_path: Path, clash: str, loaded: int
+) -> None:
+    """A chunk reusing a sequence number with other contents is not a repeat: both are
+    kept (nothing is thrown away on a guess) and a note names both chunks."""
+    folders = _collector_and_fallback(tmp_path, (_HEAD, clash))
+    trace = load(folders)
+    seqs = trace.events.seq.tolist()
+    assert len(seqs) == loaded and seqs.count(3) == 2
+    [note] = [n for n in trace.notes if "damage" in n]
+    run, collected = (str(f / "orders-11-aa000000-1.wtrace") for f in folders)
+    assert f"chunk 1 of {run} and chunk 1 of {collected} both start at sequence number 3" in note
+    assert "both were kept" in note
+    assert not any("seen twice" in n for n in trace.notes)

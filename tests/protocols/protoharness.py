@@ -18,7 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from willowisp.agent.control import ERRORS, MAX_CONTROL_BODY
+from willowisp.agent.control import ERRORS
+from willowisp.channel.frames import MAX_CONTROL_BODY
 from willowisp.wtrace.framing import (
     CHUNK_HEADER_SIZE,
     FILE_HEADER_SIZE,

@@ -8,8 +8,9 @@ Unix socket (mode 0600, in a 0700 per-user folder, ``/tmp/willowisp-<uid>/`` unl
 folder, socket, token; mode 0600), which is how ``ctl PID`` and ``ctl RUN_FOLDER`` find it;
 nothing is written into the run folder. ``WILLOWISP_CONTROL=off`` disables the channel.
 
-A connection is a sequence of frames -- ``WCTL``, a u32 LE length, a JSON object -- in
-each direction: a hello carrying the per-session token (compared in constant time), then
+A connection is a sequence of frames -- ``WCTL``, a u32 LE length, a JSON object; see
+``willowisp.channel.frames``, shared with the client and the native stream -- in each
+direction: a hello carrying the per-session token (compared in constant time), then
 requests (``ping``, ``status``, ``enable``, ``disable``) each answered by one reply.
 
 Trade-offs: one thread per connection (at most ``MAX_CONNECTIONS``, the rest are told
@@ -25,25 +26,30 @@ from __future__ import annotations
 import _thread
 import contextlib
 import errno
-import hmac
-import json
 import os
 import select
 import socket
-import stat
 import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from willowisp.errors import UsageError, WillowispError
+from willowisp.channel.discovery import check_private_dir, runtime_dir, write_private_json
+from willowisp.channel.frames import (
+    CONTROL_MAGIC,
+    CONTROL_VERSIONS,
+    FRAME,
+    MAX_CONTROL_BODY,
+    error_reply,
+    ok_reply,
+    pack_frame,
+    parse_object,
+    read_frame,
+    request_id,
+    same_token,
+)
+from willowisp.errors import ProtocolError, UsageError
 
-PROTOCOL_VERSIONS = (1,)  # control protocol versions this agent speaks
-CONTROL_MAGIC = b"WCTL"
-FRAME = struct.Struct("<4sI")  # magic, body length (u32 LE)
-MAX_CONTROL_BODY = 1024 * 1024  # bytes of JSON per frame, either direction
 MAX_ARG_BYTES = 4096  # a boundary spec or name
-MAX_ID_CHARS = 64
-MAX_SAFE_INT = 2**53 - 1  # ids travel through JSON parsers that use doubles
 MAX_CONNECTIONS = 4
 HELLO_TIMEOUT_S = 5.0  # from accept to a complete hello
 IDLE_TIMEOUT_S = 30.0  # between requests after the hello
@@ -68,159 +74,6 @@ ERRORS: dict[str, bool] = {
     "unavailable": False,
     "internal": False,
 }
-
-
-class ProtocolError(WillowispError):
-    """A peer broke the protocol (or a limit): ``code`` is the reply's error code.
-
-    ``truncated`` (the peer closed inside a frame) is never sent; it only ends a read.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-# --- frames ----------------------------------------------------------------------------
-
-
-def pack_frame(magic: bytes, obj: dict[str, Any]) -> bytes:
-    """One frame: magic, u32 LE length, the object as compact ASCII JSON."""
-    body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
-    return FRAME.pack(magic, len(body)) + body
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    """Exactly ``n`` bytes; ``b""`` when the peer closed before sending any of them.
-    ProtocolError("truncated") when it closed part way. Socket timeouts propagate."""
-    buf = bytearray()
-    while len(buf) < n:
-        part = sock.recv(min(n - len(buf), 65536))
-        if not part:
-            if not buf:
-                return b""
-            raise ProtocolError("truncated", f"connection closed {len(buf)} bytes into {n}")
-        buf += part
-    return bytes(buf)
-
-
-def read_frame(sock: socket.socket, magic: bytes, max_body: int) -> bytes | None:
-    """The body of the next frame, or None at a clean end of the connection.
-
-    Raises ProtocolError: ``bad-frame`` (wrong magic: framing is lost), ``frame-too-large``
-    (declared length over ``max_body``; nothing is allocated for it), ``truncated``.
-    """
-    head = recv_exact(sock, FRAME.size)
-    if not head:
-        return None
-    seen, length = FRAME.unpack(head)
-    if seen != magic:
-        raise ProtocolError("bad-frame", f"frame starts with {seen!r}, expected {magic!r}")
-    if length > max_body:
-        raise ProtocolError("frame-too-large", f"frame of {length} bytes is over {max_body}")
-    if length == 0:
-        return b""
-    body = recv_exact(sock, length)
-    if not body:
-        raise ProtocolError("truncated", f"connection closed before a {length}-byte body")
-    return body
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_object(body: bytes) -> dict[str, Any]:
-    """A frame body as a JSON object. ``bad-json``: not UTF-8, not JSON (NaN included), or
-    too deep for the parser; ``bad-request``: JSON but not an object."""
-    try:
-        obj = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError("bad-json", f"body is not a UTF-8 JSON object: {exc}"[:300]) from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("bad-request", f"body is a JSON {type(obj).__name__}, not an object")
-    return obj
-
-
-def request_id(req: dict[str, Any]) -> tuple[Any, bool]:
-    """The request's ``id`` to echo (None if absent) and whether it is a valid one."""
-    rid = req.get("id")
-    if rid is None:
-        return None, True
-    if isinstance(rid, str) and len(rid) <= MAX_ID_CHARS:
-        return rid, True
-    if isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) <= MAX_SAFE_INT:
-        return rid, True
-    return None, False
-
-
-def ok_reply(result: dict[str, Any], rid: Any = None) -> dict[str, Any]:
-    reply: dict[str, Any] = {"ok": True, "result": result}
-    if rid is not None:
-        reply["id"] = rid
-    return reply
-
-
-def error_reply(code: str, message: str, rid: Any = None, **extra: Any) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message[:500]}
-    err.update(extra)
-    reply: dict[str, Any] = {"ok": False, "error": err}
-    if rid is not None:
-        reply["id"] = rid
-    return reply
-
-
-def same_token(given: object, expected: str) -> bool:
-    """Constant-time comparison (for equal lengths) of a token from the wire."""
-    if not isinstance(given, str) or not expected:
-        return False
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
-
-
-# --- the per-user runtime folder and the descriptor files --------------------------------
-
-
-def runtime_dir() -> str:
-    """Where descriptors and sockets live: WILLOWISP_RUNTIME_DIR, else /tmp/willowisp-<uid>."""
-    return os.environ.get("WILLOWISP_RUNTIME_DIR") or f"/tmp/willowisp-{os.getuid()}"  # noqa: S108
-
-
-def check_private_dir(path: str, *, create: bool) -> None:
-    """Make sure ``path`` is a real folder of ours that nobody else can enter (0700).
-
-    A folder in /tmp that someone else made first, or a symlink, would let them read tokens
-    or plant sockets: refuse it (OSError) rather than use it.
-    """
-    if create:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise OSError(errno.ENOTDIR, f"{path} is not a folder (a symlink?)")
-    if st.st_uid != os.getuid():
-        raise OSError(errno.EPERM, f"{path} belongs to uid {st.st_uid}, not {os.getuid()}")
-    if st.st_mode & 0o077:
-        raise OSError(errno.EPERM, f"{path} has mode {stat.S_IMODE(st.st_mode):o}, not 700")
-
-
-def write_private_json(path: str, obj: dict[str, Any]) -> None:
-    """Write ``obj`` to ``path`` (mode 0600) atomically: a reader sees all of it or none."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        data = json.dumps(obj, indent=1, sort_keys=True).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -557,14 +410,14 @@ class ControlServer:
         ):
             self.counters["malformed"] += 1
             return error_reply("bad-request", "versions must be a list of 1 to 16 integers"), True
-        common = set(versions).intersection(PROTOCOL_VERSIONS)
+        common = set(versions).intersection(CONTROL_VERSIONS)
         if not common:
             return (
                 error_reply(
                     "unsupported-version",
-                    f"no common version: agent speaks {list(PROTOCOL_VERSIONS)}",
+                    f"no common version: agent speaks {list(CONTROL_VERSIONS)}",
                     rid,
-                    versions=list(PROTOCOL_VERSIONS),
+                    versions=list(CONTROL_VERSIONS),
                 ),
                 True,
             )
@@ -673,7 +526,7 @@ def _start(rec: Any, *, tcp: bool) -> ControlServer:
         descriptor = {
             **info,
             "protocol": "willowisp-control",
-            "versions": list(PROTOCOL_VERSIONS),
+            "versions": list(CONTROL_VERSIONS),
             "socket": sock_path,
             "tcp": server.tcp_address,
             "token": token,

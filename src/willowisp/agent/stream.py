@@ -32,21 +32,21 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from willowisp.agent.control import (
+from willowisp.channel.frames import (
     FRAME,
-    ProtocolError,
+    MAX_MESSAGE_BODY,
+    STREAM_MAGIC,
+    STREAM_VERSIONS,
     pack_frame,
     parse_object,
     read_frame,
 )
+from willowisp.errors import ProtocolError
 from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR
 from willowisp.wtrace.framing import Compressors, default_codec
 from willowisp.wtrace.payload import EventBatch, PackedEvents, Record
 from willowisp.wtrace.writer import SegmentWriter, encode_chunk
 
-STREAM_MAGIC = b"WSTR"
-STREAM_VERSIONS = (1,)
-MAX_MESSAGE_BODY = 64 * 1024  # a hello, an ack, a bye
 CONNECT_TIMEOUT_S = 1.0
 HELLO_TIMEOUT_S = 2.0
 SEND_TIMEOUT_S = 5.0

@@ -22,18 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from willowisp import __version__
-from willowisp.agent.control import (
+from willowisp.channel.discovery import check_private_dir, runtime_dir
+from willowisp.channel.frames import (
     CONTROL_MAGIC,
+    CONTROL_VERSIONS,
     MAX_CONTROL_BODY,
-    PROTOCOL_VERSIONS,
-    ProtocolError,
-    check_private_dir,
     pack_frame,
     parse_object,
     read_frame,
-    runtime_dir,
 )
-from willowisp.errors import UsageError
+from willowisp.errors import ProtocolError, UsageError
 
 MAX_DESCRIPTOR_BYTES = 64 * 1024
 ACTIONS = ("status", "enable", "disable")
@@ -276,7 +274,7 @@ def call(agent: Agent, op: str, timeout: float, **args: Any) -> dict[str, Any]:
             sock,
             {
                 "op": "hello",
-                "versions": list(PROTOCOL_VERSIONS),
+                "versions": list(CONTROL_VERSIONS),
                 "token": agent.token,
                 "client": f"willowisp-ctl/{__version__}",
             },

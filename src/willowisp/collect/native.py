@@ -31,15 +31,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from willowisp.agent.control import (
+from willowisp.channel.frames import (
     FRAME,
-    ProtocolError,
+    MAX_MESSAGE_BODY,
+    STREAM_MAGIC,
+    STREAM_VERSIONS,
     pack_frame,
     parse_object,
     same_token,
 )
-from willowisp.agent.stream import MAX_MESSAGE_BODY, STREAM_MAGIC, STREAM_VERSIONS
-from willowisp.errors import TraceFormatError
+from willowisp.errors import ProtocolError, TraceFormatError
 from willowisp.model.spec import FORMAT_MAJOR
 from willowisp.wtrace.framing import (
     CHUNK_HEADER_SIZE,

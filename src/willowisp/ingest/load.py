@@ -7,13 +7,21 @@ How it works:
 2. Group segments by the ``process_id`` of their ``process`` record (a process writes
    several segments; a forked child has its own id). A segment whose process record was in
    a lost chunk is attached by its file name (pid and id prefix), else kept on its own.
-3. Merge each process's definition records in file order (a later record for the same
+3. Order each process's segments by segment number, then by the first sequence number
+   they hold (the agent's own write order, which file names cannot give when a collector's
+   file and the agent's fallback file are one segment), and drop repeated chunks: the native
+   stream delivers a chunk at least once, so a chunk a collector wrote but never
+   acknowledged is in the agent's fallback file too. A repeat has the same first sequence
+   number, events and records as a chunk already seen; it is dropped and counted in
+   ``notes``. A chunk that reuses a sequence number with different contents is damage, not
+   a repeat: both are kept and a note says so.
+4. Merge each process's definition records in that order (a later record for the same
    number overrides attribute by attribute: "the last one wins") and concatenate its event
    chunks. Events of unknown kinds are dropped and counted.
-4. Number processes, units, resources and locations densely across the trace and rewrite
+5. Number processes, units, resources and locations densely across the trace and rewrite
    the event columns to those global indices with one ``searchsorted`` per column and
    process: the only per-item Python work is per definition record, never per event.
-5. Map monotonic time to raw (wall) time through the process's anchors, and sort each
+6. Map monotonic time to raw (wall) time through the process's anchors, and sort each
    process's events by (time, sequence number).
 
 Memory: the columns take about 50 bytes per event; each file's bytes are held only while
@@ -52,11 +60,12 @@ from willowisp.ingest.trace import Events, Trace
 from willowisp.model.ids import ProcessId
 from willowisp.model.spec import KIND_BY_CODE, K
 from willowisp.wtrace.payload import AttrValue
-from willowisp.wtrace.reader import TraceFile
+from willowisp.wtrace.reader import Chunk, TraceFile
 
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
 _KNOWN = np.array(sorted(KIND_BY_CODE), dtype=np.uint8)
 _NO_WALL = 1 << 62  # sorts processes without anchors last
+_NO_SEQ = 1 << 64  # sorts a file without events after the files of its segment with some
 
 AttrMap = dict[str, AttrValue]
 
@@ -75,6 +84,8 @@ class _Parts:
     id: str
     attrs: AttrMap = field(default_factory=dict)
     files: list[tuple[tuple[int, str], TraceFile]] = field(default_factory=list)
+    # The chunks to use, in write order, repeats dropped (set by _unique_chunks).
+    chunks: list[Chunk] = field(default_factory=list)
     units: dict[int, AttrMap] = field(default_factory=dict)
     resources: dict[int, AttrMap] = field(default_factory=dict)
     locations: dict[int, AttrMap] = field(default_factory=dict)
@@ -92,9 +103,10 @@ def build_trace(parsed: list[TraceFile], unreadable: list[Unreadable]) -> Trace:
     parts = _group(parsed, notes)
     unknown = 0
     for p in parts.values():
-        p.files.sort(key=lambda f: f[0])
+        p.files.sort(key=lambda f: (f[0][0], _first_seq(f[1]), f[0][1]))
+        notes.extend(_unique_chunks(p))
+        _merge_records(p)
         for _, tf in p.files:
-            _merge_records(p, tf)
             reports.append(_report(tf, p.id))
             if tf.truncated:
                 notes.append(f"{tf.path}: {tf.truncated}; the complete chunks before it were used")
@@ -167,9 +179,81 @@ def _group(parsed: list[TraceFile], notes: list[str]) -> dict[str, _Parts]:
     return parts
 
 
-def _merge_records(p: _Parts, tf: TraceFile) -> None:
+def _first_seq(tf: TraceFile) -> int:
+    """The first sequence number a file holds (``_NO_SEQ`` for a file without events)."""
+    return min((c.events.first_seq for c in tf.chunks if c.events is not None), default=_NO_SEQ)
+
+
+def _unique_chunks(p: _Parts) -> list[str]:
+    """Set ``p.chunks``: every chunk of the process's files in order, repeats dropped.
+    Returns the notes to make (repeats dropped; clashes kept).
+
+    Only chunks with events are compared: a repeated records-only chunk (a process record
+    sent again at a reconnect) merges to the same definitions, so it is harmless. The key
+    is the first sequence number (unique per chunk within a process); a chunk is a repeat
+    only if its events and records are equal to those of a chunk kept under that key, so
+    data is never dropped on a guess.
+    """
+    kept: dict[int, list[tuple[str, Chunk]]] = {}  # first_seq -> chunks kept with it
+    repeats = 0
+    clashes: list[str] = []
+    p.chunks = []
+    for _, tf in p.files:
+        for c in tf.chunks:
+            if c.events is not None:
+                same = kept.setdefault(c.events.first_seq, [])
+                if any(_same_contents(c, k) for _, k in same):
+                    repeats += 1
+                    continue
+                if same:
+                    path, first = same[0]
+                    clashes.append(
+                        f"chunk {c.index} of {tf.path} and chunk {first.index} of {path} "
+                        f"both start at sequence number {c.events.first_seq}"
+                    )
+                same.append((tf.path, c))
+            p.chunks.append(c)
+    notes = []
+    who = _who(p)
+    if repeats:
+        notes.append(
+            f"{_plural(repeats, 'chunk')} of {who} seen twice (a collector restart: a "
+            "chunk written but not acknowledged is in the agent's own file too); the "
+            "repeats were dropped"
+        )
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        notes.append(
+            f"{who}: {clashes[0]}{more} with different contents (damage?); both were kept, "
+            "so some events may be counted twice"
+        )
+    return notes
+
+
+def _same_contents(a: Chunk, b: Chunk) -> bool:
+    ea, eb = a.events, b.events
+    assert ea is not None and eb is not None
+    return (
+        ea.first_seq == eb.first_seq
+        and len(ea) == len(eb)
+        and all(np.array_equal(getattr(ea, k), getattr(eb, k)) for k in _COLS)
+        and a.records == b.records
+    )
+
+
+def _who(p: _Parts) -> str:
+    """``process 9f2c1a2b… (orders, pid 4242)`` for notes made before numbering."""
+    short = f"{p.id[:8]}…" if len(p.id) > 8 else p.id
+    return f"process {short} ({_str(p.attrs, 'service', '?')}, pid {_int(p.attrs, 'pid', 0)})"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _merge_records(p: _Parts) -> None:
     tables = {R_UNIT: p.units, R_RESOURCE: p.resources, R_LOCATION: p.locations, R_FAULT: p.faults}
-    for chunk in tf.chunks:
+    for chunk in p.chunks:
         for rec in chunk.records:
             table = tables.get(rec.rtype)
             if table is not None:
@@ -199,7 +283,7 @@ _DTYPES = {
 
 def _columns(p: _Parts) -> int:
     """Concatenate, filter, sort and time-map one process's events (local numbers)."""
-    chunks = [c.events for _, tf in p.files for c in tf.chunks if c.events is not None]
+    chunks = [c.events for c in p.chunks if c.events is not None]
     cols: dict[str, npt.NDArray[Any]] = {}
     for name in _COLS:
         arrays = [getattr(c, name) for c in chunks]
