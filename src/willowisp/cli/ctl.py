@@ -386,7 +386,9 @@ def status_text(entry: dict[str, Any], r: dict[str, Any]) -> str:
         )
     bounds = r.get("boundaries")
     if isinstance(bounds, list) and bounds:
-        rows = [("boundary", "enabled", "source", "entries", "active", "events", "cost")]
+        rows = [
+            ("boundary", "enabled", "source", "entries", "propagated", "active", "events", "cost")
+        ]
         for b in bounds:
             if not isinstance(b, dict):
                 continue
@@ -396,6 +398,7 @@ def status_text(entry: dict[str, Any], r: dict[str, Any]) -> str:
                     "yes" if b.get("enabled") else "no",
                     str(b.get("source", "")),
                     str(b.get("entries", 0)),
+                    str(b.get("propagated", 0)),
                     str(b.get("active", 0)),
                     str(b.get("events", 0)),
                     _ns(b.get("cost_ns")),
