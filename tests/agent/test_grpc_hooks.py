@@ -380,3 +380,30 @@ def test_aio_events_point_at_the_program_and_handlers_continue_the_trace(tmp_pat
         evs = [e for e in p.events if e.res == rid]
         assert [e.kind for e in evs] == ["msg.recv", "rpc.reply"]
         assert {p.where(e) for e in evs} == {f"prog.py:{line}"}
+
+
+def test_server_keeps_allowlisted_metadata_and_the_body_only_when_asked(tmp_path):
+    """The server's rpc resource has the allowlisted metadata (never authorization); the
+    request message is kept only under --redact bodies."""
+    program = (
+        SYNC_SERVER
+        + """
+srv, target = serve("demo.Echo", {"Ping": grpc.unary_unary_rpc_method_handler(lambda r, c: r)})
+with grpc.insecure_channel(target) as ch:
+    ch.unary_unary("/demo.Echo/Ping")(b"hello", metadata=[("authorization", "s3cret"),
+                                                            ("user-agent", "t/1")])
+srv.stop(None)
+"""
+    )
+    for bodies in (False, True):
+        out = str(tmp_path / f"run-{bodies}")
+        env = {"WILLOWISP_REDACT": "bodies"} if bodies else {}
+        r = run_program(program, out, env_extra=env)
+        assert r.returncode == 0, r.stderr
+        p = read_run(out)["prog"]
+        [(_, s)] = [x for x in _rpcs(p, "grpcio") if "parent_span_id" in x[1]]
+        import json
+
+        headers = json.loads(str(s["headers"]))
+        assert "authorization" not in headers and "traceparent" in headers
+        assert s.get("body") == ("hello" if bodies else None)

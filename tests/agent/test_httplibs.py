@@ -284,3 +284,35 @@ print(json.dumps(asyncio.run(serve(call))))
     server = next(r for _, r in _rpcs(p, "aiohttp") if r.get("propagation"))
     assert server["parent_span_id"] == "00f067aa0ba902b7"
     assert json.loads(server["headers"])["tracestate"] == "vendor=opaque"
+
+
+@pytest.mark.parametrize("bodies", [False, True])
+def test_aiohttp_server_keeps_the_body_only_when_asked(tmp_path, bodies):
+    """--redact bodies: the entry request's body as the handler read it; none by default."""
+    p, out = _run(
+        tmp_path,
+        """
+import asyncio
+import aiohttp
+from aiohttp import web
+async def order(request):
+    return web.json_response({"got": (await request.json())["item"]})
+async def main():
+    app = web.Application()
+    app.router.add_post("/order", order)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(base + "/order", json={"item": 42}) as r:
+            print((await r.json())["got"])
+    await runner.cleanup()
+asyncio.run(main())
+""",
+        env={"WILLOWISP_REDACT": "bodies"} if bodies else None,
+    )
+    assert out.strip() == "42"
+    [server] = [r for _, r in _rpcs(p, "aiohttp") if "parent_span_id" in r]
+    assert server.get("body") == ('{"item": 42}' if bodies else None)

@@ -282,16 +282,7 @@ class _BodyTap:
         if self._done:
             return
         self._done = True
-        raw = bytes(self._kept)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            import base64
-
-            text = "base64:" + base64.b64encode(raw).decode("ascii")
-        self._rec.update_resource(
-            self._rid, body=text, body_bytes=self._total, body_cut=int(self._total > BODY_MAX)
-        )
+        self._rec.update_resource(self._rid, **redact.body_attrs(bytes(self._kept), self._total))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from willowisp.agent import http_propagation as hp
 from willowisp.agent import recorder as _r
-from willowisp.agent import task_waits
+from willowisp.agent import redact, task_waits
 from willowisp.model.spec import K, Reason
 from willowisp.wire.carriers import HeaderList
 
@@ -154,9 +154,10 @@ def _wrap_handle_request(orig: Callable[..., Any]) -> Callable[..., Any]:
     async def _handle_request(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         rec = _r.RECORDER
         tokens = None
+        entry = 0
         if rec is not None:
             try:
-                _, tokens = _server_receive(rec, request)
+                entry, tokens = _server_receive(rec, request)
             except Exception as exc:
                 rec.fault("aiohttp.RequestHandler._handle_request", exc)
         result = None
@@ -171,8 +172,21 @@ def _wrap_handle_request(orig: Callable[..., Any]) -> Callable[..., Any]:
                 _reply(rid, int(getattr(result[0], "status", -1)))
             if tokens is not None:
                 hp.leave(tokens)
+            if entry and rec is not None and redact.ACTIVE.bodies:
+                _record_body(rec, entry, request)
 
     return _handle_request
+
+
+def _record_body(rec: _r.Recorder, rid: int, request: Any) -> None:
+    """The entry request's body, when the handler read it (aiohttp keeps what ``read()``,
+    ``text()`` or ``json()`` read) and ``--redact bodies`` asked for it."""
+    try:
+        data = getattr(request, "_read_bytes", None)
+        if isinstance(data, bytes):
+            rec.update_resource(rid, **redact.body_attrs(data))
+    except Exception as exc:
+        rec.fault("aiohttp body", exc)
 
 
 def _wrap_prepare(orig: Callable[..., Any]) -> Callable[..., Any]:

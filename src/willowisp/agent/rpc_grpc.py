@@ -42,8 +42,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from willowisp.agent import boundaries, context, post_import, task_waits
+from willowisp.agent import boundaries, context, post_import, redact, task_waits
 from willowisp.agent import recorder as _r
+from willowisp.agent.http import entry_headers_json
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
 from willowisp.wire.carriers import GrpcMetadata
@@ -349,11 +350,28 @@ class _ServerCall:
                 method=method,
                 target=method,
                 peer=str(peer),
+                headers=entry_headers_json(pairs),
                 **forced,
             )
             _emit(K.MSG_RECV, self.rid, 0, self.key)
         except Exception as exc:
             rec.fault("grpc server", exc)
+
+    def body(self, request: Any) -> None:
+        """With ``--redact bodies``: the request message, when it is one message (bytes, or
+        a protobuf message serialised back), not a stream."""
+        if not self.rid or not redact.ACTIVE.bodies:
+            return
+        rec = _r.RECORDER
+        try:
+            data = request if isinstance(request, bytes) else None
+            if data is None and callable(getattr(request, "SerializeToString", None)):
+                data = request.SerializeToString()
+            if isinstance(data, bytes) and rec is not None:
+                rec.update_resource(self.rid, **redact.body_attrs(data))
+        except Exception as exc:
+            if rec is not None:
+                rec.fault("grpc body", exc)
 
     def end(self, servicer_context: Any, raised: BaseException | None) -> None:
         """Write ``rpc.reply`` with the status the handler ended with; drop the context."""
@@ -383,6 +401,7 @@ def _sync_behavior(hcd: Any, behavior: Any, library: str, streaming: bool) -> An
 
         def stream(request: Any, ctx: Any) -> Iterator[Any]:
             call = _ServerCall(hcd, behavior, ctx, library)
+            call.body(request)
             raised: BaseException | None = None
             try:
                 result = behavior(request, ctx)
@@ -398,6 +417,7 @@ def _sync_behavior(hcd: Any, behavior: Any, library: str, streaming: bool) -> An
 
     def unary(request: Any, ctx: Any) -> Any:
         call = _ServerCall(hcd, behavior, ctx, library)
+        call.body(request)
         raised: BaseException | None = None
         try:
             return behavior(request, ctx)
@@ -416,6 +436,7 @@ def _aio_behavior(hcd: Any, behavior: Any) -> Any:
 
         async def agen(request: Any, ctx: Any) -> AsyncIterator[Any]:
             call = _ServerCall(hcd, behavior, ctx, library)
+            call.body(request)
             raised: BaseException | None = None
             try:
                 async for item in behavior(request, ctx):
@@ -431,6 +452,7 @@ def _aio_behavior(hcd: Any, behavior: Any) -> Any:
 
         async def coro(request: Any, ctx: Any) -> Any:
             call = _ServerCall(hcd, behavior, ctx, library)
+            call.body(request)
             raised: BaseException | None = None
             try:
                 return await behavior(request, ctx)
