@@ -4,6 +4,7 @@
 (a child process) to reserve the item, and GET /browse, which takes the same lock. A client
 thread in the shop makes ROUNDS rounds of one checkout and two browses, then everything
 stops. With ``--forever`` the client goes on until SIGTERM (for ``willowisp ctl``).
+``STOCK_DELAY_MS`` makes stock hold its shelf lock that long per reservation.
 
     python shop_boundary.py [ROUNDS] [--forever]
 """
@@ -14,7 +15,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+
+STOCK_DELAY_S = float(os.environ.get("STOCK_DELAY_MS", "0")) / 1000
 
 
 class Stock(http.server.BaseHTTPRequestHandler):
@@ -23,6 +27,8 @@ class Stock(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         with self.shelf_lock:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if STOCK_DELAY_S:
+                time.sleep(STOCK_DELAY_S)  # a slow stock service, for `willowisp diff`
         self._reply()
 
     def _reply(self) -> None:

@@ -1,0 +1,289 @@
+"""``willowisp diff A B``: what changed between two runs of the same system.
+
+Three kinds of difference, each keyed by what survives a re-run (service names, resource
+names and creation places, request names, source locations -- never pids, unit numbers,
+trace ids or times), so the same thing in two runs has the same key:
+
+- **structural**: logical operations and hops that appear in one run only, or whose count
+  changed. An operation's key is what started it: the service and the request or message
+  its root is (``orders → POST /checkout``), else the service and the root unit's name
+  with its numbers folded (``worker-N``).
+- **duration**: per operation key, the p50 and p90 of the operations' durations (from the
+  root to the operation's last event, in adjusted time) in each run, and the ratio; sorted
+  by how much the p50 grew relative to itself (differences under 100 µs last). Each
+  operation's time is split by service and unit kind (the span of its events there), so
+  the part that grew is named.
+- **interleaving**: for each lock and data resource taken by several units, which of two
+  code locations took it first, turn by turn (the k-th acquisition at one against the k-th
+  at the other): a pair whose usual order (at least two thirds of its turns, and two turns)
+  flipped between the runs is reported with the counts. A flip is where a race or an
+  order-dependent bug hides even when both runs passed.
+
+Both runs are linked and analyzed the usual way; nothing here reads raw timestamps across
+processes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from willowisp.analysis.engine import Analysis
+from willowisp.analysis.naming import resource_ref
+from willowisp.causality.operations import NO_OPERATION
+from willowisp.ingest.tables import NO_INDEX
+from willowisp.ingest.trace import Trace
+from willowisp.model.spec import K
+
+SCHEMA = "willowisp.diff/1"
+FLIP_SHARE = 2 / 3  # a usual order: at least this share of the pair's turns
+MIN_PAIRS = 2  # turns of a pair needed in each run before its order is called usual
+NOISE_NS = 100_000  # p50 differences smaller than this are listed last
+HOP_KINDS = (K.MSG_SEND, K.MSG_RECV, K.PROC_SPAWN, K.PROC_START)
+_DIGITS = re.compile(r"\d+")
+
+
+@dataclass(frozen=True, slots=True)
+class OperationStats:
+    key: str
+    durations: tuple[int, ...]  # ns, sorted
+    where: dict[str, int]  # "service/unit kind" -> ns of events' span inside, summed
+
+
+def operation_stats(a: Analysis) -> dict[str, OperationStats]:
+    """Per operation key, its operations' durations and where their time went."""
+    trace, ops = a.trace, a.causality.operations
+    adjusted = a.causality.clocks.adjusted
+    ev = trace.events
+    durations: dict[str, list[int]] = defaultdict(list)
+    where: dict[str, Counter[str]] = defaultdict(Counter)
+    if len(ev) == 0:
+        return {}
+    has_op = ops.op != NO_OPERATION
+    idx = np.flatnonzero(has_op)
+    if len(idx) == 0:
+        return {}
+    op_of = ops.op[idx]
+    order = np.argsort(op_of, kind="stable")
+    idx, op_of = idx[order], op_of[order]
+    bounds = np.flatnonzero(np.diff(op_of)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(idx)]))
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        members = idx[s:e]
+        o = int(op_of[s])
+        root = int(ops.root[o])
+        if root == NO_INDEX:
+            continue
+        key = operation_key(trace, root)
+        t = adjusted[members]
+        durations[key].append(int(t.max() - adjusted[root]))
+        for label, span in _spans(trace, members, t).items():
+            where[key][label] += span
+    return {
+        k: OperationStats(k, tuple(sorted(v)), dict(where[k])) for k, v in sorted(durations.items())
+    }
+
+
+def _spans(
+    trace: Trace, members: npt.NDArray[np.int64], t: npt.NDArray[np.int64]
+) -> dict[str, int]:
+    """Per (service, unit kind): the span of the operation's events there (first to last)."""
+    ev = trace.events
+    out: dict[str, int] = {}
+    units = ev.unit[members]
+    for u in np.unique(units[units >= 0]).tolist():
+        mask = units == u
+        unit = trace.units[u]
+        label = f"{trace.processes[unit.proc].service}/{unit.kind}"
+        out[label] = out.get(label, 0) + int(t[mask].max() - t[mask].min())
+    return out
+
+
+def operation_key(trace: Trace, root: int) -> str:
+    ev = trace.events
+    p = trace.processes[int(ev.proc[root])]
+    r = int(ev.res[root])
+    if int(ev.kind[root]) in HOP_KINDS and r >= 0:
+        res = trace.resources[r]
+        arrow = "→" if int(ev.kind[root]) in (K.MSG_SEND, K.PROC_SPAWN) else "←"
+        return f"{p.service} {arrow} {res.name}"
+    u = int(ev.unit[root])
+    name = _DIGITS.sub("N", trace.units[u].name) if u >= 0 else "?"
+    return f"{p.service} {name}"
+
+
+def hop_counts(a: Analysis) -> dict[str, tuple[int, int]]:
+    """Per hop group key: (count, p50 latency ns or -1)."""
+    out: dict[str, tuple[int, int]] = {}
+    for g in a.hops:
+        key = f"{g.source.service or '?'} → {g.target.service or '?'} {g.protocol}"
+        p50 = g.latency_p50_ns if g.latency_p50_ns is not None else -1
+        prev = out.get(key, (0, -1))
+        out[key] = (prev[0] + g.count, p50 if p50 >= 0 else prev[1])
+    return out
+
+
+def interleavings(a: Analysis) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(resource key, location x, location y) -> (turns x went first, turns y went first).
+
+    Per lock or data resource, the acquisitions (accesses) at each code location in adjusted
+    time order; the k-th at x is paired with the k-th at y (the k-th turn of each), for the
+    turns both had, and each pair counts for whichever went first. Locations are the up to
+    ``MAX_LOCATIONS`` busiest of the resource.
+    """
+    trace = a.trace
+    ev = trace.events
+    adjusted = a.causality.clocks.adjusted
+    take = np.flatnonzero(
+        (ev.res >= 0) & ((ev.kind == K.LOCK_ACQUIRED) | (ev.kind == _DATA_ACCESS))
+    )
+    out: dict[tuple[str, str, str], tuple[int, int]] = {}
+    if len(take) == 0:
+        return out
+    res = ev.res[take]
+    order = np.lexsort((adjusted[take], res))
+    take, res = take[order], res[order]
+    bounds = np.flatnonzero(np.diff(res)) + 1
+    for group in np.split(take, bounds):
+        if len(np.unique(ev.unit[group])) < 2:
+            continue  # one unit: program order, the same in every run
+        by_loc: dict[str, list[int]] = defaultdict(list)
+        for i in group.tolist():
+            by_loc[_where(trace, i)].append(int(adjusted[i]))
+        busiest = sorted(by_loc, key=lambda w: -len(by_loc[w]))[:MAX_LOCATIONS]
+        key = resource_ref(trace, int(ev.res[group[0]])).key()
+        for x_i, x in enumerate(sorted(busiest)):
+            for y in sorted(busiest)[x_i + 1 :]:
+                tx, ty = by_loc[x], by_loc[y]
+                n = min(len(tx), len(ty))
+                x_first = sum(1 for k in range(n) if tx[k] < ty[k])
+                out[(key, x, y)] = (x_first, n - x_first)
+    return out
+
+
+MAX_LOCATIONS = 20
+_DATA_ACCESS = 17  # data.access, when the trace has it (older traces: none)
+
+
+def _where(trace: Trace, i: int) -> str:
+    loc = int(trace.events.loc[i])
+    if loc < 0:
+        return "?"
+    location = trace.locations[loc]
+    return f"{location.file.rsplit('/', 1)[-1]}:{location.line}"
+
+
+def _pct(values: tuple[int, ...], q: float) -> int:
+    if not values:
+        return -1
+    return int(np.percentile(np.array(values, dtype=np.int64), q, method="nearest"))
+
+
+def diff(a: Analysis, b: Analysis) -> dict[str, Any]:
+    """The diff document (``willowisp.diff/1``)."""
+    ops_a, ops_b = operation_stats(a), operation_stats(b)
+    hops_a, hops_b = hop_counts(a), hop_counts(b)
+    structural_ops = []
+    for key in sorted(set(ops_a) | set(ops_b)):
+        na = len(ops_a[key].durations) if key in ops_a else 0
+        nb = len(ops_b[key].durations) if key in ops_b else 0
+        if na != nb:
+            change = "appeared" if na == 0 else "vanished" if nb == 0 else "count"
+            structural_ops.append({"key": key, "a": na, "b": nb, "change": change})
+    structural_hops = []
+    for key in sorted(set(hops_a) | set(hops_b)):
+        na = hops_a.get(key, (0, -1))[0]
+        nb = hops_b.get(key, (0, -1))[0]
+        if na != nb:
+            change = "appeared" if na == 0 else "vanished" if nb == 0 else "count"
+            structural_hops.append({"key": key, "a": na, "b": nb, "change": change})
+    durations: list[dict[str, Any]] = []
+    for key in sorted(set(ops_a) & set(ops_b)):
+        da, db = ops_a[key].durations, ops_b[key].durations
+        a50, b50 = _pct(da, 50), _pct(db, 50)
+        grew: list[dict[str, Any]] = []
+        wa, wb = ops_a[key].where, ops_b[key].where
+        for label in sorted(set(wa) | set(wb)):
+            per_a = wa.get(label, 0) // max(len(da), 1)
+            per_b = wb.get(label, 0) // max(len(db), 1)
+            grew.append({"where": label, "a_ns": per_a, "b_ns": per_b, "delta_ns": per_b - per_a})
+        grew.sort(key=lambda g: -abs(int(g["delta_ns"])))
+        durations.append(
+            {
+                "key": key,
+                "a": {"count": len(da), "p50_ns": a50, "p90_ns": _pct(da, 90)},
+                "b": {"count": len(db), "p50_ns": b50, "p90_ns": _pct(db, 90)},
+                "delta_p50_ns": b50 - a50,
+                "ratio_p50": round(b50 / a50, 3) if a50 > 0 else None,
+                "by_place": grew,
+            }
+        )
+    # what grew most relative to itself first; differences under NOISE_NS after the rest
+    durations.sort(
+        key=lambda d: (
+            abs(int(d["delta_p50_ns"])) < NOISE_NS,
+            -(d["ratio_p50"] or 0.0),
+            -int(d["delta_p50_ns"]),
+        )
+    )
+    return {
+        "schema": SCHEMA,
+        "a": _summary(a),
+        "b": _summary(b),
+        "structural": {"operations": structural_ops, "hops": structural_hops},
+        "duration": {"operations": durations},
+        "interleaving": _flips(interleavings(a), interleavings(b)),
+    }
+
+
+def _flips(
+    ia: dict[tuple[str, str, str], tuple[int, int]],
+    ib: dict[tuple[str, str, str], tuple[int, int]],
+) -> list[dict[str, Any]]:
+    out = []
+    for res, x, y in sorted(set(ia) & set(ib)):
+        a_xy, a_yx = ia[(res, x, y)]
+        b_xy, b_yx = ib[(res, x, y)]
+        usual_a = _usual(a_xy, a_yx)
+        usual_b = _usual(b_xy, b_yx)
+        if usual_a and usual_b and usual_a != usual_b:
+            kind, name, where = res.split("|", 2)
+            out.append(
+                {
+                    "resource": {"kind": kind, "name": name, "where": where},
+                    "first": x,
+                    "second": y,
+                    "a": {"first_then_second": a_xy, "second_then_first": a_yx},
+                    "b": {"first_then_second": b_xy, "second_then_first": b_yx},
+                }
+            )
+    return out
+
+
+def _usual(xy: int, yx: int) -> str:
+    total = xy + yx
+    if total < MIN_PAIRS:
+        return ""
+    if xy >= FLIP_SHARE * total:
+        return "xy"
+    if yx >= FLIP_SHARE * total:
+        return "yx"
+    return ""
+
+
+def _summary(a: Analysis) -> dict[str, Any]:
+    t = a.trace
+    return {
+        "files": len(t.files),
+        "events": len(t.events),
+        "processes": len(t.processes),
+        "services": sorted({p.service for p in t.processes}),
+        "operations": len(a.causality.operations.trace_ids),
+        "findings": len(a.findings),
+    }

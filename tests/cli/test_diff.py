@@ -1,0 +1,89 @@
+"""`willowisp diff A B` on real runs: structural, duration and interleaving differences."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROGRAMS = Path(__file__).parents[1] / "scenarios" / "programs"
+
+
+def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+def record(out: Path, program: str, *args: str, env: dict[str, str] | None = None) -> Path:
+    r = wisp(
+        "run", "--out", str(out), "--", sys.executable, str(PROGRAMS / program), *args, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def flips(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("flip")
+    return record(d / "a", "order_flip.py", "deposit"), record(d / "b", "order_flip.py", "withdraw")
+
+
+def test_interleaving_flip_is_found_and_named(flips: tuple[Path, Path]) -> None:
+    r = wisp("diff", str(flips[0]), str(flips[1]), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "willowisp.diff/1"
+    (flip,) = doc["interleaving"]
+    assert flip["resource"]["name"] == "account_lock"
+    assert (flip["first"], flip["second"]) == ("order_flip.py:21", "order_flip.py:24")
+    assert flip["a"] == {"first_then_second": 3, "second_then_first": 0}
+    assert flip["b"] == {"first_then_second": 0, "second_then_first": 3}
+    assert doc["structural"] == {"operations": [], "hops": []}
+
+
+def test_a_run_against_itself_has_no_difference(flips: tuple[Path, Path]) -> None:
+    r = wisp("diff", str(flips[0]), str(flips[0]))
+    assert r.returncode == 0, r.stderr
+    assert "the same operations and hops" in r.stdout
+    assert "no pair of code locations changed order" in r.stdout
+
+
+def test_a_slower_service_shows_in_the_duration_diff(tmp_path: Path) -> None:
+    fast = record(tmp_path / "fast", "shop_boundary.py", "4")
+    slow = record(
+        tmp_path / "slow", "shop_boundary.py", "5", env={**os.environ, "STOCK_DELAY_MS": "30"}
+    )
+    r = wisp("diff", str(fast), str(slow), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    ops = {o["key"]: o for o in doc["duration"]["operations"]}
+    checkout = ops["shop_boundary → POST /checkout"]
+    assert checkout["b"]["p50_ns"] - checkout["a"]["p50_ns"] >= 25_000_000
+    assert doc["duration"]["operations"][0]["key"] == "shop_boundary → POST /checkout"
+    stock = next(p for p in checkout["by_place"] if p["where"] == "stock/thread")
+    assert stock["delta_ns"] >= 25_000_000
+    counts = {o["key"]: (o["a"], o["b"], o["change"]) for o in doc["structural"]["operations"]}
+    assert counts["shop_boundary → POST /checkout"] == (4, 5, "count")
+    text = wisp("diff", str(fast), str(slow)).stdout
+    assert "shop_boundary → POST /checkout" in text and "stock/thread" in text
+
+
+def test_an_unreadable_side_is_one_line_and_exit_2(
+    tmp_path: Path, flips: tuple[Path, Path]
+) -> None:
+    bad = tmp_path / "bad.wtrace"
+    bad.write_bytes(b"not a trace at all")
+    r = wisp("diff", str(flips[0]), str(bad))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert str(bad) in r.stderr
