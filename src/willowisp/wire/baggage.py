@@ -34,6 +34,14 @@ _SAFE = "".join(
 )
 
 
+# What quote() would leave as it is: values made only of these skip it (most do).
+_PLAIN = re.compile("[A-Za-z0-9_.~" + re.escape(_SAFE) + "-]*")
+
+
+def _encode_value(value: str) -> str:
+    return value if _PLAIN.fullmatch(value) else quote(value, safe=_SAFE)
+
+
 @dataclass(frozen=True, slots=True)
 class BaggageMember:
     """One member. ``key`` is an RFC 7230 token; ``value`` is decoded text; ``properties``
@@ -45,7 +53,7 @@ class BaggageMember:
 
     def encode(self) -> str:
         """The member as it appears on the wire."""
-        text = f"{self.key}={quote(self.value, safe=_SAFE)}"
+        text = f"{self.key}={_encode_value(self.value)}"
         if self.properties:
             text += ";" + ";".join(self.properties)
         return text
@@ -78,7 +86,20 @@ def _parse_property(raw: str) -> str | None:
     return f"{key}={value}"
 
 
+# A member without properties, in one match (the common case).
+_MEMBER = re.compile(
+    r"[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*"
+    r"([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*)[ \t]*"
+)
+
+
 def _parse_member(raw: str) -> BaggageMember | None:
+    if ";" not in raw:
+        m = _MEMBER.fullmatch(raw)
+        if m is None:
+            return None
+        key, value = m.group(1), m.group(2)
+        return BaggageMember(key, unquote(value, errors="replace") if "%" in value else value)
     head, *props = raw.split(";")
     key, eq, value = head.partition("=")
     key = key.strip(_OWS)
@@ -91,26 +112,31 @@ def _parse_member(raw: str) -> BaggageMember | None:
         if parsed is None:
             return None
         properties.append(parsed)
-    return BaggageMember(key, unquote(value, errors="replace"), tuple(properties))
+    decoded = unquote(value, errors="replace") if "%" in value else value
+    return BaggageMember(key, decoded, tuple(properties))
 
 
 def _writable(m: BaggageMember) -> bool:
-    return _TOKEN.fullmatch(m.key) is not None and all(
-        _parse_property(p) == p for p in m.properties
+    return _TOKEN.fullmatch(m.key) is not None and (
+        not m.properties or all(_parse_property(p) == p for p in m.properties)
     )
 
 
-def _limited(members: list[BaggageMember]) -> tuple[BaggageMember, ...]:
-    """The members, in order, that are writable and fit 64 members / 8192 bytes."""
-    kept: list[BaggageMember] = []
+def _limited(
+    members: list[BaggageMember], *, checked: bool = False
+) -> tuple[tuple[BaggageMember, str], ...]:
+    """The members, in order, that are writable and fit 64 members / 8192 bytes, each with
+    its wire text. ``checked``: the members were just parsed, so are known writable."""
+    kept: list[tuple[BaggageMember, str]] = []
     size = 0
     for m in members:
-        if not _writable(m):
+        if not checked and not _writable(m):
             continue
-        n = len(m.encode().encode("utf-8")) + (1 if kept else 0)
+        text = m.encode()
+        n = (len(text) if text.isascii() else len(text.encode("utf-8"))) + (1 if kept else 0)
         if len(kept) == MAX_MEMBERS or size + n > MAX_BYTES:
             continue
-        kept.append(m)
+        kept.append((m, text))
         size += n
     return tuple(kept)
 
@@ -124,7 +150,7 @@ class BaggageCodec:
         """Write the members that fit the limits; nothing when there are none."""
         members = _limited(list(value.members))
         if members:
-            carrier.set(BAGGAGE, ",".join(m.encode() for m in members))
+            carrier.set(BAGGAGE, ",".join(text for _, text in members))
 
     def extract(self, carrier: Getter) -> Baggage | None:
         """The well-formed members within the limits, or None if there are none."""
@@ -136,8 +162,8 @@ class BaggageCodec:
         if len(text) > 4 * MAX_BYTES:
             text = text[: 4 * MAX_BYTES].rpartition(",")[0]
         parsed = [m for m in map(_parse_member, text.split(",")) if m is not None]
-        members = _limited(parsed)
-        return Baggage(members) if members else None
+        members = _limited(parsed, checked=True)
+        return Baggage(tuple(m for m, _ in members)) if members else None
 
 
 BAGGAGE_CODEC = BaggageCodec()
