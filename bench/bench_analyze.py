@@ -3,9 +3,11 @@
 Generates a run folder like one ``willowisp run`` writes for four Python services calling
 each other over HTTP: per process a dozen threads and a few asyncio tasks taking locks
 (some contended), handing items through queues, notifying conditions, collecting garbage,
-and making requests to the next service (one rpc resource per request on each side, linked
-by trace context), with clock anchors every second, one zstd chunk per 50 ms flush, and a
-second machine whose clock is 40 ms off.
+reading and writing rows of a shared SQLite database (some unprotected, some as a
+read-modify-write under a lock: the data accesses the race analysis compares, on rows
+every service touches), and making requests to the next service (one rpc resource per
+request on each side, linked by trace context), with clock anchors every second, one zstd
+chunk per 50 ms flush, and a second machine whose clock is 40 ms off.
 
 Then it times, in this process, each stage (load, link, analyses, JSON) and, in a child
 process, the whole command ``python -m willowisp analyze RUN --format json`` with its peak
@@ -18,6 +20,7 @@ decompress their chunks: what any reader must pay before it can look at an event
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shutil
@@ -30,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from willowisp.analysis.engine import analyze
+from willowisp.analysis import critical_path, race, seams, structural
+from willowisp.analysis.engine import ANALYSES, analyze
+from willowisp.causality.link import Causality
 from willowisp.ingest import load
 from willowisp.model.spec import K
 from willowisp.report.json_report import render_json
@@ -44,7 +49,8 @@ from willowisp.wtrace.payload import EventBatch, Record
 from willowisp.wtrace.writer import SegmentWriter
 
 SERVICES = ("gateway", "orders", "stock", "billing")
-THREADS, TASKS, LOCKS, QUEUES, CONDS = 12, 4, 16, 4, 2
+THREADS, TASKS, LOCKS, QUEUES, CONDS, ROWS = 12, 4, 16, 4, 2, 64
+WRITE_SHARE = 0.3  # of the unprotected data accesses
 FLUSH_NS = 50_000_000
 WALL0 = 1_750_000_000_000_000_000
 SKEW_NS = {"stock": 40_000_000}  # stock runs on a machine whose clock is 40 ms ahead
@@ -68,6 +74,14 @@ TEMPLATES = {
     ],
     "gc": [(K.GC_BEGIN, 0, 0, "", 0), (K.GC_END, 0, 30_000, "", 12)],
     "step": [(K.UNIT_RUN, 2, 0, "", 1), (K.UNIT_YIELD, 2, 4_000, "", 0)],
+    # arg -2: read or write at random (WRITE_SHARE writes)
+    "data": [(K.DATA_ACCESS, 0, 0, "row", -2)],
+    "rmw": [
+        (K.LOCK_ACQUIRED, 0, 0, "lock", 0),
+        (K.DATA_ACCESS, 0, 500, "row", 0),
+        (K.DATA_ACCESS, 0, 1_000, "row", 1),
+        (K.LOCK_RELEASE, 0, 1_500, "lock", 0),
+    ],
 }
 MIX = {
     "lock": 0.32,
@@ -77,6 +91,8 @@ MIX = {
     "gc": 0.06,
     "step": 0.2,
     "rpc": 0.05,
+    "data": 0.04,
+    "rmw": 0.01,
 }  # share of operations; a request is 5 events (3 client, 2 server side)
 RPC_CLIENT, RPC_SERVER = 3, 2  # events per request on each side
 
@@ -100,7 +116,7 @@ class Process:
         self.duration = duration_ns
         self.cols: list[np.ndarray] = []
         self.rpc_records: list[tuple[int, Record]] = []  # (first event time, record)
-        self.next_res = 1 + LOCKS + QUEUES + CONDS
+        self.next_res = 1 + LOCKS + QUEUES + CONDS + ROWS
 
     def add(
         self, kind: np.ndarray, unit: np.ndarray, t: np.ndarray, res: np.ndarray, arg: np.ndarray
@@ -148,11 +164,13 @@ def _tile(p: Process, rng: np.random.Generator, name: str, t0: np.ndarray) -> No
         "lock": 1 + rng.integers(0, LOCKS, n),
         "queue": 1 + LOCKS + rng.integers(0, QUEUES, n),
         "cond": 1 + LOCKS + QUEUES + rng.integers(0, CONDS, n),
+        "row": 1 + LOCKS + QUEUES + CONDS + rng.integers(0, ROWS, n),
         "": np.zeros(n, np.int64),
     }
     tokens = rng.integers(1, 2**40, n)
+    modes = (rng.random(n) < WRITE_SHARE).astype(np.int64)
     for kind, slot, dt, res, arg in rows:
-        a = tokens if arg == -1 else np.full(n, arg)
+        a = tokens if arg == -1 else modes if arg == -2 else np.full(n, arg)
         p.add(np.full(n, kind), units[slot], t0 + dt, res_of[res], a)
 
 
@@ -249,6 +267,18 @@ def _static_records(p: Process) -> list[Record]:
     for r in range(1, LOCKS + QUEUES + CONDS + 1):
         kind = "lock" if r <= LOCKS else "queue" if r <= LOCKS + QUEUES else "condition"
         recs.append(Record(3, r, (("kind", kind), ("name", f"{kind}_{r}"), ("loc", 1))))
+    for j in range(ROWS):  # the same rows in every service: accesses compared across them
+        row = f"id=k{j:010x}"
+        attrs = (
+            ("kind", "data"),
+            ("name", f"sqlite:/srv/shop.db#stock[{row}]"),
+            ("store", "sqlite"),
+            ("table", "stock"),
+            ("row", row),
+            ("statement", "UPDATE stock SET qty = ? WHERE id = ?"),
+            ("loc", 2),
+        )
+        recs.append(Record(3, 1 + LOCKS + QUEUES + CONDS + j, attrs))
     return recs
 
 
@@ -309,9 +339,8 @@ def _write(folder: Path, p: Process) -> int:
                 col = array(code)
                 col.frombytes(ev[row, lo:hi].astype(np.dtype(code).newbyteorder("<")).tobytes())
                 setattr(batch, name, col)
-            loc = np.where(
-                np.isin(ev[0, lo:hi], [K.LOCK_ACQUIRED, K.LOCK_RELEASE, K.UNIT_BLOCK]), 2, 0
-            )
+            located = [K.LOCK_ACQUIRED, K.LOCK_RELEASE, K.UNIT_BLOCK, K.DATA_ACCESS]
+            loc = np.where(np.isin(ev[0, lo:hi], located), 2, 0)
             batch.loc = array("I", loc.astype(np.uint32).tobytes())
             w.write_chunk(recs, batch if hi > lo else None)
             seq += hi - lo
@@ -330,6 +359,29 @@ def baseline(folder: Path) -> float:
             unpack_payload(h, memoryview(data)[body : body + h.stored_len])
             pos = body + h.stored_len
     return time.perf_counter() - start
+
+
+def _timing_views(c: Causality) -> None:
+    """The document's timing views stage by stage, and what ``diff`` needs beyond them:
+    the critical path of every operation."""
+    t = [time.perf_counter()]
+    rhythms = structural.detect(c)
+    t.append(time.perf_counter())
+    ix = critical_path.build_index(c, rhythms.gaps)
+    t.append(time.perf_counter())
+    critical_path.slowest(ix)
+    t.append(time.perf_counter())
+    seams.by_group(ix, rhythms)
+    t.append(time.perf_counter())
+    ops = len(c.operations.trace_ids)
+    for o in range(ops):
+        critical_path.critical_path(ix, o)
+    t.append(time.perf_counter())
+    d = [f"{b - a:.2f} s" for a, b in itertools.pairwise(t)]
+    print(
+        f"timing views: rhythms {d[0]}, path index {d[1]}, slowest paths {d[2]}, "
+        f"seams {d[3]}; every operation's critical path ({ops:,}) {d[4]}"
+    )
 
 
 def main() -> None:
@@ -360,6 +412,21 @@ def main() -> None:
             f"in process: load {t1 - t0:.2f} s, link + analyses {t2 - t1:.2f} s, "
             f"json {t3 - t2:.2f} s ({len(text) / 1e3:.0f} kB; findings: {kinds})"
         )
+        each = []
+        for name, run in ANALYSES:  # each one again, over the same linked trace
+            t = time.perf_counter()
+            run(result.causality)
+            each.append(f"{name} {time.perf_counter() - t:.2f} s")
+        print("per analysis: " + ", ".join(each))
+        accesses = int(np.count_nonzero(trace.events.kind == K.DATA_ACCESS))
+        t = time.perf_counter()
+        races = race.find(result.causality)
+        print(
+            f"race: {time.perf_counter() - t:.2f} s for {accesses:,} data accesses, its "
+            f"happens-before index included ({len(races)} findings, "
+            f"{sum(int(dict(f.extra).get('count', 0)) for f in races):,} unordered pairs)"
+        )
+        _timing_views(result.causality)
         cmd = [sys.executable, "-m", "willowisp", "analyze", str(folder), "--format", "json"]
         t4 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, check=False)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from willowisp.model.spec import EVENT_KINDS, K, Reason, spec_json
+from willowisp.model.spec import EVENT_KINDS, FORMAT_MAJOR, FORMAT_MINOR, K, Reason, spec_json
 from willowisp.wtrace.framing import CODEC_NONE, file_header
 from willowisp.wtrace.payload import AttrValue, EventBatch, Record
 from willowisp.wtrace.writer import encode_chunk
@@ -92,7 +92,10 @@ def _splitmix64(seed: int) -> Iterator[int]:
 
 def _header_only() -> Vector:
     return Vector(
-        "header_only", "A file with no chunks: just the 16-byte header (major 1, minor 0).", ()
+        "header_only",
+        f"A file with no chunks: just the 16-byte header (major {FORMAT_MAJOR}, minor "
+        f"{FORMAT_MINOR}).",
+        (),
     )
 
 
@@ -289,6 +292,7 @@ def _all_kinds() -> Vector:
         K.SYNC_NOTIFY: -1,
         K.SYNC_ARRIVE: 3,
         K.JOIN_DONE: 2,
+        K.DATA_ACCESS: 1,
         K.RPC_REPLY: 200,
         K.RPC_RESPONSE: -1,
         K.PROC_SPAWN: 4343,

@@ -10,8 +10,8 @@ import willowisp
 
 
 def test_exported_members():
-    """willowisp exports exactly start, stop and __version__."""
-    assert set(willowisp.__all__) == {"__version__", "start", "stop"}
+    """willowisp exports exactly start, stop, access and __version__."""
+    assert set(willowisp.__all__) == {"__version__", "access", "start", "stop"}
     for name in willowisp.__all__:
         assert hasattr(willowisp, name)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from willowisp.access import access
+
 __version__ = "0.1.0"
 
 
@@ -37,4 +39,4 @@ def stop() -> None:
     _stop()
 
 
-__all__ = ["__version__", "start", "stop"]
+__all__ = ["__version__", "access", "start", "stop"]

@@ -5,7 +5,9 @@ A folder holds one ``.wtxt`` per process (its top comment tells the situation) a
 ``expected.json``: ``findings`` (compared exactly: id, kind, severity, summary, unit names,
 resources, explanation), and optionally ``clocks`` (offsets with a tolerance: what the
 situation says the true offset is; a drifting clock's rate likewise), ``hops`` (count and
-linked, and any of HOP_DETAIL a case gives) and ``edges`` (happens-before edge counts).
+linked, and any of HOP_DETAIL a case gives), ``edges`` (happens-before edge counts) and
+``critical_path`` (one operation's critical path, segment by segment: see
+``check_critical_path``).
 Every case is also checked for what holds in any trace: aligned clocks order every certain
 cross-process hop, and each finding's event times can be recomputed from the document.
 After a deliberate change of wording, ``WISP_UPDATE_GOLDEN=1 pytest tests/golden``
@@ -38,6 +40,7 @@ HOP_DETAIL = (
     "low_confidence",
     "latency_ns",
     "latency_omitted",
+    "seams",
 )
 
 
@@ -105,6 +108,30 @@ def test_golden(name: str, tmp_path: Path) -> None:
                 assert hop[key] == want[key], (key, hop)
     if "edges" in expected:
         assert doc["trace"]["happens_before_edges"] == expected["edges"]
+    if "critical_path" in expected:
+        check_critical_path(doc, expected["critical_path"])
+
+
+def check_critical_path(doc: dict[str, Any], want: dict[str, Any]) -> None:
+    """The document shows the operation's path exactly: per segment its kind, duration,
+    service, unit name, resource (``kind name``), place and clock uncertainty."""
+    paths = {p["trace_id"]: p for p in doc["critical_paths"]["paths"]}
+    got = paths[want["trace_id"]]
+    rows = [
+        [
+            s["kind"],
+            s["duration_ns"],
+            s["service"],
+            s["unit"]["name"],
+            f"{s['resource']['kind']} {s['resource']['name']}" if s["resource"] else None,
+            s["where"],
+            s["uncertainty_ns"],
+        ]
+        for s in got["segments"]
+    ]
+    assert rows == want["segments"]
+    assert got["duration_ns"] == want["duration_ns"] == sum(r[1] for r in rows)
+    assert (got["complete"], got["services"]) == (want["complete"], want["services"])
 
 
 @pytest.mark.parametrize("name", CASES)

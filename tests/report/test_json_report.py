@@ -21,8 +21,18 @@ def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_top_level_order_and_schema(doc: dict[str, Any]) -> None:
-    """``schema`` first, then trace, processes, clocks, hops, findings."""
-    assert list(doc) == ["schema", "trace", "processes", "clocks", "hops", "findings"]
+    """``schema`` first, then trace, processes, clocks, hops, contention, critical_paths,
+    findings."""
+    assert list(doc) == [
+        "schema",
+        "trace",
+        "processes",
+        "clocks",
+        "hops",
+        "contention",
+        "critical_paths",
+        "findings",
+    ]
     assert doc["schema"] == "willowisp.findings/1"
 
 

@@ -30,6 +30,8 @@ FULL_HOOKS = (
     "rpc_grpc",
     "messaging",
     "procs",
+    "data_sqlite",
+    "data_files",
 )
 HOPS_HOOKS = ("http", "httplibs", "rpc_grpc", "messaging", "procs")
 _installed: list[Any] = []

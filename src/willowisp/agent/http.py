@@ -32,7 +32,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from willowisp.agent import boundaries, context, post_import, redact
+from willowisp.agent import boundaries, context, data_access, post_import, redact
 from willowisp.agent import recorder as _r
 from willowisp.model.redaction import BODY_MAX, DEFAULT_HEADERS
 from willowisp.model.spec import K, Reason
@@ -232,6 +232,9 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         )
         st = _r.state()
         rec.emit_for(st, st.unit, int(K.MSG_RECV), rid, 0, key)
+        # the request as a read or write of what its URL names (agent/data_access.py)
+        host = self.headers.get("Host") or "?"
+        data_access.http_request(rec, method, host, _target(self.path), key)
     except Exception as exc:
         rec.fault("http.server.parse_request", exc)
     return ok

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from willowisp.agent import boundaries, context
+from willowisp.agent import boundaries, context, data_access
 from willowisp.agent import recorder as _r
 from willowisp.agent.http import _target, entry_headers_json
 from willowisp.model.spec import K
@@ -206,6 +206,8 @@ def server_receive(
         **forced,
     )
     emit_at(rec, int(K.MSG_RECV), rid, 0, 0)
+    # the request as a read or write of what its URL names (agent/data_access.py)
+    data_access.http_request(rec, method, (headers.get("host") or ["?"])[0], target, 0)
     return rid, tokens
 
 

@@ -1,4 +1,4 @@
-"""Hooks for redis-py: streams and pub/sub are messages; other commands are not (yet).
+"""Hooks for redis-py: streams and pub/sub are messages; commands on keys are data accesses.
 
 Streams: ``XADD`` injects ``traceparent`` as a field of the entry (a copy of the caller's
 dict; a ``traceparent`` the program set is kept and recorded as is) and records the send;
@@ -19,6 +19,15 @@ recorded from ``execute``'s results, matched by the command's position in the pi
 A queued read records no wait. ``RedisCluster`` and its ``ClusterPipeline`` share the
 command methods and are hooked the same way; ``ClusterPubSub`` is a ``PubSub``.
 
+Keys: ``execute_command`` of a client (not of a pipeline) records a command on a key as a
+data access of ``redis:<key>`` once it returned (the key as given, cut to 200 characters:
+keys are the program's identifiers, ``cart:42``): ``KEY_READS`` are reads, ``KEY_WRITES``
+writes. Redis runs one command at a time, so a write is atomic on its own and is written
+as a hold of a per-key lock (``redis:<key>``, ``shared=1``) around the access: two
+``INCR``s do not race, a ``GET`` and another client's ``SET`` after it may. Multi-key
+commands record each key (16 at most). Commands queued in pipelines and transactions
+(``MULTI``/``EXEC``), scripts and modules are not recorded as accesses.
+
 The wrappers are made per class from that class's original method (``_make_*``) and also
 serve ``redis.asyncio`` (msg_redis_async.py): a command that returns a coroutine gets the
 recording done after it is awaited.
@@ -33,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from willowisp.agent import boundaries, task_waits
+from willowisp.agent import data_access as d
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import Outcome, Reason
@@ -431,6 +441,88 @@ def _make_get_message(orig: Fn) -> Fn:
     return get_message
 
 
+# --- keys: data accesses ------------------------------------------------------------------
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+KEY_READS = _words(
+    "GET MGET GETRANGE STRLEN EXISTS TYPE TTL PTTL HGET HMGET HGETALL HKEYS HVALS HLEN "
+    "HEXISTS HSTRLEN LRANGE LINDEX LLEN LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD "
+    "SRANDMEMBER ZRANGE ZRANGEBYSCORE ZREVRANGE ZSCORE ZMSCORE ZRANK ZREVRANK ZCARD ZCOUNT "
+    "GETBIT BITCOUNT PFCOUNT XLEN XRANGE XREVRANGE DUMP"
+)
+KEY_WRITES = _words(
+    "SET SETEX PSETEX SETNX SETRANGE GETSET GETDEL GETEX APPEND INCR INCRBY INCRBYFLOAT "
+    "DECR DECRBY DEL UNLINK EXPIRE PEXPIRE EXPIREAT PEXPIREAT PERSIST RENAME HSET HSETNX "
+    "HMSET HDEL HINCRBY HINCRBYFLOAT LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LSET LREM LTRIM "
+    "LINSERT SADD SREM SPOP SMOVE ZADD ZREM ZINCRBY ZPOPMIN ZPOPMAX SETBIT PFADD MSET "
+    "MSETNX RESTORE"
+)
+_ALL_KEYS = _words("MGET EXISTS DEL UNLINK")  # every argument is a key
+_PAIRS = _words("MSET MSETNX")  # key, value, key, value, ...
+MAX_KEYS = 16
+
+
+def _keys_of(command: str, args: tuple[Any, ...]) -> list[Any]:
+    if command in _ALL_KEYS:
+        return list(args[1 : 1 + MAX_KEYS])
+    if command in _PAIRS:
+        return list(args[1::2][:MAX_KEYS])
+    return list(args[1:2])
+
+
+def record_keys(rec: _r.Recorder, args: tuple[Any, ...], key: int) -> None:
+    """The data accesses of one command that returned (see the module doc)."""
+    try:
+        command = m.text(args[0]).upper()
+        write = command in KEY_WRITES
+        if not (write or command in KEY_READS) or not d.enabled(rec):
+            return
+        for k in _keys_of(command, args):
+            name = d.cut(f"redis:{m.text(k)}")
+            rid = d.resource(rec, name, store="redis", statement=command, key=key)
+            if write:
+                d.atomic_write(rec, d.shared_lock(rec, name, key), rid, key)
+            else:
+                d.access(rec, rid, d.READ, key)
+    except Exception as exc:
+        rec.fault("redis.execute_command", exc)
+
+
+async def _keys_when_done(rec: _r.Recorder, args: tuple[Any, ...], key: int, aw: Any) -> Any:
+    result = await aw
+    record_keys(rec, args, key)
+    return result
+
+
+def make_execute_command(orig: Fn) -> Fn:
+    """A client's ``execute_command`` (sync, or async returning its coroutine) that records
+    the key accesses of the commands that return."""
+
+    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
+        rec = _r.RECORDER
+        if rec is None or not args:
+            return orig(self, *args, **options)
+        key = 0
+        try:
+            key = _key()
+        except Exception as exc:
+            rec.fault("redis.execute_command", exc)
+        result = orig(self, *args, **options)
+        if _awaitable(result):
+            return _keys_when_done(rec, args, key, result)
+        record_keys(rec, args, key)
+        return result
+
+    return execute_command
+
+
+KEY_COMMANDS: tuple[tuple[str, Make], ...] = (("execute_command", make_execute_command),)
+
+
 # --- installing ---------------------------------------------------------------------------
 
 COMMANDS: tuple[tuple[str, Make], ...] = (
@@ -456,8 +548,8 @@ def _patch() -> None:
     client = importlib.import_module("redis.client")
     cluster = importlib.import_module("redis.cluster")
     lib_dir()
-    wrap(_patches, client.Redis, COMMANDS)
-    wrap(_patches, cluster.RedisCluster, COMMANDS)
+    wrap(_patches, client.Redis, COMMANDS + KEY_COMMANDS)
+    wrap(_patches, cluster.RedisCluster, COMMANDS + KEY_COMMANDS)
     for pipeline in (client.Pipeline, cluster.ClusterPipeline):
         wrap(_patches, pipeline, PIPELINE_METHODS)
     pubsub = (("handle_message", make_handle_message), ("get_message", _make_get_message))

@@ -11,8 +11,9 @@ a coroutine function here, is called with the message already in: the receive is
 at the call. A blocking read (``block=``) and ``get_message`` with a timeout write the wait
 through task_waits.drive, which keeps it open across the connection's own suspensions.
 
-A hook of its own (waiting for ``redis.asyncio``, which ``import redis`` loads first), so a
-failure here leaves the sync hooks in.
+Commands on keys are data accesses as for the sync client (``execute_command``, recorded
+once awaited; msg_redis.py says which). A hook of its own (waiting for ``redis.asyncio``,
+which ``import redis`` loads first), so a failure here leaves the sync hooks in.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def _patch() -> None:
     # The asyncio ClusterPipeline is no RedisCluster: it has the command mixins of its own.
     for cls in (client.Redis, cluster.RedisCluster, cluster.ClusterPipeline):
         sync.wrap(_patches, cls, sync.COMMANDS)
+    for cls in (client.Redis, cluster.RedisCluster):  # keys: clients only, not pipelines
+        sync.wrap(_patches, cls, sync.KEY_COMMANDS)
     for pipeline in (client.Pipeline, cluster.ClusterPipeline):
         sync.wrap(_patches, pipeline, sync.PIPELINE_METHODS)
     pubsub = (("handle_message", sync.make_handle_message), ("get_message", _make_get_message))

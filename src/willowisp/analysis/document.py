@@ -1,9 +1,10 @@
 """The ``analyze --format json`` document (contract: ``willowisp.findings/1``).
 
-``schema`` comes first, then trace, processes, clocks, hops, findings. Field names in the
-contract are kept exactly; extra fields are added beside them (never renamed: that would
-need a new schema version). The text report renders this same document, so both formats
-always say the same thing.
+``schema`` comes first, then trace, processes, clocks, hops (each with its ``seams``),
+contention, critical_paths, findings. Field
+names in the contract are kept exactly; extra fields are added beside them (never renamed:
+that would need a new schema version). The text report renders this same document, so
+both formats always say the same thing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from willowisp.analysis.agent_health import dropped_per_process, faults_per_process
 from willowisp.analysis.clock_findings import clock_detail, event_times
+from willowisp.analysis.contention import section as contention_section
 from willowisp.causality.hops import HopGroup, Side
 
 if TYPE_CHECKING:  # engine imports this module
@@ -101,7 +103,11 @@ def build_document(a: Analysis) -> dict[str, Any]:
         },
         "processes": processes,
         "clocks": domains,
-        "hops": [_hop(g) for g in a.hops],
+        "hops": [_with_seams(_hop(g), g, a) for g in a.hops],
+        # lock-like resources by total wait (analysis/contention.py)
+        "contention": contention_section(trace, a.contention),
+        # the slowest operations' critical paths (analysis/critical_path.py)
+        "critical_paths": a.timing.critical_paths_json() if a.timing is not None else None,
         "findings": [_with_times(f.to_json(), times) for f in a.findings],
     }
 
@@ -158,6 +164,14 @@ def _side(s: Side) -> dict[str, Any]:
     if s.destination:
         out["destination"] = s.destination
     return out
+
+
+def _with_seams(hop: dict[str, Any], g: HopGroup, a: Analysis) -> dict[str, Any]:
+    """A hop with ``seams``: its latency split per part (analysis/seams.py), None if no
+    request of the group was seen on both sides."""
+    key = (g.source, g.target, g.protocol)
+    hop["seams"] = a.timing.seams_json(key) if a.timing is not None else None
+    return hop
 
 
 def _hop(g: HopGroup) -> dict[str, Any]:

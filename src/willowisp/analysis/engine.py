@@ -13,11 +13,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from willowisp.analysis import agent_health, clock_findings, completeness, deadlock
+from willowisp.analysis import (
+    agent_health,
+    clock_findings,
+    completeness,
+    contention,
+    deadlock,
+    lock_order,
+    race,
+    seams,
+    structural,
+)
 from willowisp.analysis import boundary as _boundary
 from willowisp.analysis.boundary import Boundary, Inside
+from willowisp.analysis.contention import ResourceContention
 from willowisp.analysis.document import build_document
 from willowisp.analysis.finding import Finding, merge_repeats, sort_findings
+from willowisp.analysis.seams import Timing
 from willowisp.causality.hops import HopGroup, summarize
 from willowisp.causality.link import Causality, link
 from willowisp.ingest.load import load
@@ -43,6 +55,11 @@ class Analysis:
     boundaries: tuple[Boundary, ...] = ()
     inside: Inside | None = None
     suppressed: int = 0
+    # The lock-like resources the document's contention section lists (analysis/contention.py).
+    contention: tuple[ResourceContention, ...] = ()
+    # Consumer rhythms, the slowest operations' critical paths and the seams of each hop
+    # group, computed once (analysis/seams.py, critical_path.py, structural.py).
+    timing: Timing | None = None
 
     def document(self) -> dict[str, Any]:
         """The contract's ``analyze --format json`` document."""
@@ -54,6 +71,10 @@ ANALYSES: tuple[tuple[str, Callable[[Causality], list[Finding]]], ...] = (
     ("clocks", clock_findings.find),
     ("agent health", lambda c: agent_health.find(c.trace)),
     ("completeness", completeness.find),
+    ("lock order", lock_order.find),
+    ("contention", contention.find),
+    ("race", race.find),
+    ("structural delay", structural.find),
 )
 
 
@@ -79,6 +100,8 @@ def analyze(trace: Trace, options: Options | None = None) -> Analysis:
         bounds,
         ins,
         suppressed,
+        contention=contention.measure(c),
+        timing=seams.timing(c),
     )
 
 

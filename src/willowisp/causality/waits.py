@@ -98,12 +98,15 @@ def wait_outcome(trace: Trace, end: int) -> str:
     return _END_WORDS.get(kind, "went on")
 
 
-def holds(trace: Trace) -> Holds:
+def holds(trace: Trace, kinds: tuple[str, ...] = OWNED_LOCKS) -> Holds:
+    """The holds of the resources of ``kinds`` (default: the owned locks; the lock-order and
+    contention analyses also pass ``condition``, whose own lock asyncio records on it, and
+    ``semaphore``, where a hold is one unit's acquire to its own next release)."""
     ev = trace.events
     idx = np.flatnonzero(
         np.isin(ev.kind, (K.LOCK_ACQUIRED, K.LOCK_RELEASE))
         & (ev.res >= 0)
-        & trace.resource_kind_mask(*OWNED_LOCKS)
+        & trace.resource_kind_mask(*kinds)
     )
     res, unit = ev.res[idx], ev.unit[idx]
     order = np.lexsort((unit, res))  # stable: time order kept within (lock, unit)

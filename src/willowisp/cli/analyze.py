@@ -87,6 +87,11 @@ def register(subparsers: Any) -> None:
         default=(),
         help="exit 1 if any finding of these kinds is reported",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the results cache (RUN/.wisp-cache/, see docs/query.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -119,6 +124,7 @@ def _config_kinds(path: str, kinds: list[str]) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: numpy and rich load only when there is something to analyze.
+    from willowisp.analysis import cache
     from willowisp.analysis.engine import Options, analyze
     from willowisp.ingest.load import load
     from willowisp.report.json_report import render_json
@@ -131,22 +137,28 @@ def run(args: argparse.Namespace) -> int:
         else bool(project.analyze_option("suppress", True))
     )
     fail_on = args.fail_on or _config_kinds(project.path, project.analyze_option("fail_on", []))
-    trace = load(args.paths)
     options = Options(
         reference=args.reference or project.analyze_option("reference"),
         boundaries=merge_boundaries(tuple(args.boundary), project.boundaries),
         suppress=suppress,
     )
-    result = analyze(trace, options)
-    doc = result.document()
+    # The results cache (analysis/cache.py): the same inputs and options print the same
+    # document, read back instead of recomputed; any cache problem means recomputing.
+    where = None if args.no_cache else cache.slot(args.paths, options, "analysis")
+    doc = cache.load(where) if where is not None else None
+    if doc is None:
+        doc = analyze(load(args.paths), options).document()
+        if where is not None:
+            cache.store(where, doc)
     if args.format == "json":
         sys.stdout.write(render_json(doc))
     else:
         render_text(doc, sys.stdout)
     sys.stdout.flush()
-    for bad in trace.unreadable:
-        print(f"willowisp analyze: {bad.path}: {bad.message}", file=sys.stderr)
-    if trace.unreadable:
+    unreadable = doc["trace"]["unreadable_files"]
+    for bad in unreadable:
+        print(f"willowisp analyze: {bad['path']}: {bad['error']}", file=sys.stderr)
+    if unreadable:
         return 2
-    found = {f.kind for f in result.findings}
+    found = {f["kind"] for f in doc["findings"]}
     return 1 if found & set(fail_on) else 0

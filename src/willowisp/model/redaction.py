@@ -10,7 +10,9 @@ only from an allowlist, no bodies. ``willowisp run --redact ITEM`` (repeatable),
   new traces);
 - ``bodies`` records entry request bodies (the first ``BODY_MAX`` bytes; the resource says
   when one was cut);
-- ``query-values`` keeps the values in URL queries.
+- ``query-values`` keeps the values in URL queries;
+- ``sql-values`` keeps the values of database row keys (``WHERE id = ?``) instead of a
+  keyed hash of them (agent/data_access.py); statements stay shapes either way.
 
 Credentials never reach the allowlist by accident: ``authorization``, ``cookie``,
 ``proxy-authorization`` and ``set-cookie`` can only be added by naming them.
@@ -52,6 +54,7 @@ class Redaction:
     headers: frozenset[str] = DEFAULT_HEADERS
     bodies: bool = False
     query_values: bool = False
+    sql_values: bool = False
 
     def items(self) -> list[str]:
         """The items that rebuild this redaction from the defaults (for the environment)."""
@@ -61,6 +64,8 @@ class Redaction:
             out.append("bodies")
         if self.query_values:
             out.append("query-values")
+        if self.sql_values:
+            out.append("sql-values")
         return out
 
 
@@ -70,7 +75,7 @@ DEFAULT = Redaction()
 def parse_redaction(items: list[str], *, source: str = "--redact") -> Redaction:
     """Apply ``items`` to the defaults, in order. UsageError names the bad item."""
     headers = set(DEFAULT_HEADERS)
-    bodies = query_values = False
+    bodies = query_values = sql_values = False
     for raw in items:
         item = raw.strip()
         if not item:
@@ -85,11 +90,14 @@ def parse_redaction(items: list[str], *, source: str = "--redact") -> Redaction:
             bodies = True
         elif item == "query-values":
             query_values = True
+        elif item == "sql-values":
+            sql_values = True
         else:
             raise UsageError(
-                f"{source} {item!r}: expected header:NAME, -header:NAME, bodies or query-values"
+                f"{source} {item!r}: expected header:NAME, -header:NAME, bodies, query-values "
+                "or sql-values"
             )
-    return Redaction(frozenset(headers), bodies, query_values)
+    return Redaction(frozenset(headers), bodies, query_values, sql_values)
 
 
 def from_env_value(value: str) -> Redaction:

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1  # 1.1 added data.access (17); 1.0 readers skip it
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +189,15 @@ EVENT_KINDS: tuple[EventKind, ...] = (
         "joined unit number",
         "The unit observed that another unit ended (thread join, awaited task done).",
     ),
+    E(
+        17,
+        "data.access",
+        "resource",
+        "data resource (a row, file, key or URL: its name says which)",
+        "0 read, 1 write",
+        "The unit read or wrote shared data. Two accesses of data with the same name, at "
+        "least one a write, that no happens-before path orders are a race. Since format 1.1.",
+    ),
     # messages and hops
     E(
         20,
@@ -307,6 +316,7 @@ class K(enum.IntEnum):
     SYNC_NOTIFY = 14
     SYNC_ARRIVE = 15
     JOIN_DONE = 16
+    DATA_ACCESS = 17
     MSG_SEND = 20
     MSG_RECV = 21
     RPC_REPLY = 22
@@ -412,6 +422,26 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             (
                 "caller_sampled",
                 "int: 0 when the caller had not sampled the trace (a boundary forced recording)",
+            ),
+            (
+                "store",
+                "str: for data resources, what holds the data: sqlite, file, redis, http, api",
+            ),
+            (
+                "statement",
+                "str: for data resources, the operation's shape: SQL with values elided, a "
+                "command or method and path",
+            ),
+            ("table", "str: for database data resources, the table"),
+            (
+                "row",
+                "str: for a database row, its key: column=value, the value a short keyed hash "
+                "unless redaction keeps values; '' for the whole table",
+            ),
+            (
+                "shared",
+                "int: 1 for a lock held across processes (a database's write lock), ordered by "
+                "name and time within a clock domain",
             ),
         ),
     ),

@@ -52,6 +52,8 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool | None = None) 
     _clocks(console, doc["clocks"], doc["processes"])
     _hops(console, doc["hops"])
     _boundaries(console, doc["trace"], doc["processes"])
+    _contention(console, doc.get("contention") or [])
+    _critical_path(console, doc.get("critical_paths"))
     _findings(console, doc["findings"])
 
 
@@ -158,6 +160,7 @@ def _hops(console: Console, hops: list[dict[str, Any]]) -> None:
             lat = h["latency_ns"]
             line += f"  p50 {_ms(lat['p50']).lstrip('+')}  p99 {_ms(lat['p99']).lstrip('+')}"
         console.print(Text(line))
+        _seams(console, h.get("seams"))
 
 
 def _boundaries(console: Console, t: dict[str, Any], procs: list[dict[str, Any]]) -> None:
@@ -196,6 +199,54 @@ def _boundaries(console: Console, t: dict[str, Any], procs: list[dict[str, Any]]
                 style="dim",
             )
         )
+
+
+CONTENTION_SHOWN = 5  # resources in the text report's contention table
+
+
+def _contention(console: Console, resources: list[dict[str, Any]]) -> None:
+    """The top resources by total wait, one row each; nothing if no unit waited."""
+    rows = [r for r in resources if r["wait_ns"]["total"] > 0][:CONTENTION_SHOWN]
+    if not rows:
+        return
+    console.print()
+    table = Table(
+        title="contention (top by total wait)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        show_edge=False,
+    )
+    columns = ("resource", "service", "waited", "wait", "worst", "hold p50/p99", "convoy", "queue")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("resource", "service") else "right")
+    for r in rows:
+        res, hold = r["resource"], r["hold_ns"]
+        waited = f"{_n(r['contended'])}/{_n(r['acquisitions'])}"
+        if r["gave_up"]:
+            waited += f" +{_n(r['gave_up'])} gave up"
+        table.add_row(
+            f"{res['kind']} {res['name']}" + (f" ({res['where']})" if res["where"] else ""),
+            r["service"] or "?",
+            waited,
+            _dur(r["wait_ns"]["total"]),
+            _dur(r["wait_ns"]["max"]),
+            f"{_dur(hold['p50'])} / {_dur(hold['p99'])}" if hold else "-",
+            str(r["longest_run"]) if r["convoys"] else "-",
+            str(r["max_queue"]),
+        )
+    console.print(table)
+
+
+def _dur(ns: int) -> str:
+    """A duration at a glance: 850 ns, 12.5 µs, 3.2 ms, 2.0 s."""
+    if ns < 1_000:
+        return f"{ns} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f} ms"
+    return f"{ns / 1e9:.1f} s"
 
 
 def _findings(console: Console, findings: list[dict[str, Any]]) -> None:
@@ -254,3 +305,91 @@ def _short(event_id: str) -> str:
     """``a91a9100…:3``: a process id is 32 hex digits; 8 tell processes apart."""
     pid, _, seq = event_id.rpartition(":")
     return f"{pid[:8]}…:{seq}" if len(pid) > 8 else event_id
+
+
+SEAM_PARTS = ("marshal", "transit", "structural", "handler", "reply")
+
+
+def _seams(console: Console, seams: dict[str, Any] | None) -> None:
+    """One line under a hop: each part's p50 (p99), ± the clock uncertainty across domains."""
+    if not seams:
+        return
+    parts = []
+    for name in SEAM_PARTS:
+        part = seams.get(f"{name}_ns")
+        if not part:
+            continue
+        unc = part["uncertainty_ns"]
+        pm = "" if unc == 0 else (" ±?" if unc is None else f" ±{_dur(unc)}")
+        parts.append(f"{name} {_dur(part['p50'])}{pm} ({_dur(part['p99'])})")
+    if parts:
+        console.print(Text("      seams p50 (p99): " + " · ".join(parts), style="dim"))
+
+
+PATH_LINES = 20  # segments listed for the slowest operation; the rest are folded
+
+
+def _critical_path(console: Console, section: dict[str, Any] | None) -> None:
+    """The slowest operation's critical path: one line per segment (the longest ones when
+    there are many, the others folded into a count), then the time per kind."""
+    if not section or not section["paths"] or not section["paths"][0]["segments"]:
+        return
+    p = section["paths"][0]
+    console.print()
+    state = "" if p["complete"] else ", the walk stopped before the root"
+    console.print(
+        Text(
+            f"critical path: slowest of {_count(section['operations'], 'operation')}, "
+            f"trace {p['trace_id'][:8]}… {_dur(p['duration_ns'])}, "
+            f"{' → '.join(p['services'])}{state}",
+            style="bold",
+        )
+    )
+    segs = p["segments"]
+    shown = set(range(len(segs)))
+    if len(segs) > PATH_LINES:
+        longest = sorted(range(len(segs)), key=lambda i: -segs[i]["duration_ns"])
+        shown = set(longest[:PATH_LINES])
+    folded: list[dict[str, Any]] = []
+    for i, s in enumerate(segs):
+        if i not in shown:
+            folded.append(s)
+            continue
+        _fold(console, folded)
+        folded = []
+        console.print(Text("  " + _segment_line(s)))
+    _fold(console, folded)
+    if p["segments_omitted"]:
+        console.print(Text(f"  … and {p['segments_omitted']} short segments not in the document"))
+    totals = sorted(((ns, k) for k, ns in p["totals_ns"].items() if ns), reverse=True)
+    console.print(Text("  time: " + " · ".join(f"{k} {_dur(ns)}" for ns, k in totals), style="dim"))
+
+
+def _segment_line(s: dict[str, Any]) -> str:
+    unc = s["uncertainty_ns"]
+    pm = "" if unc == 0 else (" ±?" if unc is None else f" ±{_dur(unc)}")
+    what = [f"{s['service']} {s['unit']['name']}"]
+    if s["resource"]:
+        what.append(f"{s['resource']['kind']} {s['resource']['name']}")
+    if s["other_unit"] and s["other_unit"]["service"] != s["service"]:
+        what.append(f"from {s['other_unit']['service']}")
+    elif s["other_unit"] and s["kind"] == "lock-blocked":
+        what.append(f"held by {s['other_unit']['name']}")
+    if s["where"]:
+        what.append(s["where"])
+    head = f"{_ms(s['at_ns']):>12}  {s['kind']:<12} {_dur(s['duration_ns']):>10}{pm}"
+    return head + "  " + "  ".join(what)
+
+
+def _fold(console: Console, folded: list[dict[str, Any]]) -> None:
+    if not folded:
+        return
+    total = sum(s["duration_ns"] for s in folded)
+    kinds = sorted({s["kind"] for s in folded})
+    console.print(
+        Text(
+            f"  {'':>12}  … {_count(len(folded), 'segment')} folded, {_dur(total)} "
+            f"({', '.join(kinds)})",
+            style="dim",
+        )
+    )
