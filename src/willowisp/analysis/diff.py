@@ -11,8 +11,10 @@ trace ids or times), so the same thing in two runs has the same key:
 - **duration**: per operation key, the p50 and p90 of the operations' durations (from the
   root to the operation's last event, in adjusted time) in each run, and the ratio; sorted
   by how much the p50 grew relative to itself (differences under 100 µs last). Each
-  operation's time is split by service and unit kind (the span of its events there), so
-  the part that grew is named.
+  operation's time is split by service and unit kind (the span of its events there), and
+  by critical-path segment (``analysis/critical_path.py``: service, kind of interval --
+  running, lock-blocked, peer, queue, structural, ... -- resource and code place; the mean
+  per operation), so the segment that grew is named.
 - **interleaving**: for each lock and data resource taken by several units, which of two
   code locations took it first, turn by turn (the k-th acquisition at one against the k-th
   at the other): a pair whose usual order (at least two thirds of its turns, and two turns)
@@ -44,6 +46,7 @@ SCHEMA = "willowisp.diff/1"
 FLIP_SHARE = 2 / 3  # a usual order: at least this share of the pair's turns
 MIN_PAIRS = 2  # turns of a pair needed in each run before its order is called usual
 NOISE_NS = 100_000  # p50 differences smaller than this are listed last
+MAX_SEGMENTS = 10  # critical-path segments listed per operation key
 HOP_KINDS = (K.MSG_SEND, K.MSG_RECV, K.PROC_SPAWN, K.PROC_START)
 _DIGITS = re.compile(r"\d+")
 
@@ -116,6 +119,26 @@ def operation_key(trace: Trace, root: int) -> str:
     u = int(ev.unit[root])
     name = _DIGITS.sub("N", trace.units[u].name) if u >= 0 else "?"
     return f"{p.service} {name}"
+
+
+def segment_means(a: Analysis) -> dict[str, dict[tuple[str, str, str, str], int]]:
+    """Per operation key, per critical-path segment key (service, kind, resource, place):
+    the mean time per operation spent in such segments. Empty without critical paths."""
+    if a.timing is None:
+        return {}
+    trace = a.trace
+    sums: dict[str, Counter[tuple[str, str, str, str]]] = defaultdict(Counter)
+    counts: Counter[str] = Counter()
+    for path in a.timing.all_paths():
+        if path.root < 0:
+            continue
+        key = operation_key(trace, path.root)
+        counts[key] += 1
+        for k, seg in path.keyed(trace):
+            sums[key][(k.service, k.kind, k.resource, k.where)] += seg.duration_ns
+    return {
+        key: {seg: total // counts[key] for seg, total in per.items()} for key, per in sums.items()
+    }
 
 
 def hop_counts(a: Analysis) -> dict[str, tuple[int, int]]:
@@ -203,6 +226,7 @@ def diff(a: Analysis, b: Analysis) -> dict[str, Any]:
         if na != nb:
             change = "appeared" if na == 0 else "vanished" if nb == 0 else "count"
             structural_hops.append({"key": key, "a": na, "b": nb, "change": change})
+    seg_a, seg_b = segment_means(a), segment_means(b)
     durations: list[dict[str, Any]] = []
     for key in sorted(set(ops_a) & set(ops_b)):
         da, db = ops_a[key].durations, ops_b[key].durations
@@ -222,6 +246,7 @@ def diff(a: Analysis, b: Analysis) -> dict[str, Any]:
                 "delta_p50_ns": b50 - a50,
                 "ratio_p50": round(b50 / a50, 3) if a50 > 0 else None,
                 "by_place": grew,
+                "segments": _segment_deltas(seg_a.get(key, {}), seg_b.get(key, {})),
             }
         )
     # what grew most relative to itself first; differences under NOISE_NS after the rest
@@ -240,6 +265,30 @@ def diff(a: Analysis, b: Analysis) -> dict[str, Any]:
         "duration": {"operations": durations},
         "interleaving": _flips(interleavings(a), interleavings(b)),
     }
+
+
+def _segment_deltas(
+    sa: dict[tuple[str, str, str, str], int], sb: dict[tuple[str, str, str, str], int]
+) -> list[dict[str, Any]]:
+    """Critical-path segments by how much their mean time per operation changed (largest
+    first; at most ``MAX_SEGMENTS``)."""
+    out: list[dict[str, Any]] = []
+    for k in set(sa) | set(sb):
+        service, kind, resource, where = k
+        a_ns, b_ns = sa.get(k, 0), sb.get(k, 0)
+        out.append(
+            {
+                "service": service,
+                "kind": kind,
+                "resource": resource,
+                "where": where,
+                "a_ns": a_ns,
+                "b_ns": b_ns,
+                "delta_ns": b_ns - a_ns,
+            }
+        )
+    out.sort(key=lambda d: (-abs(int(d["delta_ns"])), str(d["service"]), str(d["where"])))
+    return out[:MAX_SEGMENTS]
 
 
 def _flips(

@@ -95,13 +95,26 @@ def render_text(doc: dict[str, Any], out: TextIO) -> None:
             f"  {_safe(o['key'])}  {_ms(o['a']['p50_ns'])} → {_ms(o['b']['p50_ns'])}  ({ratio}, "
             f"{o['a']['count']} / {o['b']['count']} operations)\n"
         )
-        for g in o["by_place"][:3]:
-            if g["delta_ns"]:
-                sign = "+" if g["delta_ns"] > 0 else "-"
-                out.write(
-                    f"      {_safe(g['where'])}: {_ms(g['a_ns'])} → {_ms(g['b_ns'])} "
-                    f"({sign}{_ms(abs(g['delta_ns']))})\n"
-                )
+        segments = [g for g in o.get("segments", []) if g["delta_ns"]]
+        for g in segments[:3]:
+            sign = "+" if g["delta_ns"] > 0 else "-"
+            label = " ".join(
+                x
+                for x in (g["service"], g["kind"], g["resource"], g["where"] and f"at {g['where']}")
+                if x
+            )
+            out.write(
+                f"      {_safe(label)}: {_ms(g['a_ns'])} → {_ms(g['b_ns'])} "
+                f"({sign}{_ms(abs(g['delta_ns']))})\n"
+            )
+        if not segments:
+            for g in o["by_place"][:3]:
+                if g["delta_ns"]:
+                    sign = "+" if g["delta_ns"] > 0 else "-"
+                    out.write(
+                        f"      {_safe(g['where'])}: {_ms(g['a_ns'])} → {_ms(g['b_ns'])} "
+                        f"({sign}{_ms(abs(g['delta_ns']))})\n"
+                    )
     out.write("\ninterleaving\n")
     flips = doc["interleaving"]
     if not flips:
