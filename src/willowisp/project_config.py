@@ -30,6 +30,7 @@ because a misspelt ``boundries`` silently doing nothing is worse than a refusal.
     drop_headers = ["user-agent"]
     bodies = false                # entry request bodies, first 64 KiB
     query_values = false
+    sql_values = false            # database row keys as values, not hashes
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ _TOP = {"boundaries", "boundary", "run", "analyze", "redact"}
 _RUN = {"mode": str, "trace_ratio": (int, float), "out": str, "service": str}
 _ANALYZE = {"suppress": bool, "reference": str, "fail_on": list}
 _BOUNDARY = {"entry": str, "exit": str, "runtimes": list}
-_REDACT = {"headers": list, "drop_headers": list, "bodies": bool, "query_values": bool}
+_REDACT = {
+    "headers": list,
+    "drop_headers": list,
+    "bodies": bool,
+    "query_values": bool,
+    "sql_values": bool,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +146,8 @@ def _parse(path: str, doc: dict[str, Any]) -> ProjectConfig:
         items.append("bodies")
     if red.get("query_values"):
         items.append("query-values")
+    if red.get("sql_values"):
+        items.append("sql-values")
     parse_redaction(items, source=f"{path}: [redact]")  # validated here, applied by run
     fail_on = analyze.get("fail_on", [])
     if not all(isinstance(k, str) for k in fail_on):

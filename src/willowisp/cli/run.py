@@ -70,7 +70,8 @@ def register(sub: Any) -> None:
         metavar="ITEM",
         help="keep more than the defaults (shapes, not values): header:NAME adds a request "
         "header to the allowlist, -header:NAME removes one, bodies records entry request "
-        "bodies (first 64 KiB), query-values keeps URL query values (repeatable)",
+        "bodies (first 64 KiB), query-values keeps URL query values, sql-values keeps "
+        "database row keys instead of hashes (repeatable)",
     )
     p.add_argument(
         "--config",
