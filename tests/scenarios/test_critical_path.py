@@ -29,11 +29,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def record(folder: Path, env: dict[str, str] | None = None) -> Path:
     """One recorded run of the three services (front waits for each order to be booked
     before it sends the next, and stops its children before it exits)."""
-    folder = tmp_path_factory.mktemp("relay")
     broker = brokers.start_redis(str(folder))
     try:
         out = folder / "run"
@@ -45,12 +43,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             text=True,
             timeout=120,
             check=False,
+            env=env,
         )
         assert r.returncode == 0, r.stderr[-3000:]
         assert "orders done" in r.stdout
     finally:
         brokers.stop(broker)
     return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record(tmp_path_factory.mktemp("relay"))
 
 
 def _analyze(run: Path, fmt: str) -> str:
@@ -133,3 +137,26 @@ def test_the_text_report_shows_the_path(run: Path) -> None:
     assert f"critical path: slowest of {ORDERS} operations, trace " in text
     assert "front → relay → sink" in text
     assert "  structural  " in text and "seams p50 (p99):" in text
+
+
+def test_diff_of_a_slow_run_names_the_segment_that_grew(
+    run: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same chain with sink's booking 300 ms slower (longer than the poll period, so the
+    poll's phase cannot hide it): `diff` puts the orders first and names sink's running
+    segment at the booking as what grew."""
+    slow = record(tmp_path_factory.mktemp("relay-slow"), {**os.environ, "BOOK_DELAY_MS": "300"})
+    r = subprocess.run(
+        [sys.executable, "-m", "willowisp", "diff", str(run), str(slow), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    orders = next(o for o in doc["duration"]["operations"] if "POST /order" in o["key"])
+    assert orders["delta_p50_ns"] >= 200_000_000
+    grew = orders["segments"][0]
+    assert grew["service"] == "sink" and grew["delta_ns"] >= 250_000_000
+    assert grew["where"].startswith("relay_queue.py:")

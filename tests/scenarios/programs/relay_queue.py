@@ -3,7 +3,7 @@ appends it to a Redis stream and answers; sink, a polling consumer, looks at the
 every POLL_S seconds (an ``Event.wait`` timer between non-blocking XREADs) and books each
 order under a lock. front sends one order at a time and waits until sink says it booked it
 (a line on sink's stdout), so every order waits for one of sink's polls: the shape of the
-run is fixed even though its timing is not.
+run is fixed even though its timing is not. ``BOOK_DELAY_MS`` makes each booking that slow.
 
 Usage: python relay_queue.py front REDIS_PORT ORDERS
        python relay_queue.py relay REDIS_PORT          (prints "ready PORT")
@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,6 +23,7 @@ import redis
 ROLE, PORT = sys.argv[1], int(sys.argv[2])
 STREAM = "orders"
 POLL_S = 0.2
+BOOK_DELAY_S = float(os.environ.get("BOOK_DELAY_MS", "0")) / 1000
 
 
 def relay() -> None:
@@ -55,6 +57,8 @@ def sink(orders: int) -> None:
             for entry_id, _fields in entries:
                 last = entry_id
                 with book_lock:
+                    if BOOK_DELAY_S:
+                        time.sleep(BOOK_DELAY_S)  # a slow booking, for `willowisp diff`
                     booked += 1
                 print(f"booked {booked}", flush=True)
 
