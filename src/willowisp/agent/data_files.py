@@ -76,14 +76,19 @@ class _Open:
         return f
 
 
+def _is_pathlib(filename: str) -> bool:
+    return filename.endswith(os.sep + "pathlib.py") or (os.sep + "pathlib" + os.sep) in filename
+
+
 def _record(rec: _r.Recorder, file: Any, mode: str) -> None:
     frame = sys._getframe(2)
+    # Path.open / read_text / write_bytes: the program called pathlib (a module up to 3.12,
+    # a package with _local.py and _abc.py from 3.13); its caller is the one to judge
+    for _ in range(4):
+        if not _is_pathlib(frame.f_code.co_filename) or frame.f_back is None:
+            break
+        frame = frame.f_back
     name = frame.f_code.co_filename
-    if name.endswith(os.sep + "pathlib.py") and frame.f_back is not None:
-        frame = frame.f_back  # Path.open / read_text / write_bytes: the program called pathlib
-        if frame.f_code.co_filename.endswith(os.sep + "pathlib.py") and frame.f_back:
-            frame = frame.f_back
-        name = frame.f_code.co_filename
     if _not_program(name, rec) or not d.enabled(rec):
         return
     path = os.path.abspath(os.fsdecode(file))
