@@ -31,6 +31,7 @@ FULL_HOOKS = (
     "messaging",
     "procs",
     "data_sqlite",
+    "data_dbapi",
     "data_files",
 )
 HOPS_HOOKS = ("http", "httplibs", "rpc_grpc", "messaging", "procs")

@@ -81,7 +81,8 @@ _TABLE = {
     ),
 }
 _WHERE_ONE = re.compile(
-    rf"\bWHERE\s+(?:{_IDENT}\s*\.\s*)?({_IDENT})\s*=\s*(\?\d*|[:@$]\w+|'(?:[^']|'')*'|-?\d+)"
+    rf"\bWHERE\s+(?:{_IDENT}\s*\.\s*)?({_IDENT})\s*=\s*"
+    r"(\?\d*|[:@$]\w+|%s|%\(\w+\)s|'(?:[^']|'')*'|-?\d+)"
     r"\s*(?:;\s*)?(?:\b(?:LIMIT|ORDER|RETURNING)\b.*)?$",
     re.I | re.S,
 )
@@ -120,6 +121,10 @@ class Shape:
             self.param = _LITERAL.sub("", text[: where.start(2)]).count("?")
         elif ref[0] in ":@$":
             self.param = ref[1:]
+        elif ref == "%s":  # the DB-API's format and pyformat styles (not sqlite3's)
+            self.param = _LITERAL.sub("", text[: where.start(2)]).count("%s")
+        elif ref.startswith("%("):
+            self.param = ref[2:-2]
         else:
             self.value = ref.strip("'").replace("''", "'")
 
