@@ -35,9 +35,14 @@ SYNC = """
     r.get("cart:42")  # @get
     r.incr("cart:42")  # @incr
     r.mget("cart:42", "cart:43")  # @mget
-    p = r.pipeline()
+    p = r.pipeline(transaction=False)
     p.set("cart:44", 1)
-    p.execute()
+    p.get("cart:44")
+    p.execute()  # @plain
+    t = r.pipeline()  # MULTI/EXEC
+    t.get("cart:45")
+    t.set("cart:45", 2)
+    t.execute()  # @multi
     r.xadd("events", {"a": "1"})
     r.close()
 """
@@ -69,7 +74,9 @@ def test_sync_client_key_commands(
     tmp_path: Path, redis_port: int, marks_of: Callable[[str], dict[str, int]]
 ) -> None:
     """SET and INCR are writes bracketed by the key's lock, GET a read, MGET a read of each
-    key; a pipeline's queued commands and stream commands are no key access."""
+    key; a pipeline's commands are recorded when it executes (each on its own, or, in a
+    MULTI/EXEC transaction, all inside one hold of the server's transaction lock); stream
+    commands are no key access."""
     p = _run(tmp_path, SYNC, redis_port)
     m = {k: f"prog.py:{v}" for k, v in marks_of(SYNC).items()}
     k42, k43 = "redis:cart:42", "redis:cart:43"
@@ -83,9 +90,24 @@ def test_sync_client_key_commands(
         ("lock.release", m["incr"], k42, ""),
         ("data.access", m["mget"], k42, "read MGET"),
         ("data.access", m["mget"], k43, "read MGET"),
+        ("lock.acquired", m["plain"], "redis:cart:44", ""),
+        ("data.access", m["plain"], "redis:cart:44", "write SET"),
+        ("lock.release", m["plain"], "redis:cart:44", ""),
+        ("data.access", m["plain"], "redis:cart:44", "read GET"),
+        ("lock.acquired", m["multi"], "redis:(MULTI/EXEC)", ""),
+        ("data.access", m["multi"], "redis:cart:45", "read GET"),
+        ("lock.acquired", m["multi"], "redis:cart:45", ""),
+        ("data.access", m["multi"], "redis:cart:45", "write SET"),
+        ("lock.release", m["multi"], "redis:cart:45", ""),
+        ("lock.release", m["multi"], "redis:(MULTI/EXEC)", ""),
     ]
     locks = [r for r in p.resources.values() if r.get("kind") == "lock" and r.get("shared")]
-    assert [(r["name"], r["shared"]) for r in locks] == [(k42, 1)]
+    assert [(r["name"], r["shared"]) for r in locks] == [
+        (k42, 1),
+        ("redis:cart:44", 1),
+        ("redis:(MULTI/EXEC)", 1),
+        ("redis:cart:45", 1),
+    ]
 
 
 def test_asyncio_client_key_commands(

@@ -112,31 +112,93 @@ def _settle(rec: _r.Recorder, key: int, pending: list[tuple[int, str, int, str]]
         rec.fault("redis.pipeline.execute", exc)
 
 
-async def _settle_later(
-    rec: _r.Recorder, key: int, pending: list[tuple[int, str, int, str]], aw: Any
+def _queued_commands(client: Any) -> list[tuple[Any, ...]]:
+    """The argument tuples of the commands a pipeline has queued (redis-py keeps
+    ``(args, options)`` pairs; the cluster pipeline objects with ``args``)."""
+    out: list[tuple[Any, ...]] = []
+    for c in getattr(client, "command_stack", None) or ():
+        args = getattr(c, "args", None)
+        if args is None and isinstance(c, tuple) and c:
+            args = c[0]
+        if isinstance(args, tuple) and args:
+            out.append(args)
+    return out
+
+
+def record_pipeline_keys(
+    rec: _r.Recorder, commands: list[tuple[Any, ...]], transaction: bool, key: int
+) -> None:
+    """The key accesses of a pipeline that ran. A transaction (MULTI/EXEC) runs all its
+    commands at once on the server: one hold of the server's ``redis:(MULTI/EXEC)`` lock
+    around them all; otherwise each command on its own, as if sent alone."""
+    if not commands or not d.enabled(rec):
+        return
+    if not transaction:
+        for args in commands:
+            record_keys(rec, args, key)
+        return
+    try:
+        lock = d.shared_lock(rec, "redis:(MULTI/EXEC)", key)
+        d.emit(rec, d.ACQUIRED, lock, 0, key)
+        for args in commands:
+            command = m.text(args[0]).upper()
+            write = command in KEY_WRITES
+            if not (write or command in KEY_READS):
+                continue
+            for k in _keys_of(command, args):
+                name = d.cut(f"redis:{m.text(k)}")
+                rid = d.resource(rec, name, store="redis", statement=command, key=key)
+                if write:  # each command is atomic too, as outside a transaction
+                    d.atomic_write(rec, d.shared_lock(rec, name, key), rid, key)
+                else:
+                    d.access(rec, rid, d.READ, key)
+        d.emit(rec, d.RELEASE, lock, 0, key)
+    except Exception as exc:
+        rec.fault("redis.pipeline.execute", exc)
+
+
+async def _pipeline_later(
+    rec: _r.Recorder,
+    key: int,
+    pending: list[tuple[int, str, int, str]] | None,
+    commands: list[tuple[Any, ...]],
+    transaction: bool,
+    aw: Any,
 ) -> Any:
     out = await aw
-    _settle(rec, key, pending, out)
+    if pending:
+        _settle(rec, key, pending, out)
+    record_pipeline_keys(rec, commands, transaction, key)
     return out
 
 
 def make_execute(orig: Fn) -> Fn:
-    """A pipeline's ``execute`` (sync or async) that records what queued commands left."""
+    """A pipeline's ``execute`` (sync or async) that records what queued commands left: the
+    entry ids and reads of stream commands, and the key accesses of every command."""
 
     def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
         pending = _take_pending(self)
         rec = _r.RECORDER
-        if not pending or rec is None:
+        if rec is None:
             return orig(self, *args, **kwargs)
+        commands: list[tuple[Any, ...]] = []
+        transaction = False
         key = 0
         try:
-            key = _key()
+            commands = _queued_commands(self) if d.enabled(rec) else []
+            transaction = bool(getattr(self, "transaction", False))
+            if pending or commands:
+                key = _key()
         except Exception as exc:
             rec.fault("redis.pipeline.execute", exc)
+        if not pending and not commands:
+            return orig(self, *args, **kwargs)
         out = orig(self, *args, **kwargs)
         if _awaitable(out):
-            return _settle_later(rec, key, pending, out)
-        _settle(rec, key, pending, out)
+            return _pipeline_later(rec, key, pending, commands, transaction, out)
+        if pending:
+            _settle(rec, key, pending, out)
+        record_pipeline_keys(rec, commands, transaction, key)
         return out
 
     return execute
