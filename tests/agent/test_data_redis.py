@@ -55,6 +55,10 @@ ASYNC = """
         r = redis.Redis(port=int(sys.argv[1]))
         await r.hset("user:7", "name", "ann")  # @hset
         await r.hget("user:7", "name")  # @hget
+        async with r.pipeline() as t:
+            t.hget("user:7", "name")
+            t.hset("user:7", "name", "bob")
+            await t.execute()  # @multi
         await r.aclose()
 
     asyncio.run(main())
@@ -122,4 +126,10 @@ def test_asyncio_client_key_commands(
         ("data.access", m["hset"], key, "write HSET"),
         ("lock.release", m["hset"], key, ""),
         ("data.access", m["hget"], key, "read HGET"),
+        ("lock.acquired", m["multi"], "redis:(MULTI/EXEC)", ""),
+        ("data.access", m["multi"], key, "read HGET"),
+        ("lock.acquired", m["multi"], key, ""),
+        ("data.access", m["multi"], key, "write HSET"),
+        ("lock.release", m["multi"], key, ""),
+        ("lock.release", m["multi"], "redis:(MULTI/EXEC)", ""),
     ]
