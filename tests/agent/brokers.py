@@ -11,6 +11,7 @@ only once the broker has booted); the Kafka mock answers a metadata request.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import shutil
 import signal
@@ -80,6 +81,78 @@ def start_redis(folder: str) -> Broker:
         stop(Broker(port, proc, folder, 0, {}))
         raise
     return Broker(port, proc, folder, time.monotonic() - t0, {})
+
+
+def postgres_bin() -> str:
+    """The folder of PostgreSQL's server programs (Debian's package), '' if absent."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return os.path.dirname(found[-1]) if found else ""
+
+
+def start_postgres() -> Broker:
+    """A throwaway PostgreSQL: a new cluster in a fresh folder of its own under the temp
+    dir (owned by the ``postgres`` user when we are root, since the server refuses to run
+    as root, and pytest's folders are root's alone), trust auth on 127.0.0.1, ready when it
+    accepts a connection. The database ``shop`` exists. ``stop_postgres`` removes it all."""
+    import tempfile
+
+    bindir = postgres_bin()
+    port = free_port()
+    t0 = time.monotonic()
+    folder = tempfile.mkdtemp(prefix="wisp-pg-")
+    data = os.path.join(folder, "pgdata")
+    os.makedirs(data)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        for path in (folder, data):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    proc = subprocess.Popen(
+        [*as_user, os.path.join(bindir, "postgres"), "-D", data, "-p", str(port)]
+        + ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={folder}"]
+        + ["-c", "fsync=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    broker = Broker(port, proc, folder, 0, {})
+    try:
+        _wait(lambda: _pg_ready(bindir, port), proc, "postgres", 60)
+        subprocess.run(
+            [os.path.join(bindir, "createdb"), "-h", "127.0.0.1", "-p", str(port)]
+            + ["-U", "postgres", "shop"],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+    except BaseException:
+        stop_postgres(broker)
+        raise
+    return Broker(port, proc, folder, time.monotonic() - t0, {})
+
+
+def stop_postgres(broker: Broker) -> None:
+    stop(broker)
+    shutil.rmtree(broker.folder, ignore_errors=True)
+
+
+def _pg_ready(bindir: str, port: int) -> bool:
+    done = subprocess.run(
+        [os.path.join(bindir, "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return done.returncode == 0
 
 
 def _redis_command(port: int, *args: str) -> bytes:
