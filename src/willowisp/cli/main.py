@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from willowisp import __version__
 from willowisp.errors import WillowispError
 
-COMMANDS = ("run", "analyze", "demo", "doctor", "ctl", "collect", "diff", "query")
+COMMANDS = ("run", "analyze", "demo", "doctor", "ctl", "collect", "diff", "query", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

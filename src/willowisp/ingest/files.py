@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from willowisp.errors import TraceFormatError
+from willowisp.ingest.otlp_json import looks_like_json, read_otlp
 from willowisp.ingest.tables import Unreadable
-from willowisp.wtrace.reader import TraceFile, read_file
+from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
 
 # <service>-<pid>-<first 8 hex digits of the process id>-<n>.wtrace (docs/format.md)
 SEGMENT_NAME = re.compile(
@@ -67,15 +68,36 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[U
     return files, problems
 
 
-def read_all(files: Iterable[str]) -> tuple[list[TraceFile], list[Unreadable]]:
-    """Parse each file; one that cannot be parsed at all becomes an Unreadable."""
+def read_all(
+    files: Iterable[str], notes: list[str] | None = None
+) -> tuple[list[TraceFile], list[Unreadable]]:
+    """Parse each file; one that cannot be parsed at all becomes an Unreadable.
+
+    A file that is not a ``.wtrace`` but starts like JSON is imported as OTLP JSON
+    (:mod:`willowisp.ingest.otlp_json`), sniffed by content; its notes (spans skipped) go
+    to ``notes``.
+    """
     parsed: list[TraceFile] = []
     problems: list[Unreadable] = []
     for path in files:
         try:
+            if not is_wtrace(path) and _starts_like_json(path):
+                imported, more = read_otlp(path)
+                parsed.extend(imported)
+                if notes is not None:
+                    notes.extend(more)
+                continue
             parsed.append(read_file(path))
         except TraceFormatError as exc:
             problems.append(Unreadable(path, str(exc)))
         except OSError as exc:
             problems.append(Unreadable(path, exc.strerror or str(exc)))
     return parsed, problems
+
+
+def _starts_like_json(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return looks_like_json(f.read(64))
+    except OSError:
+        return False

@@ -73,8 +73,9 @@ AttrMap = dict[str, AttrValue]
 def load(paths: Iterable[str | os.PathLike[str]]) -> Trace:
     """Load runs and trace files. Never raises for bad input: see ``Trace.unreadable``."""
     files, unreadable = discover(paths)
-    parsed, bad = read_all(files)
-    return build_trace(parsed, unreadable + bad)
+    notes: list[str] = []
+    parsed, bad = read_all(files, notes)
+    return build_trace(parsed, unreadable + bad, notes)
 
 
 @dataclass(slots=True)
@@ -95,9 +96,12 @@ class _Parts:
     first_wall: int = _NO_WALL
 
 
-def build_trace(parsed: list[TraceFile], unreadable: list[Unreadable]) -> Trace:
-    """Assemble parsed files into a Trace (the part of ``load`` after reading)."""
-    notes: list[str] = []
+def build_trace(
+    parsed: list[TraceFile], unreadable: list[Unreadable], notes: list[str] | None = None
+) -> Trace:
+    """Assemble parsed files into a Trace (the part of ``load`` after reading); ``notes``
+    are the reading's own (an importer's skipped spans), kept first."""
+    notes = list(notes or [])
     reports: list[FileReport] = []
     unreadable = list(unreadable)
     parts = _group(parsed, notes)

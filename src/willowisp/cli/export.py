@@ -1,0 +1,64 @@
+"""``willowisp export PATH... --to chrome -o OUT``: an analysis for third-party viewers.
+
+Thin: load and analyze the inputs, build the document with ``willowisp.export``, write it
+atomically. Exit status 0; 2 for bad usage, a format that is not available yet, or an
+unreadable input (one line on stderr per bad file; the readable ones are still exported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EPILOG = """\
+examples:
+  willowisp export wisp-traces/20250101T120000Z/ --to chrome -o run.json
+  then open run.json in https://ui.perfetto.dev or chrome://tracing
+
+formats: chrome (Chrome trace-event JSON); perfetto and otlp-json are not available yet.
+exit status: 0 done; 2 bad usage, or an input that could not be read (each named on
+stderr; the readable ones are still exported).
+"""
+
+
+def register(subparsers: Any) -> None:
+    from willowisp.export import FORMATS
+
+    p = subparsers.add_parser(
+        "export",
+        help="write the analysis for third-party viewers (Perfetto UI, chrome://tracing)",
+        description="Export runs or trace files, linked and clock-aligned, with waits, lock "
+        "holds, happens-before flows and findings, in a format other viewers open.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="runs, trace files, importables")
+    p.add_argument("--to", choices=FORMATS, required=True, help="the output format")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from willowisp.export import AVAILABLE
+
+    if args.to not in AVAILABLE:
+        print(
+            f"willowisp export: --to {args.to} is not available yet (use --to chrome)",
+            file=sys.stderr,
+        )
+        return 2
+    from willowisp.analysis.engine import analyze
+    from willowisp.export import chrome_trace, write_json
+    from willowisp.ingest.load import load
+
+    trace = load(args.paths)
+    for u in trace.unreadable:
+        print(f"willowisp export: {u.path}: {u.message}", file=sys.stderr)
+    doc = chrome_trace(analyze(trace))
+    try:
+        write_json(doc, args.output)
+    except OSError as exc:
+        print(f"willowisp export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 2 if trace.unreadable else 0

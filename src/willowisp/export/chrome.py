@@ -1,0 +1,291 @@
+"""An analysis as Chrome trace-event JSON (``{"traceEvents": [...]}``).
+
+The mapping (docs/export.md has it for users):
+
+- one ``pid`` per process, 1..N in process order, named ``service (pid N, host)`` by a
+  ``process_name`` metadata event; one ``tid`` per unit, 1..M within its process, named
+  ``kind name`` by ``thread_name``. Both are small integers: viewers truncate ids to 32
+  bits, so real pids, process ids and unit numbers go into names and args only. Events
+  done by no unit (agent metadata) sit on tid 0 of their process, named ``(process)``,
+  and only when an exported event needs it.
+- ``ts``/``dur`` in microseconds (floats, ns precision) of the adjusted, clock-aligned
+  time, shifted so that the earliest event is at 0.
+- a wait (``unit.block`` to the event that ended it) is an ``X`` slice named by what was
+  waited on: ``lock state_lock``, ``rpc GET /price``; a lock hold (acquire to release) is
+  an ``X`` slice ``hold lock state_lock``. Slices still open at the end of the trace end
+  at its last event and say so in ``args.still``.
+- every cross-unit happens-before edge of the analysis is one flow (v2): two zero-length
+  ``X`` slices at its two events, with the same ``bind_id``, ``flow_out`` on the cause and
+  ``flow_in`` on the effect. Flow v2 binds to the event that carries it (v1 ``s``/``f``
+  bind to whichever slice encloses them, which is ambiguous at zero length); Perfetto's
+  JSON importer and chrome://tracing (Catapult, which reads Chrome's own
+  ``TRACE_EVENT_WITH_FLOW`` output) both read it. One pair per edge: an event with two
+  edges (a notify that wakes two units) gets two anchors.
+- every other event of a unit is a thread-scoped instant (``"i"``, ``"s": "t"``) named by
+  its kind (``msg.send GET /price``); findings are global instants (``"s": "g"``) named by
+  their kind, with the summary and explanation in ``args``, at their earliest event.
+
+Strings from the trace are cut to ``MAX_STR`` characters; ``json.dumps`` does the escaping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from willowisp.analysis.engine import Analysis
+from willowisp.analysis.naming import event_where, resource_name
+from willowisp.causality.graph import EdgeKind
+from willowisp.causality.waits import holds, wait_outcome, waits
+from willowisp.model.spec import K, Reason
+
+MAX_STR = 1000
+# Events that are not drawn as instants: waits and holds draw them, or they are bookkeeping.
+_NOT_INSTANTS = {int(K.UNIT_BLOCK), int(K.LOCK_ACQUIRED), int(K.LOCK_RELEASE)}
+_BOOKKEEPING = {int(K.CLOCK_ANCHOR), int(K.AGENT_FLUSH)}
+
+
+def cut(text: object, limit: int = MAX_STR) -> str:
+    """``text`` as a string of at most ``limit`` characters (an ellipsis marks a cut)."""
+    s = str(text)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def kind_name(code: int) -> str:
+    """``msg.send`` for K.MSG_SEND: the spec's dotted event kind name."""
+    try:
+        return K(code).name.lower().replace("_", ".", 1)
+    except ValueError:
+        return f"kind {code}"
+
+
+def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
+    """The Chrome trace-event JSON document of an analysis (see the module doc)."""
+    trace = a.trace
+    ev = trace.events
+    adjusted = a.causality.clocks.adjusted
+    n = len(ev)
+    g = a.causality.graph
+    # The events drawn: those of a unit but bookkeeping, and every flow endpoint.
+    drawn = (ev.unit >= 0) & ~np.isin(ev.kind, list(_BOOKKEEPING))
+    drawn[g.src] = True
+    drawn[g.dst] = True
+    times = adjusted[drawn] if drawn.any() else adjusted
+    t0 = int(times.min()) if len(times) else 0
+    t_end = int(times.max()) if len(times) else 0
+
+    def us(t: int) -> float:
+        return round((t - t0) / 1000.0, 3)
+
+    out: list[dict[str, Any]] = []
+    # Processes and units.
+    for p in trace.processes:
+        out.append(
+            {
+                "ph": "M",
+                "name": "process_name",
+                "pid": p.index + 1,
+                "tid": 0,
+                "args": {
+                    "name": cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})", max_str)
+                },
+            }
+        )
+        out.append(
+            {
+                "ph": "M",
+                "name": "process_sort_index",
+                "pid": p.index + 1,
+                "tid": 0,
+                "args": {"sort_index": p.index + 1},
+            }
+        )
+    tid_of: list[int] = []
+    per_proc: dict[int, int] = {}
+    for u in trace.units:
+        tid = per_proc.get(u.proc, 0) + 1
+        per_proc[u.proc] = tid
+        tid_of.append(tid)
+        out.append(
+            {
+                "ph": "M",
+                "name": "thread_name",
+                "pid": u.proc + 1,
+                "tid": tid,
+                "args": {"name": cut(f"{u.kind} {u.name}", max_str)},
+            }
+        )
+    agent_tracks: set[int] = set()
+
+    def where_of(i: int) -> tuple[int, int]:
+        u = int(ev.unit[i])
+        pid = int(ev.proc[i]) + 1
+        if u < 0:
+            agent_tracks.add(pid)
+            return pid, 0
+        return pid, tid_of[u]
+
+    def res_label(r: int) -> str:
+        if r < 0:
+            return ""
+        return f"{trace.resources[r].kind} {resource_name(trace, r)}"
+
+    def event_name(i: int) -> str:
+        label = res_label(int(ev.res[i]))
+        return cut(f"{kind_name(int(ev.kind[i]))} {label}".strip(), max_str)
+
+    def event_args(i: int) -> dict[str, Any]:
+        args: dict[str, Any] = {"event": str(trace.event_id(i))}
+        w = event_where(trace, i)
+        if w:
+            args["where"] = cut(w, max_str)
+        return args
+
+    # Waits.
+    w = waits(trace)
+    for b, e, r, reason in zip(
+        w.block.tolist(), w.end.tolist(), w.res.tolist(), w.reason.tolist(), strict=True
+    ):
+        pid, tid = where_of(b)
+        end_t = int(adjusted[e]) if e >= 0 else t_end
+        try:
+            why = Reason(reason).name.lower()
+        except ValueError:
+            why = f"reason {reason}"
+        name = res_label(r) or why
+        args = event_args(b)
+        args.update(reason=why, outcome=wait_outcome(trace, e))
+        if e < 0:
+            args["still"] = True
+        out.append(
+            {
+                "ph": "X",
+                "cat": "wait",
+                "name": cut(name, max_str),
+                "pid": pid,
+                "tid": tid,
+                "ts": us(int(adjusted[b])),
+                "dur": round(max(end_t - int(adjusted[b]), 0) / 1000.0, 3),
+                "args": args,
+            }
+        )
+    # Lock holds.
+    h = holds(trace)
+    for acq, rel, r in zip(h.acquire.tolist(), h.release.tolist(), h.res.tolist(), strict=True):
+        pid, tid = where_of(acq)
+        end_t = int(adjusted[rel]) if rel >= 0 else t_end
+        args = event_args(acq)
+        if rel < 0:
+            args["still"] = True
+        out.append(
+            {
+                "ph": "X",
+                "cat": "hold",
+                "name": cut(f"hold {res_label(r)}", max_str),
+                "pid": pid,
+                "tid": tid,
+                "ts": us(int(adjusted[acq])),
+                "dur": round(max(end_t - int(adjusted[acq]), 0) / 1000.0, 3),
+                "args": args,
+            }
+        )
+    # Happens-before edges as flow v2 pairs.
+    endpoints = np.zeros(n, dtype=bool)
+    for k, (s, d, kind) in enumerate(
+        zip(g.src.tolist(), g.dst.tolist(), g.kind.tolist(), strict=True)
+    ):
+        endpoints[s] = endpoints[d] = True
+        edge = EdgeKind(kind).name.lower()
+        bind = f"0x{k + 1:x}"
+        for i, flag in ((s, "flow_out"), (d, "flow_in")):
+            pid, tid = where_of(i)
+            args = event_args(i)
+            args["edge"] = edge
+            out.append(
+                {
+                    "ph": "X",
+                    "cat": f"hb.{edge}",
+                    "name": event_name(i),
+                    "pid": pid,
+                    "tid": tid,
+                    "ts": us(int(adjusted[i])),
+                    "dur": 0,
+                    "bind_id": bind,
+                    flag: True,
+                    "args": args,
+                }
+            )
+    # Every other event of a unit: an instant.
+    kinds = ev.kind
+    for i in range(n):
+        code = int(kinds[i])
+        if endpoints[i] or not drawn[i] or code in _NOT_INSTANTS:
+            continue
+        pid, tid = where_of(i)
+        out.append(
+            {
+                "ph": "i",
+                "s": "t",
+                "cat": "event",
+                "name": event_name(i),
+                "pid": pid,
+                "tid": tid,
+                "ts": us(int(adjusted[i])),
+                "args": event_args(i),
+            }
+        )
+    for pid in sorted(agent_tracks):
+        out.append(
+            {"ph": "M", "name": "thread_name", "pid": pid, "tid": 0, "args": {"name": "(process)"}}
+        )
+    # Findings.
+    for f in a.findings:
+        rows = trace.event_indices(f.events).values()
+        ts = max(us(min(int(adjusted[i]) for i in rows)), 0.0) if rows else 0.0
+        out.append(
+            {
+                "ph": "i",
+                "s": "g",
+                "cat": "finding",
+                "name": f.kind,
+                "pid": 0,
+                "tid": 0,
+                "ts": ts,
+                "args": {
+                    "id": f.id,
+                    "severity": f.severity,
+                    "summary": cut(f.summary, max_str),
+                    "explanation": [cut(x, max_str) for x in f.explanation[:100]],
+                    "units": [cut(u.name, max_str) for u in f.units[:50]],
+                    "resources": [cut(f"{r.kind} {r.name}", max_str) for r in f.resources[:50]],
+                },
+            }
+        )
+    return {
+        "traceEvents": out,
+        "displayTimeUnit": "ns",
+        "otherData": {"exporter": "willowisp", "clock": "adjusted", "t0_ns": t0},
+    }
+
+
+def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``doc`` to ``path`` atomically: a temporary file in the same folder, renamed."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, ensure_ascii=False, separators=(",", ":"))
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
