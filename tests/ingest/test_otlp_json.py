@@ -116,8 +116,11 @@ def check_two_services(doc: dict[str, Any]) -> None:
     pay = clocks[procs["pay"]["clock_domain"]]
     assert ref["reference"] and ref["offset_ns"] == 0
     # pay reads 250 ms behind shop: +250 ms puts it on shop's line (shop is -250 ms from pay).
-    assert pay["offset_min_ns"] <= SKEW <= pay["offset_max_ns"]
-    assert abs(pay["offset_ns"] - SKEW) <= pay["uncertainty_ns"]
+    # Only the request bounds it: a server span's end is not when its reply left (the server
+    # may end its span after the client has the answer), so the reply edge orders but does
+    # not bound the clock, and the interval is honestly open above.
+    assert pay["offset_min_ns"] <= SKEW and pay["offset_max_ns"] is None
+    assert SKEW - pay["offset_min_ns"] <= 20_000_000  # the request's transit time, at most
 
 
 def test_client_server_with_skew(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,3 +238,36 @@ def test_fuzz_only_format_errors(data: st.DataObject) -> None:
         return
     for tf in files:
         assert tf.events > 0
+
+
+def test_a_real_opentelemetry_sdk_app_imports_linked(tmp_path: Path) -> None:
+    """Spans of the real OpenTelemetry Python SDK (two services, a real HTTP call on
+    127.0.0.1, the SDK's own propagator and OTLP encoder) import as span units whose three
+    client/server pairs link through the propagated context; the clock interval of the
+    server's domain is honest (its true offset, 0 on this one machine, lies inside)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "otel.json"
+    program = Path(__file__).parent / "programs" / "otel_sdk_app.py"
+    r = subprocess.run(
+        [sys.executable, str(program), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "7"  # checkout, 3 client calls, 3 server spans
+    trace = load([out])
+    assert not trace.unreadable
+    assert sorted(p.service for p in trace.processes) == ["pay", "shop"]
+    assert sum(1 for u in trace.units if u.kind == "span") == 7
+    from willowisp.analysis.engine import analyze
+
+    doc = analyze(trace).document()
+    (hop,) = [h for h in doc["hops"] if h["protocol"] == "http"]
+    assert (hop["count"], hop["linked"]) == (3, 3)
+    pay = next(c for c in doc["clocks"] if not c["reference"])
+    lo, hi = pay["offset_min_ns"], pay["offset_max_ns"]
+    assert (lo is None or lo <= 0) and (hi is None or hi >= 0)

@@ -58,6 +58,9 @@ I32 = npt.NDArray[np.int32]
 F32 = npt.NDArray[np.float32]
 
 
+SPAN_END_CONFIDENCE = 0.5  # see Hops.reply_confidence
+
+
 class HopKind(enum.IntEnum):
     RPC = 1  # a request and its reply
     MESSAGE = 2  # a one-way message
@@ -88,6 +91,10 @@ class Hops:
     recv: I64
     reply: I64
     response: I64
+    # How surely the reply edge (reply -> response) holds, when it is less sure than the
+    # link itself: an imported server span's reply is placed at the span's end, but a server
+    # may end its span after the client already has the answer (None: as ``confidence``).
+    reply_confidence: F32 | None = None
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -190,7 +197,21 @@ def match(trace: Trace) -> Hops:
         recv=np.where(spawn_row, pick(start, server), pick(recv, server)),
         reply=np.where(spawn_row, NO_INDEX, pick(reply, server)),
         response=np.where(spawn_row, NO_INDEX, response),
+        reply_confidence=_reply_confidence(trace, server, np.asarray(confidence, np.float32)),
     )
+
+
+def _reply_confidence(trace: Trace, server: I64, confidence: F32) -> F32 | None:
+    """Rows whose server side says its reply time is only its span's end (imported spans,
+    ``reply_at=span-end``) get a reply edge below certainty: it orders, it does not bound
+    clocks."""
+    out: F32 | None = None
+    for row, s in enumerate(server.tolist()):
+        if s >= 0 and ("reply_at", "span-end") in trace.resources[s].attrs:
+            if out is None:
+                out = confidence.copy()
+            out[row] = min(float(out[row]), SPAN_END_CONFIDENCE)
+    return out
 
 
 def _unattributed(trace: Trace, send: I64) -> npt.NDArray[np.bool_]:
@@ -266,7 +287,14 @@ def hop_edge_columns(hops: Hops) -> HopEdges:
             np.uint8
         ),
         provenance=np.concatenate([hops.provenance[req], hops.provenance[rep]]).astype(np.uint8),
-        confidence=np.concatenate([hops.confidence[req], hops.confidence[rep]]).astype(np.float32),
+        confidence=np.concatenate(
+            [
+                hops.confidence[req],
+                (hops.reply_confidence if hops.reply_confidence is not None else hops.confidence)[
+                    rep
+                ],
+            ]
+        ).astype(np.float32),
     )
 
 

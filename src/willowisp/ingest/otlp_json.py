@@ -475,6 +475,10 @@ def _resource_attrs(s: _Span) -> tuple[tuple[str, AttrValue], ...]:
             out["trace_id"], parent = s.link_trace_id, s.link_span_id
         if parent:
             out["parent_span_id"] = parent
+    if s.kind == SERVER_KIND:
+        # the reply is put at the span's end, but a server may end its span after the
+        # client already has the answer: that edge orders, it does not bound clocks
+        out["reply_at"] = "span-end"
     http_method = _first_str(a, "http.request.method", "http.method")
     rpc_system = _first_str(a, "rpc.system.name", "rpc.system")
     if message:

@@ -420,6 +420,10 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             ("boundary", "str: for server resources, the boundary this request opened"),
             (
+                "reply_at",
+                "str: 'span-end' when the reply's time is only its span's end (imported spans)",
+            ),
+            (
                 "caller_sampled",
                 "int: 0 when the caller had not sampled the trace (a boundary forced recording)",
             ),
