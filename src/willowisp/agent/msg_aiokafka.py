@@ -120,9 +120,7 @@ async def _awaited(rec: _r.Recorder, call: Any, key: int, wait: int) -> Any:
 
 
 def _received(rec: _r.Recorder, key: int, record: Any) -> None:
-    kafka.record_received(
-        rec, key, LIBRARY, record.topic, record.partition, record.offset, record.headers
-    )
+    kafka.record_record(rec, key, LIBRARY, record)
 
 
 def _make_getone(orig: Fn) -> Fn:
@@ -148,16 +146,7 @@ def _make_getmany(orig: Fn) -> Fn:
             return await orig(self, *partitions, **kwargs)
         key, wait = _begin_wait(rec, self, bool(kwargs.get("timeout_ms", 0)))
         batches = await _awaited(rec, orig(self, *partitions, **kwargs), key, wait)
-        try:
-            got = 0
-            for records in (batches or {}).values():
-                for record in records:
-                    got += 1
-                    _received(rec, key, record)
-            if wait and not got:
-                m.record_wake(rec, wait, m.WAKE_TIMEOUT, key)
-        except Exception as exc:
-            rec.fault("aiokafka.AIOKafkaConsumer.getmany", exc)
+        kafka.record_batches(rec, key, LIBRARY, wait, batches, "aiokafka.AIOKafkaConsumer.getmany")
         return batches
 
     return getmany

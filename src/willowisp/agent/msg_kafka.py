@@ -97,6 +97,30 @@ def record_received(
     )
 
 
+def record_record(rec: _r.Recorder, key: int, library: str, record: Any) -> None:
+    """``record_received`` for a kafka-python / aiokafka ``ConsumerRecord``."""
+    record_received(
+        rec, key, library, record.topic, record.partition, record.offset, record.headers
+    )
+
+
+def record_batches(
+    rec: _r.Recorder, key: int, library: str, wait: int, batches: Any, where: str
+) -> None:
+    """The records of a kafka-python ``poll`` / aiokafka ``getmany`` result (partition ->
+    records), each a receive; a wait that got nothing ends as a timeout. Never raises."""
+    try:
+        got = 0
+        for records in (batches or {}).values():
+            for record in records:
+                got += 1
+                record_record(rec, key, library, record)
+        if wait and not got:
+            m.record_wake(rec, wait, m.WAKE_TIMEOUT, key)
+    except Exception as exc:
+        rec.fault(where, exc)
+
+
 def _produce_hook(producer: Any, topic: Any, kwargs: dict[str, Any]) -> None:
     """Inject into ``kwargs['headers']`` and record the send (changes ``kwargs``)."""
     rec = _r.RECORDER

@@ -96,9 +96,7 @@ def _block(rec: _r.Recorder, consumer: Any, key: int) -> int:
 
 
 def _received(rec: _r.Recorder, key: int, record: Any) -> None:
-    kafka.record_received(
-        rec, key, LIBRARY, record.topic, record.partition, record.offset, record.headers
-    )
+    kafka.record_record(rec, key, LIBRARY, record)
 
 
 def _make_poll(orig: Fn) -> Fn:
@@ -110,16 +108,7 @@ def _make_poll(orig: Fn) -> Fn:
         key = _key()
         wait = _block(rec, self, key) if timeout_ms else 0
         batches = orig(self, timeout_ms, *args, **kwargs)
-        try:
-            got = 0
-            for records in (batches or {}).values():
-                for record in records:
-                    got += 1
-                    _received(rec, key, record)
-            if wait and not got:
-                m.record_wake(rec, wait, m.WAKE_TIMEOUT, key)
-        except Exception as exc:
-            rec.fault("kafka.KafkaConsumer.poll", exc)
+        kafka.record_batches(rec, key, LIBRARY, wait, batches, "kafka.KafkaConsumer.poll")
         return batches
 
     return poll
