@@ -60,3 +60,15 @@ def marks(request: pytest.FixtureRequest) -> dict[str, int]:
 def marks_of() -> Callable[[str], dict[str, int]]:
     """``marks_of(program)``: the markers' line numbers in a program run by tracekit."""
     return lambda code: marks_in(textwrap.dedent(code))
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real redis-server of the test module's own, stopped after it."""
+    import brokers
+
+    broker = brokers.start_redis(str(tmp_path_factory.mktemp("redis")))
+    try:
+        yield broker.port
+    finally:
+        brokers.stop(broker)

@@ -3,7 +3,7 @@ redis-server: reads are accesses, writes are atomic holds of the key's lock."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import brokers
@@ -16,15 +16,6 @@ if not brokers.importable("redis"):
     pytest.skip(
         "redis-py is not installed for the recorded programs' Python", allow_module_level=True
     )
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    broker = brokers.start_redis(str(tmp_path_factory.mktemp("redis")))
-    try:
-        yield broker.port
-    finally:
-        brokers.stop(broker)
 
 
 SYNC = """

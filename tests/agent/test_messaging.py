@@ -92,15 +92,6 @@ def run(
     return p
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    broker = brokers.start_redis(str(tmp_path_factory.mktemp("redis")))
-    try:
-        yield broker.port
-    finally:
-        brokers.stop(broker)
-
-
 def test_redis_stream_links_by_traceparent_field(tmp_path, redis_port):
     """XADD injects traceparent as a field; XREAD extracts it; both carry the entry id."""
     p = run(

@@ -19,15 +19,6 @@ if not brokers.importable("redis"):
     )
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    broker = brokers.start_redis(str(tmp_path_factory.mktemp("redis")))
-    try:
-        yield broker.port
-    finally:
-        brokers.stop(broker)
-
-
 def _linked(send: dict[str, Any], recv: dict[str, Any]) -> bool:
     return recv["parent_span_id"] == send["span_id"] and recv["trace_id"] == send["trace_id"]
 
