@@ -140,6 +140,17 @@ def program_key(library_dir: str | tuple[str, ...]) -> int:
     return (id(c) << 16) | (f.f_lasti & 0xFFFF)
 
 
+def program_key_or_0(library_dir: str | tuple[str, ...], where: str) -> int:
+    """``program_key``, with a failure recorded as an agent fault (at ``where``) and 0."""
+    try:
+        return program_key(library_dir)
+    except Exception as exc:
+        rec = _r.RECORDER
+        if rec is not None:
+            rec.fault(where, exc)
+        return 0
+
+
 def package_dir(module: Any) -> str:
     """The folder of a library's package, for program_key."""
     return os.path.dirname(str(getattr(module, "__file__", "") or "")) + os.sep

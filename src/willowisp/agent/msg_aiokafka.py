@@ -36,13 +36,7 @@ Fn = Callable[..., Any]
 
 
 def _key() -> int:
-    try:
-        return m.program_key(_lib_dir)
-    except Exception as exc:
-        rec = _r.RECORDER
-        if rec is not None:
-            rec.fault("aiokafka location", exc)
-        return 0
+    return m.program_key_or_0(_lib_dir, "aiokafka location")
 
 
 def _headers_allowed(producer: Any) -> bool:

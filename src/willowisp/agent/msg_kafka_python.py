@@ -36,13 +36,7 @@ Fn = Callable[..., Any]
 
 
 def _key() -> int:
-    try:
-        return m.program_key(_lib_dir)
-    except Exception as exc:
-        rec = _r.RECORDER
-        if rec is not None:
-            rec.fault("kafka location", exc)
-        return 0
+    return m.program_key_or_0(_lib_dir, "kafka location")
 
 
 def _id_setter(rec: _r.Recorder, rid: int) -> Fn:
