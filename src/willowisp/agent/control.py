@@ -39,6 +39,7 @@ from willowisp.channel.frames import (
     CONTROL_VERSIONS,
     FRAME,
     MAX_CONTROL_BODY,
+    close_lingering,
     error_reply,
     ok_reply,
     pack_frame,
@@ -53,7 +54,6 @@ MAX_ARG_BYTES = 4096  # a boundary spec or name
 MAX_CONNECTIONS = 4
 HELLO_TIMEOUT_S = 5.0  # from accept to a complete hello
 IDLE_TIMEOUT_S = 30.0  # between requests after the hello
-LINGER_S = 1.0  # draining input after an error, so the peer reads the reply (no RST)
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with its NUL
 OPS = ("ping", "status", "enable", "disable")
 
@@ -352,7 +352,7 @@ class ControlServer:
             self._fault("control connection", exc)
         finally:
             self._forget(sock)
-            _close(sock, linger and not self._closing)
+            close_lingering(sock, linger and not self._closing, MAX_CONTROL_BODY)
 
     def _send(self, sock: socket.socket, reply: dict[str, Any]) -> None:
         data = pack_frame(CONTROL_MAGIC, reply)
@@ -459,22 +459,6 @@ def _peer_is_us(sock: socket.socket) -> bool:
     creds = sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid in (os.getuid(), 0)
-
-
-def _close(sock: socket.socket, linger: bool) -> None:
-    """Close; with ``linger``, first half-close and drain (bounded) what the peer still
-    sends, so closing with unread input does not reset the connection and lose the reply."""
-    try:
-        if linger:
-            sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(LINGER_S)
-            left = MAX_CONTROL_BODY
-            while left > 0 and (data := sock.recv(65536)):
-                left -= len(data)
-    except OSError:
-        pass
-    finally:
-        sock.close()
 
 
 # --- the agent's one server ----------------------------------------------------------------

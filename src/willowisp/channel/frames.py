@@ -134,3 +134,23 @@ def same_token(given: object, expected: str) -> bool:
     return hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
     )
+
+
+LINGER_S = 1.0  # draining input after an error, so the peer reads the reply (no RST)
+
+
+def close_lingering(sock: socket.socket, linger: bool, max_bytes: int = 1024 * 1024) -> None:
+    """Close; with ``linger``, first half-close and drain what the peer still sends (bounded
+    in bytes and by ``LINGER_S``), so closing with unread input does not reset the
+    connection and lose our last message. Never raises."""
+    try:
+        if linger:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(LINGER_S)
+            left = max_bytes
+            while left > 0 and (data := sock.recv(65536)):
+                left -= len(data)
+    except OSError:
+        pass
+    finally:
+        sock.close()

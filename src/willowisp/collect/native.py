@@ -36,6 +36,7 @@ from willowisp.channel.frames import (
     MAX_MESSAGE_BODY,
     STREAM_MAGIC,
     STREAM_VERSIONS,
+    close_lingering,
     pack_frame,
     parse_object,
     same_token,
@@ -324,7 +325,7 @@ class NativeReceiver:
         finally:
             if writer is not None:
                 writer.close()
-            _close(sock, linger)
+            close_lingering(sock, linger)
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
@@ -388,19 +389,3 @@ def _error(code: str, message: str, chunks: int) -> dict[str, Any]:
         "error": {"code": code, "message": message[:500]},
         "chunks": chunks,
     }
-
-
-def _close(sock: socket.socket, linger: bool) -> None:
-    """Half-close and drain briefly before closing, so the agent reads our last message
-    instead of a reset; bounded in bytes and time."""
-    try:
-        if linger:
-            sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(1.0)
-            left = 1024 * 1024
-            while left > 0 and (data := sock.recv(65536)):
-                left -= len(data)
-    except OSError:
-        pass
-    finally:
-        sock.close()
