@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from willowisp.agent import boundaries, context, task_waits
+from willowisp.agent import boundaries, context, msg_amqp, task_waits
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import Outcome, Reason
@@ -105,16 +105,14 @@ def _make_publish(orig: Fn) -> Fn:
 
 def _received(rec: _r.Recorder, key: int, msg: Any) -> Any:
     """Record one delivery; returns the consumer's context (None if not recorded)."""
-    headers = getattr(msg, "headers", None)
-    exchange, routing_key = getattr(msg, "exchange", ""), getattr(msg, "routing_key", "")
-    return m.record_recv(
+    return msg_amqp.record_delivery(
         rec,
         key,
-        protocol=PROTOCOL,
-        library=LIBRARY,
-        destination=f"{m.text(exchange or '')}/{m.text(routing_key or '')}",
-        message_id=m.text(getattr(msg, "message_id", None) or ""),
-        carriers=[AmqpHeaders(headers)] if isinstance(headers, dict) else [],
+        LIBRARY,
+        getattr(msg, "exchange", ""),
+        getattr(msg, "routing_key", ""),
+        getattr(msg, "headers", None),
+        getattr(msg, "message_id", None),
     )
 
 

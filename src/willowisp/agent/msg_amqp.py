@@ -82,14 +82,35 @@ def _inject(rec: _r.Recorder, exchange: Any, routing_key: Any, properties: Any) 
 
 def _received(rec: _r.Recorder, key: int, method: Any, properties: Any) -> Any:
     """Record one delivery; returns the consumer's context (None if not recorded)."""
-    headers = getattr(properties, "headers", None)
+    return record_delivery(
+        rec,
+        key,
+        LIBRARY,
+        method.exchange,
+        method.routing_key,
+        getattr(properties, "headers", None),
+        getattr(properties, "message_id", None),
+    )
+
+
+def record_delivery(
+    rec: _r.Recorder,
+    key: int,
+    library: str,
+    exchange: Any,
+    routing_key: Any,
+    headers: Any,
+    message_id: Any,
+) -> Any:
+    """One AMQP delivery received (pika, aio-pika): the destination ``exchange/routing-key``
+    both libraries' sends name too, so their hops pair. Returns the consumer's context."""
     return m.record_recv(
         rec,
         key,
         protocol=PROTOCOL,
-        library=LIBRARY,
-        destination=f"{m.text(method.exchange)}/{m.text(method.routing_key)}",
-        message_id=m.text(getattr(properties, "message_id", None) or ""),
+        library=library,
+        destination=f"{m.text(exchange or '')}/{m.text(routing_key or '')}",
+        message_id=m.text(message_id or ""),
         carriers=[AmqpHeaders(headers)] if isinstance(headers, dict) else [],
     )
 
