@@ -51,7 +51,7 @@ Row = tuple[int, int, int, int, int, int]  # kind, unit, time, res, arg, loc
 ChunkSpec = tuple[list[Record], EventBatch | None]
 
 # Record type codes (spec.RECORD_TYPES); spelled out so each vector reads like the spec.
-PROCESS, UNIT, RESOURCE, LOCATION, FAULT, STATS = 1, 2, 3, 4, 5, 6
+PROCESS, UNIT, RESOURCE, LOCATION, FAULT, STATS, EMBEDDED = 1, 2, 3, 4, 5, 6, 7
 PROCESS_ID = "5f0c3a9e1d2b4c6f8a7e9d0b1c2a3f4e"
 
 
@@ -200,6 +200,8 @@ def _records_only() -> Vector:
             ("equals", "k=v u=1"),
             ("MainThread", 1),
         ),
+        # Foreign data stored as it came (a piece of an OTLP JSON stream).
+        rec(EMBEDDED, 1, ("format", "otlp-json"), ("data", b'{"resourceSpans":[]}'), ("more", 0)),
         # A record with no attributes, an unknown record type (readers skip it; encoders
         # write it like any other), and a unit named again (the last record wins).
         rec(RESOURCE, 3),

@@ -255,7 +255,7 @@ function fileHeader() {
   const header = Buffer.alloc(16); // reserved bytes 8-15 stay zero
   header.write("WTRACE", 0, "ascii");
   header.writeUInt8(1, 6); // major
-  header.writeUInt8(1, 7); // minor (format 1.1)
+  header.writeUInt8(2, 7); // minor (format 1.2)
   return header;
 }
 

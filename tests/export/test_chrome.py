@@ -149,7 +149,7 @@ def test_bad_input_is_named_and_the_rest_exported(
     assert not list(tmp_path.glob(".out.json.*"))
 
 
-@pytest.mark.parametrize("fmt", ["perfetto", "otlp-json"])
+@pytest.mark.parametrize("fmt", ["otlp-json"])
 def test_later_formats_say_so(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["export", str(tmp_path), "--to", fmt, "-o", str(out)]) == 2

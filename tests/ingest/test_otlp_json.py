@@ -195,9 +195,9 @@ def test_garbage_is_one_line_and_exit_two(
 
 
 def test_size_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import willowisp.ingest.otlp_json as mod
+    import willowisp.ingest.formats as mod
 
-    monkeypatch.setattr(mod, "MAX_OTLP_BYTES", 100)
+    monkeypatch.setattr(mod, "MAX_INPUT_BYTES", 100)
     path = tmp_path / "big.json"
     path.write_text(json.dumps({"resourceSpans": [client()]}))
     [bad] = load([path]).unreadable

@@ -23,6 +23,7 @@ from willowisp.analysis import (
     race,
     seams,
     structural,
+    stuck,
 )
 from willowisp.analysis import boundary as _boundary
 from willowisp.analysis.boundary import Boundary, Inside
@@ -68,6 +69,7 @@ class Analysis:
 
 ANALYSES: tuple[tuple[str, Callable[[Causality], list[Finding]]], ...] = (
     ("deadlock", deadlock.find),
+    ("stuck", stuck.find),
     ("clocks", clock_findings.find),
     ("agent health", lambda c: agent_health.find(c.trace)),
     ("completeness", completeness.find),

@@ -1,4 +1,4 @@
-"""``willowisp export PATH... --to chrome -o OUT``: an analysis for third-party viewers.
+"""``willowisp export PATH... --to chrome|perfetto -o OUT``: an analysis for third-party viewers.
 
 Thin: load and analyze the inputs, build the document with ``willowisp.export``, write it
 atomically. Exit status 0; 2 for bad usage, a format that is not available yet, or an
@@ -14,9 +14,11 @@ from typing import Any
 EPILOG = """\
 examples:
   willowisp export wisp-traces/20250101T120000Z/ --to chrome -o run.json
-  then open run.json in https://ui.perfetto.dev or chrome://tracing
+  willowisp export wisp-traces/20250101T120000Z/ --to perfetto -o run.pftrace
+  then open the file in https://ui.perfetto.dev (or run.json in chrome://tracing)
 
-formats: chrome (Chrome trace-event JSON); perfetto and otlp-json are not available yet.
+formats: chrome (Chrome trace-event JSON); perfetto (Perfetto protobuf, TrackEvent);
+otlp-json is not available yet.
 exit status: 0 done; 2 bad usage, or an input that could not be read (each named on
 stderr; the readable ones are still exported).
 """
@@ -49,15 +51,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     from willowisp.analysis.engine import analyze
-    from willowisp.export import chrome_trace, write_json
+    from willowisp.export import chrome_trace, perfetto_trace, write_bytes, write_json
     from willowisp.ingest.load import load
 
     trace = load(args.paths)
     for u in trace.unreadable:
         print(f"willowisp export: {u.path}: {u.message}", file=sys.stderr)
-    doc = chrome_trace(analyze(trace))
+    a = analyze(trace)
     try:
-        write_json(doc, args.output)
+        if args.to == "perfetto":
+            write_bytes(perfetto_trace(a), args.output)
+        else:
+            write_json(chrome_trace(a), args.output)
     except OSError as exc:
         print(f"willowisp export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,20 @@ from collections.abc import Sequence
 from willowisp import __version__
 from willowisp.errors import WillowispError
 
-COMMANDS = ("run", "analyze", "demo", "doctor", "ctl", "collect", "diff", "query", "export")
+COMMANDS = (
+    "run",
+    "analyze",
+    "demo",
+    "doctor",
+    "ctl",
+    "collect",
+    "import",
+    "diff",
+    "query",
+    "export",
+)
+
+_MODULES = {"import": "import_"}  # a command whose module name is a Python keyword
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"willowisp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"willowisp.cli.{name}")
+        module = importlib.import_module(f"willowisp.cli.{_MODULES.get(name, name)}")
         module.register(sub)
     return parser
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from willowisp.errors import TraceFormatError
-from willowisp.ingest.otlp_json import looks_like_json, read_otlp
+from willowisp.ingest import formats
 from willowisp.ingest.tables import Unreadable
 from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
+
+R_PROCESS, R_EMBEDDED = 1, 7
 
 # <service>-<pid>-<first 8 hex digits of the process id>-<n>.wtrace (docs/format.md)
 SEGMENT_NAME = re.compile(
@@ -73,31 +75,74 @@ def read_all(
 ) -> tuple[list[TraceFile], list[Unreadable]]:
     """Parse each file; one that cannot be parsed at all becomes an Unreadable.
 
-    A file that is not a ``.wtrace`` but starts like JSON is imported as OTLP JSON
-    (:mod:`willowisp.ingest.otlp_json`), sniffed by content; its notes (spans skipped) go
-    to ``notes``.
+    A file that is not a ``.wtrace`` is imported by the importer its content names
+    (:mod:`willowisp.ingest.formats`); the ``embedded`` streams of a ``.wtrace`` (what
+    ``import`` and ``collect`` store) are decoded the same way. Importers' notes (records
+    skipped) go to ``notes``.
     """
     parsed: list[TraceFile] = []
     problems: list[Unreadable] = []
+    said = notes if notes is not None else []
     for path in files:
         try:
-            if not is_wtrace(path) and _starts_like_json(path):
-                imported, more = read_otlp(path)
+            if not path.endswith(".wtrace") and not is_wtrace(path):
+                imported, more = formats.read_foreign(path)
                 parsed.extend(imported)
-                if notes is not None:
-                    notes.extend(more)
+                said.extend(more)
                 continue
-            parsed.append(read_file(path))
+            tf = read_file(path)
         except TraceFormatError as exc:
             problems.append(Unreadable(path, str(exc)))
+            continue
         except OSError as exc:
             problems.append(Unreadable(path, exc.strerror or str(exc)))
+            continue
+        if not any(r.rtype == R_EMBEDDED for c in tf.chunks for r in c.records):
+            parsed.append(tf)
+            continue
+        streams, native = split_embedded(tf)
+        if native is not None:
+            parsed.append(native)
+        for stream, fmt, data, complete in streams:
+            where = f"{path} (embedded stream {stream}, {fmt})"
+            if not complete:
+                problems.append(
+                    Unreadable(where, "its last piece is missing (the writer stopped?)", True)
+                )
+                continue
+            try:
+                imported, more = formats.decode(fmt, data, path)
+            except TraceFormatError as exc:
+                problems.append(Unreadable(where, str(exc), True))
+                continue
+            parsed.extend(imported)
+            said.extend(more)
     return parsed, problems
 
 
-def _starts_like_json(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return looks_like_json(f.read(64))
-    except OSError:
-        return False
+def split_embedded(
+    tf: TraceFile,
+) -> tuple[list[tuple[int, str, bytes, bool]], TraceFile | None]:
+    """A file's embedded streams — (number, format, bytes, complete), in the order they
+    complete — and the file without them (None when nothing else is left in it)."""
+    done: list[tuple[int, str, bytes, bool]] = []
+    open_: dict[int, tuple[str, list[bytes]]] = {}
+    for chunk in tf.chunks:
+        kept = []
+        for r in chunk.records:
+            if r.rtype != R_EMBEDDED:
+                kept.append(r)
+                continue
+            fmt, data = r.get("format", ""), r.get("data", b"")
+            fmt, parts = open_.pop(r.id, (fmt if isinstance(fmt, str) else "", []))
+            parts.append(data if isinstance(data, bytes) else b"")
+            if r.get("more", 0) == 1:
+                open_[r.id] = (fmt, parts)
+            else:
+                done.append((r.id, fmt, b"".join(parts), True))
+        chunk.records = kept
+    done += [(n, fmt, b"".join(parts), False) for n, (fmt, parts) in open_.items()]
+    has_native = any(
+        c.events is not None or any(r.rtype == R_PROCESS for r in c.records) for c in tf.chunks
+    )
+    return done, tf if has_native else None

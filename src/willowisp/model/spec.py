@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1  # 1.1 added data.access (17); 1.0 readers skip it
+FORMAT_MINOR = 2  # 1.1 added data.access (17); 1.2 the embedded record (7); older readers skip them
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +482,20 @@ RECORD_TYPES: tuple[RecordType, ...] = (
                 "str: JSON object, per boundary name: spec, source, entries, propagated, "
                 "active, events, hook_ns, serialize_ns, cost_ns",
             ),
+        ),
+    ),
+    RecordType(
+        7,
+        "embedded",
+        "stream number (per file)",
+        (
+            (
+                "format",
+                "str: what the bytes are, decoded by the importer of that name: otlp-json, "
+                "otlp-proto, jaeger, zipkin, chrome, go-events, jfr-json",
+            ),
+            ("data", "bytes: the next piece of the stream"),
+            ("more", "int: 1 when another piece of this stream follows in a later chunk"),
         ),
     ),
 )

@@ -25,6 +25,28 @@ def encode_chunk(
     return frame_chunk(encode_payload(records, events), codec, compressors)
 
 
+EMBED_PIECE = 16 * 1024 * 1024  # well under the 64 MiB chunk bound, even before compression
+R_EMBEDDED = 7
+
+
+def embedded_records(stream: int, fmt: str, data: bytes) -> list[Record]:
+    """The records of one embedded stream, one per chunk: ``data`` cut into pieces."""
+    view = memoryview(data)
+    starts = range(0, max(len(data), 1), EMBED_PIECE)
+    return [
+        Record(
+            R_EMBEDDED,
+            stream,
+            (
+                ("format", fmt),
+                ("data", bytes(view[i : i + EMBED_PIECE])),
+                ("more", 1 if i + EMBED_PIECE < len(data) else 0),
+            ),
+        )
+        for i in starts
+    ]
+
+
 class SegmentWriter:
     """Appends chunks to one segment file. Not thread-safe: one flusher owns it."""
 
@@ -51,6 +73,11 @@ class SegmentWriter:
         data = encode_chunk(records, events, self.codec, self._compressors)
         self._write(data)
         return len(data)
+
+    def write_embedded(self, stream: int, fmt: str, data: bytes) -> int:
+        """Append foreign data as one ``embedded`` stream (docs/format.md, record 7):
+        pieces of at most ``EMBED_PIECE`` bytes, one chunk each. Returns bytes written."""
+        return sum(self.write_chunk([r]) for r in embedded_records(stream, fmt, data))
 
     def write_raw_chunk(self, chunk: bytes) -> None:
         self._write(chunk)

@@ -1,0 +1,794 @@
+"""Importing Go execution traces (``runtime/trace`` output) through the ``wisp-goimport`` helper.
+
+A Go execution trace is a binary format whose reader lives in Go (``golang.org/x/exp/trace``),
+so the trace is read once by a small Go program, ``agents/go/cmd/wisp-goimport``
+(:func:`prepare`), and the JSON Lines stream it writes (docs/import-go.md) is what a
+``.wtrace`` stores: decoding later needs no Go toolchain. :func:`decode` maps the stream of
+one trace to one process (runtime ``go``):
+
+* each **goroutine** is a unit of kind ``goroutine`` named after the function it started in
+  and its number (``main.worker #7``); a ``create`` line is the creator's ``unit.create`` at
+  the ``go`` statement; ``unit.start`` comes with the goroutine's first run (for goroutines
+  already there when tracing began, when they are first seen); ``end`` is ``unit.end``;
+* a **block** is ``unit.block`` on a resource keyed by what is waited on and where: the kind
+  comes from the runtime's reason (``chan send``/``chan receive`` → ``channel`` PUT/GET,
+  ``select`` → ``select``, ``sync.(*Cond).Wait`` → ``condition``, ``sync`` → ``lock``,
+  ``rwlock``, ``waitgroup`` or ``semaphore`` by the ``sync`` function on the stack, ``sleep``,
+  ``network`` → IO, anything else → ``notify``), its place is the program's own line (the
+  ``<-ch``, the ``mu.Lock()``). A Go trace does not say *which* channel or mutex, so two
+  waits at one line share a resource; the trade-off is stable names and finding ids;
+* an **unblock** (written on the goroutine that did it) becomes the waker's ``sync.notify``
+  on the wakee's resource immediately followed by the wakee's ``unit.wake``: the NOTIFY
+  happens-before edge waker → wakee. Wake-ups by the runtime (timers, the network poller, no
+  goroutine) get a ``unit.wake`` with no notify, and on synchronising kinds no resource, so
+  no earlier notify on that resource can be mistaken for their cause;
+* ``run``/``stop`` lines are ``unit.run``/``unit.yield`` (scheduling, ending no wait); the
+  GC's mark phase is ``gc.begin``/``gc.end``; stop-the-world pauses are counted in the
+  process record (``go_stw_pauses``, ``go_stw_ns``);
+* user **tasks, regions and logs** are kept as JSON arrays in the process record
+  (``go_tasks``, ``go_regions``, ``go_logs``, each bounded), since events carry no strings;
+* the trace's clock snapshots (Go 1.25+) become ``clock.anchor`` events; older traces have
+  none, and raw time is then the trace's own monotonic clock (a note says so).
+
+The process record also says what the stuck analysis (:mod:`willowisp.analysis.stuck`)
+needs to reason about the end of the trace: ``complete`` (1 when the helper read the trace
+to its orderly end) and ``runtime_units`` (the runtime's and the tracer's own goroutines,
+and the one that ran ``trace.Stop``), which cannot wake the program's goroutines.
+
+The helper is ``WILLOWISP_GOIMPORT``, else ``wisp-goimport`` on ``PATH``, else built once
+from this checkout's ``agents/go`` with the ``go`` toolchain into
+``~/.cache/willowisp/bin/wisp-goimport-<hash of its sources>``. A stream line that breaks
+the rules is skipped and counted in a note; input that is no Go trace is one
+:class:`TraceFormatError`, the only error raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from willowisp.errors import TraceFormatError, TraceLimitError
+from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K, Outcome, Reason
+from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
+from willowisp.wtrace.reader import Chunk, TraceFile
+
+NAME = "go"
+STORED = "go-events"
+STREAM_FORMAT = 1  # the helper's "format" this reader understands
+
+MAX_STREAM_BYTES = 1024 * 1024 * 1024  # the helper's output, held whole while decoding
+MAX_LINES = 20_000_000
+MAX_ANNOTATIONS = 10_000  # tasks, regions and logs each, kept in the process record
+HELPER_TIMEOUT_S = 600.0
+INSTALL_HINT = (
+    "Go execution traces need the wisp-goimport helper: go install "
+    "github.com/willowisp/willowisp/agents/go/cmd/wisp-goimport@latest, "
+    "or set WILLOWISP_GOIMPORT"
+)
+
+R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION = 1, 2, 3, 4
+
+
+# -- sniffing and the helper -----------------------------------------------------------------
+
+
+def sniff(head: bytes) -> bool:
+    """A Go execution trace starts with ``go 1.NN trace`` and NUL padding to 16 bytes."""
+    return head.startswith(b"go 1.") and b" trace\x00" in head[:16]
+
+
+def prepare(data: bytes, path: str) -> tuple[str, bytes]:
+    """Run the helper over the trace: ``("go-events", its JSON Lines)``.
+
+    Raises TraceFormatError when the helper cannot be found or built, or says the input is
+    not a Go trace (its one line is the message); TraceLimitError when the output passes
+    :data:`MAX_STREAM_BYTES`."""
+    helper = find_helper()
+    code, out, err = _run(helper, data)
+    if code != 0:
+        raise TraceFormatError(_helper_message(err, code))
+    return STORED, out
+
+
+def find_helper() -> str:
+    """The helper's path (see the module doc for the search order). Raises TraceFormatError."""
+    env = os.environ.get("WILLOWISP_GOIMPORT", "")
+    if env:
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
+            raise TraceFormatError(f"WILLOWISP_GOIMPORT={env} is not an executable file")
+        return env
+    on_path = shutil.which("wisp-goimport")
+    if on_path:
+        return on_path
+    source = helper_source()
+    if source is None:
+        raise TraceFormatError(INSTALL_HINT)
+    target = cached_helper(source)
+    if target.is_file():
+        return str(target)
+    go = shutil.which("go")
+    if go is None:
+        raise TraceFormatError(INSTALL_HINT)
+    return build_helper(go, source, target)
+
+
+def helper_source() -> Path | None:
+    """``agents/go`` of the checkout this package runs from, None when installed elsewhere."""
+    here = Path(__file__).resolve().parent
+    for parent in here.parents:
+        if (parent / "agents" / "go" / "go.mod").is_file():
+            return parent / "agents" / "go"
+    return None
+
+
+def _source_files(source: Path) -> list[Path]:
+    files = [source / "go.mod", source / "go.sum"]
+    files += sorted(p for p in (source / "cmd" / "wisp-goimport").glob("*.go"))
+    return [f for f in files if f.is_file() and not f.name.endswith("_test.go")]
+
+
+def cached_helper(source: Path) -> Path:
+    """Where the build of these helper sources lives: one binary per version of them."""
+    h = hashlib.sha256()
+    for f in _source_files(source):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return Path.home() / ".cache" / "willowisp" / "bin" / f"wisp-goimport-{h.hexdigest()[:16]}"
+
+
+def build_helper(go: str, source: Path, target: Path) -> str:
+    """Build the helper into ``target`` (atomically: a concurrent build just replaces it with
+    the same binary). Raises TraceFormatError with the compiler's last line."""
+    out_dir = target.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{target.name}.{os.getpid()}.tmp"
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    try:
+        done = subprocess.run(
+            [go, "build", "-o", str(tmp), "./cmd/wisp-goimport"],
+            cwd=source,
+            env=env,
+            capture_output=True,
+            timeout=HELPER_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TraceFormatError(f"building wisp-goimport failed: {exc}; {INSTALL_HINT}") from exc
+    if done.returncode != 0:
+        last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
+        raise TraceFormatError(f"building wisp-goimport failed: {last}; {INSTALL_HINT}")
+    os.replace(tmp, target)  # atomic: a concurrent build just replaces it with the same
+    return str(target)
+
+
+def _run(helper: str, data: bytes) -> tuple[int, bytes, bytes]:
+    """Run the helper with ``data`` on stdin: (exit status, stdout, stderr), bounded in
+    time (:data:`HELPER_TIMEOUT_S`) and output (:data:`MAX_STREAM_BYTES`)."""
+    try:
+        proc = subprocess.Popen(
+            [helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise TraceFormatError(f"cannot run wisp-goimport ({helper}): {exc}") from exc
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    err_parts: list[bytes] = []
+    threads = [
+        threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err_parts), daemon=True),
+    ]
+    for th in threads:
+        th.start()
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(HELPER_TIMEOUT_S, kill)
+    timer.start()
+    out = bytearray()
+    try:
+        while chunk := proc.stdout.read(1 << 20):
+            out += chunk
+            if len(out) > MAX_STREAM_BYTES:
+                raise TraceLimitError(
+                    f"the Go trace's event stream is over {MAX_STREAM_BYTES} bytes"
+                )
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for th in threads:
+            th.join(5)
+        proc.stdout.close()
+        proc.stderr.close()
+    if killed.is_set():
+        raise TraceFormatError(
+            f"wisp-goimport took longer than {HELPER_TIMEOUT_S:.0f} s and was stopped"
+        )
+    return code, bytes(out), b"".join(err_parts)
+
+
+def _drain(pipe: IO[bytes], into: list[bytes]) -> None:
+    """Read a pipe to its end, keeping the first 64 KiB."""
+    kept = 0
+    while chunk := pipe.read(65536):
+        if kept < 65536:
+            into.append(chunk[: 65536 - kept])
+            kept += len(into[-1])
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+    except OSError:
+        pass  # the helper stopped reading (it refused the input): its exit says why
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def _helper_message(err: bytes, code: int) -> str:
+    text = err.decode("utf-8", "replace").strip().splitlines()
+    line = text[0] if text else f"wisp-goimport exited with status {code}"
+    for prefix in ("wisp-goimport: <stdin>: ", "wisp-goimport: "):
+        if line.startswith(prefix):
+            line = line[len(prefix) :]
+            break
+    return line if code == 2 else f"wisp-goimport failed (status {code}): {line}"
+
+
+# -- the stream, decoded ---------------------------------------------------------------------
+
+
+class _BadLine(Exception):
+    """One stream line breaks the rules: skipped and counted."""
+
+
+# What a wait is, from the runtime's reason: (resource kind, name, Reason).
+_BY_REASON: dict[str, tuple[str, str, int]] = {
+    "chan send": ("channel", "chan send", Reason.PUT),
+    "chan receive": ("channel", "chan receive", Reason.GET),
+    "select": ("select", "select", Reason.WAIT),
+    "sync.(*Cond).Wait": ("condition", "sync.Cond", Reason.WAIT),
+    "sleep": ("sleep", "sleep", Reason.SLEEP),
+    "network": ("network", "network", Reason.IO),
+}
+# The sync function on a "sync" wait's stack → (kind, name, Reason); else a semaphore.
+_SYNC_FUNCS: dict[str, tuple[str, str, int]] = {
+    "sync.(*Mutex).Lock": ("lock", "sync.Mutex", Reason.ACQUIRE),
+    "sync.(*RWMutex).Lock": ("rwlock", "sync.RWMutex", Reason.ACQUIRE),
+    "sync.(*RWMutex).RLock": ("rwlock", "sync.RWMutex", Reason.ACQUIRE_SHARED),
+    "sync.(*WaitGroup).Wait": ("waitgroup", "sync.WaitGroup", Reason.WAIT),
+}
+# For waits begun before the trace (their reason is unknown): the stack tells.
+_REASON_BY_FUNC: dict[str, str] = {
+    "runtime.chanrecv1": "chan receive",
+    "runtime.chanrecv2": "chan receive",
+    "runtime.chansend1": "chan send",
+    "runtime.selectgo": "select",
+    "runtime.block": "forever",
+    "sync.(*Cond).Wait": "sync.(*Cond).Wait",
+    "time.Sleep": "sleep",
+}
+# Resource kinds a goroutine wakes another on by doing something (sending, unlocking...).
+_SYSTEM_REASONS = frozenset({"system goroutine wait", "GC background sweeper wait"})
+_OK = int(Outcome.OK)
+_MAX = 1 << 63
+# plain ints for the hot path (IntEnum members are slower to store and to convert)
+_RUN, _BLOCK, _NOTIFY, _WAKE = (
+    int(K.UNIT_RUN),
+    int(K.UNIT_BLOCK),
+    int(K.SYNC_NOTIFY),
+    int(K.UNIT_WAKE),
+)
+SYNC_KINDS = frozenset(
+    {"channel", "select", "condition", "lock", "rwlock", "waitgroup", "semaphore"}
+)
+
+
+def classify(reason: str, funcs: list[str]) -> tuple[str, str, int]:
+    """A wait's (resource kind, resource name, Reason) from the runtime's reason string and
+    the functions on its stack (top first)."""
+    if not reason:
+        reason = next((_REASON_BY_FUNC[f] for f in funcs if f in _REASON_BY_FUNC), "")
+        if not reason and any(f.startswith("sync.") for f in funcs):
+            reason = "sync"
+        if not reason and any(f.startswith("internal/poll.") for f in funcs):
+            reason = "network"
+    if reason in _BY_REASON:
+        return _BY_REASON[reason]
+    if reason == "forever" or reason.endswith("(nil chan)") or "no cases" in reason:
+        kind = "select" if "runtime.block" in funcs or "select" in reason else "channel"
+        return kind, reason, Reason.WAIT
+    if reason == "sync" or reason.startswith("sync."):
+        for f in funcs:
+            if f in _SYNC_FUNCS:
+                return _SYNC_FUNCS[f]
+        name = next((f for f in funcs if f.startswith("sync.")), "sync")
+        return "semaphore", name, Reason.ACQUIRE
+    return "notify", reason or "unknown wait (began before the trace)", Reason.WAIT
+
+
+@dataclass(slots=True)
+class _G:
+    """A goroutine as the decoder knows it."""
+
+    unit: int  # its unit number in the process (dense, from 1)
+    goid: int
+    name: str
+    parent: int = 0  # creating unit number
+    loc: int = 0  # where it was created
+    started: bool = False
+    sys: bool = False
+    waiting: int = 0  # resource number of the wait in progress, 0 if none
+    waiting_kind: str = ""
+
+
+@dataclass(slots=True)
+class _Decoder:
+    path: str
+    locs: dict[int, tuple[str, str, int]] = field(default_factory=dict)  # id -> func, file, line
+    stacks: dict[int, list[str]] = field(default_factory=dict)  # id -> functions, top first
+    # (reason, stack, place) -> (resource, Reason, kind): a busy trace repeats a few waits
+    waits: dict[tuple[str, int, int], tuple[int, int, str]] = field(default_factory=dict)
+    gs: dict[int, _G] = field(default_factory=dict)  # goid -> goroutine (ever seen)
+    resources: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    res_records: list[Record] = field(default_factory=list)
+    # event columns: kind, unit, time, res, arg, loc
+    # Flat: six ints per event (kind, unit, time, res, arg, loc), reshaped once at the end.
+    rows: list[int] = field(default_factory=list)
+    go_version: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+    live_sys: set[int] = field(default_factory=set)
+    clock_pairs: int = 0
+    gc_cycles: int = 0
+    stw_pauses: int = 0
+    stw_ns: int = 0
+    stw_began: int = -1
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    dropped_annotations: int = 0
+    last_time: int = 0
+
+    # -- helpers ------------------------------------------------------------------------
+
+    # The hot path: a busy trace has hundreds of thousands of run/block/unblock lines, so
+    # these checks are written for speed (``type(x) is int`` also refuses booleans).
+
+    def time(self, line: dict[str, Any]) -> int:
+        t = line.get("time")
+        if type(t) is not int or t < 0 or t >= 1 << 63:
+            raise _BadLine(f"time {t!r} is not a non-negative integer")
+        # The reader orders events; keep the columns non-decreasing whatever happens.
+        self.last_time = max(self.last_time, t)
+        return self.last_time
+
+    def goroutine(self, line: dict[str, Any], key: str = "g") -> _G:
+        g = line.get(key)
+        found = self.gs.get(g) if type(g) is int else None
+        if found is not None:
+            return found
+        if type(g) is not int or g < 0:
+            raise _BadLine(f"{key} {g!r} is not a goroutine id")
+        # named later or never: the stream did not introduce it
+        found = self.gs[g] = _G(len(self.gs) + 1, g, f"goroutine #{g}")
+        return found
+
+    def known(self, line: dict[str, Any], key: str) -> _G | None:
+        g = line.get(key)
+        return self.gs.get(g) if isinstance(g, int) and not isinstance(g, bool) else None
+
+    def loc(self, line: dict[str, Any], key: str = "at") -> int:
+        v = line.get(key, 0)
+        return v if isinstance(v, int) and v in self.locs else 0
+
+    def emit(self, kind: int, unit: int, t: int, res: int = 0, arg: int = 0, loc: int = 0) -> None:
+        self.rows.extend((int(kind), unit, t, res, arg, loc))
+
+    def start(self, g: _G, t: int) -> None:
+        if not g.started:
+            g.started = True
+            self.emit(K.UNIT_START, g.unit, t, 0, g.parent)
+
+    def resource(self, kind: str, name: str, loc: int) -> int:
+        key = (kind, name, loc)
+        r = self.resources.get(key)
+        if r is None:
+            r = self.resources[key] = len(self.resources) + 1
+            attrs: list[tuple[str, AttrValue]] = [("kind", kind), ("name", name)]
+            if loc:
+                attrs.append(("loc", loc))
+            self.res_records.append(Record(R_RESOURCE, r, tuple(attrs)))
+        return r
+
+    def annotate(self, into: list[dict[str, Any]], item: dict[str, Any]) -> None:
+        if len(into) < MAX_ANNOTATIONS:
+            into.append(item)
+        else:
+            self.dropped_annotations += 1
+
+    # -- lines --------------------------------------------------------------------------
+
+    def header(self, line: dict[str, Any]) -> None:
+        fmt = line.get("format")
+        if fmt != STREAM_FORMAT:
+            raise TraceFormatError(
+                f"wisp-goimport stream format {fmt!r}; this reader reads format {STREAM_FORMAT}"
+                " (rebuild the helper from the same release)"
+            )
+        self.go_version = str(line.get("go", ""))
+
+    def on_loc(self, line: dict[str, Any]) -> None:
+        i, func, file, ln = line.get("id"), line.get("func"), line.get("file"), line.get("line")
+        if not (type(i) is int and 0 < i < 1 << 32 and isinstance(func, str)):
+            raise _BadLine("a loc line without an id and a function")
+        self.locs[i] = (
+            func,
+            file if isinstance(file, str) else "",
+            ln if type(ln) is int and 0 <= ln < 1 << 31 else 0,
+        )
+
+    def on_stack(self, line: dict[str, Any]) -> None:
+        i, locs = line.get("id"), line.get("locs")
+        if type(i) is not int or not isinstance(locs, list):
+            raise _BadLine("a stack line without an id and a list of locs")
+        self.stacks[i] = [self.locs[x][0] for x in locs if type(x) is int and x in self.locs]
+
+    def on_sync(self, line: dict[str, Any]) -> None:
+        trace_t, wall = line.get("trace"), line.get("wall")
+        if type(trace_t) is int and type(wall) is int and 0 <= trace_t < _MAX and 0 < wall < _MAX:
+            self.emit(K.CLOCK_ANCHOR, 0, trace_t, 0, wall)
+            self.clock_pairs += 1
+
+    def on_create(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        fn = line.get("fn")
+        if isinstance(fn, str) and fn:
+            g.name = f"{fn} #{g.goid}"
+        g.sys = line.get("sys") is True
+        g.loc = self.loc(line)
+        creator = self.known(line, "by")
+        if creator is not None and creator is not g:
+            g.parent = creator.unit
+            self.start(creator, t)
+            self.emit(K.UNIT_CREATE, creator.unit, t, 0, g.unit, g.loc)
+
+    def on_exist(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        fn = line.get("fn")
+        if isinstance(fn, str) and fn:
+            g.name = f"{fn} #{g.goid}"
+        g.sys = line.get("sys") is True
+        self.start(g, t)
+
+    def on_run(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        if g.started:
+            self.rows.extend((_RUN, g.unit, t, 0, 0, 0))
+        else:
+            self.start(g, t)
+
+    def on_stop(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        self.start(g, t)
+        self.emit(K.UNIT_YIELD, g.unit, t)
+
+    def on_block(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        reason = line.get("reason", "")
+        if type(reason) is not str:
+            raise _BadLine("a block line without a reason string")
+        if "fn" in line or reason in _SYSTEM_REASONS:
+            self.name_from_block(g, line, reason)
+        at = self.loc(line)
+        sid = line.get("stack", 0)
+        key = (reason, sid if type(sid) is int else 0, at)
+        wait = self.waits.get(key) if key[1] else None
+        if wait is None:
+            wait = self.classify(reason, line, at)
+            if key[1]:
+                self.waits[key] = wait
+        res, why, kind = wait
+        if not g.started:
+            self.start(g, t)
+        self.rows.extend((_BLOCK, g.unit, t, res, why, at))
+        g.waiting, g.waiting_kind = res, kind
+
+    def name_from_block(self, g: _G, line: dict[str, Any], reason: str) -> None:
+        fn = line.get("fn")
+        if isinstance(fn, str) and fn and g.name.startswith("goroutine #"):
+            g.name = f"{fn} #{g.goid}"
+        if reason in _SYSTEM_REASONS:
+            g.sys = True
+
+    def classify(self, reason: str, line: dict[str, Any], at: int) -> tuple[int, int, str]:
+        sid, stk = line.get("stack", 0), line.get("stk", [])
+        if type(sid) is int and sid:
+            funcs = self.stacks.get(sid, [])
+        elif isinstance(stk, list):
+            funcs = [self.locs[i][0] for i in stk if type(i) is int and i in self.locs]
+        else:
+            raise _BadLine("a block line whose stack is not a list")
+        kind, name, why = classify(reason, funcs)
+        return self.resource(kind, name, at), int(why), kind
+
+    def on_unblock(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        res, kind = g.waiting, g.waiting_kind
+        if not res:
+            raise _BadLine(f"goroutine {g.goid} woken while not waiting")
+        g.waiting, g.waiting_kind = 0, ""
+        by = line.get("by")
+        waker = self.gs.get(by) if type(by) is int else None
+        if waker is not None and waker is not g and kind in SYNC_KINDS:
+            if not waker.started:
+                self.start(waker, t)
+            # The pair that makes the NOTIFY edge: adjacent, same time, same resource.
+            self.rows.extend((_NOTIFY, waker.unit, t, res, 1, self.loc(line)))
+            self.rows.extend((_WAKE, g.unit, t, res, _OK, 0))
+        else:
+            self.rows.extend((_WAKE, g.unit, t, 0 if kind in SYNC_KINDS else res, _OK, 0))
+
+    def on_end(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.goroutine(line)
+        self.start(g, t)
+        g.waiting = 0
+        self.emit(K.UNIT_END, g.unit, t, 0, 0)
+
+    def on_gc(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        g = self.known(line, "g")
+        unit = g.unit if g is not None and g.started else 0
+        if line.get("phase") == "begin":
+            self.gc_cycles += 1
+            self.emit(K.GC_BEGIN, unit, t, 0, self.gc_cycles)
+        else:
+            self.emit(K.GC_END, unit, t, 0, 0)
+
+    def on_stw(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        if line.get("phase") == "begin":
+            self.stw_began = t
+        elif self.stw_began >= 0:
+            self.stw_pauses += 1
+            self.stw_ns += t - self.stw_began
+            self.stw_began = -1
+
+    def on_task(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        item = _pick(line, ("phase", "id", "parent", "type", "g"))
+        self.annotate(self.tasks, {"time": t, **item})
+
+    def on_region(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        item = _pick(line, ("phase", "task", "type", "g"))
+        self.annotate(self.regions, {"time": t, **item})
+
+    def on_log(self, line: dict[str, Any]) -> None:
+        t = self.time(line)
+        item = _pick(line, ("task", "cat", "msg", "g"))
+        self.annotate(self.logs, {"time": t, **item})
+
+    def on_live(self, line: dict[str, Any]) -> None:
+        g = self.known(line, "g")
+        if g is not None and line.get("sys") is True:
+            self.live_sys.add(g.unit)
+
+    def on_summary(self, line: dict[str, Any]) -> None:
+        self.summary = line
+
+    # -- the process ---------------------------------------------------------------------
+
+    def runtime_units(self) -> list[int]:
+        """The runtime's and tracer's goroutines, and the one that stopped the trace."""
+        units = {g.unit for g in self.gs.values() if g.sys} | self.live_sys
+        stopper = self.known(self.summary, "stopper")
+        if stopper is not None:
+            units.add(stopper.unit)
+        return sorted(units)
+
+    def trace_file(self, data: bytes) -> TraceFile:
+        process_id = hashlib.sha256(b"go-events\0" + data).hexdigest()[:32]
+        complete = self.summary.get("complete") is True
+        attrs: list[tuple[str, AttrValue]] = [
+            ("process_id", process_id),
+            ("pid", 0),
+            ("host", ""),
+            ("service", Path(self.path).stem or "go"),
+            ("runtime", "go"),
+            ("runtime_version", f"go{self.go_version}" if self.go_version else ""),
+            ("imported", NAME),
+            ("complete", 1 if complete else 0),
+            ("runtime_units", ",".join(str(u) for u in self.runtime_units())),
+            ("go_stw_pauses", self.stw_pauses),
+            ("go_stw_ns", self.stw_ns),
+            ("go_gc_cycles", self.gc_cycles),
+        ]
+        for key, items in (
+            ("go_tasks", self.tasks),
+            ("go_regions", self.regions),
+            ("go_logs", self.logs),
+        ):
+            if items:
+                attrs.append((key, json.dumps(items, separators=(",", ":"))))
+        records = [Record(R_PROCESS, 0, tuple(attrs))]
+        for i, (func, file, ln) in self.locs.items():
+            records.append(Record(R_LOCATION, i, (("file", file), ("line", ln), ("func", func))))
+        for g in sorted(self.gs.values(), key=lambda g: g.unit):
+            unit_attrs: list[tuple[str, AttrValue]] = [
+                ("kind", "goroutine"),
+                ("name", g.name),
+                ("parent", g.parent),
+            ]
+            if g.loc:
+                unit_attrs.append(("loc", g.loc))
+            records.append(Record(R_UNIT, g.unit, tuple(unit_attrs)))
+        records += self.res_records
+        return TraceFile(
+            self.path,
+            FORMAT_MAJOR,
+            FORMAT_MINOR,
+            [Chunk(0, 0, records, _columns(self.rows))],
+            size=len(data),
+        )
+
+
+def _columns(rows: list[int]) -> DecodedEvents:
+    cols = np.array(rows, dtype=np.int64).reshape(-1, 6).T
+    return DecodedEvents(
+        first_seq=1,
+        kind=cols[0].astype(np.uint8),
+        unit=cols[1].astype(np.uint32),
+        time=cols[2].copy(),
+        res=cols[3].astype(np.uint32),
+        arg=cols[4].copy(),
+        loc=cols[5].astype(np.uint32),
+    )
+
+
+_HANDLERS = {
+    "loc": _Decoder.on_loc,
+    "stack": _Decoder.on_stack,
+    "sync": _Decoder.on_sync,
+    "create": _Decoder.on_create,
+    "exist": _Decoder.on_exist,
+    "run": _Decoder.on_run,
+    "stop": _Decoder.on_stop,
+    "block": _Decoder.on_block,
+    "unblock": _Decoder.on_unblock,
+    "end": _Decoder.on_end,
+    "gc": _Decoder.on_gc,
+    "stw": _Decoder.on_stw,
+    "task": _Decoder.on_task,
+    "region": _Decoder.on_region,
+    "log": _Decoder.on_log,
+    "live": _Decoder.on_live,
+    "summary": _Decoder.on_summary,
+}
+
+
+def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
+    """The helper's stream → one process and notes. Raises TraceFormatError when the bytes
+    are not such a stream (no header) or hold no goroutine at all."""
+    if stored_format != STORED:
+        raise TraceFormatError(f"the Go importer reads {STORED!r}, not {stored_format!r}")
+    if len(data) > MAX_STREAM_BYTES:
+        raise TraceLimitError(f"the Go event stream is over {MAX_STREAM_BYTES} bytes")
+    lines = [raw for raw in data.split(b"\n") if raw.strip()]
+    if len(lines) > MAX_LINES:
+        raise TraceLimitError(f"the Go event stream has more than {MAX_LINES} lines")
+    d = _Decoder(path)
+    bad = 0
+    first = ""
+    for lineno, item in enumerate(_parsed(lines), 1):
+        try:
+            if isinstance(item, Exception):
+                raise _BadLine(str(item))
+            if lineno == 1:
+                _header(d, item)
+                continue
+            if not isinstance(item, dict):
+                raise _BadLine("not a JSON object")
+            handler = _HANDLERS.get(str(item.get("t")))
+            if handler is not None:
+                handler(d, item)
+        except _BadLine as exc:
+            if lineno == 1:
+                raise TraceFormatError(f"not a wisp-goimport event stream: {exc}") from exc
+            bad += 1
+            first = first or f"line {lineno}: {_short(exc)}"
+    total = len(lines)
+    if not d.gs:
+        raise TraceFormatError("the Go trace holds no goroutines")
+    return [d.trace_file(data)], _notes(d, path, total, bad, first)
+
+
+_BATCH = 50_000  # lines parsed per json.loads call: fast, and bounds the objects alive
+
+
+def _parsed(lines: list[bytes]) -> Iterator[Any]:
+    """Each line's JSON value, or the exception that line raised. Lines are parsed a batch
+    at a time in one call (several times faster than line by line); only a batch holding a
+    bad line is parsed again line by line, to keep its good ones."""
+    for lo in range(0, len(lines), _BATCH):
+        batch = lines[lo : lo + _BATCH]
+        try:
+            whole = json.loads(b"[" + b",".join(batch) + b"]")
+        except (ValueError, RecursionError):
+            whole = None
+        if isinstance(whole, list) and len(whole) == len(batch):
+            yield from whole
+            continue
+        for raw in batch:
+            try:
+                yield json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                yield exc
+
+
+def _header(d: _Decoder, item: Any) -> None:
+    if not isinstance(item, dict) or item.get("t") != "header":
+        raise TraceFormatError("not a wisp-goimport event stream (no header line)")
+    d.header(item)
+
+
+def _notes(d: _Decoder, path: str, total: int, bad: int, first: str) -> list[str]:
+    notes: list[str] = []
+    if bad:
+        notes.append(
+            f"{path}: {bad} of {total} Go stream lines skipped (first: {first}); "
+            "the others were imported"
+        )
+    err = d.summary.get("error")
+    if not d.summary:
+        notes.append(
+            f"{path}: the Go event stream has no summary (cut short); goroutines still "
+            "waiting at its end are not reported as stuck"
+        )
+    elif isinstance(err, str) and err:
+        notes.append(
+            f"{path}: the Go trace is damaged after some generations ({err}); "
+            "the events before were imported"
+        )
+    if not d.clock_pairs:
+        notes.append(
+            f"{path}: this Go trace (go {d.go_version or '?'}) carries no wall-clock snapshot "
+            "(Go 1.25+ traces do): its times stay on the trace's own clock"
+        )
+    if d.dropped_annotations:
+        notes.append(
+            f"{path}: {d.dropped_annotations} Go tasks, regions or logs beyond the "
+            f"{MAX_ANNOTATIONS} kept of each kind were dropped"
+        )
+    return notes
+
+
+def _pick(line: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: line[k] for k in keys if k in line}
+
+
+def _short(exc: BaseException) -> str:
+    s = str(exc) or type(exc).__name__
+    return s if len(s) <= 80 else s[:77] + "..."

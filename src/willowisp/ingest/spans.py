@@ -1,0 +1,335 @@
+"""Spans (from any span format) as processes, units and hops: the one mapping all share.
+
+The OTLP importers (JSON and protobuf) read their input into :class:`Span` objects grouped
+by resource; Jaeger and Zipkin convert to OTLP's shape first. This module turns each
+resource's spans into what a ``.wtrace`` file gives the loader — one
+:class:`~willowisp.wtrace.reader.TraceFile` per process — so everything after that (clock
+domains, the hop linker, the analyses) is the ordinary path.
+
+Mapping (docs/import.md):
+
+* each resource (``service.name``, ``service.namespace``, ``service.instance.id``,
+  ``host.name``, ``process.pid``; ``telemetry.sdk.language`` is the runtime) is a process
+  whose id is a hash of those attributes, so the same resource in several batches, lines
+  or requests is one process. No boot id is known, so each process is its own clock
+  domain (the contract's rule for spans: one domain per (host, pid), else per (service,
+  instance));
+* the process gets one clock anchor whose wall reading equals its time, so raw time is the
+  spans' own wall-clock time;
+* each span is a unit of kind ``span`` that starts and ends with the span (``unit.end``
+  status 1 when the span's status is ERROR); a span whose parent span is in the same process
+  is created by the parent's unit (``unit.create``), so program order links them;
+* CLIENT and PRODUCER spans send (``msg.send`` on an ``rpc``/``message`` resource carrying
+  the trace id and their span id; ``rpc.response`` at a CLIENT's end), SERVER and CONSUMER
+  spans receive (``msg.recv`` at start carrying the parent span id — for a CONSUMER without
+  a parent, its first link's; ``rpc.reply`` at a SERVER's end), so the hop linker pairs a
+  client span with its server child. OTel's current and older attribute names are both
+  read (``http.request.method``/``http.method``, ``messaging.destination.name``/
+  ``messaging.destination``, ``rpc.system.name``/``rpc.system``, ...).
+
+Speed: a million spans is a normal export, so the events are built as numpy columns — one
+Python pass to collect each span's numbers, then array operations and one ``lexsort`` —
+not a Python tuple per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K
+from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
+from willowisp.wtrace.reader import Chunk, TraceFile
+
+MAX_SPANS = 5_000_000  # in one input
+R_PROCESS, R_UNIT, R_RESOURCE = 1, 2, 3
+INTERNAL_KIND, SERVER_KIND, CLIENT_KIND, PRODUCER_KIND, CONSUMER_KIND = 1, 2, 3, 4, 5
+_REMOTE = (SERVER_KIND, CLIENT_KIND, PRODUCER_KIND, CONSUMER_KIND)
+_URL_ORIGIN = re.compile(r"^[a-z]+://[^/]*")
+
+
+class BadSpan(Exception):
+    """One span (or resource) breaks the rules: skipped and counted."""
+
+
+@dataclass(slots=True)
+class Span:
+    """What the mapping needs of one span; ids are lowercase hex, times ns since the epoch."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    start: int
+    end: int
+    error: bool
+    attrs: dict[str, Any]  # only read for CLIENT/SERVER/PRODUCER/CONSUMER spans
+    library: str
+    link_trace_id: str = ""
+    link_span_id: str = ""
+
+
+def first_str(a: dict[str, Any], *keys: str) -> str:
+    """The first of ``keys`` with a non-empty string (or integer) value, as a string."""
+    for k in keys:
+        v = a.get(k)
+        if v is not None:
+            t = type(v)
+            if t is str:
+                if v:
+                    return v  # type: ignore[no-any-return]
+            elif t is int:
+                return str(v)
+    return ""
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class SpanSet:
+    """Spans grouped into processes by resource, with the skips counted."""
+
+    def __init__(self, imported: str) -> None:
+        self.imported = imported
+        self.procs: dict[str, SpanProcess] = {}
+        self.total = 0
+        self.skipped = 0
+        self.first_problem = ""
+
+    def process(self, resource_attrs: dict[str, Any]) -> SpanProcess:
+        """The process of a resource (created on first sight)."""
+        a = resource_attrs
+        service = first_str(a, "service.name") or "unknown_service"
+        instance = first_str(a, "service.instance.id")
+        host = first_str(a, "host.name")
+        pid_s = first_str(a, "process.pid")
+        key = json.dumps(
+            [service, first_str(a, "service.namespace"), instance, host, pid_s], ensure_ascii=True
+        )
+        process_id = hashlib.sha256(b"otlp\0" + key.encode()).hexdigest()[:32]
+        proc = self.procs.get(process_id)
+        if proc is None:
+            pid = int(pid_s) if pid_s.isascii() and pid_s.isdigit() and len(pid_s) < 12 else 0
+            attrs: dict[str, AttrValue] = {
+                "process_id": process_id,
+                "pid": pid,
+                "host": host,
+                "service": service,
+                "runtime": first_str(a, "telemetry.sdk.language"),
+                "runtime_version": first_str(a, "process.runtime.version"),
+                "imported": self.imported,
+            }
+            if instance:
+                attrs["service_instance"] = instance
+            proc = self.procs[process_id] = SpanProcess(attrs)
+        return proc
+
+    def skip(self, problem: str) -> None:
+        self.skipped += 1
+        self.first_problem = self.first_problem or problem
+
+    def notes(self, path: str) -> list[str]:
+        if not self.skipped:
+            return []
+        return [
+            f"{path}: {self.skipped} of {plural(self.total, 'span')} skipped as malformed "
+            f"(first: {self.first_problem}); the others were imported"
+        ]
+
+    def trace_files(self, path: str, size: int) -> list[TraceFile]:
+        return [p.trace_file(path, size) for p in self.procs.values() if p.spans]
+
+
+@dataclass(slots=True)
+class SpanProcess:
+    attrs: dict[str, AttrValue]
+    spans: list[Span] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, span: Span) -> None:
+        key = span.trace_id + span.span_id
+        if key in self.seen:
+            raise BadSpan(f"span {span.span_id} appears twice")
+        self.seen.add(key)
+        self.spans.append(span)
+
+    def trace_file(self, path: str, size: int) -> TraceFile:
+        records, events = build(self.attrs, self.spans)
+        return TraceFile(
+            path, FORMAT_MAJOR, FORMAT_MINOR, [Chunk(0, 0, records, events)], size=size
+        )
+
+
+I64 = npt.NDArray[np.int64]
+
+
+def build(attrs: dict[str, AttrValue], spans: list[Span]) -> tuple[list[Record], DecodedEvents]:
+    """One process's records and event columns.
+
+    Units are numbered by (start, longest first, input order). Within one time, starts come
+    before ends; among starts shallow spans first (start, then send/recv, then the creates
+    it makes); among ends deep spans first (reply/response, then end) — so a parent is
+    always open around its children, even at equal times.
+    """
+    n = len(spans)
+    start = np.fromiter((s.start for s in spans), np.int64, n)
+    end = np.fromiter((s.end for s in spans), np.int64, n)
+    order = np.lexsort((np.arange(n), -end, start))
+    spans = [spans[i] for i in order.tolist()]
+    start, end = start[order], end[order]
+    unit_of = {s.trace_id + s.span_id: u for u, s in enumerate(spans, 1)}
+    parent = np.zeros(n + 1, np.int64)
+    for u, s in enumerate(spans, 1):
+        if s.parent_span_id:
+            found = unit_of.get(s.trace_id + s.parent_span_id, 0)
+            if 0 < found < u:  # numbered by start: a parent that starts later is no parent
+                parent[u] = found
+    par: list[int] = parent.tolist()
+    dep = [0] * (n + 1)
+    for u in range(1, n + 1):  # a parent's number is smaller: its depth is known
+        p = par[u]
+        if p:
+            dep[u] = dep[p] + 1
+    depth = np.asarray(dep, np.int64)
+    units = np.arange(1, n + 1, dtype=np.int64)
+    pu, du = parent[1:], depth[1:]
+
+    records = [Record(R_PROCESS, 0, tuple(attrs.items()))]
+    records += [
+        Record(R_UNIT, u, (("kind", "span"), ("name", s.name), ("parent", p)))
+        for u, s, p in zip(range(1, n + 1), spans, par[1:], strict=True)
+    ]
+    kinds = np.fromiter((s.kind for s in spans), np.int64, n)
+    error = np.fromiter((s.error for s in spans), np.bool_, n)
+    remote = np.isin(kinds, _REMOTE)
+    res = np.zeros(n, np.int64)
+    remote_units = np.flatnonzero(remote)
+    res[remote_units] = np.arange(1, len(remote_units) + 1)
+    codes = np.zeros(n, np.int64)
+    for r, i in enumerate(remote_units.tolist(), 1):
+        s = spans[i]
+        records.append(Record(R_RESOURCE, r, resource_attrs(s)))
+        codes[i] = status_code(s.attrs)
+
+    # blocks of (time, phase, depth key, sub) keys and (kind, unit, time, res, arg) rows
+    blocks: list[tuple[tuple[I64, int, I64, int], tuple[Any, I64, I64, Any, Any]]] = []
+    has_parent = pu > 0
+    blocks.append(
+        (
+            (start[has_parent], 1, depth[pu[has_parent]], 2),
+            (K.UNIT_CREATE, pu[has_parent], start[has_parent], 0, units[has_parent]),
+        )
+    )
+    blocks.append(((start, 1, du, 0), (K.UNIT_START, units, start, 0, pu)))
+    sends = np.isin(kinds, (CLIENT_KIND, PRODUCER_KIND))
+    recvs = np.isin(kinds, (SERVER_KIND, CONSUMER_KIND))
+    for mask, k in ((sends, K.MSG_SEND), (recvs, K.MSG_RECV)):
+        blocks.append(((start[mask], 1, du[mask], 1), (k, units[mask], start[mask], res[mask], 0)))
+    client = kinds == CLIENT_KIND
+    arg = np.where(error[client] & (codes[client] == 0), -1, codes[client])
+    blocks.append(
+        (
+            (end[client], 2, -du[client], 0),
+            (K.RPC_RESPONSE, units[client], end[client], res[client], arg),
+        )
+    )
+    server = kinds == SERVER_KIND
+    blocks.append(
+        (
+            (end[server], 2, -du[server], 0),
+            (K.RPC_REPLY, units[server], end[server], res[server], codes[server]),
+        )
+    )
+    blocks.append(((end, 2, -du, 1), (K.UNIT_END, units, end, 0, error.astype(np.int64))))
+
+    def col(parts: list[Any]) -> I64:
+        sizes = [len(b[0][0]) for b in blocks]
+        pairs = zip(parts, sizes, strict=True)
+        return np.concatenate([np.broadcast_to(np.asarray(v, np.int64), (m,)) for v, m in pairs])
+
+    keys = [col([b[0][j] for b in blocks]) for j in range(4)]
+    rows = [col([b[1][j] for b in blocks]) for j in range(5)]
+    o = np.lexsort((keys[3], keys[2], keys[1], keys[0]), axis=0)
+    t0 = int(start.min()) if n else 1
+    m = len(o) + 1
+
+    def with_anchor(c: I64, first: int, dtype: Any) -> Any:
+        out = np.empty(m, dtype)
+        out[0] = first
+        out[1:] = c[o]
+        return out
+
+    events = DecodedEvents(
+        first_seq=1,
+        kind=with_anchor(rows[0], int(K.CLOCK_ANCHOR), np.uint8),
+        unit=with_anchor(rows[1], 0, np.uint32),
+        time=with_anchor(rows[2], t0, np.int64),
+        res=with_anchor(rows[3], 0, np.uint32),
+        arg=with_anchor(rows[4], t0, np.int64),
+        loc=np.zeros(m, dtype=np.uint32),
+    )
+    return records, events
+
+
+def status_code(a: dict[str, Any]) -> int:
+    """The HTTP or gRPC status a span's attributes carry, 0 if none."""
+    for k in ("http.response.status_code", "http.status_code", "rpc.grpc.status_code"):
+        v = a.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31:
+            return v
+        if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) < 10:
+            return int(v)
+    return 0
+
+
+def resource_attrs(s: Span) -> tuple[tuple[str, AttrValue], ...]:
+    """The ``rpc``/``message`` resource of a CLIENT, SERVER, PRODUCER or CONSUMER span."""
+    a = s.attrs
+    message = s.kind in (PRODUCER_KIND, CONSUMER_KIND)
+    out: dict[str, AttrValue] = {"kind": "message" if message else "rpc", "name": s.name}
+    out["trace_id"] = s.trace_id
+    out["span_id"] = s.span_id
+    if s.kind in (SERVER_KIND, CONSUMER_KIND):
+        parent = s.parent_span_id
+        if not parent and s.kind == CONSUMER_KIND and s.link_span_id:
+            out["trace_id"], parent = s.link_trace_id, s.link_span_id
+        if parent:
+            out["parent_span_id"] = parent
+    if s.kind == SERVER_KIND:
+        # the reply is put at the span's end, but a server may end its span after the
+        # client already has the answer: that edge orders, it does not bound clocks
+        out["reply_at"] = "span-end"
+    http_method = first_str(a, "http.request.method", "http.method")
+    rpc_system = first_str(a, "rpc.system.name", "rpc.system")
+    if message:
+        protocol = first_str(a, "messaging.system")
+        out["method"] = first_str(a, "messaging.operation.type", "messaging.operation")
+        out["destination"] = first_str(a, "messaging.destination.name", "messaging.destination")
+        out["message_id"] = first_str(a, "messaging.message.id", "messaging.message_id")
+        out["target"] = out["destination"]
+    elif rpc_system and not http_method:
+        protocol = rpc_system
+        out["method"] = first_str(a, "rpc.method")
+        out["target"] = first_str(a, "rpc.service")
+    else:
+        protocol = "http" if http_method else ""
+        out["method"] = http_method
+        target = first_str(a, "url.path", "http.target", "http.route")
+        if not target and (full := first_str(a, "url.full", "http.url")):
+            target = _URL_ORIGIN.sub("", full.split("?", 1)[0]) or "/"
+        out["target"] = target.split("?", 1)[0]
+    out["protocol"] = protocol
+    out["library"] = s.library
+    host = first_str(a, "server.address", "net.peer.name", "net.host.name")
+    port = first_str(a, "server.port", "net.peer.port", "net.host.port")
+    if host:
+        out["peer"] = f"{host}:{port}" if port else host
+    return tuple((k, v) for k, v in out.items() if v != "" or k in ("kind", "name"))
