@@ -149,15 +149,6 @@ def test_bad_input_is_named_and_the_rest_exported(
     assert not list(tmp_path.glob(".out.json.*"))
 
 
-@pytest.mark.parametrize("fmt", ["otlp-json"])
-def test_later_formats_say_so(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    assert main(["export", str(tmp_path), "--to", fmt, "-o", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not available yet" in err[0]
-    assert not out.exists()
-
-
 def test_long_strings_are_cut() -> None:
     assert cut("x" * 5000) == "x" * 999 + "…"
     assert cut("short") == "short"

@@ -258,11 +258,11 @@ def test_a_real_opentelemetry_sdk_app_imports_linked(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "7"  # checkout, 3 client calls, 3 server spans
+    assert r.stdout.strip() == "8"  # warmup, checkout, 3 client calls, 3 server spans
     trace = load([out])
     assert not trace.unreadable
     assert sorted(p.service for p in trace.processes) == ["pay", "shop"]
-    assert sum(1 for u in trace.units if u.kind == "span") == 7
+    assert sum(1 for u in trace.units if u.kind == "span") == 8
     from willowisp.analysis.engine import analyze
 
     doc = analyze(trace).document()
