@@ -61,3 +61,14 @@ def test_sorting_and_merging() -> None:
     merged = merge_repeats([warn, err, err])
     assert [f.kind for f in sort_findings(merged)] == ["deadlock", "clock-skew"]
     assert dict(next(f for f in merged if f.kind == "deadlock").extra) == {"occurrences": 2}
+
+
+def test_object_addresses_are_not_part_of_a_resources_identity() -> None:
+    """A JVM monitor is named with its object's address, which differs every run; the id
+    of a finding about it must not."""
+    from willowisp.analysis.finding import ResourceRef
+
+    a = ResourceRef("monitor", "Deadlock$Left@0x7f1c2a10", "")
+    b = ResourceRef("monitor", "Deadlock$Left@0x600e8820", "")
+    c = ResourceRef("monitor", "Deadlock$Right@0x600e8820", "")
+    assert a.key() == b.key() != c.key()

@@ -12,6 +12,7 @@ thread names or timestamps, which change every time.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,6 +37,9 @@ FINDING_KINDS = (
 )
 
 
+_ADDRESS = re.compile(r"@0x[0-9a-fA-F]+\b")
+
+
 @dataclass(frozen=True, slots=True)
 class UnitRef:
     """A unit as the output names it (contract: ``findings[].units[]``)."""
@@ -58,7 +62,9 @@ class ResourceRef:
     where: str
 
     def key(self) -> str:
-        return f"{self.kind}|{self.name}|{self.where}"
+        """What identifies the resource across runs: an object address in its name (a JVM
+        monitor ``Deadlock$Left@0x7f1c...``) differs every run, so it is left out."""
+        return f"{self.kind}|{_ADDRESS.sub('', self.name)}|{self.where}"
 
 
 @dataclass(frozen=True, slots=True)

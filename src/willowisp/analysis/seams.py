@@ -128,7 +128,10 @@ def by_group(ix: PathIndex, structure: Structure) -> dict[GroupKey, Seams]:
     back = np.where(answered, adj[p_] - adj[r_], NONE)
     # a message's handling: up to its operation's end, when that end is in the consumer
     op = c.operations.op[recv]
-    end = np.where(op >= 0, ix.ends[np.maximum(op, 0)], -1)
+    if len(ix.ends):
+        end = np.where(op >= 0, ix.ends[np.maximum(op, 0)], -1)
+    else:  # no operations at all (no resource carries a trace id): nothing ends one
+        end = np.full(len(op), -1, dtype=np.int64)
     in_consumer = ~is_rpc & (end >= 0)
     in_consumer[in_consumer] = ev.unit[end[in_consumer]] == ev.unit[recv[in_consumer]]
     handler = np.where(in_consumer, ev.time[np.maximum(end, 0)] - ev.time[recv], handler)
