@@ -431,16 +431,15 @@ def test_token_is_checked(tmp_path: Path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--native", "0", "--otlp-http", "4318"], "OTLP receiving is not available yet"),
-        (["--otlp-grpc", "4317"], "OTLP receiving is not available yet"),
+        (["--otlp-http", "http"], "is not a port number"),
         (["--native", "0", "--host", "0.0.0.0"], "is not loopback: give --token"),
         ([], "nothing to receive"),
         (["--native", "http"], "is not a port number"),
     ],
 )
 def test_collect_refuses_bad_usage(tmp_path: Path, args: list[str], message: str):
-    """OTLP (not there yet), a public address without a token, nothing to receive: exit 2
-    with one line."""
+    """A public address without a token, nothing to receive, a port that is not one: exit
+    2 with one line."""
     env = {k: v for k, v in os.environ.items() if k != "WILLOWISP_TOKEN"}
     r = wisp("collect", "--out", str(tmp_path / "c"), *args, env=env)
     assert r.returncode == 2
