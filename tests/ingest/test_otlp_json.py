@@ -271,3 +271,28 @@ def test_a_real_opentelemetry_sdk_app_imports_linked(tmp_path: Path) -> None:
     pay = next(c for c in doc["clocks"] if not c["reference"])
     lo, hi = pay["offset_min_ns"], pay["offset_max_ns"]
     assert (lo is None or lo <= 0) and (hi is None or hi >= 0)
+
+
+def test_one_service_in_two_files_is_one_process_with_its_parents(tmp_path: Path) -> None:
+    """A batch exporter sends children before their parents, in separate requests: the
+    spans of one resource from several inputs are one process, and a child finds its
+    parent in another file (created by it, not an orphan root)."""
+    shop = client()
+    parent, child = shop["scopeSpans"][0]["spans"]
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"resourceSpans": [{**shop, "scopeSpans": [{"spans": [child]}]}]}))
+    second.write_text(
+        json.dumps({"resourceSpans": [{**shop, "scopeSpans": [{"spans": [parent]}]}]})
+    )
+    trace = load([first, second])
+    assert not trace.unreadable and not [n for n in trace.notes if "sequence" in n]
+    assert len(trace.processes) == 1
+    units = {u.name: u for u in trace.units}
+    assert len(units) == 2
+    assert units["POST"].parent == units["GET /checkout"].index
+    # and the same through willowisp import: two embedded streams, one process
+    out = tmp_path / "both.wtrace"
+    assert main(["import", str(first), str(second), "-o", str(out)]) == 0
+    again = load([out])
+    assert len(again.processes) == 1 and len(again.units) == 2
+    assert {u.name: u.parent for u in again.units}["POST"] >= 0

@@ -49,6 +49,7 @@ from willowisp.analysis.naming import (
     unit_label,
     unit_ref,
 )
+from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.hops import HopKind, Unlinked
 from willowisp.causality.link import Causality
@@ -519,7 +520,8 @@ def _orphans(c: Causality) -> list[Finding]:
         if unit.parent == NO_INDEX and not named_parent[unit.index] and n_events[unit.index]:
             by_proc.setdefault(unit.proc, []).append(unit.index)
     out: list[Finding] = []
-    for _, parentless in sorted(by_proc.items()):
+    for proc, parentless in sorted(by_proc.items()):
+        runtime_own = runtime_units(trace, proc)  # a Go runtime's goroutines: no creator shown
         # The root is the first parentless unit that created others; without one the
         # process has no tree to be orphaned from, and nothing is said.
         roots = sorted((int(first[u]), u) for u in parentless if u in creators)
@@ -529,6 +531,7 @@ def _orphans(c: Causality) -> list[Finding]:
         for u in parentless:
             if (
                 u != root
+                and u not in runtime_own
                 and trace.units[u].kind not in ("unknown", "span")
                 and not (touched[u] or spawned[u] or shares[u])
             ):

@@ -82,7 +82,9 @@ def _attr(attrs: tuple[tuple[str, object], ...], key: str) -> object:
     return next((v for k, v in attrs if k == key), None)
 
 
-def _runtime_units(trace: Trace, p: int) -> set[int]:
+def runtime_units(trace: Trace, p: int) -> set[int]:
+    """The units a process record names as the runtime's own (Go's GC workers, the tracer,
+    the goroutine that stopped the trace): not the program's, so not the program's to judge."""
     text = _attr(trace.processes[p].attrs, "runtime_units")
     numbers = [int(x) for x in str(text or "").split(",") if x.strip().isdigit()]
     if not numbers:
@@ -94,7 +96,7 @@ def _runtime_units(trace: Trace, p: int) -> set[int]:
 def _asleep(trace: Trace, p: int, open_wait: dict[int, int], ended: set[int]) -> list[int]:
     """The block events of process p's live program units when every one of them waits on a
     resource only the program could release; [] when any of them could still go on."""
-    ignore = _runtime_units(trace, p)
+    ignore = runtime_units(trace, p)
     blocks: list[int] = []
     for unit in trace.units:
         if unit.proc != p or unit.index in ended or unit.index in ignore:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if args.to == "perfetto":
             write_bytes(perfetto_trace(a), args.output)
         elif args.to == "otlp-json":
-            doc, notes = otlp_json(a)
+            doc, notes = otlp_json(a, args.paths)
             for note in notes:
                 print(f"willowisp export: {note}", file=sys.stderr)
             write_json(doc, args.output)

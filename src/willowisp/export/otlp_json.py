@@ -36,7 +36,7 @@ from willowisp.analysis.naming import resource_name
 from willowisp.causality.waits import wait_outcome, waits
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import formats
-from willowisp.ingest.files import split_embedded
+from willowisp.ingest.files import discover, split_embedded
 from willowisp.model.spec import K, Reason
 from willowisp.wtrace.reader import is_wtrace, read_file
 
@@ -45,15 +45,14 @@ INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
 MAX_STR = 4096
 
 
-def otlp_json(a: Analysis) -> tuple[dict[str, Any], list[str]]:
-    """The TracesData document of an analysis, and notes (sources that could not be
-    read again)."""
+def otlp_json(a: Analysis, paths: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The TracesData document of an analysis of ``paths`` (the PATH arguments it was
+    loaded from), and notes (sources that could not be read again)."""
     notes: list[str] = []
     resource_spans: list[dict[str, Any]] = []
-    sources: list[str] = []
-    for p in a.trace.processes:
-        if dict(p.attrs).get("imported") in OTLP_SOURCES:
-            sources += [f for f in p.files if f not in sources]
+    sources, _ = discover(paths)
+    if not any(dict(p.attrs).get("imported") in OTLP_SOURCES for p in a.trace.processes):
+        sources = []
     for path in sources:
         try:
             resource_spans += _original(path)
@@ -69,7 +68,7 @@ def otlp_json(a: Analysis) -> tuple[dict[str, Any], list[str]]:
 def _original(path: str) -> list[dict[str, Any]]:
     """The resourceSpans of an OTLP source: a foreign file, or a .wtrace's OTLP streams."""
     out: list[dict[str, Any]] = []
-    if is_wtrace(path):
+    if path.endswith(".wtrace") or is_wtrace(path):
         streams, _ = split_embedded(read_file(path))
         for _, fmt, data, complete in streams:
             if complete and fmt in OTLP_SOURCES:

@@ -3,7 +3,7 @@
 A Chrome trace is a flat list of events (``{"traceEvents": [...]}`` or a bare array, which
 may lack its closing ``]``) on ``pid``/``tid`` tracks. It is turned into the loader's input,
 one :class:`~willowisp.wtrace.reader.TraceFile` per ``pid``; everything downstream is the
-ordinary path. The mapping (docs/import-chrome.md has it for users):
+ordinary path. The mapping (docs/import.md has it for users):
 
 * **processes**: one per ``pid``; ``service`` from ``process_name``, ``runtime`` from a
   metadata event's ``args.runtime`` (else ""). The id hashes the file's contents with the

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import formats
+from willowisp.ingest.spans import shared_spans
 from willowisp.ingest.tables import Unreadable
 from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
 
@@ -77,47 +78,57 @@ def read_all(
 
     A file that is not a ``.wtrace`` is imported by the importer its content names
     (:mod:`willowisp.ingest.formats`); the ``embedded`` streams of a ``.wtrace`` (what
-    ``import`` and ``collect`` store) are decoded the same way. Importers' notes (records
-    skipped) go to ``notes``.
+    ``import`` and ``collect`` store) are decoded the same way. Spans from every input go
+    into one set (:func:`~willowisp.ingest.spans.shared_spans`), so a service's spans from
+    several files or requests are one process. Importers' notes (records skipped) go to
+    ``notes``.
     """
     parsed: list[TraceFile] = []
     problems: list[Unreadable] = []
     said = notes if notes is not None else []
-    for path in files:
-        try:
-            if not path.endswith(".wtrace") and not is_wtrace(path):
-                imported, more = formats.read_foreign(path)
-                parsed.extend(imported)
-                said.extend(more)
-                continue
-            tf = read_file(path)
-        except TraceFormatError as exc:
-            problems.append(Unreadable(path, str(exc)))
-            continue
-        except OSError as exc:
-            problems.append(Unreadable(path, exc.strerror or str(exc)))
-            continue
-        if not any(r.rtype == R_EMBEDDED for c in tf.chunks for r in c.records):
-            parsed.append(tf)
-            continue
-        streams, native = split_embedded(tf)
-        if native is not None:
-            parsed.append(native)
-        for stream, fmt, data, complete in streams:
-            where = f"{path} (embedded stream {stream}, {fmt})"
-            if not complete:
-                problems.append(
-                    Unreadable(where, "its last piece is missing (the writer stopped?)", True)
-                )
-                continue
-            try:
-                imported, more = formats.decode(fmt, data, path)
-            except TraceFormatError as exc:
-                problems.append(Unreadable(where, str(exc), True))
-                continue
+    with shared_spans() as spans:
+        for path in files:
+            _read_one(path, parsed, problems, said)
+        parsed += spans.trace_files()
+    return parsed, problems
+
+
+def _read_one(
+    path: str, parsed: list[TraceFile], problems: list[Unreadable], said: list[str]
+) -> None:
+    try:
+        if not path.endswith(".wtrace") and not is_wtrace(path):
+            imported, more = formats.read_foreign(path)
             parsed.extend(imported)
             said.extend(more)
-    return parsed, problems
+            return
+        tf = read_file(path)
+    except TraceFormatError as exc:
+        problems.append(Unreadable(path, str(exc)))
+        return
+    except OSError as exc:
+        problems.append(Unreadable(path, exc.strerror or str(exc)))
+        return
+    if not any(r.rtype == R_EMBEDDED for c in tf.chunks for r in c.records):
+        parsed.append(tf)
+        return
+    streams, native = split_embedded(tf)
+    if native is not None:
+        parsed.append(native)
+    for stream, fmt, data, complete in streams:
+        where = f"{path} (embedded stream {stream}, {fmt})"
+        if not complete:
+            problems.append(
+                Unreadable(where, "its last piece is missing (the writer stopped?)", True)
+            )
+            continue
+        try:
+            imported, more = formats.decode(fmt, data, path)
+        except TraceFormatError as exc:
+            problems.append(Unreadable(where, str(exc), True))
+            continue
+        parsed.extend(imported)
+        said.extend(more)
 
 
 def split_embedded(

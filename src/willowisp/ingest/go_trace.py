@@ -2,7 +2,7 @@
 
 A Go execution trace is a binary format whose reader lives in Go (``golang.org/x/exp/trace``),
 so the trace is read once by a small Go program, ``agents/go/cmd/wisp-goimport``
-(:func:`prepare`), and the JSON Lines stream it writes (docs/import-go.md) is what a
+(:func:`prepare`), and the JSON Lines stream it writes (docs/import.md) is what a
 ``.wtrace`` stores: decoding later needs no Go toolchain. :func:`decode` maps the stream of
 one trace to one process (runtime ``go``):
 

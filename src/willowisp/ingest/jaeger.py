@@ -4,7 +4,7 @@ A Jaeger file is converted at the edge into OTLP JSON ``TracesData`` (hex ids, i
 kinds, nanosecond times) and handed to :func:`willowisp.ingest.otlp_json.from_traces_data`,
 so Jaeger spans become units and hops exactly as OTLP spans do: a CLIENT span and its
 SERVER child in another process link through (trace id, span id), with no new rule here.
-The mapping (docs/import-jaeger-zipkin.md has it for users):
+The mapping (docs/import.md has it for users):
 
 * **shapes**: the API envelope ``{"data": [trace, ...], "total", "limit", "offset",
   "errors"}`` (``data`` may also be one trace), a single trace ``{"traceID", "spans",
@@ -299,7 +299,7 @@ def finish(
         why = f" (first: {out.first})" if out.first else ""
         raise TraceFormatError(f"no usable {out.what} span{why}")
     files, more = otlp_json.from_traces_data([traces_data(spans)], path, size, imported=imported)
-    if not files:
+    if not files and not shared_spans.collecting():
         raise TraceFormatError(f"no usable {out.what} span ({'; '.join(more) or 'none'})")
     return files, notes + more
 

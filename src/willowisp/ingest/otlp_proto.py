@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from willowisp.errors import TraceFormatError, TraceLimitError
-from willowisp.ingest.spans import MAX_SPANS, BadSpan, Span, SpanSet
+from willowisp.ingest.spans import MAX_SPANS, BadSpan, Span, span_set
 from willowisp.wtrace.reader import TraceFile
 
 NAME = "otlp-proto"
@@ -66,7 +66,7 @@ def parse_proto(data: bytes, path: str = "<bytes>") -> tuple[list[TraceFile], li
         msg.ParseFromString(data)
     except Exception as exc:  # protobuf's DecodeError and friends: one clear line
         raise TraceFormatError(f"not OTLP protobuf ({type(exc).__name__}: {exc})") from None
-    found = SpanSet(NAME)
+    found, shared = span_set(NAME, path)
     for rs in msg.resource_spans:
         proc = found.process(attr_dict(rs.resource.attributes))
         for ss in rs.scope_spans:
@@ -79,9 +79,9 @@ def parse_proto(data: bytes, path: str = "<bytes>") -> tuple[list[TraceFile], li
                     proc.add(_span(s, library))
                 except BadSpan as exc:
                     found.skip(str(exc))
-    if not found.total and data and not msg.resource_spans:
+    if not msg.resource_spans and data:
         raise TraceFormatError("not OTLP protobuf: no resource_spans in it")
-    return found.trace_files(path, len(data)), found.notes(path)
+    return ([] if shared else found.trace_files(path, len(data))), found.notes(path)
 
 
 def attr_dict(kvs: Any) -> dict[str, Any]:

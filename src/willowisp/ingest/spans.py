@@ -37,6 +37,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,13 +98,21 @@ def plural(n: int, word: str) -> str:
 
 
 class SpanSet:
-    """Spans grouped into processes by resource, with the skips counted."""
+    """Spans grouped into processes by resource, with the skips counted per input."""
 
-    def __init__(self, imported: str) -> None:
+    def __init__(self, imported: str, path: str = "") -> None:
         self.imported = imported
+        self.path = path
         self.procs: dict[str, SpanProcess] = {}
         self.total = 0
         self.skipped = 0
+        self.first_problem = ""
+        self._base = (0, 0)
+
+    def begin(self, imported: str, path: str) -> None:
+        """The next input: its format and path (for new processes and for its notes)."""
+        self.imported, self.path = imported, path
+        self._base = (self.total, self.skipped)
         self.first_problem = ""
 
     def process(self, resource_attrs: dict[str, Any]) -> SpanProcess:
@@ -129,7 +140,7 @@ class SpanSet:
             }
             if instance:
                 attrs["service_instance"] = instance
-            proc = self.procs[process_id] = SpanProcess(attrs)
+            proc = self.procs[process_id] = SpanProcess(attrs, self.path)
         return proc
 
     def skip(self, problem: str) -> None:
@@ -137,32 +148,129 @@ class SpanSet:
         self.first_problem = self.first_problem or problem
 
     def notes(self, path: str) -> list[str]:
-        if not self.skipped:
+        """The note about this input's skipped spans (since ``begin``), if any."""
+        total, skipped = self.total - self._base[0], self.skipped - self._base[1]
+        if not skipped:
             return []
         return [
-            f"{path}: {self.skipped} of {plural(self.total, 'span')} skipped as malformed "
+            f"{path}: {skipped} of {plural(total, 'span')} skipped as malformed "
             f"(first: {self.first_problem}); the others were imported"
         ]
 
-    def trace_files(self, path: str, size: int) -> list[TraceFile]:
-        return [p.trace_file(path, size) for p in self.procs.values() if p.spans]
+    def trace_files(self, path: str = "", size: int = 0) -> list[TraceFile]:
+        return [p.trace_file(path or p.path, size) for p in self.procs.values() if len(p)]
+
+
+_SHARED: ContextVar[SpanSet | None] = ContextVar("willowisp_shared_spans", default=None)
+
+
+@contextmanager
+def shared_spans() -> Iterator[SpanSet]:
+    """While active, every span importer adds to one set instead of building its own
+    processes, so one process's spans from several inputs (two files, or the many requests
+    ``collect`` stored) become one process whose parents and children find each other
+    across batches. The reader builds the processes at the end."""
+    found = SpanSet("")
+    token = _SHARED.set(found)
+    try:
+        yield found
+    finally:
+        _SHARED.reset(token)
+
+
+def span_set(imported: str, path: str) -> tuple[SpanSet, bool]:
+    """Where an input's spans go: the shared set when a reader collects several inputs
+    (True), else a set of their own (False), ready for this input."""
+    shared = _SHARED.get()
+    found = shared if shared is not None else SpanSet(imported, path)
+    found.begin(imported, path)
+    return found, shared is not None
+
+
+@dataclass(slots=True)
+class Remote:
+    """What only CLIENT, SERVER, PRODUCER and CONSUMER spans need: their hop's fields."""
+
+    attrs: dict[str, Any]
+    library: str
+    link_trace_id: str = ""
+    link_span_id: str = ""
 
 
 @dataclass(slots=True)
 class SpanProcess:
+    """One process's spans as columns (a list per field), so that a well-formed batch of
+    spans is added with a few list operations instead of an object per span."""
+
     attrs: dict[str, AttrValue]
-    spans: list[Span] = field(default_factory=list)
+    path: str  # the input it was first seen in
+    trace_id: list[str] = field(default_factory=list)
+    span_id: list[str] = field(default_factory=list)
+    parent: list[str] = field(default_factory=list)
+    name: list[str] = field(default_factory=list)
+    kind: list[int] = field(default_factory=list)
+    start: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)
+    error: list[bool] = field(default_factory=list)
+    remote: dict[int, Remote] = field(default_factory=dict)  # by span index
     seen: set[str] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.span_id)
 
     def add(self, span: Span) -> None:
         key = span.trace_id + span.span_id
         if key in self.seen:
             raise BadSpan(f"span {span.span_id} appears twice")
         self.seen.add(key)
-        self.spans.append(span)
+        if span.kind in _REMOTE:
+            self.remote[len(self.span_id)] = Remote(
+                span.attrs, span.library, span.link_trace_id, span.link_span_id
+            )
+        self.trace_id.append(span.trace_id)
+        self.span_id.append(span.span_id)
+        self.parent.append(span.parent_span_id)
+        self.name.append(span.name)
+        self.kind.append(span.kind)
+        self.start.append(span.start)
+        self.end.append(span.end)
+        self.error.append(span.error)
+
+    def add_columns(
+        self,
+        trace_id: list[str],
+        span_id: list[str],
+        parent: list[str],
+        name: list[str],
+        kind: list[int],
+        start: list[int],
+        end: list[int],
+        error: list[bool],
+        remote: dict[int, Remote],
+    ) -> bool:
+        """Add a batch already checked span by span (ids lowercase hex of the right length
+        and not zero, ``0 < start <= end``, kinds 0..5); False, adding nothing, when a
+        span repeats one already here or in the batch — the caller then adds them one by
+        one, which says which."""
+        keys = [t + s for t, s in zip(trace_id, span_id, strict=True)]
+        if len(set(keys)) != len(keys) or not self.seen.isdisjoint(keys):
+            return False
+        self.seen.update(keys)
+        base = len(self.span_id)
+        for i, r in remote.items():
+            self.remote[base + i] = r
+        self.trace_id += trace_id
+        self.span_id += span_id
+        self.parent += parent
+        self.name += name
+        self.kind += kind
+        self.start += start
+        self.end += end
+        self.error += error
+        return True
 
     def trace_file(self, path: str, size: int) -> TraceFile:
-        records, events = build(self.attrs, self.spans)
+        records, events = build(self)
         return TraceFile(
             path, FORMAT_MAJOR, FORMAT_MINOR, [Chunk(0, 0, records, events)], size=size
         )
@@ -171,7 +279,7 @@ class SpanProcess:
 I64 = npt.NDArray[np.int64]
 
 
-def build(attrs: dict[str, AttrValue], spans: list[Span]) -> tuple[list[Record], DecodedEvents]:
+def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
     """One process's records and event columns.
 
     Units are numbered by (start, longest first, input order). Within one time, starts come
@@ -179,48 +287,52 @@ def build(attrs: dict[str, AttrValue], spans: list[Span]) -> tuple[list[Record],
     it makes); among ends deep spans first (reply/response, then end) — so a parent is
     always open around its children, even at equal times.
     """
-    n = len(spans)
-    start = np.fromiter((s.start for s in spans), np.int64, n)
-    end = np.fromiter((s.end for s in spans), np.int64, n)
+    n = len(sp)
+    start = np.asarray(sp.start, np.int64)
+    end = np.asarray(sp.end, np.int64)
     order = np.lexsort((np.arange(n), -end, start))
-    spans = [spans[i] for i in order.tolist()]
     start, end = start[order], end[order]
-    unit_of = {s.trace_id + s.span_id: u for u, s in enumerate(spans, 1)}
-    parent = np.zeros(n + 1, np.int64)
-    for u, s in enumerate(spans, 1):
-        if s.parent_span_id:
-            found = unit_of.get(s.trace_id + s.parent_span_id, 0)
-            if 0 < found < u:  # numbered by start: a parent that starts later is no parent
-                parent[u] = found
-    par: list[int] = parent.tolist()
+    o = order.tolist()
+    tids = [sp.trace_id[i] for i in o]
+    sids = [sp.span_id[i] for i in o]
+    parents = [sp.parent[i] for i in o]
+    unit_of = {t + s: u for u, (t, s) in enumerate(zip(tids, sids, strict=True), 1)}
+    par = [0] * (n + 1)
     dep = [0] * (n + 1)
-    for u in range(1, n + 1):  # a parent's number is smaller: its depth is known
-        p = par[u]
-        if p:
-            dep[u] = dep[p] + 1
+    get = unit_of.get
+    for u, (t, ps) in enumerate(zip(tids, parents, strict=True), 1):
+        if ps:
+            found = get(t + ps, 0)
+            if 0 < found < u:  # numbered by start: a parent that starts later is no parent
+                par[u] = found
+                dep[u] = dep[found] + 1
+    parent = np.asarray(par, np.int64)
     depth = np.asarray(dep, np.int64)
     units = np.arange(1, n + 1, dtype=np.int64)
     pu, du = parent[1:], depth[1:]
 
-    records = [Record(R_PROCESS, 0, tuple(attrs.items()))]
+    records = [Record(R_PROCESS, 0, tuple(sp.attrs.items()))]
+    names = sp.name
     records += [
-        Record(R_UNIT, u, (("kind", "span"), ("name", s.name), ("parent", p)))
-        for u, s, p in zip(range(1, n + 1), spans, par[1:], strict=True)
+        Record(R_UNIT, u, (("kind", "span"), ("name", names[i]), ("parent", p)))
+        for u, i, p in zip(range(1, n + 1), o, par[1:], strict=True)
     ]
-    kinds = np.fromiter((s.kind for s in spans), np.int64, n)
-    error = np.fromiter((s.error for s in spans), np.bool_, n)
-    remote = np.isin(kinds, _REMOTE)
+    kinds = np.asarray(sp.kind, np.int64)[order]
+    error = np.asarray(sp.error, np.bool_)[order]
     res = np.zeros(n, np.int64)
-    remote_units = np.flatnonzero(remote)
-    res[remote_units] = np.arange(1, len(remote_units) + 1)
     codes = np.zeros(n, np.int64)
-    for r, i in enumerate(remote_units.tolist(), 1):
-        s = spans[i]
-        records.append(Record(R_RESOURCE, r, resource_attrs(s)))
-        codes[i] = status_code(s.attrs)
+    if sp.remote:
+        position = np.empty(n, np.int64)
+        position[order] = np.arange(n)
+        at = sorted((int(position[i]), i) for i in sp.remote)
+        for r, (pos, i) in enumerate(at, 1):
+            rem = sp.remote[i]
+            res[pos] = r
+            codes[pos] = status_code(rem.attrs)
+            records.append(Record(R_RESOURCE, r, resource_attrs(_span_at(sp, i, rem))))
 
     # blocks of (time, phase, depth key, sub) keys and (kind, unit, time, res, arg) rows
-    blocks: list[tuple[tuple[I64, int, I64, int], tuple[Any, I64, I64, Any, Any]]] = []
+    blocks: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
     has_parent = pu > 0
     blocks.append(
         (
@@ -249,22 +361,22 @@ def build(attrs: dict[str, AttrValue], spans: list[Span]) -> tuple[list[Record],
         )
     )
     blocks.append(((end, 2, -du, 1), (K.UNIT_END, units, end, 0, error.astype(np.int64))))
+    sizes = [len(b[0][0]) for b in blocks]
 
     def col(parts: list[Any]) -> I64:
-        sizes = [len(b[0][0]) for b in blocks]
         pairs = zip(parts, sizes, strict=True)
         return np.concatenate([np.broadcast_to(np.asarray(v, np.int64), (m,)) for v, m in pairs])
 
     keys = [col([b[0][j] for b in blocks]) for j in range(4)]
     rows = [col([b[1][j] for b in blocks]) for j in range(5)]
-    o = np.lexsort((keys[3], keys[2], keys[1], keys[0]), axis=0)
+    ordered = np.lexsort((keys[3], keys[2], keys[1], keys[0]), axis=0)
     t0 = int(start.min()) if n else 1
-    m = len(o) + 1
+    m = len(ordered) + 1
 
     def with_anchor(c: I64, first: int, dtype: Any) -> Any:
         out = np.empty(m, dtype)
         out[0] = first
-        out[1:] = c[o]
+        out[1:] = c[ordered]
         return out
 
     events = DecodedEvents(
@@ -277,6 +389,23 @@ def build(attrs: dict[str, AttrValue], spans: list[Span]) -> tuple[list[Record],
         loc=np.zeros(m, dtype=np.uint32),
     )
     return records, events
+
+
+def _span_at(sp: SpanProcess, i: int, rem: Remote) -> Span:
+    return Span(
+        sp.trace_id[i],
+        sp.span_id[i],
+        sp.parent[i],
+        sp.name[i],
+        sp.kind[i],
+        sp.start[i],
+        sp.end[i],
+        sp.error[i],
+        rem.attrs,
+        rem.library,
+        rem.link_trace_id,
+        rem.link_span_id,
+    )
 
 
 def status_code(a: dict[str, Any]) -> int:
@@ -333,3 +462,8 @@ def resource_attrs(s: Span) -> tuple[tuple[str, AttrValue], ...]:
     if host:
         out["peer"] = f"{host}:{port}" if port else host
     return tuple((k, v) for k, v in out.items() if v != "" or k in ("kind", "name"))
+
+
+def collecting() -> bool:
+    """Is a reader collecting spans into a shared set (see :func:`shared_spans`)?"""
+    return _SHARED.get() is not None

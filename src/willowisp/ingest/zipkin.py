@@ -5,7 +5,7 @@ Like :mod:`willowisp.ingest.jaeger`, the spans are converted at the edge into OT
 ``TracesData`` and handed to :func:`willowisp.ingest.otlp_json.from_traces_data`, so a
 CLIENT span and its SERVER child in another service link as an RPC hop and a PRODUCER and
 its CONSUMER as a message hop, by (trace id, span id) alone. The mapping
-(docs/import-jaeger-zipkin.md has it for users):
+(docs/import.md has it for users):
 
 * **shapes**: a JSON array of spans, or an array of arrays of spans (one per trace).
 * **ids**: ``traceId`` (16 or 32 hex digits; 64-bit ids are left-padded to 32), ``id``,

@@ -2,7 +2,7 @@
 // wait/notify through a bounded buffer and park on a ReentrantLock, for a given number of
 // seconds (the first argument, default 10), doing a little arithmetic between operations
 // (the second argument: iterations, default 20000). Not used by the tests; it is the
-// program behind the import timings in docs/import-jfr.md.
+// program behind the import timings in docs/import.md.
 import java.util.ArrayDeque;
 import java.util.concurrent.locks.ReentrantLock;
 

@@ -2,7 +2,7 @@
 // switch often: pairs ping-pong over unbuffered channels (every round trip parks and wakes
 // each side once) and workers contend for one mutex. The second argument is the number of
 // round trips per pair (default 25000; 4 pairs make about 200,000 channel wake-ups).
-// Used to measure import speed (docs/import-go.md), not by the tests' assertions.
+// Used to measure import speed (docs/import.md), not by the tests' assertions.
 package main
 
 import (
