@@ -312,15 +312,28 @@ def _span(s: Any, library: str) -> Span:
     )
     links = g("links")
     if links:
-        for link in _list(links):
-            if isinstance(link, dict):
-                try:
-                    span.link_trace_id = _hex_id(link.get("traceId"), 32, "link traceId")
-                    span.link_span_id = _hex_id(link.get("spanId"), 16, "link spanId")
-                    break
-                except BadSpan:
-                    continue  # a bad link is not worth the span
+        span.link_trace_id, span.link_span_id = _first_link(links)
     return span
+
+
+def _first_link(links: Any) -> tuple[str, str]:
+    """The first well-formed link's (trace id, span id); a bad link is not worth the span."""
+    for link in _list(links):
+        if isinstance(link, dict):
+            try:
+                return (
+                    _hex_id(link.get("traceId"), 32, "link traceId"),
+                    _hex_id(link.get("spanId"), 16, "link spanId"),
+                )
+            except BadSpan:
+                continue
+    return "", ""
+
+
+def _lowered(ids: list[str]) -> list[str]:
+    """Ids in lower case; the list itself when they already are (the usual case)."""
+    joined = "".join(ids)
+    return ids if joined == joined.lower() else [i.lower() for i in ids]
 
 
 def _fast_time(v: Any, what: str) -> int:
@@ -382,16 +395,17 @@ def _batch(spans: list[Any], library: str, proc: SpanProcess) -> bool:
         return False
     if not ((starts > 0).all() and (ends >= starts).all()):
         return False
-    lower = str.lower
     remote: dict[int, Remote] = {}
     for i, k in enumerate(kinds):
-        if k > 1:
-            span = _span(spans[i], library)  # the few that cross a process: the full check
-            remote[i] = Remote(span.attrs, library, span.link_trace_id, span.link_span_id)
+        if k > 1:  # the few that cross a process: their attributes, a consumer's link
+            s = spans[i]
+            rem = remote[i] = Remote(_attrs(s.get("attributes")), library)
+            if k == 5 and not parents[i]:
+                rem.link_trace_id, rem.link_span_id = _first_link(s.get("links"))
     return proc.add_columns(
-        [lower(t) for t in tids],
-        [lower(t) for t in sids],
-        [lower(p) for p in parents],
+        _lowered(tids),
+        _lowered(sids),
+        _lowered(parents),
         names,
         kinds,
         starts.tolist(),
