@@ -98,6 +98,11 @@ def test_doctor_reports_this_machine():
         "loopback",
     ):
         assert word in r.stdout
+    # every importer, and what the toolchain-backed ones use here (go and a JDK are installed)
+    formats = next(line for line in r.stdout.splitlines() if line.strip().startswith("formats"))
+    for name in ("otlp-json", "otlp-proto", "jaeger", "zipkin", "chrome", "go", "jfr"):
+        assert name in formats
+    assert "wisp-goimport" in r.stdout and "OTLP/gRPC yes" in r.stdout
 
 
 def test_help_texts():

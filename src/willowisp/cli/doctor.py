@@ -83,6 +83,44 @@ def _loopback_ok() -> bool:
         return False
 
 
+def _importers() -> list[str]:
+    """What each importer needs here and whether it has it."""
+    from willowisp.ingest import formats
+
+    have = formats.names()
+    out = [f"{'formats':8s} {', '.join(have)}"]
+    if "go" in have:
+        from willowisp.ingest.go_trace import cached_helper, helper_source
+
+        env = os.environ.get("WILLOWISP_GOIMPORT", "")
+        source = helper_source()
+        if env:
+            helper = f"WILLOWISP_GOIMPORT={env}"
+        elif shutil.which("wisp-goimport"):
+            helper = f"wisp-goimport on PATH ({shutil.which('wisp-goimport')})"
+        elif source is not None and cached_helper(source).exists():
+            helper = f"wisp-goimport built ({cached_helper(source)})"
+        elif source is not None and shutil.which("go"):
+            helper = "wisp-goimport is built with go on first use"
+        else:
+            helper = "needs wisp-goimport (go install .../agents/go/cmd/wisp-goimport@latest)"
+        out.append(f"{'go':8s} {helper}")
+    if "jfr" in have:
+        from willowisp.ingest.jfr import jdk_tool
+
+        jfr, javac = jdk_tool("jfr"), jdk_tool("javac")
+        if javac:
+            tool = f"javac ({javac}) builds the exporter; jfr at {jfr or 'not found'}"
+        else:
+            tool = f"jfr print --json ({jfr})" if jfr else "needs a JDK (jfr or javac on PATH)"
+        out.append(f"{'jfr':8s} {tool}")
+    import importlib.util
+
+    grpc_ok = "yes" if importlib.util.find_spec("grpc") else "no (pip install grpcio)"
+    out.append(f"{'collect':8s} OTLP/HTTP yes, OTLP/gRPC {grpc_ok}, native stream yes")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     print(f"willowisp {__version__} on {sys.platform}, Python {sys.version.split()[0]}")
     print("runtimes:")
@@ -99,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("go", "java", "rust", "nodejs"):
         print(f"  {name:8s} not in this release yet")
     pythons = other_pythons()
+    print("importers (willowisp import / analyze FILE):")
+    for line in _importers():
+        print(f"  {line}")
     print(f"python interpreters: {', '.join(pythons) if pythons else 'only this one'}")
     print("simulated hosts:")
     uts = "yes (root + unshare)" if can_unshare_uts() else "no (needs root and unshare)"
