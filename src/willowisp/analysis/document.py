@@ -82,7 +82,7 @@ def build_document(a: Analysis) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "trace": {
-            "files": len(trace.files),
+            "files": len({f.path for f in trace.files}),  # one file may hold many processes
             "events": len(trace.events),
             "units": len(trace.units),
             "processes": len(trace.processes),

@@ -65,6 +65,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from willowisp.errors import TraceFormatError, UsageError
     from willowisp.ingest import formats
+    from willowisp.ingest.spans import shared_spans
     from willowisp.wtrace.writer import SegmentWriter
 
     out = Path(args.output)
@@ -84,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 try:
                     prepared = formats.prepare(path, args.fmt)
-                    files, notes = formats.decode(prepared.stored, prepared.data, path)
+                    # decoded once to check every record and count what is there; span
+                    # formats stop at their spans (building events would only be counted)
+                    with shared_spans() as spans:
+                        files, notes = formats.decode(prepared.stored, prepared.data, path)
                 except TraceFormatError as exc:
                     print(f"willowisp import: {path}: {exc}", file=sys.stderr)
                     bad += 1
@@ -93,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                     print(f"willowisp import: {path}: {exc.strerror or exc}", file=sys.stderr)
                     bad += 1
                     continue
-                if not files:
+                span_procs = [p for p in spans.procs.values() if len(p)]
+                if not files and not span_procs:
                     print(f"willowisp import: {path}: nothing to import in it", file=sys.stderr)
                     bad += 1
                     continue
@@ -101,11 +106,14 @@ def run(args: argparse.Namespace) -> int:
                 kept += 1
                 for note in notes:
                     print(f"willowisp import: {note}", file=sys.stderr)
-                units = sum(_units(f) for f in files)
-                events = sum(f.events for f in files)
+                held = [
+                    _plural(len(files) + len(span_procs), "process", "processes"),
+                    *([_plural(sum(len(p) for p in span_procs), "span")] if span_procs else []),
+                    *([_plural(sum(_units(f) for f in files), "unit")] if files else []),
+                    *([_plural(sum(f.events for f in files), "event")] if files else []),
+                ]
                 print(
-                    f"{path}: {prepared.name}, {_plural(len(files), 'process', 'processes')}, "
-                    f"{_plural(units, 'unit')}, {_plural(events, 'event')} "
+                    f"{path}: {prepared.name}, {', '.join(held)} "
                     f"({time.perf_counter() - t0:.1f} s)",
                     file=sys.stderr,
                 )
