@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import numpy as np
-
 from willowisp.analysis.finding import ResourceRef, UnitRef
 from willowisp.ingest.trace import Trace
 
@@ -73,9 +71,8 @@ def resource_where(trace: Trace, r: int) -> str:
     res = trace.resources[r]
     first_event = ""
     if res.kind in HOP_KINDS or res.loc < 0:
-        ev = trace.events
-        hits = np.flatnonzero((ev.res == r) & (ev.loc >= 0))
-        first_event = trace.locations[int(ev.loc[hits[0]])].where() if len(hits) else ""
+        i = int(trace.first_located_event[r])
+        first_event = trace.locations[int(trace.events.loc[i])].where() if i >= 0 else ""
     if res.kind in HOP_KINDS and first_event:
         return first_event
     return trace.locations[res.loc].where() if res.loc >= 0 else first_event

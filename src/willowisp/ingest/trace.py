@@ -120,6 +120,18 @@ class Trace:
         return np.array([(u.proc << 32) | u.number for u in self.units], dtype=np.int64)
 
     @cached_property
+    def first_located_event(self) -> I64:
+        """Per resource: its first event (lowest row) that has a source location,
+        NO_INDEX if none — where a request was sent from, say."""
+        ev = self.events
+        out = np.full(len(self.resources), NO_INDEX, dtype=np.int64)
+        rows = np.flatnonzero((ev.res >= 0) & (ev.loc >= 0))
+        if len(rows):
+            res, first = np.unique(ev.res[rows], return_index=True)
+            out[res] = rows[first]
+        return out
+
+    @cached_property
     def process_index(self) -> dict[str, int]:
         """Process id -> process index."""
         return {p.id: p.index for p in self.processes}
