@@ -64,13 +64,14 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from willowisp.errors import TraceFormatError, TraceLimitError
+from willowisp.ingest.jfr_dump import Dump, parse_dump
 from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K, Outcome, Reason
 from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
 from willowisp.wtrace.reader import Chunk, TraceFile
@@ -82,7 +83,6 @@ MAX_JSON_BYTES = 512 * 1024 * 1024  # the parsed objects take ~8 times this in m
 MAX_EVENTS = 5_000_000
 MAX_DUMPS = 1_000  # thread dumps kept (the last ones): only the final run of them matters
 MAX_DUMP_CHARS = 8 * 1024 * 1024
-MAX_REPORT_CHARS = 4096
 JFR_TIMEOUT_S = 600.0
 STACK_DEPTH = 12
 
@@ -437,27 +437,6 @@ class _Enter:
     previous: int  # the unit that released it, 0 if JFR did not say
 
 
-@dataclass(slots=True)
-class _DumpThread:
-    tid: int
-    name: str
-    state: str
-    waiting_to_lock: list[tuple[int, str, tuple[str, int, str] | None]] = field(
-        default_factory=list
-    )
-    locked: list[tuple[int, str, tuple[str, int, str] | None]] = field(default_factory=list)
-    waiting_on: list[int] = field(default_factory=list)
-    parking_for: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Dump:
-    time: int
-    threads: dict[int, _DumpThread]
-    deadlock: str  # the "Found one Java-level deadlock" sections, '' if none
-    monitor_of: dict[int, int]  # object address -> monitor address (from those sections)
-
-
 class _Recording:
     """Accumulates one recording's units, resources, locations and event rows."""
 
@@ -472,7 +451,7 @@ class _Recording:
         self.rows: list[tuple[int, int, int, int, int, int, int]] = []  # time, rank, u, k, r, a, l
         self.enters: list[_Enter] = []
         self.ended: dict[int, int] = {}  # unit -> its unit.end time
-        self.dumps: list[_Dump] = []
+        self.dumps: list[Dump] = []
         # (unit, monitor) holds a dump shows still open that began at a contended entry
         self.held: set[tuple[int, int]] = set()
         self.pinned = 0
@@ -719,70 +698,6 @@ def _source_file(internal_name: str) -> str:
 
 # -- thread dumps -------------------------------------------------------------------------
 
-_DUMP_THREAD = re.compile(r'^"(?P<name>(?:[^"\\]|\\.)*)"\s+(?:#(?P<tid>\d{1,18}))?')
-_DUMP_STATE = re.compile(r"^\s+java\.lang\.Thread\.State: (\S+)")
-_DUMP_FRAME = re.compile(r"^\s+at (?P<cls>[\w$.<>/]+)\.(?P<m>[\w$<>]+)\((?P<src>[^)]*)\)")
-_DUMP_LOCK = re.compile(
-    r"^\s+- (?P<what>waiting to lock|waiting to re-lock in wait\(\)|locked|waiting on"
-    r"|parking to wait for)\s+<0x(?P<addr>[0-9a-fA-F]+)>(?: \(a (?P<cls>[^)]+)\))?"
-)
-_DUMP_DEADLOCK_MONITOR = re.compile(
-    r"monitor 0x(?P<mon>[0-9a-fA-F]+) \(object 0x(?P<obj>[0-9a-fA-F]+), a (?P<cls>[^)]+)\)"
-)
-_DEADLOCK_HEAD = "Found one Java-level deadlock"
-
-
-def parse_dump(time: int, text: str) -> _Dump:
-    """The facts of one ``jdk.ThreadDump`` text (the format of ``jstack`` / ``Thread.print``)."""
-    threads: dict[int, _DumpThread] = {}
-    current: _DumpThread | None = None
-    frame: tuple[str, int, str] | None = None
-    cut = text.find(_DEADLOCK_HEAD)
-    body, deadlock = (text, "") if cut < 0 else (text[:cut], text[cut:])
-    for line in body.splitlines():
-        if line.startswith('"'):
-            m = _DUMP_THREAD.match(line)
-            tid = m.group("tid") if m else None
-            current = _DumpThread(int(tid), m.group("name"), "") if m and tid else None
-            if current is not None:
-                threads[current.tid] = current
-            frame = None
-        elif current is None:
-            continue
-        elif m := _DUMP_STATE.match(line):
-            current.state = m.group(1)
-        elif m := _DUMP_FRAME.match(line):
-            frame = _dump_place(m.group("cls"), m.group("m"), m.group("src"))
-        elif m := _DUMP_LOCK.match(line):
-            _dump_lock(current, m, frame)
-    monitor_of = {
-        int(m.group("obj"), 16): int(m.group("mon"), 16)
-        for m in _DUMP_DEADLOCK_MONITOR.finditer(deadlock)
-    }
-    return _Dump(time, threads, deadlock[:MAX_REPORT_CHARS], monitor_of)
-
-
-def _dump_lock(t: _DumpThread, m: re.Match[str], frame: tuple[str, int, str] | None) -> None:
-    addr, cls, what = int(m.group("addr"), 16), m.group("cls") or "Object", m.group("what")
-    if what == "locked":
-        t.locked.append((addr, cls, frame))
-    elif what == "waiting on":
-        t.waiting_on.append(addr)
-    elif what == "parking to wait for":
-        t.parking_for.append(addr)
-    else:
-        t.waiting_to_lock.append((addr, cls, frame))
-
-
-def _dump_place(cls: str, method: str, src: str) -> tuple[str, int, str] | None:
-    """``Deadlock.grab(Deadlock.java:29)`` -> (file, line, func); None without a line."""
-    src = src.rsplit("/", 1)[-1]  # drop "java.base@17.0.15/"
-    file, _, line = src.rpartition(":")
-    if not file or not line.isdigit():
-        return None
-    package = cls.rsplit(".", 1)[0].replace(".", "/") if "." in cls else ""
-    return (f"{package}/{file}" if package else file, int(line), f"{cls}.{method}")
-
 
 def _apply_dumps(rec: _Recording) -> None:
     """The last dump's held and awaited monitors as events (see the module doc)."""
@@ -819,7 +734,7 @@ def _apply_dumps(rec: _Recording) -> None:
             rec.row(since, _BLOCK, u, K.UNIT_BLOCK, r, Reason.ACQUIRE, rec.location(place))
 
 
-def _since(dumps: list[_Dump], tid: int, addr: int, field_name: str) -> int:
+def _since(dumps: list[Dump], tid: int, addr: int, field_name: str) -> int:
     """The time of the earliest dump of the final run of dumps in which the thread shows
     ``addr`` in ``field_name``."""
     since = dumps[-1].time
