@@ -5,9 +5,9 @@
 ``otlp-json`` is OTLP's JSON (TracesData) for Jaeger, Tempo and other OTLP backends.
 """
 
-from willowisp.export.chrome import chrome_trace, write_json
+from willowisp.export.chrome import chrome_trace, write_bytes, write_json
 from willowisp.export.otlp_json import otlp_json
-from willowisp.export.perfetto import perfetto_trace, write_bytes
+from willowisp.export.perfetto import perfetto_trace
 
 FORMATS = ("perfetto", "chrome", "otlp-json")
 AVAILABLE = ("perfetto", "chrome", "otlp-json")

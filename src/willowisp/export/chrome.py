@@ -274,14 +274,20 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
 
 
 def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``doc`` to ``path`` atomically: a temporary file in the same folder, renamed."""
+    """Write ``doc`` as compact JSON to ``path`` atomically (see :func:`write_bytes`)."""
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
+    write_bytes(text.encode("utf-8"), path)
+
+
+def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, renamed,
+    so a reader never sees half a file and an old file survives a failed export."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, ensure_ascii=False, separators=(",", ":"))
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, target)
     except BaseException:
         try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -328,10 +327,3 @@ def _hop_spans(
             span["parentSpanId"] = res.parent_span_id
         out.append((res.proc, span))
     return out
-
-
-def write_otlp(doc: dict[str, Any], path: str | Path) -> None:
-    """Write the document (compact JSON) atomically, like the other exports."""
-    from willowisp.export.chrome import write_json
-
-    write_json(doc, path)

@@ -43,12 +43,9 @@ NULs and markup included, as data.
 from __future__ import annotations
 
 import functools
-import os
 import struct
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -488,20 +485,3 @@ def _serialize(out: _Out, t_first: int) -> bytes:
     ]
     packets += [_packet(ts, _P_TRACK_EVENT, body) for ts, _, body in out.events]
     return b"".join(packets)
-
-
-def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, renamed."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
