@@ -466,7 +466,9 @@ def test_truncated_file_keeps_the_complete_events() -> None:
 
 def test_event_count_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """More events than the bound is one TraceLimitError, in both parsing paths."""
-    monkeypatch.setattr(chrome, "MAX_EVENTS", 3)
+    from willowisp.ingest import chrome_json
+
+    monkeypatch.setattr(chrome_json, "MAX_EVENTS", 3)
     events = [{"ph": "i", "name": "x", "pid": 1, "tid": 1, "ts": i} for i in range(5)]
     with pytest.raises(TraceLimitError):
         chrome.decode("chrome", doc(events), "big.json")

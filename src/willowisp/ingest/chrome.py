@@ -60,12 +60,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from willowisp.errors import TraceFormatError, TraceLimitError
+from willowisp.ingest.chrome_json import events_array, read_document, skip_space
 from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, UNIT_KINDS, K
 from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
 from willowisp.wtrace.reader import Chunk, TraceFile
 
 NAME = "chrome"
-MAX_EVENTS = 5_000_000
 MAX_BYTES = 1024**3  # the parsed objects take several times this
 MAX_STR = 65_536  # names and labels longer than this are cut (ending in "…")
 PROTOCOL = "chrome-flow"
@@ -97,9 +97,9 @@ def sniff(head: bytes) -> bool:
     text = head[m.start(1) :].decode("utf-8", errors="replace")  # the head may cut a char
     dec = json.JSONDecoder()
     if text[0] == "{":
-        return _events_array(text, dec)[0] >= 0
+        return events_array(text, dec)[0] >= 0
     try:
-        first, _ = dec.raw_decode(text, _skip(text, 1))
+        first, _ = dec.raw_decode(text, skip_space(text, 1))
     except (ValueError, RecursionError):
         return False  # an element longer than the head: cannot tell
     return isinstance(first, dict) and isinstance(first.get("ph"), str)
@@ -133,7 +133,7 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
 
 
 def _decode(data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
-    doc = _document(data, path)
+    doc = read_document(data, path)
     notes = [doc.truncated] if doc.truncated else []
     tag = hashlib.blake2b(data, digest_size=16).hexdigest()
     imp = _Import(tag, doc.ours, doc.shift)
@@ -144,133 +144,6 @@ def _decode(data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
     imp.walk(events)
     notes.extend(imp.notes(path, len(doc.events)))
     return imp.trace_files(path, len(data)), notes
-
-
-# -- the document -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Document:
-    events: list[Any]
-    truncated: str  # non-empty: a note that the JSON ended early
-    ours: bool  # written by `willowisp export --to chrome`
-    shift: int  # ns added to every time (our export's t0_ns)
-
-
-def _document(data: bytes, path: str) -> _Document:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TraceFormatError(
-            f"{path}: not Chrome trace JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from exc
-    try:
-        whole = json.loads(text, parse_float=decimal.Decimal)
-    except (ValueError, RecursionError):
-        return _salvage(text, path)
-    if isinstance(whole, list):
-        return _Document(_bounded(whole, path), "", False, 0)
-    if isinstance(whole, dict) and isinstance(whole.get("traceEvents"), list):
-        ours, shift = _exporter(whole.get("otherData"))
-        return _Document(_bounded(whole["traceEvents"], path), "", ours, shift)
-    raise TraceFormatError(
-        f"{path}: not Chrome trace JSON: expected an array of events or an object with a "
-        f"traceEvents array, found {type(whole).__name__}"
-    )
-
-
-def _bounded(events: list[Any], path: str) -> list[Any]:
-    if len(events) > MAX_EVENTS:
-        raise TraceLimitError(f"{path}: {len(events)} events is over the bound of {MAX_EVENTS}")
-    return events
-
-
-def _exporter(other: Any) -> tuple[bool, int]:
-    """(written by our exporter, its t0_ns) from ``otherData``."""
-    if not isinstance(other, dict) or other.get("exporter") != "willowisp":
-        return False, 0
-    t0 = other.get("t0_ns")
-    if isinstance(t0, int) and not isinstance(t0, bool) and 0 <= t0 < _MAX_NS:
-        return True, t0
-    return True, 0
-
-
-def _skip(text: str, pos: int) -> int:
-    n = len(text)
-    while pos < n and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _salvage(text: str, path: str) -> _Document:
-    """A document ``json.loads`` refused: read events one by one up to the damage (the
-    JSON Array Format may end without ``]``; a killed writer leaves half an event)."""
-    dec = json.JSONDecoder(parse_float=decimal.Decimal)
-    pos = _skip(text, 0)
-    if pos == len(text):
-        raise TraceFormatError(f"{path}: not Chrome trace JSON: the file is empty")
-    ours, shift = False, 0
-    if text[pos] == "[":
-        start = pos
-    elif text[pos] == "{":
-        start, other = _events_array(text, dec, pos)
-        if start < 0:
-            raise TraceFormatError(f"{path}: not Chrome trace JSON: no readable traceEvents array")
-        ours, shift = _exporter(other)
-    else:
-        raise TraceFormatError(f"{path}: not Chrome trace JSON: does not start with [ or {{")
-    events: list[Any] = []
-    pos = _skip(text, start + 1)
-    while pos < len(text) and text[pos] != "]":
-        try:
-            ev, pos = dec.raw_decode(text, pos)
-        except (ValueError, RecursionError):
-            break
-        events.append(ev)
-        if len(events) > MAX_EVENTS:
-            raise TraceLimitError(f"{path}: more than {MAX_EVENTS} events (the bound)")
-        pos = _skip(text, pos)
-        if text[pos : pos + 1] == ",":
-            pos = _skip(text, pos + 1)
-        elif text[pos : pos + 1] != "]":
-            break
-    if not events:
-        raise TraceFormatError(
-            f"{path}: not Chrome trace JSON: no complete event (damaged at character {pos})"
-        )
-    note = (
-        f"{path}: the JSON is damaged or truncated at character {pos}; the "
-        f"{_plural(len(events), 'complete event')} before it were used"
-    )
-    if text[start] == "[" and text[pos:].strip() in ("", "]"):
-        note = ""  # the JSON Array Format: the closing bracket is optional, a comma may trail
-    return _Document(events, note, ours, shift)
-
-
-def _events_array(text: str, dec: json.JSONDecoder, at: int = 0) -> tuple[int, Any]:
-    """In the object at ``at`` (a ``{``; maybe damaged or cut), the position of the ``[``
-    of its ``traceEvents`` (-1 if it cannot be reached), and the ``otherData`` before it
-    (None if none)."""
-    other = None
-    pos = _skip(text, at + 1)
-    while pos < len(text) and text[pos] == '"':
-        try:
-            key, pos = dec.raw_decode(text, pos)
-            pos = _skip(text, pos)
-            if text[pos : pos + 1] != ":":
-                break
-            pos = _skip(text, pos + 1)
-            if key == "traceEvents":
-                return (pos if text[pos : pos + 1] == "[" else -1), other
-            value, pos = dec.raw_decode(text, pos)
-        except (ValueError, RecursionError):
-            break
-        if key == "otherData":
-            other = value
-        pos = _skip(text, pos)
-        if text[pos : pos + 1] == ",":
-            pos = _skip(text, pos + 1)
-    return -1, other
 
 
 # -- one event --------------------------------------------------------------------------
