@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +125,38 @@ def test_agent_folder_is_one_per_install(tmp_path):
     }
     assert len(paths) == 1
     assert len(list((tmp_path / "willowisp").iterdir())) == 1
+
+
+NODE_HOP = """
+const http = require('http');
+const srv = http.createServer((req, res) => res.end('ok'));
+srv.listen(0, '127.0.0.1', () => {
+  http.get(`http://127.0.0.1:${srv.address().port}/price`, (r) => {
+    r.resume();
+    r.on('end', () => srv.close());
+  });
+});
+"""
+
+
+def test_run_records_a_node_program_through_node_options(tmp_path):
+    """`willowisp run -- node app.js` loads the Node agent (NODE_OPTIONS --require, the copy
+    shipped in the package) into the program: its request to itself is one linked hop."""
+    app = tmp_path / "app.js"
+    app.write_text(NODE_HOP)
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
+    r = subprocess.run(
+        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", "node", str(app)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(wisp("analyze", str(out), "--format", "json").stdout)
+    assert doc["trace"]["runtimes"] == ["nodejs"]
+    (hop,) = doc["hops"]
+    assert (hop["count"], hop["linked"]) == (1, 1)
+    assert "nodejs" in wisp("doctor").stdout.split("agents:")[1].split("importers")[0]

@@ -18,6 +18,7 @@ from typing import Any
 
 from willowisp import __version__
 from willowisp.hostsim import can_unshare_uts, faketime_library
+from willowisp.runtimes import node_register
 
 RUNTIMES = (
     ("python", [sys.executable, "--version"]),
@@ -134,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
     print("agents:")
     print("  python   yes (threads, asyncio, locks, queues, futures, http.client/server,")
     print("           fork/subprocess, gc)")
-    for name in ("go", "java", "rust", "nodejs"):
+    register = node_register()
+    if register is not None:
+        print(f"  nodejs   yes (run sets NODE_OPTIONS=--require {register})")
+    for name in ("go", "java", "rust") + (() if register is not None else ("nodejs",)):
         print(f"  {name:8s} not in this release yet")
     pythons = other_pythons()
     print("importers (willowisp import / analyze FILE):")

@@ -1,0 +1,194 @@
+'use strict';
+// Declared full-fidelity boundaries (WILLOWISP_BOUNDARIES, docs/agent-python.md
+// "Boundaries"): an inbound hop matching a boundary's entry, or carrying the tracestate
+// member `wisp=b-<id>` of one this process knows, opens an instance that lasts until the
+// request's flow ends. Inside an instance every async resource the flow creates (each
+// promise, timer, socket request) is a unit of kind async-resource: created by the unit
+// that made it, started and run around each of its callbacks (unit.start / unit.run,
+// unit.yield), ended when a promise resolves. In `hops` mode the instance also opens the
+// gate for concurrency events (locks, data accesses) of its flow.
+//
+// Cost: the async_hooks init/before/after/promiseResolve hooks run for every async resource
+// in the process once any boundary is declared; outside instances they return after one
+// AsyncLocalStorage read. bench/bench_node_agent.py measures both sides.
+
+const K = require('./kinds.js');
+const agent = require('./agent.js');
+
+const STATE_KEY = 'wisp';
+const UNIT = Symbol('willowisp.unit');
+
+// name (entry) -> {boundary, entries, propagated, active, events}
+const declared = new Map();
+
+function configure(boundaries) {
+  declared.clear();
+  for (const b of boundaries) {
+    if (b.allowsNode) declared.set(b.entry, { boundary: b, entries: 0, propagated: 0, active: 0, units: 0 });
+  }
+}
+
+function any() {
+  return declared.size > 0;
+}
+
+function globMatch(text, glob) {
+  const re = new RegExp(`^${glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(text);
+}
+
+function matches(b, protocol, method, target) {
+  if (b.protocol !== protocol) return false;
+  if (protocol === 'http') {
+    let [want, wantPath] = b.what.split(/\s+/, 2);
+    if (wantPath === undefined && want.startsWith('/')) [want, wantPath] = ['', want];
+    if (want && want !== '*' && want.toUpperCase() !== method.toUpperCase()) return false;
+    return !wantPath || globMatch(target.split('?')[0], wantPath);
+  }
+  return globMatch(target, b.what);
+}
+
+// The instance an inbound hop opens, or null. `member` is the inbound `wisp` tracestate
+// member ('' if none).
+function enter(protocol, method, target, member) {
+  for (const d of declared.values()) {
+    const direct = matches(d.boundary, protocol, method, target);
+    if (direct || member === `b-${d.boundary.id}`) {
+      if (direct) d.entries += 1;
+      else d.propagated += 1;
+      d.active += 1;
+      return { d, member: `b-${d.boundary.id}` };
+    }
+  }
+  return null;
+}
+
+function leave(inst) {
+  inst.d.active -= 1;
+}
+
+// The tracestate member outgoing requests of the current flow carry, or ''.
+function outgoingMember() {
+  const f = agent.currentFlow();
+  return f !== undefined && f.boundary !== null ? f.boundary.member : '';
+}
+
+// Attributes a server resource gets when a boundary forced its recording.
+function forcedAttrs(inst, flags) {
+  if (inst === null) return [];
+  const attrs = [['boundary', inst.d.boundary.entry]];
+  if ((flags & 1) === 0) attrs.push(['caller_sampled', 0]);
+  return attrs;
+}
+
+function byBoundaryJson() {
+  const out = {};
+  const cost = agent.state.rec ? agent.state.rec.costNs : 0;
+  for (const [name, d] of declared) {
+    out[name] = {
+      spec: d.boundary.spec,
+      source: 'env',
+      entries: d.entries,
+      propagated: d.propagated,
+      active: d.active,
+      events: d.units * 4,
+      hook_ns: d.units * 4 * cost,
+      serialize_ns: 0,
+      cost_ns: d.units * 4 * cost,
+    };
+  }
+  return JSON.stringify(out);
+}
+
+// The async_hooks callbacks that make async resources units inside instances; merged with
+// the step hooks of agent.js (which get `steps`).
+function hooks(steps) {
+  const rec = agent.state.rec;
+  const resolving = new Map(); // asyncId -> unit, for promises inside instances
+  return {
+    init(asyncId, type, triggerAsyncId, resource) {
+      const f = agent.als.getStore();
+      if (f === undefined || f.boundary === null || f.ended) return;
+      try {
+        const parent = agent.state.stepUnit || f.unit;
+        const unit = rec.newUnit([['kind', 'async-resource'], ['name', type], ['parent', parent]]);
+        rec.emit(K.UNIT_CREATE, parent, 0, unit, 0);
+        const u = { unit, started: false, running: 0, ended: false, endPending: false };
+        resource[UNIT] = u;
+        f.boundary.d.units += 1;
+        if (type === 'PROMISE') resolving.set(asyncId, u);
+      } catch (err) {
+        rec.fault('boundaries.init', err);
+      }
+    },
+    before(asyncId) {
+      try {
+        stepBefore(asyncId);
+      } catch (err) {
+        rec.fault('boundaries.before', err);
+      }
+    },
+    after(asyncId) {
+      try {
+        stepAfter(asyncId);
+      } catch (err) {
+        rec.fault('boundaries.after', err);
+      }
+    },
+    promiseResolve(asyncId) {
+      try {
+        resolved(asyncId);
+      } catch (err) {
+        rec.fault('boundaries.promiseResolve', err);
+      }
+    },
+  };
+
+  function stepBefore(asyncId) {
+    const r = agent.executionAsyncResource();
+    const u = r !== null && typeof r === 'object' ? r[UNIT] : undefined;
+    if (u === undefined) {
+      steps.before(asyncId);
+      agent.stepUnits.push(0);
+      return;
+    }
+    agent.stepUnits.push(u);
+    agent.state.stepUnit = u.unit;
+    u.running += 1;
+    if (u.ended) return;
+    if (u.started) rec.emit(K.UNIT_RUN, u.unit, 0, agent.LOOP_UNIT, 0);
+    else {
+      u.started = true;
+      rec.emit(K.UNIT_START, u.unit, 0, 0, 0);
+    }
+  }
+
+  function stepAfter(asyncId) {
+    const u = agent.stepUnits.pop();
+    const top = agent.stepUnits.length ? agent.stepUnits[agent.stepUnits.length - 1] : 0;
+    agent.state.stepUnit = top === 0 ? 0 : top.unit;
+    if (u === 0 || u === undefined) {
+      steps.after(asyncId);
+      return;
+    }
+    u.running -= 1;
+    if (u.ended) return;
+    if (u.endPending && u.running === 0) {
+      u.ended = true;
+      rec.emit(K.UNIT_END, u.unit, 0, 0, 0);
+    } else rec.emit(K.UNIT_YIELD, u.unit, 0, 0, 0);
+  }
+
+  function resolved(asyncId) {
+    const u = resolving.get(asyncId);
+    if (u === undefined) return;
+    resolving.delete(asyncId);
+    if (u.running > 0) u.endPending = true; // ends when its running callback returns
+    else {
+      u.ended = true;
+      rec.emit(K.UNIT_END, u.unit, 0, 0, 0);
+    }
+  }
+}
+
+module.exports = { configure, any, enter, leave, outgoingMember, forcedAttrs, byBoundaryJson, hooks, STATE_KEY };

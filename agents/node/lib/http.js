@@ -1,0 +1,288 @@
+'use strict';
+// HTTP: the `http` and `https` clients and servers, and undici (global fetch).
+//
+// Client: `http.request` / `http.get` (and https's) are wrapped: right after the request
+// object is made, before its headers can be on the wire, the hook continues the current
+// trace with a new span id and sets `traceparent` (keeping one the program set itself,
+// which is then recorded as is), defines a client `rpc` resource carrying that context and
+// writes msg.send; when the request is fully sent the flow waits (unit.block, reason rpc),
+// and the response's arrival writes rpc.response with the status (-1 on error). On Node 20
+// diagnostics_channel's client events fire after the headers were sent, too late to add
+// one, hence the wrapper. undici (global fetch) has `undici:request:create`, where a
+// header can still be added; its `headers` and `error` channels end the wait.
+//
+// Server: the `request` event of every http/https server is wrapped: the hook extracts
+// `traceparent`, starts an async flow for the request (agent.js) with this server's own
+// span id, defines the server `rpc` resource (with the allowlisted request headers) and
+// writes msg.recv; the response's first writeHead (explicit or implicit) writes rpc.reply,
+// and the response's end ends the flow. Calls the handler makes continue the trace.
+//
+// Only shapes are kept: method, path with query values elided, peer address, allowlisted
+// headers; no bodies.
+
+const dc = require('node:diagnostics_channel');
+const K = require('./kinds.js');
+const agent = require('./agent.js');
+const tc = require('./context.js');
+const boundaries = require('./boundaries.js');
+const dataAccess = require('./data.js');
+
+const RPC = Symbol('willowisp.rpc');
+const ALLOWED_HEADERS = ['content-type', 'accept', 'user-agent', 'content-length', 'traceparent', 'tracestate'];
+
+// The path of a request target with query values elided (/a?x=1&y=2 -> /a?x=&y=).
+function target(url) {
+  const s = String(url || '/');
+  const q = s.indexOf('?');
+  if (q < 0) return s.slice(0, 512);
+  const keys = s.slice(q + 1).split('&').map((kv) => `${kv.split('=')[0]}=`);
+  return `${s.slice(0, q)}?${keys.join('&')}`.slice(0, 512);
+}
+
+function headersJson(headers) {
+  const kept = {};
+  for (const name of ALLOWED_HEADERS) {
+    const v = headers[name];
+    if (v !== undefined) kept[name] = (Array.isArray(v) ? v.join(', ') : String(v)).slice(0, 512);
+  }
+  return JSON.stringify(kept, Object.keys(kept).sort());
+}
+
+function stateMember(tracestate) {
+  for (const part of String(tracestate || '').split(',')) {
+    const [k, v] = part.trim().split('=');
+    if (k === boundaries.STATE_KEY && v) return v;
+  }
+  return '';
+}
+
+// --- client --------------------------------------------------------------------------
+
+function peerOf(args, defaultPort) {
+  let url = null;
+  let opts = null;
+  if (typeof args[0] === 'string') url = new URL(args[0]);
+  else if (args[0] instanceof URL) url = args[0];
+  else if (args[0] && typeof args[0] === 'object') opts = args[0];
+  if (url !== null && args[1] && typeof args[1] === 'object' && typeof args[1] !== 'function') opts = args[1];
+  const host = (opts && (opts.hostname || opts.host)) || (url && url.hostname) || 'localhost';
+  const port = (opts && opts.port) || (url && url.port) || defaultPort;
+  return `${host}:${port}`;
+}
+
+// Defines the client resource of one request and writes msg.send; returns it (0 when not
+// recorded).
+function clientSend(rec, ctx, library, method, path, peer, loc) {
+  if (!agent.recorded(ctx)) return 0;
+  const t = target(path);
+  const rid = rec.newResource([
+    ['kind', 'rpc'],
+    ['name', `${method} ${t}`],
+    ['loc', loc],
+    ['trace_id', ctx.traceId],
+    ['span_id', ctx.spanId],
+    ['sampled', ctx.flags & 1],
+    ['protocol', 'http'],
+    ['library', library],
+    ['method', method],
+    ['target', t],
+    ['peer', peer],
+  ]);
+  rec.emit(K.MSG_SEND, agent.currentUnit(), rid, 0, loc);
+  return rid;
+}
+
+function onRequestMade(req, args, library, defaultPort, below) {
+  const rec = agent.state.rec;
+  if (rec === null || req[RPC] !== undefined) return;
+  try {
+    let ctx = tc.parse(req.getHeader('traceparent'));
+    if (ctx === null) {
+      if (req.headersSent || req._header) return; // raw header arrays: already serialized
+      ctx = agent.outgoing();
+      req.setHeader('traceparent', tc.format(ctx));
+      const member = boundaries.outgoingMember();
+      if (member && !req.getHeader('tracestate')) req.setHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
+    }
+    const loc = agent.state.full ? agent.callerLoc(below) : 0;
+    const rid = clientSend(rec, ctx, library, req.method || 'GET', req.path, peerOf(args, defaultPort), loc);
+    req[RPC] = rid;
+    if (rid === 0) return;
+    const unit = agent.currentUnit();
+    let answered = false;
+    // A flow waits for the reply; the event loop itself never waits (a request made
+    // outside every flow records its send and its response only).
+    if (unit !== agent.LOOP_UNIT) {
+      req.once('finish', () => {
+        if (!answered) rec.emit(K.UNIT_BLOCK, unit, rid, K.REASON_RPC, loc);
+      });
+    }
+    req.once('response', (res) => {
+      answered = true;
+      rec.emit(K.RPC_RESPONSE, unit, rid, res.statusCode || 0, loc);
+    });
+    req.once('error', () => {
+      if (!answered) rec.emit(K.RPC_RESPONSE, unit, rid, -1, loc);
+      answered = true;
+    });
+  } catch (err) {
+    rec.fault(`${library}.request`, err);
+  }
+}
+
+function wrapClient(mod, library, defaultPort) {
+  const origRequest = mod.request;
+  function request(...args) {
+    const req = origRequest.apply(this, args);
+    onRequestMade(req, args, library, defaultPort, request);
+    return req;
+  }
+  function get(...args) {
+    const req = origRequest.apply(this, args);
+    onRequestMade(req, args, library, defaultPort, get);
+    req.end();
+    return req;
+  }
+  mod.request = request;
+  mod.get = get;
+}
+
+// --- server --------------------------------------------------------------------------
+
+function onServerRequest(req, res) {
+  const rec = agent.state.rec;
+  const headers = req.headers || {};
+  const parent = tc.parse(headers.traceparent);
+  const method = req.method || '?';
+  const t = target(req.url);
+  const inst = boundaries.enter('http', method, req.url || '/', stateMember(headers.tracestate));
+  let flags = parent !== null ? parent.flags : tc.rootFlags();
+  const forced = boundaries.forcedAttrs(inst, flags);
+  if (inst !== null) flags |= 1; // a declared boundary is recorded whatever the ratio
+  const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags };
+  if (!agent.recorded(ctx)) {
+    // not sampled in hops mode: carry the decision on, record nothing
+    return { unit: 0, ctx, boundary: inst, ended: true, events0: 0 };
+  }
+  const flow = agent.newFlow(`${method} ${t}`, ctx, inst, 0);
+  const sock = req.socket || {};
+  const rid = rec.newResource([
+    ['kind', 'rpc'],
+    ['name', `${method} ${t}`],
+    ['trace_id', ctx.traceId],
+    ['span_id', ctx.spanId],
+    ['parent_span_id', parent !== null ? parent.spanId : ''],
+    ['sampled', flags & 1],
+    ['protocol', 'http'],
+    ['library', 'http.server'],
+    ['method', method],
+    ['target', t],
+    ['peer', `${sock.remoteAddress || '?'}:${sock.remotePort || 0}`],
+    ['headers', headersJson(headers)],
+    ['propagation', parent !== null ? 'w3c' : ''],
+    ...forced,
+  ]);
+  rec.emit(K.MSG_RECV, flow.unit, rid, 0, 0);
+  dataAccess.httpRequest(rec, flow.unit, method, headers.host || '?', t);
+  res[RPC] = { rid, flow };
+  res.once('close', () => agent.endFlow(flow, res.writableFinished ? 0 : 2));
+  return flow;
+}
+
+function wrapServer(Server) {
+  const proto = Server.prototype;
+  const origEmit = proto.emit;
+  proto.emit = function emit(event, ...args) {
+    if (event !== 'request' || agent.state.rec === null) return origEmit.call(this, event, ...args);
+    let flow;
+    try {
+      flow = onServerRequest(args[0], args[1]);
+    } catch (err) {
+      agent.state.rec.fault('http.server.request', err);
+      return origEmit.call(this, event, ...args);
+    }
+    return agent.als.run(flow, () => origEmit.call(this, event, ...args));
+  };
+}
+
+function wrapWriteHead(ServerResponse) {
+  const orig = ServerResponse.prototype.writeHead;
+  ServerResponse.prototype.writeHead = function writeHead(statusCode, ...rest) {
+    const side = this[RPC];
+    if (side !== undefined) {
+      this[RPC] = undefined;
+      try {
+        agent.state.rec.emit(K.RPC_REPLY, side.flow.unit, side.rid, Number(statusCode) || 0, 0);
+      } catch (err) {
+        agent.state.rec.fault('http.server.writeHead', err);
+      }
+    }
+    return orig.call(this, statusCode, ...rest);
+  };
+}
+
+// --- undici / fetch ------------------------------------------------------------------
+
+function installUndici(rec) {
+  const reqs = new WeakMap(); // undici request -> {rid, unit}
+  dc.subscribe('undici:request:create', ({ request }) => {
+    try {
+      const existing = findHeader(request.headers, 'traceparent');
+      let ctx = tc.parse(existing);
+      if (ctx === null) {
+        ctx = agent.outgoing();
+        request.addHeader('traceparent', tc.format(ctx));
+        const member = boundaries.outgoingMember();
+        if (member) request.addHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
+      }
+      const loc = agent.state.full ? agent.callerLoc(undefined) : 0;
+      const rid = clientSend(rec, ctx, 'undici', request.method || 'GET', request.path, String(request.origin || '').replace(/^\w+:\/\//, ''), loc);
+      if (rid === 0) return;
+      const unit = agent.currentUnit();
+      reqs.set(request, { rid, unit, loc });
+      if (unit !== agent.LOOP_UNIT) rec.emit(K.UNIT_BLOCK, unit, rid, K.REASON_RPC, loc);
+    } catch (err) {
+      rec.fault('undici:request:create', err);
+    }
+  });
+  dc.subscribe('undici:request:headers', ({ request, response }) => {
+    const r = reqs.get(request);
+    if (r === undefined) return;
+    reqs.delete(request);
+    rec.emit(K.RPC_RESPONSE, r.unit, r.rid, response.statusCode || 0, r.loc);
+  });
+  dc.subscribe('undici:request:error', ({ request }) => {
+    const r = reqs.get(request);
+    if (r === undefined) return;
+    reqs.delete(request);
+    rec.emit(K.RPC_RESPONSE, r.unit, r.rid, -1, r.loc);
+  });
+}
+
+function findHeader(headers, name) {
+  // undici keeps headers as a flat [name, value, ...] array or as a "k: v\r\n" string
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      if (String(headers[i]).toLowerCase() === name) return String(headers[i + 1]);
+    }
+    return null;
+  }
+  if (typeof headers === 'string') {
+    const m = new RegExp(`(?:^|\\r\\n)${name}:\\s*([^\\r\\n]*)`, 'i').exec(headers);
+    return m ? m[1] : null;
+  }
+  return null;
+}
+
+function install(rec) {
+  const http = require('node:http');
+  const https = require('node:https');
+  wrapClient(http, 'http', 80);
+  wrapClient(https, 'https', 443);
+  wrapServer(http.Server);
+  wrapServer(https.Server);
+  wrapWriteHead(http.ServerResponse);
+  installUndici(rec);
+}
+
+module.exports = { install, target };

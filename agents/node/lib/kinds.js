@@ -1,0 +1,46 @@
+'use strict';
+// Event kinds, block reasons and wake outcomes (conformance/spec.json, docs/format.md).
+
+exports.UNIT_CREATE = 1;
+exports.UNIT_START = 2;
+exports.UNIT_END = 3;
+exports.UNIT_BLOCK = 4;
+exports.UNIT_WAKE = 5;
+exports.UNIT_RUN = 6;
+exports.UNIT_YIELD = 7;
+exports.LOCK_ACQUIRED = 10;
+exports.LOCK_RELEASE = 11;
+exports.QUEUE_PUT = 12;
+exports.QUEUE_GET = 13;
+exports.SYNC_NOTIFY = 14;
+exports.SYNC_ARRIVE = 15;
+exports.JOIN_DONE = 16;
+exports.DATA_ACCESS = 17;
+exports.MSG_SEND = 20;
+exports.MSG_RECV = 21;
+exports.RPC_REPLY = 22;
+exports.RPC_RESPONSE = 23;
+exports.PROC_SPAWN = 24;
+exports.PROC_START = 25;
+exports.GC_BEGIN = 30;
+exports.GC_END = 31;
+exports.CLOCK_ANCHOR = 40;
+exports.AGENT_DROP = 41;
+exports.AGENT_FAULT = 42;
+exports.AGENT_FLUSH = 43;
+
+exports.REASON_ACQUIRE = 1;
+exports.REASON_ACQUIRE_SHARED = 2;
+exports.REASON_GET = 3;
+exports.REASON_PUT = 4;
+exports.REASON_WAIT = 5;
+exports.REASON_JOIN = 6;
+exports.REASON_RPC = 7;
+exports.REASON_AWAIT = 8;
+exports.REASON_SLEEP = 9;
+exports.REASON_IO = 10;
+exports.REASON_MESSAGE = 11;
+exports.WAKE_OK = 0;
+exports.WAKE_TIMEOUT = 1;
+exports.WAKE_CANCELLED = 2;
+exports.WAKE_ERROR = 3;

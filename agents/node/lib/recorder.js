@@ -1,0 +1,457 @@
+'use strict';
+// The recorder: the hot path that hooks write events into, and the flusher that turns them
+// into .wtrace chunks in this process's segment file.
+//
+// Hot path: an event is six stores into preallocated typed-array columns (kind, unit,
+// time, res, arg, loc): no object per event, nothing for the garbage collector. Full
+// batches wait in a list; at `maxRows` pending rows (WILLOWISP_MAX_BUFFER_BYTES / 29 bytes)
+// events are dropped, counted per unit and written as agent.drop at the next flush.
+//
+// Flush (every WILLOWISP_FLUSH_MS, 50 ms by default, from an unref'd timer, so events are
+// durable within 100 ms): the batches become one chunk payload (the columns are copied
+// as bytes, already little-endian), deflated on libuv's thread pool (zlib.deflate), and
+// appended with one write(2) when that is done, in order. The event loop pays for the
+// copy and the write call, not for compression. At exit (process 'exit', a signal) the
+// flush is synchronous: whatever is still waiting for compression is written as it is.
+//
+// Errors never reach the program: the hooks call `fault(where, err)`, which counts the
+// error and writes a `fault` record and an agent.fault event.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const zlib = require('node:zlib');
+const { performance } = require('node:perf_hooks');
+const w = require('./wtrace.js');
+const K = require('./kinds.js');
+
+const AGENT_VERSION = '0.1.0';
+const BATCH_ROWS = 4096;
+const ROW_BYTES = 29;
+const SEGMENT_BYTES = 256 * 1024 * 1024;
+const ANCHOR_EVERY_NS = 1_000_000_000n;
+
+const hrtime = process.hrtime.bigint;
+
+class Batch {
+  constructor() {
+    this.n = 0;
+    this.kind = new Uint8Array(BATCH_ROWS);
+    this.unit = new Uint32Array(BATCH_ROWS);
+    this.time = new BigUint64Array(BATCH_ROWS);
+    this.res = new Uint32Array(BATCH_ROWS);
+    this.arg = new BigInt64Array(BATCH_ROWS);
+    this.loc = new Uint32Array(BATCH_ROWS);
+  }
+}
+
+function readText(p) {
+  try {
+    return fs.readFileSync(p, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function readLink(p) {
+  try {
+    return fs.readlinkSync(p);
+  } catch {
+    return '';
+  }
+}
+
+// mkdir -p, one level at a time: Node 20's recursive mkdirSync never returns for some
+// paths it cannot create (under /proc, where mkdir says ENOENT for a parent that exists).
+function makeDirs(dir) {
+  const missing = [];
+  let at = path.resolve(dir);
+  while (!fs.existsSync(at)) {
+    missing.push(at);
+    const up = path.dirname(at);
+    if (up === at || missing.length > 64) break;
+    at = up;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      fs.mkdirSync(d);
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+  }
+}
+
+function fakeTime() {
+  for (const part of (process.env.LD_PRELOAD || '').split(/[:\s]+/)) {
+    if (path.basename(part).includes('faketime')) return path.basename(part);
+  }
+  return '';
+}
+
+class Recorder {
+  // Opens the first segment (throws if the folder cannot be written: the caller reports it
+  // and records nothing).
+  constructor(config) {
+    this.config = config;
+    this.processId = require('node:crypto').randomBytes(16).toString('hex');
+    this.pid = process.pid;
+    makeDirs(config.out);
+    this.segment = 0;
+    this.fd = -1;
+    this.fileBytes = 0;
+    this.openSegment();
+
+    // Invariant: `batch` is the batch being filled; `full` holds filled ones, oldest first;
+    // pendingRows = rows in full + batch.n. Changed only by emit* and flush.
+    this.batch = new Batch();
+    this.full = [];
+    this.pendingRows = 0;
+    this.maxRows = Math.max(BATCH_ROWS * 2, Math.floor(config.maxBufferBytes / ROW_BYTES));
+    this.nextSeq = 1;
+    this.dropped = new Map(); // unit -> events dropped since the last flush
+    this.totalDropped = 0;
+    this.totalEvents = 0;
+    this.faults = 0;
+    this.records = []; // records defined since the last flush, in definition order
+    this.nextUnit = 2; // unit 1 is the event loop
+    this.nextResource = 1;
+    this.nextLocation = 1;
+    this.locations = new Map(); // "file\0line\0func" -> location number
+    this.faultMessages = new Set();
+    // Chunks waiting to be written, in order: {raw, chunk (null until compressed)}.
+    this.queue = [];
+    this.costNs = 0; // measured cost of one event on the hot path
+    this.closed = false;
+    this.extraStats = null; // () => [[key, value]...], set by hooks that add figures
+
+    // Wall clock: Date.now() has millisecond resolution only, so wall time is taken as
+    // performance.timeOrigin (the wall clock at start, sub-millisecond) plus monotonic
+    // time elapsed, re-based on Date.now() if the two drift apart by more than 5 ms
+    // (the system clock was stepped).
+    this.mono0 = hrtime();
+    this.wall0 = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+    this.lastAnchor = -ANCHOR_EVERY_NS;
+    this.anchor();
+    this.measureCost();
+  }
+
+  openSegment() {
+    this.segment += 1;
+    const name = `${this.config.service.replace(/[^A-Za-z0-9._-]/g, '_')}-${this.pid}-${this.processId.slice(0, 8)}-${this.segment}.wtrace`;
+    this.path = path.join(this.config.out, name);
+    const fd = fs.openSync(this.path, 'a', 0o644);
+    fs.writeSync(fd, w.fileHeader());
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = fd;
+    this.fileBytes = 16;
+    this.needProcessRecord = true;
+  }
+
+  processRecord() {
+    const c = this.config;
+    return {
+      type: w.RECORD.process,
+      id: 0,
+      attrs: [
+        ['process_id', this.processId],
+        ['pid', this.pid],
+        ['ppid', process.ppid],
+        ['host', os.hostname()],
+        ['service', c.service],
+        ['runtime', 'nodejs'],
+        ['runtime_version', process.versions.node],
+        ['agent_version', AGENT_VERSION],
+        ['boot_id', readText('/proc/sys/kernel/random/boot_id')],
+        ['time_ns', readLink('/proc/self/ns/time')],
+        ['fake_time', fakeTime()],
+        ['simulated_offset_ns', c.clockOffsetNs],
+        ['argv', process.argv.join(' ').slice(0, 4096)],
+        ['traceparent', c.traceparent],
+        ['parent_process_id', c.parentProcess],
+        ['mode', c.mode],
+        ['boundaries', c.boundaries.map((b) => b.spec).join('|')],
+        ['segment', this.segment],
+        ['run_root', c.runPid && process.ppid === c.runPid ? 1 : 0],
+      ],
+    };
+  }
+
+  // --- hot path ------------------------------------------------------------------------
+
+  // Records one event now. `arg` is a number (an integer below 2^53) or a bigint.
+  emit(kind, unit, res, arg, loc) {
+    let b = this.batch;
+    if (b.n === BATCH_ROWS) {
+      b = this.nextBatch();
+      if (b === null) {
+        this.drop(unit);
+        return;
+      }
+    }
+    const i = b.n;
+    b.kind[i] = kind;
+    b.unit[i] = unit;
+    b.time[i] = hrtime();
+    b.res[i] = res;
+    b.arg[i] = arg === 0 ? 0n : BigInt(arg);
+    b.loc[i] = loc;
+    b.n = i + 1;
+    this.pendingRows += 1;
+  }
+
+  // As emit, with a given monotonic time (bigint ns): for events observed after the fact
+  // (GC pauses from perf_hooks).
+  emitAt(time, kind, unit, res, arg, loc) {
+    let b = this.batch;
+    if (b.n === BATCH_ROWS) {
+      b = this.nextBatch();
+      if (b === null) {
+        this.drop(unit);
+        return;
+      }
+    }
+    const i = b.n;
+    b.kind[i] = kind;
+    b.unit[i] = unit;
+    b.time[i] = time;
+    b.res[i] = res;
+    b.arg[i] = BigInt(arg);
+    b.loc[i] = loc;
+    b.n = i + 1;
+    this.pendingRows += 1;
+  }
+
+  nextBatch() {
+    if (this.closed || this.pendingRows + BATCH_ROWS > this.maxRows) return null;
+    this.full.push(this.batch);
+    this.batch = new Batch();
+    return this.batch;
+  }
+
+  drop(unit) {
+    this.dropped.set(unit, (this.dropped.get(unit) ?? 0) + 1);
+    this.totalDropped += 1;
+  }
+
+  // --- definitions ---------------------------------------------------------------------
+
+  newUnit(attrs) {
+    const id = this.nextUnit++;
+    this.records.push({ type: w.RECORD.unit, id, attrs });
+    return id;
+  }
+
+  defineUnit(id, attrs) {
+    this.records.push({ type: w.RECORD.unit, id, attrs });
+  }
+
+  newResource(attrs) {
+    const id = this.nextResource++;
+    this.records.push({ type: w.RECORD.resource, id, attrs });
+    return id;
+  }
+
+  updateResource(id, attrs) {
+    this.records.push({ type: w.RECORD.resource, id, attrs });
+  }
+
+  location(file, line, func) {
+    const key = `${file}\0${line}\0${func}`;
+    let id = this.locations.get(key);
+    if (id === undefined) {
+      if (this.locations.size > 100_000) this.locations.clear();
+      id = this.nextLocation++;
+      this.locations.set(key, id);
+      this.records.push({ type: w.RECORD.location, id, attrs: [['file', file], ['line', line], ['func', func]] });
+    }
+    return id;
+  }
+
+  // An error inside the agent: counted, recorded, never rethrown.
+  fault(where, err, unit = 1) {
+    try {
+      this.faults += 1;
+      const message = String(err && err.stack ? err.stack.split('\n')[0] : err).slice(0, 500);
+      const id = this.faults;
+      this.records.push({ type: w.RECORD.fault, id, attrs: [['message', message], ['where', where]] });
+      this.emit(K.AGENT_FAULT, unit, 0, id, 0);
+    } catch {
+      // nothing left to do: the agent must not raise
+    }
+  }
+
+  // --- flushing ------------------------------------------------------------------------
+
+  anchor() {
+    const mono = hrtime();
+    let wall = this.wall0 + (mono - this.mono0);
+    const coarse = BigInt(Date.now()) * 1_000_000n;
+    const gap = coarse > wall ? coarse - wall : wall - coarse;
+    if (gap > 5_000_000n) {
+      // the system clock was stepped: re-base on it
+      this.wall0 = coarse;
+      this.mono0 = mono;
+      wall = coarse;
+    }
+    this.emitAt(mono, K.CLOCK_ANCHOR, 1, 0, wall + this.config.clockOffsetNs, 0);
+    this.lastAnchor = mono;
+  }
+
+  // The agent's own cost of one event, measured once at start on this machine.
+  measureCost() {
+    const saved = this.batch;
+    const probe = new Batch();
+    this.batch = probe;
+    let best = Infinity;
+    for (let round = 0; round < 4; round += 1) {
+      probe.n = 0;
+      const t0 = hrtime();
+      for (let i = 0; i < 1000; i += 1) this.emit(K.UNIT_RUN, 1, 0, 1, 0);
+      best = Math.min(best, Number((hrtime() - t0) / 1000n));
+    }
+    this.costNs = best;
+    this.batch = saved;
+    this.pendingRows -= 4000;
+  }
+
+  statsRecord() {
+    const attrs = [
+      ['events', this.totalEvents],
+      ['dropped', this.totalDropped],
+      ['faults', this.faults],
+      ['cost_ns_per_event', this.costNs],
+    ];
+    if (this.extraStats !== null) {
+      try {
+        attrs.push(...this.extraStats());
+      } catch (err) {
+        this.fault('stats', err);
+      }
+    }
+    return { type: w.RECORD.stats, id: 0, attrs };
+  }
+
+  // Takes everything recorded so far and turns it into one chunk payload (or null).
+  takePayload() {
+    const batches = this.full;
+    this.full = [];
+    if (this.batch.n > 0) {
+      batches.push(this.batch);
+      this.batch = new Batch();
+    }
+    this.pendingRows = 0;
+    // the agent's own events go into the fresh batch, after the program's: they are never
+    // dropped for lack of room
+    if (hrtime() - this.lastAnchor >= ANCHOR_EVERY_NS) this.anchor();
+    for (const [unit, n] of this.dropped) this.emit(K.AGENT_DROP, unit, 0, n, 0);
+    this.dropped.clear();
+    if (this.batch.n > 0) {
+      batches.push(this.batch);
+      this.batch = new Batch();
+      this.pendingRows = 0;
+    }
+    const n = batches.reduce((s, b) => s + b.n, 0);
+    if (n === 0 && this.records.length === 0 && !this.needProcessRecord) return null;
+    this.totalEvents += n;
+
+    const records = this.records;
+    this.records = [];
+    if (this.needProcessRecord) {
+      records.unshift(this.processRecord());
+      this.needProcessRecord = false;
+    }
+    records.push(this.statsRecord());
+    let events = null;
+    if (n > 0) {
+      const one = batches.length === 1 ? batches[0] : concat(batches, n);
+      events = { firstSeq: this.nextSeq, n, kind: one.kind, unit: one.unit, time: one.time, res: one.res, arg: one.arg, loc: one.loc };
+      this.nextSeq += n;
+    }
+    return w.encodePayload(records, events);
+  }
+
+  // Periodic flush: the payload is compressed off the event loop, then written in order.
+  flush() {
+    if (this.closed) return;
+    let raw;
+    try {
+      raw = this.takePayload();
+    } catch (err) {
+      this.fault('flush', err);
+      return;
+    }
+    if (raw === null) return;
+    const item = { raw, chunk: null };
+    this.queue.push(item);
+    zlib.deflate(raw, { level: 1 }, (err, compressed) => {
+      if (item.chunk !== null || this.closed) return; // written synchronously meanwhile
+      try {
+        item.chunk = err ? w.plainChunk(raw) : w.deflateChunk(raw, compressed);
+        this.writeReady();
+      } catch (e) {
+        this.fault('flush.write', e);
+      }
+    });
+  }
+
+  // Writes the chunks at the head of the queue that are ready, in order.
+  writeReady() {
+    while (this.queue.length > 0 && this.queue[0].chunk !== null) {
+      const { chunk } = this.queue.shift();
+      this.writeChunk(chunk);
+    }
+  }
+
+  writeChunk(chunk) {
+    if (this.fileBytes + chunk.length > SEGMENT_BYTES && this.fileBytes > 16) this.openSegment();
+    fs.writeSync(this.fd, chunk);
+    this.fileBytes += chunk.length;
+  }
+
+  // At exit: everything still in memory goes out now, synchronously, in order.
+  flushSync() {
+    if (this.closed) return;
+    try {
+      const raw = this.takePayload();
+      if (raw !== null) this.queue.push({ raw, chunk: null });
+      for (const item of this.queue) if (item.chunk === null) item.chunk = w.deflateChunk(item.raw);
+      this.writeReady();
+    } catch {
+      // the file system refused: nothing more can be done at exit
+    }
+  }
+
+  close() {
+    this.flushSync();
+    this.closed = true;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function concat(batches, n) {
+  const out = {
+    kind: new Uint8Array(n),
+    unit: new Uint32Array(n),
+    time: new BigUint64Array(n),
+    res: new Uint32Array(n),
+    arg: new BigInt64Array(n),
+    loc: new Uint32Array(n),
+  };
+  let at = 0;
+  for (const b of batches) {
+    out.kind.set(b.kind.subarray(0, b.n), at);
+    out.unit.set(b.unit.subarray(0, b.n), at);
+    out.time.set(b.time.subarray(0, b.n), at);
+    out.res.set(b.res.subarray(0, b.n), at);
+    out.arg.set(b.arg.subarray(0, b.n), at);
+    out.loc.set(b.loc.subarray(0, b.n), at);
+    at += b.n;
+  }
+  return out;
+}
+
+module.exports = { Recorder, AGENT_VERSION };

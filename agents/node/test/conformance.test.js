@@ -1,0 +1,87 @@
+'use strict';
+// Every conformance vector (conformance/vectors/*.json), encoded by the agent's own encoder,
+// must give the vector's .wtrace byte for byte (conformance/README.md).
+
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const path = require('node:path');
+const w = require('../lib/wtrace.js');
+const { parseExact } = require('./exact_json.js');
+
+const VECTORS = path.resolve(__dirname, '../../../conformance/vectors');
+
+// The vector's rows as the recorder's typed columns.
+function columns(events) {
+  if (events === null || events.rows.length === 0) return null;
+  const n = events.rows.length;
+  const c = {
+    firstSeq: events.first_seq,
+    n,
+    kind: new Uint8Array(n),
+    unit: new Uint32Array(n),
+    time: new BigUint64Array(n),
+    res: new Uint32Array(n),
+    arg: new BigInt64Array(n),
+    loc: new Uint32Array(n),
+  };
+  events.rows.forEach(([kind, unit, time, res, arg, loc], i) => {
+    c.kind[i] = Number(kind);
+    c.unit[i] = Number(unit);
+    c.time[i] = time;
+    c.res[i] = Number(res);
+    c.arg[i] = arg;
+    c.loc[i] = Number(loc);
+  });
+  return c;
+}
+
+function encodeVector(vector) {
+  const parts = [w.fileHeader()];
+  for (const chunk of vector.chunks) {
+    const records = chunk.records.map((r) => ({
+      type: Number(r.type),
+      id: r.id,
+      attrs: r.attrs.map(([k, v]) => [k, v !== null && typeof v === 'object' ? Buffer.from(v.hex, 'hex') : v]),
+    }));
+    parts.push(w.plainChunk(w.encodePayload(records, columns(chunk.events))));
+  }
+  return Buffer.concat(parts);
+}
+
+const names = fs.readdirSync(VECTORS).filter((f) => f.endsWith('.json')).sort();
+
+test('there are conformance vectors to check', () => {
+  assert.ok(names.length >= 8, `only ${names.length} vectors in ${VECTORS}`);
+});
+
+for (const name of names) {
+  test(`vector ${name} encodes byte for byte`, () => {
+    const vector = parseExact(fs.readFileSync(path.join(VECTORS, name), 'utf8'));
+    const want = fs.readFileSync(path.join(VECTORS, name.replace(/\.json$/, '.wtrace')));
+    const got = encodeVector(vector);
+    assert.strictEqual(got.length, want.length, 'length');
+    assert.ok(got.equals(want), `first difference at byte ${got.findIndex((b, i) => b !== want[i])}`);
+  });
+}
+
+test('the table CRC-32 agrees with zlib crc32', () => {
+  const buf = Buffer.from('The quick brown fox jumps over the lazy dog');
+  assert.strictEqual(w.tableCrc32(buf), 0x414fa339);
+  assert.strictEqual(w.crc32(buf), 0x414fa339);
+});
+
+test('a deflate chunk stores the zlib stream and the CRC of the raw payload', () => {
+  const zlib = require('node:zlib');
+  const raw = Buffer.alloc(4096, 7);
+  const chunk = w.deflateChunk(raw);
+  assert.strictEqual(chunk.toString('latin1', 0, 4), 'WCHK');
+  assert.strictEqual(chunk[4], w.CODEC_DEFLATE);
+  const stored = chunk.readUInt32LE(8);
+  assert.strictEqual(chunk.readUInt32LE(12), raw.length);
+  assert.strictEqual(chunk.readUInt32LE(16), w.crc32(raw));
+  assert.ok(zlib.inflateSync(chunk.subarray(20, 20 + stored)).equals(raw));
+  // incompressible bytes are stored as they are
+  const noise = require('node:crypto').randomBytes(256);
+  assert.strictEqual(w.deflateChunk(noise)[4], w.CODEC_NONE);
+});

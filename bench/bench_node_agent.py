@@ -1,0 +1,140 @@
+"""Benchmark: what the Node agent (agents/node) costs.
+
+1. A service-like HTTP workload: a Node server doing ~50 us of work per request and
+   calling one downstream Node service, driven by a load generator (keep-alive, 8 requests
+   in flight). Wall time for the same number of requests without the agent (baseline),
+   with it in ``full`` mode and in ``hops`` mode. Targets (issue 6): full <= 1.3x,
+   hops <= 1.05x. Only the front service runs the agent; downstream and load do not.
+2. A promise-heavy handler (N awaits of a resolved promise in one request): without the
+   agent, with it in ``full`` mode, and with a full-fidelity boundary around that request
+   (every promise a unit).
+
+Rounds alternate the configurations so drift on the machine affects them alike; the
+figure per configuration is the median. Prints figures and ratios; asserts nothing.
+
+    python bench/bench_node_agent.py [--requests 4000] [--rounds 5] [--awaits 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REGISTER = ROOT / "agents" / "node" / "register.js"
+WORKLOAD = Path(__file__).resolve().parent / "node_agent_workload.js"
+NODE = shutil.which("node") or "node"
+
+
+def env_for(mode: str | None, out: Path, boundary: str = "") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+    env.pop("NODE_OPTIONS", None)
+    if mode is not None:
+        env["NODE_OPTIONS"] = f"--require {REGISTER}"
+        env["WILLOWISP_OUT"] = str(out)
+        env["WILLOWISP_MODE"] = mode
+        if boundary:
+            env["WILLOWISP_BOUNDARIES"] = boundary
+    return env
+
+
+def server(role: str, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [NODE, str(WORKLOAD), role, *args], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise SystemExit(f"{role} did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def node_out(*args: str, env: dict[str, str]) -> float:
+    done = subprocess.run(
+        [NODE, str(WORKLOAD), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def http_round(mode: str | None, down_port: int, requests: int, tmp: Path) -> float:
+    front, port = server("front", str(down_port), env=env_for(mode, tmp / f"http-{mode}"))
+    try:
+        node_out("load", str(port), str(requests // 10), "8", env=env_for(None, tmp))  # warm-up
+        return node_out("load", str(port), str(requests), "8", env=env_for(None, tmp))
+    finally:
+        stop(front)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--awaits", type=int, default=200_000)
+    a = ap.parse_args()
+    version = subprocess.run(
+        [NODE, "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(f"node {version}; {a.requests} requests x {a.rounds} rounds; {a.awaits} awaits")
+
+    with tempfile.TemporaryDirectory(prefix="wisp-bench-node-") as td:
+        tmp = Path(td)
+        down, down_port = server("downstream", env=env_for(None, tmp))
+        try:
+            times: dict[str, list[float]] = {"baseline": [], "full": [], "hops": []}
+            for _ in range(a.rounds):
+                for name, mode in (("baseline", None), ("full", "full"), ("hops", "hops")):
+                    times[name].append(http_round(mode, down_port, a.requests, tmp))
+        finally:
+            stop(down)
+        base = statistics.median(times["baseline"])
+        print("\nHTTP service workload (50 us work + 1 downstream call per request, 8 in flight)")
+        print(f"{'configuration':<22}{'median ms':>12}{'us/request':>12}{'ratio':>8}  target")
+        for name, target in (("baseline", ""), ("full", "<= 1.30x"), ("hops", "<= 1.05x")):
+            med = statistics.median(times[name])
+            print(
+                f"{name:<22}{med:>12.1f}{med * 1000 / a.requests:>12.1f}"
+                f"{med / base:>7.2f}x  {target}"
+            )
+
+        boundary = "entry=http:GET /work;runtimes=nodejs"
+        configs = (
+            ("no agent", None, ""),
+            ("full, no boundary", "full", ""),
+            ("hops, no boundary", "hops", ""),
+            ("hops + boundary", "hops", boundary),
+            ("full + boundary", "full", boundary),
+        )
+        ptimes: dict[str, list[float]] = {c[0]: [] for c in configs}
+        for i in range(a.rounds):
+            for name, mode, bnd in configs:
+                env = env_for(mode, tmp / f"promises-{i}-{mode}-{bool(bnd)}", bnd)
+                ptimes[name].append(node_out("promises", str(a.awaits), env=env))
+        pbase = statistics.median(ptimes["no agent"])
+        print(f"\npromise-heavy handler ({a.awaits} awaits in one request)")
+        print(f"{'configuration':<22}{'median ms':>12}{'ns/await':>12}{'ratio':>8}")
+        for name, *_ in configs:
+            med = statistics.median(ptimes[name])
+            print(f"{name:<22}{med:>12.1f}{med * 1e6 / a.awaits:>12.0f}{med / pbase:>7.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
