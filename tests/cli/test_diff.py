@@ -61,21 +61,22 @@ def test_a_run_against_itself_has_no_difference(flips: tuple[Path, Path]) -> Non
 def test_a_slower_service_shows_in_the_duration_diff(tmp_path: Path) -> None:
     fast = record(tmp_path / "fast", "shop_boundary.py", "4")
     slow = record(
-        tmp_path / "slow", "shop_boundary.py", "5", env={**os.environ, "STOCK_DELAY_MS": "30"}
+        tmp_path / "slow", "shop_boundary.py", "5", env={**os.environ, "STOCK_DELAY_MS": "120"}
     )
     r = wisp("diff", str(fast), str(slow), "--format", "json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     ops = {o["key"]: o for o in doc["duration"]["operations"]}
     checkout = ops["shop_boundary → POST /checkout"]
-    assert checkout["b"]["p50_ns"] - checkout["a"]["p50_ns"] >= 20_000_000  # 30 ms added
+    # 120 ms added to each checkout: a loaded machine's noise (tens of ms) cannot hide it
+    assert checkout["b"]["p50_ns"] - checkout["a"]["p50_ns"] >= 60_000_000
     assert doc["duration"]["operations"][0]["key"] == "shop_boundary → POST /checkout"
     stock = next(p for p in checkout["by_place"] if p["where"] == "stock/thread")
-    assert stock["delta_ns"] >= 20_000_000
+    assert stock["delta_ns"] >= 60_000_000
     # the critical path names the segment that grew: stock, running under its shelf lock
     grew = checkout["segments"][0]
     assert (grew["service"], grew["kind"]) == ("stock", "running")
-    assert grew["where"].startswith("shop_boundary.py:") and grew["delta_ns"] >= 20_000_000
+    assert grew["where"].startswith("shop_boundary.py:") and grew["delta_ns"] >= 60_000_000
     counts = {o["key"]: (o["a"], o["b"], o["change"]) for o in doc["structural"]["operations"]}
     assert counts["shop_boundary → POST /checkout"] == (4, 5, "count")
     text = wisp("diff", str(fast), str(slow)).stdout

@@ -124,12 +124,15 @@ class Recorder {
     this.closed = false;
     this.extraStats = null; // () => [[key, value]...], set by hooks that add figures
 
-    // Wall clock: Date.now() has millisecond resolution only, so wall time is taken as
-    // performance.timeOrigin (the wall clock at start, sub-millisecond) plus monotonic
-    // time elapsed, re-based on Date.now() if the two drift apart by more than 5 ms
-    // (the system clock was stepped).
-    this.mono0 = hrtime();
-    this.wall0 = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+    // Wall clock: Date.now() has millisecond resolution only, so wall time is the wall
+    // clock at one known monotonic instant plus monotonic time elapsed, re-based on
+    // Date.now() if the two drift apart by more than 5 ms (the system clock was stepped).
+    // That instant is found by watching Date.now() tick to its next millisecond: the tick
+    // lies between two monotonic readings taken ~0.1 µs apart, which is what lets the
+    // analyzer prove this process shares a clock with others on the host (anchors must
+    // agree within 50 µs). performance.timeOrigin would be simpler, but it is read at
+    // start apart from the monotonic clock, and on a busy machine that gap is larger.
+    [this.mono0, this.wall0] = calibrateWall();
     this.lastAnchor = -ANCHOR_EVERY_NS;
     this.anchor();
     this.measureCost();
@@ -455,3 +458,37 @@ function concat(batches, n) {
 }
 
 module.exports = { Recorder, AGENT_VERSION };
+
+/**
+ * A (monotonic ns, wall ns) pair read at the same instant, to well under a microsecond:
+ * spin until Date.now() moves to its next millisecond, three times (at most ~3 ms, once),
+ * and keep the tick bracketed by the closest pair of monotonic readings. Falls back to
+ * performance.timeOrigin if the clock does not tick (a frozen clock under a fake time).
+ */
+function calibrateWall() {
+  let best = null;
+  for (let round = 0; round < 3; round++) {
+    let before = hrtime();
+    let last = Date.now();
+    const deadline = before + 5_000_000n;
+    for (;;) {
+      const now = Date.now();
+      const after = hrtime();
+      if (now !== last) {
+        // the tick happened after `before` (taken before the previous read) and before `after`
+        const width = after - before;
+        if (best === null || width < best.width) {
+          best = { mono: before + width / 2n, wall: BigInt(now) * 1_000_000n, width };
+        }
+        break;
+      }
+      if (after > deadline) break;
+      last = now;
+      before = after;
+    }
+  }
+  if (best === null) {
+    return [hrtime(), BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6))];
+  }
+  return [best.mono, best.wall];
+}
