@@ -20,7 +20,7 @@ from willowisp.analysis.engine import analyze
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.link import link
 from willowisp.errors import TraceFormatError
-from willowisp.ingest import go_trace
+from willowisp.ingest import go_helper, go_trace
 from willowisp.ingest.load import build_trace
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Outcome, Reason
@@ -75,7 +75,7 @@ def line_of(program: str, marker: str) -> int:
 @pytest.fixture(scope="session")
 def helper() -> str:
     """The helper exactly as a user gets it: found or built into ~/.cache/willowisp/bin."""
-    return go_trace.find_helper()
+    return go_helper.find_helper()
 
 
 def imported(path: Path) -> tuple[Trace, list[str]]:
@@ -296,9 +296,9 @@ def test_missing_helper_says_how_to_get_it(tmp_path: Path) -> None:
     """No helper, no Go toolchain: one error line with the fix; a bad WILLOWISP_GOIMPORT is
     named."""
     code = (
-        "from willowisp.ingest import go_trace\n"
+        "from willowisp.ingest import go_helper\n"
         "from willowisp.errors import TraceFormatError\n"
-        "try:\n    go_trace.find_helper()\nexcept TraceFormatError as e:\n    print(e)\n"
+        "try:\n    go_helper.find_helper()\nexcept TraceFormatError as e:\n    print(e)\n"
     )
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
     done = subprocess.run(
@@ -309,7 +309,7 @@ def test_missing_helper_says_how_to_get_it(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.stdout.strip() == go_trace.INSTALL_HINT, done.stderr
+    assert done.stdout.strip() == go_helper.INSTALL_HINT, done.stderr
     env["WILLOWISP_GOIMPORT"] = str(tmp_path / "nope")
     done = subprocess.run(
         [sys.executable, "-c", code],

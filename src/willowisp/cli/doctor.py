@@ -91,7 +91,7 @@ def _importers() -> list[str]:
     have = formats.names()
     out = [f"{'formats':8s} {', '.join(have)}"]
     if "go" in have:
-        from willowisp.ingest.go_trace import cached_helper, helper_source
+        from willowisp.ingest.go_helper import cached_helper, helper_source
 
         env = os.environ.get("WILLOWISP_GOIMPORT", "")
         source = helper_source()
@@ -138,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
     register = node_register()
     if register is not None:
         print(f"  nodejs   yes (run sets NODE_OPTIONS=--require {register})")
-    for name in ("go", "java", "rust") + (() if register is not None else ("nodejs",)):
+    print(
+        "  go       yes (link github.com/willowisp/willowisp/agents/go: import _ .../wisp/auto;"
+        " run sets WILLOWISP_*)"
+    )
+    for name in ("java", "rust") + (() if register is not None else ("nodejs",)):
         print(f"  {name:8s} not in this release yet")
     pythons = other_pythons()
     print("importers (willowisp import / analyze FILE):")

@@ -22,6 +22,9 @@ from willowisp.ingest.tables import Unreadable
 from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
 
 R_PROCESS, R_EMBEDDED = 1, 7
+# Streams whose reader can use a cut copy: a Go execution trace is complete up to its
+# last generation, and the program may have exited without stopping the tracer.
+_READ_CUT = frozenset({"go-exectrace"})
 
 # <service>-<pid>-<first 8 hex digits of the process id>-<n>.wtrace (docs/format.md)
 SEGMENT_NAME = re.compile(
@@ -117,11 +120,16 @@ def _read_one(
         parsed.append(native)
     for stream, fmt, data, complete in streams:
         where = f"{path} (embedded stream {stream}, {fmt})"
-        if not complete:
+        if not complete and fmt not in _READ_CUT:
             problems.append(
                 Unreadable(where, "its last piece is missing (the writer stopped?)", True)
             )
             continue
+        if not complete:
+            said.append(
+                f"{where}: ends early (the program stopped without finishing it); "
+                "read up to its last complete part"
+            )
         try:
             imported, more = formats.decode(fmt, data, path)
         except TraceFormatError as exc:

@@ -47,7 +47,7 @@ _IMPORTERS: tuple[tuple[str, str], ...] = (
     ("otlp-proto", "otlp_proto"),
 )
 # stored format -> importer name, where they differ
-_STORED = {"go-events": "go", "jfr-json": "jfr"}
+_STORED = {"go-events": "go", "go-exectrace": "go", "jfr-json": "jfr"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,32 @@ needs to reason about the end of the trace: ``complete`` (1 when the helper read
 to its orderly end) and ``runtime_units`` (the runtime's and the tracer's own goroutines,
 and the one that ran ``trace.Stop``), which cannot wake the program's goroutines.
 
+**The Go agent's stream** (stored format ``go-exectrace``, docs/agent-go.md) is the raw
+execution trace the agent (``agents/go/wisp``) stored as it arrived, after one JSON header
+line naming the agent's process id. It is decoded here at read time: the helper runs on
+the raw bytes and the stream above is decoded in *agent mode*, so its goroutines join the
+agent's own process (same ``process_id``) rather than forming an imported one:
+
+* numbers cannot collide with the agent's own: goroutine ``g`` is unit ``g + 1`` (goroutine
+  ids are never reused, so several streams of one process agree), this decoder's resources
+  and locations count from :data:`AGENT_RES_BASE` / :data:`AGENT_LOC_BASE` (the agent's
+  count from 1) and its events' sequence numbers from :data:`AGENT_SEQ_BASE`;
+* times are moved onto the agent's clock (``CLOCK_MONOTONIC``) through the trace's clock
+  snapshot (mono - trace); the agent writes the clock anchors, so none are made here, and
+  the process record carries only what the trace adds (no pid, host or service);
+* user logs of category ``wisp`` are the agent's events on the goroutine that logged
+  them: ``"<kind> <resource> <arg> [<location>]"`` in the agent's numbering (lock waits
+  and holds, HTTP and gRPC hops); while such a ``unit.block`` is open, the runtime's own
+  block/unblock of the goroutine (the ``sync.Mutex`` inside ``wisp.Mutex``, the network
+  read under an HTTP call) is the same wait and is not written again;
+* the agent's goroutines (package ``wisp``, ``os/signal``) are runtime units, their waits
+  and waits inside the agent's code are not written, and so are the goroutine that logged
+  ``stop`` (it ran ``wisp.Stop``), the runtime's goroutines met running (a stack starting
+  in ``runtime.``) and goroutines that predate the tracer without showing a function
+  (the agent starts during init: the runtime's), until a wait names a program function;
+  the runtime's own goroutines' waits are not written either (they are not the program's
+  contention). Logs of category ``wisp-calibrate`` (the agent timing itself) are ignored.
+
 The helper is ``WILLOWISP_GOIMPORT``, else ``wisp-goimport`` on ``PATH``, else built once
 from this checkout's ``agents/go`` with the ``go`` toolchain into
 ``~/.cache/willowisp/bin/wisp-goimport-<hash of its sources>``. A stream line that breaks
@@ -46,35 +72,59 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from willowisp.errors import TraceFormatError, TraceLimitError
+from willowisp.ingest.go_helper import (  # re-exported: doctor, scripts/test and tests use them
+    MAX_STREAM_BYTES,
+    find_helper,
+)
+from willowisp.ingest.go_helper import helper_message as _helper_message
+from willowisp.ingest.go_helper import run_helper as _run
 from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K, Outcome, Reason
 from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
 from willowisp.wtrace.reader import Chunk, TraceFile
 
 NAME = "go"
 STORED = "go-events"
+AGENT_STORED = "go-exectrace"  # the Go agent's raw execution trace (see the module doc)
+AGENT_RES_BASE = 1 << 31  # this decoder's resource numbers in agent mode
+AGENT_LOC_BASE = 1 << 31  # ... and location numbers
+AGENT_SEQ_BASE = 1 << 40  # ... and the first sequence number
+AGENT_STREAM_SPAN = 1 << 24  # numbers per stream of one process (streams count from 1)
+MAX_AGENT_HEADER = 4096
+# Goroutines of the agent itself and of os/signal (which the agent starts): never the
+# program's, so never stuck or leaked.
+AGENT_FUNCS = ("github.com/willowisp/willowisp/agents/go/wisp.", "os/signal.")
+# Event kinds a "wisp" log may carry: waits, locks, queues, notifications, data, hops.
+_AGENT_KINDS = frozenset(
+    int(k)
+    for k in (
+        K.UNIT_BLOCK,
+        K.UNIT_WAKE,
+        K.LOCK_ACQUIRED,
+        K.LOCK_RELEASE,
+        K.QUEUE_PUT,
+        K.QUEUE_GET,
+        K.SYNC_NOTIFY,
+        K.JOIN_DONE,
+        K.DATA_ACCESS,
+        K.MSG_SEND,
+        K.MSG_RECV,
+        K.RPC_REPLY,
+        K.RPC_RESPONSE,
+        K.PROC_START,
+    )
+)
 STREAM_FORMAT = 1  # the helper's "format" this reader understands
 
-MAX_STREAM_BYTES = 1024 * 1024 * 1024  # the helper's output, held whole while decoding
 MAX_LINES = 20_000_000
 MAX_ANNOTATIONS = 10_000  # tasks, regions and logs each, kept in the process record
-HELPER_TIMEOUT_S = 600.0
-INSTALL_HINT = (
-    "Go execution traces need the wisp-goimport helper: go install "
-    "github.com/willowisp/willowisp/agents/go/cmd/wisp-goimport@latest, "
-    "or set WILLOWISP_GOIMPORT"
-)
 
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION = 1, 2, 3, 4
 
@@ -98,157 +148,6 @@ def prepare(data: bytes, path: str) -> tuple[str, bytes]:
     if code != 0:
         raise TraceFormatError(_helper_message(err, code))
     return STORED, out
-
-
-def find_helper() -> str:
-    """The helper's path (see the module doc for the search order). Raises TraceFormatError."""
-    env = os.environ.get("WILLOWISP_GOIMPORT", "")
-    if env:
-        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
-            raise TraceFormatError(f"WILLOWISP_GOIMPORT={env} is not an executable file")
-        return env
-    on_path = shutil.which("wisp-goimport")
-    if on_path:
-        return on_path
-    source = helper_source()
-    if source is None:
-        raise TraceFormatError(INSTALL_HINT)
-    target = cached_helper(source)
-    if target.is_file():
-        return str(target)
-    go = shutil.which("go")
-    if go is None:
-        raise TraceFormatError(INSTALL_HINT)
-    return build_helper(go, source, target)
-
-
-def helper_source() -> Path | None:
-    """``agents/go`` of the checkout this package runs from, None when installed elsewhere."""
-    here = Path(__file__).resolve().parent
-    for parent in here.parents:
-        if (parent / "agents" / "go" / "go.mod").is_file():
-            return parent / "agents" / "go"
-    return None
-
-
-def _source_files(source: Path) -> list[Path]:
-    files = [source / "go.mod", source / "go.sum"]
-    files += sorted(p for p in (source / "cmd" / "wisp-goimport").glob("*.go"))
-    return [f for f in files if f.is_file() and not f.name.endswith("_test.go")]
-
-
-def cached_helper(source: Path) -> Path:
-    """Where the build of these helper sources lives: one binary per version of them."""
-    h = hashlib.sha256()
-    for f in _source_files(source):
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return Path.home() / ".cache" / "willowisp" / "bin" / f"wisp-goimport-{h.hexdigest()[:16]}"
-
-
-def build_helper(go: str, source: Path, target: Path) -> str:
-    """Build the helper into ``target`` (atomically: a concurrent build just replaces it with
-    the same binary). Raises TraceFormatError with the compiler's last line."""
-    out_dir = target.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{target.name}.{os.getpid()}.tmp"
-    env = {**os.environ, "GOFLAGS": "-mod=mod"}
-    try:
-        done = subprocess.run(
-            [go, "build", "-o", str(tmp), "./cmd/wisp-goimport"],
-            cwd=source,
-            env=env,
-            capture_output=True,
-            timeout=HELPER_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TraceFormatError(f"building wisp-goimport failed: {exc}; {INSTALL_HINT}") from exc
-    if done.returncode != 0:
-        last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
-        raise TraceFormatError(f"building wisp-goimport failed: {last}; {INSTALL_HINT}")
-    os.replace(tmp, target)  # atomic: a concurrent build just replaces it with the same
-    return str(target)
-
-
-def _run(helper: str, data: bytes) -> tuple[int, bytes, bytes]:
-    """Run the helper with ``data`` on stdin: (exit status, stdout, stderr), bounded in
-    time (:data:`HELPER_TIMEOUT_S`) and output (:data:`MAX_STREAM_BYTES`)."""
-    try:
-        proc = subprocess.Popen(
-            [helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        raise TraceFormatError(f"cannot run wisp-goimport ({helper}): {exc}") from exc
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    err_parts: list[bytes] = []
-    threads = [
-        threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True),
-        threading.Thread(target=_drain, args=(proc.stderr, err_parts), daemon=True),
-    ]
-    for th in threads:
-        th.start()
-    killed = threading.Event()
-
-    def kill() -> None:
-        killed.set()
-        proc.kill()
-
-    timer = threading.Timer(HELPER_TIMEOUT_S, kill)
-    timer.start()
-    out = bytearray()
-    try:
-        while chunk := proc.stdout.read(1 << 20):
-            out += chunk
-            if len(out) > MAX_STREAM_BYTES:
-                raise TraceLimitError(
-                    f"the Go trace's event stream is over {MAX_STREAM_BYTES} bytes"
-                )
-        code = proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for th in threads:
-            th.join(5)
-        proc.stdout.close()
-        proc.stderr.close()
-    if killed.is_set():
-        raise TraceFormatError(
-            f"wisp-goimport took longer than {HELPER_TIMEOUT_S:.0f} s and was stopped"
-        )
-    return code, bytes(out), b"".join(err_parts)
-
-
-def _drain(pipe: IO[bytes], into: list[bytes]) -> None:
-    """Read a pipe to its end, keeping the first 64 KiB."""
-    kept = 0
-    while chunk := pipe.read(65536):
-        if kept < 65536:
-            into.append(chunk[: 65536 - kept])
-            kept += len(into[-1])
-
-
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    try:
-        pipe.write(data)
-    except OSError:
-        pass  # the helper stopped reading (it refused the input): its exit says why
-    finally:
-        try:
-            pipe.close()
-        except OSError:
-            pass
-
-
-def _helper_message(err: bytes, code: int) -> str:
-    text = err.decode("utf-8", "replace").strip().splitlines()
-    line = text[0] if text else f"wisp-goimport exited with status {code}"
-    for prefix in ("wisp-goimport: <stdin>: ", "wisp-goimport: "):
-        if line.startswith(prefix):
-            line = line[len(prefix) :]
-            break
-    return line if code == 2 else f"wisp-goimport failed (status {code}): {line}"
 
 
 # -- the stream, decoded ---------------------------------------------------------------------
@@ -336,6 +235,10 @@ class _G:
     sys: bool = False
     waiting: int = 0  # resource number of the wait in progress, 0 if none
     waiting_kind: str = ""
+    agent: bool = False  # agent mode: one of the agent's own goroutines (its waits are not written)
+    presumed: bool = False  # agent mode: sys only because it predates the agent (see on_exist)
+    agent_wait: int = 0  # agent mode: the resource of an open "wisp" unit.block, 0 if none
+    absorbed: bool = False  # agent mode: a runtime block inside agent_wait awaits its unblock
 
 
 @dataclass(slots=True)
@@ -364,6 +267,14 @@ class _Decoder:
     logs: list[dict[str, Any]] = field(default_factory=list)
     dropped_annotations: int = 0
     last_time: int = 0
+    # agent mode (a go-exectrace stream): the agent's process id, else "" (an import)
+    agent_process: str = ""
+    unit_base: int = 0  # unit number = base + ... (agent mode: base 1 + goroutine id)
+    res_base: int = 0
+    loc_base: int = 0
+    first_seq: int = 1
+    time_shift: int | None = None  # agent mode: mono - trace, from the first clock snapshot
+    stopper: int = -1  # agent mode: the goroutine that logged "stop"
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -374,6 +285,8 @@ class _Decoder:
         t = line.get("time")
         if type(t) is not int or t < 0 or t >= 1 << 63:
             raise _BadLine(f"time {t!r} is not a non-negative integer")
+        if self.time_shift:
+            t = max(0, min(t + self.time_shift, _MAX - 1))
         # The reader orders events; keep the columns non-decreasing whatever happens.
         self.last_time = max(self.last_time, t)
         return self.last_time
@@ -386,7 +299,18 @@ class _Decoder:
         if type(g) is not int or g < 0:
             raise _BadLine(f"{key} {g!r} is not a goroutine id")
         # named later or never: the stream did not introduce it
-        found = self.gs[g] = _G(len(self.gs) + 1, g, f"goroutine #{g}")
+        name = f"goroutine #{g}"
+        if self.agent_process:
+            if g >= (1 << 32) - 1:
+                raise _BadLine(f"goroutine id {g} is too large for a unit number")
+            unit = self.unit_base + g
+            if g == 1:
+                # Goroutine 1 runs runtime.main: the program's main. The agent starts the
+                # tracer during init, so its first stack would name an init function.
+                name = "main.main #1"
+        else:
+            unit = len(self.gs) + 1
+        found = self.gs[g] = _G(unit, g, name)
         return found
 
     def known(self, line: dict[str, Any], key: str) -> _G | None:
@@ -395,7 +319,7 @@ class _Decoder:
 
     def loc(self, line: dict[str, Any], key: str = "at") -> int:
         v = line.get(key, 0)
-        return v if isinstance(v, int) and v in self.locs else 0
+        return self.loc_base + v if isinstance(v, int) and v in self.locs else 0
 
     def emit(self, kind: int, unit: int, t: int, res: int = 0, arg: int = 0, loc: int = 0) -> None:
         self.rows.extend((int(kind), unit, t, res, arg, loc))
@@ -409,7 +333,7 @@ class _Decoder:
         key = (kind, name, loc)
         r = self.resources.get(key)
         if r is None:
-            r = self.resources[key] = len(self.resources) + 1
+            r = self.resources[key] = self.res_base + len(self.resources) + 1
             attrs: list[tuple[str, AttrValue]] = [("kind", kind), ("name", name)]
             if loc:
                 attrs.append(("loc", loc))
@@ -451,6 +375,13 @@ class _Decoder:
 
     def on_sync(self, line: dict[str, Any]) -> None:
         trace_t, wall = line.get("trace"), line.get("wall")
+        if self.agent_process:
+            mono = line.get("mono")
+            if type(trace_t) is int and type(mono) is int:
+                self.clock_pairs += 1
+                if self.time_shift is None:
+                    self.time_shift = mono - trace_t
+            return  # the agent writes the anchors
         if type(trace_t) is int and type(wall) is int and 0 <= trace_t < _MAX and 0 < wall < _MAX:
             self.emit(K.CLOCK_ANCHOR, 0, trace_t, 0, wall)
             self.clock_pairs += 1
@@ -461,7 +392,8 @@ class _Decoder:
         fn = line.get("fn")
         if isinstance(fn, str) and fn:
             g.name = f"{fn} #{g.goid}"
-        g.sys = line.get("sys") is True
+        g.agent = self.agent_func(fn)
+        g.sys = line.get("sys") is True or g.agent
         g.loc = self.loc(line)
         creator = self.known(line, "by")
         if creator is not None and creator is not g:
@@ -475,7 +407,14 @@ class _Decoder:
         fn = line.get("fn")
         if isinstance(fn, str) and fn:
             g.name = f"{fn} #{g.goid}"
-        g.sys = line.get("sys") is True
+        g.agent = self.agent_func(fn)
+        g.sys = line.get("sys") is True or g.agent
+        if self.agent_process and g.goid != 1 and not (isinstance(fn, str) and fn):
+            # Agent mode: this goroutine was there before the agent started its tracer,
+            # which `auto` does during the program's init, so it is the runtime's (the
+            # scavenger, say, which may never block in a short trace and so never show
+            # its function). Presumed so until a wait's stack names a program function.
+            g.sys = g.presumed = True
         self.start(g, t)
 
     def on_run(self, line: dict[str, Any]) -> None:
@@ -500,6 +439,13 @@ class _Decoder:
             raise _BadLine("a block line without a reason string")
         if "fn" in line or reason in _SYSTEM_REASONS:
             self.name_from_block(g, line, reason)
+        if g.agent_wait or g.agent or (g.sys and self.agent_process) or self.in_agent(line):
+            # the runtime's side of a wait the agent already wrote, a wait of the runtime's
+            # own goroutines (GC workers), or a wait inside the agent itself (its flusher,
+            # its signal watcher, wisp.Stop, a definition waiting for the agent's buffer):
+            # none of them the program's
+            g.absorbed = True
+            return
         at = self.loc(line)
         sid = line.get("stack", 0)
         key = (reason, sid if type(sid) is int else 0, at)
@@ -518,6 +464,13 @@ class _Decoder:
         fn = line.get("fn")
         if isinstance(fn, str) and fn and g.name.startswith("goroutine #"):
             g.name = f"{fn} #{g.goid}"
+            g.agent = self.agent_func(fn)
+            # agent mode: a goroutine met running whose stack starts in the runtime is one
+            # of the runtime's (a GC worker), as the helper says of the ones it saw created
+            runtime_own = bool(self.agent_process) and fn.startswith(("runtime.", "runtime/trace."))
+            if g.presumed:
+                g.sys = g.presumed = False
+            g.sys = g.sys or g.agent or runtime_own
         if reason in _SYSTEM_REASONS:
             g.sys = True
 
@@ -535,6 +488,9 @@ class _Decoder:
     def on_unblock(self, line: dict[str, Any]) -> None:
         t = self.time(line)
         g = self.goroutine(line)
+        if g.absorbed:
+            g.absorbed = False
+            return
         res, kind = g.waiting, g.waiting_kind
         if not res:
             raise _BadLine(f"goroutine {g.goid} woken while not waiting")
@@ -587,6 +543,10 @@ class _Decoder:
         self.annotate(self.regions, {"time": t, **item})
 
     def on_log(self, line: dict[str, Any]) -> None:
+        if self.agent_process and line.get("cat") in ("wisp", "wisp-calibrate"):
+            if line.get("cat") == "wisp":
+                self.on_agent_event(line)
+            return  # "wisp-calibrate": the agent timing its own cost at start
         t = self.time(line)
         item = _pick(line, ("task", "cat", "msg", "g"))
         self.annotate(self.logs, {"time": t, **item})
@@ -599,27 +559,70 @@ class _Decoder:
     def on_summary(self, line: dict[str, Any]) -> None:
         self.summary = line
 
+    # -- agent mode ----------------------------------------------------------------------
+
+    def agent_func(self, fn: object) -> bool:
+        return bool(self.agent_process) and isinstance(fn, str) and fn.startswith(AGENT_FUNCS)
+
+    def in_agent(self, line: dict[str, Any]) -> bool:
+        """Agent mode: is the wait's innermost non-standard frame the agent's own code?"""
+        at = line.get("at")
+        place = self.locs.get(at) if self.agent_process and type(at) is int else None
+        return place is not None and place[0].startswith(AGENT_FUNCS[0])
+
+    def on_agent_event(self, line: dict[str, Any]) -> None:
+        """A "wisp" user log: one of the agent's events on the goroutine that logged it."""
+        t = self.time(line)
+        g = self.goroutine(line)
+        msg = line.get("msg")
+        if msg == "stop":
+            self.stopper = g.goid
+            return
+        parts = msg.split() if isinstance(msg, str) else []
+        if not 3 <= len(parts) <= 4 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise _BadLine(f"agent event {msg!r} is not 'kind resource arg [location]'")
+        kind, res, arg = int(parts[0]), int(parts[1]), int(parts[2])
+        loc = int(parts[3]) if len(parts) == 4 else 0
+        if kind not in _AGENT_KINDS or not 0 <= res < AGENT_RES_BASE:
+            raise _BadLine(f"agent event {msg!r}: unknown kind or resource out of range")
+        if not -_MAX <= arg < _MAX or not 0 <= loc < AGENT_LOC_BASE:
+            raise _BadLine(f"agent event {msg!r}: argument or location out of range")
+        if not g.started:
+            self.start(g, t)
+        self.rows.extend((kind, g.unit, t, res, arg, loc))
+        g.agent_wait = res if kind == _BLOCK else 0
+        if kind != _BLOCK:
+            g.absorbed = False
+
     # -- the process ---------------------------------------------------------------------
 
     def runtime_units(self) -> list[int]:
         """The runtime's and tracer's goroutines, and the one that stopped the trace."""
         units = {g.unit for g in self.gs.values() if g.sys} | self.live_sys
         stopper = self.known(self.summary, "stopper")
+        if self.agent_process:
+            stopper = self.gs.get(self.stopper)
         if stopper is not None:
             units.add(stopper.unit)
         return sorted(units)
 
     def trace_file(self, data: bytes) -> TraceFile:
-        process_id = hashlib.sha256(b"go-events\0" + data).hexdigest()[:32]
         complete = self.summary.get("complete") is True
-        attrs: list[tuple[str, AttrValue]] = [
-            ("process_id", process_id),
-            ("pid", 0),
-            ("host", ""),
-            ("service", Path(self.path).stem or "go"),
-            ("runtime", "go"),
-            ("runtime_version", f"go{self.go_version}" if self.go_version else ""),
-            ("imported", NAME),
+        attrs: list[tuple[str, AttrValue]]
+        if self.agent_process:
+            # Only what the trace adds: the agent's own process record says the rest.
+            attrs = [("process_id", self.agent_process), ("runtime", "go")]
+        else:
+            attrs = [
+                ("process_id", hashlib.sha256(b"go-events\0" + data).hexdigest()[:32]),
+                ("pid", 0),
+                ("host", ""),
+                ("service", Path(self.path).stem or "go"),
+                ("runtime", "go"),
+                ("runtime_version", f"go{self.go_version}" if self.go_version else ""),
+                ("imported", NAME),
+            ]
+        attrs += [
             ("complete", 1 if complete else 0),
             ("runtime_units", ",".join(str(u) for u in self.runtime_units())),
             ("go_stw_pauses", self.stw_pauses),
@@ -635,7 +638,11 @@ class _Decoder:
                 attrs.append((key, json.dumps(items, separators=(",", ":"))))
         records = [Record(R_PROCESS, 0, tuple(attrs))]
         for i, (func, file, ln) in self.locs.items():
-            records.append(Record(R_LOCATION, i, (("file", file), ("line", ln), ("func", func))))
+            records.append(
+                Record(
+                    R_LOCATION, self.loc_base + i, (("file", file), ("line", ln), ("func", func))
+                )
+            )
         for g in sorted(self.gs.values(), key=lambda g: g.unit):
             unit_attrs: list[tuple[str, AttrValue]] = [
                 ("kind", "goroutine"),
@@ -650,15 +657,15 @@ class _Decoder:
             self.path,
             FORMAT_MAJOR,
             FORMAT_MINOR,
-            [Chunk(0, 0, records, _columns(self.rows))],
+            [Chunk(0, 0, records, _columns(self.rows, self.first_seq))],
             size=len(data),
         )
 
 
-def _columns(rows: list[int]) -> DecodedEvents:
+def _columns(rows: list[int], first_seq: int = 1) -> DecodedEvents:
     cols = np.array(rows, dtype=np.int64).reshape(-1, 6).T
     return DecodedEvents(
-        first_seq=1,
+        first_seq=first_seq,
         kind=cols[0].astype(np.uint8),
         unit=cols[1].astype(np.uint32),
         time=cols[2].copy(),
@@ -690,16 +697,60 @@ _HANDLERS = {
 
 
 def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
-    """The helper's stream → one process and notes. Raises TraceFormatError when the bytes
-    are not such a stream (no header) or hold no goroutine at all."""
+    """The helper's stream (``go-events``), or the Go agent's raw execution trace
+    (``go-exectrace``, decoded through the helper now), → one process and notes. Raises
+    TraceFormatError when the bytes are not such a stream or hold no goroutine at all."""
+    if stored_format == AGENT_STORED:
+        return _decode_agent_stream(data, path)
     if stored_format != STORED:
         raise TraceFormatError(f"the Go importer reads {STORED!r}, not {stored_format!r}")
+    return _decode_events(data, path, _Decoder(path))
+
+
+def _decode_agent_stream(data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
+    """``go-exectrace``: a JSON header line, then the runtime tracer's bytes as written."""
+    head, nl, _ = data[: MAX_AGENT_HEADER + 1].partition(b"\n")
+    if not nl:
+        raise TraceFormatError("a go-exectrace stream without its header line")
+    pid, stream = _agent_header(head)
+    raw = data[len(head) + 1 :]
+    code, out, err = _run(find_helper(), raw)
+    if code != 0:
+        raise TraceFormatError(_helper_message(err, code))
+    span = (stream - 1) * AGENT_STREAM_SPAN
+    d = _Decoder(
+        path,
+        agent_process=pid,
+        unit_base=1,
+        res_base=AGENT_RES_BASE + span,
+        loc_base=AGENT_LOC_BASE + span,
+        first_seq=AGENT_SEQ_BASE + (stream - 1) * (1 << 32),
+    )
+    return _decode_events(out, path, d)
+
+
+def _agent_header(head: bytes) -> tuple[str, int]:
+    """The go-exectrace header's (process id, stream number). Raises TraceFormatError."""
+    try:
+        header = json.loads(head)
+    except ValueError as exc:
+        raise TraceFormatError(f"a go-exectrace stream whose header is not JSON: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != 1:
+        raise TraceFormatError("a go-exectrace stream of an unknown format (a newer Go agent?)")
+    pid, stream = header.get("process_id"), header.get("stream")
+    if not (isinstance(pid, str) and len(pid) == 32 and all(c in "0123456789abcdef" for c in pid)):
+        raise TraceFormatError("a go-exectrace header without a 32-hex-digit process_id")
+    if type(stream) is not int or not 1 <= stream <= 127:
+        raise TraceFormatError(f"a go-exectrace header with stream {stream!r} (expected 1..127)")
+    return pid, stream
+
+
+def _decode_events(data: bytes, path: str, d: _Decoder) -> tuple[list[TraceFile], list[str]]:
     if len(data) > MAX_STREAM_BYTES:
         raise TraceLimitError(f"the Go event stream is over {MAX_STREAM_BYTES} bytes")
     lines = [raw for raw in data.split(b"\n") if raw.strip()]
     if len(lines) > MAX_LINES:
         raise TraceLimitError(f"the Go event stream has more than {MAX_LINES} lines")
-    d = _Decoder(path)
     bad = 0
     first = ""
     for lineno, item in enumerate(_parsed(lines), 1):

@@ -492,7 +492,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             (
                 "format",
                 "str: what the bytes are, decoded by the importer of that name: otlp-json, "
-                "otlp-proto, jaeger, zipkin, chrome, go-events, jfr-json",
+                "otlp-proto, jaeger, zipkin, chrome, go-events, go-exectrace, jfr-json",
             ),
             ("data", "bytes: the next piece of the stream"),
             ("more", "int: 1 when another piece of this stream follows in a later chunk"),

@@ -1,0 +1,115 @@
+package wisp
+
+// The two small APIs every agent offers the analyses: data accesses (for races, the
+// counterpart of Python's willowisp.access) and message send/receive with a message id
+// (for queue hops). Both are user logs on the calling goroutine, like the lock wrappers.
+
+import (
+	"context"
+	"runtime/trace"
+	"strconv"
+	"sync"
+)
+
+const (
+	kindDataAccess = 17
+	maxDataNames   = 1 << 14 // data resources kept by name; past it each access defines a new one
+)
+
+var dataNames sync.Map // name -> *dataRes
+
+type dataRes struct {
+	gen *recorder
+	msg [2]string // read, write
+}
+
+// Access records that the calling goroutine read (write=false) or wrote shared data
+// called name (a key, a row, a file: two accesses conflict when their names are equal and
+// one of them writes). store says what holds it ("api" when empty).
+func Access(ctx context.Context, name, store string, write bool) {
+	r := active.Load()
+	if r == nil || r.cfg.Mode != "full" {
+		return
+	}
+	d, _ := dataNames.Load(name)
+	res, ok := d.(*dataRes)
+	if !ok || res.gen != r {
+		if store == "" {
+			store = "api"
+		}
+		id := r.nextRes.Add(1)
+		r.define(Record{Type: RecResource, ID: uint64(id), Attrs: []Attr{
+			{"kind", "data"}, {"name", name}, {"store", store}, {"statement", ""},
+		}})
+		n := strconv.Itoa(kindDataAccess) + " " + strconv.FormatUint(uint64(id), 10)
+		res = &dataRes{gen: r, msg: [2]string{n + " 0", n + " 1"}}
+		if r.dataCount.Add(1) <= maxDataNames {
+			dataNames.Store(name, res)
+		}
+	}
+	if write {
+		trace.Log(ctx, logCategory, res.msg[1])
+	} else {
+		trace.Log(ctx, logCategory, res.msg[0])
+	}
+}
+
+// Message describes one message as a producer or consumer sees it.
+type Message struct {
+	Protocol    string // amqp, kafka, sqs, redis, ...
+	Library     string
+	Destination string // queue, topic, exchange/routing-key, stream
+	MessageID   string // the broker's or producer's id, '' if unknown
+}
+
+// MessageSend records the sending of a message and returns the trace context to put into
+// its headers (tc.Header() as "traceparent").
+func MessageSend(ctx context.Context, m Message) TraceContext {
+	tc := Outgoing(ctx)
+	r := active.Load()
+	if r == nil || !r.recordHop(tc) {
+		return tc
+	}
+	id := r.messageResource(m, tc, "", false)
+	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgSend)+" "+id+" 0")
+	return tc
+}
+
+// MessageReceive records a message received with the traceparent header it carried (” if
+// none) and returns ctx carrying the consumer's context for the work the message causes.
+func MessageReceive(ctx context.Context, m Message, traceparent string) context.Context {
+	parent, had := ParseTraceparent(traceparent)
+	own := ServerContext(parent, had)
+	ctx = WithTraceContext(ctx, own)
+	r := active.Load()
+	if r == nil || !r.recordHop(own) {
+		return ctx
+	}
+	pspan := ""
+	if had {
+		pspan = parent.SpanID
+	}
+	id := r.messageResource(m, own, pspan, true)
+	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgRecv)+" "+id+" 0")
+	return ctx
+}
+
+func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string, consumer bool) string {
+	id := r.nextRes.Add(1)
+	attrs := []Attr{
+		{"kind", "message"},
+		{"name", m.Destination},
+		{"protocol", m.Protocol},
+		{"library", m.Library},
+		{"destination", m.Destination},
+		{"message_id", m.MessageID},
+		{"trace_id", tc.TraceID},
+		{"span_id", tc.SpanID},
+		{"sampled", int64(tc.Flags & 1)},
+	}
+	if consumer {
+		attrs = append(attrs, Attr{"parent_span_id", parentSpan})
+	}
+	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
+	return strconv.FormatUint(uint64(id), 10)
+}

@@ -1,0 +1,227 @@
+package wisp
+
+// The .wtrace encoder: file header, chunk framing and the chunk payload (string table,
+// records, event columns), written from docs/format.md. The conformance vectors pin every
+// byte; encode_test.go checks them.
+//
+// A Chunk is built by appending records and events, then Encode turns it into the framed
+// bytes of one chunk. The string table is derived while the records are written (first
+// use, key before value), so callers never manage string indices.
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+)
+
+// Codec is a chunk's compression.
+type Codec uint8
+
+const (
+	CodecNone    Codec = 0
+	CodecDeflate Codec = 1 // zlib-wrapped deflate (RFC 1950)
+)
+
+// Record types (docs/format.md "Records").
+const (
+	RecProcess  = 1
+	RecUnit     = 2
+	RecResource = 3
+	RecLocation = 4
+	RecFault    = 5
+	RecStats    = 6
+	RecEmbedded = 7
+)
+
+// Event kinds the Go agent writes itself (the table in docs/format.md).
+const (
+	KindClockAnchor = 40
+	KindAgentDrop   = 41
+	KindAgentFault  = 42
+	KindAgentFlush  = 43
+)
+
+// MaxChunkBytes bounds a chunk's stored and raw lengths (docs/format.md).
+const MaxChunkBytes = 64 << 20
+
+// FileHeader is the 16 bytes every .wtrace starts with: magic, version 1.2 (1.2 added the embedded record), reserved.
+var FileHeader = []byte{'W', 'T', 'R', 'A', 'C', 'E', 1, 2, 0, 0, 0, 0, 0, 0, 0, 0}
+
+// Value is an attribute value: int64 (type 0), string (type 1) or []byte (type 2).
+type Value any
+
+// Attr is one record attribute.
+type Attr struct {
+	Key   string
+	Value Value
+}
+
+// Record is one definition record.
+type Record struct {
+	Type  uint8
+	ID    uint64
+	Attrs []Attr
+}
+
+// Event is one row of the event columns.
+type Event struct {
+	Kind uint8
+	Unit uint32
+	Time uint64
+	Res  uint32
+	Arg  int64
+	Loc  uint32
+}
+
+// Chunk is one chunk's content. FirstSeq numbers its first event.
+type Chunk struct {
+	Records  []Record
+	FirstSeq uint64
+	Events   []Event
+}
+
+// ErrTooLarge: a chunk past MaxChunkBytes.
+var ErrTooLarge = errors.New("wtrace chunk over 64 MiB")
+
+// Payload is the chunk's uncompressed payload.
+func (c *Chunk) Payload() []byte {
+	var strs []string
+	index := map[string]uint64{}
+	intern := func(s string) uint64 {
+		if i, ok := index[s]; ok {
+			return i
+		}
+		i := uint64(len(strs))
+		index[s] = i
+		strs = append(strs, s)
+		return i
+	}
+	var recs []byte
+	recs = binary.AppendUvarint(recs, uint64(len(c.Records)))
+	for _, r := range c.Records {
+		recs = append(recs, r.Type)
+		recs = binary.AppendUvarint(recs, r.ID)
+		recs = binary.AppendUvarint(recs, uint64(len(r.Attrs)))
+		for _, a := range r.Attrs {
+			recs = binary.AppendUvarint(recs, intern(a.Key))
+			recs = appendValue(recs, a.Value, intern)
+		}
+	}
+	n := 0
+	for _, s := range strs {
+		n += len(s) + 5
+	}
+	out := make([]byte, 0, n+len(recs)+16+len(c.Events)*33)
+	out = binary.AppendUvarint(out, uint64(len(strs)))
+	for _, s := range strs {
+		out = binary.AppendUvarint(out, uint64(len(s)))
+		out = append(out, s...)
+	}
+	out = append(out, recs...)
+	out = binary.AppendUvarint(out, uint64(len(c.Events)))
+	if len(c.Events) == 0 {
+		return out
+	}
+	out = binary.AppendUvarint(out, c.FirstSeq)
+	// Columns, one pass each: kind, unit, time, res, arg, loc.
+	for _, e := range c.Events {
+		out = append(out, e.Kind)
+	}
+	for _, e := range c.Events {
+		out = binary.LittleEndian.AppendUint32(out, e.Unit)
+	}
+	for _, e := range c.Events {
+		out = binary.LittleEndian.AppendUint64(out, e.Time)
+	}
+	for _, e := range c.Events {
+		out = binary.LittleEndian.AppendUint32(out, e.Res)
+	}
+	for _, e := range c.Events {
+		out = binary.LittleEndian.AppendUint64(out, uint64(e.Arg))
+	}
+	for _, e := range c.Events {
+		out = binary.LittleEndian.AppendUint32(out, e.Loc)
+	}
+	return out
+}
+
+func appendValue(b []byte, v Value, intern func(string) uint64) []byte {
+	switch x := v.(type) {
+	case string:
+		b = append(b, 1)
+		return binary.AppendUvarint(b, intern(x))
+	case []byte:
+		b = append(b, 2)
+		b = binary.AppendUvarint(b, uint64(len(x)))
+		return append(b, x...)
+	case int:
+		return appendInt(b, int64(x))
+	case int64:
+		return appendInt(b, x)
+	case uint32:
+		return appendInt(b, int64(x))
+	case uint64:
+		return appendInt(b, int64(x))
+	case bool:
+		if x {
+			return appendInt(b, 1)
+		}
+		return appendInt(b, 0)
+	}
+	return appendInt(b, 0) // unsupported types never reach here (callers are this package)
+}
+
+func appendInt(b []byte, v int64) []byte {
+	b = append(b, 0)
+	return binary.AppendUvarint(b, uint64(v<<1)^uint64(v>>63))
+}
+
+// Encode frames the chunk: a 20-byte chunk header and the (maybe compressed) payload.
+// With CodecDeflate, a payload that does not shrink is stored with CodecNone.
+func (c *Chunk) Encode(codec Codec) ([]byte, error) {
+	var z Compressor
+	return z.Frame(c.Payload(), codec)
+}
+
+// Compressor frames chunks, keeping one zlib writer between them (a new one allocates
+// about a megabyte of state). Not safe for concurrent use.
+type Compressor struct {
+	buf bytes.Buffer
+	zw  *zlib.Writer
+}
+
+// Frame wraps an uncompressed payload as one chunk.
+func (z *Compressor) Frame(raw []byte, codec Codec) ([]byte, error) {
+	if len(raw) > MaxChunkBytes {
+		return nil, ErrTooLarge
+	}
+	stored := raw
+	if codec == CodecDeflate {
+		z.buf.Reset()
+		if z.zw == nil {
+			z.zw, _ = zlib.NewWriterLevel(&z.buf, zlib.BestSpeed)
+		} else {
+			z.zw.Reset(&z.buf)
+		}
+		_, _ = z.zw.Write(raw)
+		if err := z.zw.Close(); err != nil {
+			return nil, err
+		}
+		if z.buf.Len() < len(raw) {
+			stored = z.buf.Bytes()
+		} else {
+			codec = CodecNone
+		}
+	} else {
+		codec = CodecNone
+	}
+	out := make([]byte, 20, 20+len(stored))
+	copy(out, "WCHK")
+	out[4] = byte(codec)
+	binary.LittleEndian.PutUint32(out[8:], uint32(len(stored)))
+	binary.LittleEndian.PutUint32(out[12:], uint32(len(raw)))
+	binary.LittleEndian.PutUint32(out[16:], crc32.ChecksumIEEE(raw))
+	return append(out, stored...), nil
+}

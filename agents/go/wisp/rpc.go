@@ -1,0 +1,130 @@
+package wisp
+
+// Hops: the rpc resources of requests and replies, shared by the net/http adapter here and
+// the gRPC interceptors (agents/go/wispgrpc).
+//
+// The attributes are the ones the Python agent writes (docs/format.md "RPC resources"),
+// which the hop linker matches: a client resource carries the trace id and the span id it
+// put on the wire; a server resource the extracted trace id, the caller's span id as
+// parent_span_id, and its own span id. The events are user logs on the goroutine (see
+// lock.go): the client's msg.send, unit.block (reason rpc) and rpc.response; the server's
+// msg.recv and rpc.reply.
+
+import (
+	"context"
+	"runtime/trace"
+	"strconv"
+)
+
+const (
+	kindMsgSend     = 20
+	kindMsgRecv     = 21
+	kindRPCReply    = 22
+	kindRPCResponse = 23
+	reasonRPC       = 7
+)
+
+// Hop describes one request as one side sees it.
+type Hop struct {
+	Name     string // the resource's name; "<Method> <Target>" when empty
+	Protocol string // "http", "grpc"
+	Library  string // "net/http", "grpc-go"
+	Method   string // HTTP method, or the gRPC full method
+	Target   string // path without query values
+	Peer     string // host:port of the other side
+	Headers  string // server side: a JSON object of the allowlisted request headers
+}
+
+// Call is a recorded hop in progress; the zero Call records nothing.
+type Call struct {
+	ctx context.Context
+	res string // the resource number, as text
+}
+
+// ClientBegin records the sending of a request carrying tc: msg.send, then the wait for
+// the reply. End the call with ClientEnd.
+func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
+	r := active.Load()
+	if r == nil || !r.recordHop(tc) {
+		return Call{}
+	}
+	c := Call{ctx: ctx, res: r.rpcResource(h, tc, "", false)}
+	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgSend)+" "+c.res+" 0")
+	trace.Log(ctx, logCategory, strconv.Itoa(kindBlock)+" "+c.res+" "+strconv.Itoa(reasonRPC))
+	return c
+}
+
+// ClientEnd records the reply's arrival: status is the HTTP status (or gRPC code), -1 on error.
+func (c Call) ClientEnd(status int) {
+	if c.res != "" {
+		trace.Log(c.ctx, logCategory, strconv.Itoa(kindRPCResponse)+" "+c.res+" "+strconv.Itoa(status))
+	}
+}
+
+// ServerBegin records a request received with context parent (ok=false: none came) and
+// answered under own (this server's span). End the call with ServerEnd.
+func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own TraceContext, h Hop) Call {
+	r := active.Load()
+	if r == nil || !r.recordHop(own) {
+		return Call{}
+	}
+	pspan := ""
+	if hadParent {
+		pspan = parent.SpanID
+	}
+	c := Call{ctx: ctx, res: r.rpcResource(h, own, pspan, true)}
+	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgRecv)+" "+c.res+" 0")
+	return c
+}
+
+// ServerEnd records the reply: status is the HTTP status (or gRPC code).
+func (c Call) ServerEnd(status int) {
+	if c.res != "" {
+		trace.Log(c.ctx, logCategory, strconv.Itoa(kindRPCReply)+" "+c.res+" "+strconv.Itoa(status))
+	}
+}
+
+// ServerContext is the context a server answers a request under: the caller's trace with a
+// new span, or a new root (sampling decided here) when the caller sent none.
+func ServerContext(parent TraceContext, hadParent bool) TraceContext {
+	if hadParent {
+		return TraceContext{TraceID: parent.TraceID, SpanID: NewSpanID(), Flags: parent.Flags, State: parent.State}
+	}
+	return rootContext()
+}
+
+// recordHop: full mode records every hop, hops mode the sampled ones; without the
+// execution tracer (Config.NoTracer) the user logs would go nowhere, so nothing is recorded.
+func (r *recorder) recordHop(tc TraceContext) bool {
+	return !r.cfg.NoTracer && (r.cfg.Mode == "full" || tc.Sampled())
+}
+
+func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool) string {
+	id := r.nextRes.Add(1)
+	name := h.Name
+	if name == "" {
+		name = h.Method + " " + h.Target
+	}
+	attrs := []Attr{
+		{"kind", "rpc"},
+		{"name", name},
+		{"trace_id", tc.TraceID},
+		{"span_id", tc.SpanID},
+	}
+	if server {
+		attrs = append(attrs, Attr{"parent_span_id", parentSpan})
+	}
+	attrs = append(attrs,
+		Attr{"sampled", int64(tc.Flags & 1)},
+		Attr{"protocol", h.Protocol},
+		Attr{"library", h.Library},
+		Attr{"method", h.Method},
+		Attr{"target", h.Target},
+		Attr{"peer", h.Peer},
+	)
+	if server && h.Headers != "" {
+		attrs = append(attrs, Attr{"headers", h.Headers})
+	}
+	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
+	return strconv.FormatUint(uint64(id), 10)
+}
