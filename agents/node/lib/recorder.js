@@ -32,6 +32,10 @@ const SEGMENT_BYTES = 256 * 1024 * 1024;
 const ANCHOR_EVERY_NS = 1_000_000_000n;
 
 const hrtime = process.hrtime.bigint;
+// A wall-clock tick bracketed within this is good enough to prove a shared clock (the
+// analyzer wants anchors to agree within 50 µs); past this many tries the best one is used.
+const CALIBRATED_NS = 20_000n;
+const CALIBRATION_TRIES = 20;
 
 class Batch {
   constructor() {
@@ -132,9 +136,14 @@ class Recorder {
     // analyzer prove this process shares a clock with others on the host (anchors must
     // agree within 50 µs). performance.timeOrigin would be simpler, but it is read at
     // start apart from the monotonic clock, and on a busy machine that gap is larger.
-    [this.mono0, this.wall0] = calibrateWall();
+    // Under contention (a program started beside others on a busy host) a tick can be
+    // bracketed only loosely; then the first flushes try again until it is tight, and the
+    // first anchor waits for that (anchors may come anywhere in the stream).
+    this.calibration = calibrateWall(3);
+    [this.mono0, this.wall0] = [this.calibration.mono, this.calibration.wall];
+    this.calibrationTries = 0;
     this.lastAnchor = -ANCHOR_EVERY_NS;
-    this.anchor();
+    if (this.calibrated()) this.anchor();
     this.measureCost();
   }
 
@@ -285,6 +294,21 @@ class Recorder {
 
   // --- flushing ------------------------------------------------------------------------
 
+  /** Is the wall clock's tick bracketed tightly enough (or have we tried enough)? */
+  calibrated() {
+    return this.calibration.width <= CALIBRATED_NS || this.calibrationTries >= CALIBRATION_TRIES;
+  }
+
+  /** One more try at a tight bracket (≤ 1 ms of spinning, at a flush, not on the hot path). */
+  recalibrate() {
+    this.calibrationTries += 1;
+    const again = calibrateWall(1);
+    if (again.width < this.calibration.width) {
+      this.calibration = again;
+      [this.mono0, this.wall0] = [again.mono, again.wall];
+    }
+  }
+
   anchor() {
     const mono = hrtime();
     let wall = this.wall0 + (mono - this.mono0);
@@ -345,7 +369,8 @@ class Recorder {
     this.pendingRows = 0;
     // the agent's own events go into the fresh batch, after the program's: they are never
     // dropped for lack of room
-    if (hrtime() - this.lastAnchor >= ANCHOR_EVERY_NS) this.anchor();
+    if (!this.calibrated()) this.recalibrate();
+    if (this.calibrated() && hrtime() - this.lastAnchor >= ANCHOR_EVERY_NS) this.anchor();
     for (const [unit, n] of this.dropped) this.emit(K.AGENT_DROP, unit, 0, n, 0);
     this.dropped.clear();
     if (this.batch.n > 0) {
@@ -413,6 +438,7 @@ class Recorder {
 
   // At exit: everything still in memory goes out now, synchronously, in order.
   flushSync() {
+    this.calibrationTries = CALIBRATION_TRIES; // the last flush: the best bracket so far
     if (this.closed) return;
     try {
       const raw = this.takePayload();
@@ -465,9 +491,9 @@ module.exports = { Recorder, AGENT_VERSION };
  * and keep the tick bracketed by the closest pair of monotonic readings. Falls back to
  * performance.timeOrigin if the clock does not tick (a frozen clock under a fake time).
  */
-function calibrateWall() {
+function calibrateWall(rounds) {
   let best = null;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < rounds; round++) {
     let before = hrtime();
     let last = Date.now();
     const deadline = before + 5_000_000n;
@@ -488,7 +514,9 @@ function calibrateWall() {
     }
   }
   if (best === null) {
-    return [hrtime(), BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6))];
+    const mono = hrtime();
+    const wall = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+    return { mono, wall, width: 1_000_000n };
   }
-  return [best.mono, best.wall];
+  return best;
 }

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from willowisp.causality.program_order import next_in_unit
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
-from willowisp.model.spec import K, Outcome
+from willowisp.model.spec import K, Outcome, Reason
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -65,11 +65,44 @@ class Holds:
         return slice(int(lo), int(hi))
 
 
+# What can end a wait for a reply. A runtime may record its own work on the waiting unit
+# while the request is out (Go's net/http Transport starts connection goroutines and wakes
+# them on the caller's goroutine): that work does not end the wait.
+_RPC_ENDS = (K.RPC_RESPONSE, K.UNIT_WAKE, K.UNIT_END)
+
+
 def waits(trace: Trace, nxt: I64 | None = None) -> Waits:
     ev = trace.events
     nxt = next_in_unit(trace) if nxt is None else nxt
     block = np.flatnonzero((ev.kind == K.UNIT_BLOCK) & (ev.unit >= 0)).astype(np.int64)
-    return Waits(block, nxt[block], ev.unit[block], ev.res[block], ev.arg[block])
+    end = nxt[block]
+    rpc = ev.arg[block] == Reason.RPC
+    if rpc.any():
+        end = end.copy()
+        end[rpc] = _next_of(trace, block[rpc], _RPC_ENDS)
+    return Waits(block, end, ev.unit[block], ev.res[block], ev.arg[block])
+
+
+def _next_of(trace: Trace, rows: I64, kinds: tuple[int, ...]) -> I64:
+    """Per row: the same unit's next event (in program order: by row) of one of ``kinds``,
+    NO_INDEX if none."""
+    ev = trace.events
+    cand = np.flatnonzero(np.isin(ev.kind, kinds) & (ev.unit >= 0)).astype(np.int64)
+    n = np.int64(len(ev) + 1)
+    keys = ev.unit[cand].astype(np.int64) * n + cand  # sorted: rows are in unit order per unit
+    order = np.argsort(keys, kind="stable")
+    keys, cand = keys[order], cand[order]
+    want = ev.unit[rows].astype(np.int64) * n + rows
+    pos = np.searchsorted(keys, want, side="right")
+    found = pos < len(keys)
+    hit = (
+        np.where(found, cand[np.minimum(pos, max(len(cand) - 1, 0))], NO_INDEX)
+        if len(cand)
+        else np.full(len(rows), NO_INDEX, np.int64)
+    )
+    same = found & (hit >= 0)
+    same[same] = ev.unit[hit[same]] == ev.unit[rows[same]]
+    return np.where(same, hit, NO_INDEX).astype(np.int64)
 
 
 _WAKE_WORDS: dict[int, str] = {
@@ -95,6 +128,8 @@ def wait_outcome(trace: Trace, end: int) -> str:
     kind, arg = int(trace.events.kind[end]), int(trace.events.arg[end])
     if kind == K.UNIT_WAKE:
         return _WAKE_WORDS.get(arg, "woken")
+    if kind == K.RPC_RESPONSE and arg < 0:
+        return "failed (no reply)"  # the connection was lost: the callee may have died
     return _END_WORDS.get(kind, "went on")
 
 
