@@ -304,3 +304,40 @@ willowisp.stop()
         "lock.acquired",
         "lock.release",
     ]
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_sigterm_during_the_agents_own_work_flushes_and_dies_by_it(tmp_path, round_):
+    """SIGTERM while the main thread is busy inside recorded operations (the agent's own
+    critical sections run on it all the time): the program still dies of SIGTERM, promptly,
+    with everything recorded before it flushed — the handler never waits on itself."""
+    import signal
+
+    out = str(tmp_path / "run")
+    proc = start_program(
+        """
+        import threading
+        lock = threading.Lock()
+        def spin():
+            while True:
+                with lock:
+                    pass
+        threading.Thread(target=spin, daemon=True).start()
+        while True:  # the main thread: lock events and thread starts, without pause
+            with lock:
+                pass
+            threading.Thread(target=lambda: None).start()
+        """,
+        out,
+    )
+    try:
+        wait_for(
+            lambda: sum(len(p.events) for p in read_run(out).values()) >= 2000,
+            what="2000 events on disk",
+        )
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        kill_group(proc)
+    (p,) = read_run(out).values()
+    assert len(p.events) >= 2000

@@ -7,6 +7,7 @@ module and no hook is installed.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import importlib
 import os
@@ -163,11 +164,20 @@ def _install_sigterm() -> None:
         return
 
     def _on_term(signum: int, frame: Any) -> None:
-        try:
-            stop()
-        finally:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        # The handler runs on the main thread between two of its bytecodes, possibly inside
+        # the agent's own critical section (a non-reentrant lock): flushing here could wait
+        # on itself forever. So the flush runs on a thread of its own while the main thread
+        # goes on and lets go; then the signal is sent again, to the default action. A
+        # second SIGTERM meanwhile ends the process at once.
+        signal.signal(signum, signal.SIG_DFL)
+
+        def finish() -> None:
+            try:
+                stop()
+            finally:
+                os.kill(os.getpid(), signum)
+
+        _thread.start_new_thread(finish, ())
 
     signal.signal(signal.SIGTERM, _on_term)
 
