@@ -1,4 +1,6 @@
-"""``deadlock`` and ``leak``: a process whose every goroutine is asleep when its trace ends.
+"""``deadlock`` and ``leak``: a process whose every unit is asleep when its trace ends
+(goroutines of an imported or agent-recorded Go trace; tokio tasks of a Rust program whose
+agent proved the trace complete).
 
 The wait-for graph (:mod:`willowisp.analysis.deadlock`) needs to know who holds what; a Go
 execution trace does not say which channel a goroutine waits on, so a channel deadlock
@@ -125,27 +127,30 @@ def _finding(c: Causality, p: int, blocks: list[int]) -> Finding:
     for u, ref in zip(units, refs, strict=True):
         lines.append(f"{unit_label(trace, u)} waits on {ref.kind} ({ref.name}){at(ref.where)}")
     deadlock = len(blocks) >= 2
+    go = trace.processes[p].runtime == "go"
+    kinds_of_units = {trace.units[u].kind for u in units}
+    noun = kinds_of_units.pop() if len(kinds_of_units) == 1 else "unit"
     lines.append(
-        f"the trace ends with every other goroutine of {service} ended or the runtime's own: "
-        "nothing left "
-        "could wake "
+        f"the trace ends with every other {noun} of {service} ended or the runtime's own: "
+        "nothing left could wake "
         + (join_words([short[u] for u in units]) if deadlock else short[units[0]])
-        + " (the Go runtime's own deadlock rule: every goroutine asleep)"
+        + (" (the Go runtime's own deadlock rule: every goroutine asleep)" if go else "")
     )
+    timers = "time.After, a Ticker, time.AfterFunc" if go else "a sleep or interval elsewhere"
     lines.append(
-        "unless a timer the trace does not record (time.After, a Ticker, time.AfterFunc) "
-        "was due to fire after the trace stopped"
+        f"unless a timer the trace does not record ({timers}) was due to fire after the "
+        "trace stopped"
     )
     what = join_words([_NOUN.get(k, k) for k in kinds])
     if deadlock:
         summary = (
-            f"deadlock: every goroutine of {service} is asleep: "
-            f"{plural(len(blocks), 'goroutine')} wait on {what} that nothing left can release"
+            f"deadlock: every {noun} of {service} is asleep: "
+            f"{plural(len(blocks), noun)} wait on {what} that nothing left can release"
         )
     else:
         summary = (
             f"leak: {short[units[0]]} waits forever on {refs[0].kind} ({refs[0].name})"
-            f"{at(refs[0].where)}: no other goroutine of {service} is left to wake it"
+            f"{at(refs[0].where)}: no other {noun} of {service} is left to wake it"
         )
     unique_refs = list(dict.fromkeys(refs))
     return Finding(

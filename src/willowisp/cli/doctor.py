@@ -142,7 +142,11 @@ def run(args: argparse.Namespace) -> int:
         "  go       yes (link github.com/willowisp/willowisp/agents/go: import _ .../wisp/auto;"
         " run sets WILLOWISP_*)"
     )
-    for name in ("java", "rust") + (() if register is not None else ("nodejs",)):
+    print(
+        "  rust     yes (the willowisp crate in agents/rust: willowisp::init(); tokio needs"
+        " --cfg tokio_unstable)"
+    )
+    for name in ("java",) + (() if register is not None else ("nodejs",)):
         print(f"  {name:8s} not in this release yet")
     pythons = other_pythons()
     print("importers (willowisp import / analyze FILE):")

@@ -1,0 +1,133 @@
+//! Willowisp's agent for Rust programs: records tokio tasks, wakers and resources, std
+//! locks and HTTP hops into `.wtrace` segments that `willowisp analyze` reads.
+//!
+//! ```ignore
+//! fn main() {
+//!     let _wisp = willowisp::init(); // before the runtime is built; its drop flushes
+//!     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//!     rt.block_on(async { /* the program */ });
+//! }
+//! ```
+//!
+//! Recording is on only when `WILLOWISP_OUT` is set (as `willowisp run` does) and
+//! `WILLOWISP_DISABLED` is not; otherwise every hook returns at once. Tokio's own
+//! instrumentation needs `--cfg tokio_unstable` and tokio's `tracing` feature (see
+//! docs/agent-rust.md). Modules: [`wtrace`] (the encoder), [`sync`] (std lock wrappers),
+//! [`tokio`] (mpsc and Notify wrappers), [`context`] (W3C trace context), [`reqwest`] and
+//! [`tower`] (HTTP propagation, behind features of the same names).
+
+mod agent;
+mod api;
+pub mod context;
+mod control;
+mod stream;
+pub mod sync;
+mod tokio_sub;
+pub mod wtrace;
+
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+#[cfg(feature = "tower")]
+pub mod tower;
+
+use std::sync::{Arc, OnceLock};
+
+pub use agent::{agent, now, Agent, Config};
+pub use api::{access, message_receive, message_send};
+pub use tokio_sub::TokioSubscriber;
+
+static SUBSCRIBER: OnceLock<Arc<TokioSubscriber>> = OnceLock::new();
+
+/// Starts recording if the environment asks for it and installs the tokio subscriber as
+/// the global `tracing` default (unless another one is installed: then tokio's events go
+/// there and only the wrappers record). Returns a guard whose drop is the program's clean
+/// stop: it judges lost wakers, marks the process record complete and writes the last
+/// chunk. Never panics; with recording off the guard does nothing.
+pub fn init() -> Guard {
+    let recording = std::panic::catch_unwind(|| {
+        let on = agent::start();
+        // `hops` (always-on) mode records hops only: tokio's tasks and the lock wrappers stay unrecorded
+        let full = agent().is_some_and(|a| a.config.mode == "full");
+        if on && full {
+            let sub = SUBSCRIBER
+                .get_or_init(|| Arc::new(TokioSubscriber::default()))
+                .clone();
+            if tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(sub))
+                .is_err()
+            {
+                if let Some(a) = agent() {
+                    a.fault(
+                        "init",
+                        "another tracing subscriber is already the global default",
+                    );
+                }
+            }
+        }
+        on
+    })
+    .unwrap_or(false);
+    Guard { recording }
+}
+
+/// Writes everything recorded so far now (the flusher does it every 50 ms anyway).
+pub fn flush() {
+    if let Some(a) = agent() {
+        let _ = std::panic::catch_unwind(|| a.flush());
+    }
+}
+
+/// Events recorded and dropped so far (as of the last flush).
+pub fn counters() -> (u64, u64) {
+    use std::sync::atomic::Ordering;
+    agent()
+        .map(|a| {
+            (
+                a.events.load(Ordering::Relaxed),
+                a.dropped.load(Ordering::Relaxed),
+            )
+        })
+        .unwrap_or((0, 0))
+}
+
+/// The running unit's number (a tokio task or a thread), 0 when not recording.
+pub fn current_unit() -> u32 {
+    agent().map(tokio_sub::unit_here).unwrap_or(0)
+}
+
+/// Returned by [`init`]; dropping it stops recording cleanly.
+#[must_use = "dropping the guard stops recording"]
+pub struct Guard {
+    recording: bool,
+}
+
+impl Guard {
+    /// Whether this process is recording.
+    pub fn recording(&self) -> bool {
+        self.recording
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.recording {
+            return;
+        }
+        let _ = std::panic::catch_unwind(|| {
+            let Some(a) = agent() else { return };
+            let here = tokio_sub::unit_here(a);
+            if let Some(sub) = SUBSCRIBER.get() {
+                tokio_sub::judge_lost_wakers(sub, a, here);
+            }
+            tokio_sub::end_current(a);
+            let thread = agent::THREAD.try_with(|t| t.unit.get()).unwrap_or(0);
+            if thread != 0 {
+                // the thread that ends the program: its unit ends here, not at thread exit
+                a.emit(thread, wtrace::kind::UNIT_END, 0, 0, 0);
+                let _ = agent::THREAD.try_with(|t| t.unit.set(0));
+            }
+            a.finish(true);
+        });
+    }
+}

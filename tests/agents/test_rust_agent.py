@@ -1,0 +1,585 @@
+"""The Rust agent (agents/rust, crate ``willowisp``) end to end: real tokio programs from
+the workspace's ``testprogs`` crate, built once with ``cargo build --release`` into
+agents/rust/target, run with the ``WILLOWISP_*`` variables (directly or under
+``willowisp run``) and analyzed by ``willowisp analyze``; and the crate's own tests
+(``cargo test``: every conformance vector byte for byte, deflate chunks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKSPACE = ROOT / "agents" / "rust"
+CARGO = shutil.which("cargo")
+
+pytestmark = pytest.mark.skipif(CARGO is None, reason="cargo is not installed")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+
+
+def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env if env is not None else clean_env(),
+    )
+
+
+def analyze(out: Path) -> dict[str, Any]:
+    done = wisp("analyze", str(out), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def findings(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["kind"] == kind]
+
+
+def mutex_places(program: str) -> list[str]:
+    """`file:line` of each `Mutex::new(` in a test program's source: where its locks are."""
+    source = (WORKSPACE / "testprogs" / "src" / "bin" / program).read_text().splitlines()
+    places = [f"{program}:{n}" for n, line in enumerate(source, 1) if "Mutex::new(" in line]
+    assert len(places) == 2
+    return places
+
+
+@pytest.fixture(scope="module")
+def bins() -> Path:
+    """The workspace built once (release) into agents/rust/target."""
+    done = subprocess.run(
+        [str(CARGO), "build", "--release", "--workspace"],
+        cwd=WORKSPACE,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return WORKSPACE / "target" / "release"
+
+
+def test_cargo_tests_encode_every_conformance_vector(bins: Path) -> None:
+    done = subprocess.run(
+        [str(CARGO), "test", "--release", "-p", "willowisp"],
+        cwd=WORKSPACE,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "every_vector_encodes_byte_for_byte ... ok" in done.stdout
+
+
+def test_two_tasks_deadlocked_on_tokio_mutexes(bins: Path, tmp_path: Path) -> None:
+    """The program hangs for good; the trace (flushed every 50 ms) shows the cycle while
+    it is still running, and the test kills it once the analysis reports it."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [str(bins / "deadlock")],
+        env={**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_SERVICE": "bank"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        found: list[dict[str, Any]] = []
+        while not found and time.monotonic() < deadline:
+            found = findings(analyze(out), "deadlock")
+        assert proc.poll() is None, "the deadlocked program must still be hanging"
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert len(found) == 1, found
+    f = found[0]
+    assert sorted(u["name"] for u in f["units"]) == ["audit", "transfer"]
+    assert all(u["runtime"] == "rust" and u["kind"] == "task" for u in f["units"])
+    places = mutex_places("deadlock.rs")
+    names = sorted(r["name"] for r in f["resources"])
+    assert names == sorted(f"tokio::sync::Mutex {p}" for p in places)
+    assert sorted(r["where"] for r in f["resources"]) == sorted(places)
+    assert {r["kind"] for r in f["resources"]} == {"lock"}
+    assert any("cycle" in line for line in f["explanation"])
+
+
+@pytest.mark.parametrize("mode", ["lost", "lost-late"])
+def test_lost_waker_is_a_leak(bins: Path, tmp_path: Path, mode: str) -> None:
+    """A future that returns Pending and drops its waker: at the clean stop (the guard
+    dropped inside the runtime, or after it) the task is reported as a leak."""
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", str(bins / "waker"), mode)
+    assert done.returncode == 0, done.stderr
+    assert "done" in done.stdout
+    report = analyze(out)
+    assert report["trace"]["runtimes"] == ["rust"]
+    leaks = findings(report, "leak")
+    assert len(leaks) == 1, report["findings"]
+    assert [u["name"] for u in leaks[0]["units"]] == ["lost-waker"]
+    assert leaks[0]["resources"][0]["name"] == "waker of lost-waker"
+    assert not findings(report, "deadlock")
+
+
+@pytest.mark.parametrize("mode", ["idle", "many"])
+def test_idle_or_finished_tasks_are_not_leaks(bins: Path, tmp_path: Path, mode: str) -> None:
+    """idle: tasks waiting on a timer, a socket and a channel at the clean stop; many:
+    tasks that finish while no block_on runs, between two block_on calls."""
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", str(bins / "waker"), mode)
+    assert done.returncode == 0, done.stderr
+    report = analyze(out)
+    units = {u for f in report["findings"] for u in f.get("units", [])}
+    assert not findings(report, "leak"), report["findings"]
+    assert not findings(report, "deadlock"), report["findings"]
+    assert report["trace"]["units"] >= 6, units
+
+
+SERVER = """
+import http.server, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from python"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.handle_request()
+server.server_close()
+"""
+
+
+def test_http_call_into_python_service_is_linked(bins: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(script),
+        ],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        client = wisp(
+            "run",
+            "--out",
+            str(out),
+            "--",
+            str(bins / "httpclient"),
+            f"http://127.0.0.1:{port}/items/7?secret=1",
+        )
+        assert client.returncode == 0, client.stderr
+        assert "status 200" in client.stdout
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    report = analyze(out)
+    assert sorted(report["trace"]["runtimes"]) == ["python", "rust"]
+    edges = report["trace"]["happens_before_edges"]
+    assert edges["request"] == 1 and edges["reply"] == 1, edges
+    assert report["trace"]["happens_before_provenance"]["wire-header"] >= 2
+    # the client resource as the Python agent would write it
+    files = sorted(out.glob("httpclient-*.wtrace"))
+    assert files
+    from willowisp.wtrace.reader import read_file
+
+    rpc = [
+        dict(r.attrs)
+        for c in read_file(files[0]).chunks
+        for r in c.records
+        if r.rtype == 3 and dict(r.attrs).get("kind") == "rpc"
+    ]
+    assert len(rpc) == 1
+    attrs = rpc[0]
+    assert attrs["protocol"] == "http" and attrs["library"] == "reqwest"
+    assert attrs["method"] == "GET" and attrs["target"] == "/items/7?secret="
+    assert attrs["peer"] == f"127.0.0.1:{port}"
+    assert len(str(attrs["trace_id"])) == 32 and len(str(attrs["span_id"])) == 16
+
+
+CLIENT = """
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1]).read().decode())
+"""
+
+
+def test_python_call_into_rust_tower_server_is_linked(bins: Path, tmp_path: Path) -> None:
+    """The other direction: the server side (WispLayer on hyper) extracts the context the
+    Python client put on the wire."""
+    out = tmp_path / "run"
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", str(bins / "server")],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        client = wisp(
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(script),
+            f"http://127.0.0.1:{port}/orders/9?id=4",
+        )
+        assert client.returncode == 0, client.stderr
+        assert "hello from rust" in client.stdout
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    report = analyze(out)
+    assert sorted(report["trace"]["runtimes"]) == ["python", "rust"]
+    edges = report["trace"]["happens_before_edges"]
+    assert edges["request"] == 1 and edges["reply"] == 1, edges
+    from willowisp.wtrace.reader import read_file
+
+    (segment,) = sorted(out.glob("server-*.wtrace"))
+    rpc = [
+        dict(r.attrs)
+        for c in read_file(segment).chunks
+        for r in c.records
+        if r.rtype == 3 and dict(r.attrs).get("kind") == "rpc"
+    ]
+    assert len(rpc) == 1
+    attrs = rpc[0]
+    assert attrs["library"] == "tower" and attrs["protocol"] == "http" and attrs["method"] == "GET"
+    assert attrs["target"] == "/orders/9?id=" and str(attrs["peer"]).startswith("127.0.0.1:")
+    assert len(str(attrs["parent_span_id"])) == 16 and attrs["propagation"] == "w3c"
+    assert json.loads(str(attrs["headers"]))["user-agent"].startswith("Python-urllib")
+
+
+def test_std_mutex_wrappers_name_threads_in_a_deadlock(bins: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [str(bins / "threads")],
+        env={**clean_env(), "WILLOWISP_OUT": str(out)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        found: list[dict[str, Any]] = []
+        while not found and time.monotonic() < deadline:
+            found = findings(analyze(out), "deadlock")
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert len(found) == 1, found
+    f = found[0]
+    assert sorted((u["name"], u["kind"]) for u in f["units"]) == [
+        ("alpha", "thread"),
+        ("beta", "thread"),
+    ]
+    assert sorted(r["where"] for r in f["resources"]) == sorted(mutex_places("threads.rs"))
+
+
+def test_access_api_finds_a_race_and_respects_a_lock(bins: Path, tmp_path: Path) -> None:
+    """willowisp::access: two threads writing cart:42 unordered are a race; two tasks
+    writing stock:7 inside a tokio mutex are ordered by it (release -> acquire)."""
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", str(bins / "race"))
+    assert done.returncode == 0, done.stderr
+    races = findings(analyze(out), "race")
+    assert [[r["name"] for r in f["resources"]] for f in races] == [["cart:42"]]
+    assert sorted(u["name"] for u in races[0]["units"]) == ["writer-a", "writer-b"]
+
+
+CORPUS_TOKEN = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())["token"]
+
+
+def start_hanging(bins: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Path]:
+    """The deadlock program (it hangs) with its control channel in a short private folder."""
+    runtime = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))
+    proc = subprocess.Popen(
+        [str(bins / "deadlock")],
+        env={
+            **clean_env(),
+            "WILLOWISP_OUT": str(tmp_path / "run"),
+            "WILLOWISP_RUNTIME_DIR": str(runtime),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, runtime
+
+
+def stop_hanging(proc: subprocess.Popen[str], runtime: Path) -> None:
+    proc.kill()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_control_channel_passes_the_protocol_corpus(bins: Path, tmp_path: Path) -> None:
+    """Every control item of conformance/protocols, over the Unix socket and over TCP,
+    and the channel still answers after each."""
+    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
+    import protoharness as ph  # type: ignore[import-not-found]
+
+    proc, runtime = start_hanging(
+        bins, tmp_path, WILLOWISP_CONTROL="tcp", WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN
+    )
+    try:
+        (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
+        desc = json.loads(desc_path.read_text())
+        assert desc["runtime"] == "rust" and desc["token"] == CORPUS_TOKEN
+        assert desc_path.stat().st_mode & 0o777 == 0o600
+        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
+        for address in (f"unix:{desc['socket']}", desc["tcp"]):
+            connect = ph.connector(address)
+            for item in ph.items("control"):
+                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
+                ph.check_control_item(item, received)
+                ph.control_alive(connect)
+    finally:
+        stop_hanging(proc, runtime)
+
+
+def test_willowisp_ctl_reaches_a_rust_process(bins: Path, tmp_path: Path) -> None:
+    proc, runtime = start_hanging(bins, tmp_path)
+    try:
+        env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        assert '"runtime": "rust"' in done.stdout and str(proc.pid) in done.stdout
+        spec = "entry=http:POST /pay;runtimes=rust"
+        done = wisp("ctl", str(proc.pid), "enable", spec, env=env)
+        assert done.returncode == 0, done.stderr
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=env)
+        assert "http:POST /pay" in done.stdout
+    finally:
+        stop_hanging(proc, runtime)
+
+
+def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
+    return proc, address
+
+
+def stop_collector(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_native_stream_to_a_collector(bins: Path, tmp_path: Path) -> None:
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    collector, address = start_collector(collected)
+    try:
+        env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_COLLECTOR": address}
+        done = subprocess.run(
+            [str(bins / "waker"), "lost"], env=env, check=False, capture_output=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        stop_collector(collector)
+    assert not out.exists()  # everything went to the collector
+    report = analyze(collected)
+    assert [f["kind"] for f in report["findings"]] == ["leak"]
+
+
+def test_stream_falls_back_to_files(bins: Path, tmp_path: Path) -> None:
+    """A collector that is not there, and one that stops while the program runs and comes
+    back: the segment file gets the process record, a fault saying why, and every
+    unacknowledged chunk; the agent reconnects; the folders together hold the whole story."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "out1"
+    env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_COLLECTOR": dead}
+    done = subprocess.run(
+        [str(bins / "waker"), "lost"], env=env, check=False, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    report = analyze(out)
+    assert sorted(f["kind"] for f in report["findings"]) == ["agent-fault", "leak"]
+    (fault,) = findings(report, "agent-fault")
+    assert "cannot reach collector" in json.dumps(fault)
+
+    # a collector that stops, then comes back on the same port: the agent falls back to
+    # its file, then reconnects (a new segment starting with the process record)
+    collected, again, out = tmp_path / "collected", tmp_path / "again", tmp_path / "out2"
+    collector, address = start_collector(collected)
+    proc, runtime = start_hanging(
+        bins, tmp_path, WILLOWISP_COLLECTOR=address, WILLOWISP_OUT=str(out)
+    )
+    try:
+        stop_collector(collector)  # it says bye; the agent's next flush falls back
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*.wtrace")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+        collector, _ = start_collector(again, int(address.rsplit(":", 1)[1]))
+        try:
+            while not list(again.glob("*.wtrace")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop_collector(collector)
+        found = findings(analyze_all(collected, out, again), "deadlock")
+    finally:
+        stop_hanging(proc, runtime)
+    assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
+    assert len(found) == 1
+    assert sorted(u["name"] for u in found[0]["units"]) == ["audit", "transfer"]
+
+
+def analyze_all(*folders: Path) -> dict[str, Any]:
+    done = wisp("analyze", *map(str, folders), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+GARBAGE = [
+    {
+        "WILLOWISP_MODE": "sideways",
+        "WILLOWISP_TRACE_RATIO": "lots",
+        "WILLOWISP_CLOCK_OFFSET_NS": "1e99",
+    },
+    {
+        "WILLOWISP_TRACE_RATIO": "-3",
+        "TRACEPARENT": "00-zz-yy-01",
+        "WILLOWISP_SERVICE": "a/b c\u00e9",
+    },
+    {"WILLOWISP_DISABLED": "1"},
+]
+
+
+@pytest.mark.parametrize("extra", GARBAGE)
+def test_garbage_variables_never_break_the_program(
+    bins: Path, tmp_path: Path, extra: dict[str, str]
+) -> None:
+    out = tmp_path / "run"
+    env = {**clean_env(), "WILLOWISP_OUT": str(out), **extra}
+    done = subprocess.run(
+        [str(bins / "garbage")], env=env, check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sum 28"
+    if extra.get("WILLOWISP_DISABLED") == "1":
+        assert not out.exists()
+        return
+    report = analyze(out)
+    assert report["processes"][0]["agent"]["faults"] >= 1  # the bad values, recorded
+    assert report["trace"]["dropped_events"] == 0
+    edges = report["trace"]["happens_before_edges"]
+    assert edges["queue"] == 8  # the mpsc wrapper: each put -> its get
+    assert edges["notify"] >= 1  # the Notify wrapper, and wakes between tasks
+
+
+def test_hops_mode_records_no_tasks_or_locks(bins: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_MODE": "hops"}
+    done = subprocess.run(
+        [str(bins / "garbage")], check=False, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "sum 28"
+    from willowisp.wtrace.reader import read_file
+
+    (segment,) = out.glob("*.wtrace")
+    kinds = {
+        str(dict(r.attrs).get("kind"))
+        for c in read_file(segment).chunks
+        for r in c.records
+        if r.rtype in (2, 3)
+    }
+    assert "task" not in kinds and "lock" not in kinds and "queue" not in kinds, kinds
+
+
+def test_unwritable_out_never_breaks_the_program(bins: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out in (blocker / "run", Path("/proc/willowisp-cannot-write-here")):
+        env = {**clean_env(), "WILLOWISP_OUT": str(out)}
+        done = subprocess.run(
+            [str(bins / "garbage")],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "sum 28"
+        assert "recording is off" in done.stderr
+
+
+def test_no_out_records_nothing(bins: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(bins / "garbage")],
+        check=False,
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "sum 28"
+    assert list(tmp_path.iterdir()) == []
