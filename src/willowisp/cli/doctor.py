@@ -18,7 +18,7 @@ from typing import Any
 
 from willowisp import __version__
 from willowisp.hostsim import can_unshare_uts, faketime_library
-from willowisp.runtimes import node_register
+from willowisp.runtimes import java_agent_jar, node_register
 
 RUNTIMES = (
     ("python", [sys.executable, "--version"]),
@@ -146,8 +146,13 @@ def run(args: argparse.Namespace) -> int:
         "  rust     yes (the willowisp crate in agents/rust: willowisp::init(); tokio needs"
         " --cfg tokio_unstable)"
     )
-    for name in ("java",) + (() if register is not None else ("nodejs",)):
-        print(f"  {name:8s} not in this release yet")
+    jar = java_agent_jar()
+    if jar is not None:
+        print(f"  java     yes (run sets JAVA_TOOL_OPTIONS=-javaagent:{jar})")
+    else:
+        print("  java     not built here (cd agents/java && mvn package), or WILLOWISP_JAVA_AGENT")
+    if register is None:
+        print("  nodejs   not in this build")
     pythons = other_pythons()
     print("importers (willowisp import / analyze FILE):")
     for line in _importers():

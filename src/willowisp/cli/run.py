@@ -22,7 +22,7 @@ from willowisp.errors import UsageError
 from willowisp.model.boundary import merge_boundaries, parse_boundary
 from willowisp.model.redaction import parse_redaction
 from willowisp.project_config import load_project_config
-from willowisp.runtimes import node_options
+from willowisp.runtimes import java_tool_options, node_options
 
 
 def register(sub: Any) -> None:
@@ -101,6 +101,7 @@ def build_env(
     env["WILLOWISP_TRACE_RATIO"] = repr(ratio)
     env["WILLOWISP_RUN_PID"] = str(os.getpid())
     env["NODE_OPTIONS"] = node_options(env.get("NODE_OPTIONS", ""))
+    env["JAVA_TOOL_OPTIONS"] = java_tool_options(env.get("JAVA_TOOL_OPTIONS", ""))
     if boundaries:
         env["WILLOWISP_BOUNDARIES"] = "|".join(boundaries)
     if service:

@@ -1,0 +1,233 @@
+package dev.willowisp.agent;
+
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * What the bytecode advice calls (see {@link Instrument}): this class is on the bootstrap
+ * class path so {@code java.base} code can reach it. Every method catches everything; a
+ * hook that fails records a fault and the program's call goes on unchanged.
+ *
+ * <p>Locks are keyed by their AQS {@code sync} object's class and identity hash, the object
+ * {@code ThreadMXBean}'s LockInfo names for a thread parked in {@code lock()}, so the
+ * sampler's "blocked on X held by Y" and these hooks name one resource. {@code
+ * ReentrantLock} is an {@code rlock} (arg: hold depth), {@code ReentrantReadWriteLock} an
+ * {@code rwlock} (arg 0 write, 1 read). Every acquisition and release is recorded (the
+ * lock-order analysis needs them all); the caller's source line is taken for the first
+ * {@link #LOCATED_USES} acquisitions of each lock and for every contended one (a stack walk
+ * costs about a microsecond), or always with {@code WILLOWISP_JAVA_STACKS=all}.
+ */
+public final class Hooks {
+  static final int LOCATED_USES = 64;
+  private static final StackWalker WALKER = StackWalker.getInstance();
+
+  private Hooks() {}
+
+  /** The recorder and the calling thread's ring, or null when nothing should be recorded. */
+  private static Ring ringOrNull(Recorder rec) {
+    if (rec == null) return null;
+    Ring r = rec.ring();
+    return r.busy || r.agent ? null : r;
+  }
+
+  /** The resource of a lock's sync object, through the thread's cache. */
+  private static Recorder.LockRes res(Recorder rec, Ring r, Object sync, String kind) {
+    int h = System.identityHashCode(sync);
+    int i = (h ^ (h >>> 6)) & 63;
+    if (r.lockKeys[i] == sync) return r.lockVals[i];
+    Recorder.LockRes lr = rec.lockRes(sync.getClass().getName(), h, kind);
+    r.lockKeys[i] = sync;
+    r.lockVals[i] = lr;
+    return lr;
+  }
+
+  // --- ReentrantLock ------------------------------------------------------------------
+
+  /**
+   * Before {@code lock()}, {@code lockInterruptibly()} and timed {@code tryLock}: if another
+   * thread holds the lock, records the wait (unit.block) now, so a thread that never gets
+   * the lock still shows what it waits for. Returns the block's location + 1, or 0.
+   */
+  public static int reentrantEnter(ReentrantLock lock, Object sync) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return 0;
+    r.busy = true;
+    try {
+      if (!lock.isLocked() || lock.isHeldByCurrentThread()) return 0;
+      Recorder.LockRes lr = res(rec, r, sync, "rlock");
+      int loc = callerLocation(rec);
+      rec.emit(r, Kinds.UNIT_BLOCK, r.unitId, Recorder.now(), lr.id, Kinds.ACQUIRE, loc);
+      r.blockedOn = lr.id;
+      return loc + 1;
+    } catch (Throwable e) {
+      rec.fault("ReentrantLock.lock", e);
+      return 0;
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** After an acquisition attempt: lock.acquired when it succeeded, else the wait's end. */
+  public static void reentrantExit(ReentrantLock lock, Object sync, int blocked, boolean acquired, Throwable thrown) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return;
+    r.busy = true;
+    try {
+      if (blocked != 0) r.blockedOn = 0; // a volatile write only after a recorded wait
+      if (!acquired && blocked == 0) return;
+      Recorder.LockRes lr = res(rec, r, sync, "rlock");
+      long t = Recorder.now();
+      if (acquired) {
+        int loc = blocked != 0 ? blocked - 1 : usedLocation(rec, lr);
+        rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, lock.getHoldCount(), loc);
+      } else {
+        int outcome = thrown instanceof InterruptedException ? Kinds.CANCELLED : thrown != null ? Kinds.ERROR : Kinds.TIMEOUT;
+        rec.emit(r, Kinds.UNIT_WAKE, r.unitId, t, lr.id, outcome, blocked - 1);
+      }
+    } catch (Throwable e) {
+      rec.fault("ReentrantLock.acquired", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** Before {@code unlock()}: lock.release (depth after it), written before the release. */
+  public static void reentrantUnlock(ReentrantLock lock, Object sync) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return;
+    r.busy = true;
+    try {
+      if (!lock.isHeldByCurrentThread()) return; // unlock will throw; nothing was held
+      Recorder.LockRes lr = res(rec, r, sync, "rlock");
+      rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, lock.getHoldCount() - 1, 0);
+    } catch (Throwable e) {
+      rec.fault("ReentrantLock.unlock", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  // --- ReentrantReadWriteLock ---------------------------------------------------------
+
+  /** After a read or write acquisition attempt. */
+  public static void rwExit(Object sync, boolean shared, int blocked, boolean acquired, Throwable thrown) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return;
+    r.busy = true;
+    try {
+      if (blocked != 0) r.blockedOn = 0; // a volatile write only after a recorded wait
+      if (!acquired && blocked == 0) return;
+      Recorder.LockRes lr = res(rec, r, sync, "rwlock");
+      long t = Recorder.now();
+      if (acquired) {
+        int loc = blocked != 0 ? blocked - 1 : usedLocation(rec, lr);
+        rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, shared ? 1 : 0, loc);
+      } else {
+        int outcome = thrown instanceof InterruptedException ? Kinds.CANCELLED : thrown != null ? Kinds.ERROR : Kinds.TIMEOUT;
+        rec.emit(r, Kinds.UNIT_WAKE, r.unitId, t, lr.id, outcome, blocked - 1);
+      }
+    } catch (Throwable e) {
+      rec.fault("ReadWriteLock.acquired", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** Before a read or write unlock. */
+  public static void rwUnlock(Object sync, boolean shared, Object writeLock) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return;
+    r.busy = true;
+    try {
+      if (writeLock instanceof ReentrantReadWriteLock.WriteLock
+          && !((ReentrantReadWriteLock.WriteLock) writeLock).isHeldByCurrentThread()) {
+        return;
+      }
+      Recorder.LockRes lr = res(rec, r, sync, "rwlock");
+      rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, shared ? 1 : 0, 0);
+    } catch (Throwable e) {
+      rec.fault("ReadWriteLock.unlock", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  // --- synchronized (WILLOWISP_JAVA_SYNC) ----------------------------------------------
+
+  /** Just after a monitor enter in an instrumented class: lock.acquired, unless a re-entry. */
+  public static void monitorEntered(Object monitor) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null || monitor == null) return;
+    r.busy = true;
+    try {
+      boolean reentry = false;
+      int d = r.monitorDepth;
+      for (int i = 0; i < d && i < r.monitors.length; i++) reentry |= r.monitors[i] == monitor;
+      if (d < r.monitors.length) r.monitors[d] = monitor;
+      r.monitorDepth = d + 1;
+      if (reentry) return;
+      Recorder.LockRes lr = res(rec, r, monitor, "monitor");
+      rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, Recorder.now(), lr.id, 0, usedLocation(rec, lr));
+    } catch (Throwable e) {
+      rec.fault("monitorenter", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** Just before a monitor exit in an instrumented class: lock.release, unless still held. */
+  public static void monitorExiting(Object monitor) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null || monitor == null || r.monitorDepth == 0) return;
+    r.busy = true;
+    try {
+      int d = --r.monitorDepth;
+      if (d < r.monitors.length) r.monitors[d] = null;
+      for (int i = 0; i < d && i < r.monitors.length; i++) {
+        if (r.monitors[i] == monitor) return; // an outer entry still holds it
+      }
+      Recorder.LockRes lr = res(rec, r, monitor, "monitor");
+      rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, 0, 0);
+    } catch (Throwable e) {
+      rec.fault("monitorexit", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  // --- locations ----------------------------------------------------------------------
+
+  private static int usedLocation(Recorder rec, Recorder.LockRes lr) {
+    if (!rec.cfg.allStacks && lr.uses >= LOCATED_USES) return 0;
+    lr.uses++;
+    return callerLocation(rec);
+  }
+
+  /** The innermost frame outside the JDK and the agent, as a location id (0 if none). */
+  static int callerLocation(Recorder rec) {
+    StackWalker.StackFrame f =
+        WALKER.walk(s -> s.filter(x -> !isRuntimeClass(x.getClassName())).findFirst().orElse(null));
+    if (f == null) return 0;
+    return rec.location(
+        Recorder.sourcePath(f.getClassName(), f.getFileName()),
+        f.getLineNumber(),
+        f.getClassName() + "." + f.getMethodName());
+  }
+
+  static boolean isRuntimeClass(String c) {
+    return c.startsWith("java.")
+        || c.startsWith("jdk.")
+        || c.startsWith("sun.")
+        || c.startsWith("com.sun.")
+        || c.startsWith("javax.")
+        || c.startsWith("dev.willowisp.agent.")
+        || c.startsWith("dev.willowisp.shaded.");
+  }
+}

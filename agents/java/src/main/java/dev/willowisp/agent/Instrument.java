@@ -1,0 +1,325 @@
+package dev.willowisp.agent;
+
+import static net.bytebuddy.matcher.ElementMatchers.named;
+import static net.bytebuddy.matcher.ElementMatchers.isInterface;
+import static net.bytebuddy.matcher.ElementMatchers.isSynchronized;
+import static net.bytebuddy.matcher.ElementMatchers.nameStartsWith;
+import static net.bytebuddy.matcher.ElementMatchers.namedOneOf;
+import static net.bytebuddy.matcher.ElementMatchers.none;
+import static net.bytebuddy.matcher.ElementMatchers.not;
+import static net.bytebuddy.matcher.ElementMatchers.takesArguments;
+
+import net.bytebuddy.agent.builder.AgentBuilder;
+import java.util.List;
+import net.bytebuddy.asm.Advice;
+import net.bytebuddy.asm.AsmVisitorWrapper;
+import net.bytebuddy.description.field.FieldDescription;
+import net.bytebuddy.description.field.FieldList;
+import net.bytebuddy.description.method.MethodList;
+import net.bytebuddy.description.type.TypeDescription;
+import net.bytebuddy.implementation.Implementation;
+import net.bytebuddy.jar.asm.ClassVisitor;
+import net.bytebuddy.jar.asm.ClassWriter;
+import net.bytebuddy.jar.asm.MethodVisitor;
+import net.bytebuddy.jar.asm.Opcodes;
+import net.bytebuddy.matcher.ElementMatcher;
+import net.bytebuddy.dynamic.ClassFileLocator;
+import net.bytebuddy.pool.TypePool;
+import net.bytebuddy.dynamic.DynamicType;
+import net.bytebuddy.utility.JavaModule;
+import java.lang.instrument.Instrumentation;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * The bytecode hooks, installed with Byte Buddy (shaded) as {@link Advice} inlined into JDK
+ * methods: {@code ReentrantLock} and {@code ReentrantReadWriteLock}'s read and write locks
+ * (every acquisition and release), {@code java.net.http.HttpClient}'s implementation and
+ * {@code com.sun.net.httpserver}'s request dispatch, and {@code synchronized} in the
+ * application classes {@code WILLOWISP_JAVA_SYNC} names. Classes already loaded are
+ * retransformed; advice adds no fields or methods, so retransformation is allowed. The
+ * modules of instrumented classes are made to read the agent's (unnamed, bootstrap) module.
+ */
+final class Instrument {
+  /** Advice bytes come from the agent jar, which the system class loader sees. */
+  private static final ClassFileLocator LOCATOR =
+      new ClassFileLocator.Compound(
+          ClassFileLocator.ForClassLoader.ofSystemLoader(), ClassFileLocator.ForClassLoader.ofBootLoader());
+
+  private static final TypePool POOL = TypePool.Default.of(LOCATOR);
+
+  private static final String[] TARGETS = {
+    "java.util.concurrent.locks.ReentrantLock",
+    "java.util.concurrent.locks.ReentrantReadWriteLock$ReadLock",
+    "java.util.concurrent.locks.ReentrantReadWriteLock$WriteLock",
+    "jdk.internal.net.http.HttpClientImpl",
+    "com.sun.net.httpserver.Filter$Chain",
+    "sun.net.httpserver.ExchangeImpl",
+  };
+
+  private Instrument() {}
+
+  /**
+   * Advice described from its class file, not loaded: HTTP advice names types of modules
+   * the bootstrap class loader cannot see.
+   */
+  private static Advice advice(String simpleName) {
+    return Advice.to(POOL.describe("dev.willowisp.agent." + simpleName).resolve(), LOCATOR);
+  }
+
+  static void install(Instrumentation inst, Recorder rec, boolean locks) {
+    // The agent injects no classes: keep (shaded) Byte Buddy from probing sun.misc.Unsafe,
+    // which JDK 24+ warns about on stderr. The name is the relocated one, so an application's
+    // own Byte Buddy is unaffected.
+    if (System.getProperty("dev.willowisp.shaded.bytebuddy.safe") == null) {
+      System.setProperty("dev.willowisp.shaded.bytebuddy.safe", "true");
+    }
+    List<String> prefixes = locks ? rec.cfg.syncClasses : List.of();
+    ElementMatcher.Junction<TypeDescription> sync = none();
+    for (String p : prefixes) sync = sync.or(nameStartsWith(p));
+    sync = sync.and(not(nameStartsWith("dev.willowisp."))).and(not(isInterface()));
+    AgentBuilder b =
+        new AgentBuilder.Default()
+            .disableClassFormatChanges()
+            .with(AgentBuilder.RedefinitionStrategy.RETRANSFORMATION)
+            .with(AgentBuilder.InitializationStrategy.NoOp.INSTANCE)
+            .with(AgentBuilder.TypeStrategy.Default.REDEFINE)
+            .with(new Listener(rec))
+            // only the classes below are looked at, so other class loads stay cheap
+            .ignore(not(namedOneOf(TARGETS).or(sync)))
+            .assureReadEdgeTo(inst, Hooks.class);
+    if (locks) {
+      b =
+          b.type(named("java.util.concurrent.locks.ReentrantLock"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(LockAcquire.class, LOCATOR).on(named("lock").or(named("lockInterruptibly"))))
+                          .visit(Advice.to(LockTry.class, LOCATOR).on(named("tryLock")))
+                          .visit(Advice.to(LockUnlock.class, LOCATOR).on(named("unlock"))))
+              .type(named("java.util.concurrent.locks.ReentrantReadWriteLock$ReadLock"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(ReadAcquire.class, LOCATOR).on(named("lock").or(named("lockInterruptibly"))))
+                          .visit(Advice.to(ReadTry.class, LOCATOR).on(named("tryLock")))
+                          .visit(Advice.to(ReadUnlock.class, LOCATOR).on(named("unlock"))))
+              .type(named("java.util.concurrent.locks.ReentrantReadWriteLock$WriteLock"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(WriteAcquire.class, LOCATOR).on(named("lock").or(named("lockInterruptibly"))))
+                          .visit(Advice.to(WriteTry.class, LOCATOR).on(named("tryLock")))
+                          .visit(Advice.to(WriteUnlock.class, LOCATOR).on(named("unlock"))));
+    }
+    if (!prefixes.isEmpty()) {
+      b =
+          b.type(sync)
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(new MonitorInsns())
+                          .visit(Advice.to(SyncMethod.class, LOCATOR).on(isSynchronized())));
+    }
+    b =
+        b.type(named("jdk.internal.net.http.HttpClientImpl"))
+            .transform(
+                (builder, type, loader, module, pd) ->
+                    builder
+                        .visit(advice("HttpAdvice$ClientSend").on(named("send").and(takesArguments(2))))
+                        .visit(advice("HttpAdvice$ClientSendAsync").on(named("sendAsync").and(takesArguments(4)))))
+            .type(named("com.sun.net.httpserver.Filter$Chain"))
+            .transform(
+                (builder, type, loader, module, pd) ->
+                    builder.visit(advice("HttpAdvice$ServerChain").on(named("doFilter"))))
+            .type(named("sun.net.httpserver.ExchangeImpl"))
+            .transform(
+                (builder, type, loader, module, pd) ->
+                    builder.visit(advice("HttpAdvice$ServerReply").on(named("sendResponseHeaders"))));
+    b.installOn(inst);
+  }
+
+  /** Byte Buddy's errors become agent faults. */
+  static final class Listener extends AgentBuilder.Listener.Adapter {
+    private final Recorder rec;
+
+    Listener(Recorder rec) {
+      this.rec = rec;
+    }
+
+    @Override
+    public void onError(String typeName, ClassLoader loader, JavaModule module, boolean loaded, Throwable throwable) {
+      rec.fault("instrument " + typeName, throwable);
+    }
+
+    @Override
+    public void onTransformation(
+        net.bytebuddy.description.type.TypeDescription type,
+        ClassLoader loader,
+        JavaModule module,
+        boolean loaded,
+        DynamicType dynamicType) {
+      rec.statsExtra.merge("hooked_classes", 1L, Long::sum);
+    }
+  }
+
+  // --- synchronized, in the classes WILLOWISP_JAVA_SYNC names ---------------------------
+
+  /**
+   * Around every {@code monitorenter} / {@code monitorexit} instruction of every method
+   * (lambda bodies included, which method matchers skip): the object is duplicated so that
+   * {@link Hooks#monitorEntered} runs just after the enter and {@link Hooks#monitorExiting}
+   * just before the exit (the release written before it happens).
+   */
+  static final class MonitorInsns implements AsmVisitorWrapper {
+    @Override
+    public int mergeWriter(int flags) {
+      return flags | ClassWriter.COMPUTE_MAXS;
+    }
+
+    @Override
+    public int mergeReader(int flags) {
+      return flags;
+    }
+
+    @Override
+    public ClassVisitor wrap(
+        TypeDescription type,
+        ClassVisitor cv,
+        Implementation.Context context,
+        TypePool pool,
+        FieldList<FieldDescription.InDefinedShape> fields,
+        MethodList<?> methods,
+        int writerFlags,
+        int readerFlags) {
+      return new ClassVisitor(Opcodes.ASM9, cv) {
+        @Override
+        public MethodVisitor visitMethod(int access, String name, String desc, String sig, String[] exceptions) {
+          MethodVisitor mv = super.visitMethod(access, name, desc, sig, exceptions);
+          return mv == null ? null : new MonitorMethod(mv);
+        }
+      };
+    }
+  }
+
+  static final class MonitorMethod extends MethodVisitor {
+    MonitorMethod(MethodVisitor mv) {
+      super(Opcodes.ASM9, mv);
+    }
+
+    @Override
+    public void visitInsn(int opcode) {
+      if (opcode == Opcodes.MONITORENTER) {
+        super.visitInsn(Opcodes.DUP);
+        super.visitInsn(Opcodes.MONITORENTER);
+        super.visitMethodInsn(Opcodes.INVOKESTATIC, HOOKS, "monitorEntered", "(Ljava/lang/Object;)V", false);
+      } else if (opcode == Opcodes.MONITOREXIT) {
+        super.visitInsn(Opcodes.DUP);
+        super.visitMethodInsn(Opcodes.INVOKESTATIC, HOOKS, "monitorExiting", "(Ljava/lang/Object;)V", false);
+        super.visitInsn(Opcodes.MONITOREXIT);
+      } else {
+        super.visitInsn(opcode);
+      }
+    }
+  }
+
+  private static final String HOOKS = "dev/willowisp/agent/Hooks";
+
+  /** A {@code synchronized} method: the JVM holds the monitor from its first instruction to its return. */
+  static final class SyncMethod {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This(optional = true) Object self, @Advice.Origin Class<?> type) {
+      Hooks.monitorEntered(self != null ? self : type);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.This(optional = true) Object self, @Advice.Origin Class<?> type) {
+      Hooks.monitorExiting(self != null ? self : type);
+    }
+  }
+
+  // --- ReentrantLock --------------------------------------------------------------------
+
+  static final class LockAcquire {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static int enter(@Advice.This ReentrantLock self, @Advice.FieldValue("sync") Object sync) {
+      return Hooks.reentrantEnter(self, sync);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(
+        @Advice.This ReentrantLock self,
+        @Advice.FieldValue("sync") Object sync,
+        @Advice.Enter int blocked,
+        @Advice.Thrown Throwable thrown) {
+      Hooks.reentrantExit(self, sync, blocked, thrown == null, thrown);
+    }
+  }
+
+  static final class LockTry {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static int enter(@Advice.This ReentrantLock self, @Advice.FieldValue("sync") Object sync, @Advice.AllArguments Object[] args) {
+      return args.length == 0 ? 0 : Hooks.reentrantEnter(self, sync);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(
+        @Advice.This ReentrantLock self,
+        @Advice.FieldValue("sync") Object sync,
+        @Advice.Enter int blocked,
+        @Advice.Return boolean ok,
+        @Advice.Thrown Throwable thrown) {
+      Hooks.reentrantExit(self, sync, blocked, thrown == null && ok, thrown);
+    }
+  }
+
+  static final class LockUnlock {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This ReentrantLock self, @Advice.FieldValue("sync") Object sync) {
+      Hooks.reentrantUnlock(self, sync);
+    }
+  }
+
+  // --- ReentrantReadWriteLock -----------------------------------------------------------
+
+  static final class ReadAcquire {
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.FieldValue("sync") Object sync, @Advice.Thrown Throwable thrown) {
+      Hooks.rwExit(sync, true, 0, thrown == null, thrown);
+    }
+  }
+
+  static final class ReadTry {
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.FieldValue("sync") Object sync, @Advice.Return boolean ok, @Advice.Thrown Throwable thrown) {
+      Hooks.rwExit(sync, true, 0, thrown == null && ok, thrown);
+    }
+  }
+
+  static final class ReadUnlock {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.FieldValue("sync") Object sync) {
+      Hooks.rwUnlock(sync, true, null);
+    }
+  }
+
+  static final class WriteAcquire {
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.FieldValue("sync") Object sync, @Advice.Thrown Throwable thrown) {
+      Hooks.rwExit(sync, false, 0, thrown == null, thrown);
+    }
+  }
+
+  static final class WriteTry {
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.FieldValue("sync") Object sync, @Advice.Return boolean ok, @Advice.Thrown Throwable thrown) {
+      Hooks.rwExit(sync, false, 0, thrown == null && ok, thrown);
+    }
+  }
+
+  static final class WriteUnlock {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This Object self, @Advice.FieldValue("sync") Object sync) {
+      Hooks.rwUnlock(sync, false, self);
+    }
+  }
+}

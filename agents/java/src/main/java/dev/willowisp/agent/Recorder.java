@@ -1,0 +1,525 @@
+package dev.willowisp.agent;
+
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.security.SecureRandom;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The process's recorder: ids for units, resources and locations, one {@link Ring} per
+ * thread, and the flusher that turns them into {@code .wtrace} chunks.
+ *
+ * <p>Hot path: a hook looks up its thread's ring (a ThreadLocal) and appends one row; ids
+ * of new units, resources and locations come from concurrent maps and their records are
+ * queued. The flusher thread wakes every {@code WILLOWISP_FLUSH_MS} (50 ms; sooner when a
+ * ring fills up), drains the rings first and the record queue second (so every record an
+ * event refers to is in the same chunk or an earlier one), adds anchors, drops and stats,
+ * and appends one chunk with one write. Nothing here throws into the program: failures are
+ * counted as faults and, once the recorder cannot write, events are simply counted.
+ */
+public final class Recorder {
+  static volatile Recorder INSTANCE;
+  static final String AGENT_VERSION = "0.1.0";
+  static final long SEGMENT_BYTES = 256L * 1024 * 1024;
+  static final int MAX_FAULT_RECORDS = 100;
+
+  final Config cfg;
+  final String processId;
+  final long pid;
+  private final long wallMinusMono;
+
+  private final AtomicInteger unitIds = new AtomicInteger();
+  private final AtomicInteger resIds = new AtomicInteger();
+  private final AtomicInteger locIds = new AtomicInteger();
+  private final AtomicInteger faultIds = new AtomicInteger();
+  final AtomicLong faults = new AtomicLong();
+  private final ConcurrentHashMap<Long, Integer> unitByTid = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<Long, LockRes> lockByKey = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, Integer> resByName = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, Integer> locByKey = new ConcurrentHashMap<>();
+  final ConcurrentHashMap<Long, Ring> ringByTid = new ConcurrentHashMap<>();
+  private final ConcurrentLinkedQueue<Wtrace.Record> pending = new ConcurrentLinkedQueue<>();
+  private final ConcurrentLinkedQueue<Ring> rings = new ConcurrentLinkedQueue<>();
+  private final ThreadLocal<Ring> ring = ThreadLocal.withInitial(this::newRing);
+  /** Threads the agent runs itself; their rings are marked agent rings. */
+  final java.util.Set<Thread> agentThreads = ConcurrentHashMap.newKeySet();
+
+  // Flusher state; guarded by flushLock.
+  private final Object flushLock = new Object();
+  private long seq = 1;
+  private long events;
+  private long droppedTotal;
+  private long lastAnchor;
+  private boolean anchorDue = true;
+  private int segment;
+  private long segmentBytes;
+  private OutputStream outFile;
+  private boolean broken;
+  private volatile Thread flusher;
+  private volatile boolean stopping;
+  long costNsPerEvent;
+  /** Extra attributes for the stats record (JVM facts the sampler found); any thread. */
+  final ConcurrentHashMap<String, Long> statsExtra = new ConcurrentHashMap<>();
+
+  Recorder(Config cfg) {
+    this.cfg = cfg;
+    this.processId = randomHex(16);
+    this.pid = ProcessHandle.current().pid();
+    Instant now = Instant.now();
+    long mono = System.nanoTime();
+    this.wallMinusMono = now.getEpochSecond() * 1_000_000_000L + now.getNano() - mono;
+  }
+
+  static String randomHex(int bytes) {
+    byte[] b = new byte[bytes];
+    new SecureRandom().nextBytes(b);
+    StringBuilder s = new StringBuilder();
+    for (byte x : b) s.append(String.format("%02x", x & 0xff));
+    return s.toString();
+  }
+
+  // --- time --------------------------------------------------------------------------
+
+  static long now() {
+    return System.nanoTime();
+  }
+
+  /** Monotonic ns for a wall-clock instant (JFR's timestamps). */
+  long monoOf(Instant t) {
+    return t.getEpochSecond() * 1_000_000_000L + t.getNano() - wallMinusMono;
+  }
+
+  // --- rings -------------------------------------------------------------------------
+
+  private Ring newRing() {
+    Thread t = Thread.currentThread();
+    // the agent's own threads and JFR's record for others, never their own lock use
+    boolean agent = agentThreads.contains(t) || isAgentName(t.getName());
+    int u = agent ? 0 : unitFor(t);
+    int cap = Threads.isVirtual(t) ? 512 : cfg.ringEvents;
+    Ring r = new Ring(cap, u, t, agent);
+    rings.add(r);
+    if (!agent) ringByTid.put(t.getId(), r);
+    return r;
+  }
+
+  /** JVM service threads whose lock use is the runtime's own, not the program's. */
+  private static final java.util.Set<String> JVM_THREADS =
+      java.util.Set.of(
+          "DestroyJavaVM", "Reference Handler", "Finalizer", "Signal Dispatcher",
+          "Common-Cleaner", "Notification Thread", "Attach Listener");
+
+  /** Threads of the agent, of JFR and of the JVM itself (their waits are not the program's). */
+  static boolean isAgentName(String name) {
+    return name != null
+        && (name.startsWith("JFR ") || name.startsWith("willowisp-") || JVM_THREADS.contains(name));
+  }
+
+  /** The calling thread's ring. */
+  Ring ring() {
+    return ring.get();
+  }
+
+  /** Records one event from the calling thread, for unit u. */
+  void emit(Ring r, int kind, int u, long t, int res, long arg, int loc) {
+    if (!r.add(kind, u, t, res, arg, loc)) wake();
+  }
+
+  /** Records an event about unit u from the calling (agent) thread. */
+  void emitFor(int kind, int u, long t, int res, long arg, int loc) {
+    Ring r = ring();
+    boolean was = r.busy;
+    r.busy = true;
+    try {
+      emit(r, kind, u, t, res, arg, loc);
+    } finally {
+      r.busy = was;
+    }
+  }
+
+  void wake() {
+    Thread f = flusher;
+    if (f != null) LockSupport.unpark(f);
+  }
+
+  // --- units, resources, locations ----------------------------------------------------
+
+  /** The unit of a Java thread, defining it on first sight. */
+  int unitFor(Thread t) {
+    Integer u = unitByTid.get(t.getId());
+    if (u != null) return u;
+    return defineUnit(t.getId(), t.getName(), Threads.isVirtual(t), 0);
+  }
+
+  /** The unit of a thread known only by id and name (JFR, MXBean). */
+  int unitFor(long tid, String name, boolean virtual) {
+    Integer u = unitByTid.get(tid);
+    if (u != null) return u;
+    return defineUnit(tid, name, virtual, 0);
+  }
+
+  private int defineUnit(long tid, String name, boolean virtual, int parent) {
+    int[] made = {0};
+    int u =
+        unitByTid.computeIfAbsent(
+            tid,
+            k -> {
+              made[0] = unitIds.incrementAndGet();
+              return made[0];
+            });
+    if (made[0] != 0) {
+      pending.add(
+          new Wtrace.Record(Wtrace.R_UNIT, u)
+              .put("kind", virtual ? "virtual-thread" : "thread")
+              .put("name", name == null || name.isEmpty() ? (virtual ? "virtual-" + tid : "Thread-" + tid) : name)
+              .put("parent", (long) parent)
+              .put("java_tid", tid));
+    }
+    return u;
+  }
+
+  /** Updates a unit's attributes (a later record merges into the earlier one). */
+  void updateUnit(int u, String key, long value) {
+    pending.add(new Wtrace.Record(Wtrace.R_UNIT, u).put(key, value));
+  }
+
+  void updateUnit(int u, String key, String value) {
+    pending.add(new Wtrace.Record(Wtrace.R_UNIT, u).put(key, value));
+  }
+
+  /** A new resource; attrs alternate key, value (String or Long). */
+  int newResource(String kind, String name, Object... attrs) {
+    int id = resIds.incrementAndGet();
+    Wtrace.Record rec = new Wtrace.Record(Wtrace.R_RESOURCE, id).put("kind", kind).put("name", name);
+    for (int i = 0; i + 1 < attrs.length; i += 2) {
+      Object v = attrs[i + 1];
+      if (v instanceof Number) rec.put((String) attrs[i], ((Number) v).longValue());
+      else rec.put((String) attrs[i], String.valueOf(v));
+    }
+    pending.add(rec);
+    return id;
+  }
+
+  /** One resource per name (sleep, park, data): created on first use. */
+  int namedResource(String kind, String name, Object... attrs) {
+    String key = kind + "\u0000" + name;
+    Integer id = resByName.get(key);
+    if (id != null) return id;
+    synchronized (resByName) {
+      id = resByName.get(key);
+      if (id == null) {
+        id = newResource(kind, name, attrs);
+        resByName.put(key, id);
+      }
+      return id;
+    }
+  }
+
+  static long lockKey(String className, int identityHash) {
+    return ((long) className.hashCode() << 32) | (identityHash & 0xffffffffL);
+  }
+
+  /** A lock resource: its id and how often hooks saw it taken (racy; for sampling only). */
+  static final class LockRes {
+    final int id;
+    int uses;
+
+    LockRes(int id) {
+      this.id = id;
+    }
+  }
+
+  /**
+   * The resource of a lock object identified by class name and identity hash: the same key
+   * from a bytecode hook (the object itself) and from MXBean data (LockInfo).
+   */
+  LockRes lockRes(String className, int identityHash, String kind) {
+    long key = lockKey(className, identityHash);
+    LockRes lr = lockByKey.get(key);
+    if (lr != null) return lr;
+    synchronized (lockByKey) {
+      lr = lockByKey.get(key);
+      if (lr == null) {
+        String name = className + "@0x" + Integer.toHexString(identityHash);
+        lr = new LockRes(newResource(kind, name, "identity_hash", (long) identityHash));
+        lockByKey.put(key, lr);
+      }
+      return lr;
+    }
+  }
+
+  int lockResource(String className, int identityHash, String kind) {
+    return lockRes(className, identityHash, kind).id;
+  }
+
+  /** A location id for (file, line, func); 0 for no line. */
+  int location(String file, int line, String func) {
+    if (file == null || line <= 0) return 0;
+    String key = file + ":" + line + ":" + func;
+    Integer id = locByKey.get(key);
+    if (id != null) return id;
+    synchronized (locByKey) {
+      id = locByKey.get(key);
+      if (id == null) {
+        id = locIds.incrementAndGet();
+        pending.add(new Wtrace.Record(Wtrace.R_LOCATION, id).put("file", file).put("line", (long) line).put("func", func));
+        locByKey.put(key, id);
+      }
+      return id;
+    }
+  }
+
+  /** {@code com/x/Foo.java}: the package path and the source file, or javac's convention. */
+  static String sourcePath(String className, String fileName) {
+    String pkg = "";
+    int dot = className.lastIndexOf('.');
+    if (dot >= 0) pkg = className.substring(0, dot).replace('.', '/') + "/";
+    if (fileName == null || fileName.isEmpty()) {
+      String simple = dot >= 0 ? className.substring(dot + 1) : className;
+      int d = simple.indexOf('$');
+      fileName = (d > 0 ? simple.substring(0, d) : simple) + ".java";
+    }
+    return pkg + fileName;
+  }
+
+  // --- faults ------------------------------------------------------------------------
+
+  /** Counts and records an error inside the agent; never throws. */
+  void fault(String where, Throwable err) {
+    fault(where, err == null ? "error" : err.getClass().getName() + ": " + err.getMessage());
+  }
+
+  void fault(String where, String message) {
+    try {
+      faults.incrementAndGet();
+      int id = faultIds.incrementAndGet();
+      if (id > MAX_FAULT_RECORDS) return;
+      String line = message == null ? "" : message.replace('\n', ' ');
+      if (line.length() > 500) line = line.substring(0, 500);
+      pending.add(new Wtrace.Record(Wtrace.R_FAULT, id).put("message", line).put("where", where));
+      Ring r = ring();
+      r.add(Kinds.AGENT_FAULT, r.unitId, now(), 0, id, 0);
+    } catch (Throwable ignored) {
+      // the fault path itself must never throw
+    }
+  }
+
+  // --- flushing ----------------------------------------------------------------------
+
+  void startFlusher() {
+    Thread t = new Thread(this::runFlusher, "willowisp-flusher");
+    t.setDaemon(true);
+    agentThreads.add(t);
+    flusher = t;
+    t.start();
+  }
+
+  private void runFlusher() {
+    long period = cfg.flushMs * 1_000_000L;
+    while (!stopping) {
+      LockSupport.parkNanos(this, period);
+      flush();
+    }
+  }
+
+  void stop() {
+    try {
+      JfrEvents jfr = JfrEvents.active;
+      if (jfr != null) jfr.awaitNextFlush(3000);
+    } catch (Throwable e) {
+      fault("stop", e);
+    }
+    stopping = true;
+    flush();
+    synchronized (flushLock) {
+      try {
+        if (outFile != null) outFile.close();
+      } catch (IOException ignored) {
+        // closing is best effort
+      }
+      outFile = null;
+      broken = true;
+    }
+  }
+
+  /** Writes what the rings hold as one chunk. Any thread; never throws. */
+  void flush() {
+    try {
+      synchronized (flushLock) {
+        flushLocked();
+      }
+    } catch (Throwable e) {
+      fault("flush", e);
+    }
+  }
+
+  private void flushLocked() throws IOException {
+    long t0 = now();
+    Wtrace.Events ev = new Wtrace.Events(1024);
+    List<Ring> drops = new ArrayList<>();
+    for (Iterator<Ring> it = rings.iterator(); it.hasNext(); ) {
+      Ring r = it.next();
+      boolean gone = r.ownerGone();
+      r.drainTo(ev);
+      if (r.dropped != r.droppedReported) drops.add(r);
+      if (gone && r.dropped == r.droppedReported) {
+        it.remove();
+        ringByTid.remove(r.tid, r);
+      }
+    }
+    for (Ring r : drops) {
+      long d = r.dropped - r.droppedReported;
+      r.droppedReported += d;
+      droppedTotal += d;
+      ev.add(Kinds.AGENT_DROP, r.unitId, t0, 0, d, 0);
+    }
+    List<Wtrace.Record> recs = new ArrayList<>();
+    boolean newSegment = outFile == null && !broken;
+    if (newSegment) openSegment();
+    if (broken) {
+      events += ev.n;
+      pending.clear();
+      return;
+    }
+    if (newSegment || segmentBytes > SEGMENT_BYTES) {
+      if (!newSegment) {
+        outFile.close();
+        openSegment();
+        if (broken) return;
+      }
+      recs.add(processRecord());
+      anchorDue = true;
+    }
+    for (Wtrace.Record r; (r = pending.poll()) != null; ) recs.add(r);
+    if (anchorDue || t0 - lastAnchor >= 1_000_000_000L) {
+      anchorDue = false;
+      lastAnchor = t0;
+      ev.add(Kinds.CLOCK_ANCHOR, 0, t0, 0, t0 + wallMinusMonoNow(t0) + cfg.clockOffsetNs, 0);
+    }
+    if (ev.n == 0 && recs.isEmpty()) return;
+    if (ev.n > 0) ev.add(Kinds.AGENT_FLUSH, 0, t0, 0, ev.n, 0);
+    events += ev.n;
+    recs.add(statsRecord());
+    ev.firstSeq = seq;
+    seq += ev.n;
+    byte[] chunk = Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
+    outFile.write(chunk);
+    segmentBytes += chunk.length;
+  }
+
+  /** Wall minus monotonic now (re-read, so anchors follow wall-clock steps). */
+  private static long wallMinusMonoNow(long mono) {
+    Instant w = Instant.now();
+    return w.getEpochSecond() * 1_000_000_000L + w.getNano() - mono;
+  }
+
+  private void openSegment() {
+    segment++;
+    String safe = cfg.service.replaceAll("[^A-Za-z0-9_.-]", "_");
+    if (safe.length() > 40) safe = safe.substring(0, 40);
+    if (safe.isEmpty()) safe = "java";
+    String name = safe + "-" + pid + "-" + processId.substring(0, 8) + "-" + segment + ".wtrace";
+    try {
+      Path dir = Paths.get(cfg.out);
+      Files.createDirectories(dir);
+      FileOutputStream f = new FileOutputStream(dir.resolve(name).toFile());
+      f.write(Wtrace.fileHeader());
+      outFile = f;
+      segmentBytes = 16;
+    } catch (Throwable e) {
+      broken = true;
+      faults.incrementAndGet();
+    }
+  }
+
+  private Wtrace.Record processRecord() {
+    String cmd = System.getProperty("sun.java.command", "");
+    return new Wtrace.Record(Wtrace.R_PROCESS, 0)
+        .put("process_id", processId)
+        .put("pid", pid)
+        .put("ppid", ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(0L))
+        .put("host", hostName())
+        .put("service", cfg.service)
+        .put("runtime", "java")
+        .put("runtime_version", System.getProperty("java.runtime.version", ""))
+        .put("agent_version", AGENT_VERSION)
+        .put("boot_id", readFirstLine("/proc/sys/kernel/random/boot_id"))
+        .put("time_ns", readLink("/proc/self/ns/time"))
+        .put("fake_time", fakeTime())
+        .put("simulated_offset_ns", cfg.clockOffsetNs)
+        .put("argv", cut("java " + cmd, 4096))
+        .put("traceparent", cfg.traceparent)
+        .put("parent_process_id", cfg.parentProcess)
+        .put("run_root", (long) (cfg.runPid != 0 && ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(0L) == cfg.runPid ? 1 : 0))
+        .put("mode", cfg.mode)
+        .put("boundaries", cfg.boundaries)
+        .put("segment", (long) segment)
+        .put("jvm", System.getProperty("java.vm.name", "") + " " + System.getProperty("java.vm.version", ""));
+  }
+
+  private Wtrace.Record statsRecord() {
+    Wtrace.Record s =
+        new Wtrace.Record(Wtrace.R_STATS, 0)
+            .put("events", events)
+            .put("dropped", droppedTotal)
+            .put("faults", faults.get())
+            .put("cost_ns_per_event", costNsPerEvent)
+            .put("by_boundary", "{}");
+    statsExtra.forEach(s::put);
+    return s;
+  }
+
+  static String cut(String s, int n) {
+    return s.length() <= n ? s : s.substring(0, n);
+  }
+
+  static String hostName() {
+    String h = readFirstLine("/proc/sys/kernel/hostname");
+    if (!h.isEmpty()) return h;
+    try {
+      return java.net.InetAddress.getLocalHost().getHostName();
+    } catch (Exception e) {
+      return "";
+    }
+  }
+
+  static String readFirstLine(String path) {
+    try {
+      String s = new String(Files.readAllBytes(Paths.get(path)), StandardCharsets.UTF_8);
+      int nl = s.indexOf('\n');
+      return (nl >= 0 ? s.substring(0, nl) : s).trim();
+    } catch (Throwable e) {
+      return "";
+    }
+  }
+
+  static String readLink(String path) {
+    try {
+      return Files.readSymbolicLink(Paths.get(path)).toString();
+    } catch (Throwable e) {
+      return "";
+    }
+  }
+
+  static String fakeTime() {
+    String preload = System.getenv().getOrDefault("LD_PRELOAD", "");
+    for (String part : preload.split("[:\\s]+")) {
+      String base = part.substring(part.lastIndexOf('/') + 1);
+      if (base.contains("faketime")) return base;
+    }
+    return "";
+  }
+}

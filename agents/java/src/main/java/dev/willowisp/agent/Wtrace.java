@@ -1,0 +1,313 @@
+package dev.willowisp.agent;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.zip.CRC32;
+import java.util.zip.Deflater;
+
+/**
+ * The {@code .wtrace} encoder (docs/format.md): file header, chunk framing, the chunk-local
+ * string table, records and the six event columns.
+ *
+ * <p>It is written for the flusher thread, not the hot path: a chunk is built from a list of
+ * {@link Record}s and an {@link Events} column set that the recorder filled, then framed with
+ * its CRC-32 (of the uncompressed payload) and written with one {@code write}. The string
+ * table lists each string once in order of first use (key, then value, record by record), the
+ * one order the conformance vectors pin. Codecs: {@code none} and {@code deflate}
+ * (zlib-wrapped, what {@link Deflater} writes); a payload that does not shrink is stored as
+ * {@code none}.
+ */
+public final class Wtrace {
+  public static final int MAJOR = 1;
+  public static final int MINOR = 2;
+  public static final int CODEC_NONE = 0;
+  public static final int CODEC_DEFLATE = 1;
+  public static final int MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+
+  public static final int R_PROCESS = 1;
+  public static final int R_UNIT = 2;
+  public static final int R_RESOURCE = 3;
+  public static final int R_LOCATION = 4;
+  public static final int R_FAULT = 5;
+  public static final int R_STATS = 6;
+
+  private Wtrace() {}
+
+  /** One record: a type, an id and ordered attributes (values: Long, String or byte[]). */
+  public static final class Record {
+    public final int type;
+    public final long id;
+    final List<String> keys = new ArrayList<>();
+    final List<Object> values = new ArrayList<>();
+
+    public Record(int type, long id) {
+      this.type = type;
+      this.id = id;
+    }
+
+    public Record put(String key, long value) {
+      keys.add(key);
+      values.add(value);
+      return this;
+    }
+
+    public Record put(String key, String value) {
+      keys.add(key);
+      values.add(value == null ? "" : value);
+      return this;
+    }
+
+    public Record put(String key, byte[] value) {
+      keys.add(key);
+      values.add(value);
+      return this;
+    }
+
+    /** The attribute's value, or null. */
+    public Object get(String key) {
+      int i = keys.indexOf(key);
+      return i < 0 ? null : values.get(i);
+    }
+  }
+
+  /** Event columns; {@code n} rows are used. Grows as needed (flusher side only). */
+  public static final class Events {
+    public long firstSeq;
+    public int n;
+    public byte[] kind;
+    public int[] unit;
+    public long[] time;
+    public int[] res;
+    public long[] arg;
+    public int[] loc;
+
+    public Events(int capacity) {
+      allocate(Math.max(capacity, 16));
+    }
+
+    private void allocate(int cap) {
+      kind = new byte[cap];
+      unit = new int[cap];
+      time = new long[cap];
+      res = new int[cap];
+      arg = new long[cap];
+      loc = new int[cap];
+    }
+
+    public void add(int k, int u, long t, int r, long a, int l) {
+      if (n == kind.length) {
+        grow();
+      }
+      kind[n] = (byte) k;
+      unit[n] = u;
+      time[n] = t;
+      res[n] = r;
+      arg[n] = a;
+      loc[n] = l;
+      n++;
+    }
+
+    private void grow() {
+      byte[] k = kind;
+      int[] u = unit;
+      long[] t = time;
+      int[] r = res;
+      long[] a = arg;
+      int[] l = loc;
+      allocate(k.length * 2);
+      System.arraycopy(k, 0, kind, 0, n);
+      System.arraycopy(u, 0, unit, 0, n);
+      System.arraycopy(t, 0, time, 0, n);
+      System.arraycopy(r, 0, res, 0, n);
+      System.arraycopy(a, 0, arg, 0, n);
+      System.arraycopy(l, 0, loc, 0, n);
+    }
+  }
+
+  /** The 16-byte file header. */
+  public static byte[] fileHeader() {
+    byte[] h = new byte[16];
+    byte[] magic = "WTRACE".getBytes(StandardCharsets.US_ASCII);
+    System.arraycopy(magic, 0, h, 0, 6);
+    h[6] = MAJOR;
+    h[7] = MINOR;
+    return h;
+  }
+
+  /** A whole framed chunk (20-byte header and stored payload) with the given codec. */
+  public static byte[] chunk(List<Record> records, Events events, int codec) {
+    return frame(payload(records, events), codec);
+  }
+
+  /** The uncompressed payload: string table, records, event columns. */
+  public static byte[] payload(List<Record> records, Events events) {
+    Map<String, Integer> strings = new HashMap<>();
+    List<String> order = new ArrayList<>();
+    Buf body = new Buf(256);
+    body.uvarint(records.size());
+    for (Record rec : records) {
+      body.u8(rec.type);
+      body.uvarint(rec.id);
+      body.uvarint(rec.keys.size());
+      for (int i = 0; i < rec.keys.size(); i++) {
+        body.uvarint(stringIndex(strings, order, rec.keys.get(i)));
+        Object v = rec.values.get(i);
+        if (v instanceof Long) {
+          body.u8(0);
+          long x = (Long) v;
+          body.uvarint((x << 1) ^ (x >> 63));
+        } else if (v instanceof String) {
+          body.u8(1);
+          body.uvarint(stringIndex(strings, order, (String) v));
+        } else {
+          byte[] b = (byte[]) v;
+          body.u8(2);
+          body.uvarint(b.length);
+          body.bytes(b, 0, b.length);
+        }
+      }
+    }
+    Buf out = new Buf(body.len + 64 + (events == null ? 0 : events.n * 29));
+    out.uvarint(order.size());
+    for (String s : order) {
+      byte[] b = s.getBytes(StandardCharsets.UTF_8);
+      out.uvarint(b.length);
+      out.bytes(b, 0, b.length);
+    }
+    out.bytes(body.data, 0, body.len);
+    int n = events == null ? 0 : events.n;
+    out.uvarint(n);
+    if (n > 0) {
+      out.uvarint(events.firstSeq);
+      out.bytes(events.kind, 0, n);
+      for (int i = 0; i < n; i++) out.u32(events.unit[i]);
+      for (int i = 0; i < n; i++) out.u64(events.time[i]);
+      for (int i = 0; i < n; i++) out.u32(events.res[i]);
+      for (int i = 0; i < n; i++) out.u64(events.arg[i]);
+      for (int i = 0; i < n; i++) out.u32(events.loc[i]);
+    }
+    return out.toBytes();
+  }
+
+  private static int stringIndex(Map<String, Integer> strings, List<String> order, String s) {
+    Integer i = strings.get(s);
+    if (i == null) {
+      i = order.size();
+      strings.put(s, i);
+      order.add(s);
+    }
+    return i;
+  }
+
+  /** Frames a payload; deflate falls back to none when it does not shrink the payload. */
+  public static byte[] frame(byte[] payload, int codec) {
+    if (payload.length > MAX_CHUNK_BYTES) {
+      throw new IllegalArgumentException("chunk payload of " + payload.length + " bytes");
+    }
+    byte[] stored = payload;
+    if (codec == CODEC_DEFLATE) {
+      byte[] z = deflate(payload);
+      if (z.length < payload.length) {
+        stored = z;
+      } else {
+        codec = CODEC_NONE;
+      }
+    } else {
+      codec = CODEC_NONE;
+    }
+    CRC32 crc = new CRC32();
+    crc.update(payload, 0, payload.length);
+    Buf out = new Buf(20 + stored.length);
+    out.bytes(new byte[] {'W', 'C', 'H', 'K'}, 0, 4);
+    out.u8(codec);
+    out.u8(0);
+    out.u8(0);
+    out.u8(0);
+    out.u32(stored.length);
+    out.u32(payload.length);
+    out.u32((int) crc.getValue());
+    out.bytes(stored, 0, stored.length);
+    return out.toBytes();
+  }
+
+  private static byte[] deflate(byte[] data) {
+    Deflater d = new Deflater(Deflater.BEST_SPEED);
+    try {
+      d.setInput(data);
+      d.finish();
+      ByteArrayOutputStream out = new ByteArrayOutputStream(data.length / 2 + 64);
+      byte[] buf = new byte[64 * 1024];
+      while (!d.finished()) {
+        int k = d.deflate(buf);
+        out.write(buf, 0, k);
+      }
+      return out.toByteArray();
+    } finally {
+      d.end();
+    }
+  }
+
+  /** A growable little-endian byte buffer with LEB128 varints. */
+  static final class Buf {
+    byte[] data;
+    int len;
+
+    Buf(int cap) {
+      data = new byte[Math.max(cap, 16)];
+    }
+
+    private void need(int k) {
+      if (len + k > data.length) {
+        byte[] d = new byte[Math.max(data.length * 2, len + k)];
+        System.arraycopy(data, 0, d, 0, len);
+        data = d;
+      }
+    }
+
+    void u8(int v) {
+      need(1);
+      data[len++] = (byte) v;
+    }
+
+    /** Unsigned LEB128 of the 64 bits of v (values up to 2^64 - 1 as a long's bits). */
+    void uvarint(long v) {
+      need(10);
+      while ((v & ~0x7FL) != 0) {
+        data[len++] = (byte) ((v & 0x7F) | 0x80);
+        v >>>= 7;
+      }
+      data[len++] = (byte) v;
+    }
+
+    void u32(int v) {
+      need(4);
+      data[len++] = (byte) v;
+      data[len++] = (byte) (v >>> 8);
+      data[len++] = (byte) (v >>> 16);
+      data[len++] = (byte) (v >>> 24);
+    }
+
+    void u64(long v) {
+      need(8);
+      for (int i = 0; i < 8; i++) {
+        data[len++] = (byte) (v >>> (8 * i));
+      }
+    }
+
+    void bytes(byte[] b, int off, int n) {
+      need(n);
+      System.arraycopy(b, off, data, len, n);
+      len += n;
+    }
+
+    byte[] toBytes() {
+      byte[] out = new byte[len];
+      System.arraycopy(data, 0, out, 0, len);
+      return out;
+    }
+  }
+}

@@ -1,0 +1,91 @@
+package dev.willowisp.agent;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** Settings, trace context and the per-thread ring: the parts the end-to-end tests rely on. */
+class AgentPartsTest {
+  @Test
+  void garbageSettingsFallBackToDefaultsAndAreReported() {
+    Config c =
+        Config.fromEnv(
+            Map.of(
+                "WILLOWISP_OUT", "/tmp/x",
+                "WILLOWISP_MODE", "sideways",
+                "WILLOWISP_TRACE_RATIO", "2.5",
+                "WILLOWISP_FLUSH_MS", "0",
+                "WILLOWISP_CLOCK_OFFSET_NS", "-12"),
+            "com.example.Shop --port 1");
+    assertEquals("full", c.mode);
+    assertEquals(1.0, c.traceRatio);
+    assertEquals(50, c.flushMs);
+    assertEquals(-12L, c.clockOffsetNs);
+    assertEquals(3, c.problems.size());
+    assertEquals("Shop", c.service);
+    assertTrue(c.wanted("com.example.Shop --port 1"));
+  }
+
+  @Test
+  void buildToolsAndUnlistedMainsAreNotRecorded() {
+    Config c = Config.fromEnv(Map.of("WILLOWISP_OUT", "/tmp/x"), "");
+    assertFalse(c.wanted("org.codehaus.plexus.classworlds.launcher.Launcher -q package"));
+    assertFalse(c.wanted("com.sun.tools.javac.Main -d out A.java"));
+    assertTrue(c.wanted("/srv/shop.jar"));
+    Config only = Config.fromEnv(Map.of("WILLOWISP_OUT", "/x", "WILLOWISP_JAVA_INCLUDE", "shop"), "");
+    assertTrue(only.wanted("/srv/shop.jar"));
+    assertFalse(only.wanted("com.example.Billing"));
+    Config off = Config.fromEnv(Map.of("WILLOWISP_OUT", "/x", "WILLOWISP_DISABLED", "1"), "");
+    assertFalse(off.wanted("/srv/shop.jar"));
+    assertEquals("shop", Config.fromEnv(Map.of(), "/srv/shop.jar").service);
+    String source = "jdk.compiler/com.sun.tools.javac.launcher.Main Shop.java --port 1";
+    assertTrue(c.wanted(source), "a source-file program is a program, not javac");
+    assertEquals("Shop", Config.fromEnv(Map.of(), source).service);
+  }
+
+  @Test
+  void traceparentParsesAndRejects() {
+    TraceContext t = TraceContext.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assertNotNull(t);
+    assertTrue(t.sampled);
+    assertEquals("4bf92f3577b34da6a3ce929d0e0e4736", t.traceId);
+    TraceContext child = t.child();
+    assertEquals(t.traceId, child.traceId);
+    assertFalse(child.spanId.equals(t.spanId));
+    assertEquals(55, child.header().length());
+    assertNull(TraceContext.parse("00-zz-yy-01"));
+    assertNull(TraceContext.parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+    assertNull(TraceContext.parse(null));
+    assertFalse(TraceContext.root(0.0).sampled);
+    assertTrue(TraceContext.root(1.0).sampled);
+  }
+
+  @Test
+  void fullRingDropsAndCountsInsteadOfBlocking() {
+    Ring r = new Ring(16, 1, Thread.currentThread(), false);
+    int wakes = 0;
+    for (int i = 0; i < 20; i++) {
+      if (!r.add(Kinds.LOCK_ACQUIRED, 1, i, 1, 0, 0)) wakes++;
+    }
+    assertEquals(1, wakes, "the flusher is woken once, at three quarters");
+    assertEquals(4, r.dropped);
+    Wtrace.Events ev = new Wtrace.Events(4);
+    assertEquals(16, r.drainTo(ev));
+    assertEquals(15L, ev.time[15]);
+    assertTrue(r.add(Kinds.LOCK_RELEASE, 1, 99, 1, 0, 0));
+    assertEquals(1, r.pending());
+  }
+
+  @Test
+  void targetsKeepQueryKeysNotValues() {
+    assertEquals("/a?x=&y=", HttpHooks.target("/a", "x=1&y=2"));
+    assertEquals("/", HttpHooks.target("", null));
+    assertEquals("com/x/Foo.java", Recorder.sourcePath("com.x.Foo$Bar", null));
+    assertEquals("Main.java", Recorder.sourcePath("Main", "Main.java"));
+  }
+}

@@ -1,0 +1,260 @@
+"""Benchmark: what the Java agent (agents/java) costs on a lock-heavy workload.
+
+The workload (written below as Java source, compiled once with ``javac``): T threads each
+do N operations; an operation takes one of K ``ReentrantLock``s (every other one a
+``synchronized`` monitor instead), does W iterations of work inside (~1 us by default:
+the lock-heavy but realistic case of a short critical section), releases it and does the
+same amount of work outside. The JVM first runs the workload at a quarter of its size
+(warm-up: JIT compilation, and the agent's start-up work in the background), then the
+measured run. The figures are the measured run's wall time (inside the JVM) and,
+separately, the whole process's wall time (start-up included: the agent's premain, Byte
+Buddy's retransformation and JFR's start, which cost ~0.5 s of CPU once).
+
+Configurations: no agent (baseline); the agent at default settings (``full`` mode: every
+ReentrantLock acquisition and release recorded, JFR streaming with 10 ms thresholds, the
+100 ms stuck-thread sampler); the same with a stack walk on every acquisition
+(``WILLOWISP_JAVA_STACKS=all``); full fidelity (``WILLOWISP_JAVA_SYNC=LockHeavy``: the
+workload's ``synchronized`` blocks are instrumented too, every monitor acquisition recorded);
+and ``hops`` mode (HTTP hooks only); plus the default with JFR or the hooks switched off,
+to show where the cost is.
+Target (issue 7): default <= 1.1x the baseline's workload wall time. Rounds alternate the
+configurations; the figures per configuration are the median and the best round (the
+best is the one least disturbed by other load on the machine). Prints figures and ratios;
+asserts nothing.
+
+    python bench/bench_java_agent.py [--threads 4] [--ops 150000] [--work 1000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENT = ROOT / "agents" / "java"
+JAR = AGENT / "target" / "willowisp-agent.jar"
+JAVA = shutil.which("java") or "java"
+JAVAC = shutil.which("javac") or "javac"
+
+WORKLOAD = r"""
+import java.util.concurrent.locks.ReentrantLock;
+
+public class LockHeavy {
+  static volatile long sink;
+
+  public static void main(String[] args) throws Exception {
+    int threads = Integer.parseInt(args[0]);
+    int ops = Integer.parseInt(args[1]);
+    int work = Integer.parseInt(args[2]);
+    // warm-up: the same workload at a quarter of the size, so the JIT has compiled it (and
+    // the agent's start-up has settled) before the measured run
+    run(threads, Math.max(1, ops / 4), work);
+    com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
+        java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    long cpu0 = os.getProcessCpuTime();
+    long ns = run(threads, ops, work);
+    long cpu = os.getProcessCpuTime() - cpu0;
+    System.out.println("WORK_NS " + ns);
+    System.out.println("WORK_CPU_NS " + cpu);
+  }
+
+  static long run(int threads, int ops, int work) throws Exception {
+    int k = 16;
+    ReentrantLock[] locks = new ReentrantLock[k];
+    Object[] monitors = new Object[k];
+    long[] shared = new long[k];
+    for (int i = 0; i < k; i++) {
+      locks[i] = new ReentrantLock();
+      monitors[i] = new Object();
+    }
+    Thread[] ts = new Thread[threads];
+    long start = System.nanoTime();
+    for (int t = 0; t < threads; t++) {
+      final int seed = t;
+      ts[t] = new Thread(() -> {
+        long x = seed * 7919L + 1;
+        for (int i = 0; i < ops; i++) {
+          x ^= x << 13; x ^= x >>> 7; x ^= x << 17;
+          int j = (int) ((x >>> 1) % k);
+          if ((i & 1) == 0) {
+            locks[j].lock();
+            try {
+              shared[j] += spin(x, work);
+            } finally {
+              locks[j].unlock();
+            }
+          } else {
+            synchronized (monitors[j]) {
+              shared[j] += spin(x, work);
+            }
+          }
+          sink += spin(x, work);
+        }
+      }, "worker-" + t);
+      ts[t].start();
+    }
+    for (Thread t : ts) t.join();
+    long ns = System.nanoTime() - start;
+    long total = 0;
+    for (long v : shared) total += v;
+    sink += total;
+    return ns;
+  }
+
+  static long spin(long x, int n) {
+    for (int i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 7; x ^= x << 17; }
+    return x;
+  }
+}
+"""
+
+CONFIGS: dict[str, dict[str, str] | None] = {
+    "no agent": None,
+    "agent (default, full mode)": {},
+    "agent, JFR off (hooks + sampler)": {"WILLOWISP_JAVA_JFR": "0"},
+    "agent, hooks off (JFR + sampler)": {"WILLOWISP_JAVA_HOOKS": "0"},
+    "agent, full fidelity (synchronized too)": {"WILLOWISP_JAVA_SYNC": "LockHeavy"},
+    "agent, stack on every acquisition": {"WILLOWISP_JAVA_STACKS": "all"},
+    "agent, hops mode": {"WILLOWISP_MODE": "hops"},
+}
+
+
+def env_for(extra: dict[str, str] | None, out: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+    env.pop("JAVA_TOOL_OPTIONS", None)
+    if extra is not None:
+        env["JAVA_TOOL_OPTIONS"] = f"-javaagent:{JAR}"
+        env["WILLOWISP_OUT"] = str(out)
+        env.update(extra)
+    return env
+
+
+def run_once(
+    classes: Path, args: argparse.Namespace, extra: dict[str, str] | None, out: Path
+) -> tuple[int, int, int]:
+    """(workload ns, process wall ns, process CPU ns during the measured run) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter_ns()
+    done = subprocess.run(
+        [JAVA, "-cp", str(classes), "LockHeavy", str(args.threads), str(args.ops), str(args.work)],
+        capture_output=True,
+        text=True,
+        env=env_for(extra, out),
+        check=True,
+        timeout=600,
+    )
+    wall = time.perf_counter_ns() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    lines = done.stdout.splitlines()
+    work = next(int(line.split()[1]) for line in lines if line.startswith("WORK_NS "))
+    cpu = next(int(line.split()[1]) for line in lines if line.startswith("WORK_CPU_NS "))
+    return work, wall, cpu, int(total_cpu * 1e9)
+
+
+def events_in(out: Path) -> int:
+    """Events the agent wrote (from `willowisp analyze`'s trace summary)."""
+    import json
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "willowisp", "analyze", str(out), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    try:
+        return int(json.loads(done.stdout)["trace"]["events"])
+    except (ValueError, KeyError):
+        return -1
+
+
+def report(
+    args: argparse.Namespace,
+    work: dict[str, list[int]],
+    wall: dict[str, list[int]],
+    cpu: dict[str, list[int]],
+    total: dict[str, list[int]],
+    outs: dict[str, Path],
+) -> None:
+    base_med = statistics.median(work["no agent"])
+    base_min = min(work["no agent"])
+    base_proc = statistics.median(wall["no agent"])
+    base_cpu = statistics.median(cpu["no agent"])
+    base_total = statistics.median(total["no agent"])
+    acquisitions = args.threads * args.ops // 2  # in the measured run
+    print(
+        f"lock-heavy workload: {args.threads} threads x {args.ops} ops "
+        f"({acquisitions} ReentrantLock + {acquisitions} monitor acquisitions), "
+        f"work {args.work}, {args.rounds} rounds, {os.cpu_count()} CPUs, {JAVA}"
+    )
+    print(
+        "measured run: wall (median, best) and the process's CPU during it; whole process:"
+        " wall and CPU, start-up included"
+    )
+    print(
+        f"{'configuration':40} {'median ms':>9} {'ratio':>6} {'best ms':>8} {'ratio':>6} "
+        f"{'CPU s':>6} {'ratio':>6} | {'proc ms':>8} {'ratio':>6} {'CPU s':>6} {'ratio':>6} "
+        f"{'events':>8}"
+    )
+    for name, extra in CONFIGS.items():
+        med = statistics.median(work[name])
+        best = min(work[name])
+        proc = statistics.median(wall[name])
+        used = statistics.median(cpu[name])
+        whole = statistics.median(total[name])
+        ev = events_in(outs[name]) if extra is not None else 0
+        print(
+            f"{name:40} {med / 1e6:9.1f} {med / base_med:6.3f} {best / 1e6:8.1f} "
+            f"{best / base_min:6.3f} {used / 1e9:6.2f} {used / base_cpu:6.3f} | "
+            f"{proc / 1e6:8.1f} {proc / base_proc:6.3f} {whole / 1e9:6.2f} "
+            f"{whole / base_total:6.3f} {ev:8d}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--ops", type=int, default=150_000, help="operations per thread")
+    ap.add_argument(
+        "--work", type=int, default=1000, help="xorshift rounds (~1 ns each) inside and outside"
+    )
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if not JAR.exists():
+        subprocess.run(["mvn", "-q", "-o", "package", "-DskipTests"], cwd=AGENT, check=True)
+    with tempfile.TemporaryDirectory(prefix="wisp-bench-java-") as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / "LockHeavy.java").write_text(WORKLOAD)
+        classes = tmpdir / "classes"
+        subprocess.run([JAVAC, "-d", str(classes), str(tmpdir / "LockHeavy.java")], check=True)
+        work: dict[str, list[int]] = {name: [] for name in CONFIGS}
+        wall: dict[str, list[int]] = {name: [] for name in CONFIGS}
+        cpu: dict[str, list[int]] = {name: [] for name in CONFIGS}
+        total: dict[str, list[int]] = {name: [] for name in CONFIGS}
+        outs: dict[str, Path] = {}
+        for r in range(args.rounds):
+            for i, (name, extra) in enumerate(CONFIGS.items()):
+                out = tmpdir / f"run-{r}-{i}"
+                w, p, c, t = run_once(classes, args, extra, out)
+                work[name].append(w)
+                wall[name].append(p)
+                cpu[name].append(c)
+                total[name].append(t)
+                outs[name] = out
+        report(args, work, wall, cpu, total, outs)
+        print("target (issue 7): agent (default) workload ratio <= 1.1")
+
+
+if __name__ == "__main__":
+    main()

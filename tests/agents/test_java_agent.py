@@ -1,0 +1,535 @@
+"""The Java agent (agents/java) end to end: real JVMs started with ``-javaagent`` through
+``JAVA_TOOL_OPTIONS`` (as ``willowisp run`` will), real Python services on loopback, and
+``willowisp analyze`` on the run folder -- while a JVM is still hung and after ``kill -9``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = ROOT / "agents" / "java"
+JAR = AGENT / "target" / "willowisp-agent.jar"
+PROGRAMS = Path(__file__).resolve().parent / "programs" / "java"
+JAVA = shutil.which("java")
+JAVAC = shutil.which("javac")
+MVN = shutil.which("mvn")
+JDK25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/java")
+DEADLINE_S = 30.0  # the longest a test waits for a trace to show what it must
+
+
+def _stale(jar: Path) -> bool:
+    if not jar.exists():
+        return True
+    built = jar.stat().st_mtime
+    sources = [AGENT / "pom.xml", *(AGENT / "src" / "main").rglob("*.java")]
+    return any(p.stat().st_mtime > built for p in sources)
+
+
+def _mvn(*goals: str) -> subprocess.CompletedProcess[str]:
+    """Maven offline first (the cache is warm after the first build), else online."""
+    assert MVN is not None, "mvn is needed to build agents/java"
+    for offline in (["-o"], []):
+        done = subprocess.run(
+            [MVN, "-q", *offline, *goals],
+            cwd=AGENT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if done.returncode == 0:
+            break
+    return done
+
+
+@pytest.fixture(scope="module")
+def agent_jar() -> Path:
+    """The shaded agent jar, built by Maven when missing or older than its sources."""
+    assert JAVA is not None and JAVAC is not None, "a JDK is needed for the Java agent tests"
+    if _stale(JAR):
+        done = _mvn("package", "-DskipTests")
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return JAR
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test programs, compiled once."""
+    out = tmp_path_factory.mktemp("java-classes")
+    assert JAVAC is not None
+    sources = sorted(str(p) for p in PROGRAMS.glob("*.java"))
+    subprocess.run([JAVAC, "-g", "-d", str(out), *sources], check=True, timeout=300)
+    return out
+
+
+def java_env(jar: Path, out: Path | str, **extra: str) -> dict[str, str]:
+    """The environment ``willowisp run`` gives a JVM (set by hand here)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+    env.pop("TRACEPARENT", None)
+    env["JAVA_TOOL_OPTIONS"] = f"-javaagent:{jar}"
+    env["WILLOWISP_OUT"] = str(out)
+    env.update(extra)
+    return env
+
+
+def start_java(
+    jar: Path,
+    classes: Path,
+    out: Path | str,
+    main: str,
+    *args: str,
+    java: str | None = None,
+    stdin: bool = False,
+    **env: str,
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [java or JAVA or "java", "-cp", str(classes), main, *args],
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=java_env(jar, out, **env),
+    )
+
+
+def analyze(out: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "willowisp", "analyze", str(out), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def wait_for_finding(out: Path, kind: str, ok: Callable[[dict], bool]) -> dict:
+    """Analyzes the folder until a finding of ``kind`` satisfying ``ok`` is there (the
+    agent's flusher writes within 100 ms; this waits on that, bounded by DEADLINE_S)."""
+    deadline = time.monotonic() + DEADLINE_S
+    last: dict = {}
+    while time.monotonic() < deadline:
+        if any(out.glob("*.wtrace")):
+            last = analyze(out)
+            for f in last["findings"]:
+                if f["kind"] == kind and ok(f):
+                    return f
+        time.sleep(0.2)
+    kinds = [(f["kind"], f["summary"]) for f in last.get("findings", [])]
+    raise AssertionError(f"no {kind} finding in {out} within {DEADLINE_S} s; found {kinds}")
+
+
+def read_line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    return proc.stdout.readline().strip()
+
+
+def kill9(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL: no shutdown hook, no last flush; then close the pipes."""
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+def _deadlock_check(threads: set[str], kind: str, lines: set[str]) -> Callable[[dict], bool]:
+    def ok(f: dict) -> bool:
+        names = {u["name"] for u in f["units"]}
+        runtimes = {u["runtime"] for u in f["units"]}
+        res = [r for r in f["resources"] if r["kind"] == kind]
+        wheres = {r.get("where") or "" for r in res}
+        text = "\n".join(f["explanation"])
+        return (
+            threads <= names
+            and runtimes == {"java"}
+            and len(res) == 2
+            and all(any(line in w for w in wheres) or line in text for line in lines)
+        )
+
+    return ok
+
+
+def test_synchronized_inversion_is_a_deadlock_while_running_and_after_kill9(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Two threads deadlocked on two monitors: the deadlock (both threads, both monitors,
+    their source lines) is in the run folder while the JVM hangs, and still after kill -9."""
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "MonitorDeadlock")
+    try:
+        assert read_line(proc) == "deadlocking"
+        check = _deadlock_check(
+            {"transfer", "audit"},
+            "monitor",
+            {"MonitorDeadlock.java:24", "MonitorDeadlock.java:33"},
+        )
+        live = wait_for_finding(out, "deadlock", check)
+        assert proc.poll() is None, "the JVM must still be running"
+        assert all(r["name"].startswith("java.lang.Object@0x") for r in live["resources"])
+    finally:
+        kill9(proc)
+    after = analyze(out)
+    dead = [f for f in after["findings"] if f["kind"] == "deadlock" and check(f)]
+    assert dead and dead[0]["id"] == live["id"]
+    (proc_info,) = after["processes"]
+    assert proc_info["runtime"] == "java" and proc_info["service"] == "MonitorDeadlock"
+
+
+def test_reentrantlock_inversion_is_a_deadlock(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Two threads deadlocked on two ReentrantLocks (the bytecode hooks): reported with both
+    threads, both locks and the lines that took and wait for them, before and after kill -9."""
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "LockDeadlock")
+    try:
+        assert read_line(proc) == "deadlocking"
+        check = _deadlock_check(
+            {"reserve", "cancel"},
+            "rlock",
+            {"LockDeadlock.java:22", "LockDeadlock.java:25", "LockDeadlock.java:33"},
+        )
+        live = wait_for_finding(out, "deadlock", check)
+        assert proc.poll() is None
+        assert all("ReentrantLock" in r["name"] for r in live["resources"])
+    finally:
+        kill9(proc)
+    assert any(f["id"] == live["id"] for f in analyze(out)["findings"])
+
+
+def test_lock_order_inversion_without_hang_is_a_potential_deadlock(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """ReentrantLocks taken in both orders at different times (no hang): every acquisition
+    is recorded, so the inversion is predicted."""
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "LockOrder")
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == "done"
+    found = analyze(out)
+    kinds = [f["kind"] for f in found["findings"]]
+    assert "potential-deadlock" in kinds, kinds
+    assert "deadlock" not in kinds
+
+
+def test_jfr_monitor_contention_and_notify_are_recorded(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Contended synchronized (JFR's JavaMonitorEnter, sampled waits) and Object.wait /
+    notifyAll: one monitor resource named by identity hash with its contention, release ->
+    acquire and notify -> wake edges, and thread start edges, all durable at a normal exit."""
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "MonitorHandoff")
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
+    found = analyze(out)
+    edges = found["trace"]["happens_before_edges"]
+    assert edges["lock"] >= 2 and edges["notify"] >= 1 and edges["spawn"] >= 5, edges
+    contention = [f for f in found["findings"] if f["kind"] == "lock-contention"]
+    assert len(contention) == 1, [f["summary"] for f in found["findings"]]
+    (res,) = contention[0]["resources"]
+    assert res["kind"] == "monitor" and res["name"].startswith("java.lang.Object@0x")
+    assert res["where"].startswith("MonitorHandoff.java:")
+    assert found["trace"]["agent_faults"] == 0
+
+
+def test_synchronized_inversion_is_predicted_in_instrumented_classes(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Monitors taken in opposite orders without a hang: invisible to JFR and the sampler,
+    predicted once WILLOWISP_JAVA_SYNC instruments the class's synchronized blocks and
+    methods (full fidelity)."""
+    kinds = {}
+    for sync in ("", "MonitorOrder"):
+        out = tmp_path / (sync or "default")
+        proc = start_java(agent_jar, classes, out, "MonitorOrder", WILLOWISP_JAVA_SYNC=sync)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
+        found = analyze(out)
+        kinds[sync] = [f for f in found["findings"] if f["kind"] == "potential-deadlock"]
+        assert found["trace"]["agent_faults"] == 0
+    assert kinds[""] == []
+    (predicted,) = kinds["MonitorOrder"]
+    assert {r["kind"] for r in predicted["resources"]} == {"monitor"}
+    assert "MonitorOrder.java:23" in predicted["summary"]
+    assert "MonitorOrder.java:30" in predicted["summary"]
+
+
+def test_http_call_from_java_into_python_is_linked(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Java's HttpClient (send and sendAsync) calls a Python http.server recorded by the
+    Python agent: the agent injected traceparent and both hops link by it."""
+    out = tmp_path / "run"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(PROGRAMS / "hop_server.py"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = read_line(server)
+        assert line.startswith("ready "), line
+        port = int(line.split()[1])
+        client = start_java(
+            agent_jar,
+            classes,
+            out,
+            "HttpCall",
+            f"http://127.0.0.1:{port}/stock",
+            WILLOWISP_SERVICE="checkout",
+        )
+        stdout, stderr = client.communicate(timeout=60)
+        assert client.returncode == 0, stderr
+        sent, _ = stdout.splitlines()
+        assert sent.startswith("send 200 00-"), "the server saw a traceparent header"
+    finally:
+        server.communicate(timeout=60)  # closes its stdin: it stops and flushes
+    found = analyze(out)
+    hops = [h for h in found["hops"] if h["from"]["runtime"] == "java"]
+    assert len(hops) == 1, found["hops"]
+    (hop,) = hops
+    assert hop["to"] == {"service": "hop_server", "runtime": "python"}
+    assert hop["from"]["service"] == "checkout"
+    assert hop["count"] == 2 and hop["linked"] == 2
+    assert hop["provenance"] == {"traceparent": 2}
+    assert "java.net.http" in hop["libraries"]
+
+
+def test_http_call_from_python_into_java_server_is_linked(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """A Python client (urllib, Python agent) calls a com.sun.net.httpserver service in a
+    JVM: the server hook extracts traceparent and the hop links by it."""
+    out = tmp_path / "run"
+    server = start_java(
+        agent_jar, classes, out, "HttpServe", WILLOWISP_SERVICE="inventory", stdin=True
+    )
+    try:
+        line = read_line(server)
+        assert line.startswith("ready "), line
+        port = int(line.split()[1])
+        client = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "willowisp",
+                "run",
+                "--out",
+                str(out),
+                "--",
+                sys.executable,
+                str(PROGRAMS / "hop_client.py"),
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.split()[-1] == "200"
+    finally:
+        server.communicate(timeout=60)  # closes its stdin: it stops and flushes
+    hops = [h for h in analyze(out)["hops"] if h["to"]["runtime"] == "java"]
+    assert len(hops) == 1
+    assert hops[0]["to"]["service"] == "inventory"
+    assert hops[0]["linked"] == hops[0]["count"] == 1
+    assert hops[0]["provenance"] == {"traceparent": 1}
+
+
+def test_deadlock_across_a_java_monitor_and_a_python_lock(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Python holds ledger_lock and calls Java's /reserve, whose handler waits for the books
+    monitor; Java's settle thread holds that monitor and calls Python's /credit, whose
+    handler waits for ledger_lock. One deadlock spanning both runtimes, their locks and
+    both hops, found while everything hangs."""
+    out = tmp_path / "run"
+    java = start_java(
+        agent_jar, classes, out, "CrossDeadlock", stdin=True, WILLOWISP_SERVICE="books"
+    )
+    py = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(PROGRAMS / "cross_deadlock.py"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        java_port = read_line(java).split()[1]
+        assert read_line(java) == "holding"
+        py_port = read_line(py).split()[1]
+        assert py.stdin is not None and java.stdin is not None
+        py.stdin.write(f"call {java_port}\n")
+        py.stdin.flush()
+        assert read_line(py) == "holding"
+        java.stdin.write(f"go {py_port}\n")
+        java.stdin.flush()
+
+        def spans_both(f: dict) -> bool:
+            kinds = {r["kind"] for r in f["resources"]}
+            return {u["runtime"] for u in f["units"]} == {"java", "python"} and {
+                "monitor",
+                "lock",
+            } <= kinds
+
+        found = wait_for_finding(out, "deadlock", spans_both)
+        names = {r["name"] for r in found["resources"]}
+        assert "ledger_lock" in names
+        assert any(n.startswith("java.lang.Object@0x") for n in names)
+    finally:
+        kill9(java)
+        py.kill()
+        py.communicate(timeout=30)
+
+
+GARBAGE = {
+    "WILLOWISP_MODE": "sideways",
+    "WILLOWISP_TRACE_RATIO": "lots",
+    "WILLOWISP_CLOCK_OFFSET_NS": "12abc",
+    "WILLOWISP_FLUSH_MS": "-5",
+    "WILLOWISP_JAVA_SAMPLE_MS": "\u00e9",
+    "TRACEPARENT": "00-zz-yy-01",
+}
+
+
+def test_garbage_settings_never_break_the_program(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Nonsense WILLOWISP_* values: the program's output and exit status are unchanged, and
+    the agent records with defaults, counting each bad setting as a fault."""
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "LockOrder", **GARBAGE)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
+    found = analyze(out)
+    assert found["trace"]["agent_faults"] == 5  # the five bad WILLOWISP_* values
+    assert found["processes"][0]["runtime"] == "java"
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["file", "unwritable"],
+)
+def test_unusable_out_never_breaks_the_program(
+    agent_jar: Path, classes: Path, tmp_path: Path, where: str
+) -> None:
+    """WILLOWISP_OUT is a regular file, or a folder the process may not write: the program
+    runs exactly as without the agent."""
+    if where == "file":
+        target = tmp_path / "not-a-dir"
+        target.write_text("x")
+        out: Path = target / "run"
+    else:
+        out = Path("/proc/willowisp-cannot-write-here")
+    proc = start_java(agent_jar, classes, out, "HttpServe", "--once", stdin=True)
+    stdout, stderr = proc.communicate(input="", timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stdout.splitlines()[-1] == "bye"
+    assert "Exception" not in stderr
+
+
+def test_disabled_and_excluded_jvms_stay_quiet(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """WILLOWISP_DISABLED=1, or a main class outside WILLOWISP_JAVA_INCLUDE: no files."""
+    for extra in ({"WILLOWISP_DISABLED": "1"}, {"WILLOWISP_JAVA_INCLUDE": "com.example.Shop"}):
+        out = tmp_path / next(iter(extra))
+        proc = start_java(agent_jar, classes, out, "LockOrder", **extra)
+        stdout, _ = proc.communicate(timeout=60)
+        assert (proc.returncode, stdout.strip()) == (0, "done")
+        assert not out.exists()
+    out = tmp_path / "included"
+    proc = start_java(agent_jar, classes, out, "LockOrder", WILLOWISP_JAVA_INCLUDE="Lock")
+    proc.communicate(timeout=60)
+    assert len(list(out.glob("LockOrder-*-1.wtrace"))) == 1
+
+
+@pytest.mark.skipif(not JDK25.exists(), reason="no JDK 21+ installed at " + str(JDK25))
+def test_virtual_threads_deadlock_on_reentrantlocks(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Two virtual threads (JDK 21+) deadlocked on ReentrantLocks: reported as a deadlock
+    between units of kind virtual-thread while the JVM hangs."""
+    out = tmp_path / "run"
+    vclasses = tmp_path / "classes25"
+    subprocess.run(
+        [
+            str(JDK25.parent / "javac"),
+            "-d",
+            str(vclasses),
+            str(PROGRAMS / "virtual" / "VirtualDeadlock.java"),
+        ],
+        check=True,
+        timeout=300,
+    )
+    proc = start_java(agent_jar, vclasses, out, "VirtualDeadlock", java=str(JDK25))
+    try:
+        assert read_line(proc) == "deadlocking"
+        found = wait_for_finding(
+            out, "deadlock", lambda f: {u["kind"] for u in f["units"]} == {"virtual-thread"}
+        )
+        assert {u["name"] for u in found["units"]} == {"pick", "pack"}
+    finally:
+        kill9(proc)
+
+
+def test_junit_suite_passes() -> None:
+    """The agent's own JUnit tests (conformance vectors byte for byte, the encoder) pass."""
+    done = _mvn("test")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    reports = list((AGENT / "target" / "surefire-reports").glob("TEST-*.xml"))
+    assert reports
+
+
+def test_willowisp_run_enables_the_agent_through_java_tool_options(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """`willowisp run -- java ...` finds the built jar and sets JAVA_TOOL_OPTIONS itself: the
+    JVM's threads and the monitor they queue on are in the run."""
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--"]
+        + [JAVA or "java", "-cp", str(classes), "MonitorHandoff"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"-javaagent:{agent_jar.resolve()}" in done.stderr  # the JVM says what it picked up
+    doc = analyze(out)
+    assert doc["trace"]["runtimes"] == ["java"]
+    assert doc["trace"]["units"] >= 5
