@@ -65,10 +65,11 @@ class Holds:
         return slice(int(lo), int(hi))
 
 
-# What can end a wait for a reply. A runtime may record its own work on the waiting unit
-# while the request is out (Go's net/http Transport starts connection goroutines and wakes
-# them on the caller's goroutine): that work does not end the wait.
-_RPC_ENDS = (K.RPC_RESPONSE, K.UNIT_WAKE, K.UNIT_END)
+# What ends a wait for a reply: the reply itself (rpc.response), a wake of that same
+# request (a timeout or a failure), or the unit's end. A runtime may record its own work on
+# the waiting unit while the request is out — Go's net/http Transport starts connection
+# goroutines and wakes them, tokio wakes the task for hyper's connection and then parks it
+# on an internal channel — and none of that ends the wait.
 
 
 def waits(trace: Trace, nxt: I64 | None = None) -> Waits:
@@ -79,29 +80,39 @@ def waits(trace: Trace, nxt: I64 | None = None) -> Waits:
     rpc = ev.arg[block] == Reason.RPC
     if rpc.any():
         end = end.copy()
-        end[rpc] = _next_of(trace, block[rpc], _RPC_ENDS)
+        rows = block[rpc]
+        own = _next_of(trace, rows, (K.RPC_RESPONSE, K.UNIT_WAKE), same_res=True)
+        over = _next_of(trace, rows, (K.UNIT_END,), same_res=False)
+        end[rpc] = np.where((own >= 0) & ((over < 0) | (own < over)), own, over)
     return Waits(block, end, ev.unit[block], ev.res[block], ev.arg[block])
 
 
-def _next_of(trace: Trace, rows: I64, kinds: tuple[int, ...]) -> I64:
-    """Per row: the same unit's next event (in program order: by row) of one of ``kinds``,
-    NO_INDEX if none."""
+def _next_of(trace: Trace, rows: I64, kinds: tuple[int, ...], *, same_res: bool) -> I64:
+    """Per row: the same unit's next event (in program order: by row) of one of ``kinds``
+    — on the same resource too when ``same_res`` — NO_INDEX if none."""
     ev = trace.events
     cand = np.flatnonzero(np.isin(ev.kind, kinds) & (ev.unit >= 0)).astype(np.int64)
+    if not len(cand) or not len(rows):
+        return np.full(len(rows), NO_INDEX, np.int64)
     n = np.int64(len(ev) + 1)
-    keys = ev.unit[cand].astype(np.int64) * n + cand  # sorted: rows are in unit order per unit
+
+    def key(i: I64) -> I64:
+        k = ev.unit[i].astype(np.int64)
+        if same_res:
+            k = k * np.int64(len(trace.resources) + 1) + (ev.res[i].astype(np.int64) + 1)
+        return k * n + i
+
+    keys = key(cand)
     order = np.argsort(keys, kind="stable")
     keys, cand = keys[order], cand[order]
-    want = ev.unit[rows].astype(np.int64) * n + rows
+    want = key(rows)
     pos = np.searchsorted(keys, want, side="right")
     found = pos < len(keys)
-    hit = (
-        np.where(found, cand[np.minimum(pos, max(len(cand) - 1, 0))], NO_INDEX)
-        if len(cand)
-        else np.full(len(rows), NO_INDEX, np.int64)
-    )
-    same = found & (hit >= 0)
+    hit = np.where(found, cand[np.minimum(pos, len(cand) - 1)], NO_INDEX)
+    same = found.copy()
     same[same] = ev.unit[hit[same]] == ev.unit[rows[same]]
+    if same_res:
+        same[same] = ev.res[hit[same]] == ev.res[rows[same]]
     return np.where(same, hit, NO_INDEX).astype(np.int64)
 
 

@@ -45,9 +45,29 @@ static SUBSCRIBER: OnceLock<Arc<TokioSubscriber>> = OnceLock::new();
 /// there and only the wrappers record). Returns a guard whose drop is the program's clean
 /// stop: it judges lost wakers, marks the process record complete and writes the last
 /// chunk. Never panics; with recording off the guard does nothing.
+/// A process started with `TRACEPARENT` (by a recorded parent) says so: `proc.start` on a
+/// `spawn` resource carrying the inherited context, which links it to the parent's spawn.
+fn record_process_start() {
+    let Some(a) = agent() else { return };
+    let Some(parent) = context::parse(&a.config.traceparent) else { return };
+    let res = a.new_resource(vec![
+        ("kind", wtrace::Value::from("spawn")),
+        ("name", wtrace::Value::from("TRACEPARENT")),
+        ("trace_id", wtrace::Value::from(parent.trace_id.clone())),
+        ("span_id", wtrace::Value::from(a.random_hex(8))),
+        ("parent_span_id", wtrace::Value::from(parent.span_id.clone())),
+        ("sampled", wtrace::Value::Int(i64::from(parent.sampled()))),
+    ]);
+    let ppid = std::os::unix::process::parent_id();
+    a.emit(current_unit(), wtrace::kind::PROC_START, res, i64::from(ppid), 0);
+}
+
 pub fn init() -> Guard {
     let recording = std::panic::catch_unwind(|| {
         let on = agent::start();
+        if on {
+            record_process_start();
+        }
         // `hops` (always-on) mode records hops only: tokio's tasks and the lock wrappers stay unrecorded
         let full = agent().is_some_and(|a| a.config.mode == "full");
         if on && full {

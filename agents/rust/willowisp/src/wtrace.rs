@@ -51,6 +51,8 @@ pub mod kind {
     pub const MSG_RECV: u8 = 21;
     pub const RPC_REPLY: u8 = 22;
     pub const RPC_RESPONSE: u8 = 23;
+    pub const PROC_SPAWN: u8 = 24;
+    pub const PROC_START: u8 = 25;
     pub const CLOCK_ANCHOR: u8 = 40;
     pub const AGENT_DROP: u8 = 41;
     pub const AGENT_FAULT: u8 = 42;

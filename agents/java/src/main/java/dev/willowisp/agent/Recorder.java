@@ -407,7 +407,8 @@ public final class Recorder {
     if (anchorDue || t0 - lastAnchor >= 1_000_000_000L) {
       anchorDue = false;
       lastAnchor = t0;
-      ev.add(Kinds.CLOCK_ANCHOR, 0, t0, 0, t0 + wallMinusMonoNow(t0) + cfg.clockOffsetNs, 0);
+      long[] pair = clockPair();
+      ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
     }
     if (ev.n == 0 && recs.isEmpty()) return;
     if (ev.n > 0) ev.add(Kinds.AGENT_FLUSH, 0, t0, 0, ev.n, 0);
@@ -420,10 +421,26 @@ public final class Recorder {
     segmentBytes += chunk.length;
   }
 
-  /** Wall minus monotonic now (re-read, so anchors follow wall-clock steps). */
-  private static long wallMinusMonoNow(long mono) {
-    Instant w = Instant.now();
-    return w.getEpochSecond() * 1_000_000_000L + w.getNano() - mono;
+  /**
+   * A (monotonic, wall) pair read back to back — the wall reading bracketed by two
+   * monotonic ones, the tightest of three tries — so that anchors of processes on one host
+   * agree within microseconds (the analyzer merges clocks that agree within 50 µs). Re-read
+   * at every anchor, so anchors follow wall-clock steps.
+   */
+  static long[] clockPair() {
+    long bestWidth = Long.MAX_VALUE;
+    long[] best = new long[2];
+    for (int i = 0; i < 3; i++) {
+      long before = System.nanoTime();
+      Instant w = Instant.now();
+      long after = System.nanoTime();
+      if (after - before < bestWidth) {
+        bestWidth = after - before;
+        best[0] = before + (after - before) / 2;
+        best[1] = w.getEpochSecond() * 1_000_000_000L + w.getNano();
+      }
+    }
+    return best;
   }
 
   private void openSegment() {
