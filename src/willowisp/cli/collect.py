@@ -13,6 +13,7 @@ DIR), prints one line of totals and exits 0.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import ipaddress
 import os
@@ -168,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
+        # Not stop.set() here: the handler runs on the main thread between two bytecodes,
+        # maybe inside Event.set's own lock after an earlier signal (SIGTERM to the group
+        # and one forwarded by a parent arrive together), and would wait on itself.
+        _thread.start_new_thread(stop.set, ())
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     for line in lines:
