@@ -42,6 +42,15 @@ public class MonitorHandoff {
       bell.notifyAll();
     }
     porter.join();
+    // JFR hands events to in-process streams about once a second, and JDK 17 has no call
+    // that hands over the rest at exit: wait (on JFR's own signal) until it has flushed
+    // twice since the work, so every stream — the agent's included — has seen it.
+    CountDownLatch flushed = new CountDownLatch(2);
+    try (jdk.jfr.consumer.RecordingStream rs = new jdk.jfr.consumer.RecordingStream()) {
+      rs.onFlush(flushed::countDown);
+      rs.startAsync();
+      flushed.await(20, java.util.concurrent.TimeUnit.SECONDS);
+    }
     System.out.println("done");
   }
 
