@@ -13,16 +13,15 @@ own, so whatever is left of it when the test ends is killed by that process grou
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polyglot_kit import analyze, run_orchestrator
 
 from willowisp.ingest.load import load
 
@@ -31,7 +30,6 @@ PROGRAMS = Path(__file__).resolve().parent / "programs" / "polyglot"
 NODE_AGENT = ROOT / "agents" / "node"
 BUILD = ROOT / ".cache" / "polyglot-scenario"
 GO = shutil.which("go")
-RUN_TIMEOUT_S = 45
 
 
 @pytest.fixture(scope="module")
@@ -60,54 +58,11 @@ def go_service() -> Path:
     return target
 
 
-def gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def run_scenario(mode: str, go_service: Path, out: Path) -> str:
     """``willowisp run --out OUT -- python orchestrator.py MODE``: its stdout. Every process
     of the run is gone afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
     orchestrator = [sys.executable, str(PROGRAMS / "orchestrator.py"), mode, str(go_service)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", *orchestrator],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    left_behind = True
-    try:
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
-        left_behind = not gone(proc.pid)
-    finally:
-        if not gone(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == 0, stderr
-    assert not left_behind, "a process of the run outlived it"
-    return stdout
-
-
-def analyze(out: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "willowisp", "analyze", str(out), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    trace = report["trace"]
-    assert trace["unreadable_files"] == [] and trace["agent_faults"] == 0, trace
-    assert trace["dropped_events"] == 0, trace
-    return report
+    return run_orchestrator(orchestrator, out)
 
 
 def place(name: str, text: str) -> str:

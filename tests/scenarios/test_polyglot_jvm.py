@@ -15,15 +15,14 @@ killed by that process group's id.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polyglot_kit import analyze, run_orchestrator
 
 from willowisp.ingest.load import load
 
@@ -34,7 +33,6 @@ JAR = ROOT / "agents" / "java" / "target" / "willowisp-agent.jar"
 BUILD = ROOT / ".cache" / "polyglot-jvm-scenario"
 JAVAC = shutil.which("javac")
 CARGO = shutil.which("cargo")
-RUN_TIMEOUT_S = 45
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +56,9 @@ def services() -> tuple[Path, Path]:
     return BUILD, RUST / "target" / "release" / "scenario_svc"
 
 
-def gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def run_scenario(mode: str, services: tuple[Path, Path], out: Path) -> str:
     """``willowisp run --out OUT -- python orchestrator.py MODE ...``: its stdout. Every
     process of the run is gone afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
-    env.pop("JAVA_TOOL_OPTIONS", None)
     classes, rust = services
     orchestrator = [
         sys.executable,
@@ -79,41 +67,7 @@ def run_scenario(mode: str, services: tuple[Path, Path], out: Path) -> str:
         str(classes),
         str(rust),
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", *orchestrator],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    left_behind = True
-    try:
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
-        left_behind = not gone(proc.pid)
-    finally:
-        if not gone(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == 0, stderr
-    assert not left_behind, "a process of the run outlived it"
-    return stdout
-
-
-def analyze(out: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "willowisp", "analyze", str(out), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    trace = report["trace"]
-    assert trace["unreadable_files"] == [] and trace["agent_faults"] == 0, trace
-    assert trace["dropped_events"] == 0, trace
-    return report
+    return run_orchestrator(orchestrator, out, drop=("JAVA_TOOL_OPTIONS",))
 
 
 def test_one_request_through_python_java_rust_python_is_one_linked_operation(
