@@ -27,6 +27,7 @@ COMMANDS = (
     "diff",
     "query",
     "export",
+    "view",
 )
 
 _MODULES = {"import": "import_"}  # a command whose module name is a Python keyword

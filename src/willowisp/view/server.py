@@ -1,0 +1,202 @@
+"""``willowisp view``'s HTTP server: the page, its script, and a small JSON API over the
+view columns (``model.ViewData``).
+
+Security, because a trace holds other people's strings and the server holds a trace:
+
+- It listens on 127.0.0.1 only (``bind`` refuses anything else).
+- Every request must carry the per-session token (``?token=``, 32 random bytes, compared in
+  constant time); the URL printed at start is the only way in. Static files (our own code,
+  no data) are the exception.
+- ``Host`` must be ``127.0.0.1:PORT`` or ``localhost:PORT`` (a DNS-rebinding page sends its
+  own name), and ``Origin``, when a browser sends one, the same origin: another site's page
+  cannot read the API even if it guessed the port.
+- Only GET and HEAD. Every response says ``nosniff``, no caching, no referrer (the token is
+  in the URL), and the page's Content-Security-Policy allows no inline script and no
+  connection anywhere but here — so a trace string that slipped into markup still could not
+  run. The page itself never builds markup from trace strings: text nodes and canvas text
+  only (see static/view.js).
+- Query values are bounded and validated (``lod.Window``); a bad one is a 400 with a one
+  line reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from willowisp.view import details, lod
+from willowisp.view.model import ViewData
+
+STATIC = {
+    "view.js": "text/javascript; charset=utf-8",
+    "view.css": "text/css; charset=utf-8",
+}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+MAX_QUERY = 4096
+
+
+class ViewServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, data: ViewData, port: int = 0, token: str | None = None) -> None:
+        self.data = data
+        self.token = token or secrets.token_urlsafe(32)
+        self.bounds = data.lane_bounds(len(data.meta["lanes"]))
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), Handler)
+
+    @property
+    def port(self) -> int:
+        port: int = self.server_address[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/?token={self.token}"
+
+
+def _static(name: str) -> bytes:
+    return (resources.files("willowisp.view") / "static" / name).read_bytes()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ViewServer
+    server_version = "willowisp-view"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the terminal shows the URL, not every tile request
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        try:
+            self._get()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _get(self) -> None:
+        if len(self.path) > MAX_QUERY:
+            self._error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+            return
+        if not self._same_origin():
+            self._error(HTTPStatus.FORBIDDEN, "Host or Origin is not this viewer")
+            return
+        url = urlsplit(self.path)
+        if url.path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")
+            return
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        if url.path.startswith("/static/"):
+            name = url.path.removeprefix("/static/")
+            if name not in STATIC:
+                self._error(HTTPStatus.NOT_FOUND, "no such file")
+                return
+            self._send(200, _static(name), STATIC[name], cache=True)
+            return
+        if not hmac.compare_digest(query.get("token", "").encode(), self.server.token.encode()):
+            self._error(HTTPStatus.FORBIDDEN, "a valid token is required")
+            return
+        if url.path == "/":
+            self._send(200, _static("index.html"), "text/html; charset=utf-8")
+            return
+        route = ROUTES.get(url.path)
+        if route is None:
+            self._error(HTTPStatus.NOT_FOUND, "no such path")
+            return
+        try:
+            body = route(self.server, query)
+        except ValueError as e:
+            self._error(HTTPStatus.BAD_REQUEST, str(e)[:200])
+            return
+        self._send(200, orjson.dumps(body), "application/json")
+
+    def _same_origin(self) -> bool:
+        port = self.server.port
+        hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        if self.headers.get("Host", "") not in hosts:
+            return False
+        origin = self.headers.get("Origin")
+        return origin is None or origin in {f"http://{h}" for h in hosts}
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, orjson.dumps({"error": message}), "application/json")
+
+    def _send(self, status: int, body: bytes, ctype: str, cache: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cache-Control", "max-age=60" if cache else "no-store")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def _int(query: dict[str, str], name: str) -> int:
+    text = query.get(name, "")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if abs(value) > 2**62:
+        raise ValueError(f"{name} is out of range")
+    return value
+
+
+def _meta(server: ViewServer, query: dict[str, str]) -> Any:
+    return server.data.meta
+
+
+def _tiles(server: ViewServer, query: dict[str, str]) -> Any:
+    data = server.data
+    w = lod.Window(data, query)
+    out: dict[str, Any] = {"mode": w.mode, "t0": w.rel0, "t1": w.rel1, "px": w.px}
+    out |= lod.cells(data, w, server.bounds)
+    out |= lod.events(data, w)
+    out |= lod.edges(data, w)
+    return out
+
+
+def _at(server: ViewServer, query: dict[str, str]) -> Any:
+    tol = max(_int(query, "tol"), 0) if query.get("tol") else 0
+    return details.at(
+        server.data, query.get("mode", "adjusted"), _int(query, "lane"), _int(query, "t"), tol
+    )  # t relative to the mode's base
+
+
+def _edge(server: ViewServer, query: dict[str, str]) -> Any:
+    return details.edge(server.data, _int(query, "row"))
+
+
+def _event(server: ViewServer, query: dict[str, str]) -> Any:
+    return details.event(server.data, _int(query, "row"))
+
+
+def _search(server: ViewServer, query: dict[str, str]) -> Any:
+    return details.search(server.data, query.get("q", ""))
+
+
+ROUTES = {
+    "/api/meta": _meta,
+    "/api/tiles": _tiles,
+    "/api/at": _at,
+    "/api/edge": _edge,
+    "/api/event": _event,
+    "/api/search": _search,
+}
