@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=server.serve_forever, name="view-server", daemon=True)
     thread.start()
+    threading.Thread(target=server.warm, name="view-warm", daemon=True).start()
     try:
         stop.wait()
     except KeyboardInterrupt:

@@ -97,16 +97,43 @@ def _rows(bounds: npt.NDArray[np.int64], lanes: npt.NDArray[np.int64]) -> npt.ND
     return out
 
 
+def _interval_columns(data: ViewData, mode: str) -> tuple[npt.NDArray[np.int64], ...]:
+    """Per mode, computed once: the intervals' start and end times, and per lane the running
+    maximum of the end times in start order (``reach``). Within a lane starts ascend (a
+    unit's events are in program order in every mode), and ``reach`` ascends by
+    construction, so the rows of a lane that can meet ``[t0, t1)`` are one binary search on
+    each: from the first row whose reach gets to t0, to the last that starts before t1."""
+    key = f"intervals.{mode}"
+    got = data.memo.get(key)
+    if got is None:
+        t = data.times[mode]
+        start = t[data.iv_start]
+        end = np.maximum(t[data.iv_end], start)
+        # a cumulative maximum per lane: ranks keep lane * n + rank inside int64
+        values, rank = np.unique(end, return_inverse=True)
+        n = len(values) + 1
+        lane = data.iv_lane.astype(np.int64)
+        reach = values[np.maximum.accumulate(rank + lane * n) - lane * n]
+        got = data.memo[key] = (start, end, reach)
+    cols: tuple[npt.NDArray[np.int64], ...] = got
+    return cols
+
+
 def cells(data: ViewData, w: Window, bounds: npt.NDArray[np.int64]) -> dict[str, Any]:
     """Per requested lane (in ``w.lanes`` order): ``[start px, length, state, ...]`` runs,
     and the runs of pixels where it held a lock."""
-    rows = _rows(bounds, w.lanes)
-    t = data.times[w.mode]
+    starts, ends, reach = _interval_columns(data, w.mode)
+    spans = []
+    for lane in w.lanes.tolist():
+        a, b = int(bounds[lane]), int(bounds[lane + 1])
+        lo = a + int(np.searchsorted(reach[a:b], w.t0))
+        hi = a + int(np.searchsorted(starts[a:b], w.t1))
+        if hi > lo:
+            spans.append((lo, hi))
+    rows = np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.zeros(0, np.int64)
     lane = np.searchsorted(w.lanes, data.iv_lane[rows])  # position in the request
-    start = t[data.iv_start[rows]]
-    end = np.maximum(t[data.iv_end[rows]], start)
-    state = data.iv_state[rows]
-    seen = (start < w.t1) & (end >= w.t0)
+    start, end, state = starts[rows], ends[rows], data.iv_state[rows]
+    seen = end >= w.t0
     lane, start, end, state = lane[seen], start[seen], end[seen], state[seen]
     ps = np.clip(_pixel(start, w), 0, w.px - 1)
     pe = np.clip(_pixel(end, w) + 1, ps + 1, w.px)  # at least the pixel it starts in
@@ -114,12 +141,13 @@ def cells(data: ViewData, w: Window, bounds: npt.NDArray[np.int64]) -> dict[str,
     width = w.px + 1
     top = np.zeros((nl, w.px), dtype=np.uint8)
     hold = np.zeros((nl, w.px), dtype=bool)
+    size = nl * width
     for s in np.unique(state).tolist():
         m = state == s
-        diff = np.zeros(nl * width, dtype=np.int32)
-        np.add.at(diff, lane[m] * width + ps[m], 1)
-        np.add.at(diff, lane[m] * width + pe[m], -1)
-        covered = np.cumsum(diff.reshape(nl, width), axis=1)[:, : w.px] > 0
+        diff = np.bincount(lane[m] * width + ps[m], minlength=size) - np.bincount(
+            lane[m] * width + pe[m], minlength=size
+        )
+        covered = np.cumsum(diff[:size].reshape(nl, width), axis=1)[:, : w.px] > 0
         if s == HOLD:
             hold |= covered
         else:
@@ -158,33 +186,67 @@ def event_bounds(data: ViewData) -> npt.NDArray[np.int64]:
     return bounds
 
 
+def _event_times(data: ViewData, mode: str) -> npt.NDArray[np.int64]:
+    """Per mode, the times of ``data.ev_order``: ascending within each lane (a unit's
+    events are in program order, and every mode keeps program order)."""
+    key = f"event_times.{mode}"
+    got = data.memo.get(key)
+    if got is None:
+        got = data.memo[key] = data.times[mode][data.ev_order]
+    times: npt.NDArray[np.int64] = got
+    return times
+
+
 def events(data: ViewData, w: Window) -> dict[str, Any]:
     """Event ticks ``[lane, px, kind, event row, ...]`` (global lane indices) when few
-    enough are visible; otherwise only their count."""
-    rows = data.ev_order[_rows(event_bounds(data), w.lanes)]
-    t = data.times[w.mode][rows]
-    rows = rows[(t >= w.t0) & (t < w.t1)]
-    if len(rows) > MAX_EVENTS:
-        return {"ticks": [], "count": len(rows)}
+    enough are visible; otherwise only their count. Two binary searches per lane."""
+    bounds = event_bounds(data)
+    times = _event_times(data, w.mode)
+    spans = []
+    count = 0
+    for lane in w.lanes.tolist():
+        a, b = int(bounds[lane]), int(bounds[lane + 1])
+        lo, hi = np.searchsorted(times[a:b], [w.t0, w.t1]).tolist()
+        spans.append((a + lo, a + hi))
+        count += hi - lo
+    if count > MAX_EVENTS:
+        return {"ticks": [], "count": count}
+    pos = np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.zeros(0, int)
+    rows = data.ev_order[pos]
     out = np.empty(4 * len(rows), dtype=np.int64)
     out[0::4] = data.lane_of_event[rows]
-    out[1::4] = _pixel(data.times[w.mode][rows], w)
+    out[1::4] = _pixel(times[pos], w)
     out[2::4] = data.kind[rows]
     out[3::4] = rows
     ticks: list[int] = out.tolist()
-    return {"ticks": ticks, "count": len(rows)}
+    return {"ticks": ticks, "count": count}
+
+
+def _edge_columns(data: ViewData, mode: str) -> tuple[npt.NDArray[Any], ...]:
+    """Per mode: edge source/destination lanes and times (computed once)."""
+    key = f"edges.{mode}"
+    got = data.memo.get(key)
+    if got is None:
+        t = data.times[mode]
+        got = data.memo[key] = (
+            data.lane_of_event[data.edge_src],
+            data.lane_of_event[data.edge_dst],
+            t[data.edge_src],
+            t[data.edge_dst],
+        )
+    cols: tuple[npt.NDArray[Any], ...] = got
+    return cols
 
 
 def edges(data: ViewData, w: Window) -> dict[str, Any]:
     """Edges ``[src lane, src px, dst lane, dst px, kind, provenance, edge row, ...]``
     (global lane indices) with an end on a requested lane, meeting the window."""
-    t = data.times[w.mode]
-    src_lane = data.lane_of_event[data.edge_src]
-    dst_lane = data.lane_of_event[data.edge_dst]
-    ts, td = t[data.edge_src], t[data.edge_dst]
-    visible = np.isin(src_lane, w.lanes) | np.isin(dst_lane, w.lanes)
+    src_lane, dst_lane, ts, td = _edge_columns(data, w.mode)
+    shown = np.zeros(len(data.meta["lanes"]) + 1, dtype=bool)  # [-1] (no lane) stays False
+    shown[w.lanes] = True
+    visible = (shown[src_lane] | shown[dst_lane]) & (src_lane >= 0) & (dst_lane >= 0)
     meets = (np.minimum(ts, td) < w.t1) & (np.maximum(ts, td) >= w.t0)
-    rows = np.flatnonzero(visible & meets & (src_lane >= 0) & (dst_lane >= 0))
+    rows = np.flatnonzero(visible & meets)
     total = len(rows)
     if total > MAX_EDGES:
         cross = np.isin(data.edge_kind[rows], _CROSS)

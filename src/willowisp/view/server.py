@@ -56,6 +56,15 @@ class ViewServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", port), Handler)
 
+    def warm(self) -> None:
+        """Compute the per-mode columns the first screens need (lod's memos) ahead of the
+        first requests; run on a background thread after the server is up."""
+        for mode in ("adjusted", "raw", "causal"):
+            w = lod.Window(self.data, {"mode": mode, "px": "1", "lo": "0", "hi": "1"})
+            lod.cells(self.data, w, self.bounds)
+            lod.events(self.data, w)
+            lod.edges(self.data, w)
+
     @property
     def port(self) -> int:
         port: int = self.server_address[1]

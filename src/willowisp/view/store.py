@@ -95,4 +95,4 @@ def _unpack(value: Any) -> np.ndarray[Any, Any]:
     if kind not in _DTYPES:
         raise ValueError(f"dtype {kind!r}")
     raw = base64.b64decode(text, validate=True)
-    return np.frombuffer(raw, dtype=_DTYPES[kind]).astype(kind)
+    return np.frombuffer(raw, dtype=_DTYPES[kind]).astype(kind, copy=False)  # read-only

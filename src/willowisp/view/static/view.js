@@ -137,9 +137,11 @@
       lanes: lanes.join(","),
     };
     try {
+      const asked = performance.now();
       if (lanes.length === 0) tile = { ...params, lanes: [], runs: [], holds: [], ticks: [], edges: [], total: 0, shown: 0, count: 0 };
       else tile = await api("/api/tiles", params);
       tile.index = new Map(tile.lanes.map((l, i) => [l, i]));
+      document.body.dataset.fetchMs = String(Math.round(performance.now() - asked));
       error = "";
     } catch (e) {
       error = String(e.message || e);
@@ -156,6 +158,7 @@
 
   function draw() {
     if (!meta) return;
+    const began = performance.now();
     const dpr = window.devicePixelRatio || 1;
     const w = canvas.clientWidth, h = canvas.clientHeight;
     if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
@@ -171,6 +174,7 @@
     if (tile && tile.mode === mode) { drawCells(ys); drawTicks(ys); drawEdges(ys, h); }
     drawFocus(ys);
     status();
+    document.body.dataset.drawMs = String(Math.round(performance.now() - began));
   }
 
   function niceStep(span, px) {
