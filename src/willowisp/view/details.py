@@ -108,7 +108,7 @@ def search(data: ViewData, query: str) -> dict[str, Any]:
     return {
         "lanes": sorted(hits)[:MAX_MATCHES],
         "more": max(len(hits) - MAX_MATCHES, 0),
-        "resources": [data.strings["resources"][i] for i in names[:50]],
+        "resources": sorted({data.strings["resources"][i] for i in names})[:50],
     }
 
 
