@@ -28,6 +28,7 @@ COMMANDS = (
     "query",
     "export",
     "view",
+    "replay",
 )
 
 _MODULES = {"import": "import_"}  # a command whose module name is a Python keyword

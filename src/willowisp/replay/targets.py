@@ -1,0 +1,188 @@
+"""``--delay TARGET=DURATION``: what a delay names and how much.
+
+TARGET is ``KIND:PATTERN`` or a bare PATTERN (tried as a unit, a resource, then a hop; it
+must match exactly one of those kinds):
+
+- ``unit:NAME`` — units whose name contains NAME start DURATION later;
+- ``resource:NAME`` — resources whose name contains NAME: every hold of a lock lasts
+  DURATION longer (added before its release), a request's reply arrives DURATION later,
+  every other operation on it (a queue put, a data access, a message) takes DURATION more;
+- ``hop:TEXT`` — requests and messages whose hop (``client-service->server-service``, or
+  the operation's name such as ``GET /price``) contains TEXT: the reply (for a message,
+  its delivery) arrives DURATION later;
+- ``event:PROCESS:SEQ`` — one event (its id; a unique prefix of the process id is
+  enough) happens DURATION later than recorded.
+
+DURATION: a number and a unit, ``ns``, ``us``/``µs``, ``ms`` or ``s`` (``50ms``, ``1.5s``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from willowisp.analysis.engine import Analysis
+from willowisp.analysis.naming import resource_name
+from willowisp.errors import UsageError
+from willowisp.model.spec import K
+
+UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+MAX_DELAY_NS = 3600 * 1_000_000_000
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ns|us|µs|ms|s)\s*$")
+
+
+@dataclass(frozen=True)
+class Delay:
+    text: str  # as given
+    kind: str  # unit | resource | hop | event
+    pattern: str
+    ns: int
+
+
+@dataclass
+class Resolved:
+    """Per event: extra ns before it (its own work), and per hop-edge event (the reply or
+    delivery end): extra ns on the incoming edge. What each delay matched, for the report."""
+
+    before: dict[int, int] = field(default_factory=dict)
+    on_edge_into: dict[int, int] = field(default_factory=dict)
+    matched: list[str] = field(default_factory=list)
+
+
+def parse_delay(text: str) -> Delay:
+    target, sep, amount = text.rpartition("=")
+    if not sep or not target.strip():
+        raise UsageError(f"--delay {text!r}: expected TARGET=DURATION, e.g. hop:orders=50ms")
+    m = _DURATION.match(amount)
+    if not m:
+        raise UsageError(f"--delay {text!r}: {amount!r} is not a duration like 50ms or 1.5s")
+    ns = round(float(m.group(1)) * UNITS[m.group(2)])
+    if ns > MAX_DELAY_NS:
+        raise UsageError(f"--delay {text!r}: at most one hour")
+    kind, colon, pattern = target.partition(":")
+    if colon and kind in ("unit", "resource", "hop", "event"):
+        return Delay(text, kind, pattern.strip(), ns)
+    return Delay(text, "", target.strip(), ns)
+
+
+def resolve(a: Analysis, delays: list[Delay]) -> Resolved:
+    out = Resolved()
+    for d in delays:
+        if d.kind:
+            count = _apply(a, d, d.kind, out)
+            if not count:
+                raise UsageError(f"--delay {d.text!r}: no {d.kind} matches {d.pattern!r}")
+            continue
+        hits = {k: _apply(a, d, k, Resolved()) for k in ("unit", "resource", "hop")}
+        kinds = [k for k, n in hits.items() if n]
+        if not kinds:
+            raise UsageError(f"--delay {d.text!r}: no unit, resource or hop matches")
+        if len(kinds) > 1:
+            raise UsageError(
+                f"--delay {d.text!r}: {d.pattern!r} names a {' and a '.join(kinds)}; "
+                f"say which, e.g. {kinds[0]}:{d.pattern}"
+            )
+        _apply(a, d, kinds[0], out)
+    return out
+
+
+def _add(table: dict[int, int], i: int, ns: int) -> None:
+    table[i] = table.get(i, 0) + ns
+
+
+def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
+    """Add ``d`` as ``kind`` to ``out``; how many places it matched."""
+    trace = a.trace
+    ev = trace.events
+    want = d.pattern.lower()
+    if kind == "unit":
+        units = [u.index for u in trace.units if want in (u.name or "").lower()]
+        rows = np.flatnonzero(np.isin(ev.unit, units)) if units else np.zeros(0, np.int64)
+        firsts: list[int] = (
+            np.unique(ev.unit[rows], return_index=True)[1].tolist() if len(rows) else []
+        )
+        for f in firsts:
+            _add(out.before, int(rows[f]), d.ns)
+        if units:
+            out.matched.append(f"{d.text}: {len(units)} unit(s) start later")
+        return len(units)
+    if kind == "resource":
+        res = [
+            int(r.index) for r in trace.resources if want in resource_name(trace, r.index).lower()
+        ]
+        return _resource(a, d, res, out)
+    if kind == "hop":
+        return _hop(a, d, want, out)
+    if kind == "event":
+        proc, _, seq = d.pattern.rpartition(":")
+        procs = [p.index for p in trace.processes if proc and p.id.startswith(proc)]
+        if len(procs) != 1 or not seq.isdigit():
+            return 0
+        rows = np.flatnonzero((ev.proc == procs[0]) & (ev.seq == int(seq)))
+        for i in rows.tolist():
+            _add(out.before, i, d.ns)
+        if len(rows):
+            out.matched.append(f"{d.text}: 1 event later")
+        return len(rows)
+    raise UsageError(f"--delay {d.text!r}: unknown target kind {kind!r}")
+
+
+def _resource(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:
+    trace = a.trace
+    ev = trace.events
+    if not res:
+        return 0
+    rows = np.flatnonzero(np.isin(ev.res, res))
+    hops = a.causality.hops
+    replies = 0
+    for r in res:
+        kind = trace.resources[r].kind
+        if kind == "rpc":
+            for row in np.flatnonzero(hops.client == r).tolist():
+                end = int(hops.response[row])
+                if end >= 0:
+                    _add(out.on_edge_into, end, d.ns)
+                    replies += 1
+    ops = 0
+    for i in rows.tolist():
+        k = int(ev.kind[i])
+        kind = trace.resources[int(ev.res[i])].kind
+        if kind == "rpc" or k == K.UNIT_BLOCK:
+            continue
+        if k == K.LOCK_ACQUIRED:
+            continue  # a hold lasts longer: the delay goes before the release
+        _add(out.before, i, d.ns)
+        ops += 1
+    out.matched.append(
+        f"{d.text}: {len(res)} resource(s), {ops} operations slower"
+        + (f", {replies} replies later" if replies else "")
+    )
+    return ops + replies
+
+
+def _hop(a: Analysis, d: Delay, want: str, out: Resolved) -> int:
+    trace = a.trace
+    hops = a.causality.hops
+    count = 0
+    for row in np.flatnonzero(hops.linked).tolist():
+        names = []
+        for side in (int(hops.client[row]), int(hops.server[row])):
+            if side >= 0:
+                names.append(resource_name(trace, side).lower())
+        services = [
+            trace.processes[int(trace.events.proc[e])].service.lower()
+            for e in (int(hops.send[row]), int(hops.recv[row]))
+            if e >= 0
+        ]
+        label = "->".join(services)
+        if not any(want in n for n in [*names, label]):
+            continue
+        end = int(hops.response[row]) if hops.response[row] >= 0 else int(hops.recv[row])
+        if end >= 0:
+            _add(out.on_edge_into, end, d.ns)
+            count += 1
+    if count:
+        out.matched.append(f"{d.text}: {count} hop(s) slower")
+    return count

@@ -1,0 +1,483 @@
+"""What-if: re-simulate a recording with delays added (``replay --delay``).
+
+This is a timed re-simulation of **one** schedule, not a proof over all interleavings: it
+answers "had this been 50 ms slower, what would this run have done", keeping everything the
+recording shows to be necessary and re-deciding only what timing decided.
+
+**Kept (causally necessary).** Each unit's program order, with the recorded time between
+its consecutive events (its own work); spawns, joins, notifications, requests, replies,
+process starts and messages, each with its recorded latency (a wire's transit, a wake-up).
+When a unit's event waited for an incoming edge in the recording (the edge's source came
+after the unit's previous event, or the event ended a wait), the unit's own time before it
+counts as waiting, not work: in the simulation it then waits exactly as long as the edge
+makes it, longer or shorter than recorded.
+
+**Re-decided (what timing chose).** Who gets an owned lock (lock, rlock, rwlock, monitor)
+and when: a unit asks for it where it asked in the recording (its block, or its acquire
+when uncontended) and gets it when it is free, waiters first come first served; readers of
+an rwlock share it. Which item a queue get takes: gets are served in the order they ask,
+each taking the next item put.
+
+**Reported.** The makespan and the new critical path (from the last event back along the
+dependency that decided each time); pairs of conflicting operations that now run in the
+other order — two units' accesses to the same data, at least one a write (a race the delay
+exposes), and the order two units got a lock in; and a wait cycle if the simulated run
+cannot finish (a deadlock the delay causes, or one the recording already had).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from willowisp.analysis.engine import Analysis
+from willowisp.analysis.naming import event_where, fmt_duration, resource_name
+from willowisp.causality.graph import EdgeKind
+from willowisp.causality.waits import OWNED_LOCKS, holds, waits
+from willowisp.model.spec import K
+from willowisp.replay.targets import Resolved
+
+I64 = npt.NDArray[np.int64]
+UNSET = np.iinfo(np.int64).min
+MAX_LISTED = 20
+SMALL_BUCKET = 200  # data accesses per piece of data compared pairwise; above: neighbours
+
+_COMPLETE, _REQUEST = 0, 1
+
+
+@dataclass
+class Outcome:
+    """What the simulation found (see the module doc)."""
+
+    sim: I64  # per event: simulated time, UNSET where it never happened
+    makespan_recorded: int
+    makespan: int
+    path: list[int]  # critical path, events from first to last
+    lock_flips: list[tuple[int, int]]  # (earlier-now, later-now) acquire events
+    race_flips: list[tuple[int, int]]  # conflicting accesses now in the other order
+    cycle: list[tuple[int, int, int]]  # (waiting unit, resource or -1, unit it waits for)
+    stuck_units: list[int]
+    matched: list[str] = field(default_factory=list)
+
+
+class _Sim:
+    def __init__(self, a: Analysis, delays: Resolved) -> None:
+        self.a = a
+        trace = a.trace
+        ev = trace.events
+        n = len(ev)
+        self.n = n
+        self.t = a.causality.clocks.adjusted.astype(np.int64)
+        self.unit = ev.unit
+        self.kind = ev.kind
+        self.res = ev.res
+        self.arg = ev.arg
+        # program order: the next event of the same unit
+        rows = np.flatnonzero(ev.unit >= 0)
+        by_unit = rows[np.lexsort((rows, ev.unit[rows]))]
+        self.prev = np.full(n, -1, dtype=np.int64)
+        self.next = np.full(n, -1, dtype=np.int64)
+        same = ev.unit[by_unit][1:] == ev.unit[by_unit][:-1]
+        self.prev[by_unit[1:][same]] = by_unit[:-1][same]
+        self.next[by_unit[:-1][same]] = by_unit[1:][same]
+        # fixed edges: everything but lock hand-offs and queue items (re-decided)
+        g = a.causality.graph
+        keep = ~np.isin(g.kind, [int(EdgeKind.LOCK), int(EdgeKind.QUEUE)])
+        self.e_src, self.e_dst = g.src[keep], g.dst[keep]
+        self.out_edges: dict[int, list[int]] = {}
+        self.deps = np.zeros(n, dtype=np.int64)  # fixed dependencies not yet done
+        for k, (s, d) in enumerate(zip(self.e_src.tolist(), self.e_dst.tolist(), strict=True)):
+            self.out_edges.setdefault(s, []).append(k)
+            self.deps[d] += 1
+        self.deps[self.prev >= 0] += 1
+        w = waits(trace)
+        self.wait_block = dict(zip(w.end.tolist(), w.block.tolist(), strict=True))
+        self.wait_block.pop(-1, None)
+        self.open_blocks = [int(b) for b, e in zip(w.block, w.end, strict=True) if e < 0]
+        self.owned = np.isin(trace.resource_kind, OWNED_LOCKS) if trace.resources else None
+        kinds = trace.resource_kind if trace.resources else np.zeros(0, dtype=str)
+        self.rlock = kinds == "rlock"
+        self.rwlock = kinds == "rwlock"
+        self.before = delays.before
+        self.on_edge_into = delays.on_edge_into
+        # state
+        self.ready = np.full(n, UNSET, dtype=np.int64)  # max over satisfied deps so far
+        self.bind = np.full(n, -1, dtype=np.int64)  # the dependency that set ``ready``
+        self.sim = np.full(n, UNSET, dtype=np.int64)
+        self.heap: list[tuple[int, int, int, int]] = []
+        self.seq = 0
+        self.holders: dict[int, dict[int, int]] = {}  # lock -> unit -> 1 (or shared count)
+        self.lock_waiters: dict[int, deque[int]] = {}
+        self.items: dict[int, int] = {}
+        self.queue_waiters: dict[int, deque[int]] = {}
+        self.grant_order: dict[int, list[int]] = {}
+
+    # -- weights -------------------------------------------------------------------------
+
+    def _own_work(self, i: int) -> int:
+        """ns of the unit's own work before event i (0 when it was waiting)."""
+        p = int(self.prev[i])
+        if p < 0:
+            return 0
+        if i in self.wait_block:
+            return 0
+        return max(int(self.t[i]) - int(self.t[p]), 0)
+
+    def _waited_for_edge(self, i: int, src: int) -> bool:
+        p = int(self.prev[i])
+        return p < 0 or int(self.t[src]) > int(self.t[p])
+
+    # -- the run -------------------------------------------------------------------------
+
+    def _push(self, t: int, action: int, i: int) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, action, self.seq, i))
+
+    def _satisfy(self, i: int, t: int, via: int) -> None:
+        if t > self.ready[i]:
+            self.ready[i] = t
+            self.bind[i] = via
+        self.deps[i] -= 1
+        if self.deps[i] == 0:
+            self._schedule(i)
+
+    def _schedule(self, i: int) -> None:
+        t = int(self.ready[i]) if self.ready[i] != UNSET else int(self.t[i])
+        t += self.before.get(i, 0)
+        if self._arbitrated(i):
+            self._push(t, _REQUEST, i)
+        else:
+            self._push(t, _COMPLETE, i)
+
+    def _arbitrated(self, i: int) -> bool:
+        r = int(self.res[i])
+        if r < 0 or self.owned is None:
+            return False
+        k = int(self.kind[i])
+        if k == K.LOCK_ACQUIRED and self.owned[r]:
+            return not (self.rlock[r] and int(self.arg[i]) > 1)  # reentrant: no wait
+        return k == K.QUEUE_GET and int(self.arg[i]) != 0
+
+    def run(self) -> None:
+        roots = np.flatnonzero(self.deps == 0)
+        for i in roots.tolist():
+            self.ready[i] = int(self.t[i])
+            self._schedule(i)
+        while self.heap:
+            t, action, _, i = heapq.heappop(self.heap)
+            if action == _REQUEST:
+                self._request(i, t)
+            else:
+                self._complete(i, t)
+
+    def _request(self, i: int, t: int) -> None:
+        r = int(self.res[i])
+        if int(self.kind[i]) == K.QUEUE_GET:
+            if self.items.get(r, 0) > 0:
+                self.items[r] -= 1
+                self._push(t, _COMPLETE, i)
+            else:
+                self.queue_waiters.setdefault(r, deque()).append(i)
+            return
+        if self._can_hold(r, i):
+            self._grant(r, i, t)
+        else:
+            self.lock_waiters.setdefault(r, deque()).append(i)
+
+    def _can_hold(self, r: int, i: int) -> bool:
+        held = self.holders.get(r)
+        if not held:
+            return True
+        if self.rwlock[r] and int(self.arg[i]) == 1:  # a reader joins other readers
+            return all(v < 0 for v in held.values()) and not self.lock_waiters.get(r)
+        return False
+
+    def _grant(self, r: int, i: int, t: int) -> None:
+        shared = bool(self.rwlock[r]) and int(self.arg[i]) == 1
+        self.holders.setdefault(r, {})[int(self.unit[i])] = -1 if shared else 1
+        self.grant_order.setdefault(r, []).append(i)
+        self._push(t, _COMPLETE, i)
+
+    def _complete(self, i: int, t: int) -> None:
+        self.sim[i] = t
+        k, r = int(self.kind[i]), int(self.res[i])
+        owned = r >= 0 and self.owned is not None and bool(self.owned[r])
+        if k == K.LOCK_RELEASE and owned and not (self.rlock[r] and int(self.arg[i]) > 0):
+            self.holders.get(r, {}).pop(int(self.unit[i]), None)
+            waiters = self.lock_waiters.get(r)
+            while waiters and self._can_hold_first(r):
+                self._grant(r, waiters.popleft(), t)
+        if k == K.QUEUE_PUT and r >= 0 and int(self.arg[i]) != 0:
+            waiters = self.queue_waiters.get(r)
+            if waiters:
+                self._push(t, _COMPLETE, waiters.popleft())
+            else:
+                self.items[r] = self.items.get(r, 0) + 1
+        nxt = int(self.next[i])
+        if nxt >= 0:
+            self._satisfy(nxt, t + self._own_work(nxt), i)
+        for k_edge in self.out_edges.get(i, ()):
+            d = int(self.e_dst[k_edge])
+            lat = max(int(self.t[d]) - int(self.t[i]), 0) + self.on_edge_into.get(d, 0)
+            self._satisfy(d, t + lat, i)
+
+    def _can_hold_first(self, r: int) -> bool:
+        waiters = self.lock_waiters.get(r)
+        if not waiters:
+            return False
+        held = self.holders.get(r)
+        if not held:
+            return True
+        first = waiters[0]
+        return (
+            bool(self.rwlock[r]) and int(self.arg[first]) == 1 and all(v < 0 for v in held.values())
+        )
+
+
+def simulate(a: Analysis, delays: Resolved) -> Outcome:
+    """Run the simulation and compare it with the recording."""
+    sim = _Sim(a, delays)
+    # events whose fixed edge source comes after their unit's previous event: their own
+    # gap was waiting (decided before the run, from the recording)
+    for s, d in zip(sim.e_src.tolist(), sim.e_dst.tolist(), strict=True):
+        if sim._waited_for_edge(d, s) and sim.prev[d] >= 0:
+            sim.wait_block.setdefault(d, int(sim.prev[d]))
+    sim.run()
+    happened = sim.sim != UNSET
+    drawn = sim.unit >= 0
+    rec = sim.t[drawn]
+    makespan_recorded = int(rec.max() - rec.min()) if len(rec) else 0
+    got = sim.sim[happened & drawn]
+    makespan = int(got.max() - got.min()) if len(got) else 0
+    path = _critical_path(sim, happened)
+    cycle, stuck = _stuck(sim, happened)
+    return Outcome(
+        sim=sim.sim,
+        makespan_recorded=makespan_recorded,
+        makespan=makespan,
+        path=path,
+        lock_flips=_lock_flips(sim),
+        race_flips=_race_flips(a, sim),
+        cycle=cycle,
+        stuck_units=stuck,
+        matched=list(delays.matched),
+    )
+
+
+def _critical_path(sim: _Sim, happened: npt.NDArray[np.bool_]) -> list[int]:
+    rows = np.flatnonzero(happened & (sim.unit >= 0))
+    if not len(rows):
+        return []
+    i = int(rows[np.argmax(sim.sim[rows])])
+    path = [i]
+    seen = {i}
+    while True:
+        b = int(sim.bind[i])
+        if b < 0 or b in seen:
+            break
+        path.append(b)
+        seen.add(b)
+        i = b
+    return path[::-1]
+
+
+def _stuck(
+    sim: _Sim, happened: npt.NDArray[np.bool_]
+) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Units that never finished, and a wait cycle among them if there is one."""
+    waits_for: dict[int, tuple[int, int]] = {}  # unit -> (resource, unit)
+    for r, q in sim.lock_waiters.items():
+        holders = list(sim.holders.get(r, {}))
+        for i in q:
+            if holders:
+                waits_for[int(sim.unit[i])] = (r, holders[0])
+    for b in sim.open_blocks:
+        if not happened[b]:
+            continue
+        r = int(sim.res[b])
+        holders = [u for u in sim.holders.get(r, {}) if u != int(sim.unit[b])]
+        if holders:
+            waits_for.setdefault(int(sim.unit[b]), (r, holders[0]))
+    # units stuck on a fixed edge whose source never ran: wait for that source's unit
+    pending = np.flatnonzero(~happened & (sim.unit >= 0) & (sim.deps > 0))
+    for i in pending.tolist():
+        u = int(sim.unit[i])
+        if u in waits_for or (int(sim.prev[i]) >= 0 and not happened[int(sim.prev[i])]):
+            continue
+        for s, d in zip(sim.e_src.tolist(), sim.e_dst.tolist(), strict=True):
+            if d == i and not happened[s] and int(sim.unit[s]) >= 0:
+                waits_for[u] = (-1, int(sim.unit[s]))
+                break
+    stuck = sorted(waits_for)
+    for start in stuck:
+        seen: list[int] = []
+        u = start
+        while u in waits_for and u not in seen:
+            seen.append(u)
+            u = waits_for[u][1]
+        if u in seen:
+            loop = seen[seen.index(u) :]
+            return [(x, waits_for[x][0], waits_for[x][1]) for x in loop], stuck
+    return [], stuck
+
+
+def _lock_flips(sim: _Sim) -> list[tuple[int, int]]:
+    """Consecutive grants of a lock to two units whose recorded order was the other."""
+    flips = []
+    for order in sim.grant_order.values():
+        for x, y in itertools.pairwise(order):
+            if int(sim.unit[x]) != int(sim.unit[y]) and int(sim.t[x]) > int(sim.t[y]):
+                flips.append((x, y))
+    return flips
+
+
+def _locks_held(a: Analysis, rows: I64) -> dict[int, frozenset[int]]:
+    """Per access event: the owned locks its unit held then (recorded holds)."""
+    h = holds(a.trace)
+    ev = a.trace.events
+    out: dict[int, frozenset[int]] = {}
+    for i in rows.tolist():
+        mine = np.flatnonzero(
+            (h.unit == ev.unit[i]) & (h.acquire < i) & ((h.release > i) | (h.release < 0))
+        )
+        out[i] = frozenset(h.res[mine].tolist())
+    return out
+
+
+def _race_flips(a: Analysis, sim: _Sim) -> list[tuple[int, int]]:
+    """Conflicting data accesses (same data name, different units, one writes) that run in
+    the other order than recorded, and that no common lock orders (those are a lock grant
+    in the other order, reported as such)."""
+    trace = a.trace
+    ev = trace.events
+    acc = np.flatnonzero((ev.kind == K.DATA_ACCESS) & (ev.res >= 0) & (sim.sim != UNSET))
+    held = _locks_held(a, acc)
+    buckets: dict[str, list[int]] = {}
+    for i in acc.tolist():
+        buckets.setdefault(resource_name(trace, int(ev.res[i])), []).append(i)
+    flips = []
+    for rows in buckets.values():
+        rows.sort(key=lambda i: int(sim.t[i]))
+        pairs = (
+            [(x, y) for k, x in enumerate(rows) for y in rows[k + 1 :]]
+            if len(rows) <= SMALL_BUCKET
+            else list(itertools.pairwise(rows))
+        )
+        for x, y in pairs:
+            if ev.unit[x] == ev.unit[y] or not (ev.arg[x] == 1 or ev.arg[y] == 1):
+                continue
+            if held[x] & held[y]:
+                continue
+            if int(sim.sim[x]) > int(sim.sim[y]):
+                flips.append((y, x))  # now first, now second
+    return flips
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def describe(a: Analysis, i: int) -> str:
+    trace = a.trace
+    ev = trace.events
+    u, r = int(ev.unit[i]), int(ev.res[i])
+    unit = trace.units[u]
+    p = trace.processes[unit.proc]
+    who = f"{unit.name or unit.kind} ({p.service or '?'}, {p.runtime})"
+    try:
+        what = K(int(ev.kind[i])).name.lower().replace("_", ".", 1)
+    except ValueError:
+        what = f"kind {int(ev.kind[i])}"
+    on = f" {trace.resources[r].kind} {resource_name(trace, r)}" if r >= 0 else ""
+    where = event_where(trace, i)
+    return f"{who} {what}{on}" + (f" at {where}" if where else "")
+
+
+def report(a: Analysis, out: Outcome) -> dict[str, Any]:
+    """The what-if result as JSON (``replay --delay ... --format json``)."""
+    trace = a.trace
+
+    def unit_name(u: int) -> str:
+        unit = trace.units[u]
+        p = trace.processes[unit.proc]
+        return f"{unit.name or unit.kind} ({p.service or '?'}, {p.runtime})"
+
+    return {
+        "schema": "willowisp.whatif/1",
+        "note": "a timed re-simulation of one schedule, not a proof over all interleavings",
+        "delays": out.matched,
+        "makespan_ns": {"recorded": out.makespan_recorded, "simulated": out.makespan},
+        "critical_path": [
+            {"event": str(trace.event_id(i)), "at_ns": int(out.sim[i]), "what": describe(a, i)}
+            for i in _summarize_path(a, out.path)
+        ],
+        "reordered": {
+            "races": [
+                {"first": describe(a, x), "then": describe(a, y)}
+                for x, y in out.race_flips[:MAX_LISTED]
+            ],
+            "races_total": len(out.race_flips),
+            "lock_grants": [
+                {"first": describe(a, x), "then": describe(a, y)}
+                for x, y in out.lock_flips[:MAX_LISTED]
+            ],
+            "lock_grants_total": len(out.lock_flips),
+        },
+        "deadlock": [
+            {
+                "unit": unit_name(u),
+                "waits_on": (
+                    f"{trace.resources[r].kind} {resource_name(trace, r)}" if r >= 0 else "a reply"
+                ),
+                "held_by": unit_name(h),
+            }
+            for u, r, h in out.cycle
+        ],
+        "stuck_units": [unit_name(u) for u in out.stuck_units[:MAX_LISTED]],
+    }
+
+
+def _summarize_path(a: Analysis, path: list[int]) -> list[int]:
+    """The path's events where it changes unit, plus its ends (at most 40)."""
+    ev = a.trace.events
+    keep = [
+        i
+        for k, i in enumerate(path)
+        if k in (0, len(path) - 1) or ev.unit[i] != ev.unit[path[k - 1]]
+    ]
+    return keep if len(keep) <= 40 else keep[:20] + keep[-20:]
+
+
+def text(a: Analysis, out: Outcome) -> list[str]:
+    doc = report(a, out)
+    lines = ["what-if (a timed re-simulation of one schedule, not a proof over all interleavings)"]
+    lines += [f"  delay {m}" for m in doc["delays"]]
+    rec, new = doc["makespan_ns"]["recorded"], doc["makespan_ns"]["simulated"]
+    change = f"{'+' if new >= rec else '-'}{fmt_duration(abs(new - rec))}"
+    lines.append(f"makespan: {fmt_duration(rec)} recorded → {fmt_duration(new)} ({change})")
+    lines.append("critical path (where it changes unit):")
+    lines += [f"  +{fmt_duration(s['at_ns'] - int(out.sim[out.path[0]]))} {s['what']}"
+              for s in doc["critical_path"]] if out.path else ["  (empty)"]  # fmt: skip
+    races = doc["reordered"]
+    if races["races_total"]:
+        lines.append(f"races the delay exposes: {races['races_total']} conflicting pair(s) "
+                     "now run in the other order")  # fmt: skip
+        lines += [f"  now first: {r['first']}\n    then:     {r['then']}" for r in races["races"]]
+    else:
+        lines.append("races the delay exposes: none (every conflicting pair kept its order)")
+    if races["lock_grants_total"]:
+        lines.append(f"lock grants in the other order: {races['lock_grants_total']}")
+        lines += [f"  now first: {r['first']}\n    then:     {r['then']}"
+                  for r in races["lock_grants"]]  # fmt: skip
+    if doc["deadlock"]:
+        lines.append("deadlock: the simulated run cannot finish; a wait cycle:")
+        lines += [f"  {d['unit']} waits on {d['waits_on']} held by {d['held_by']}"
+                  for d in doc["deadlock"]]  # fmt: skip
+    else:
+        lines.append("deadlock: none (no wait cycle)")
+    return lines
