@@ -186,8 +186,9 @@ def check(t: Trace, a: Analysis) -> dict[str, list[TracePacket]]:
 
 
 def test_cross_process_deadlock(tmp_path: Path) -> None:
-    """A real two-process HTTP deadlock: both services' threads on their process tracks,
-    the flows between them, the deadlock as an instant with its explanation."""
+    """The demo's shop (five processes in five runtimes, a deadlock through three of them
+    over HTTP): every service's units on its process tracks, the flows between them, the
+    deadlock as an instant with its explanation."""
     run = tmp_path / "demo"
     r = wisp("demo", "--out", str(run), "--format", "json")
     assert r.returncode == 0, r.stderr
@@ -197,7 +198,7 @@ def test_cross_process_deadlock(tmp_path: Path) -> None:
     names = {
         d.process.process_name for d in [p.track_descriptor for p in t.packet] if d.process.pid
     }
-    assert {n.split(" (")[0] for n in names} == {"orders", "stock"}
+    assert {n.split(" (")[0] for n in names} == {"shop", "inventory", "pricing", "ledger", "risk"}
     [dl] = [
         p.track_event
         for p in t.packet
@@ -206,8 +207,8 @@ def test_cross_process_deadlock(tmp_path: Path) -> None:
     args = annotations(dl)
     assert args["severity"] == "error"
     story = "\n".join(args["explanation"])  # type: ignore[arg-type]
-    assert "state_lock" in story and "orders" in story and "stock" in story
-    # Flows cross the processes: requests and replies between orders' and stock's threads.
+    assert "cart_lock" in story and "shop" in story and "inventory" in story
+    # Flows cross the processes: requests and replies between the services' units.
     proc_of = {d.uuid: d.thread.pid for d in (p.track_descriptor for p in t.packet) if d.thread.tid}
     crossing = 0
     starts = {f: p.track_event.track_uuid for p in t.packet for f in p.track_event.flow_ids}
@@ -225,7 +226,7 @@ def test_cross_process_deadlock(tmp_path: Path) -> None:
         for p in ps
         if "wait" in p.track_event.categories
     }
-    assert "lock state_lock" in waits_named
+    assert "lock cart_lock" in waits_named
     assert sum(1 for n in waits_named if n.startswith("rpc ")) >= 2
 
 

@@ -1,4 +1,5 @@
-"""``willowisp demo [--out DIR] [--format text|json]``: the bundled demo (see demo/runner.py)."""
+"""``willowisp demo [--out DIR] [--format text|json]``: the bundled polyglot demo (the shop
+in demo/, run by willowisp/demo/runner.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ from typing import Any
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the bundled demo: a real cross-process deadlock and a skewed clock",
-        description="Start two real Python services that deadlock across processes over "
-        "HTTP, one on a simulated host whose clock is 300 ms off; record them, kill them, "
-        "and print the analysis.",
+        help="run the bundled polyglot demo: a small shop in five runtimes with seeded bugs",
+        description="Build (with the toolchains this machine has; dependencies and builds "
+        "are cached under ~/.cache/willowisp/demo/) and run a small shop: an asyncio Python "
+        "orchestrator, a Go inventory service, a Node pricing worker, a Java ledger and a "
+        "Rust risk engine on a simulated host with a skewed clock. Record it with every "
+        "agent, analyze it, print one status line per runtime and the findings, and write "
+        "the run and report.html into DIR. Seeded bugs: a deadlock through three runtimes, "
+        "a race between two, the skewed clock, a hop that drops the trace header and a "
+        "polling consumer. A runtime whose toolchain is missing is skipped with the reason; "
+        "exit status 0 when the Python part ran.",
     )
     p.add_argument(
         "--out", metavar="DIR", help="where to write the run (default ./wisp-demo/<UTC timestamp>)"
@@ -23,7 +30,7 @@ def register(sub: Any) -> None:
         "--format",
         choices=("text", "json"),
         default="text",
-        help="text (default) or the analysis JSON on stdout",
+        help="text (default), or the analysis JSON on stdout (status lines on stderr)",
     )
     p.set_defaults(func=run)
 
