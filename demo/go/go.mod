@@ -2,6 +2,21 @@ module github.com/willowisp/willowisp/demo/go
 
 go 1.26.0
 
-require github.com/willowisp/willowisp/agents/go v0.0.0
+require (
+	github.com/willowisp/willowisp/agents/go v0.0.0
+	github.com/willowisp/willowisp/agents/go/wispgrpc v0.0.0
+	google.golang.org/grpc v1.85.0
+)
 
-replace github.com/willowisp/willowisp/agents/go => ../../agents/go
+require (
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
+
+replace (
+	github.com/willowisp/willowisp/agents/go => ../../agents/go
+	github.com/willowisp/willowisp/agents/go/wispgrpc => ../../agents/go/wispgrpc
+)

@@ -2,7 +2,8 @@
 // the pricing worker's ports). A goroutine consumes the price updates the pricing worker
 // puts on the shop's work queue: it polls GET /jobs/next, and sleeps pollPeriod between two
 // looks (seeded bug: a structural delay); it prints "applied <job id>" per update. It listens
-// on a loopback port, prints "PORT <n>", and serves, through wisp.Handler:
+// on a loopback port, prints "PORT <n>", serves the gRPC method /demo.Inventory/Reserve
+// on another (grpc.go; prints "GRPC <n>"), and serves, through wisp.Handler:
 //
 //	/reserve?order=N  take the wisp.Mutex `inventory` and book the item
 //	/b                take `inventory`, print "go-b-holding", call pricing's /c: the
@@ -149,6 +150,11 @@ func main() {
 		os.Exit(1)
 	}
 	say(fmt.Sprintf("PORT %d", ln.Addr().(*net.TCPAddr).Port))
+	go func() {
+		if err := serveGRPC(); err != nil {
+			fmt.Fprintln(os.Stderr, "grpc:", err)
+		}
+	}()
 	go consume(shopPort)
 	if err := http.Serve(ln, wisp.Handler(mux)); err != nil {
 		fmt.Fprintln(os.Stderr, err)

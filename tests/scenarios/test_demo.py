@@ -180,6 +180,15 @@ def test_the_inventory_consumer_polls_and_its_gap_is_structural(demo: Demo) -> N
     assert queue["count"] == queue["linked"] == 5, queue
 
 
+def test_orders_reserve_stock_over_grpc_linked_by_its_metadata(demo: Demo) -> None:
+    """The demo's one gRPC hop: grpcio in the shop, grpc-go with wispgrpc in inventory,
+    every call linked by the traceparent in its metadata."""
+    [grpc] = [h for h in demo.doc["hops"] if h["protocol"] == "grpc"]
+    assert (grpc["from"]["runtime"], grpc["to"]["runtime"]) == ("python", "go")
+    assert grpc["count"] == 5 and grpc["linked"] == 5
+    assert grpc["provenance"] == {"traceparent": 5}
+
+
 def test_report_html_is_written_beside_the_run(demo: Demo) -> None:
     """report.html, when this build has the HTML report; the status line says which."""
     try:

@@ -17,7 +17,7 @@ and an edge gateway to the ledger (gateway.py) that drops the trace header.
 
 Traffic, each step sequenced on a signal (a reply, a line a service prints), never a sleep:
 
-1. ``ORDERS`` orders. Each: inventory ``/reserve`` and pricing ``/quote`` (which publishes
+1. ``ORDERS`` orders. Each: inventory ``Reserve`` (gRPC) and pricing ``/quote`` (which publishes
    a price update and posts the price to the ledger through the gateway), and at the same
    time ledger ``/settle`` and risk ``/score``, which both write account:42 (the race);
    then the orchestrator waits for inventory's ``applied price-N`` line (its consumer
@@ -127,6 +127,22 @@ class Service:
             await self.proc.wait()
 
 
+def reserve(port: int, order: int) -> str:
+    """inventory's gRPC method /demo.Inventory/Reserve, its messages plain bytes (no
+    generated stubs; the Go side serves them with a pass-through codec). The Python agent
+    records the call and puts the trace context into its metadata."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        method = channel.unary_unary(
+            "/demo.Inventory/Reserve",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        reply: bytes = method(str(order).encode(), timeout=CALL_TIMEOUT_S)
+    return reply.decode()
+
+
 def call(port: int, path: str, method: str = "GET") -> str:
     """One blocking HTTP request (urllib: the Python agent records it and sends context)."""
     data = b"" if method == "POST" else None
@@ -222,6 +238,11 @@ class Shop:
             await service.end()
             return
         say(f"{name} listening on port {self.ports[name]} (pid {service.proc.pid})")
+        if name == "inventory":  # and its gRPC port (the demo's one gRPC hop)
+            try:
+                self.ports["inventory-grpc"] = int((await service.expect("GRPC ")).split()[1])
+            except Stalled as exc:
+                say(f"inventory serves no gRPC: {exc}")
 
     def has(self, *names: str) -> bool:
         return all(n in self.ports for n in names)
@@ -244,7 +265,7 @@ class Shop:
                 asyncio.run_coroutine_threadsafe(applied, loop).result()
 
     def place_order(self, n: int) -> None:
-        """inventory /reserve and pricing /quote, with ledger /settle and risk /score at the
+        """inventory Reserve (gRPC) and pricing /quote, with ledger /settle and risk /score at the
         same time."""
         calls = []
         if self.has("ledger"):
@@ -257,7 +278,9 @@ class Shop:
         ]
         for t in threads:
             t.start()
-        if self.has("inventory"):
+        if self.has("inventory-grpc"):
+            reserve(self.ports["inventory-grpc"], n)
+        elif self.has("inventory"):
             call(self.ports["inventory"], f"/reserve?order={n}")
         if self.has("pricing"):
             call(self.ports["pricing"], f"/quote?order={n}")
