@@ -51,7 +51,9 @@ class Demo:
         return p
 
 
-def run_demo(out: Path, code: str = "", path: str | None = None) -> Demo:
+def run_demo(
+    out: Path, code: str = "", path: str | None = None, extra: tuple[str, ...] = ()
+) -> Demo:
     """``willowisp demo --out OUT --format json`` (after ``code``, run in the same
     interpreter, when given; with PATH set to ``path`` when given). Nothing of it outlives
     it, and it exits 0 without a traceback."""
@@ -60,7 +62,7 @@ def run_demo(out: Path, code: str = "", path: str | None = None) -> Demo:
     env.pop("NODE_OPTIONS", None)
     if path is not None:
         env["PATH"] = path
-    argv = ["demo", "--out", str(out), "--format", "json"]
+    argv = ["demo", "--out", str(out), "--format", "json", *extra]
     main = f"from willowisp.cli.main import main\nsys.exit(main({argv!r}))\n"
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -89,6 +91,22 @@ def run_demo(out: Path, code: str = "", path: str | None = None) -> Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """One run of the whole demo, shared by the tests below."""
     return run_demo(tmp_path_factory.mktemp("demo") / "run")
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """The shop with its bugs fixed (``demo --fixed``)."""
+    return run_demo(tmp_path_factory.mktemp("fixed") / "run", extra=("--fixed",))
+
+
+def wisp(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_all_five_runtimes_ran_and_said_so(demo: Demo) -> None:
@@ -244,3 +262,68 @@ def test_without_a_checkout_every_other_runtime_is_skipped_with_the_reason(
     assert [s.runtime for s in services] == ["go", "nodejs", "java", "rust"]
     assert all(not s.ready and "no checkout" in s.note for s in services)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_fixed_shop_has_none_of_its_own_bugs(fixed: Demo) -> None:
+    """Settling before scoring orders the two writes; the gateway forwards the context;
+    no deadlock phase. The environment's findings (the skewed host, the polling consumer)
+    stay."""
+    kinds = {f["kind"] for f in fixed.doc["findings"]}
+    assert not kinds & {"deadlock", "race", "dropped-context"}, kinds
+    assert "clock-skew" in kinds and "structural-delay" in kinds
+    assert {p["runtime"] for p in fixed.doc["processes"]} == {
+        "python",
+        "go",
+        "nodejs",
+        "java",
+        "rust",
+    }
+
+
+def test_replay_script_walks_to_the_cycle_and_prints_every_units_state(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """Issue 9's first Done-means: the demo's deadlock trace, replayed by a script to the
+    step where the cycle closes; every unit of the cycle is blocked there, in three
+    runtimes, each on the lock or the reply it waits for."""
+    [deadlock] = demo.findings("deadlock")
+    script = tmp_path / "to-the-cycle.txt"
+    script.write_text(f"goto finding {deadlock['id']}\nstate\n")
+    done = wisp("replay", str(demo.out), "--script", str(script))
+    assert done.returncode == 0, done.stderr
+    state = done.stdout.split("> state", 1)[1]
+    blocked = [line for line in state.splitlines() if ": blocked on " in line]
+    for unit in deadlock["units"]:
+        [line] = [b for b in blocked if b.strip().startswith(unit["name"] + " (")]
+        assert f"{unit['service']} pid {unit['pid']}, {unit['runtime']}" in line
+    assert {"lock cart_lock", "lock inventory", "lock priceTable"} <= {
+        r
+        for b in blocked
+        for r in ("lock cart_lock", "lock inventory", "lock priceTable")
+        if r in b
+    }
+
+
+def test_a_slower_risk_call_reorders_the_race_and_the_fixed_shop_keeps_its_order(
+    demo: Demo, fixed: Demo
+) -> None:
+    """Issue 9's what-if Done-means: 400 ms more on the risk hop puts risk's write of
+    account:42 after the ledger's — the race is reachable the other way round; in the
+    fixed shop the same delay reorders nothing. Both keep (or lack) their deadlock."""
+    done = wisp("replay", str(demo.out), "--delay", "hop:score=400ms", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    races = doc["reordered"]["races"]
+    assert doc["reordered"]["races_total"] >= 1
+    assert all("account:42" in r["first"] and "account:42" in r["then"] for r in races)
+    assert all("(ledger, java)" in r["first"] and "(risk, rust)" in r["then"] for r in races)
+    units = {d["unit"] for d in doc["deadlock"]}
+    assert any("(shop, python)" in u for u in units)
+    assert any("(inventory, go)" in u for u in units)
+    assert any("(pricing, nodejs)" in u for u in units)
+    done = wisp("replay", str(fixed.out), "--delay", "hop:score=400ms", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["reordered"]["races_total"] == 0
+    assert doc["deadlock"] == []
+    assert doc["makespan_ns"]["simulated"] > doc["makespan_ns"]["recorded"]

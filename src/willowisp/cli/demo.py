@@ -32,6 +32,12 @@ def register(sub: Any) -> None:
         default="text",
         help="text (default), or the analysis JSON on stdout (status lines on stderr)",
     )
+    p.add_argument(
+        "--fixed",
+        action="store_true",
+        help="run the shop with its bugs fixed (settle before score, the gateway forwards "
+        "the trace context, no deadlock): to compare, or to check a fix with replay --delay",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,4 +47,4 @@ def run(args: argparse.Namespace) -> int:
     out = os.path.abspath(
         args.out or os.path.join("wisp-demo", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     )
-    return run_demo(out, args.format)
+    return run_demo(out, args.format, args.fixed)

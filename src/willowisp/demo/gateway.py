@@ -14,15 +14,19 @@ import asyncio
 
 # What the relay forwards; everything else (traceparent, tracestate, ...) is dropped.
 ALLOWED_HEADERS = frozenset({"host", "content-type", "content-length", "accept", "user-agent"})
+# The fixed shop's allowlist (``willowisp demo --fixed``) also names the trace context.
+FIXED_HEADERS = ALLOWED_HEADERS | {"traceparent", "tracestate", "baggage"}
 HEAD_LIMIT = 64 * 1024
 
 
-async def start_gateway(upstream_port: int) -> asyncio.Server:
-    """Listen on a free loopback port; every request goes to ``upstream_port``."""
+async def start_gateway(upstream_port: int, fixed: bool = False) -> asyncio.Server:
+    """Listen on a free loopback port; every request goes to ``upstream_port`` (with
+    ``fixed``, the trace context headers go too)."""
+    allowed = FIXED_HEADERS if fixed else ALLOWED_HEADERS
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await _relay_one(reader, writer, upstream_port)
+            await _relay_one(reader, writer, upstream_port, allowed)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass  # a client or upstream that went away: nothing to relay
         finally:
@@ -32,14 +36,17 @@ async def start_gateway(upstream_port: int) -> asyncio.Server:
 
 
 async def _relay_one(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream_port: int
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    upstream_port: int,
+    allowed: frozenset[str],
 ) -> None:
     head = await reader.readuntil(b"\r\n\r\n")
     request_line, *header_lines = head.decode("latin-1").split("\r\n")
     kept: list[str] = []
     for line in header_lines:
         name, sep, value = line.partition(":")
-        if sep and name.strip().lower() in ALLOWED_HEADERS:
+        if sep and name.strip().lower() in allowed:
             kept.append(f"{name.strip()}: {value.strip()}")
     length = _content_length(head.decode("latin-1"))
     body = await reader.readexactly(length) if length else b""

@@ -55,7 +55,9 @@ def _plan(services: list[Service], host: SimulatedHost) -> dict[str, list[str]]:
     return plan
 
 
-def record(out: str, services: list[Service], host: SimulatedHost, log: TextIO) -> bool:
+def record(
+    out: str, services: list[Service], host: SimulatedHost, log: TextIO, fixed: bool = False
+) -> bool:
     """Run the shop under the agents until it ends (it deadlocks, then stops its services
     and itself); relay its ``shop:`` lines. True if it ran to its end."""
     from willowisp.cli.run import build_env
@@ -65,6 +67,8 @@ def record(out: str, services: list[Service], host: SimulatedHost, log: TextIO) 
         if s.ready:
             env.update(s.env)
     argv = [sys.executable, "-m", "willowisp.demo.shop", json.dumps(_plan(services, host))]
+    if fixed:
+        argv.append("fixed")
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
     with open(os.path.join(out, "logs", "shop.log"), "ab") as errors:
         shop = subprocess.Popen(
@@ -140,7 +144,7 @@ def write_html(analysis: Analysis, doc: dict[str, Any], out: str) -> str:
     return f"report: {path}"
 
 
-def run(out: str, fmt: str) -> int:
+def run(out: str, fmt: str, fixed: bool = False) -> int:
     from willowisp.analysis.engine import Options, analyze
     from willowisp.ingest.load import load
     from willowisp.report.json_report import render_json
@@ -162,8 +166,9 @@ def run(out: str, fmt: str) -> int:
         print(f"{s.runtime:8s} {s.name}: {state}: {s.note}", file=log, flush=True)
         services.append(s)
     host = simulated_host(f"{SKEWED_SERVICE}-host", SKEW_NS)
-    print(f"willowisp demo: recording into {out}", file=log, flush=True)
-    if not record(out, services, host, log):
+    what = "the shop with its bugs fixed" if fixed else "the shop"
+    print(f"willowisp demo: recording {what} into {out}", file=log, flush=True)
+    if not record(out, services, host, log, fixed):
         print(f"python   the shop did not end well: see {out}/logs/shop.log", file=log)
     analysis = analyze(load([out]), Options())
     doc = analysis.document()

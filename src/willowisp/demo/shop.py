@@ -3,7 +3,7 @@ its traffic and, at the end, walks it into its deadlock. ``willowisp demo`` (run
 runs it with the agents enabled (``willowisp run``'s environment); every service is its
 child and inherits that.
 
-    python -m willowisp.demo.shop PLAN_JSON
+    python -m willowisp.demo.shop PLAN_JSON [fixed]
 
 PLAN_JSON maps a service to the command that starts it (absent: not built, skipped):
 ``inventory`` (Go), ``pricing`` (Node), ``ledger`` (Java), ``risk`` (Rust, maybe on a
@@ -31,6 +31,12 @@ Traffic, each step sequenced on a signal (a reply, a line a service prints), nev
    Once the cycle is closed and nothing moved for STUCK_S seconds the shop prints
    ``shop: deadlocked``, ends the services without disturbing the recorded cycle (see
    ``Shop.stop``) and leaves with os._exit: its own threads are stuck for good.
+
+``fixed`` (``willowisp demo --fixed``) runs the same shop with its own bugs fixed: each
+order settles with the ledger *before* it asks risk for a score (the shop's program order
+then orders the two writes of account:42), the gateway forwards the trace context, and
+there is no deadlock phase. The skewed host and the polling consumer stay: they are the
+environment, not the shop's code.
 
 Lines on stdout starting ``shop:`` tell the runner what happened; each service's stderr
 goes to ``logs/<service>.log`` in the run folder.
@@ -200,8 +206,9 @@ class ShopHandler(BaseHTTPRequestHandler):
 class Shop:
     """The running system: the services that started, by name."""
 
-    def __init__(self, plan: dict[str, list[str]], shop_port: int) -> None:
+    def __init__(self, plan: dict[str, list[str]], shop_port: int, fixed: bool = False) -> None:
         self.plan = plan
+        self.fixed = fixed
         self.shop_port = shop_port
         self.services: dict[str, Service] = {}
         self.ports: dict[str, int] = {}
@@ -211,7 +218,7 @@ class Shop:
         """ledger, the gateway to it, risk, pricing, inventory: each needs the ports before."""
         if "ledger" in self.plan:
             await self._start("ledger", self.plan["ledger"])
-            self.gateway = await start_gateway(self.ports["ledger"])
+            self.gateway = await start_gateway(self.ports["ledger"], self.fixed)
             self.ports["gateway"] = self.gateway.sockets[0].getsockname()[1]
         if "risk" in self.plan:
             await self._start("risk", self.plan["risk"], stdin_ends_it=True)
@@ -272,6 +279,10 @@ class Shop:
             calls.append((self.ports["ledger"], f"/settle?order={n}", "POST"))
         if self.has("risk"):
             calls.append((self.ports["risk"], f"/score?order={n}", "GET"))
+        if self.fixed:  # settle, then score: one after the other on this thread
+            for c in calls:
+                call(*c)
+            calls = []
         threads = [
             threading.Thread(target=call, args=c, name=f"order-{n}-{c[1][1:].split('?')[0]}")
             for c in calls
@@ -362,15 +373,16 @@ class Shop:
             self.gateway.close()
 
 
-async def main(plan: dict[str, list[str]]) -> None:
+async def main(plan: dict[str, list[str]], fixed: bool = False) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), ShopHandler)
     threading.Thread(target=server.serve_forever, name="shop-http", daemon=True).start()
-    shop = Shop(plan, int(server.server_address[1]))
+    shop = Shop(plan, int(server.server_address[1]), fixed)
     deadlocked = False
     try:
         await shop.start()
         await shop.orders()
-        deadlocked = await shop.deadlock()
+        if not fixed:
+            deadlocked = await shop.deadlock()
     except (Stalled, OSError) as exc:
         say(f"stopped early: {exc}")
     finally:
@@ -382,4 +394,4 @@ async def main(plan: dict[str, list[str]]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1])))
+    asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2:] == ["fixed"]))

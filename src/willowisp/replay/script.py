@@ -6,7 +6,8 @@ Commands (``#`` starts a comment; blank lines are skipped):
     next [N]            N steps forward (default 1)
     prev [N]            N steps back
     goto STEP|start|end
-    goto finding ID     the step where the finding's story closes (its last event)
+    goto finding ID     the step where the finding's story closes (its last event; for a
+                        deadlock or leak, once each of its units has done its last)
     unit NAME           select the first unit whose name contains NAME
     next-unit           the selected unit's next step
     follow              to the other end of the current event's causal edge
@@ -30,6 +31,7 @@ from willowisp.model.spec import K
 from willowisp.replay.steps import Stepper
 
 MAX_UNITS_SHOWN = 200
+HANGS = ("deadlock", "leak")  # findings whose story ends with its units' last events
 
 
 @dataclass
@@ -99,6 +101,14 @@ class Session:
         if args[:1] == ["finding"] and len(args) == 2:
             f = _finding(s, args[1])
             rows = list(s.a.trace.event_indices(f.events).values())
+            if f.kind in HANGS:  # the cycle is closed once each of its units has its last event
+                ids = {u.id for u in f.units}
+                ev = s.a.trace.events
+                units = [u.index for u in s.a.trace.units if str(s.a.trace.unit_id(u.index)) in ids]
+                for u in units:
+                    mine = np.flatnonzero(ev.unit == u)
+                    if len(mine):
+                        rows.append(int(mine[-1]))
             if not rows:
                 raise UsageError(f"finding {args[1]} names no recorded event")
             s.goto(int(s.position[np.array(rows)].max()))
@@ -194,6 +204,17 @@ def _ids(s: Stepper) -> str:
     return ", ".join(f.id for f in s.a.findings[:20]) or "none"
 
 
+def _server_unit(s: Stepper, r: int) -> int | None:
+    """The unit serving request resource ``r`` (linked hops only)."""
+    servers = s.a.causality.hops.server_of_client()
+    row = servers.get(r) if r >= 0 else None
+    if row is None:
+        return None
+    recv = int(s.a.causality.hops.recv[row])
+    unit = int(s.a.trace.events.unit[recv]) if recv >= 0 else -1
+    return unit if unit >= 0 else None
+
+
 def state_lines(s: Stepper) -> list[str]:
     """The cut after the current step, for people."""
     trace = s.a.trace
@@ -209,6 +230,9 @@ def state_lines(s: Stepper) -> list[str]:
             holders = [h for h in cut.holds.get(r, {}) if h != u]
             if holders:
                 text += ", held by " + ", ".join(s.unit_name(h) for h in holders)
+            server = _server_unit(s, r)
+            if server is not None:
+                text += f", served by {s.unit_name(server)}"
         lines.append(f"  {s.unit_name(u)}: {text} since step {st.since + 1}")
     if len(units) > MAX_UNITS_SHOWN:
         lines.append(f"  ... and {len(units) - MAX_UNITS_SHOWN} more units")

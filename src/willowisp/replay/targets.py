@@ -8,8 +8,8 @@ must match exactly one of those kinds):
   DURATION longer (added before its release), a request's reply arrives DURATION later,
   every other operation on it (a queue put, a data access, a message) takes DURATION more;
 - ``hop:TEXT`` — requests and messages whose hop (``client-service->server-service``, or
-  the operation's name such as ``GET /price``) contains TEXT: the reply (for a message,
-  its delivery) arrives DURATION later;
+  the operation's name such as ``GET /price``) contains TEXT: each arrives DURATION later
+  at its server or consumer (so everything the server does for it, and the reply, moves);
 - ``event:PROCESS:SEQ`` — one event (its id; a unique prefix of the process id is
   enough) happens DURATION later than recorded.
 
@@ -179,9 +179,9 @@ def _hop(a: Analysis, d: Delay, want: str, out: Resolved) -> int:
         label = "->".join(services)
         if not any(want in n for n in [*names, label]):
             continue
-        end = int(hops.response[row]) if hops.response[row] >= 0 else int(hops.recv[row])
-        if end >= 0:
-            _add(out.on_edge_into, end, d.ns)
+        recv = int(hops.recv[row])
+        if recv >= 0:
+            _add(out.on_edge_into, recv, d.ns)
             count += 1
     if count:
         out.matched.append(f"{d.text}: {count} hop(s) slower")

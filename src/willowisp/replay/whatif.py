@@ -297,13 +297,21 @@ def _stuck(
         for i in q:
             if holders:
                 waits_for[int(sim.unit[i])] = (r, holders[0])
+    hops = sim.a.causality.hops
+    server_of = hops.server_of_client()
     for b in sim.open_blocks:
         if not happened[b]:
             continue
-        r = int(sim.res[b])
-        holders = [u for u in sim.holders.get(r, {}) if u != int(sim.unit[b])]
+        r, u = int(sim.res[b]), int(sim.unit[b])
+        holders = [h for h in sim.holders.get(r, {}) if h != u]
         if holders:
-            waits_for.setdefault(int(sim.unit[b]), (r, holders[0]))
+            waits_for.setdefault(u, (r, holders[0]))
+            continue
+        row = server_of.get(r)  # a request still waiting for its reply: the server's unit
+        if row is not None and int(hops.reply[row]) < 0 and int(hops.recv[row]) >= 0:
+            server = int(sim.unit[int(hops.recv[row])])
+            if server >= 0 and happened[int(hops.recv[row])]:
+                waits_for.setdefault(u, (r, server))
     # units stuck on a fixed edge whose source never ran: wait for that source's unit
     pending = np.flatnonzero(~happened & (sim.unit >= 0) & (sim.deps > 0))
     for i in pending.tolist():
@@ -434,6 +442,9 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
                 "waits_on": (
                     f"{trace.resources[r].kind} {resource_name(trace, r)}" if r >= 0 else "a reply"
                 ),
+                "holder_role": "serves it"
+                if r >= 0 and trace.resources[r].kind == "rpc"
+                else "holds it",
                 "held_by": unit_name(h),
             }
             for u, r, h in out.cycle
@@ -476,8 +487,8 @@ def text(a: Analysis, out: Outcome) -> list[str]:
                   for r in races["lock_grants"]]  # fmt: skip
     if doc["deadlock"]:
         lines.append("deadlock: the simulated run cannot finish; a wait cycle:")
-        lines += [f"  {d['unit']} waits on {d['waits_on']} held by {d['held_by']}"
-                  for d in doc["deadlock"]]  # fmt: skip
+        lines += [f"  {d['unit']} waits on {d['waits_on']}, which {d['held_by']} "
+                  f"{d['holder_role'].split()[0]}" for d in doc["deadlock"]]  # fmt: skip
     else:
         lines.append("deadlock: none (no wait cycle)")
     return lines
