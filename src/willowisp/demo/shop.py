@@ -137,7 +137,7 @@ def reserve(port: int, order: int) -> str:
     """inventory's gRPC method /demo.Inventory/Reserve, its messages plain bytes (no
     generated stubs; the Go side serves them with a pass-through codec). The Python agent
     records the call and puts the trace context into its metadata."""
-    import grpc
+    import grpc  # type: ignore[import-untyped]
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         method = channel.unary_unary(
