@@ -5,53 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from willowisp.analysis.engine import analyze
-from willowisp.demo.watch import wait_until_blocked
 from willowisp.ingest.load import load
 from willowisp.replay.script import Session
 from willowisp.replay.steps import Stepper
+from wispkit import record_until_blocked, wisp
 
 HERE = Path(__file__).parent
 FLIP = HERE / "programs" / "flip.py"
 SHOP = HERE.parent / "view" / "programs" / "hostile_shop.py"
 
 
-def wisp(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "willowisp", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def deadlock_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two processes over HTTP, then two threads deadlocked on two locks (killed)."""
     out = tmp_path_factory.mktemp("replay") / "shop"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--"]
-        + [sys.executable, str(SHOP)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        for lock in ("ledger_lock", "audit_lock"):
-            assert wait_until_blocked(str(out), lock, 1, 60), f"nothing blocked on {lock}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    record_until_blocked(SHOP, out, ["ledger_lock", "audit_lock"])
     return out
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,8 +17,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from willowisp.demo.watch import wait_until_blocked
 from willowisp.view.store import open_view
+from wispkit import record_until_blocked
 
 PROGRAM = Path(__file__).parent / "programs" / "hostile_shop.py"
 HOSTILE = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
@@ -31,21 +29,8 @@ CHROMIUM = "/usr/bin/chromium"
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One recorded run: front → back over HTTP three times, then two threads deadlock."""
     out = tmp_path_factory.mktemp("view") / "run"
-    env = {**os.environ, "WILLOWISP_SERVICE": f"shop {HOSTILE}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--"]
-        + [sys.executable, str(PROGRAM)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        for lock in ("ledger_lock", "audit_lock"):
-            assert wait_until_blocked(str(out), lock, 1, 60), f"nothing blocked on {lock}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    service = {"WILLOWISP_SERVICE": f"shop {HOSTILE}"}
+    record_until_blocked(PROGRAM, out, ["ledger_lock", "audit_lock"], env=service)
     return out
 
 
