@@ -1,72 +1,105 @@
-"""The pytest plugin: `pytest --wisp` records a session; `wisp_trace` records one test."""
+"""The pytest plugin: ``pytest --wisp`` fails tests whose trace has a concurrency problem
+(keeping their recordings with ``--wisp-keep``); ``wisp_trace`` lets a test ask about its
+own recording."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-TEST_FILE = """
+# A sample project's tests: the same read-modify-write of a counter file from two threads,
+# once with nothing ordering the threads (a race whatever the interleaving) and once under
+# a lock made inside the test.
+SAMPLE = """
 import threading
 
-def test_with_fixture(wisp_trace):
-    guard = threading.Lock()
-    with guard:
+
+def bump(path, lock=None):
+    if lock is not None:
+        with lock:
+            path.write_text(str(int(path.read_text()) + 1))
+    else:
+        path.write_text(str(int(path.read_text()) + 1))
+
+
+def run_two(path, lock=None):
+    path.write_text("0")
+    threads = [threading.Thread(target=bump, args=(path, lock)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_racy_counter(tmp_path):
+    run_two(tmp_path / "counter.txt")
+
+
+def test_fixed_counter(tmp_path):
+    run_two(tmp_path / "counter.txt", threading.Lock())
+"""
+
+FIXTURE_TEST = """
+import threading
+
+
+def worker(lock):
+    with lock:
         pass
-    doc = wisp_trace.analyze()
-    assert doc["schema"] == "willowisp.findings/1"
-    assert doc["trace"]["events"] > 0
-    assert doc["findings"] == [] or all(f["kind"] != "deadlock" for f in doc["findings"])
+
+
+def test_questions(wisp_trace):
+    lock = threading.Lock()
+    with lock:
+        pass
+    t = threading.Thread(target=worker, args=(lock,), name="helper")
+    t.start()
+    t.join()
+    assert wisp_trace.happens_before("test_fixture.py:12", "test_fixture.py:6")
+    assert not wisp_trace.happens_before("test_fixture.py:6", "test_fixture.py:12")
+    names = {u["name"] for u in wisp_trace.units("python")}
+    assert {"MainThread", "helper"} <= names
+    assert wisp_trace.units("go") == []
+    assert wisp_trace.findings("deadlock") == []
+    assert wisp_trace.hops() == []
+    assert wisp_trace.analyze()["schema"] == "willowisp.findings/1"
 """
 
 
-def test_wisp_trace_fixture(tmp_path):
-    """A test using the wisp_trace fixture gets its own recording and its analysis."""
-    (tmp_path / "test_inner.py").write_text(TEST_FILE)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(tmp_path / "test_inner.py"),
-        ],
+def pytest_run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
-        timeout=120,
+        cwd=folder,
+        timeout=180,
         check=False,
     )
+
+
+def test_wisp_fails_the_racy_test_and_passes_the_fixed_one(tmp_path: Path) -> None:
+    """--wisp: the racy test fails with the race's story, the locked one passes, and only
+    the failing test's recording is kept."""
+    (tmp_path / "test_sample.py").write_text(SAMPLE)
+    keep = tmp_path / "keep"
+    r = pytest_run(tmp_path, "--wisp", "--wisp-keep", str(keep), "test_sample.py")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1 failed, 1 passed" in r.stdout, r.stdout
+    assert "FAILED test_sample.py::test_racy_counter" in r.stdout
+    assert "WispFindings" in r.stdout and "race" in r.stdout
+    assert "counter.txt" in r.stdout  # the story names the data both threads touched
+    kept = [p.name for p in keep.iterdir()]
+    assert len(kept) == 1 and "test_racy_counter" in kept[0], kept
+    assert list((keep / kept[0]).glob("*.wtrace"))
+
+    plain = pytest_run(tmp_path, "test_sample.py")  # without --wisp nothing is checked
+    assert plain.returncode == 0, plain.stdout
+
+
+def test_wisp_trace_answers_questions(tmp_path: Path) -> None:
+    """wisp_trace: happens_before by source line, units by runtime, findings by kind, hops."""
+    (tmp_path / "test_fixture.py").write_text(FIXTURE_TEST)
+    r = pytest_run(tmp_path, "test_fixture.py")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed" in r.stdout
-
-
-def test_wisp_option_records_the_session(tmp_path):
-    """pytest --wisp --wisp-keep DIR writes the session's run into DIR."""
-    (tmp_path / "test_plain.py").write_text(
-        "import threading\n\ndef test_x():\n    with threading.Lock():\n        pass\n"
-    )
-    keep = tmp_path / "keep"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--wisp",
-            "--wisp-keep",
-            str(keep),
-            str(tmp_path / "test_plain.py"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert list(keep.glob("pytest-*.wtrace"))
-    assert "session recorded in" in r.stdout

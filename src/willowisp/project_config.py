@@ -31,6 +31,11 @@ because a misspelt ``boundries`` silently doing nothing is worse than a refusal.
     bodies = false                # entry request bodies, first 64 KiB
     query_values = false
     sql_values = false            # database row keys as values, not hashes
+
+    [[contract]]                  # for validate: see validate/contract_spec.py
+    name = "checkout"
+    entry = "http:POST /checkout"
+    path = ["http", "queue", "grpc"]
 """
 
 from __future__ import annotations
@@ -43,11 +48,12 @@ from typing import Any
 from willowisp.errors import UsageError
 from willowisp.model.boundary import Boundary, parse_boundary
 from willowisp.model.redaction import parse_redaction
+from willowisp.validate.contract_spec import Contract, parse_contract
 
 FILE_NAME = "willowisp.toml"
 MAX_BYTES = 1024 * 1024
 
-_TOP = {"boundaries", "boundary", "run", "analyze", "redact"}
+_TOP = {"boundaries", "boundary", "run", "analyze", "redact", "contract"}
 _RUN = {"mode": str, "trace_ratio": (int, float), "out": str, "service": str}
 _ANALYZE = {"suppress": bool, "reference": str, "fail_on": list}
 _BOUNDARY = {"entry": str, "exit": str, "runtimes": list}
@@ -67,6 +73,7 @@ class ProjectConfig:
     run: tuple[tuple[str, Any], ...] = ()
     analyze: tuple[tuple[str, Any], ...] = ()
     redact: tuple[str, ...] = ()  # items for model.redaction.parse_redaction
+    contracts: tuple[Contract, ...] = ()  # [[contract]] tables, checked by validate
 
     def run_option(self, key: str, default: Any = None) -> Any:
         return dict(self.run).get(key, default)
@@ -153,8 +160,25 @@ def _parse(path: str, doc: dict[str, Any]) -> ProjectConfig:
     if not all(isinstance(k, str) for k in fail_on):
         raise UsageError(f"{path}: [analyze] fail_on must be a list of finding kinds")
     return ProjectConfig(
-        path, tuple(bounds), tuple(run.items()), tuple(analyze.items()), tuple(items)
+        path,
+        tuple(bounds),
+        tuple(run.items()),
+        tuple(analyze.items()),
+        tuple(items),
+        _contracts(path, doc),
     )
+
+
+def _contracts(path: str, doc: dict[str, Any]) -> tuple[Contract, ...]:
+    tables = doc.get("contract", [])
+    if not isinstance(tables, list):
+        raise UsageError(f"{path}: [[contract]] must be an array of tables")
+    out = [parse_contract(f"{path}: [[contract]] #{i}", t) for i, t in enumerate(tables, 1)]
+    names = [c.name for c in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise UsageError(f"{path}: two [[contract]] tables are named {dup!r}")
+    return tuple(out)
 
 
 def _section(path: str, doc: dict[str, Any], name: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,18 +1,35 @@
-"""pytest plugin (entry point ``pytest11``): ``pytest --wisp [--wisp-keep DIR]`` records the
-test session with the Python agent; the ``wisp_trace`` fixture records one test and lets it
-analyze what it did.
+"""pytest plugin (entry point ``pytest11``): concurrency checks for a test suite.
 
+- ``pytest --wisp`` records each test's call with the Python agent (started in-process,
+  ``willowisp.start()``), analyzes it when the test ends, and fails a test that passed if
+  its trace has a deadlock, a race, a potential deadlock or dropped context, with each
+  finding's story as the failure. ``--wisp-keep DIR`` keeps the run folder of every failing
+  test in ``DIR/<test id>/`` (the others are deleted), for ``willowisp analyze`` or
+  ``view``.
+- The ``wisp_trace`` fixture records one test and gives it the analysis to assert on:
+  ``findings(kind)``, ``units(runtime)``, ``hops()``, ``happens_before(a, b)``.
+
+What is recorded is the test's *call* phase: fixtures run before it, and objects they (or
+module imports) created before the agent started (a lock made at import time) are not
+seen; make them inside the test, or use ``wisp_trace``, which starts recording in setup.
 Nothing is imported or hooked unless ``--wisp`` is given or the fixture is used.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
+
+# The finding kinds that fail a test under --wisp: what makes concurrent code wrong, as
+# opposed to slow (contention) or worth a look (clock skew in a one-process test is noise).
+FAILING_KINDS = ("deadlock", "race", "potential-deadlock", "dropped-context")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,44 +38,103 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--wisp",
         action="store_true",
         default=False,
-        help="record the test session's threads, tasks, locks and hops",
+        help="record each test; fail it on a deadlock, race, potential deadlock or dropped "
+        "context in its trace",
     )
     group.addoption(
         "--wisp-keep",
         metavar="DIR",
         default=None,
-        help="keep the recording in DIR (default: a temporary folder)",
+        help="keep the recordings of failing tests in DIR/<test id>/",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("wisp", False):
-        return
-    from willowisp.agent import api
-
-    out = config.getoption("wisp_keep") or tempfile.mkdtemp(prefix="wisp-pytest-")
-    config._wisp_out = out  # type: ignore[attr-defined]
-    api.start(out=os.path.abspath(out), service="pytest")
+    if config.getoption("wisp", False):
+        config.pluginmanager.register(_PerTest(config), "willowisp-per-test")
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    out = getattr(config, "_wisp_out", None)
-    if out is None:
-        return
-    from willowisp.agent import api
+class _PerTest:
+    """--wisp: one recording per test call, analyzed at its end."""
 
-    api.stop()
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
-        tr.write_line(f"willowisp: session recorded in {out} (willowisp analyze {out})")
+    def __init__(self, config: pytest.Config) -> None:
+        self.keep = config.getoption("wisp_keep")
+        # Invariant: every test's run folder is created under root and removed or moved
+        # into keep before the next test starts.
+        self.root = tempfile.mkdtemp(prefix="wisp-pytest-")
+        self.kept: list[str] = []
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        from willowisp.agent import api, recorder
+
+        if recorder.RECORDER is not None:  # wisp_trace (or the program) already records
+            return (yield)
+        out = os.path.join(self.root, _SAFE.sub("_", item.nodeid)[:150])
+        api.start(out=out, service="pytest")
+        failed = True
+        try:
+            result = yield
+            failed = False
+        finally:
+            api.stop()
+            if failed:
+                self._done(out, item, failed=True)
+        story = _failing_story(out)
+        self._done(out, item, failed=bool(story))
+        if story:
+            raise WispFindings(story)
+        return result
+
+    def _done(self, out: str, item: pytest.Item, *, failed: bool) -> None:
+        if failed and self.keep and os.path.isdir(out):
+            dest = os.path.join(self.keep, _SAFE.sub("_", item.nodeid)[:150])
+            shutil.rmtree(dest, ignore_errors=True)
+            os.makedirs(self.keep, exist_ok=True)
+            shutil.move(out, dest)
+            self.kept.append(dest)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for dest in self.kept:
+            terminalreporter.write_line(f"willowisp: kept {dest} (willowisp analyze {dest})")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class WispFindings(AssertionError):
+    """A test's trace has findings of a failing kind; the message tells their stories."""
+
+
+def _failing_story(out: str) -> str:
+    from willowisp.analysis.engine import analyze_paths
+
+    if not os.path.isdir(out):
+        return ""
+    doc = analyze_paths([out]).document()
+    bad = [f for f in doc["findings"] if f["kind"] in FAILING_KINDS]
+    if not bad:
+        return ""
+    lines = [f"willowisp found {len(bad)} concurrency problem(s) in this test's trace:"]
+    for f in bad:
+        lines.append(f"{f['severity'].upper()} {f['kind']} {f['id']}: {f['summary']}")
+        lines += [f"    {i}. {step}" for i, step in enumerate(f["explanation"], 1)]
+    return "\n".join(lines)
 
 
 class WispTrace:
-    """A recording of one test: ``out`` is its run folder."""
+    """A recording of one test (``out`` is its run folder) and questions about it.
+
+    Every question stops the recording first (once) and analyzes what was recorded; later
+    questions reuse that analysis.
+    """
 
     def __init__(self, out: str) -> None:
         self.out = out
         self._stopped = False
+        self._analysis: Any = None
 
     def stop(self) -> None:
         """Flush and stop recording (done automatically at the end of the test)."""
@@ -68,12 +144,74 @@ class WispTrace:
             api.stop()
             self._stopped = True
 
-    def analyze(self) -> dict[str, Any]:
-        """Stop recording and return the analysis as the ``analyze --format json`` document."""
-        self.stop()
-        from willowisp.analysis.engine import analyze_paths
+    def _analyzed(self) -> Any:
+        if self._analysis is None:
+            self.stop()
+            from willowisp.analysis.engine import analyze_paths
 
-        return analyze_paths([self.out]).document()
+            self._analysis = analyze_paths([self.out])
+        return self._analysis
+
+    def analyze(self) -> dict[str, Any]:
+        """The analysis as the ``analyze --format json`` document."""
+        doc: dict[str, Any] = self._analyzed().document()
+        return doc
+
+    def findings(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The findings (as in the JSON document), only those of ``kind`` if given."""
+        return [f for f in self.analyze()["findings"] if kind is None or f["kind"] == kind]
+
+    def units(self, runtime: str | None = None) -> list[dict[str, Any]]:
+        """Execution units: ``id``, ``kind``, ``name``, ``service``, ``runtime``."""
+        a = self._analyzed()
+        trace = a.trace
+        out = []
+        for u in trace.units:
+            p = trace.processes[u.proc]
+            if runtime is None or p.runtime == runtime:
+                out.append(
+                    {
+                        "id": u.id(p),
+                        "kind": u.kind,
+                        "name": u.name,
+                        "service": p.service,
+                        "runtime": p.runtime,
+                    }
+                )
+        return out
+
+    def hops(self) -> list[dict[str, Any]]:
+        """Cross-process hops, grouped as in the JSON document's ``hops``."""
+        hops: list[dict[str, Any]] = self.analyze()["hops"]
+        return hops
+
+    def happens_before(self, a: str, b: str) -> bool:
+        """Does ``a`` happen before ``b`` (program order plus the happens-before graph)?
+
+        Each is an event id (``<process id>:<n>``, as findings list them) or a source place
+        ``file.py:LINE`` meaning the first event recorded at that line. KeyError if nothing
+        was recorded there.
+        """
+        from willowisp.causality.reach import ReachIndex
+
+        analysis = self._analyzed()
+        ea, eb = self._event(a), self._event(b)
+        index = ReachIndex.build(analysis.causality, [ea, eb])
+        return bool(index.happens_before(ea, eb))
+
+    def _event(self, what: str) -> int:
+        trace = self._analyzed().trace
+        found: dict[str, int] = trace.event_indices([what])
+        if what in found:
+            return found[what]
+        places = [loc.index for loc in trace.locations if loc.where() == what]
+        if places:
+            import numpy as np
+
+            rows = np.flatnonzero(np.isin(trace.events.loc, places))
+            if len(rows):
+                return int(rows[0])
+        raise KeyError(f"no event recorded at {what!r} (an event id or file.py:LINE)")
 
 
 @pytest.fixture
@@ -82,7 +220,7 @@ def wisp_trace(tmp_path: Any) -> Iterator[WispTrace]:
     from willowisp.agent import api, recorder
 
     if recorder.RECORDER is not None:
-        pytest.skip("the agent already records this process (--wisp); use the session run")
+        pytest.skip("the agent already records this process; wisp_trace needs its own")
     out = str(tmp_path / "wisp-run")
     api.start(out=out, service="pytest")
     trace = WispTrace(out)

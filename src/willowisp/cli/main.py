@@ -29,6 +29,7 @@ COMMANDS = (
     "export",
     "view",
     "replay",
+    "validate",
 )
 
 _MODULES = {"import": "import_"}  # a command whose module name is a Python keyword

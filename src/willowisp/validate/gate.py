@@ -1,0 +1,94 @@
+"""Running the gate: a loaded trace in, a :class:`Report` out.
+
+``validate(trace, options)`` matches hops once (``causality.hops.match``; no clock
+alignment and no happens-before graph, which the checks do not need), indexes the traces,
+runs every check, then narrows to the traces asked for (``--last N``, or those a replay
+produced) and sets aside the problems a baseline accepts. It never raises on a damaged or
+incomplete trace: what is missing is what it reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from willowisp.causality.hops import match
+from willowisp.ingest.trace import Trace
+from willowisp.validate.checks import check_hops, check_recording
+from willowisp.validate.contract_spec import Contract
+from willowisp.validate.contracts import check_contracts
+from willowisp.validate.problems import Hop, Problem
+from willowisp.validate.trace_index import TraceIndex, entry_label, index_traces
+
+
+@dataclass(frozen=True, slots=True)
+class GateOptions:
+    last: int | None = None  # --last N: the N traces that started last
+    contracts: tuple[Contract, ...] = ()
+    baseline: frozenset[str] = frozenset()  # accepted problem ids
+    # Callers outside the recording that are expected ((trace id, span id)): the replay
+    # client of --replay-against. Their receivers are entries, not broken links.
+    known_parents: frozenset[tuple[str, str]] = frozenset()
+    # Check only these traces (--replay-against: the traces the replay started); None: all.
+    only: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceCase:
+    """One checked trace: its id, where it entered, when it started (raw ns)."""
+
+    id: str
+    entry: str
+    start_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    traces: tuple[TraceCase, ...]  # in start order
+    problems: tuple[Problem, ...]  # not accepted by the baseline: these fail the gate
+    accepted: tuple[Problem, ...]  # found, and accepted by the baseline
+    files: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(trace: Trace, options: GateOptions | None = None) -> Report:
+    options = options or GateOptions()
+    hops = match(trace)
+    index = index_traces(trace, hops)
+    named: dict[int, Hop] = {}
+    found = (
+        check_recording(trace)
+        + check_hops(trace, hops, index, options.known_parents, named)
+        + check_contracts(trace, hops, index, options.contracts, named)
+    )
+    chosen = set(index.ids) if options.only is None else set(index.ids) & options.only
+    if options.last is not None:
+        chosen = _last(index, chosen, options.last)
+    kept: list[Problem] = []
+    for p in found:
+        if not p.traces:
+            kept.append(p)
+            continue
+        traces = tuple(t for t in p.traces if t in chosen)
+        if traces:
+            kept.append(p if len(traces) == len(p.traces) else replace(p, traces=traces))
+    problems = tuple(p for p in kept if p.id not in options.baseline)
+    accepted = tuple(p for p in kept if p.id in options.baseline)
+    number = index.number()
+    cases = sorted(
+        (
+            TraceCase(t, entry_label(trace, index.entry[number[t]]), int(index.start_ns[number[t]]))
+            for t in chosen
+        ),
+        key=lambda c: (c.start_ns, c.id),
+    )
+    return Report(tuple(cases), problems, accepted, len({f.path for f in trace.files}))
+
+
+def _last(index: TraceIndex, chosen: set[str], n: int) -> set[str]:
+    """The ``n`` of ``chosen`` that started last (by start time, then id: deterministic)."""
+    number = index.number()
+    ordered = sorted(chosen, key=lambda t: (int(index.start_ns[number[t]]), t))
+    return set(ordered[max(len(ordered) - n, 0) :])
