@@ -9,8 +9,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,17 @@ def programs() -> dict[str, Path]:
     BUILD.mkdir(parents=True, exist_ok=True)
     built = {}
     env = {**os.environ, "GOFLAGS": "-mod=mod"}
-    for name in ("deadlock", "chandeadlock", "leak", "httpclient", "counter", "sigterm"):
+    names = (
+        "deadlock",
+        "chandeadlock",
+        "leak",
+        "httpclient",
+        "counter",
+        "sigterm",
+        "hang",
+        "server",
+    )
+    for name in names:
         target = BUILD / name
         done = subprocess.run(
             [str(GO), "build", "-o", str(target), f"./{name}"],
@@ -241,3 +255,327 @@ def test_bad_agent_stream_is_one_format_error(data: bytes, problem: str) -> None
     """A damaged go-exectrace header is one TraceFormatError naming the problem."""
     with pytest.raises(TraceFormatError, match=problem):
         go_trace.decode(go_trace.AGENT_STORED, data, "x.wtrace")
+
+
+# --- live processes: the control channel, the native stream, hops mode, segments ------------
+
+CORPUS_TOKEN = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())["token"]
+
+
+def start_live(
+    program: Path, tmp_path: Path, **env: str
+) -> tuple[subprocess.Popen[str], Path, str]:
+    """A program that runs until signalled, its control channel in a short private folder;
+    returns it, that folder and its first line of output (once it printed it)."""
+    runtime = Path(tempfile.mkdtemp(prefix="wg-", dir="/tmp"))
+    proc = subprocess.Popen(
+        [str(program)],
+        env={
+            **clean_env(),
+            "WILLOWISP_OUT": str(tmp_path / "run"),
+            "WILLOWISP_RUNTIME_DIR": str(runtime),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, runtime, proc.stdout.readline().strip()
+
+
+def stop_live(proc: subprocess.Popen[str], runtime: Path, sig: int = signal.SIGTERM) -> int:
+    """Signal the program, wait for it and remove its runtime folder; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    status = proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    shutil.rmtree(runtime, ignore_errors=True)
+    return status
+
+
+def test_control_channel_passes_the_protocol_corpus(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Every control item of conformance/protocols, over the Unix socket and over TCP, and
+    the channel still answers after each; the descriptor and socket are private (0600) and
+    removed when the program ends."""
+    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
+    import protoharness as ph  # type: ignore[import-not-found]
+
+    proc, runtime, line = start_live(
+        programs["hang"], tmp_path, WILLOWISP_CONTROL="tcp", WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN
+    )
+    try:
+        assert line == "ready"
+        (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
+        desc = json.loads(desc_path.read_text())
+        assert desc["runtime"] == "go" and desc["token"] == CORPUS_TOKEN
+        assert desc["protocol"] == "willowisp-control" and desc["versions"] == [1]
+        assert desc["run"] == os.path.realpath(tmp_path / "run")
+        assert desc_path.stat().st_mode & 0o777 == 0o600
+        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
+        assert desc["tcp"].startswith("127.0.0.1:")
+        for address in (f"unix:{desc['socket']}", desc["tcp"]):
+            connect = ph.connector(address)
+            for item in ph.items("control"):
+                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
+                ph.check_control_item(item, received)
+                ph.control_alive(connect)
+        assert proc.poll() is None  # the program never noticed
+    finally:
+        assert stop_live(proc, runtime) == -signal.SIGTERM
+    assert not list(runtime.glob("*"))
+
+
+def test_willowisp_ctl_reaches_a_go_process(programs: dict[str, Path], tmp_path: Path) -> None:
+    """`willowisp ctl PID status` and `enable SPEC` reach a running Go program."""
+    proc, runtime, _ = start_live(programs["hang"], tmp_path)
+    try:
+        env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        assert '"runtime": "go"' in done.stdout and str(proc.pid) in done.stdout
+        spec = "entry=http:POST /pay;runtimes=go"
+        done = wisp("ctl", str(proc.pid), "enable", spec, env=env)
+        assert done.returncode == 0, done.stderr
+        done = wisp("ctl", str(tmp_path / "run"), "status", "--format", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "http:POST /pay" in done.stdout
+        done = wisp("ctl", str(proc.pid), "disable", "http:POST /nothing", env=env)
+        assert done.returncode != 0
+    finally:
+        stop_live(proc, runtime)
+
+
+def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
+    return proc, address
+
+
+def stop_collector(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def analyze_json(*folders: Path) -> dict[str, Any]:
+    done = wisp("analyze", *map(str, folders), "--format", "json", env=clean_env())
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def lock_cycle(report: dict[str, Any]) -> dict[str, Any]:
+    """The one deadlock finding on the two wisp.Mutex of deadlock/ and hang/, checked."""
+    (cycle,) = [
+        f
+        for f in findings(report, "deadlock")
+        if {r["kind"] for r in f["resources"]} == {"lock"} and "cycle" in f["summary"]
+    ]
+    assert sorted(u["name"].split(" #")[0] for u in cycle["units"]) == [
+        "main.audit",
+        "main.transfer",
+    ]
+    return cycle
+
+
+def has_lock_cycle(folder: Path) -> bool:
+    done = wisp("analyze", str(folder), "--format", "json", env=clean_env())
+    if done.returncode != 0:
+        return False
+    report = json.loads(done.stdout)
+    return any("cycle" in f["summary"] for f in findings(report, "deadlock"))
+
+
+def test_native_stream_to_a_collector(programs: dict[str, Path], tmp_path: Path) -> None:
+    """With WILLOWISP_COLLECTOR the chunks, the execution tracer's stream among them, go to
+    `willowisp collect --native` and nothing to the out folder; analyzing the collector's
+    folder finds the deadlock between the two goroutines."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    collector, address = start_collector(collected)
+    try:
+        env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_COLLECTOR": address}
+        done = subprocess.run(
+            [str(programs["deadlock"])], env=env, check=False, capture_output=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        stop_collector(collector)
+    assert not out.exists()  # everything went to the collector
+    report = analyze_json(collected)
+    assert report["trace"]["unreadable_files"] == [] and report["trace"]["agent_faults"] == 0
+    cycle = lock_cycle(report)
+    assert {u["kind"] for u in cycle["units"]} == {"goroutine"}
+
+
+def test_stream_falls_back_to_files(programs: dict[str, Path], tmp_path: Path) -> None:
+    """A collector that is not there, and one that stops while the program runs and comes
+    back: the segment file gets the process record, a fault saying why, and every
+    unacknowledged chunk; the agent reconnects; the folders together hold the whole story."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "out1"
+    env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_COLLECTOR": dead}
+    done = subprocess.run(
+        [str(programs["deadlock"])], env=env, check=False, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    report = analyze_json(out)
+    assert {f["kind"] for f in report["findings"] if f["severity"] != "info"} == {
+        "agent-fault",
+        "deadlock",
+    }
+    lock_cycle(report)
+    (fault,) = findings(report, "agent-fault")
+    assert "cannot reach collector" in json.dumps(fault)
+
+    # a collector that stops, then comes back on the same port: the agent falls back to
+    # its file, then reconnects (a new file at the collector, starting with the process)
+    collected, again = tmp_path / "collected", tmp_path / "again"
+    out = tmp_path / "out2"
+    collector, address = start_collector(collected)
+    proc, runtime, line = start_live(
+        programs["hang"], tmp_path, WILLOWISP_COLLECTOR=address, WILLOWISP_OUT=str(out)
+    )
+    try:
+        assert line == "ready"
+        # the tracer's data reaches the collector a generation (~1 s) at a time: wait until
+        # what it holds shows the deadlock, then take it away
+        deadline = time.monotonic() + 60
+        while not has_lock_cycle(collected) and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling a condition with a deadline, not hoping
+        stop_collector(collector)  # it says bye; the agent's next flush falls back
+        while not list(out.glob("*.wtrace")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+        collector, _ = start_collector(again, int(address.rsplit(":", 1)[1]))
+        try:
+            while not list(again.glob("*.wtrace")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop_live(proc, runtime)  # SIGTERM: the agent ends its stream in order
+            stop_collector(collector)
+    finally:
+        stop_live(proc, runtime)
+    assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
+    report = analyze_json(collected, out, again)
+    assert report["trace"]["processes"] == 1
+    lock_cycle(report)
+    (fault,) = findings(report, "agent-fault")
+    assert "went away" in json.dumps(fault)
+
+
+def query(folder: Path, sql: str) -> list[dict[str, Any]]:
+    done = wisp("query", str(folder), sql, "--format", "json", env=clean_env())
+    assert done.returncode == 0, done.stderr
+    table = json.loads(done.stdout)
+    names = [c["name"] for c in table["columns"]]
+    return [dict(zip(names, row)) for row in table["rows"]]
+
+
+def ctl_status(pid: int, runtime: Path) -> dict[str, Any]:
+    env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+    done = wisp("ctl", str(pid), "status", "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    (process,) = json.loads(done.stdout)["processes"]
+    result: dict[str, Any] = process["result"]
+    return result
+
+
+def test_hops_mode_runs_the_tracer_only_inside_boundaries(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """WILLOWISP_MODE=hops without a boundary: requests are recorded as hops (on their
+    goroutines) but the execution tracer is off, so no lock or wait is; `ctl enable` of a
+    boundary starts the tracer, the requests after it have their lock events too, and
+    status counts them as the boundary's entries."""
+    proc, runtime, line = start_live(programs["server"], tmp_path, WILLOWISP_MODE="hops")
+    try:
+        url = f"http://{line.split()[1]}/work"
+
+        def post(n: int) -> None:
+            for _ in range(n):
+                with urllib.request.urlopen(urllib.request.Request(url, b"", method="POST")) as r:
+                    assert r.status == 200
+
+        post(3)
+        before = ctl_status(proc.pid, runtime)
+        env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+        done = wisp("ctl", str(proc.pid), "enable", "entry=http:POST /work;runtimes=go", env=env)
+        assert done.returncode == 0, done.stderr
+        after = ctl_status(proc.pid, runtime)
+        post(3)
+        final = ctl_status(proc.pid, runtime)
+    finally:
+        assert stop_live(proc, runtime) == -signal.SIGTERM
+    assert before["mode"] == "hops" and before["tracer"] is False
+    assert after["tracer"] is True and after["boundaries"][0]["name"] == "http:POST /work"
+    (counted,) = final["boundaries"]
+    assert (counted["entries"], counted["active"], counted["source"]) == (3, 0, "ctl")
+    out = tmp_path / "run"
+    kinds = {
+        r["kind"]: r["n"]
+        for r in query(out, "select kind, count(*) as n from events group by kind")
+    }
+    assert kinds.get("msg.recv") == 6 and kinds.get("rpc.reply") == 6
+    held = query(out, "select resource_name from events where kind = 'lock.acquired'")
+    assert [r["resource_name"] for r in held] == ["state"] * 3
+
+
+def test_segments_rotate_with_a_new_tracer_stream_each(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """At the segment size limit the agent closes its tracer stream, opens the next segment
+    and starts the tracer again: every segment is readable on its own terms and together
+    they hold every request."""
+    proc, runtime, line = start_live(
+        programs["server"], tmp_path, WILLOWISP_SEGMENT_BYTES=str(64 * 1024)
+    )
+    out = tmp_path / "run"
+    posted = 0
+    try:
+        url = f"http://{line.split()[1]}/work"
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*.wtrace"))) < 3 and time.monotonic() < deadline:
+            for _ in range(20):
+                with urllib.request.urlopen(urllib.request.Request(url, b"", method="POST")) as r:
+                    assert r.status == 200
+                posted += 1
+    finally:
+        assert stop_live(proc, runtime) == -signal.SIGTERM
+    files = sorted(out.glob("*.wtrace"))
+    assert len(files) >= 3
+    assert [f.name.rsplit("-", 1)[1] for f in files[:3]] == ["1.wtrace", "2.wtrace", "3.wtrace"]
+    report = analyze_json(out)
+    assert report["trace"]["unreadable_files"] == [] and report["trace"]["processes"] == 1
+    recv = query(out, "select count(*) as n from events where kind = 'msg.recv'")
+    assert recv == [{"n": posted}]
+
+
+def test_killed_program_keeps_its_goroutines_up_to_the_last_generation(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGKILL, no wisp.Stop: the tracer stream has no last piece, and is read up to its last
+    complete generation: the deadlock between the two goroutines is still found."""
+    proc, runtime, line = start_live(programs["hang"], tmp_path)
+    out = tmp_path / "run"
+    try:
+        assert line == "ready"
+        deadline = time.monotonic() + 60
+        while not has_lock_cycle(out) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until a generation holding the deadlock is on disk
+    finally:
+        assert stop_live(proc, runtime, signal.SIGKILL) == -signal.SIGKILL
+    report = analyze_json(out)
+    assert report["trace"]["unreadable_files"] == []
+    lock_cycle(report)

@@ -28,7 +28,7 @@ type dataRes struct {
 // one of them writes). store says what holds it ("api" when empty).
 func Access(ctx context.Context, name, store string, write bool) {
 	r := active.Load()
-	if r == nil || r.cfg.Mode != "full" {
+	if r == nil || !r.tracing.Load() {
 		return
 	}
 	d, _ := dataNames.Load(name)
@@ -41,16 +41,16 @@ func Access(ctx context.Context, name, store string, write bool) {
 		r.define(Record{Type: RecResource, ID: uint64(id), Attrs: []Attr{
 			{"kind", "data"}, {"name", name}, {"store", store}, {"statement", ""},
 		}})
-		n := strconv.Itoa(kindDataAccess) + " " + strconv.FormatUint(uint64(id), 10)
+		n := logCategory + " " + strconv.Itoa(kindDataAccess) + " " + strconv.FormatUint(uint64(id), 10)
 		res = &dataRes{gen: r, msg: [2]string{n + " 0", n + " 1"}}
 		if r.dataCount.Add(1) <= maxDataNames {
 			dataNames.Store(name, res)
 		}
 	}
 	if write {
-		trace.Log(ctx, logCategory, res.msg[1])
+		trace.Log(ctx, res.msg[1], "") // the compact form: see lock.go
 	} else {
-		trace.Log(ctx, logCategory, res.msg[0])
+		trace.Log(ctx, res.msg[0], "")
 	}
 }
 
@@ -71,7 +71,7 @@ func MessageSend(ctx context.Context, m Message) TraceContext {
 		return tc
 	}
 	id := r.messageResource(m, tc, "", false)
-	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgSend)+" "+id+" 0")
+	r.hopLog(ctx, kindMsgSend, id, 0)
 	return tc
 }
 
@@ -90,7 +90,7 @@ func MessageReceive(ctx context.Context, m Message, traceparent string) context.
 		pspan = parent.SpanID
 	}
 	id := r.messageResource(m, own, pspan, true)
-	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgRecv)+" "+id+" 0")
+	r.hopLog(ctx, kindMsgRecv, id, 0)
 	return ctx
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // readBack is a test-only reader: every record of every chunk of a .wtrace file, checking
@@ -104,7 +106,7 @@ func attr(r Record, key string) Value {
 func startTemp(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := Start(Config{Out: dir, Service: "unit test", NoSignals: true}); err != nil {
+	if err := Start(Config{Out: dir, Service: "unit test", NoSignals: true, Control: "off"}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -323,7 +325,7 @@ func TestWriteFailuresAreCountedNotRaised(t *testing.T) {
 	startTemp(t)
 	r := active.Load()
 	r.wmu.Lock()
-	_ = r.f.Close() // every later write fails with EBADF
+	_ = r.out.(*fileSink).f.Close() // every later write fails with EBADF
 	r.wmu.Unlock()
 	m := NewMutex("after the disk filled")
 	for i := 0; i < 100; i++ {
@@ -341,4 +343,69 @@ func TestWriteFailuresAreCountedNotRaised(t *testing.T) {
 	if r.faults != 1 || r.dropped < 2 {
 		t.Fatalf("faults %d (want 1 per failure run), dropped %d", r.faults, r.dropped)
 	}
+}
+
+// At the size limit the flusher rotates: every segment starts with the process record
+// (its segment number) and holds one complete tracer stream of its own, numbered on.
+func TestSegmentsRotateWithATracerStreamEach(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Out: dir, Service: "rotate", NoSignals: true, Control: "off", SegmentBytes: 64 << 10, FlushEvery: 10 * time.Millisecond}
+	if err := Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMutex("busy")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.wtrace"))
+		if len(files) >= 3 || time.Now().After(deadline) {
+			break
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.Lock()
+				m.Unlock() //nolint:staticcheck
+			}()
+		}
+		wg.Wait()
+	}
+	Stop()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.wtrace"))
+	if len(files) < 3 {
+		t.Fatalf("%d segments", len(files))
+	}
+	seen := map[uint64]bool{}
+	for n := 1; n <= len(files); n++ {
+		path := filepath.Join(dir, fmt.Sprintf("rotate-%d-%s-%d.wtrace", os.Getpid(), processIDOf(files[0]), n))
+		recs, _ := readBack(t, path)
+		if recs[0].Type != RecProcess || attr(recs[0], "segment") != int64(n) {
+			t.Fatalf("segment %d starts with %+v", n, recs[0])
+		}
+		var stream []byte
+		var id uint64
+		last := int64(-1)
+		for _, r := range recs {
+			if r.Type == RecEmbedded {
+				if id != 0 && r.ID != id {
+					t.Fatalf("segment %d holds streams %d and %d", n, id, r.ID)
+				}
+				id = r.ID
+				stream = append(stream, attr(r, "data").([]byte)...)
+				last = attr(r, "more").(int64)
+			}
+		}
+		head, rest, _ := bytes.Cut(stream, []byte("\n"))
+		if seen[id] || !bytes.Contains(head, []byte(fmt.Sprintf(`"stream":%d`, id))) || !bytes.HasPrefix(rest, []byte("go 1.")) || last != 0 {
+			t.Fatalf("segment %d: stream %d header %q, complete %v", n, id, head, last == 0)
+		}
+		seen[id] = true
+	}
+}
+
+// processIDOf is the process id prefix in a segment's name.
+func processIDOf(path string) string {
+	parts := strings.Split(filepath.Base(path), "-")
+	return parts[len(parts)-2]
 }

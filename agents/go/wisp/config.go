@@ -27,7 +27,19 @@ type Config struct {
 	RunPID        int           // the pid of `willowisp run`, 0 if none
 	NoTracer      bool          // do not start the runtime's execution tracer (goroutine semantics lost)
 	NoSignals     bool          // do not flush on SIGTERM/SIGINT
+	Control       string        // control channel: "unix" (default), "tcp" (127.0.0.1 too) or "off"
+	RuntimeDir    string        // where the control socket and descriptor go ('' = /tmp/willowisp-<uid>)
+	ControlToken  string        // fixes the control token (32 hex digits; conformance tests)
+	Collector     string        // stream to `willowisp collect --native` here instead of files
+	Token         string        // the collector's token (WILLOWISP_TOKEN)
+	SegmentBytes  int64         // a segment's size before the next one starts (256 MiB)
+	CompressTrace bool          // deflate the execution tracer's bytes too (smaller files, more CPU)
 }
+
+const (
+	defaultSegmentBytes = 256 << 20
+	minSegmentBytes     = 64 << 10 // WILLOWISP_SEGMENT_BYTES below this is refused
+)
 
 // ErrNotConfigured: the environment does not ask for recording (no WILLOWISP_OUT), or
 // WILLOWISP_DISABLED=1.
@@ -78,6 +90,32 @@ func configFrom(get func(string) string) (Config, error) {
 	c.Service = firstNonEmpty(get("WILLOWISP_SERVICE"), get("OTEL_SERVICE_NAME"), programName())
 	c.Traceparent = get("TRACEPARENT")
 	c.Boundaries = get("WILLOWISP_BOUNDARIES")
+	c.Control = strings.ToLower(strings.TrimSpace(get("WILLOWISP_CONTROL")))
+	if c.Control != "" && c.Control != "unix" && c.Control != "tcp" && c.Control != "off" {
+		return c, fmt.Errorf("WILLOWISP_CONTROL=%q: expected unix, tcp or off", c.Control)
+	}
+	c.RuntimeDir = get("WILLOWISP_RUNTIME_DIR")
+	c.ControlToken = strings.TrimSpace(get("WILLOWISP_CONTROL_TOKEN"))
+	c.Collector = strings.TrimSpace(get("WILLOWISP_COLLECTOR"))
+	if c.Collector != "" {
+		if _, _, err := dialAddress(c.Collector); err != nil {
+			return c, fmt.Errorf("WILLOWISP_COLLECTOR=%q: expected host:port, tcp://host:port or unix:/path", c.Collector)
+		}
+	}
+	c.Token = get("WILLOWISP_TOKEN")
+	if v := strings.TrimSpace(get("WILLOWISP_GO_TRACE_CODEC")); v != "" {
+		if v != "deflate" && v != "none" {
+			return c, fmt.Errorf("WILLOWISP_GO_TRACE_CODEC=%q: expected none or deflate", v)
+		}
+		c.CompressTrace = v == "deflate"
+	}
+	if v := strings.TrimSpace(get("WILLOWISP_SEGMENT_BYTES")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < minSegmentBytes {
+			return c, fmt.Errorf("WILLOWISP_SEGMENT_BYTES=%q: expected an integer of at least %d", v, minSegmentBytes)
+		}
+		c.SegmentBytes = n
+	}
 	return c, nil
 }
 
@@ -96,6 +134,19 @@ func (c *Config) validate() error {
 	}
 	if c.Service == "" {
 		c.Service = programName()
+	}
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = defaultSegmentBytes
+	}
+	switch c.Control {
+	case "", "unix", "tcp", "off":
+	default:
+		return fmt.Errorf("control %q: expected unix, tcp or off", c.Control)
+	}
+	if c.Collector != "" {
+		if _, _, err := dialAddress(c.Collector); err != nil {
+			return err
+		}
 	}
 	return nil
 }

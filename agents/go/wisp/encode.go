@@ -225,3 +225,32 @@ func (z *Compressor) Frame(raw []byte, codec Codec) ([]byte, error) {
 	binary.LittleEndian.PutUint32(out[16:], crc32.ChecksumIEEE(raw))
 	return append(out, stored...), nil
 }
+
+// framePiece frames one chunk holding only an embedded record of the execution tracer's
+// stream (codec none) into dst, reusing its memory: the same bytes as
+// Chunk{Records: []Record{{RecEmbedded, stream, format, data, more}}}.Encode(CodecNone),
+// with a single copy of data (the flusher's hot path; encode_test.go checks the equality).
+func framePiece(dst []byte, stream uint64, data []byte, more bool) []byte {
+	dst = append(dst[:0], make([]byte, 20)...)
+	dst = binary.AppendUvarint(dst, 4) // the string table: keys and the format's name
+	for _, s := range [...]string{"format", StreamFormat, "data", "more"} {
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	dst = append(dst, 1, RecEmbedded) // one record
+	dst = binary.AppendUvarint(dst, stream)
+	dst = append(dst, 3, 0, 1, 1) // 3 attributes; format = string 1
+	dst = append(dst, 2, 2)       // data = bytes
+	dst = binary.AppendUvarint(dst, uint64(len(data)))
+	dst = append(dst, data...)
+	dst = append(dst, 3) // more = int
+	dst = appendInt(dst, boolInt(more))
+	dst = append(dst, 0) // no events
+	raw := dst[20:]
+	copy(dst, "WCHK")
+	dst[4], dst[5], dst[6], dst[7] = byte(CodecNone), 0, 0, 0
+	binary.LittleEndian.PutUint32(dst[8:], uint32(len(raw)))
+	binary.LittleEndian.PutUint32(dst[12:], uint32(len(raw)))
+	binary.LittleEndian.PutUint32(dst[16:], crc32.ChecksumIEEE(raw))
+	return dst
+}

@@ -152,3 +152,21 @@ func TestDeflateChunk(t *testing.T) {
 		t.Fatalf("an incompressible payload should be stored as none, got codec %d", b[4])
 	}
 }
+
+// framePiece writes exactly what the general encoder writes for a tracer piece.
+func TestFramePieceMatchesEncode(t *testing.T) {
+	for _, data := range [][]byte{nil, []byte("go 1.26 trace\x00\x00\x00"), bytes.Repeat([]byte{0xff, 7}, 70000)} {
+		for _, more := range []bool{true, false} {
+			c := Chunk{Records: []Record{{Type: RecEmbedded, ID: 300, Attrs: []Attr{
+				{"format", StreamFormat}, {"data", data}, {"more", boolInt(more)},
+			}}}}
+			want, err := c.Encode(CodecNone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := framePiece([]byte("old contents of the reused buffer"), 300, data, more); !bytes.Equal(got, want) {
+				t.Fatalf("%d bytes, more=%v: framePiece differs from Encode", len(data), more)
+			}
+		}
+	}
+}

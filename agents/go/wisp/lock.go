@@ -4,13 +4,18 @@ package wisp
 // lock a goroutine waits for and holds.
 //
 // Go exposes no goroutine id, so the events are not written by the agent: each operation
-// is a runtime/trace user log ("wisp" category) on the calling goroutine, and the execution
-// tracer stamps it with that goroutine and the time. The message is the event itself, in
-// the agent's numbering: "<kind> <resource> <arg>" with the kinds of docs/format.md
-// (4 unit.block, 10 lock.acquired, 11 lock.release); the go-exectrace decoder
-// (src/willowisp/ingest/go_trace.py) turns it into that event of the goroutine's unit.
-// The three messages of a lock are made once, when it is first used, so an operation costs
-// a try-lock and one trace.Log (measured in bench/bench_go_agent.py).
+// is a runtime/trace user log on the calling goroutine, and the execution tracer stamps it
+// with that goroutine and the time. The log is the event itself, in the agent's numbering,
+// "wisp <kind> <resource> <arg>" with the kinds of docs/format.md (4 unit.block,
+// 10 lock.acquired, 11 lock.release), written as the log's *category* with an empty
+// message: the runtime interns a category in its per-generation string table (a hash
+// lookup) but writes every message out eagerly under a global lock, so this form costs
+// about half of trace.Log(ctx, "wisp", "<kind> ...") (measured in bench/bench_go_agent.py).
+// wisp-goimport reads it back as the "wisp" log it stands for, and the go-exectrace
+// decoder (src/willowisp/ingest/go_trace.py) turns it into that event of the goroutine's
+// unit. The price: each lock puts up to six strings into each generation's string table.
+// The strings of a lock are made once, when it is first used, so an operation costs a
+// try-lock and one trace.Log.
 //
 // Order, as docs/format.md asks: the acquire is logged after the lock is obtained, the
 // release before it is let go, so the next holder's acquire follows it in the trace.
@@ -58,7 +63,9 @@ func newLockInfo(r *recorder, kind, name string, skip int) *lockInfo {
 	}
 	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
 	n := strconv.FormatUint(uint64(id), 10)
-	msg := func(kind, arg int) string { return strconv.Itoa(kind) + " " + n + " " + strconv.Itoa(arg) }
+	msg := func(kind, arg int) string {
+		return logCategory + " " + strconv.Itoa(kind) + " " + n + " " + strconv.Itoa(arg)
+	}
 	return &lockInfo{
 		gen:       r,
 		block:     msg(kindBlock, reasonAcquire),
@@ -75,7 +82,7 @@ func newLockInfo(r *recorder, kind, name string, skip int) *lockInfo {
 // when nothing records or the mode records no locks.
 func identity(p *atomic.Pointer[lockInfo], name *string, kind string, skip int) *lockInfo {
 	r := active.Load()
-	if r == nil || r.cfg.Mode != "full" {
+	if r == nil || !r.tracing.Load() { // hops mode without a boundary: no tracer, no lock events
 		return nil
 	}
 	info := p.Load()
@@ -113,10 +120,10 @@ func (m *Mutex) Lock() {
 		return
 	}
 	if !m.mu.TryLock() {
-		trace.Log(bg, logCategory, info.block)
+		trace.Log(bg, info.block, "")
 		m.mu.Lock()
 	}
-	trace.Log(bg, logCategory, info.acquired)
+	trace.Log(bg, info.acquired, "")
 }
 
 // TryLock tries to lock m; a success is recorded as an acquisition.
@@ -125,7 +132,7 @@ func (m *Mutex) TryLock() bool {
 		return false
 	}
 	if info := identity(&m.info, &m.name, "lock", 1); info != nil {
-		trace.Log(bg, logCategory, info.acquired)
+		trace.Log(bg, info.acquired, "")
 	}
 	return true
 }
@@ -133,7 +140,7 @@ func (m *Mutex) TryLock() bool {
 // Unlock unlocks m; the release is recorded first.
 func (m *Mutex) Unlock() {
 	if info := m.info.Load(); info != nil && active.Load() == info.gen {
-		trace.Log(bg, logCategory, info.release)
+		trace.Log(bg, info.release, "")
 	}
 	m.mu.Unlock()
 }
@@ -161,16 +168,16 @@ func (m *RWMutex) Lock() {
 		return
 	}
 	if !m.mu.TryLock() {
-		trace.Log(bg, logCategory, info.block)
+		trace.Log(bg, info.block, "")
 		m.mu.Lock()
 	}
-	trace.Log(bg, logCategory, info.acquired)
+	trace.Log(bg, info.acquired, "")
 }
 
 // Unlock unlocks m for writing.
 func (m *RWMutex) Unlock() {
 	if info := m.info.Load(); info != nil && active.Load() == info.gen {
-		trace.Log(bg, logCategory, info.release)
+		trace.Log(bg, info.release, "")
 	}
 	m.mu.Unlock()
 }
@@ -183,16 +190,16 @@ func (m *RWMutex) RLock() {
 		return
 	}
 	if !m.mu.TryRLock() {
-		trace.Log(bg, logCategory, info.rblock)
+		trace.Log(bg, info.rblock, "")
 		m.mu.RLock()
 	}
-	trace.Log(bg, logCategory, info.racquired)
+	trace.Log(bg, info.racquired, "")
 }
 
 // RUnlock undoes one RLock.
 func (m *RWMutex) RUnlock() {
 	if info := m.info.Load(); info != nil && active.Load() == info.gen {
-		trace.Log(bg, logCategory, info.rrelease)
+		trace.Log(bg, info.rrelease, "")
 	}
 	m.mu.RUnlock()
 }
@@ -203,7 +210,7 @@ func (m *RWMutex) TryLock() bool {
 		return false
 	}
 	if info := identity(&m.info, &m.name, "rwlock", 1); info != nil {
-		trace.Log(bg, logCategory, info.acquired)
+		trace.Log(bg, info.acquired, "")
 	}
 	return true
 }
@@ -214,7 +221,7 @@ func (m *RWMutex) TryRLock() bool {
 		return false
 	}
 	if info := identity(&m.info, &m.name, "rwlock", 1); info != nil {
-		trace.Log(bg, logCategory, info.racquired)
+		trace.Log(bg, info.racquired, "")
 	}
 	return true
 }

@@ -62,29 +62,47 @@ type recorder struct {
 	// compresses and writes with mu free, so the program's goroutines (defining a lock, a
 	// request) and the tracer's writer never wait for a compression or a write(2).
 	// Lock order: wmu before mu.
+	// tmu serialises starting and stopping the execution tracer (Start, Stop, a segment's
+	// rotation, a boundary switched in hops mode). Lock order: tmu, then wmu, then mu.
+	tmu         sync.Mutex
+	tracerOn    bool        // the tracer runs for this recorder (guarded by tmu)
+	stopping    bool        // Stop began: the tracer is not started again (guarded by tmu)
+	calibrated  bool        // cost_ns_per_event was measured (guarded by tmu)
+	streamEpoch int         // the sink's epoch when the current tracer stream began (guarded by tmu)
+	tracing     atomic.Bool // tracerOn, for the hot paths (locks, hops); hops read it under hopMu
+	hopMu       sync.RWMutex
+
+	ctl    *controlServer // the control channel, nil when off or not set up
+	bounds boundaries     // declared boundaries (WILLOWISP_BOUNDARIES, ctl enable)
+
 	wmu sync.Mutex
-	// Invariant: f is nil only after close; segment counts from 1.
-	f            *os.File
+	// Invariant: out is nil only after close; segment counts from 1.
+	out          sink // the segment's file, or the stream to a collector
 	segment      int
-	written      int64 // bytes in the current segment (for rotation, not done yet: docs/agent-go.md)
+	written      int64 // bytes in the current segment (rotation at cfg.SegmentBytes)
 	wroteProcess bool  // the current segment has its process record
 	seq          uint64
 	closed       bool
 	z            Compressor // reused between chunks
+	pieceBuf     []byte     // the last framed tracer piece, reused
 	writeFailed  bool       // the last write failed (a full disk): one fault per failure run
+	rotateFailed bool       // the next segment could not be opened: stay in this one
 
-	mu         sync.Mutex // guards everything below
-	events     []Event
-	records    []Record
-	locs       map[string]uint32
-	nEvents    int64 // own events recorded
-	dropped    int64
-	faults     int64
-	lastAnchor int64
-	trace      []byte // tracer bytes not yet stored
-	streamOpen bool   // an embedded stream is open in the current file (more=1 written)
-	streamNo   int    // the current stream's number
-	costNS     int64  // one recorded event (a user log), measured at start
+	mu          sync.Mutex // guards everything below
+	events      []Event
+	records     []Record
+	locs        map[string]uint32
+	units       map[uint32]struct{} // goroutine units the agent defined itself (hopLog without the tracer)
+	nEvents     int64               // own events recorded
+	dropped     int64
+	faults      int64
+	lastAnchor  int64
+	trace       []byte // tracer bytes not yet stored
+	spare       []byte // the other buffer for them (see flush); nil while a flush writes it
+	streamOpen  bool   // an embedded stream is open in the current file (more=1 written)
+	streamNo    int    // the current stream's number
+	streamFirst bool   // the current stream's first piece (its header) is not written yet
+	costNS      int64  // one recorded event (a user log), measured at start
 
 	stop chan struct{}
 	done chan struct{}
@@ -111,34 +129,47 @@ func Start(cfg Config) (err error) {
 		started:   nanotime(),
 		seq:       1,
 		locs:      map[string]uint32{},
+		units:     map[uint32]struct{}{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	if tc, ok := ParseTraceparent(cfg.Traceparent); ok {
 		r.inherited = tc
 	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return fmt.Errorf("cannot create %s: %v", cfg.Out, err)
+	if cfg.Collector == "" { // with a collector the folder is made only if it falls back
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return fmt.Errorf("cannot create %s: %v", cfg.Out, err)
+		}
 	}
-	if err := r.openSegment(1); err != nil {
+	out, err := r.openSegment(1)
+	if err != nil {
 		return err
 	}
+	r.out = out
 	r.mu.Lock()
 	r.anchorLocked()
 	r.mu.Unlock()
 	if err = r.flush(false); err != nil {
-		r.f.Close()
+		r.out.close()
 		return fmt.Errorf("cannot write %s: %v", cfg.Out, err)
 	}
 	if !active.CompareAndSwap(nil, r) {
-		r.f.Close()
+		r.out.close()
 		return fmt.Errorf("already recording")
 	}
-	if !cfg.NoTracer {
-		r.startTracer()
-		r.announceStart()
-		r.calibrate()
+	for _, spec := range strings.Split(cfg.Boundaries, "|") {
+		if strings.TrimSpace(spec) == "" {
+			continue
+		}
+		if b, err := ParseBoundary(spec, "WILLOWISP_BOUNDARIES"); err != nil {
+			r.fault("boundaries", err)
+		} else {
+			r.bounds.add(b, "config")
+		}
 	}
+	r.applyTracer()
+	r.announceStart()
+	r.startControl()
 	go r.loop()
 	if !cfg.NoSignals {
 		watchSignals()
@@ -155,13 +186,21 @@ func Stop() {
 	}
 	r.once.Do(func() {
 		defer func() { _ = recover() }()
+		if r.ctl != nil {
+			r.ctl.stop()
+		}
 		close(r.stop)
 		<-r.done
-		if r.streamOpen {
+		r.tmu.Lock()
+		r.stopping = true
+		if r.tracerOn {
 			// Says which goroutine stopped the trace: it is not the program's to judge stuck.
 			trace.Log(bg, logCategory, "stop")
+			r.setTracing(false)
 			trace.Stop() // returns after the last bytes went through traceSink.Write
+			r.tracerOn = false
 		}
+		r.tmu.Unlock()
 		active.CompareAndSwap(r, nil)
 		r.mu.Lock()
 		r.anchorLocked()
@@ -169,8 +208,9 @@ func Stop() {
 		_ = r.flush(true)
 		r.wmu.Lock()
 		r.closed = true
-		_ = r.f.Close()
+		out := r.out
 		r.wmu.Unlock()
+		out.close() // a stream says bye and waits (bounded) for the last acknowledgements
 	})
 }
 
@@ -185,37 +225,177 @@ func ProcessID() string {
 	return ""
 }
 
-func (r *recorder) openSegment(n int) error {
+// openSegment opens segment n (a file, or a stream connection to the collector) and makes
+// it the one the next chunks describe (the caller installs the sink, wmu held or before
+// the recorder is shared).
+func (r *recorder) openSegment(n int) (sink, error) {
 	name := fmt.Sprintf("%s-%d-%s-%d.wtrace", safeName(r.cfg.Service), os.Getpid(), r.processID[:8], n)
-	f, err := os.OpenFile(filepath.Join(r.cfg.Out, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	path := filepath.Join(r.cfg.Out, name)
+	r.segment, r.written, r.wroteProcess = n, int64(len(FileHeader)), false
+	if r.cfg.Collector != "" {
+		hello := map[string]any{"process_id": r.processID, "service": cut(r.cfg.Service, 256),
+			"pid": os.Getpid(), "runtime": "go", "segment": n}
+		process := func() []byte { return r.processChunk(n) }
+		return newStreamSink(r.cfg.Collector, r.cfg.Token, path, hello, process, r.countFault), nil
+	}
+	f, err := openFileSink(path)
 	if err != nil {
-		return fmt.Errorf("cannot create a segment in %s: %v", r.cfg.Out, err)
+		return nil, err
 	}
-	if _, err := f.Write(FileHeader); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write %s: %v", f.Name(), err)
-	}
-	r.f, r.segment, r.written, r.wroteProcess = f, n, int64(len(FileHeader)), false
-	return nil
+	return f, nil
 }
 
-// startTracer starts the runtime's execution tracer writing into the recorder. Another
-// tracer already running (go test -trace, the program's own) is a fault, not an error:
-// the agent then records only its own events.
-func (r *recorder) startTracer() {
+// processChunk is a chunk holding only the process record (a stream's new destination
+// starts with it).
+func (r *recorder) processChunk(segment int) []byte {
+	c := Chunk{Records: []Record{r.processRecord(segment)}}
+	var z Compressor
+	b, _ := z.Frame(c.Payload(), CodecNone)
+	return b
+}
+
+// countFault counts a fault whose record the caller writes itself (the stream's fallback
+// file); returns the record's id.
+func (r *recorder) countFault(string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.faults++
+	r.emitLocked(Event{Kind: KindAgentFault, Time: uint64(nanotime()), Arg: r.faults})
+	return r.faults
+}
+
+// wantTracer: full mode runs the execution tracer all the time; hops mode only while a
+// boundary is switched on (declared or enabled through ctl).
+func (r *recorder) wantTracer() bool {
+	return !r.cfg.NoTracer && (r.cfg.Mode == "full" || r.bounds.anyEnabled())
+}
+
+// applyTracer starts or stops the execution tracer as wantTracer says.
+func (r *recorder) applyTracer() {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	if r.stopping {
+		return
+	}
+	want := r.wantTracer()
+	switch {
+	case want && !r.tracerOn:
+		r.startTracerLocked()
+		if r.tracerOn && !r.calibrated {
+			r.calibrated = true
+			r.calibrate()
+		}
+	case !want && r.tracerOn:
+		r.stopTracerLocked()
+	}
+}
+
+// stopTracerLocked stops the tracer and closes its stream in the current segment (tmu held).
+func (r *recorder) stopTracerLocked() {
+	r.setTracing(false) // hops go to the agent's own events from here on
+	trace.Stop()        // the last bytes went through traceSink.Write when it returns
+	r.tracerOn = false
+	_ = r.flush(true)
+}
+
+// setTracing switches where hop events go. Under hopMu's write lock, so that no hop is
+// logged into a tracer that is stopping (it would be lost) or counted twice.
+func (r *recorder) setTracing(on bool) {
+	r.hopMu.Lock()
+	r.tracing.Store(on)
+	r.hopMu.Unlock()
+}
+
+// switchBoundary is the control channel's enable / disable.
+func (r *recorder) switchBoundary(arg string, on bool) (string, error) {
+	name, err := r.bounds.switchTo(arg, on)
+	if err == nil {
+		r.applyTracer()
+	}
+	return name, err
+}
+
+// status is the control channel's status result.
+func (r *recorder) status() map[string]any {
+	r.wmu.Lock()
+	segment := r.segment
+	r.wmu.Unlock()
+	r.mu.Lock()
+	events, dropped, faults, cost := r.nEvents, r.dropped, r.faults, r.costNS
+	r.mu.Unlock()
+	return map[string]any{
+		"pid": os.Getpid(), "process_id": r.processID, "service": r.cfg.Service, "runtime": "go",
+		"mode": r.cfg.Mode, "events": events, "dropped": dropped, "faults": faults,
+		"cost_ns_per_event": cost, "boundaries": r.bounds.status(), "tracer": r.tracing.Load(),
+		"segment": segment,
+	}
+}
+
+// rotate closes the current segment and opens the next: the tracer is stopped (its stream
+// closed in the old file) and started again with a new stream number in the new one.
+func (r *recorder) rotate() {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	if r.stopping {
+		return
+	}
+	tracing := r.tracerOn
+	if tracing {
+		r.stopTracerLocked()
+	} else {
+		_ = r.flush(false)
+	}
+	r.wmu.Lock()
+	if r.closed {
+		r.wmu.Unlock()
+		return
+	}
+	old, oldSeg, oldWritten := r.out, r.segment, r.written
+	next, err := r.openSegment(oldSeg + 1)
+	if err != nil {
+		r.segment, r.written, r.wroteProcess = oldSeg, oldWritten, true
+		r.wmu.Unlock()
+		r.fault("segment", err)
+		r.rotateFailed = true
+	} else {
+		r.out = next
+		r.wmu.Unlock()
+		old.close()
+	}
+	if tracing {
+		r.startTracerLocked()
+	}
+}
+
+// startTracerLocked starts the runtime's execution tracer writing into the recorder (tmu
+// held). Another tracer already running (go test -trace, the program's own) is a fault,
+// not an error: the agent then records only its own events.
+func (r *recorder) startTracerLocked() {
+	r.wmu.Lock()
+	if r.out != nil {
+		r.streamEpoch = r.out.epoch()
+	}
+	r.wmu.Unlock()
+	if r.streamNo >= 127 { // the stream number's range (docs/agent-go.md)
+		r.fault("trace.Start", fmt.Errorf("no stream numbers left: the tracer was started 127 times"))
+		return
+	}
 	r.mu.Lock()
 	r.streamNo++
 	header := fmt.Sprintf(`{"wisp":%q,"format":1,"process_id":%q,"stream":%d,"pid":%d}`+"\n",
 		StreamFormat, r.processID, r.streamNo, os.Getpid())
 	r.trace = append(r.trace[:0], header...)
-	r.streamOpen = true
+	r.streamOpen, r.streamFirst = true, true
 	r.mu.Unlock()
 	if err := trace.Start(traceSink{r}); err != nil {
 		r.mu.Lock()
 		r.trace, r.streamOpen = r.trace[:0], false
 		r.mu.Unlock()
 		r.fault("trace.Start", err)
+		return
 	}
+	r.tracerOn = true
+	r.setTracing(true)
 }
 
 // announceStart writes proc.start on the starting goroutine when the process inherited a
@@ -229,7 +409,7 @@ func (r *recorder) announceStart() {
 		{"kind", "spawn"}, {"name", "start"}, {"trace_id", r.inherited.TraceID},
 		{"parent_span_id", r.inherited.SpanID}, {"sampled", int64(r.inherited.Flags & 1)},
 	}})
-	trace.Log(bg, logCategory, "25 "+strconv.FormatUint(uint64(id), 10)+" "+strconv.Itoa(os.Getppid()))
+	r.hopLog(bg, 25, strconv.FormatUint(uint64(id), 10), os.Getppid())
 }
 
 // calibrate measures what one recorded event costs the goroutine that records it: a
@@ -240,7 +420,7 @@ func (r *recorder) calibrate() {
 	const n = 256
 	t0 := nanotime()
 	for i := 0; i < n; i++ {
-		trace.Log(bg, "wisp-calibrate", "0")
+		trace.Log(bg, "wisp-calibrate", "") // the shape of a lock's log (lock.go)
 	}
 	r.mu.Lock()
 	r.costNS = (nanotime() - t0) / n
@@ -291,6 +471,34 @@ func (r *recorder) tick() {
 	if waiting {
 		_ = r.flush(false)
 	}
+	r.wmu.Lock()
+	full := r.written >= r.cfg.SegmentBytes && !r.rotateFailed
+	epoch := r.out.epoch()
+	r.wmu.Unlock()
+	if full {
+		r.rotate()
+	} else {
+		r.followDestination(epoch)
+	}
+}
+
+// followDestination starts a new tracer stream when the stream's destination changed (the
+// collector went away, or came back): each destination then holds streams from their start.
+func (r *recorder) followDestination(epoch int) {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	if r.stopping || !r.tracerOn || epoch == r.streamEpoch {
+		return
+	}
+	old := r.streamNo
+	r.stopTracerLocked()
+	r.wmu.Lock()
+	lost := r.out.takeLost()
+	r.wmu.Unlock()
+	if lost > 0 {
+		r.fault("stream", fmt.Errorf("execution trace stream %d: %d bytes the collector did not acknowledge are lost (its stream at the collector ends early); stream %d starts in the new destination", old, lost, old+1))
+	}
+	r.startTracerLocked()
 }
 
 // emitLocked adds one of the agent's own events, or counts it dropped.
@@ -370,7 +578,7 @@ func (r *recorder) faultLocked(where string, err error) {
 	r.emitLocked(Event{Kind: KindAgentFault, Time: uint64(nanotime()), Arg: r.faults})
 }
 
-func (r *recorder) processRecord() Record {
+func (r *recorder) processRecord(segment int) Record {
 	host, _ := os.Hostname()
 	rt := 0
 	if r.cfg.RunPID != 0 && os.Getppid() == r.cfg.RunPID {
@@ -394,7 +602,7 @@ func (r *recorder) processRecord() Record {
 		{"parent_process_id", os.Getenv("WILLOWISP_PARENT_PROCESS")},
 		{"mode", r.cfg.Mode},
 		{"boundaries", r.cfg.Boundaries},
-		{"segment", int64(r.segment)},
+		{"segment", int64(segment)},
 		{"run_root", int64(rt)},
 		{"go_tracer", boolInt(!r.cfg.NoTracer)},
 	}}
@@ -410,31 +618,40 @@ func (r *recorder) statsRecord() Record {
 	}}
 }
 
-// flush writes everything waiting as chunks (one write each): tracer bytes beyond one
-// piece in chunks of their own, then one chunk with the definitions, the last piece, the
-// stats record and the agent's events. final closes the tracer's stream (more=0).
+// flush writes everything waiting as chunks (one write each): one chunk with the process
+// record (first in a segment), the definitions, the stats record and the agent's events,
+// then the tracer's bytes in chunks of their own (at most tracePieceMax each), so that the
+// destination can tell a stream's pieces from the rest (stream.go). final closes the
+// tracer's stream (more=0).
 func (r *recorder) flush(final bool) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	if r.f == nil || r.closed {
+	if r.out == nil || r.closed {
 		return nil
 	}
 	r.mu.Lock()
 	start := nanotime()
-	var pieces [][]byte
-	for len(r.trace) > tracePieceMax {
-		pieces = append(pieces, r.trace[:tracePieceMax])
-		r.trace = r.trace[tracePieceMax:]
+	var pieces []Record
+	var infos []pieceInfo
+	if r.streamOpen && (len(r.trace) > 0 || final) {
+		data := r.trace
+		for {
+			n := min(len(data), tracePieceMax)
+			last := n == len(data)
+			pieces = append(pieces, r.embedded(data[:n], !(last && final)))
+			infos = append(infos, pieceInfo{stream: r.streamNo, first: r.streamFirst, final: last && final})
+			r.streamFirst = false
+			data = data[n:]
+			if last {
+				break
+			}
+		}
 	}
 	var c Chunk
 	if !r.wroteProcess {
-		c.Records = append(c.Records, r.processRecord())
+		c.Records = append(c.Records, r.processRecord(r.segment))
 	}
 	c.Records = append(c.Records, r.records...)
-	if r.streamOpen && (len(r.trace) > 0 || final) {
-		c.Records = append(c.Records, r.embedded(r.trace, !final))
-	}
-	stream := r.streamNo
 	if final {
 		r.streamOpen = false
 	}
@@ -445,22 +662,29 @@ func (r *recorder) flush(final bool) error {
 	c.Records = append(c.Records, r.statsRecord())
 	c.FirstSeq, c.Events = r.seq, r.events
 	r.seq += uint64(len(c.Events))
-	// New buffers: the taken ones are written below, with mu free.
-	r.events, r.records, r.trace = nil, nil, nil
+	// New buffers: the taken ones are written below, with mu free. The tracer's bytes
+	// alternate between two buffers (taken and spare), so that they make no garbage.
+	taken := r.trace
+	r.events, r.records, r.trace, r.spare = nil, nil, r.spare[:0], nil
 	r.mu.Unlock()
-	var failed error
-	for _, p := range pieces {
-		pc := Chunk{Records: []Record{{Type: RecEmbedded, ID: uint64(stream), Attrs: []Attr{
-			{"format", StreamFormat}, {"data", p}, {"more", int64(1)},
-		}}}}
-		if err := r.write(&pc); err != nil {
-			failed = err
+	defer func() {
+		if cap(taken) <= 2*traceFlushAt {
+			r.mu.Lock()
+			r.spare = taken[:0]
+			r.mu.Unlock()
 		}
-	}
-	if err := r.write(&c); err != nil {
+	}()
+	if err := r.write(&c, pieceInfo{}); err != nil {
 		return err
 	}
 	r.wroteProcess = true
+	var failed error
+	for i := range pieces {
+		pc := Chunk{Records: pieces[i : i+1]}
+		if err := r.write(&pc, infos[i]); err != nil {
+			failed = err
+		}
+	}
 	return failed
 }
 
@@ -472,10 +696,22 @@ func (r *recorder) embedded(data []byte, more bool) Record {
 
 // write encodes and writes one chunk (wmu held). A failed write (a full disk) drops the
 // chunk's events, counted, and keeps the program going.
-func (r *recorder) write(c *Chunk) error {
-	b, err := r.z.Frame(c.Payload(), r.cfg.Codec)
+func (r *recorder) write(c *Chunk, piece pieceInfo) error {
+	var b []byte
+	var err error
+	if piece.stream != 0 && !r.cfg.CompressTrace {
+		// The tracer's bytes are stored as they are by default: deflating them took ~3 % of
+		// the CPU of a goroutine-heavy service (bench/bench_go_agent.py), as much as the
+		// tracer itself; they are varint-packed already (deflate: ~2.5x smaller). Framed
+		// into a reused buffer with one copy: the sinks do not keep what they are given.
+		rec := c.Records[0]
+		r.pieceBuf = framePiece(r.pieceBuf, rec.ID, rec.Attrs[1].Value.([]byte), rec.Attrs[2].Value.(int64) == 1)
+		b = r.pieceBuf
+	} else {
+		b, err = r.z.Frame(c.Payload(), r.cfg.Codec)
+	}
 	if err == nil {
-		_, err = r.f.Write(b)
+		err = r.out.write(b, piece)
 	}
 	if err != nil {
 		r.mu.Lock()

@@ -11,7 +11,9 @@ package wisp
 // msg.recv and rpc.reply.
 
 import (
+	"bytes"
 	"context"
+	"runtime"
 	"runtime/trace"
 	"strconv"
 )
@@ -37,8 +39,10 @@ type Hop struct {
 
 // Call is a recorded hop in progress; the zero Call records nothing.
 type Call struct {
-	ctx context.Context
-	res string // the resource number, as text
+	ctx    context.Context
+	r      *recorder
+	res    string      // the resource number, as text
+	inside []*declared // server side: the boundaries this request is an instance of
 }
 
 // ClientBegin records the sending of a request carrying tc: msg.send, then the wait for
@@ -48,16 +52,16 @@ func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
 	if r == nil || !r.recordHop(tc) {
 		return Call{}
 	}
-	c := Call{ctx: ctx, res: r.rpcResource(h, tc, "", false)}
-	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgSend)+" "+c.res+" 0")
-	trace.Log(ctx, logCategory, strconv.Itoa(kindBlock)+" "+c.res+" "+strconv.Itoa(reasonRPC))
+	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, tc, "", false)}
+	r.hopLog(ctx, kindMsgSend, c.res, 0)
+	r.hopLog(ctx, kindBlock, c.res, reasonRPC)
 	return c
 }
 
 // ClientEnd records the reply's arrival: status is the HTTP status (or gRPC code), -1 on error.
 func (c Call) ClientEnd(status int) {
 	if c.res != "" {
-		trace.Log(c.ctx, logCategory, strconv.Itoa(kindRPCResponse)+" "+c.res+" "+strconv.Itoa(status))
+		c.r.hopLog(c.ctx, kindRPCResponse, c.res, status)
 	}
 }
 
@@ -72,15 +76,19 @@ func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own T
 	if hadParent {
 		pspan = parent.SpanID
 	}
-	c := Call{ctx: ctx, res: r.rpcResource(h, own, pspan, true)}
-	trace.Log(ctx, logCategory, strconv.Itoa(kindMsgRecv)+" "+c.res+" 0")
+	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, own, pspan, true)}
+	c.inside = r.bounds.enter(h.Protocol, h.Method, h.Target)
+	r.hopLog(ctx, kindMsgRecv, c.res, 0)
 	return c
 }
 
 // ServerEnd records the reply: status is the HTTP status (or gRPC code).
 func (c Call) ServerEnd(status int) {
 	if c.res != "" {
-		trace.Log(c.ctx, logCategory, strconv.Itoa(kindRPCReply)+" "+c.res+" "+strconv.Itoa(status))
+		c.r.hopLog(c.ctx, kindRPCReply, c.res, status)
+		if c.inside != nil {
+			c.r.bounds.leave(c.inside)
+		}
 	}
 }
 
@@ -93,10 +101,59 @@ func ServerContext(parent TraceContext, hadParent bool) TraceContext {
 	return rootContext()
 }
 
-// recordHop: full mode records every hop, hops mode the sampled ones; without the
-// execution tracer (Config.NoTracer) the user logs would go nowhere, so nothing is recorded.
+// recordHop: full mode records every hop, hops mode the sampled ones.
 func (r *recorder) recordHop(tc TraceContext) bool {
-	return !r.cfg.NoTracer && (r.cfg.Mode == "full" || tc.Sampled())
+	return r.cfg.Mode == "full" || tc.Sampled()
+}
+
+// hopLog records one hop event of the calling goroutine. While the execution tracer runs
+// it is a user log, which the tracer attributes (like the lock wrappers' events). Without
+// the tracer (hops mode with no boundary switched on, Config.NoTracer) it is one of the
+// agent's own events, on the unit the decoder would give the goroutine (its id + 1), read
+// from runtime.Stack's first line: about a microsecond, paid per hop, not per lock.
+func (r *recorder) hopLog(ctx context.Context, kind int, res string, arg int) {
+	r.hopMu.RLock()
+	defer r.hopMu.RUnlock()
+	if r.tracing.Load() {
+		trace.Log(ctx, logCategory, strconv.Itoa(kind)+" "+res+" "+strconv.Itoa(arg))
+		return
+	}
+	n, _ := strconv.ParseUint(res, 10, 32)
+	g := goid()
+	if g == 0 {
+		return
+	}
+	unit := uint32(g + 1)
+	now := nanotime()
+	r.mu.Lock()
+	if _, seen := r.units[unit]; !seen && len(r.units) < maxRecords {
+		r.units[unit] = struct{}{}
+		if len(r.records) < maxRecords {
+			r.records = append(r.records, Record{Type: RecUnit, ID: uint64(unit), Attrs: []Attr{
+				{"kind", "goroutine"}, {"name", "goroutine #" + strconv.FormatUint(g, 10)}, {"parent", int64(0)},
+			}})
+		}
+	}
+	r.emitLocked(Event{Kind: uint8(kind), Unit: unit, Time: uint64(now), Res: uint32(n), Arg: int64(arg)})
+	r.mu.Unlock()
+}
+
+// goid is the calling goroutine's id, from runtime.Stack's "goroutine N [" (0 if unreadable).
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	g, err := strconv.ParseUint(string(b), 10, 63)
+	if err != nil {
+		return 0
+	}
+	return g
 }
 
 func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool) string {

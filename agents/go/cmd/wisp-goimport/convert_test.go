@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -114,5 +115,35 @@ func TestTruncated(t *testing.T) {
 	code := run([]string{p}, nil, &stdout, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), p) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// The Go agent's compact log (the event in the category, no message) reads as the "wisp"
+// log it stands for; the classic form and other categories pass unchanged.
+func TestCompactAgentLogs(t *testing.T) {
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Fatal(err)
+	}
+	trace.Log(context.Background(), "wisp 10 3 0", "")
+	trace.Log(context.Background(), "wisp", "11 3 0")
+	trace.Log(context.Background(), "wisp 99", "kept")
+	trace.Log(context.Background(), "wisp-calibrate", "")
+	trace.Stop()
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if _, err := convert(bytes.NewReader(buf.Bytes()), w); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	var got []string
+	for _, l := range lines(t, out.Bytes()) {
+		if l["t"] == "log" {
+			got = append(got, l["cat"].(string)+"|"+l["msg"].(string))
+		}
+	}
+	want := []string{"wisp|10 3 0", "wisp|11 3 0", "wisp 99|kept", "wisp-calibrate|"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("logs %v, want %v", got, want)
 	}
 }
