@@ -17,6 +17,7 @@ Target (issue 8): a 1M-event trace opens in ≤ 5 s using the cache beside the r
 and zooms at interactive speed.
 
     python bench/bench_view.py [--events N] [--keep DIR]
+    python bench/bench_view.py --run wisp-demo/<stamp>     # a recorded run, e.g. the demo's
 """
 
 from __future__ import annotations
@@ -121,7 +122,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--keep", metavar="DIR", help="write the run here and keep it")
+    ap.add_argument("--run", metavar="DIR", help="measure this run instead (e.g. the demo's)")
     args = ap.parse_args()
+    if args.run:
+        args.keep = args.run
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="wisp-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import resource_name
+from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.provenance import Provenance
 from willowisp.causality.waits import holds, waits
@@ -180,9 +181,17 @@ def _lanes(a: Analysis) -> tuple[I32, list[dict[str, Any]], list[dict[str, Any]]
     trace = a.trace
     procs = trace.processes
     clocks = a.causality.clocks
+    internal: set[int] = set()  # a runtime's own units (Go's GC workers...): last, dimmed
+    for p in procs:
+        internal |= runtime_units(trace, p.index)
     order = sorted(
         range(len(trace.units)),
-        key=lambda u: (procs[trace.units[u].proc].runtime, trace.units[u].proc, u),
+        key=lambda u: (
+            procs[trace.units[u].proc].runtime,
+            trace.units[u].proc,
+            u in internal,
+            u,
+        ),
     )
     lane_of_unit = np.full(len(trace.units), NO_INDEX, dtype=np.int32)
     lanes: list[dict[str, Any]] = []
@@ -215,6 +224,7 @@ def _lanes(a: Analysis) -> tuple[I32, list[dict[str, Any]], list[dict[str, Any]]
                 "group": group_of_proc[unit.proc],
                 "kind": unit.kind,
                 "name": _cut(unit.name or f"{unit.kind} {unit.number}"),
+                "internal": u in internal,
             }
         )
     return lane_of_unit, lanes, groups

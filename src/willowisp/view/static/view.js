@@ -22,6 +22,7 @@
   let rows = []; // {group: g} or {lane: l}
   let shown = null; // Set of lanes, or null for every lane
   let runtime = "";
+  let hideInternal = false; // the runtimes' own units (GC workers, the tracer...)
   let scroll = 0;
   let tile = null, inflight = false, again = false, drawn = 0;
   let focus = null, step = -1;
@@ -93,6 +94,7 @@
   function laneVisible(l) {
     const lane = meta.lanes[l];
     if (runtime && meta.groups[lane.group].runtime !== runtime) return false;
+    if (hideInternal && lane.internal && !(focus && focus.lanes.includes(l))) return false;
     return shown === null || shown.has(l);
   }
 
@@ -225,8 +227,9 @@
         const focused = focus && focus.lanes.includes(r.lane);
         ctx.fillStyle = focused ? "#2d2a1a" : (i % 2 ? "#12171c" : "#101418");
         ctx.fillRect(0, y, w, ROW);
-        ctx.fillStyle = "#d8dee4";
-        ctx.fillText(clipText(`${lane.name}  ${lane.kind}`, LABEL - 24), 16, y + ROW / 2);
+        ctx.fillStyle = lane.internal ? "#6e7681" : "#d8dee4";
+        const label = `${lane.name}  ${lane.kind}${lane.internal ? " (runtime)" : ""}`;
+        ctx.fillText(clipText(label, LABEL - 24), 16, y + ROW / 2);
       }
     });
     ctx.strokeStyle = "#2a3038";
@@ -541,6 +544,7 @@
       PageDown: () => { scroll = Math.min(rows.length - 1, scroll + page); changed(); },
       "+": () => zoom(0.5), "=": () => zoom(0.5), "-": () => zoom(2),
       f: () => { if (focus) fitFocus(); else { fit(); changed(); } },
+      i: () => toggleInternal(),
       1: () => setMode("raw"), 2: () => setMode("adjusted"), 3: () => setMode("causal"),
       "/": () => $("search").focus(),
       Escape: () => clearFocus(),
@@ -578,6 +582,12 @@
     }, 200);
   }
 
+  function toggleInternal() {
+    hideInternal = !hideInternal;
+    $("internal").classList.toggle("on", !hideInternal);
+    buildRows(); changed();
+  }
+
   function legend() {
     const box = $("legend");
     box.replaceChildren(el("div", "states:"));
@@ -594,7 +604,7 @@
       edges.append(sw, document.createTextNode(kind));
     }
     box.append(states, el("div", "edges:"), edges,
-      el("div", "keys: ←/→ pan · +/− zoom · ↑/↓ lanes · f fit · 1/2/3 modes · / search · Esc all lanes · ctrl+wheel zoom · drag to pan"));
+      el("div", "keys: ←/→ pan · +/− zoom · ↑/↓ lanes · f fit · 1/2/3 modes · / search · i runtime internals · Esc all lanes · ctrl+wheel zoom · drag to pan"));
   }
 
   async function start() {
@@ -614,6 +624,8 @@
     });
     $("fit").addEventListener("click", () => { fit(); changed(); });
     $("clear").addEventListener("click", clearFocus);
+    $("internal").addEventListener("click", toggleInternal);
+    $("internal").classList.add("on");
     $("runtime").addEventListener("change", () => { runtime = $("runtime").value; buildRows(); changed(); });
     $("search").addEventListener("input", onSearch);
     document.addEventListener("keydown", onKey);
