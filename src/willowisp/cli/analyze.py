@@ -21,9 +21,11 @@ examples:
   willowisp analyze wisp-traces/20250101T120000Z/
   willowisp analyze run/ --format json --fail-on deadlock,race
   willowisp analyze a.wtrace b.wtrace --reference orders
+  willowisp analyze run/ --html report.html   # also write a self-contained HTML report
 
-exit status: 0 done; 1 a --fail-on kind was found; 2 bad usage, or an input that could not
-be read (each named on stderr; the readable ones are still analyzed and printed).
+exit status: 0 done; 1 a --fail-on kind was found; 2 bad usage, an input that could not
+be read (each named on stderr; the readable ones are still analyzed and printed), or an
+--html FILE that could not be written.
 
 finding kinds: """ + ", ".join(FINDING_KINDS)
 
@@ -88,6 +90,13 @@ def register(subparsers: Any) -> None:
         help="exit 1 if any finding of these kinds is reported",
     )
     p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the report as one self-contained HTML page (no scripts, no "
+        "network): findings with their timelines, clocks, hops; each finding linkable as "
+        "FILE#<finding id> (see docs/report.md)",
+    )
+    p.add_argument(
         "--no-cache",
         action="store_true",
         help="neither read nor write the results cache (RUN/.wisp-cache/, see docs/query.md)",
@@ -146,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
     # document, read back instead of recomputed; any cache problem means recomputing.
     where = None if args.no_cache else cache.slot(args.paths, options, "analysis")
     doc = cache.load(where) if where is not None else None
+    analysis = None
     if doc is None:
-        doc = analyze(load(args.paths), options).document()
+        analysis = analyze(load(args.paths), options)
+        doc = analysis.document()
         if where is not None:
             cache.store(where, doc)
     if args.format == "json":
@@ -158,7 +169,23 @@ def run(args: argparse.Namespace) -> int:
     unreadable = doc["trace"]["unreadable_files"]
     for bad in unreadable:
         print(f"willowisp analyze: {bad['path']}: {bad['error']}", file=sys.stderr)
+    if args.html and not _write_html(args.html, doc, analysis, args.paths):
+        return 2
     if unreadable:
         return 2
     found = {f["kind"] for f in doc["findings"]}
     return 1 if found & set(fail_on) else 0
+
+
+def _write_html(path: str, doc: dict[str, Any], analysis: Any, paths: list[str]) -> bool:
+    """Write the HTML report; its timelines need the events, so a document read from the
+    cache comes with the trace loaded again (linking is redone, the analyses are not)."""
+    from willowisp.ingest.load import load
+    from willowisp.report.html_report import write_report
+
+    try:
+        write_report(path, doc, analysis if analysis is not None else load(paths))
+    except OSError as exc:
+        print(f"willowisp analyze: --html {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
