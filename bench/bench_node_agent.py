@@ -9,8 +9,11 @@
    agent, with it in ``full`` mode, and with a full-fidelity boundary around that request
    (every promise a unit).
 
-Rounds alternate the configurations so drift on the machine affects them alike; the
-figure per configuration is the median. Prints figures and ratios; asserts nothing.
+Rounds alternate the configurations so drift on the machine affects them alike. For each
+configuration it prints the median and the best (min) wall time, their ratios to the
+baseline of the same run, and the CPU time the measured process spent (the front service
+during the load; the handler for the promises), which other processes on a shared machine
+disturb far less than wall time. Prints figures and ratios; asserts nothing.
 
     python bench/bench_node_agent.py [--requests 4000] [--rounds 5] [--awaits 200000]
 """
@@ -63,7 +66,8 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def node_out(*args: str, env: dict[str, str]) -> float:
+def node_out(*args: str, env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms) as the workload prints them on its last line."""
     done = subprocess.run(
         [NODE, str(WORKLOAD), *args],
         capture_output=True,
@@ -72,10 +76,34 @@ def node_out(*args: str, env: dict[str, str]) -> float:
         timeout=600,
         check=True,
     )
-    return float(done.stdout.strip().splitlines()[-1])
+    wall, cpu = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
-def http_round(mode: str | None, down_port: int, requests: int, tmp: Path) -> float:
+def table(title: str, unit: str, per: float, runs: dict[str, list[tuple[float, float]]],
+          targets: dict[str, str]) -> None:
+    """One line per configuration: wall median and min, per item, ratios to the first
+    configuration (the baseline of this run), CPU median and its ratio."""
+    base = next(iter(runs.values()))
+    bw = statistics.median(w for w, _ in base)
+    bmin = min(w for w, _ in base)
+    bc = statistics.median(c for _, c in base)
+    print(f"\n{title}")
+    print(
+        f"{'configuration':<20}{'wall med ms':>12}{'min ms':>9}{unit:>11}{'ratio med':>10}"
+        f"{'ratio min':>10}{'cpu ms':>9}{'cpu ratio':>10}  target"
+    )
+    for name, rs in runs.items():
+        w = statistics.median(x for x, _ in rs)
+        m = min(x for x, _ in rs)
+        c = statistics.median(y for _, y in rs)
+        print(
+            f"{name:<20}{w:>12.1f}{m:>9.1f}{w * per:>11.1f}{w / bw:>9.2f}x{m / bmin:>9.2f}x"
+            f"{c:>9.1f}{c / bc:>9.2f}x  {targets.get(name, '')}"
+        )
+
+
+def http_round(mode: str | None, down_port: int, requests: int, tmp: Path) -> tuple[float, float]:
     front, port = server("front", str(down_port), env=env_for(mode, tmp / f"http-{mode}"))
     try:
         node_out("load", str(port), str(requests // 10), "8", env=env_for(None, tmp))  # warm-up
@@ -99,21 +127,19 @@ def main() -> None:
         tmp = Path(td)
         down, down_port = server("downstream", env=env_for(None, tmp))
         try:
-            times: dict[str, list[float]] = {"baseline": [], "full": [], "hops": []}
+            times: dict[str, list[tuple[float, float]]] = {"baseline": [], "full": [], "hops": []}
             for _ in range(a.rounds):
                 for name, mode in (("baseline", None), ("full", "full"), ("hops", "hops")):
                     times[name].append(http_round(mode, down_port, a.requests, tmp))
         finally:
             stop(down)
-        base = statistics.median(times["baseline"])
-        print("\nHTTP service workload (50 us work + 1 downstream call per request, 8 in flight)")
-        print(f"{'configuration':<22}{'median ms':>12}{'us/request':>12}{'ratio':>8}  target")
-        for name, target in (("baseline", ""), ("full", "<= 1.30x"), ("hops", "<= 1.05x")):
-            med = statistics.median(times[name])
-            print(
-                f"{name:<22}{med:>12.1f}{med * 1000 / a.requests:>12.1f}"
-                f"{med / base:>7.2f}x  {target}"
-            )
+        table(
+            "HTTP service workload (50 us work + 1 downstream call per request, 8 in flight)",
+            "us/request",
+            1000 / a.requests,
+            times,
+            {"full": "<= 1.30x", "hops": "<= 1.05x"},
+        )
 
         boundary = "entry=http:GET /work;runtimes=nodejs"
         configs = (
@@ -123,18 +149,18 @@ def main() -> None:
             ("hops + boundary", "hops", boundary),
             ("full + boundary", "full", boundary),
         )
-        ptimes: dict[str, list[float]] = {c[0]: [] for c in configs}
+        ptimes: dict[str, list[tuple[float, float]]] = {c[0]: [] for c in configs}
         for i in range(a.rounds):
             for name, mode, bnd in configs:
                 env = env_for(mode, tmp / f"promises-{i}-{mode}-{bool(bnd)}", bnd)
                 ptimes[name].append(node_out("promises", str(a.awaits), env=env))
-        pbase = statistics.median(ptimes["no agent"])
-        print(f"\npromise-heavy handler ({a.awaits} awaits in one request)")
-        print(f"{'configuration':<22}{'median ms':>12}{'ns/await':>12}{'ratio':>8}")
-        for name, *_ in configs:
-            med = statistics.median(ptimes[name])
-            print(f"{name:<22}{med:>12.1f}{med * 1e6 / a.awaits:>12.0f}{med / pbase:>7.2f}x")
-
+        table(
+            f"promise-heavy handler ({a.awaits} awaits in one request)",
+            "ns/await",
+            1e6 / a.awaits,
+            ptimes,
+            {},
+        )
 
 if __name__ == "__main__":
     sys.exit(main())

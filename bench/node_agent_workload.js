@@ -5,11 +5,16 @@
 //   node node_agent_workload.js front DOWNSTREAM_PORT a service doing ~50 us of work per
 //                                                     request, then calling downstream
 //   node node_agent_workload.js load PORT N CONC      N requests, CONC at a time; prints
-//                                                     the wall time in ms
+//                                                     the wall time in ms and the CPU time
+//                                                     the served process spent meanwhile
 //   node node_agent_workload.js promises N            a promise-heavy handler (N awaits),
-//                                                     called once through HTTP; prints ms
+//                                                     called once through HTTP; prints its
+//                                                     wall ms and CPU ms
 //
-// Servers print `PORT <n>` when listening and exit on SIGTERM.
+// Servers print `PORT <n>` when listening and exit on SIGTERM. `GET /cpu` on the front
+// service answers its own CPU time so far (ms): on a shared machine the CPU time a process
+// spends is a steadier measure of what the agent costs than wall time, which the load of
+// other processes moves by tens of per cent.
 
 const http = require('node:http');
 
@@ -42,6 +47,11 @@ function get(port, path) {
   });
 }
 
+function cpuMs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 async function work(n) {
   let acc = 0;
   for (let i = 0; i < n; i += 1) acc += await Promise.resolve(i).then((v) => v & 7);
@@ -54,6 +64,10 @@ if (role === 'downstream') {
   const down = Number(args[0]);
   listen(
     http.createServer(async (req, res) => {
+      if (req.url === '/cpu') {
+        res.end(String(cpuMs()));
+        return;
+      }
       spin(50);
       const stock = await get(down, '/stock');
       res.end(`stock=${stock}`);
@@ -62,23 +76,28 @@ if (role === 'downstream') {
 } else if (role === 'load') {
   const [port, n, conc] = args.map(Number);
   let next = 0;
-  const t0 = process.hrtime.bigint();
   const worker = async () => {
     while (next < n) {
       next += 1;
       await get(port, '/order');
     }
   };
-  Promise.all(Array.from({ length: conc }, worker)).then(() => {
-    console.log(Number(process.hrtime.bigint() - t0) / 1e6);
+  (async () => {
+    const cpu0 = Number(await get(port, '/cpu'));
+    const t0 = process.hrtime.bigint();
+    await Promise.all(Array.from({ length: conc }, worker));
+    const wall = Number(process.hrtime.bigint() - t0) / 1e6;
+    const cpu = Number(await get(port, '/cpu')) - cpu0;
+    console.log(`${wall} ${cpu}`);
     process.exit(0);
-  });
+  })();
 } else if (role === 'promises') {
   const n = Number(args[0]);
   const server = http.createServer(async (req, res) => {
+    const c0 = cpuMs();
     const t0 = process.hrtime.bigint();
     await work(n);
-    res.end(String(Number(process.hrtime.bigint() - t0) / 1e6));
+    res.end(`${Number(process.hrtime.bigint() - t0) / 1e6} ${cpuMs() - c0}`);
   });
   server.listen(0, '127.0.0.1', async () => {
     await get(server.address().port, '/warmup');

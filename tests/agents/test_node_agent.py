@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +168,242 @@ def test_a_bad_setting_never_breaks_the_program(tmp_path: Path, variable: str, v
     assert (
         variable.removeprefix("WILLOWISP_") in lines[0] or "willowisp-cannot-write-here" in lines[0]
     )
+
+
+CORPUS_TOKEN = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())["token"]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+
+
+def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env if env is not None else clean_env(),
+    )
+
+
+def start_service(out: Path, **extra: str) -> tuple[subprocess.Popen[str], Path, int]:
+    """The idle HTTP service (it runs until killed) with its control channel in a short
+    private folder; returns it, that folder and its HTTP port (announced once the agent's
+    descriptor is in place)."""
+    runtime = Path(tempfile.mkdtemp(prefix="wn-", dir="/tmp"))
+    proc = subprocess.Popen(
+        [NODE, str(PROGRAMS / "idle_server.js")],
+        env=node_env(out, WILLOWISP_RUNTIME_DIR=str(runtime), WILLOWISP_SERVICE="idle", **extra),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return proc, runtime, port_of(proc)
+
+
+def stop_service(proc: subprocess.Popen[str], runtime: Path | None = None) -> None:
+    proc.kill()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    if runtime is not None:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def get(port: int, path: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while part := s.recv(65536):
+            data += part
+    return data.decode()
+
+
+def test_control_channel_passes_the_protocol_corpus(tmp_path: Path) -> None:
+    """Every control item of conformance/protocols, over the Unix socket and over TCP, and
+    the channel still answers after each; the program keeps serving throughout."""
+    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
+    import protoharness as ph  # type: ignore[import-not-found]
+
+    proc, runtime, port = start_service(
+        tmp_path / "run", WILLOWISP_CONTROL="tcp", WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN
+    )
+    try:
+        (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
+        desc = json.loads(desc_path.read_text())
+        assert desc["runtime"] == "nodejs" and desc["token"] == CORPUS_TOKEN
+        assert desc["run"] == os.path.realpath(tmp_path / "run")
+        assert desc_path.stat().st_mode & 0o777 == 0o600
+        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
+        assert desc["tcp"].startswith("127.0.0.1:")
+        for address in (f"unix:{desc['socket']}", desc["tcp"]):
+            connect = ph.connector(address)
+            for item in ph.items("control"):
+                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
+                ph.check_control_item(item, received)
+                ph.control_alive(connect)
+        assert "GET /work 3\n" in get(port, "/work")
+        assert proc.poll() is None
+    finally:
+        stop_service(proc, runtime)
+
+
+def ctl_json(pid: int, *args: str, env: dict[str, str]) -> dict[str, Any]:
+    done = wisp("ctl", str(pid), *args, "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
+    """`willowisp ctl PID status` and `enable SPEC` reach a Node process in hops mode: the
+    boundary switched on at run time makes the next matching request's promises units,
+    and `disable` stops that; SIGTERM removes the socket and the descriptor."""
+    out = tmp_path / "run"
+    proc, runtime, port = start_service(out, WILLOWISP_MODE="hops")
+    try:
+        env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+        status = ctl_json(proc.pid, "status", env=env)["processes"][0]["result"]
+        assert status["runtime"] == "nodejs" and status["pid"] == proc.pid
+        assert status["mode"] == "hops" and status["boundaries"] == []
+        get(port, "/work")  # before: no boundary, no promise units
+        done = wisp("ctl", str(proc.pid), "enable", "entry=http:GET /work;runtimes=nodejs", env=env)
+        assert done.returncode == 0, done.stderr
+        get(port, "/work")
+        status = ctl_json(proc.pid, "status", env=env)["processes"][0]["result"]
+        (b,) = status["boundaries"]
+        assert (b["name"], b["enabled"], b["source"], b["entries"]) == (
+            "http:GET /work", True, "ctl", 1
+        )
+        done = wisp("ctl", str(out), "disable", "http:GET /work", env=env)  # by run folder
+        assert done.returncode == 0, done.stderr
+        get(port, "/work")
+        status = ctl_json(proc.pid, "status", env=env)["processes"][0]["result"]
+        assert status["boundaries"][0]["enabled"] is False
+        assert status["boundaries"][0]["entries"] == 1
+        proc.terminate()
+        assert proc.wait(timeout=30) == -15
+        assert list(runtime.iterdir()) == []
+    finally:
+        stop_service(proc, runtime)
+    assert analyze(out)["trace"]["agent_faults"] == 0
+    # three requests; only the one inside the boundary made async-resource units
+    q = wisp(
+        "query", str(out),
+        "SELECT kind, count(*) AS n FROM units GROUP BY kind ORDER BY kind", "--format", "json",
+    )
+    assert q.returncode == 0, q.stderr
+    kinds = dict(json.loads(q.stdout)["rows"])
+    assert kinds["async-flow"] == 3, kinds
+    assert kinds.get("async-resource", 0) >= 3, kinds
+
+
+def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
+    return proc, address
+
+
+def stop_collector(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def run_deadlock(out: Path, **extra: str) -> None:
+    done = subprocess.run(
+        [NODE, str(PROGRAMS / "mutex_deadlock.js")],
+        env=node_env(out, WILLOWISP_SERVICE="bank", **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def kinds_of(doc: dict[str, Any]) -> list[str]:
+    return sorted(f["kind"] for f in doc["findings"])
+
+
+def test_native_stream_to_a_collector(tmp_path: Path) -> None:
+    """With WILLOWISP_COLLECTOR the whole recording goes to `willowisp collect --native`
+    (nothing in the out folder), and the deadlock is found there."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    collector, address = start_collector(collected)
+    try:
+        run_deadlock(out, WILLOWISP_COLLECTOR=address)
+    finally:
+        stop_collector(collector)
+    assert not out.exists()
+    doc = analyze(collected)
+    assert kinds_of(doc) == ["deadlock"]
+    assert doc["trace"]["agent_faults"] == 0
+
+
+def analyze_all(*folders: Path) -> dict[str, Any]:
+    done = wisp("analyze", *map(str, folders), "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_stream_falls_back_to_files(tmp_path: Path) -> None:
+    """A collector that is not there, and one that stops while the program runs and comes
+    back: the segment file gets the process record, a fault saying why, and every
+    unacknowledged chunk; the agent reconnects; the folders together hold the whole story."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "out1"
+    run_deadlock(out, WILLOWISP_COLLECTOR=dead)
+    doc = analyze(out)
+    assert kinds_of(doc) == ["agent-fault", "deadlock"]
+    (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
+    assert "cannot reach collector" in json.dumps(fault)
+
+    # a collector that stops, then comes back on the same port: the agent falls back to
+    # its file, then reconnects (a new segment starting with the process record)
+    collected, again, out = tmp_path / "collected", tmp_path / "again", tmp_path / "out2"
+    collector, address = start_collector(collected)
+    proc, runtime, port = start_service(out, WILLOWISP_COLLECTOR=address)
+    try:
+        assert "GET /work 3" in get(port, "/work")
+        stop_collector(collector)  # it says bye; the agent falls back at once
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*.wtrace")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+        assert "GET /work 3" in get(port, "/work")  # recorded into the file
+        collector, _ = start_collector(again, int(address.rsplit(":", 1)[1]))
+        try:
+            while not list(again.glob("*.wtrace")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "GET /work 3" in get(port, "/work")  # recorded to the collector again
+            proc.terminate()  # the end: bye, the last chunks acknowledged
+            assert proc.wait(timeout=30) == -15
+        finally:
+            stop_collector(collector)
+    finally:
+        stop_service(proc, runtime)
+    assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
+    doc = analyze_all(collected, out, again)
+    assert doc["trace"]["processes"] == 1
+    assert doc["trace"]["agent_faults"] == 1
+    (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
+    assert "collector is shutting down" in json.dumps(fault)
+    q = wisp(
+        "query", str(collected), str(out), str(again),
+        "SELECT count(*) FROM units WHERE kind = 'async-flow'", "--format", "json",
+    )
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout)["rows"] == [[3]]  # each request recorded exactly once

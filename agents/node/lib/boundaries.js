@@ -18,18 +18,97 @@ const agent = require('./agent.js');
 const STATE_KEY = 'wisp';
 const UNIT = Symbol('willowisp.unit');
 
-// name (entry) -> {boundary, entries, propagated, active, events}
+// name (entry) -> {boundary, enabled, source, entries, propagated, active, units}.
+// Invariant: `enabled` is changed only by configure/enable/disable (the control channel);
+// a disabled boundary opens no new instance, instances in flight finish.
 const declared = new Map();
 
-function configure(boundaries) {
+// Called when a boundary is switched on at run time, so that the async hooks that make
+// resources units inside instances are installed then (set by start.js).
+let onFirstEnable = null;
+
+function declare(b, source) {
+  let d = declared.get(b.entry);
+  if (d === undefined) {
+    d = { boundary: b, enabled: true, source, entries: 0, propagated: 0, active: 0, units: 0 };
+    declared.set(b.entry, d);
+  }
+  return d;
+}
+
+function configure(boundaries, whenEnabled = null) {
   declared.clear();
+  onFirstEnable = whenEnabled;
   for (const b of boundaries) {
-    if (b.allowsNode) declared.set(b.entry, { boundary: b, entries: 0, propagated: 0, active: 0, units: 0 });
+    if (b.allowsNode) declare(b, 'config');
   }
 }
 
 function any() {
   return declared.size > 0;
+}
+
+function find(name) {
+  const key = String(name).trim();
+  for (const d of declared.values()) {
+    const b = d.boundary;
+    if (key === b.entry || key === b.spec || key === b.id || key === `b-${b.id}`) return d;
+  }
+  return null;
+}
+
+// --- what the control channel calls (control.js) -------------------------------------
+
+// Switches a boundary on: a known one by name (its entry), spec or id, or a new one from a
+// full SPEC. Returns its name; throws ConfigError for a SPEC that does not parse.
+function enable(specOrName) {
+  let d = find(specOrName);
+  if (d === null) {
+    const b = require('./config.js').parseBoundary(String(specOrName).trim(), 'enable');
+    d = declare(b, 'ctl');
+  }
+  d.enabled = true;
+  if (onFirstEnable !== null) onFirstEnable();
+  return d.boundary.entry;
+}
+
+// Switches a known boundary off (instances in flight finish). Returns its name; throws
+// ConfigError for a boundary this process does not know.
+function disable(name) {
+  const d = find(name);
+  if (d === null) {
+    const known = [...declared.keys()].map((k) => JSON.stringify(k)).join(', ') || 'none';
+    const { ConfigError } = require('./config.js');
+    throw new ConfigError(`no boundary ${JSON.stringify(String(name).slice(0, 64))} in this process (known: ${known.slice(0, 300)})`);
+  }
+  d.enabled = false;
+  return d.boundary.entry;
+}
+
+function costs(d, cost) {
+  return {
+    entries: d.entries,
+    propagated: d.propagated,
+    active: d.active,
+    events: d.units * 4,
+    hook_ns: d.units * 4 * cost,
+    serialize_ns: 0,
+    cost_ns: d.units * 4 * cost,
+  };
+}
+
+// The list `status` reports, one object per boundary.
+function statusList() {
+  const cost = agent.state.rec ? agent.state.rec.costNs : 0;
+  return [...declared.values()].map((d) => ({
+    name: d.boundary.entry,
+    spec: d.boundary.spec,
+    id: d.boundary.id,
+    enabled: d.enabled,
+    source: d.source,
+    runtimes: d.boundary.runtimes,
+    ...costs(d, cost),
+  }));
 }
 
 function globMatch(text, glob) {
@@ -52,6 +131,7 @@ function matches(b, protocol, method, target) {
 // member ('' if none).
 function enter(protocol, method, target, member) {
   for (const d of declared.values()) {
+    if (!d.enabled) continue;
     const direct = matches(d.boundary, protocol, method, target);
     if (direct || member === `b-${d.boundary.id}`) {
       if (direct) d.entries += 1;
@@ -85,17 +165,7 @@ function byBoundaryJson() {
   const out = {};
   const cost = agent.state.rec ? agent.state.rec.costNs : 0;
   for (const [name, d] of declared) {
-    out[name] = {
-      spec: d.boundary.spec,
-      source: 'env',
-      entries: d.entries,
-      propagated: d.propagated,
-      active: d.active,
-      events: d.units * 4,
-      hook_ns: d.units * 4 * cost,
-      serialize_ns: 0,
-      cost_ns: d.units * 4 * cost,
-    };
+    out[name] = { spec: d.boundary.spec, source: d.source, enabled: d.enabled, ...costs(d, cost) };
   }
   return JSON.stringify(out);
 }
@@ -191,4 +261,4 @@ function hooks(steps) {
   }
 }
 
-module.exports = { configure, any, enter, leave, outgoingMember, forcedAttrs, byBoundaryJson, hooks, STATE_KEY };
+module.exports = { configure, any, enable, disable, statusList, enter, leave, outgoingMember, forcedAttrs, byBoundaryJson, hooks, STATE_KEY };

@@ -7,7 +7,7 @@ const path = require('node:path');
 
 class ConfigError extends Error {}
 
-function parseBoundary(spec) {
+function parseBoundary(spec, source = 'WILLOWISP_BOUNDARIES') {
   // entry=PROTOCOL:WHAT;exit=...;runtimes=a,b (src/willowisp/model/boundary.py)
   const fields = {};
   for (const part of spec.split(';')) {
@@ -15,14 +15,14 @@ function parseBoundary(spec) {
     const eq = part.indexOf('=');
     const key = eq < 0 ? '' : part.slice(0, eq).trim();
     if (!['entry', 'exit', 'runtimes'].includes(key)) {
-      throw new ConfigError(`WILLOWISP_BOUNDARIES ${JSON.stringify(spec)}: ${JSON.stringify(part.trim())} is not entry=, exit= or runtimes=`);
+      throw new ConfigError(`${source} ${JSON.stringify(spec.slice(0, 64))}: ${JSON.stringify(part.trim().slice(0, 64))} is not entry=, exit= or runtimes=`);
     }
     fields[key] = part.slice(eq + 1).trim();
   }
   const entry = fields.entry ?? '';
   const colon = entry.indexOf(':');
   if (colon <= 0 || !entry.slice(colon + 1).trim()) {
-    throw new ConfigError(`WILLOWISP_BOUNDARIES ${JSON.stringify(spec)}: needs entry=PROTOCOL:WHAT`);
+    throw new ConfigError(`${source} ${JSON.stringify(spec.slice(0, 64))}: needs entry=PROTOCOL:WHAT`);
   }
   const runtimes = (fields.runtimes ?? '').split(',').map((r) => r.trim()).filter(Boolean);
   return Object.freeze({
@@ -66,7 +66,7 @@ function fromEnv(env = process.env, argv = process.argv) {
   const boundaries = (env.WILLOWISP_BOUNDARIES ?? '')
     .split('|')
     .filter((b) => b.trim())
-    .map(parseBoundary);
+    .map((b) => parseBoundary(b));
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return Object.freeze({
     out: env.WILLOWISP_OUT || path.join(process.cwd(), 'wisp-traces', stamp),
@@ -79,6 +79,8 @@ function fromEnv(env = process.env, argv = process.argv) {
     flushMs,
     maxBufferBytes: maxBytes,
     traceparent: env.TRACEPARENT || '',
+    collector: (env.WILLOWISP_COLLECTOR || '').trim(),
+    token: env.WILLOWISP_TOKEN || '',
     parentProcess: env.WILLOWISP_PARENT_PROCESS || '',
   });
 }

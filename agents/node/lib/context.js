@@ -12,7 +12,7 @@ let pool = Buffer.alloc(0);
 let poolAt = 0;
 function randomHex(bytes) {
   if (poolAt + bytes > pool.length) {
-    pool = crypto.randomBytes(4096);
+    pool = crypto.randomBytes(65536);
     poolAt = 0;
   }
   const s = pool.toString('hex', poolAt, poolAt + bytes);
@@ -42,8 +42,10 @@ function parse(header) {
   return { traceId: m[2], spanId: m[3], flags: parseInt(m[4], 16) };
 }
 
+const FLAGS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 function format(ctx) {
-  return `00-${ctx.traceId}-${ctx.spanId}-${(ctx.flags & 0xff).toString(16).padStart(2, '0')}`;
+  return `00-${ctx.traceId}-${ctx.spanId}-${FLAGS[ctx.flags & 0xff]}`;
 }
 
 let ratio = 1;

@@ -5,7 +5,7 @@
 // object is made, before its headers can be on the wire, the hook continues the current
 // trace with a new span id and sets `traceparent` (keeping one the program set itself,
 // which is then recorded as is), defines a client `rpc` resource carrying that context and
-// writes msg.send; when the request is fully sent the flow waits (unit.block, reason rpc),
+// writes msg.send; from the program's call of end() (where the request is sent) the flow waits (unit.block, reason rpc),
 // and the response's arrival writes rpc.response with the status (-1 on error). On Node 20
 // diagnostics_channel's client events fire after the headers were sent, too late to add
 // one, hence the wrapper. undici (global fetch) has `undici:request:create`, where a
@@ -28,28 +28,33 @@ const boundaries = require('./boundaries.js');
 const dataAccess = require('./data.js');
 
 const RPC = Symbol('willowisp.rpc');
-const ALLOWED_HEADERS = ['content-type', 'accept', 'user-agent', 'content-length', 'traceparent', 'tracestate'];
+// sorted: the JSON object is written with its keys in this order
+const ALLOWED_HEADERS = ['accept', 'content-length', 'content-type', 'traceparent', 'tracestate', 'user-agent'];
 
 // The path of a request target with query values elided (/a?x=1&y=2 -> /a?x=&y=).
 function target(url) {
-  const s = String(url || '/');
+  const s = typeof url === 'string' ? url : String(url || '/');
   const q = s.indexOf('?');
-  if (q < 0) return s.slice(0, 512);
+  if (q < 0) return s.length <= 512 ? s : s.slice(0, 512);
   const keys = s.slice(q + 1).split('&').map((kv) => `${kv.split('=')[0]}=`);
   return `${s.slice(0, q)}?${keys.join('&')}`.slice(0, 512);
 }
 
+// The allowlisted request headers as a JSON object with sorted keys (built by hand: this
+// runs for every request, and JSON.stringify with a key list costs several times more).
 function headersJson(headers) {
-  const kept = {};
+  let out = '';
   for (const name of ALLOWED_HEADERS) {
     const v = headers[name];
-    if (v !== undefined) kept[name] = (Array.isArray(v) ? v.join(', ') : String(v)).slice(0, 512);
+    if (v === undefined) continue;
+    out += `${out === '' ? '{' : ','}"${name}":${JSON.stringify((Array.isArray(v) ? v.join(', ') : String(v)).slice(0, 512))}`;
   }
-  return JSON.stringify(kept, Object.keys(kept).sort());
+  return out === '' ? '{}' : `${out}}`;
 }
 
 function stateMember(tracestate) {
-  for (const part of String(tracestate || '').split(',')) {
+  if (!tracestate || !boundaries.any()) return ''; // nothing to find: skip the parse
+  for (const part of String(tracestate).split(',')) {
     const [k, v] = part.trim().split('=');
     if (k === boundaries.STATE_KEY && v) return v;
   }
@@ -57,6 +62,14 @@ function stateMember(tracestate) {
 }
 
 // --- client --------------------------------------------------------------------------
+
+// What identifies a repeated client call for its location: the flow, method, path and peer.
+function siteKey(method, path, peer) {
+  const f = agent.currentFlow();
+  const p = String(path || '/');
+  const q = p.indexOf('?');
+  return `${f === undefined ? '' : f.name}\0${method}\0${q < 0 ? p : p.slice(0, q)}\0${peer}`;
+}
 
 function peerOf(args, defaultPort) {
   let url = null;
@@ -104,30 +117,53 @@ function onRequestMade(req, args, library, defaultPort, below) {
       const member = boundaries.outgoingMember();
       if (member && !req.getHeader('tracestate')) req.setHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
     }
-    const loc = agent.state.full ? agent.callerLoc(below) : 0;
-    const rid = clientSend(rec, ctx, library, req.method || 'GET', req.path, peerOf(args, defaultPort), loc);
+    const method = req.method || 'GET';
+    const peer = peerOf(args, defaultPort);
+    const loc = agent.state.full ? agent.repeatedCallerLoc(siteKey(method, req.path, peer), below) : 0;
+    const rid = clientSend(rec, ctx, library, method, req.path, peer, loc);
     req[RPC] = rid;
     if (rid === 0) return;
     const unit = agent.currentUnit();
-    let answered = false;
-    // A flow waits for the reply; the event loop itself never waits (a request made
-    // outside every flow records its send and its response only).
-    if (unit !== agent.LOOP_UNIT) {
-      req.once('finish', () => {
-        if (!answered) rec.emit(K.UNIT_BLOCK, unit, rid, K.REASON_RPC, loc);
-      });
-    }
+    // A flow waits for the reply from where it sends the request: its call of end()
+    // (ClientRequest.prototype.end, patched below; http.get calls it at once). The event
+    // loop itself never waits (a request made outside every flow records its send and its
+    // response only).
+    const wait = { unit, rid, loc, state: unit !== agent.LOOP_UNIT ? WAIT_PENDING : WAIT_DONE };
+    req[WAIT] = wait;
     req.once('response', (res) => {
-      answered = true;
+      wait.state = WAIT_DONE;
       rec.emit(K.RPC_RESPONSE, unit, rid, res.statusCode || 0, loc);
     });
     req.once('error', () => {
-      if (!answered) rec.emit(K.RPC_RESPONSE, unit, rid, -1, loc);
-      answered = true;
+      if (wait.state !== WAIT_DONE) rec.emit(K.RPC_RESPONSE, unit, rid, -1, loc);
+      wait.state = WAIT_DONE;
     });
   } catch (err) {
     rec.fault(`${library}.request`, err);
   }
+}
+
+// The wait of a client request: pending until end() is called (then the flow blocks),
+// done once answered.
+const WAIT = Symbol('willowisp.wait');
+const WAIT_PENDING = 0;
+const WAIT_BLOCKED = 1;
+const WAIT_DONE = 2;
+
+function wrapEnd(ClientRequest) {
+  const orig = ClientRequest.prototype.end;
+  ClientRequest.prototype.end = function end(...args) {
+    const wait = this[WAIT];
+    if (wait !== undefined && wait.state === WAIT_PENDING) {
+      wait.state = WAIT_BLOCKED;
+      try {
+        agent.state.rec.emit(K.UNIT_BLOCK, wait.unit, wait.rid, K.REASON_RPC, wait.loc);
+      } catch (err) {
+        if (agent.state.rec !== null) agent.state.rec.fault('http.request.end', err);
+      }
+    }
+    return orig.apply(this, args);
+  };
 }
 
 function wrapClient(mod, library, defaultPort) {
@@ -162,7 +198,7 @@ function onServerRequest(req, res) {
   const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags };
   if (!agent.recorded(ctx)) {
     // not sampled in hops mode: carry the decision on, record nothing
-    return { unit: 0, ctx, boundary: inst, ended: true, events0: 0 };
+    return agent.makeFlow(0, ctx, inst, true, '');
   }
   const flow = agent.newFlow(`${method} ${t}`, ctx, inst, 0);
   const sock = req.socket || {};
@@ -235,8 +271,10 @@ function installUndici(rec) {
         const member = boundaries.outgoingMember();
         if (member) request.addHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
       }
-      const loc = agent.state.full ? agent.callerLoc(undefined) : 0;
-      const rid = clientSend(rec, ctx, 'undici', request.method || 'GET', request.path, String(request.origin || '').replace(/^\w+:\/\//, ''), loc);
+      const method = request.method || 'GET';
+      const peer = String(request.origin || '').replace(/^\w+:\/\//, '');
+      const loc = agent.state.full ? agent.repeatedCallerLoc(siteKey(method, request.path, peer), undefined) : 0;
+      const rid = clientSend(rec, ctx, 'undici', method, request.path, peer, loc);
       if (rid === 0) return;
       const unit = agent.currentUnit();
       reqs.set(request, { rid, unit, loc });
@@ -279,6 +317,7 @@ function install(rec) {
   const https = require('node:https');
   wrapClient(http, 'http', 80);
   wrapClient(https, 'https', 443);
+  wrapEnd(http.ClientRequest);
   wrapServer(http.Server);
   wrapServer(https.Server);
   wrapWriteHead(http.ServerResponse);

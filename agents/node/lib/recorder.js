@@ -99,11 +99,19 @@ class Recorder {
     this.config = config;
     this.processId = require('node:crypto').randomBytes(16).toString('hex');
     this.pid = process.pid;
-    makeDirs(config.out);
     this.segment = 0;
     this.fd = -1;
     this.fileBytes = 0;
-    this.openSegment();
+    this.stream = null; // the native stream (stream.js) when WILLOWISP_COLLECTOR is set
+    if (config.collector) {
+      // the file is opened only if the stream falls back to it
+      this.segment = 1;
+      this.path = this.segmentPath();
+      this.needProcessRecord = true;
+    } else {
+      makeDirs(config.out);
+      this.openSegment();
+    }
 
     // Invariant: `batch` is the batch being filled; `full` holds filled ones, oldest first;
     // pendingRows = rows in full + batch.n. Changed only by emit* and flush.
@@ -145,12 +153,20 @@ class Recorder {
     this.lastAnchor = -ANCHOR_EVERY_NS;
     if (this.calibrated()) this.anchor();
     this.measureCost();
+    if (config.collector) {
+      const { StreamSink } = require('./stream.js');
+      this.stream = new StreamSink(this, config.collector, config.token);
+    }
+  }
+
+  segmentPath() {
+    const name = `${this.config.service.replace(/[^A-Za-z0-9._-]/g, '_')}-${this.pid}-${this.processId.slice(0, 8)}-${this.segment}.wtrace`;
+    return path.join(this.config.out, name);
   }
 
   openSegment() {
     this.segment += 1;
-    const name = `${this.config.service.replace(/[^A-Za-z0-9._-]/g, '_')}-${this.pid}-${this.processId.slice(0, 8)}-${this.segment}.wtrace`;
-    this.path = path.join(this.config.out, name);
+    this.path = this.segmentPath();
     const fd = fs.openSync(this.path, 'a', 0o644);
     fs.writeSync(fd, w.fileHeader());
     if (this.fd >= 0) fs.closeSync(this.fd);
@@ -431,9 +447,38 @@ class Recorder {
   }
 
   writeChunk(chunk) {
+    if (this.stream !== null) this.stream.write(chunk);
+    else this.fileWrite(chunk);
+  }
+
+  // Appends a chunk to the segment file (opened here first when streaming fell back).
+  fileWrite(chunk) {
+    if (this.fd < 0) {
+      // the stream's fallback: it writes the process record at the head itself
+      const need = this.needProcessRecord;
+      makeDirs(this.config.out);
+      this.segment -= 1;
+      this.openSegment();
+      this.needProcessRecord = need;
+    }
     if (this.fileBytes + chunk.length > SEGMENT_BYTES && this.fileBytes > 16) this.openSegment();
     fs.writeSync(this.fd, chunk);
     this.fileBytes += chunk.length;
+  }
+
+  // A chunk holding the process record (and `extra` records): how every stream connection
+  // and every fallback file starts.
+  processChunk(extra = []) {
+    return w.deflateChunk(w.encodePayload([this.processRecord(), ...extra], null));
+  }
+
+  // A fault whose record the caller writes itself (the stream's fallback file): counted,
+  // with its agent.fault event; returns the record.
+  faultRecord(where, message) {
+    this.faults += 1;
+    const id = this.faults;
+    this.emit(K.AGENT_FAULT, 1, 0, id, 0);
+    return { type: w.RECORD.fault, id, attrs: [['message', String(message).slice(0, 500)], ['where', where]] };
   }
 
   // At exit: everything still in memory goes out now, synchronously, in order.
@@ -450,8 +495,22 @@ class Recorder {
     }
   }
 
+  // Where chunks go, for the control channel's status.
+  sinkStatus() {
+    return this.stream !== null ? this.stream.status() : { kind: 'file', path: this.path };
+  }
+
   close() {
     this.flushSync();
+    if (this.stream !== null) {
+      try {
+        this.stream.closeSync();
+      } catch {
+        // at exit: nothing more can be done
+      }
+      // a fallback at the end recorded a fault event: it goes to the file too
+      if (this.batch.n > 0 || this.full.length > 0) this.flushSync();
+    }
     this.closed = true;
     try {
       fs.closeSync(this.fd);
@@ -494,14 +553,19 @@ module.exports = { Recorder, AGENT_VERSION };
 function calibrateWall(rounds) {
   let best = null;
   for (let round = 0; round < rounds; round++) {
+    // `before` is always read just before the Date.now() that gave `last`: reading it after
+    // (as the previous reading's `after`) would let a preemption between the two reads
+    // move the tick before the bracket while the bracket still looks tight.
     let before = hrtime();
     let last = Date.now();
     const deadline = before + 5_000_000n;
     for (;;) {
+      const ahead = hrtime();
       const now = Date.now();
       const after = hrtime();
       if (now !== last) {
-        // the tick happened after `before` (taken before the previous read) and before `after`
+        // the tick happened after `last` was read (so after `before`) and before `now` was
+        // read (so before `after`)
         const width = after - before;
         if (best === null || width < best.width) {
           best = { mono: before + width / 2n, wall: BigInt(now) * 1_000_000n, width };
@@ -510,7 +574,7 @@ function calibrateWall(rounds) {
       }
       if (after > deadline) break;
       last = now;
-      before = after;
+      before = ahead;
     }
   }
   if (best === null) {

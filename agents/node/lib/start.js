@@ -1,6 +1,7 @@
 'use strict';
-// Starting and stopping the agent: read the configuration, open the segment, install the
-// hooks, flush periodically and at exit. Called once by register.js.
+// Starting and stopping the agent: read the configuration, open the segment (or the
+// native stream, with WILLOWISP_COLLECTOR), install the hooks, open the control channel
+// (control.js), flush periodically and at exit. Called once by register.js.
 //
 // Exit paths: process 'exit' (normal end, process.exit) flushes synchronously; SIGTERM and
 // SIGINT, when the program has no listener of its own, flush and then re-raise the signal
@@ -10,7 +11,7 @@
 const K = require('./kinds.js');
 const agent = require('./agent.js');
 const tc = require('./context.js');
-const { fromEnv, disabled } = require('./config.js');
+const { fromEnv, disabled, ConfigError } = require('./config.js');
 const { Recorder } = require('./recorder.js');
 const boundaries = require('./boundaries.js');
 
@@ -25,13 +26,14 @@ function start() {
   agent.state.full = config.mode === 'full';
   tc.configure(config.traceRatio);
   agent.state.processRoot = tc.parse(config.traceparent);
-  boundaries.configure(config.boundaries);
+  boundaries.configure(config.boundaries, () => agent.ensureBoundaryHooks());
 
   const installs = [
     ['runtime.loop', () => require('./runtime.js').installLoop(rec)],
     ['http', () => require('./http.js').install(rec)],
     ['async-mutex', () => require('./mutex.js').install(rec)],
     ['worker_threads', () => require('./runtime.js').installWorkers(rec)],
+    ['child_process', () => require('./procs.js').install(rec)],
   ];
   if (agent.state.full) installs.push(['gc', () => require('./runtime.js').installGc(rec)]);
   if (agent.state.full || boundaries.any()) {
@@ -64,14 +66,20 @@ function start() {
 
   const timer = setInterval(() => rec.flush(), config.flushMs);
   timer.unref();
-  process.on('exit', () => rec.close());
+  const control = require('./control.js');
+  control.startServer(rec, controlBackend(rec));
+  const stop = () => {
+    control.stopServer();
+    rec.close();
+  };
+  process.on('exit', stop);
   for (const sig of ['SIGTERM', 'SIGINT']) {
     const onSignal = () => {
       if (process.listenerCount(sig) > 1) {
         rec.flushSync(); // the program handles the signal itself and may go on
         return;
       }
-      rec.close();
+      stop();
       process.removeListener(sig, onSignal);
       process.kill(process.pid, sig); // the default action, as if we had not been here
     };
@@ -79,6 +87,40 @@ function start() {
   }
   rec.flush(); // the process record is on disk at once
   return rec;
+}
+
+// What the control channel's commands call (control.js): the agent's counters, and
+// boundaries switched on and off. A SPEC that does not parse, or an unknown boundary, is
+// refused (bad-boundary); anything else is an internal error there.
+function controlBackend(rec) {
+  const refuse = (fn) => (arg) => {
+    try {
+      return fn(arg);
+    } catch (err) {
+      if (err instanceof ConfigError) err.refused = true;
+      throw err;
+    }
+  };
+  return {
+    status() {
+      return {
+        pid: rec.pid,
+        process_id: rec.processId,
+        service: rec.config.service,
+        runtime: 'nodejs',
+        agent_version: require('./recorder.js').AGENT_VERSION,
+        mode: rec.config.mode,
+        events: rec.totalEvents + rec.pendingRows,
+        dropped: rec.totalDropped,
+        faults: rec.faults,
+        cost_ns_per_event: rec.costNs,
+        boundaries: boundaries.statusList(),
+        sink: rec.sinkStatus(),
+      };
+    },
+    enable: refuse((arg) => boundaries.enable(arg)),
+    disable: refuse((arg) => boundaries.disable(arg)),
+  };
 }
 
 module.exports = { start };

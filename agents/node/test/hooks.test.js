@@ -105,3 +105,65 @@ test('SIGTERM: the agent flushes, then the signal ends the process as it would h
   assert.ok(chunks.flatMap((c) => c.events).some((e) => e.kind === K.DATA_ACCESS && e.res === data.id));
   fs.rmSync(out, { recursive: true, force: true });
 });
+
+test('a flow awaiting a promise another flow settles gets an edge from it (full mode)', () => {
+  const t = record(path.join(__dirname, 'programs/promise_edges.js'));
+  const unitOf = (name) => [...t.units].find(([, u]) => u.kind === 'async-flow' && u.name === name)[0];
+  assert.strictEqual(t.stdout.waiterGot, 42);
+  const [waiter, settler, alone] = ['waiter', 'settler', 'alone'].map(unitOf);
+  const future = [...t.resources].find(([, r]) => r.kind === 'future' && r.name === 'promises settled by settler');
+  assert.ok(future, 'a future resource for the settling flow');
+  const on = t.events.filter((e) => e.res === future[0]);
+  assert.deepStrictEqual(on.map((e) => [e.kind, e.unit]), [[K.SYNC_NOTIFY, settler], [K.UNIT_WAKE, waiter]]);
+  assert.ok(on[0].seq < on[1].seq);
+  const woken = t.events.filter((e) => e.kind === K.UNIT_WAKE).map((e) => e.unit);
+  assert.ok(!woken.includes(alone) && !woken.includes(settler), 'no edge for a flow resolving its own promises');
+});
+
+test('child processes get TRACEPARENT and the agent, and the parent records proc.spawn', () => {
+  // started through NODE_OPTIONS, as `willowisp run` does, so the children inherit the agent
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-spawn-'));
+  const run = spawnSync(process.execPath, [path.join(__dirname, 'programs/spawn_children.js')], {
+    env: { ...process.env, NODE_OPTIONS: `--require ${path.join(AGENT, 'register.js')}`, WILLOWISP_OUT: out, WILLOWISP_SERVICE: 'parent' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.strictEqual(run.status, 0, run.stderr);
+  const files = fs.readdirSync(out);
+  const read = (f) => readFile(fs.readFileSync(path.join(out, f))).chunks;
+  const parent = read(files.find((f) => f.startsWith('parent-')));
+  fs.rmSync(out, { recursive: true, force: true });
+  const stdout = JSON.parse(run.stdout);
+  const ways = ['spawn', 'ownEnv', 'execFile', 'spawnSync', 'execSync'];
+  assert.deepStrictEqual(Object.keys(stdout).sort(), ways.slice().sort());
+  assert.strictEqual(files.length, 1 + ways.length, 'every child recorded itself');
+  const records = parent.flatMap((c) => c.records);
+  const events = parent.flatMap((c) => c.events);
+  const processId = records.find((r) => r.type === 1).attrs.process_id;
+  const spawns = records.filter((r) => r.type === 3 && r.attrs.kind === 'spawn');
+  assert.strictEqual(spawns.length, ways.length);
+  for (const way of ways) {
+    const child = stdout[way];
+    assert.ok(child.opts, `${way}: NODE_OPTIONS with the agent reached the child`);
+    assert.strictEqual(child.parent, processId);
+    const spanId = child.tp.split('-')[2];
+    const res = spawns.find((r) => r.attrs.span_id === spanId);
+    assert.ok(res, `${way}: the child's TRACEPARENT is a recorded spawn`);
+    assert.ok(events.some((e) => e.kind === K.PROC_SPAWN && e.res === res.id));
+  }
+  assert.strictEqual(new Set(ways.map((w) => stdout[w].tp.split('-')[1])).size, 1, 'one trace');
+});
+
+test("a flow's wait for a reply starts where it ends the request, in that step", () => {
+  const t = record(path.join(__dirname, 'programs/request_wait.js'));
+  const sender = [...t.units].find(([, u]) => u.kind === 'async-flow' && u.name === 'sender')[0];
+  const rid = [...t.resources].find(([, r]) => r.kind === 'rpc' && r.library === 'http')[0];
+  const mine = t.events.filter((e) => e.unit === sender);
+  const at = (pred) => mine.findIndex(pred);
+  const send = at((e) => e.kind === K.MSG_SEND && e.res === rid);
+  const marker = at((e) => e.kind === K.DATA_ACCESS);
+  const block = at((e) => e.kind === K.UNIT_BLOCK && e.res === rid);
+  const response = at((e) => e.kind === K.RPC_RESPONSE && e.res === rid);
+  assert.ok(send >= 0 && send < marker && marker < block && block < response, JSON.stringify(mine.map((e) => e.kind)));
+  assert.ok(!mine.slice(marker, block).some((e) => e.kind === K.UNIT_YIELD), 'the block is in the step that called end()');
+});
