@@ -154,25 +154,32 @@ def cells(data: ViewData, w: Window, bounds: npt.NDArray[np.int64]) -> dict[str,
             top[covered & (top < s)] = s
     return {
         "lanes": w.lanes.tolist(),
-        "runs": [_runs(top[i]) for i in range(nl)],
-        "holds": [_runs(hold[i].astype(np.uint8)) for i in range(nl)],
+        "runs": _runs(top),
+        "holds": _runs(hold.astype(np.uint8)),
     }
 
 
-def _runs(row: npt.NDArray[np.uint8], skip_zero: bool = True) -> list[int]:
-    """Run-length encoding ``[start, length, value, ...]`` of one lane's pixels."""
-    if not len(row):
-        return []
-    change = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-    length = np.diff(np.r_[change, len(row)])
-    value = row[change]
-    if skip_zero:
-        keep = value != 0
-        change, length, value = change[keep], length[keep], value[keep]
-    out = np.empty(3 * len(change), dtype=np.int64)
-    out[0::3], out[1::3], out[2::3] = change, length, value
-    result: list[int] = out.tolist()
-    return result
+def _runs(grid: npt.NDArray[np.uint8]) -> list[list[int]]:
+    """Per row of ``grid`` (lanes by pixels), the run-length encoding ``[start, length,
+    value, ...]`` of its non-zero pixels: one vectorised pass over the whole grid."""
+    rows, width = grid.shape
+    if not rows or not width:
+        return [[] for _ in range(rows)]
+    flat = grid.reshape(-1)
+    starts = np.ones(flat.shape, dtype=bool)
+    starts[1:] = flat[1:] != flat[:-1]
+    starts[::width] = True  # every row starts a run
+    change = np.flatnonzero(starts)
+    length = np.diff(np.r_[change, len(flat)])
+    value = flat[change]
+    keep = value != 0
+    change, length, value = change[keep], length[keep], value[keep]
+    row_of = change // width
+    out = np.empty((len(change), 3), dtype=np.int64)
+    out[:, 0], out[:, 1], out[:, 2] = change - row_of * width, length, value
+    bounds = np.searchsorted(row_of, np.arange(rows + 1)).tolist()
+    flat_out: list[int] = out.reshape(-1).tolist()
+    return [flat_out[3 * bounds[i] : 3 * bounds[i + 1]] for i in range(rows)]
 
 
 def event_bounds(data: ViewData) -> npt.NDArray[np.int64]:
