@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -583,3 +585,454 @@ def test_no_out_records_nothing(bins: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0 and done.stdout.strip() == "sum 28"
     assert list(tmp_path.iterdir()) == []
+
+
+def segment_records(folder: Path, rtype: int) -> list[dict[str, Any]]:
+    """Every record of one type in a run folder's segments, in file order."""
+    from willowisp.wtrace.reader import read_file
+
+    return [
+        dict(r.attrs)
+        for f in sorted(folder.glob("*.wtrace"))
+        for c in read_file(f).chunks
+        for r in c.records
+        if r.rtype == rtype
+    ]
+
+
+def event_count(folder: Path, kind: int) -> int:
+    from willowisp.wtrace.reader import read_file
+
+    return sum(
+        int((c.events.kind == kind).sum())
+        for f in sorted(folder.glob("*.wtrace"))
+        for c in read_file(f).chunks
+        if c.events is not None
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stores_the_recording_and_still_kills(
+    bins: Path, tmp_path: Path, signum: int
+) -> None:
+    """Killed by SIGTERM/SIGINT mid-work: every event recorded before the signal is in the
+    trace (also those of the last 50 ms, which the flusher had not written yet), the
+    process record names the signal, the control socket is gone, and the exit status
+    is still death by that signal."""
+    out = tmp_path / "run"
+    runtime = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))
+    proc = subprocess.Popen(
+        [str(bins / "signals"), "ticks"],
+        env={**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_RUNTIME_DIR": str(runtime)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "tick 30":
+                break
+        assert list(runtime.glob(f"{proc.pid}-*.json")), "the control channel was up"
+        proc.send_signal(signum)
+        ticks = [int(x.split()[1]) for x in ["tick 30", *proc.stdout.read().splitlines()]]
+        assert proc.wait(timeout=30) == -signum
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert list(runtime.glob(f"{proc.pid}-*.json")) == []
+    shutil.rmtree(runtime, ignore_errors=True)
+    assert event_count(out, 17) >= max(ticks)  # data.access: every printed tick is stored
+    last = segment_records(out, 1)[-1]
+    assert last["exit_signal"] == signum and "complete" not in last
+
+
+def test_a_program_handling_sigterm_itself_keeps_its_handler(bins: Path, tmp_path: Path) -> None:
+    """tokio's signal handler (installed after init, chaining to the agent's) gets the
+    signal; the program shuts down gracefully and the agent's clean stop runs as usual."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [str(bins / "signals"), "own"],
+        env={**clean_env(), "WILLOWISP_OUT": str(out)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.read().strip() == "graceful"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    last = segment_records(out, 1)[-1]
+    assert last["complete"] == 1 and "exit_signal" not in last
+
+
+CHECKOUT = "entry=http:GET /checkout;runtimes=rust,python"
+
+
+def test_hops_mode_records_boundaries_at_full_fidelity(bins: Path, tmp_path: Path) -> None:
+    """hops mode, trace ratio 0, one boundary: only the work inside its instances is
+    recorded — the handler's worker task and its lock and channel, the call it makes
+    (carrying the boundary in tracestate) and the instance that call opens (propagated)
+    — nothing of a request outside it; `ctl disable` stops new instances; the stats
+    record gives the boundary's counts and cost."""
+    from willowisp.model.boundary import parse_boundary
+
+    out = tmp_path / "run"
+    runtime = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))
+    env = {
+        **clean_env(),
+        "WILLOWISP_OUT": str(out),
+        "WILLOWISP_MODE": "hops",
+        "WILLOWISP_TRACE_RATIO": "0",
+        "WILLOWISP_BOUNDARIES": f"{CHECKOUT}|entry=bad",
+        "WILLOWISP_RUNTIME_DIR": str(runtime),
+    }
+    proc = subprocess.Popen(
+        [str(bins / "boundary_svc")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        port = int(proc.stdout.readline())
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+                return str(r.read().decode())
+
+        assert get("/other") == "other 8"
+        assert get("/checkout") == "checkout 8 inner 8"
+        ctl_env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+        done = wisp("ctl", str(proc.pid), "disable", "http:GET /checkout", env=ctl_env)
+        assert done.returncode == 0, done.stderr
+        assert get("/checkout") == "checkout 8 inner 8"  # switched off: not recorded
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=ctl_env)
+        assert done.returncode == 0, done.stderr
+        status = done.stdout
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert '"enabled": false' in status and '"entries": 1' in status, status
+    units = [u["name"] for u in segment_records(out, 2)]
+    assert units.count("checkout-worker") == 1 and units.count("inner-worker") == 1, units
+    assert "other-worker" not in units
+    resources = segment_records(out, 3)
+    kinds = {str(r["kind"]) for r in resources}
+    assert {"lock", "queue", "rpc"} <= kinds, kinds
+    rpc = [r for r in resources if r["kind"] == "rpc"]
+    assert sorted((r["library"], r["target"]) for r in rpc) == [
+        ("reqwest", "/inner"),
+        ("tower", "/checkout"),
+        ("tower", "/inner"),
+    ]
+    servers = [r for r in rpc if r["library"] == "tower"]
+    assert all(r["boundary"] == "http:GET /checkout" for r in servers)
+    assert all(r["caller_sampled"] == 0 and r["sampled"] == 0 for r in servers)
+    (inner,) = [r for r in servers if r["target"] == "/inner"]
+    member = f"wisp=b-{parse_boundary(CHECKOUT).id}"  # the id every runtime computes
+    assert json.loads(str(inner["headers"]))["tracestate"] == member
+    faults = [f["where"] for f in segment_records(out, 5)]
+    assert "boundaries" in faults  # the bad SPEC: a fault, never an error in the program
+    report = analyze(out)
+    (process,) = report["processes"]
+    cost = process["agent"]["by_boundary"]["http:GET /checkout"]
+    assert cost["entries"] == 1 and cost["propagated"] == 1 and cost["active"] == 0, cost
+    assert cost["events"] > 0 and cost["cost_ns"] >= cost["events"]
+    assert report["trace"]["happens_before_edges"]["queue"] == 2  # the two workers' sends
+
+
+def test_full_mode_counts_boundaries_and_records_everything(bins: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_BOUNDARIES": CHECKOUT}
+    proc = subprocess.Popen(
+        [str(bins / "boundary_svc")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        port = int(proc.stdout.readline())
+        for path in ("/other", "/checkout"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+                assert r.status == 200
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    units = [u["name"] for u in segment_records(out, 2)]
+    assert {"checkout-worker", "inner-worker", "other-worker"} <= set(units)
+    report = analyze(out)
+    agent = report["processes"][0]["agent"]
+    cost = agent["by_boundary"]["http:GET /checkout"]
+    assert cost["entries"] == 1 and cost["propagated"] == 1
+    assert 0 < cost["events"] < agent["events"]
+
+
+def decoded(folder: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], list[tuple[int, ...]]]:
+    """Records by (type, id) and events as (kind, unit, res, arg, loc) of a run folder."""
+    from willowisp.wtrace.reader import read_file
+
+    records: dict[tuple[int, int], dict[str, Any]] = {}
+    events: list[tuple[int, ...]] = []
+    for f in sorted(folder.glob("*.wtrace")):
+        for c in read_file(f).chunks:
+            for r in c.records:
+                records.setdefault((r.rtype, r.id), {}).update(dict(r.attrs))
+            if c.events is not None:
+                ev = c.events
+                events.extend(
+                    zip(
+                        ev.kind.tolist(),
+                        ev.unit.tolist(),
+                        ev.res.tolist(),
+                        ev.arg.tolist(),
+                        ev.loc.tolist(),
+                        strict=True,
+                    )
+                )
+    return records, events
+
+
+def test_watch_broadcast_and_tokio_lock_call_sites(bins: Path, tmp_path: Path) -> None:
+    """watch: every send a notify, the receiver's changed() a wake after it; broadcast:
+    each of two receivers' gets paired with a put (8 queue edges for 4 messages); tokio's
+    own lock events carry the line of `lock_here()` / `write_here()` / `read_here()`."""
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [str(bins / "channels")],
+        env={**clean_env(), "WILLOWISP_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    records, events = decoded(out)
+    units = {i: r["name"] for (t, i), r in records.items() if t == 2}
+    res = {str(r["name"]).split(" ")[0]: i for (t, i), r in records.items() if t == 3}
+    watch = res["tokio::sync::watch"]
+    notifies = [units[u] for k, u, r, _, _ in events if k == 14 and r == watch]
+    wakes = [units[u] for k, u, r, a, _ in events if k == 5 and r == watch and a == 0]
+    assert notifies == ["producer"] * 3 and wakes and set(wakes) == {"watcher"}
+    report = analyze(out)
+    assert report["trace"]["happens_before_edges"]["queue"] == 8
+    assert not [f for f in report["findings"] if f["severity"] != "info"], report["findings"]
+    source = (WORKSPACE / "testprogs" / "src" / "bin" / "channels.rs").read_text().splitlines()
+    here = {n for n, line in enumerate(source, 1) if "_here()" in line}
+    for name in ("tokio::sync::Mutex", "tokio::sync::RwLock"):
+        acquired = [loc for k, _, r, _, loc in events if k == 10 and r == res[name]]
+        assert acquired, name
+        lines = {records[(4, loc)]["line"] for loc in acquired if loc}
+        assert len(acquired) == sum(1 for loc in acquired if loc) and lines <= here, lines
+    blocks = [loc for k, _, r, _, loc in events if k == 4 and r == res["tokio::sync::Mutex"]]
+    assert all(records[(4, loc)]["line"] in here for loc in blocks)
+
+
+def grpc_client(bins: Path, out: Path, port: int) -> None:
+    done = wisp("run", "--out", str(out), "--", str(bins / "grpc"), "client", str(port))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["serving", "1", "missing", "5"], done.stdout
+
+
+def grpc_resources(out: Path, library: str) -> list[dict[str, Any]]:
+    return [r for r in segment_records(out, 3) if r.get("library") == library]
+
+
+def test_grpc_between_tonic_client_and_tonic_server(bins: Path, tmp_path: Path) -> None:
+    """tonic's prebuilt Health service behind WispLayer, called through WispGrpcClient:
+    both calls linked by the traceparent in the gRPC metadata, each side's rpc.response /
+    rpc.reply with the gRPC status (0, then NOT_FOUND 5)."""
+    out = tmp_path / "run"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            str(bins / "grpc"),
+            "server",
+        ],
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        grpc_client(bins, out, int(server.stdout.readline()))
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    report = analyze(out)
+    edges = report["trace"]["happens_before_edges"]
+    assert edges["request"] == 2 and edges["reply"] == 2, edges
+    (hop,) = report["hops"]
+    assert hop["protocol"] == "grpc" and hop["linked"] == 2
+    assert not [f for f in report["findings"] if f["severity"] != "info"], report["findings"]
+    method = "/grpc.health.v1.Health/Check"
+    for r in grpc_resources(out, "tonic"):
+        assert r["protocol"] == "grpc" and r["method"] == method == r["target"]
+    _, events = decoded(out)
+    status = {
+        k: sorted(a for kk, _, _, a, _ in events if kk == k)
+        for k in (22, 23)  # reply, response
+    }
+    assert status == {22: [0, 5], 23: [0, 5]}, status
+
+
+GRPC_SERVER = """
+import sys, grpc
+from concurrent import futures
+
+def check(request, context):
+    if request:  # HealthCheckRequest{service: "missing"}
+        context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+    return b"\\x08\\x01"  # HealthCheckResponse{status: SERVING}
+
+ident = lambda b: b
+handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+    "Check": grpc.unary_unary_rpc_method_handler(
+        check, request_deserializer=ident, response_serializer=ident)})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+sys.stdin.read()
+server.stop(None)
+"""
+
+
+def test_grpc_from_tonic_into_a_python_grpcio_server(bins: Path, tmp_path: Path) -> None:
+    """Across runtimes: the Rust client's metadata carries the context into grpcio's
+    server hooks of the Python agent, and both sides agree on the statuses."""
+    out = tmp_path / "run"
+    script = tmp_path / "grpc_server.py"
+    script.write_text(GRPC_SERVER)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(script),
+        ],
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        grpc_client(bins, out, int(server.stdout.readline()))
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    report = analyze(out)
+    assert sorted(report["trace"]["runtimes"]) == ["python", "rust"]
+    edges = report["trace"]["happens_before_edges"]
+    assert edges["request"] == 2 and edges["reply"] == 2, edges
+    (hop,) = report["hops"]
+    assert hop["from"]["runtime"] == "rust" and hop["to"]["runtime"] == "python"
+    assert hop["linked"] == 2 and hop["provenance"] == {"traceparent": 2}
+
+
+GRPC_CLIENT = """
+import sys, grpc
+ident = lambda b: b
+with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as channel:
+    check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                request_serializer=ident, response_deserializer=ident)
+    print("serving", check(b"", timeout=30)[1])
+    try:
+        check(b"\\x0a\\x07missing", timeout=30)
+    except grpc.RpcError as err:
+        print("missing", err.code().value[0])
+"""
+
+
+def test_grpc_from_python_grpcio_into_a_tonic_server(bins: Path, tmp_path: Path) -> None:
+    """The other direction: grpcio's client metadata (the Python agent's hook) read by
+    WispLayer in front of tonic; the server's replies carry the gRPC statuses."""
+    out = tmp_path / "run"
+    script = tmp_path / "grpc_client.py"
+    script.write_text(GRPC_CLIENT)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            str(bins / "grpc"),
+            "server",
+        ],
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        port = int(server.stdout.readline())
+        done = wisp("run", "--out", str(out), "--", sys.executable, str(script), str(port))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["serving", "1", "missing", "5"], done.stdout
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    report = analyze(out)
+    assert sorted(report["trace"]["runtimes"]) == ["python", "rust"]
+    edges = report["trace"]["happens_before_edges"]
+    assert edges["request"] == 2 and edges["reply"] == 2, edges
+    (hop,) = report["hops"]
+    assert hop["from"]["runtime"] == "python" and hop["to"]["runtime"] == "rust"
+    replies = sorted(a for k, _, _, a, _ in decoded(out)[1] if k == 22)
+    assert replies == [0, 5]

@@ -369,6 +369,16 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             ("segment", "int: this file's segment number"),
             ("run_root", "int: 1 on the process `willowisp run` itself started"),
+            (
+                "complete",
+                "int: 1 when the agent (or importer) recorded to an orderly end: a clean stop",
+            ),
+            (
+                "runtime_units",
+                "str: unit numbers of the runtime's own units (GC workers, the tracer), "
+                "comma separated",
+            ),
+            ("exit_signal", "int: the signal (SIGTERM 15, SIGINT 2) that ended the process"),
         ),
     ),
     RecordType(

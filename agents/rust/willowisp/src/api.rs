@@ -2,7 +2,7 @@
 //!
 //! - [`access`]: one read or write of shared data the program names (`cart:42`): a `data`
 //!   resource (store `api`, one per name) and a `data.access` event (0 read, 1 write),
-//!   which the race analysis compares across units. Recorded in `full` mode only.
+//!   which the race analysis compares across units. Recorded in `full` mode and inside boundaries.
 //! - [`message_send`] / [`message_receive`]: one message through a broker the agent does
 //!   not hook: a `message` resource (protocol, library `api`, destination, message_id,
 //!   trace context) and `msg.send` / `msg.recv`. The send returns the `traceparent` value
@@ -24,8 +24,8 @@ static DATA: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
 #[track_caller]
 pub fn access(name: &str, write: bool) {
     let Some(a) = agent() else { return };
-    if a.config.mode != "full" {
-        return;
+    if !a.admits_here() {
+        return; // hops mode, outside every boundary
     }
     let name: String = name.chars().take(512).collect();
     let res = {

@@ -10,10 +10,10 @@
 //! ends at most its own connection. `WILLOWISP_CONTROL_TOKEN` (32 hex digits) fixes the
 //! token, for conformance tests that replay recorded bytes.
 //!
-//! Boundaries: the Rust agent records everything in `full` mode, so a boundary switched on
-//! changes nothing there; the channel keeps their state and reports it in `status`.
+//! Boundaries: `enable` / `disable` switch the agent's boundaries ([`crate::boundary`]):
+//! a boundary switched off opens no new instances; `status` reports each with its
+//! counters and cost.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -49,14 +49,6 @@ struct Counters {
     internal_errors: AtomicU64,
 }
 
-struct Boundary {
-    spec: String,
-    entry: String,
-    id: String,
-    enabled: bool,
-    source: &'static str,
-}
-
 /// The running channel.
 pub(crate) struct Control {
     token: String,
@@ -65,7 +57,6 @@ pub(crate) struct Control {
     descriptor: PathBuf,
     counters: Counters,
     active: AtomicUsize,
-    boundaries: Mutex<Vec<Boundary>>,
 }
 
 static CONTROL: Mutex<Option<Arc<Control>>> = Mutex::new(None);
@@ -73,68 +64,6 @@ static CONTROL: Mutex<Option<Arc<Control>>> = Mutex::new(None);
 fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.
     unsafe { getuid() }
-}
-
-fn short_id(entry: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in entry.bytes() {
-        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
-}
-
-/// Parses a boundary SPEC (`entry=PROTO:WHAT;exit=PROTO:WHAT;runtimes=a,b`).
-fn parse_spec(spec: &str) -> Result<Boundary, String> {
-    let mut fields: BTreeMap<&str, String> = BTreeMap::new();
-    let cut = |s: &str| s.chars().take(64).collect::<String>();
-    for part in spec.split(';') {
-        if part.trim().is_empty() {
-            continue;
-        }
-        let Some((key, value)) = part.split_once('=') else {
-            return Err(format!(
-                "{:?} is not one of entry=..., exit=..., runtimes=...",
-                cut(part.trim())
-            ));
-        };
-        let key = key.trim();
-        if !["entry", "exit", "runtimes"].contains(&key) {
-            return Err(format!(
-                "{:?} is not one of entry=..., exit=..., runtimes=...",
-                cut(part.trim())
-            ));
-        }
-        if fields.insert(key, value.trim().to_owned()).is_some() {
-            return Err(format!("{key} is given twice"));
-        }
-    }
-    let entry = fields.get("entry").cloned().unwrap_or_default();
-    match entry.split_once(':') {
-        Some((p, w)) if !p.trim().is_empty() && !w.trim().is_empty() => {}
-        _ => return Err("needs entry=PROTOCOL:WHAT, e.g. entry=http:POST /checkout".into()),
-    }
-    if let Some(exit) = fields.get("exit") {
-        if !exit.is_empty() && !exit.contains(':') {
-            return Err("exit must be PROTOCOL:WHAT, e.g. exit=http:reply".into());
-        }
-    }
-    for r in fields
-        .get("runtimes")
-        .map(|s| s.split(',').collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        let r = r.trim();
-        if !r.is_empty() && !["python", "go", "java", "rust", "nodejs"].contains(&r) {
-            return Err(format!("unknown runtime {:?}", cut(r)));
-        }
-    }
-    Ok(Boundary {
-        spec: spec.to_owned(),
-        id: short_id(&entry),
-        entry,
-        enabled: true,
-        source: "ctl",
-    })
 }
 
 fn runtime_dir() -> Result<PathBuf, String> {
@@ -250,18 +179,6 @@ fn try_start(a: &'static Agent, want_tcp: bool) -> Result<(), String> {
             .map_err(|e| format!("descriptor: {e}"))?;
     }
     std::fs::rename(&tmp, &descriptor).map_err(|e| format!("descriptor: {e}"))?;
-    let mut boundaries = Vec::new();
-    for spec in a
-        .config
-        .boundaries
-        .split('|')
-        .filter(|s| !s.trim().is_empty())
-    {
-        if let Ok(mut b) = parse_spec(spec) {
-            b.source = "config";
-            boundaries.push(b);
-        }
-    }
     let c = Arc::new(Control {
         token,
         socket,
@@ -269,7 +186,6 @@ fn try_start(a: &'static Agent, want_tcp: bool) -> Result<(), String> {
         descriptor,
         counters: Counters::default(),
         active: AtomicUsize::new(0),
-        boundaries: Mutex::new(boundaries),
     });
     *lock(&CONTROL) = Some(c.clone());
     if let Some(l) = unix {
@@ -645,7 +561,7 @@ fn handle(
                     )
                 }
             };
-            switch(c, &boundary, op == "enable", id)
+            switch(a, &boundary, op == "enable", id)
         }
         _ => (error("unknown-command", "unknown op", id), false),
     }
@@ -666,35 +582,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn switch(c: &Control, name: &str, enable: bool, id: Option<&J>) -> (J, bool) {
-    let mut bs = lock(&c.boundaries);
-    if let Some(b) = bs
-        .iter_mut()
-        .find(|b| b.entry == name || b.spec == name || b.id == name)
-    {
-        b.enabled = enable;
-        return (
-            ok(json!({"boundary": b.entry, "enabled": enable}), id),
-            false,
-        );
-    }
+fn switch(a: &Agent, name: &str, enable: bool, id: Option<&J>) -> (J, bool) {
+    use crate::boundary::Switched;
     if !enable {
-        return (
-            error("bad-boundary", "this process knows no such boundary", id),
-            false,
-        );
+        return match a.boundaries.disable(name) {
+            Some(entry) => (ok(json!({"boundary": entry, "enabled": false}), id), false),
+            None => (
+                error("bad-boundary", "this process knows no such boundary", id),
+                false,
+            ),
+        };
     }
-    match parse_spec(name) {
-        Ok(b) => {
-            if let Some(old) = bs.iter_mut().find(|o| o.entry == b.entry) {
-                old.enabled = true;
-                return (
-                    ok(json!({"boundary": old.entry, "enabled": true}), id),
-                    false,
-                );
-            }
-            let entry = b.entry.clone();
-            bs.push(b);
+    match a.boundaries.enable(name) {
+        Ok(Switched::Known(entry) | Switched::Added(entry)) => {
             (ok(json!({"boundary": entry, "enabled": true}), id), false)
         }
         Err(msg) => (error("bad-boundary", &msg, id), false),
@@ -702,17 +602,21 @@ fn switch(c: &Control, name: &str, enable: bool, id: Option<&J>) -> (J, bool) {
 }
 
 fn status(a: &Agent, c: &Control) -> J {
-    let bs: Vec<J> = lock(&c.boundaries)
-        .iter()
-        .map(|b| {
-            json!({"name": b.entry, "spec": b.spec, "id": b.id, "enabled": b.enabled, "source": b.source,
-                "entries": 0, "active": 0, "events": 0, "cost_ns": 0})
+    let hook_ns = a.cost_ns();
+    let encode_ns = a.encode_ns.load(Ordering::Relaxed);
+    let bs: Vec<J> = a
+        .boundaries
+        .costs(hook_ns, encode_ns)
+        .into_iter()
+        .map(|(name, mut v)| {
+            v["name"] = json!(name);
+            v
         })
         .collect();
     let k = &c.counters;
     json!({
         "pid": std::process::id(), "process_id": a.process_id, "service": a.config.service, "runtime": "rust",
-        "mode": a.config.mode, "events": a.events.load(Ordering::Relaxed), "dropped": a.dropped.load(Ordering::Relaxed),
+        "mode": a.config.mode, "gate": a.gated, "events": a.events.load(Ordering::Relaxed), "dropped": a.dropped.load(Ordering::Relaxed),
         "faults": a.faults.load(Ordering::Relaxed), "cost_ns_per_event": a.cost_ns(),
         "self_wakes": a.self_wakes.load(Ordering::Relaxed),
         "boundaries": bs,
@@ -728,23 +632,6 @@ fn status(a: &Agent, c: &Control) -> J {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn boundary_specs() {
-        let b =
-            parse_spec("entry=http:POST /checkout;exit=http:reply;runtimes=python,rust").unwrap();
-        assert_eq!(b.entry, "http:POST /checkout");
-        for bad in [
-            "entry=",
-            "entry=http",
-            "exit=x;entry=http:GET /",
-            "entry=http:GET /;runtimes=cobol",
-            "nope",
-            "entry=a:b;entry=a:c",
-        ] {
-            assert!(parse_spec(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -13,13 +13,24 @@
 //! `WILLOWISP_DISABLED` is not; otherwise every hook returns at once. Tokio's own
 //! instrumentation needs `--cfg tokio_unstable` and tokio's `tracing` feature (see
 //! docs/agent-rust.md). Modules: [`wtrace`] (the encoder), [`sync`] (std lock wrappers),
-//! [`tokio`] (mpsc and Notify wrappers), [`context`] (W3C trace context), [`reqwest`] and
-//! [`tower`] (HTTP propagation, behind features of the same names).
+//! [`tokio`] (mpsc, Notify, watch and broadcast wrappers; call sites for tokio's locks),
+//! [`context`] (W3C trace context), [`reqwest`] and [`tower`] (HTTP and gRPC propagation)
+//! and [`tonic`] (the gRPC client), behind features of the same names. SIGTERM and SIGINT
+//! store the recording before the program dies of them; declared boundaries are recorded
+//! at full fidelity in `hops` mode.
 
 mod agent;
 mod api;
+mod boundary;
+mod buffer;
+mod clock;
+mod config;
 pub mod context;
 mod control;
+mod gate;
+mod output;
+mod sha256;
+mod signals;
 mod stream;
 pub mod sync;
 mod tokio_sub;
@@ -29,6 +40,8 @@ pub mod wtrace;
 pub mod reqwest;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -49,17 +62,28 @@ static SUBSCRIBER: OnceLock<Arc<TokioSubscriber>> = OnceLock::new();
 /// `spawn` resource carrying the inherited context, which links it to the parent's spawn.
 fn record_process_start() {
     let Some(a) = agent() else { return };
-    let Some(parent) = context::parse(&a.config.traceparent) else { return };
+    let Some(parent) = context::parse(&a.config.traceparent) else {
+        return;
+    };
     let res = a.new_resource(vec![
         ("kind", wtrace::Value::from("spawn")),
         ("name", wtrace::Value::from("TRACEPARENT")),
         ("trace_id", wtrace::Value::from(parent.trace_id.clone())),
         ("span_id", wtrace::Value::from(a.random_hex(8))),
-        ("parent_span_id", wtrace::Value::from(parent.span_id.clone())),
+        (
+            "parent_span_id",
+            wtrace::Value::from(parent.span_id.clone()),
+        ),
         ("sampled", wtrace::Value::Int(i64::from(parent.sampled()))),
     ]);
     let ppid = std::os::unix::process::parent_id();
-    a.emit(current_unit(), wtrace::kind::PROC_START, res, i64::from(ppid), 0);
+    a.emit(
+        current_unit(),
+        wtrace::kind::PROC_START,
+        res,
+        i64::from(ppid),
+        0,
+    );
 }
 
 pub fn init() -> Guard {
@@ -68,9 +92,12 @@ pub fn init() -> Guard {
         if on {
             record_process_start();
         }
-        // `hops` (always-on) mode records hops only: tokio's tasks and the lock wrappers stay unrecorded
-        let full = agent().is_some_and(|a| a.config.mode == "full");
-        if on && full {
+        // `hops` (always-on) mode records hops only: tokio's tasks are seen only when it
+        // starts with boundaries (the subscriber must exist before the runtime is built)
+        let tasks = agent().is_some_and(|a| {
+            a.config.mode == "full" || a.boundaries.any.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        if on && tasks {
             let sub = SUBSCRIBER
                 .get_or_init(|| Arc::new(TokioSubscriber::default()))
                 .clone();

@@ -3,7 +3,9 @@
 //! Python agent records `http.client`: one `rpc` resource per request (trace_id, the
 //! span_id put on the wire, sampled, protocol http, library reqwest, method, target
 //! without query values, peer host:port), `msg.send`, `unit.block` (reason rpc) and
-//! `rpc.response` (the status, -1 on error).
+//! `rpc.response` (the status, -1 on error). Inside a boundary instance the request
+//! carries the boundary in `tracestate` (`wisp=b-<id>`, first member) and is recorded
+//! whatever the sampling.
 //!
 //! ```ignore
 //! # async fn f(client: reqwest::Client) -> reqwest::Result<()> {
@@ -60,7 +62,20 @@ fn begin(
             c
         }
     };
-    if !ctx.sampled() && a.config.mode == "hops" {
+    let unit = crate::current_unit();
+    // inside a boundary instance: the boundary travels in tracestate (wisp=b-<id>)
+    let inside = a.boundaries.get(a.units.get(unit) & crate::gate::MARK);
+    if let Some(b) = &inside {
+        let existing = req
+            .headers()
+            .get("tracestate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Ok(v) = http::HeaderValue::from_str(&crate::boundary::with_member(existing, &b.id)) {
+            req.headers_mut().insert("tracestate", v);
+        }
+    }
+    if !ctx.sampled() && a.config.mode == "hops" && inside.is_none() {
         return None; // the decision travels; nothing is recorded
     }
     let url = req.url();
@@ -89,7 +104,6 @@ fn begin(
         ("target", Value::from(target)),
         ("peer", Value::from(peer)),
     ]);
-    let unit = crate::current_unit();
     a.emit(unit, kind::MSG_SEND, res, 0, loc);
     a.emit(unit, kind::UNIT_BLOCK, res, reason::RPC, loc);
     Some((unit, res, loc))

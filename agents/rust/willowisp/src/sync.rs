@@ -15,7 +15,7 @@ use crate::agent::agent;
 use crate::wtrace::{kind, reason, Value};
 
 fn define(k: &str, label: &str, at: &'static Location<'static>) -> u32 {
-    let Some(a) = agent().filter(|a| a.config.mode == "full") else {
+    let Some(a) = agent().filter(|a| a.admits_here()) else {
         return 0;
     };
     let loc = a.location(at);

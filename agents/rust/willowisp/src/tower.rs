@@ -7,6 +7,17 @@
 //! `rpc.reply` with its status. While the handler runs, the task handling the request
 //! continues that context, so a `willowisp::reqwest::send` inside it joins the trace.
 //!
+//! gRPC: a request with `content-type: application/grpc*` (a tonic server's, through
+//! `Server::builder().layer(WispLayer)`) is recorded the way the Python agent records a
+//! grpcio server call: protocol `grpc`, library `tonic`, method and target the full
+//! method path (`/pkg.Service/Method`), `rpc.reply` with the gRPC status (see
+//! `grpc_status`).
+//!
+//! Boundaries: a request whose method and path match a declared boundary's entry, or
+//! whose `tracestate` carries `wisp=b-<id>` of a boundary allowing `rust`, opens an
+//! instance for the unit handling it until the reply (docs/agent-rust.md, Boundaries); it is
+//! recorded whatever the sampling (`boundary=`, and `caller_sampled=0` when unsampled).
+//!
 //! ```ignore
 //! let app = axum::Router::new().route("/", get(handler)).layer(willowisp::tower::WispLayer);
 //! ```
@@ -17,6 +28,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::agent::agent;
+use crate::boundary;
 use crate::context::{self, TraceContext};
 use crate::wtrace::{kind, Value};
 
@@ -84,7 +96,17 @@ fn json_str(s: &str) -> String {
     out
 }
 
-fn begin<B>(req: &http::Request<B>) -> Option<(u32, u32)> {
+/// What `begin` recorded for one request: the handling unit, its `rpc` resource (0: not
+/// recorded) and the boundary instance it opened (0: none).
+#[derive(Clone, Copy)]
+struct Begun {
+    unit: u32,
+    res: u32,
+    mark: u32,
+    grpc: bool,
+}
+
+fn begin<B>(req: &http::Request<B>) -> Option<Begun> {
     let a = agent()?;
     let parent = req
         .headers()
@@ -109,25 +131,71 @@ fn begin<B>(req: &http::Request<B>) -> Option<(u32, u32)> {
             flags,
         }),
     );
-    if flags & 1 == 0 && a.config.mode == "hops" {
-        return Some((unit, 0));
-    }
-    let has_parent = parent.is_some();
-    let method = req.method().as_str().to_owned();
+    // gRPC (tonic, or any gRPC server on tower): the method is the full method path
+    let grpc = is_grpc(req.headers());
+    let (protocol, library) = if grpc {
+        ("grpc", "tonic")
+    } else {
+        ("http", "tower")
+    };
     let target = context::target(
         req.uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/"),
     );
+    let method = if grpc {
+        target.clone()
+    } else {
+        req.method().as_str().to_owned()
+    };
+    // a boundary instance opens here unless the unit is inside one already
+    let tracestate: Vec<&str> = req
+        .headers()
+        .get_all("tracestate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let tracestate = tracestate.join(",");
+    // tracestate is not read at all without a valid traceparent (W3C)
+    let member = if parent.is_some() {
+        boundary::member_of(&tracestate)
+    } else {
+        ""
+    };
+    let mark = if a.units.get(unit) & crate::gate::MARK == 0 {
+        a.boundaries
+            .open(protocol, if grpc { "" } else { &method }, &target, member)
+    } else {
+        0
+    };
+    if mark != 0 {
+        a.units.set_mark(unit, mark);
+    }
+    if flags & 1 == 0 && a.config.mode == "hops" && mark == 0 {
+        return Some(Begun {
+            unit,
+            res: 0,
+            mark,
+            grpc,
+        });
+    }
+    let has_parent = parent.is_some();
     let peer = req
         .extensions()
         .get::<SocketAddr>()
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let res = a.new_resource(vec![
+    let mut attrs = vec![
         ("kind", Value::from("rpc")),
-        ("name", Value::from(format!("{method} {target}"))),
+        (
+            "name",
+            Value::from(if grpc {
+                target.clone()
+            } else {
+                format!("{method} {target}")
+            }),
+        ),
         ("trace_id", Value::from(trace_id)),
         ("span_id", Value::from(own)),
         (
@@ -135,8 +203,8 @@ fn begin<B>(req: &http::Request<B>) -> Option<(u32, u32)> {
             Value::from(parent.map(|p| p.span_id).unwrap_or_default()),
         ),
         ("sampled", Value::Int(i64::from(flags & 1))),
-        ("protocol", Value::from("http")),
-        ("library", Value::from("tower")),
+        ("protocol", Value::from(protocol)),
+        ("library", Value::from(library)),
         ("method", Value::from(method)),
         ("target", Value::from(target)),
         ("peer", Value::from(peer)),
@@ -145,9 +213,58 @@ fn begin<B>(req: &http::Request<B>) -> Option<(u32, u32)> {
             "propagation",
             Value::from(if has_parent { "w3c" } else { "" }),
         ),
-    ]);
+    ];
+    if let Some(b) = a.boundaries.get(mark) {
+        attrs.push(("boundary", Value::from(b.entry.as_str())));
+        if flags & 1 == 0 {
+            attrs.push(("caller_sampled", Value::Int(0)));
+        }
+    }
+    let res = a.new_resource(attrs);
     a.emit(unit, kind::MSG_RECV, res, 0, 0);
-    Some((unit, res))
+    Some(Begun {
+        unit,
+        res,
+        mark,
+        grpc,
+    })
+}
+
+/// A gRPC request or response (`content-type: application/grpc`, `+proto`, ...).
+pub(crate) fn is_grpc(h: &http::HeaderMap) -> bool {
+    h.get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/grpc"))
+}
+
+/// The gRPC status a response carries in its headers (a trailers-only response: an
+/// error, or a handler's status); 0 for a 200 without one (the status then travels in
+/// the trailers, which the layer does not wait for: a stream that fails after its first
+/// message is recorded as 0); -1 for any other HTTP status.
+pub(crate) fn grpc_status(r: &http::HeaderMap, http_status: u16) -> i64 {
+    match r.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some(s) => s.trim().parse().unwrap_or(-1),
+        None if http_status == 200 => 0,
+        None => -1,
+    }
+}
+
+/// The reply is sent: `rpc.reply`, and the boundary instance (if any) closes.
+fn end<T, E>(a: &crate::Agent, b: Begun, out: &Result<http::Response<T>, E>) {
+    if b.res != 0 {
+        let status = match out {
+            Ok(r) if b.grpc => grpc_status(r.headers(), r.status().as_u16()),
+            Ok(r) => r.status().as_u16() as i64,
+            Err(_) if b.grpc => -1,
+            Err(_) => 500,
+        };
+        a.emit(crate::current_unit(), kind::RPC_REPLY, b.res, status, 0);
+    }
+    if b.mark != 0 {
+        a.units.set_mark(b.unit, 0);
+        a.boundaries.close(b.mark);
+    }
+    context::set_for_unit(b.unit, None);
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for WispService<S>
@@ -169,15 +286,8 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let out = fut.await;
-            if let (Some((unit, res)), Some(a)) = (recorded, agent()) {
-                if res != 0 {
-                    let status = match &out {
-                        Ok(r) => r.status().as_u16() as i64,
-                        Err(_) => 500,
-                    };
-                    a.emit(crate::current_unit(), kind::RPC_REPLY, res, status, 0);
-                }
-                context::set_for_unit(unit, None);
+            if let (Some(b), Some(a)) = (recorded, agent()) {
+                end(a, b, &out);
             }
             out
         })

@@ -1,0 +1,56 @@
+//! Thin wrappers for the tokio primitives tokio does not instrument — `mpsc`, `Notify`,
+//! `watch` and `broadcast` — and call sites for the ones it does (`Mutex::lock` & co.).
+//!
+//! | wrapper | resource | events |
+//! |---|---|---|
+//! | [`mpsc::channel`] | `queue` | `queue.put` / `queue.get` with a token carried beside each message (an edge); an empty receive writes `unit.block` (get) first, a full bounded send `unit.block` (put) |
+//! | [`Notify`] | `condition` | `notify_one` / `notify_waiters`: `sync.notify` (1 / -1); `notified().await`: `unit.block` (wait), `unit.wake` |
+//! | [`watch::channel`] | `condition` | every send: `sync.notify` (-1: all receivers); `changed()` / `wait_for()`: `unit.block` (wait) when it has to wait, `unit.wake` when it returns (an edge from the latest send) |
+//! | [`broadcast::channel`] | `queue` | a send: one `queue.put` per receiver subscribed (same token); each receive: `queue.get` with it (so every receiver's get has its own put to pair with) |
+//! | [`CallSite::at_caller`], [`MutexExt`], [`RwLockExt`], [`SemaphoreExt`] | tokio's own | the `unit.block` and `lock.acquired` tokio's instrumentation reports while that future is polled carry the caller's line |
+//!
+//! Every event is at the caller's line (`#[track_caller]`); a wrapper created outside every
+//! boundary in `hops` mode records nothing (its resource is 0).
+
+use std::panic::Location;
+use std::sync::atomic::AtomicI64;
+
+use crate::agent::agent;
+use crate::wtrace::Value;
+
+pub(crate) static TOKENS: AtomicI64 = AtomicI64::new(1);
+
+pub(crate) fn define(k: &str, label: &str, at: &'static Location<'static>) -> u32 {
+    let Some(a) = agent().filter(|a| a.admits_here()) else {
+        return 0;
+    };
+    let loc = a.location(at);
+    let short = at.file().rsplit('/').next().unwrap_or("");
+    a.new_resource(vec![
+        ("kind", Value::from(k)),
+        (
+            "name",
+            Value::from(format!("{label} {short}:{}", at.line())),
+        ),
+        ("loc", Value::Int(loc as i64)),
+    ])
+}
+
+pub(crate) fn emit(k: u8, res: u32, arg: i64, at: &'static Location<'static>) {
+    if res == 0 {
+        return;
+    }
+    if let Some(a) = agent() {
+        let loc = a.location(at);
+        a.emit(crate::current_unit(), k, res, arg, loc);
+    }
+}
+
+pub mod broadcast;
+pub mod mpsc;
+mod notify;
+mod sites;
+pub mod watch;
+
+pub use notify::Notify;
+pub use sites::{AtCaller, CallSite, MutexExt, RwLockExt, SemaphoreExt};
