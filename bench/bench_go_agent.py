@@ -19,6 +19,8 @@ and prints figures, medians of --count runs, and ratios:
      ratios: the process's user+system CPU per operation (getrusage), which includes the
      agent's background goroutines and moves far less than wall time when other work
      shares the machine.
+     Also hops mode with a boundary on while the workload is outside its instances: the
+     tracer runs, the lock operations of goroutines outside instances are not logged.
   3. The same with ~2 us of work per request ("churn"): goroutine creation, hand-offs and
      the lock dominate, the tracer's worst case. No target; shown so nobody is surprised.
 
@@ -88,9 +90,15 @@ def run(
                 ("Service", "ServiceOn"),
                 ("ServiceDeflated", "ServiceOnDeflated"),
                 ("ServiceTracerOnly", "ServiceTracerOnly"),
+                ("ServiceHopsOutside", "ServiceHopsOutside"),
                 ("Churn", "ChurnOn"),
             ):
-                off = key.removesuffix("Deflated").removesuffix("TracerOnly") + "Off"
+                off = (
+                    key.removesuffix("Deflated")
+                    .removesuffix("TracerOnly")
+                    .removesuffix("HopsOutside")
+                    + "Off"
+                )
                 ratios.setdefault(key, []).append(one[on] / one[off])
                 ratios.setdefault(key + "CPU", []).append(one[on + "CPU"] / one[off + "CPU"])
             for key, bench in (
@@ -171,6 +179,9 @@ def main() -> None:
         if key == "Service":
             rows.append(("  tracer's bytes deflated too", "ServiceOnDeflated", "ServiceDeflated"))
             rows.append(("runtime tracer alone (floor)", "ServiceTracerOnly", "ServiceTracerOnly"))
+            rows.append(
+                ("hops mode, outside boundaries", "ServiceHopsOutside", "ServiceHopsOutside")
+            )
         for name, bench, rk in rows:
             wall = f"{ns[bench] / 1e6:8.2f} ms wall"
             cpu = f"{ns[bench + 'CPU'] / 1e6:8.2f} ms CPU"

@@ -5,6 +5,8 @@ lock wrapper, propagation)."""
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import os
 import shutil
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +25,7 @@ import pytest
 
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import go_trace
+from willowisp.ingest.go_decoder import AGENT_STORED
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "go"
@@ -62,6 +66,7 @@ def programs() -> dict[str, Path]:
         "sigterm",
         "hang",
         "server",
+        "boundary",
     )
     for name in names:
         target = BUILD / name
@@ -254,7 +259,7 @@ def test_garbage_traceparent_is_ignored(programs: dict[str, Path], tmp_path: Pat
 def test_bad_agent_stream_is_one_format_error(data: bytes, problem: str) -> None:
     """A damaged go-exectrace header is one TraceFormatError naming the problem."""
     with pytest.raises(TraceFormatError, match=problem):
-        go_trace.decode(go_trace.AGENT_STORED, data, "x.wtrace")
+        go_trace.decode(AGENT_STORED, data, "x.wtrace")
 
 
 # --- live processes: the control channel, the native stream, hops mode, segments ------------
@@ -497,8 +502,9 @@ def test_hops_mode_runs_the_tracer_only_inside_boundaries(
 ) -> None:
     """WILLOWISP_MODE=hops without a boundary: requests are recorded as hops (on their
     goroutines) but the execution tracer is off, so no lock or wait is; `ctl enable` of a
-    boundary starts the tracer, the requests after it have their lock events too, and
-    status counts them as the boundary's entries."""
+    boundary starts the tracer, the requests after it are instances whose goroutines are
+    recorded (not the worker that predates them), and status counts them as the
+    boundary's entries."""
     proc, runtime, line = start_live(programs["server"], tmp_path, WILLOWISP_MODE="hops")
     try:
         url = f"http://{line.split()[1]}/work"
@@ -528,8 +534,14 @@ def test_hops_mode_runs_the_tracer_only_inside_boundaries(
         for r in query(out, "select kind, count(*) as n from events group by kind")
     }
     assert kinds.get("msg.recv") == 6 and kinds.get("rpc.reply") == 6
+    # the worker goroutine takes the lock for the requests, but it was started before any
+    # instance (it does not carry the boundary's label): in hops mode it is not recorded,
+    # the handlers' goroutines (inside the instances) are
     held = query(out, "select resource_name from events where kind = 'lock.acquired'")
-    assert [r["resource_name"] for r in held] == ["state"] * 3
+    assert held == []
+    names = [r["name"] for r in query(out, "select name from units")]
+    assert any(n.startswith("net/http.(*conn).serve") for n in names), names
+    assert not any(n.startswith("main.main.func1") for n in names), names
 
 
 def test_segments_rotate_with_a_new_tracer_stream_each(
@@ -579,3 +591,145 @@ def test_killed_program_keeps_its_goroutines_up_to_the_last_generation(
     report = analyze_json(out)
     assert report["trace"]["unreadable_files"] == []
     lock_cycle(report)
+
+
+class _Downstream(http.server.BaseHTTPRequestHandler):
+    seen: list[dict[str, str]]
+
+    def do_GET(self) -> None:
+        self.seen.append({k.lower(): v for k, v in self.headers.items()})
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_boundary_follows_a_request_and_only_its_goroutines_are_recorded(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """hops mode with a boundary, every request unsampled: POST /checkout (the entry) and
+    GET /work from a Python client whose tracestate carries wisp=b-<id> open instances;
+    their goroutines (the handler's, the worker it starts) are recorded with their lock
+    events and waits, the outgoing call carries the member on, and the goroutine that
+    works for no request (background, its own lock every millisecond) is not recorded."""
+    spec = "entry=http:POST /checkout;runtimes=python,go"
+    bid = hashlib.sha256(b"http:POST /checkout").hexdigest()[:8]
+    seen: list[dict[str, str]] = []
+    handler = type("Downstream", (_Downstream,), {"seen": seen})
+    down = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=down.serve_forever, daemon=True)
+    thread.start()
+    proc, runtime, line = start_live(
+        programs["boundary"],
+        tmp_path,
+        WILLOWISP_MODE="hops",
+        WILLOWISP_BOUNDARIES=spec,
+        DOWNSTREAM=f"http://127.0.0.1:{down.server_address[1]}/down",
+    )
+    try:
+        base = f"http://{line.split()[1]}"
+
+        def call(method: str, path: str, state: str) -> None:
+            headers = {"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"}
+            if state:
+                headers["tracestate"] = state
+            req = urllib.request.Request(
+                base + path, b"" if method == "POST" else None, headers, method=method
+            )
+            with urllib.request.urlopen(req) as r:
+                assert r.status == 200
+
+        call("POST", "/checkout", "x=1")  # the entry itself
+        call("GET", "/work", f"wisp=b-{bid},x=2")  # a caller inside the boundary
+        call("GET", "/work", "x=3")  # neither: unsampled, not recorded
+        status = ctl_status(proc.pid, runtime)
+    finally:
+        assert stop_live(proc, runtime) == -signal.SIGTERM
+        down.shutdown()
+        down.server_close()
+    # the boundary travels on: the downstream calls made inside instances carry it first
+    states = [h.get("tracestate", "") for h in seen]
+    assert states[0] == f"wisp=b-{bid},x=1" and states[1] == f"wisp=b-{bid},x=2"
+    assert states[2] == "x=3"
+    (b,) = status["boundaries"]
+    assert (b["entries"], b["propagated"], b["active"]) == (1, 1, 0)
+    assert b["events"] > 0 and b["cost_ns"] > 0 and status["gate"] is True
+    out = tmp_path / "run"
+    report = analyze_json(out)
+    (shown,) = report["trace"]["boundaries"]
+    assert shown["entry"] == "http:POST /checkout" and shown["instances"] == 1
+    (proc_report,) = report["processes"]
+    cost = proc_report["agent"]["by_boundary"]["http:POST /checkout"]
+    assert (cost["entries"], cost["propagated"], cost["active"]) == (1, 1, 0)
+    assert cost["events"] >= 8 and cost["cost_ns"] > 0 and cost["spec"] == spec
+    # the recorded hops: the two instances' requests and their calls, not the third one
+    kinds = {
+        r["kind"]: r["n"]
+        for r in query(out, "select kind, count(*) as n from events group by kind")
+    }
+    assert kinds.get("msg.recv") == 2 and kinds.get("rpc.reply") == 2
+    assert kinds.get("msg.send") == 2
+    held = query(out, "select resource_name from events where kind = 'lock.acquired'")
+    assert sorted(r["resource_name"] for r in held) == ["cart", "cart"]
+    names = [r["name"] for r in query(out, "select name from units")]
+    assert sum("checkoutWorker" in n for n in names) == 2, names
+    assert not any("background" in n for n in names), names
+    server = query(out, "select attrs from resources where kind = 'rpc' and method = 'POST'")
+    attrs = server[0]["attrs"]
+    attrs = json.loads(attrs) if isinstance(attrs, str) else attrs
+    assert attrs["boundary"] == "http:POST /checkout" and attrs["caller_sampled"] == 0
+
+
+def test_boundary_crosses_from_python_into_go(programs: dict[str, Path], tmp_path: Path) -> None:
+    """A Python service (the Python agent) whose POST /checkout is a boundary's entry calls
+    the Go service inside the instance, in hops mode with nothing sampled: the Python
+    client's tracestate carries wisp=b-<id>, the Go agent opens a propagated instance, so
+    its handler's goroutines are recorded (the worker's lock too) and the call linked; the
+    same Go request made outside the boundary, and the Go goroutine that works for no
+    request, are not recorded."""
+    out = tmp_path / "run"
+    done = wisp(
+        "run",
+        "--out",
+        str(out),
+        "--mode",
+        "hops",
+        "--trace-ratio",
+        "0",
+        "--boundary",
+        "entry=http:POST /checkout;runtimes=python,go",
+        "--",
+        sys.executable,
+        str(PROGRAMS / "front.py"),
+        str(programs["boundary"]),
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["checkout", "1", "direct", "2"]
+    report = analyze_json(out)
+    (shown,) = report["trace"]["boundaries"]
+    assert shown["instances"] == 1 and shown["units"] >= 4
+    by_runtime = {p["runtime"]: p for p in report["processes"]}
+    go_cost = by_runtime["go"]["agent"]["by_boundary"]["http:POST /checkout"]
+    assert (go_cost["entries"], go_cost["propagated"], go_cost["active"]) == (0, 1, 0)
+    assert go_cost["events"] > 0
+    linked = [
+        h
+        for h in report["hops"]
+        if h["protocol"] == "http"
+        and h["from"]["runtime"] == "python"
+        and h["to"]["runtime"] == "go"
+    ]
+    assert len(linked) == 1 and linked[0]["linked"] == 1, report["hops"]
+    go_units = [r["name"] for r in query(out, "select name from units where service = 'boundary'")]
+    assert sum("checkoutWorker" in n for n in go_units) == 1, go_units
+    assert not any("background" in n for n in go_units), go_units
+    held = query(out, "select resource_name from events where kind = 'lock.acquired'")
+    assert [r["resource_name"] for r in held] == ["cart"]
+    recv = query(
+        out, "select count(*) as n from events where kind = 'msg.recv' and service = 'boundary'"
+    )
+    assert recv[0]["n"] == 1

@@ -28,7 +28,7 @@ type dataRes struct {
 // one of them writes). store says what holds it ("api" when empty).
 func Access(ctx context.Context, name, store string, write bool) {
 	r := active.Load()
-	if r == nil || !r.tracing.Load() {
+	if r == nil || !r.tracing.Load() || !r.logHere(1) {
 		return
 	}
 	d, _ := dataNames.Load(name)
@@ -67,34 +67,63 @@ type Message struct {
 func MessageSend(ctx context.Context, m Message) TraceContext {
 	tc := Outgoing(ctx)
 	r := active.Load()
-	if r == nil || !r.recordHop(tc) {
+	if r == nil || !(r.recordHop(tc) || r.bounds.inside(ctx) != nil) {
 		return tc
 	}
-	id := r.messageResource(m, tc, "", false)
+	id := r.messageResource(m, tc, "", false, nil)
 	r.hopLog(ctx, kindMsgSend, id, 0)
 	return tc
 }
 
-// MessageReceive records a message received with the traceparent header it carried (” if
-// none) and returns ctx carrying the consumer's context for the work the message causes.
+// MessageReceive records a message received with the traceparent header it carried (""
+// if none) and returns ctx carrying the consumer's context for the work the message causes.
+// See MessageReceiveState for messages that carry a tracestate header too.
 func MessageReceive(ctx context.Context, m Message, traceparent string) context.Context {
+	return MessageReceiveState(ctx, m, traceparent, "")
+}
+
+// MessageReceiveState is MessageReceive with the message's tracestate header. Call it on
+// the goroutine that handles the message: the boundary instance its previous message
+// opened on this goroutine ends here, and a message matching a boundary's entry (or whose
+// tracestate carries `wisp=b-<id>`) opens one that lasts until the goroutine's next
+// message (as the Python agent's consumers do).
+func MessageReceiveState(ctx context.Context, m Message, traceparent, tracestate string) context.Context {
 	parent, had := ParseTraceparent(traceparent)
+	if had {
+		parent.State = tracestate
+	}
 	own := ServerContext(parent, had)
 	ctx = WithTraceContext(ctx, own)
 	r := active.Load()
-	if r == nil || !r.recordHop(own) {
+	if r == nil {
 		return ctx
+	}
+	var inst *instance
+	func() {
+		defer func() { recoverFault("message.receive", recover()) }()
+		member := ""
+		if had {
+			member = StateMember(tracestate, stateKey)
+		}
+		inst = r.bounds.openMessage(r, ctx, m.Protocol, m.Destination, member)
+	}()
+	if inst == nil && !r.recordHop(own) {
+		return ctx
+	}
+	if inst != nil {
+		ctx = inst.ctx
+		r.markInstance(ctx, true)
 	}
 	pspan := ""
 	if had {
 		pspan = parent.SpanID
 	}
-	id := r.messageResource(m, own, pspan, true)
+	id := r.messageResource(m, own, pspan, true, inst)
 	r.hopLog(ctx, kindMsgRecv, id, 0)
 	return ctx
 }
 
-func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string, consumer bool) string {
+func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string, consumer bool, inst *instance) string {
 	id := r.nextRes.Add(1)
 	attrs := []Attr{
 		{"kind", "message"},
@@ -109,6 +138,7 @@ func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string
 	}
 	if consumer {
 		attrs = append(attrs, Attr{"parent_span_id", parentSpan})
+		attrs = append(attrs, instanceAttrs(inst, tc)...)
 	}
 	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
 	return strconv.FormatUint(uint64(id), 10)

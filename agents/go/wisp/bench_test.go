@@ -221,3 +221,21 @@ func BenchmarkChurnOn(b *testing.B) {
 	}
 	done()
 }
+
+// BenchmarkServiceHopsOutside: hops mode with a boundary switched on (so the tracer runs)
+// while no request of the workload is inside one of its instances: the goroutines' lock
+// operations are not logged (one label read each), which is what requests outside every
+// boundary cost in hops mode.
+func BenchmarkServiceHopsOutside(b *testing.B) {
+	cfg := Config{Out: b.TempDir(), Service: "bench", NoSignals: true, Codec: CodecDeflate,
+		Control: "off", Mode: "hops", Boundaries: "entry=http:POST /elsewhere"}
+	if err := Start(cfg); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(Stop)
+	done := measureCPU(b)
+	for b.Loop() {
+		workload(200, 20000)
+	}
+	done()
+}

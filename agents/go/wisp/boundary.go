@@ -5,21 +5,32 @@ package wisp
 // WILLOWISP_BOUNDARIES declares and the ones `willowisp ctl PID enable` adds, with their
 // switch and counters, and reports them in the control channel's status.
 //
-// What a boundary changes in the Go agent: in `hops` mode the runtime's execution tracer
-// (goroutines, waits, the lock wrappers' logs) runs only while at least one boundary is
-// enabled, so a `hops` process without boundaries pays for its hops alone. In `full` mode
-// everything is recorded anyway and a boundary only shows up in status.
+// What a boundary changes in the Go agent (docs/agent-go.md "Boundaries"), as in
+// src/willowisp/agent/boundaries.py: an inbound hop matching a switched-on boundary's entry,
+// or carrying its tracestate member `wisp=b-<id>`, opens an *instance* on the goroutine that
+// handles it; the goroutine label it sets (labels.go) marks that goroutine and the ones it
+// starts as working for the boundary; outgoing hops made there carry the member on. In
+// `hops` mode the runtime's execution tracer runs only while a boundary is switched on, the
+// lock wrappers and Access log only on marked goroutines, and the decoder (wisp-goimport)
+// keeps only the goroutines inside instances, told by the "wisp-gate", "wisp-in" and
+// "wisp-out" logs. In `full` mode everything is recorded and boundaries count their
+// instances and the agent's events inside them.
 //
 // The parser follows src/willowisp/model/boundary.py (the Python reference), so a SPEC means
 // the same thing, and has the same id (the first 8 hex digits of SHA-256 of the entry), in
 // every runtime.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // Boundary is one parsed SPEC.
@@ -183,44 +194,186 @@ func inClass(class []rune, c rune) bool {
 	return found != neg
 }
 
-// declared is one boundary this process knows, with its switch and counters (guarded by
-// the list's mutex).
+// declared is one boundary this process knows, with its switch and counters (the plain
+// fields guarded by the list's mutex; events counted atomically on the hot paths).
 type declared struct {
-	b       Boundary
-	enabled bool
-	source  string // config or ctl
-	entries int64  // inbound hops that matched its entry while it was on
-	active  int64  // of those, the ones not yet answered
+	b          Boundary
+	label      string // "b-<id>": the tracestate member's value and the goroutine label's
+	enabled    bool
+	source     string // config or ctl
+	entries    int64  // instances opened by an inbound hop matching its entry
+	propagated int64  // instances opened by a caller's `wisp=b-<id>` tracestate member
+	active     int64  // instances in flight
+	events     atomic.Int64
 }
 
-// enter counts an inbound hop in every switched-on boundary whose entry it matches; the
-// result is what to hand to leave when the hop is answered (nil when none matched).
-func (bs *boundaries) enter(protocol, method, target string) []*declared {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	var in []*declared
-	for _, d := range bs.list {
-		if d.enabled && d.b.Matches(protocol, method, target) {
-			d.entries++
-			d.active++
-			in = append(in, d)
+// allows says whether the boundary covers Go processes (no runtimes= means every one).
+func (b Boundary) allows(runtime string) bool {
+	if len(b.Runtimes) == 0 {
+		return true
+	}
+	for _, rt := range b.Runtimes {
+		if rt == runtime {
+			return true
 		}
 	}
-	return in
+	return false
 }
 
-func (bs *boundaries) leave(in []*declared) {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	for _, d := range in {
-		d.active--
-	}
+// instance is one boundary instance in flight, opened on the goroutine that took the
+// inbound hop. While it lasts the goroutine carries the pprof label `wisp.boundary=b-<id>`
+// (labels.go), which goroutines it starts inherit; that label is what the lock wrappers,
+// Access and the hop adapters read to know they work for the boundary.
+type instance struct {
+	d       *declared
+	prev    unsafe.Pointer  // the goroutine's labels before the instance
+	ctx     context.Context // the hop's context with the label (handed to the handler)
+	message bool            // opened by a received message: lasts until the next one
+	own     unsafe.Pointer  // the labels the instance set (message instances)
 }
+
+// enter opens an instance when an inbound hop starts a switched-on boundary (its entry
+// matches, or the caller's tracestate carried the boundary's member and the boundary
+// covers Go), as src/willowisp/agent/boundaries.py does: nil when none, or when the
+// goroutine already works for one.
+func (bs *boundaries) enter(ctx context.Context, protocol, method, target, member string) *instance {
+	if bs.count.Load() == 0 || bs.current() != nil {
+		return nil
+	}
+	bs.mu.Lock()
+	var found *declared
+	for _, d := range bs.list {
+		if d.enabled && d.b.Matches(protocol, method, target) {
+			found = d
+			d.entries++
+			break
+		}
+	}
+	if found == nil && strings.HasPrefix(member, "b-") {
+		for _, d := range bs.list {
+			if d.enabled && d.label == member && d.b.allows("go") {
+				found = d
+				d.propagated++
+				break
+			}
+		}
+	}
+	if found != nil {
+		found.active++
+	}
+	bs.mu.Unlock()
+	if found == nil {
+		return nil
+	}
+	inst := &instance{d: found, prev: getProfLabel(), ctx: ctx}
+	if labelsUsable {
+		inst.ctx = pprof.WithLabels(ctx, pprof.Labels(labelKey, found.label))
+		pprof.SetGoroutineLabels(inst.ctx)
+		inst.own = getProfLabel()
+	}
+	return inst
+}
+
+// leave closes an instance on the goroutine that opened it: its labels are what they were.
+func (bs *boundaries) leave(inst *instance) {
+	if inst == nil {
+		return
+	}
+	if labelsUsable {
+		setProfLabel(inst.prev)
+	}
+	bs.mu.Lock()
+	if inst.d.active > 0 {
+		inst.d.active--
+	}
+	bs.mu.Unlock()
+}
+
+// current is the boundary the calling goroutine works for (its label), nil when none.
+func (bs *boundaries) current() *declared {
+	v := currentLabel()
+	if v == "" {
+		return nil
+	}
+	if m := bs.byLabel.Load(); m != nil {
+		return (*m)[v]
+	}
+	return nil
+}
+
+// ofContext is the boundary a context carries (the label of an instance's context), so
+// that work handed to an older goroutine with the request's context still counts.
+func (bs *boundaries) ofContext(ctx context.Context) *declared {
+	if ctx == nil || !labelsUsable || bs.count.Load() == 0 {
+		return nil
+	}
+	v, ok := pprof.Label(ctx, labelKey)
+	if !ok {
+		return nil
+	}
+	if m := bs.byLabel.Load(); m != nil {
+		return (*m)[v]
+	}
+	return nil
+}
+
+// inside is the boundary the calling goroutine, else ctx, works for (nil when none).
+func (bs *boundaries) inside(ctx context.Context) *declared {
+	if bs.count.Load() == 0 {
+		return nil
+	}
+	if d := bs.current(); d != nil {
+		return d
+	}
+	return bs.ofContext(ctx)
+}
+
+// openMessage: a consumer took a message. The instance the goroutine's previous message
+// opened ends here; a new one opens when this message starts a boundary (or carries one).
+func (bs *boundaries) openMessage(r *recorder, ctx context.Context, protocol, destination, member string) *instance {
+	if bs.count.Load() == 0 {
+		return nil
+	}
+	if labelsUsable {
+		if p := getProfLabel(); p != nil {
+			bs.mu.Lock()
+			prev := bs.messages[p]
+			delete(bs.messages, p)
+			bs.mu.Unlock()
+			if prev != nil {
+				r.markInstance(prev.ctx, false)
+				bs.leave(prev)
+			}
+		}
+	}
+	inst := bs.enter(ctx, protocol, "", destination, member)
+	if inst == nil || inst.own == nil {
+		return inst
+	}
+	inst.message = true
+	bs.mu.Lock()
+	if bs.messages == nil {
+		bs.messages = map[unsafe.Pointer]*instance{}
+	}
+	if len(bs.messages) < maxMessageInstances {
+		bs.messages[inst.own] = inst
+	}
+	bs.mu.Unlock()
+	return inst
+}
+
+// maxMessageInstances bounds the message instances kept open (one per consuming goroutine;
+// past it an instance is not closed by the next message, its goroutine keeps the label).
+const maxMessageInstances = 4096
 
 // boundaries is the process's list. Guarded by its mutex; the recorder owns one.
 type boundaries struct {
-	mu   sync.Mutex
-	list []*declared // Invariant: one entry per Boundary.Entry
+	mu       sync.Mutex
+	list     []*declared                  // Invariant: one entry per Boundary.Entry
+	messages map[unsafe.Pointer]*instance // open message instances, by the labels they set
+	// byLabel maps "b-<id>" to its boundary for the hot paths: replaced, never changed.
+	byLabel atomic.Pointer[map[string]*declared]
+	count   atomic.Int32 // len(list)
 }
 
 // add declares b (or returns the one with the same entry).
@@ -232,8 +385,14 @@ func (bs *boundaries) add(b Boundary, source string) *declared {
 			return d
 		}
 	}
-	d := &declared{b: b, enabled: true, source: source}
+	d := &declared{b: b, label: "b-" + b.ID(), enabled: true, source: source}
 	bs.list = append(bs.list, d)
+	m := map[string]*declared{}
+	for _, x := range bs.list {
+		m[x.label] = x
+	}
+	bs.byLabel.Store(&m)
+	bs.count.Store(int32(len(bs.list)))
 	return d
 }
 
@@ -294,16 +453,48 @@ func (bs *boundaries) names() string {
 	return strings.Join(out, ", ")
 }
 
-// status is the list as the control channel's status shows it.
-func (bs *boundaries) status() []map[string]any {
+// status is the list as the control channel's status shows it; costNS is the measured
+// cost of one event.
+func (bs *boundaries) status(costNS int64) []map[string]any {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	out := []map[string]any{}
 	for _, d := range bs.list {
-		out = append(out, map[string]any{
-			"name": d.b.Entry, "spec": d.b.Spec, "id": d.b.ID(), "enabled": d.enabled,
-			"source": d.source, "entries": d.entries, "active": d.active, "events": 0, "cost_ns": 0,
-		})
+		c := d.costs(costNS)
+		c["name"], c["id"], c["enabled"] = d.b.Entry, d.b.ID(), d.enabled
+		out = append(out, c)
 	}
 	return out
+}
+
+// costs are a boundary's counters as the stats record's by_boundary and status give them
+// (the fields of the Python agent's): events are the agent's logs (lock, data, hop events)
+// written by goroutines working for one of its instances; cost_ns is events times the
+// measured cost of one (all of it the hook's: the tracer, not the agent, encodes them).
+func (d *declared) costs(costNS int64) map[string]any {
+	ev := d.events.Load()
+	return map[string]any{
+		"spec": d.b.Spec, "source": d.source, "entries": d.entries, "propagated": d.propagated,
+		"active": d.active, "events": ev, "hook_ns": ev * costNS, "serialize_ns": int64(0),
+		"cost_ns": ev * costNS,
+	}
+}
+
+// byBoundaryJSON is the stats record's by_boundary attribute: {name: costs}, "" when no
+// boundary is declared.
+func (bs *boundaries) byBoundaryJSON(costNS int64) string {
+	bs.mu.Lock()
+	out := map[string]any{}
+	for _, d := range bs.list {
+		out[d.b.Entry] = d.costs(costNS)
+	}
+	bs.mu.Unlock()
+	if len(out) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }

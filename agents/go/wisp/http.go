@@ -85,6 +85,9 @@ func Handler(h http.Handler) http.Handler {
 				Protocol: "http", Library: "net/http", Method: req.Method,
 				Target: shapeTarget(req.URL), Peer: req.RemoteAddr, Headers: headersJSON(req.Header),
 			})
+			if ctx := call.Context(req.Context()); ctx != req.Context() {
+				req = req.WithContext(ctx)
+			}
 		}()
 		defer func() { call.ServerEnd(sw.status) }()
 		h.ServeHTTP(sw, req)

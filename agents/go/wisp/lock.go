@@ -103,6 +103,7 @@ type Mutex struct {
 	mu   sync.Mutex
 	info atomic.Pointer[lockInfo]
 	name string
+	held *lockInfo // the current hold was logged: its release is (guarded by mu)
 }
 
 // NewMutex is a Mutex named `name` (shown in findings), created here (its creation site).
@@ -115,7 +116,7 @@ func NewMutex(name string) *Mutex {
 // Lock locks m, recording the wait if it has to wait.
 func (m *Mutex) Lock() {
 	info := identity(&m.info, &m.name, "lock", 1)
-	if info == nil {
+	if info == nil || !info.gen.logHere(1) {
 		m.mu.Lock()
 		return
 	}
@@ -124,6 +125,7 @@ func (m *Mutex) Lock() {
 		m.mu.Lock()
 	}
 	trace.Log(bg, info.acquired, "")
+	m.held = info
 }
 
 // TryLock tries to lock m; a success is recorded as an acquisition.
@@ -131,16 +133,20 @@ func (m *Mutex) TryLock() bool {
 	if !m.mu.TryLock() {
 		return false
 	}
-	if info := identity(&m.info, &m.name, "lock", 1); info != nil {
+	if info := identity(&m.info, &m.name, "lock", 1); info != nil && info.gen.logHere(1) {
 		trace.Log(bg, info.acquired, "")
+		m.held = info
 	}
 	return true
 }
 
 // Unlock unlocks m; the release is recorded first.
 func (m *Mutex) Unlock() {
-	if info := m.info.Load(); info != nil && active.Load() == info.gen {
-		trace.Log(bg, info.release, "")
+	if h := m.held; h != nil {
+		m.held = nil
+		if active.Load() == h.gen {
+			trace.Log(bg, h.release, "")
+		}
 	}
 	m.mu.Unlock()
 }
@@ -151,6 +157,7 @@ type RWMutex struct {
 	mu   sync.RWMutex
 	info atomic.Pointer[lockInfo]
 	name string
+	held *lockInfo // the current write hold was logged: its release is (guarded by mu)
 }
 
 // NewRWMutex is an RWMutex named `name`, created here.
@@ -163,7 +170,7 @@ func NewRWMutex(name string) *RWMutex {
 // Lock locks m for writing.
 func (m *RWMutex) Lock() {
 	info := identity(&m.info, &m.name, "rwlock", 1)
-	if info == nil {
+	if info == nil || !info.gen.logHere(1) {
 		m.mu.Lock()
 		return
 	}
@@ -172,12 +179,16 @@ func (m *RWMutex) Lock() {
 		m.mu.Lock()
 	}
 	trace.Log(bg, info.acquired, "")
+	m.held = info
 }
 
 // Unlock unlocks m for writing.
 func (m *RWMutex) Unlock() {
-	if info := m.info.Load(); info != nil && active.Load() == info.gen {
-		trace.Log(bg, info.release, "")
+	if h := m.held; h != nil {
+		m.held = nil
+		if active.Load() == h.gen {
+			trace.Log(bg, h.release, "")
+		}
 	}
 	m.mu.Unlock()
 }
@@ -185,7 +196,7 @@ func (m *RWMutex) Unlock() {
 // RLock locks m for reading.
 func (m *RWMutex) RLock() {
 	info := identity(&m.info, &m.name, "rwlock", 1)
-	if info == nil {
+	if info == nil || !info.gen.logHere(1) {
 		m.mu.RLock()
 		return
 	}
@@ -198,7 +209,7 @@ func (m *RWMutex) RLock() {
 
 // RUnlock undoes one RLock.
 func (m *RWMutex) RUnlock() {
-	if info := m.info.Load(); info != nil && active.Load() == info.gen {
+	if info := m.info.Load(); info != nil && active.Load() == info.gen && info.gen.logHere(1) {
 		trace.Log(bg, info.rrelease, "")
 	}
 	m.mu.RUnlock()
@@ -209,8 +220,9 @@ func (m *RWMutex) TryLock() bool {
 	if !m.mu.TryLock() {
 		return false
 	}
-	if info := identity(&m.info, &m.name, "rwlock", 1); info != nil {
+	if info := identity(&m.info, &m.name, "rwlock", 1); info != nil && info.gen.logHere(1) {
 		trace.Log(bg, info.acquired, "")
+		m.held = info
 	}
 	return true
 }
@@ -220,7 +232,7 @@ func (m *RWMutex) TryRLock() bool {
 	if !m.mu.TryRLock() {
 		return false
 	}
-	if info := identity(&m.info, &m.name, "rwlock", 1); info != nil {
+	if info := identity(&m.info, &m.name, "rwlock", 1); info != nil && info.gen.logHere(1) {
 		trace.Log(bg, info.racquired, "")
 	}
 	return true

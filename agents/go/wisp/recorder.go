@@ -74,6 +74,7 @@ type recorder struct {
 
 	ctl    *controlServer // the control channel, nil when off or not set up
 	bounds boundaries     // declared boundaries (WILLOWISP_BOUNDARIES, ctl enable)
+	gated  bool           // hops mode: only goroutines inside boundary instances are recorded (labels.go)
 
 	wmu sync.Mutex
 	// Invariant: out is nil only after close; segment counts from 1.
@@ -123,6 +124,7 @@ func Start(cfg Config) (err error) {
 	if active.Load() != nil {
 		return fmt.Errorf("already recording")
 	}
+	checkLabelsOnce()
 	r := &recorder{
 		cfg:       cfg,
 		processID: randomHex(16),
@@ -132,6 +134,7 @@ func Start(cfg Config) (err error) {
 		units:     map[uint32]struct{}{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		gated:     cfg.Mode == "hops" && labelsUsable,
 	}
 	if tc, ok := ParseTraceparent(cfg.Traceparent); ok {
 		r.inherited = tc
@@ -166,6 +169,9 @@ func Start(cfg Config) (err error) {
 		} else {
 			r.bounds.add(b, "config")
 		}
+	}
+	if cfg.Mode == "hops" && !labelsUsable {
+		r.fault("boundaries", fmt.Errorf("cannot read goroutine labels on %s: hops mode records every goroutine while a boundary is on", runtime.Version()))
 	}
 	r.applyTracer()
 	r.announceStart()
@@ -264,6 +270,20 @@ func (r *recorder) countFault(string) int64 {
 	return r.faults
 }
 
+// logHere says whether the calling goroutine's lock and data events are written, and
+// counts n of them for the boundary it works for. With boundaries in hops mode (gated) only
+// goroutines working for an instance write them; elsewhere everyone does.
+func (r *recorder) logHere(n int64) bool {
+	if r.bounds.count.Load() == 0 {
+		return true
+	}
+	if d := r.bounds.current(); d != nil {
+		d.events.Add(n)
+		return true
+	}
+	return !r.gated
+}
+
 // wantTracer: full mode runs the execution tracer all the time; hops mode only while a
 // boundary is switched on (declared or enabled through ctl).
 func (r *recorder) wantTracer() bool {
@@ -326,7 +346,7 @@ func (r *recorder) status() map[string]any {
 	return map[string]any{
 		"pid": os.Getpid(), "process_id": r.processID, "service": r.cfg.Service, "runtime": "go",
 		"mode": r.cfg.Mode, "events": events, "dropped": dropped, "faults": faults,
-		"cost_ns_per_event": cost, "boundaries": r.bounds.status(), "tracer": r.tracing.Load(),
+		"cost_ns_per_event": cost, "boundaries": r.bounds.status(cost), "gate": r.gated, "tracer": r.tracing.Load(),
 		"segment": segment,
 	}
 }
@@ -395,6 +415,13 @@ func (r *recorder) startTracerLocked() {
 		return
 	}
 	r.tracerOn = true
+	// The first thing in the stream: whether wisp-goimport keeps only the goroutines that
+	// work for a boundary instance (hops mode) or every goroutine.
+	if r.gated {
+		trace.Log(bg, "wisp-gate", "1")
+	} else {
+		trace.Log(bg, "wisp-gate", "0")
+	}
 	r.setTracing(true)
 }
 
@@ -614,7 +641,7 @@ func (r *recorder) statsRecord() Record {
 		{"dropped", r.dropped},
 		{"faults", r.faults},
 		{"cost_ns_per_event", r.costNS},
-		{"by_boundary", "{}"},
+		{"by_boundary", r.bounds.byBoundaryJSON(r.costNS)},
 	}}
 }
 

@@ -39,20 +39,31 @@ type Hop struct {
 
 // Call is a recorded hop in progress; the zero Call records nothing.
 type Call struct {
-	ctx    context.Context
-	r      *recorder
-	res    string      // the resource number, as text
-	inside []*declared // server side: the boundaries this request is an instance of
+	ctx  context.Context
+	r    *recorder
+	res  string    // the resource number, as text
+	inst *instance // server side: the boundary instance this request opened, if any
+}
+
+// Context is the context the handler should run with: ctx, or when the request opened a
+// boundary instance, ctx with the instance's profiler label (so that pprof.Do inside the
+// handler keeps it, and work handed on with the context counts for the boundary).
+func (c Call) Context(ctx context.Context) context.Context {
+	if c.inst != nil && c.inst.ctx != nil {
+		return c.inst.ctx
+	}
+	return ctx
 }
 
 // ClientBegin records the sending of a request carrying tc: msg.send, then the wait for
-// the reply. End the call with ClientEnd.
+// the reply. End the call with ClientEnd. A request made inside a boundary instance is
+// recorded whatever the trace's sampling.
 func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
 	r := active.Load()
-	if r == nil || !r.recordHop(tc) {
+	if r == nil || !(r.recordHop(tc) || r.bounds.inside(ctx) != nil) {
 		return Call{}
 	}
-	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, tc, "", false)}
+	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, tc, "", false, nil)}
 	r.hopLog(ctx, kindMsgSend, c.res, 0)
 	r.hopLog(ctx, kindBlock, c.res, reasonRPC)
 	return c
@@ -66,19 +77,38 @@ func (c Call) ClientEnd(status int) {
 }
 
 // ServerBegin records a request received with context parent (ok=false: none came) and
-// answered under own (this server's span). End the call with ServerEnd.
+// answered under own (this server's span). End the call with ServerEnd, on the same
+// goroutine. A request that starts a boundary (its entry matches, or the caller's
+// tracestate carries `wisp=b-<id>`) opens an instance of it on this goroutine and is
+// recorded whatever the sampling; run the handler with c.Context(ctx).
 func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own TraceContext, h Hop) Call {
 	r := active.Load()
-	if r == nil || !r.recordHop(own) {
+	if r == nil {
+		return Call{}
+	}
+	member := ""
+	if hadParent {
+		member = StateMember(parent.State, stateKey)
+	}
+	var inst *instance
+	func() {
+		defer func() { recoverFault("boundary", recover()) }()
+		inst = r.bounds.enter(ctx, h.Protocol, h.Method, h.Target, member)
+	}()
+	if inst == nil && !r.recordHop(own) {
 		return Call{}
 	}
 	pspan := ""
 	if hadParent {
 		pspan = parent.SpanID
 	}
-	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, own, pspan, true)}
-	c.inside = r.bounds.enter(h.Protocol, h.Method, h.Target)
-	r.hopLog(ctx, kindMsgRecv, c.res, 0)
+	c := Call{ctx: ctx, r: r, inst: inst}
+	if inst != nil {
+		c.ctx = inst.ctx
+		r.markInstance(c.ctx, true)
+	}
+	c.res = r.rpcResource(h, own, pspan, true, inst)
+	r.hopLog(c.ctx, kindMsgRecv, c.res, 0)
 	return c
 }
 
@@ -86,9 +116,24 @@ func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own T
 func (c Call) ServerEnd(status int) {
 	if c.res != "" {
 		c.r.hopLog(c.ctx, kindRPCReply, c.res, status)
-		if c.inside != nil {
-			c.r.bounds.leave(c.inside)
+		if c.inst != nil {
+			c.r.markInstance(c.ctx, false)
+			c.r.bounds.leave(c.inst)
 		}
+	}
+}
+
+// markInstance tells the decoder (wisp-goimport) that the calling goroutine begins or ends
+// working for a boundary instance: a user log "wisp-in" / "wisp-out" while the tracer
+// runs. In hops mode the decoder keeps only the goroutines inside instances.
+func (r *recorder) markInstance(ctx context.Context, in bool) {
+	if !r.tracing.Load() {
+		return
+	}
+	if in {
+		trace.Log(ctx, "wisp-in", "")
+	} else {
+		trace.Log(ctx, "wisp-out", "")
 	}
 }
 
@@ -112,6 +157,9 @@ func (r *recorder) recordHop(tc TraceContext) bool {
 // agent's own events, on the unit the decoder would give the goroutine (its id + 1), read
 // from runtime.Stack's first line: about a microsecond, paid per hop, not per lock.
 func (r *recorder) hopLog(ctx context.Context, kind int, res string, arg int) {
+	if d := r.bounds.current(); d != nil {
+		d.events.Add(1)
+	}
 	r.hopMu.RLock()
 	defer r.hopMu.RUnlock()
 	if r.tracing.Load() {
@@ -156,7 +204,7 @@ func goid() uint64 {
 	return g
 }
 
-func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool) string {
+func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool, inst *instance) string {
 	id := r.nextRes.Add(1)
 	name := h.Name
 	if name == "" {
@@ -182,6 +230,21 @@ func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server
 	if server && h.Headers != "" {
 		attrs = append(attrs, Attr{"headers", h.Headers})
 	}
+	attrs = append(attrs, instanceAttrs(inst, tc)...)
 	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
 	return strconv.FormatUint(uint64(id), 10)
+}
+
+// instanceAttrs are the attributes of a server resource recorded because it opened a
+// boundary instance: the boundary, and caller_sampled=0 when the caller had not sampled the
+// trace (its side of the hop was not recorded; analyze does not call that a broken link).
+func instanceAttrs(inst *instance, tc TraceContext) []Attr {
+	if inst == nil {
+		return nil
+	}
+	out := []Attr{{"boundary", inst.d.b.Entry}}
+	if !tc.Sampled() {
+		out = append(out, Attr{"caller_sampled", int64(0)})
+	}
+	return out
 }

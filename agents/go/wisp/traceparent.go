@@ -95,15 +95,56 @@ func FromContext(ctx context.Context) (TraceContext, bool) {
 
 // Outgoing is the context to put on an outgoing request made under ctx: a new span of
 // the current trace, else of the trace the process inherited through TRACEPARENT, else a
-// new root whose sampling is decided here (the configured trace ratio).
+// new root whose sampling is decided here (the configured trace ratio). Made inside a
+// boundary instance (the calling goroutine's, or ctx's), its tracestate carries the
+// member `wisp=b-<id>`, so that the next process opens an instance of the boundary too.
 func Outgoing(ctx context.Context) TraceContext {
+	var out TraceContext
 	if tc, ok := FromContext(ctx); ok {
-		return TraceContext{TraceID: tc.TraceID, SpanID: NewSpanID(), Flags: tc.Flags, State: tc.State}
+		out = TraceContext{TraceID: tc.TraceID, SpanID: NewSpanID(), Flags: tc.Flags, State: tc.State}
+	} else {
+		out = rootContext()
 	}
-	return rootContext()
+	if r := active.Load(); r != nil {
+		if d := r.bounds.inside(ctx); d != nil {
+			out.State = WithStateMember(out.State, stateKey, d.label)
+		}
+	}
+	return out
 }
 
-// rootContext begins a logical operation: the inherited TRACEPARENT's trace, else a new one.
+// stateKey is the tracestate member through which a boundary travels: wisp=b-<id>.
+const stateKey = "wisp"
+
+// StateMember is the value of the member key in a tracestate header ("" when absent).
+func StateMember(state, key string) string {
+	for _, m := range strings.Split(state, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(m), "=")
+		if ok && k == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// WithStateMember is the tracestate header with key=value as its first member (the W3C
+// rule for a member a vendor updates), any older value of key removed, at most 32 members.
+func WithStateMember(state, key, value string) string {
+	out := []string{key + "=" + value}
+	for _, m := range strings.Split(state, ",") {
+		m = strings.TrimSpace(m)
+		k, _, _ := strings.Cut(m, "=")
+		if m == "" || k == key {
+			continue
+		}
+		if len(out) == 32 {
+			break
+		}
+		out = append(out, m)
+	}
+	return strings.Join(out, ",")
+}
+
 func rootContext() TraceContext {
 	if r := active.Load(); r != nil && r.inherited.TraceID != "" {
 		in := r.inherited

@@ -127,7 +127,9 @@ func incoming(ctx context.Context, method string) (context.Context, wisp.Call) {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	return ctx, wisp.ServerBegin(ctx, parent, had, own, hop(method, addr))
+	call := wisp.ServerBegin(ctx, parent, had, own, hop(method, addr))
+	// A request that opened a boundary instance: the handler runs with its context.
+	return call.Context(ctx), call
 }
 
 // UnaryServerInterceptor records unary requests and puts their trace context into the

@@ -65,6 +65,7 @@ type frameKey struct {
 
 // gstate is what the converter knows about a live goroutine.
 type gstate struct {
+	fn    string // its entry function, when known
 	state trace.GoState
 	sys   bool // the runtime's or the tracer's own goroutine
 	named bool // its entry function was written (on "create", "exist" or a "block")
@@ -87,7 +88,21 @@ type converter struct {
 	// Interned stacks (their frames' loc numbers) -> stack number; bounded by maxStacks.
 	// Invariant: every id was written as a "stack" line.
 	stacks map[string]int
+
+	// Boundaries (docs/agent-go.md "Boundaries"): the Go agent's first log in a stream,
+	// "wisp-gate", says whether the stream keeps every goroutine (0) or only those working
+	// for a boundary instance (1, hops mode). Until it is seen, events wait in pending.
+	gate    int // 0 not known yet, 1 gated, -1 every goroutine
+	pending []trace.Event
+	// Gated: the goroutines inside an instance: the depth of their "wisp-in" logs, or 1 for
+	// life for a goroutine created by one inside (it inherits the instance's label).
+	in    map[trace.GoID]int
+	shown map[trace.GoID]bool // gated: goroutines the output has introduced
 }
+
+// maxPending bounds the events kept while waiting for the "wisp-gate" log (a trace that
+// is not the agent's has none): past it, every goroutine is kept.
+const maxPending = 1 << 16
 
 // convert streams the trace read from r as JSON Lines to w; the summary's counts are
 // returned for tests. Errors are *fatalError or *partialError.
@@ -107,6 +122,8 @@ func convert(r io.Reader, out *bufio.Writer) (map[string]int, error) {
 		gs:     map[trace.GoID]*gstate{},
 		lines:  map[string]int{},
 		stacks: map[string]int{},
+		in:     map[trace.GoID]int{},
+		shown:  map[trace.GoID]bool{},
 	}
 	c.header(version)
 	for {
@@ -115,6 +132,7 @@ func convert(r io.Reader, out *bufio.Writer) (map[string]int, error) {
 			break
 		}
 		if err != nil {
+			c.settle()
 			if c.syncs < 2 {
 				// Not even one whole generation: nothing trustworthy to hand on.
 				return nil, &fatalError{fmt.Errorf("not a readable Go execution trace (cut or damaged in its first part): %v", err)}
@@ -123,8 +141,9 @@ func convert(r io.Reader, out *bufio.Writer) (map[string]int, error) {
 			return c.lines, &partialError{fmt.Errorf("trace broken after %d events: %v", c.events, err)}
 		}
 		c.events++
-		c.event(ev)
+		c.feed(ev)
 	}
+	c.settle()
 	if c.syncs == 0 {
 		return nil, &fatalError{errors.New("the trace holds no events (empty or cut before its first generation)")}
 	}
@@ -156,6 +175,94 @@ func (c *converter) end(w *lineWriter, kind string) {
 	c.lines[kind]++
 }
 
+// feed hands an event on once the gate is known (see converter.gate).
+func (c *converter) feed(ev trace.Event) {
+	if c.gate != 0 {
+		c.event(ev)
+		return
+	}
+	if ev.Kind() == trace.EventLog && ev.Log().Category == "wisp-gate" {
+		c.gate = -1
+		if ev.Log().Message == "1" {
+			c.gate = 1
+		}
+		c.settle()
+		return
+	}
+	c.pending = append(c.pending, ev)
+	if len(c.pending) >= maxPending {
+		c.settle()
+	}
+}
+
+// settle hands on the waiting events (keeping every goroutine if the gate is still not known).
+func (c *converter) settle() {
+	if c.gate == 0 {
+		c.gate = -1
+	}
+	pending := c.pending
+	c.pending = nil
+	for _, ev := range pending {
+		c.event(ev)
+	}
+}
+
+// inside says whether a goroutine's events are written: always, unless gated.
+func (c *converter) inside(g trace.GoID) bool {
+	return c.gate != 1 || c.in[g] > 0
+}
+
+// enter: gated, goroutine g begins to work for an instance; the first time the output
+// meets it, an "exist" line names it (when its function is known; otherwise the decoder
+// names it from its first wait, or by number).
+func (c *converter) enter(g trace.GoID, t int64) {
+	if c.gate != 1 || g == trace.NoGoroutine {
+		return
+	}
+	c.in[g]++
+	if c.in[g] != 1 || c.shown[g] {
+		return
+	}
+	c.shown[g] = true
+	gs := c.gs[g]
+	if gs == nil || gs.fn == "" {
+		return
+	}
+	gs.named = true
+	w := c.w.begin("exist")
+	w.int("time", t).int("g", int64(g)).str("fn", gs.fn).str("state", stateWord(trace.GoRunning))
+	if gs.sys {
+		w.boolean("sys", true)
+	}
+	c.end(w, "exist")
+}
+
+func (c *converter) leave(g trace.GoID) {
+	if c.in[g] > 1 {
+		c.in[g]--
+	} else {
+		delete(c.in, g)
+	}
+}
+
+// lockOrData says whether an agent event ("<kind> <resource> <arg>") is a lock or data
+// event, which the agent writes in hops mode only on goroutines inside an instance (so one
+// met on a goroutine not known inside shows it is: its instance began before the stream).
+// Hop events are written for every goroutine and kept.
+func lockOrData(msg string) bool {
+	f := strings.Fields(msg)
+	if len(f) < 3 {
+		return false
+	}
+	switch f[0] {
+	case "10", "11", "17":
+		return true
+	case "4":
+		return f[2] == "1" || f[2] == "2"
+	}
+	return false
+}
+
 func (c *converter) event(ev trace.Event) {
 	switch ev.Kind() {
 	case trace.EventSync:
@@ -168,6 +275,9 @@ func (c *converter) event(ev trace.Event) {
 	case trace.EventRangeBegin, trace.EventRangeActive, trace.EventRangeEnd:
 		c.rangeEvent(ev)
 	case trace.EventTaskBegin, trace.EventTaskEnd:
+		if !c.inside(ev.Goroutine()) {
+			return
+		}
 		t := ev.Task()
 		phase := "begin"
 		if ev.Kind() == trace.EventTaskEnd {
@@ -181,6 +291,9 @@ func (c *converter) event(ev trace.Event) {
 		w.str("type", t.Type).int("g", goid(ev.Goroutine()))
 		c.end(w, "task")
 	case trace.EventRegionBegin, trace.EventRegionEnd:
+		if !c.inside(ev.Goroutine()) {
+			return
+		}
 		r := ev.Region()
 		phase := "begin"
 		if ev.Kind() == trace.EventRegionEnd {
@@ -192,8 +305,17 @@ func (c *converter) event(ev trace.Event) {
 		c.end(w, "region")
 	case trace.EventLog:
 		l := ev.Log()
-		w := c.w.begin("log")
-		w.int("time", int64(ev.Time())).int("g", goid(ev.Goroutine())).uint("task", uint64(l.Task))
+		g := ev.Goroutine()
+		switch l.Category {
+		case "wisp-gate":
+			return
+		case "wisp-in":
+			c.enter(g, int64(ev.Time()))
+			return
+		case "wisp-out":
+			c.leave(g)
+			return
+		}
 		cat, msg := l.Category, l.Message
 		// The Go agent's compact form (agents/go/wisp/lock.go): the event in the category,
 		// "wisp <kind> <resource> <arg>", and no message. The runtime interns a category
@@ -202,6 +324,16 @@ func (c *converter) event(ev trace.Event) {
 		if rest, ok := strings.CutPrefix(cat, "wisp "); ok && msg == "" {
 			cat, msg = "wisp", rest
 		}
+		if !c.inside(g) {
+			switch {
+			case cat == "wisp" && lockOrData(msg):
+				c.enter(g, int64(ev.Time()))
+			case cat != "wisp":
+				return // the program's own log, outside every instance
+			}
+		}
+		w := c.w.begin("log")
+		w.int("time", int64(ev.Time())).int("g", goid(g)).uint("task", uint64(l.Task))
 		w.str("cat", cat).str("msg", msg)
 		c.end(w, "log")
 	}
@@ -272,9 +404,20 @@ func (c *converter) transition(ev trace.Event, st trace.StateTransition) {
 	}
 	prev := gs.state
 	gs.state = to
+	if !c.inside(g) {
+		if to == trace.GoWaiting && systemReason(st.Reason) {
+			gs.sys = true
+		}
+		if to == trace.GoNotExist {
+			delete(c.gs, g)
+		}
+		return
+	}
 	switch {
 	case to == trace.GoNotExist:
 		delete(c.gs, g)
+		delete(c.in, g)
+		delete(c.shown, g)
 		w := c.w.begin("end")
 		w.int("time", t).int("g", int64(g))
 		c.end(w, "end")
@@ -315,9 +458,15 @@ func (c *converter) create(ev trace.Event, st trace.StateTransition, g trace.GoI
 		start = c.loc(f)
 		break
 	}
-	gs := &gstate{state: to, sys: systemFunc(fn), named: fn != ""}
+	gs := &gstate{fn: fn, state: to, sys: systemFunc(fn), named: fn != ""}
 	c.gs[g] = gs
 	c.seen++
+	if c.gate == 1 {
+		if c.in[ev.Goroutine()] == 0 {
+			return // created outside every instance
+		}
+		c.in[g], c.shown[g] = 1, true // it inherits the instance (its creator's label)
+	}
 	at := c.userFrame(ev.Stack()) // before begin: it may write a "loc" line
 	w := c.w.begin("create")
 	w.int("time", t).int("g", int64(g)).int("by", goid(ev.Goroutine())).str("fn", fn)
@@ -341,9 +490,13 @@ func (c *converter) exist(ev trace.Event, st trace.StateTransition, g trace.GoID
 	t := int64(ev.Time())
 	stack := pick(st.Stack, ev.Stack())
 	fn := entryFunc(stack)
-	gs := &gstate{state: to, sys: systemFunc(fn) || systemReason(st.Reason), named: fn != ""}
+	gs := &gstate{fn: fn, state: to, sys: systemFunc(fn) || systemReason(st.Reason), named: fn != ""}
 	c.gs[g] = gs
 	c.seen++
+	if !c.inside(g) {
+		return
+	}
+	c.shown[g] = true
 	w := c.w.begin("exist")
 	w.int("time", t).int("g", int64(g)).str("fn", fn).str("state", stateWord(to))
 	if gs.sys {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -145,5 +146,120 @@ func TestCompactAgentLogs(t *testing.T) {
 	want := []string{"wisp|10 3 0", "wisp|11 3 0", "wisp 99|kept", "wisp-calibrate|"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("logs %v, want %v", got, want)
+	}
+}
+
+func insideFn() {}
+
+// gatedTrace: a trace as the agent writes it in hops mode, with or without the gate: a
+// goroutine works for an instance (wisp-in ... wisp-out) and starts a child that waits on
+// a channel; another goroutine, outside, waits on a channel too and logs a hop event.
+func gatedTrace(t *testing.T, gate string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	trace.Log(ctx, "wisp-gate", gate)
+	outside := make(chan int)
+	outsideDone := make(chan bool)
+	go func() { // outsider: waits, logs a hop event, a program log
+		<-outside
+		trace.Log(ctx, "wisp 20 7 0", "")
+		trace.Log(ctx, "program", "outside")
+		outsideDone <- true
+	}()
+	done := make(chan bool)
+	go func() { // the instance's goroutine
+		trace.Log(ctx, "wisp-in", "")
+		ch := make(chan int)
+		childDone := make(chan bool)
+		go func() { // its child: inside for life
+			insideFn()
+			<-ch
+			trace.Log(ctx, "wisp 10 3 0", "")
+			childDone <- true
+		}()
+		ch <- 1
+		<-childDone
+		trace.Log(ctx, "program", "inside")
+		trace.Log(ctx, "wisp-out", "")
+		done <- true
+	}()
+	<-done
+	outside <- 1
+	<-outsideDone
+	late := make(chan int)
+	lateDone := make(chan bool)
+	go func() { // inside an instance that began before the stream: known by its lock log
+		trace.Log(ctx, "wisp 10 4 0", "")
+		<-late
+		lateDone <- true
+	}()
+	late <- 1
+	<-lateDone
+	trace.Stop()
+	return buf.Bytes()
+}
+
+// Gated (hops mode): only the goroutines working for an instance appear, with their waits
+// and lock events; another goroutine's waits and program logs do not, its hop events do.
+// Not gated: everything appears.
+func TestGateKeepsOnlyGoroutinesInsideInstances(t *testing.T) {
+	// fns: the goroutines the stream introduces (create, exist), by the last part of their
+	// function's name (func1 the outsider, func2 the instance's, func2.1 its child, func3
+	// the one inside an instance begun before the stream); blocks: the functions whose
+	// channel waits are in it.
+	count := func(gate string) (fns, blocks map[string]bool, logs []string) {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		if _, err := convert(bytes.NewReader(gatedTrace(t, gate)), w); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		fns, blocks = map[string]bool{}, map[string]bool{}
+		funcs := map[float64]string{}
+		short := func(fn string) string {
+			_, after, _ := strings.Cut(fn, "gatedTrace.")
+			return after
+		}
+		for _, l := range lines(t, out.Bytes()) {
+			switch l["t"] {
+			case "loc":
+				funcs[l["id"].(float64)] = l["func"].(string)
+			case "create", "exist":
+				fns[short(l["fn"].(string))] = true
+			case "block":
+				if at, ok := l["at"].(float64); ok && strings.HasPrefix(l["reason"].(string), "chan") {
+					blocks[short(funcs[at])] = true
+				}
+			case "log":
+				logs = append(logs, l["cat"].(string)+":"+l["msg"].(string))
+				if strings.HasPrefix(l["cat"].(string), "wisp-") {
+					t.Fatalf("a marker reached the stream: %v", l)
+				}
+			}
+		}
+		return fns, blocks, logs
+	}
+	fns, _, logs := count("0")
+	for _, fn := range []string{"func1", "func2", "func2.1", "func3"} {
+		if !fns[fn] {
+			t.Fatalf("not gated: goroutines %v lack %s", fns, fn)
+		}
+	}
+	if !slices.Contains(logs, "program:outside") || !slices.Contains(logs, "program:inside") {
+		t.Fatalf("not gated: logs %v", logs)
+	}
+	fns, blocks, logs := count("1")
+	if fns["func1"] || blocks["func1"] || !fns["func2"] || !fns["func2.1"] || !fns["func3"] {
+		t.Fatalf("gated: goroutines %v, channel waits in %v (the outsider func1 must not be there)", fns, blocks)
+	}
+	if slices.Contains(logs, "program:outside") || !slices.Contains(logs, "program:inside") {
+		t.Fatalf("gated: logs %v", logs)
+	}
+	if !slices.Contains(logs, "wisp:20 7 0") || !slices.Contains(logs, "wisp:10 3 0") || !slices.Contains(logs, "wisp:10 4 0") {
+		t.Fatalf("gated: agent events %v", logs)
 	}
 }
