@@ -131,6 +131,25 @@ def test_mutex_inversion_is_a_deadlock_naming_goroutines_and_locks(
     assert all(u["runtime"] == "go" and u["kind"] == "goroutine" for u in f["units"])
     where = {r["name"]: r["where"] for r in f["resources"]}
     assert where == {"accounts": "main.go:19", "ledger": "main.go:20"}
+    # Each acquisition and each wait names the program's line that called Lock (read from
+    # the stack the tracer records with the agent's log), not the agent's own code.
+    source = (PROGRAMS / "deadlock" / "main.go").read_text().splitlines()
+
+    def line(text: str) -> str:
+        (n,) = [i for i, s in enumerate(source, 1) if s.strip() == text]
+        return f"main.go:{n}"
+
+    took_accounts = line("accounts.Lock()")
+    took_ledger = line("ledger.Lock()")
+    waits_ledger = line("ledger.Lock() // blocks for ever: audit holds ledger")
+    waits_accounts = line("accounts.Lock() // blocks for ever: transfer holds accounts")
+    # The wait-for cycle (the other finding is the runtime's rule: every goroutine asleep).
+    (cycle,) = [c for c in cycles if c.get("rule") != "all-asleep"]
+    text = "\n".join(cycle["explanation"])
+    assert f"acquired lock accounts at {took_accounts}" in text, text
+    assert f"acquired lock ledger at {took_ledger}" in text, text
+    assert f"waits for lock accounts at {waits_accounts}, held by main.transfer" in text, text
+    assert f"waits for lock ledger at {waits_ledger}, held by main.audit" in text, text
 
 
 def test_channel_deadlock_is_reported(programs: dict[str, Path], tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from willowisp.causality.graph import EdgeKind
 from willowisp.causality.link import link
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import go_helper, go_trace
+from willowisp.ingest.go_decoder import AGENT_LOC_BASE, AGENT_RES_BASE, AGENT_SEQ_BASE, Decoder
 from willowisp.ingest.load import build_trace
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Outcome, Reason
@@ -405,3 +406,38 @@ def test_go_helper_unit_tests() -> None:
         env={**os.environ, "GOFLAGS": "-mod=mod"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_agent_lock_events_take_the_place_of_their_log() -> None:
+    """Agent mode: a "wisp" log's event (a lock's block / acquired / release) is placed where
+    wisp-goimport says the program called into the agent (its "at"); an event that names its
+    own location keeps it, and an "at" that names no known place gives none."""
+    d = Decoder(
+        "x",
+        agent_process="0" * 32,
+        unit_base=1,
+        res_base=AGENT_RES_BASE,
+        loc_base=AGENT_LOC_BASE,
+        first_seq=AGENT_SEQ_BASE,
+    )
+    lines = [
+        {"t": "header", "format": 1},
+        {"t": "loc", "id": 1, "func": "main.transfer", "file": "/src/main.go", "line": 24},
+        {"t": "exist", "time": 1, "g": 7, "fn": "main.transfer", "state": "running"},
+        {"t": "log", "time": 2, "g": 7, "task": 0, "cat": "wisp", "msg": "4 3 1", "at": 1},
+        {"t": "log", "time": 3, "g": 7, "task": 0, "cat": "wisp", "msg": "10 3 0", "at": 1},
+        {"t": "log", "time": 4, "g": 7, "task": 0, "cat": "wisp", "msg": "11 3 0", "at": 9},
+        {"t": "log", "time": 5, "g": 7, "task": 0, "cat": "wisp", "msg": "17 4 1 5", "at": 1},
+        {"t": "summary", "complete": True},
+    ]
+    data = "\n".join(json.dumps(x) for x in lines).encode()
+    go_trace._decode_events(data, "x", d)
+    rows = np.array(d.rows).reshape(-1, 6)  # kind, unit, time, res, arg, loc
+    placed = {int(r[0]): int(r[5]) for r in rows if int(r[0]) in (4, 10, 11, 17)}
+    assert placed == {
+        int(K.UNIT_BLOCK): AGENT_LOC_BASE + 1,
+        int(K.LOCK_ACQUIRED): AGENT_LOC_BASE + 1,
+        int(K.LOCK_RELEASE): 0,
+        int(K.DATA_ACCESS): 5,
+    }
+    assert d.locs[1] == ("main.transfer", "/src/main.go", 24)

@@ -161,7 +161,7 @@ def test_cycle_through_go_mutex_node_async_mutex_and_python_lock_is_one_deadlock
         "acquired lock orders_lock",
         "acquired lock inventory",
         "acquired lock shelf",
-        "waits for lock inventory, held by",
+        "waits for lock inventory at main.go:",
         "GET /c waits for lock shelf",
         "waits for lock orders_lock",
         "held by T1",

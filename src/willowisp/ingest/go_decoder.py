@@ -489,11 +489,16 @@ class Decoder:
         if not 3 <= len(parts) <= 4 or not all(p.lstrip("-").isdigit() for p in parts):
             raise BadLine(f"agent event {msg!r} is not 'kind resource arg [location]'")
         kind, res, arg = int(parts[0]), int(parts[1]), int(parts[2])
+        # Its place: the agent's own location number when it gives one, else where the
+        # program called into the agent (the log's "at": wisp-goimport reads it from the
+        # stack the tracer records with every user log).
         loc = int(parts[3]) if len(parts) == 4 else 0
         if kind not in _AGENT_KINDS or not 0 <= res < AGENT_RES_BASE:
             raise BadLine(f"agent event {msg!r}: unknown kind or resource out of range")
         if not -_MAX <= arg < _MAX or not 0 <= loc < AGENT_LOC_BASE:
             raise BadLine(f"agent event {msg!r}: argument or location out of range")
+        if len(parts) == 3:
+            loc = self.loc(line)
         if not g.started:
             self.start(g, t)
         self.rows.extend((kind, g.unit, t, res, arg, loc))

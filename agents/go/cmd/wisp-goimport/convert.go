@@ -88,6 +88,8 @@ type converter struct {
 	// Interned stacks (their frames' loc numbers) -> stack number; bounded by maxStacks.
 	// Invariant: every id was written as a "stack" line.
 	stacks map[string]int
+	// The place of an agent event's stack (callerFrame), for the current generation.
+	callers map[trace.Stack]int
 
 	// Boundaries (docs/agent-go.md "Boundaries"): the Go agent's first log in a stream,
 	// "wisp-gate", says whether the stream keeps every goroutine (0) or only those working
@@ -117,13 +119,14 @@ func convert(r io.Reader, out *bufio.Writer) (map[string]int, error) {
 		return nil, &fatalError{fmt.Errorf("not a Go execution trace: %v", err)}
 	}
 	c := &converter{
-		w:      &lineWriter{w: out},
-		locs:   map[frameKey]int{},
-		gs:     map[trace.GoID]*gstate{},
-		lines:  map[string]int{},
-		stacks: map[string]int{},
-		in:     map[trace.GoID]int{},
-		shown:  map[trace.GoID]bool{},
+		w:       &lineWriter{w: out},
+		locs:    map[frameKey]int{},
+		gs:      map[trace.GoID]*gstate{},
+		lines:   map[string]int{},
+		stacks:  map[string]int{},
+		callers: map[trace.Stack]int{},
+		in:      map[trace.GoID]int{},
+		shown:   map[trace.GoID]bool{},
 	}
 	c.header(version)
 	for {
@@ -250,15 +253,21 @@ func (c *converter) leave(g trace.GoID) {
 // met on a goroutine not known inside shows it is: its instance began before the stream).
 // Hop events are written for every goroutine and kept.
 func lockOrData(msg string) bool {
-	f := strings.Fields(msg)
-	if len(f) < 3 {
+	// (called for every agent log: no allocation)
+	kind, rest, ok := strings.Cut(strings.TrimLeft(msg, " "), " ")
+	if !ok {
 		return false
 	}
-	switch f[0] {
+	_, arg, ok := strings.Cut(strings.TrimLeft(rest, " "), " ")
+	if !ok {
+		return false
+	}
+	arg, _, _ = strings.Cut(strings.TrimLeft(arg, " "), " ")
+	switch kind {
 	case "10", "11", "17":
-		return true
+		return arg != ""
 	case "4":
-		return f[2] == "1" || f[2] == "2"
+		return arg == "1" || arg == "2"
 	}
 	return false
 }
@@ -332,9 +341,18 @@ func (c *converter) event(ev trace.Event) {
 				return // the program's own log, outside every instance
 			}
 		}
+		at := 0
+		if cat == "wisp" && lockOrData(msg) {
+			// Where the program took the lock (or touched the data): the tracer records a
+			// stack with every user log, so the place costs the program nothing.
+			at = c.callerFrame(ev.Stack()) // before begin: it may write a "loc" line
+		}
 		w := c.w.begin("log")
 		w.int("time", int64(ev.Time())).int("g", goid(g)).uint("task", uint64(l.Task))
 		w.str("cat", cat).str("msg", msg)
+		if at > 0 {
+			w.int("at", int64(at))
+		}
 		c.end(w, "log")
 	}
 }
@@ -342,6 +360,7 @@ func (c *converter) event(ev trace.Event) {
 func (c *converter) sync(ev trace.Event) {
 	s := ev.Sync()
 	c.syncs++
+	clear(c.callers) // a new generation: its stacks are numbered afresh
 	w := c.w.begin("sync")
 	w.int("time", int64(ev.Time())).int("n", int64(s.N))
 	if cs := s.ClockSnapshot; cs != nil && !cs.Wall.IsZero() {
@@ -644,6 +663,30 @@ func (c *converter) userFrame(s trace.Stack) int {
 		return c.loc(*top)
 	}
 	return 0
+}
+
+// callerFrame: where the program called into the agent (a wisp.Mutex's Lock, wisp.Access):
+// the topmost frame that is neither the agent's (package wisp) nor the runtime's or the
+// standard library's (runtime/trace, and sync when a sync.Cond takes the lock); 0 when the
+// stack has none.
+// Cached by stack (a lock is taken from a few places, millions of times): the cache holds
+// one generation's stacks, whose numbers the reader reuses in the next.
+func (c *converter) callerFrame(s trace.Stack) int {
+	if at, ok := c.callers[s]; ok {
+		return at
+	}
+	at := 0
+	for f := range s.Frames() {
+		if programFunc(f.Func) {
+			at = c.loc(f)
+			break
+		}
+	}
+	if len(c.callers) >= maxStacks {
+		clear(c.callers)
+	}
+	c.callers[s] = at
+	return at
 }
 
 func goid(g trace.GoID) int64 {

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/trace"
 	"slices"
 	"strings"
@@ -126,6 +128,7 @@ func TestCompactAgentLogs(t *testing.T) {
 	if err := trace.Start(&buf); err != nil {
 		t.Fatal(err)
 	}
+	_, _, line, _ := runtime.Caller(0)
 	trace.Log(context.Background(), "wisp 10 3 0", "")
 	trace.Log(context.Background(), "wisp", "11 3 0")
 	trace.Log(context.Background(), "wisp 99", "kept")
@@ -138,14 +141,48 @@ func TestCompactAgentLogs(t *testing.T) {
 	}
 	w.Flush()
 	var got []string
+	locs := map[float64]string{}
 	for _, l := range lines(t, out.Bytes()) {
-		if l["t"] == "log" {
-			got = append(got, l["cat"].(string)+"|"+l["msg"].(string))
+		switch l["t"] {
+		case "loc":
+			// (a test's package main is named by its import path)
+			fn := l["func"].(string)
+			locs[l["id"].(float64)] = fmt.Sprintf("%s %s:%v", fn[strings.LastIndexByte(fn, '.')+1:], filepath.Base(l["file"].(string)), l["line"])
+		case "log":
+			place := ""
+			if at, ok := l["at"].(float64); ok {
+				place = " @ " + locs[at]
+			}
+			got = append(got, l["cat"].(string)+"|"+l["msg"].(string)+place)
 		}
 	}
-	want := []string{"wisp|10 3 0", "wisp|11 3 0", "wisp 99|kept", "wisp-calibrate|"}
+	// A lock event carries the place that logged it (here the test, for want of a
+	// wisp.Mutex's caller); other logs carry none.
+	at := func(n int) string { return fmt.Sprintf(" @ TestCompactAgentLogs convert_test.go:%d", n) }
+	want := []string{"wisp|10 3 0" + at(line+1), "wisp|11 3 0" + at(line+2), "wisp 99|kept", "wisp-calibrate|"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("logs %v, want %v", got, want)
+	}
+}
+
+// The place of an agent event is the first frame of the program's own code: not package
+// wisp's (only that package: other modules' functions are the program's), not the
+// runtime's or the standard library's (runtime/trace, sync when a sync.Cond locks).
+func TestProgramFunc(t *testing.T) {
+	for fn, want := range map[string]bool{
+		"main.transfer":      true,
+		"main.main.func1":    true,
+		"example.com/shop.F": true,
+		"github.com/willowisp/willowisp/agents/go/wisp.(*Mutex).Lock":   false,
+		"github.com/willowisp/willowisp/agents/go/wisp.Handler.func1":   false,
+		"github.com/willowisp/willowisp/agents/go/wispgrpc.Unary.func1": true,
+		"runtime/trace.Log":              false,
+		"sync.(*Cond).Wait":              false,
+		"net/http.HandlerFunc.ServeHTTP": false,
+	} {
+		if got := programFunc(fn); got != want {
+			t.Errorf("programFunc(%q) = %v, want %v", fn, got, want)
+		}
 	}
 }
 
@@ -261,5 +298,21 @@ func TestGateKeepsOnlyGoroutinesInsideInstances(t *testing.T) {
 	}
 	if !slices.Contains(logs, "wisp:20 7 0") || !slices.Contains(logs, "wisp:10 3 0") || !slices.Contains(logs, "wisp:10 4 0") {
 		t.Fatalf("gated: agent events %v", logs)
+	}
+}
+
+// lockOrData reads "<kind> <resource> <arg>" without allocating, as strings.Fields would.
+func TestLockOrData(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"10 3 0": true, "11 3 1": true, "17 4 1": true, "17 4 1 5": true, "4 3 1": true,
+		"4 3 2": true, "4 3 0": false, "4 3 3": false, "12 3 0": false, "10 3": false,
+		"10 3 ": false, "10  3  0": true, " 10 3 0": true, "": false, "stop": false,
+	} {
+		if got := lockOrData(msg); got != want {
+			t.Errorf("lockOrData(%q) = %v, want %v", msg, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { lockOrData("10 3 0") }); n != 0 {
+		t.Errorf("lockOrData allocates %v times", n)
 	}
 }

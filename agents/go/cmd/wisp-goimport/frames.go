@@ -8,6 +8,9 @@ import (
 	"golang.org/x/exp/trace"
 )
 
+// agentPackage is the Go agent's package: its frames are never the program's place.
+const agentPackage = "github.com/willowisp/willowisp/agents/go/wisp"
+
 // funcPackage is the import path of a function's package:
 // "github.com/a/b.(*T).M" -> "github.com/a/b", "main.main.func1" -> "main".
 func funcPackage(fn string) string {
@@ -28,6 +31,11 @@ func stdFunc(fn string) bool {
 	}
 	first, _, _ := strings.Cut(pkg, "/")
 	return !strings.Contains(first, ".")
+}
+
+// programFunc: is fn the program's own code, neither the agent's nor the standard library's?
+func programFunc(fn string) bool {
+	return funcPackage(fn) != agentPackage && !stdFunc(fn)
 }
 
 // systemFunc: does a goroutine starting in fn belong to the runtime or the tracer rather than
