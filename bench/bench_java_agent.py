@@ -36,6 +36,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agents" / "java"
@@ -53,32 +54,83 @@ public class LockHeavy {
     int threads = Integer.parseInt(args[0]);
     int ops = Integer.parseInt(args[1]);
     int work = Integer.parseInt(args[2]);
+    // steady: the measured run reuses the warm-up's threads (a pool) and locks, as a server
+    // does; fresh: new threads and new locks, so the JIT meets new locks after it compiled
+    steady = args.length > 3 && args[3].equals("steady");
+    if (steady) pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
     // warm-up: the same workload at a quarter of the size, so the JIT has compiled it (and
     // the agent's start-up has settled) before the measured run
     run(threads, Math.max(1, ops / 4), work);
     com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)
         java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    java.util.Map<String, Long> before = threadTicks();
     long cpu0 = os.getProcessCpuTime();
     long ns = run(threads, ops, work);
     long cpu = os.getProcessCpuTime() - cpu0;
+    java.util.Map<String, Long> after = threadTicks();
     System.out.println("WORK_NS " + ns);
     System.out.println("WORK_CPU_NS " + cpu);
+    // CPU of the threads that outlive the run, by kind (10 ms ticks); the workers' share is
+    // the rest (fresh workers are gone by now)
+    for (java.util.Map.Entry<String, Long> e : after.entrySet()) {
+      long d = e.getValue() - before.getOrDefault(e.getKey(), 0L);
+      if (d > 0) System.out.println("THREAD_CPU_NS " + e.getKey() + " " + d * 10_000_000L);
+    }
+    if (pool != null) pool.shutdown();
+  }
+
+  static boolean steady;
+  static java.util.concurrent.ExecutorService pool;
+  static ReentrantLock[] steadyLocks;
+  static Object[] steadyMonitors;
+
+  /** CPU ticks per thread kind, from /proc/self/task/N/stat. */
+  static java.util.Map<String, Long> threadTicks() {
+    java.util.Map<String, Long> m = new java.util.TreeMap<>();
+    try (java.nio.file.DirectoryStream<java.nio.file.Path> ds =
+        java.nio.file.Files.newDirectoryStream(java.nio.file.Paths.get("/proc/self/task"))) {
+      for (java.nio.file.Path p : ds) {
+        String stat;
+        try {
+          stat = new String(java.nio.file.Files.readAllBytes(p.resolve("stat")));
+        } catch (java.io.IOException gone) {
+          continue;
+        }
+        String name = stat.substring(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        String kind = name.startsWith("C1 ") || name.startsWith("C2 ") ? "jit"
+            : name.startsWith("willowisp-") ? "agent"
+            : name.startsWith("JFR") ? "jfr"
+            : name.startsWith("GC") || name.startsWith("G1") ? "gc"
+            : name.startsWith("worker-") || name.startsWith("pool-") ? "workers"
+            : "other";
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        m.merge(kind, Long.parseLong(f[11]) + Long.parseLong(f[12]), Long::sum);
+      }
+    } catch (Exception e) {
+      // no /proc: no breakdown
+    }
+    return m;
   }
 
   static long run(int threads, int ops, int work) throws Exception {
     int k = 16;
-    ReentrantLock[] locks = new ReentrantLock[k];
-    Object[] monitors = new Object[k];
-    long[] shared = new long[k];
-    for (int i = 0; i < k; i++) {
-      locks[i] = new ReentrantLock();
-      monitors[i] = new Object();
+    if (steadyLocks == null || !steady) {
+      steadyLocks = new ReentrantLock[k];
+      steadyMonitors = new Object[k];
+      for (int i = 0; i < k; i++) {
+        steadyLocks[i] = new ReentrantLock();
+        steadyMonitors[i] = new Object();
+      }
     }
+    ReentrantLock[] locks = steadyLocks;
+    Object[] monitors = steadyMonitors;
+    long[] shared = new long[k];
     Thread[] ts = new Thread[threads];
+    java.util.List<java.util.concurrent.Future<?>> done = new java.util.ArrayList<>();
     long start = System.nanoTime();
     for (int t = 0; t < threads; t++) {
       final int seed = t;
-      ts[t] = new Thread(() -> {
+      Runnable body = () -> {
         long x = seed * 7919L + 1;
         for (int i = 0; i < ops; i++) {
           x ^= x << 13; x ^= x >>> 7; x ^= x << 17;
@@ -97,10 +149,19 @@ public class LockHeavy {
           }
           sink += spin(x, work);
         }
-      }, "worker-" + t);
-      ts[t].start();
+      };
+      if (steady) {
+        done.add(pool.submit(body));
+      } else {
+        ts[t] = new Thread(body, "worker-" + t);
+        ts[t].start();
+      }
     }
-    for (Thread t : ts) t.join();
+    if (steady) {
+      for (java.util.concurrent.Future<?> f : done) f.get();
+    } else {
+      for (Thread t : ts) t.join();
+    }
     long ns = System.nanoTime() - start;
     long total = 0;
     for (long v : shared) total += v;
@@ -136,14 +197,23 @@ def env_for(extra: dict[str, str] | None, out: Path) -> dict[str, str]:
     return env
 
 
+class Run(NamedTuple):
+    work: int  # the measured run's wall ns (inside the JVM)
+    proc: int  # the whole process's wall ns
+    cpu: int  # the process's CPU ns during the measured run
+    total: int  # the whole process's CPU ns
+    threads: dict[str, int]  # CPU ns during the measured run by thread kind (jit, agent, ...)
+
+
 def run_once(
-    classes: Path, args: argparse.Namespace, extra: dict[str, str] | None, out: Path
-) -> tuple[int, int, int]:
-    """(workload ns, process wall ns, process CPU ns during the measured run) of one run."""
+    classes: Path, args: argparse.Namespace, workload: str, extra: dict[str, str] | None, out: Path
+) -> Run:
+    """One JVM: the workload (fresh or steady) under one configuration."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter_ns()
     done = subprocess.run(
-        [JAVA, "-cp", str(classes), "LockHeavy", str(args.threads), str(args.ops), str(args.work)],
+        [JAVA, "-cp", str(classes), "LockHeavy", str(args.threads), str(args.ops), str(args.work)]
+        + [workload],
         capture_output=True,
         text=True,
         env=env_for(extra, out),
@@ -156,7 +226,11 @@ def run_once(
     lines = done.stdout.splitlines()
     work = next(int(line.split()[1]) for line in lines if line.startswith("WORK_NS "))
     cpu = next(int(line.split()[1]) for line in lines if line.startswith("WORK_CPU_NS "))
-    return work, wall, cpu, int(total_cpu * 1e9)
+    threads = {
+        line.split()[1]: int(line.split()[2]) for line in lines if line.startswith("THREAD_CPU_NS ")
+    }
+    threads["workers"] = cpu - sum(v for k, v in threads.items() if k != "workers")
+    return Run(work, wall, cpu, int(total_cpu * 1e9), threads)
 
 
 def events_in(out: Path) -> int:
@@ -178,45 +252,48 @@ def events_in(out: Path) -> int:
 
 
 def report(
-    args: argparse.Namespace,
-    work: dict[str, list[int]],
-    wall: dict[str, list[int]],
-    cpu: dict[str, list[int]],
-    total: dict[str, list[int]],
-    outs: dict[str, Path],
+    args: argparse.Namespace, workload: str, runs: dict[str, list[Run]], outs: dict[str, Path]
 ) -> None:
-    base_med = statistics.median(work["no agent"])
-    base_min = min(work["no agent"])
-    base_proc = statistics.median(wall["no agent"])
-    base_cpu = statistics.median(cpu["no agent"])
-    base_total = statistics.median(total["no agent"])
+    base = runs["no agent"]
+    base_med = statistics.median(r.work for r in base)
+    base_min = min(r.work for r in base)
+    base_proc = statistics.median(r.proc for r in base)
+    base_cpu = statistics.median(r.cpu for r in base)
+    base_total = statistics.median(r.total for r in base)
     acquisitions = args.threads * args.ops // 2  # in the measured run
+    print()
     print(
-        f"lock-heavy workload: {args.threads} threads x {args.ops} ops "
+        f"{workload} workload: {args.threads} threads x {args.ops} ops "
         f"({acquisitions} ReentrantLock + {acquisitions} monitor acquisitions), "
         f"work {args.work}, {args.rounds} rounds, {os.cpu_count()} CPUs, {JAVA}"
     )
     print(
         "measured run: wall (median, best) and the process's CPU during it; whole process:"
-        " wall and CPU, start-up included"
+        " wall and CPU, start-up included; then the measured run's CPU by thread (median s)"
     )
     print(
         f"{'configuration':40} {'median ms':>9} {'ratio':>6} {'best ms':>8} {'ratio':>6} "
         f"{'CPU s':>6} {'ratio':>6} | {'proc ms':>8} {'ratio':>6} {'CPU s':>6} {'ratio':>6} "
-        f"{'events':>8}"
+        f"{'events':>8} | {'workers':>7} {'jit':>5} {'agent':>5} {'jfr':>5} {'gc':>5} {'other':>5}"
     )
     for name, extra in CONFIGS.items():
-        med = statistics.median(work[name])
-        best = min(work[name])
-        proc = statistics.median(wall[name])
-        used = statistics.median(cpu[name])
-        whole = statistics.median(total[name])
+        rs = runs[name]
+        med = statistics.median(r.work for r in rs)
+        best = min(r.work for r in rs)
+        proc = statistics.median(r.proc for r in rs)
+        used = statistics.median(r.cpu for r in rs)
+        whole = statistics.median(r.total for r in rs)
         ev = events_in(outs[name]) if extra is not None else 0
+        by = {
+            k: statistics.median(r.threads.get(k, 0) for r in rs) / 1e9
+            for k in ("workers", "jit", "agent", "jfr", "gc", "other")
+        }
         print(
             f"{name:40} {med / 1e6:9.1f} {med / base_med:6.3f} {best / 1e6:8.1f} "
             f"{best / base_min:6.3f} {used / 1e9:6.2f} {used / base_cpu:6.3f} | "
             f"{proc / 1e6:8.1f} {proc / base_proc:6.3f} {whole / 1e9:6.2f} "
-            f"{whole / base_total:6.3f} {ev:8d}"
+            f"{whole / base_total:6.3f} {ev:8d} | {by['workers']:7.2f} {by['jit']:5.2f} "
+            f"{by['agent']:5.2f} {by['jfr']:5.2f} {by['gc']:5.2f} {by['other']:5.2f}"
         )
 
 
@@ -229,31 +306,40 @@ def main() -> None:
     ap.add_argument(
         "--work", type=int, default=1000, help="xorshift rounds (~1 ns each) inside and outside"
     )
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--workload",
+        choices=("fresh", "steady", "both"),
+        default="both",
+        help="fresh: new threads and locks in the measured run; steady: a pool and the same locks",
+    )
+    ap.add_argument(
+        "--configs", default="", help="comma-separated substrings of configuration names to run"
+    )
     args = ap.parse_args()
+    if args.configs:
+        wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+        for name in list(CONFIGS):
+            if name != "no agent" and not any(w in name for w in wanted):
+                del CONFIGS[name]
     if not JAR.exists():
         subprocess.run(["mvn", "-q", "-o", "package", "-DskipTests"], cwd=AGENT, check=True)
+    workloads = ("fresh", "steady") if args.workload == "both" else (args.workload,)
     with tempfile.TemporaryDirectory(prefix="wisp-bench-java-") as tmp:
         tmpdir = Path(tmp)
         (tmpdir / "LockHeavy.java").write_text(WORKLOAD)
         classes = tmpdir / "classes"
         subprocess.run([JAVAC, "-d", str(classes), str(tmpdir / "LockHeavy.java")], check=True)
-        work: dict[str, list[int]] = {name: [] for name in CONFIGS}
-        wall: dict[str, list[int]] = {name: [] for name in CONFIGS}
-        cpu: dict[str, list[int]] = {name: [] for name in CONFIGS}
-        total: dict[str, list[int]] = {name: [] for name in CONFIGS}
-        outs: dict[str, Path] = {}
-        for r in range(args.rounds):
-            for i, (name, extra) in enumerate(CONFIGS.items()):
-                out = tmpdir / f"run-{r}-{i}"
-                w, p, c, t = run_once(classes, args, extra, out)
-                work[name].append(w)
-                wall[name].append(p)
-                cpu[name].append(c)
-                total[name].append(t)
-                outs[name] = out
-        report(args, work, wall, cpu, total, outs)
-        print("target (issue 7): agent (default) workload ratio <= 1.1")
+        for workload in workloads:
+            runs: dict[str, list[Run]] = {name: [] for name in CONFIGS}
+            outs: dict[str, Path] = {}
+            for r in range(args.rounds):
+                for i, (name, extra) in enumerate(CONFIGS.items()):
+                    out = tmpdir / f"run-{workload}-{r}-{i}"
+                    runs[name].append(run_once(classes, args, workload, extra, out))
+                    outs[name] = out
+            report(args, workload, runs, outs)
+    print("target (issue 7): agent (default) workload ratio <= 1.1")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -533,3 +536,346 @@ def test_willowisp_run_enables_the_agent_through_java_tool_options(
     doc = analyze(out)
     assert doc["trace"]["runtimes"] == ["java"]
     assert doc["trace"]["units"] >= 5
+
+
+# --- the control channel and boundaries ---------------------------------------------------
+
+CORPUS_TOKEN = "0123456789abcdef0123456789abcdef"  # conformance/protocols/index.json's token
+
+
+def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def private_dir(tmp_path: Path) -> Path:
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    return runtime
+
+
+def test_control_channel_passes_the_protocol_corpus(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Every control item of conformance/protocols, over the Unix socket and over TCP, and
+    the channel still answers after each; socket and descriptor are private and are removed
+    when the JVM exits."""
+    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
+    import protoharness as ph  # type: ignore[import-not-found]
+
+    assert ph.TOKEN == CORPUS_TOKEN
+    runtime = private_dir(tmp_path)
+    proc = start_java(
+        agent_jar,
+        classes,
+        tmp_path / "run",
+        "HttpServe",
+        stdin=True,
+        WILLOWISP_CONTROL="tcp",
+        WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN,
+        WILLOWISP_RUNTIME_DIR=str(runtime),
+    )
+    try:
+        assert read_line(proc).startswith("ready ")
+        (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
+        desc = json.loads(desc_path.read_text())
+        assert desc["runtime"] == "java" and desc["token"] == CORPUS_TOKEN
+        assert desc["run"] == str((tmp_path / "run").resolve())
+        assert desc_path.stat().st_mode & 0o777 == 0o600
+        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
+        assert desc["tcp"].startswith("127.0.0.1:")
+        for address in (f"unix:{desc['socket']}", desc["tcp"]):
+            connect = ph.connector(address)
+            for item in ph.items("control"):
+                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
+                ph.check_control_item(item, received)
+                ph.control_alive(connect)
+    finally:
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and stdout.split()[-1] == "bye", stderr
+    assert list(runtime.iterdir()) == []  # socket and descriptor removed at exit
+
+
+def shop_request(port: int, method: str, path: str) -> str:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, data=b"" if method == "POST" else None
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode()
+
+
+def shop_rounds(port: int, *paths: str) -> list[str]:
+    """Each path with ?order=ab, then with ?order=ba: an inversion per handler, no hang."""
+    answers = []
+    for order in ("order=ab", "order=ba&call=1"):
+        for path in paths:
+            method = "POST" if path == "/checkout" else "GET"
+            answers.append(shop_request(port, method, f"{path}?{order}"))
+    return answers
+
+
+def _lines_of(method: str) -> set[str]:
+    """``BoundaryShop.java:N`` for every line of one of its methods."""
+    source = (PROGRAMS / "BoundaryShop.java").read_text().splitlines()
+    start = next(i for i, line in enumerate(source) if f"static String {method}(" in line)
+    end = next(i for i in range(start + 1, len(source)) if source[i] == "  }")
+    return {f"BoundaryShop.java:{n + 1}" for n in range(start, end + 1)}
+
+
+CHECKOUT_LINES = _lines_of("checkout")
+
+
+def inversions(out: Path) -> tuple[list[dict], dict]:
+    doc = analyze(out)
+    return [f for f in doc["findings"] if f["kind"] == "potential-deadlock"], doc
+
+
+def test_boundaries_record_full_fidelity_only_inside(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """hops mode with a boundary on POST /checkout: the checkout handler's ReentrantLock and
+    synchronized inversions are predicted (lock hooks and monitor hooks of application
+    classes, gated on the instance), browse's identical ones are not recorded; a call made
+    inside carries tracestate wisp=b-<id>, which opens a propagated instance; by_boundary
+    counts both."""
+    out = tmp_path / "run"
+    spec = "entry=http:POST /checkout;runtimes=java"
+    proc = start_java(
+        agent_jar,
+        classes,
+        out,
+        "BoundaryShop",
+        stdin=True,
+        WILLOWISP_MODE="hops",
+        WILLOWISP_BOUNDARIES=spec,
+        WILLOWISP_RUNTIME_DIR=str(private_dir(tmp_path)),
+    )
+    try:
+        port = int(read_line(proc).split()[1])
+        answers = shop_rounds(port, "/checkout", "/browse")
+    finally:
+        _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    boundary_id = hashlib.sha256(b"http:POST /checkout").hexdigest()[:8]
+    assert answers == ["paid", "looked", f"wisp=b-{boundary_id}", "looked"]
+    found, doc = inversions(out)
+    assert sorted({r["kind"] for f in found for r in f["resources"]}) == ["monitor", "rlock"]
+    assert len(found) == 2
+    for f in found:
+        assert any(line in f["summary"] for line in CHECKOUT_LINES), f["summary"]
+    assert doc["trace"]["agent_faults"] == 0
+    (process,) = doc["processes"]
+    cost = process["agent"]["by_boundary"]["http:POST /checkout"]
+    assert (cost["entries"], cost["propagated"], cost["active"]) == (2, 1, 0)
+    assert cost["events"] > 0 and cost["cost_ns"] > 0 and cost["source"] == "config"
+
+
+def test_a_deadlock_inside_a_boundary_is_reported_in_hops_mode(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """hops mode, a boundary on POST /refund: two refund requests deadlock on two monitors;
+    inside the instances the monitor hooks record the holds and the sampler the stuck
+    waits, so the cycle is reported while the JVM hangs."""
+    out = tmp_path / "run"
+    proc = start_java(
+        agent_jar,
+        classes,
+        out,
+        "BoundaryShop",
+        stdin=True,
+        WILLOWISP_MODE="hops",
+        WILLOWISP_BOUNDARIES="entry=http:POST /refund",
+        WILLOWISP_RUNTIME_DIR=str(private_dir(tmp_path)),
+    )
+    hung = []
+    try:
+        port = int(read_line(proc).split()[1])
+        for side in ("a", "b"):  # never answered: sent on raw sockets, closed at the end
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            head = f"POST /refund?side={side} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            s.sendall(head.encode())
+            hung.append(s)
+        refund = _lines_of("refund")
+
+        def cycle(f: dict) -> bool:
+            wheres = {r.get("where") or "" for r in f["resources"]}
+            return {r["kind"] for r in f["resources"]} == {"monitor"} and all(
+                w in refund for w in wheres
+            )
+
+        found = wait_for_finding(out, "deadlock", cycle)
+        assert proc.poll() is None
+        assert len(found["units"]) == 2
+    finally:
+        for s in hung:
+            s.close()
+        kill9(proc)
+
+
+def test_willowisp_ctl_reaches_a_jvm_and_switches_a_boundary(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """`willowisp ctl PID status` and `enable SPEC` reach a running hops-mode JVM: before
+    the enable the checkout inversion is not recorded, after it (the lock and monitor hooks
+    installed then) it is; `disable` switches it off again."""
+    out = tmp_path / "run"
+    runtime = private_dir(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+    env["WILLOWISP_RUNTIME_DIR"] = str(runtime)
+    proc = start_java(
+        agent_jar,
+        classes,
+        out,
+        "BoundaryShop",
+        stdin=True,
+        WILLOWISP_MODE="hops",
+        WILLOWISP_RUNTIME_DIR=str(runtime),
+    )
+    try:
+        port = int(read_line(proc).split()[1])
+        shop_rounds(port, "/checkout")
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        status = json.loads(done.stdout)["processes"][0]["result"]
+        assert (status["runtime"], status["mode"], status["boundaries"]) == ("java", "hops", [])
+        done = wisp("ctl", str(proc.pid), "enable", "entry=http:POST /checkout", env=env)
+        assert done.returncode == 0, done.stderr
+        shop_rounds(port, "/checkout", "/browse")
+        done = wisp("ctl", str(out), "disable", "http:POST /checkout", env=env)
+        assert done.returncode == 0, done.stderr
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=env)
+        (b,) = json.loads(done.stdout)["processes"][0]["result"]["boundaries"]
+        assert (b["name"], b["enabled"], b["source"], b["entries"]) == (
+            "http:POST /checkout",
+            False,
+            "ctl",
+            2,
+        )
+    finally:
+        _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    found, doc = inversions(out)
+    assert len(found) == 2, [f["summary"] for f in found]
+    for f in found:
+        assert any(line in f["summary"] for line in CHECKOUT_LINES), f["summary"]
+    assert doc["trace"]["agent_faults"] == 0
+
+
+# --- the native stream ----------------------------------------------------------------------
+
+
+def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
+    return proc, address
+
+
+def stop_collector(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_native_stream_to_a_collector(agent_jar: Path, classes: Path, tmp_path: Path) -> None:
+    """WILLOWISP_COLLECTOR: every chunk goes to `willowisp collect --native` (acknowledged
+    before the JVM exits), nothing to the out folder."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    collector, address = start_collector(collected)
+    try:
+        proc = start_java(agent_jar, classes, out, "LockOrder", WILLOWISP_COLLECTOR=address)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
+    finally:
+        stop_collector(collector)
+    assert not out.exists()
+    found = analyze(collected)
+    assert [f["kind"] for f in found["findings"]] == ["potential-deadlock"]
+    assert found["trace"]["agent_faults"] == 0
+
+
+def test_stream_falls_back_to_files(agent_jar: Path, classes: Path, tmp_path: Path) -> None:
+    """A collector that is not there, and one that stops while the JVM runs and comes back:
+    the segment file gets the process record, a fault saying why and every unacknowledged
+    chunk; the agent reconnects; the folders together hold the whole story."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "out1"
+    proc = start_java(agent_jar, classes, out, "LockOrder", WILLOWISP_COLLECTOR=dead)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
+    found = analyze(out)
+    assert sorted(f["kind"] for f in found["findings"]) == ["agent-fault", "potential-deadlock"]
+    (fault,) = [f for f in found["findings"] if f["kind"] == "agent-fault"]
+    assert "cannot reach collector" in json.dumps(fault)
+
+    collected, again, out = tmp_path / "collected", tmp_path / "again", tmp_path / "out2"
+    collector, address = start_collector(collected)
+    proc = start_java(agent_jar, classes, out, "MonitorDeadlock", WILLOWISP_COLLECTOR=address)
+    try:
+        assert read_line(proc) == "deadlocking"
+        stop_collector(collector)  # it says bye; the agent's next flush falls back
+        deadline = time.monotonic() + DEADLINE_S
+        while not list(out.glob("*.wtrace")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+        collector, _ = start_collector(again, int(address.rsplit(":", 1)[1]))
+        try:
+            while not list(again.glob("*.wtrace")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop_collector(collector)
+    finally:
+        kill9(proc)
+    assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
+    done = subprocess.run(
+        [sys.executable, "-m", "willowisp", "analyze", str(collected), str(out), str(again)]
+        + ["--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    doc = json.loads(done.stdout)
+    deadlocks = [f for f in doc["findings"] if f["kind"] == "deadlock"]
+    assert len(deadlocks) == 1
+    assert {u["name"] for u in deadlocks[0]["units"]} == {"transfer", "audit"}
+    (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
+    assert "collector is shutting down" in json.dumps(fault)
+
+
+def test_jfr_events_of_the_last_second_survive_a_normal_exit(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """A JVM that exits right after a monitor wait: JFR has not flushed that wait to the
+    stream yet; the agent collects it before any shutdown hook runs (JFR's closes the
+    recording), so the wait and its wake are in the trace, and the JVM prints nothing."""
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "WaitThenExit")
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
+    assert "[jfr]" not in stderr and "Exception" not in stderr, stderr
+    done = wisp(
+        "query",
+        str(out),
+        "select kind, arg from events where resource_kind = 'monitor' order by time_ns, seq",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [tuple(r) for r in json.loads(done.stdout)["rows"]]
+    # (JFR may also report a contended enter of one of its own monitors by main)
+    waits = [r for r in rows if r == ("unit.block", 5) or r[0] == "unit.wake"]
+    assert waits == [("unit.block", 5), ("unit.wake", 1)], rows

@@ -41,31 +41,63 @@ public final class Agent {
         long ppid = ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(0L);
         rec.emit(main, Kinds.PROC_START, main.unitId, Recorder.now(), r, ppid, 0);
       }
+      Boundaries.configure(rec, cfg.boundaries);
       rec.startFlusher();
       Recorder stopping = rec;
-      Thread hook = new Thread(stopping::stop, "willowisp-shutdown");
+      Thread hook =
+          new Thread(
+              () -> {
+                Control c = Control.active;
+                if (c != null) c.stop();
+                stopping.stop();
+              },
+              "willowisp-shutdown");
       rec.agentThreads.add(hook);
       Runtime.getRuntime().addShutdownHook(hook);
       boolean full = cfg.mode.equals("full");
-      Sampler sampler = full ? Sampler.start(rec) : null;
+      // hops mode: the sampler only for boundaries (stuck waits inside instances)
+      Sampler sampler = full || Boundaries.any() ? Sampler.start(rec) : null;
       if (full && cfg.jfr) JfrEvents.start(rec, sampler);
-      if (cfg.hooks) Instrument.install(inst, rec, full);
+      if (cfg.hooks) {
+        boolean bounded = Boundaries.any();
+        Instrument.install(inst, rec, full || bounded, full || bounded, bounded, true);
+        if (!bounded) {
+          // a boundary switched on later (willowisp ctl) installs what boundaries need then
+          Recorder late = rec;
+          Boundaries.onFirstEnable =
+              () -> {
+                Instrument.installLate(inst, late, !full);
+                if (!full) Sampler.start(late);
+              };
+        }
+      } else if (full && cfg.jfr) {
+        // no hooks, but still the exit advice that collects JFR's last events
+        Instrument.install(inst, rec, false, false, false, false, true);
+      }
+      Control.start(rec);
       rec.flush();
     } catch (Throwable e) {
       if (rec != null) rec.fault("start", e);
     }
   }
 
-  /** The hot path's cost per event, measured once on a scratch ring (ns). */
   private static long calibrate(Recorder rec) {
+    return calibrate(5);
+  }
+
+  /**
+   * The hot path's cost per event, measured on a scratch ring (ns): the best of {@code
+   * rounds} rounds of 4000 events. At start the code runs interpreted and the figure is
+   * high; the flusher measures again with more rounds once the JIT has compiled it.
+   */
+  static long calibrate(int rounds) {
     Ring r = new Ring(4096, 0, Thread.currentThread(), true);
     long best = Long.MAX_VALUE;
-    for (int round = 0; round < 5; round++) {
+    for (int round = 0; round < rounds; round++) {
       long t = System.nanoTime();
       for (int i = 0; i < 4000; i++) r.add(Kinds.LOCK_ACQUIRED, 1, System.nanoTime(), 1, 0, 0);
       best = Math.min(best, (System.nanoTime() - t) / 4000);
-      r.tail = Long.MAX_VALUE / 2; // empty it without a flusher
-      r.drainTo(new Wtrace.Events(16));
+      r.drainTo(new Wtrace.Events(4096)); // empty it, as the flusher would
     }
     return best;
   }

@@ -27,6 +27,9 @@ final class Config {
   boolean disabled;
   List<String> include = new ArrayList<>();
   String boundaries = "";
+  /** WILLOWISP_COLLECTOR: stream chunks to a collector (host:port, tcp://, [v6]:port, unix:/path). */
+  String collector = "";
+  String token = "";
   String parentProcess = "";
   long runPid;
   int flushMs = 50;
@@ -63,6 +66,8 @@ final class Config {
     c.allStacks = env.getOrDefault("WILLOWISP_JAVA_STACKS", "").equals("all");
     c.traceparent = env.getOrDefault("TRACEPARENT", "").trim();
     c.boundaries = env.getOrDefault("WILLOWISP_BOUNDARIES", "");
+    c.collector = env.getOrDefault("WILLOWISP_COLLECTOR", "").trim();
+    c.token = env.getOrDefault("WILLOWISP_TOKEN", "");
     c.parentProcess = env.getOrDefault("WILLOWISP_PARENT_PROCESS", "");
     c.runPid = c.integer(env, "WILLOWISP_RUN_PID", 0, 0, Long.MAX_VALUE);
     for (String part : env.getOrDefault("WILLOWISP_JAVA_INCLUDE", "").split(",")) {

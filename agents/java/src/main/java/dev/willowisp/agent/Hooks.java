@@ -1,6 +1,7 @@
 package dev.willowisp.agent;
 
 import java.util.concurrent.locks.ReentrantLock;
+import jdk.internal.vm.annotation.DontInline;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -16,6 +17,12 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * lock-order analysis needs them all); the caller's source line is taken for the first
  * {@link #LOCATED_USES} acquisitions of each lock and for every contended one (a stack walk
  * costs about a microsecond), or always with {@code WILLOWISP_JAVA_STACKS=all}.
+ *
+ * <p>The entry points are {@code @DontInline} (honoured: this class is boot-loaded): the JIT
+ * calls them instead of inlining them into every caller, so when one of their rare paths
+ * runs for the first time (a new lock, a new thread, a contended wait) only the small hook
+ * is recompiled, not the program's hot method around it. A call costs a few ns; a
+ * recompiled caller cost the lock-heavy benchmark a tenth of a CPU second and more.
  */
 public final class Hooks {
   static final int LOCATED_USES = 64;
@@ -25,6 +32,15 @@ public final class Hooks {
 
   /** The recorder and the calling thread's ring, or null when nothing should be recorded. */
   private static Ring ringOrNull(Recorder rec) {
+    if (rec == null) return null;
+    Ring r = rec.ring();
+    if (r.busy || r.agent) return null;
+    // hops mode with boundaries: only a thread inside a boundary instance records
+    return Boundaries.gate && r.boundary == null ? null : r;
+  }
+
+  /** The calling thread's ring whatever the gate, or null (agent code, agent threads). */
+  private static Ring ringAny(Recorder rec) {
     if (rec == null) return null;
     Ring r = rec.ring();
     return r.busy || r.agent ? null : r;
@@ -48,6 +64,7 @@ public final class Hooks {
    * thread holds the lock, records the wait (unit.block) now, so a thread that never gets
    * the lock still shows what it waits for. Returns the block's location + 1, or 0.
    */
+  @DontInline
   public static int reentrantEnter(ReentrantLock lock, Object sync) {
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
@@ -69,6 +86,7 @@ public final class Hooks {
   }
 
   /** After an acquisition attempt: lock.acquired when it succeeded, else the wait's end. */
+  @DontInline
   public static void reentrantExit(ReentrantLock lock, Object sync, int blocked, boolean acquired, Throwable thrown) {
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
@@ -94,6 +112,7 @@ public final class Hooks {
   }
 
   /** Before {@code unlock()}: lock.release (depth after it), written before the release. */
+  @DontInline
   public static void reentrantUnlock(ReentrantLock lock, Object sync) {
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
@@ -113,6 +132,7 @@ public final class Hooks {
   // --- ReentrantReadWriteLock ---------------------------------------------------------
 
   /** After a read or write acquisition attempt. */
+  @DontInline
   public static void rwExit(Object sync, boolean shared, int blocked, boolean acquired, Throwable thrown) {
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
@@ -138,6 +158,7 @@ public final class Hooks {
   }
 
   /** Before a read or write unlock. */
+  @DontInline
   public static void rwUnlock(Object sync, boolean shared, Object writeLock) {
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
@@ -160,10 +181,16 @@ public final class Hooks {
   // --- synchronized (WILLOWISP_JAVA_SYNC) ----------------------------------------------
 
   /** Just after a monitor enter in an instrumented class: lock.acquired, unless a re-entry. */
+  @DontInline
   public static void monitorEntered(Object monitor) {
     Recorder rec = Recorder.INSTANCE;
-    Ring r = ringOrNull(rec);
-    if (r == null || monitor == null) return;
+    Ring r = ringAny(rec);
+    if (r == null || (Boundaries.gate && r.boundary == null && r.monitorDepth == 0)) return;
+    entered(rec, r, monitor);
+  }
+
+  private static void entered(Recorder rec, Ring r, Object monitor) {
+    if (monitor == null) return;
     r.busy = true;
     try {
       boolean reentry = false;
@@ -181,10 +208,24 @@ public final class Hooks {
     }
   }
 
+  /**
+   * Just after a monitor enter in an application class instrumented for boundaries: recorded
+   * only on a thread inside a boundary instance (or one already holding a monitor it
+   * recorded, so that nesting stays balanced).
+   */
+  @DontInline
+  public static void monitorEnteredGated(Object monitor) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec);
+    if (r == null || (r.boundary == null && r.monitorDepth == 0)) return;
+    entered(rec, r, monitor);
+  }
+
   /** Just before a monitor exit in an instrumented class: lock.release, unless still held. */
+  @DontInline
   public static void monitorExiting(Object monitor) {
     Recorder rec = Recorder.INSTANCE;
-    Ring r = ringOrNull(rec);
+    Ring r = ringAny(rec); // ungated: a monitor entered inside a boundary is released after it too
     if (r == null || monitor == null || r.monitorDepth == 0) return;
     r.busy = true;
     try {
@@ -199,6 +240,35 @@ public final class Hooks {
       rec.fault("monitorexit", e);
     } finally {
       r.busy = false;
+    }
+  }
+
+  // --- exit ---------------------------------------------------------------------------
+
+  /** True once {@code java.lang.Shutdown.runHooks} carries the exit advice. */
+  static volatile boolean exitHooked;
+
+  /**
+   * Before the JVM runs its shutdown hooks (advice on {@code Shutdown.runHooks}): JFR's
+   * events of the last second, while JFR's own hook has not closed the recording yet, then
+   * a flush. Runs on the exiting thread, marked busy so the agent's own lock use is not
+   * recorded; the agent's shutdown hook does the rest.
+   */
+  public static void beforeShutdown() {
+    Recorder rec = Recorder.INSTANCE;
+    if (rec == null) return;
+    Ring r = rec.ring();
+    boolean was = r.busy;
+    r.busy = true;
+    try {
+      JfrEvents.exiting = true;
+      JfrEvents j = JfrEvents.active;
+      if (j != null) j.finish(5000);
+      rec.flush();
+    } catch (Throwable e) {
+      rec.fault("exit", e);
+    } finally {
+      r.busy = was;
     }
   }
 

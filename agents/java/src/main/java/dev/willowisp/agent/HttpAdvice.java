@@ -45,8 +45,12 @@ final class HttpAdvice {
               uri.getPort(),
               uri.getRawPath(),
               uri.getRawQuery());
-      if (inject != null) {
-        request = HttpRequest.newBuilder(request, HttpHooks.ALL).header("traceparent", inject).build();
+      String state = HttpHooks.clientTracestate(request.headers().firstValue("tracestate").orElse(null));
+      if (inject != null || state != null) {
+        HttpRequest.Builder b = HttpRequest.newBuilder(request, HttpHooks.ALL);
+        if (inject != null) b.header("traceparent", inject);
+        if (state != null) b.setHeader("tracestate", state);
+        request = b.build();
       }
     }
 

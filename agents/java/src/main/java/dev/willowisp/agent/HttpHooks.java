@@ -43,6 +43,9 @@ public final class HttpHooks {
     final TraceContext ctx;
     int depth;
     boolean replied;
+    /** The boundary instance this request opened, or null. */
+    Boundaries.Instance boundary;
+    Ring ring;
 
     Server(int rid, TraceContext ctx) {
       this.rid = rid;
@@ -120,8 +123,8 @@ public final class HttpHooks {
       }
       long[] c = CLIENT.get();
       boolean blocking = c != null && c[1] > 0;
-      if (!ctx.sampled && rec.cfg.mode.equals("hops")) return inject;
       Ring r = rec.ring();
+      if (!ctx.sampled && rec.cfg.mode.equals("hops") && r.boundary == null) return inject;
       if (r.agent) return inject;
       if (port < 0) port = "https".equalsIgnoreCase(scheme) ? 443 : 80;
       String target = target(path, query);
@@ -148,6 +151,22 @@ public final class HttpHooks {
       return inject;
     } catch (Throwable e) {
       rec.fault("HttpClient.sendAsync", e);
+      return null;
+    }
+  }
+
+  /**
+   * At {@code sendAsync}, inside a boundary instance: the request's tracestate with the
+   * {@code wisp=b-<id>} member, so the next process continues the boundary; else null.
+   */
+  public static String clientTracestate(String existing) {
+    Recorder rec = Recorder.INSTANCE;
+    if (rec == null) return null;
+    try {
+      String member = Boundaries.member(rec.ring());
+      return member == null ? null : Boundaries.withMember(existing, member);
+    } catch (Throwable e) {
+      rec.fault("HttpClient.tracestate", e);
       return null;
     }
   }
@@ -221,25 +240,38 @@ public final class HttpHooks {
       TraceContext own = parent != null ? parent.child() : TraceContext.root(rec.cfg.traceRatio);
       int rid = 0;
       Ring r = rec.ring();
-      if ((own.sampled || !rec.cfg.mode.equals("hops")) && !r.agent) {
-        String target = target(path, query);
-        rid =
-            rec.newResource(
-                "rpc", method + " " + target,
-                "trace_id", own.traceId,
-                "span_id", own.spanId,
-                "parent_span_id", parent != null ? parent.spanId : "",
-                "sampled", own.sampled ? 1L : 0L,
-                "protocol", "http",
-                "library", "com.sun.net.httpserver",
-                "method", method,
-                "target", target,
-                "peer", remoteHost + ":" + remotePort,
-                "headers", headersJson(headers));
+      String target = target(path, query);
+      Boundaries.Instance inst =
+          r.agent ? null : Boundaries.enter(r, "http", method, target, Boundaries.memberOf(headers[5]));
+      if ((own.sampled || !rec.cfg.mode.equals("hops") || inst != null) && !r.agent) {
+        java.util.List<Object> attrs =
+            new java.util.ArrayList<>(
+                java.util.List.of(
+                    "trace_id", own.traceId,
+                    "span_id", own.spanId,
+                    "parent_span_id", parent != null ? parent.spanId : "",
+                    "sampled", own.sampled ? 1L : 0L,
+                    "protocol", "http",
+                    "library", "com.sun.net.httpserver",
+                    "method", method,
+                    "target", target,
+                    "peer", remoteHost + ":" + remotePort,
+                    "headers", headersJson(headers)));
+        if (inst != null) {
+          attrs.add("boundary");
+          attrs.add(inst.declared.boundary.entry);
+          if (!own.sampled) {
+            attrs.add("caller_sampled");
+            attrs.add(0L);
+          }
+        }
+        rid = rec.newResource("rpc", method + " " + target, attrs.toArray());
         rec.emit(r, Kinds.MSG_RECV, r.unitId, Recorder.now(), rid, 0, 0);
       }
       Server s = new Server(rid, own);
       s.depth = 1;
+      s.boundary = inst;
+      s.ring = r;
       SERVER.set(s);
     } catch (Throwable e) {
       rec.fault("HttpServer.doFilter", e);
@@ -250,7 +282,17 @@ public final class HttpHooks {
   public static void serverExit() {
     Server s = SERVER.get();
     if (s == null) return;
-    if (--s.depth <= 0) SERVER.remove();
+    if (--s.depth <= 0) {
+      SERVER.remove();
+      if (s.boundary != null) {
+        try {
+          Boundaries.leave(s.ring, s.boundary);
+        } catch (Throwable e) {
+          Recorder rec = Recorder.INSTANCE;
+          if (rec != null) rec.fault("HttpServer.boundary", e);
+        }
+      }
+    }
   }
 
   /** {@code sendResponseHeaders(code, length)}: rpc.reply. */

@@ -1,5 +1,8 @@
 package dev.willowisp.agent;
 
+import static net.bytebuddy.matcher.ElementMatchers.any;
+import static net.bytebuddy.matcher.ElementMatchers.isBootstrapClassLoader;
+import static net.bytebuddy.matcher.ElementMatchers.isSynthetic;
 import static net.bytebuddy.matcher.ElementMatchers.named;
 import static net.bytebuddy.matcher.ElementMatchers.isInterface;
 import static net.bytebuddy.matcher.ElementMatchers.isSynchronized;
@@ -47,10 +50,13 @@ final class Instrument {
 
   private static final TypePool POOL = TypePool.Default.of(LOCATOR);
 
-  private static final String[] TARGETS = {
+  private static final String[] LOCK_TARGETS = {
     "java.util.concurrent.locks.ReentrantLock",
     "java.util.concurrent.locks.ReentrantReadWriteLock$ReadLock",
     "java.util.concurrent.locks.ReentrantReadWriteLock$WriteLock",
+  };
+
+  private static final String[] HTTP_TARGETS = {
     "jdk.internal.net.http.HttpClientImpl",
     "com.sun.net.httpserver.Filter$Chain",
     "sun.net.httpserver.ExchangeImpl",
@@ -66,17 +72,43 @@ final class Instrument {
     return Advice.to(POOL.describe("dev.willowisp.agent." + simpleName).resolve(), LOCATOR);
   }
 
-  static void install(Instrumentation inst, Recorder rec, boolean locks) {
+  /**
+   * Installs the hooks: {@code locks} the ReentrantLock / RRWL advice; {@code prefixSync}
+   * synchronized in the classes WILLOWISP_JAVA_SYNC names (recorded always); {@code appSync}
+   * synchronized in every application class (recorded inside boundary instances only;
+   * excluding the named classes when {@code prefixSync} hooked them earlier); {@code http}
+   * the HTTP client and server advice.
+   */
+  static void install(
+      Instrumentation inst, Recorder rec, boolean locks, boolean prefixSync, boolean appSync, boolean http) {
+    install(inst, rec, locks, prefixSync, appSync, http, http && rec.cfg.mode.equals("full") && rec.cfg.jfr);
+  }
+
+  /** As above; {@code exitHook}: the advice that collects JFR's last events at exit. */
+  static void install(
+      Instrumentation inst,
+      Recorder rec,
+      boolean locks,
+      boolean prefixSync,
+      boolean appSync,
+      boolean http,
+      boolean exitHook) {
     // The agent injects no classes: keep (shaded) Byte Buddy from probing sun.misc.Unsafe,
-    // which JDK 24+ warns about on stderr. The name is the relocated one, so an application's
-    // own Byte Buddy is unaffected.
+    // which JDK 24+ would warn about on stderr. The name is the relocated one, so an
+    // application's own Byte Buddy is unaffected.
     if (System.getProperty("dev.willowisp.shaded.bytebuddy.safe") == null) {
       System.setProperty("dev.willowisp.shaded.bytebuddy.safe", "true");
     }
-    List<String> prefixes = locks ? rec.cfg.syncClasses : List.of();
-    ElementMatcher.Junction<TypeDescription> sync = none();
-    for (String p : prefixes) sync = sync.or(nameStartsWith(p));
-    sync = sync.and(not(nameStartsWith("dev.willowisp."))).and(not(isInterface()));
+    List<String> prefixes = rec.cfg.syncClasses;
+    ElementMatcher.Junction<TypeDescription> named = none();
+    for (String p : prefixes) named = named.or(nameStartsWith(p));
+    ElementMatcher.Junction<TypeDescription> sync = prefixSync ? named : none();
+    if (appSync) sync = sync.or(applicationClass().and(prefixSync ? any() : not(named)));
+    sync = sync.and(not(nameStartsWith("dev.willowisp."))).and(not(isInterface())).and(not(isSynthetic()));
+    ElementMatcher.Junction<TypeDescription> targets = none();
+    if (locks) targets = targets.or(namedOneOf(LOCK_TARGETS));
+    if (http) targets = targets.or(namedOneOf(HTTP_TARGETS));
+    if (exitHook) targets = targets.or(named("java.lang.Shutdown"));
     AgentBuilder b =
         new AgentBuilder.Default()
             .disableClassFormatChanges()
@@ -85,7 +117,7 @@ final class Instrument {
             .with(AgentBuilder.TypeStrategy.Default.REDEFINE)
             .with(new Listener(rec))
             // only the classes below are looked at, so other class loads stay cheap
-            .ignore(not(namedOneOf(TARGETS).or(sync)))
+            .ignore(not(targets.or(sync)))
             .assureReadEdgeTo(inst, Hooks.class);
     if (locks) {
       b =
@@ -111,18 +143,61 @@ final class Instrument {
                           .visit(Advice.to(WriteTry.class, LOCATOR).on(named("tryLock")))
                           .visit(Advice.to(WriteUnlock.class, LOCATOR).on(named("unlock"))));
     }
-    if (!prefixes.isEmpty()) {
+    if (prefixSync || appSync) {
       b =
-          b.type(sync)
+          b.type(sync, appSync ? not(isBootstrapClassLoader()) : any())
+              .transform(
+                  (builder, type, loader, module, pd) -> {
+                    // the named classes record always; others only inside a boundary instance
+                    boolean always = rec.cfg.syncHooked(type.getName());
+                    return builder
+                        .visit(new MonitorInsns(always))
+                        .visit(Advice.to(always ? SyncMethod.class : SyncMethodGated.class, LOCATOR).on(isSynchronized()));
+                  });
+    }
+    if (http) b = httpHooks(b);
+    if (exitHook) {
+      b =
+          b.type(named("java.lang.Shutdown"))
               .transform(
                   (builder, type, loader, module, pd) ->
-                      builder
-                          .visit(new MonitorInsns())
-                          .visit(Advice.to(SyncMethod.class, LOCATOR).on(isSynchronized())));
+                      builder.visit(Advice.to(BeforeHooks.class, LOCATOR).on(named("runHooks"))));
     }
-    b =
-        b.type(named("jdk.internal.net.http.HttpClientImpl"))
-            .transform(
+    b.installOn(inst);
+  }
+
+  /**
+   * Later, from {@code willowisp ctl enable} in a JVM that started without boundaries: the
+   * lock hooks (when start-up did not install them) and synchronized in application classes.
+   * Called on the control channel's thread: the reply waits for the retransformation (well
+   * under ctl's 5 s), so requests after it are recorded.
+   */
+  static void installLate(Instrumentation inst, Recorder rec, boolean locks) {
+    try {
+      install(inst, rec, locks, false, true, false);
+    } catch (Throwable e) {
+      rec.fault("instrument", e);
+    }
+  }
+
+  /**
+   * Classes of the program: loaded by neither the bootstrap nor the platform class loader,
+   * outside the JDK's packages, the agent and a few build tools' own.
+   */
+  static ElementMatcher.Junction<TypeDescription> applicationClass() {
+    ElementMatcher.Junction<TypeDescription> m = any();
+    for (String p : NOT_APPLICATION) m = m.and(not(nameStartsWith(p)));
+    return m;
+  }
+
+  private static final String[] NOT_APPLICATION = {
+    "java.", "javax.", "jdk.", "sun.", "com.sun.", "dev.willowisp.", "net.bytebuddy.", "org.junit.",
+    "org.apache.maven.", "org.codehaus.plexus.", "org.gradle.", "kotlin.", "scala."
+  };
+
+  private static AgentBuilder httpHooks(AgentBuilder b) {
+    return b.type(named("jdk.internal.net.http.HttpClientImpl"))
+        .transform(
                 (builder, type, loader, module, pd) ->
                     builder
                         .visit(advice("HttpAdvice$ClientSend").on(named("send").and(takesArguments(2))))
@@ -135,7 +210,6 @@ final class Instrument {
             .transform(
                 (builder, type, loader, module, pd) ->
                     builder.visit(advice("HttpAdvice$ServerReply").on(named("sendResponseHeaders"))));
-    b.installOn(inst);
   }
 
   /** Byte Buddy's errors become agent faults. */
@@ -158,7 +232,11 @@ final class Instrument {
         JavaModule module,
         boolean loaded,
         DynamicType dynamicType) {
-      rec.statsExtra.merge("hooked_classes", 1L, Long::sum);
+      if (type.getName().equals("java.lang.Shutdown")) {
+        Hooks.exitHooked = true;
+      } else {
+        rec.statsExtra.merge("hooked_classes", 1L, Long::sum);
+      }
     }
   }
 
@@ -171,6 +249,13 @@ final class Instrument {
    * just before the exit (the release written before it happens).
    */
   static final class MonitorInsns implements AsmVisitorWrapper {
+    /** Record always (named classes) or only inside a boundary instance. */
+    private final boolean always;
+
+    MonitorInsns(boolean always) {
+      this.always = always;
+    }
+
     @Override
     public int mergeWriter(int flags) {
       return flags | ClassWriter.COMPUTE_MAXS;
@@ -195,15 +280,18 @@ final class Instrument {
         @Override
         public MethodVisitor visitMethod(int access, String name, String desc, String sig, String[] exceptions) {
           MethodVisitor mv = super.visitMethod(access, name, desc, sig, exceptions);
-          return mv == null ? null : new MonitorMethod(mv);
+          return mv == null ? null : new MonitorMethod(mv, always);
         }
       };
     }
   }
 
   static final class MonitorMethod extends MethodVisitor {
-    MonitorMethod(MethodVisitor mv) {
+    private final String enterHook;
+
+    MonitorMethod(MethodVisitor mv, boolean always) {
       super(Opcodes.ASM9, mv);
+      this.enterHook = always ? "monitorEntered" : "monitorEnteredGated";
     }
 
     @Override
@@ -211,7 +299,7 @@ final class Instrument {
       if (opcode == Opcodes.MONITORENTER) {
         super.visitInsn(Opcodes.DUP);
         super.visitInsn(Opcodes.MONITORENTER);
-        super.visitMethodInsn(Opcodes.INVOKESTATIC, HOOKS, "monitorEntered", "(Ljava/lang/Object;)V", false);
+        super.visitMethodInsn(Opcodes.INVOKESTATIC, HOOKS, enterHook, "(Ljava/lang/Object;)V", false);
       } else if (opcode == Opcodes.MONITOREXIT) {
         super.visitInsn(Opcodes.DUP);
         super.visitMethodInsn(Opcodes.INVOKESTATIC, HOOKS, "monitorExiting", "(Ljava/lang/Object;)V", false);
@@ -234,6 +322,31 @@ final class Instrument {
     @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
     static void exit(@Advice.This(optional = true) Object self, @Advice.Origin Class<?> type) {
       Hooks.monitorExiting(self != null ? self : type);
+    }
+  }
+
+  /** A {@code synchronized} method of an application class: recorded inside boundaries only. */
+  static final class SyncMethodGated {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This(optional = true) Object self, @Advice.Origin Class<?> type) {
+      Hooks.monitorEnteredGated(self != null ? self : type);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.This(optional = true) Object self, @Advice.Origin Class<?> type) {
+      Hooks.monitorExiting(self != null ? self : type);
+    }
+  }
+
+  /**
+   * {@code java.lang.Shutdown.runHooks()}: the JVM is exiting (main returned, System.exit,
+   * a signal) and no shutdown hook has started yet, JFR's included: the moment to collect
+   * JFR's last events ({@link Hooks#beforeShutdown}).
+   */
+  static final class BeforeHooks {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter() {
+      Hooks.beforeShutdown();
     }
   }
 

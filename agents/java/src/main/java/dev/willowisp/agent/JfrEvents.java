@@ -1,5 +1,7 @@
 package dev.willowisp.agent;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.HashSet;
@@ -11,6 +13,7 @@ import jdk.jfr.consumer.RecordedEvent;
 import jdk.jfr.consumer.RecordedFrame;
 import jdk.jfr.consumer.RecordedStackTrace;
 import jdk.jfr.consumer.RecordedThread;
+import jdk.jfr.consumer.RecordingFile;
 import jdk.jfr.consumer.RecordingStream;
 
 /**
@@ -47,6 +50,15 @@ final class JfrEvents {
   /** Counts the stream's flushes (each delivers what the JVM had buffered); any thread. */
   private final java.util.concurrent.atomic.AtomicLong flushes = new java.util.concurrent.atomic.AtomicLong();
   static volatile JfrEvents active;
+  private volatile RecordingStream stream;
+  /** Handlers by event type name, for the stream and for the exit's dump. */
+  private final java.util.Map<String, Handler> handlers = new ConcurrentHashMap<>();
+  /** The latest end time (epoch ns) of an event the stream delivered; guarded by this. */
+  private long watermark;
+  /** Set at exit: the stream delivers nothing more, the dump does; guarded by this. */
+  private boolean handedOver;
+  /** finish() has run or is running (it runs once); guarded by this. */
+  private boolean finishing;
 
   JfrEvents(Recorder rec, Sampler sampler) {
     this.rec = rec;
@@ -77,53 +89,142 @@ final class JfrEvents {
       rs.enable("jdk.ThreadSleep").withThreshold(th).withStackTrace();
       rs.enable("jdk.GarbageCollection");
       if (!skip.contains("safepoint")) rs.enable("jdk.SafepointBegin").withThreshold(th);
-      rs.onEvent("jdk.ThreadStart", e -> guard("ThreadStart", e, this::threadStart));
-      rs.onEvent("jdk.ThreadEnd", e -> guard("ThreadEnd", e, this::threadEnd));
-      rs.onEvent("jdk.JavaMonitorEnter", e -> guard("JavaMonitorEnter", e, this::hold));
-      rs.onEvent("jdk.JavaMonitorWait", e -> guard("JavaMonitorWait", e, this::hold));
-      rs.onEvent("jdk.ThreadPark", e -> guard("ThreadPark", e, this::park));
-      rs.onEvent("jdk.ThreadSleep", e -> guard("ThreadSleep", e, this::sleep));
-      rs.onEvent("jdk.GarbageCollection", e -> guard("GarbageCollection", e, this::gc));
-      rs.onEvent("jdk.SafepointBegin", e -> guard("SafepointBegin", e, this::safepoint));
+      on(rs, "jdk.ThreadStart", this::threadStart);
+      on(rs, "jdk.ThreadEnd", this::threadEnd);
+      on(rs, "jdk.JavaMonitorEnter", this::hold);
+      on(rs, "jdk.JavaMonitorWait", this::hold);
+      on(rs, "jdk.ThreadPark", this::park);
+      on(rs, "jdk.ThreadSleep", this::sleep);
+      on(rs, "jdk.GarbageCollection", this::gc);
+      on(rs, "jdk.SafepointBegin", this::safepoint);
       if (known.contains("jdk.VirtualThreadStart")) {
         rs.enable("jdk.VirtualThreadStart");
         rs.enable("jdk.VirtualThreadEnd");
         rs.enable("jdk.VirtualThreadPinned").withThreshold(th).withStackTrace();
-        rs.onEvent("jdk.VirtualThreadStart", e -> guard("VirtualThreadStart", e, this::virtualStart));
-        rs.onEvent("jdk.VirtualThreadEnd", e -> guard("VirtualThreadEnd", e, this::virtualEnd));
-        rs.onEvent("jdk.VirtualThreadPinned", e -> guard("VirtualThreadPinned", e, this::pinned));
+        on(rs, "jdk.VirtualThreadStart", this::virtualStart);
+        on(rs, "jdk.VirtualThreadEnd", this::virtualEnd);
+        on(rs, "jdk.VirtualThreadPinned", this::pinned);
       }
       rec.statsExtra.put("jfr_threshold_ms", (long) rec.cfg.jfrThresholdMs);
-      rs.onFlush(
-          () -> {
-            monitors();
-            synchronized (flushes) {
-              flushes.incrementAndGet();
-              flushes.notifyAll();
-            }
-          });
+      rs.onFlush(this::flushed);
       // JFR's own shutdown hook stops the recording: the stream then delivers what is left
       // and closes, which ends the exit wait as a flush does
-      rs.onClose(
-          () -> {
-            monitors();
-            synchronized (flushes) {
-              flushes.incrementAndGet();
-              flushes.notifyAll();
-            }
-          });
+      rs.onClose(this::flushed);
+      stream = rs;
       active = this;
+      // a JVM already exiting does not start JFR (starting it then can block the exit)
+      if (exiting) return;
       rs.start();
     } catch (Throwable e) {
       rec.fault("jfr", e);
     }
   }
 
+  /** Registers a handler; the stream delivers to it until the exit's hand-over. */
+  private void on(RecordingStream rs, String name, Handler h) {
+    handlers.put(name, h);
+    rs.onEvent(name, e -> deliver(name, e, h));
+  }
+
   /**
-   * At exit: waits (at most {@code maxMs}) for the stream's next flush, so JFR events of the
-   * last second reach the file before the final flush. JDK 17 has no call that hands them
-   * over at once.
+   * One event from the stream. Under the lock (uncontended but at exit), so that the exit's
+   * hand-over sees exactly which events were handled: their latest end is the watermark.
    */
+  private synchronized void deliver(String name, RecordedEvent e, Handler h) {
+    if (handedOver) return;
+    long end = epochNs(e.getEndTime());
+    if (end > watermark) watermark = end;
+    guard(name, e, h);
+  }
+
+  private synchronized void flushed() {
+    if (!handedOver) monitors();
+    synchronized (flushes) {
+      flushes.incrementAndGet();
+      flushes.notifyAll();
+    }
+  }
+
+  private static long epochNs(Instant t) {
+    return t == null ? 0 : t.getEpochSecond() * 1_000_000_000L + t.getNano();
+  }
+
+  /**
+   * At exit (the agent's shutdown hook): the JFR events the stream has not delivered yet.
+   * JFR hands events to a stream only at its flush, about once a second, and its own
+   * shutdown hook may close the stream first, so the last second would be lost. Instead,
+   * {@code RecordingStream.dump} (JDK 17+) makes the JVM write out its buffers and copies
+   * the recording to a file; the stream stops delivering (the hand-over) and the dump's
+   * events that end after the last one the stream delivered are handled here. If the
+   * recording is already closed, waits (at most {@code maxMs}) for the stream's close.
+   */
+  void finish(long maxMs) {
+    exiting = true;
+    RecordingStream rs = stream;
+    synchronized (this) {
+      if (rs == null || finishing) return;
+      finishing = true;
+    }
+    // on a thread of its own, waited for at most maxMs: JFR calls can block (a recording
+    // still starting while the JVM exits holds JFR's lock), and the exit must never hang
+    Thread t = new Thread(() -> collectLast(rs, maxMs), "willowisp-jfr-exit");
+    t.setDaemon(true);
+    rec.agentThreads.add(t);
+    t.start();
+    try {
+      t.join(maxMs);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    if (t.isAlive()) rec.statsExtra.put("jfr_exit_timeout", 1L);
+  }
+
+  /** Set when the JVM starts to exit (the exit advice or the shutdown hook); any thread. */
+  static volatile boolean exiting;
+
+  private void collectLast(RecordingStream rs, long maxMs) {
+    Path tmp = null;
+    try {
+      tmp = Files.createTempFile("willowisp-jfr-", ".jfr");
+      rs.dump(tmp);
+    } catch (Throwable e) {
+      deleteQuietly(tmp);
+      awaitNextFlush(maxMs);
+      return;
+    }
+    long seen;
+    synchronized (this) {
+      handedOver = true;
+      seen = watermark;
+    }
+    long late = 0;
+    try (RecordingFile f = new RecordingFile(tmp)) {
+      while (f.hasMoreEvents()) {
+        RecordedEvent e = f.readEvent();
+        if (epochNs(e.getEndTime()) <= seen) continue;
+        Handler h = handlers.get(e.getEventType().getName());
+        if (h == null) continue;
+        late++;
+        guard(e.getEventType().getName(), e, h);
+      }
+      monitors();
+    } catch (Throwable e) {
+      rec.fault("jfr exit", e);
+    } finally {
+      deleteQuietly(tmp);
+    }
+    rec.statsExtra.put("jfr_exit_events", late);
+  }
+
+  private static void deleteQuietly(Path p) {
+    try {
+      if (p != null) Files.deleteIfExists(p);
+    } catch (Throwable ignored) {
+      // a temporary file
+    }
+  }
+
+  /** Waits (at most {@code maxMs}) for the stream's next flush or its close. */
   void awaitNextFlush(long maxMs) {
     long deadline = System.nanoTime() + maxMs * 1_000_000L;
     synchronized (flushes) {

@@ -11,7 +11,9 @@ import java.security.SecureRandom;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -68,9 +70,18 @@ public final class Recorder {
   private long segmentBytes;
   private OutputStream outFile;
   private boolean broken;
+  /** The native stream when chunks go to a collector (WILLOWISP_COLLECTOR); else null. */
+  private Stream stream;
+  /** Reconnection attempts since the last fallback (at most 5: 1, 2, 4, 8, 16 s apart). */
+  private int reconnects;
+  private long nextReconnectNs;
   private volatile Thread flusher;
   private volatile boolean stopping;
   long costNsPerEvent;
+  /** The flusher's measured cost per event (encoding and compression), ns; flusher writes. */
+  volatile long serializeNsPerEvent;
+  private volatile long eventsPublished;
+  private volatile long droppedPublished;
   /** Extra attributes for the stats record (JVM facts the sampler found); any thread. */
   final ConcurrentHashMap<String, Long> statsExtra = new ConcurrentHashMap<>();
 
@@ -329,22 +340,47 @@ public final class Recorder {
 
   private void runFlusher() {
     long period = cfg.flushMs * 1_000_000L;
+    long started = now();
+    boolean calibrated = false;
     while (!stopping) {
       LockSupport.parkNanos(this, period);
       flush();
+      if (!calibrated && now() - started > 2_000_000_000L) {
+        // the start-up figure was taken interpreted; a compiled hot path is cheaper
+        calibrated = true;
+        try {
+          costNsPerEvent = Math.min(costNsPerEvent, Agent.calibrate(50));
+        } catch (Throwable e) {
+          fault("calibrate", e);
+        }
+      }
     }
   }
 
   void stop() {
     try {
       JfrEvents jfr = JfrEvents.active;
-      if (jfr != null) jfr.awaitNextFlush(3000);
+      // the exit advice has collected JFR's last events already (finish runs once); without
+      // it, a dump here could race JFR's own shutdown hook: wait for the stream instead
+      JfrEvents.exiting = true;
+      if (jfr != null && Hooks.exitHooked) jfr.finish(5000);
+      else if (jfr != null) jfr.awaitNextFlush(3000);
     } catch (Throwable e) {
       fault("stop", e);
     }
     stopping = true;
     flush();
     synchronized (flushLock) {
+      try {
+        if (stream != null) {
+          Stream st = stream;
+          String left = st.close();
+          stream = null;
+          if (left != null) fallBack(left, st.takeUnacked());
+        }
+      } catch (Throwable e) {
+        faults.incrementAndGet();
+      }
       try {
         if (outFile != null) outFile.close();
       } catch (IOException ignored) {
@@ -387,8 +423,20 @@ public final class Recorder {
       ev.add(Kinds.AGENT_DROP, r.unitId, t0, 0, d, 0);
     }
     List<Wtrace.Record> recs = new ArrayList<>();
-    boolean newSegment = outFile == null && !broken;
-    if (newSegment) openSegment();
+    boolean newSegment = false;
+    if (!broken && stream == null && outFile != null && reconnectDue(t0)) {
+      Stream st = openStream();
+      if (st != null) { // back on the collector: the file's segment ends here
+        outFile.close();
+        outFile = null;
+        stream = st;
+        newSegment = true;
+      }
+    }
+    if (!broken && stream == null && outFile == null) {
+      openSink();
+      newSegment = true;
+    }
     if (broken) {
       events += ev.n;
       pending.clear();
@@ -396,8 +444,8 @@ public final class Recorder {
     }
     if (newSegment || segmentBytes > SEGMENT_BYTES) {
       if (!newSegment) {
-        outFile.close();
-        openSegment();
+        closeSink();
+        openSink();
         if (broken) return;
       }
       recs.add(processRecord());
@@ -411,14 +459,141 @@ public final class Recorder {
       ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
     }
     if (ev.n == 0 && recs.isEmpty()) return;
+    eventsPublished = events + ev.n + (ev.n > 0 ? 1 : 0);
+    droppedPublished = droppedTotal;
     if (ev.n > 0) ev.add(Kinds.AGENT_FLUSH, 0, t0, 0, ev.n, 0);
     events += ev.n;
     recs.add(statsRecord());
     ev.firstSeq = seq;
     seq += ev.n;
+    long tc = now();
     byte[] chunk = Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
-    outFile.write(chunk);
+    if (ev.n >= 256) serializeNsPerEvent = (now() - tc) / ev.n;
+    write(chunk);
+  }
+
+  // --- where chunks go: a segment file, or the native stream --------------------------
+
+  /** A new segment: the collector's stream when one is configured and answers, else a file. */
+  private void openSink() {
+    if (!cfg.collector.isEmpty() && reconnects == 0 && nextReconnectNs == 0) {
+      Stream st = openStream();
+      if (st != null) {
+        stream = st;
+        return;
+      }
+      return; // openStream fell back to a file
+    }
+    openSegment();
+  }
+
+  /** Connects to the collector; on failure falls back to a file (first time) and returns null. */
+  private Stream openStream() {
+    segment++;
+    Map<String, Object> hello = new LinkedHashMap<>();
+    hello.put("op", "hello");
+    hello.put("versions", List.of(1L));
+    hello.put("token", cfg.token);
+    hello.put("format", List.of((long) Wtrace.MAJOR, (long) Wtrace.MINOR));
+    hello.put("process_id", processId);
+    hello.put("service", cut(cfg.service, 256));
+    hello.put("pid", pid);
+    hello.put("runtime", "java");
+    hello.put("segment", (long) segment);
+    try {
+      Stream st = Stream.open(cfg.collector, hello, this);
+      reconnects = 0;
+      nextReconnectNs = 0;
+      segmentBytes = 16;
+      return st;
+    } catch (Throwable e) {
+      segment--;
+      if (outFile == null) {
+        fallBack(Stream.why(e), List.of());
+      } else {
+        scheduleReconnect(); // still on the file; try again later
+      }
+      return null;
+    }
+  }
+
+  private boolean reconnectDue(long t) {
+    return !stopping && !cfg.collector.isEmpty() && nextReconnectNs != 0 && reconnects < 5 && t >= nextReconnectNs;
+  }
+
+  private void scheduleReconnect() {
+    reconnects++;
+    nextReconnectNs = reconnects >= 5 ? 0 : now() + (1L << reconnects) * 1_000_000_000L;
+  }
+
+  private void closeSink() throws IOException {
+    if (stream != null) {
+      Stream st = stream;
+      stream = null;
+      String left = st.close();
+      if (left != null) fallBack(left, st.takeUnacked());
+      if (outFile != null) {
+        outFile.close();
+        outFile = null;
+      }
+    } else if (outFile != null) {
+      outFile.close();
+      outFile = null;
+    }
+  }
+
+  private void write(byte[] chunk) throws IOException {
     segmentBytes += chunk.length;
+    if (stream == null) {
+      outFile.write(chunk);
+      return;
+    }
+    String why = stream.send(chunk);
+    if (why == null) return;
+    Stream st = stream;
+    stream = null;
+    fallBack(why, st.takeUnacked());
+  }
+
+  /**
+   * The collector is gone (or never answered): the segment file this process would have
+   * written, starting with the process record and a fault saying why, then every chunk the
+   * collector did not acknowledge, in order; later chunks follow. Reconnects are scheduled.
+   */
+  private void fallBack(String why, List<byte[]> unacked) {
+    try {
+      if (outFile == null) openSegment();
+      if (broken) return;
+      faults.incrementAndGet();
+      int id = faultIds.incrementAndGet();
+      List<Wtrace.Record> recs = new ArrayList<>();
+      recs.add(processRecord());
+      recs.add(new Wtrace.Record(Wtrace.R_FAULT, id).put("message", cut(why, 500)).put("where", "stream"));
+      Wtrace.Events ev = new Wtrace.Events(16);
+      long[] pair = clockPair();
+      ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
+      ev.add(Kinds.AGENT_FAULT, 0, now(), 0, id, 0);
+      ev.firstSeq = seq;
+      seq += ev.n;
+      events += ev.n;
+      byte[] first = Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
+      outFile.write(first);
+      segmentBytes += first.length;
+      for (byte[] c : unacked) {
+        outFile.write(c);
+        segmentBytes += c.length;
+      }
+      if (!cfg.collector.isEmpty() && !stopping) {
+        if (nextReconnectNs == 0 && reconnects == 0) {
+          nextReconnectNs = now() + 1_000_000_000L;
+        } else {
+          scheduleReconnect();
+        }
+      }
+    } catch (Throwable e) {
+      broken = true;
+      faults.incrementAndGet();
+    }
   }
 
   /**
@@ -494,9 +669,18 @@ public final class Recorder {
             .put("dropped", droppedTotal)
             .put("faults", faults.get())
             .put("cost_ns_per_event", costNsPerEvent)
-            .put("by_boundary", "{}");
+            .put("by_boundary", Boundaries.byBoundaryJson(this));
     statsExtra.forEach(s::put);
     return s;
+  }
+
+  /** Events flushed so far (approximate; any thread). */
+  long eventsSoFar() {
+    return eventsPublished;
+  }
+
+  long droppedSoFar() {
+    return droppedPublished;
   }
 
   static String cut(String s, int n) {

@@ -67,6 +67,11 @@ final class Ring {
   boolean busy;
   /** The lock resource a hook saw this thread start waiting for (0: none); read by the sampler. */
   volatile int blockedOn;
+  /**
+   * The boundary instance this thread is handling ({@link Boundaries.Instance}), or null.
+   * Written by the owner at an inbound request's entry and exit; read by the gated hooks.
+   */
+  volatile Object boundary;
 
   Ring(int capacity, int unitId, Thread t, boolean agent) {
     int cap = Integer.highestOneBit(Math.max(capacity, 16));
@@ -106,6 +111,11 @@ final class Ring {
     return used != (mask - (mask >> 2));
   }
 
+  /** Events this thread has written or dropped so far; owner only. */
+  long written() {
+    return head + dropped;
+  }
+
   /** Events waiting to be flushed. */
   long pending() {
     return (long) HEAD.getAcquire(this) - tail;
@@ -115,12 +125,15 @@ final class Ring {
   int drainTo(Wtrace.Events out) {
     long h = (long) HEAD.getAcquire(this);
     long t = tail;
-    for (long s = t; s < h; s++) {
-      int i = (int) s & mask;
-      out.add(kind[i] & 0xff, unit[i], time[i], res[i], arg[i], loc[i]);
-    }
+    if (h <= t) return 0;
+    int n = (int) (h - t); // at most the capacity (the invariant tail <= head <= tail + cap)
+    // at most two runs of slots (the ring wraps once), each copied column by column in bulk
+    int from = (int) t & mask;
+    int first = Math.min(n, mask + 1 - from);
+    out.append(this, from, first);
+    if (first < n) out.append(this, 0, n - first);
     tail = h;
-    return (int) (h - t);
+    return n;
   }
 
   boolean ownerGone() {

@@ -152,6 +152,7 @@ final class Sampler implements Runnable {
               && (info.getLockOwnerId() != -1 || hookedSync(li.getClassName()));
       if (!monitor && !owned) continue;
       if (Recorder.isAgentName(info.getThreadName()) || isAgentThread(info.getThreadId())) continue;
+      if (Boundaries.gate && !inBoundary(info.getThreadId())) continue; // hops: inside only
       waiting.put(info.getThreadId(), info);
     }
     // who holds each lock now, as its waiters' lock owner says
@@ -189,6 +190,12 @@ final class Sampler implements Runnable {
       long[] dead = mx.findDeadlockedThreads();
       rec.statsExtra.put("jvm_deadlocked_threads", (long) (dead == null ? 0 : dead.length));
     }
+  }
+
+  /** Is this thread handling a boundary instance (hops mode records only those waits)? */
+  private boolean inBoundary(long tid) {
+    Ring r = rec.ringByTid.get(tid);
+    return r != null && r.boundary != null;
   }
 
   private static boolean same(Seen s, ThreadInfo info) {

@@ -1,6 +1,7 @@
 package dev.willowisp.agent;
 
-import java.io.ByteArrayOutputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -111,6 +112,18 @@ public final class Wtrace {
       n++;
     }
 
+    /** Appends ring slots [from, from + k) of every column. */
+    void append(Ring r, int from, int k) {
+      while (n + k > kind.length) grow();
+      System.arraycopy(r.kind, from, kind, n, k);
+      System.arraycopy(r.unit, from, unit, n, k);
+      System.arraycopy(r.time, from, time, n, k);
+      System.arraycopy(r.res, from, res, n, k);
+      System.arraycopy(r.arg, from, arg, n, k);
+      System.arraycopy(r.loc, from, loc, n, k);
+      n += k;
+    }
+
     private void grow() {
       byte[] k = kind;
       int[] u = unit;
@@ -184,11 +197,11 @@ public final class Wtrace {
     if (n > 0) {
       out.uvarint(events.firstSeq);
       out.bytes(events.kind, 0, n);
-      for (int i = 0; i < n; i++) out.u32(events.unit[i]);
-      for (int i = 0; i < n; i++) out.u64(events.time[i]);
-      for (int i = 0; i < n; i++) out.u32(events.res[i]);
-      for (int i = 0; i < n; i++) out.u64(events.arg[i]);
-      for (int i = 0; i < n; i++) out.u32(events.loc[i]);
+      out.ints(events.unit, n);
+      out.longs(events.time, n);
+      out.ints(events.res, n);
+      out.longs(events.arg, n);
+      out.ints(events.loc, n);
     }
     return out.toBytes();
   }
@@ -234,21 +247,26 @@ public final class Wtrace {
     return out.toBytes();
   }
 
+  /**
+   * The flusher's deflater, kept between chunks (a new one costs a zlib state of ~256 KiB to
+   * set up and clear); flusher thread only.
+   */
+  private static final ThreadLocal<Deflater> DEFLATER = ThreadLocal.withInitial(() -> new Deflater(Deflater.BEST_SPEED));
+
   private static byte[] deflate(byte[] data) {
-    Deflater d = new Deflater(Deflater.BEST_SPEED);
-    try {
-      d.setInput(data);
-      d.finish();
-      ByteArrayOutputStream out = new ByteArrayOutputStream(data.length / 2 + 64);
-      byte[] buf = new byte[64 * 1024];
-      while (!d.finished()) {
-        int k = d.deflate(buf);
-        out.write(buf, 0, k);
-      }
-      return out.toByteArray();
-    } finally {
-      d.end();
-    }
+    Deflater d = DEFLATER.get();
+    d.reset();
+    d.setInput(data);
+    d.finish();
+    // deflate never grows input by more than ~0.1 % + a few bytes; a payload that does not
+    // shrink is stored as `none` by the caller anyway
+    byte[] buf = new byte[data.length + data.length / 64 + 64];
+    int n = 0;
+    while (!d.finished() && n < buf.length) n += d.deflate(buf, n, buf.length - n);
+    if (!d.finished()) return data; // did not fit: not smaller
+    byte[] out = new byte[n];
+    System.arraycopy(buf, 0, out, 0, n);
+    return out;
   }
 
   /** A growable little-endian byte buffer with LEB128 varints. */
@@ -296,6 +314,20 @@ public final class Wtrace {
       for (int i = 0; i < 8; i++) {
         data[len++] = (byte) (v >>> (8 * i));
       }
+    }
+
+    /** n ints as u32 LE, in bulk (a view buffer copy, not a loop of byte stores). */
+    void ints(int[] a, int n) {
+      need(4 * n);
+      ByteBuffer.wrap(data, len, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().put(a, 0, n);
+      len += 4 * n;
+    }
+
+    /** n longs as u64 LE, in bulk. */
+    void longs(long[] a, int n) {
+      need(8 * n);
+      ByteBuffer.wrap(data, len, 8 * n).order(ByteOrder.LITTLE_ENDIAN).asLongBuffer().put(a, 0, n);
+      len += 8 * n;
     }
 
     void bytes(byte[] b, int off, int n) {
