@@ -72,3 +72,62 @@ def record_until_blocked(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+# -- agents: clean environments, the native stream's collector, the control corpus --------
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_TOKEN: str = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())[
+    "token"
+]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any ``WILLOWISP_*`` variable (the test's own settings only),
+    plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
+    env.update(extra)
+    return env
+
+
+def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """``willowisp collect --native PORT --out FOLDER``; the process and its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
+    return proc, address
+
+
+def stop_collector(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def check_control_corpus(desc_path: Path, runtime: str) -> dict[str, Any]:
+    """A running agent's control channel (started with ``WILLOWISP_CONTROL=tcp`` and
+    ``WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN``) answers every control item of
+    conformance/protocols as the corpus says, over its Unix socket and over TCP, and still
+    answers after each; its descriptor and socket are private. Returns the descriptor."""
+    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
+    import protoharness as ph  # type: ignore[import-not-found]
+
+    desc: dict[str, Any] = json.loads(desc_path.read_text())
+    assert desc["runtime"] == runtime and desc["token"] == CORPUS_TOKEN
+    assert desc_path.stat().st_mode & 0o777 == 0o600
+    assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
+    assert desc["tcp"].startswith("127.0.0.1:")
+    for address in (f"unix:{desc['socket']}", desc["tcp"]):
+        connect = ph.connector(address)
+        for item in ph.items("control"):
+            received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
+            ph.check_control_item(item, received)
+            ph.control_alive(connect)
+    return desc

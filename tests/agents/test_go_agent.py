@@ -26,6 +26,7 @@ import pytest
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import go_trace
 from willowisp.ingest.go_decoder import AGENT_STORED
+from wispkit import CORPUS_TOKEN, check_control_corpus, clean_env, start_collector, stop_collector
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "go"
@@ -45,10 +46,6 @@ def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         check=False,
         env=env,
     )
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
 
 
 @pytest.fixture(scope="module")
@@ -283,8 +280,6 @@ def test_bad_agent_stream_is_one_format_error(data: bytes, problem: str) -> None
 
 # --- live processes: the control channel, the native stream, hops mode, segments ------------
 
-CORPUS_TOKEN = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())["token"]
-
 
 def start_live(
     program: Path, tmp_path: Path, **env: str
@@ -324,28 +319,15 @@ def test_control_channel_passes_the_protocol_corpus(
     """Every control item of conformance/protocols, over the Unix socket and over TCP, and
     the channel still answers after each; the descriptor and socket are private (0600) and
     removed when the program ends."""
-    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
-    import protoharness as ph  # type: ignore[import-not-found]
-
     proc, runtime, line = start_live(
         programs["hang"], tmp_path, WILLOWISP_CONTROL="tcp", WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN
     )
     try:
         assert line == "ready"
         (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
-        desc = json.loads(desc_path.read_text())
-        assert desc["runtime"] == "go" and desc["token"] == CORPUS_TOKEN
+        desc = check_control_corpus(desc_path, "go")
         assert desc["protocol"] == "willowisp-control" and desc["versions"] == [1]
         assert desc["run"] == os.path.realpath(tmp_path / "run")
-        assert desc_path.stat().st_mode & 0o777 == 0o600
-        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
-        assert desc["tcp"].startswith("127.0.0.1:")
-        for address in (f"unix:{desc['socket']}", desc["tcp"]):
-            connect = ph.connector(address)
-            for item in ph.items("control"):
-                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
-                ph.check_control_item(item, received)
-                ph.control_alive(connect)
         assert proc.poll() is None  # the program never noticed
     finally:
         assert stop_live(proc, runtime) == -signal.SIGTERM
@@ -370,26 +352,6 @@ def test_willowisp_ctl_reaches_a_go_process(programs: dict[str, Path], tmp_path:
         assert done.returncode != 0
     finally:
         stop_live(proc, runtime)
-
-
-def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
-    return proc, address
-
-
-def stop_collector(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def analyze_json(*folders: Path) -> dict[str, Any]:

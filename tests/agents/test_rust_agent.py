@@ -7,7 +7,6 @@ agents/rust/target, run with the ``WILLOWISP_*`` variables (directly or under
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -21,15 +20,13 @@ from typing import Any
 
 import pytest
 
+from wispkit import CORPUS_TOKEN, check_control_corpus, clean_env, start_collector, stop_collector
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "agents" / "rust"
 CARGO = shutil.which("cargo")
 
 pytestmark = pytest.mark.skipif(CARGO is None, reason="cargo is not installed")
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
 
 
 def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -341,9 +338,6 @@ def test_access_api_finds_a_race_and_respects_a_lock(bins: Path, tmp_path: Path)
     assert sorted(u["name"] for u in races[0]["units"]) == ["writer-a", "writer-b"]
 
 
-CORPUS_TOKEN = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())["token"]
-
-
 def start_hanging(bins: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Path]:
     """The deadlock program (it hangs) with its control channel in a short private folder."""
     runtime = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))
@@ -374,24 +368,12 @@ def stop_hanging(proc: subprocess.Popen[str], runtime: Path) -> None:
 def test_control_channel_passes_the_protocol_corpus(bins: Path, tmp_path: Path) -> None:
     """Every control item of conformance/protocols, over the Unix socket and over TCP,
     and the channel still answers after each."""
-    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
-    import protoharness as ph  # type: ignore[import-not-found]
-
     proc, runtime = start_hanging(
         bins, tmp_path, WILLOWISP_CONTROL="tcp", WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN
     )
     try:
         (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
-        desc = json.loads(desc_path.read_text())
-        assert desc["runtime"] == "rust" and desc["token"] == CORPUS_TOKEN
-        assert desc_path.stat().st_mode & 0o777 == 0o600
-        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
-        for address in (f"unix:{desc['socket']}", desc["tcp"]):
-            connect = ph.connector(address)
-            for item in ph.items("control"):
-                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
-                ph.check_control_item(item, received)
-                ph.control_alive(connect)
+        check_control_corpus(desc_path, "rust")
     finally:
         stop_hanging(proc, runtime)
 
@@ -410,26 +392,6 @@ def test_willowisp_ctl_reaches_a_rust_process(bins: Path, tmp_path: Path) -> Non
         assert "http:POST /pay" in done.stdout
     finally:
         stop_hanging(proc, runtime)
-
-
-def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
-    return proc, address
-
-
-def stop_collector(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def test_native_stream_to_a_collector(bins: Path, tmp_path: Path) -> None:
