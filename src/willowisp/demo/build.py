@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from willowisp.runtimes import java_agent_jar, node_register
+from willowisp.runtimes import JAVA_JAR, java_agent_jar, node_register
 
 BUILD_TIMEOUT_S = 1500.0  # a cold cargo build of hyper and tokio on two busy cores
 
@@ -148,9 +148,7 @@ def _node(root: Path, cache: Path) -> Service:
 def _java(root: Path, cache: Path) -> Service:
     javac = _tool("javac", "a JDK")
     java = _tool("java", "a JDK")
-    jar = java_agent_jar()
-    if jar is None:
-        raise _Skip("the Java agent's jar is not built (agents/java: mvn package)")
+    jar = _java_agent(root)
     source = root / "demo" / "java" / "Ledger.java"
     classes = cache / "java"
     if _newer(source, classes / "Ledger.class") or _newer(jar, classes / "Ledger.class"):
@@ -158,6 +156,33 @@ def _java(root: Path, cache: Path) -> Service:
         _run([javac, "-g", "-cp", str(jar), "-d", str(classes), str(source)], source.parent)
     note = f"compiled with {_version([javac, '-version'])}"
     return Service("java", "ledger", (java, "-cp", str(classes), "Ledger"), note)
+
+
+def _java_agent(root: Path) -> Path:
+    """The Java agent's jar: the one found (``runtimes.java_agent_jar``), built first from
+    the checkout's agents/java with Maven when it is missing or older than its sources (its
+    build folder is the checkout's ignored ``target/``; Maven keeps dependencies in its own
+    cache). The agent's own tests are skipped here: the test command runs them."""
+    jar = java_agent_jar()
+    project = root / "agents" / "java"
+    sources = [p for p in (project / "src" / "main").rglob("*") if p.is_file()]
+    sources.append(project / "pom.xml")
+    built = project / "target" / JAVA_JAR
+    stale = jar is None or (jar == built.resolve() and any(_newer(s, built) for s in sources))
+    if not stale:
+        assert jar is not None
+        return jar
+    if not (project / "pom.xml").is_file():
+        raise _Skip("the Java agent's jar is not built and this checkout has no agents/java")
+    mvn = _tool("mvn", "Maven (to build the Java agent)")
+    try:  # offline first: quick when Maven's cache has everything
+        _run([mvn, "-q", "-o", "package", "-DskipTests"], project)
+    except _Skip:
+        _run([mvn, "-q", "package", "-DskipTests"], project)
+    jar = java_agent_jar()
+    if jar is None:
+        raise _Skip("Maven ran but left no agents/java/target/" + JAVA_JAR)
+    return jar
 
 
 def _rust(root: Path, cache: Path) -> Service:
