@@ -15,7 +15,8 @@ baseline of the same run, and the CPU time the measured process spent (the front
 during the load; the handler for the promises), which other processes on a shared machine
 disturb far less than wall time. Prints figures and ratios; asserts nothing.
 
-    python bench/bench_node_agent.py [--requests 4000] [--rounds 5] [--awaits 200000]
+    python bench/bench_node_agent.py [--requests 4000] [--warmup 4000] [--rounds 5]
+        [--awaits 200000] [--http baseline,full,hops,"hops ratio 0"] [--no-promises]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ WORKLOAD = Path(__file__).resolve().parent / "node_agent_workload.js"
 NODE = shutil.which("node") or "node"
 
 
-def env_for(mode: str | None, out: Path, boundary: str = "") -> dict[str, str]:
+def env_for(mode: str | None, out: Path, boundary: str = "", ratio: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
     env.pop("NODE_OPTIONS", None)
     if mode is not None:
@@ -44,7 +45,19 @@ def env_for(mode: str | None, out: Path, boundary: str = "") -> dict[str, str]:
         env["WILLOWISP_MODE"] = mode
         if boundary:
             env["WILLOWISP_BOUNDARIES"] = boundary
+        if ratio:
+            env["WILLOWISP_TRACE_RATIO"] = ratio
     return env
+
+
+# The HTTP configurations: name -> (mode, trace ratio). "hops ratio 0" is the agent's
+# floor in hops mode (propagation only, nothing recorded).
+HTTP_CONFIGS = {
+    "baseline": (None, ""),
+    "full": ("full", ""),
+    "hops": ("hops", ""),
+    "hops ratio 0": ("hops", "0"),
+}
 
 
 def server(role: str, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
@@ -80,8 +93,13 @@ def node_out(*args: str, env: dict[str, str]) -> tuple[float, float]:
     return float(wall), float(cpu)
 
 
-def table(title: str, unit: str, per: float, runs: dict[str, list[tuple[float, float]]],
-          targets: dict[str, str]) -> None:
+def table(
+    title: str,
+    unit: str,
+    per: float,
+    runs: dict[str, list[tuple[float, float]]],
+    targets: dict[str, str],
+) -> None:
     """One line per configuration: wall median and min, per item, ratios to the first
     configuration (the baseline of this run), CPU median and its ratio."""
     base = next(iter(runs.values()))
@@ -103,10 +121,19 @@ def table(title: str, unit: str, per: float, runs: dict[str, list[tuple[float, f
         )
 
 
-def http_round(mode: str | None, down_port: int, requests: int, tmp: Path) -> tuple[float, float]:
-    front, port = server("front", str(down_port), env=env_for(mode, tmp / f"http-{mode}"))
+def http_round(
+    mode: str | None, ratio: str, down_port: int, requests: int, warmup: int, tmp: Path
+) -> tuple[float, float]:
+    front, port = server(
+        "front", str(down_port), env=env_for(mode, tmp / f"http-{mode}", "", ratio)
+    )
     try:
-        node_out("load", str(port), str(requests // 10), "8", env=env_for(None, tmp))  # warm-up
+        # Warm-up: V8 compiles the hot functions of Node's http stack, of the program and of
+        # the agent on background threads, whose CPU time process.cpuUsage() counts; a
+        # short warm-up leaves that one-time cost inside the measured window (with 400
+        # requests of warm-up the baseline spent ~750 ms CPU on 3000 requests, with 4000
+        # ~510 ms), and it is larger with the agent's code to compile too.
+        node_out("load", str(port), str(warmup), "8", env=env_for(None, tmp))
         return node_out("load", str(port), str(requests), "8", env=env_for(None, tmp))
     finally:
         stop(front)
@@ -117,20 +144,41 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--awaits", type=int, default=200_000)
+    ap.add_argument(
+        "--warmup", type=int, default=4000, help="requests before each measured HTTP round"
+    )
+    ap.add_argument(
+        "--http",
+        default=",".join(HTTP_CONFIGS),
+        help="HTTP configurations to run, comma-separated (the first is the baseline)",
+    )
+    ap.add_argument("--no-promises", action="store_true", help="skip the promise workload")
     a = ap.parse_args()
+    http_names = [n.strip() for n in a.http.split(",") if n.strip()]
+    for n in http_names:
+        if n not in HTTP_CONFIGS:
+            raise SystemExit(f"unknown configuration {n!r}: one of {', '.join(HTTP_CONFIGS)}")
     version = subprocess.run(
         [NODE, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    print(f"node {version}; {a.requests} requests x {a.rounds} rounds; {a.awaits} awaits")
+    print(
+        f"node {version}; {a.requests} requests (after {a.warmup} of warm-up) x {a.rounds}"
+        f" rounds; {a.awaits} awaits"
+    )
 
     with tempfile.TemporaryDirectory(prefix="wisp-bench-node-") as td:
         tmp = Path(td)
         down, down_port = server("downstream", env=env_for(None, tmp))
         try:
-            times: dict[str, list[tuple[float, float]]] = {"baseline": [], "full": [], "hops": []}
-            for _ in range(a.rounds):
-                for name, mode in (("baseline", None), ("full", "full"), ("hops", "hops")):
-                    times[name].append(http_round(mode, down_port, a.requests, tmp))
+            times: dict[str, list[tuple[float, float]]] = {n: [] for n in http_names}
+            for r in range(a.rounds):
+                # each round starts with another configuration: no configuration always
+                # runs first after the downstream's idle time or last before the next round
+                for name in http_names[r % len(http_names) :] + http_names[: r % len(http_names)]:
+                    mode, ratio = HTTP_CONFIGS[name]
+                    times[name].append(
+                        http_round(mode, ratio, down_port, a.requests, a.warmup, tmp)
+                    )
         finally:
             stop(down)
         table(
@@ -141,6 +189,8 @@ def main() -> None:
             {"full": "<= 1.30x", "hops": "<= 1.05x"},
         )
 
+        if a.no_promises:
+            return
         boundary = "entry=http:GET /work;runtimes=nodejs"
         configs = (
             ("no agent", None, ""),
@@ -161,6 +211,7 @@ def main() -> None:
             ptimes,
             {},
         )
+
 
 if __name__ == "__main__":
     sys.exit(main())

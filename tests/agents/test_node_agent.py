@@ -258,8 +258,9 @@ def ctl_json(pid: int, *args: str, env: dict[str, str]) -> dict[str, Any]:
 
 def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
     """`willowisp ctl PID status` and `enable SPEC` reach a Node process in hops mode: the
-    boundary switched on at run time makes the next matching request's promises units,
-    and `disable` stops that; SIGTERM removes the socket and the descriptor."""
+    boundary switched on at run time makes the next matching request's promises units (the
+    async hook is installed then, not before), and `disable` stops that and removes the
+    hook; SIGTERM removes the socket and the descriptor."""
     out = tmp_path / "run"
     proc, runtime, port = start_service(out, WILLOWISP_MODE="hops")
     try:
@@ -267,6 +268,7 @@ def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
         status = ctl_json(proc.pid, "status", env=env)["processes"][0]["result"]
         assert status["runtime"] == "nodejs" and status["pid"] == proc.pid
         assert status["mode"] == "hops" and status["boundaries"] == []
+        assert status["async_hooks"] is False  # hops mode without a boundary: no async hook
         get(port, "/work")  # before: no boundary, no promise units
         done = wisp("ctl", str(proc.pid), "enable", "entry=http:GET /work;runtimes=nodejs", env=env)
         assert done.returncode == 0, done.stderr
@@ -274,14 +276,20 @@ def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
         status = ctl_json(proc.pid, "status", env=env)["processes"][0]["result"]
         (b,) = status["boundaries"]
         assert (b["name"], b["enabled"], b["source"], b["entries"]) == (
-            "http:GET /work", True, "ctl", 1
+            "http:GET /work",
+            True,
+            "ctl",
+            1,
         )
+        assert status["async_hooks"] is True
         done = wisp("ctl", str(out), "disable", "http:GET /work", env=env)  # by run folder
         assert done.returncode == 0, done.stderr
         get(port, "/work")
         status = ctl_json(proc.pid, "status", env=env)["processes"][0]["result"]
         assert status["boundaries"][0]["enabled"] is False
         assert status["boundaries"][0]["entries"] == 1
+        # disabled with no instance open: the hook is gone again
+        assert status["async_hooks"] is False
         proc.terminate()
         assert proc.wait(timeout=30) == -15
         assert list(runtime.iterdir()) == []
@@ -290,8 +298,11 @@ def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
     assert analyze(out)["trace"]["agent_faults"] == 0
     # three requests; only the one inside the boundary made async-resource units
     q = wisp(
-        "query", str(out),
-        "SELECT kind, count(*) AS n FROM units GROUP BY kind ORDER BY kind", "--format", "json",
+        "query",
+        str(out),
+        "SELECT kind, count(*) AS n FROM units GROUP BY kind ORDER BY kind",
+        "--format",
+        "json",
     )
     assert q.returncode == 0, q.stderr
     kinds = dict(json.loads(q.stdout)["rows"])
@@ -402,8 +413,13 @@ def test_stream_falls_back_to_files(tmp_path: Path) -> None:
     (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
     assert "collector is shutting down" in json.dumps(fault)
     q = wisp(
-        "query", str(collected), str(out), str(again),
-        "SELECT count(*) FROM units WHERE kind = 'async-flow'", "--format", "json",
+        "query",
+        str(collected),
+        str(out),
+        str(again),
+        "SELECT count(*) FROM units WHERE kind = 'async-flow'",
+        "--format",
+        "json",
     )
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout)["rows"] == [[3]]  # each request recorded exactly once

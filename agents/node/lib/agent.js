@@ -162,10 +162,11 @@ function callerSite(below) {
 function newFlow(name, ctx, boundary, loc) {
   const rec = state.rec;
   const parent = currentUnit();
-  const unit = rec.newUnit([['kind', 'async-flow'], ['name', String(name).slice(0, 200)], ['parent', parent], ['loc', loc]]);
+  const short = String(name).slice(0, 200);
+  const unit = rec.newUnit(['kind', 'async-flow', 'name', short, 'parent', parent, 'loc', loc]);
   rec.emit(K.UNIT_CREATE, parent, 0, unit, loc);
   rec.emit(K.UNIT_START, unit, 0, parent, 0);
-  return makeFlow(unit, ctx, boundary, false, name);
+  return makeFlow(unit, ctx, boundary, false, short);
 }
 
 // Every flow object has this one shape (the hooks read it on every callback: keep it
@@ -289,6 +290,26 @@ function installSteps(boundaryHooks) {
   next.enable();
 }
 
+// No boundary is enabled and no instance is open any more: in `hops` mode the async hook
+// goes (the program then pays only for AsyncLocalStorage again); in `full` mode the step
+// hook without the boundary callbacks replaces it. Called from inside some callback whose
+// `after` the removed hook will not see: the stacks start empty again.
+function dropBoundaryHooks() {
+  if (state.rec === null || !state.hookHasBoundaries) return;
+  if (state.full) {
+    installSteps(null); // its `after` pops `running` as the old hook's would have
+    stepUnits.length = 0; // used by the boundary callbacks only
+    state.stepUnit = 0;
+    return;
+  }
+  state.hook.disable();
+  state.hook = null;
+  state.hookHasBoundaries = false;
+  stepUnits.length = 0;
+  running.length = 0;
+  state.stepUnit = 0;
+}
+
 // A boundary was switched on at run time: make sure the hooks that turn resources into
 // units inside instances run (installed then; resources made before are not seen).
 function ensureBoundaryHooks() {
@@ -314,6 +335,7 @@ module.exports = {
   endFlow,
   installSteps,
   ensureBoundaryHooks,
+  dropBoundaryHooks,
   stepUnits,
   executionAsyncResource,
 };

@@ -36,9 +36,14 @@ function declare(b, source) {
   return d;
 }
 
-function configure(boundaries, whenEnabled = null) {
+// Called when no boundary is enabled and no instance is open (set by start.js): the
+// async hooks can go.
+let onAllIdle = null;
+
+function configure(boundaries, whenEnabled = null, whenIdle = null) {
   declared.clear();
   onFirstEnable = whenEnabled;
+  onAllIdle = whenIdle;
   for (const b of boundaries) {
     if (b.allowsNode) declare(b, 'config');
   }
@@ -82,7 +87,16 @@ function disable(name) {
     throw new ConfigError(`no boundary ${JSON.stringify(String(name).slice(0, 64))} in this process (known: ${known.slice(0, 300)})`);
   }
   d.enabled = false;
+  retireIfIdle();
   return d.boundary.entry;
+}
+
+function retireIfIdle() {
+  if (onAllIdle === null) return;
+  for (const d of declared.values()) {
+    if (d.enabled || d.active > 0) return;
+  }
+  onAllIdle();
 }
 
 function costs(d, cost) {
@@ -145,6 +159,7 @@ function enter(protocol, method, target, member) {
 
 function leave(inst) {
   inst.d.active -= 1;
+  if (inst.d.active === 0 && !inst.d.enabled) retireIfIdle();
 }
 
 // The tracestate member outgoing requests of the current flow carry, or ''.

@@ -42,6 +42,116 @@ function parse(header) {
   return { traceId: m[2], spanId: m[3], flags: parseInt(m[4], 16) };
 }
 
+// --- B3 and X-Ray, read on inbound requests that carry no traceparent ------------------
+//
+// As the Python agent (src/willowisp/wire/b3.py, xray.py; docs/wire.md): W3C first, else B3
+// (a valid single `b3` header wins over the multi `X-B3-*` ones), else X-Ray
+// (`X-Amzn-Trace-Id`). A 16-hex B3 trace id is left-padded to 32; an X-Ray Root
+// `1-{8 hex}-{24 hex}` is the 32-hex trace id joined. Only the sampled bit crosses: B3
+// `1`/`d`/`X-B3-Flags: 1`/`X-B3-Sampled: 1|true` and X-Ray `Sampled=1` set it, `0`/`false`
+// clear it, and when the sender deferred the decision it is taken here, at the root. A
+// header Node joined from repeated ones (`a, b`) does not parse, like a repeated header.
+
+const ID64 = /^[0-9a-f]{16}$/;
+const B3_TRACE = /^(?:[0-9a-f]{16}){1,2}$/;
+const B3_SINGLE_SAMPLING = { 1: 1, 0: 0, d: 1 };
+const ZERO_TRACE = '00000000000000000000000000000000';
+const ZERO_SPAN = '0000000000000000';
+
+function b3Ids(trace, span) {
+  if (typeof trace !== 'string' || typeof span !== 'string' || !B3_TRACE.test(trace) || !ID64.test(span)) return null;
+  const traceId = trace.padStart(32, '0');
+  if (traceId === ZERO_TRACE || span === ZERO_SPAN) return null;
+  return { traceId, spanId: span };
+}
+
+// {traceId, spanId, sampled} (sampled: 1, 0, or -1 when deferred), or null; a bare
+// decision (`b3: 0`) has no ids and is null here: there is nothing to continue.
+function parseB3Single(value) {
+  if (typeof value !== 'string') return null;
+  const v = value.trim();
+  if (v.length > 128) return null;
+  const parts = v.split('-');
+  if (parts.length < 2 || parts.length > 4) return null;
+  let sampled = -1;
+  if (parts.length >= 3) {
+    sampled = B3_SINGLE_SAMPLING[parts[2]];
+    if (sampled === undefined) return null;
+  }
+  if (parts.length === 4 && (!ID64.test(parts[3]) || parts[3] === ZERO_SPAN)) return null;
+  const ids = b3Ids(parts[0], parts[1]);
+  if (ids === null) return null;
+  ids.sampled = sampled;
+  return ids;
+}
+
+function parseB3Multi(headers) {
+  const one = (name) => (typeof headers[name] === 'string' ? headers[name].trim() : undefined);
+  let sampled = -1;
+  if (one('x-b3-flags') === '1') sampled = 1;
+  else {
+    const s = one('x-b3-sampled');
+    if (s !== undefined) {
+      const d = { 1: 1, 0: 0, true: 1, false: 0 }[s.toLowerCase()];
+      if (d !== undefined) sampled = d;
+    }
+  }
+  const ids = b3Ids(one('x-b3-traceid'), one('x-b3-spanid'));
+  if (ids === null) return null;
+  ids.sampled = sampled;
+  return ids;
+}
+
+const XRAY_ROOT = /^1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})$/;
+const XRAY_PARENT = /^[0-9a-fA-F]{16}$/;
+
+function parseXRay(value) {
+  if (typeof value !== 'string' || value.length > 1024) return null;
+  let traceId = null;
+  let spanId = null;
+  let sampled = -1;
+  for (const part of value.split(';')) {
+    const p = part.trim();
+    const eq = p.indexOf('=');
+    if (eq < 0) {
+      if (p !== '') return null;
+      continue;
+    }
+    const key = p.slice(0, eq);
+    const v = p.slice(eq + 1);
+    if (key === 'Root') {
+      const m = XRAY_ROOT.exec(v);
+      if (m === null || traceId !== null) return null;
+      traceId = (m[1] + m[2]).toLowerCase();
+    } else if (key === 'Parent') {
+      if (!XRAY_PARENT.test(v) || spanId !== null) return null;
+      spanId = v.toLowerCase();
+    } else if (key === 'Sampled') sampled = v === '1' ? 1 : v === '0' ? 0 : -1;
+  }
+  if (traceId === null || spanId === null || traceId === ZERO_TRACE || spanId === ZERO_SPAN) return null;
+  return { traceId, spanId, sampled };
+}
+
+// The context an inbound request's headers (Node's lower-cased object) carry and the
+// format it came in: {ctx, how} with how 'w3c', 'b3', 'xray', or {ctx: null, how: ''}.
+function incoming(headers) {
+  const w3c = parse(headers.traceparent);
+  if (w3c !== null) return { ctx: w3c, how: 'w3c' };
+  let other = null;
+  let how = '';
+  if (headers.b3 !== undefined) other = parseB3Single(headers.b3);
+  if (other === null && (headers['x-b3-traceid'] !== undefined || headers['x-b3-spanid'] !== undefined)) other = parseB3Multi(headers);
+  if (other !== null) how = 'b3';
+  else if (headers['x-amzn-trace-id'] !== undefined) {
+    other = parseXRay(headers['x-amzn-trace-id']);
+    if (other !== null) how = 'xray';
+  }
+  if (other === null) return NO_CONTEXT;
+  const flags = other.sampled === -1 ? rootFlags() : other.sampled; // deferred: decided here
+  return { ctx: { traceId: other.traceId, spanId: other.spanId, flags }, how };
+}
+const NO_CONTEXT = Object.freeze({ ctx: null, how: '' });
+
 const FLAGS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 function format(ctx) {
@@ -57,4 +167,4 @@ function rootFlags() {
   return ratio >= 1 || Math.random() < ratio ? 1 : 0;
 }
 
-module.exports = { parse, format, newTraceId, newSpanId, rootFlags, configure };
+module.exports = { parse, format, newTraceId, newSpanId, rootFlags, configure, incoming, parseB3Single, parseB3Multi, parseXRay };

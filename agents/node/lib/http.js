@@ -52,6 +52,31 @@ function headersJson(headers) {
   return out === '' ? '{}' : `${out}}`;
 }
 
+// The request headers the agent reads (trace context formats, host, the allowlist), as
+// Node's lower-cased `headers` object would give them, taken from `rawHeaders`: reading
+// `req.headers` makes Node 20 build the object of every header, which a handler that never
+// looks at them would not pay for. Repeated headers are joined with ', ' (a joined trace
+// header does not parse, as a repeated one must not), except those Node keeps the first of.
+const WANTED = new Set([
+  'traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags',
+  'x-amzn-trace-id', 'host', ...ALLOWED_HEADERS,
+]);
+const FIRST_ONLY = new Set(['host', 'content-length', 'content-type', 'user-agent']);
+
+function wanted(raw) {
+  const out = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i];
+    if (typeof name !== 'string' || name.length > 17) continue; // the longest wanted name
+    const key = name.toLowerCase();
+    if (!WANTED.has(key)) continue;
+    const prev = out[key];
+    if (prev === undefined) out[key] = String(raw[i + 1]);
+    else if (!FIRST_ONLY.has(key)) out[key] = `${prev}, ${raw[i + 1]}`;
+  }
+  return out;
+}
+
 function stateMember(tracestate) {
   if (!tracestate || !boundaries.any()) return ''; // nothing to find: skip the parse
   for (const part of String(tracestate).split(',')) {
@@ -88,18 +113,19 @@ function peerOf(args, defaultPort) {
 function clientSend(rec, ctx, library, method, path, peer, loc) {
   if (!agent.recorded(ctx)) return 0;
   const t = target(path);
+  // flat [key, value, ...] attributes: no array per attribute on this per-request path
   const rid = rec.newResource([
-    ['kind', 'rpc'],
-    ['name', `${method} ${t}`],
-    ['loc', loc],
-    ['trace_id', ctx.traceId],
-    ['span_id', ctx.spanId],
-    ['sampled', ctx.flags & 1],
-    ['protocol', 'http'],
-    ['library', library],
-    ['method', method],
-    ['target', t],
-    ['peer', peer],
+    'kind', 'rpc',
+    'name', `${method} ${t}`,
+    'loc', loc,
+    'trace_id', ctx.traceId,
+    'span_id', ctx.spanId,
+    'sampled', ctx.flags & 1,
+    'protocol', 'http',
+    'library', library,
+    'method', method,
+    'target', t,
+    'peer', peer,
   ]);
   rec.emit(K.MSG_SEND, agent.currentUnit(), rid, 0, loc);
   return rid;
@@ -117,27 +143,19 @@ function onRequestMade(req, args, library, defaultPort, below) {
       const member = boundaries.outgoingMember();
       if (member && !req.getHeader('tracestate')) req.setHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
     }
+    if (!agent.recorded(ctx)) return; // unsampled in hops mode: the context went out, nothing is recorded
     const method = req.method || 'GET';
     const peer = peerOf(args, defaultPort);
     const loc = agent.state.full ? agent.repeatedCallerLoc(siteKey(method, req.path, peer), below) : 0;
     const rid = clientSend(rec, ctx, library, method, req.path, peer, loc);
     req[RPC] = rid;
-    if (rid === 0) return;
     const unit = agent.currentUnit();
     // A flow waits for the reply from where it sends the request: its call of end()
     // (ClientRequest.prototype.end, patched below; http.get calls it at once). The event
     // loop itself never waits (a request made outside every flow records its send and its
     // response only).
-    const wait = { unit, rid, loc, state: unit !== agent.LOOP_UNIT ? WAIT_PENDING : WAIT_DONE };
-    req[WAIT] = wait;
-    req.once('response', (res) => {
-      wait.state = WAIT_DONE;
-      rec.emit(K.RPC_RESPONSE, unit, rid, res.statusCode || 0, loc);
-    });
-    req.once('error', () => {
-      if (wait.state !== WAIT_DONE) rec.emit(K.RPC_RESPONSE, unit, rid, -1, loc);
-      wait.state = WAIT_DONE;
-    });
+    const wait = { unit, rid, loc, state: unit !== agent.LOOP_UNIT ? WAIT_PENDING : WAIT_UNBLOCKED };
+    req[WAIT] = wait; // its 'response' or 'error' event ends it (wrapEmit)
   } catch (err) {
     rec.fault(`${library}.request`, err);
   }
@@ -149,10 +167,32 @@ const WAIT = Symbol('willowisp.wait');
 const WAIT_PENDING = 0;
 const WAIT_BLOCKED = 1;
 const WAIT_DONE = 2;
+const WAIT_UNBLOCKED = 3; // a request of the event loop itself: never blocks, still answered
+
+// The end of a client request's wait, seen where the request emits 'response' or 'error':
+// no listener of the agent's own on the request (an 'error' listener would keep an error
+// the program does not handle from being thrown, as it is without the agent), and nothing
+// allocated per request.
+function wrapEmit(ClientRequest) {
+  const orig = ClientRequest.prototype.emit;
+  ClientRequest.prototype.emit = function emit(event, arg) {
+    const wait = this[WAIT];
+    if (wait !== undefined && wait.state !== WAIT_DONE && (event === 'response' || event === 'error')) {
+      wait.state = WAIT_DONE;
+      try {
+        const status = event === 'response' ? (arg && arg.statusCode) || 0 : -1;
+        agent.state.rec.emit(K.RPC_RESPONSE, wait.unit, wait.rid, status, wait.loc);
+      } catch (err) {
+        if (agent.state.rec !== null) agent.state.rec.fault('http.request.emit', err);
+      }
+    }
+    return orig.apply(this, arguments);
+  };
+}
 
 function wrapEnd(ClientRequest) {
   const orig = ClientRequest.prototype.end;
-  ClientRequest.prototype.end = function end(...args) {
+  ClientRequest.prototype.end = function end() {
     const wait = this[WAIT];
     if (wait !== undefined && wait.state === WAIT_PENDING) {
       wait.state = WAIT_BLOCKED;
@@ -162,20 +202,21 @@ function wrapEnd(ClientRequest) {
         if (agent.state.rec !== null) agent.state.rec.fault('http.request.end', err);
       }
     }
-    return orig.apply(this, args);
+    return orig.apply(this, arguments);
   };
 }
 
 function wrapClient(mod, library, defaultPort) {
   const origRequest = mod.request;
-  function request(...args) {
-    const req = origRequest.apply(this, args);
-    onRequestMade(req, args, library, defaultPort, request);
+  // `arguments` rather than rest parameters: no array is made per call
+  function request() {
+    const req = origRequest.apply(this, arguments);
+    onRequestMade(req, arguments, library, defaultPort, request);
     return req;
   }
-  function get(...args) {
-    const req = origRequest.apply(this, args);
-    onRequestMade(req, args, library, defaultPort, get);
+  function get() {
+    const req = origRequest.apply(this, arguments);
+    onRequestMade(req, arguments, library, defaultPort, get);
     req.end();
     return req;
   }
@@ -187,10 +228,9 @@ function wrapClient(mod, library, defaultPort) {
 
 function onServerRequest(req, res) {
   const rec = agent.state.rec;
-  const headers = req.headers || {};
-  const parent = tc.parse(headers.traceparent);
+  const headers = Array.isArray(req.rawHeaders) ? wanted(req.rawHeaders) : req.headers || {};
+  const { ctx: parent, how } = tc.incoming(headers);
   const method = req.method || '?';
-  const t = target(req.url);
   const inst = boundaries.enter('http', method, req.url || '/', stateMember(headers.tracestate));
   let flags = parent !== null ? parent.flags : tc.rootFlags();
   const forced = boundaries.forcedAttrs(inst, flags);
@@ -200,60 +240,80 @@ function onServerRequest(req, res) {
     // not sampled in hops mode: carry the decision on, record nothing
     return agent.makeFlow(0, ctx, inst, true, '');
   }
+  const t = target(req.url);
   const flow = agent.newFlow(`${method} ${t}`, ctx, inst, 0);
   const sock = req.socket || {};
-  const rid = rec.newResource([
-    ['kind', 'rpc'],
-    ['name', `${method} ${t}`],
-    ['trace_id', ctx.traceId],
-    ['span_id', ctx.spanId],
-    ['parent_span_id', parent !== null ? parent.spanId : ''],
-    ['sampled', flags & 1],
-    ['protocol', 'http'],
-    ['library', 'http.server'],
-    ['method', method],
-    ['target', t],
-    ['peer', `${sock.remoteAddress || '?'}:${sock.remotePort || 0}`],
-    ['headers', headersJson(headers)],
-    ['propagation', parent !== null ? 'w3c' : ''],
-    ...forced,
-  ]);
+  const attrs = [
+    'kind', 'rpc',
+    'name', `${method} ${t}`,
+    'trace_id', ctx.traceId,
+    'span_id', ctx.spanId,
+    'parent_span_id', parent !== null ? parent.spanId : '',
+    'sampled', flags & 1,
+    'protocol', 'http',
+    'library', 'http.server',
+    'method', method,
+    'target', t,
+    'peer', `${sock.remoteAddress || '?'}:${sock.remotePort || 0}`,
+    'headers', headersJson(headers),
+    'propagation', how,
+  ];
+  for (const [k, v] of forced) attrs.push(k, v);
+  const rid = rec.newResource(attrs);
   rec.emit(K.MSG_RECV, flow.unit, rid, 0, 0);
   dataAccess.httpRequest(rec, flow.unit, method, headers.host || '?', t);
-  res[RPC] = { rid, flow };
-  res.once('close', () => agent.endFlow(flow, res.writableFinished ? 0 : 2));
+  res[RPC] = { rid, flow, replied: false }; // the reply and the 'close' (wrapResponse) end it
   return flow;
 }
 
 function wrapServer(Server) {
   const proto = Server.prototype;
   const origEmit = proto.emit;
-  proto.emit = function emit(event, ...args) {
-    if (event !== 'request' || agent.state.rec === null) return origEmit.call(this, event, ...args);
+  // `arguments` and no closure: this runs for every event of every server
+  const emitRequest = (server, req, res) => origEmit.call(server, 'request', req, res);
+  proto.emit = function emit(event, req, res) {
+    if (event !== 'request' || agent.state.rec === null || arguments.length !== 3) return origEmit.apply(this, arguments);
     let flow;
     try {
-      flow = onServerRequest(args[0], args[1]);
+      flow = onServerRequest(req, res);
     } catch (err) {
       agent.state.rec.fault('http.server.request', err);
-      return origEmit.call(this, event, ...args);
+      return origEmit.apply(this, arguments);
     }
-    return agent.als.run(flow, () => origEmit.call(this, event, ...args));
+    return agent.als.run(flow, emitRequest, this, req, res);
   };
 }
 
-function wrapWriteHead(ServerResponse) {
-  const orig = ServerResponse.prototype.writeHead;
-  ServerResponse.prototype.writeHead = function writeHead(statusCode, ...rest) {
+// The server response: its first writeHead writes rpc.reply, its 'close' event ends the
+// request's flow (seen in emit: no listener per request).
+function wrapResponse(ServerResponse) {
+  const origWriteHead = ServerResponse.prototype.writeHead;
+  ServerResponse.prototype.writeHead = function writeHead(statusCode) {
     const side = this[RPC];
-    if (side !== undefined) {
-      this[RPC] = undefined;
+    if (side !== undefined && !side.replied) {
+      side.replied = true;
       try {
         agent.state.rec.emit(K.RPC_REPLY, side.flow.unit, side.rid, Number(statusCode) || 0, 0);
       } catch (err) {
         agent.state.rec.fault('http.server.writeHead', err);
       }
     }
-    return orig.call(this, statusCode, ...rest);
+    return origWriteHead.apply(this, arguments);
+  };
+  const origEmit = ServerResponse.prototype.emit;
+  ServerResponse.prototype.emit = function emit(event) {
+    if (event === 'close') {
+      const side = this[RPC];
+      if (side !== undefined) {
+        this[RPC] = undefined;
+        try {
+          agent.endFlow(side.flow, this.writableFinished ? 0 : 2);
+        } catch (err) {
+          if (agent.state.rec !== null) agent.state.rec.fault('http.server.close', err);
+        }
+      }
+    }
+    return origEmit.apply(this, arguments);
   };
 }
 
@@ -318,10 +378,11 @@ function install(rec) {
   wrapClient(http, 'http', 80);
   wrapClient(https, 'https', 443);
   wrapEnd(http.ClientRequest);
+  wrapEmit(http.ClientRequest);
   wrapServer(http.Server);
   wrapServer(https.Server);
-  wrapWriteHead(http.ServerResponse);
+  wrapResponse(http.ServerResponse);
   installUndici(rec);
 }
 
-module.exports = { install, target };
+module.exports = { install, target, headersJson, stateMember };

@@ -36,6 +36,9 @@ const hrtime = process.hrtime.bigint;
 // analyzer wants anchors to agree within 50 µs); past this many tries the best one is used.
 const CALIBRATED_NS = 20_000n;
 const CALIBRATION_TRIES = 20;
+// A recalibration spins only when the next tick is predicted within this (plus half the
+// best bracket's width).
+const SPIN_AHEAD_NS = 200_000n;
 
 class Batch {
   constructor() {
@@ -150,6 +153,7 @@ class Recorder {
     this.calibration = calibrateWall(3);
     [this.mono0, this.wall0] = [this.calibration.mono, this.calibration.wall];
     this.calibrationTries = 0;
+    this.calibrationSkips = 0;
     this.lastAnchor = -ANCHOR_EVERY_NS;
     if (this.calibrated()) this.anchor();
     this.measureCost();
@@ -317,6 +321,17 @@ class Recorder {
 
   /** One more try at a tight bracket (≤ 1 ms of spinning, at a flush, not on the hot path). */
   recalibrate() {
+    // The best bracket so far predicts when Date.now() ticks next: a try spins only when
+    // that is near (a try's spin is otherwise up to 1 ms, half a millisecond on average, on
+    // the program's event loop), or after three flushes skipped in a row (the flush timer
+    // may keep firing at the same phase of the millisecond).
+    const width = this.calibration.width;
+    const sinceTick = (this.wall0 + (hrtime() - this.mono0)) % 1_000_000n;
+    if (1_000_000n - sinceTick > SPIN_AHEAD_NS + width / 2n && this.calibrationSkips < 3) {
+      this.calibrationSkips += 1;
+      return;
+    }
+    this.calibrationSkips = 0;
     this.calibrationTries += 1;
     const again = calibrateWall(1);
     if (again.width < this.calibration.width) {

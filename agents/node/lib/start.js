@@ -26,11 +26,12 @@ function start() {
   agent.state.full = config.mode === 'full';
   tc.configure(config.traceRatio);
   agent.state.processRoot = tc.parse(config.traceparent);
-  boundaries.configure(config.boundaries, () => agent.ensureBoundaryHooks());
+  boundaries.configure(config.boundaries, () => agent.ensureBoundaryHooks(), () => agent.dropBoundaryHooks());
 
   const installs = [
     ['runtime.loop', () => require('./runtime.js').installLoop(rec)],
     ['http', () => require('./http.js').install(rec)],
+    ['http2', () => require('./http2.js').install(rec)],
     ['async-mutex', () => require('./mutex.js').install(rec)],
     ['worker_threads', () => require('./runtime.js').installWorkers(rec)],
     ['child_process', () => require('./procs.js').install(rec)],
@@ -64,7 +65,11 @@ function start() {
     rec.emit(K.PROC_START, agent.LOOP_UNIT, rid, process.ppid, 0);
   }
 
-  const timer = setInterval(() => rec.flush(), config.flushMs);
+  const http2 = require('./http2.js');
+  const timer = setInterval(() => {
+    rec.flush();
+    http2.poll(rec);
+  }, config.flushMs);
   timer.unref();
   const control = require('./control.js');
   control.startServer(rec, controlBackend(rec));
@@ -115,6 +120,9 @@ function controlBackend(rec) {
         faults: rec.faults,
         cost_ns_per_event: rec.costNs,
         boundaries: boundaries.statusList(),
+        // whether the agent's async hook runs for every async resource (full mode, or a
+        // boundary enabled or still open); hops mode without one has none
+        async_hooks: agent.state.hook !== null,
         sink: rec.sinkStatus(),
       };
     },

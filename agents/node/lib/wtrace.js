@@ -37,6 +37,9 @@ function tableCrc32(buf) {
 // zlib.crc32 exists from Node 20.15; the table version serves older ones.
 const crc32 = typeof zlib.crc32 === 'function' ? (buf) => zlib.crc32(buf) >>> 0 : tableCrc32;
 
+// eslint-disable-next-line no-control-regex
+const ASCII = /^[\x00-\x7f]*$/;
+
 // A growable byte buffer with the format's primitive writers.
 class ByteWriter {
   constructor(size = 256) {
@@ -63,6 +66,17 @@ class ByteWriter {
     this.room(src.length);
     this.buf.set(src, this.pos);
     this.pos += src.length;
+  }
+
+  // A string as its UTF-8 length (uvarint) and bytes, written in place (no Buffer per
+  // string: the string table of a chunk has a few thousand of them).
+  str(s) {
+    const len = s.length < 128 && ASCII.test(s) ? s.length : Buffer.byteLength(s, 'utf8');
+    this.uvarint(len);
+    this.room(len);
+    if (len === s.length) this.buf.latin1Write(s, this.pos, len);
+    else this.buf.utf8Write(s, this.pos, len);
+    this.pos += len;
   }
 
   // Unsigned LEB128 of a non-negative integer (number or bigint, below 2^64).
@@ -111,7 +125,8 @@ function fileHeader() {
 }
 
 // Encodes one chunk's payload.
-//   records: [{type, id, attrs: [[key, value], ...]}]; a value is an integer (number or
+//   records: [{type, id, attrs: [[key, value], ...] or [key, value, key, value, ...]}]; a
+//            value is an integer (number or
 //            bigint: svarint), a string (a string-table index) or a Buffer/Uint8Array (bytes).
 //   events:  null, or {firstSeq, n, kind: Uint8Array, unit: Uint32Array, time: BigUint64Array,
 //            res: Uint32Array, arg: BigInt64Array, loc: Uint32Array} (the first n rows used).
@@ -131,25 +146,34 @@ function encodePayload(records, events) {
   };
   const body = new ByteWriter(1024);
   body.uvarint(records.length);
+  const attr = (key, value) => {
+    body.uvarint(ref(key));
+    if (typeof value === 'string') {
+      body.u8(1);
+      body.uvarint(ref(value));
+    } else if (typeof value === 'number' || typeof value === 'bigint') {
+      body.u8(0);
+      body.svarint(value);
+    } else if (value instanceof Uint8Array) {
+      body.u8(2);
+      body.uvarint(value.length);
+      body.bytes(value);
+    } else {
+      throw new TypeError(`attribute ${key}: unsupported value type ${typeof value}`);
+    }
+  };
   for (const r of records) {
     body.u8(r.type);
     body.uvarint(r.id);
-    body.uvarint(r.attrs.length);
-    for (const [key, value] of r.attrs) {
-      body.uvarint(ref(key));
-      if (typeof value === 'string') {
-        body.u8(1);
-        body.uvarint(ref(value));
-      } else if (typeof value === 'number' || typeof value === 'bigint') {
-        body.u8(0);
-        body.svarint(value);
-      } else if (value instanceof Uint8Array) {
-        body.u8(2);
-        body.uvarint(value.length);
-        body.bytes(value);
-      } else {
-        throw new TypeError(`attribute ${key}: unsupported value type ${typeof value}`);
-      }
+    const a = r.attrs;
+    if (a.length > 0 && typeof a[0] === 'string') {
+      // flat: [key, value, key, value, ...] (what the per-request hooks build: no array
+      // per attribute)
+      body.uvarint(a.length >>> 1);
+      for (let i = 0; i + 1 < a.length; i += 2) attr(a[i], a[i + 1]);
+    } else {
+      body.uvarint(a.length);
+      for (const [key, value] of a) attr(key, value);
     }
   }
   const n = events ? events.n : 0;
@@ -166,11 +190,7 @@ function encodePayload(records, events) {
   }
   const head = new ByteWriter(64 + strings.length * 16);
   head.uvarint(strings.length);
-  for (const s of strings) {
-    const utf8 = Buffer.from(s, 'utf8');
-    head.uvarint(utf8.length);
-    head.bytes(utf8);
-  }
+  for (const s of strings) head.str(s);
   return Buffer.concat([head.result(), body.result()]);
 }
 
