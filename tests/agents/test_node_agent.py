@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from wispkit import CORPUS_TOKEN, check_control_corpus, clean_env, start_collector, stop_collector
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "node"
 REGISTER = AGENT / "register.js"
@@ -170,13 +172,6 @@ def test_a_bad_setting_never_breaks_the_program(tmp_path: Path, variable: str, v
     )
 
 
-CORPUS_TOKEN = json.loads((ROOT / "conformance" / "protocols" / "index.json").read_text())["token"]
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("WILLOWISP_")}
-
-
 def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "willowisp", *args],
@@ -223,26 +218,13 @@ def get(port: int, path: str) -> str:
 def test_control_channel_passes_the_protocol_corpus(tmp_path: Path) -> None:
     """Every control item of conformance/protocols, over the Unix socket and over TCP, and
     the channel still answers after each; the program keeps serving throughout."""
-    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
-    import protoharness as ph  # type: ignore[import-not-found]
-
     proc, runtime, port = start_service(
         tmp_path / "run", WILLOWISP_CONTROL="tcp", WILLOWISP_CONTROL_TOKEN=CORPUS_TOKEN
     )
     try:
         (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
-        desc = json.loads(desc_path.read_text())
-        assert desc["runtime"] == "nodejs" and desc["token"] == CORPUS_TOKEN
+        desc = check_control_corpus(desc_path, "nodejs")
         assert desc["run"] == os.path.realpath(tmp_path / "run")
-        assert desc_path.stat().st_mode & 0o777 == 0o600
-        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
-        assert desc["tcp"].startswith("127.0.0.1:")
-        for address in (f"unix:{desc['socket']}", desc["tcp"]):
-            connect = ph.connector(address)
-            for item in ph.items("control"):
-                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
-                ph.check_control_item(item, received)
-                ph.control_alive(connect)
         assert "GET /work 3\n" in get(port, "/work")
         assert proc.poll() is None
     finally:
@@ -308,26 +290,6 @@ def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
     kinds = dict(json.loads(q.stdout)["rows"])
     assert kinds["async-flow"] == 3, kinds
     assert kinds.get("async-resource", 0) >= 3, kinds
-
-
-def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
-    return proc, address
-
-
-def stop_collector(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def run_deadlock(out: Path, **extra: str) -> None:
