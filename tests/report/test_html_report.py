@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from willowisp.demo.watch import wait_until_blocked
 from willowisp.report.html_markup import clip, text
 from willowisp.report.html_report import render, write_report
+from wispkit import record_until_blocked
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios" / "programs"
 PROGRAMS = Path(__file__).parent / "programs"
@@ -39,41 +38,6 @@ def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         check=False,
         env=env,
     )
-
-
-def record_until_blocked(
-    program: Path,
-    out: Path,
-    resources: list[str],
-    env: dict[str, str] | None = None,
-    count: int = 1,
-) -> None:
-    """`willowisp run` the program in its own process group; SIGKILL the group once the
-    trace shows ``count`` units blocked on each named resource (the trace is the only
-    signal)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            str(program),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env,
-    )
-    try:
-        for name in resources:
-            assert wait_until_blocked(str(out), name, count, 60), f"nothing blocked on {name}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 class Page(HTMLParser):
@@ -147,7 +111,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if line.startswith("LOCKS.append(")
     ]
     env = dict(os.environ, WILLOWISP_SERVICE=HOSTILE_SERVICE)
-    record_until_blocked(program, where / "run", locks, env)
+    record_until_blocked(program, where / "run", locks, env=env)
     return where / "run"
 
 
@@ -374,7 +338,7 @@ def rpc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = dict(os.environ, WILLOWISP_SERVICE="orders")
     # Each process flushes on its own: wait until the trace shows all three waits.
     waits = ["state_lock", "POST /price", "POST /reserve"]
-    record_until_blocked(PROGRAMS / "rpc_deadlock.py", out, waits, env)
+    record_until_blocked(PROGRAMS / "rpc_deadlock.py", out, waits, env=env)
     return out
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from willowisp.demo.watch import wait_until_blocked
 from willowisp.hostsim import can_unshare_uts, faketime_library
+from wispkit import record_until_blocked
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -29,35 +28,6 @@ def wisp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_until_blocked(program: str, out: Path, resources: list[str]) -> None:
-    """`willowisp run` the program in its own process group; SIGKILL the group once the
-    trace shows a unit blocked on each named resource."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            str(PROGRAMS / program),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        for name in resources:
-            assert wait_until_blocked(str(out), name, 1, 60), f"nothing blocked on {name}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.stderr is not None
-        proc.stderr.close()
-
-
 def analyze_json(*paths: Path, extra: tuple[str, ...] = ()) -> tuple[int, dict, str]:
     r = wisp("analyze", *map(str, paths), "--format", "json", *extra)
     return r.returncode, json.loads(r.stdout), r.stderr
@@ -67,7 +37,7 @@ def test_thread_lock_order_deadlock_killed_with_sigkill(tmp_path):
     """Two threads, two locks, opposite order, kill -9: analyze names both threads, both
     locks, and where each lock was taken."""
     out = tmp_path / "run"
-    run_until_blocked("bank_threads.py", out, ["checking_lock", "savings_lock"])
+    record_until_blocked(PROGRAMS / "bank_threads.py", out, ["checking_lock", "savings_lock"])
     code, doc, err = analyze_json(out)
     assert code == 0, err
     assert doc["schema"] == "willowisp.findings/1"
@@ -93,7 +63,7 @@ def test_thread_lock_order_deadlock_killed_with_sigkill(tmp_path):
 def test_asyncio_lock_order_deadlock(tmp_path):
     """Two asyncio tasks deadlocked on two asyncio.Locks are reported as a deadlock of tasks."""
     out = tmp_path / "run"
-    run_until_blocked("inventory_tasks.py", out, ["shelf_lock", "ledger_lock"])
+    record_until_blocked(PROGRAMS / "inventory_tasks.py", out, ["shelf_lock", "ledger_lock"])
     code, doc, err = analyze_json(out)
     assert code == 0, err
     [dl] = [f for f in doc["findings"] if f["kind"] == "deadlock"]
@@ -134,7 +104,7 @@ def test_corrupt_and_truncated_files_get_one_line_and_the_rest_is_analyzed(tmp_p
     """A garbage file and a file cut in half: one clear line each on stderr, exit 2, and the
     good run is still analyzed and printed."""
     out = tmp_path / "run"
-    run_until_blocked("bank_threads.py", out, ["checking_lock", "savings_lock"])
+    record_until_blocked(PROGRAMS / "bank_threads.py", out, ["checking_lock", "savings_lock"])
     [seg] = list(out.glob("*.wtrace"))
     junk = tmp_path / "junk.wtrace"
     junk.write_bytes(b"this is not a trace at all\n" * 10)
