@@ -144,6 +144,19 @@ def kill9(proc: subprocess.Popen[str]) -> None:
     proc.communicate(timeout=30)
 
 
+def fault_records(out: Path) -> list[dict]:
+    """The agent's fault records in a run folder (for assertion messages)."""
+    from willowisp.wtrace.reader import read_file
+
+    return [
+        dict(r.attrs)
+        for f in sorted(out.glob("*.wtrace"))
+        for c in read_file(f).chunks
+        for r in c.records
+        if r.rtype == 5
+    ]
+
+
 def _deadlock_check(threads: set[str], kind: str, lines: set[str]) -> Callable[[dict], bool]:
     def ok(f: dict) -> bool:
         names = {u["name"] for u in f["units"]}
@@ -225,6 +238,53 @@ def test_lock_order_inversion_without_hang_is_a_potential_deadlock(
     assert "deadlock" not in kinds
 
 
+def test_a_lock_storm_is_stored_uncompressed_and_every_acquisition_recorded(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """At default settings a chunk is deflated unless the event rate is over 100k events/s
+    (WILLOWISP_JAVA_CODEC=auto): the quiet start and end of a program are deflated, its
+    lock storm is stored as codec none, every acquisition of the storm is in the trace (or
+    counted as dropped), and the analysis reads both kinds of chunk (the quiet inversion
+    before the storm is still predicted)."""
+    import numpy as np
+
+    from willowisp.wtrace.reader import read_file
+
+    n = 300_000
+    out = tmp_path / "run"
+    proc = start_java(agent_jar, classes, out, "LockStorm", str(n))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == "done"
+    files = sorted(out.glob("*.wtrace"))
+    assert len(files) == 1, files
+    data = files[0].read_bytes()
+    trace = read_file(files[0])
+    assert not trace.problems and not trace.truncated
+    codecs = {0: 0, 1: 0}
+    stormer = None
+    taken = released = dropped = 0
+    for chunk in trace.chunks:
+        assert data[chunk.offset : chunk.offset + 4] == b"WCHK"
+        codecs[data[chunk.offset + 4]] += 1
+        for rec in chunk.records:
+            if rec.rtype == 2 and rec.get("name") == "stormer":
+                stormer = rec.id
+        ev = chunk.events
+        if ev is None or stormer is None:
+            continue
+        mine = ev.unit == stormer
+        taken += int(np.sum(mine & (ev.kind == 10)))
+        released += int(np.sum(mine & (ev.kind == 11)))
+        dropped += int(np.sum(ev.arg[mine & (ev.kind == 41)]))
+    assert stormer is not None
+    assert codecs[0] >= 1 and codecs[1] >= 1, codecs
+    assert taken + released + dropped == 2 * n, (taken, released, dropped)
+    assert taken > 0 and released > 0
+    kinds = [f["kind"] for f in analyze(out)["findings"]]
+    assert "potential-deadlock" in kinds, kinds
+
+
 def test_jfr_monitor_contention_and_notify_are_recorded(
     agent_jar: Path, classes: Path, tmp_path: Path
 ) -> None:
@@ -260,7 +320,7 @@ def test_synchronized_inversion_is_predicted_in_instrumented_classes(
         assert (proc.returncode, stdout.strip()) == (0, "done"), stderr
         found = analyze(out)
         kinds[sync] = [f for f in found["findings"] if f["kind"] == "potential-deadlock"]
-        assert found["trace"]["agent_faults"] == 0
+        assert found["trace"]["agent_faults"] == 0, fault_records(out)
     assert kinds[""] == []
     (predicted,) = kinds["MonitorOrder"]
     assert {r["kind"] for r in predicted["resources"]} == {"monitor"}

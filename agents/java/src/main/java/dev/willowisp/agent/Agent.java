@@ -47,8 +47,12 @@ public final class Agent {
       Thread hook =
           new Thread(
               () -> {
-                Control c = Control.active;
-                if (c != null) c.stop();
+                try {
+                  Control c = Control.active;
+                  if (c != null) c.stop();
+                } catch (Throwable e) {
+                  stopping.fault("control stop", e);
+                }
                 stopping.stop();
               },
               "willowisp-shutdown");
@@ -57,7 +61,6 @@ public final class Agent {
       boolean full = cfg.mode.equals("full");
       // hops mode: the sampler only for boundaries (stuck waits inside instances)
       Sampler sampler = full || Boundaries.any() ? Sampler.start(rec) : null;
-      if (full && cfg.jfr) JfrEvents.start(rec, sampler);
       if (cfg.hooks) {
         boolean bounded = Boundaries.any();
         Instrument.install(inst, rec, full || bounded, full || bounded, bounded, true);
@@ -75,6 +78,15 @@ public final class Agent {
         Instrument.install(inst, rec, false, false, false, false, true);
       }
       Control.start(rec);
+      // JFR last, from the flusher once premain has returned: its start (~0.5 s of CPU on
+      // its own thread) would otherwise compete with the hooks' installation above for the
+      // CPUs, delaying the program's main by as much, and JFR refuses to start before the
+      // VM's initialization is complete (it prints an error to stdout)
+      if (full && cfg.jfr) {
+        Sampler s = sampler;
+        Recorder r = rec;
+        rec.afterStart(() -> JfrEvents.start(r, s));
+      }
       rec.flush();
     } catch (Throwable e) {
       if (rec != null) rec.fault("start", e);

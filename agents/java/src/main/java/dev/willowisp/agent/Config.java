@@ -43,6 +43,11 @@ final class Config {
   /** Class-name prefixes whose synchronized blocks and methods are instrumented. */
   List<String> syncClasses = new ArrayList<>();
   int ringEvents = 8192;
+  /**
+   * WILLOWISP_JAVA_CODEC: {@code auto} (default: deflate a chunk unless the event rate is
+   * above {@link Recorder#AUTO_DEFLATE_EVENTS_PER_S}), {@code deflate} or {@code none}.
+   */
+  String codec = "auto";
   final List<String> problems = new ArrayList<>();
 
   static Config fromEnv(Map<String, String> env, String command) {
@@ -63,6 +68,12 @@ final class Config {
     c.jfr = !env.getOrDefault("WILLOWISP_JAVA_JFR", "1").equals("0");
     c.hooks = !env.getOrDefault("WILLOWISP_JAVA_HOOKS", "1").equals("0");
     c.jfrSkip = env.getOrDefault("WILLOWISP_JAVA_JFR_SKIP", "");
+    String codec = env.getOrDefault("WILLOWISP_JAVA_CODEC", "").trim().toLowerCase(Locale.ROOT);
+    if (codec.equals("auto") || codec.equals("deflate") || codec.equals("none")) {
+      c.codec = codec;
+    } else if (!codec.isEmpty()) {
+      c.problems.add("WILLOWISP_JAVA_CODEC=" + codec + " is not auto, deflate or none; using auto");
+    }
     c.allStacks = env.getOrDefault("WILLOWISP_JAVA_STACKS", "").equals("all");
     c.traceparent = env.getOrDefault("TRACEPARENT", "").trim();
     c.boundaries = env.getOrDefault("WILLOWISP_BOUNDARIES", "");

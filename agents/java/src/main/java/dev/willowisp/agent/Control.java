@@ -206,7 +206,12 @@ final class Control {
   /** At exit: stop listening, end connections, remove the socket and the descriptor. */
   void stop() {
     closing = true;
-    closeListeners();
+    try {
+      closeListeners();
+    } catch (Throwable e) {
+      internalErrors.incrementAndGet();
+      rec.fault("control stop", e);
+    }
     for (SocketChannel c : conns) {
       try {
         c.close();

@@ -46,13 +46,23 @@ public final class Hooks {
     return r.busy || r.agent ? null : r;
   }
 
-  /** The resource of a lock's sync object, through the thread's cache. */
+  /**
+   * The resource of a lock's sync object, through the thread's cache: two-way, 256 slots
+   * (a lock whose slot is taken tries the next one), so a few dozen hot locks do not evict
+   * one another into the recorder's map on every acquisition.
+   */
   private static Recorder.LockRes res(Recorder rec, Ring r, Object sync, String kind) {
+    Object[] keys = r.lockKeys;
     int h = System.identityHashCode(sync);
-    int i = (h ^ (h >>> 6)) & 63;
-    if (r.lockKeys[i] == sync) return r.lockVals[i];
+    int i = (h ^ (h >>> 8)) & (keys.length - 2); // even: slots i and i + 1
+    if (keys[i] == sync) return r.lockVals[i];
+    if (keys[i + 1] == sync) return r.lockVals[i + 1];
     Recorder.LockRes lr = rec.lockRes(sync.getClass().getName(), h, kind);
-    r.lockKeys[i] = sync;
+    if (keys[i] != null) { // keep the newer of the two in the first slot
+      keys[i + 1] = keys[i];
+      r.lockVals[i + 1] = r.lockVals[i];
+    }
+    keys[i] = sync;
     r.lockVals[i] = lr;
     return lr;
   }
@@ -66,12 +76,14 @@ public final class Hooks {
    */
   @DontInline
   public static int reentrantEnter(ReentrantLock lock, Object sync) {
+    // the common case first: a free lock is no wait (and needs no ring lookup)
+    if (!lock.isLocked()) return 0;
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
     if (r == null) return 0;
     r.busy = true;
     try {
-      if (!lock.isLocked() || lock.isHeldByCurrentThread()) return 0;
+      if (lock.isHeldByCurrentThread()) return 0;
       Recorder.LockRes lr = res(rec, r, sync, "rlock");
       int loc = callerLocation(rec);
       rec.emit(r, Kinds.UNIT_BLOCK, r.unitId, Recorder.now(), lr.id, Kinds.ACQUIRE, loc);

@@ -116,7 +116,10 @@ final class JfrEvents {
       if (exiting) return;
       rs.start();
     } catch (Throwable e) {
-      rec.fault("jfr", e);
+      // a JVM that exits while JFR starts may close the recording under the stream: that
+      // is the exit, not an agent error (counted in stats.jfr_cut_by_exit)
+      if (exiting) rec.statsExtra.put("jfr_cut_by_exit", 1L);
+      else rec.fault("jfr", e);
     }
   }
 

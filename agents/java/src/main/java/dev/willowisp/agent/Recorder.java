@@ -37,6 +37,13 @@ public final class Recorder {
   static final String AGENT_VERSION = "0.1.0";
   static final long SEGMENT_BYTES = 256L * 1024 * 1024;
   static final int MAX_FAULT_RECORDS = 100;
+  /**
+   * WILLOWISP_JAVA_CODEC=auto: chunks are deflated while the recording's event rate stays at
+   * or below this (deflate costs ~100 ns per event: at this rate ~1 % of one CPU); a faster
+   * recording (a lock-heavy program) stores its chunks as {@code none} (29 bytes per event),
+   * so the agent's CPU does not grow with the rate of lock use by that much.
+   */
+  static final long AUTO_DEFLATE_EVENTS_PER_S = 100_000;
 
   final Config cfg;
   final String processId;
@@ -65,6 +72,10 @@ public final class Recorder {
   private long events;
   private long droppedTotal;
   private long lastAnchor;
+  /** The previous flush's start (for the event rate the codec is chosen by). */
+  private long lastFlush;
+  /** The flusher's event columns, reused from chunk to chunk; guarded by flushLock. */
+  private Wtrace.Events scratch = new Wtrace.Events(1024);
   private boolean anchorDue = true;
   private int segment;
   private long segmentBytes;
@@ -330,6 +341,31 @@ public final class Recorder {
 
   // --- flushing ----------------------------------------------------------------------
 
+  /** Work the flusher starts once premain is over (JFR); with the time it was asked for. */
+  private volatile Runnable afterStart;
+
+  private volatile long afterStartAt;
+
+  /**
+   * Runs {@code task} on the flusher at its first wake at least one period from now, when
+   * the agent's premain has returned and the VM is running the program.
+   */
+  void afterStart(Runnable task) {
+    afterStartAt = now();
+    afterStart = task;
+  }
+
+  private void runAfterStart(long period) {
+    Runnable task = afterStart;
+    if (task == null || now() - afterStartAt < period) return;
+    afterStart = null;
+    try {
+      task.run();
+    } catch (Throwable e) {
+      fault("start", e);
+    }
+  }
+
   void startFlusher() {
     Thread t = new Thread(this::runFlusher, "willowisp-flusher");
     t.setDaemon(true);
@@ -345,6 +381,7 @@ public final class Recorder {
     while (!stopping) {
       LockSupport.parkNanos(this, period);
       flush();
+      runAfterStart(period);
       if (!calibrated && now() - started > 2_000_000_000L) {
         // the start-up figure was taken interpreted; a compiled hot path is cheaper
         calibrated = true;
@@ -404,7 +441,9 @@ public final class Recorder {
 
   private void flushLocked() throws IOException {
     long t0 = now();
-    Wtrace.Events ev = new Wtrace.Events(1024);
+    Wtrace.Events ev = scratch;
+    ev.n = 0;
+    if (ev.kind.length > (1 << 20)) scratch = ev = new Wtrace.Events(1024); // after a burst
     List<Ring> drops = new ArrayList<>();
     for (Iterator<Ring> it = rings.iterator(); it.hasNext(); ) {
       Ring r = it.next();
@@ -467,9 +506,34 @@ public final class Recorder {
     ev.firstSeq = seq;
     seq += ev.n;
     long tc = now();
-    byte[] chunk = Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
+    byte[] chunk = Wtrace.chunk(recs, ev, codecFor(ev.n, t0));
     if (ev.n >= 256) serializeNsPerEvent = (now() - tc) / ev.n;
     write(chunk);
+  }
+
+  /** The codec of a chunk of n events (WILLOWISP_JAVA_CODEC; auto: by the event rate). */
+  private int codecFor(int n, long t0) {
+    long since = t0 - lastFlush;
+    lastFlush = t0;
+    return chooseCodec(cfg.codec, n, since, cfg.flushMs);
+  }
+
+  /**
+   * {@code none} and {@code deflate} as set; {@code auto}: deflate when the chunk's events
+   * per second, over at least one flush period since the previous chunk (a ring filling up
+   * wakes the flusher early: the same rate over a shorter time), are at most
+   * {@link #AUTO_DEFLATE_EVENTS_PER_S}.
+   */
+  static int chooseCodec(String codec, int n, long sinceNs, int flushMs) {
+    switch (codec) {
+      case "none":
+        return Wtrace.CODEC_NONE;
+      case "deflate":
+        return Wtrace.CODEC_DEFLATE;
+      default:
+        long window = Math.max(sinceNs, flushMs * 1_000_000L);
+        return (double) n * 1e9 / window <= AUTO_DEFLATE_EVENTS_PER_S ? Wtrace.CODEC_DEFLATE : Wtrace.CODEC_NONE;
+    }
   }
 
   // --- where chunks go: a segment file, or the native stream --------------------------

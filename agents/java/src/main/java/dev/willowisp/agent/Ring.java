@@ -49,11 +49,12 @@ final class Ring {
   long droppedReported;
   /**
    * A direct-mapped cache of lock resources by the lock's sync object (compared by
-   * reference), so the hot path needs no map lookup; owner only.
+   * reference), so the hot path needs no map lookup; owner only. 256 slots for a platform
+   * thread, 64 for a virtual thread (there may be very many of those).
    */
-  final Object[] lockKeys = new Object[64];
+  final Object[] lockKeys;
 
-  final Recorder.LockRes[] lockVals = new Recorder.LockRes[64];
+  final Recorder.LockRes[] lockVals;
 
   /**
    * The monitors this thread entered through instrumented code, innermost last (monitors
@@ -82,6 +83,9 @@ final class Ring {
     arg = new long[cap];
     loc = new int[cap];
     mask = cap - 1;
+    int slots = cap >= 4096 ? 256 : 64;
+    lockKeys = new Object[slots];
+    lockVals = new Recorder.LockRes[slots];
     this.unitId = unitId;
     this.tid = t.getId();
     this.thread = new WeakReference<>(t);

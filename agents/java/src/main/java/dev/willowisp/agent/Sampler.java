@@ -152,6 +152,10 @@ final class Sampler implements Runnable {
               && (info.getLockOwnerId() != -1 || hookedSync(li.getClassName()));
       if (!monitor && !owned) continue;
       if (Recorder.isAgentName(info.getThreadName()) || isAgentThread(info.getThreadId())) continue;
+      // a wait for the agent's own thread (JFR starting up holds JFR's class monitors, which
+      // a program that uses JFR itself may wait for) is the agent's, not the program's
+      long owner = info.getLockOwnerId();
+      if (owner != -1 && (Recorder.isAgentName(info.getLockOwnerName()) || isAgentThread(owner))) continue;
       if (Boundaries.gate && !inBoundary(info.getThreadId())) continue; // hops: inside only
       waiting.put(info.getThreadId(), info);
     }

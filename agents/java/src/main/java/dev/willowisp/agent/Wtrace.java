@@ -153,11 +153,21 @@ public final class Wtrace {
 
   /** A whole framed chunk (20-byte header and stored payload) with the given codec. */
   public static byte[] chunk(List<Record> records, Events events, int codec) {
-    return frame(payload(records, events), codec);
+    Buf out = new Buf(256 + (events == null ? 0 : events.n * 29));
+    out.len = 20; // the header, filled in by frameInPlace
+    payloadInto(out, records, events);
+    return frameInPlace(out, codec);
   }
 
   /** The uncompressed payload: string table, records, event columns. */
   public static byte[] payload(List<Record> records, Events events) {
+    Buf out = new Buf(256 + (events == null ? 0 : events.n * 29));
+    payloadInto(out, records, events);
+    return out.toBytes();
+  }
+
+  /** Appends the payload to {@code out}: string table, records, event columns. */
+  static void payloadInto(Buf out, List<Record> records, Events events) {
     Map<String, Integer> strings = new HashMap<>();
     List<String> order = new ArrayList<>();
     Buf body = new Buf(256);
@@ -184,7 +194,6 @@ public final class Wtrace {
         }
       }
     }
-    Buf out = new Buf(body.len + 64 + (events == null ? 0 : events.n * 29));
     out.uvarint(order.size());
     for (String s : order) {
       byte[] b = s.getBytes(StandardCharsets.UTF_8);
@@ -195,6 +204,7 @@ public final class Wtrace {
     int n = events == null ? 0 : events.n;
     out.uvarint(n);
     if (n > 0) {
+      out.need(10 + 29 * n);
       out.uvarint(events.firstSeq);
       out.bytes(events.kind, 0, n);
       out.ints(events.unit, n);
@@ -203,7 +213,6 @@ public final class Wtrace {
       out.longs(events.arg, n);
       out.ints(events.loc, n);
     }
-    return out.toBytes();
   }
 
   private static int stringIndex(Map<String, Integer> strings, List<String> order, String s) {
@@ -218,34 +227,54 @@ public final class Wtrace {
 
   /** Frames a payload; deflate falls back to none when it does not shrink the payload. */
   public static byte[] frame(byte[] payload, int codec) {
-    if (payload.length > MAX_CHUNK_BYTES) {
-      throw new IllegalArgumentException("chunk payload of " + payload.length + " bytes");
-    }
-    byte[] stored = payload;
-    if (codec == CODEC_DEFLATE) {
-      byte[] z = deflate(payload);
-      if (z.length < payload.length) {
-        stored = z;
-      } else {
-        codec = CODEC_NONE;
-      }
-    } else {
-      codec = CODEC_NONE;
+    Buf out = new Buf(20 + payload.length);
+    out.len = 20;
+    out.bytes(payload, 0, payload.length);
+    return frameInPlace(out, codec);
+  }
+
+  /**
+   * Frames the payload held in {@code buf} after 20 reserved bytes: with {@code none} the
+   * header is written in place and the chunk is one copy of the buffer; with {@code
+   * deflate} the payload is compressed (and stored as {@code none} when that does not
+   * shrink it).
+   */
+  static byte[] frameInPlace(Buf buf, int codec) {
+    int rawLen = buf.len - 20;
+    if (rawLen > MAX_CHUNK_BYTES) {
+      throw new IllegalArgumentException("chunk payload of " + rawLen + " bytes");
     }
     CRC32 crc = new CRC32();
-    crc.update(payload, 0, payload.length);
-    Buf out = new Buf(20 + stored.length);
-    out.bytes(new byte[] {'W', 'C', 'H', 'K'}, 0, 4);
+    crc.update(buf.data, 20, rawLen);
+    int crcValue = (int) crc.getValue();
+    if (codec == CODEC_DEFLATE) {
+      byte[] z = deflate(buf.data, 20, rawLen);
+      if (z != null) {
+        Buf out = new Buf(20 + z.length);
+        header(out, CODEC_DEFLATE, z.length, rawLen, crcValue);
+        out.bytes(z, 0, z.length);
+        return out.data.length == out.len ? out.data : out.toBytes();
+      }
+    }
+    int end = buf.len;
+    buf.len = 0;
+    header(buf, CODEC_NONE, rawLen, rawLen, crcValue);
+    buf.len = end;
+    return buf.toBytes();
+  }
+
+  private static void header(Buf out, int codec, int storedLen, int rawLen, int crc) {
+    out.bytes(CHUNK_MAGIC, 0, 4);
     out.u8(codec);
     out.u8(0);
     out.u8(0);
     out.u8(0);
-    out.u32(stored.length);
-    out.u32(payload.length);
-    out.u32((int) crc.getValue());
-    out.bytes(stored, 0, stored.length);
-    return out.toBytes();
+    out.u32(storedLen);
+    out.u32(rawLen);
+    out.u32(crc);
   }
+
+  private static final byte[] CHUNK_MAGIC = {'W', 'C', 'H', 'K'};
 
   /**
    * The flusher's deflater, kept between chunks (a new one costs a zlib state of ~256 KiB to
@@ -253,17 +282,16 @@ public final class Wtrace {
    */
   private static final ThreadLocal<Deflater> DEFLATER = ThreadLocal.withInitial(() -> new Deflater(Deflater.BEST_SPEED));
 
-  private static byte[] deflate(byte[] data) {
+  /** The deflated bytes, or null when they would not be smaller. */
+  private static byte[] deflate(byte[] data, int off, int len) {
     Deflater d = DEFLATER.get();
     d.reset();
-    d.setInput(data);
+    d.setInput(data, off, len);
     d.finish();
-    // deflate never grows input by more than ~0.1 % + a few bytes; a payload that does not
-    // shrink is stored as `none` by the caller anyway
-    byte[] buf = new byte[data.length + data.length / 64 + 64];
+    byte[] buf = new byte[len];
     int n = 0;
     while (!d.finished() && n < buf.length) n += d.deflate(buf, n, buf.length - n);
-    if (!d.finished()) return data; // did not fit: not smaller
+    if (!d.finished() || n >= len) return null; // did not fit: not smaller
     byte[] out = new byte[n];
     System.arraycopy(buf, 0, out, 0, n);
     return out;
@@ -278,7 +306,7 @@ public final class Wtrace {
       data = new byte[Math.max(cap, 16)];
     }
 
-    private void need(int k) {
+    void need(int k) {
       if (len + k > data.length) {
         byte[] d = new byte[Math.max(data.length * 2, len + k)];
         System.arraycopy(data, 0, d, 0, len);
