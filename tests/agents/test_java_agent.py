@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from wispkit import CORPUS_TOKEN, check_control_corpus, start_collector, stop_collector
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "java"
 JAR = AGENT / "target" / "willowisp-agent.jar"
@@ -600,8 +602,6 @@ def test_willowisp_run_enables_the_agent_through_java_tool_options(
 
 # --- the control channel and boundaries ---------------------------------------------------
 
-CORPUS_TOKEN = "0123456789abcdef0123456789abcdef"  # conformance/protocols/index.json's token
-
 
 def wisp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -626,10 +626,6 @@ def test_control_channel_passes_the_protocol_corpus(
     """Every control item of conformance/protocols, over the Unix socket and over TCP, and
     the channel still answers after each; socket and descriptor are private and are removed
     when the JVM exits."""
-    sys.path.insert(0, str(ROOT / "tests" / "protocols"))
-    import protoharness as ph  # type: ignore[import-not-found]
-
-    assert ph.TOKEN == CORPUS_TOKEN
     runtime = private_dir(tmp_path)
     proc = start_java(
         agent_jar,
@@ -644,18 +640,8 @@ def test_control_channel_passes_the_protocol_corpus(
     try:
         assert read_line(proc).startswith("ready ")
         (desc_path,) = runtime.glob(f"{proc.pid}-*.json")
-        desc = json.loads(desc_path.read_text())
-        assert desc["runtime"] == "java" and desc["token"] == CORPUS_TOKEN
+        desc = check_control_corpus(desc_path, "java")
         assert desc["run"] == str((tmp_path / "run").resolve())
-        assert desc_path.stat().st_mode & 0o777 == 0o600
-        assert Path(desc["socket"]).stat().st_mode & 0o777 == 0o600
-        assert desc["tcp"].startswith("127.0.0.1:")
-        for address in (f"unix:{desc['socket']}", desc["tcp"]):
-            connect = ph.connector(address)
-            for item in ph.items("control"):
-                received = ph.exchange(connect, (ph.CORPUS / item["file"]).read_bytes())
-                ph.check_control_item(item, received)
-                ph.control_alive(connect)
     finally:
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0 and stdout.split()[-1] == "bye", stderr
@@ -828,25 +814,6 @@ def test_willowisp_ctl_reaches_a_jvm_and_switches_a_boundary(
 
 
 # --- the native stream ----------------------------------------------------------------------
-
-
-def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "collect", "--native", str(port), "--out", str(folder)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    address = line.split(" on ", 1)[1].split(",", 1)[0].strip()
-    return proc, address
-
-
-def stop_collector(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def test_native_stream_to_a_collector(agent_jar: Path, classes: Path, tmp_path: Path) -> None:
