@@ -151,6 +151,9 @@ final class Sampler implements Runnable {
               && li != null
               && (info.getLockOwnerId() != -1 || hookedSync(li.getClassName()));
       if (!monitor && !owned) continue;
+      // the carrier of a pinned virtual thread that parked waits on that VirtualThread
+      // object: the virtual thread's own wait, which JFR reports, not a lock contention
+      if (li.getClassName().startsWith("java.lang.VirtualThread")) continue;
       if (Recorder.isAgentName(info.getThreadName()) || isAgentThread(info.getThreadId())) continue;
       // a wait for the agent's own thread (JFR starting up holds JFR's class monitors, which
       // a program that uses JFR itself may wait for) is the agent's, not the program's
