@@ -823,28 +823,24 @@ def grpc_resources(out: Path, library: str) -> list[dict[str, Any]]:
     return [r for r in segment_records(out, 3) if r.get("library") == library]
 
 
-def test_grpc_between_tonic_client_and_tonic_server(bins: Path, tmp_path: Path) -> None:
-    """tonic's prebuilt Health service behind WispLayer, called through WispGrpcClient:
-    both calls linked by the traceparent in the gRPC metadata, each side's rpc.response /
-    rpc.reply with the gRPC status (0, then NOT_FOUND 5)."""
-    out = tmp_path / "run"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            str(bins / "grpc"),
-            "server",
-        ],
+def start_grpc_server(bins: Path, out: Path) -> subprocess.Popen[str]:
+    """The tonic Health server under `willowisp run`; it prints its port, ends at stdin's end."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--"]
+        + [str(bins / "grpc"), "server"],
         env=clean_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def test_grpc_between_tonic_client_and_tonic_server(bins: Path, tmp_path: Path) -> None:
+    """tonic's prebuilt Health service behind WispLayer, called through WispGrpcClient:
+    both calls linked by the traceparent in the gRPC metadata, each side's rpc.response /
+    rpc.reply with the gRPC status (0, then NOT_FOUND 5)."""
+    out = tmp_path / "run"
+    server = start_grpc_server(bins, out)
     try:
         assert server.stdout is not None and server.stdin is not None
         grpc_client(bins, out, int(server.stdout.readline()))
@@ -959,23 +955,7 @@ def test_grpc_from_python_grpcio_into_a_tonic_server(bins: Path, tmp_path: Path)
     out = tmp_path / "run"
     script = tmp_path / "grpc_client.py"
     script.write_text(GRPC_CLIENT)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            str(bins / "grpc"),
-            "server",
-        ],
-        env=clean_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_grpc_server(bins, out)
     try:
         assert server.stdout is not None and server.stdin is not None
         port = int(server.stdout.readline())
