@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from golden.test_golden import GOLDEN, build_run
 from willowisp.analysis import analyze_paths
+from willowisp.cli.main import main
 from willowisp.report import render_json
 
 
@@ -70,7 +72,15 @@ def test_processes_and_clocks(doc: dict[str, Any]) -> None:
         "stock-host",
         "D2",
     )
-    assert set(p["agent"]) == {"events", "dropped", "faults", "cost_ns_per_event", "by_boundary"}
+    assert set(p["agent"]) == {
+        "events",
+        "dropped",
+        "faults",
+        "cost_ns_per_event",
+        "by_boundary",
+        "extra",
+    }
+    assert p["agent"]["extra"] == {}
     ref, other = doc["clocks"]
     keys = {
         "id",
@@ -136,3 +146,34 @@ def test_unbounded_offsets_are_null(tmp_path: Path) -> None:
     )
     clocks = json.loads(render_json(analyze_paths([run]).document()))["clocks"]
     assert clocks[1]["offset_min_ns"] is None and clocks[1]["uncertainty_ns"] is None
+
+
+def test_agent_counters_beyond_the_contract_are_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stats record's own counters (Java's jfr_pinned, ...) reach ``agent.extra`` in
+    analyze's JSON and the ``agent`` column of query's processes table; the last stats
+    record wins, as for the contract's counters."""
+    case = tmp_path / "case"
+    shutil.copytree(GOLDEN / "http_callback", case)
+    stock = case / "stock.wtxt"
+    lines = stock.read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith("rec stats"))
+    first = min(i for i, line in enumerate(lines) if line.startswith("rec stats"))
+    lines[first] += " jfr_pinned=1"
+    lines[last] += " jfr_pinned=3 hooked_classes=12"
+    stock.write_text("\n".join(lines) + "\n")
+    run = build_run(case, tmp_path / "run")
+    doc = json.loads(render_json(analyze_paths([run]).document()))
+    by_service = {p["service"]: p["agent"] for p in doc["processes"]}
+    assert by_service["stock"]["extra"] == {"jfr_pinned": 3, "hooked_classes": 12}
+    assert by_service["orders"]["extra"] == {}
+    assert by_service["stock"]["cost_ns_per_event"] == 380
+
+    assert (
+        main(["query", str(run), "--format", "json", "SELECT service, agent FROM processes"]) == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    agents = dict(rows["rows"])
+    assert agents["stock"]["extra"] == {"jfr_pinned": 3, "hooked_classes": 12}
+    assert agents["stock"]["events"] == 17

@@ -18,6 +18,7 @@ from willowisp.analysis.agent_health import dropped_per_process, faults_per_proc
 from willowisp.analysis.clock_findings import clock_detail, event_times
 from willowisp.analysis.contention import section as contention_section
 from willowisp.causality.hops import HopGroup, Side
+from willowisp.ingest.tables import AgentStats
 
 if TYPE_CHECKING:  # engine imports this module
     from willowisp.analysis.engine import Analysis
@@ -42,13 +43,7 @@ def build_document(a: Analysis) -> dict[str, Any]:
                 "service": p.service,
                 "runtime": p.runtime,
                 "clock_domain": clocks.domains[int(clocks.domain_of_proc[p.index])].id,
-                "agent": {
-                    "events": p.stats.events or loaded,
-                    "dropped": dropped[p.index],
-                    "faults": faults[p.index],
-                    "cost_ns_per_event": p.stats.cost_ns_per_event,
-                    "by_boundary": by_boundary(p.stats.by_boundary),
-                },
+                "agent": agent_summary(p.stats, loaded, dropped[p.index], faults[p.index]),
                 "loaded_events": loaded,
                 "files": list(p.files),
                 "run_root": p.run_root,
@@ -137,6 +132,19 @@ def _boundaries(a: Analysis) -> list[dict[str, Any]]:
 
 def _pct(values: list[int], q: int) -> int:
     return int(np.percentile(np.array(values, dtype=np.int64), q, method="nearest"))
+
+
+def agent_summary(stats: AgentStats, loaded: int, dropped: int, faults: int) -> dict[str, Any]:
+    """A process's ``agent`` object: its last stats record, the counts the loader saw,
+    and ``extra``, the agent's own counters (Java's ``jfr_pinned``, ``hooked_classes``...)."""
+    return {
+        "events": stats.events or loaded,
+        "dropped": dropped,
+        "faults": faults,
+        "cost_ns_per_event": stats.cost_ns_per_event,
+        "by_boundary": by_boundary(stats.by_boundary),
+        "extra": {k: v.hex() if isinstance(v, bytes) else v for k, v in stats.extra},
+    }
 
 
 def by_boundary(text: str) -> dict[str, Any]:

@@ -469,10 +469,13 @@ def _process(index: int, p: _Parts) -> Process:
             _int(s, "faults", 0),
             _int(s, "cost_ns_per_event", 0),
             _str(s, "by_boundary"),
+            tuple(sorted((k, v) for k, v in s.items() if k not in _STATS_FIELDS)),
         ),
         attrs=tuple(sorted(a.items())),
     )
 
+
+_STATS_FIELDS = frozenset(("events", "dropped", "faults", "cost_ns_per_event", "by_boundary"))
 
 _RES_STRS = (
     "name",

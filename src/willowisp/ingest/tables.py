@@ -39,6 +39,8 @@ class AgentStats:
     faults: int = 0
     cost_ns_per_event: int = 0
     by_boundary: str = ""  # JSON: the agent's cost per boundary (agent/boundaries.py)
+    # the record's other attributes, each agent's own counters (Java's jfr_pinned, ...)
+    extra: Attrs = ()
 
 
 @dataclass(frozen=True, slots=True)

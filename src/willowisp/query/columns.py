@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.analysis.agent_health import dropped_per_process
+from willowisp.analysis.agent_health import dropped_per_process, faults_per_process
+from willowisp.analysis.document import agent_summary
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.hops import HopKind
 from willowisp.causality.link import Causality
@@ -111,6 +112,7 @@ def processes(c: Causality) -> Columns:
     trace, clocks = c.trace, c.clocks
     ps = trace.processes
     counts = np.bincount(trace.events.proc, minlength=len(ps)).astype(np.int64)
+    dropped = dropped_per_process(trace)
     return {
         "idx": np.arange(len(ps), dtype=np.int32),
         "id": objects([p.id for p in ps]),
@@ -125,9 +127,15 @@ def processes(c: Causality) -> Columns:
             [clocks.domains[int(clocks.domain_of_proc[p.index])].id for p in ps]
         ),
         "events": counts,
-        "dropped": np.array(dropped_per_process(trace), dtype=np.int64),
+        "dropped": np.array(dropped, dtype=np.int64),
         "files": objects([list(p.files) for p in ps]),
         "attrs": objects([attrs_json(p.attrs) for p in ps]),
+        "agent": objects(
+            [
+                json.dumps(agent_summary(p.stats, int(n), int(d), int(f)), ensure_ascii=False)
+                for p, n, d, f in zip(ps, counts, dropped, faults_per_process(trace), strict=True)
+            ]
+        ),
     }
 
 

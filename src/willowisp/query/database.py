@@ -112,7 +112,8 @@ VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
     "processes": (
         ("_processes",),
         "SELECT id, pid, host, service, runtime, boot_id, run_root, "
-        "parent_process_id, clock_domain, events, dropped, files, attrs::JSON AS attrs "
+        "parent_process_id, clock_domain, events, dropped, files, attrs::JSON AS attrs, "
+        "agent::JSON AS agent "
         "FROM _processes",
     ),
     "edges": (

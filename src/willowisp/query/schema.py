@@ -119,6 +119,12 @@ TABLES: tuple[Table, ...] = (
         ("dropped", "BIGINT", "events its agent dropped (last stats record)"),
         ("files", "VARCHAR[]", "its segment files, in order"),
         ("attrs", "JSON", "the whole process record"),
+        (
+            "agent",
+            "JSON",
+            "its agent's last stats: events, dropped, faults, cost_ns_per_event, by_boundary, "
+            "extra (the agent's own counters, e.g. Java's jfr_pinned)",
+        ),
     ),
     _t(
         "edges",
