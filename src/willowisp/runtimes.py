@@ -7,11 +7,21 @@ builds (``agents/java``); ``run`` adds ``-javaagent:<jar>`` to ``JAVA_TOOL_OPTIO
 finds one: ``WILLOWISP_JAVA_AGENT``, else the copy a wheel build put in ``_java_agent/``,
 else the checkout's ``agents/java/target``. Go and Rust programs link their agent
 themselves and read the ``WILLOWISP_*`` variables ``run`` sets for every child.
+
+A JVM maps its agent jar and reads it for as long as it runs; Maven rewrites
+``target/willowisp-agent.jar`` in place, and a JVM reading a jar rewritten under it dies
+(SIGBUS in libzip). So ``run`` never hands a JVM the checkout's build output: it hands it a
+snapshot under ``~/.cache/willowisp/java-agent/<size>-<mtime>/``, written to a temporary
+name and renamed into place (a rebuild makes a new snapshot; old ones are removed, which
+an open file survives on Linux).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -64,7 +74,50 @@ def java_tool_options(existing: str) -> str:
     jar = java_agent_jar()
     if jar is None:
         return existing
+    if jar.parent.name == "target":  # a build output Maven rewrites in place
+        jar = stable_jar(jar)
     option = f"-javaagent:{_quote(str(jar))}"
     if option in existing:
         return existing
     return f"{existing} {option}".strip()
+
+
+KEEP_SNAPSHOTS = 3
+
+
+def stable_jar(jar: Path, cache_home: str | None = None) -> Path:
+    """A snapshot of ``jar`` that no rebuild rewrites (see the module's docstring); the jar
+    itself when no snapshot can be made (a read-only home) or the jar is mid-rewrite."""
+    base = Path(cache_home or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = base / "willowisp" / "java-agent"
+    try:
+        st = jar.stat()
+        target = root / f"{st.st_size}-{st.st_mtime_ns}" / jar.name
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, jar.open("rb") as src:
+                shutil.copyfileobj(src, out)
+            if not zipfile.is_zipfile(tmp) or jar.stat().st_mtime_ns != st.st_mtime_ns:
+                return jar  # caught mid-build: the next run snapshots the finished jar
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _prune(root, keep=target.parent)
+        return target
+    except OSError:
+        return jar
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Remove all but the newest snapshots (a running JVM keeps its open file)."""
+    old = sorted(
+        (d for d in root.iterdir() if d.is_dir() and d != keep),
+        key=lambda d: d.stat().st_mtime_ns,
+        reverse=True,
+    )
+    for d in old[KEEP_SNAPSHOTS - 1 :]:
+        shutil.rmtree(d, ignore_errors=True)
