@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from willowisp.errors import UsageError
 
+RESERVE_PREFIX = ".willowisp-reserve-"  # + pid: the room an agent keeps in its run folder
 MODES = ("full", "hops")
 
 

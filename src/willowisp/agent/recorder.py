@@ -38,7 +38,7 @@ from collections import deque
 from types import CodeType, FrameType
 from typing import Any
 
-from willowisp.agent.config import AgentConfig
+from willowisp.agent.config import RESERVE_PREFIX, AgentConfig
 from willowisp.agent.identity import process_attrs
 from willowisp.agent.locations import Locations, is_internal_file
 from willowisp.model.ids import new_process_id
@@ -55,6 +55,8 @@ BUFFER_BYTES = ROWS_PER_BUFFER * ROW_SIZE
 ANCHOR_INTERVAL_NS = 1_000_000_000
 SEGMENT_BYTES = 256 * 1024 * 1024
 FLUSH_SAMPLE = 256  # flushes with fewer events do not count towards the per-event cost
+MAX_CARRIED = 100_000  # definition records kept while the disk refuses chunks
+RESERVE_BYTES = 64 * 1024  # room kept for the chunk that reports a full disk
 
 # Record type codes (spec.RECORD_TYPES).
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
@@ -197,6 +199,13 @@ class Recorder:
         self._last_anchor = 0
         self._segment = 0
         self._writer: SegmentWriter | None = None
+        self.lost_on_write = 0  # events in chunks the file system refused (a full disk)
+        self._write_error = ""  # set while writes are refused
+        self._refusal = ""  # the last refusal's reason, for the line at exit
+        self._unwritten_drops: dict[int, int] = {}  # per unit, from refused chunks
+        self._carry: list[Record] = []  # definitions of refused chunks, for the next one
+        self._writer_path = ""
+        self._reserve = ""  # the reserve file's path (see _make_reserve)
         self._compressors = Compressors()
         self._stop = _thread.allocate_lock()
         self._stop.acquire()
@@ -500,8 +509,7 @@ class Recorder:
         self._segment += 1
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.service)[:40] or "python"
         name = f"{safe}-{os.getpid()}-{self.process_id[:8]}-{self._segment}.wtrace"
-        if self._writer is not None:
-            self._writer.close()
+        old = self._writer
         path = os.path.join(cfg.out, name)
         if cfg.collector:  # the native stream (docs/protocols.md); it falls back to `path`
             from willowisp.agent.stream import StreamWriter
@@ -520,9 +528,20 @@ class Recorder:
             writer: Any = StreamWriter(
                 cfg.collector, cfg.token, path, default_codec(), hello=hello, on_fault=fault
             )
-            self._writer = writer
         else:
-            self._writer = SegmentWriter(path, default_codec())
+            if old is None:
+                self._make_reserve()
+            try:
+                writer = SegmentWriter(path, default_codec())
+            except OSError:
+                if old is None:
+                    raise  # no segment at all: the agent cannot start
+                self._segment -= 1  # a full disk: keep appending to the current one
+                return
+        if old is not None:
+            old.close()
+        self._writer = writer
+        self._writer_path = path
         self._last_anchor = 0  # the new segment gets the process record and an anchor
 
     def _run_flusher(self) -> None:
@@ -544,10 +563,54 @@ class Recorder:
             if self._flusher_ident and self._flusher_ident != _thread.get_ident():
                 with contextlib.suppress(RuntimeError):
                     self._flusher_done.acquire(True, 2.0)
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # at exit: never a traceback in the program's stderr
+            self.fault("stop", exc)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._drop_reserve()
+        if self.lost_on_write:
+            self._say_lost()
+
+    def _make_reserve(self) -> None:
+        """Room kept for the news of a full disk: a small file the agent deletes when the
+        file system first refuses a chunk, so that the chunk saying what was lost (drop
+        events, the fault, the stats) still gets written and ``analyze`` reports it."""
+        path = os.path.join(self.config.out, f"{RESERVE_PREFIX}{os.getpid()}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            self._reserve = path
+        except OSError:  # no room even for that, or no fallocate here: no reserve
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        finally:
+            os.close(fd)
+
+    def _drop_reserve(self) -> bool:
+        path, self._reserve = self._reserve, ""
+        if not path:
+            return False
+        try:
+            os.unlink(path)
+        except OSError:
+            return False
+        return True
+
+    def _say_lost(self) -> None:
+        """The one line a full disk costs the program's stderr: nothing is lost silently,
+        and when the disk stayed full there is nowhere else to say it."""
+        path = self._writer_path or self.config.out
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"willowisp: {self.lost_on_write} events of {self.config.service} "
+                f"(pid {os.getpid()}) could not be written to {path}: {self._refusal}\n"
+            )
 
     def _take_rows(self) -> tuple[bytearray, list[tuple[int, int]]]:
         """Collect every thread's unflushed rows; returns them and per-unit drop counts."""
@@ -598,7 +661,11 @@ class Recorder:
         anchor_due = self._last_anchor == 0 or now - self._last_anchor >= ANCHOR_INTERVAL_NS
         if not (rows or drops or anchor_due or self._pending or self._faults):
             return  # nothing happened: no chunk
-        records: list[Record] = []
+        if self._unwritten_drops:  # lost with a chunk the disk refused: said now
+            drops = [*self._unwritten_drops.items(), *drops]
+            self._unwritten_drops = {}
+        records: list[Record] = self._carry
+        self._carry = []
         if anchor_due:
             records.append(Record(R_PROCESS, 0, tuple(self.process_attrs().items())))
         # Definitions first: their creation locations may be new, too.
@@ -646,12 +713,83 @@ class Recorder:
         w_ = self._writer
         if w_ is None:
             return
-        w_.write_chunk(records, batch)
+        try:
+            w_.write_chunk(records, batch)
+        except OSError as exc:  # a full disk, a quota: the program goes on, the loss is counted
+            self._write_refused(exc, records, rows, drops)
+            return
+        self._write_error = ""
         if n_program >= FLUSH_SAMPLE:
             self._flush_ns += time.perf_counter_ns() - t0
             self._flush_events += n_program
         if w_.size > SEGMENT_BYTES:
             self._open_segment()
+
+    def _write_refused(
+        self,
+        exc: OSError,
+        records: list[Record],
+        rows: bytearray,
+        drops: list[tuple[int, int]],
+    ) -> None:
+        """A chunk the file system refused (the writer cut it off again). Its events are
+        dropped and counted per unit, said in the next chunk that gets written (and on
+        stderr at exit); its definitions and faults are kept for that chunk, so the events
+        after it still name their units and resources."""
+        units = array("q")
+        units.frombytes(rows)
+        lost = self._unwritten_drops
+        for unit in units[2::FIELDS]:
+            lost[unit] = lost.get(unit, 0) + 1
+        for unit, count in drops:
+            lost[unit] = lost.get(unit, 0) + count
+            self.total_dropped -= count  # added again when the drop events are written
+        n = len(rows) // ROW_SIZE
+        self.lost_on_write += n
+        kept = [r for r in records if r.rtype in (R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT)]
+        self._carry = kept[-MAX_CARRIED:] + self._carry
+        self._last_anchor = 0  # the next chunk carries the process record and an anchor
+        if not self._write_error:  # one fault per spell of refused writes
+            self._write_error = self._refusal = exc.strerror or repr(exc)
+            self.fault("write", exc)
+        if self._drop_reserve():  # the room kept for this: say what was lost, now
+            self._write_news()
+
+    def _write_news(self) -> None:
+        """A small chunk with only the news of the loss: the process record, a clock
+        anchor, the faults, one drop event per unit and the stats. Events recorded since
+        wait for the next flush (they may not fit)."""
+        w_ = self._writer
+        if w_ is None:
+            return
+        faults = list(self._faults)
+        records = [Record(R_PROCESS, 0, tuple(self.process_attrs().items()))]
+        records += [Record(R_FAULT, f, (("message", m), ("where", w))) for f, w, m in faults]
+        batch = EventBatch(first_seq=self._seq)
+        m1 = mono()
+        w = wall() + self.config.clock_offset_ns
+        m2 = mono()
+        batch.append(K.CLOCK_ANCHOR, 0, (m1 + m2) // 2, 0, w, 0)
+        lost = self._unwritten_drops
+        for unit, count in lost.items():
+            batch.append(K.AGENT_DROP, unit, m2, 0, count, 0)
+        stats = (
+            ("events", self.events),
+            ("dropped", self.total_dropped + sum(lost.values())),
+            ("faults", self.fault_count),
+            ("cost_ns_per_event", self._cost()),
+        )
+        records.append(Record(R_STATS, 0, stats))
+        try:
+            w_.write_chunk(records, batch)
+        except OSError:
+            return  # not even that fits: the line at exit says it
+        for _ in faults:
+            self._faults.popleft()
+        self.total_dropped += sum(lost.values())
+        self._unwritten_drops = {}
+        self._seq += len(batch)
+        self._last_anchor = m1
 
     def _columns(
         self, rows: bytearray, def_keys: set[int], records: list[Record]

@@ -9,6 +9,7 @@ the program, not just us.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 from typing import Any
 
 from willowisp.agent.bootstrap import agent_path
-from willowisp.agent.config import MODES
+from willowisp.agent.config import MODES, RESERVE_PREFIX
 from willowisp.errors import UsageError
 from willowisp.model.boundary import merge_boundaries, parse_boundary
 from willowisp.model.redaction import parse_redaction
@@ -154,5 +155,32 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    remove_stale_reserves(out)
     print(f"willowisp: run saved in {out}  (next: willowisp analyze {out})", file=sys.stderr)
     return code if code >= 0 else 128 - code
+
+
+def remove_stale_reserves(out: str) -> None:
+    """The room Python agents keep for the news of a full disk (agent/recorder.py) is a
+    hidden file each removes at exit; a killed process leaves its own behind."""
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(RESERVE_PREFIX):
+            continue
+        pid = name[len(RESERVE_PREFIX) :]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(out, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

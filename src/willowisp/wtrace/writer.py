@@ -57,14 +57,31 @@ class SegmentWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.size = os.fstat(self._fd).st_size
         if self.size == 0:
-            self._write(file_header())
+            try:
+                self._write(file_header())
+            except OSError:
+                self.close()
+                raise
 
     def _write(self, data: bytes) -> None:
+        """Append all of ``data`` or nothing: a write that fails part-way (a full disk) is
+        cut off again, so the file still ends at a chunk boundary and a later chunk, once
+        there is room, follows the last whole one."""
+        start = self.size
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-            self.size += n
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self.size += n
+        except OSError:
+            if self.size != start:
+                try:
+                    os.ftruncate(self._fd, start)
+                    self.size = start
+                except OSError:
+                    pass  # the reader resynchronises on the next chunk's magic
+            raise
 
     def write_chunk(
         self, records: Sequence[Record], events: EventBatch | PackedEvents | None = None
