@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,3 +133,52 @@ def check_control_corpus(desc_path: Path, runtime: str) -> dict[str, Any]:
             ph.check_control_item(item, received)
             ph.control_alive(connect)
     return desc
+
+
+UNSHARE = shutil.which("unshare")
+CAN_MOUNT = os.geteuid() == 0 and UNSHARE is not None and shutil.which("mount") is not None
+
+
+def run_on_full_disk(
+    tmp_path: Path, argv: Sequence[str], size: str, timeout: float = 300, **env: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``willowisp run`` ARGV with its run folder on a real SIZE tmpfs (a mount namespace
+    of its own: ``unshare -m``, as root), so writes past SIZE fail with ENOSPC as on a full
+    disk; what the folder held when the program ended is copied out (the tmpfs dies with
+    the namespace). Returns the finished run and that copy."""
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    kept.mkdir()
+    run = shlex.join([sys.executable, "-m", "willowisp", "run", "--out", str(disk), "--", *argv])
+    script = (
+        f"mount -t tmpfs -o size={size} willowisp-full {shlex.quote(str(disk))} || exit 97; "
+        f"{run}; rc=$?; cp -a {shlex.quote(str(disk))}/. {shlex.quote(str(kept))}/; exit $rc"
+    )
+    done = subprocess.run(
+        [str(UNSHARE), "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode != 97, done.stderr
+    return done, kept
+
+
+def check_loss_reported(kept: Path, service: str) -> dict[str, Any]:
+    """The trace left on a full disk: whole chunks only (no torn tail), the reserve
+    removed, and the loss in it: the process's dropped count, a fault, and the
+    ``buffer-drop`` and ``agent-fault`` findings. Returns the process's ``agent``."""
+    files = sorted(kept.glob("*.wtrace"))
+    assert files, list(kept.iterdir())
+    assert not list(kept.glob(".willowisp-reserve-*")), "the reserve is removed at exit"
+    doc = analyze_json(kept)
+    notes = " ".join(doc["trace"].get("notes", []))
+    assert "writer killed" not in notes and not doc["trace"]["unreadable_files"], notes
+    (proc,) = [p for p in doc["processes"] if p["service"] == service]
+    agent = proc["agent"]
+    assert agent["dropped"] > 0 and agent["faults"] >= 1, agent
+    kinds = {f["kind"] for f in doc["findings"]}
+    assert {"buffer-drop", "agent-fault"} <= kinds, kinds
+    return agent

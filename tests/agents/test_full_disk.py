@@ -11,9 +11,6 @@ agent kept a little room for that news.
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,14 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from wispkit import analyze_json, clean_env
-
-UNSHARE = shutil.which("unshare")
-MOUNT = shutil.which("mount")
+from wispkit import CAN_MOUNT, check_loss_reported, clean_env, run_on_full_disk
 
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or UNSHARE is None or MOUNT is None,
-    reason="needs root with unshare and mount (the test command runs as root)",
+    not CAN_MOUNT, reason="needs root with unshare and mount (the test command runs as root)"
 )
 
 THREADS = textwrap.dedent(
@@ -49,47 +42,6 @@ THREADS = textwrap.dedent(
     print(n)
     """
 )
-
-
-def run_on_full_disk(
-    tmp_path: Path, argv: list[str], size: str, **env: str
-) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """``willowisp run`` ARGV with its run folder on a SIZE tmpfs; what the folder held
-    when the program ended is copied out (the tmpfs dies with the namespace)."""
-    disk, kept = tmp_path / "disk", tmp_path / "kept"
-    disk.mkdir()
-    kept.mkdir()
-    run = shlex.join([sys.executable, "-m", "willowisp", "run", "--out", str(disk), "--", *argv])
-    script = (
-        f"mount -t tmpfs -o size={size} willowisp-full {shlex.quote(str(disk))} || exit 97; "
-        f"{run}; rc=$?; cp -a {shlex.quote(str(disk))}/. {shlex.quote(str(kept))}/; exit $rc"
-    )
-    done = subprocess.run(
-        [str(UNSHARE), "-m", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        env=clean_env(**env),
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode != 97, done.stderr
-    return done, kept
-
-
-def check_loss_reported(kept: Path, service: str) -> dict[str, object]:
-    """The trace on the full disk: whole chunks only, and the loss in it."""
-    files = sorted(kept.glob("*.wtrace"))
-    assert files, list(kept.iterdir())
-    assert not list(kept.glob(".willowisp-reserve-*")), "the reserve is removed at exit"
-    doc = analyze_json(kept)
-    notes = " ".join(doc["trace"].get("notes", []))
-    assert "writer killed" not in notes and not doc["trace"]["unreadable_files"], notes
-    (proc,) = [p for p in doc["processes"] if p["service"] == service]
-    agent = proc["agent"]
-    assert agent["dropped"] > 0 and agent["faults"] >= 1, agent
-    kinds = {f["kind"] for f in doc["findings"]}
-    assert {"buffer-drop", "agent-fault"} <= kinds, kinds
-    return agent
 
 
 def test_python_program_on_a_full_disk(tmp_path: Path) -> None:
