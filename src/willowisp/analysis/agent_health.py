@@ -1,10 +1,11 @@
 """``buffer-drop`` and ``agent-fault``: what the agents say about their own recording.
 
 Analyses are only as complete as the events they get. An agent that ran out of buffer
-space counts what it lost (``agent.drop`` events per unit, and the running total in its
-``stats`` record); one that caught an error inside itself writes a ``fault`` record and an
-``agent.fault`` event. Both are reported so nobody trusts a clean result that was built on
-missing events. The per-unit counts are one ``bincount`` over the drop events.
+space, or whose writes the file system refused (a full disk), counts what it lost
+(``agent.drop`` events per unit, and the running total in its ``stats`` record); one that
+caught an error inside itself writes a ``fault`` record and an ``agent.fault`` event.
+Both are reported so nobody trusts a clean result that was built on missing events. The
+per-unit counts are one ``bincount`` over the drop events.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def _drops(trace: Trace) -> list[Finding]:
     ev = trace.events
     out: list[Finding] = []
     totals = dropped_per_process(trace)
+    refused_writes = {f.proc: f.message for f in trace.faults if f.where == "write"}
     for p in trace.processes:
         if totals[p.index] == 0:
             continue
@@ -65,6 +67,13 @@ def _drops(trace: Trace) -> list[Finding]:
             lines.append(f"... and {len(ranked) - MAX_LINES} more units")
         if p.stats.dropped > sum(per_unit.values()):
             lines.append(f"the agent's counters say {p.stats.dropped} in all")
+        refused = refused_writes.get(p.index)
+        if refused is not None:
+            lines.append(
+                f"some or all were lost because the file system refused the agent's writes "
+                f"({refused}): a full disk or a quota, not a full buffer; the stderr of the "
+                "program says how many in all"
+            )
         lines.append(
             "waits, holds and edges of these units may be missing: findings about "
             "them can be incomplete, and an absent finding proves nothing"
