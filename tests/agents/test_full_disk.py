@@ -51,6 +51,7 @@ def test_python_program_on_a_full_disk(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "200000\n"
     assert "Traceback" not in done.stderr, done.stderr
+    assert "is full (" in done.stderr  # and willowisp run says the disk is full
     said = [line for line in done.stderr.splitlines() if "could not be written" in line]
     assert len(said) == 1 and "No space left on device" in said[0], done.stderr
     lost = int(said[0].split("willowisp: ", 1)[1].split(" events", 1)[0])

@@ -156,8 +156,28 @@ def run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     remove_stale_reserves(out)
+    warn_if_full(out)
     print(f"willowisp: run saved in {out}  (next: willowisp analyze {out})", file=sys.stderr)
     return code if code >= 0 else 128 - code
+
+
+FULL_BYTES = 1024 * 1024  # free space below which the run's end warns
+
+
+def warn_if_full(out: str) -> None:
+    """A run folder on a (nearly) full file system: the agents' writes were likely refused;
+    each says what it lost in its own stderr line and in the trace when it could."""
+    try:
+        st = os.statvfs(out)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < FULL_BYTES:
+        print(
+            f"willowisp: the file system of {out} is full ({free // 1024} KiB free): "
+            "recorded events may be missing (analyze reports what the agents could count)",
+            file=sys.stderr,
+        )
 
 
 def remove_stale_reserves(out: str) -> None:
