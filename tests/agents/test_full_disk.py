@@ -11,14 +11,13 @@ agent kept a little room for that news.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from wispkit import CAN_MOUNT, check_loss_reported, clean_env, run_on_full_disk
+from wispkit import CAN_MOUNT, check_loss_reported, clean_env, run_on_full_disk, wisp
 
 pytestmark = pytest.mark.skipif(
     not CAN_MOUNT, reason="needs root with unshare and mount (the test command runs as root)"
@@ -63,25 +62,16 @@ def test_python_program_on_a_full_disk(tmp_path: Path) -> None:
 def test_a_killed_programs_reserve_is_removed_when_the_run_ends(tmp_path: Path) -> None:
     """SIGKILL leaves the agent no time to remove its reserve; ``willowisp run`` does."""
     out = tmp_path / "run"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            "-c",
-            "import os, signal; print(sorted(os.listdir(os.environ['WILLOWISP_OUT'])), "
-            "flush=True); os.kill(os.getpid(), signal.SIGKILL)",
-        ],
-        capture_output=True,
-        text=True,
+    done = wisp(
+        "run",
+        "--out",
+        str(out),
+        "--",
+        sys.executable,
+        "-c",
+        "import os, signal; print(sorted(os.listdir(os.environ['WILLOWISP_OUT'])), "
+        "flush=True); os.kill(os.getpid(), signal.SIGKILL)",
         env=clean_env(),
-        timeout=120,
-        check=False,
     )
     assert done.returncode == 128 + 9, done.stderr
     assert ".willowisp-reserve-" in done.stdout  # it was there while the program ran
