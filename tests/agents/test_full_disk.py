@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wispkit import CAN_MOUNT, check_loss_reported, clean_env, run_on_full_disk, wisp
+from wispkit import CAN_MOUNT, analyze_json, check_loss_reported, clean_env, run_on_full_disk, wisp
 
 pytestmark = pytest.mark.skipif(
     not CAN_MOUNT, reason="needs root with unshare and mount (the test command runs as root)"
@@ -55,6 +55,8 @@ def test_python_program_on_a_full_disk(tmp_path: Path) -> None:
     assert len(said) == 1 and "No space left on device" in said[0], done.stderr
     lost = int(said[0].split("willowisp: ", 1)[1].split(" events", 1)[0])
     agent = check_loss_reported(kept, "threads")
+    (drop,) = [f for f in analyze_json(kept)["findings"] if f["kind"] == "buffer-drop"]
+    assert any("file system refused" in line for line in drop["explanation"]), drop
     # the file counts what was lost up to its last chunk; the line at exit, all of it
     assert 0 < int(str(agent["dropped"])) <= lost
 
