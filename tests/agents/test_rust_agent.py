@@ -720,6 +720,151 @@ def test_hops_mode_records_boundaries_at_full_fidelity(bins: Path, tmp_path: Pat
     assert report["trace"]["happens_before_edges"]["queue"] == 2  # the two workers' sends
 
 
+def test_boundary_enabled_by_ctl_sees_the_tasks_of_a_hops_process(
+    bins: Path, tmp_path: Path
+) -> None:
+    """A `hops` process started without any boundary (the tokio subscriber is installed
+    anyway, idle): a boundary switched on later by `willowisp ctl enable` records the
+    tokio tasks, locks and channels of its instances — and nothing of the requests made
+    before the switch or outside it."""
+    out = tmp_path / "run"
+    runtime = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))
+    env = {
+        **clean_env(),
+        "WILLOWISP_OUT": str(out),
+        "WILLOWISP_MODE": "hops",
+        "WILLOWISP_TRACE_RATIO": "0",
+        "WILLOWISP_RUNTIME_DIR": str(runtime),
+    }
+    proc = subprocess.Popen(
+        [str(bins / "boundary_svc")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        port = int(proc.stdout.readline())
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+                return str(r.read().decode())
+
+        assert get("/checkout") == "checkout 8 inner 8"  # no boundary yet: not recorded
+        ctl_env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+        done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=ctl_env)
+        assert done.returncode == 0 and '"gate": true' in done.stdout.replace("'", '"'), (
+            done.stdout + done.stderr
+        )
+        done = wisp("ctl", str(proc.pid), "enable", CHECKOUT, env=ctl_env)
+        assert done.returncode == 0, done.stderr
+        assert get("/checkout") == "checkout 8 inner 8"
+        assert get("/other") == "other 8"  # outside the boundary
+        done = wisp("ctl", str(proc.pid), "disable", "http:GET /checkout", env=ctl_env)
+        assert done.returncode == 0, done.stderr
+        assert get("/checkout") == "checkout 8 inner 8"  # switched off again: not recorded
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(runtime, ignore_errors=True)
+    units = segment_records(out, 2)
+    names = [u["name"] for u in units if u["kind"] == "task"]
+    # one instance of each worker (the request after the switch) and the two connection
+    # tasks that served the boundary's requests; nothing of /other or the first /checkout
+    assert names.count("checkout-worker") == 1 and names.count("inner-worker") == 1, names
+    assert names.count("connection") == 2, names
+    assert "other-worker" not in names
+    resources = segment_records(out, 3)
+    locks = [r for r in resources if r["kind"] == "lock"]
+    assert locks and all("tokio::sync::Mutex" in str(r["name"]) for r in locks), locks
+    rpc = [r for r in resources if r["kind"] == "rpc"]
+    servers = [r for r in rpc if r["library"] == "tower" and r.get("boundary")]
+    assert sorted(r["target"] for r in servers) == ["/checkout", "/inner"]
+    report = analyze(out)
+    assert report["trace"]["happens_before_edges"]["queue"] == 2  # the two workers' sends
+    cost = report["processes"][0]["agent"]["by_boundary"]["http:GET /checkout"]
+    assert cost["source"] == "ctl" and cost["entries"] == 1 and cost["propagated"] == 1, cost
+    assert cost["events"] > 0
+    # the tasks seen have right waker counts: no lost waker judged at the clean stop
+    assert not [f for f in report["findings"] if f["severity"] != "info"], report["findings"]
+
+
+ORDERS = "entry=amqp:orders.*;runtimes=rust,python"
+
+
+def test_message_consumer_opens_boundary_instances(bins: Path, tmp_path: Path) -> None:
+    """hops mode, trace ratio 0: a message whose destination matches a boundary's entry,
+    or whose tracestate carries the boundary (with a valid traceparent), opens an instance
+    on the consuming task until its next message: the handler's worker task, lock and
+    channel are recorded, its own sends carry `wisp=b-<id>`; other messages leave nothing."""
+    from willowisp.model.boundary import parse_boundary
+
+    member = f"wisp=b-{parse_boundary(ORDERS).id}"
+    unsampled = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-00"
+    out = tmp_path / "run"
+    env = {
+        **clean_env(),
+        "WILLOWISP_OUT": str(out),
+        "WILLOWISP_MODE": "hops",
+        "WILLOWISP_TRACE_RATIO": "0",
+        "WILLOWISP_BOUNDARIES": ORDERS,
+    }
+    proc = subprocess.Popen(
+        [str(bins / "consumer")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    answers = []
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        for line in (
+            f"orders.new {unsampled} -",  # the entry matches
+            f"audit {unsampled} -",  # nothing
+            f"billing {unsampled} {member}",  # carried by the caller
+            f"refunds - {member}",  # no traceparent: tracestate is not read
+        ):
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            answers.append(proc.stdout.readline().strip())
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert answers == [
+        f"orders.new 8 {member},vendor=1",
+        "audit 8 -",
+        f"billing 8 {member},vendor=1",
+        "refunds 8 -",
+    ]
+    names = [u["name"] for u in segment_records(out, 2) if u["kind"] == "task"]
+    assert names.count("worker-orders.new") == 1 and names.count("worker-billing") == 1, names
+    assert "worker-audit" not in names and "worker-refunds" not in names, names
+    resources = segment_records(out, 3)
+    assert any(r["kind"] == "lock" for r in resources)
+    messages = [r for r in resources if r["kind"] == "message"]
+    received = {str(r["destination"]): r for r in messages if "parent_span_id" in r}
+    assert set(received) == {"orders.new", "billing", "refunds"}, received
+    for dest in ("orders.new", "billing"):
+        r = received[dest]
+        assert r["boundary"] == "amqp:orders.*" and r["caller_sampled"] == 0, r
+        assert r["sampled"] == 1 and r["parent_span_id"] == "cd" * 8, r
+    assert "boundary" not in received["refunds"]
+    sent = [r for r in messages if r["destination"] == "next"]
+    assert len(sent) == 2  # the two handlers inside an instance; unsampled elsewhere
+    report = analyze(out)
+    cost = report["processes"][0]["agent"]["by_boundary"]["amqp:orders.*"]
+    assert cost["entries"] == 1 and cost["propagated"] == 1 and cost["active"] == 0, cost
+    assert report["trace"]["happens_before_edges"]["queue"] == 2  # the two workers' sends
+
+
 def test_full_mode_counts_boundaries_and_records_everything(bins: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_BOUNDARIES": CHECKOUT}
@@ -755,11 +900,22 @@ def test_full_mode_counts_boundaries_and_records_everything(bins: Path, tmp_path
 
 def decoded(folder: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], list[tuple[int, ...]]]:
     """Records by (type, id) and events as (kind, unit, res, arg, loc) of a run folder."""
+    return decoded_files(sorted(folder.glob("*.wtrace")))
+
+
+def decoded_file(f: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], list[tuple[int, ...]]]:
+    """The same for one segment (one process's own numbering)."""
+    return decoded_files([f])
+
+
+def decoded_files(
+    files: list[Path],
+) -> tuple[dict[tuple[int, int], dict[str, Any]], list[tuple[int, ...]]]:
     from willowisp.wtrace.reader import read_file
 
     records: dict[tuple[int, int], dict[str, Any]] = {}
     events: list[tuple[int, ...]] = []
-    for f in sorted(folder.glob("*.wtrace")):
+    for f in files:
         for c in read_file(f).chunks:
             for r in c.records:
                 records.setdefault((r.rtype, r.id), {}).update(dict(r.attrs))
@@ -867,6 +1023,43 @@ def test_grpc_between_tonic_client_and_tonic_server(bins: Path, tmp_path: Path) 
         for k in (22, 23)  # reply, response
     }
     assert status == {22: [0, 5], 23: [0, 5]}, status
+
+
+def test_grpc_statuses_in_trailers(bins: Path, tmp_path: Path) -> None:
+    """Statuses that travel in the trailers, on both sides (WispGrpcClient, WispLayer): a
+    server stream failing after its first message (13), a unary error after the headers
+    (9), a stream the client drops after its first message (1, CANCELLED: tonic-health's
+    own Watch, which never ends) and a unary success (0, tonic's own answer)."""
+    out = tmp_path / "run"
+    server = start_grpc_server(bins, out)
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        port = int(server.stdout.readline())
+        done = wisp("run", "--out", str(out), "--", str(bins / "grpc"), "trailers", str(port))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["watch", "1", "13", "late", "9", "live", "1"] + [
+            "serving",
+            "1",
+        ], done.stdout
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    status: dict[int, list[tuple[str, int]]] = {22: [], 23: []}  # reply, response
+    for segment in out.glob("*.wtrace"):  # one per process: resource numbers are its own
+        records, events = decoded_file(segment)
+        for k, _, res, arg, _ in events:
+            if k in status:
+                status[k].append((str(records[(3, res)]["target"]).rsplit("/", 1)[-1], arg))
+    status = {k: sorted(v) for k, v in status.items()}
+    want = [("Check", 0), ("Check", 9), ("Watch", 1), ("Watch", 13)]
+    assert status == {22: want, 23: want}, status
+    report = analyze(out)
+    assert report["trace"]["happens_before_edges"]["request"] == 4
 
 
 GRPC_SERVER = """

@@ -19,6 +19,11 @@ use std::sync::{Arc, RwLock};
 use serde_json::{json, Map, Value as J};
 
 pub(crate) const RUNTIME: &str = "rust";
+
+/// True while `tracing` is asked again about every callsite after a switch: a task
+/// spawned then may have missed some of its waker events (their callsites not switched
+/// yet), so it is never judged for a lost waker.
+pub(crate) static SWITCHING: AtomicBool = AtomicBool::new(false);
 /// tracestate key of the boundary member (`wisp=b-<id>`).
 pub(crate) const STATE_KEY: &str = "wisp";
 
@@ -228,6 +233,9 @@ pub(crate) struct Boundaries {
     events: Box<[AtomicU64]>,
     /// Whether any boundary was ever declared (then events are counted per boundary).
     pub(crate) any: AtomicBool,
+    /// Some boundary is switched on: in `hops` mode the tokio subscriber takes tokio's
+    /// spans and events only then (its `enabled` reads this first).
+    pub(crate) live: AtomicBool,
 }
 
 impl Default for Boundaries {
@@ -236,6 +244,7 @@ impl Default for Boundaries {
             list: RwLock::new(Vec::new()),
             events: (0..256).map(|_| AtomicU64::new(0)).collect(),
             any: AtomicBool::new(false),
+            live: AtomicBool::new(false),
         }
     }
 }
@@ -265,6 +274,22 @@ impl Boundaries {
         if list.len() < 0xffff && !list.iter().any(|b| b.entry == x.entry) {
             list.push(Arc::new(x));
             self.any.store(true, Ordering::Release);
+        }
+        drop(list);
+        self.relive();
+    }
+
+    /// Recomputes `live` after a boundary was added or switched.
+    fn relive(&self) {
+        let list = self.list.read().unwrap_or_else(|p| p.into_inner());
+        let on = list.iter().any(|b| b.enabled.load(Ordering::Acquire));
+        drop(list);
+        if self.live.swap(on, Ordering::AcqRel) != on {
+            // `hops` mode's tokio subscriber takes tokio's callsites only while `live`:
+            // have tracing ask it again about every callsite
+            SWITCHING.store(true, Ordering::Release);
+            tracing_core::callsite::rebuild_interest_cache();
+            SWITCHING.store(false, Ordering::Release);
         }
     }
 
@@ -337,11 +362,13 @@ impl Boundaries {
     pub(crate) fn enable(&self, name: &str) -> Result<Switched, String> {
         if let Some(b) = self.find(name) {
             b.enabled.store(true, Ordering::Release);
+            self.relive();
             return Ok(Switched::Known(b.entry.clone()));
         }
         let x = parse_spec(name, "ctl")?;
         if let Some(b) = self.find(&x.entry) {
             b.enabled.store(true, Ordering::Release);
+            self.relive();
             return Ok(Switched::Known(b.entry.clone()));
         }
         let entry = x.entry.clone();
@@ -353,6 +380,7 @@ impl Boundaries {
     pub(crate) fn disable(&self, name: &str) -> Option<String> {
         let b = self.find(name)?;
         b.enabled.store(false, Ordering::Release);
+        self.relive();
         Some(b.entry.clone())
     }
 
@@ -460,6 +488,26 @@ mod tests {
         let g = parse_spec("entry=grpc:pkg.Svc/*", "config").unwrap();
         assert!(g.matches("grpc", "", "/pkg.Svc/Get") && !g.matches("grpc", "", "/pkg.Other/Get"));
         assert!(glob("*a*b", "xxaxxb") && !glob("*a*b", "xxaxxc") && glob("", ""));
+    }
+
+    #[test]
+    fn live_follows_the_switches() {
+        let (b, problems) = Boundaries::from_config("");
+        assert!(problems.is_empty());
+        assert!(!b.live.load(Ordering::Relaxed) && !b.any.load(Ordering::Relaxed));
+        assert!(matches!(
+            b.enable("entry=amqp:orders.*"),
+            Ok(Switched::Added(_))
+        ));
+        assert!(b.live.load(Ordering::Relaxed));
+        assert_eq!(b.open("amqp", "", "orders.new", ""), 1);
+        assert_eq!(b.open("amqp", "", "audit", ""), 0);
+        b.close(1);
+        assert_eq!(b.disable("amqp:orders.*").as_deref(), Some("amqp:orders.*"));
+        assert!(!b.live.load(Ordering::Relaxed) && b.any.load(Ordering::Relaxed));
+        assert_eq!(b.open("amqp", "", "orders.new", ""), 0);
+        assert!(matches!(b.enable("amqp:orders.*"), Ok(Switched::Known(_))));
+        assert!(b.live.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub mod tower;
 use std::sync::{Arc, OnceLock};
 
 pub use agent::{agent, now, Agent, Config};
-pub use api::{access, message_receive, message_send};
+pub use api::{
+    access, message_receive, message_receive_with_state, message_send, message_tracestate,
+};
 pub use tokio_sub::TokioSubscriber;
 
 static SUBSCRIBER: OnceLock<Arc<TokioSubscriber>> = OnceLock::new();
@@ -92,14 +94,13 @@ pub fn init() -> Guard {
         if on {
             record_process_start();
         }
-        // `hops` (always-on) mode records hops only: tokio's tasks are seen only when it
-        // starts with boundaries (the subscriber must exist before the runtime is built)
-        let tasks = agent().is_some_and(|a| {
-            a.config.mode == "full" || a.boundaries.any.load(std::sync::atomic::Ordering::Relaxed)
-        });
-        if on && tasks {
+        // installed in every mode, before the runtime is built, so that a boundary switched
+        // on later (by `ctl`) sees the tasks spawned from then on; in `hops` mode it takes
+        // tokio's callsites only while some boundary is on
+        if on {
+            let hops = agent().is_some_and(|a| a.gated);
             let sub = SUBSCRIBER
-                .get_or_init(|| Arc::new(TokioSubscriber::default()))
+                .get_or_init(|| Arc::new(TokioSubscriber::new(hops)))
                 .clone();
             if tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(sub))
                 .is_err()

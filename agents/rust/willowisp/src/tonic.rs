@@ -19,8 +19,11 @@
 //! boundary, `tracestate` carries `wisp=b-<id>`), and records one `rpc` resource as the
 //! Python agent does for grpcio (protocol `grpc`, library `tonic`, method and target the
 //! full method path, peer the channel's `host:port`), `msg.send`, `unit.block` (rpc) and
-//! `rpc.response` with the gRPC status in the response's headers (0 for a 200 without
-//! one: the status then comes in the trailers; -1 when the call failed without one).
+//! `rpc.response` with the gRPC status: from the response's headers when they carry it (a
+//! trailers-only response), else from the trailers when the response body (wrapped in
+//! [`crate::tower::WispBody`]) passes them — for a streaming call, when the stream ends;
+//! -1 when the call failed without one, 1 (CANCELLED) when the program dropped the
+//! response body before its end.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,7 +31,7 @@ use std::task::{Context, Poll};
 
 use crate::agent::agent;
 use crate::context::{self, TraceContext};
-use crate::tower::grpc_status;
+use crate::tower::{grpc_status, Pending, WispBody};
 use crate::wtrace::{kind, reason, Value};
 
 /// The layer form of [`WispGrpcClient`] (for `tower::ServiceBuilder`).
@@ -116,8 +119,9 @@ where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
     S::Error: 'static,
+    RB: http_body::Body,
 {
-    type Response = http::Response<RB>;
+    type Response = http::Response<WispBody<RB>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -131,14 +135,25 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let out = fut.await;
+            let mut later = None;
             if let (Some((unit, res)), Some(a)) = (recorded, agent()) {
                 let status = match &out {
                     Ok(r) => grpc_status(r.headers(), r.status().as_u16()),
-                    Err(_) => -1,
+                    Err(_) => Some(-1),
                 };
-                a.emit(unit, kind::RPC_RESPONSE, res, status, 0);
+                match status {
+                    Some(s) => a.emit(unit, kind::RPC_RESPONSE, res, s, 0),
+                    // the status comes in the trailers: written when the body passes them
+                    None => {
+                        later = Some(Pending {
+                            unit,
+                            res,
+                            kind: kind::RPC_RESPONSE,
+                        })
+                    }
+                }
             }
-            out
+            out.map(|r| r.map(|body| WispBody::new(body, later)))
         })
     }
 }

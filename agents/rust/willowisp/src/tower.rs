@@ -237,34 +237,152 @@ pub(crate) fn is_grpc(h: &http::HeaderMap) -> bool {
         .is_some_and(|c| c.starts_with("application/grpc"))
 }
 
-/// The gRPC status a response carries in its headers (a trailers-only response: an
-/// error, or a handler's status); 0 for a 200 without one (the status then travels in
-/// the trailers, which the layer does not wait for: a stream that fails after its first
-/// message is recorded as 0); -1 for any other HTTP status.
-pub(crate) fn grpc_status(r: &http::HeaderMap, http_status: u16) -> i64 {
+/// The gRPC status a response carries in its headers: a trailers-only response (an
+/// error, or a handler's status) has it there; `None` for a 200 without one (the status
+/// comes in the trailers: see [`WispBody`]); -1 for any other HTTP status.
+pub(crate) fn grpc_status(r: &http::HeaderMap, http_status: u16) -> Option<i64> {
     match r.get("grpc-status").and_then(|v| v.to_str().ok()) {
-        Some(s) => s.trim().parse().unwrap_or(-1),
-        None if http_status == 200 => 0,
-        None => -1,
+        Some(s) => Some(s.trim().parse().unwrap_or(-1)),
+        None if http_status == 200 => None,
+        None => Some(-1),
     }
 }
 
-/// The reply is sent: `rpc.reply`, and the boundary instance (if any) closes.
-fn end<T, E>(a: &crate::Agent, b: Begun, out: &Result<http::Response<T>, E>) {
+/// gRPC status CANCELLED: the body was dropped before its trailers came.
+const CANCELLED: i64 = 1;
+
+/// An event still to write when a gRPC response body's trailers come.
+#[derive(Clone, Copy)]
+pub(crate) struct Pending {
+    pub(crate) unit: u32,
+    pub(crate) res: u32,
+    /// `rpc.reply` (server) or `rpc.response` (client).
+    pub(crate) kind: u8,
+}
+
+impl Pending {
+    fn write(self, status: i64) {
+        let _ = std::panic::catch_unwind(|| {
+            if let Some(a) = agent() {
+                a.emit(self.unit, self.kind, self.res, status, 0);
+            }
+        });
+    }
+}
+
+/// The response body of [`WispService`] and of `WispGrpcClient`: the inner body, frame for
+/// frame. For a gRPC response whose status was not in its headers it writes the
+/// `rpc.reply` / `rpc.response` when the trailers go by, with their `grpc-status` (-1
+/// when the body ends or fails without one; 1, CANCELLED, when it is dropped before its
+/// end). Otherwise a plain pass-through.
+pub struct WispBody<B> {
+    inner: B,
+    pending: Option<Pending>,
+    ended: bool,
+}
+
+impl<B> WispBody<B> {
+    pub(crate) fn new(inner: B, pending: Option<Pending>) -> Self {
+        WispBody {
+            inner,
+            pending,
+            ended: false,
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for WispBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        // SAFETY: `inner` is structurally pinned: it is never moved out (Drop does not move
+        // it either); the other fields are plain data, never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        let out = inner.poll_frame(cx);
+        if this.pending.is_some() {
+            match &out {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(t) = frame.trailers_ref() {
+                        let status = t
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .map_or(-1, |v| v.trim().parse().unwrap_or(-1));
+                        if let Some(p) = this.pending.take() {
+                            p.write(status);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                    this.ended = true;
+                    if let Some(p) = this.pending.take() {
+                        p.write(-1);
+                    }
+                }
+                Poll::Pending => {}
+            }
+        }
+        out
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for WispBody<B> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            // ended without trailers, or dropped before its end (the call was cancelled)
+            p.write(if self.ended { -1 } else { CANCELLED });
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for WispBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WispBody").finish_non_exhaustive()
+    }
+}
+
+/// The reply's headers are out: `rpc.reply` (for a gRPC response whose status is in the
+/// trailers, later: returned as the body's pending event), and the boundary instance (if
+/// any) closes.
+fn end<T, E>(a: &crate::Agent, b: Begun, out: &Result<http::Response<T>, E>) -> Option<Pending> {
+    let mut later = None;
     if b.res != 0 {
         let status = match out {
             Ok(r) if b.grpc => grpc_status(r.headers(), r.status().as_u16()),
-            Ok(r) => r.status().as_u16() as i64,
-            Err(_) if b.grpc => -1,
-            Err(_) => 500,
+            Ok(r) => Some(r.status().as_u16() as i64),
+            Err(_) if b.grpc => Some(-1),
+            Err(_) => Some(500),
         };
-        a.emit(crate::current_unit(), kind::RPC_REPLY, b.res, status, 0);
+        let unit = crate::current_unit();
+        match status {
+            Some(s) => a.emit(unit, kind::RPC_REPLY, b.res, s, 0),
+            None => {
+                later = Some(Pending {
+                    unit,
+                    res: b.res,
+                    kind: kind::RPC_REPLY,
+                })
+            }
+        }
     }
     if b.mark != 0 {
         a.units.set_mark(b.unit, 0);
         a.boundaries.close(b.mark);
     }
     context::set_for_unit(b.unit, None);
+    later
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for WispService<S>
@@ -272,8 +390,9 @@ where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
     S::Error: 'static,
+    RB: http_body::Body,
 {
-    type Response = http::Response<RB>;
+    type Response = http::Response<WispBody<RB>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -286,10 +405,12 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let out = fut.await;
+            let mut later = None;
             if let (Some(b), Some(a)) = (recorded, agent()) {
-                end(a, b, &out);
+                later = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| end(a, b, &out)))
+                    .unwrap_or(None);
             }
-            out
+            out.map(|r| r.map(|body| WispBody::new(body, later)))
         })
     }
 }

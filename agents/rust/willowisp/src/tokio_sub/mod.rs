@@ -80,13 +80,17 @@ type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 /// The subscriber; install it with [`crate::init`].
 pub struct TokioSubscriber {
     tasks: Vec<Mutex<IdMap<Arc<Task>>>>,
+    /// `hops` mode: tokio's spans and events are taken only while some boundary is on.
+    hops: bool,
+    /// `hops` mode: spans taken and not closed yet; while there are some, tokio's events
+    /// are taken even with every boundary off (their tasks' waker counts and their locks'
+    /// holders must stay right); the last one closing turns them off again.
+    open_spans: AtomicUsize,
 }
 
 impl Default for TokioSubscriber {
     fn default() -> Self {
-        TokioSubscriber {
-            tasks: (0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect(),
-        }
+        TokioSubscriber::new(false)
     }
 }
 
@@ -143,6 +147,24 @@ pub(crate) fn innermost<T>(f: impl Fn(&SpanData) -> Option<T>) -> Option<T> {
 }
 
 impl TokioSubscriber {
+    /// The subscriber for `full` mode (`hops` false) or `hops` mode (`hops` true: while no
+    /// boundary is switched on, tokio's callsites are registered as `never`, so they cost
+    /// what they cost without a subscriber).
+    pub(crate) fn new(hops: bool) -> Self {
+        TokioSubscriber {
+            tasks: (0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect(),
+            hops,
+            open_spans: AtomicUsize::new(0),
+        }
+    }
+
+    /// `hops` mode: whether tokio's callsite `meta` is taken now: while some boundary is
+    /// on; events also while spans taken then are alive.
+    fn takes(&self, meta: &Metadata<'_>) -> bool {
+        agent().is_some_and(|a| a.boundaries.live.load(Ordering::Acquire))
+            || (!meta.is_span() && self.open_spans.load(Ordering::Acquire) != 0)
+    }
+
     pub(crate) fn shard(&self, id: u64) -> &Mutex<IdMap<Arc<Task>>> {
         &self.tasks[((id >> 4) as usize) % SHARDS]
     }
@@ -162,15 +184,18 @@ impl TokioSubscriber {
 
 impl Subscriber for TokioSubscriber {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        if interesting(meta) {
+        if interesting(meta) && (!self.hops || self.takes(meta)) {
             Interest::always()
         } else {
+            // in `hops` mode, asked again (`rebuild_interest_cache`) whenever a boundary is
+            // switched on or off, so a boundary switched on by `ctl` sees the tasks spawned
+            // from then on, and no boundary on costs tokio's callsites nothing
             Interest::never()
         }
     }
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        interesting(meta)
+        interesting(meta) && (!self.hops || self.takes(meta))
     }
 
     fn max_level_hint(&self) -> Option<tracing_core::LevelFilter> {
@@ -217,6 +242,9 @@ impl Subscriber for TokioSubscriber {
             kind,
         });
         let id = Box::into_raw(data) as usize as u64;
+        if self.hops {
+            self.open_spans.fetch_add(1, Ordering::AcqRel);
+        }
         if let Some(t) = task {
             lock(self.shard(id)).insert(id, t);
         }
@@ -251,6 +279,15 @@ impl Subscriber for TokioSubscriber {
         let raw = id.into_u64() as usize as *mut SpanData;
         // SAFETY: the last reference is gone; the box came from new_span.
         let data = unsafe { Box::from_raw(raw) };
+        if self.hops
+            && self.open_spans.fetch_sub(1, Ordering::AcqRel) == 1
+            && !agent().is_some_and(|a| a.boundaries.live.load(Ordering::Acquire))
+        {
+            // the last span taken while a boundary was on: tokio's events go quiet again
+            crate::boundary::SWITCHING.store(true, Ordering::Release);
+            tracing_core::callsite::rebuild_interest_cache();
+            crate::boundary::SWITCHING.store(false, Ordering::Release);
+        }
         guarded("close", || self.on_close(&id, &data));
         true
     }

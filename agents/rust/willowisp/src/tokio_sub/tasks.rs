@@ -36,6 +36,9 @@ pub(crate) struct Task {
     pub(crate) ended: AtomicBool,
     /// The runtime's own (its worker loops): never judged.
     pub(crate) internal: bool,
+    /// Spawned while `tracing` was switching callsites (`hops` mode, a boundary switched):
+    /// its waker count may be short, so it is never judged either.
+    pub(crate) unjudged: bool,
     /// The runtime's main future (`Runtime::block_on`).
     pub(crate) block_on: bool,
 }
@@ -96,6 +99,7 @@ impl TokioSubscriber {
             open_block: AtomicU32::new(0),
             ended: AtomicBool::new(false),
             internal,
+            unjudged: crate::boundary::SWITCHING.load(Ordering::Acquire),
             block_on: f.spawn_kind == "block_on",
         })
     }
@@ -217,6 +221,7 @@ fn parked_wakers(t: &Task) -> i64 {
 
 pub(crate) fn lost_waker(t: &Task) -> bool {
     !t.internal
+        && !t.unjudged
         && t.started.load(Ordering::Relaxed)
         && !t.running.load(Ordering::Acquire)
         && t.wakers.load(Ordering::Relaxed) <= 0
