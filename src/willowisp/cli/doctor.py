@@ -84,6 +84,19 @@ def _loopback_ok() -> bool:
         return False
 
 
+def _free_here() -> str:
+    """Free space where ``willowisp run`` records by default (./wisp-traces)."""
+    try:
+        st = os.statvfs(".")
+    except OSError as exc:
+        return f"cannot tell the free space here ({exc.strerror})"
+    free = st.f_bavail * st.f_frsize
+    line = f"{free / 2**30:.1f} GiB free for ./wisp-traces (the default run folder)"
+    if free < 1 << 30:
+        line += "; agents count and report what a full disk makes them lose"
+    return line
+
+
 def _importers() -> list[str]:
     """What each importer needs here and whether it has it."""
     from willowisp.ingest import formats
@@ -148,7 +161,13 @@ def run(args: argparse.Namespace) -> int:
     )
     jar = java_agent_jar()
     if jar is not None:
-        print(f"  java     yes (run sets JAVA_TOOL_OPTIONS=-javaagent:{jar})")
+        if jar.parent.name == "target":  # run snapshots a build output (runtimes.py)
+            print(
+                f"  java     yes (run sets JAVA_TOOL_OPTIONS=-javaagent: to a snapshot of {jar}"
+                " in ~/.cache/willowisp/java-agent, which no rebuild rewrites under a JVM)"
+            )
+        else:
+            print(f"  java     yes (run sets JAVA_TOOL_OPTIONS=-javaagent:{jar})")
     else:
         print("  java     not built here (cd agents/java && mvn package), or WILLOWISP_JAVA_AGENT")
     if register is None:
@@ -173,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         or shutil.which("google-chrome")
     )
     print(f"browser: {browser or 'none found (the viewer works in any browser you open)'}")
+    print(f"disk: {_free_here()}")
     print(
         f"network: loopback {'ok' if _loopback_ok() else 'NOT available'}; Willowisp serves and "
         "tests on 127.0.0.1 and namespaces it creates only, never other addresses"
