@@ -664,6 +664,52 @@ def test_boundary_follows_a_request_and_only_its_goroutines_are_recorded(
     assert attrs["boundary"] == "http:POST /checkout" and attrs["caller_sampled"] == 0
 
 
+def test_work_handed_to_an_older_pool_joins_the_instance(tmp_path: Path) -> None:
+    """hops mode, a boundary on every GET: a worker pool started before any request does
+    the requests' work (a wisp.Mutex). Handed over with wisp.Carry, or run with wisp.Within
+    and the request's context, the work is inside the request's instance and its wait and
+    lock events are recorded on the worker; handed over as it is, it is outside and not."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    program = BUILD / "pool"
+    built = subprocess.run(
+        [str(GO), "build", "-o", str(program), "./wisp/testdata/pool"],
+        cwd=AGENT,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    proc, runtime, line = start_live(
+        program, tmp_path, WILLOWISP_MODE="hops", WILLOWISP_BOUNDARIES="entry=http:GET /*"
+    )
+    try:
+        base = f"http://{line.split()[1]}"
+        for path in ("/plain", "/carried", "/within", "/plain"):
+            with urllib.request.urlopen(base + path) as r:
+                assert r.status == 200
+        status = ctl_status(proc.pid, runtime)
+    finally:
+        assert stop_live(proc, runtime) == -signal.SIGTERM
+    (b,) = status["boundaries"]
+    assert b["entries"] == 4 and b["active"] == 0
+    out = tmp_path / "run"
+    held = query(
+        out,
+        "select u.name as unit from events e join units u on u.id = e.unit "
+        "where e.kind = 'lock.acquired' and e.resource_name = 'stock'",
+    )
+    assert len(held) == 2, held
+    assert all("poolWorker" in r["unit"] for r in held), held
+    # the job's sleep comes before its lock: kept because the worker said it went in
+    slept = query(
+        out,
+        "select u.name as unit from waits w join units u on u.id = w.unit where w.reason = 'sleep'",
+    )
+    assert len(slept) == 2 and all("poolWorker" in r["unit"] for r in slept), slept
+
+
 def test_boundary_crosses_from_python_into_go(programs: dict[str, Path], tmp_path: Path) -> None:
     """A Python service (the Python agent) whose POST /checkout is a boundary's entry calls
     the Go service inside the instance, in hops mode with nothing sampled: the Python

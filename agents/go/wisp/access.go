@@ -123,7 +123,7 @@ func MessageReceiveState(ctx context.Context, m Message, traceparent, tracestate
 	return ctx
 }
 
-func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string, consumer bool, inst *instance) string {
+func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string, consumer bool, inst *instance) uint32 {
 	id := r.nextRes.Add(1)
 	attrs := []Attr{
 		{"kind", "message"},
@@ -141,5 +141,5 @@ func (r *recorder) messageResource(m Message, tc TraceContext, parentSpan string
 		attrs = append(attrs, instanceAttrs(inst, tc)...)
 	}
 	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
-	return strconv.FormatUint(uint64(id), 10)
+	return id
 }

@@ -10,6 +10,9 @@
 //   - what the tracer cannot know (which lock, which request) comes from the wrappers here
 //     (Mutex, RWMutex, Handler, Transport, Access, MessageSend/MessageReceive), which log it
 //     on the calling goroutine through runtime/trace, so the tracer says who did it;
+//   - a boundary instance follows its goroutines' profiler label; work handed to a goroutine
+//     that predates the instance (a pool fed through a channel) joins it through Carry or
+//     Within;
 //   - the agent's own small events (clock anchors, faults, drops, flushes) and the
 //     definitions (locks, requests, source places) are written by the recorder, flushed by
 //     a background goroutine every 50 ms.

@@ -63,6 +63,8 @@ type Record struct {
 	Type  uint8
 	ID    uint64
 	Attrs []Attr
+
+	rpc *rpcRec // an rpc resource kept typed (rpc.go): its attributes instead of Attrs
 }
 
 // Event is one row of the event columns.
@@ -87,39 +89,90 @@ var ErrTooLarge = errors.New("wtrace chunk over 64 MiB")
 
 // Payload is the chunk's uncompressed payload.
 func (c *Chunk) Payload() []byte {
-	var strs []string
-	index := map[string]uint64{}
-	intern := func(s string) uint64 {
-		if i, ok := index[s]; ok {
-			return i
-		}
-		i := uint64(len(strs))
-		index[s] = i
-		strs = append(strs, s)
+	var s payloadScratch
+	return c.payload(&s)
+}
+
+// payloadScratch is the memory an encoding uses, kept between chunks by the recorder (its
+// flusher encodes a chunk every 50 ms): the string table's index, the strings, the
+// records' bytes and the payload itself. What payload returns is s.out: valid until the
+// next use of s.
+type payloadScratch struct {
+	strings internTable
+	recs    []byte
+	out     []byte
+}
+
+// internTable is a chunk's string table being built: each string gets the next index at
+// its first use. rpc records (rpc.go) memoise their constant keys' indices and each
+// attribute's last value, which saves hashing most of their strings again: the indices
+// are the ones intern gives, so the bytes are the same.
+type internTable struct {
+	index   map[string]uint64
+	strs    []string
+	rpcKey  [rpcKeys]uint64 // index+1 of each rpc key, 0 while not interned
+	rpcLast [rpcKeys]string // each rpc attribute's last value ...
+	rpcIdx  [rpcKeys]uint64 // ... and its index
+}
+
+func (t *internTable) reset() {
+	if t.index == nil {
+		t.index = map[string]uint64{}
+	}
+	clear(t.index)
+	clear(t.strs) // keeps no strings alive
+	t.strs = t.strs[:0]
+	t.rpcKey = [rpcKeys]uint64{}
+	t.rpcLast = [rpcKeys]string{}
+}
+
+func (t *internTable) intern(x string) uint64 {
+	if i, ok := t.index[x]; ok {
 		return i
 	}
-	var recs []byte
+	i := uint64(len(t.strs))
+	t.index[x] = i
+	t.strs = append(t.strs, x)
+	return i
+}
+
+func (c *Chunk) payload(s *payloadScratch) []byte {
+	t := &s.strings
+	t.reset()
+	intern := t.intern
+	recs := s.recs[:0]
 	recs = binary.AppendUvarint(recs, uint64(len(c.Records)))
 	for _, r := range c.Records {
 		recs = append(recs, r.Type)
 		recs = binary.AppendUvarint(recs, r.ID)
+		if r.rpc != nil {
+			recs = r.rpc.appendAttrs(recs, t)
+			continue
+		}
 		recs = binary.AppendUvarint(recs, uint64(len(r.Attrs)))
 		for _, a := range r.Attrs {
 			recs = binary.AppendUvarint(recs, intern(a.Key))
 			recs = appendValue(recs, a.Value, intern)
 		}
 	}
+	strs := t.strs
 	n := 0
-	for _, s := range strs {
-		n += len(s) + 5
+	for _, x := range strs {
+		n += len(x) + 5
 	}
-	out := make([]byte, 0, n+len(recs)+16+len(c.Events)*33)
+	out := s.out[:0]
+	if need := n + len(recs) + 16 + len(c.Events)*33; cap(out) < need {
+		out = make([]byte, 0, need)
+	}
 	out = binary.AppendUvarint(out, uint64(len(strs)))
-	for _, s := range strs {
-		out = binary.AppendUvarint(out, uint64(len(s)))
-		out = append(out, s...)
+	for _, x := range strs {
+		out = binary.AppendUvarint(out, uint64(len(x)))
+		out = append(out, x...)
 	}
 	out = append(out, recs...)
+	t.reset()
+	s.recs = recs[:0]
+	defer func() { s.out = out[:0] }()
 	out = binary.AppendUvarint(out, uint64(len(c.Events)))
 	if len(c.Events) == 0 {
 		return out
@@ -188,12 +241,35 @@ func (c *Chunk) Encode(codec Codec) ([]byte, error) {
 // Compressor frames chunks, keeping one zlib writer between them (a new one allocates
 // about a megabyte of state). Not safe for concurrent use.
 type Compressor struct {
-	buf bytes.Buffer
-	zw  *zlib.Writer
+	buf     bytes.Buffer
+	zw      *zlib.Writer
+	scratch payloadScratch // chunk's encoding memory (frameChunk)
+	frame   []byte         // the last chunk frameChunk framed
+	// huffmanOnly: deflate without looking for repeats (zlib level -2), for the recorder's
+	// own chunks: their strings are interned already and mostly fresh ids (trace and span
+	// ids, headers carrying them), which LZ matching barely shrinks further, and it took
+	// a quarter of the middleware's cost per request. Set before the first Frame.
+	huffmanOnly bool
+}
+
+// frameChunk encodes and frames c like Frame(c.Payload(), codec), reusing the memory of
+// the previous call: the result is valid until the next one (the recorder's flusher, whose
+// sinks copy what they keep).
+func (z *Compressor) frameChunk(c *Chunk, codec Codec) ([]byte, error) {
+	raw := c.payload(&z.scratch)
+	b, err := z.frameInto(z.frame[:0], raw, codec)
+	if err == nil {
+		z.frame = b
+	}
+	return b, err
 }
 
 // Frame wraps an uncompressed payload as one chunk.
 func (z *Compressor) Frame(raw []byte, codec Codec) ([]byte, error) {
+	return z.frameInto(nil, raw, codec)
+}
+
+func (z *Compressor) frameInto(dst, raw []byte, codec Codec) ([]byte, error) {
 	if len(raw) > MaxChunkBytes {
 		return nil, ErrTooLarge
 	}
@@ -201,7 +277,11 @@ func (z *Compressor) Frame(raw []byte, codec Codec) ([]byte, error) {
 	if codec == CodecDeflate {
 		z.buf.Reset()
 		if z.zw == nil {
-			z.zw, _ = zlib.NewWriterLevel(&z.buf, zlib.BestSpeed)
+			level := zlib.BestSpeed
+			if z.huffmanOnly {
+				level = zlib.HuffmanOnly
+			}
+			z.zw, _ = zlib.NewWriterLevel(&z.buf, level)
 		} else {
 			z.zw.Reset(&z.buf)
 		}
@@ -217,7 +297,12 @@ func (z *Compressor) Frame(raw []byte, codec Codec) ([]byte, error) {
 	} else {
 		codec = CodecNone
 	}
-	out := make([]byte, 20, 20+len(stored))
+	out := dst[:0]
+	if cap(out) < 20+len(stored) {
+		out = make([]byte, 0, 20+len(stored))
+	}
+	out = out[:20]
+	clear(out[5:8])
 	copy(out, "WCHK")
 	out[4] = byte(codec)
 	binary.LittleEndian.PutUint32(out[8:], uint32(len(stored)))

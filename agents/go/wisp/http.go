@@ -6,6 +6,7 @@ package wisp
 // server the allowlisted request headers.
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -33,17 +34,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var call Call
 	func() {
 		defer func() { recoverFault("http.client", recover()) }()
-		if existing, ok := ParseTraceparent(req.Header.Get("traceparent")); ok {
+		// Header keys in their canonical form, read from the map: what Header.Get does,
+		// without canonicalising (an allocation) on every request.
+		if existing, ok := ParseTraceparent(headerValue(req.Header, "Traceparent")); ok {
 			tc = existing // the program (or another tracer) already propagates
-			tc.State = req.Header.Get("tracestate")
+			tc.State = headerValue(req.Header, "Tracestate")
 		} else {
 			tc = Outgoing(ctx)
-			out := req.Clone(ctx)
-			out.Header.Set("traceparent", tc.Header())
-			if tc.State != "" {
-				out.Header.Set("tracestate", tc.State)
-			}
-			req = out
+			req = withTraceHeaders(req, tc)
 		}
 		call = ClientBegin(ctx, tc, Hop{
 			Protocol: "http", Library: "net/http", Method: req.Method,
@@ -57,6 +55,34 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	call.ClientEnd(status)
 	return resp, err
+}
+
+// withTraceHeaders is a copy of req whose header carries tc (traceparent, and tracestate
+// when tc has one): the request itself is not modified (the RoundTripper contract). A
+// shallow copy with a new header map (the value slices of the other keys are shared, never
+// written: the new keys get slices of their own) instead of req.Clone, which copies the
+// URL, trailers and every header value too.
+func withTraceHeaders(req *http.Request, tc TraceContext) *http.Request {
+	out := new(http.Request)
+	*out = *req
+	h := make(http.Header, len(req.Header)+2)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	h["Traceparent"] = []string{tc.Header()}
+	if tc.State != "" {
+		h["Tracestate"] = []string{tc.State}
+	}
+	out.Header = h
+	return out
+}
+
+// headerValue is h.Get(key) for a key already in canonical form.
+func headerValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // Client is an http.Client whose requests go through Transport.
@@ -73,22 +99,25 @@ func Handler(h http.Handler) http.Handler {
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		var call Call
+		var hctx context.Context // the handler's context: the trace's, and the instance's label
 		func() {
 			defer func() { recoverFault("http.server", recover()) }()
-			parent, had := ParseTraceparent(req.Header.Get("traceparent"))
+			parent, had := ParseTraceparent(headerValue(req.Header, "Traceparent"))
 			if had {
-				parent.State = req.Header.Get("tracestate")
+				parent.State = headerValue(req.Header, "Tracestate")
 			}
 			own := ServerContext(parent, had)
-			req = req.WithContext(WithTraceContext(req.Context(), own))
-			call = ServerBegin(req.Context(), parent, had, own, Hop{
+			ctx := WithTraceContext(req.Context(), own)
+			hctx = ctx
+			call = serverBegin(ctx, parent, had, own, Hop{
 				Protocol: "http", Library: "net/http", Method: req.Method,
-				Target: shapeTarget(req.URL), Peer: req.RemoteAddr, Headers: headersJSON(req.Header),
-			})
-			if ctx := call.Context(req.Context()); ctx != req.Context() {
-				req = req.WithContext(ctx)
-			}
+				Target: shapeTarget(req.URL), Peer: req.RemoteAddr,
+			}, func() string { return headersJSON(req.Header) })
+			hctx = call.Context(ctx)
 		}()
+		if hctx != nil {
+			req = req.WithContext(hctx) // one copy of the request
+		}
 		defer func() { call.ServerEnd(sw.status) }()
 		h.ServeHTTP(sw, req)
 	})
@@ -125,12 +154,25 @@ func shapeTarget(u *url.URL) string {
 		p = "/"
 	}
 	if u.RawQuery != "" {
-		keys := strings.Split(u.RawQuery, "&")
-		for i, kv := range keys {
-			k, _, _ := strings.Cut(kv, "=")
-			keys[i] = k + "="
+		// Each '&'-separated member becomes its key and '=' (strings.Split's members:
+		// empty ones too), built in one allocation.
+		var sb strings.Builder
+		sb.Grow(len(p) + 2 + len(u.RawQuery) + strings.Count(u.RawQuery, "&"))
+		sb.WriteString(p)
+		sb.WriteByte('?')
+		rest := u.RawQuery
+		for {
+			member, tail, more := strings.Cut(rest, "&")
+			k, _, _ := strings.Cut(member, "=")
+			sb.WriteString(k)
+			sb.WriteByte('=')
+			if !more {
+				break
+			}
+			sb.WriteByte('&')
+			rest = tail
 		}
-		p += "?" + strings.Join(keys, "&")
+		p = sb.String()
 	}
 	if len(p) > 512 {
 		p = p[:512]
@@ -138,22 +180,78 @@ func shapeTarget(u *url.URL) string {
 	return p
 }
 
-// allowedHeaders are the request headers a server resource keeps (the contract's allowlist).
-var allowedHeaders = []string{"accept", "content-length", "content-type", "traceparent", "tracestate", "user-agent"}
+// allowedHeaders are the request headers a server resource keeps (the contract's
+// allowlist, in its JSON key order), with their canonical forms (the http.Header keys).
+var allowedHeaders = [...]struct{ name, canonical string }{
+	{"accept", "Accept"}, {"content-length", "Content-Length"}, {"content-type", "Content-Type"},
+	{"traceparent", "Traceparent"}, {"tracestate", "Tracestate"}, {"user-agent", "User-Agent"},
+}
 
+// headersJSON is the JSON object of the allowlisted headers, exactly as encoding/json
+// writes the map of them (keys sorted, HTML-safe escapes): written directly when every
+// value is plain printable ASCII, else through encoding/json.
 func headersJSON(h http.Header) string {
-	kept := map[string]string{}
-	for _, k := range allowedHeaders {
-		if vs := h.Values(k); len(vs) > 0 {
-			v := strings.Join(vs, ", ")
-			if len(v) > 512 {
-				v = v[:512]
+	var vals [len(allowedHeaders)]string
+	var have [len(allowedHeaders)]bool
+	size, plain := 2, true
+	for i, a := range allowedHeaders {
+		vs := h[a.canonical]
+		if len(vs) == 0 {
+			continue
+		}
+		v := vs[0]
+		if len(vs) > 1 {
+			v = strings.Join(vs, ", ")
+		}
+		if len(v) > 512 {
+			v = v[:512]
+		}
+		vals[i], have[i] = v, true
+		size += len(a.name) + len(v) + 6
+		plain = plain && plainJSON(v)
+	}
+	if !plain {
+		kept := map[string]string{}
+		for i, a := range allowedHeaders {
+			if have[i] {
+				kept[a.name] = vals[i]
 			}
-			kept[k] = v
+		}
+		b, _ := json.Marshal(kept) // encoding/json sorts map keys
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	sb.WriteByte('{')
+	first := true
+	for i, a := range allowedHeaders {
+		if !have[i] {
+			continue
+		}
+		if !first {
+			sb.WriteByte(',')
+		}
+		first = false
+		sb.WriteByte('"')
+		sb.WriteString(a.name)
+		sb.WriteString(`":"`)
+		sb.WriteString(vals[i])
+		sb.WriteByte('"')
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// plainJSON says s is written by encoding/json as it is: printable ASCII without the
+// characters it escapes (quote, backslash, and <, >, & for HTML safety).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
 		}
 	}
-	b, _ := json.Marshal(kept) // encoding/json sorts map keys
-	return string(b)
+	return true
 }
 
 // recoverFault turns a panic inside the agent into a fault record.

@@ -136,6 +136,7 @@ func Start(cfg Config) (err error) {
 		done:      make(chan struct{}),
 		gated:     cfg.Mode == "hops" && labelsUsable,
 	}
+	r.z.huffmanOnly = true
 	if tc, ok := ParseTraceparent(cfg.Traceparent); ok {
 		r.inherited = tc
 	}
@@ -436,7 +437,7 @@ func (r *recorder) announceStart() {
 		{"kind", "spawn"}, {"name", "start"}, {"trace_id", r.inherited.TraceID},
 		{"parent_span_id", r.inherited.SpanID}, {"sampled", int64(r.inherited.Flags & 1)},
 	}})
-	r.hopLog(bg, 25, strconv.FormatUint(uint64(id), 10), os.Getppid())
+	r.hopLog(bg, 25, id, os.Getppid())
 }
 
 // calibrate measures what one recorded event costs the goroutine that records it: a
@@ -735,7 +736,7 @@ func (r *recorder) write(c *Chunk, piece pieceInfo) error {
 		r.pieceBuf = framePiece(r.pieceBuf, rec.ID, rec.Attrs[1].Value.([]byte), rec.Attrs[2].Value.(int64) == 1)
 		b = r.pieceBuf
 	} else {
-		b, err = r.z.Frame(c.Payload(), r.cfg.Codec)
+		b, err = r.z.frameChunk(c, r.cfg.Codec)
 	}
 	if err == nil {
 		err = r.out.write(b, piece)

@@ -13,6 +13,7 @@ package wisp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"runtime"
 	"runtime/trace"
 	"strconv"
@@ -41,7 +42,7 @@ type Hop struct {
 type Call struct {
 	ctx  context.Context
 	r    *recorder
-	res  string    // the resource number, as text
+	res  uint32    // the resource number, 0 when nothing is recorded
 	inst *instance // server side: the boundary instance this request opened, if any
 }
 
@@ -71,7 +72,7 @@ func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
 
 // ClientEnd records the reply's arrival: status is the HTTP status (or gRPC code), -1 on error.
 func (c Call) ClientEnd(status int) {
-	if c.res != "" {
+	if c.res != 0 {
 		c.r.hopLog(c.ctx, kindRPCResponse, c.res, status)
 	}
 }
@@ -82,6 +83,12 @@ func (c Call) ClientEnd(status int) {
 // tracestate carries `wisp=b-<id>`) opens an instance of it on this goroutine and is
 // recorded whatever the sampling; run the handler with c.Context(ctx).
 func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own TraceContext, h Hop) Call {
+	return serverBegin(ctx, parent, hadParent, own, h, nil)
+}
+
+// serverBegin is ServerBegin; headers, when given, makes h.Headers only for a request that
+// is recorded (nothing is listening for the others: hops mode, unsampled, no instance).
+func serverBegin(ctx context.Context, parent TraceContext, hadParent bool, own TraceContext, h Hop, headers func() string) Call {
 	r := active.Load()
 	if r == nil {
 		return Call{}
@@ -107,6 +114,9 @@ func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own T
 		c.ctx = inst.ctx
 		r.markInstance(c.ctx, true)
 	}
+	if headers != nil {
+		h.Headers = headers()
+	}
 	c.res = r.rpcResource(h, own, pspan, true, inst)
 	r.hopLog(c.ctx, kindMsgRecv, c.res, 0)
 	return c
@@ -114,7 +124,7 @@ func ServerBegin(ctx context.Context, parent TraceContext, hadParent bool, own T
 
 // ServerEnd records the reply: status is the HTTP status (or gRPC code).
 func (c Call) ServerEnd(status int) {
-	if c.res != "" {
+	if c.res != 0 {
 		c.r.hopLog(c.ctx, kindRPCReply, c.res, status)
 		if c.inst != nil {
 			c.r.markInstance(c.ctx, false)
@@ -156,17 +166,23 @@ func (r *recorder) recordHop(tc TraceContext) bool {
 // the tracer (hops mode with no boundary switched on, Config.NoTracer) it is one of the
 // agent's own events, on the unit the decoder would give the goroutine (its id + 1), read
 // from runtime.Stack's first line: about a microsecond, paid per hop, not per lock.
-func (r *recorder) hopLog(ctx context.Context, kind int, res string, arg int) {
+func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int) {
 	if d := r.bounds.current(); d != nil {
 		d.events.Add(1)
 	}
 	r.hopMu.RLock()
 	defer r.hopMu.RUnlock()
 	if r.tracing.Load() {
-		trace.Log(ctx, logCategory, strconv.Itoa(kind)+" "+res+" "+strconv.Itoa(arg))
+		// "<kind> <res> <arg>", built in one allocation (the runtime copies it).
+		var buf [48]byte
+		b := strconv.AppendInt(buf[:0], int64(kind), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(res), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(arg), 10)
+		trace.Log(ctx, logCategory, string(b))
 		return
 	}
-	n, _ := strconv.ParseUint(res, 10, 32)
 	g := goid()
 	if g == 0 {
 		return
@@ -182,7 +198,7 @@ func (r *recorder) hopLog(ctx context.Context, kind int, res string, arg int) {
 			}})
 		}
 	}
-	r.emitLocked(Event{Kind: uint8(kind), Unit: unit, Time: uint64(now), Res: uint32(n), Arg: int64(arg)})
+	r.emitLocked(Event{Kind: uint8(kind), Unit: unit, Time: uint64(now), Res: res, Arg: int64(arg)})
 	r.mu.Unlock()
 }
 
@@ -204,35 +220,170 @@ func goid() uint64 {
 	return g
 }
 
-func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool, inst *instance) string {
+func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool, inst *instance) uint32 {
 	id := r.nextRes.Add(1)
-	name := h.Name
-	if name == "" {
-		name = h.Method + " " + h.Target
+	rec := &rpcRec{hop: h, traceID: tc.TraceID, spanID: tc.SpanID, parentSpan: parentSpan,
+		sampled: int64(tc.Flags & 1), server: server}
+	if inst != nil {
+		rec.boundary, rec.callerUnsampled = inst.d.b.Entry, !tc.Sampled()
 	}
+	r.define(Record{Type: RecResource, ID: uint64(id), rpc: rec})
+	return id
+}
+
+// rpcRec is an rpc resource's content, kept typed until the flusher encodes it: the
+// request's goroutine makes one small object instead of a dozen attribute values (each
+// string boxed in an interface), and the flusher writes the attributes straight from it
+// (appendAttrs), the same bytes as attrs() through Chunk.Payload (encode_test.go).
+type rpcRec struct {
+	hop             Hop
+	traceID, spanID string
+	parentSpan      string // server side
+	sampled         int64
+	server          bool
+	boundary        string // the boundary's entry when the request opened an instance
+	callerUnsampled bool   // ... and the caller had not sampled the trace
+}
+
+func (p *rpcRec) name() string {
+	if p.hop.Name != "" {
+		return p.hop.Name
+	}
+	return p.hop.Method + " " + p.hop.Target
+}
+
+// attrs are the resource's attributes, in the order the Python agent writes them.
+func (p *rpcRec) attrs() []Attr {
 	attrs := []Attr{
 		{"kind", "rpc"},
-		{"name", name},
-		{"trace_id", tc.TraceID},
-		{"span_id", tc.SpanID},
+		{"name", p.name()},
+		{"trace_id", p.traceID},
+		{"span_id", p.spanID},
 	}
-	if server {
-		attrs = append(attrs, Attr{"parent_span_id", parentSpan})
+	if p.server {
+		attrs = append(attrs, Attr{"parent_span_id", p.parentSpan})
 	}
 	attrs = append(attrs,
-		Attr{"sampled", int64(tc.Flags & 1)},
-		Attr{"protocol", h.Protocol},
-		Attr{"library", h.Library},
-		Attr{"method", h.Method},
-		Attr{"target", h.Target},
-		Attr{"peer", h.Peer},
+		Attr{"sampled", p.sampled},
+		Attr{"protocol", p.hop.Protocol},
+		Attr{"library", p.hop.Library},
+		Attr{"method", p.hop.Method},
+		Attr{"target", p.hop.Target},
+		Attr{"peer", p.hop.Peer},
 	)
-	if server && h.Headers != "" {
-		attrs = append(attrs, Attr{"headers", h.Headers})
+	if p.server && p.hop.Headers != "" {
+		attrs = append(attrs, Attr{"headers", p.hop.Headers})
 	}
-	attrs = append(attrs, instanceAttrs(inst, tc)...)
-	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
-	return strconv.FormatUint(uint64(id), 10)
+	if p.boundary != "" {
+		attrs = append(attrs, Attr{"boundary", p.boundary})
+		if p.callerUnsampled {
+			attrs = append(attrs, Attr{"caller_sampled", int64(0)})
+		}
+	}
+	return attrs
+}
+
+// The rpc attributes' keys, in their order, for the string table's memo (internTable).
+const (
+	rkKind = iota
+	rkName
+	rkTraceID
+	rkSpanID
+	rkParentSpan
+	rkSampled
+	rkProtocol
+	rkLibrary
+	rkMethod
+	rkTarget
+	rkPeer
+	rkHeaders
+	rkBoundary
+	rkCallerSampled
+	rpcKeys
+)
+
+var rpcKeyNames = [rpcKeys]string{"kind", "name", "trace_id", "span_id", "parent_span_id", "sampled",
+	"protocol", "library", "method", "target", "peer", "headers", "boundary", "caller_sampled"}
+
+// rpcKey is the index of rpc key k, interned at its first use.
+func (t *internTable) rpcKeyIndex(k int) uint64 {
+	if i := t.rpcKey[k]; i != 0 {
+		return i - 1
+	}
+	i := t.intern(rpcKeyNames[k])
+	t.rpcKey[k] = i + 1
+	return i
+}
+
+// rpcValue is the index of v, the value of rpc attribute k: the last one's when v is the
+// same string (most are: the protocol, the library, a service's few methods and peers).
+func (t *internTable) rpcValue(k int, v string) uint64 {
+	if t.rpcLast[k] == v && t.rpcIdx[k] != 0 {
+		return t.rpcIdx[k] - 1
+	}
+	i := t.intern(v)
+	t.rpcLast[k], t.rpcIdx[k] = v, i+1
+	return i
+}
+
+// appendAttrs writes what Payload writes for attrs(): the count, then each key and value.
+func (p *rpcRec) appendAttrs(b []byte, t *internTable) []byte {
+	n := 10
+	if p.server {
+		n++
+		if p.hop.Headers != "" {
+			n++
+		}
+	}
+	if p.boundary != "" {
+		n++
+		if p.callerUnsampled {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	str := func(b []byte, k int, v string) []byte {
+		b = binary.AppendUvarint(b, t.rpcKeyIndex(k))
+		b = append(b, 1)
+		return binary.AppendUvarint(b, t.rpcValue(k, v))
+	}
+	b = str(b, rkKind, "rpc")
+	if p.hop.Name != "" {
+		b = str(b, rkName, p.hop.Name)
+	} else {
+		// "<method> <target>", made only when it is not the last one's.
+		last := t.rpcLast[rkName]
+		if t.rpcIdx[rkName] != 0 && len(last) == len(p.hop.Method)+1+len(p.hop.Target) &&
+			last[:len(p.hop.Method)] == p.hop.Method && last[len(p.hop.Method)] == ' ' &&
+			last[len(p.hop.Method)+1:] == p.hop.Target {
+			b = str(b, rkName, last)
+		} else {
+			b = str(b, rkName, p.hop.Method+" "+p.hop.Target)
+		}
+	}
+	b = str(b, rkTraceID, p.traceID)
+	b = str(b, rkSpanID, p.spanID)
+	if p.server {
+		b = str(b, rkParentSpan, p.parentSpan)
+	}
+	b = binary.AppendUvarint(b, t.rpcKeyIndex(rkSampled))
+	b = appendInt(b, p.sampled)
+	b = str(b, rkProtocol, p.hop.Protocol)
+	b = str(b, rkLibrary, p.hop.Library)
+	b = str(b, rkMethod, p.hop.Method)
+	b = str(b, rkTarget, p.hop.Target)
+	b = str(b, rkPeer, p.hop.Peer)
+	if p.server && p.hop.Headers != "" {
+		b = str(b, rkHeaders, p.hop.Headers)
+	}
+	if p.boundary != "" {
+		b = str(b, rkBoundary, p.boundary)
+		if p.callerUnsampled {
+			b = binary.AppendUvarint(b, t.rpcKeyIndex(rkCallerSampled))
+			b = appendInt(b, 0)
+		}
+	}
+	return b
 }
 
 // instanceAttrs are the attributes of a server resource recorded because it opened a

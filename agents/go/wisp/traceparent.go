@@ -24,25 +24,60 @@ func (t TraceContext) Sampled() bool { return t.Flags&1 == 1 }
 
 // Header is the traceparent header value.
 func (t TraceContext) Header() string {
-	return "00-" + t.TraceID + "-" + t.SpanID + "-" + hex.EncodeToString([]byte{t.Flags})
+	var sb strings.Builder
+	sb.Grow(8 + len(t.TraceID) + len(t.SpanID))
+	sb.WriteString("00-")
+	sb.WriteString(t.TraceID)
+	sb.WriteByte('-')
+	sb.WriteString(t.SpanID)
+	sb.WriteByte('-')
+	sb.WriteByte(hexDigits[t.Flags>>4])
+	sb.WriteByte(hexDigits[t.Flags&15])
+	return sb.String()
 }
 
+const hexDigits = "0123456789abcdef"
+
 // ParseTraceparent reads a traceparent header; ok is false for anything malformed
-// (all-zero ids, version ff, wrong lengths, upper-case hex).
+// (all-zero ids, version ff, wrong lengths, upper-case hex). It allocates nothing: the
+// ids are slices of h.
 func ParseTraceparent(h string) (TraceContext, bool) {
 	h = strings.TrimSpace(h)
-	parts := strings.Split(h, "-")
-	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" || (parts[0] == "00" && len(parts) != 4) {
+	// The first four dash-separated fields; extra: a fifth exists (only versions after
+	// 00 may have one).
+	var p [4]string
+	rest := h
+	for i := 0; i < 3; i++ {
+		j := strings.IndexByte(rest, '-')
+		if j < 0 {
+			return TraceContext{}, false
+		}
+		p[i], rest = rest[:j], rest[j+1:]
+	}
+	extra := false
+	if j := strings.IndexByte(rest, '-'); j >= 0 {
+		p[3], extra = rest[:j], true
+	} else {
+		p[3] = rest
+	}
+	if len(p[0]) != 2 || p[0] == "ff" || (p[0] == "00" && extra) {
 		return TraceContext{}, false
 	}
-	if !lowerHex(parts[0], 2) || !lowerHex(parts[1], 32) || !lowerHex(parts[2], 16) || !lowerHex(parts[3], 2) {
+	if !lowerHex(p[0], 2) || !lowerHex(p[1], 32) || !lowerHex(p[2], 16) || !lowerHex(p[3], 2) {
 		return TraceContext{}, false
 	}
-	if strings.Trim(parts[1], "0") == "" || strings.Trim(parts[2], "0") == "" {
+	if strings.Trim(p[1], "0") == "" || strings.Trim(p[2], "0") == "" {
 		return TraceContext{}, false
 	}
-	f, _ := hex.DecodeString(parts[3])
-	return TraceContext{TraceID: parts[1], SpanID: parts[2], Flags: f[0]}, true
+	return TraceContext{TraceID: p[1], SpanID: p[2], Flags: hexVal(p[3][0])<<4 | hexVal(p[3][1])}, true
+}
+
+// hexVal is a lower-case hex digit's value (checked by lowerHex before).
+func hexVal(c byte) byte {
+	if c >= 'a' {
+		return c - 'a' + 10
+	}
+	return c - '0'
 }
 
 func lowerHex(s string, n int) bool {
@@ -74,11 +109,34 @@ func randomHex(nbytes int) string {
 	}
 }
 
+// randomID is nbytes random bytes (not all zero) as lower-case hex: the runtime's
+// per-thread ChaCha8 generator (math/rand/v2), seeded from the system's entropy, which
+// makes the ids W3C asks for (random, unique) without a system call or an allocation
+// beyond the string itself. Secrets (the control token) use crypto/rand (randomHex).
+func randomID(nbytes int) string {
+	var buf [32]byte
+	for {
+		var any uint64
+		for i := 0; i < nbytes; i += 8 {
+			v := mrand.Uint64()
+			any |= v
+			for k := 0; k < 8 && i+k < nbytes; k++ {
+				b := byte(v >> (8 * k))
+				buf[2*(i+k)] = hexDigits[b>>4]
+				buf[2*(i+k)+1] = hexDigits[b&15]
+			}
+		}
+		if any != 0 {
+			return string(buf[:2*nbytes])
+		}
+	}
+}
+
 // NewSpanID is a random 16-hex-digit span id.
-func NewSpanID() string { return randomHex(8) }
+func NewSpanID() string { return randomID(8) }
 
 // NewTraceID is a random 32-hex-digit trace id.
-func NewTraceID() string { return randomHex(16) }
+func NewTraceID() string { return randomID(16) }
 
 type ctxKey struct{}
 
@@ -118,7 +176,9 @@ const stateKey = "wisp"
 
 // StateMember is the value of the member key in a tracestate header ("" when absent).
 func StateMember(state, key string) string {
-	for _, m := range strings.Split(state, ",") {
+	for state != "" { // the members of strings.Split(state, ","), without the slice
+		m, rest, _ := strings.Cut(state, ",")
+		state = rest
 		k, v, ok := strings.Cut(strings.TrimSpace(m), "=")
 		if ok && k == key {
 			return strings.TrimSpace(v)
