@@ -255,6 +255,136 @@ public final class Hooks {
     }
   }
 
+  // --- virtual threads ---------------------------------------------------------------
+
+  /**
+   * Before {@code VirtualThread.start(container)} on the starting thread: defines the new
+   * virtual thread's unit with the starter as its parent (before the thread can run, so
+   * its own first event finds the unit defined). Returns the start's time, or 0 when not
+   * recorded (agent threads, hops mode outside an instance).
+   */
+  /** Virtual-thread starts located so far (racy; only bounds the stack walks). */
+  private static int locatedStarts;
+
+  @DontInline
+  public static long virtualStarting(Thread child) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null || child == null) return 0;
+    r.busy = true;
+    try {
+      rec.childUnit(child, r.unitId);
+      // the starter's line for the first starts (a stack walk costs about a microsecond,
+      // a virtual thread's start a few): passed to the exit through the ring
+      r.startLoc = rec.cfg.allStacks || locatedStarts < LOCATED_USES ? startLocation(rec) : 0;
+      return Recorder.now();
+    } catch (Throwable e) {
+      rec.fault("VirtualThread.start", e);
+      return 0;
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** After a successful start: the starter's {@code unit.create}, timed before the start. */
+  @DontInline
+  public static void virtualStarted(Thread child, long t) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return;
+    r.busy = true;
+    try {
+      rec.emit(r, Kinds.UNIT_CREATE, r.unitId, t, 0, rec.unitFor(child), r.startLoc);
+      r.startLoc = 0;
+    } catch (Throwable e) {
+      rec.fault("VirtualThread.start", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  // --- executors: boundaries follow hand-offs -----------------------------------------
+
+  /**
+   * A task handed to an executor ({@code ThreadPoolExecutor.execute}, a {@code
+   * CompletableFuture} async task's creation) on the calling thread: inside a boundary
+   * instance, notes the task with the instance and writes {@code queue.put} (the hand-off
+   * edge's source). Outside boundaries one volatile read.
+   */
+  @DontInline
+  public static void handOff(Object task) {
+    if (!Boundaries.any() || task == null) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec);
+    if (r == null || !(r.boundary instanceof Boundaries.Instance)) return;
+    r.busy = true;
+    try {
+      long token = HandOffs.add(task, (Boundaries.Instance) r.boundary);
+      if (token != 0) rec.emit(r, Kinds.QUEUE_PUT, r.unitId, Recorder.now(), handOffResource(rec), token, 0);
+    } catch (Throwable e) {
+      rec.fault("executor hand-off", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  private static volatile int handOffRes;
+
+  private static int handOffResource(Recorder rec) {
+    int id = handOffRes;
+    if (id == 0) handOffRes = id = rec.namedResource("queue", "executor hand-off");
+    return id;
+  }
+
+  /**
+   * A task starts on the calling (pool) thread: if it was handed off inside an instance,
+   * the thread is inside that instance until {@link #taskDone}, and writes {@code
+   * queue.get} (the edge's end). {@code top}: from {@code beforeExecute}, where no other
+   * task runs on this thread; one still marked there is ended first (a subclass's
+   * {@code afterExecute} that does not call super).
+   */
+  @DontInline
+  public static void taskStarting(Object task, boolean top) {
+    if (!HandOffs.any() && (!top || HandOffs.RUNNING.get() == 0)) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec);
+    if (r == null) return;
+    if (top && r.handoffTask != null) taskDone(r.handoffTask);
+    if (!HandOffs.any() || r.handoffTask != null || task == null) return;
+    r.busy = true;
+    try {
+      HandOffs.Entry e = HandOffs.take(task);
+      if (e == null) return;
+      r.handoffTask = task;
+      r.handoffInst = e.inst;
+      r.handoffPrev = r.boundary;
+      r.handoffRows = r.written();
+      r.boundary = e.inst;
+      HandOffs.RUNNING.incrementAndGet();
+      rec.emit(r, Kinds.QUEUE_GET, r.unitId, Recorder.now(), handOffResource(rec), e.token, 0);
+    } catch (Throwable e) {
+      rec.fault("executor task", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** The task that {@link #taskStarting} put inside an instance is over: the thread leaves it. */
+  @DontInline
+  public static void taskDone(Object task) {
+    if (HandOffs.RUNNING.get() == 0) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec);
+    if (r == null || r.handoffTask == null || r.handoffTask != task) return;
+    Boundaries.Instance inst = r.handoffInst;
+    r.boundary = r.handoffPrev;
+    r.handoffTask = null;
+    r.handoffInst = null;
+    r.handoffPrev = null;
+    HandOffs.RUNNING.decrementAndGet();
+    if (inst != null) inst.declared.events.addAndGet(Math.max(0, r.written() - r.handoffRows));
+  }
+
   // --- exit ---------------------------------------------------------------------------
 
   /** True once {@code java.lang.Shutdown.runHooks} carries the exit advice. */
@@ -289,6 +419,11 @@ public final class Hooks {
   private static int usedLocation(Recorder rec, Recorder.LockRes lr) {
     if (!rec.cfg.allStacks && lr.uses >= LOCATED_USES) return 0;
     lr.uses++;
+    return callerLocation(rec);
+  }
+
+  private static int startLocation(Recorder rec) {
+    locatedStarts++;
     return callerLocation(rec);
   }
 

@@ -2,6 +2,7 @@ package dev.willowisp.agent;
 
 import static net.bytebuddy.matcher.ElementMatchers.any;
 import static net.bytebuddy.matcher.ElementMatchers.isBootstrapClassLoader;
+import static net.bytebuddy.matcher.ElementMatchers.isConstructor;
 import static net.bytebuddy.matcher.ElementMatchers.isSynthetic;
 import static net.bytebuddy.matcher.ElementMatchers.named;
 import static net.bytebuddy.matcher.ElementMatchers.isInterface;
@@ -62,6 +63,12 @@ final class Instrument {
     "sun.net.httpserver.ExchangeImpl",
   };
 
+  private static final String[] EXECUTOR_TARGETS = {
+    "java.util.concurrent.ThreadPoolExecutor",
+    "java.util.concurrent.CompletableFuture$AsyncSupply",
+    "java.util.concurrent.CompletableFuture$AsyncRun",
+  };
+
   private Instrument() {}
 
   /**
@@ -109,6 +116,12 @@ final class Instrument {
     if (locks) targets = targets.or(namedOneOf(LOCK_TARGETS));
     if (http) targets = targets.or(namedOneOf(HTTP_TARGETS));
     if (exitHook) targets = targets.or(named("java.lang.Shutdown"));
+    // who starts each virtual thread (JDK 21+; JFR's VirtualThreadStart names no parent)
+    boolean vthreads = locks && rec.cfg.mode.equals("full");
+    if (vthreads) targets = targets.or(named("java.lang.VirtualThread"));
+    // boundaries follow work handed to executors (installed with boundaries only)
+    boolean executors = appSync;
+    if (executors) targets = targets.or(namedOneOf(EXECUTOR_TARGETS));
     AgentBuilder b =
         new AgentBuilder.Default()
             .disableClassFormatChanges()
@@ -156,6 +169,32 @@ final class Instrument {
                   });
     }
     if (http) b = httpHooks(b);
+    if (vthreads) {
+      // VirtualThread.start(ThreadContainer): every start path (Thread.start,
+      // Thread.Builder.start, Thread.startVirtualThread, the thread-per-task executor) ends here
+      b =
+          b.type(named("java.lang.VirtualThread"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder.visit(
+                          Advice.to(VirtualStart.class, LOCATOR).on(named("start").and(takesArguments(1)))));
+    }
+    if (executors) {
+      b =
+          b.type(named("java.util.concurrent.ThreadPoolExecutor"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(PoolExecute.class, LOCATOR).on(named("execute").and(takesArguments(1))))
+                          .visit(Advice.to(PoolBefore.class, LOCATOR).on(named("beforeExecute").and(takesArguments(2))))
+                          .visit(Advice.to(PoolAfter.class, LOCATOR).on(named("afterExecute").and(takesArguments(2)))))
+              .type(namedOneOf("java.util.concurrent.CompletableFuture$AsyncSupply", "java.util.concurrent.CompletableFuture$AsyncRun"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(AsyncCreated.class, LOCATOR).on(isConstructor()))
+                          .visit(Advice.to(AsyncRuns.class, LOCATOR).on(named("run").and(takesArguments(0)))));
+    }
     if (exitHook) {
       b =
           b.type(named("java.lang.Shutdown"))
@@ -347,6 +386,71 @@ final class Instrument {
     @Advice.OnMethodEnter(suppress = Throwable.class)
     static void enter() {
       Hooks.beforeShutdown();
+    }
+  }
+
+  /**
+   * {@code java.lang.VirtualThread.start(ThreadContainer)} (JDK 21+): the starting thread
+   * names the new virtual thread's unit (its parent) before the start, and writes
+   * {@code unit.create} timed before it once the start succeeded (the spawn edge to the
+   * {@code unit.start} JFR's VirtualThreadStart gives).
+   */
+  static final class VirtualStart {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static long enter(@Advice.This Thread self) {
+      return Hooks.virtualStarting(self);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.This Thread self, @Advice.Enter long t, @Advice.Thrown Throwable thrown) {
+      if (t != 0 && thrown == null) Hooks.virtualStarted(self, t);
+    }
+  }
+
+  // --- executors (boundaries follow hand-offs) -------------------------------------------
+
+  /** {@code ThreadPoolExecutor.execute(task)} (submit and invokeAll come here too). */
+  static final class PoolExecute {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.Argument(0) Object task) {
+      Hooks.handOff(task);
+    }
+  }
+
+  /** {@code beforeExecute(thread, task)}: on the worker, just before the task runs. */
+  static final class PoolBefore {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.Argument(1) Object task) {
+      Hooks.taskStarting(task, true);
+    }
+  }
+
+  /** {@code afterExecute(task, thrown)}: on the worker, just after the task. */
+  static final class PoolAfter {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.Argument(0) Object task) {
+      Hooks.taskDone(task);
+    }
+  }
+
+  /** A {@code CompletableFuture.supplyAsync/runAsync} task is made on the submitting thread. */
+  static final class AsyncCreated {
+    @Advice.OnMethodExit(suppress = Throwable.class)
+    static void exit(@Advice.This Object self) {
+      Hooks.handOff(self);
+    }
+  }
+
+  /** ... and runs on the executor's thread, whatever the executor. */
+  static final class AsyncRuns {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This Object self) {
+      Hooks.taskStarting(self, false);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(@Advice.This Object self) {
+      Hooks.taskDone(self);
     }
   }
 

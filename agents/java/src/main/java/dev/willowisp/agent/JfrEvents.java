@@ -141,7 +141,10 @@ final class JfrEvents {
   }
 
   private synchronized void flushed() {
-    if (!handedOver) monitors();
+    if (!handedOver) {
+      monitors();
+      forgetEnded();
+    }
     synchronized (flushes) {
       flushes.incrementAndGet();
       flushes.notifyAll();
@@ -330,7 +333,27 @@ final class JfrEvents {
 
   private void virtualEnd(RecordedEvent e) {
     int u = unit(e.getThread(), true);
-    if (u != 0) rec.emitFor(Kinds.UNIT_END, u, t0(e), 0, Kinds.OK, 0);
+    if (u == 0) return;
+    rec.emitFor(Kinds.UNIT_END, u, t0(e), 0, Kinds.OK, 0);
+    endedNow.add(e.getThread().getJavaThreadId());
+  }
+
+  /**
+   * Virtual threads that ended in this flush and the one before: their units are forgotten
+   * (thread ids are never reused; a program may start millions) one flush after their end,
+   * since a flush's events need not arrive in time order (the exit's dump does not sort).
+   * Guarded by this (the stream's handlers and {@link #flushed} hold it).
+   */
+  private java.util.ArrayList<Long> endedNow = new java.util.ArrayList<>();
+
+  private java.util.ArrayList<Long> endedBefore = new java.util.ArrayList<>();
+
+  private void forgetEnded() {
+    for (Long tid : endedBefore) rec.forgetUnit(tid);
+    endedBefore.clear();
+    java.util.ArrayList<Long> t = endedBefore;
+    endedBefore = endedNow;
+    endedNow = t;
   }
 
   /** Monitor events wait for the end of their flush (see {@link #monitors}). */
@@ -421,6 +444,7 @@ final class JfrEvents {
     if (th == null) return;
     String cls = e.getClass("parkedClass") == null ? "" : e.getClass("parkedClass").getName();
     if (Sampler.hookedSync(cls) && rec.cfg.hooks) return; // the lock hooks record these waits
+    if (insideSleep(e)) return; // the jdk.ThreadSleep event records this wait
     long s = t0(e);
     long end = t1(e);
     if (sampler != null && sampler.coveringWait(th.getJavaThreadId(), s, end) != 0) return;
@@ -434,6 +458,24 @@ final class JfrEvents {
     boolean timedOut = timeout > 0 && end - s >= timeout * 1_000_000L;
     rec.emitFor(Kinds.UNIT_BLOCK, u, s, r, Kinds.WAIT, loc(e));
     rec.emitFor(Kinds.UNIT_WAKE, u, end, r, timedOut ? Kinds.TIMEOUT : Kinds.OK, 0);
+  }
+
+  /**
+   * A park that implements {@code Thread.sleep}: a virtual thread sleeps by parking, and
+   * one pinned to its carrier parks the carrier, which JFR reports as a ThreadPark inside
+   * the ThreadSleep of the same thread (its stack passes through
+   * {@code VirtualThread.sleepNanos}). The sleep is the one wait.
+   */
+  static boolean insideSleep(RecordedEvent e) {
+    RecordedStackTrace st = e.getStackTrace();
+    if (st == null) return false;
+    for (RecordedFrame f : st.getFrames()) {
+      if (f.getMethod() == null) continue;
+      String cls = f.getMethod().getType().getName();
+      if (!Hooks.isRuntimeClass(cls)) return false; // the program's frame: past the JDK's
+      if (cls.equals("java.lang.VirtualThread") && f.getMethod().getName().equals("sleepNanos")) return true;
+    }
+    return false;
   }
 
   private void sleep(RecordedEvent e) {

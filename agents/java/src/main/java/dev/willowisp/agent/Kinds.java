@@ -10,6 +10,8 @@ final class Kinds {
   static final int UNIT_RUN = 6;
   static final int LOCK_ACQUIRED = 10;
   static final int LOCK_RELEASE = 11;
+  static final int QUEUE_PUT = 12;
+  static final int QUEUE_GET = 13;
   static final int SYNC_NOTIFY = 14;
   static final int DATA_ACCESS = 17;
   static final int MSG_SEND = 20;

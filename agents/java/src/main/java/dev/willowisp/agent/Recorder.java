@@ -131,7 +131,9 @@ public final class Recorder {
     // the agent's own threads and JFR's record for others, never their own lock use
     boolean agent = agentThreads.contains(t) || isAgentName(t.getName());
     int u = agent ? 0 : unitFor(t);
-    int cap = Threads.isVirtual(t) ? 512 : cfg.ringEvents;
+    // JFR's handler thread writes in bursts (a whole JFR flush at once: every virtual
+    // thread's start and end, say) faster than the flusher, woken at three quarters, drains
+    int cap = Threads.isVirtual(t) ? 512 : agent && t.getName().startsWith("willowisp-jfr") ? 8 * cfg.ringEvents : cfg.ringEvents;
     Ring r = new Ring(cap, u, t, agent);
     rings.add(r);
     if (!agent) ringByTid.put(t.getId(), r);
@@ -186,6 +188,34 @@ public final class Recorder {
     return defineUnit(t.getId(), t.getName(), Threads.isVirtual(t), 0);
   }
 
+  /**
+   * The unit of a thread about to start, with its parent unit: defined now (with the parent)
+   * or, if something saw it first, given the parent by an update.
+   */
+  int childUnit(Thread t, int parent) {
+    long tid = t.getId();
+    Integer u = unitByTid.get(tid);
+    if (u == null) {
+      // a thread not started yet is seen by no one else: no race to define it
+      int id = unitIds.incrementAndGet();
+      u = unitByTid.putIfAbsent(tid, id);
+      if (u == null) {
+        pending.add(unitRecord(id, tid, t.getName(), true, parent));
+        return id;
+      }
+    }
+    if (parent != 0) updateUnit(u, "parent", (long) parent);
+    return u;
+  }
+
+  /**
+   * Forgets a virtual thread's unit once it has ended (JFR's VirtualThreadEnd, its last
+   * event): thread ids are never reused, and a program may start millions of them.
+   */
+  void forgetUnit(long tid) {
+    unitByTid.remove(tid);
+  }
+
   /** The unit of a thread known only by id and name (JFR, MXBean). */
   int unitFor(long tid, String name, boolean virtual) {
     Integer u = unitByTid.get(tid);
@@ -202,15 +232,16 @@ public final class Recorder {
               made[0] = unitIds.incrementAndGet();
               return made[0];
             });
-    if (made[0] != 0) {
-      pending.add(
-          new Wtrace.Record(Wtrace.R_UNIT, u)
-              .put("kind", virtual ? "virtual-thread" : "thread")
-              .put("name", name == null || name.isEmpty() ? (virtual ? "virtual-" + tid : "Thread-" + tid) : name)
-              .put("parent", (long) parent)
-              .put("java_tid", tid));
-    }
+    if (made[0] != 0) pending.add(unitRecord(u, tid, name, virtual, parent));
     return u;
+  }
+
+  private static Wtrace.Record unitRecord(int u, long tid, String name, boolean virtual, int parent) {
+    return new Wtrace.Record(Wtrace.R_UNIT, u)
+        .put("kind", virtual ? "virtual-thread" : "thread")
+        .put("name", name == null || name.isEmpty() ? (virtual ? "virtual-" + tid : "Thread-" + tid) : name)
+        .put("parent", (long) parent)
+        .put("java_tid", tid);
   }
 
   /** Updates a unit's attributes (a later record merges into the earlier one). */
@@ -735,6 +766,8 @@ public final class Recorder {
             .put("cost_ns_per_event", costNsPerEvent)
             .put("by_boundary", Boundaries.byBoundaryJson(this));
     statsExtra.forEach(s::put);
+    long handoffDropped = HandOffs.DROPPED.get();
+    if (handoffDropped > 0) s.put("handoff_dropped", handoffDropped);
     return s;
   }
 

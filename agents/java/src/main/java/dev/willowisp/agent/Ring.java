@@ -64,6 +64,20 @@ final class Ring {
 
   int monitorDepth;
 
+  /**
+   * The task handed off from a boundary instance that this thread runs now (see
+   * {@link HandOffs}), the instance, the boundary the thread had before it, and where the
+   * ring stood at its start; owner only.
+   */
+  Object handoffTask;
+
+  Boundaries.Instance handoffInst;
+  Object handoffPrev;
+  long handoffRows;
+
+  /** The location of the virtual-thread start in progress on this thread (0: none); owner only. */
+  int startLoc;
+
   /** Set while the owner runs agent code, so hooks that agent code triggers do nothing. */
   boolean busy;
   /** The lock resource a hook saw this thread start waiting for (0: none); read by the sampler. */

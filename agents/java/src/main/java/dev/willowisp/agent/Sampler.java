@@ -134,9 +134,41 @@ final class Sampler implements Runnable {
     }
   }
 
+  /** The virtual-thread scheduler's carrier threads seen at the last sample (JDK 21+). */
+  private Set<Long> carriers = Set.of();
+
+  /**
+   * The thread ids minus the carrier threads of virtual threads (JDK 21+), which are never
+   * asked about: on JDK 25 (to 25.0.3 at least) {@code getThreadInfo} on a carrier while a
+   * virtual thread mounts or unmounts on it can crash the JVM (SIGSEGV in
+   * ThreadSnapshot::initialize, JDK-8392031), which a program starting virtual threads at a
+   * high rate hits within seconds. A carrier itself waits for nothing of the program's:
+   * its virtual threads' waits come from the hooks and JFR. The ids are read first, the
+   * carriers then, so every carrier among the ids is known.
+   */
+  private long[] withoutCarriers(long[] ids) {
+    if (!Threads.virtualThreadsExist()) return ids;
+    ThreadGroup g = Thread.currentThread().getThreadGroup();
+    while (g.getParent() != null) g = g.getParent();
+    Thread[] all = new Thread[g.activeCount() + 32];
+    int n = g.enumerate(all, true);
+    Set<Long> found = new HashSet<>();
+    for (int i = 0; i < n; i++) {
+      if (all[i].getClass().getName().equals("jdk.internal.misc.CarrierThread")) found.add(all[i].getId());
+    }
+    carriers = found;
+    return withoutKnownCarriers(ids);
+  }
+
+  private long[] withoutKnownCarriers(long[] ids) {
+    Set<Long> c = carriers;
+    if (c.isEmpty()) return ids;
+    return java.util.Arrays.stream(ids).filter(id -> !c.contains(id)).toArray();
+  }
+
   void sample() {
     long t = Recorder.now();
-    ThreadInfo[] infos = mx.getThreadInfo(mx.getAllThreadIds(), 0);
+    ThreadInfo[] infos = mx.getThreadInfo(withoutCarriers(mx.getAllThreadIds()), 0);
     // 1. the holds the sampler wrote that are over: lock.release, first in time
     closeHolds(t - 2);
     // 2. the waits that are over (the thread moved on): the waiter now holds the lock
@@ -217,7 +249,7 @@ final class Sampler implements Runnable {
     if (holds.isEmpty()) return;
     long[] ids = holds.values().stream().mapToLong(h -> h.tid).distinct().toArray();
     boolean syncs = holds.values().stream().anyMatch(h -> !h.monitor);
-    ThreadInfo[] infos = mx.getThreadInfo(ids, true, syncs);
+    ThreadInfo[] infos = mx.getThreadInfo(withoutKnownCarriers(ids), true, syncs);
     Map<Long, Set<Integer>> held = new HashMap<>();
     for (ThreadInfo info : infos) {
       if (info == null) continue;
@@ -254,7 +286,7 @@ final class Sampler implements Runnable {
     long owner = info.getLockOwnerId();
     boolean holderHooked = !s.monitor && hookedSync(s.cls) && rec.cfg.hooks;
     long[] ids = owner != -1 && !holderHooked ? new long[] {tid, owner} : new long[] {tid};
-    ThreadInfo[] full = s.byHook ? new ThreadInfo[0] : mx.getThreadInfo(ids, s.monitor, false);
+    ThreadInfo[] full = s.byHook || carriers.contains(tid) ? new ThreadInfo[0] : mx.getThreadInfo(withoutKnownCarriers(ids), s.monitor, false);
     if (!s.byHook && full.length > 0 && full[0] != null) {
       s.loc = firstAppFrame(full[0].getStackTrace());
       s.hookedCode = s.monitor && rec.cfg.syncHooked(firstAppClass(full[0].getStackTrace()));

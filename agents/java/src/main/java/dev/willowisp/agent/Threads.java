@@ -19,6 +19,11 @@ final class Threads {
     }
   }
 
+  /** JDK 21+: the runtime has virtual threads (and carrier threads). */
+  static boolean virtualThreadsExist() {
+    return IS_VIRTUAL != null;
+  }
+
   static boolean isVirtual(Thread t) {
     if (IS_VIRTUAL == null) return false;
     try {
