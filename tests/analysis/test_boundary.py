@@ -116,3 +116,29 @@ def test_an_exit_hop_cuts_the_instance(tmp_path: Path) -> None:
     assert cut.inside.per_boundary[0].latency_ns == (200_000,)
     assert whole.inside.per_boundary[0].events == 6
     assert whole.inside.per_boundary[0].latency_ns == (500_000,)
+
+
+def test_work_handed_to_a_pool_is_inside(tmp_path: Path) -> None:
+    """A handler inside the boundary hands job 7 to a pool thread through a queue (the Java
+    agent's executor hand-off, a work queue): the pool thread's handling of job 7 is inside,
+    up to the next job it takes, which a handler outside the boundary handed over."""
+    from willowisp.wtrace.text import from_text
+    from willowisp.wtrace.writer import write_file
+
+    text = (Path(__file__).parent / "handoff.wtxt").read_text()
+    run = tmp_path / "run"
+    run.mkdir()
+    write_file(run / "shop.wtrace", from_text(text, "handoff.wtxt"))
+    a = _analyze(run, "entry=http:POST /work")
+    assert a.inside is not None
+    ev = a.trace.events
+    pool = [u.index for u in a.trace.units if u.name == "pool-1"]
+    on_pool = ev.unit == pool[0]
+    inside_pool = sorted(int(t) for t in ev.time[a.inside.mask & on_pool])
+    # queue.get of job 7 and its four lock events; job 8 (handed over by GET /peek) outside
+    assert inside_pool == [1_000_400_000 + k * 100_000 for k in range(5)]
+    assert a.inside.per_boundary[0].units == 2
+    # the inversion has a side inside: the predicted deadlock is not suppressed
+    assert "potential-deadlock" in [f.kind for f in a.findings]
+    outside = _analyze(run, "entry=http:GET /none")
+    assert "potential-deadlock" not in [f.kind for f in outside.findings]

@@ -13,7 +13,11 @@ shared with the agent. Here a boundary becomes *instances* in a recorded trace:
 3. it extends along what the unit did meanwhile, by causality, not by time: a request it
    sent (``msg.send``) whose linked receiver runs in an allowed runtime opens an interval
    there (recv to reply), a message it produced the consumer's handling, a process it
-   spawned the child's starting unit, and a unit it created that whole unit.
+   spawned the child's starting unit, a unit it created that whole unit, and an item it
+   put on a queue (``queue.put`` with a token: a task handed to an executor's pool, a
+   work item) the taker's handling of it: from that ``queue.get`` to the taker's next
+   ``queue.get`` on the same queue (its next task), else its next ``msg.recv``, else its
+   last event.
 
 An event is *inside* when some instance covers it. ``analyze`` then suppresses findings none
 of whose events is inside (a finding that names no event: none of whose resources, else
@@ -35,6 +39,7 @@ import numpy.typing as npt
 
 from willowisp.analysis.finding import Finding
 from willowisp.analysis.naming import resource_ref
+from willowisp.causality.graph import EdgeKind, HBGraph
 from willowisp.causality.hops import Hops
 from willowisp.errors import UsageError
 from willowisp.ingest.tables import NO_INDEX
@@ -55,7 +60,7 @@ __all__ = [
 Bools = npt.NDArray[np.bool_]
 # Findings about how far the recording itself can be trusted: never suppressed.
 ABOUT_THE_RECORDING = frozenset(("clock-skew", "buffer-drop", "agent-fault"))
-_ONWARD = np.array([K.MSG_SEND, K.PROC_SPAWN, K.UNIT_CREATE], dtype=np.uint8)
+_ONWARD = np.array([K.MSG_SEND, K.PROC_SPAWN, K.UNIT_CREATE, K.QUEUE_PUT], dtype=np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,9 @@ class _UnitOrder:
         return self.order[self.start[u] : self.stop[u]]
 
 
-def inside(trace: Trace, hops: Hops, boundaries: tuple[Boundary, ...]) -> Inside:
+def inside(
+    trace: Trace, hops: Hops, boundaries: tuple[Boundary, ...], graph: HBGraph | None = None
+) -> Inside:
     n = len(trace.events)
     mask = np.zeros(n, dtype=bool)
     ev = trace.events
@@ -99,6 +106,10 @@ def inside(trace: Trace, hops: Hops, boundaries: tuple[Boundary, ...]) -> Inside
         return Inside(mask, np.zeros(len(trace.units), dtype=bool), ())
     units = _UnitOrder(trace)
     recv_of_send = _receivers(hops)
+    if graph is not None:  # queue hand-offs: put -> the get that took the item
+        handed = graph.kind == EdgeKind.QUEUE
+        for s_, d_ in zip(graph.src[handed].tolist(), graph.dst[handed].tolist(), strict=True):
+            recv_of_send.setdefault(s_, []).append(d_)
     runtime_of = [p.runtime for p in trace.processes]
     recv_idx = np.flatnonzero((ev.kind == K.MSG_RECV) & (ev.res >= 0))
     per: list[Instances] = []
@@ -169,6 +180,12 @@ def _interval(trace: Trace, units: _UnitOrder, i: int) -> tuple[int, int, int]:
         return i, i, NO_INDEX
     mine = units.events(u)
     after = mine[mine > i]
+    if int(ev.kind[i]) == K.QUEUE_GET:  # a handed-off item: until the next one is taken
+        nxt = after[(ev.kind[after] == K.QUEUE_GET) & (ev.res[after] == ev.res[i])]
+        if not len(nxt):
+            nxt = after[ev.kind[after] == K.MSG_RECV]
+        if len(nxt):
+            return i, int(nxt[0]) - 1, NO_INDEX
     if int(ev.kind[i]) == K.MSG_RECV:
         res = int(ev.res[i])
         replies = after[(ev.kind[after] == K.RPC_REPLY) & (ev.res[after] == res)]
@@ -202,11 +219,11 @@ def _exit(trace: Trace, units: _UnitOrder, b: Boundary, i: int, hi: int) -> tupl
 def _next_hops(
     trace: Trace, units: _UnitOrder, recv_of_send: dict[int, list[int]], j: int
 ) -> list[int]:
-    """Where the work of event ``j`` continues: linked receivers, a created unit's first
-    event."""
+    """Where the work of event ``j`` continues: linked receivers, the taker of a queued
+    item, a created unit's first event."""
     ev = trace.events
     kind = int(ev.kind[j])
-    if kind in (K.MSG_SEND, K.PROC_SPAWN):
+    if kind in (K.MSG_SEND, K.PROC_SPAWN, K.QUEUE_PUT):
         return recv_of_send.get(j, [])
     if kind == K.UNIT_CREATE:
         child = trace.unit_index(ev.proc[j : j + 1], ev.arg[j : j + 1])

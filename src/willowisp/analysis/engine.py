@@ -89,7 +89,7 @@ def analyze(trace: Trace, options: Options | None = None) -> Analysis:
         found += run(c)
     findings = sort_findings(merge_repeats(found))
     bounds = _boundary.merge_boundaries(options.boundaries, _boundary.recorded(trace))
-    ins = _boundary.inside(trace, c.hops, bounds) if bounds else None
+    ins = _boundary.inside(trace, c.hops, bounds, c.graph) if bounds else None
     suppressed = 0
     if ins is not None and options.suppress:
         findings, suppressed = _boundary.suppress(findings, trace, ins)
