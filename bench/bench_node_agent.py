@@ -13,10 +13,17 @@ Rounds alternate the configurations so drift on the machine affects them alike. 
 configuration it prints the median and the best (min) wall time, their ratios to the
 baseline of the same run, and the CPU time the measured process spent (the front service
 during the load; the handler for the promises), which other processes on a shared machine
-disturb far less than wall time. Prints figures and ratios; asserts nothing.
+disturb far less than wall time, with what it adds per request; for the HTTP workload
+also the front service's main-thread CPU (the event loop: process.cpuUsage also counts
+libuv's pool, the agent's compression thread and V8's helper threads), each round's
+figures and the paired difference to the baseline of the same round. It prints the
+machine's CPU count and load average. Prints figures and ratios; asserts nothing.
 
     python bench/bench_node_agent.py [--requests 4000] [--warmup 4000] [--rounds 5]
         [--awaits 200000] [--http baseline,full,hops,"hops ratio 0"] [--no-promises]
+
+A configuration NAME@PATH (e.g. ``hops@/tmp/old-agent/register.js``) runs NAME with
+another copy of the agent, to compare two versions in one run.
 """
 
 from __future__ import annotations
@@ -79,8 +86,9 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def node_out(*args: str, env: dict[str, str]) -> tuple[float, float]:
-    """(wall ms, CPU ms) as the workload prints them on its last line."""
+def node_out(*args: str, env: dict[str, str]) -> tuple[float, ...]:
+    """The figures the workload prints on its last line: (wall ms, CPU ms) and, for the
+    load, the main thread's CPU ms (-1 where /proc does not tell)."""
     done = subprocess.run(
         [NODE, str(WORKLOAD), *args],
         capture_output=True,
@@ -89,44 +97,78 @@ def node_out(*args: str, env: dict[str, str]) -> tuple[float, float]:
         timeout=600,
         check=True,
     )
-    wall, cpu = done.stdout.strip().splitlines()[-1].split()
-    return float(wall), float(cpu)
+    return tuple(float(x) for x in done.stdout.strip().splitlines()[-1].split())
 
 
 def table(
     title: str,
     unit: str,
     per: float,
-    runs: dict[str, list[tuple[float, float]]],
+    runs: dict[str, list[tuple[float, ...]]],
     targets: dict[str, str],
 ) -> None:
     """One line per configuration: wall median and min, per item, ratios to the first
-    configuration (the baseline of this run), CPU median and its ratio."""
+    configuration (the baseline of this run); CPU median, min, its ratio and what it adds
+    per item over the baseline; for the HTTP workload the same of the main thread's CPU
+    (the event loop's share: the wall time a request waits for)."""
     base = next(iter(runs.values()))
-    bw = statistics.median(w for w, _ in base)
-    bmin = min(w for w, _ in base)
-    bc = statistics.median(c for _, c in base)
+    bw = statistics.median(r[0] for r in base)
+    bmin = min(r[0] for r in base)
+    bc = statistics.median(r[1] for r in base)
+    bcmin = min(r[1] for r in base)
+    loop = all(len(r) > 2 and r[2] >= 0 for rs in runs.values() for r in rs)
+    bl = statistics.median(r[2] for r in base) if loop else 0.0
     print(f"\n{title}")
-    print(
-        f"{'configuration':<20}{'wall med ms':>12}{'min ms':>9}{unit:>11}{'ratio med':>10}"
-        f"{'ratio min':>10}{'cpu ms':>9}{'cpu ratio':>10}  target"
+    head = (
+        f"{'configuration':<22}{'wall med ms':>12}{'min ms':>9}{unit:>11}{'ratio med':>10}"
+        f"{'ratio min':>10}{'cpu med':>9}{'cpu min':>9}{'cpu ratio':>10}{'ratio min':>10}"
+        f"{'+cpu ' + unit:>15}"
     )
+    if loop:
+        head += f"{'loop cpu':>10}{'loop ratio':>11}{'+loop ' + unit:>16}"
+    print(head + "  target")
     for name, rs in runs.items():
-        w = statistics.median(x for x, _ in rs)
-        m = min(x for x, _ in rs)
-        c = statistics.median(y for _, y in rs)
+        w = statistics.median(r[0] for r in rs)
+        m = min(r[0] for r in rs)
+        c = statistics.median(r[1] for r in rs)
+        cmin = min(r[1] for r in rs)
+        line = (
+            f"{name:<22}{w:>12.1f}{m:>9.1f}{w * per:>11.1f}{w / bw:>9.2f}x{m / bmin:>9.2f}x"
+            f"{c:>9.1f}{cmin:>9.1f}{c / bc:>9.2f}x{cmin / bcmin:>9.2f}x{(c - bc) * per:>15.1f}"
+        )
+        if loop:
+            lc = statistics.median(r[2] for r in rs)
+            line += f"{lc:>10.1f}{lc / bl:>10.2f}x{(lc - bl) * per:>16.1f}"
+        print(f"{line}  {targets.get(name, '')}")
+    # Per round: the machine's load moves every configuration of a round alike, so the
+    # differences within a round (paired) are steadier than those of the medians.
+    col = 2 if loop else 1
+    what = "main-thread CPU ms" if loop else "CPU ms"
+    print(f"per round ({what}; rounds alternate the order of the configurations):")
+    for name, rs in runs.items():
+        print(f"  {name:<22}" + "".join(f"{r[col]:>8.1f}" for r in rs))
+    base_rs = [r[col] for r in base]
+    for name, rs in list(runs.items())[1:]:
+        diffs = sorted((r[col] - b) * per for r, b in zip(rs, base_rs, strict=True))
         print(
-            f"{name:<20}{w:>12.1f}{m:>9.1f}{w * per:>11.1f}{w / bw:>9.2f}x{m / bmin:>9.2f}x"
-            f"{c:>9.1f}{c / bc:>9.2f}x  {targets.get(name, '')}"
+            f"  {name:<22} - baseline, paired, {unit}: median {statistics.median(diffs):.1f}"
+            f" (min {diffs[0]:.1f}, max {diffs[-1]:.1f})"
         )
 
 
 def http_round(
-    mode: str | None, ratio: str, down_port: int, requests: int, warmup: int, tmp: Path
-) -> tuple[float, float]:
-    front, port = server(
-        "front", str(down_port), env=env_for(mode, tmp / f"http-{mode}", "", ratio)
-    )
+    mode: str | None,
+    ratio: str,
+    down_port: int,
+    requests: int,
+    warmup: int,
+    tmp: Path,
+    register: Path = REGISTER,
+) -> tuple[float, ...]:
+    env = env_for(mode, tmp / f"http-{mode}", "", ratio)
+    if mode is not None:
+        env["NODE_OPTIONS"] = f"--require {register}"
+    front, port = server("front", str(down_port), env=env)
     try:
         # Warm-up: V8 compiles the hot functions of Node's http stack, of the program and of
         # the agent on background threads, whose CPU time process.cpuUsage() counts; a
@@ -150,34 +192,46 @@ def main() -> None:
     ap.add_argument(
         "--http",
         default=",".join(HTTP_CONFIGS),
-        help="HTTP configurations to run, comma-separated (the first is the baseline)",
+        help="HTTP configurations to run, comma-separated (the first is the baseline); "
+        "NAME@PATH runs configuration NAME with another copy of the agent (PATH: its "
+        "register.js), to compare two versions in the same run",
     )
     ap.add_argument("--no-promises", action="store_true", help="skip the promise workload")
     a = ap.parse_args()
     http_names = [n.strip() for n in a.http.split(",") if n.strip()]
     for n in http_names:
-        if n not in HTTP_CONFIGS:
+        if n.split("@")[0] not in HTTP_CONFIGS:
             raise SystemExit(f"unknown configuration {n!r}: one of {', '.join(HTTP_CONFIGS)}")
     version = subprocess.run(
         [NODE, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
     print(
         f"node {version}; {a.requests} requests (after {a.warmup} of warm-up) x {a.rounds}"
-        f" rounds; {a.awaits} awaits"
+        f" rounds; {a.awaits} awaits; {os.cpu_count()} CPUs; load average at start"
+        f" {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
 
     with tempfile.TemporaryDirectory(prefix="wisp-bench-node-") as td:
         tmp = Path(td)
         down, down_port = server("downstream", env=env_for(None, tmp))
         try:
-            times: dict[str, list[tuple[float, float]]] = {n: [] for n in http_names}
+            times: dict[str, list[tuple[float, ...]]] = {n: [] for n in http_names}
             for r in range(a.rounds):
                 # each round starts with another configuration: no configuration always
                 # runs first after the downstream's idle time or last before the next round
                 for name in http_names[r % len(http_names) :] + http_names[: r % len(http_names)]:
-                    mode, ratio = HTTP_CONFIGS[name]
+                    config, _, register = name.partition("@")
+                    mode, ratio = HTTP_CONFIGS[config]
                     times[name].append(
-                        http_round(mode, ratio, down_port, a.requests, a.warmup, tmp)
+                        http_round(
+                            mode,
+                            ratio,
+                            down_port,
+                            a.requests,
+                            a.warmup,
+                            tmp,
+                            Path(register) if register else REGISTER,
+                        )
                     )
         finally:
             stop(down)
@@ -188,6 +242,7 @@ def main() -> None:
             times,
             {"full": "<= 1.30x", "hops": "<= 1.05x"},
         )
+        print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
         if a.no_promises:
             return
@@ -199,7 +254,7 @@ def main() -> None:
             ("hops + boundary", "hops", boundary),
             ("full + boundary", "full", boundary),
         )
-        ptimes: dict[str, list[tuple[float, float]]] = {c[0]: [] for c in configs}
+        ptimes: dict[str, list[tuple[float, ...]]] = {c[0]: [] for c in configs}
         for i in range(a.rounds):
             for name, mode, bnd in configs:
                 env = env_for(mode, tmp / f"promises-{i}-{mode}-{bool(bnd)}", bnd)

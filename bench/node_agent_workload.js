@@ -5,14 +5,15 @@
 //   node node_agent_workload.js front DOWNSTREAM_PORT a service doing ~50 us of work per
 //                                                     request, then calling downstream
 //   node node_agent_workload.js load PORT N CONC      N requests, CONC at a time; prints
-//                                                     the wall time in ms and the CPU time
+//                                                     the wall time in ms, the CPU time
 //                                                     the served process spent meanwhile
+//                                                     and its main thread's share of it
 //   node node_agent_workload.js promises N            a promise-heavy handler (N awaits),
 //                                                     called once through HTTP; prints its
 //                                                     wall ms and CPU ms
 //
 // Servers print `PORT <n>` when listening and exit on SIGTERM. `GET /cpu` on the front
-// service answers its own CPU time so far (ms): on a shared machine the CPU time a process
+// service answers its own CPU time so far and its main thread's (ms): on a shared machine the CPU time a process
 // spends is a steadier measure of what the agent costs than wall time, which the load of
 // other processes moves by tens of per cent.
 
@@ -52,6 +53,19 @@ function cpuMs() {
   return (u.user + u.system) / 1000;
 }
 
+// The CPU time of the main thread alone (the event loop: what requests wait for), in ms,
+// from the scheduler's per-thread figure (ns); process.cpuUsage() also counts libuv's
+// thread pool (where the agent compresses), V8's compiler and GC helper threads. -1 where
+// /proc has no such file.
+const fs = require('node:fs');
+function loopCpuMs() {
+  try {
+    return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'latin1').split(' ')[0]) / 1e6;
+  } catch {
+    return -1;
+  }
+}
+
 async function work(n) {
   let acc = 0;
   for (let i = 0; i < n; i += 1) acc += await Promise.resolve(i).then((v) => v & 7);
@@ -65,7 +79,7 @@ if (role === 'downstream') {
   listen(
     http.createServer(async (req, res) => {
       if (req.url === '/cpu') {
-        res.end(String(cpuMs()));
+        res.end(`${cpuMs()} ${loopCpuMs()}`);
         return;
       }
       spin(50);
@@ -83,12 +97,12 @@ if (role === 'downstream') {
     }
   };
   (async () => {
-    const cpu0 = Number(await get(port, '/cpu'));
+    const [cpu0, loop0] = (await get(port, '/cpu')).split(' ').map(Number);
     const t0 = process.hrtime.bigint();
     await Promise.all(Array.from({ length: conc }, worker));
     const wall = Number(process.hrtime.bigint() - t0) / 1e6;
-    const cpu = Number(await get(port, '/cpu')) - cpu0;
-    console.log(`${wall} ${cpu}`);
+    const [cpu1, loop1] = (await get(port, '/cpu')).split(' ').map(Number);
+    console.log(`${wall} ${cpu1 - cpu0} ${loop1 - loop0}`);
     process.exit(0);
   })();
 } else if (role === 'promises') {

@@ -16,6 +16,7 @@ const path = require('node:path');
 const { AsyncLocalStorage, createHook, executionAsyncResource } = require('node:async_hooks');
 const K = require('./kinds.js');
 const tc = require('./context.js');
+const { Shape } = require('./wtrace.js');
 
 // The agent's own files: frames in them are never the program's line.
 const AGENT_DIR = __dirname + path.sep;
@@ -60,12 +61,12 @@ function currentContext() {
   return f !== undefined && f.ctx !== null ? f.ctx : state.processRoot;
 }
 
-// The context for a new outgoing hop: a child of the current one, or a new sampled-at-the-
-// root trace.
+// The context for a new outgoing hop: a child of the current one (with the format its
+// inbound request came in: tc.otherHeaders), or a new sampled-at-the-root trace.
 function outgoing() {
   const cur = currentContext();
-  if (cur !== null) return { traceId: cur.traceId, spanId: tc.newSpanId(), flags: cur.flags };
-  return { traceId: tc.newTraceId(), spanId: tc.newSpanId(), flags: tc.rootFlags() };
+  if (cur !== null) return { traceId: cur.traceId, spanId: tc.newSpanId(), flags: cur.flags, style: cur.style || '' };
+  return { traceId: tc.newTraceId(), spanId: tc.newSpanId(), flags: tc.rootFlags(), style: '' };
 }
 
 // Is an operation in this context recorded? In hops mode only sampled ones are.
@@ -157,13 +158,15 @@ function callerSite(below) {
 
 // --- flows ---------------------------------------------------------------------------
 
+const FLOW_SHAPE = new Shape(['kind', 'name', 'parent', 'loc']);
+
 // Starts an async flow: a unit of kind async-flow created by the current unit. `ctx` is
 // its trace context (or null), `boundary` the boundary instance it opened (or null).
 function newFlow(name, ctx, boundary, loc) {
   const rec = state.rec;
   const parent = currentUnit();
   const short = String(name).slice(0, 200);
-  const unit = rec.newUnit(['kind', 'async-flow', 'name', short, 'parent', parent, 'loc', loc]);
+  const unit = rec.newUnit(['async-flow', short, parent, loc], FLOW_SHAPE);
   rec.emit(K.UNIT_CREATE, parent, 0, unit, loc);
   rec.emit(K.UNIT_START, unit, 0, parent, 0);
   return makeFlow(unit, ctx, boundary, false, short);

@@ -144,6 +144,7 @@ function matches(b, protocol, method, target) {
 // The instance an inbound hop opens, or null. `member` is the inbound `wisp` tracestate
 // member ('' if none).
 function enter(protocol, method, target, member) {
+  if (declared.size === 0) return null;
   for (const d of declared.values()) {
     if (!d.enabled) continue;
     const direct = matches(d.boundary, protocol, method, target);
@@ -169,8 +170,9 @@ function outgoingMember() {
 }
 
 // Attributes a server resource gets when a boundary forced its recording.
+const NO_ATTRS = Object.freeze([]);
 function forcedAttrs(inst, flags) {
-  if (inst === null) return [];
+  if (inst === null) return NO_ATTRS;
   const attrs = [['boundary', inst.d.boundary.entry]];
   if ((flags & 1) === 0) attrs.push(['caller_sampled', 0]);
   return attrs;

@@ -26,6 +26,7 @@ const agent = require('./agent.js');
 const tc = require('./context.js');
 const boundaries = require('./boundaries.js');
 const dataAccess = require('./data.js');
+const { Shape } = require('./wtrace.js');
 
 const RPC = Symbol('willowisp.rpc');
 // sorted: the JSON object is written with its keys in this order
@@ -63,13 +64,27 @@ const WANTED = new Set([
 ]);
 const FIRST_ONLY = new Set(['host', 'content-length', 'content-type', 'user-agent']);
 
+// A raw header name as the program's clients spell it -> its lower-cased name when the
+// agent wants it, else null: most requests repeat a few spellings (`Host`, `Connection`),
+// and this saves a toLowerCase (a new string) and a set lookup per header.
+const NAMES = new Map();
+function wantedName(name) {
+  let key = NAMES.get(name);
+  if (key === undefined) {
+    const lower = name.toLowerCase();
+    key = WANTED.has(lower) ? lower : null;
+    if (NAMES.size < 1024) NAMES.set(name, key);
+  }
+  return key;
+}
+
 function wanted(raw) {
   const out = {};
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i];
     if (typeof name !== 'string' || name.length > 17) continue; // the longest wanted name
-    const key = name.toLowerCase();
-    if (!WANTED.has(key)) continue;
+    const key = wantedName(name);
+    if (key === null) continue;
     const prev = out[key];
     if (prev === undefined) out[key] = String(raw[i + 1]);
     else if (!FIRST_ONLY.has(key)) out[key] = `${prev}, ${raw[i + 1]}`;
@@ -108,25 +123,18 @@ function peerOf(args, defaultPort) {
   return `${host}:${port}`;
 }
 
+const CLIENT_SHAPE = new Shape(['kind', 'name', 'loc', 'trace_id', 'span_id', 'sampled', 'protocol', 'library', 'method', 'target', 'peer']);
+const SERVER_SHAPE = new Shape([
+  'kind', 'name', 'trace_id', 'span_id', 'parent_span_id', 'sampled', 'protocol', 'library', 'method', 'target', 'peer', 'headers', 'propagation',
+]);
+
 // Defines the client resource of one request and writes msg.send; returns it (0 when not
 // recorded).
 function clientSend(rec, ctx, library, method, path, peer, loc) {
   if (!agent.recorded(ctx)) return 0;
   const t = target(path);
-  // flat [key, value, ...] attributes: no array per attribute on this per-request path
-  const rid = rec.newResource([
-    'kind', 'rpc',
-    'name', `${method} ${t}`,
-    'loc', loc,
-    'trace_id', ctx.traceId,
-    'span_id', ctx.spanId,
-    'sampled', ctx.flags & 1,
-    'protocol', 'http',
-    'library', library,
-    'method', method,
-    'target', t,
-    'peer', peer,
-  ]);
+  // the values only, in CLIENT_SHAPE's order: no key per attribute on this per-request path
+  const rid = rec.newResource(['rpc', `${method} ${t}`, loc, ctx.traceId, ctx.spanId, ctx.flags & 1, 'http', library, method, t, peer], CLIENT_SHAPE);
   rec.emit(K.MSG_SEND, agent.currentUnit(), rid, 0, loc);
   return rid;
 }
@@ -142,6 +150,8 @@ function onRequestMade(req, args, library, defaultPort, below) {
       req.setHeader('traceparent', tc.format(ctx));
       const member = boundaries.outgoingMember();
       if (member && !req.getHeader('tracestate')) req.setHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
+      const other = tc.otherHeaders(ctx); // the flow came in as B3 or X-Ray: that too
+      if (other !== null) for (const [name, value] of other) if (req.getHeader(name) === undefined) req.setHeader(name, value);
     }
     if (!agent.recorded(ctx)) return; // unsampled in hops mode: the context went out, nothing is recorded
     const method = req.method || 'GET';
@@ -229,41 +239,50 @@ function wrapClient(mod, library, defaultPort) {
 function onServerRequest(req, res) {
   const rec = agent.state.rec;
   const headers = Array.isArray(req.rawHeaders) ? wanted(req.rawHeaders) : req.headers || {};
-  const { ctx: parent, how } = tc.incoming(headers);
+  const { ctx: parent, how, style } = tc.incoming(headers);
   const method = req.method || '?';
   const inst = boundaries.enter('http', method, req.url || '/', stateMember(headers.tracestate));
   let flags = parent !== null ? parent.flags : tc.rootFlags();
   const forced = boundaries.forcedAttrs(inst, flags);
   if (inst !== null) flags |= 1; // a declared boundary is recorded whatever the ratio
-  const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags };
+  const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags, style };
   if (!agent.recorded(ctx)) {
     // not sampled in hops mode: carry the decision on, record nothing
     return agent.makeFlow(0, ctx, inst, true, '');
   }
   const t = target(req.url);
-  const flow = agent.newFlow(`${method} ${t}`, ctx, inst, 0);
-  const sock = req.socket || {};
-  const attrs = [
-    'kind', 'rpc',
-    'name', `${method} ${t}`,
-    'trace_id', ctx.traceId,
-    'span_id', ctx.spanId,
-    'parent_span_id', parent !== null ? parent.spanId : '',
-    'sampled', flags & 1,
-    'protocol', 'http',
-    'library', 'http.server',
-    'method', method,
-    'target', t,
-    'peer', `${sock.remoteAddress || '?'}:${sock.remotePort || 0}`,
-    'headers', headersJson(headers),
-    'propagation', how,
+  const name = `${method} ${t}`;
+  const flow = agent.newFlow(name, ctx, inst, 0);
+  const values = [
+    'rpc', name, ctx.traceId, ctx.spanId, parent !== null ? parent.spanId : '', flags & 1, 'http', 'http.server', method, t,
+    peerOfSocket(req.socket), headersJson(headers), how,
   ];
-  for (const [k, v] of forced) attrs.push(k, v);
-  const rid = rec.newResource(attrs);
+  let rid;
+  if (forced.length === 0) rid = rec.newResource(values, SERVER_SHAPE);
+  else {
+    // a boundary forced the recording (rare): the record has more keys than the shape
+    const attrs = [];
+    for (let i = 0; i < values.length; i += 1) attrs.push(SERVER_SHAPE.keys[i], values[i]);
+    for (const [k, v] of forced) attrs.push(k, v);
+    rid = rec.newResource(attrs);
+  }
   rec.emit(K.MSG_RECV, flow.unit, rid, 0, 0);
   dataAccess.httpRequest(rec, flow.unit, method, headers.host || '?', t);
   res[RPC] = { rid, flow, replied: false }; // the reply and the 'close' (wrapResponse) end it
   return flow;
+}
+
+// The caller's address of a server socket, kept on the socket: a keep-alive connection
+// carries many requests.
+const PEER = Symbol('willowisp.peer');
+function peerOfSocket(sock) {
+  if (sock === null || typeof sock !== 'object') return '?:0';
+  let peer = sock[PEER];
+  if (peer === undefined) {
+    peer = `${sock.remoteAddress || '?'}:${sock.remotePort || 0}`;
+    if (sock.remoteAddress) sock[PEER] = peer; // known once connected
+  }
+  return peer;
 }
 
 function wrapServer(Server) {
@@ -330,6 +349,8 @@ function installUndici(rec) {
         request.addHeader('traceparent', tc.format(ctx));
         const member = boundaries.outgoingMember();
         if (member) request.addHeader('tracestate', `${boundaries.STATE_KEY}=${member}`);
+        const other = tc.otherHeaders(ctx);
+        if (other !== null) for (const [name, value] of other) if (findHeader(request.headers, name.toLowerCase()) === null) request.addHeader(name, value);
       }
       const method = request.method || 'GET';
       const peer = String(request.origin || '').replace(/^\w+:\/\//, '');

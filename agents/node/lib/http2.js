@@ -31,8 +31,17 @@ const SIDE = Symbol('willowisp.http2');
 let patched = false;
 let clientPatched = false;
 
+// Has node:http2 been loaded (by anything)? Node's list of loaded built-ins only grows: it
+// is searched again only when it grew since the last look (this runs at every flush).
+let listSeen = 0;
 function loaded() {
-  return patched || (Array.isArray(process.moduleLoadList) && process.moduleLoadList.includes('NativeModule http2'));
+  if (patched) return true;
+  const list = process.moduleLoadList;
+  if (!Array.isArray(list) || list.length === listSeen) return false;
+  const from = listSeen;
+  listSeen = list.length;
+  for (let i = from; i < list.length; i += 1) if (list[i] === 'NativeModule http2') return true;
+  return false;
 }
 
 // --- client --------------------------------------------------------------------------
@@ -77,6 +86,8 @@ function beforeRequest(session, headers) {
     out.traceparent = tc.format(ctx);
     const member = boundaries.outgoingMember();
     if (member && headerOf(given, 'tracestate') === undefined) out.tracestate = `${boundaries.STATE_KEY}=${member}`;
+    const other = tc.otherHeaders(ctx); // HTTP/2 header names are lower case
+    if (other !== null) for (const [name, value] of other) if (headerOf(given, name.toLowerCase()) === undefined) out[name.toLowerCase()] = value;
   }
   if (!agent.recorded(ctx)) return { headers: out, ctx, rid: 0 };
   const method = String(headerOf(given, ':method') || 'GET');
@@ -162,14 +173,14 @@ function wrapConnect(h2, rec) {
 
 function onStream(rec, stream, headers) {
   const h = headers !== null && typeof headers === 'object' ? headers : {};
-  const { ctx: parent, how } = tc.incoming(h);
+  const { ctx: parent, how, style } = tc.incoming(h);
   const method = String(h[':method'] || '?');
   const path = String(h[':path'] || '/');
   const inst = boundaries.enter('http', method, path, stateMember(h.tracestate));
   let flags = parent !== null ? parent.flags : tc.rootFlags();
   const forced = boundaries.forcedAttrs(inst, flags);
   if (inst !== null) flags |= 1;
-  const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags };
+  const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags, style };
   if (!agent.recorded(ctx)) return agent.makeFlow(0, ctx, inst, true, '');
   const t = target(path);
   const flow = agent.newFlow(`${method} ${t}`, ctx, inst, 0);

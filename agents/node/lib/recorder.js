@@ -9,9 +9,10 @@
 //
 // Flush (every WILLOWISP_FLUSH_MS, 50 ms by default, from an unref'd timer, so events are
 // durable within 100 ms): the batches become one chunk payload (the columns are copied
-// as bytes, already little-endian), deflated on libuv's thread pool (zlib.deflate), and
-// appended with one write(2) when that is done, in order. The event loop pays for the
-// copy and the write call, not for compression. At exit (process 'exit', a signal) the
+// as bytes, already little-endian), deflated and framed off the event loop (compress.js:
+// a thread of the agent's own in a process that records much, else libuv's thread pool),
+// and appended with one write(2) when that is done, in order. The event loop pays for the
+// encoding, a copy and the write call, not for compression. At exit (process 'exit', a signal) the
 // flush is synchronous: whatever is still waiting for compression is written as it is.
 //
 // Errors never reach the program: the hooks call `fault(where, err)`, which counts the
@@ -20,10 +21,10 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const zlib = require('node:zlib');
 const { performance } = require('node:perf_hooks');
 const w = require('./wtrace.js');
 const K = require('./kinds.js');
+const { Compressor } = require('./compress.js');
 
 const AGENT_VERSION = '0.1.0';
 const BATCH_ROWS = 4096;
@@ -120,6 +121,7 @@ class Recorder {
     // pendingRows = rows in full + batch.n. Changed only by emit* and flush.
     this.batch = new Batch();
     this.full = [];
+    this.spare = []; // emptied batches, reused: a Batch is ~120 KiB of columns to allocate
     this.pendingRows = 0;
     this.maxRows = Math.max(BATCH_ROWS * 2, Math.floor(config.maxBufferBytes / ROW_BYTES));
     this.nextSeq = 1;
@@ -127,7 +129,13 @@ class Recorder {
     this.totalDropped = 0;
     this.totalEvents = 0;
     this.faults = 0;
-    this.records = []; // records defined since the last flush, in definition order
+    // Records defined since the last flush, encoded as they are defined (in definition
+    // order) into the next chunk's payload; the first chunk starts with the process record.
+    this.enc = new w.ChunkEncoder();
+    if (this.needProcessRecord) {
+      this.enc.record(w.RECORD.process, 0, this.processRecord().attrs, undefined);
+      this.needProcessRecord = false;
+    }
     this.nextUnit = 2; // unit 1 is the event loop
     this.nextResource = 1;
     this.nextLocation = 1;
@@ -135,9 +143,11 @@ class Recorder {
     this.faultMessages = new Set();
     // Chunks waiting to be written, in order: {raw, chunk (null until compressed)}.
     this.queue = [];
+    this.written = []; // whenWritten() waiters
     this.costNs = 0; // measured cost of one event on the hot path
     this.closed = false;
     this.extraStats = null; // () => [[key, value]...], set by hooks that add figures
+    this.compressor = new Compressor((where, err) => this.fault(where, err));
 
     // Wall clock: Date.now() has millisecond resolution only, so wall time is the wall
     // clock at one known monotonic instant plus monotonic time elapsed, re-based on
@@ -256,8 +266,15 @@ class Recorder {
   nextBatch() {
     if (this.closed || this.pendingRows + BATCH_ROWS > this.maxRows) return null;
     this.full.push(this.batch);
-    this.batch = new Batch();
+    this.batch = this.freshBatch();
     return this.batch;
+  }
+
+  freshBatch() {
+    const b = this.spare.pop();
+    if (b === undefined) return new Batch();
+    b.n = 0;
+    return b;
   }
 
   drop(unit) {
@@ -267,24 +284,36 @@ class Recorder {
 
   // --- definitions ---------------------------------------------------------------------
 
-  newUnit(attrs) {
+  // `attrs`: [[key, value], ...] or [key, value, ...]; or, with a wtrace.Shape, the values
+  // only, in the shape's key order (what per-request hooks pass: see wtrace.Shape). The
+  // record is encoded now; a value that cannot be (a bug of the agent) is a fault, and the
+  // number is still returned.
+  newUnit(attrs, shape) {
     const id = this.nextUnit++;
-    this.records.push({ type: w.RECORD.unit, id, attrs });
+    this.define(w.RECORD.unit, id, attrs, shape);
     return id;
   }
 
   defineUnit(id, attrs) {
-    this.records.push({ type: w.RECORD.unit, id, attrs });
+    this.define(w.RECORD.unit, id, attrs, undefined);
   }
 
-  newResource(attrs) {
+  newResource(attrs, shape) {
     const id = this.nextResource++;
-    this.records.push({ type: w.RECORD.resource, id, attrs });
+    this.define(w.RECORD.resource, id, attrs, shape);
     return id;
   }
 
   updateResource(id, attrs) {
-    this.records.push({ type: w.RECORD.resource, id, attrs });
+    this.define(w.RECORD.resource, id, attrs, undefined);
+  }
+
+  define(type, id, attrs, shape) {
+    try {
+      this.enc.record(type, id, attrs, shape);
+    } catch (err) {
+      this.fault('record', err);
+    }
   }
 
   location(file, line, func) {
@@ -294,7 +323,7 @@ class Recorder {
       if (this.locations.size > 100_000) this.locations.clear();
       id = this.nextLocation++;
       this.locations.set(key, id);
-      this.records.push({ type: w.RECORD.location, id, attrs: [['file', file], ['line', line], ['func', func]] });
+      this.define(w.RECORD.location, id, [['file', file], ['line', line], ['func', func]], undefined);
     }
     return id;
   }
@@ -305,7 +334,7 @@ class Recorder {
       this.faults += 1;
       const message = String(err && err.stack ? err.stack.split('\n')[0] : err).slice(0, 500);
       const id = this.faults;
-      this.records.push({ type: w.RECORD.fault, id, attrs: [['message', message], ['where', where]] });
+      this.enc.record(w.RECORD.fault, id, [['message', message], ['where', where]], undefined);
       this.emit(K.AGENT_FAULT, unit, 0, id, 0);
     } catch {
       // nothing left to do: the agent must not raise
@@ -389,13 +418,15 @@ class Recorder {
     return { type: w.RECORD.stats, id: 0, attrs };
   }
 
-  // Takes everything recorded so far and turns it into one chunk payload (or null).
-  takePayload() {
+  // Takes everything recorded so far and turns it into chunk payloads: none, one, or (when
+  // a new segment began since the records of this one were encoded) a chunk with the
+  // process record first.
+  takePayloads() {
     const batches = this.full;
     this.full = [];
     if (this.batch.n > 0) {
       batches.push(this.batch);
-      this.batch = new Batch();
+      this.batch = this.freshBatch();
     }
     this.pendingRows = 0;
     // the agent's own events go into the fresh batch, after the program's: they are never
@@ -406,51 +437,56 @@ class Recorder {
     this.dropped.clear();
     if (this.batch.n > 0) {
       batches.push(this.batch);
-      this.batch = new Batch();
+      this.batch = this.freshBatch();
       this.pendingRows = 0;
     }
     const n = batches.reduce((s, b) => s + b.n, 0);
-    if (n === 0 && this.records.length === 0 && !this.needProcessRecord) return null;
-    this.totalEvents += n;
-
-    const records = this.records;
-    this.records = [];
+    const out = [];
     if (this.needProcessRecord) {
-      records.unshift(this.processRecord());
+      out.push(w.encodePayload([this.processRecord()], null));
       this.needProcessRecord = false;
     }
-    records.push(this.statsRecord());
+    if (n === 0 && this.enc.count === 0) return out;
+    this.totalEvents += n;
+
+    const enc = this.enc;
+    this.enc = new w.ChunkEncoder();
+    const stats = this.statsRecord();
+    enc.record(stats.type, stats.id, stats.attrs, undefined);
     let events = null;
     if (n > 0) {
       const one = batches.length === 1 ? batches[0] : concat(batches, n);
       events = { firstSeq: this.nextSeq, n, kind: one.kind, unit: one.unit, time: one.time, res: one.res, arg: one.arg, loc: one.loc };
       this.nextSeq += n;
     }
-    return w.encodePayload(records, events);
+    out.push(enc.finish(events)); // copies the columns
+    for (const b of batches) if (this.spare.length < 4) this.spare.push(b);
+    return out;
   }
 
   // Periodic flush: the payload is compressed off the event loop, then written in order.
   flush() {
     if (this.closed) return;
-    let raw;
+    let payloads;
     try {
-      raw = this.takePayload();
+      payloads = this.takePayloads();
     } catch (err) {
       this.fault('flush', err);
       return;
     }
-    if (raw === null) return;
-    const item = { raw, chunk: null };
-    this.queue.push(item);
-    zlib.deflate(raw, { level: 1 }, (err, compressed) => {
-      if (item.chunk !== null || this.closed) return; // written synchronously meanwhile
-      try {
-        item.chunk = err ? w.plainChunk(raw) : w.deflateChunk(raw, compressed);
-        this.writeReady();
-      } catch (e) {
-        this.fault('flush.write', e);
-      }
-    });
+    for (const raw of payloads) {
+      const item = { raw, chunk: null };
+      this.queue.push(item);
+      this.compressor.compress(raw, (chunk) => {
+        if (item.chunk !== null || this.closed) return; // written synchronously meanwhile
+        try {
+          item.chunk = chunk;
+          this.writeReady();
+        } catch (e) {
+          this.fault('flush.write', e);
+        }
+      });
+    }
   }
 
   // Writes the chunks at the head of the queue that are ready, in order.
@@ -459,6 +495,12 @@ class Recorder {
       const { chunk } = this.queue.shift();
       this.writeChunk(chunk);
     }
+    if (this.queue.length === 0 && this.written.length > 0) for (const resolve of this.written.splice(0)) resolve();
+  }
+
+  // Resolves once every chunk flushed so far is written (for tests).
+  whenWritten() {
+    return this.queue.length === 0 ? Promise.resolve() : new Promise((resolve) => this.written.push(resolve));
   }
 
   writeChunk(chunk) {
@@ -501,8 +543,7 @@ class Recorder {
     this.calibrationTries = CALIBRATION_TRIES; // the last flush: the best bracket so far
     if (this.closed) return;
     try {
-      const raw = this.takePayload();
-      if (raw !== null) this.queue.push({ raw, chunk: null });
+      for (const raw of this.takePayloads()) this.queue.push({ raw, chunk: null });
       for (const item of this.queue) if (item.chunk === null) item.chunk = w.deflateChunk(item.raw);
       this.writeReady();
     } catch {
@@ -517,6 +558,7 @@ class Recorder {
 
   close() {
     this.flushSync();
+    this.compressor.close();
     if (this.stream !== null) {
       try {
         this.stream.closeSync();

@@ -11,6 +11,7 @@
 const { performance, PerformanceObserver } = require('node:perf_hooks');
 const K = require('./kinds.js');
 const agent = require('./agent.js');
+const boundaries = require('./boundaries.js');
 
 function installLoop(rec) {
   rec.defineUnit(agent.LOOP_UNIT, [['kind', 'event-loop'], ['name', 'main'], ['parent', 0], ['os_tid', process.pid]]);
@@ -22,8 +23,7 @@ function installLoop(rec) {
     utilization = Math.round(performance.eventLoopUtilization(now, last).utilization * 1000);
     last = now;
     const extra = [['loop_utilization', utilization]];
-    const b = require('./boundaries.js');
-    if (b.any()) extra.push(['by_boundary', b.byBoundaryJson()]);
+    if (boundaries.any()) extra.push(['by_boundary', boundaries.byBoundaryJson()]);
     return extra;
   };
 }

@@ -4,7 +4,7 @@
 // of the segment file.
 //
 // How it fits: the recorder hands every finished chunk, in order, to `write(chunk)` (from
-// its flush, once zlib is done on the thread pool), exactly where it would append it to
+// its flush, once it is compressed off the event loop), exactly where it would append it to
 // its file. The connection starts with a hello (process id, service, pid, token, format);
 // the first chunk on it holds the process record; then chunks are sent unchanged and the
 // collector acknowledges them once they are in its file.

@@ -37,9 +37,6 @@ function tableCrc32(buf) {
 // zlib.crc32 exists from Node 20.15; the table version serves older ones.
 const crc32 = typeof zlib.crc32 === 'function' ? (buf) => zlib.crc32(buf) >>> 0 : tableCrc32;
 
-// eslint-disable-next-line no-control-regex
-const ASCII = /^[\x00-\x7f]*$/;
-
 // A growable byte buffer with the format's primitive writers.
 class ByteWriter {
   constructor(size = 256) {
@@ -69,13 +66,31 @@ class ByteWriter {
   }
 
   // A string as its UTF-8 length (uvarint) and bytes, written in place (no Buffer per
-  // string: the string table of a chunk has a few thousand of them).
+  // string: the string table of a chunk has a few thousand of them). Short ASCII strings
+  // (ids, names, keys: nearly all of them) are copied by a loop here, which costs less than
+  // a call into the Buffer binding.
   str(s) {
-    const len = s.length < 128 && ASCII.test(s) ? s.length : Buffer.byteLength(s, 'utf8');
+    const n = s.length;
+    if (n < 128) {
+      this.room(n + 1);
+      const buf = this.buf;
+      const at = this.pos + 1;
+      let i = 0;
+      for (; i < n; i += 1) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[at + i] = c;
+      }
+      if (i === n) {
+        buf[this.pos] = n;
+        this.pos = at + n;
+        return;
+      }
+    }
+    const len = Buffer.byteLength(s, 'utf8');
     this.uvarint(len);
     this.room(len);
-    if (len === s.length) this.buf.latin1Write(s, this.pos, len);
-    else this.buf.utf8Write(s, this.pos, len);
+    this.buf.utf8Write(s, this.pos, len);
     this.pos += len;
   }
 
@@ -124,74 +139,240 @@ function fileHeader() {
   return h;
 }
 
+// The shape of a record that hot paths define over and over (an inbound request's server
+// resource, a client request's, a flow's unit): its keys, fixed, and per chunk the
+// string-table indices of those keys and of the last value seen at each position. A record
+// {type, id, attrs: [value, ...], shape} carries only its values, in the shape's key order;
+// the encoder then looks up in the chunk's string table only the values that changed since
+// the previous record of that shape (a trace id, a span id), not every key and every value.
+// The bytes are exactly those of the same record written as [key, value, ...].
+class Shape {
+  constructor(keys) {
+    this.keys = keys;
+    this.chunk = -1; // the encodePayload call whose indices the caches hold
+    this.keyIdx = new Int32Array(keys.length);
+    this.lastVal = new Array(keys.length).fill(undefined);
+    this.lastIdx = new Int32Array(keys.length);
+  }
+}
+
+// One chunk's string table while its payload is encoded: each string once, in order of
+// first use.
+class Strings {
+  constructor() {
+    this.index = new Map();
+    this.list = [];
+  }
+
+  ref(s) {
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.list.length;
+      this.index.set(s, i);
+      this.list.push(s);
+    }
+    return i;
+  }
+}
+
+let chunkCounter = 0;
+
+// One attribute: key index, then the typed value.
+function attr(body, strings, key, value) {
+  body.uvarint(strings.ref(key));
+  if (typeof value === 'string') {
+    body.u8(1);
+    body.uvarint(strings.ref(value));
+  } else if (typeof value === 'number' || typeof value === 'bigint') {
+    body.u8(0);
+    body.svarint(value);
+  } else if (value instanceof Uint8Array) {
+    body.u8(2);
+    body.uvarint(value.length);
+    body.bytes(value);
+  } else {
+    throw new TypeError(`attribute ${key}: unsupported value type ${typeof value}`);
+  }
+}
+
+// A record with a Shape: the first of its shape in this chunk interns keys and values in
+// order (as attr() would); the next ones reuse the key indices and the index of a value
+// equal to the previous one's at that position.
+function shapedAttrs(body, strings, shape, values, chunk) {
+  const keys = shape.keys;
+  const n = keys.length;
+  if (values.length !== n) throw new RangeError(`record of shape ${keys[0]}...: ${values.length} values for ${n} keys`);
+  body.uvarint(n);
+  const { keyIdx, lastVal, lastIdx } = shape;
+  if (shape.chunk !== chunk) {
+    shape.chunk = chunk;
+    for (let j = 0; j < n; j += 1) {
+      const k = strings.ref(keys[j]);
+      keyIdx[j] = k;
+      body.uvarint(k);
+      const v = values[j];
+      if (typeof v === 'string') {
+        const i = strings.ref(v);
+        lastVal[j] = v;
+        lastIdx[j] = i;
+        body.u8(1);
+        body.uvarint(i);
+      } else {
+        lastVal[j] = undefined;
+        attrValue(body, keys[j], v);
+      }
+    }
+    return;
+  }
+  // the common case, written in place: key index, type 1 or 0, string index or a small
+  // integer (at most 5 + 1 + 5 bytes an attribute); anything else through attrValue
+  body.room(n * 11);
+  for (let j = 0; j < n; j += 1) {
+    const buf = body.buf;
+    let pos = body.pos;
+    let k = keyIdx[j];
+    while (k >= 0x80) {
+      buf[pos++] = (k & 0x7f) | 0x80;
+      k >>>= 7;
+    }
+    buf[pos++] = k;
+    const v = values[j];
+    if (typeof v === 'string') {
+      let i;
+      if (v === lastVal[j]) i = lastIdx[j];
+      else {
+        i = strings.ref(v);
+        lastVal[j] = v;
+        lastIdx[j] = i;
+      }
+      buf[pos++] = 1;
+      while (i >= 0x80) {
+        buf[pos++] = (i & 0x7f) | 0x80;
+        i >>>= 7;
+      }
+      buf[pos++] = i;
+      body.pos = pos;
+    } else if (typeof v === 'number' && v >= 0 && v <= 0x3fffffff && (v | 0) === v) {
+      buf[pos++] = 0;
+      let z = v * 2; // zigzag of a non-negative integer
+      while (z >= 0x80) {
+        buf[pos++] = (z & 0x7f) | 0x80;
+        z >>>= 7;
+      }
+      buf[pos++] = z;
+      body.pos = pos;
+    } else {
+      body.pos = pos;
+      attrValue(body, keys[j], v);
+      body.room((n - j) * 11);
+    }
+  }
+}
+
+// A value that is not a string (no string-table entry).
+function attrValue(body, key, value) {
+  if (typeof value === 'number' || typeof value === 'bigint') {
+    body.u8(0);
+    body.svarint(value);
+  } else if (value instanceof Uint8Array) {
+    body.u8(2);
+    body.uvarint(value.length);
+    body.bytes(value);
+  } else {
+    throw new TypeError(`attribute ${key}: unsupported value type ${typeof value}`);
+  }
+}
+
+// One chunk's payload, built record by record as records are defined (the recorder keeps
+// one open between flushes), then finished with the chunk's events: the string table, the
+// record count, the records, the event columns. Encoding a record when it is defined
+// costs less than keeping it as objects until the flush (the values are still in the
+// processor's caches, and nothing is left for the garbage collector to copy meanwhile).
+class ChunkEncoder {
+  constructor() {
+    chunkCounter += 1;
+    this.chunk = chunkCounter; // the Shape caches of this chunk
+    this.strings = new Strings();
+    this.body = new ByteWriter(4096);
+    this.count = 0;
+  }
+
+  // One record (its forms: see encodePayload). A value of another type throws, and the
+  // chunk is then as if the record had not been given.
+  record(type, id, attrs, shape) {
+    const at = this.body.pos;
+    const known = this.strings.list.length;
+    try {
+      this.write(type, id, attrs, shape);
+    } catch (err) {
+      // a bad value: none of the record stays, nor the strings it added, and no Shape
+      // trusts its caches of this chunk any more (a fresh number for the chunk)
+      this.body.pos = at;
+      const { list, index } = this.strings;
+      for (let i = known; i < list.length; i += 1) index.delete(list[i]);
+      list.length = known;
+      chunkCounter += 1;
+      this.chunk = chunkCounter;
+      throw err;
+    }
+    this.count += 1;
+  }
+
+  write(type, id, attrs, shape) {
+    const body = this.body;
+    body.u8(type);
+    body.uvarint(id);
+    if (shape !== undefined) shapedAttrs(body, this.strings, shape, attrs, this.chunk);
+    else if (attrs.length > 0 && typeof attrs[0] === 'string') {
+      // flat: [key, value, key, value, ...]
+      body.uvarint(attrs.length >>> 1);
+      for (let i = 0; i + 1 < attrs.length; i += 2) attr(body, this.strings, attrs[i], attrs[i + 1]);
+    } else {
+      body.uvarint(attrs.length);
+      for (const [key, value] of attrs) attr(body, this.strings, key, value);
+    }
+  }
+
+  // The payload: this chunk's records and `events` (null, or the columns: encodePayload).
+  finish(events) {
+    const body = this.body;
+    const n = events ? events.n : 0;
+    const list = this.strings.list;
+    let size = 32 + body.pos + n * 29;
+    for (let i = 0; i < list.length; i += 1) size += 5 + list[i].length * 3;
+    const out = new ByteWriter(size);
+    out.uvarint(list.length);
+    for (let i = 0; i < list.length; i += 1) out.str(list[i]);
+    out.uvarint(this.count);
+    out.bytes(body.result());
+    out.uvarint(n);
+    if (n > 0) {
+      out.uvarint(events.firstSeq);
+      const col = (arr, width) => out.bytes(new Uint8Array(arr.buffer, arr.byteOffset, n * width));
+      col(events.kind, 1);
+      col(events.unit, 4);
+      col(events.time, 8);
+      col(events.res, 4);
+      col(events.arg, 8);
+      col(events.loc, 4);
+    }
+    return out.result();
+  }
+}
+
 // Encodes one chunk's payload.
-//   records: [{type, id, attrs: [[key, value], ...] or [key, value, key, value, ...]}]; a
-//            value is an integer (number or
-//            bigint: svarint), a string (a string-table index) or a Buffer/Uint8Array (bytes).
+//   records: [{type, id, attrs: [[key, value], ...] or [key, value, key, value, ...]}] or
+//            [{type, id, attrs: [value, ...], shape}] (see Shape); a value is an integer
+//            (number or bigint: svarint), a string (a string-table index) or a
+//            Buffer/Uint8Array (bytes).
 //   events:  null, or {firstSeq, n, kind: Uint8Array, unit: Uint32Array, time: BigUint64Array,
 //            res: Uint32Array, arg: BigInt64Array, loc: Uint32Array} (the first n rows used).
 // The string table lists each string once in order of first use, walking records in order
 // and within a record key then value: the order the conformance vectors pin.
 function encodePayload(records, events) {
-  const index = new Map();
-  const strings = [];
-  const ref = (s) => {
-    let i = index.get(s);
-    if (i === undefined) {
-      i = strings.length;
-      index.set(s, i);
-      strings.push(s);
-    }
-    return i;
-  };
-  const body = new ByteWriter(1024);
-  body.uvarint(records.length);
-  const attr = (key, value) => {
-    body.uvarint(ref(key));
-    if (typeof value === 'string') {
-      body.u8(1);
-      body.uvarint(ref(value));
-    } else if (typeof value === 'number' || typeof value === 'bigint') {
-      body.u8(0);
-      body.svarint(value);
-    } else if (value instanceof Uint8Array) {
-      body.u8(2);
-      body.uvarint(value.length);
-      body.bytes(value);
-    } else {
-      throw new TypeError(`attribute ${key}: unsupported value type ${typeof value}`);
-    }
-  };
-  for (const r of records) {
-    body.u8(r.type);
-    body.uvarint(r.id);
-    const a = r.attrs;
-    if (a.length > 0 && typeof a[0] === 'string') {
-      // flat: [key, value, key, value, ...] (what the per-request hooks build: no array
-      // per attribute)
-      body.uvarint(a.length >>> 1);
-      for (let i = 0; i + 1 < a.length; i += 2) attr(a[i], a[i + 1]);
-    } else {
-      body.uvarint(a.length);
-      for (const [key, value] of a) attr(key, value);
-    }
-  }
-  const n = events ? events.n : 0;
-  body.uvarint(n);
-  if (n > 0) {
-    body.uvarint(events.firstSeq);
-    const col = (arr, width) => body.bytes(new Uint8Array(arr.buffer, arr.byteOffset, n * width));
-    col(events.kind, 1);
-    col(events.unit, 4);
-    col(events.time, 8);
-    col(events.res, 4);
-    col(events.arg, 8);
-    col(events.loc, 4);
-  }
-  const head = new ByteWriter(64 + strings.length * 16);
-  head.uvarint(strings.length);
-  for (const s of strings) head.str(s);
-  return Buffer.concat([head.result(), body.result()]);
+  const enc = new ChunkEncoder();
+  for (const r of records) enc.record(r.type, r.id, r.attrs, r.shape);
+  return enc.finish(events);
 }
 
 // Frames a payload as one chunk. `stored` is the payload as stored (compressed or not).
@@ -231,6 +412,8 @@ module.exports = {
   CODEC_DEFLATE,
   RECORD,
   ByteWriter,
+  Shape,
+  ChunkEncoder,
   crc32,
   tableCrc32,
   fileHeader,

@@ -85,3 +85,41 @@ test('a deflate chunk stores the zlib stream and the CRC of the raw payload', ()
   const noise = require('node:crypto').randomBytes(256);
   assert.strictEqual(w.deflateChunk(noise)[4], w.CODEC_NONE);
 });
+
+test('a record given as a Shape and its values encodes exactly as with its keys', () => {
+  // several shapes, values that repeat, change, switch type, and are not ASCII, records of
+  // the other two forms in between, over several payloads (the shapes' per-chunk caches)
+  const shapes = [new w.Shape(['kind', 'name', 'trace_id', 'n']), new w.Shape(['kind', 'peer', 'name']), new w.Shape(['x'])];
+  const pick = (i, vs) => vs[i % vs.length];
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let payload = 0; payload < 4; payload += 1) {
+    const shaped = [];
+    const plain = [];
+    for (let r = 0; r < 60; r += 1) {
+      const k = Math.floor(rnd() * 5);
+      if (k >= shapes.length) {
+        const attrs = k === 3 ? [['name', pick(r, ['a', 'é', 'rpc'])], ['n', r]] : ['kind', pick(r, ['rpc', 'unit']), 'bytes', Buffer.from([r, 1])];
+        shaped.push({ type: 3, id: r, attrs });
+        plain.push({ type: 3, id: r, attrs });
+        continue;
+      }
+      const shape = shapes[k];
+      const values = shape.keys.map((key, j) => {
+        const x = rnd();
+        if (x < 0.4) return pick(j, ['rpc', 'GET /a', 'ünïcode', '']);
+        if (x < 0.7) return `${key}-${Math.floor(rnd() * 4)}`;
+        if (x < 0.85) return Math.floor(rnd() * 1e6) - 5e5;
+        return 2n ** 40n + BigInt(r);
+      });
+      shaped.push({ type: 3, id: r, attrs: values, shape });
+      const flat = [];
+      shape.keys.forEach((key, j) => flat.push(key, values[j]));
+      plain.push({ type: 3, id: r, attrs: flat });
+    }
+    const a = w.encodePayload(shaped, null);
+    const b = w.encodePayload(plain, null);
+    assert.ok(a.equals(b), `payload ${payload}: first difference at byte ${a.findIndex((x, i) => x !== b[i])}`);
+  }
+  assert.throws(() => w.encodePayload([{ type: 3, id: 1, attrs: ['one'], shape: shapes[0] }], null), RangeError);
+});

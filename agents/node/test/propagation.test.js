@@ -60,11 +60,12 @@ test('traceparent wins over B3, B3 over X-Ray, a valid single b3 over the multi 
   const w3c = `00-${T32}-${S}-01`;
   assert.strictEqual(tc.incoming({ traceparent: w3c, b3: `${T16}-${P}-1`, 'x-amzn-trace-id': xray }).how, 'w3c');
   const b3 = tc.incoming({ b3: `${T16}-${S}-0`, 'x-b3-traceid': T32, 'x-b3-spanid': P, 'x-amzn-trace-id': xray });
-  assert.deepStrictEqual(b3, { ctx: { traceId: `0000000000000000${T16}`, spanId: S, flags: 0 }, how: 'b3' });
+  assert.deepStrictEqual(b3, { ctx: { traceId: `0000000000000000${T16}`, spanId: S, flags: 0 }, how: 'b3', style: 'b3' });
   const multi = tc.incoming({ b3: 'garbage', 'x-b3-traceid': T32, 'x-b3-spanid': P, 'x-b3-sampled': '1' });
-  assert.deepStrictEqual(multi, { ctx: { traceId: T32, spanId: P, flags: 1 }, how: 'b3' });
-  assert.deepStrictEqual(tc.incoming({ traceparent: 'bad', 'x-amzn-trace-id': xray }), { ctx: { traceId: T32, spanId: P, flags: 1 }, how: 'xray' });
-  assert.deepStrictEqual(tc.incoming({ b3: '1' }), { ctx: null, how: '' }, 'a bare decision has nothing to continue');
+  assert.deepStrictEqual(multi, { ctx: { traceId: T32, spanId: P, flags: 1 }, how: 'b3', style: 'b3-multi' });
+  assert.deepStrictEqual(tc.incoming({ traceparent: 'bad', 'x-amzn-trace-id': xray }), { ctx: { traceId: T32, spanId: P, flags: 1 }, how: 'xray', style: 'xray' });
+  assert.deepStrictEqual(tc.incoming({ b3: '1' }), { ctx: null, how: '', style: '' }, 'a bare decision has nothing to continue');
+  assert.strictEqual(tc.incoming({ traceparent: w3c, b3: `${T16}-${P}-1` }).style, '', 'W3C: traceparent alone goes out');
 });
 
 function get(port, urlPath, headers) {
@@ -78,7 +79,7 @@ function get(port, urlPath, headers) {
   });
 }
 
-test('a real server continues B3 and X-Ray traces and records the format', async () => {
+test('a real server continues B3 and X-Ray traces, writes them on its calls and records the format', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-formats-'));
   const child = spawn(process.execPath, ['--require', path.join(AGENT, 'register.js'), path.join(__dirname, 'programs/inbound_formats.js')], {
     env: { ...process.env, WILLOWISP_OUT: out, WILLOWISP_SERVICE: 'formats', WILLOWISP_MODE: 'hops', WILLOWISP_TRACE_RATIO: '1' },
@@ -95,7 +96,16 @@ test('a real server continues B3 and X-Ray traces and records the format', async
       { name: 'x-ray', headers: { 'X-Amzn-Trace-Id': `Root=1-${X32.slice(0, 8)}-${X32.slice(8)};Parent=${S};Sampled=1` }, trace: X32, parent: S, how: 'xray', flag: '01' },
       { name: 'none', headers: {}, trace: null, parent: '', how: '', flag: '01' },
     ];
-    for (const c of cases) c.downstream = JSON.parse(await get(port, `/hop?case=${c.name.replace(' ', '-')}`, c.headers)).downstream;
+    for (const c of cases) Object.assign(c, JSON.parse(await get(port, `/hop?case=${c.name.replace(' ', '-')}`, c.headers)));
+    // through fetch (undici) too: the caller's format goes out with the same ids
+    for (const c of cases.filter((x) => x.name !== 'none')) {
+      const viaFetch = JSON.parse(await get(port, `/fetch?case=${c.name.replace(' ', '-')}`, c.headers));
+      const [, trace, span, flag] = viaFetch.downstream.split('-');
+      const sampled = flag === '01' ? '1' : '0';
+      const values = Object.values(viaFetch.other).join(' ');
+      assert.strictEqual(Object.keys(viaFetch.other).length, c.name === 'b3 multi' ? 3 : 1, `${c.name} via fetch: ${JSON.stringify(viaFetch.other)}`);
+      assert.ok(values.includes(trace.slice(8)) && values.includes(span) && values.includes(sampled), `${c.name} via fetch: ${values}`);
+    }
     const [exited] = await Promise.all([once(child, 'exit'), get(port, '/quit', {})]);
     assert.strictEqual(exited[0], 0, stderr);
     assert.strictEqual(stderr, '');
@@ -105,6 +115,15 @@ test('a real server continues B3 and X-Ray traces and records the format', async
     for (const c of cases) {
       const [, trace, span, flag] = c.downstream.split('-');
       assert.strictEqual(flag, c.flag, `${c.name}: the sampled decision travels on`);
+      // the downstream call also speaks the caller's format, with the same ids and decision
+      const sampled = flag === '01' ? '1' : '0';
+      const other = {
+        'b3 single': { b3: `${trace}-${span}-${sampled}` },
+        'b3 multi': { 'x-b3-traceid': trace, 'x-b3-spanid': span, 'x-b3-sampled': sampled },
+        'x-ray': { 'x-amzn-trace-id': `Root=1-${trace.slice(0, 8)}-${trace.slice(8)};Parent=${span};Sampled=${sampled}` },
+        none: {},
+      }[c.name];
+      assert.deepStrictEqual(c.other, other, `${c.name}: the other headers of the downstream call`);
       if (c.trace !== null) assert.strictEqual(trace, c.trace, `${c.name}: the downstream call continues the trace`);
       const server = servers.find((r) => r.attrs.trace_id === trace);
       if (c.flag === '00') {
@@ -122,4 +141,28 @@ test('a real server continues B3 and X-Ray traces and records the format', async
     if (child.exitCode === null) child.kill('SIGKILL');
     fs.rmSync(out, { recursive: true, force: true });
   }
+});
+
+// The regular-expression parse that tc.parse replaced (a character-by-character check):
+// the rules of the W3C header, kept here as the reference.
+function parseByRegex(header) {
+  if (typeof header !== 'string') return null;
+  const m = tc.TRACEPARENT.exec(header.trim().toLowerCase());
+  if (m === null || m[1] === 'ff') return null;
+  if (m[1] === '00' && header.trim().length !== 55) return null;
+  if (/^0+$/.test(m[2]) || /^0+$/.test(m[3])) return null;
+  return { traceId: m[2], spanId: m[3], flags: parseInt(m[4], 16) };
+}
+
+test('traceparent: the hand parse agrees with the regular expression', () => {
+  const good = `00-${T32}-${S}-01`;
+  const cases = [good, ` ${good}\t`, good.toUpperCase(), `01-${T32}-${S}-00-extra-fields`, `00-${T32}-${S}-01-x`, `ff-${T32}-${S}-01`,
+    `00-${'0'.repeat(32)}-${S}-01`, `00-${T32}-${'0'.repeat(16)}-01`, `00-${T32}-${S}-0g`, `00-${T32}-${S}`, `0-${T32}-${S}-01`,
+    `02-${T32}-${S}-01-a\nb`, `02-${T32}-${S}-01-a\u2028`, `02-${T32}-${S}-01x`, `00_${T32}-${S}-01`, '', 'x'.repeat(55), undefined, 7,
+    `00-${T32}-${S}-01, 00-${T32}-${S}-01`, `cc-${T32}-${S}-ff`, `00-${T32.slice(1)}-${S}-01`, `00-${T32}-${S}-01\u0130`, `0a-${T32}-${S}-01-\u0130`];
+  // and mutations of a valid header: every position replaced by characters around the hex range
+  for (let i = 0; i < 60; i += 1) {
+    for (const c of ['-', '0', '9', 'a', 'f', 'g', 'F', ' ', '/', ':', '`', 'G', '\n']) cases.push(good.slice(0, i) + c + good.slice(i + 1));
+  }
+  for (const c of cases) assert.deepStrictEqual(tc.parse(c), parseByRegex(c), JSON.stringify(c));
 });

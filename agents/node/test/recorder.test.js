@@ -44,8 +44,8 @@ test('events across many batches arrive in order with contiguous sequence number
   const { rec, out } = recorder();
   const unit = rec.newUnit([['kind', 'async-flow'], ['name', 'f']]);
   for (let i = 0; i < 10_000; i += 1) rec.emit(K.LOCK_ACQUIRED, unit, 1, i, 0);
-  rec.flush(); // compressed on the thread pool, written when done
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  rec.flush(); // compressed off the event loop, written when done
+  await rec.whenWritten();
   for (let i = 0; i < 10; i += 1) rec.emit(K.LOCK_RELEASE, unit, 1, i, 0);
   rec.close();
   const file = path.join(out, fs.readdirSync(out)[0]);
@@ -91,4 +91,97 @@ test('bad settings are refused with the variable named', () => {
   const b = fromEnv({ WILLOWISP_BOUNDARIES: 'entry=http:POST /checkout;runtimes=python,nodejs' }).boundaries[0];
   // the same id the Python agent derives: sha256("http:POST /checkout")[:8]
   assert.strictEqual(b.id, require('node:crypto').createHash('sha256').update('http:POST /checkout').digest('hex').slice(0, 8));
+});
+
+// A recorder with a few records and `n` events of one unit (a payload of ~29 bytes each).
+function busy(rec, n, from = 0) {
+  const unit = rec.newUnit([['kind', 'async-flow'], ['name', `f${from}`]]);
+  for (let i = 0; i < n; i += 1) rec.emit(K.LOCK_ACQUIRED, unit, 1, from + i, 0);
+  return unit;
+}
+
+function allArgs(out, kind = K.LOCK_ACQUIRED) {
+  const file = readFile(fs.readFileSync(path.join(out, fs.readdirSync(out)[0])));
+  return { file, args: file.chunks.flatMap((c) => c.events).filter((e) => e.kind === kind).map((e) => Number(e.arg)) };
+}
+
+test('a large payload is compressed and framed on the agent thread, a small one on the pool, in order', async () => {
+  const { rec, out } = recorder();
+  busy(rec, 10, 0);
+  rec.flush(); // small: zlib on the thread pool, no thread started
+  await rec.whenWritten();
+  assert.strictEqual(rec.compressor.thread, null);
+  busy(rec, 5000, 10);
+  rec.flush(); // ~150 KiB: the thread starts and compresses it
+  assert.notStrictEqual(rec.compressor.thread, null);
+  busy(rec, 3, 5010);
+  rec.flush(); // once started, every payload goes to the thread
+  await rec.whenWritten();
+  assert.strictEqual(rec.compressor.pending.size, 0);
+  rec.close();
+  const { file, args } = allArgs(out);
+  assert.deepStrictEqual(args, [...Array(5013).keys()]);
+  assert.ok(file.chunks.filter((c) => c.codec === 1).length >= 2, 'deflate chunks');
+  assert.ok(!file.chunks.some((c) => c.records.some((r) => r.type === 5)), 'no fault');
+});
+
+test('a payload still on the agent thread at exit is written by close, once', () => {
+  const { rec, out } = recorder();
+  busy(rec, 5000, 0);
+  rec.flush(); // posted to the thread
+  assert.strictEqual(rec.compressor.pending.size, 1);
+  rec.close(); // at exit: compressed synchronously
+  assert.deepStrictEqual(allArgs(out).args, [...Array(5000).keys()]);
+});
+
+test('the agent thread dying is a fault; what it held is compressed on the pool', async () => {
+  const { rec, out } = recorder();
+  busy(rec, 5000, 0);
+  rec.flush();
+  const thread = rec.compressor.thread;
+  busy(rec, 5000, 5000);
+  rec.flush();
+  await thread.terminate();
+  await new Promise((resolve) => (rec.compressor.failed ? resolve() : thread.once('exit', () => setImmediate(resolve))));
+  assert.strictEqual(rec.compressor.failed, true);
+  busy(rec, 5000, 10000);
+  rec.flush(); // the pool from now on
+  assert.strictEqual(rec.compressor.thread, null);
+  await rec.whenWritten();
+  rec.close();
+  const { file, args } = allArgs(out);
+  assert.deepStrictEqual(args, [...Array(15000).keys()]);
+  const fault = file.chunks.flatMap((c) => c.records).find((r) => r.type === 5);
+  assert.strictEqual(fault.attrs.where, 'compress.thread');
+});
+
+test('records are encoded as defined: a bad value is a fault and the chunk stays whole', () => {
+  const { rec, out } = recorder();
+  const a = rec.newResource([['kind', 'rpc'], ['name', 'before']]);
+  const bad = rec.newResource([['kind', 'rpc'], ['name', 'fresh string'], ['oops', { not: 'a value' }]]);
+  const c = rec.newResource([['kind', 'rpc'], ['name', 'after']]);
+  rec.close();
+  const file = readFile(fs.readFileSync(path.join(out, fs.readdirSync(out)[0])));
+  const records = file.chunks.flatMap((ch) => ch.records);
+  const resources = records.filter((r) => r.type === 3);
+  assert.deepStrictEqual(resources.map((r) => [r.id, r.attrs.name]), [[a, 'before'], [c, 'after']]);
+  assert.notStrictEqual(bad, 0);
+  const fault = records.find((r) => r.type === 5);
+  assert.strictEqual(fault.attrs.where, 'record');
+});
+
+test('a segment begun after records were encoded starts with its own process record', async () => {
+  const { rec, out } = recorder();
+  rec.flush(); // the first chunk: process record
+  await rec.whenWritten();
+  const unit = rec.newUnit([['kind', 'async-flow'], ['name', 'spans two segments']]);
+  rec.openSegment(); // what a segment reaching 256 MiB does
+  rec.emit(K.UNIT_START, unit, 0, 1, 0);
+  rec.close();
+  const second = fs.readdirSync(out).find((f) => f.endsWith('-2.wtrace'));
+  const chunks = readFile(fs.readFileSync(path.join(out, second))).chunks;
+  assert.strictEqual(chunks[0].records[0].type, 1);
+  assert.strictEqual(chunks[0].records[0].attrs.segment, 2);
+  const later = chunks.slice(1).flatMap((ch) => ch.records);
+  assert.ok(later.some((r) => r.type === 2 && r.id === unit), 'the unit, after the process record');
 });
