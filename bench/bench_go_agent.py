@@ -35,7 +35,12 @@ and prints figures, medians of --count runs, and ratios:
   4. The same with ~2 us of work per request ("churn"): goroutine creation, hand-offs and
      the lock dominate, the tracer's worst case. No target; shown so nobody is surprised.
 
-Usage: python bench/bench_go_agent.py [--count N] [--benchtime 1s]
+Usage: python bench/bench_go_agent.py [--count N] [--benchtime 1s] [--against DIR]
+
+--against DIR compares this checkout's agent with another copy of agents/go (DIR, e.g. the
+previous version of a change) on the HTTP benchmarks only: both test binaries are built and
+run in alternating rounds, so each round measures both next to each other, and the script
+prints per-request CPU (us) for each and the ratio this/other per round (median [min]).
 """
 
 from __future__ import annotations
@@ -155,11 +160,105 @@ def run(
     )
 
 
+HTTP_REQUESTS = 200  # requests per operation of the HTTP workload (bench_http_test.go)
+AB_BENCHES = ("HTTPOff", "HTTPOn", "HTTPTracerOnly", "HopClientOff", "HopClientOn")
+
+
+def build(go: str, module: Path, out: Path) -> None:
+    built = subprocess.run(
+        [go, "test", "-c", "-o", str(out), "./wisp"],
+        cwd=module,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
+    if built.returncode != 0:
+        sys.exit(f"bench_go_agent: go test -c in {module} failed:\n{built.stderr}")
+
+
+def cpu_per_op(binary: Path, cwd: Path, benchtime: str) -> dict[str, float]:
+    """One run of the A/B benchmarks: CPU ns per operation of each."""
+    pattern = "^Benchmark(" + "|".join(AB_BENCHES) + ")$"
+    done = subprocess.run(
+        [str(binary), "-test.run", "^$", "-test.bench", pattern, "-test.benchtime", benchtime],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"bench_go_agent: the benchmarks failed:\n{done.stdout}{done.stderr}")
+    out: dict[str, float] = {}
+    for line in done.stdout.splitlines():
+        m = LINE.match(line)
+        if m and (c := CPU.search(line)):
+            out[m.group(1)] = float(c.group(1))
+    return out
+
+
+def against(other: Path, count: int, benchtime: str) -> None:
+    """This checkout's agent against OTHER (a copy of agents/go), alternating rounds."""
+    go = shutil.which("go")
+    if go is None:
+        sys.exit("bench_go_agent: the go toolchain is not installed")
+    before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        this_bin, other_bin = Path(tmp) / "this.test", Path(tmp) / "other.test"
+        build(go, AGENT, this_bin)
+        build(go, other, other_bin)
+        rows: dict[str, list[float]] = {}
+        for i in range(count):
+            order = [("this", this_bin, AGENT), ("other", other_bin, other)]
+            if i % 2:
+                order.reverse()
+            got = {who: cpu_per_op(b, mod / "wisp", benchtime) for who, b, mod in order}
+            for who in ("this", "other"):
+                g = got[who]
+                per = {
+                    "http_on_us": g["HTTPOn"] / HTTP_REQUESTS / 1e3,
+                    "http_off_us": g["HTTPOff"] / HTTP_REQUESTS / 1e3,
+                    "agent_us": (g["HTTPOn"] - g["HTTPTracerOnly"]) / HTTP_REQUESTS / 1e3,
+                    "on_off": g["HTTPOn"] / g["HTTPOff"],
+                    "share": g["HTTPOn"] / g["HTTPTracerOnly"],
+                    "client_us": (g["HopClientOn"] - g["HopClientOff"]) / 1e3,
+                }
+                for k, v in per.items():
+                    rows.setdefault(f"{who}:{k}", []).append(v)
+            rows.setdefault("ratio:http_on", []).append(
+                got["this"]["HTTPOn"] / got["other"]["HTTPOn"]
+            )
+    print(f"A/B, this checkout against {other}: {count} alternating rounds of {benchtime}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {before:.2f} before and "
+        f"{os.getloadavg()[0]:.2f} after; CPU time (getrusage), median [min]"
+    )
+
+    def med(key: str) -> str:
+        v = rows[key]
+        return f"{statistics.median(v):7.3f} [{min(v):7.3f}]"
+
+    for label, k in (
+        ("HTTP service, agent off, us/request", "http_off_us"),
+        ("HTTP service, agent on, us/request", "http_on_us"),
+        ("  the agent's own (on - tracer alone)", "agent_us"),
+        ("  on / off", "on_off"),
+        ("  on / tracer alone (own share)", "share"),
+        ("wisp.Transport alone, +us per call", "client_us"),
+    ):
+        print(f"   {label:<40} this {med('this:' + k)}   other {med('other:' + k)}")
+    print(f"   HTTP service agent on, this / other (same round)  {med('ratio:http_on')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=5)
     ap.add_argument("--benchtime", default="1s")
+    ap.add_argument("--against", type=Path, help="another copy of agents/go to compare with")
     args = ap.parse_args()
+    if args.against is not None:
+        against(args.against.resolve(), args.count, args.benchtime)
+        return
     before = os.getloadavg()[0]
     ns, ratio, low, low_ratio = run(args.count, args.benchtime)
     print(

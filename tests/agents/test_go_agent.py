@@ -26,7 +26,16 @@ import pytest
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import go_trace
 from willowisp.ingest.go_decoder import AGENT_STORED
-from wispkit import CORPUS_TOKEN, check_control_corpus, clean_env, start_collector, stop_collector
+from wispkit import (
+    CAN_MOUNT,
+    CORPUS_TOKEN,
+    check_control_corpus,
+    check_loss_reported,
+    clean_env,
+    run_on_full_disk,
+    start_collector,
+    stop_collector,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "go"
@@ -760,3 +769,50 @@ def test_boundary_crosses_from_python_into_go(programs: dict[str, Path], tmp_pat
         out, "select count(*) as n from events where kind = 'msg.recv' and service = 'boundary'"
     )
     assert recv[0]["n"] == 1
+
+
+def build_testdata(name: str) -> Path:
+    """A program of agents/go/wisp/testdata, built into the test cache."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    program = BUILD / name
+    built = subprocess.run(
+        [str(GO), "build", "-o", str(program), f"./wisp/testdata/{name}"],
+        cwd=AGENT,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return program
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root with unshare and mount")
+def test_full_disk_is_said_and_never_breaks_the_program(tmp_path: Path) -> None:
+    """A 224 KiB file system (64 KiB of it the agent's reserve) for a program recording
+    ~220 KB over three seconds: the first tracer generation fits, later chunks do not. The
+    program prints and exits as without the agent; one stderr line says the loss; the file
+    ends at a whole chunk, says the drops and the faults (the write, the broken tracer
+    stream) and still holds the first generation's goroutines and lock events."""
+    program = build_testdata("diskfill")
+    alone = subprocess.run(
+        [str(program)], capture_output=True, text=True, timeout=120, check=False, env=clean_env()
+    )
+    assert (alone.returncode, alone.stdout) == (0, "14400\n"), alone.stderr
+    done, kept = run_on_full_disk(tmp_path, [str(program)], "224k")
+    assert (done.returncode, done.stdout) == (alone.returncode, alone.stdout), done.stderr
+    assert "panic" not in done.stderr and "goroutine " not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if "could not be written" in line]
+    assert len(said) == 1 and "No space left on device" in said[0], done.stderr
+    assert said[0].startswith("willowisp: ") and " events of diskfill (pid " in said[0]
+    lost = int(said[0].split("willowisp: ", 1)[1].split(" events", 1)[0])
+    agent = check_loss_reported(kept, "diskfill")
+    assert 0 < int(str(agent["dropped"])) <= lost
+    report = analyze_json(kept)
+    wheres = {f["explanation"][0].split(" raised ", 1)[0] for f in findings(report, "agent-fault")}
+    assert "write" in wheres, wheres  # (the broken stream's fault may come after the news)
+    # the stream is read up to its last complete generation: goroutines and the lock's holds
+    assert report["trace"]["units"] > 10, report["trace"]
+    (lock,) = [c for c in report["contention"] if c["resource"]["name"] == "total"]
+    assert 0 < lock["acquisitions"] < 14400, lock  # what was written, not all

@@ -340,8 +340,10 @@ func TestWriteFailuresAreCountedNotRaised(t *testing.T) {
 	}
 	_ = r.flush(false)
 	Stop()
-	if r.faults != 1 || r.dropped < 2 {
-		t.Fatalf("faults %d (want 1 per failure run), dropped %d", r.faults, r.dropped)
+	// one fault per failure run (where: write), and one for the tracer stream the first
+	// refused piece ended (where: trace), if a piece was pending then
+	if r.faults < 1 || r.faults > 2 || r.dropped < 2 {
+		t.Fatalf("faults %d (want 1 per failure run, +1 for the tracer stream), dropped %d", r.faults, r.dropped)
 	}
 }
 

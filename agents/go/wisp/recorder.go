@@ -38,11 +38,12 @@ const AgentVersion = "0.1.0"
 const StreamFormat = "go-exectrace"
 
 const (
-	maxEvents     = 1 << 14  // the agent's own events waiting (anchors, faults, flushes)
-	maxRecords    = 1 << 16  // definition records waiting; past it they are dropped and counted
-	tracePieceMax = 16 << 20 // bytes of one embedded piece (docs/format.md)
-	traceFlushAt  = 4 << 20  // tracer bytes that make the writer flush by itself
-	anchorEvery   = int64(time.Second)
+	evEndOfGeneration = 52       // the runtime's in-band end of a generation (a Write of its own; Go 1.25+)
+	maxEvents         = 1 << 14  // the agent's own events waiting (anchors, faults, flushes)
+	maxRecords        = 1 << 16  // definition records waiting; past it they are dropped and counted
+	tracePieceMax     = 16 << 20 // bytes of one embedded piece (docs/format.md)
+	traceFlushAt      = 4 << 20  // tracer bytes that make the writer flush by itself
+	anchorEvery       = int64(time.Second)
 )
 
 var active atomic.Pointer[recorder]
@@ -88,6 +89,9 @@ type recorder struct {
 	pieceBuf     []byte     // the last framed tracer piece, reused
 	writeFailed  bool       // the last write failed (a full disk): one fault per failure run
 	rotateFailed bool       // the next segment could not be opened: stay in this one
+	path         string     // the current segment's file
+	reserve      string     // the reserve file's path, "" when there is none (fulldisk.go)
+	refusal      string     // why the file system first refused a chunk ("No space left on device")
 
 	mu          sync.Mutex // guards everything below
 	events      []Event
@@ -104,6 +108,18 @@ type recorder struct {
 	streamNo    int    // the current stream's number
 	streamFirst bool   // the current stream's first piece (its header) is not written yet
 	costNS      int64  // one recorded event (a user log), measured at start
+
+	// A full disk (fulldisk.go).
+	unsaid       map[uint32]int64 // dropped events per unit not yet said in agent.drop events
+	carry        []Record         // definitions of refused chunks, written with the next one
+	lostOnWrite  int64            // events lost with refused chunks (the line at exit)
+	traceWrites  int64            // the tracer's batches in r.trace (each holds events)
+	genEnd       int              // r.trace[:genEnd] ends with a generation's end: whole generations
+	genWrites    int64            // the batches in r.trace[:genEnd]
+	streamBroken bool             // a piece of the open tracer stream was refused
+	lostTrace    int64            // tracer bytes lost with refused pieces (the line at exit)
+	restartAt    int64            // monotonic ns when a tracer stopped by a refusal starts again (0: none)
+	restartWait  int64            // the next wait before such a restart (doubles, at most a minute)
 
 	stop chan struct{}
 	done chan struct{}
@@ -132,6 +148,7 @@ func Start(cfg Config) (err error) {
 		seq:       1,
 		locs:      map[string]uint32{},
 		units:     map[uint32]struct{}{},
+		unsaid:    map[uint32]int64{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		gated:     cfg.Mode == "hops" && labelsUsable,
@@ -155,10 +172,12 @@ func Start(cfg Config) (err error) {
 	r.mu.Unlock()
 	if err = r.flush(false); err != nil {
 		r.out.close()
+		r.dropReserve()
 		return fmt.Errorf("cannot write %s: %v", cfg.Out, err)
 	}
 	if !active.CompareAndSwap(nil, r) {
 		r.out.close()
+		r.dropReserve()
 		return fmt.Errorf("already recording")
 	}
 	for _, spec := range strings.Split(cfg.Boundaries, "|") {
@@ -218,6 +237,10 @@ func Stop() {
 		out := r.out
 		r.wmu.Unlock()
 		out.close() // a stream says bye and waits (bounded) for the last acknowledgements
+		r.wmu.Lock()
+		r.dropReserve()
+		r.wmu.Unlock()
+		r.sayLost()
 	})
 }
 
@@ -239,14 +262,23 @@ func (r *recorder) openSegment(n int) (sink, error) {
 	name := fmt.Sprintf("%s-%d-%s-%d.wtrace", safeName(r.cfg.Service), os.Getpid(), r.processID[:8], n)
 	path := filepath.Join(r.cfg.Out, name)
 	r.segment, r.written, r.wroteProcess = n, int64(len(FileHeader)), false
+	oldPath := r.path
+	r.path = path
 	if r.cfg.Collector != "" {
 		hello := map[string]any{"process_id": r.processID, "service": cut(r.cfg.Service, 256),
 			"pid": os.Getpid(), "runtime": "go", "segment": n}
 		process := func() []byte { return r.processChunk(n) }
 		return newStreamSink(r.cfg.Collector, r.cfg.Token, path, hello, process, r.countFault), nil
 	}
+	if n == 1 {
+		r.makeReserve()
+	}
 	f, err := openFileSink(path)
 	if err != nil {
+		r.path = oldPath
+		if n == 1 {
+			r.dropReserve() // the agent stays off
+		}
 		return nil, err
 	}
 	return f, nil
@@ -406,6 +438,7 @@ func (r *recorder) startTracerLocked() {
 	header := fmt.Sprintf(`{"wisp":%q,"format":1,"process_id":%q,"stream":%d,"pid":%d}`+"\n",
 		StreamFormat, r.processID, r.streamNo, os.Getpid())
 	r.trace = append(r.trace[:0], header...)
+	r.traceWrites, r.genEnd, r.genWrites = 0, 0, 0
 	r.streamOpen, r.streamFirst = true, true
 	r.mu.Unlock()
 	if err := trace.Start(traceSink{r}); err != nil {
@@ -461,7 +494,16 @@ type traceSink struct{ r *recorder }
 func (s traceSink) Write(p []byte) (int, error) {
 	r := s.r
 	r.mu.Lock()
+	if r.streamBroken { // the stream cannot be read past a refused piece: counted, not kept
+		r.lostTraceLocked(int64(len(p)), 1)
+		r.mu.Unlock()
+		return len(p), nil
+	}
 	r.trace = append(r.trace, p...)
+	r.traceWrites++
+	if len(p) == 1 && p[0] == evEndOfGeneration {
+		r.genEnd, r.genWrites = len(r.trace), r.traceWrites
+	}
 	full := len(r.trace) >= traceFlushAt
 	r.mu.Unlock()
 	if full {
@@ -494,7 +536,7 @@ func (r *recorder) tick() {
 	if nanotime()-r.lastAnchor >= anchorEvery {
 		r.anchorLocked()
 	}
-	waiting := len(r.events) > 0 || len(r.records) > 0 || len(r.trace) > 0
+	waiting := len(r.events) > 0 || len(r.records) > 0 || r.genEnd > 0
 	r.mu.Unlock()
 	if waiting {
 		_ = r.flush(false)
@@ -508,6 +550,7 @@ func (r *recorder) tick() {
 	} else {
 		r.followDestination(epoch)
 	}
+	r.recoverTracer()
 }
 
 // followDestination starts a new tracer stream when the stream's destination changed (the
@@ -533,6 +576,7 @@ func (r *recorder) followDestination(epoch int) {
 func (r *recorder) emitLocked(e Event) {
 	if len(r.events) >= maxEvents {
 		r.dropped++
+		r.unsaid[e.Unit]++
 		return
 	}
 	r.events = append(r.events, e)
@@ -552,6 +596,7 @@ func (r *recorder) define(rec Record) {
 		r.records = append(r.records, rec)
 	} else {
 		r.dropped++
+		r.unsaid[0]++
 	}
 	r.mu.Unlock()
 }
@@ -661,8 +706,30 @@ func (r *recorder) flush(final bool) error {
 	start := nanotime()
 	var pieces []Record
 	var infos []pieceInfo
-	if r.streamOpen && (len(r.trace) > 0 || final) {
-		data := r.trace
+	var pieceWrites int64 // the tracer's batches in pieces
+	cut := -1             // r.trace[:cut] goes into pieces; -1: r.trace stays as it is
+	if r.streamOpen && r.streamBroken {
+		// A piece of this stream was refused: what follows it cannot be read.
+		if len(r.trace) > 0 {
+			r.lostTraceLocked(int64(len(r.trace)), r.traceWrites)
+		}
+		r.trace, r.traceWrites, r.genEnd, r.genWrites = r.trace[:0], 0, 0, 0
+		cut = 0
+		if final {
+			r.streamOpen, r.streamBroken = false, false
+		}
+	} else if r.streamOpen && (r.genEnd > 0 || final || len(r.trace) >= traceFlushAt) {
+		// Whole generations only (what follows the last one's end waits for the next
+		// flush), so that a stream a refused piece ends is readable up to that piece; at
+		// the end, or when 4 MiB wait (memory stays bounded), everything.
+		cut = r.genEnd
+		pieceWrites = r.genWrites
+		if final || len(r.trace) >= traceFlushAt {
+			cut, pieceWrites = len(r.trace), r.traceWrites
+		}
+		r.traceWrites -= pieceWrites
+		r.genEnd, r.genWrites = 0, 0
+		data := r.trace[:cut]
 		for {
 			n := min(len(data), tracePieceMax)
 			last := n == len(data)
@@ -679,37 +746,54 @@ func (r *recorder) flush(final bool) error {
 	if !r.wroteProcess {
 		c.Records = append(c.Records, r.processRecord(r.segment))
 	}
+	c.Records = append(c.Records, r.carry...)
 	c.Records = append(c.Records, r.records...)
+	r.carry = nil
 	if final {
 		r.streamOpen = false
 	}
-	if r.dropped > 0 {
-		r.emitLocked(Event{Kind: KindAgentDrop, Time: uint64(start), Arg: r.dropped})
-	}
+	r.sayDropsLocked(start)
 	r.emitLocked(Event{Kind: KindAgentFlush, Time: uint64(start), Arg: int64(len(r.events) + 1)})
 	c.Records = append(c.Records, r.statsRecord())
 	c.FirstSeq, c.Events = r.seq, r.events
 	r.seq += uint64(len(c.Events))
 	// New buffers: the taken ones are written below, with mu free. The tracer's bytes
 	// alternate between two buffers (taken and spare), so that they make no garbage.
-	taken := r.trace
-	r.events, r.records, r.trace, r.spare = nil, nil, r.spare[:0], nil
+	r.events, r.records = nil, nil
+	var taken []byte
+	if cut >= 0 {
+		// What follows the last whole generation moves to the other buffer (usually a few
+		// batches); when no piece is made, the buffer stays.
+		taken = r.trace
+		r.trace, r.spare = append(r.spare[:0], r.trace[cut:]...), nil
+	}
 	r.mu.Unlock()
 	defer func() {
-		if cap(taken) <= 2*traceFlushAt {
+		if taken != nil && cap(taken) <= 2*traceFlushAt {
 			r.mu.Lock()
 			r.spare = taken[:0]
 			r.mu.Unlock()
 		}
 	}()
-	if err := r.write(&c, pieceInfo{}); err != nil {
-		return err
+	failed := r.write(&c, pieceInfo{})
+	if failed == nil {
+		r.wroteProcess = true
 	}
-	r.wroteProcess = true
-	var failed error
 	for i := range pieces {
+		r.mu.Lock()
+		broken := r.streamBroken
+		r.mu.Unlock()
+		data := pieces[i].Attrs[1].Value.([]byte)
+		if broken { // an earlier piece of this flush was refused
+			r.mu.Lock()
+			r.lostTraceLocked(int64(len(data)), 0)
+			r.mu.Unlock()
+			continue
+		}
 		pc := Chunk{Records: pieces[i : i+1]}
 		if err := r.write(&pc, infos[i]); err != nil {
+			r.pieceRefused(infos[i], int64(len(data)), pieceWrites, err)
+			r.refused(&pc, infos[i], err) // after the count: the news says it
 			failed = err
 		}
 	}
@@ -742,13 +826,9 @@ func (r *recorder) write(c *Chunk, piece pieceInfo) error {
 		err = r.out.write(b, piece)
 	}
 	if err != nil {
-		r.mu.Lock()
-		r.dropped += int64(len(c.Events))
-		if !r.writeFailed {
-			r.faults++
+		if piece.stream == 0 { // a tracer piece's refusal is flush's to handle (pieceRefused)
+			r.refused(c, piece, err)
 		}
-		r.mu.Unlock()
-		r.writeFailed = true
 		return err
 	}
 	r.writeFailed = false

@@ -7,8 +7,8 @@ package wisp
 // which the hop linker matches: a client resource carries the trace id and the span id it
 // put on the wire; a server resource the extracted trace id, the caller's span id as
 // parent_span_id, and its own span id. The events are user logs on the goroutine (see
-// lock.go): the client's msg.send, unit.block (reason rpc) and rpc.response; the server's
-// msg.recv and rpc.reply.
+// lock.go): the client's msg.send and unit.block (reason rpc), logged as one ("20 R 7",
+// see ClientBegin), and rpc.response; the server's msg.recv and rpc.reply.
 
 import (
 	"bytes"
@@ -65,8 +65,11 @@ func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
 		return Call{}
 	}
 	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, tc, "", false, nil)}
-	r.hopLog(ctx, kindMsgSend, c.res, 0)
-	r.hopLog(ctx, kindBlock, c.res, reasonRPC)
+	// One log for both events: msg.send with argument reasonRPC is the send and the wait for
+	// the reply that follows it at once (unit.block, reason rpc), which the decoder writes
+	// (and hopLog, without the tracer). A user log costs the runtime a stack capture, and
+	// an HTTP client's stack is deep.
+	r.hopLog(ctx, kindMsgSend, c.res, reasonRPC)
 	return c
 }
 
@@ -197,6 +200,10 @@ func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int) {
 				{"kind", "goroutine"}, {"name", "goroutine #" + strconv.FormatUint(g, 10)}, {"parent", int64(0)},
 			}})
 		}
+	}
+	if kind == kindMsgSend && arg == reasonRPC { // the send, then the wait for the reply
+		r.emitLocked(Event{Kind: kindMsgSend, Unit: unit, Time: uint64(now), Res: res})
+		kind = kindBlock
 	}
 	r.emitLocked(Event{Kind: uint8(kind), Unit: unit, Time: uint64(now), Res: res, Arg: int64(arg)})
 	r.mu.Unlock()

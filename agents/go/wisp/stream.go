@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -62,12 +63,32 @@ type sink interface {
 	takeLost() int64
 }
 
-type fileSink struct{ f *os.File }
+// fileSink writes a segment file. Whole chunks only: a chunk the file system refuses in
+// part (a full disk, a quota) is cut off again, so the file ends at a chunk boundary and a
+// later chunk that fits follows the last whole one directly.
+type fileSink struct {
+	f    *os.File
+	size int64 // the file's length: the end of its last whole chunk
+}
 
-func (s *fileSink) write(b []byte, _ pieceInfo) error { _, err := s.f.Write(b); return err }
-func (s *fileSink) close()                            { _ = s.f.Close() }
-func (s *fileSink) epoch() int                        { return 0 }
-func (s *fileSink) takeLost() int64                   { return 0 }
+func (s *fileSink) write(b []byte, _ pieceInfo) error {
+	n, err := s.f.Write(b)
+	if err == nil && n != len(b) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		if n > 0 {
+			_ = s.f.Truncate(s.size)
+		}
+		_, _ = s.f.Seek(s.size, io.SeekStart)
+		return err
+	}
+	s.size += int64(n)
+	return nil
+}
+func (s *fileSink) close()          { _ = s.f.Close() }
+func (s *fileSink) epoch() int      { return 0 }
+func (s *fileSink) takeLost() int64 { return 0 }
 
 // openFileSink creates a segment file exclusively and writes the file header.
 func openFileSink(path string) (*fileSink, error) {
@@ -77,9 +98,10 @@ func openFileSink(path string) (*fileSink, error) {
 	}
 	if _, err := f.Write(FileHeader); err != nil {
 		f.Close()
+		_ = os.Remove(path)
 		return nil, fmt.Errorf("cannot write %s: %v", path, err)
 	}
-	return &fileSink{f}, nil
+	return &fileSink{f: f, size: int64(len(FileHeader))}, nil
 }
 
 // streamError is what the collector said, or what went wrong on the connection.

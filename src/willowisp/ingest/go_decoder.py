@@ -101,6 +101,7 @@ _RUN, _BLOCK, _NOTIFY, _WAKE = (
     int(K.SYNC_NOTIFY),
     int(K.UNIT_WAKE),
 )
+_SEND, _RPC = int(K.MSG_SEND), int(Reason.RPC)
 SYNC_KINDS = frozenset(
     {"channel", "select", "condition", "lock", "rwlock", "waitgroup", "semaphore"}
 )
@@ -501,6 +502,11 @@ class Decoder:
             loc = self.loc(line)
         if not g.started:
             self.start(g, t)
+        if kind == _SEND and arg == _RPC:
+            # The client's send and its wait for the reply in one log (one stack capture
+            # less per call): msg.send, then unit.block with reason rpc.
+            self.rows.extend((kind, g.unit, t, res, 0, loc))
+            kind = _BLOCK
         self.rows.extend((kind, g.unit, t, res, arg, loc))
         g.agent_wait = res if kind == _BLOCK else 0
         if kind != _BLOCK:

@@ -50,7 +50,9 @@ agent's own process (same ``process_id``) rather than forming an imported one:
   the process record carries only what the trace adds (no pid, host or service);
 * user logs of category ``wisp`` are the agent's events on the goroutine that logged
   them: ``"<kind> <resource> <arg> [<location>]"`` in the agent's numbering (lock waits
-  and holds, HTTP and gRPC hops); while such a ``unit.block`` is open, the runtime's own
+  and holds, HTTP and gRPC hops; a ``msg.send`` with argument 7 is a client's send and its
+  wait for the reply, ``unit.block`` with reason rpc, in one log: both events are written,
+  at the log's time); while such a ``unit.block`` is open, the runtime's own
   block/unblock of the goroutine (the ``sync.Mutex`` inside ``wisp.Mutex``, the network
   read under an HTTP call) is the same wait and is not written again;
 * the agent's goroutines (package ``wisp``, ``os/signal``) are runtime units, their waits
