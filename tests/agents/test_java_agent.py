@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from willowisp.runtimes import stable_jar
-from wispkit import CORPUS_TOKEN, check_control_corpus, start_collector, stop_collector
+from wispkit import (
+    CAN_MOUNT,
+    CORPUS_TOKEN,
+    check_control_corpus,
+    check_loss_reported,
+    run_on_full_disk,
+    start_collector,
+    stop_collector,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "java"
@@ -1050,3 +1058,43 @@ def test_jfr_events_of_the_last_second_survive_a_normal_exit(
     # (JFR may also report a contended enter of one of its own monitors by main)
     waits = [r for r in rows if r == ("unit.block", 5) or r[0] == "unit.wake"]
     assert waits == [("unit.block", 5), ("unit.wake", 1)], rows
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root with unshare and mount (CI runs as root)")
+def test_a_full_disk_is_counted_and_said(agent_jar: Path, classes: Path, tmp_path: Path) -> None:
+    """`willowisp run` of a lock storm with its run folder on a 160 KiB tmpfs (64 KiB of it
+    the agent's reserve): the quiet start fits, the storm's chunks do not. The program
+    prints and exits as without the agent; the agent cuts every refused chunk off again
+    (the file ends at a whole chunk), writes the news of the loss into the room the
+    reserve left (drops per unit, one write fault), removes the reserve and says the loss
+    in exactly one stderr line."""
+    from willowisp.wtrace.reader import read_file
+
+    argv = [JAVA or "java", "-cp", str(classes), "LockStorm", "200000"]
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert (plain.returncode, plain.stdout) == (0, "done\n"), plain.stderr
+    done, kept = run_on_full_disk(tmp_path, argv, "160k")
+    assert (done.returncode, done.stdout) == (plain.returncode, plain.stdout), done.stderr
+    assert "Exception" not in done.stderr and "\tat " not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if "could not be written" in line]
+    assert len(said) == 1 and "No space left on device" in said[0], done.stderr
+    assert said[0].startswith("willowisp: ") and " events of LockStorm (pid " in said[0], said
+    lost = int(said[0].split("willowisp: ", 1)[1].split(" events", 1)[0])
+    assert lost > 0
+    agent = check_loss_reported(kept, "LockStorm")
+    (segment,) = sorted(kept.glob("*.wtrace"))
+    trace = read_file(segment)
+    assert not trace.problems and not trace.truncated, trace.problems
+    writes = [
+        r for c in trace.chunks for r in c.records if r.rtype == 5 and r.get("where") == "write"
+    ]
+    assert len(writes) == 1 and writes[0].get("message") == "No space left on device", writes
+    # every unit an event names is defined in the file (refused chunks' definitions kept)
+    units = {r.id for c in trace.chunks for r in c.records if r.rtype == 2}
+    names = {r.get("name") for c in trace.chunks for r in c.records if r.rtype == 2}
+    assert {"main", "writer", "reader", "stormer"} <= names, names
+    named = set()
+    for c in trace.chunks:
+        if c.events is not None:
+            named |= {int(u) for u in c.events.unit}
+    assert named - {0} <= units, named - units

@@ -257,45 +257,25 @@ public final class Hooks {
 
   // --- virtual threads ---------------------------------------------------------------
 
-  /**
-   * Before {@code VirtualThread.start(container)} on the starting thread: defines the new
-   * virtual thread's unit with the starter as its parent (before the thread can run, so
-   * its own first event finds the unit defined). Returns the start's time, or 0 when not
-   * recorded (agent threads, hops mode outside an instance).
-   */
   /** Virtual-thread starts located so far (racy; only bounds the stack walks). */
   private static int locatedStarts;
 
+  /**
+   * Before {@code VirtualThread.start(container)} on the starting thread: the new virtual
+   * thread's unit with the starter as its parent and the starter's {@code unit.create},
+   * before the thread can run (so its own first event finds the unit defined): one ring
+   * row, no allocation but the unit map's entry (see {@link Recorder#virtualStart}).
+   */
   @DontInline
-  public static long virtualStarting(Thread child) {
+  public static void virtualStarting(Thread child) {
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringOrNull(rec);
-    if (r == null || child == null) return 0;
+    if (r == null || child == null) return;
     r.busy = true;
     try {
-      rec.childUnit(child, r.unitId);
-      // the starter's line for the first starts (a stack walk costs about a microsecond,
-      // a virtual thread's start a few): passed to the exit through the ring
-      r.startLoc = rec.cfg.allStacks || locatedStarts < LOCATED_USES ? startLocation(rec) : 0;
-      return Recorder.now();
-    } catch (Throwable e) {
-      rec.fault("VirtualThread.start", e);
-      return 0;
-    } finally {
-      r.busy = false;
-    }
-  }
-
-  /** After a successful start: the starter's {@code unit.create}, timed before the start. */
-  @DontInline
-  public static void virtualStarted(Thread child, long t) {
-    Recorder rec = Recorder.INSTANCE;
-    Ring r = ringOrNull(rec);
-    if (r == null) return;
-    r.busy = true;
-    try {
-      rec.emit(r, Kinds.UNIT_CREATE, r.unitId, t, 0, rec.unitFor(child), r.startLoc);
-      r.startLoc = 0;
+      // the starter's line for the first starts (a stack walk costs about a microsecond)
+      int loc = rec.cfg.allStacks || locatedStarts < LOCATED_USES ? startLocation(rec) : 0;
+      rec.virtualStart(r, child, loc);
     } catch (Throwable e) {
       rec.fault("VirtualThread.start", e);
     } finally {

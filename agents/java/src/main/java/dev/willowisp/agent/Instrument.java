@@ -390,20 +390,15 @@ final class Instrument {
   }
 
   /**
-   * {@code java.lang.VirtualThread.start(ThreadContainer)} (JDK 21+): the starting thread
-   * names the new virtual thread's unit (its parent) before the start, and writes
-   * {@code unit.create} timed before it once the start succeeded (the spawn edge to the
-   * {@code unit.start} JFR's VirtualThreadStart gives).
+   * {@code java.lang.VirtualThread.start(ThreadContainer)} (JDK 21+): before the start, the
+   * starting thread names the new virtual thread's unit (its parent) and writes its
+   * {@code unit.create} (the spawn edge to the {@code unit.start} JFR's VirtualThreadStart
+   * gives).
    */
   static final class VirtualStart {
     @Advice.OnMethodEnter(suppress = Throwable.class)
-    static long enter(@Advice.This Thread self) {
-      return Hooks.virtualStarting(self);
-    }
-
-    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
-    static void exit(@Advice.This Thread self, @Advice.Enter long t, @Advice.Thrown Throwable thrown) {
-      if (t != 0 && thrown == null) Hooks.virtualStarted(self, t);
+    static void enter(@Advice.This Thread self) {
+      Hooks.virtualStarting(self);
     }
   }
 

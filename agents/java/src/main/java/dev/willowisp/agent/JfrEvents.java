@@ -335,7 +335,7 @@ final class JfrEvents {
     int u = unit(e.getThread(), true);
     if (u == 0) return;
     rec.emitFor(Kinds.UNIT_END, u, t0(e), 0, Kinds.OK, 0);
-    endedNow.add(e.getThread().getJavaThreadId());
+    endedNow = add(endedNow, e.getThread().getJavaThreadId());
   }
 
   /**
@@ -344,14 +344,23 @@ final class JfrEvents {
    * since a flush's events need not arrive in time order (the exit's dump does not sort).
    * Guarded by this (the stream's handlers and {@link #flushed} hold it).
    */
-  private java.util.ArrayList<Long> endedNow = new java.util.ArrayList<>();
+  private long[] endedNow = new long[64]; // [0]: how many, then the ids (no boxing)
 
-  private java.util.ArrayList<Long> endedBefore = new java.util.ArrayList<>();
+  private long[] endedBefore = new long[64];
+
+  private static long[] add(long[] list, long tid) {
+    int n = (int) list[0] + 1;
+    if (n == list.length) list = java.util.Arrays.copyOf(list, n * 2);
+    list[n] = tid;
+    list[0] = n;
+    return list;
+  }
 
   private void forgetEnded() {
-    for (Long tid : endedBefore) rec.forgetUnit(tid);
-    endedBefore.clear();
-    java.util.ArrayList<Long> t = endedBefore;
+    for (int i = 1; i <= (int) endedBefore[0]; i++) rec.forgetUnit(endedBefore[i]);
+    endedBefore[0] = 0;
+    if (endedBefore.length > 1 << 16) endedBefore = new long[64]; // after a burst
+    long[] t = endedBefore;
     endedBefore = endedNow;
     endedNow = t;
   }

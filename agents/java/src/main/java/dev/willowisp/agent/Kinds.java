@@ -25,6 +25,12 @@ final class Kinds {
   static final int AGENT_DROP = 41;
   static final int AGENT_FAULT = 42;
   static final int AGENT_FLUSH = 43;
+  /**
+   * Internal, never written: a virtual thread's start as one ring row (the starter's
+   * unit.create, res = the new thread's id, arg = its unit), from which the flusher writes
+   * the thread's unit record (Wtrace.VUnits) and the unit.create itself.
+   */
+  static final int VCREATE = 255;
 
   // unit.block reasons
   static final int ACQUIRE = 1;

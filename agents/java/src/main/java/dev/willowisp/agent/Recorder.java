@@ -1,8 +1,7 @@
 package dev.willowisp.agent;
 
-import java.io.FileOutputStream;
 import java.io.IOException;
-import java.io.OutputStream;
+import java.io.RandomAccessFile;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -10,6 +9,7 @@ import java.nio.file.Paths;
 import java.security.SecureRandom;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -44,6 +44,11 @@ public final class Recorder {
    * so the agent's CPU does not grow with the rate of lock use by that much.
    */
   static final long AUTO_DEFLATE_EVENTS_PER_S = 100_000;
+  /** Definition records of refused chunks kept for the next chunk written, at most. */
+  static final int MAX_CARRIED = 100_000;
+  /** The reserve's size and name prefix ({@code willowisp run} removes a killed JVM's). */
+  static final int RESERVE_BYTES = 64 * 1024;
+  static final String RESERVE_PREFIX = ".willowisp-reserve-";
 
   final Config cfg;
   final String processId;
@@ -55,7 +60,10 @@ public final class Recorder {
   private final AtomicInteger locIds = new AtomicInteger();
   private final AtomicInteger faultIds = new AtomicInteger();
   final AtomicLong faults = new AtomicLong();
+  /** Units of platform threads (and of threads not known to be virtual) by thread id. */
   private final ConcurrentHashMap<Long, Integer> unitByTid = new ConcurrentHashMap<>();
+  /** Units of virtual threads by thread id (millions: no object per thread). */
+  final TidUnits vunitByTid = new TidUnits();
   private final ConcurrentHashMap<Long, LockRes> lockByKey = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, Integer> resByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, Integer> locByKey = new ConcurrentHashMap<>();
@@ -76,11 +84,33 @@ public final class Recorder {
   private long lastFlush;
   /** The flusher's event columns, reused from chunk to chunk; guarded by flushLock. */
   private Wtrace.Events scratch = new Wtrace.Events(1024);
+  /** The virtual threads' unit records of the chunk being written (from VCREATE rows). */
+  private final Wtrace.VUnits vunits = new Wtrace.VUnits();
+  /** Those of refused chunks, for the next chunk written. */
+  private final Wtrace.VUnits carryV = new Wtrace.VUnits();
   private boolean anchorDue = true;
   private int segment;
   private long segmentBytes;
-  private OutputStream outFile;
+  private RandomAccessFile outFile;
+  /** The current segment file's path (for the line said at exit). */
+  private Path outPath;
   private boolean broken;
+  // A full disk (all guarded by flushLock): see refused().
+  /** The reserve file, deleted at the first refusal; null when none (or gone). */
+  private Path reserve;
+  private boolean reserveTried;
+  /** Events of refused chunks, per unit, not yet said in a written chunk. */
+  private final Map<Integer, Long> lostByUnit = new HashMap<>();
+  /** Definition and fault records of refused chunks, for the next chunk written. */
+  private final ArrayList<Wtrace.Record> carry = new ArrayList<>();
+  /** Events in chunks the file system refused (said on stderr at exit). */
+  private long lostOnWrite;
+  /** The refusal of the current spell of refused writes (null: the last write went in). */
+  private String writeError;
+  /** The first refusal's reason (said at exit). */
+  private String refusal;
+  /** The next chunk carries the process record again (after a refused one). */
+  private boolean processDue;
   /** The native stream when chunks go to a collector (WILLOWISP_COLLECTOR); else null. */
   private Stream stream;
   /** Reconnection attempts since the last fallback (at most 5: 1, 2, 4, 8, 16 s apart). */
@@ -183,47 +213,86 @@ public final class Recorder {
 
   /** The unit of a Java thread, defining it on first sight. */
   int unitFor(Thread t) {
-    Integer u = unitByTid.get(t.getId());
-    if (u != null) return u;
-    return defineUnit(t.getId(), t.getName(), Threads.isVirtual(t), 0);
+    return unitFor(t.getId(), t.getName(), Threads.isVirtual(t));
   }
 
   /**
-   * The unit of a thread about to start, with its parent unit: defined now (with the parent)
-   * or, if something saw it first, given the parent by an update.
+   * A virtual thread about to start, from its starter's ring r: its unit (with the starter
+   * as parent) and the starter's unit.create at the line loc. An unnamed thread (the usual
+   * case) costs one map entry and one ring row (Kinds.VCREATE): the flusher writes its unit
+   * record from that row, in columns (Wtrace.VUnits), so nothing is allocated per start
+   * but the map's entry. When the ring is full (the unit.create is dropped and counted) or
+   * the thread has a name, the unit record is queued as any other (units are never dropped).
    */
-  int childUnit(Thread t, int parent) {
+  void virtualStart(Ring r, Thread t, int loc) {
     long tid = t.getId();
-    Integer u = unitByTid.get(tid);
-    if (u == null) {
-      // a thread not started yet is seen by no one else: no race to define it
-      int id = unitIds.incrementAndGet();
-      u = unitByTid.putIfAbsent(tid, id);
-      if (u == null) {
-        pending.add(unitRecord(id, tid, t.getName(), true, parent));
-        return id;
-      }
+    long now = now();
+    int id = unitIds.incrementAndGet();
+    int had = vunitByTid.putIfAbsent(tid, id);
+    if (had != 0) { // something saw it first (rare): give it its parent
+      if (r.unitId != 0) updateUnit(had, "parent", (long) r.unitId);
+      emit(r, Kinds.UNIT_CREATE, r.unitId, now, 0, had, loc);
+      return;
     }
-    if (parent != 0) updateUnit(u, "parent", (long) parent);
-    return u;
+    String name = t.getName();
+    boolean plain = tid > 0 && tid <= Integer.MAX_VALUE && (name == null || name.isEmpty());
+    if (plain) {
+      int got = r.offer(Kinds.VCREATE, r.unitId, now, (int) tid, id, loc);
+      if (got > 0) wake();
+      if (got >= 0) return;
+      // a full ring (starts faster than the flusher drains): the unit.create is dropped
+      // and counted, the unit kept in columns (no allocation) while there is room
+      r.dropped++;
+      synchronized (vOverflowLock) {
+        if (vOverflow.n < MAX_V_OVERFLOW) {
+          vOverflow.add(id, tid, r.unitId);
+          return;
+        }
+      }
+      pending.add(unitRecord(id, tid, name, true, r.unitId));
+      return;
+    }
+    pending.add(unitRecord(id, tid, name, true, r.unitId));
+    emit(r, Kinds.UNIT_CREATE, r.unitId, now, 0, id, loc);
   }
+
+  /** Virtual threads' units whose starter's ring was full; taken by the flusher. */
+  private final Object vOverflowLock = new Object();
+
+  private Wtrace.VUnits vOverflow = new Wtrace.VUnits();
+  /** The flusher's spare for vOverflow (swapped under vOverflowLock). */
+  private Wtrace.VUnits vSpare = new Wtrace.VUnits();
+
+  static final int MAX_V_OVERFLOW = 1 << 18;
 
   /**
    * Forgets a virtual thread's unit once it has ended (JFR's VirtualThreadEnd, its last
    * event): thread ids are never reused, and a program may start millions of them.
    */
   void forgetUnit(long tid) {
-    unitByTid.remove(tid);
+    if (!vunitByTid.remove(tid)) unitByTid.remove(tid);
   }
 
-  /** The unit of a thread known only by id and name (JFR, MXBean). */
+  /**
+   * The unit of a thread known by id and name (JFR, MXBean; virtual when known to be):
+   * a virtual thread's is looked up first, since JFR and MXBean data do not say.
+   */
   int unitFor(long tid, String name, boolean virtual) {
+    int v = vunitByTid.get(tid);
+    if (v != 0) return v;
     Integer u = unitByTid.get(tid);
     if (u != null) return u;
     return defineUnit(tid, name, virtual, 0);
   }
 
   private int defineUnit(long tid, String name, boolean virtual, int parent) {
+    if (virtual) {
+      int id = unitIds.incrementAndGet();
+      int had = vunitByTid.putIfAbsent(tid, id);
+      if (had != 0) return had; // defined meanwhile (the id is left unused)
+      pending.add(unitRecord(id, tid, name, true, parent));
+      return id;
+    }
     int[] made = {0};
     int u =
         unitByTid.computeIfAbsent(
@@ -456,6 +525,24 @@ public final class Recorder {
       }
       outFile = null;
       broken = true;
+      dropReserve();
+      if (lostOnWrite > 0) sayLost();
+    }
+  }
+
+  /**
+   * The one line a full disk costs the program's stderr (at exit): nothing is lost
+   * silently, and when the disk stayed full there is nowhere else to say it.
+   */
+  private void sayLost() {
+    try {
+      String where = outPath != null ? outPath.toString() : cfg.out;
+      System.err.println(
+          "willowisp: " + lostOnWrite + " events of " + cfg.service + " (pid " + pid
+              + ") could not be written to " + where + ": " + refusal);
+      System.err.flush();
+    } catch (Throwable ignored) {
+      // stderr itself may be gone
     }
   }
 
@@ -486,6 +573,40 @@ public final class Recorder {
         ringByTid.remove(r.tid, r);
       }
     }
+    int nRing = ev.n;
+    vunits.n = 0;
+    if (carryV.n > 0) {
+      vunits.addAll(carryV);
+      carryV.n = 0;
+    }
+    byte[] kinds = ev.kind;
+    for (int i = 0; i < nRing; i++) {
+      if (kinds[i] == (byte) Kinds.VCREATE) { // a virtual thread's start: its unit record
+        vunits.add((int) ev.arg[i], ev.res[i] & 0xffffffffL, ev.unit[i]);
+        kinds[i] = (byte) Kinds.UNIT_CREATE;
+        ev.res[i] = 0;
+      }
+    }
+    // after the rings: any event drained above was recorded after its unit was put here
+    Wtrace.VUnits over;
+    synchronized (vOverflowLock) {
+      over = vOverflow;
+      if (over.n > 0) {
+        vOverflow = vSpare;
+        vSpare = over;
+      }
+    }
+    if (over.n > 0) {
+      vunits.addAll(over);
+      over.n = 0;
+    }
+    if (!lostByUnit.isEmpty()) { // lost with a chunk the file system refused: said now
+      for (Map.Entry<Integer, Long> e : lostByUnit.entrySet()) {
+        ev.add(Kinds.AGENT_DROP, e.getKey(), t0, 0, e.getValue(), 0);
+        droppedTotal += e.getValue();
+      }
+      lostByUnit.clear();
+    }
     for (Ring r : drops) {
       long d = r.dropped - r.droppedReported;
       r.droppedReported += d;
@@ -509,6 +630,7 @@ public final class Recorder {
     }
     if (broken) {
       events += ev.n;
+      if (refusal != null) lostOnWrite += nRing; // no segment on a full disk: said at exit
       pending.clear();
       return;
     }
@@ -520,6 +642,16 @@ public final class Recorder {
       }
       recs.add(processRecord());
       anchorDue = true;
+      processDue = false;
+    }
+    if (processDue) { // the previous chunk was refused: this one says who again
+      processDue = false;
+      recs.add(processRecord());
+      anchorDue = true;
+    }
+    if (!carry.isEmpty()) {
+      recs.addAll(carry);
+      carry.clear();
     }
     for (Wtrace.Record r; (r = pending.poll()) != null; ) recs.add(r);
     if (anchorDue || t0 - lastAnchor >= 1_000_000_000L) {
@@ -528,7 +660,7 @@ public final class Recorder {
       long[] pair = clockPair();
       ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
     }
-    if (ev.n == 0 && recs.isEmpty()) return;
+    if (ev.n == 0 && recs.isEmpty() && vunits.n == 0) return;
     eventsPublished = events + ev.n + (ev.n > 0 ? 1 : 0);
     droppedPublished = droppedTotal;
     if (ev.n > 0) ev.add(Kinds.AGENT_FLUSH, 0, t0, 0, ev.n, 0);
@@ -537,9 +669,153 @@ public final class Recorder {
     ev.firstSeq = seq;
     seq += ev.n;
     long tc = now();
-    byte[] chunk = Wtrace.chunk(recs, ev, codecFor(ev.n, t0));
+    byte[] chunk = Wtrace.chunk(recs, vunits, ev, codecFor(ev.n, t0));
     if (ev.n >= 256) serializeNsPerEvent = (now() - tc) / ev.n;
-    write(chunk);
+    if (stream != null) {
+      write(chunk);
+      return;
+    }
+    try {
+      writeWhole(chunk);
+      writeError = null;
+    } catch (IOException e) {
+      refused(e, recs, ev, nRing);
+    }
+  }
+
+  /**
+   * Appends a whole chunk to the segment file or nothing: a write that fails part-way (a
+   * full disk: ENOSPC, EFBIG, EDQUOT) is cut off again, so the file ends at a chunk boundary
+   * and a later chunk that fits follows the last whole one directly.
+   */
+  private void writeWhole(byte[] chunk) throws IOException {
+    long start = segmentBytes;
+    try {
+      outFile.write(chunk);
+    } catch (IOException e) {
+      try {
+        outFile.setLength(start); // the file pointer follows
+        outFile.seek(start);
+      } catch (Throwable ignored) {
+        // the reader resynchronises on the next chunk's magic
+      }
+      throw e;
+    }
+    segmentBytes = start + chunk.length;
+  }
+
+  /**
+   * A chunk the file system refused (cut off again by writeWhole). Its events are dropped
+   * and counted per unit, said in the next chunk that gets written (and on stderr at exit);
+   * its definition and fault records are kept for that chunk, so later events still name
+   * their units and resources. One fault per spell of refusals; at the first, the reserve
+   * is deleted and a small chunk with only the news of the loss written at once.
+   */
+  private void refused(IOException err, List<Wtrace.Record> recs, Wtrace.Events ev, int nRing) {
+    for (int i = 0; i < nRing; i++) lostByUnit.merge(ev.unit[i], 1L, Long::sum);
+    for (int i = nRing; i < ev.n; i++) {
+      if ((ev.kind[i] & 0xff) == Kinds.AGENT_DROP) {
+        lostByUnit.merge(ev.unit[i], ev.arg[i], Long::sum);
+        droppedTotal -= ev.arg[i]; // added again when the drop events are written
+      }
+    }
+    lostOnWrite += nRing;
+    for (Wtrace.Record r : recs) {
+      if (r.type == Wtrace.R_UNIT || r.type == Wtrace.R_RESOURCE || r.type == Wtrace.R_LOCATION || r.type == Wtrace.R_FAULT) {
+        carry.add(r);
+      }
+    }
+    trimCarry();
+    carryV.addAll(vunits);
+    if (carryV.n > MAX_CARRIED) carryV.keepLast(MAX_CARRIED);
+    processDue = true;
+    anchorDue = true;
+    if (writeError == null) {
+      String why = err.getMessage() == null ? err.getClass().getName() : err.getMessage();
+      writeError = why;
+      if (refusal == null) refusal = why;
+      fault("write", why);
+    }
+    if (dropReserve()) writeNews();
+  }
+
+  private void trimCarry() {
+    if (carry.size() > MAX_CARRIED) carry.subList(0, carry.size() - MAX_CARRIED).clear();
+  }
+
+  /**
+   * The news of a loss, written in the room the reserve left: the process record, a clock
+   * anchor, the pending faults, one agent.drop per unit with lost events and the stats. No
+   * program events (they may not fit): they wait for the next flush.
+   */
+  private void writeNews() {
+    if (outFile == null) return;
+    List<Wtrace.Record> recs = new ArrayList<>();
+    recs.add(processRecord());
+    List<Wtrace.Record> faultRecs = new ArrayList<>();
+    for (Wtrace.Record r; (r = pending.poll()) != null; ) {
+      if (r.type == Wtrace.R_FAULT) faultRecs.add(r);
+      else carry.add(r); // before any record queued later: the order is kept
+    }
+    recs.addAll(faultRecs);
+    Wtrace.Events ev = new Wtrace.Events(16 + lostByUnit.size());
+    long[] pair = clockPair();
+    ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
+    long sum = 0;
+    for (Map.Entry<Integer, Long> e : lostByUnit.entrySet()) {
+      ev.add(Kinds.AGENT_DROP, e.getKey(), pair[0], 0, e.getValue(), 0);
+      sum += e.getValue();
+    }
+    droppedTotal += sum;
+    recs.add(statsRecord());
+    ev.firstSeq = seq;
+    try {
+      writeWhole(Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE));
+    } catch (Throwable e) { // not even that fits: the line at exit says it
+      droppedTotal -= sum;
+      carry.addAll(faultRecs);
+      trimCarry();
+      return;
+    }
+    seq += ev.n;
+    lostByUnit.clear();
+    lastAnchor = pair[0];
+    anchorDue = false;
+    processDue = false;
+    droppedPublished = droppedTotal;
+  }
+
+  /**
+   * Room kept for the news of a full disk: a 64 KiB file beside the first segment, deleted
+   * when the file system first refuses a chunk. Written as zeros (the JDK has no
+   * fallocate), which allocates it on tmpfs and ext4 alike; none if it cannot be made.
+   */
+  private void makeReserve(Path dir) {
+    reserveTried = true;
+    Path path = dir.resolve(RESERVE_PREFIX + pid);
+    try (RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw")) {
+      f.setLength(0);
+      f.write(new byte[RESERVE_BYTES]);
+      reserve = path;
+    } catch (Throwable e) {
+      try {
+        Files.deleteIfExists(path);
+      } catch (Throwable ignored) {
+        // no reserve, then
+      }
+    }
+  }
+
+  private boolean dropReserve() {
+    Path path = reserve;
+    reserve = null;
+    if (path == null) return false;
+    try {
+      Files.delete(path);
+      return true;
+    } catch (Throwable e) {
+      return false;
+    }
   }
 
   /** The codec of a chunk of n events (WILLOWISP_JAVA_CODEC; auto: by the event rate). */
@@ -639,10 +915,6 @@ public final class Recorder {
 
   private void write(byte[] chunk) throws IOException {
     segmentBytes += chunk.length;
-    if (stream == null) {
-      outFile.write(chunk);
-      return;
-    }
     String why = stream.send(chunk);
     if (why == null) return;
     Stream st = stream;
@@ -672,12 +944,8 @@ public final class Recorder {
       seq += ev.n;
       events += ev.n;
       byte[] first = Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
-      outFile.write(first);
-      segmentBytes += first.length;
-      for (byte[] c : unacked) {
-        outFile.write(c);
-        segmentBytes += c.length;
-      }
+      writeUnacked(first);
+      for (byte[] c : unacked) writeUnacked(c);
       if (!cfg.collector.isEmpty() && !stopping) {
         if (nextReconnectNs == 0 && reconnects == 0) {
           nextReconnectNs = now() + 1_000_000_000L;
@@ -688,6 +956,28 @@ public final class Recorder {
     } catch (Throwable e) {
       broken = true;
       faults.incrementAndGet();
+    }
+  }
+
+  /**
+   * A chunk already encoded (the collector did not acknowledge it) to the fallback file:
+   * whole or not at all; a refusal is a fault and its events are counted lost.
+   */
+  private void writeUnacked(byte[] chunk) {
+    try {
+      writeWhole(chunk);
+      writeError = null;
+    } catch (IOException e) {
+      lostOnWrite += Wtrace.eventCount(chunk);
+      processDue = true;
+      anchorDue = true;
+      if (writeError == null) {
+        String why = e.getMessage() == null ? e.getClass().getName() : e.getMessage();
+        writeError = why;
+        if (refusal == null) refusal = why;
+        fault("write", why);
+      }
+      if (dropReserve()) writeNews();
     }
   }
 
@@ -722,9 +1012,27 @@ public final class Recorder {
     try {
       Path dir = Paths.get(cfg.out);
       Files.createDirectories(dir);
-      FileOutputStream f = new FileOutputStream(dir.resolve(name).toFile());
-      f.write(Wtrace.fileHeader());
+      if (!reserveTried) makeReserve(dir);
+      Path path = dir.resolve(name);
+      RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw");
+      try {
+        f.setLength(0);
+        f.write(Wtrace.fileHeader());
+      } catch (IOException e) {
+        // no room even for the header: the reserve's room is the segment's, if any
+        f.setLength(0);
+        if (!dropReserve()) {
+          f.close();
+          Files.deleteIfExists(path);
+          if (refusal == null) refusal = e.getMessage() == null ? e.getClass().getName() : e.getMessage();
+          outPath = path;
+          throw e;
+        }
+        f.seek(0);
+        f.write(Wtrace.fileHeader());
+      }
       outFile = f;
+      outPath = path;
       segmentBytes = 16;
     } catch (Throwable e) {
       broken = true;

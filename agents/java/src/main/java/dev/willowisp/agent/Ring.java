@@ -129,6 +129,26 @@ final class Ring {
     return used != (mask - (mask >> 2));
   }
 
+  /**
+   * Appends one event unless the ring is full; owner thread only. Returns -1 when full
+   * (nothing stored, nothing counted), 1 when this event fills the ring to three quarters
+   * (wake the flusher), else 0.
+   */
+  int offer(int k, int u, long t, int r, long a, int l) {
+    long h = head;
+    long used = h - tail;
+    if (used > mask) return -1;
+    int i = (int) h & mask;
+    kind[i] = (byte) k;
+    unit[i] = u;
+    time[i] = t;
+    res[i] = r;
+    arg[i] = a;
+    loc[i] = l;
+    HEAD.setRelease(this, h + 1);
+    return used != (mask - (mask >> 2)) ? 0 : 1;
+  }
+
   /** Events this thread has written or dropped so far; owner only. */
   long written() {
     return head + dropped;

@@ -153,25 +153,70 @@ public final class Wtrace {
 
   /** A whole framed chunk (20-byte header and stored payload) with the given codec. */
   public static byte[] chunk(List<Record> records, Events events, int codec) {
-    Buf out = new Buf(256 + (events == null ? 0 : events.n * 29));
+    return chunk(records, null, events, codec);
+  }
+
+  /** A chunk whose records are {@code records}, then the virtual threads' units {@code v}. */
+  public static byte[] chunk(List<Record> records, VUnits v, Events events, int codec) {
+    Buf out = new Buf(256 + (events == null ? 0 : events.n * 29) + (v == null ? 0 : v.n * 32));
     out.len = 20; // the header, filled in by frameInPlace
-    payloadInto(out, records, events);
+    payloadInto(out, records, v, events);
     return frameInPlace(out, codec);
+  }
+
+  /**
+   * Unit records of unnamed virtual threads in columns (unit, java_tid, parent): written
+   * as the records {@code unitRecord} would make ({@code kind=virtual-thread},
+   * {@code name=virtual-<tid>}, {@code parent}, {@code java_tid}) without an object, list
+   * or string per thread. Flusher only.
+   */
+  public static final class VUnits {
+    public int n;
+    int[] unit = new int[64];
+    long[] tid = new long[64];
+    int[] parent = new int[64];
+
+    public void add(int u, long t, int p) {
+      if (n == unit.length) {
+        unit = java.util.Arrays.copyOf(unit, n * 2);
+        tid = java.util.Arrays.copyOf(tid, n * 2);
+        parent = java.util.Arrays.copyOf(parent, n * 2);
+      }
+      unit[n] = u;
+      tid[n] = t;
+      parent[n] = p;
+      n++;
+    }
+
+    public void addAll(VUnits o) {
+      for (int i = 0; i < o.n; i++) add(o.unit[i], o.tid[i], o.parent[i]);
+    }
+
+    /** Keeps the last {@code max} (a bound on what refused chunks leave for later). */
+    public void keepLast(int max) {
+      if (n <= max) return;
+      int from = n - max;
+      System.arraycopy(unit, from, unit, 0, max);
+      System.arraycopy(tid, from, tid, 0, max);
+      System.arraycopy(parent, from, parent, 0, max);
+      n = max;
+    }
   }
 
   /** The uncompressed payload: string table, records, event columns. */
   public static byte[] payload(List<Record> records, Events events) {
     Buf out = new Buf(256 + (events == null ? 0 : events.n * 29));
-    payloadInto(out, records, events);
+    payloadInto(out, records, null, events);
     return out.toBytes();
   }
 
   /** Appends the payload to {@code out}: string table, records, event columns. */
-  static void payloadInto(Buf out, List<Record> records, Events events) {
+  static void payloadInto(Buf out, List<Record> records, VUnits vu, Events events) {
     Map<String, Integer> strings = new HashMap<>();
     List<String> order = new ArrayList<>();
-    Buf body = new Buf(256);
-    body.uvarint(records.size());
+    int vn = vu == null ? 0 : vu.n;
+    Buf body = new Buf(256 + vn * 12);
+    body.uvarint(records.size() + vn);
     for (Record rec : records) {
       body.u8(rec.type);
       body.uvarint(rec.id);
@@ -194,12 +239,41 @@ public final class Wtrace {
         }
       }
     }
-    out.uvarint(order.size());
+    int base = 0;
+    if (vn > 0) {
+      int kKind = stringIndex(strings, order, "kind");
+      int kName = stringIndex(strings, order, "name");
+      int kParent = stringIndex(strings, order, "parent");
+      int kTid = stringIndex(strings, order, "java_tid");
+      int virtual = stringIndex(strings, order, "virtual-thread");
+      base = order.size(); // the names follow the other strings, one each
+      for (int i = 0; i < vn; i++) {
+        body.u8(R_UNIT);
+        body.uvarint(vu.unit[i]);
+        body.uvarint(4);
+        body.uvarint(kKind);
+        body.u8(1);
+        body.uvarint(virtual);
+        body.uvarint(kName);
+        body.u8(1);
+        body.uvarint(base + i);
+        long p = vu.parent[i];
+        body.uvarint(kParent);
+        body.u8(0);
+        body.uvarint((p << 1) ^ (p >> 63));
+        long t = vu.tid[i];
+        body.uvarint(kTid);
+        body.u8(0);
+        body.uvarint((t << 1) ^ (t >> 63));
+      }
+    }
+    out.uvarint(order.size() + vn);
     for (String s : order) {
       byte[] b = s.getBytes(StandardCharsets.UTF_8);
       out.uvarint(b.length);
       out.bytes(b, 0, b.length);
     }
+    for (int i = 0; i < vn; i++) out.virtualName(vu.tid[i]);
     out.bytes(body.data, 0, body.len);
     int n = events == null ? 0 : events.n;
     out.uvarint(n);
@@ -223,6 +297,72 @@ public final class Wtrace {
       order.add(s);
     }
     return i;
+  }
+
+  /**
+   * The number of events in an encoded chunk (its header, string table and records
+   * skipped); 0 when it cannot be read. For chunks refused after they were encoded.
+   */
+  public static long eventCount(byte[] chunk) {
+    try {
+      if (chunk.length < 20) return 0;
+      int codec = chunk[4] & 0xff;
+      int stored = (int) u32At(chunk, 8);
+      int raw = (int) u32At(chunk, 12);
+      byte[] p;
+      if (codec == CODEC_DEFLATE) {
+        java.util.zip.Inflater inf = new java.util.zip.Inflater();
+        try {
+          inf.setInput(chunk, 20, stored);
+          p = new byte[raw];
+          int got = 0;
+          while (got < raw && !inf.finished()) {
+            int k = inf.inflate(p, got, raw - got);
+            if (k == 0 && (inf.needsInput() || inf.needsDictionary())) break;
+            got += k;
+          }
+        } finally {
+          inf.end();
+        }
+      } else {
+        p = java.util.Arrays.copyOfRange(chunk, 20, 20 + raw);
+      }
+      int[] at = {0};
+      long strings = uvarintAt(p, at);
+      for (long i = 0; i < strings; i++) {
+        int len = (int) uvarintAt(p, at);
+        at[0] += len;
+      }
+      long records = uvarintAt(p, at);
+      for (long i = 0; i < records; i++) {
+        at[0]++; // type
+        uvarintAt(p, at); // id
+        long keys = uvarintAt(p, at);
+        for (long k = 0; k < keys; k++) {
+          uvarintAt(p, at);
+          int tag = p[at[0]++] & 0xff;
+          long v = uvarintAt(p, at);
+          if (tag == 2) at[0] += (int) v;
+        }
+      }
+      return uvarintAt(p, at);
+    } catch (Throwable e) {
+      return 0;
+    }
+  }
+
+  private static long u32At(byte[] b, int i) {
+    return (b[i] & 0xffL) | (b[i + 1] & 0xffL) << 8 | (b[i + 2] & 0xffL) << 16 | (b[i + 3] & 0xffL) << 24;
+  }
+
+  private static long uvarintAt(byte[] b, int[] at) {
+    long x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      int c = b[at[0]++] & 0xff;
+      x |= (long) (c & 0x7f) << shift;
+      if (c < 0x80) return x;
+    }
+    return x;
   }
 
   /** Frames a payload; deflate falls back to none when it does not shrink the payload. */
@@ -327,6 +467,20 @@ public final class Wtrace {
         v >>>= 7;
       }
       data[len++] = (byte) v;
+    }
+
+    /** The string {@code virtual-<tid>} (ASCII) with its length, without a String. */
+    void virtualName(long tid) {
+      int digits = 1;
+      for (long x = tid; x >= 10; x /= 10) digits++;
+      uvarint(8 + digits);
+      need(8 + digits);
+      for (int i = 0; i < 8; i++) data[len++] = (byte) "virtual-".charAt(i);
+      for (int i = digits - 1; i >= 0; i--) {
+        data[len + i] = (byte) ('0' + tid % 10);
+        tid /= 10;
+      }
+      len += digits;
     }
 
     void u32(int v) {

@@ -32,6 +32,57 @@ class AgentPartsTest {
   }
 
   @Test
+  void anEncodedChunkTellsHowManyEventsItHolds() {
+    // the count of a chunk refused after it was encoded (an unacknowledged stream chunk)
+    java.util.List<Wtrace.Record> recs =
+        java.util.List.of(
+            new Wtrace.Record(Wtrace.R_UNIT, 3).put("name", "main").put("java_tid", 1L),
+            new Wtrace.Record(Wtrace.R_FAULT, 1).put("message", "x").put("where", "write"));
+    Wtrace.Events ev = new Wtrace.Events(16);
+    for (int i = 0; i < 1000; i++) ev.add(Kinds.LOCK_ACQUIRED, 3, i, 1, 0, 0);
+    assertEquals(1000L, Wtrace.eventCount(Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE)));
+    assertEquals(1000L, Wtrace.eventCount(Wtrace.chunk(recs, ev, Wtrace.CODEC_NONE)));
+    assertEquals(0L, Wtrace.eventCount(Wtrace.chunk(recs, new Wtrace.Events(16), Wtrace.CODEC_NONE)));
+    assertEquals(0L, Wtrace.eventCount(new byte[] {1, 2, 3}));
+    // virtual threads' unit records in columns parse as records (the count skips them)
+    Wtrace.VUnits v = new Wtrace.VUnits();
+    for (int i = 0; i < 100; i++) v.add(10 + i, 1_000_000L + i, 3);
+    assertEquals(1000L, Wtrace.eventCount(Wtrace.chunk(recs, v, ev, Wtrace.CODEC_DEFLATE)));
+    v.keepLast(10);
+    assertEquals(10, v.n);
+    assertEquals(1_000_090L, v.tid[0]);
+  }
+
+  @Test
+  void virtualThreadUnitsAreKeptInPagesDroppedOnceEmpty() throws Exception {
+    TidUnits m = new TidUnits();
+    assertEquals(0, m.putIfAbsent(5, 7));
+    assertEquals(7, m.putIfAbsent(5, 8)); // the first stays
+    assertEquals(7, m.get(5));
+    assertEquals(0, m.get(6));
+    // four threads put 10,000 ids each (interleaved), then all are removed
+    Thread[] ts = new Thread[4];
+    for (int k = 0; k < 4; k++) {
+      int kk = k;
+      ts[k] = new Thread(() -> {
+        for (int i = kk; i < 40_000; i += 4) assertEquals(0, m.putIfAbsent(100 + i, 1 + i));
+      });
+      ts[k].start();
+    }
+    for (Thread t : ts) t.join();
+    for (int i = 0; i < 40_000; i++) assertEquals(1 + i, m.get(100 + i));
+    assertTrue(m.pages() >= 9);
+    for (int i = 0; i < 40_000; i++) m.remove(100 + i);
+    m.remove(5);
+    assertEquals(0, m.get(5));
+    assertEquals(0, m.get(20_000));
+    // every page whose ids were all handed out is gone (the last one may stay)
+    assertTrue(m.pages() <= 1, "pages left: " + m.pages());
+    assertEquals(0, m.putIfAbsent(41_000, 3)); // a dropped range can be used again
+    assertEquals(3, m.get(41_000));
+  }
+
+  @Test
   void chunksAreDeflatedUnlessTheEventRateIsHigh() {
     assertEquals("auto", Config.fromEnv(Map.of(), "").codec);
     Config bad = Config.fromEnv(Map.of("WILLOWISP_JAVA_CODEC", "lz4"), "");
