@@ -241,3 +241,22 @@ def test_idle_pauses_after_a_message_are_no_timer_finding(tmp_path: Path) -> Non
     (p,) = detect(a.causality).patterns
     assert p.kind == TIMER
     assert _structural(a) == []
+
+
+def test_a_timer_rhythm_with_no_operation_at_all_is_no_finding(tmp_path: Path) -> None:
+    """A thread that only sleeps 20 ms at a time, in a trace with no request or message
+    (no operation): a timer rhythm, but nothing it delays, so no finding and no crash."""
+    lines = ['rec unit 1 kind="thread" name="ticker" parent=0']
+    evs = ["ev 1000 unit.start u=1"]
+    for k in range(6):
+        t0 = (k + 1) * 30 * MS
+        evs += [
+            f"ev {t0} unit.block u=1 r=2 a=5 l=2",
+            f"ev {t0 + 20 * MS} unit.wake u=1 r=2 a=1 l=2",
+        ]
+    records = [*HEAD[:4], *HEAD[7:8], *lines]
+    a = analyze_run(
+        tmp_path, svc=chunk(process("aa", 1, "svc", run_root=1), *records, ANCHOR, *evs)
+    )
+    assert [p.kind for p in detect(a.causality).patterns] == [TIMER]
+    assert _structural(a) == []

@@ -358,6 +358,8 @@ def _finding(ix: critical_path.PathIndex, p: Pattern) -> Finding | None:
     if p.kind == TIMER:
         # Pauses an operation waited through: in it, and before its end (a consumer's
         # idle waits after its work belong to its last message, but delay nothing).
+        if not len(ix.ends):
+            return None  # no operation in the trace: the rhythm delays nothing
         of = op[p.pauses]
         end_ns = np.where(of >= 0, ix.adj[ix.ends[np.maximum(of, 0)]], 0)
         within = (of != NO_OPERATION) & (p.gap_end <= end_ns)
