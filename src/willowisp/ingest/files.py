@@ -127,7 +127,8 @@ def _read_one(
             continue
         if not complete:
             said.append(
-                f"{where}: ends early (the program stopped without finishing it); "
+                f"{where}: ends early (the program stopped without finishing it, or the agent "
+                "could not write the rest: see its faults); "
                 "read up to its last complete part"
             )
         try:
