@@ -20,7 +20,13 @@ figures and the paired difference to the baseline of the same round. It prints t
 machine's CPU count and load average. Prints figures and ratios; asserts nothing.
 
     python bench/bench_node_agent.py [--requests 4000] [--warmup 4000] [--rounds 5]
-        [--awaits 200000] [--http baseline,full,hops,"hops ratio 0"] [--no-promises]
+        [--awaits 200000] [--http baseline,full,hops,"hops ratio 0","als only"] [--no-promises]
+        [--node PATH]
+
+``--node`` picks the Node binary every process of the run uses (default: ``node`` on
+PATH), so the same agent is measured on Node 20 and Node 24 (whose AsyncLocalStorage is an
+AsyncContextFrame rather than an init hook per async resource) with the baseline always on
+that same Node.
 
 A configuration NAME@PATH (e.g. ``hops@/tmp/old-agent/register.js``) runs NAME with
 another copy of the agent, to compare two versions in one run.
@@ -58,13 +64,30 @@ def env_for(mode: str | None, out: Path, boundary: str = "", ratio: str = "") ->
 
 
 # The HTTP configurations: name -> (mode, trace ratio). "hops ratio 0" is the agent's
-# floor in hops mode (propagation only, nothing recorded).
+# floor in hops mode (propagation only, nothing recorded); "als only" is no agent, only an
+# AsyncLocalStorage run around each server request (the workload's own preload): the part
+# of that floor that is Node's, not the agent's (not in the default list).
 HTTP_CONFIGS = {
     "baseline": (None, ""),
     "full": ("full", ""),
     "hops": ("hops", ""),
     "hops ratio 0": ("hops", "0"),
+    "als only": ("als", ""),
 }
+DEFAULT_HTTP = ["baseline", "full", "hops", "hops ratio 0"]
+
+# The preload of "als only" (written into the run's temporary folder).
+ALS_ONLY = """'use strict';
+const http = require('node:http');
+const { AsyncLocalStorage } = require('node:async_hooks');
+const als = new AsyncLocalStorage();
+const origEmit = http.Server.prototype.emit;
+const emitRequest = (server, req, res) => origEmit.call(server, 'request', req, res);
+http.Server.prototype.emit = function emit(event, req, res) {
+  if (event !== 'request') return origEmit.apply(this, arguments);
+  return als.run({ req }, emitRequest, this, req, res);
+};
+"""
 
 
 def server(role: str, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
@@ -165,8 +188,12 @@ def http_round(
     tmp: Path,
     register: Path = REGISTER,
 ) -> tuple[float, ...]:
-    env = env_for(mode, tmp / f"http-{mode}", "", ratio)
-    if mode is not None:
+    env = env_for(None if mode == "als" else mode, tmp / f"http-{mode}", "", ratio)
+    if mode == "als":
+        preload = tmp / "als_only.js"
+        preload.write_text(ALS_ONLY)
+        env["NODE_OPTIONS"] = f"--require {preload}"
+    elif mode is not None:
         env["NODE_OPTIONS"] = f"--require {register}"
     front, port = server("front", str(down_port), env=env)
     try:
@@ -182,6 +209,7 @@ def http_round(
 
 
 def main() -> None:
+    global NODE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=5)
@@ -191,13 +219,17 @@ def main() -> None:
     )
     ap.add_argument(
         "--http",
-        default=",".join(HTTP_CONFIGS),
+        default=",".join(DEFAULT_HTTP),
         help="HTTP configurations to run, comma-separated (the first is the baseline); "
         "NAME@PATH runs configuration NAME with another copy of the agent (PATH: its "
         "register.js), to compare two versions in the same run",
     )
     ap.add_argument("--no-promises", action="store_true", help="skip the promise workload")
+    ap.add_argument(
+        "--node", default=NODE, help="the node binary of every process (default: node on PATH)"
+    )
     a = ap.parse_args()
+    NODE = a.node
     http_names = [n.strip() for n in a.http.split(",") if n.strip()]
     for n in http_names:
         if n.split("@")[0] not in HTTP_CONFIGS:
@@ -205,8 +237,20 @@ def main() -> None:
     version = subprocess.run(
         [NODE, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
+    frame = subprocess.run(
+        [
+            NODE,
+            "-e",
+            "const {AsyncLocalStorage: A} = require('node:async_hooks');"
+            "process.stdout.write(typeof new A().kResourceStore === 'symbol' ? 'no' : 'yes')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     print(
-        f"node {version}; {a.requests} requests (after {a.warmup} of warm-up) x {a.rounds}"
+        f"node {version} ({NODE}; AsyncContextFrame: {frame}); {a.requests} requests"
+        f" (after {a.warmup} of warm-up) x {a.rounds}"
         f" rounds; {a.awaits} awaits; {os.cpu_count()} CPUs; load average at start"
         f" {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )

@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
-from wispkit import CORPUS_TOKEN, check_control_corpus, clean_env, start_collector, stop_collector
+from wispkit import (
+    CAN_MOUNT,
+    CORPUS_TOKEN,
+    analyze_json,
+    check_control_corpus,
+    check_loss_reported,
+    clean_env,
+    run_on_full_disk,
+    start_collector,
+    stop_collector,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agents" / "node"
@@ -385,3 +395,50 @@ def test_stream_falls_back_to_files(tmp_path: Path) -> None:
     )
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout)["rows"] == [[3]]  # each request recorded exactly once
+
+
+# A program that records a few hundred KB of trace in full mode: 1500 sequential requests
+# to its own server over one keep-alive connection, then the sum of the answers.
+REQUESTS = AGENT / "test" / "programs" / "requests.js"
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root with unshare and mount (CI runs as root)")
+@pytest.mark.parametrize("collector", ["", "127.0.0.1:9"], ids=["file", "stream-fallback"])
+def test_a_full_disk_is_said_and_never_breaks_the_program(tmp_path: Path, collector: str) -> None:
+    """On a 128 KiB file system (64 KiB of it the agent's reserve) the first chunks fit and
+    later ones do not: the program prints and exits as without the agent, the file ends
+    at a whole chunk, and the loss is in it (drops per unit, a write fault) and in one
+    stderr line. The same when the chunks were meant for a collector that is not there
+    (the native stream falls back to the file)."""
+    assert NODE is not None
+    program = REQUESTS
+    alone = subprocess.run(
+        [NODE, str(program)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+    assert alone.returncode == 0 and alone.stdout == "total 13890\n", alone.stderr
+    env = {"WILLOWISP_COLLECTOR": collector} if collector else {}
+    done, kept = run_on_full_disk(tmp_path, [NODE, str(program)], "128k", timeout=120, **env)
+    assert (done.returncode, done.stdout) == (alone.returncode, alone.stdout), done.stderr
+    for trace_of_a_crash in ("Error:", "    at ", "node:internal"):
+        assert trace_of_a_crash not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if "could not be written" in line]
+    assert len(said) == 1 and said[0].endswith(": No space left on device"), done.stderr
+    assert " events of requests (pid " in said[0], said[0]
+    lost = int(said[0].split("willowisp: ", 1)[1].split(" events", 1)[0])
+    agent = check_loss_reported(kept, "requests")
+    assert 0 < int(str(agent["dropped"])) <= lost, (agent, lost)
+    doc = analyze_json(kept)
+    (drop,) = [f for f in doc["findings"] if f["kind"] == "buffer-drop"]
+    assert any("file system refused" in line for line in drop["explanation"]), drop
+    # the drops name the request flows whose events were lost, not only the event loop
+    assert any("GET /item/" in line for line in drop["explanation"]), drop
+    if collector:
+        faults = " ".join(
+            " ".join(f["explanation"]) for f in doc["findings"] if f["kind"] == "agent-fault"
+        )
+        assert f"cannot reach collector {collector}" in faults, faults

@@ -15,7 +15,8 @@
 // dies (a fault; nothing is lost: the payloads it held are compressed again).
 //
 // The thread is the original worker_threads.Worker (captured before runtime.js replaces
-// it, so it is never a unit of the program), unref'd (it never keeps the process alive);
+// it, so it is never a unit of the program), unref'd except while it holds payloads (as
+// zlib's pool request would be);
 // a preload of the agent that runs inside it returns at once (start.js). At exit the
 // recorder compresses whatever is still out synchronously (recorder.flushSync).
 
@@ -73,18 +74,24 @@ class Compressor {
     const id = this.nextId++;
     const copy = new Uint8Array(raw.length); // the caller keeps raw (the exit path needs it)
     copy.set(raw);
+    // ref'd while it holds payloads, as zlib's pool request would be: a program that ends
+    // meanwhile gets its chunk written by the thread rather than by the exit path
+    if (this.pending.size === 0) this.thread.ref();
     this.pending.set(id, { raw, done });
     this.thread.postMessage({ id, raw: copy }, [copy.buffer]);
   }
 
   start() {
     const t = new Worker(THREAD_SOURCE, { eval: true, stdout: false, stderr: false });
-    t.unref();
     t.on('message', (m) => this.received(m));
     t.on('error', (err) => this.fail(err));
     t.on('exit', (code) => {
       if (!this.failed && this.thread === t) this.fail(new Error(`compression thread exited with ${code}`));
     });
+    // unref'd after the listeners: adding a 'message' listener refs the worker's port
+    // again (Node 20), which kept every process that had started the thread from ever
+    // ending by itself; ref'd only while it holds payloads (post, received)
+    t.unref();
     this.thread = t;
   }
 
@@ -92,6 +99,7 @@ class Compressor {
     const p = this.pending.get(m.id);
     if (p === undefined) return;
     this.pending.delete(m.id);
+    if (this.pending.size === 0 && this.thread !== null) this.thread.unref();
     if (m.chunk === null) {
       this.onFault('compress.thread', new Error(m.error));
       p.done(w.plainChunk(p.raw));

@@ -17,6 +17,12 @@
 //
 // Errors never reach the program: the hooks call `fault(where, err)`, which counts the
 // error and writes a `fault` record and an agent.fault event.
+//
+// A full disk (docs/agent-node.md, "A full disk"): a chunk is appended whole or cut off
+// again (append); a refused one's events are counted as dropped per unit and said in the
+// next chunk written, its records written before that chunk (refused); the first refusal
+// frees the reserve made beside the first segment and writes a news chunk (writeNews);
+// one stderr line at exit says how many events were lost (sayLost).
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -31,6 +37,13 @@ const BATCH_ROWS = 4096;
 const ROW_BYTES = 29;
 const SEGMENT_BYTES = 256 * 1024 * 1024;
 const ANCHOR_EVERY_NS = 1_000_000_000n;
+// A full disk (see refused()): the room kept for the news of a loss, and how many
+// definition records of refused chunks are kept for the next chunk at most.
+const RESERVE_BYTES = 64 * 1024;
+const RESERVE_PREFIX = '.willowisp-reserve-';
+const MAX_CARRIED_BYTES = 16 * 1024 * 1024;
+const NO_EVENTS = Buffer.from([0]);
+const MAX_NEWS_UNITS = 1000;
 
 const hrtime = process.hrtime.bigint;
 // A wall-clock tick bracketed within this is good enough to prove a shared clock (the
@@ -107,6 +120,19 @@ class Recorder {
     this.fd = -1;
     this.fileBytes = 0;
     this.stream = null; // the native stream (stream.js) when WILLOWISP_COLLECTOR is set
+    // A full disk: chunks the file system refused are cut off again (whole chunks only),
+    // their events counted per unit in `unwritten` until a chunk says them (agent.drop).
+    this.reserve = ''; // the reserve file's path while it exists (makeReserve)
+    this.reserveTried = false;
+    this.lostOnWrite = 0; // events in refused chunks (the stderr line at exit)
+    this.writeError = ''; // set while writes are refused: one fault per spell
+    this.refusal = ''; // the last refusal's reason
+    this.unwritten = new Map(); // unit -> events lost with refused chunks, not yet said
+    // The records of refused chunks, each as a chunk of its own (no events), written before
+    // the next chunk; at most MAX_CARRIED_BYTES of them.
+    this.carriedChunks = [];
+    this.carriedBytes = 0;
+    this.eventsAt = new WeakMap(); // payload -> where its event section starts
     if (config.collector) {
       // the file is opened only if the stream falls back to it
       this.segment = 1;
@@ -114,7 +140,12 @@ class Recorder {
       this.needProcessRecord = true;
     } else {
       makeDirs(config.out);
-      this.openSegment();
+      try {
+        this.openSegment();
+      } catch (err) {
+        this.dropReserve();
+        throw err;
+      }
     }
 
     // Invariant: `batch` is the batch being filled; `full` holds filled ones, oldest first;
@@ -178,15 +209,72 @@ class Recorder {
     return path.join(this.config.out, name);
   }
 
+  // Opens the next segment (the first one: after making the reserve). Throws when the
+  // file cannot be made or its header written; the current segment stays then.
   openSegment() {
+    if (!this.reserveTried) {
+      this.reserveTried = true;
+      this.makeReserve();
+    }
     this.segment += 1;
-    this.path = this.segmentPath();
-    const fd = fs.openSync(this.path, 'a', 0o644);
-    fs.writeSync(fd, w.fileHeader());
+    const file = this.segmentPath();
+    const fd = fs.openSync(file, 'a', 0o644);
+    try {
+      appendAll(fd, w.fileHeader());
+    } catch (err) {
+      fs.closeSync(fd);
+      this.segment -= 1;
+      if (this.fd >= 0) {
+        try {
+          fs.unlinkSync(file); // a later segment that got no room: the current one goes on
+        } catch {
+          // nothing to remove
+        }
+      }
+      throw err;
+    }
     if (this.fd >= 0) fs.closeSync(this.fd);
+    this.path = file;
     this.fd = fd;
     this.fileBytes = 16;
     this.needProcessRecord = true;
+  }
+
+  // Room kept for the news of a full disk: a file of RESERVE_BYTES (written for real: no
+  // fallocate in Node) that the agent deletes when the file system first refuses a chunk,
+  // so the chunk saying what was lost still fits. None when it cannot be made.
+  makeReserve() {
+    const file = path.join(this.config.out, `${RESERVE_PREFIX}${this.pid}`);
+    let fd;
+    try {
+      fd = fs.openSync(file, 'w', 0o600);
+    } catch {
+      return;
+    }
+    try {
+      appendAll(fd, Buffer.alloc(RESERVE_BYTES));
+      this.reserve = file;
+    } catch {
+      try {
+        fs.unlinkSync(file);
+      } catch {
+        // nothing to remove
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  dropReserve() {
+    const file = this.reserve;
+    this.reserve = '';
+    if (file === '') return false;
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      return false;
+    }
+    return true;
   }
 
   processRecord() {
@@ -371,17 +459,20 @@ class Recorder {
 
   anchor() {
     const mono = hrtime();
-    let wall = this.wall0 + (mono - this.mono0);
+    this.emitAt(mono, K.CLOCK_ANCHOR, 1, 0, this.wallAt(mono) + this.config.clockOffsetNs, 0);
+    this.lastAnchor = mono;
+  }
+
+  // The wall time (ns) at monotonic instant `mono` (now).
+  wallAt(mono) {
+    const wall = this.wall0 + (mono - this.mono0);
     const coarse = BigInt(Date.now()) * 1_000_000n;
     const gap = coarse > wall ? coarse - wall : wall - coarse;
-    if (gap > 5_000_000n) {
-      // the system clock was stepped: re-base on it
-      this.wall0 = coarse;
-      this.mono0 = mono;
-      wall = coarse;
-    }
-    this.emitAt(mono, K.CLOCK_ANCHOR, 1, 0, wall + this.config.clockOffsetNs, 0);
-    this.lastAnchor = mono;
+    if (gap <= 5_000_000n) return wall;
+    // the system clock was stepped: re-base on it
+    this.wall0 = coarse;
+    this.mono0 = mono;
+    return coarse;
   }
 
   // The agent's own cost of one event, measured once at start on this machine.
@@ -429,12 +520,22 @@ class Recorder {
       this.batch = this.freshBatch();
     }
     this.pendingRows = 0;
+    if (this.writeError !== '' && batches.length === 0 && this.enc.count === 0 && this.dropped.size === 0) {
+      // a full disk, and nothing new since the refused chunk: no chunk made only to be
+      // refused again (what it would hold waits for the next one with news)
+      return [];
+    }
     // the agent's own events go into the fresh batch, after the program's: they are never
     // dropped for lack of room
     if (!this.calibrated()) this.recalibrate();
     if (this.calibrated() && hrtime() - this.lastAnchor >= ANCHOR_EVERY_NS) this.anchor();
     for (const [unit, n] of this.dropped) this.emit(K.AGENT_DROP, unit, 0, n, 0);
     this.dropped.clear();
+    if (this.unwritten.size > 0) {
+      // lost with chunks the file system refused (already in totalDropped): said now
+      for (const [unit, n] of this.unwritten) this.emit(K.AGENT_DROP, unit, 0, n, 0);
+      this.unwritten.clear();
+    }
     if (this.batch.n > 0) {
       batches.push(this.batch);
       this.batch = this.freshBatch();
@@ -459,7 +560,9 @@ class Recorder {
       events = { firstSeq: this.nextSeq, n, kind: one.kind, unit: one.unit, time: one.time, res: one.res, arg: one.arg, loc: one.loc };
       this.nextSeq += n;
     }
-    out.push(enc.finish(events)); // copies the columns
+    const raw = enc.finish(events); // copies the columns
+    this.eventsAt.set(raw, enc.eventsAt);
+    out.push(raw);
     for (const b of batches) if (this.spare.length < 4) this.spare.push(b);
     return out;
   }
@@ -492,8 +595,8 @@ class Recorder {
   // Writes the chunks at the head of the queue that are ready, in order.
   writeReady() {
     while (this.queue.length > 0 && this.queue[0].chunk !== null) {
-      const { chunk } = this.queue.shift();
-      this.writeChunk(chunk);
+      const { chunk, raw } = this.queue.shift();
+      this.writeChunk(chunk, raw);
     }
     if (this.queue.length === 0 && this.written.length > 0) for (const resolve of this.written.splice(0)) resolve();
   }
@@ -503,24 +606,185 @@ class Recorder {
     return this.queue.length === 0 ? Promise.resolve() : new Promise((resolve) => this.written.push(resolve));
   }
 
-  writeChunk(chunk) {
+  writeChunk(chunk, raw) {
     if (this.stream !== null) this.stream.write(chunk);
-    else this.fileWrite(chunk);
+    else this.fileWrite(chunk, raw);
   }
 
-  // Appends a chunk to the segment file (opened here first when streaming fell back).
-  fileWrite(chunk) {
-    if (this.fd < 0) {
-      // the stream's fallback: it writes the process record at the head itself
-      const need = this.needProcessRecord;
-      makeDirs(this.config.out);
-      this.segment -= 1;
-      this.openSegment();
-      this.needProcessRecord = need;
+  // Appends a chunk to the segment file (opened here first when streaming fell back):
+  // all of it or nothing. A refusal (a full disk, a quota) is handled by refused() and
+  // never thrown; `raw`, the chunk's payload when the caller still has it, saves
+  // inflating the chunk again there. Returns whether the chunk was written.
+  fileWrite(chunk, raw = null) {
+    try {
+      if (this.fd < 0) {
+        // the stream's fallback: it writes the process record at the head itself
+        const need = this.needProcessRecord;
+        makeDirs(this.config.out);
+        this.segment -= 1;
+        this.openSegment();
+        this.needProcessRecord = need;
+      }
+      if (this.fileBytes + chunk.length > SEGMENT_BYTES && this.fileBytes > 16) {
+        try {
+          this.openSegment();
+        } catch {
+          // no room for a new segment: the chunk goes to this one, or is refused below
+        }
+      }
+      if (this.carriedChunks.length === 0) this.append(chunk);
+      else {
+        // the records of refused chunks first (the events of this one may name them), in
+        // one write with it: all or nothing, so the stats record of this chunk stays the
+        // last one written
+        this.append(Buffer.concat([...this.carriedChunks, chunk]));
+        this.carriedChunks = [];
+        this.carriedBytes = 0;
+      }
+    } catch (err) {
+      this.refused(err, chunk, raw);
+      return false;
     }
-    if (this.fileBytes + chunk.length > SEGMENT_BYTES && this.fileBytes > 16) this.openSegment();
-    fs.writeSync(this.fd, chunk);
-    this.fileBytes += chunk.length;
+    this.writeError = '';
+    return true;
+  }
+
+  // One chunk appended whole, or the file cut back to where it was (ftruncate) and the
+  // error thrown: the file always ends at a chunk boundary, and a later chunk that fits
+  // follows the last whole one directly. (fs.writeSync writes once: a short write on a
+  // nearly full disk returns the count, which is why this loops.)
+  append(chunk) {
+    const start = this.fileBytes;
+    let done = 0;
+    try {
+      done = appendAll(this.fd, chunk);
+    } catch (err) {
+      done = err.written ?? 0;
+      if (done > 0) {
+        try {
+          fs.ftruncateSync(this.fd, start);
+          done = 0;
+        } catch {
+          // the reader resynchronises on the next chunk's magic
+        }
+      }
+      this.fileBytes = start + done;
+      throw err;
+    }
+    this.fileBytes = start + done;
+  }
+
+  // A chunk the file system refused (append() cut it off again). Its events are dropped
+  // and counted per unit, said in the next chunk that gets written (and on stderr at
+  // exit); its definitions and faults are kept for that chunk, so later events still name
+  // their units and resources. The first refusal of a spell is one fault (where=write);
+  // the very first one deletes the reserve and writes the news at once (writeNews).
+  refused(err, chunk, raw) {
+    let named = [];
+    try {
+      const payload = raw !== null ? raw : w.chunkPayload(chunk);
+      const p = w.payloadEvents(payload, raw !== null ? this.eventsAt.get(raw) : undefined);
+      let lost = 0;
+      const unwritten = this.unwritten;
+      for (let i = 0; i < p.n; i += 1) {
+        const unit = p.unit(i);
+        let count = 1;
+        if (p.kind(i) === K.AGENT_DROP) count = Number(p.arg(i)); // already in totalDropped
+        else lost += 1;
+        unwritten.set(unit, (unwritten.get(unit) ?? 0) + count);
+      }
+      this.lostOnWrite += lost;
+      this.totalDropped += lost;
+      // its records (all of them: definitions, faults, its stats) as a chunk without events,
+      // compressed once here, written together with the next chunk that fits (fileWrite);
+      // no cost at the next refusals but the write
+      if (p.at > 2) { // (two zero counts: no string, no record)
+        const carried = w.deflateChunk(Buffer.concat([payload.subarray(0, p.at), NO_EVENTS]));
+        this.carriedChunks.push(carried);
+        this.carriedBytes += carried.length;
+        while (this.carriedBytes > MAX_CARRIED_BYTES && this.carriedChunks.length > 1) this.carriedBytes -= this.carriedChunks.shift().length;
+      }
+      if (this.reserve !== '') {
+        // the news comes now: the records of the units that lost events go in it
+        const records = p.records !== undefined ? p.records : w.decodePayload(payload).records;
+        named = records.filter((r) => r.type === w.RECORD.unit && unwritten.has(r.id));
+      }
+    } catch (e) {
+      this.fault('write.count', e);
+    }
+    this.lastAnchor = -ANCHOR_EVERY_NS; // the next chunk carries an anchor
+    let fault = null;
+    if (this.writeError === '') {
+      this.writeError = this.refusal = reasonOf(err);
+      try {
+        fault = this.faultRecord('write', `${this.refusal}: ${this.path}`);
+      } catch {
+        // counted as far as it went
+      }
+    }
+    // the news, else (no room even for the units' records) the news without them
+    if (this.dropReserve() && (this.writeNews(fault, named.slice(-MAX_NEWS_UNITS)) || (named.length > 0 && this.writeNews(fault, [])))) return;
+    if (fault !== null) this.define(fault.type, fault.id, fault.attrs, undefined);
+  }
+
+  // A small chunk with only the news of the loss, written at once into the room the
+  // reserve left: the process record, the write fault, the records of the units that lost
+  // events (so the drops name them even when nothing after fits; they come again with the
+  // carried definitions), a clock anchor, one agent.drop per unit with lost events and the
+  // stats. Events recorded since wait for the next flush (they may not fit). Returns
+  // whether it was written.
+  writeNews(fault, units) {
+    let n = 0;
+    let mono = 0n;
+    try {
+      const records = [this.processRecord(), ...units];
+      if (fault !== null) records.push(fault);
+      records.push(this.statsRecord());
+      n = 1 + this.unwritten.size;
+      const ev = {
+        firstSeq: this.nextSeq,
+        n,
+        kind: new Uint8Array(n),
+        unit: new Uint32Array(n),
+        time: new BigUint64Array(n),
+        res: new Uint32Array(n),
+        arg: new BigInt64Array(n),
+        loc: new Uint32Array(n),
+      };
+      mono = hrtime();
+      ev.kind[0] = K.CLOCK_ANCHOR;
+      ev.unit[0] = 1;
+      ev.time[0] = mono;
+      ev.arg[0] = this.wallAt(mono) + BigInt(this.config.clockOffsetNs);
+      let i = 1;
+      for (const [unit, count] of this.unwritten) {
+        ev.kind[i] = K.AGENT_DROP;
+        ev.unit[i] = unit;
+        ev.time[i] = mono;
+        ev.arg[i] = BigInt(count);
+        i += 1;
+      }
+      this.append(w.deflateChunk(w.encodePayload(records, ev)));
+    } catch {
+      return false; // not even that fits: the line at exit says it
+    }
+    this.nextSeq += n;
+    this.unwritten.clear();
+    this.lastAnchor = mono;
+    return true;
+  }
+
+  // The one line a full disk costs the program's stderr (at exit): nothing is lost
+  // silently, and when the disk stayed full there is nowhere else to say it.
+  sayLost() {
+    try {
+      fs.writeSync(
+        2,
+        `willowisp: ${this.lostOnWrite} events of ${this.config.service} (pid ${this.pid}) could not be written to ${this.path || this.config.out}: ${this.refusal}\n`,
+      );
+    } catch {
+      // no stderr
+    }
   }
 
   // A chunk holding the process record (and `extra` records): how every stream connection
@@ -557,6 +821,7 @@ class Recorder {
   }
 
   close() {
+    if (this.closed) return;
     this.flushSync();
     this.compressor.close();
     if (this.stream !== null) {
@@ -574,7 +839,39 @@ class Recorder {
     } catch {
       // already closed
     }
+    this.dropReserve();
+    if (this.lostOnWrite > 0) this.sayLost();
   }
+}
+
+// Writes all of `buf` at the end of `fd` (opened for appending); returns the count. A
+// failure part-way throws with `written` set to what did go out.
+function appendAll(fd, buf) {
+  let done = 0;
+  try {
+    while (done < buf.length) {
+      const n = fs.writeSync(fd, buf, done, buf.length - done);
+      if (!(n > 0)) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
+      done += n;
+    }
+  } catch (err) {
+    if (err && typeof err === 'object') err.written = done;
+    throw err;
+  }
+  return done;
+}
+
+// An error's reason as strerror says it ("No space left on device").
+function reasonOf(err) {
+  try {
+    if (err && typeof err.errno === 'number') {
+      const known = require('node:util').getSystemErrorMap().get(err.errno);
+      if (known !== undefined) return known[1].charAt(0).toUpperCase() + known[1].slice(1);
+    }
+  } catch {
+    // the message below
+  }
+  return String(err && err.message ? err.message : err).slice(0, 200);
 }
 
 function concat(batches, n) {

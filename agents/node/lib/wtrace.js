@@ -345,6 +345,7 @@ class ChunkEncoder {
     for (let i = 0; i < list.length; i += 1) out.str(list[i]);
     out.uvarint(this.count);
     out.bytes(body.result());
+    this.eventsAt = out.pos; // where the event section starts (the refused-write path)
     out.uvarint(n);
     if (n > 0) {
       out.uvarint(events.firstSeq);
@@ -405,6 +406,107 @@ function deflateChunk(raw, compressed) {
   return frameChunk(CODEC_DEFLATE, raw, stored);
 }
 
+// The event section of a payload whose records end at `at` (ChunkEncoder.eventsAt; found
+// by decoding the records when not given): {at, n, kind(i), unit(i), arg(i)}.
+function payloadEvents(raw, at) {
+  if (at === undefined) return decodePayload(raw);
+  const p = Buffer.from(raw.buffer, raw.byteOffset, raw.length);
+  let pos = at;
+  const uv = () => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const b = p[pos++];
+      if (b === undefined) throw new RangeError('payload ends inside a varint');
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 128;
+    }
+  };
+  const n = uv();
+  if (n > 0) uv();
+  return eventColumns(p, at, n, pos);
+}
+
+function eventColumns(p, at, n, base) {
+  if (base + n * 29 > p.length) throw new RangeError('payload shorter than its events');
+  return {
+    at,
+    n,
+    kind: (i) => p[base + i],
+    unit: (i) => p.readUInt32LE(base + n + 4 * i),
+    arg: (i) => p.readBigInt64LE(base + n * 17 + 8 * i),
+  };
+}
+
+// Decodes a chunk payload again: only the agent's refused-write path needs this (a chunk
+// the file system refused: its events are counted as lost per unit, the records of the
+// units that lost events go into the news). Returns {records: [{type, id, attrs: [[key,
+// value], ...]}], at, n, kind(i), unit(i), arg(i)}; an integer value is a number when it
+// is exact as one, else a bigint; bytes come back as a Buffer of their own.
+function decodePayload(raw) {
+  const p = Buffer.from(raw.buffer, raw.byteOffset, raw.length);
+  let at = 0;
+  const uv = () => {
+    const start = at;
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const b = p[at++];
+      if (b === undefined) throw new RangeError('payload ends inside a varint');
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) break;
+      mul *= 128;
+      if (mul > 2 ** 63) throw new RangeError('varint too long');
+    }
+    if (v <= Number.MAX_SAFE_INTEGER) return v;
+    // a large one (an arg, a wall time): again, exactly
+    let big = 0n;
+    for (let i = at - 1; i >= start; i -= 1) big = (big << 7n) | BigInt(p[i] & 0x7f);
+    return big;
+  };
+  const unzig = (z) => {
+    if (typeof z === 'number') return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    const v = (z >> 1n) ^ -(z & 1n);
+    return v >= -BigInt(Number.MAX_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  };
+  const strings = [];
+  for (let i = uv(); i > 0; i -= 1) {
+    const len = uv();
+    strings.push(p.toString('utf8', at, at + len));
+    at += len;
+  }
+  const records = [];
+  for (let i = uv(); i > 0; i -= 1) {
+    const type = p[at++];
+    const id = uv();
+    const attrs = [];
+    for (let j = uv(); j > 0; j -= 1) {
+      const key = strings[uv()];
+      const vt = p[at++];
+      if (vt === 0) attrs.push([key, unzig(uv())]);
+      else if (vt === 1) attrs.push([key, strings[uv()]]);
+      else {
+        const len = uv();
+        attrs.push([key, Buffer.from(p.subarray(at, at + len))]);
+        at += len;
+      }
+    }
+    records.push({ type, id, attrs });
+  }
+  const eventsAt = at;
+  const n = uv();
+  if (n > 0) uv(); // first_seq
+  return { records, ...eventColumns(p, eventsAt, n, at) };
+}
+
+// The payload of a framed chunk (the refused-write path, for chunks it holds only framed).
+function chunkPayload(chunk) {
+  const codec = chunk[4];
+  const stored = chunk.subarray(20, 20 + chunk.readUInt32LE(8));
+  return codec === CODEC_DEFLATE ? zlib.inflateSync(stored) : stored;
+}
+
 module.exports = {
   FORMAT_MAJOR,
   FORMAT_MINOR,
@@ -421,4 +523,7 @@ module.exports = {
   frameChunk,
   plainChunk,
   deflateChunk,
+  decodePayload,
+  payloadEvents,
+  chunkPayload,
 };
