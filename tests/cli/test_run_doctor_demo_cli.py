@@ -44,7 +44,8 @@ def test_run_default_folder_and_names(tmp_path):
 
 
 def test_run_bad_usage_is_one_line(tmp_path):
-    """Nothing to run, a missing program or a bad ratio: one line on stderr, exit 2."""
+    """Nothing to run, a missing program or a bad ratio: one line on stderr, exit 2, and
+    no (empty) run folder left behind."""
     for args in (
         ["run"],
         ["run", "--", str(tmp_path / "nope")],
@@ -52,10 +53,11 @@ def test_run_bad_usage_is_one_line(tmp_path):
         ["run", "--boundary", "entry=nope", "--", "true"],
         ["run", "--redact", "everything", "--", "true"],
     ):
-        r = wisp(*args)
+        r = wisp(*args, cwd=tmp_path)
         assert r.returncode == 2, args
         assert "Traceback" not in r.stderr
         assert len([ln for ln in r.stderr.splitlines() if ln.startswith("willowisp")]) >= 1
+        assert not (tmp_path / "wisp-traces").exists(), args
 
 
 def test_run_takes_defaults_from_willowisp_toml(tmp_path):

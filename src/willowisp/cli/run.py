@@ -138,10 +138,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"willowisp: recording into {out}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd, env=env)
-    except FileNotFoundError as exc:
-        raise UsageError(f"cannot run {cmd[0]!r}: {exc.strerror}") from exc
-    except PermissionError as exc:
-        raise UsageError(f"cannot run {cmd[0]!r}: permission denied") from exc
+    except (FileNotFoundError, PermissionError) as exc:
+        with contextlib.suppress(OSError):  # nothing ran: no empty run folder left
+            os.rmdir(out)
+            if not args.out:
+                os.rmdir(os.path.dirname(out))  # the default parent, when it is empty
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+        raise UsageError(f"cannot run {cmd[0]!r}: {reason}") from exc
 
     def forward(signum: int, frame: Any) -> None:
         try:
