@@ -129,12 +129,12 @@ def run(args: argparse.Namespace) -> int:
     out = os.path.abspath(args.out or os.path.join(project.run_option("out", "wisp-traces"), stamp))
     given = tuple(parse_boundary(spec) for spec in args.boundary)
     specs = [b.spec for b in merge_boundaries(given, project.boundaries)]
-    os.makedirs(out, exist_ok=True)
     redaction = parse_redaction([*project.redact, *args.redact])
     env = build_env(out, mode, ratio, specs, args.service or project.run_option("service"))
     env.pop("WILLOWISP_REDACT", None)
     if redaction.items():
         env["WILLOWISP_REDACT"] = ",".join(redaction.items())
+    os.makedirs(out, exist_ok=True)  # after every check: a refused run leaves no folder
     print(f"willowisp: recording into {out}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd, env=env)
