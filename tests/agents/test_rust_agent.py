@@ -84,6 +84,25 @@ def bins() -> Path:
     return WORKSPACE / "target" / "release"
 
 
+def start_boundary_svc(bins: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """The boundary_svc test program, started; it prints its port and serves until its
+    stdin closes."""
+    proc = subprocess.Popen(
+        [str(bins / "boundary_svc")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def http_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        return str(r.read().decode())
+
+
 def test_cargo_tests_encode_every_conformance_vector(bins: Path) -> None:
     done = subprocess.run(
         [str(CARGO), "test", "--release", "-p", "willowisp"],
@@ -719,27 +738,16 @@ def test_hops_mode_records_boundaries_at_full_fidelity(bins: Path, tmp_path: Pat
         "WILLOWISP_BOUNDARIES": f"{CHECKOUT}|entry=bad",
         "WILLOWISP_RUNTIME_DIR": str(runtime),
     }
-    proc = subprocess.Popen(
-        [str(bins / "boundary_svc")],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = start_boundary_svc(bins, env)
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        port = int(proc.stdout.readline())
+        assert proc.stdin is not None
 
-        def get(path: str) -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
-                return str(r.read().decode())
-
-        assert get("/other") == "other 8"
-        assert get("/checkout") == "checkout 8 inner 8"
+        assert http_get(port, "/other") == "other 8"
+        assert http_get(port, "/checkout") == "checkout 8 inner 8"
         ctl_env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
         done = wisp("ctl", str(proc.pid), "disable", "http:GET /checkout", env=ctl_env)
         assert done.returncode == 0, done.stderr
-        assert get("/checkout") == "checkout 8 inner 8"  # switched off: not recorded
+        assert http_get(port, "/checkout") == "checkout 8 inner 8"  # switched off: not recorded
         done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=ctl_env)
         assert done.returncode == 0, done.stderr
         status = done.stdout
@@ -797,22 +805,11 @@ def test_boundary_enabled_by_ctl_sees_the_tasks_of_a_hops_process(
         "WILLOWISP_TRACE_RATIO": "0",
         "WILLOWISP_RUNTIME_DIR": str(runtime),
     }
-    proc = subprocess.Popen(
-        [str(bins / "boundary_svc")],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = start_boundary_svc(bins, env)
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        port = int(proc.stdout.readline())
+        assert proc.stdin is not None
 
-        def get(path: str) -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
-                return str(r.read().decode())
-
-        assert get("/checkout") == "checkout 8 inner 8"  # no boundary yet: not recorded
+        assert http_get(port, "/checkout") == "checkout 8 inner 8"  # no boundary yet: not recorded
         ctl_env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
         done = wisp("ctl", str(proc.pid), "status", "--format", "json", env=ctl_env)
         assert done.returncode == 0 and '"gate": true' in done.stdout.replace("'", '"'), (
@@ -820,11 +817,12 @@ def test_boundary_enabled_by_ctl_sees_the_tasks_of_a_hops_process(
         )
         done = wisp("ctl", str(proc.pid), "enable", CHECKOUT, env=ctl_env)
         assert done.returncode == 0, done.stderr
-        assert get("/checkout") == "checkout 8 inner 8"
-        assert get("/other") == "other 8"  # outside the boundary
+        assert http_get(port, "/checkout") == "checkout 8 inner 8"
+        assert http_get(port, "/other") == "other 8"  # outside the boundary
         done = wisp("ctl", str(proc.pid), "disable", "http:GET /checkout", env=ctl_env)
         assert done.returncode == 0, done.stderr
-        assert get("/checkout") == "checkout 8 inner 8"  # switched off again: not recorded
+        # switched off again: not recorded
+        assert http_get(port, "/checkout") == "checkout 8 inner 8"
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     finally:
@@ -929,19 +927,11 @@ def test_message_consumer_opens_boundary_instances(bins: Path, tmp_path: Path) -
 def test_full_mode_counts_boundaries_and_records_everything(bins: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_BOUNDARIES": CHECKOUT}
-    proc = subprocess.Popen(
-        [str(bins / "boundary_svc")],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = start_boundary_svc(bins, env)
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        port = int(proc.stdout.readline())
+        assert proc.stdin is not None
         for path in ("/other", "/checkout"):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
-                assert r.status == 200
+            assert http_get(port, path)
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     finally:
