@@ -92,6 +92,23 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def start_run(
+    out: Path,
+    *argv: str,
+    env: Mapping[str, str] | None = None,
+    stdin: bool = False,
+) -> subprocess.Popen[str]:
+    """``willowisp run --out OUT -- ARGV`` left running (a server the test talks to), its
+    stdout piped as text (and its stdin, when asked)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", *argv],
+        env=None if env is None else dict(env),
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def start_collector(folder: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     """``willowisp collect --native PORT --out FOLDER``; the process and its address."""
     proc = subprocess.Popen(

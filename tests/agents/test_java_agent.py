@@ -27,6 +27,7 @@ from wispkit import (
     check_loss_reported,
     run_on_full_disk,
     start_collector,
+    start_run,
     stop_collector,
 )
 
@@ -347,22 +348,7 @@ def test_http_call_from_java_into_python_is_linked(
     """Java's HttpClient (send and sendAsync) calls a Python http.server recorded by the
     Python agent: the agent injected traceparent and both hops link by it."""
     out = tmp_path / "run"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            str(PROGRAMS / "hop_server.py"),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_run(out, sys.executable, str(PROGRAMS / "hop_server.py"), stdin=True)
     try:
         line = read_line(server)
         assert line.startswith("ready "), line

@@ -29,6 +29,7 @@ from wispkit import (
     clean_env,
     run_on_full_disk,
     start_collector,
+    start_run,
     stop_collector,
 )
 
@@ -207,22 +208,7 @@ def test_http_call_into_python_service_is_linked(bins: Path, tmp_path: Path) -> 
     out = tmp_path / "run"
     script = tmp_path / "server.py"
     script.write_text(SERVER)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            str(script),
-        ],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_run(out, sys.executable, str(script), env=clean_env())
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -279,12 +265,7 @@ def test_python_call_into_rust_tower_server_is_linked(bins: Path, tmp_path: Path
     out = tmp_path / "run"
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--", str(bins / "server")],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_run(out, str(bins / "server"), env=clean_env())
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -1142,23 +1123,7 @@ def test_grpc_from_tonic_into_a_python_grpcio_server(bins: Path, tmp_path: Path)
     out = tmp_path / "run"
     script = tmp_path / "grpc_server.py"
     script.write_text(GRPC_SERVER)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            str(script),
-        ],
-        env=clean_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_run(out, sys.executable, str(script), env=clean_env(), stdin=True)
     try:
         assert server.stdout is not None and server.stdin is not None
         grpc_client(bins, out, int(server.stdout.readline()))
