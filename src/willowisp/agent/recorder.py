@@ -38,7 +38,8 @@ from collections import deque
 from types import CodeType, FrameType
 from typing import Any
 
-from willowisp.agent.config import RESERVE_PREFIX, AgentConfig
+from willowisp.agent import reserve
+from willowisp.agent.config import AgentConfig
 from willowisp.agent.identity import process_attrs
 from willowisp.agent.locations import Locations, is_internal_file
 from willowisp.model.ids import new_process_id
@@ -56,7 +57,6 @@ ANCHOR_INTERVAL_NS = 1_000_000_000
 SEGMENT_BYTES = 256 * 1024 * 1024
 FLUSH_SAMPLE = 256  # flushes with fewer events do not count towards the per-event cost
 MAX_CARRIED = 100_000  # definition records kept while the disk refuses chunks
-RESERVE_BYTES = 64 * 1024  # room kept for the chunk that reports a full disk
 
 # Record type codes (spec.RECORD_TYPES).
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
@@ -575,32 +575,11 @@ class Recorder:
             self._say_lost()
 
     def _make_reserve(self) -> None:
-        """Room kept for the news of a full disk: a small file the agent deletes when the
-        file system first refuses a chunk, so that the chunk saying what was lost (drop
-        events, the fault, the stats) still gets written and ``analyze`` reports it."""
-        path = os.path.join(self.config.out, f"{RESERVE_PREFIX}{os.getpid()}")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return
-        try:
-            os.posix_fallocate(fd, 0, RESERVE_BYTES)
-            self._reserve = path
-        except OSError:  # no room even for that, or no fallocate here: no reserve
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        finally:
-            os.close(fd)
+        self._reserve = reserve.make(self.config.out)
 
     def _drop_reserve(self) -> bool:
         path, self._reserve = self._reserve, ""
-        if not path:
-            return False
-        try:
-            os.unlink(path)
-        except OSError:
-            return False
-        return True
+        return reserve.drop(path)
 
     def _say_lost(self) -> None:
         """The one line a full disk costs the program's stderr: nothing is lost silently,
@@ -682,14 +661,10 @@ class Recorder:
                     attrs["name"] = self._locs.name_from_source(key, str(attrs["kind"])) + suffix
             records.append(Record(rtype, rid, tuple(attrs.items())))
         while self._faults:
-            fid, where, msg = self._faults.popleft()
-            records.append(Record(R_FAULT, fid, (("message", msg), ("where", where))))
+            records.append(_fault_record(self._faults.popleft()))
         n_program = len(batch)
         if anchor_due:
-            m1 = mono()
-            w = wall() + self.config.clock_offset_ns
-            m2 = mono()
-            batch.append(K.CLOCK_ANCHOR, 0, (m1 + m2) // 2, 0, w, 0)
+            self._append_anchor(batch)
             self._last_anchor = now
         for unit, count in drops:
             batch.append(K.AGENT_DROP, unit, now, 0, count, 0)
@@ -697,19 +672,7 @@ class Recorder:
         batch.append(K.AGENT_FLUSH, 0, now, 0, n_program, 0)
         self.events += n_program
         self._seq += len(batch)
-        records.append(
-            Record(
-                R_STATS,
-                0,
-                (
-                    ("events", self.events),
-                    ("dropped", self.total_dropped),
-                    ("faults", self.fault_count),
-                    ("cost_ns_per_event", self._cost()),
-                    *_boundary_stats(),
-                ),
-            )
-        )
+        records.append(self._stats_record(self.total_dropped))
         w_ = self._writer
         if w_ is None:
             return
@@ -764,22 +727,13 @@ class Recorder:
             return
         faults = list(self._faults)
         records = [Record(R_PROCESS, 0, tuple(self.process_attrs().items()))]
-        records += [Record(R_FAULT, f, (("message", m), ("where", w))) for f, w, m in faults]
+        records += map(_fault_record, faults)
         batch = EventBatch(first_seq=self._seq)
-        m1 = mono()
-        w = wall() + self.config.clock_offset_ns
-        m2 = mono()
-        batch.append(K.CLOCK_ANCHOR, 0, (m1 + m2) // 2, 0, w, 0)
+        at = self._append_anchor(batch)
         lost = self._unwritten_drops
         for unit, count in lost.items():
-            batch.append(K.AGENT_DROP, unit, m2, 0, count, 0)
-        stats = (
-            ("events", self.events),
-            ("dropped", self.total_dropped + sum(lost.values())),
-            ("faults", self.fault_count),
-            ("cost_ns_per_event", self._cost()),
-        )
-        records.append(Record(R_STATS, 0, stats))
+            batch.append(K.AGENT_DROP, unit, at, 0, count, 0)
+        records.append(self._stats_record(self.total_dropped + sum(lost.values())))
         try:
             w_.write_chunk(records, batch)
         except OSError:
@@ -789,7 +743,29 @@ class Recorder:
         self.total_dropped += sum(lost.values())
         self._unwritten_drops = {}
         self._seq += len(batch)
-        self._last_anchor = m1
+        self._last_anchor = at
+
+    def _append_anchor(self, batch: EventBatch | PackedEvents) -> int:
+        """A clock anchor (monotonic time, wall time) at the end of ``batch``; its time."""
+        m1 = mono()
+        w = wall() + self.config.clock_offset_ns
+        m2 = mono()
+        at = (m1 + m2) // 2
+        batch.append(K.CLOCK_ANCHOR, 0, at, 0, w, 0)
+        return at
+
+    def _stats_record(self, dropped: int) -> Record:
+        return Record(
+            R_STATS,
+            0,
+            (
+                ("events", self.events),
+                ("dropped", dropped),
+                ("faults", self.fault_count),
+                ("cost_ns_per_event", self._cost()),
+                *_boundary_stats(),
+            ),
+        )
 
     def _columns(
         self, rows: bytearray, def_keys: set[int], records: list[Record]
@@ -858,6 +834,11 @@ class Recorder:
         os.environ["WILLOWISP_PARENT_PROCESS"] = parent_id
         child.start()
         return child
+
+
+def _fault_record(fault: tuple[int, str, str]) -> Record:
+    number, where, message = fault
+    return Record(R_FAULT, number, (("message", message), ("where", where)))
 
 
 def _boundary_stats() -> tuple[tuple[str, AttrValue], ...]:
