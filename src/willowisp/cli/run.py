@@ -19,6 +19,7 @@ from typing import Any
 
 from willowisp.agent.bootstrap import agent_path
 from willowisp.agent.config import MODES, RESERVE_PREFIX
+from willowisp.cli.ctl import alive
 from willowisp.errors import UsageError
 from willowisp.model.boundary import merge_boundaries, parse_boundary
 from willowisp.model.redaction import parse_redaction
@@ -194,16 +195,6 @@ def remove_stale_reserves(out: str) -> None:
         if not name.startswith(RESERVE_PREFIX):
             continue
         pid = name[len(RESERVE_PREFIX) :]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(out, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
