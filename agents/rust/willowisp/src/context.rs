@@ -154,3 +154,44 @@ mod tests {
         assert_eq!(target("/items/7"), "/items/7");
     }
 }
+
+/// The client side of a hop on an `http` request's headers: the `traceparent` it already
+/// carries (used as is) or a new one put on it; inside a boundary instance the boundary
+/// goes into `tracestate` (`wisp=b-<id>`). Returns the context and the calling unit, or
+/// None when the hop is not to be recorded (not sampled in `hops` mode, outside every
+/// instance): the decision still travels in the header.
+#[cfg(any(feature = "reqwest", feature = "tonic"))]
+pub(crate) fn inject(
+    a: &crate::Agent,
+    headers: &mut http::HeaderMap,
+) -> Option<(TraceContext, u32)> {
+    let existing = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse);
+    let ctx = match existing {
+        Some(c) => c,
+        None => {
+            let c = outgoing();
+            if let Ok(v) = http::HeaderValue::from_str(&c.header()) {
+                headers.insert("traceparent", v);
+            }
+            c
+        }
+    };
+    let unit = crate::current_unit();
+    let inside = a.boundaries.get(a.units.get(unit) & crate::gate::MARK);
+    if let Some(b) = &inside {
+        let state = headers
+            .get("tracestate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Ok(v) = http::HeaderValue::from_str(&crate::boundary::with_member(state, &b.id)) {
+            headers.insert("tracestate", v);
+        }
+    }
+    if !ctx.sampled() && a.config.mode == "hops" && inside.is_none() {
+        return None;
+    }
+    Some((ctx, unit))
+}

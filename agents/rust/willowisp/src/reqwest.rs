@@ -17,7 +17,7 @@ use std::future::Future;
 use std::panic::Location;
 
 use crate::agent::agent;
-use crate::context::{self, TraceContext};
+use crate::context;
 use crate::wtrace::{kind, reason, Value};
 
 /// Sends the request built by `builder`, with the trace context on the wire.
@@ -47,37 +47,7 @@ fn begin(
     req: &mut reqwest::Request,
     at: &'static Location<'static>,
 ) -> Option<(u32, u32, u32)> {
-    let existing = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(context::parse);
-    let ctx: TraceContext = match existing {
-        Some(c) => c,
-        None => {
-            let c = context::outgoing();
-            if let Ok(v) = http::HeaderValue::from_str(&c.header()) {
-                req.headers_mut().insert("traceparent", v);
-            }
-            c
-        }
-    };
-    let unit = crate::current_unit();
-    // inside a boundary instance: the boundary travels in tracestate (wisp=b-<id>)
-    let inside = a.boundaries.get(a.units.get(unit) & crate::gate::MARK);
-    if let Some(b) = &inside {
-        let existing = req
-            .headers()
-            .get("tracestate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if let Ok(v) = http::HeaderValue::from_str(&crate::boundary::with_member(existing, &b.id)) {
-            req.headers_mut().insert("tracestate", v);
-        }
-    }
-    if !ctx.sampled() && a.config.mode == "hops" && inside.is_none() {
-        return None; // the decision travels; nothing is recorded
-    }
+    let (ctx, unit) = context::inject(a, req.headers_mut())?;
     let url = req.url();
     let method = req.method().as_str().to_owned();
     let path = match url.query() {

@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::agent::agent;
-use crate::context::{self, TraceContext};
+use crate::context;
 use crate::tower::{grpc_status, Pending, WispBody};
 use crate::wtrace::{kind, reason, Value};
 
@@ -60,37 +60,7 @@ impl<S> WispGrpcClient<S> {
 /// Injects the context and records the call's start; (unit, resource) when recorded.
 fn begin<B>(req: &mut http::Request<B>) -> Option<(u32, u32)> {
     let a = agent()?;
-    let existing = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(context::parse);
-    let ctx: TraceContext = match existing {
-        Some(c) => c,
-        None => {
-            let c = context::outgoing();
-            if let Ok(v) = http::HeaderValue::from_str(&c.header()) {
-                req.headers_mut().insert("traceparent", v);
-            }
-            c
-        }
-    };
-    let unit = crate::current_unit();
-    let inside = a.boundaries.get(a.units.get(unit) & crate::gate::MARK);
-    if let Some(b) = &inside {
-        let existing = req
-            .headers()
-            .get("tracestate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let state = crate::boundary::with_member(existing, &b.id);
-        if let Ok(v) = http::HeaderValue::from_str(&state) {
-            req.headers_mut().insert("tracestate", v);
-        }
-    }
-    if !ctx.sampled() && a.config.mode == "hops" && inside.is_none() {
-        return None;
-    }
+    let (ctx, unit) = context::inject(a, req.headers_mut())?;
     let path = req.uri().path().to_owned();
     let peer = req
         .uri()
