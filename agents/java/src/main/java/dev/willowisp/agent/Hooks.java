@@ -383,7 +383,7 @@ public final class Hooks {
     boolean was = r.busy;
     r.busy = true;
     try {
-      JfrEvents.exiting = true;
+      JfrEvents.markExiting();
       JfrEvents j = JfrEvents.active;
       if (j != null) j.finish(5000);
       rec.flush();

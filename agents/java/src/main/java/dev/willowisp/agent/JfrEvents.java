@@ -73,8 +73,41 @@ final class JfrEvents {
     t.start();
   }
 
+  /**
+   * Held while JFR is being created, and by whoever marks the JVM as exiting: a JFR that
+   * starts once the JVM has begun to exit (a short program whose main ended before the
+   * flusher's first wake) makes the JVM print errors into the program's stdout ("An attempt
+   * was made to start JFR too early..."), so it must either finish starting first or not
+   * start at all.
+   */
+  private static final java.util.concurrent.locks.ReentrantLock STARTING =
+      new java.util.concurrent.locks.ReentrantLock();
+
+  /**
+   * The JVM is exiting: JFR is not started any more (see {@link #STARTING}); a start in
+   * progress is waited for, 3 s at most (an exit is never held longer by the agent).
+   */
+  static void markExiting() {
+    boolean held = false;
+    try {
+      held = STARTING.tryLock(3, java.util.concurrent.TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    exiting = true;
+    if (held) STARTING.unlock();
+  }
+
   private void run() {
-    try (RecordingStream rs = new RecordingStream()) {
+    RecordingStream created;
+    STARTING.lock();
+    try {
+      if (exiting) return;
+      created = new RecordingStream();
+    } finally {
+      STARTING.unlock();
+    }
+    try (RecordingStream rs = created) {
       Duration th = Duration.ofMillis(rec.cfg.jfrThresholdMs);
       String skip = rec.cfg.jfrSkip;
       Set<String> known = new HashSet<>();

@@ -499,7 +499,7 @@ public final class Recorder {
       JfrEvents jfr = JfrEvents.active;
       // the exit advice has collected JFR's last events already (finish runs once); without
       // it, a dump here could race JFR's own shutdown hook: wait for the stream instead
-      JfrEvents.exiting = true;
+      JfrEvents.markExiting();
       if (jfr != null && Hooks.exitHooked) jfr.finish(5000);
       else if (jfr != null) jfr.awaitNextFlush(3000);
     } catch (Throwable e) {
