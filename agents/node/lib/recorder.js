@@ -1,6 +1,7 @@
 'use strict';
 // The recorder: the hot path that hooks write events into, and the flusher that turns them
-// into .wtrace chunks in this process's segment file.
+// into .wtrace chunks for its output: the segment files (segments.js) or the native stream
+// to a collector (stream.js), which falls back to the files.
 //
 // Hot path: an event is six stores into preallocated typed-array columns (kind, unit,
 // time, res, arg, loc): no object per event, nothing for the garbage collector. Full
@@ -18,11 +19,9 @@
 // Errors never reach the program: the hooks call `fault(where, err)`, which counts the
 // error and writes a `fault` record and an agent.fault event.
 //
-// A full disk (docs/agent-node.md, "A full disk"): a chunk is appended whole or cut off
-// again (append); a refused one's events are counted as dropped per unit and said in the
-// next chunk written, its records written before that chunk (refused); the first refusal
-// frees the reserve made beside the first segment and writes a news chunk (writeNews);
-// one stderr line at exit says how many events were lost (sayLost).
+// A full disk (docs/agent-node.md, "A full disk"; segments.js does the files' side): the
+// events of a chunk the file system refused are counted per unit in `unwritten` and said
+// as agent.drop in the next chunk made.
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -31,19 +30,12 @@ const { performance } = require('node:perf_hooks');
 const w = require('./wtrace.js');
 const K = require('./kinds.js');
 const { Compressor } = require('./compress.js');
+const { SegmentFiles, makeDirs } = require('./segments.js');
 
 const AGENT_VERSION = '0.1.0';
 const BATCH_ROWS = 4096;
 const ROW_BYTES = 29;
-const SEGMENT_BYTES = 256 * 1024 * 1024;
 const ANCHOR_EVERY_NS = 1_000_000_000n;
-// A full disk (see refused()): the room kept for the news of a loss, and how many
-// definition records of refused chunks are kept for the next chunk at most.
-const RESERVE_BYTES = 64 * 1024;
-const RESERVE_PREFIX = '.willowisp-reserve-';
-const MAX_CARRIED_BYTES = 16 * 1024 * 1024;
-const NO_EVENTS = Buffer.from([0]);
-const MAX_NEWS_UNITS = 1000;
 
 const hrtime = process.hrtime.bigint;
 // A wall-clock tick bracketed within this is good enough to prove a shared clock (the
@@ -82,26 +74,6 @@ function readLink(p) {
   }
 }
 
-// mkdir -p, one level at a time: Node 20's recursive mkdirSync never returns for some
-// paths it cannot create (under /proc, where mkdir says ENOENT for a parent that exists).
-function makeDirs(dir) {
-  const missing = [];
-  let at = path.resolve(dir);
-  while (!fs.existsSync(at)) {
-    missing.push(at);
-    const up = path.dirname(at);
-    if (up === at || missing.length > 64) break;
-    at = up;
-  }
-  for (const d of missing.reverse()) {
-    try {
-      fs.mkdirSync(d);
-    } catch (err) {
-      if (err.code !== 'EEXIST') throw err;
-    }
-  }
-}
-
 function fakeTime() {
   for (const part of (process.env.LD_PRELOAD || '').split(/[:\s]+/)) {
     if (path.basename(part).includes('faketime')) return path.basename(part);
@@ -116,34 +88,24 @@ class Recorder {
     this.config = config;
     this.processId = require('node:crypto').randomBytes(16).toString('hex');
     this.pid = process.pid;
-    this.segment = 0;
-    this.fd = -1;
-    this.fileBytes = 0;
     this.stream = null; // the native stream (stream.js) when WILLOWISP_COLLECTOR is set
-    // A full disk: chunks the file system refused are cut off again (whole chunks only),
-    // their events counted per unit in `unwritten` until a chunk says them (agent.drop).
-    this.reserve = ''; // the reserve file's path while it exists (makeReserve)
-    this.reserveTried = false;
-    this.lostOnWrite = 0; // events in refused chunks (the stderr line at exit)
-    this.writeError = ''; // set while writes are refused: one fault per spell
-    this.refusal = ''; // the last refusal's reason
+    this.files = new SegmentFiles(this);
+    // A full disk: events of chunks the file system refused, counted per unit until a
+    // chunk says them (agent.drop).
     this.unwritten = new Map(); // unit -> events lost with refused chunks, not yet said
-    // The records of refused chunks, each as a chunk of its own (no events), written before
-    // the next chunk; at most MAX_CARRIED_BYTES of them.
-    this.carriedChunks = [];
-    this.carriedBytes = 0;
     this.eventsAt = new WeakMap(); // payload -> where its event section starts
+    this.needProcessRecord = false; // the next chunk starts with the process record
     if (config.collector) {
       // the file is opened only if the stream falls back to it
-      this.segment = 1;
-      this.path = this.segmentPath();
+      this.files.segment = 1;
+      this.files.path = this.files.segmentPath();
       this.needProcessRecord = true;
     } else {
       makeDirs(config.out);
       try {
-        this.openSegment();
+        this.files.open();
       } catch (err) {
-        this.dropReserve();
+        this.files.dropReserve();
         throw err;
       }
     }
@@ -204,79 +166,6 @@ class Recorder {
     }
   }
 
-  segmentPath() {
-    const name = `${this.config.service.replace(/[^A-Za-z0-9._-]/g, '_')}-${this.pid}-${this.processId.slice(0, 8)}-${this.segment}.wtrace`;
-    return path.join(this.config.out, name);
-  }
-
-  // Opens the next segment (the first one: after making the reserve). Throws when the
-  // file cannot be made or its header written; the current segment stays then.
-  openSegment() {
-    if (!this.reserveTried) {
-      this.reserveTried = true;
-      this.makeReserve();
-    }
-    this.segment += 1;
-    const file = this.segmentPath();
-    const fd = fs.openSync(file, 'a', 0o644);
-    try {
-      appendAll(fd, w.fileHeader());
-    } catch (err) {
-      fs.closeSync(fd);
-      this.segment -= 1;
-      if (this.fd >= 0) {
-        try {
-          fs.unlinkSync(file); // a later segment that got no room: the current one goes on
-        } catch {
-          // nothing to remove
-        }
-      }
-      throw err;
-    }
-    if (this.fd >= 0) fs.closeSync(this.fd);
-    this.path = file;
-    this.fd = fd;
-    this.fileBytes = 16;
-    this.needProcessRecord = true;
-  }
-
-  // Room kept for the news of a full disk: a file of RESERVE_BYTES (written for real: no
-  // fallocate in Node) that the agent deletes when the file system first refuses a chunk,
-  // so the chunk saying what was lost still fits. None when it cannot be made.
-  makeReserve() {
-    const file = path.join(this.config.out, `${RESERVE_PREFIX}${this.pid}`);
-    let fd;
-    try {
-      fd = fs.openSync(file, 'w', 0o600);
-    } catch {
-      return;
-    }
-    try {
-      appendAll(fd, Buffer.alloc(RESERVE_BYTES));
-      this.reserve = file;
-    } catch {
-      try {
-        fs.unlinkSync(file);
-      } catch {
-        // nothing to remove
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
-  dropReserve() {
-    const file = this.reserve;
-    this.reserve = '';
-    if (file === '') return false;
-    try {
-      fs.unlinkSync(file);
-    } catch {
-      return false;
-    }
-    return true;
-  }
-
   processRecord() {
     const c = this.config;
     return {
@@ -300,7 +189,7 @@ class Recorder {
         ['parent_process_id', c.parentProcess],
         ['mode', c.mode],
         ['boundaries', c.boundaries.map((b) => b.spec).join('|')],
-        ['segment', this.segment],
+        ['segment', this.files.segment],
         ['run_root', c.runPid && process.ppid === c.runPid ? 1 : 0],
       ],
     };
@@ -457,6 +346,11 @@ class Recorder {
     }
   }
 
+  // The next chunk carries a clock anchor (after chunks were lost).
+  anchorNext() {
+    this.lastAnchor = -ANCHOR_EVERY_NS;
+  }
+
   anchor() {
     const mono = hrtime();
     this.emitAt(mono, K.CLOCK_ANCHOR, 1, 0, this.wallAt(mono) + this.config.clockOffsetNs, 0);
@@ -520,7 +414,7 @@ class Recorder {
       this.batch = this.freshBatch();
     }
     this.pendingRows = 0;
-    if (this.writeError !== '' && batches.length === 0 && this.enc.count === 0 && this.dropped.size === 0) {
+    if (this.files.writeError !== '' && batches.length === 0 && this.enc.count === 0 && this.dropped.size === 0) {
       // a full disk, and nothing new since the refused chunk: no chunk made only to be
       // refused again (what it would hold waits for the next one with news)
       return [];
@@ -608,183 +502,7 @@ class Recorder {
 
   writeChunk(chunk, raw) {
     if (this.stream !== null) this.stream.write(chunk);
-    else this.fileWrite(chunk, raw);
-  }
-
-  // Appends a chunk to the segment file (opened here first when streaming fell back):
-  // all of it or nothing. A refusal (a full disk, a quota) is handled by refused() and
-  // never thrown; `raw`, the chunk's payload when the caller still has it, saves
-  // inflating the chunk again there. Returns whether the chunk was written.
-  fileWrite(chunk, raw = null) {
-    try {
-      if (this.fd < 0) {
-        // the stream's fallback: it writes the process record at the head itself
-        const need = this.needProcessRecord;
-        makeDirs(this.config.out);
-        this.segment -= 1;
-        this.openSegment();
-        this.needProcessRecord = need;
-      }
-      if (this.fileBytes + chunk.length > SEGMENT_BYTES && this.fileBytes > 16) {
-        try {
-          this.openSegment();
-        } catch {
-          // no room for a new segment: the chunk goes to this one, or is refused below
-        }
-      }
-      if (this.carriedChunks.length === 0) this.append(chunk);
-      else {
-        // the records of refused chunks first (the events of this one may name them), in
-        // one write with it: all or nothing, so the stats record of this chunk stays the
-        // last one written
-        this.append(Buffer.concat([...this.carriedChunks, chunk]));
-        this.carriedChunks = [];
-        this.carriedBytes = 0;
-      }
-    } catch (err) {
-      this.refused(err, chunk, raw);
-      return false;
-    }
-    this.writeError = '';
-    return true;
-  }
-
-  // One chunk appended whole, or the file cut back to where it was (ftruncate) and the
-  // error thrown: the file always ends at a chunk boundary, and a later chunk that fits
-  // follows the last whole one directly. (fs.writeSync writes once: a short write on a
-  // nearly full disk returns the count, which is why this loops.)
-  append(chunk) {
-    const start = this.fileBytes;
-    let done = 0;
-    try {
-      done = appendAll(this.fd, chunk);
-    } catch (err) {
-      done = err.written ?? 0;
-      if (done > 0) {
-        try {
-          fs.ftruncateSync(this.fd, start);
-          done = 0;
-        } catch {
-          // the reader resynchronises on the next chunk's magic
-        }
-      }
-      this.fileBytes = start + done;
-      throw err;
-    }
-    this.fileBytes = start + done;
-  }
-
-  // A chunk the file system refused (append() cut it off again). Its events are dropped
-  // and counted per unit, said in the next chunk that gets written (and on stderr at
-  // exit); its definitions and faults are kept for that chunk, so later events still name
-  // their units and resources. The first refusal of a spell is one fault (where=write);
-  // the very first one deletes the reserve and writes the news at once (writeNews).
-  refused(err, chunk, raw) {
-    let named = [];
-    try {
-      const payload = raw !== null ? raw : w.chunkPayload(chunk);
-      const p = w.payloadEvents(payload, raw !== null ? this.eventsAt.get(raw) : undefined);
-      let lost = 0;
-      const unwritten = this.unwritten;
-      for (let i = 0; i < p.n; i += 1) {
-        const unit = p.unit(i);
-        let count = 1;
-        if (p.kind(i) === K.AGENT_DROP) count = Number(p.arg(i)); // already in totalDropped
-        else lost += 1;
-        unwritten.set(unit, (unwritten.get(unit) ?? 0) + count);
-      }
-      this.lostOnWrite += lost;
-      this.totalDropped += lost;
-      // its records (all of them: definitions, faults, its stats) as a chunk without events,
-      // compressed once here, written together with the next chunk that fits (fileWrite);
-      // no cost at the next refusals but the write
-      if (p.at > 2) { // (two zero counts: no string, no record)
-        const carried = w.deflateChunk(Buffer.concat([payload.subarray(0, p.at), NO_EVENTS]));
-        this.carriedChunks.push(carried);
-        this.carriedBytes += carried.length;
-        while (this.carriedBytes > MAX_CARRIED_BYTES && this.carriedChunks.length > 1) this.carriedBytes -= this.carriedChunks.shift().length;
-      }
-      if (this.reserve !== '') {
-        // the news comes now: the records of the units that lost events go in it
-        const records = p.records !== undefined ? p.records : w.decodePayload(payload).records;
-        named = records.filter((r) => r.type === w.RECORD.unit && unwritten.has(r.id));
-      }
-    } catch (e) {
-      this.fault('write.count', e);
-    }
-    this.lastAnchor = -ANCHOR_EVERY_NS; // the next chunk carries an anchor
-    let fault = null;
-    if (this.writeError === '') {
-      this.writeError = this.refusal = reasonOf(err);
-      try {
-        fault = this.faultRecord('write', `${this.refusal}: ${this.path}`);
-      } catch {
-        // counted as far as it went
-      }
-    }
-    // the news, else (no room even for the units' records) the news without them
-    if (this.dropReserve() && (this.writeNews(fault, named.slice(-MAX_NEWS_UNITS)) || (named.length > 0 && this.writeNews(fault, [])))) return;
-    if (fault !== null) this.define(fault.type, fault.id, fault.attrs, undefined);
-  }
-
-  // A small chunk with only the news of the loss, written at once into the room the
-  // reserve left: the process record, the write fault, the records of the units that lost
-  // events (so the drops name them even when nothing after fits; they come again with the
-  // carried definitions), a clock anchor, one agent.drop per unit with lost events and the
-  // stats. Events recorded since wait for the next flush (they may not fit). Returns
-  // whether it was written.
-  writeNews(fault, units) {
-    let n = 0;
-    let mono = 0n;
-    try {
-      const records = [this.processRecord(), ...units];
-      if (fault !== null) records.push(fault);
-      records.push(this.statsRecord());
-      n = 1 + this.unwritten.size;
-      const ev = {
-        firstSeq: this.nextSeq,
-        n,
-        kind: new Uint8Array(n),
-        unit: new Uint32Array(n),
-        time: new BigUint64Array(n),
-        res: new Uint32Array(n),
-        arg: new BigInt64Array(n),
-        loc: new Uint32Array(n),
-      };
-      mono = hrtime();
-      ev.kind[0] = K.CLOCK_ANCHOR;
-      ev.unit[0] = 1;
-      ev.time[0] = mono;
-      ev.arg[0] = this.wallAt(mono) + BigInt(this.config.clockOffsetNs);
-      let i = 1;
-      for (const [unit, count] of this.unwritten) {
-        ev.kind[i] = K.AGENT_DROP;
-        ev.unit[i] = unit;
-        ev.time[i] = mono;
-        ev.arg[i] = BigInt(count);
-        i += 1;
-      }
-      this.append(w.deflateChunk(w.encodePayload(records, ev)));
-    } catch {
-      return false; // not even that fits: the line at exit says it
-    }
-    this.nextSeq += n;
-    this.unwritten.clear();
-    this.lastAnchor = mono;
-    return true;
-  }
-
-  // The one line a full disk costs the program's stderr (at exit): nothing is lost
-  // silently, and when the disk stayed full there is nowhere else to say it.
-  sayLost() {
-    try {
-      fs.writeSync(
-        2,
-        `willowisp: ${this.lostOnWrite} events of ${this.config.service} (pid ${this.pid}) could not be written to ${this.path || this.config.out}: ${this.refusal}\n`,
-      );
-    } catch {
-      // no stderr
-    }
+    else this.files.write(chunk, raw);
   }
 
   // A chunk holding the process record (and `extra` records): how every stream connection
@@ -817,7 +535,7 @@ class Recorder {
 
   // Where chunks go, for the control channel's status.
   sinkStatus() {
-    return this.stream !== null ? this.stream.status() : { kind: 'file', path: this.path };
+    return this.stream !== null ? this.stream.status() : { kind: 'file', path: this.files.path };
   }
 
   close() {
@@ -834,44 +552,8 @@ class Recorder {
       if (this.batch.n > 0 || this.full.length > 0) this.flushSync();
     }
     this.closed = true;
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // already closed
-    }
-    this.dropReserve();
-    if (this.lostOnWrite > 0) this.sayLost();
+    this.files.close();
   }
-}
-
-// Writes all of `buf` at the end of `fd` (opened for appending); returns the count. A
-// failure part-way throws with `written` set to what did go out.
-function appendAll(fd, buf) {
-  let done = 0;
-  try {
-    while (done < buf.length) {
-      const n = fs.writeSync(fd, buf, done, buf.length - done);
-      if (!(n > 0)) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
-      done += n;
-    }
-  } catch (err) {
-    if (err && typeof err === 'object') err.written = done;
-    throw err;
-  }
-  return done;
-}
-
-// An error's reason as strerror says it ("No space left on device").
-function reasonOf(err) {
-  try {
-    if (err && typeof err.errno === 'number') {
-      const known = require('node:util').getSystemErrorMap().get(err.errno);
-      if (known !== undefined) return known[1].charAt(0).toUpperCase() + known[1].slice(1);
-    }
-  } catch {
-    // the message below
-  }
-  return String(err && err.message ? err.message : err).slice(0, 200);
 }
 
 function concat(batches, n) {

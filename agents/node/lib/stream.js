@@ -71,7 +71,7 @@ function sleepMs(ms) {
 
 class StreamSink {
   // `rec` provides processChunk(), faultRecord(where, message) -> record (counted, with its
-  // agent.fault event), and fileWrite(chunk) (the segment file, opened on first use).
+  // agent.fault event), and files.write(chunk) (the segment files, opened on first use).
   constructor(rec, address, token) {
     this.rec = rec;
     this.address = address;
@@ -157,7 +157,7 @@ class StreamSink {
             service: r.config.service.slice(0, 256),
             pid: r.pid,
             runtime: 'nodejs',
-            segment: r.segment,
+            segment: r.files.segment,
           }),
         );
       } catch (err) {
@@ -256,11 +256,11 @@ class StreamSink {
       }
       if (this.state === 'file') {
         if (this.conn === null && this.retries < RETRY_DELAYS_MS.length && Date.now() >= this.retryAt) this.connect(false);
-        this.rec.fileWrite(chunk);
+        this.rec.files.write(chunk);
         return;
       }
       if (this.state === 'open') this.send(chunk);
-      else this.rec.fileWrite(chunk); // closed: the end of the program, after the bye
+      else this.rec.files.write(chunk); // closed: the end of the program, after the bye
     } catch (err) {
       this.rec.fault('stream', err);
     }
@@ -327,8 +327,8 @@ class StreamSink {
     if (this.state !== 'closed') this.state = 'file';
     try {
       const fault = this.rec.faultRecord('stream', why.slice(0, 500));
-      this.rec.fileWrite(this.rec.processChunk([fault]));
-      for (const chunk of waiting) this.rec.fileWrite(chunk);
+      this.rec.files.write(this.rec.processChunk([fault]));
+      for (const chunk of waiting) this.rec.files.write(chunk);
     } catch (err) {
       this.rec.fault('stream fallback', err);
     }
@@ -419,8 +419,8 @@ class StreamSink {
     }
     try {
       const fault = this.rec.faultRecord('stream', why.slice(0, 500));
-      this.rec.fileWrite(this.rec.processChunk([fault]));
-      for (const chunk of waiting) this.rec.fileWrite(chunk);
+      this.rec.files.write(this.rec.processChunk([fault]));
+      for (const chunk of waiting) this.rec.files.write(chunk);
     } catch {
       // at exit: nothing more can be done
     }

@@ -175,7 +175,7 @@ test('a segment begun after records were encoded starts with its own process rec
   rec.flush(); // the first chunk: process record
   await rec.whenWritten();
   const unit = rec.newUnit([['kind', 'async-flow'], ['name', 'spans two segments']]);
-  rec.openSegment(); // what a segment reaching 256 MiB does
+  rec.files.open(); // what a segment reaching 256 MiB does
   rec.emit(K.UNIT_START, unit, 0, 1, 0);
   rec.close();
   const second = fs.readdirSync(out).find((f) => f.endsWith('-2.wtrace'));
