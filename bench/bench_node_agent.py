@@ -20,8 +20,8 @@ figures and the paired difference to the baseline of the same round. It prints t
 machine's CPU count and load average. Prints figures and ratios; asserts nothing.
 
     python bench/bench_node_agent.py [--requests 4000] [--warmup 4000] [--rounds 5]
-        [--awaits 200000] [--http baseline,full,hops,"hops ratio 0","als only"] [--no-promises]
-        [--node PATH]
+        [--awaits 200000] [--no-promises] [--node PATH]
+        [--http baseline,full,hops,"hops ratio 0.1","hops ratio 0","als only"]
 
 ``--node`` picks the Node binary every process of the run uses (default: ``node`` on
 PATH), so the same agent is measured on Node 20 and Node 24 (whose AsyncLocalStorage is an
@@ -63,7 +63,8 @@ def env_for(mode: str | None, out: Path, boundary: str = "", ratio: str = "") ->
     return env
 
 
-# The HTTP configurations: name -> (mode, trace ratio). "hops ratio 0" is the agent's
+# The HTTP configurations: name -> (mode, trace ratio). "hops ratio 0.1" records one trace
+# in ten, decided at the root (what always-on use would set). "hops ratio 0" is the agent's
 # floor in hops mode (propagation only, nothing recorded); "als only" is no agent, only an
 # AsyncLocalStorage run around each server request (the workload's own preload): the part
 # of that floor that is Node's, not the agent's (not in the default list).
@@ -72,6 +73,7 @@ HTTP_CONFIGS = {
     "full": ("full", ""),
     "hops": ("hops", ""),
     "hops ratio 0": ("hops", "0"),
+    "hops ratio 0.1": ("hops", "0.1"),
     "als only": ("als", ""),
 }
 DEFAULT_HTTP = ["baseline", "full", "hops", "hops ratio 0"]
