@@ -1,17 +1,10 @@
 package dev.willowisp.agent;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.security.SecureRandom;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -29,13 +22,14 @@ import java.util.concurrent.locks.LockSupport;
  * queued. The flusher thread wakes every {@code WILLOWISP_FLUSH_MS} (50 ms; sooner when a
  * ring fills up), drains the rings first and the record queue second (so every record an
  * event refers to is in the same chunk or an earlier one), adds anchors, drops and stats,
- * and appends one chunk with one write. Nothing here throws into the program: failures are
- * counted as faults and, once the recorder cannot write, events are simply counted.
+ * and hands one framed chunk to its {@link ChunkSink}, which decides where it goes (a
+ * segment file or the collector's stream) and what a full disk costs. Nothing here throws
+ * into the program: failures are counted as faults and, once nothing can be written, events
+ * are simply counted.
  */
 public final class Recorder {
   static volatile Recorder INSTANCE;
   static final String AGENT_VERSION = "0.1.0";
-  static final long SEGMENT_BYTES = 256L * 1024 * 1024;
   static final int MAX_FAULT_RECORDS = 100;
   /**
    * WILLOWISP_JAVA_CODEC=auto: chunks are deflated while the recording's event rate stays at
@@ -44,11 +38,6 @@ public final class Recorder {
    * so the agent's CPU does not grow with the rate of lock use by that much.
    */
   static final long AUTO_DEFLATE_EVENTS_PER_S = 100_000;
-  /** Definition records of refused chunks kept for the next chunk written, at most. */
-  static final int MAX_CARRIED = 100_000;
-  /** The reserve's size and name prefix ({@code willowisp run} removes a killed JVM's). */
-  static final int RESERVE_BYTES = 64 * 1024;
-  static final String RESERVE_PREFIX = ".willowisp-reserve-";
 
   final Config cfg;
   final String processId;
@@ -86,36 +75,9 @@ public final class Recorder {
   private Wtrace.Events scratch = new Wtrace.Events(1024);
   /** The virtual threads' unit records of the chunk being written (from VCREATE rows). */
   private final Wtrace.VUnits vunits = new Wtrace.VUnits();
-  /** Those of refused chunks, for the next chunk written. */
-  private final Wtrace.VUnits carryV = new Wtrace.VUnits();
   private boolean anchorDue = true;
-  private int segment;
-  private long segmentBytes;
-  private RandomAccessFile outFile;
-  /** The current segment file's path (for the line said at exit). */
-  private Path outPath;
-  private boolean broken;
-  // A full disk (all guarded by flushLock): see refused().
-  /** The reserve file, deleted at the first refusal; null when none (or gone). */
-  private Path reserve;
-  private boolean reserveTried;
-  /** Events of refused chunks, per unit, not yet said in a written chunk. */
-  private final Map<Integer, Long> lostByUnit = new HashMap<>();
-  /** Definition and fault records of refused chunks, for the next chunk written. */
-  private final ArrayList<Wtrace.Record> carry = new ArrayList<>();
-  /** Events in chunks the file system refused (said on stderr at exit). */
-  private long lostOnWrite;
-  /** The refusal of the current spell of refused writes (null: the last write went in). */
-  private String writeError;
-  /** The first refusal's reason (said at exit). */
-  private String refusal;
-  /** The next chunk carries the process record again (after a refused one). */
-  private boolean processDue;
-  /** The native stream when chunks go to a collector (WILLOWISP_COLLECTOR); else null. */
-  private Stream stream;
-  /** Reconnection attempts since the last fallback (at most 5: 1, 2, 4, 8, 16 s apart). */
-  private int reconnects;
-  private long nextReconnectNs;
+  /** Where chunks go (segment files or the collector) and what a full disk cost; guarded by flushLock. */
+  private final ChunkSink sink;
   private volatile Thread flusher;
   private volatile boolean stopping;
   long costNsPerEvent;
@@ -133,6 +95,7 @@ public final class Recorder {
     Instant now = Instant.now();
     long mono = System.nanoTime();
     this.wallMinusMono = now.getEpochSecond() * 1_000_000_000L + now.getNano() - mono;
+    this.sink = new ChunkSink(cfg, processId, pid, agentThreads, new Framing());
   }
 
   static String randomHex(int bytes) {
@@ -508,41 +471,7 @@ public final class Recorder {
     stopping = true;
     flush();
     synchronized (flushLock) {
-      try {
-        if (stream != null) {
-          Stream st = stream;
-          String left = st.close();
-          stream = null;
-          if (left != null) fallBack(left, st.takeUnacked());
-        }
-      } catch (Throwable e) {
-        faults.incrementAndGet();
-      }
-      try {
-        if (outFile != null) outFile.close();
-      } catch (IOException ignored) {
-        // closing is best effort
-      }
-      outFile = null;
-      broken = true;
-      dropReserve();
-      if (lostOnWrite > 0) sayLost();
-    }
-  }
-
-  /**
-   * The one line a full disk costs the program's stderr (at exit): nothing is lost
-   * silently, and when the disk stayed full there is nowhere else to say it.
-   */
-  private void sayLost() {
-    try {
-      String where = outPath != null ? outPath.toString() : cfg.out;
-      System.err.println(
-          "willowisp: " + lostOnWrite + " events of " + cfg.service + " (pid " + pid
-              + ") could not be written to " + where + ": " + refusal);
-      System.err.flush();
-    } catch (Throwable ignored) {
-      // stderr itself may be gone
+      sink.close();
     }
   }
 
@@ -575,10 +504,7 @@ public final class Recorder {
     }
     int nRing = ev.n;
     vunits.n = 0;
-    if (carryV.n > 0) {
-      vunits.addAll(carryV);
-      carryV.n = 0;
-    }
+    sink.takeCarriedUnits(vunits);
     byte[] kinds = ev.kind;
     for (int i = 0; i < nRing; i++) {
       if (kinds[i] == (byte) Kinds.VCREATE) { // a virtual thread's start: its unit record
@@ -600,13 +526,7 @@ public final class Recorder {
       vunits.addAll(over);
       over.n = 0;
     }
-    if (!lostByUnit.isEmpty()) { // lost with a chunk the file system refused: said now
-      for (Map.Entry<Integer, Long> e : lostByUnit.entrySet()) {
-        ev.add(Kinds.AGENT_DROP, e.getKey(), t0, 0, e.getValue(), 0);
-        droppedTotal += e.getValue();
-      }
-      lostByUnit.clear();
-    }
+    droppedTotal += sink.sayLost(ev, t0); // events of chunks the file system refused
     for (Ring r : drops) {
       long d = r.dropped - r.droppedReported;
       r.droppedReported += d;
@@ -614,45 +534,21 @@ public final class Recorder {
       ev.add(Kinds.AGENT_DROP, r.unitId, t0, 0, d, 0);
     }
     List<Wtrace.Record> recs = new ArrayList<>();
-    boolean newSegment = false;
-    if (!broken && stream == null && outFile != null && reconnectDue(t0)) {
-      Stream st = openStream();
-      if (st != null) { // back on the collector: the file's segment ends here
-        outFile.close();
-        outFile = null;
-        stream = st;
-        newSegment = true;
-      }
-    }
-    if (!broken && stream == null && outFile == null) {
-      openSink();
-      newSegment = true;
-    }
-    if (broken) {
+    ChunkSink.Next next = sink.prepare(t0);
+    // nowhere to write (no segment could be opened, or none after the last one): this
+    // chunk's events are counted and lost, said at exit on a full disk
+    if (next == ChunkSink.Next.NOWHERE) {
       events += ev.n;
-      if (refusal != null) lostOnWrite += nRing; // no segment on a full disk: said at exit
+      sink.discard(nRing);
       pending.clear();
       return;
     }
-    if (newSegment || segmentBytes > SEGMENT_BYTES) {
-      if (!newSegment) {
-        closeSink();
-        openSink();
-        if (broken) return;
-      }
-      recs.add(processRecord());
-      anchorDue = true;
-      processDue = false;
-    }
-    if (processDue) { // the previous chunk was refused: this one says who again
-      processDue = false;
+    // a new segment starts with the process record; so does the chunk after a refused one
+    if (next == ChunkSink.Next.NEW_SEGMENT || sink.takeProcessDue()) {
       recs.add(processRecord());
       anchorDue = true;
     }
-    if (!carry.isEmpty()) {
-      recs.addAll(carry);
-      carry.clear();
-    }
+    sink.takeCarried(recs);
     for (Wtrace.Record r; (r = pending.poll()) != null; ) recs.add(r);
     if (anchorDue || t0 - lastAnchor >= 1_000_000_000L) {
       anchorDue = false;
@@ -671,151 +567,7 @@ public final class Recorder {
     long tc = now();
     byte[] chunk = Wtrace.chunk(recs, vunits, ev, codecFor(ev.n, t0));
     if (ev.n >= 256) serializeNsPerEvent = (now() - tc) / ev.n;
-    if (stream != null) {
-      write(chunk);
-      return;
-    }
-    try {
-      writeWhole(chunk);
-      writeError = null;
-    } catch (IOException e) {
-      refused(e, recs, ev, nRing);
-    }
-  }
-
-  /**
-   * Appends a whole chunk to the segment file or nothing: a write that fails part-way (a
-   * full disk: ENOSPC, EFBIG, EDQUOT) is cut off again, so the file ends at a chunk boundary
-   * and a later chunk that fits follows the last whole one directly.
-   */
-  private void writeWhole(byte[] chunk) throws IOException {
-    long start = segmentBytes;
-    try {
-      outFile.write(chunk);
-    } catch (IOException e) {
-      try {
-        outFile.setLength(start); // the file pointer follows
-        outFile.seek(start);
-      } catch (Throwable ignored) {
-        // the reader resynchronises on the next chunk's magic
-      }
-      throw e;
-    }
-    segmentBytes = start + chunk.length;
-  }
-
-  /**
-   * A chunk the file system refused (cut off again by writeWhole). Its events are dropped
-   * and counted per unit, said in the next chunk that gets written (and on stderr at exit);
-   * its definition and fault records are kept for that chunk, so later events still name
-   * their units and resources. One fault per spell of refusals; at the first, the reserve
-   * is deleted and a small chunk with only the news of the loss written at once.
-   */
-  private void refused(IOException err, List<Wtrace.Record> recs, Wtrace.Events ev, int nRing) {
-    for (int i = 0; i < nRing; i++) lostByUnit.merge(ev.unit[i], 1L, Long::sum);
-    for (int i = nRing; i < ev.n; i++) {
-      if ((ev.kind[i] & 0xff) == Kinds.AGENT_DROP) {
-        lostByUnit.merge(ev.unit[i], ev.arg[i], Long::sum);
-        droppedTotal -= ev.arg[i]; // added again when the drop events are written
-      }
-    }
-    lostOnWrite += nRing;
-    for (Wtrace.Record r : recs) {
-      if (r.type == Wtrace.R_UNIT || r.type == Wtrace.R_RESOURCE || r.type == Wtrace.R_LOCATION || r.type == Wtrace.R_FAULT) {
-        carry.add(r);
-      }
-    }
-    trimCarry();
-    carryV.addAll(vunits);
-    if (carryV.n > MAX_CARRIED) carryV.keepLast(MAX_CARRIED);
-    processDue = true;
-    anchorDue = true;
-    if (writeError == null) {
-      String why = err.getMessage() == null ? err.getClass().getName() : err.getMessage();
-      writeError = why;
-      if (refusal == null) refusal = why;
-      fault("write", why);
-    }
-    if (dropReserve()) writeNews();
-  }
-
-  private void trimCarry() {
-    if (carry.size() > MAX_CARRIED) carry.subList(0, carry.size() - MAX_CARRIED).clear();
-  }
-
-  /**
-   * The news of a loss, written in the room the reserve left: the process record, a clock
-   * anchor, the pending faults, one agent.drop per unit with lost events and the stats. No
-   * program events (they may not fit): they wait for the next flush.
-   */
-  private void writeNews() {
-    if (outFile == null) return;
-    List<Wtrace.Record> recs = new ArrayList<>();
-    recs.add(processRecord());
-    List<Wtrace.Record> faultRecs = new ArrayList<>();
-    for (Wtrace.Record r; (r = pending.poll()) != null; ) {
-      if (r.type == Wtrace.R_FAULT) faultRecs.add(r);
-      else carry.add(r); // before any record queued later: the order is kept
-    }
-    recs.addAll(faultRecs);
-    Wtrace.Events ev = new Wtrace.Events(16 + lostByUnit.size());
-    long[] pair = clockPair();
-    ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
-    long sum = 0;
-    for (Map.Entry<Integer, Long> e : lostByUnit.entrySet()) {
-      ev.add(Kinds.AGENT_DROP, e.getKey(), pair[0], 0, e.getValue(), 0);
-      sum += e.getValue();
-    }
-    droppedTotal += sum;
-    recs.add(statsRecord());
-    ev.firstSeq = seq;
-    try {
-      writeWhole(Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE));
-    } catch (Throwable e) { // not even that fits: the line at exit says it
-      droppedTotal -= sum;
-      carry.addAll(faultRecs);
-      trimCarry();
-      return;
-    }
-    seq += ev.n;
-    lostByUnit.clear();
-    lastAnchor = pair[0];
-    anchorDue = false;
-    processDue = false;
-    droppedPublished = droppedTotal;
-  }
-
-  /**
-   * Room kept for the news of a full disk: a 64 KiB file beside the first segment, deleted
-   * when the file system first refuses a chunk. Written as zeros (the JDK has no
-   * fallocate), which allocates it on tmpfs and ext4 alike; none if it cannot be made.
-   */
-  private void makeReserve(Path dir) {
-    reserveTried = true;
-    Path path = dir.resolve(RESERVE_PREFIX + pid);
-    try (RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw")) {
-      f.setLength(0);
-      f.write(new byte[RESERVE_BYTES]);
-      reserve = path;
-    } catch (Throwable e) {
-      try {
-        Files.deleteIfExists(path);
-      } catch (Throwable ignored) {
-        // no reserve, then
-      }
-    }
-  }
-
-  private boolean dropReserve() {
-    Path path = reserve;
-    reserve = null;
-    if (path == null) return false;
-    try {
-      Files.delete(path);
-      return true;
-    } catch (Throwable e) {
-      return false;
-    }
+    sink.write(chunk, recs, vunits, ev, nRing);
   }
 
   /** The codec of a chunk of n events (WILLOWISP_JAVA_CODEC; auto: by the event rate). */
@@ -843,94 +595,12 @@ public final class Recorder {
     }
   }
 
-  // --- where chunks go: a segment file, or the native stream --------------------------
+  // --- the chunks the sink asks for -------------------------------------------------------
 
-  /** A new segment: the collector's stream when one is configured and answers, else a file. */
-  private void openSink() {
-    if (!cfg.collector.isEmpty() && reconnects == 0 && nextReconnectNs == 0) {
-      Stream st = openStream();
-      if (st != null) {
-        stream = st;
-        return;
-      }
-      return; // openStream fell back to a file
-    }
-    openSegment();
-  }
-
-  /** Connects to the collector; on failure falls back to a file (first time) and returns null. */
-  private Stream openStream() {
-    segment++;
-    Map<String, Object> hello = new LinkedHashMap<>();
-    hello.put("op", "hello");
-    hello.put("versions", List.of(1L));
-    hello.put("token", cfg.token);
-    hello.put("format", List.of((long) Wtrace.MAJOR, (long) Wtrace.MINOR));
-    hello.put("process_id", processId);
-    hello.put("service", cut(cfg.service, 256));
-    hello.put("pid", pid);
-    hello.put("runtime", "java");
-    hello.put("segment", (long) segment);
-    try {
-      Stream st = Stream.open(cfg.collector, hello, this);
-      reconnects = 0;
-      nextReconnectNs = 0;
-      segmentBytes = 16;
-      return st;
-    } catch (Throwable e) {
-      segment--;
-      if (outFile == null) {
-        fallBack(Stream.why(e), List.of());
-      } else {
-        scheduleReconnect(); // still on the file; try again later
-      }
-      return null;
-    }
-  }
-
-  private boolean reconnectDue(long t) {
-    return !stopping && !cfg.collector.isEmpty() && nextReconnectNs != 0 && reconnects < 5 && t >= nextReconnectNs;
-  }
-
-  private void scheduleReconnect() {
-    reconnects++;
-    nextReconnectNs = reconnects >= 5 ? 0 : now() + (1L << reconnects) * 1_000_000_000L;
-  }
-
-  private void closeSink() throws IOException {
-    if (stream != null) {
-      Stream st = stream;
-      stream = null;
-      String left = st.close();
-      if (left != null) fallBack(left, st.takeUnacked());
-      if (outFile != null) {
-        outFile.close();
-        outFile = null;
-      }
-    } else if (outFile != null) {
-      outFile.close();
-      outFile = null;
-    }
-  }
-
-  private void write(byte[] chunk) throws IOException {
-    segmentBytes += chunk.length;
-    String why = stream.send(chunk);
-    if (why == null) return;
-    Stream st = stream;
-    stream = null;
-    fallBack(why, st.takeUnacked());
-  }
-
-  /**
-   * The collector is gone (or never answered): the segment file this process would have
-   * written, starting with the process record and a fault saying why, then every chunk the
-   * collector did not acknowledge, in order; later chunks follow. Reconnects are scheduled.
-   */
-  private void fallBack(String why, List<byte[]> unacked) {
-    try {
-      if (outFile == null) openSegment();
-      if (broken) return;
+  /** What {@link ChunkSink} needs framed or counted; every call holds flushLock. */
+  private final class Framing implements ChunkSink.Framer {
+    @Override
+    public byte[] fallbackChunk(String why) {
       faults.incrementAndGet();
       int id = faultIds.incrementAndGet();
       List<Wtrace.Record> recs = new ArrayList<>();
@@ -943,41 +613,67 @@ public final class Recorder {
       ev.firstSeq = seq;
       seq += ev.n;
       events += ev.n;
-      byte[] first = Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
-      writeUnacked(first);
-      for (byte[] c : unacked) writeUnacked(c);
-      if (!cfg.collector.isEmpty() && !stopping) {
-        if (nextReconnectNs == 0 && reconnects == 0) {
-          nextReconnectNs = now() + 1_000_000_000L;
-        } else {
-          scheduleReconnect();
-        }
+      return Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
+    }
+
+    @Override
+    public void unsay(long drops) {
+      droppedTotal -= drops; // added again when the drop events are written
+    }
+
+    /**
+     * The news of a loss, written in the room the reserve left: the process record, a clock
+     * anchor, the pending faults, one agent.drop per unit with lost events and the stats. No
+     * program events (they may not fit): they wait for the next flush.
+     */
+    @Override
+    public boolean writeNews(Map<Integer, Long> lostByUnit, List<Wtrace.Record> carry, ChunkSink.Append out) {
+      List<Wtrace.Record> recs = new ArrayList<>();
+      recs.add(processRecord());
+      List<Wtrace.Record> faultRecs = new ArrayList<>();
+      for (Wtrace.Record r; (r = pending.poll()) != null; ) {
+        if (r.type == Wtrace.R_FAULT) faultRecs.add(r);
+        else carry.add(r); // before any record queued later: the order is kept
       }
-    } catch (Throwable e) {
-      broken = true;
+      recs.addAll(faultRecs);
+      Wtrace.Events ev = new Wtrace.Events(16 + lostByUnit.size());
+      long[] pair = clockPair();
+      ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
+      long sum = 0;
+      for (Map.Entry<Integer, Long> e : lostByUnit.entrySet()) {
+        ev.add(Kinds.AGENT_DROP, e.getKey(), pair[0], 0, e.getValue(), 0);
+        sum += e.getValue();
+      }
+      droppedTotal += sum;
+      recs.add(statsRecord());
+      ev.firstSeq = seq;
+      try {
+        out.write(Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE));
+      } catch (Throwable e) { // not even that fits: the line at exit says it
+        droppedTotal -= sum;
+        carry.addAll(faultRecs);
+        return false;
+      }
+      seq += ev.n;
+      lastAnchor = pair[0];
+      anchorDue = false;
+      droppedPublished = droppedTotal;
+      return true;
+    }
+
+    @Override
+    public void fault(String where, String message) {
+      Recorder.this.fault(where, message);
+    }
+
+    @Override
+    public void countFault() {
       faults.incrementAndGet();
     }
-  }
 
-  /**
-   * A chunk already encoded (the collector did not acknowledge it) to the fallback file:
-   * whole or not at all; a refusal is a fault and its events are counted lost.
-   */
-  private void writeUnacked(byte[] chunk) {
-    try {
-      writeWhole(chunk);
-      writeError = null;
-    } catch (IOException e) {
-      lostOnWrite += Wtrace.eventCount(chunk);
-      processDue = true;
-      anchorDue = true;
-      if (writeError == null) {
-        String why = e.getMessage() == null ? e.getClass().getName() : e.getMessage();
-        writeError = why;
-        if (refusal == null) refusal = why;
-        fault("write", why);
-      }
-      if (dropReserve()) writeNews();
+    @Override
+    public boolean stopping() {
+      return stopping;
     }
   }
 
@@ -1003,66 +699,9 @@ public final class Recorder {
     return best;
   }
 
-  private void openSegment() {
-    segment++;
-    String safe = cfg.service.replaceAll("[^A-Za-z0-9_.-]", "_");
-    if (safe.length() > 40) safe = safe.substring(0, 40);
-    if (safe.isEmpty()) safe = "java";
-    String name = safe + "-" + pid + "-" + processId.substring(0, 8) + "-" + segment + ".wtrace";
-    try {
-      Path dir = Paths.get(cfg.out);
-      Files.createDirectories(dir);
-      if (!reserveTried) makeReserve(dir);
-      Path path = dir.resolve(name);
-      RandomAccessFile f = new RandomAccessFile(path.toFile(), "rw");
-      try {
-        f.setLength(0);
-        f.write(Wtrace.fileHeader());
-      } catch (IOException e) {
-        // no room even for the header: the reserve's room is the segment's, if any
-        f.setLength(0);
-        if (!dropReserve()) {
-          f.close();
-          Files.deleteIfExists(path);
-          if (refusal == null) refusal = e.getMessage() == null ? e.getClass().getName() : e.getMessage();
-          outPath = path;
-          throw e;
-        }
-        f.seek(0);
-        f.write(Wtrace.fileHeader());
-      }
-      outFile = f;
-      outPath = path;
-      segmentBytes = 16;
-    } catch (Throwable e) {
-      broken = true;
-      faults.incrementAndGet();
-    }
-  }
-
+  /** Who this process is: the first record of every segment (and after a refused chunk). */
   private Wtrace.Record processRecord() {
-    String cmd = System.getProperty("sun.java.command", "");
-    return new Wtrace.Record(Wtrace.R_PROCESS, 0)
-        .put("process_id", processId)
-        .put("pid", pid)
-        .put("ppid", ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(0L))
-        .put("host", hostName())
-        .put("service", cfg.service)
-        .put("runtime", "java")
-        .put("runtime_version", System.getProperty("java.runtime.version", ""))
-        .put("agent_version", AGENT_VERSION)
-        .put("boot_id", readFirstLine("/proc/sys/kernel/random/boot_id"))
-        .put("time_ns", readLink("/proc/self/ns/time"))
-        .put("fake_time", fakeTime())
-        .put("simulated_offset_ns", cfg.clockOffsetNs)
-        .put("argv", cut("java " + cmd, 4096))
-        .put("traceparent", cfg.traceparent)
-        .put("parent_process_id", cfg.parentProcess)
-        .put("run_root", (long) (cfg.runPid != 0 && ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(0L) == cfg.runPid ? 1 : 0))
-        .put("mode", cfg.mode)
-        .put("boundaries", cfg.boundaries)
-        .put("segment", (long) segment)
-        .put("jvm", System.getProperty("java.vm.name", "") + " " + System.getProperty("java.vm.version", ""));
+    return Identity.record(cfg, processId, pid, sink.segment());
   }
 
   private Wtrace.Record statsRecord() {
@@ -1090,42 +729,5 @@ public final class Recorder {
 
   static String cut(String s, int n) {
     return s.length() <= n ? s : s.substring(0, n);
-  }
-
-  static String hostName() {
-    String h = readFirstLine("/proc/sys/kernel/hostname");
-    if (!h.isEmpty()) return h;
-    try {
-      return java.net.InetAddress.getLocalHost().getHostName();
-    } catch (Exception e) {
-      return "";
-    }
-  }
-
-  static String readFirstLine(String path) {
-    try {
-      String s = new String(Files.readAllBytes(Paths.get(path)), StandardCharsets.UTF_8);
-      int nl = s.indexOf('\n');
-      return (nl >= 0 ? s.substring(0, nl) : s).trim();
-    } catch (Throwable e) {
-      return "";
-    }
-  }
-
-  static String readLink(String path) {
-    try {
-      return Files.readSymbolicLink(Paths.get(path)).toString();
-    } catch (Throwable e) {
-      return "";
-    }
-  }
-
-  static String fakeTime() {
-    String preload = System.getenv().getOrDefault("LD_PRELOAD", "");
-    for (String part : preload.split("[:\\s]+")) {
-      String base = part.substring(part.lastIndexOf('/') + 1);
-      if (base.contains("faketime")) return base;
-    }
-    return "";
   }
 }

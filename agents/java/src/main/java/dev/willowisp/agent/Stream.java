@@ -14,6 +14,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -26,7 +27,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * collector's cumulative acks and its bye or error. Chunks stay here until acknowledged (at
  * most 32 MiB / 4096; past that the flusher waits up to 5 s for acks). Connect 1 s, hello 2
  * s, a send 5 s; any failure, or the collector ending the connection, makes {@link #send}
- * return why, and the recorder falls back to its file with the unacknowledged chunks
+ * return why, and the sink falls back to its file with the unacknowledged chunks
  * ({@link #takeUnacked}). The channel is non-blocking, with one selector per direction, so
  * that every wait has a deadline.
  */
@@ -58,7 +59,7 @@ final class Stream {
   }
 
   /** Connects and says hello. IOException's message says why not (the caller falls back). */
-  static Stream open(String address, Map<String, Object> hello, Recorder rec) throws IOException {
+  static Stream open(String address, Map<String, Object> hello, Set<Thread> agentThreads) throws IOException {
     SocketChannel ch;
     try {
       ch = connect(address);
@@ -91,7 +92,7 @@ final class Stream {
     }
     Thread t = new Thread(s::readAcks, "willowisp-stream");
     t.setDaemon(true);
-    rec.agentThreads.add(t);
+    agentThreads.add(t);
     t.start();
     return s;
   }
