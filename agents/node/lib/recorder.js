@@ -557,14 +557,7 @@ class Recorder {
 }
 
 function concat(batches, n) {
-  const out = {
-    kind: new Uint8Array(n),
-    unit: new Uint32Array(n),
-    time: new BigUint64Array(n),
-    res: new Uint32Array(n),
-    arg: new BigInt64Array(n),
-    loc: new Uint32Array(n),
-  };
+  const out = w.newColumns(n);
   let at = 0;
   for (const b of batches) {
     out.kind.set(b.kind.subarray(0, b.n), at);

@@ -253,16 +253,7 @@ class SegmentFiles {
       if (fault !== null) records.push(fault);
       records.push(this.rec.statsRecord());
       n = 1 + this.rec.unwritten.size;
-      const ev = {
-        firstSeq: this.rec.nextSeq,
-        n,
-        kind: new Uint8Array(n),
-        unit: new Uint32Array(n),
-        time: new BigUint64Array(n),
-        res: new Uint32Array(n),
-        arg: new BigInt64Array(n),
-        loc: new Uint32Array(n),
-      };
+      const ev = { firstSeq: this.rec.nextSeq, n, ...w.newColumns(n) };
       mono = hrtime();
       ev.kind[0] = K.CLOCK_ANCHOR;
       ev.unit[0] = 1;

@@ -361,6 +361,18 @@ class ChunkEncoder {
   }
 }
 
+// Empty event columns for n events: what encodePayload's `events` holds (less firstSeq and n).
+function newColumns(n) {
+  return {
+    kind: new Uint8Array(n),
+    unit: new Uint32Array(n),
+    time: new BigUint64Array(n),
+    res: new Uint32Array(n),
+    arg: new BigInt64Array(n),
+    loc: new Uint32Array(n),
+  };
+}
+
 // Encodes one chunk's payload.
 //   records: [{type, id, attrs: [[key, value], ...] or [key, value, key, value, ...]}] or
 //            [{type, id, attrs: [value, ...], shape}] (see Shape); a value is an integer
@@ -520,6 +532,7 @@ module.exports = {
   tableCrc32,
   fileHeader,
   encodePayload,
+  newColumns,
   frameChunk,
   plainChunk,
   deflateChunk,

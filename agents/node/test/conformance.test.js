@@ -15,16 +15,7 @@ const VECTORS = path.resolve(__dirname, '../../../conformance/vectors');
 function columns(events) {
   if (events === null || events.rows.length === 0) return null;
   const n = events.rows.length;
-  const c = {
-    firstSeq: events.first_seq,
-    n,
-    kind: new Uint8Array(n),
-    unit: new Uint32Array(n),
-    time: new BigUint64Array(n),
-    res: new Uint32Array(n),
-    arg: new BigInt64Array(n),
-    loc: new Uint32Array(n),
-  };
+  const c = { firstSeq: events.first_seq, n, ...w.newColumns(n) };
   events.rows.forEach(([kind, unit, time, res, arg, loc], i) => {
     c.kind[i] = Number(kind);
     c.unit[i] = Number(unit);
