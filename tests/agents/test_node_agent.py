@@ -334,6 +334,32 @@ def test_native_stream_to_a_collector(tmp_path: Path) -> None:
     assert doc["trace"]["agent_faults"] == 0
 
 
+def test_a_program_ending_while_the_stream_connects_still_streams(tmp_path: Path) -> None:
+    """process.exit() before the collector answered the hello: the agent finishes the
+    hello at exit (write/read on the socket) and sends everything there; nothing falls
+    back to the out folder, no fault. Three programs, each a new connection."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    collector, address = start_collector(collected)
+    try:
+        for _ in range(3):
+            done = subprocess.run(
+                [NODE, str(PROGRAMS / "exit_soon.js")],
+                env=node_env(out, WILLOWISP_SERVICE="short", WILLOWISP_COLLECTOR=address),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert (done.returncode, done.stdout, done.stderr) == (0, "holding\n", "")
+    finally:
+        stop_collector(collector)
+    assert not out.exists()
+    doc = analyze(collected)
+    assert doc["trace"]["processes"] == 3
+    assert doc["trace"]["agent_faults"] == 0
+    assert doc["trace"]["dropped_events"] == 0
+
+
 def analyze_all(*folders: Path) -> dict[str, Any]:
     done = wisp("analyze", *map(str, folders), "--format", "json")
     assert done.returncode in (0, 1), done.stderr

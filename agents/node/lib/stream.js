@@ -19,6 +19,9 @@
 // own write queue, else that data and the rest go to the file). A program that ends
 // normally gets a 'beforeExit' first; if the connection is still being set up then, the
 // socket is ref'd until the hello is answered (at most 3 s), so short programs stream too.
+// One that calls process.exit() while the hello is unanswered gets it finished in the
+// 'exit' handler the same way, with write(2)/read(2) (helloSync); only an exit before the
+// loop's first turn, when Node has not begun the connect, leaves everything to the file.
 //
 // Nothing is lost silently: chunks stay in memory until acknowledged (32 MiB or 4096
 // chunks; over that the agent waits 5 s, then treats the collector as gone). When the
@@ -127,7 +130,7 @@ class StreamSink {
     }
     const sock = net.connect(opts);
     sock.unref();
-    const conn = { sock, reader: new F.FrameReader(F.STREAM_MAGIC, F.MAX_MESSAGE_BODY), helloDone: false, timer: null, first };
+    const conn = { sock, reader: new F.FrameReader(F.STREAM_MAGIC, F.MAX_MESSAGE_BODY), helloSent: false, helloDone: false, timer: null, first };
     this.conn = conn;
     const fail = (why) => this.connectFailed(conn, why);
     conn.timer = setTimeout(() => fail(`cannot reach collector ${this.address}: no connection within ${CONNECT_MS} ms`), CONNECT_MS);
@@ -146,20 +149,10 @@ class StreamSink {
       conn.timer.unref();
       try {
         if (!opts.path) sock.setNoDelay(true);
-        const r = this.rec;
-        sock.write(
-          F.packFrame(F.STREAM_MAGIC, {
-            op: 'hello',
-            versions: VERSIONS,
-            token: this.token,
-            format: [w.FORMAT_MAJOR, w.FORMAT_MINOR],
-            process_id: r.processId,
-            service: r.config.service.slice(0, 256),
-            pid: r.pid,
-            runtime: 'nodejs',
-            segment: r.files.segment,
-          }),
-        );
+        if (!conn.helloSent) {
+          conn.helloSent = true;
+          sock.write(this.helloFrame());
+        }
       } catch (err) {
         fail(`cannot reach collector ${this.address}: ${err.message}`);
       }
@@ -172,6 +165,21 @@ class StreamSink {
         if (!conn.helloDone) fail(`collector ${this.address} refused the hello: ${why}`);
         else if (this.sock === sock) this.fallBack(`collector ${this.address} went away: ${why}`);
       }
+    });
+  }
+
+  helloFrame() {
+    const r = this.rec;
+    return F.packFrame(F.STREAM_MAGIC, {
+      op: 'hello',
+      versions: VERSIONS,
+      token: this.token,
+      format: [w.FORMAT_MAJOR, w.FORMAT_MINOR],
+      process_id: r.processId,
+      service: r.config.service.slice(0, 256),
+      pid: r.pid,
+      runtime: 'nodejs',
+      segment: r.files.segment,
     });
   }
 
@@ -341,7 +349,7 @@ class StreamSink {
   // acknowledged goes to the file, with a fault.
   closeSync() {
     if (this.state === 'closed') return;
-    if (this.state === 'connecting') {
+    if (this.state === 'connecting' && !this.helloSync(Date.now() + HELLO_MS)) {
       this.state = 'closed';
       this.fallBackClosed(`collector ${this.address} had not answered the hello when the program ended`);
       return;
@@ -391,6 +399,43 @@ class StreamSink {
     if (this.unacked.length > 0) {
       this.fallBackClosed(`collector ${this.address} did not acknowledge ${this.unacked.length} chunks within ${CLOSE_WAIT_MS} ms of the end`);
     }
+  }
+
+  // The program ends (process.exit) while the first connection is still being set up: the
+  // connect and the hello are finished here with write(2)/read(2) on the socket's descriptor
+  // (a connect in progress makes write say EAGAIN until it is done), so a short program
+  // streams too. Returns whether the hello was answered (the sink is then open, its waiting
+  // chunks handed to the socket); false leaves the rest to the fallback.
+  helloSync(deadline) {
+    const conn = this.conn;
+    if (conn === null || conn.helloDone) return conn !== null;
+    const sock = conn.sock;
+    const fd = sock._handle && typeof sock._handle.fd === 'number' ? sock._handle.fd : -1;
+    if (fd < 0 || sock.writableLength > 0) return false; // no descriptor, or the hello still queued in libuv
+    try {
+      if (!conn.helloSent) {
+        conn.helloSent = true;
+        writeAllSync(fd, this.helloFrame(), deadline);
+      }
+      const buf = Buffer.allocUnsafe(65536);
+      while (!conn.helloDone && Date.now() < deadline) {
+        let n;
+        try {
+          n = fs.readSync(fd, buf, 0, buf.length, null);
+        } catch (err) {
+          if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') {
+            sleepMs(1);
+            continue;
+          }
+          throw err;
+        }
+        if (n === 0) return false;
+        conn.reader.push(buf.subarray(0, n), (body) => this.onMessage(conn, F.parseObject(body)));
+      }
+    } catch {
+      return false; // refused, closed, or an answer that does not parse: the fallback says so
+    }
+    return conn.helloDone && this.state === 'open';
   }
 
   readAtEnd(data) {
