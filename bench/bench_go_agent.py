@@ -38,9 +38,10 @@ and prints figures, medians of --count runs, and ratios:
 Usage: python bench/bench_go_agent.py [--count N] [--benchtime 1s] [--against DIR]
 
 --against DIR compares this checkout's agent with another copy of agents/go (DIR, e.g. the
-previous version of a change) on the HTTP benchmarks only: both test binaries are built and
-run in alternating rounds, so each round measures both next to each other, and the script
-prints per-request CPU (us) for each and the ratio this/other per round (median [min]).
+previous version of a change) on the HTTP benchmarks only (the service, and the middleware
+and the RoundTripper alone): both test binaries are built and run in alternating rounds, so
+each round measures both next to each other, and the script prints per-request CPU (us) for
+each and the ratio this/other per round (median [min]).
 """
 
 from __future__ import annotations
@@ -161,7 +162,15 @@ def run(
 
 
 HTTP_REQUESTS = 200  # requests per operation of the HTTP workload (bench_http_test.go)
-AB_BENCHES = ("HTTPOff", "HTTPOn", "HTTPTracerOnly", "HopClientOff", "HopClientOn")
+AB_BENCHES = (
+    "HTTPOff",
+    "HTTPOn",
+    "HTTPTracerOnly",
+    "HopServerOff",
+    "HopServerOn",
+    "HopClientOff",
+    "HopClientOn",
+)
 
 
 def build(go: str, module: Path, out: Path) -> None:
@@ -221,6 +230,7 @@ def against(other: Path, count: int, benchtime: str) -> None:
                     "agent_us": (g["HTTPOn"] - g["HTTPTracerOnly"]) / HTTP_REQUESTS / 1e3,
                     "on_off": g["HTTPOn"] / g["HTTPOff"],
                     "share": g["HTTPOn"] / g["HTTPTracerOnly"],
+                    "server_us": (g["HopServerOn"] - g["HopServerOff"]) / 1e3,
                     "client_us": (g["HopClientOn"] - g["HopClientOff"]) / 1e3,
                 }
                 for k, v in per.items():
@@ -244,6 +254,7 @@ def against(other: Path, count: int, benchtime: str) -> None:
         ("  the agent's own (on - tracer alone)", "agent_us"),
         ("  on / off", "on_off"),
         ("  on / tracer alone (own share)", "share"),
+        ("wisp.Handler alone, +us per request", "server_us"),
         ("wisp.Transport alone, +us per call", "client_us"),
     ):
         print(f"   {label:<40} this {med('this:' + k)}   other {med('other:' + k)}")

@@ -71,7 +71,7 @@ func MessageSend(ctx context.Context, m Message) TraceContext {
 		return tc
 	}
 	id := r.messageResource(m, tc, "", false, nil)
-	r.hopLog(ctx, kindMsgSend, id, 0)
+	r.hopLog(ctx, kindMsgSend, id, 0, nil)
 	return tc
 }
 
@@ -119,7 +119,7 @@ func MessageReceiveState(ctx context.Context, m Message, traceparent, tracestate
 		pspan = parent.SpanID
 	}
 	id := r.messageResource(m, own, pspan, true, inst)
-	r.hopLog(ctx, kindMsgRecv, id, 0)
+	r.hopLog(ctx, kindMsgRecv, id, 0, nil)
 	return ctx
 }
 

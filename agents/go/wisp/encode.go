@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"hash/maphash"
 )
 
 // Codec is a chunk's compression.
@@ -107,19 +108,46 @@ type payloadScratch struct {
 // its first use. rpc records (rpc.go) memoise their constant keys' indices and each
 // attribute's last value, which saves hashing most of their strings again: the indices
 // are the ones intern gives, so the bytes are the same.
+//
+// The index is an open-addressing hash table of its own rather than a Go map: a string
+// seen for the first time (most of a request record's values are fresh trace and span ids)
+// costs one hash and one probe sequence instead of a map lookup and a map insert (two
+// hashes), and resetting it between chunks clears one small slice of integers.
 type internTable struct {
-	index   map[string]uint64
+	slots   []internSlot // len a power of two; at most half full
 	strs    []string
+	seed    maphash.Seed
 	rpcKey  [rpcKeys]uint64 // index+1 of each rpc key, 0 while not interned
 	rpcLast [rpcKeys]string // each rpc attribute's last value ...
 	rpcIdx  [rpcKeys]uint64 // ... and its index
 }
 
+// internSlot is one slot of the index: the high 32 bits of the string's hash, then its
+// index+1 (0: an empty slot) in the low 32 bits. Eight bytes, so that the index of a chunk
+// with many fresh strings stays small in the cache. (A chunk holds far fewer than 2^32
+// strings: at most maxRecords records of a few strings each.)
+type internSlot uint64
+
+func (s internSlot) idx() uint64 { return uint64(s) & 0xffffffff }
+
+const internMinSlots = 256
+
 func (t *internTable) reset() {
-	if t.index == nil {
-		t.index = map[string]uint64{}
+	if t.slots == nil {
+		t.seed = maphash.MakeSeed()
+		t.slots = make([]internSlot, internMinSlots)
+	} else if n := len(t.strs); n > 0 { // (no strings: the index is empty already)
+		// Sized for a chunk like the last one: a table that grew for a burst shrinks back.
+		want := internMinSlots
+		for want < 2*n {
+			want <<= 1
+		}
+		if want < len(t.slots)/4 {
+			t.slots = make([]internSlot, want)
+		} else {
+			clear(t.slots)
+		}
 	}
-	clear(t.index)
 	clear(t.strs) // keeps no strings alive
 	t.strs = t.strs[:0]
 	t.rpcKey = [rpcKeys]uint64{}
@@ -127,13 +155,46 @@ func (t *internTable) reset() {
 }
 
 func (t *internTable) intern(x string) uint64 {
-	if i, ok := t.index[x]; ok {
-		return i
+	if t.slots == nil {
+		t.reset()
 	}
-	i := uint64(len(t.strs))
-	t.index[x] = i
-	t.strs = append(t.strs, x)
-	return i
+	h := maphash.String(t.seed, x)
+	tag := h &^ 0xffffffff
+	mask := uint64(len(t.slots) - 1)
+	for p := h & mask; ; p = (p + 1) & mask {
+		s := t.slots[p]
+		if s == 0 {
+			i := uint64(len(t.strs))
+			t.slots[p] = internSlot(tag | (i + 1))
+			t.strs = append(t.strs, x)
+			if 2*len(t.strs) > len(t.slots) {
+				t.grow()
+			}
+			return i
+		}
+		if uint64(s)&^0xffffffff == tag && t.strs[s.idx()-1] == x {
+			return s.idx() - 1
+		}
+	}
+}
+
+// grow doubles the index, placing every string again.
+func (t *internTable) grow() {
+	old := t.slots
+	t.slots = make([]internSlot, 2*len(old))
+	mask := uint64(len(t.slots) - 1)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		// The slot's place comes from the hash's low bits, which the slot does not keep:
+		// hashed again (the string is at hand).
+		p := maphash.String(t.seed, t.strs[s.idx()-1]) & mask
+		for t.slots[p] != 0 {
+			p = (p + 1) & mask
+		}
+		t.slots[p] = s
+	}
 }
 
 func (c *Chunk) payload(s *payloadScratch) []byte {

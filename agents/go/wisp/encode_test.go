@@ -170,3 +170,35 @@ func TestFramePieceMatchesEncode(t *testing.T) {
 		}
 	}
 }
+
+// The string table's own index gives every string the index of its first use, across its
+// growth and between chunks (the map it replaced is the reference).
+func TestInternTableFirstUseIndices(t *testing.T) {
+	var tab internTable
+	for round, n := range []int{10, 3000, 5, 700, 0, 40} {
+		tab.reset()
+		ref := map[string]uint64{}
+		for i := 0; i < 3*n; i++ {
+			x := strconv.Itoa((i*7919)%(2*n+1)) + "-" + strconv.Itoa(round)
+			if i%5 == 0 {
+				x = "" // the empty string is a string like any other
+			}
+			want, ok := ref[x]
+			if !ok {
+				want = uint64(len(ref))
+				ref[x] = want
+			}
+			if got := tab.intern(x); got != want {
+				t.Fatalf("round %d: intern(%q) = %d, want %d", round, x, got, want)
+			}
+		}
+		if len(tab.strs) != len(ref) {
+			t.Fatalf("round %d: %d strings listed, want %d", round, len(tab.strs), len(ref))
+		}
+		for x, i := range ref {
+			if tab.strs[i] != x {
+				t.Fatalf("round %d: string %d is %q, want %q", round, i, tab.strs[i], x)
+			}
+		}
+	}
+}

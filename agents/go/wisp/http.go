@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // Transport is an http.RoundTripper that injects traceparent into each request (a new span
@@ -63,18 +64,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // written: the new keys get slices of their own) instead of req.Clone, which copies the
 // URL, trailers and every header value too.
 func withTraceHeaders(req *http.Request, tc TraceContext) *http.Request {
-	out := new(http.Request)
-	*out = *req
+	o := new(outRequest) // the request and the new keys' value slices: one allocation
+	o.req = *req
 	h := make(http.Header, len(req.Header)+2)
 	for k, v := range req.Header {
 		h[k] = v
 	}
-	h["Traceparent"] = []string{tc.Header()}
+	o.vals[0] = tc.Header()
+	h["Traceparent"] = o.vals[0:1:1]
 	if tc.State != "" {
-		h["Tracestate"] = []string{tc.State}
+		o.vals[1] = tc.State
+		h["Tracestate"] = o.vals[1:2:2]
 	}
-	out.Header = h
-	return out
+	o.req.Header = h
+	return &o.req
+}
+
+// outRequest is an outgoing request's copy with room for its trace headers' values.
+type outRequest struct {
+	req  http.Request
+	vals [2]string
 }
 
 // headerValue is h.Get(key) for a key already in canonical form.
@@ -97,7 +106,9 @@ func Handler(h http.Handler) http.Handler {
 			h.ServeHTTP(w, req)
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		// The writer and the request's trace context, in one allocation.
+		st := &serverState{sw: statusWriter{ResponseWriter: w, status: http.StatusOK}}
+		sw := &st.sw
 		var call Call
 		var hctx context.Context // the handler's context: the trace's, and the instance's label
 		func() {
@@ -107,7 +118,8 @@ func Handler(h http.Handler) http.Handler {
 				parent.State = headerValue(req.Header, "Tracestate")
 			}
 			own := ServerContext(parent, had)
-			ctx := WithTraceContext(req.Context(), own)
+			st.ctx = traceCtx{Context: req.Context(), tc: own} // WithTraceContext
+			ctx := context.Context(&st.ctx)
 			hctx = ctx
 			call = serverBegin(ctx, parent, had, own, Hop{
 				Protocol: "http", Library: "net/http", Method: req.Method,
@@ -121,6 +133,12 @@ func Handler(h http.Handler) http.Handler {
 		defer func() { call.ServerEnd(sw.status) }()
 		h.ServeHTTP(sw, req)
 	})
+}
+
+// serverState is what Handler makes for a recorded request.
+type serverState struct {
+	sw  statusWriter
+	ctx traceCtx
 }
 
 type statusWriter struct {
@@ -155,29 +173,43 @@ func shapeTarget(u *url.URL) string {
 	}
 	if u.RawQuery != "" {
 		// Each '&'-separated member becomes its key and '=' (strings.Split's members:
-		// empty ones too), built in one allocation.
-		var sb strings.Builder
-		sb.Grow(len(p) + 2 + len(u.RawQuery) + strings.Count(u.RawQuery, "&"))
-		sb.WriteString(p)
-		sb.WriteByte('?')
+		// empty ones too), written into a buffer on the stack and made a string only when
+		// it differs from the last shape made (a service's calls have a few shapes).
+		var buf [256]byte
+		b := append(buf[:0], p...)
+		b = append(b, '?')
 		rest := u.RawQuery
-		for {
+		for len(b) <= 512 {
 			member, tail, more := strings.Cut(rest, "&")
 			k, _, _ := strings.Cut(member, "=")
-			sb.WriteString(k)
-			sb.WriteByte('=')
+			b = append(b, k...)
+			b = append(b, '=')
 			if !more {
 				break
 			}
-			sb.WriteByte('&')
+			b = append(b, '&')
 			rest = tail
 		}
-		p = sb.String()
+		return reuse(&lastTarget, b[:min(len(b), 512)])
 	}
 	if len(p) > 512 {
 		p = p[:512]
 	}
 	return p
+}
+
+// The last query shape and header object made: most requests of a service repeat them.
+var lastTarget, lastHeaders atomic.Pointer[string]
+
+// reuse is string(b), the last string made through cache when it is the same (no
+// allocation then).
+func reuse(cache *atomic.Pointer[string], b []byte) string {
+	if last := cache.Load(); last != nil && *last == string(b) {
+		return *last
+	}
+	s := string(b)
+	cache.Store(&s)
+	return s
 }
 
 // allowedHeaders are the request headers a server resource keeps (the contract's
@@ -220,26 +252,30 @@ func headersJSON(h http.Header) string {
 		b, _ := json.Marshal(kept) // encoding/json sorts map keys
 		return string(b)
 	}
-	var sb strings.Builder
-	sb.Grow(size)
-	sb.WriteByte('{')
-	first := true
+	var buf [256]byte
+	b := buf[:0]
+	if size > len(buf) {
+		b = make([]byte, 0, size)
+	}
+	b = append(b, '{')
 	for i, a := range allowedHeaders {
 		if !have[i] {
 			continue
 		}
-		if !first {
-			sb.WriteByte(',')
+		if len(b) > 1 {
+			b = append(b, ',')
 		}
-		first = false
-		sb.WriteByte('"')
-		sb.WriteString(a.name)
-		sb.WriteString(`":"`)
-		sb.WriteString(vals[i])
-		sb.WriteByte('"')
+		b = append(b, '"')
+		b = append(b, a.name...)
+		b = append(b, `":"`...)
+		b = append(b, vals[i]...)
+		b = append(b, '"')
 	}
-	sb.WriteByte('}')
-	return sb.String()
+	b = append(b, '}')
+	if have[3] || have[4] { // a traceparent or tracestate: new with every request
+		return string(b)
+	}
+	return reuse(&lastHeaders, b)
 }
 
 // plainJSON says s is written by encoding/json as it is: printable ASCII without the

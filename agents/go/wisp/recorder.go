@@ -41,6 +41,7 @@ const (
 	evEndOfGeneration = 52       // the runtime's in-band end of a generation (a Write of its own; Go 1.25+)
 	maxEvents         = 1 << 14  // the agent's own events waiting (anchors, faults, flushes)
 	maxRecords        = 1 << 16  // definition records waiting; past it they are dropped and counted
+	maxReusedRecords  = 1 << 12  // a list of records this long or shorter is reused by the next flush
 	tracePieceMax     = 16 << 20 // bytes of one embedded piece (docs/format.md)
 	traceFlushAt      = 4 << 20  // tracer bytes that make the writer flush by itself
 	anchorEvery       = int64(time.Second)
@@ -87,6 +88,7 @@ type recorder struct {
 	closed       bool
 	z            Compressor // reused between chunks
 	pieceBuf     []byte     // the last framed tracer piece, reused
+	chunkRecs    []Record   // the records of the last chunk flush wrote, reused (wmu)
 	writeFailed  bool       // the last write failed (a full disk): one fault per failure run
 	rotateFailed bool       // the next segment could not be opened: stay in this one
 	path         string     // the current segment's file
@@ -470,7 +472,7 @@ func (r *recorder) announceStart() {
 		{"kind", "spawn"}, {"name", "start"}, {"trace_id", r.inherited.TraceID},
 		{"parent_span_id", r.inherited.SpanID}, {"sampled", int64(r.inherited.Flags & 1)},
 	}})
-	r.hopLog(bg, 25, id, os.Getppid())
+	r.hopLog(bg, 25, id, os.Getppid(), nil)
 }
 
 // calibrate measures what one recorded event costs the goroutine that records it: a
@@ -743,12 +745,21 @@ func (r *recorder) flush(final bool) error {
 		}
 	}
 	var c Chunk
+	c.Records = r.chunkRecs[:0] // reused between flushes (wmu held)
 	if !r.wroteProcess {
 		c.Records = append(c.Records, r.processRecord(r.segment))
 	}
 	c.Records = append(c.Records, r.carry...)
 	c.Records = append(c.Records, r.records...)
 	r.carry = nil
+	// The definitions' list is reused (cleared: it keeps nothing alive) unless a burst made
+	// it large.
+	if cap(r.records) <= maxReusedRecords {
+		clear(r.records)
+		r.records = r.records[:0]
+	} else {
+		r.records = nil
+	}
 	if final {
 		r.streamOpen = false
 	}
@@ -759,7 +770,7 @@ func (r *recorder) flush(final bool) error {
 	r.seq += uint64(len(c.Events))
 	// New buffers: the taken ones are written below, with mu free. The tracer's bytes
 	// alternate between two buffers (taken and spare), so that they make no garbage.
-	r.events, r.records = nil, nil
+	r.events = nil
 	var taken []byte
 	if cut >= 0 {
 		// What follows the last whole generation moves to the other buffer (usually a few
@@ -776,6 +787,10 @@ func (r *recorder) flush(final bool) error {
 		}
 	}()
 	failed := r.write(&c, pieceInfo{})
+	if cap(c.Records) <= maxReusedRecords {
+		clear(c.Records)
+		r.chunkRecs = c.Records[:0]
+	}
 	if failed == nil {
 		r.wroteProcess = true
 	}

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/trace"
 	"strconv"
+	"unsafe"
 )
 
 const (
@@ -43,6 +44,7 @@ type Call struct {
 	ctx  context.Context
 	r    *recorder
 	res  uint32    // the resource number, 0 when nothing is recorded
+	rec  *rpcRec   // the resource's content, which holds the room for the call's two logs
 	inst *instance // server side: the boundary instance this request opened, if any
 }
 
@@ -64,19 +66,20 @@ func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
 	if r == nil || !(r.recordHop(tc) || r.bounds.inside(ctx) != nil) {
 		return Call{}
 	}
-	c := Call{ctx: ctx, r: r, res: r.rpcResource(h, tc, "", false, nil)}
+	c := Call{ctx: ctx, r: r}
+	c.res, c.rec = r.rpcResource(h, tc, "", false, nil)
 	// One log for both events: msg.send with argument reasonRPC is the send and the wait for
 	// the reply that follows it at once (unit.block, reason rpc), which the decoder writes
 	// (and hopLog, without the tracer). A user log costs the runtime a stack capture, and
 	// an HTTP client's stack is deep.
-	r.hopLog(ctx, kindMsgSend, c.res, reasonRPC)
+	r.hopLog(ctx, kindMsgSend, c.res, reasonRPC, &c.rec.logs[0])
 	return c
 }
 
 // ClientEnd records the reply's arrival: status is the HTTP status (or gRPC code), -1 on error.
 func (c Call) ClientEnd(status int) {
 	if c.res != 0 {
-		c.r.hopLog(c.ctx, kindRPCResponse, c.res, status)
+		c.r.hopLog(c.ctx, kindRPCResponse, c.res, status, c.rec.endLog())
 	}
 }
 
@@ -120,15 +123,15 @@ func serverBegin(ctx context.Context, parent TraceContext, hadParent bool, own T
 	if headers != nil {
 		h.Headers = headers()
 	}
-	c.res = r.rpcResource(h, own, pspan, true, inst)
-	r.hopLog(c.ctx, kindMsgRecv, c.res, 0)
+	c.res, c.rec = r.rpcResource(h, own, pspan, true, inst)
+	r.hopLog(c.ctx, kindMsgRecv, c.res, 0, &c.rec.logs[0])
 	return c
 }
 
 // ServerEnd records the reply: status is the HTTP status (or gRPC code).
 func (c Call) ServerEnd(status int) {
 	if c.res != 0 {
-		c.r.hopLog(c.ctx, kindRPCReply, c.res, status)
+		c.r.hopLog(c.ctx, kindRPCReply, c.res, status, c.rec.endLog())
 		if c.inst != nil {
 			c.r.markInstance(c.ctx, false)
 			c.r.bounds.leave(c.inst)
@@ -169,21 +172,31 @@ func (r *recorder) recordHop(tc TraceContext) bool {
 // the tracer (hops mode with no boundary switched on, Config.NoTracer) it is one of the
 // agent's own events, on the unit the decoder would give the goroutine (its id + 1), read
 // from runtime.Stack's first line: about a microsecond, paid per hop, not per lock.
-func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int) {
+//
+// room, when given, is where the log's message is written (a call's rpcRec holds room for
+// its two logs, so that the message is no allocation of its own): written once and never
+// again, so the string made over it is immutable like any other (the runtime copies it out
+// anyway, under its string table's lock).
+func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int, room *hopRoom) {
 	if d := r.bounds.current(); d != nil {
 		d.events.Add(1)
 	}
 	r.hopMu.RLock()
 	defer r.hopMu.RUnlock()
 	if r.tracing.Load() {
-		// "<kind> <res> <arg>", built in one allocation (the runtime copies it).
-		var buf [48]byte
+		// "<kind> <res> <arg>": at most 3+1+10+1+20 bytes.
+		var buf hopRoom
 		b := strconv.AppendInt(buf[:0], int64(kind), 10)
 		b = append(b, ' ')
 		b = strconv.AppendUint(b, uint64(res), 10)
 		b = append(b, ' ')
 		b = strconv.AppendInt(b, int64(arg), 10)
-		trace.Log(ctx, logCategory, string(b))
+		if room != nil {
+			n := copy(room[:], b)
+			trace.Log(ctx, logCategory, unsafe.String(&room[0], n))
+		} else {
+			trace.Log(ctx, logCategory, string(b))
+		}
 		return
 	}
 	g := goid()
@@ -227,7 +240,7 @@ func goid() uint64 {
 	return g
 }
 
-func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool, inst *instance) uint32 {
+func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server bool, inst *instance) (uint32, *rpcRec) {
 	id := r.nextRes.Add(1)
 	rec := &rpcRec{hop: h, traceID: tc.TraceID, spanID: tc.SpanID, parentSpan: parentSpan,
 		sampled: int64(tc.Flags & 1), server: server}
@@ -235,7 +248,20 @@ func (r *recorder) rpcResource(h Hop, tc TraceContext, parentSpan string, server
 		rec.boundary, rec.callerUnsampled = inst.d.b.Entry, !tc.Sampled()
 	}
 	r.define(Record{Type: RecResource, ID: uint64(id), rpc: rec})
-	return id
+	return id, rec
+}
+
+// hopRoom holds one hop log's message: "<kind> <res> <arg>".
+type hopRoom [36]byte
+
+// endLog is the room for the call's second log, nil (a message of its own) when a Call
+// is ended more than once: each room is written once.
+func (p *rpcRec) endLog() *hopRoom {
+	if p.ended {
+		return nil
+	}
+	p.ended = true
+	return &p.logs[1]
 }
 
 // rpcRec is an rpc resource's content, kept typed until the flusher encodes it: the
@@ -250,6 +276,11 @@ type rpcRec struct {
 	server          bool
 	boundary        string // the boundary's entry when the request opened an instance
 	callerUnsampled bool   // ... and the caller had not sampled the trace
+
+	// The call's side, never read by the flusher: room for the messages of its two logs
+	// (hopLog), and whether the second has been used.
+	logs  [2]hopRoom
+	ended bool
 }
 
 func (p *rpcRec) name() string {

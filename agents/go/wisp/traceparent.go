@@ -66,7 +66,7 @@ func ParseTraceparent(h string) (TraceContext, bool) {
 	if !lowerHex(p[0], 2) || !lowerHex(p[1], 32) || !lowerHex(p[2], 16) || !lowerHex(p[3], 2) {
 		return TraceContext{}, false
 	}
-	if strings.Trim(p[1], "0") == "" || strings.Trim(p[2], "0") == "" {
+	if allZero(p[1]) || allZero(p[2]) {
 		return TraceContext{}, false
 	}
 	return TraceContext{TraceID: p[1], SpanID: p[2], Flags: hexVal(p[3][0])<<4 | hexVal(p[3][1])}, true
@@ -84,14 +84,32 @@ func lowerHex(s string, n int) bool {
 	if len(s) != n {
 		return false
 	}
+	bad := byte(0) // one test at the end instead of a branch per digit
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		bad |= notLowerHex[s[i]]
+	}
+	return bad == 0
+}
+
+// allZero says s is nothing but '0' digits (an invalid id).
+func allZero(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '0' {
 			return false
 		}
 	}
 	return true
 }
+
+// notLowerHex is 1 for every byte that is not a lower-case hex digit.
+var notLowerHex = func() (t [256]byte) {
+	for c := range t {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 func randomHex(nbytes int) string {
 	b := make([]byte, nbytes)
@@ -142,13 +160,32 @@ type ctxKey struct{}
 
 // WithTraceContext returns ctx carrying tc as the current position in the trace.
 func WithTraceContext(ctx context.Context, tc TraceContext) context.Context {
-	return context.WithValue(ctx, ctxKey{}, tc)
+	return &traceCtx{Context: ctx, tc: tc}
+}
+
+// traceCtx is a context carrying a TraceContext: one allocation where context.WithValue
+// makes two (the context, and the value boxed in an interface), on every request. Every
+// other key, Done, Err and Deadline are the parent's (context.WithCancel on it finds the
+// parent's cancelCtx through Value, as through context.WithValue's context).
+type traceCtx struct {
+	context.Context
+	tc TraceContext
+}
+
+// Value is the traceCtx itself for ctxKey (a pointer: no allocation), else the parent's.
+func (c *traceCtx) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // FromContext is the trace context ctx carries, if any.
 func FromContext(ctx context.Context) (TraceContext, bool) {
-	tc, ok := ctx.Value(ctxKey{}).(TraceContext)
-	return tc, ok
+	if c, ok := ctx.Value(ctxKey{}).(*traceCtx); ok {
+		return c.tc, true
+	}
+	return TraceContext{}, false
 }
 
 // Outgoing is the context to put on an outgoing request made under ctx: a new span of
