@@ -2,8 +2,10 @@
 
 Everything reaches the program (and its children) through the environment: PYTHONPATH
 gets a folder whose sitecustomize starts the Python agent, and WILLOWISP_* say where to
-write and how. The exit status is CMD's; signals go to CMD's process group so Ctrl-C stops
-the program, not just us.
+write and how. The exit status is CMD's. Signals sent to us alone are passed on to CMD; one
+the terminal sent (Ctrl-C) reached CMD already, as it is in our foreground process group,
+and is not passed on again (a second SIGINT interrupts an asyncio program's own handling
+of the first).
 """
 
 from __future__ import annotations
@@ -147,22 +149,66 @@ def run(args: argparse.Namespace) -> int:
         reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
         raise UsageError(f"cannot run {cmd[0]!r}: {reason}") from exc
 
-    def forward(signum: int, frame: Any) -> None:
-        try:
-            proc.send_signal(signum)
-        except ProcessLookupError:
-            pass
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        code = proc.wait()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    code = wait_passing_signals(proc)
     remove_stale_reserves(out)
     warn_if_full(out)
-    print(f"willowisp: run saved in {out}  (next: willowisp analyze {out})", file=sys.stderr)
+    say_where(out, env.get("WILLOWISP_COLLECTOR", ""))
     return code if code >= 0 else 128 - code
+
+
+PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SI_KERNEL = 0x80  # si_code of a signal the kernel sent: the terminal's Ctrl-C, its hangup
+
+
+def wait_passing_signals(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for CMD; pass it SIGINT/SIGTERM/SIGHUP sent to us. Those the terminal sent are
+    passed on only when CMD left our process group (else it got them too): the signals
+    are blocked here and taken with sigtimedwait, whose si_code says who sent them."""
+    waited = [*PASSED_ON, signal.SIGCHLD]  # SIGCHLD blocked: it waits, and wakes us
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                return code
+            info = signal.sigtimedwait(waited, 1.0)
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_code == SI_KERNEL and same_group(proc.pid):
+                continue  # the terminal's: CMD has it already
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(info.si_signo)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def same_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def say_where(out: str, collector: str) -> None:
+    """Where the run is: the folder, or the collector it streamed to (the folder then holds
+    only what fell back to files, if anything; an empty one is removed)."""
+    if not collector:
+        print(f"willowisp: run saved in {out}  (next: willowisp analyze {out})", file=sys.stderr)
+        return
+    if any(name.endswith(".wtrace") for name in os.listdir(out)):
+        print(
+            f"willowisp: run streamed to the collector at {collector}; what it could not"
+            f" take is in {out}  (next: willowisp analyze {out} and the collector's folder)",
+            file=sys.stderr,
+        )
+        return
+    with contextlib.suppress(OSError):
+        os.rmdir(out)
+    print(
+        f"willowisp: run streamed to the collector at {collector}"
+        "  (next: willowisp analyze the collector's --out folder)",
+        file=sys.stderr,
+    )
 
 
 FULL_BYTES = 1024 * 1024  # free space below which the run's end warns
