@@ -103,3 +103,90 @@ def test_wisp_trace_answers_questions(tmp_path: Path) -> None:
     r = pytest_run(tmp_path, "test_fixture.py")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed" in r.stdout
+
+
+# A lock made at import time, the usual way, used by two tests; and one made in conftest.
+MODULE_LOCK_TEST = """
+import threading
+
+import willowisp
+from conftest import shared_lock
+
+balance_lock = threading.Lock()
+
+
+def deposit(lock):
+    with lock:
+        willowisp.access("balance", "write")
+
+
+def run_two(lock):
+    threads = [threading.Thread(target=deposit, args=(lock,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_first():
+    run_two(balance_lock)
+
+
+def test_second():
+    run_two(balance_lock)
+
+
+def test_conftest_lock():
+    run_two(shared_lock)
+
+
+def test_asks(wisp_trace):
+    run_two(balance_lock)
+    assert wisp_trace.findings("race") == []
+    assert wisp_trace.happens_before("test_module_lock.py:18", "test_module_lock.py:11")
+"""
+
+
+def test_wisp_records_locks_made_at_import(tmp_path: Path) -> None:
+    """--wisp: locks made when the test modules and conftest are imported are recorded in
+    every test that uses them, so correctly locked writes are no race."""
+    (tmp_path / "conftest.py").write_text("import threading\nshared_lock = threading.Lock()\n")
+    (tmp_path / "test_module_lock.py").write_text(MODULE_LOCK_TEST)
+    r = pytest_run(tmp_path, "--wisp", "test_module_lock.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 passed" in r.stdout, r.stdout
+
+
+NO_EVENT_TEST = """
+import threading
+
+import pytest
+
+from willowisp.pytest_plugin import NoSuchEvent
+
+lock = threading.Lock()
+
+
+def test_unknown_place(wisp_trace):
+    with lock:
+        pass
+    threading.Thread(target=print).start()
+    with pytest.raises(NoSuchEvent) as caught:
+        wisp_trace.happens_before("test_noevent.py:12", "test_noevent.py:14")
+    message = str(caught.value)
+    assert message.startswith("no event recorded at test_noevent.py:12: "), message
+    assert "test_noevent.py at line(s) 14" in message, message
+    assert "pytest --wisp" in message, message
+"""
+
+
+def test_wisp_trace_without_wisp_says_what_it_cannot_see(tmp_path: Path) -> None:
+    """Without --wisp, wisp_trace warns about a module-level lock made before recording,
+    and happens_before on a place with no event raises a LookupError that says which lines
+    were recorded, not a bare KeyError."""
+    (tmp_path / "test_noevent.py").write_text(NO_EVENT_TEST)
+    r = pytest_run(tmp_path, "-W", "default", "test_noevent.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lock in test_noevent.py is a threading.Lock made before the agent started" in (
+        r.stdout
+    ), r.stdout

@@ -9,9 +9,12 @@
 - The ``wisp_trace`` fixture records one test and gives it the analysis to assert on:
   ``findings(kind)``, ``units(runtime)``, ``hops()``, ``happens_before(a, b)``.
 
-What is recorded is the test's *call* phase: fixtures run before it, and objects they (or
-module imports) created before the agent started (a lock made at import time) are not
-seen; make them inside the test, or use ``wisp_trace``, which starts recording in setup.
+What is recorded is the test's *call* phase (with ``wisp_trace``: from its setup). With
+``--wisp`` the agent's primitive hooks go in before the test modules (and conftest files)
+are imported, so a module-level ``lock = threading.Lock()`` or a lock a fixture makes is
+recorded in every test that uses it (``agent.api.arm``). Without ``--wisp``, the fixture
+alone starts the agent in setup: locks made earlier (at import) are not seen, and the run
+says so with an agent fault naming each one (and a pytest warning).
 Nothing is imported or hooked unless ``--wisp`` is given or the fixture is used.
 """
 
@@ -21,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -49,8 +53,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # The earliest point the options are known: before conftest files and test modules
+    # are imported, so the locks they make at import time are the recorded kind.
+    if getattr(early_config.known_args_namespace, "wisp", False):
+        from willowisp.agent import api
+
+        api.arm()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("wisp", False):
+        from willowisp.agent import api
+
+        api.arm()  # already done, unless the plugin was loaded late (-p)
         config.pluginmanager.register(_PerTest(config), "willowisp-per-test")
 
 
@@ -101,11 +118,21 @@ class _PerTest:
             terminalreporter.write_line(f"willowisp: kept {dest} (willowisp analyze {dest})")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        from willowisp.agent import api
+
+        api.disarm()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 class WispFindings(AssertionError):
     """A test's trace has findings of a failing kind; the message tells their stories."""
+
+
+class NoSuchEvent(LookupError):
+    """``happens_before`` was given a place or an event id nothing was recorded at."""
+
+    def __str__(self) -> str:  # the message as written, not a KeyError's repr of it
+        return str(self.args[0]) if self.args else ""
 
 
 def _failing_story(out: str) -> str:
@@ -131,8 +158,9 @@ class WispTrace:
     questions reuse that analysis.
     """
 
-    def __init__(self, out: str) -> None:
+    def __init__(self, out: str, *, armed: bool = True) -> None:
         self.out = out
+        self.armed = armed  # were the hooks in place before the test modules were imported?
         self._stopped = False
         self._analysis: Any = None
 
@@ -189,8 +217,9 @@ class WispTrace:
         """Does ``a`` happen before ``b`` (program order plus the happens-before graph)?
 
         Each is an event id (``<process id>:<n>``, as findings list them) or a source place
-        ``file.py:LINE`` meaning the first event recorded at that line. KeyError if nothing
-        was recorded there.
+        ``file.py:LINE`` meaning the first event recorded at that line. Raises
+        :class:`NoSuchEvent` (a ``LookupError``) naming the lines that were recorded in that
+        file if nothing was recorded there.
         """
         from willowisp.causality.reach import ReachIndex
 
@@ -211,7 +240,37 @@ class WispTrace:
             rows = np.flatnonzero(np.isin(trace.events.loc, places))
             if len(rows):
                 return int(rows[0])
-        raise KeyError(f"no event recorded at {what!r} (an event id or file.py:LINE)")
+        raise NoSuchEvent(self._no_event(what))
+
+    def _no_event(self, what: str) -> str:
+        """Why ``what`` names no event, and what would."""
+        trace = self._analyzed().trace
+        file, _, line = what.rpartition(":")
+        if not file or not line.isdigit():
+            return (
+                f"no event {what!r} in this test's trace: give an event id "
+                "(<process id>:<n>, as findings list them) or a place file.py:LINE"
+            )
+        used = set(trace.events.loc.tolist())
+        lines = sorted(
+            {
+                loc.line
+                for loc in trace.locations
+                if loc.index in used and loc.where().rpartition(":")[0] == file
+            }
+        )
+        seen = (
+            f"events were recorded in {file} at line(s) {', '.join(map(str, lines))}"
+            if lines
+            else f"no event was recorded in {file}"
+        )
+        hint = ""
+        if not self.armed:
+            hint = (
+                "; a lock made before recording started (at import) is not recorded "
+                "without pytest --wisp"
+            )
+        return f"no event recorded at {what}: {seen}{hint}"
 
 
 @pytest.fixture
@@ -222,8 +281,10 @@ def wisp_trace(tmp_path: Any) -> Iterator[WispTrace]:
     if recorder.RECORDER is not None:
         pytest.skip("the agent already records this process; wisp_trace needs its own")
     out = str(tmp_path / "wisp-run")
-    api.start(out=out, service="pytest")
-    trace = WispTrace(out)
+    rec = api.start(out=out, service="pytest")
+    trace = WispTrace(out, armed=api.armed())
+    for message in getattr(rec, "unseen_locks", ()):
+        warnings.warn(pytest.PytestWarning(f"willowisp: {message}"), stacklevel=1)
     try:
         yield trace
     finally:

@@ -315,3 +315,28 @@ def test_the_programs_own_factories_are_kept(
         ("data.access", m["a"], table, "read SELECT * FROM t"),
         ("data.access", m["b"], table, "read SELECT * FROM t"),
     ]
+
+
+OPEN_FROM_C = """
+    import atexit, os, sys
+    path = os.path.join(sys.argv[1], "from-c.txt")
+    open(path, "w").close()  # @mine
+    atexit.register(open, path, "w")  # called at exit, from C: no Python frame at all
+    raise KeyboardInterrupt  # CPython 3.11 prints its source line through io.open, from C
+"""
+
+
+def test_open_called_from_c_is_no_fault(
+    tmp_path: Path, marks_of: Callable[[str], dict[str, int]]
+) -> None:
+    """open() called with no Python caller (the interpreter printing a traceback, as on
+    Ctrl-C; an atexit callback) is not recorded and is no agent fault."""
+    out = str(tmp_path / "run")
+    r = run_program(OPEN_FROM_C, out, args=[str(tmp_path)])
+    assert r.returncode != 0 and "KeyboardInterrupt" in r.stderr, r.stderr
+    p = read_run(out)["prog"]
+    assert p.faults == {}, p.faults
+    path = f"file:{tmp_path / 'from-c.txt'}"
+    assert ("data.access", f"prog.py:{marks_of(OPEN_FROM_C)['mine']}", path, "write open w") in (
+        story(p)
+    )

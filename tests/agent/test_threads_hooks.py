@@ -238,3 +238,34 @@ def test_killed_while_deadlocked_leaves_readable_blocked_state(tmp_path):
     a, b = p.resource("lock_a"), p.resource("lock_b")
     assert p.of_unit(ab)[-1].res == b and p.where(p.of_unit(ab)[-1]) == "prog.py:9"
     assert p.of_unit(ba)[-1].res == a and p.where(p.of_unit(ba)[-1]) == "prog.py:14"
+
+
+def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
+    """``a, b = Lock(), Lock()`` names the locks a and b (threading and asyncio alike),
+    not both after the line; ``self.`` is dropped as for a single assignment."""
+    out = str(tmp_path / "run")
+    r = run_program(
+        """
+        import asyncio, threading
+        left, right = threading.Lock(), threading.RLock()
+        class Pair:
+            def __init__(self):
+                self.first, self.second = [threading.Lock(), threading.Lock()]
+        pair = Pair()
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            async with a:
+                async with b:
+                    pass
+        with left, right, pair.first, pair.second:
+            pass
+        asyncio.run(main())
+    """,
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    p = read_run(out)["prog"]
+    names = sorted(str(res.get("name")) for res in p.resources.values())
+    for name in ("left", "right", "first", "second", "a", "b"):
+        assert name in names, names
+    assert p.resources[p.resource("right")]["kind"] == "rlock"

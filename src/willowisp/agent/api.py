@@ -36,7 +36,12 @@ FULL_HOOKS = (
     "data_files",
 )
 HOPS_HOOKS = ("http", "httplibs", "rpc_grpc", "messaging", "procs")
-_installed: list[Any] = []
+# The hooks arm() installs ahead of recording: those whose primitives a program makes at
+# import time (a module-level ``lock = threading.Lock()``) and uses later.
+ARMED_HOOKS = ("threads", "queues")
+_WILLOWISP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_installed: list[Any] = []  # by start(), removed by stop()
+_armed: list[Any] = []  # by arm(), kept across start()/stop() until disarm()
 
 
 def disabled() -> bool:
@@ -86,6 +91,8 @@ def start(
     # hops mode with boundaries records them at full fidelity: every hook, behind the gate
     full = config.mode == "full" or bool(config.boundaries)
     _install(rec, FULL_HOOKS if full else HOPS_HOOKS)
+    if not _armed:
+        _report_unseen_locks(rec)
     from willowisp.agent import procs
 
     try:
@@ -101,7 +108,7 @@ def start(
 
 
 def _install(rec: _r.Recorder, names: tuple[str, ...]) -> None:
-    done = {m.__name__.rpartition(".")[2] for m in _installed}
+    done = {m.__name__.rpartition(".")[2] for m in (*_armed, *_installed)}
     for name in names:
         if name in done:
             continue
@@ -111,6 +118,74 @@ def _install(rec: _r.Recorder, names: tuple[str, ...]) -> None:
             _installed.append(module)
         except Exception as exc:  # a hook that cannot install must not stop the program
             rec.fault(f"install {name}", exc)
+
+
+def arm() -> None:
+    """Install the primitive hooks now, for recordings started later (the pytest plugin
+    calls it before the test modules are imported).
+
+    Locks, conditions, semaphores, events, barriers and queues the program creates from
+    here on are resources: each recording started later defines those still alive, so a
+    module-level ``lock = threading.Lock()`` is recorded in every test that uses it.
+    Between recordings their events are dropped. Idempotent; a no-op when disabled.
+    """
+    if disabled() or _armed:
+        return
+    _r.keep_standing(True)
+    if _r.RECORDER is None:
+        _r.go_idle()
+    for name in ARMED_HOOKS:
+        module = importlib.import_module(f"willowisp.agent.{name}")
+        module.install()
+        _armed.append(module)
+
+
+def armed() -> bool:
+    """Has :func:`arm` installed the primitive hooks?"""
+    return bool(_armed)
+
+
+def disarm() -> None:
+    """Undo :func:`arm` (after the last recording). Primitives made meanwhile keep working
+    and stop recording."""
+    while _armed:
+        module = _armed.pop()
+        if module not in _installed:
+            module.uninstall()
+    _r.keep_standing(False)
+
+
+def _report_unseen_locks(rec: _r.Recorder) -> None:
+    """One agent fault per lock the program made before the agent started and keeps in a
+    module global: its acquisitions are not recorded, so what it orders looks unordered
+    (a race it prevents is reported). Replacing the object is not sound (others hold it),
+    so the honest thing is to say so. Only the program's own modules are looked at."""
+    lock_types = {type(_thread.allocate_lock()): "Lock", type(_thread.RLock()): "RLock"}
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None) or ""
+        if not path or rec.is_internal(path) or "-packages" + os.sep in path:
+            continue
+        if path.startswith(_WILLOWISP_DIR):
+            continue
+        try:
+            items = list(vars(mod).items())
+        except TypeError:
+            continue
+        for name, value in items:
+            what = lock_types.get(type(value))
+            if what:
+                message = (
+                    f"{name} in {os.path.basename(path)} is a threading.{what} made "
+                    "before the agent started: its uses are not recorded, so what it "
+                    "orders may be reported as a race (start the agent before it is made: "
+                    "willowisp.start() first, willowisp run, or pytest --wisp)"
+                )
+                rec.unseen_locks.append(message)
+                rec.fault("start", UnseenLockWarning(message))
+
+
+class UnseenLockWarning(Warning):
+    """A program's lock the agent cannot see (made before it started)."""
 
 
 def install_full_hooks() -> None:
@@ -146,6 +221,7 @@ def stop() -> None:
         rec.stop()
     finally:
         _r.RECORDER = None
+        _r.go_idle()
         from willowisp.agent import boundaries
 
         boundaries.reset()
@@ -182,5 +258,5 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, _on_term)
 
 
-__all__ = ["start", "start_from_env", "stop"]
+__all__ = ["arm", "disarm", "start", "start_from_env", "stop"]
 _ = sys

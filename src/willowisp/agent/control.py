@@ -33,6 +33,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from willowisp.agent import own_threads
 from willowisp.channel.discovery import check_private_dir, runtime_dir, write_private_json
 from willowisp.channel.frames import (
     CONTROL_MAGIC,
@@ -196,7 +197,7 @@ class ControlServer:
             self._unlink_socket()
             raise
         self._accepting.acquire()
-        _thread.start_new_thread(self._accept_loop, ())
+        own_threads.start(self._accept_loop)
 
     def stop(self) -> None:
         """Stop listening, end open connections, remove the socket and descriptor files."""
@@ -303,7 +304,7 @@ class ControlServer:
             conn.close()
             return
         try:
-            _thread.start_new_thread(self._serve, (conn, conn.family == socket.AF_UNIX))
+            own_threads.start(self._serve, (conn, conn.family == socket.AF_UNIX))
         except RuntimeError as exc:
             self._fault("control thread", exc)
             self._forget(conn)

@@ -81,7 +81,12 @@ def _is_pathlib(filename: str) -> bool:
 
 
 def _record(rec: _r.Recorder, file: Any, mode: str) -> None:
-    frame = sys._getframe(2)
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        # No Python caller: C code called open (3.11 prints a traceback's source lines
+        # through io.open; a thread started on open itself). Not the program's own line.
+        return
     # Path.open / read_text / write_bytes: the program called pathlib (a module up to 3.12,
     # a package with _local.py and _abc.py from 3.13); its caller is the one to judge
     for _ in range(4):

@@ -10,6 +10,7 @@ a line can be wrong.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import linecache
 import os
@@ -64,7 +65,11 @@ class Locations:
         if code is None:
             return kind
         line = line_of(code, lasti)
-        m = _ASSIGN.match(linecache.getline(code.co_filename, line))
+        text = linecache.getline(code.co_filename, line)
+        unpacked = _unpacked_name(text, _column_of(code, lasti, line))
+        if unpacked:
+            return unpacked
+        m = _ASSIGN.match(text)
         if m:
             return m.group(1)
         return f"{kind}@{os.path.basename(code.co_filename)}:{line}"
@@ -72,6 +77,46 @@ class Locations:
     def _code(self, key: int) -> tuple[CodeType | None, int]:
         u = key & 0xFFFFFFFFFFFFFFFF
         return self._code_ids.get(u >> 16), u & 0xFFFF
+
+
+def _column_of(code: CodeType, lasti: int, line: int) -> int:
+    """The start column (UTF-8 bytes) of the expression the instruction at ``lasti``
+    belongs to (the call creating a resource), if it lies on ``line`` alone; else -1."""
+    pos = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
+    if pos is None or pos[0] != line or pos[1] != line or pos[2] is None:
+        return -1
+    return pos[2]
+
+
+def _unpacked_name(text: str, column: int) -> str:
+    """In a one-line unpacking ``a, b = Lock(), Lock()``, the target that receives the
+    value starting at ``column`` (``b`` for the second call); "" for any other line.
+
+    Without this both locks would get one name (the regex below finds no single target),
+    and a story about two locks would read as one."""
+    if column < 0:
+        return ""
+    stripped = text.strip()
+    indent = len(text) - len(text.lstrip())
+    try:
+        tree = ast.parse(stripped)
+    except (SyntaxError, ValueError):
+        return ""  # part of a statement spanning several lines
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign):
+        return ""
+    stmt = tree.body[0]
+    if not isinstance(stmt.value, (ast.Tuple, ast.List)):
+        return ""
+    column -= indent
+    values = stmt.value.elts
+    for target in stmt.targets:
+        if not isinstance(target, (ast.Tuple, ast.List)) or len(target.elts) != len(values):
+            continue
+        for name, value in zip(target.elts, values, strict=True):
+            end = value.end_col_offset if value.end_col_offset is not None else -1
+            if value.col_offset <= column < end and isinstance(name, (ast.Name, ast.Attribute)):
+                return re.sub(r"^(?:self|cls)\.", "", ast.unparse(name))
+    return ""
 
 
 def line_of(code: CodeType, lasti: int) -> int:

@@ -39,10 +39,9 @@ def _emit_user(kind: int, res: int, arg: int) -> None:
 
 def _queue_init(self: Any, maxsize: int = 0) -> None:
     _orig["Queue.__init__"](self, maxsize)
-    rec = _r.RECORDER
-    if rec is not None and not rec.created_by_internal_code(1):
+    if _r.recording_primitives() and not _r.created_by_internal_code(1):
         try:
-            rid = self._wisp_rid = rec.new_resource("queue", 1)
+            rid = self._wisp_rid = _r.new_primitive(self, "queue", 1)
             # FIFO and LIFO queues keep tokens in a parallel deque (same order as the
             # items); a PriorityQueue maps id(item) -> tokens.
             self._wisp_tokens = {} if isinstance(self, queue.PriorityQueue) else deque()
@@ -52,7 +51,9 @@ def _queue_init(self: Any, maxsize: int = 0) -> None:
             self.not_full = _QueueCondition(self.mutex, rid, Reason.PUT)
             self.all_tasks_done = _QueueCondition(self.mutex, rid, Reason.WAIT, notifies=True)
         except Exception as exc:
-            rec.fault("Queue.__init__", exc)
+            rec = _r.RECORDER
+            if rec is not None:
+                rec.fault("Queue.__init__", exc)
 
 
 _QueueCondition: Any = None  # made by install(): a subclass of the original Condition
@@ -94,7 +95,12 @@ def _make_put(cls_name: str, keyed: bool) -> Any:
         rid = getattr(self, "_wisp_rid", 0)
         if rid:
             rec = _r.RECORDER
-            if rec is not None:
+            if rec is None:  # between recordings: a token of none keeps items and tokens aligned
+                if keyed:
+                    self._wisp_tokens.setdefault(id(item), deque()).append(0)
+                else:
+                    self._wisp_tokens.append(0)
+            else:
                 try:
                     token = next(rec.tokens)
                     if keyed:
@@ -152,12 +158,12 @@ class SimpleQueue(_queue.SimpleQueue):  # type: ignore[type-arg]
     _wisp_rid = 0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        rec = _r.RECORDER
-        if cls is SimpleQueue and (rec is None or rec.created_by_internal_code(1)):
+        recording = _r.recording_primitives()
+        if cls is SimpleQueue and (not recording or _r.created_by_internal_code(1)):
             return _orig["SimpleQueue"]()
         self = super().__new__(cls)
-        if rec is not None:
-            self._wisp_rid = rec.new_resource("queue", 1)
+        if recording:
+            self._wisp_rid = _r.new_primitive(self, "queue", 1)
         return self
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:

@@ -38,7 +38,7 @@ from collections import deque
 from types import CodeType, FrameType
 from typing import Any
 
-from willowisp.agent import reserve
+from willowisp.agent import own_threads, reserve
 from willowisp.agent.config import AgentConfig
 from willowisp.agent.identity import process_attrs
 from willowisp.agent.locations import Locations, is_internal_file
@@ -157,6 +157,109 @@ def _register_code(code: CodeType) -> None:
     CODE_IDS[id(code)] = code
 
 
+# Resource numbers are unique for the life of the process, not per recorder: a primitive
+# made before or under one recording keeps its number in the next (see STANDING).
+_RES_IDS = itertools.count(1)
+_TOKENS = itertools.count(1)  # queue tokens, likewise
+# Primitives (locks, conditions, queues) defined in every recording while they live, when
+# the hooks stay installed across recordings (api.arm(): the pytest plugin, from before the
+# test modules are imported to the end of the session). rid -> (attributes, creation
+# location key, weak reference whose callback forgets the entry). None: not kept (one
+# recording per process, the `willowisp run` case).
+# Invariant: while not None, holds every primitive made since arm() that is still alive.
+STANDING: dict[int, tuple[dict[str, AttrValue], int, weakref.ref[Any]]] | None = None
+_internal_files: dict[str, bool] = {}
+
+
+def recording_primitives() -> bool:
+    """Should a primitive the program creates now be a resource (recorded, or kept)?"""
+    return RECORDER is not None or STANDING is not None
+
+
+def new_primitive(obj: Any, kind: str, depth: int, name_suffix: str = "") -> int:
+    """The resource number of primitive ``obj`` created ``depth`` frames above the caller:
+    defined in the running recording, and kept in STANDING (while ``obj`` lives) for the
+    recordings still to come. 0 when neither records."""
+    rec = RECORDER
+    if rec is None and STANDING is None:
+        return 0
+    extra: dict[str, AttrValue] = {"name_suffix": name_suffix} if name_suffix else {}
+    if rec is None:
+        rid = next(_RES_IDS)
+    elif name_suffix:
+        rid = rec.new_resource(kind, depth + 1, name_suffix=name_suffix)
+    else:
+        rid = rec.new_resource(kind, depth + 1)
+    if STANDING is not None:
+        attrs: dict[str, AttrValue] = {"kind": kind, **extra}
+        STANDING[rid] = (attrs, location_key(depth + 1), weakref.ref(obj, _forgetter(rid)))
+    return rid
+
+
+def _forgetter(rid: int) -> Any:
+    def forget(_: object) -> None:
+        standing = STANDING
+        if standing is not None:
+            standing.pop(rid, None)
+
+    return forget
+
+
+def location_key(depth: int) -> int:
+    """The location key of the frame ``depth`` levels above the caller (0 if none)."""
+    try:
+        f = _getframe(depth + 1)
+    except ValueError:
+        return 0
+    c = f.f_code
+    CODE_IDS[id(c)] = c
+    return (id(c) << 16) | (f.f_lasti & 0xFFFF)
+
+
+def created_by_internal_code(depth: int) -> bool:
+    """Was the caller ``depth`` frames up in the standard library or the agent? (With or
+    without a running recorder.)"""
+    try:
+        f = _getframe(depth + 1)
+    except ValueError:
+        return False
+    name = f.f_code.co_filename
+    v = _internal_files.get(name)
+    if v is None:
+        v = _internal_files[name] = is_internal_file(name)
+    return v
+
+
+def keep_standing(on: bool) -> None:
+    """Start (an empty registry) or stop keeping primitives across recordings."""
+    global STANDING
+    STANDING = {} if on else None
+
+
+def go_idle() -> None:
+    """No recorder runs: the C fast path drops what hooks still record (a lock made before
+    or between recordings) instead of buffering it for a recorder that is gone."""
+    if FAST is not None:
+        FAST.set_callbacks(ThreadState, _idle_adopt, _drop_row, _register_code, _idle_internal)
+
+
+def _idle_adopt() -> ThreadState:
+    """A thread's first event while no recorder runs: an empty state (every row overflows
+    and is dropped), known to the next recorder, which gives it a unit and a buffer."""
+    st = ThreadState(0, None)
+    _ALL_STATES.add(st)
+    set_state(st)
+    return st
+
+
+def _drop_row(st: ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
+    """The idle overflow: there is nowhere to write the row to."""
+
+
+def _idle_internal(code: CodeType) -> bool:
+    return is_internal_file(code.co_filename)
+
+
 # The optional C fast path (willowisp/_native.c). WILLOWISP_PURE_PYTHON=1 forces the
 # reference implementation (tests run both).
 FAST: Any = None
@@ -179,9 +282,8 @@ class Recorder:
         self._allocated = 0
         self.states: list[ThreadState] = []
         self._unit_ids = itertools.count(1)
-        self._res_ids = itertools.count(1)
         self._fault_ids = itertools.count(1)
-        self.tokens = itertools.count(1)
+        self.tokens = _TOKENS  # process-wide: an item put under one recording, taken later
         # Definitions made since the last flush: (type, id, attrs, creation location key).
         self._pending: deque[tuple[int, int, dict[str, AttrValue], int]] = deque()
         self._locs = Locations(CODE_IDS)
@@ -214,6 +316,8 @@ class Recorder:
         self._write_lock = _thread.allocate_lock()
         self.started_mono = mono()
         self.main_unit = 0
+        # What api.start found the agent cannot see (module-level locks made before it).
+        self.unseen_locks: list[str] = []
 
     # --- identity -----------------------------------------------------------------
 
@@ -298,7 +402,7 @@ class Recorder:
     ) -> int:
         """Define a resource created ``depth`` frames above the caller (or at the location
         ``key`` captured earlier, when given); returns its number."""
-        rid = next(self._res_ids)
+        rid = next(_RES_IDS)
         attrs: dict[str, AttrValue] = {"kind": kind}
         if name:
             attrs["name"] = name
@@ -497,11 +601,13 @@ class Recorder:
         )
         self.register_thread(self.main_unit)
         self._take_over_threads()
+        for rid, (attrs, key, _) in list((STANDING or {}).items()):  # made before this start
+            self._pending.append((R_RESOURCE, rid, dict(attrs), key))
         self._calibrate()
         self._open_segment()
         self.flush()
         self._flusher_done.acquire()
-        _thread.start_new_thread(self._run_flusher, ())
+        own_threads.start(self._run_flusher)
 
     def _open_segment(self) -> None:
         cfg = self.config

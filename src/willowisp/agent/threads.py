@@ -281,37 +281,37 @@ class WRLock:
 
 
 def Lock() -> Any:
-    rec = _r.RECORDER
     try:
-        if rec is not None and not rec.created_by_internal_code(1):
-            return WLock(rec.new_resource("lock", 1))
+        if _r.recording_primitives() and not _r.created_by_internal_code(1):
+            lk = WLock(0)
+            lk._wisp_rid = _r.new_primitive(lk, "lock", 1)
+            return lk
     except Exception as exc:  # the program gets a working lock whatever happens here
-        rec.fault("threading.Lock", exc)  # type: ignore[union-attr]
+        _fault("threading.Lock", exc)
     return _allocate_lock()
 
 
 def RLock(*args: Any, **kwargs: Any) -> Any:
-    rec = _r.RECORDER
     try:
-        if rec is not None and not rec.created_by_internal_code(1):
-            return WRLock(rec.new_resource("rlock", 1))
+        if _r.recording_primitives() and not _r.created_by_internal_code(1):
+            lk = WRLock(0)
+            lk._wisp_rid = _r.new_primitive(lk, "rlock", 1)
+            return lk
     except Exception as exc:
-        rec.fault("threading.RLock", exc)  # type: ignore[union-attr]
+        _fault("threading.RLock", exc)
     return _orig["RLock"](*args, **kwargs)
 
 
 def _internal_caller() -> bool:
-    rec = _r.RECORDER
-    return rec is None or rec.created_by_internal_code(2)
+    return not _r.recording_primitives() or _r.created_by_internal_code(2)
 
 
 def _define(obj: Any, kind: str) -> int:
-    rec = _r.RECORDER
     rid = 0
     try:
-        rid = rec.new_resource(kind, 2) if rec is not None else 0
+        rid = _r.new_primitive(obj, kind, 2)
     except Exception as exc:  # unrecorded but working
-        rec.fault(f"threading.{type(obj).__name__}", exc)  # type: ignore[union-attr]
+        _fault(f"threading.{type(obj).__name__}", exc)
     obj._wisp_rid = rid
     return rid
 
@@ -338,12 +338,10 @@ class Condition(_UserOnly, threading.Condition):
 
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
-            rec = _r.RECORDER
-            lock = (
-                WRLock(rec.new_resource("rlock", 1, name_suffix=".lock"))
-                if rec is not None
-                else _RLock()
-            )
+            lock = _RLock()
+            if _r.recording_primitives():
+                lock = WRLock(0)
+                lock._wisp_rid = _r.new_primitive(lock, "rlock", 1, name_suffix=".lock")
         super().__init__(lock)
         _define(self, "condition")
 
@@ -538,6 +536,9 @@ def _thread_bootstrap_inner(self: threading.Thread) -> None:
                 st.alive = False
             except Exception:
                 pass
+        last = getattr(_r.tl, "st", None)  # also one made between recordings (api.arm)
+        if last is not None:
+            last.alive = False
 
 
 def _thread_join(self: threading.Thread, timeout: float | None = None) -> None:
