@@ -180,3 +180,30 @@ def test_nothing_readable_still_prints_a_report(
     doc = json.loads(out)
     assert (doc["trace"]["files"], doc["findings"], doc["clocks"]) == (0, [], [])
     assert err == f"willowisp analyze: {tmp_path / 'nope'}: no such file or directory\n"
+
+
+def test_file_cut_inside_its_first_chunk_is_named_unreadable(
+    deadlocked: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 40-byte file (header and part of a chunk): one stderr line naming it, exit 2."""
+    (path,) = deadlocked.glob("*.wtrace")
+    path.write_bytes(path.read_bytes()[:40])
+    assert main(["analyze", str(deadlocked), "--format", "json", "--no-cache"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"willowisp analyze: {path}: no complete chunk after the file header: chunk 0 at "
+        "byte 16 needs " + err.split("needs ", 1)[1].rstrip("\n")
+    ]
+    assert "(writer killed?)" in err
+    assert json.loads(out)["trace"]["unreadable_files"][0]["path"] == str(path)
+
+
+def test_html_into_a_missing_folder_is_refused(
+    deadlocked: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--html into a folder that does not exist: exit 2 naming it, the folder not created."""
+    target = tmp_path / "nosuch" / "dir" / "r.html"
+    assert main(["analyze", str(deadlocked), "--html", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"willowisp analyze: --html {target}: no such folder {target.parent}\n"
+    assert not (tmp_path / "nosuch").exists()

@@ -453,3 +453,20 @@ def test_collect_help():
     assert r.returncode == 0 and "usage: willowisp collect" in r.stdout
     for word in ("--native", "--token", "WILLOWISP_COLLECTOR", "SIGTERM", "loopback"):
         assert word in r.stdout
+
+
+def test_totals_say_one_thing_in_the_singular() -> None:
+    """The stop line counts in words: ``1 OTLP request``, ``1 segment``, ``2 spans``."""
+    from types import SimpleNamespace
+
+    from willowisp.cli.collect import _totals
+
+    store = SimpleNamespace(
+        stats=SimpleNamespace(requests=1, spans=2, rejected=0, bytes=1, refused=0, files=["a"])
+    )
+    native = SimpleNamespace(stats=SimpleNamespace(chunks=1, connections=1, files=["b", "c"]))
+    line = _totals(native, store, "/runs/r1")  # type: ignore[arg-type]
+    assert line == (
+        "1 chunk from 1 connection in 2 segments; 1 OTLP request (2 spans, 0 rejected, "
+        "1 byte, 0 refused) in 1 segment in /runs/r1"
+    )

@@ -400,3 +400,53 @@ def test_replay_against_nothing_listening(
     )
     assert code == 2 and lines == []
     assert url in err and "no answer" in err
+
+
+def _golden_run(tmp_path: Path) -> Path:
+    """A real .wtrace file of two chunks (the golden bank deadlock) in a run folder."""
+    from willowisp.wtrace.text import from_text
+    from willowisp.wtrace.writer import write_file
+
+    case = Path(__file__).resolve().parents[1] / "golden" / "lock_order_killed" / "bank.wtxt"
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "bank-4242-4b1d0c0f-1.wtrace"
+    write_file(path, from_text(case.read_text(), str(case)))
+    return path
+
+
+def test_file_cut_inside_its_first_chunk_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Header plus part of a chunk (40 bytes): one unreadable-file line naming it, exit 1."""
+    path = _golden_run(tmp_path)
+    path.write_bytes(path.read_bytes()[:40])
+    code, lines, err = run_cli(capsys, "--ci-mode", str(path.parent))
+    assert code == 1
+    assert len(lines) == 1, lines
+    assert "unreadable-file" in lines[0] and str(path) in lines[0]
+    assert "no complete chunk" in lines[0]
+    assert "in 1 file(s): 1 problem(s)" in err
+
+
+def test_file_whose_last_chunk_is_torn_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file cut inside its last chunk lost data: one line naming it and the cut, exit 1."""
+    path = _golden_run(tmp_path)
+    path.write_bytes(path.read_bytes()[:-3])
+    code, lines, err = run_cli(capsys, "--ci-mode", str(path.parent))
+    assert code == 1
+    torn = [line for line in lines if "unreadable-file" in line]
+    assert len(torn) == 1 and str(path) in torn[0] and "cut short" in torn[0], lines
+    assert "chunk 1 " in torn[0] and "writer killed" in torn[0]
+    assert "in 1 file(s)" in err
+
+
+def test_whole_file_passes_the_gate_on_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same file, whole, has no unreadable-file problem."""
+    path = _golden_run(tmp_path)
+    _, lines, _ = run_cli(capsys, "--ci-mode", str(path.parent))
+    assert not [line for line in lines if "unreadable-file" in line], lines

@@ -241,3 +241,26 @@ def test_viewer_in_chromium(server: tuple[subprocess.Popen[str], str], tmp_path:
         browser.close()
         pw.stop()
     assert dialogs == [] and errors == []
+
+
+@pytest.mark.parametrize("what", ["missing", "empty-folder", "empty-file"])
+def test_view_of_nothing_readable_exits_two_without_a_server(tmp_path: Path, what: str) -> None:
+    """No readable input: the error line, exit 2, no URL printed and no server left running."""
+    path = tmp_path / "nosuch"
+    if what == "empty-folder":
+        path.mkdir()
+    elif what == "empty-file":
+        path = tmp_path / "zero.wtrace"
+        path.write_bytes(b"")
+    done = subprocess.run(
+        [sys.executable, "-m", "willowisp", "view", str(path), "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a server would never exit: the bound turns that into a failure
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "open http" not in done.stdout
+    assert f"willowisp view: {path}: " in done.stderr
+    assert "nothing to show" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -134,9 +134,13 @@ def test_arbitrary_bytes_raise_only_format_errors(data: bytes) -> None:
 @FUZZ
 @given(data=st.binary(max_size=600))
 def test_arbitrary_chunks_after_a_valid_header_raise_only_format_errors(data: bytes) -> None:
-    """Garbage after a valid file header never raises; it is reported as problems or truncation."""
-    tf = read_bytes(file_header() + data)
+    """Garbage after a valid file header raises only the format error, and only when no chunk
+    of it is readable; otherwise it is reported as problems or truncation."""
+    tf = read_or_none(file_header() + data)
+    if tf is None:
+        return
     assert tf.major == 1
+    assert tf.chunks or not (tf.problems or tf.truncated)
 
 
 @FUZZ
@@ -268,12 +272,13 @@ def test_single_bit_flips_in_compressed_files_raise_only_format_errors(codec: in
 
 @pytest.mark.parametrize("codec", [CODEC_NONE, CODEC_ZSTD])
 def test_truncation_at_every_offset_keeps_the_complete_chunks(codec: int) -> None:
-    """A file cut at any byte keeps every chunk before the cut and says if it cut a chunk."""
+    """A file cut at any byte keeps every chunk before the cut and says if it cut a chunk;
+    one cut inside its first chunk has nothing to keep and is refused."""
     data = ORIGINAL[codec]
     ends = [*chunk_offsets(data)[1:], len(data)]
     for cut in range(len(data) + 1):
         tf = read_or_none(data[:cut])
-        if cut < FILE_HEADER_SIZE:
+        if cut < FILE_HEADER_SIZE or FILE_HEADER_SIZE < cut < ends[0]:
             assert tf is None, f"cut at {cut}"
             continue
         assert tf is not None, f"cut at {cut}"
@@ -291,6 +296,26 @@ def test_last_chunk_truncated_keeps_earlier_chunks_and_says_so() -> None:
     assert contents(tf) == ORIGINAL_CONTENT[:2]
     assert "writer killed" in tf.truncated
     assert tf.problems == []
+
+
+def test_file_cut_inside_its_first_chunk_is_refused_with_the_reason() -> None:
+    """Header plus part of the first chunk (a 40-byte file) raises the format error saying
+    no chunk is complete and where the cut is; a bare header is an empty file."""
+    data = ORIGINAL[CODEC_ZSTD]
+    with pytest.raises(TraceFormatError, match=r"no complete chunk .*chunk 0 at byte 16"):
+        read_bytes(data[:40])
+    with pytest.raises(TraceFormatError, match=r"no complete chunk .*chunk header"):
+        read_bytes(data[: FILE_HEADER_SIZE + 5])
+    empty = read_bytes(data[:FILE_HEADER_SIZE])
+    assert empty.chunks == [] and not empty.truncated and not empty.problems
+
+
+def test_nothing_but_damage_after_the_header_is_refused() -> None:
+    """A file whose only chunk is corrupt has no data: it raises, naming the chunk."""
+    data = bytearray(ORIGINAL[CODEC_NONE][: chunk_offsets(ORIGINAL[CODEC_NONE])[1]])
+    data[-1] ^= 0x01
+    with pytest.raises(TraceFormatError, match=r"no complete chunk .*chunk 0 at byte 16"):
+        read_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("codec", [CODEC_NONE, CODEC_DEFLATE, CODEC_ZSTD])

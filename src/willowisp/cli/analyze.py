@@ -8,6 +8,7 @@ line on stderr per bad file; the good ones are still analyzed and printed).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -25,7 +26,7 @@ examples:
 
 exit status: 0 done; 1 a --fail-on kind was found; 2 bad usage, an input that could not
 be read (each named on stderr; the readable ones are still analyzed and printed), or an
---html FILE that could not be written.
+--html FILE that could not be written (its folder must exist).
 
 finding kinds: """ + ", ".join(FINDING_KINDS)
 
@@ -139,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
     from willowisp.report.json_report import render_json
     from willowisp.report.text_report import render_text
 
+    if args.html:
+        # Refused before any work, as `export -o` refuses: a report is written into an
+        # existing folder, never into one a typo would create.
+        folder = os.path.dirname(args.html) or "."
+        if not os.path.isdir(folder):
+            raise UsageError(f"--html {args.html}: no such folder {folder}")
     project = load_project_config(args.config)
     suppress = (
         not args.no_suppress

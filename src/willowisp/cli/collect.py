@@ -227,12 +227,19 @@ def _totals(native: NativeReceiver | None, store: OtlpStore | None, out: str) ->
     if native is not None:
         st = native.stats
         parts.append(
-            f"{st.chunks} chunks from {st.connections} connections in {len(st.files)} segments"
+            f"{plural(st.chunks, 'chunk')} from {plural(st.connections, 'connection')} "
+            f"in {plural(len(st.files), 'segment')}"
         )
     if store is not None:
         o = store.stats
         parts.append(
-            f"{o.requests} OTLP requests ({o.spans} spans, {o.rejected} rejected, "
-            f"{o.bytes} bytes, {o.refused} refused) in {len(o.files)} segments"
+            f"{plural(o.requests, 'OTLP request')} ({plural(o.spans, 'span')}, "
+            f"{o.rejected} rejected, {plural(o.bytes, 'byte')}, {o.refused} refused) "
+            f"in {plural(len(o.files), 'segment')}"
         )
     return "; ".join(parts) + f" in {out}"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 segment``, ``2 segments``: digits without separators, so scripts can match them."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -2,7 +2,8 @@
 
 Thin: load and analyze the inputs, build the document with ``willowisp.export``, write it
 atomically. Exit status 0; 2 for bad usage, a format that is not available yet, or an
-unreadable input (one line on stderr per bad file; the readable ones are still exported).
+unreadable input (one line on stderr per bad file; the readable ones are still exported;
+when none is readable nothing is written).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ examples:
 formats: chrome (Chrome trace-event JSON); perfetto (Perfetto protobuf, TrackEvent);
 otlp-json (OTLP TracesData: units and hop sides as spans; imported OTLP spans as they came).
 exit status: 0 done; 2 bad usage, or an input that could not be read (each named on
-stderr; the readable ones are still exported).
+stderr; the readable ones are still exported; when none could be read, OUT is not written).
 """
 
 
-def register(subparsers: Any) -> None:
-    from willowisp.export import FORMATS
+# willowisp.export's FORMATS, named here so that building the command line does not import
+# the exporters (and numpy with them: its BLAS threads would start in every command,
+# `willowisp run` too, which takes its signals in one thread; tests/cli/test_export.py
+# checks the two agree)
+FORMATS = ("perfetto", "chrome", "otlp-json")
 
+
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export",
         help="write the analysis for third-party viewers (Perfetto UI, chrome://tracing)",
@@ -56,6 +62,14 @@ def run(args: argparse.Namespace) -> int:
     trace = load(args.paths)
     for u in trace.unreadable:
         print(f"willowisp export: {u.path}: {u.message}", file=sys.stderr)
+    if trace.unreadable and not trace.files:
+        # Every input failed: an empty document would pass for an empty recording.
+        print(
+            f"willowisp export: nothing to export: no input could be read; {args.output} "
+            "not written",
+            file=sys.stderr,
+        )
+        return 2
     a = analyze(trace)
     try:
         if args.to == "perfetto":

@@ -39,8 +39,6 @@ exit status: 0 every input imported; 2 bad usage, or an input that could not be 
 
 
 def register(sub: Any) -> None:
-    from willowisp.ingest.formats import names
-
     p = sub.add_parser(
         "import",
         help="convert other tools' traces (OTLP, Jaeger, Zipkin, Chrome, Go, JFR) to .wtrace",
@@ -54,7 +52,6 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="fmt",
-        choices=names(),
         metavar="FORMAT",
         help="the inputs' format (default: sniffed from each file's content)",
     )
@@ -68,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from willowisp.ingest.spans import shared_spans
     from willowisp.wtrace.writer import SegmentWriter
 
+    # checked here, not by the parser: naming the importers imports them (numpy too), which
+    # building the command line of every command must not
+    if args.fmt is not None and args.fmt not in formats.names():
+        raise UsageError(f"--from {args.fmt}: not a format (one of: {', '.join(formats.names())})")
     out = Path(args.output)
     if out.is_dir():
         raise UsageError(f"-o {out}: is a folder; give a file name such as {out}/import.wtrace")

@@ -3,13 +3,16 @@
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func`` to a callable taking the parsed namespace and returning the exit status. Errors
 that are the user's (bad usage, bad input) become one line on stderr and status 2; this is
-the only place that turns exceptions into exit codes.
+the only place that turns exceptions into exit codes. Output cut off by its reader (``|
+head``) ends any command quietly with the status a shell gives a program SIGPIPE killed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -49,9 +52,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a program killed by SIGPIPE (``yes | head``): 128 + 13.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # a socket's broken pipe inside a command: a real error, not `| head`
+        # The reader of our output left (``| head``, a closed pager): stop quietly, as
+        # other command-line tools do. Point stdout at /dev/null so the interpreter's
+        # final flush of what is still buffered does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Left to the top-level parser, a misspelled option would be refused with the
+        # top-level usage; the command's own parser shows the usage that helps.
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -63,6 +89,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (the top-level one when no command was given)."""
+    for action in parser._actions:  # argparse keeps subparsers nowhere public
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
+    return parser
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe or socket whose reading end is closed (poll says POLLERR
+    or POLLHUP on our writing end), i.e. the BrokenPipeError came from our own output."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # replaced by something without a descriptor (tests capture it)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ examples:
 
 checks per trace (one W3C trace id): dropped context per hop (both sides' services,
 runtimes and libraries named), missing spans, broken parent links across runtimes,
-contracts declared in willowisp.toml ([[contract]]); per recording: unreadable or damaged
-files, agent buffer drops and faults, units no record defines.
+contracts declared in willowisp.toml ([[contract]]); per recording: unreadable, damaged or
+cut-short files (a torn last chunk is data lost), agent buffer drops and faults, units no
+record defines.
 
 exit status: 0 clean; 1 problems (one line each on stdout); 2 bad usage."""
 

@@ -19,7 +19,10 @@ examples:
 The server listens on 127.0.0.1 only and prints one URL with a per-session token; open it
 in a browser on this machine (over SSH: ssh -L PORT:127.0.0.1:PORT host). The first open of
 a run analyzes it and caches the view beside it (RUN/.wisp-cache/); later opens read that.
-Ctrl-C stops the server."""
+Ctrl-C stops the server.
+
+exit status: 0 stopped; 2 bad usage, or an input that could not be read (each named on
+stderr; the readable ones are still served; when none could be read, no server starts)."""
 
 
 def register(subparsers: Any) -> None:
@@ -56,12 +59,19 @@ def run(args: argparse.Namespace) -> int:
     data, bad = open_view(args.paths, use_cache=not args.no_cache, progress=progress)
     for line in bad:
         print(f"willowisp view: {line}", file=sys.stderr)
+    if bad and not data.meta.get("trace", {}).get("files"):
+        # Every input failed: an empty viewer would only hide the error above.
+        print("willowisp view: nothing to show: no input could be read", file=sys.stderr)
+        return 2
     try:
         server = ViewServer(data, args.port)
     except OSError as e:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}") from None
-    lanes, findings = len(data.meta["lanes"]), len(data.meta["findings"])
-    print(f"willowisp view: {lanes} lanes, {findings} findings; open {server.url}", flush=True)
+    from willowisp.analysis.naming import plural
+
+    lanes = plural(len(data.meta["lanes"]), "lane")
+    findings = plural(len(data.meta["findings"]), "finding")
+    print(f"willowisp view: {lanes}, {findings}; open {server.url}", flush=True)
     stop = threading.Event()
     # The handler only flips the event (never anything that takes a lock).
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -73,7 +73,8 @@ class ReplayApp(App[None]):
         table.add_columns("unit", "state", "since")
         log = self.query_one("#log", RichLog)
         a = self.session.stepper.a
-        log.write(Text(f"{len(self.session.stepper)} steps, {len(a.findings)} findings"))
+        n = len(a.findings)
+        log.write(Text(f"{len(self.session.stepper)} steps, {n} finding{'' if n == 1 else 's'}"))
         for f in a.findings[:20]:
             log.write(Text(f"{f.id} {f.kind}: {f.summary}"))
         self.refresh_state()

@@ -112,9 +112,10 @@ def trace_section(t: Mapping[str, Any], procs: Sequence[Mapping[str, Any]]) -> s
     for note in t.get("notes", []):
         out.append(f'<p class="note">note: {text(note)}</p>')
     if t.get("dropped_events") or t.get("agent_faults"):
+        faults = int(t.get("agent_faults", 0))
         out.append(
             f'<p class="bad">agents: {int(t.get("dropped_events", 0)):,} events dropped, '
-            f"{int(t.get('agent_faults', 0)):,} faults</p>"
+            f"{faults:,} fault{'' if faults == 1 else 's'}</p>"
         )
     if procs:
         rows = []

@@ -35,10 +35,18 @@ def _safe(value: Any) -> Any:
     return value
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit with status 1 itself; the CLI's handler (cli/main.py) says 141,
+        # as for any other command whose reader went away
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def render_text(doc: dict[str, Any], out: TextIO, *, color: bool | None = None) -> None:
     """Write the report. ``color``: None = only if ``out`` is a terminal."""
     doc = _safe(doc)
-    console = Console(
+    console = _Console(
         file=out,
         markup=False,
         highlight=False,
@@ -81,7 +89,8 @@ def _header(console: Console, t: dict[str, Any]) -> None:
         console.print(Text(f"note: {note}", style="dim"))
     if t["dropped_events"] or t["agent_faults"]:
         console.print(
-            f"agents: {_n(t['dropped_events'])} events dropped, {_n(t['agent_faults'])} faults",
+            f"agents: {_n(t['dropped_events'])} events dropped,"
+            f" {_n(t['agent_faults'])} fault{'' if t['agent_faults'] == 1 else 's'}",
             style="yellow",
         )
 

@@ -361,7 +361,8 @@ class _TraceGraph:
 
 
 def check_recording(trace: Trace) -> list[Problem]:
-    """Unreadable or damaged files, agent drops and faults, units no record defines."""
+    """Unreadable, damaged or cut-short files, agent drops and faults, units no record
+    defines."""
     out: list[Problem] = []
     for bad in trace.unreadable:
         name = os.path.basename(bad.path.rstrip("/")) or bad.path
@@ -373,6 +374,22 @@ def check_recording(trace: Trace) -> list[Problem]:
                 f"{bad.path}: {what}: {bad.message}",
                 detail=(bad.message,),
                 file=bad.path,
+            )
+        )
+    for rep in trace.files:
+        if not rep.truncated:
+            continue
+        # A torn last chunk is data lost (the writer was killed mid-write): analyze keeps
+        # the complete chunks and notes it, but a gate that vouches for whole traces fails.
+        name = os.path.basename(rep.path)
+        out.append(
+            Problem(
+                finding_id("unreadable-file", (f"file|{name}", "truncated")),
+                "unreadable-file",
+                f"{rep.path}: cut short, its last chunk lost: {rep.truncated}; "
+                "the complete chunks before it were checked",
+                detail=(rep.truncated,),
+                file=rep.path,
             )
         )
     for f in agent_health.find(trace):

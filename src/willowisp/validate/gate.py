@@ -9,6 +9,7 @@ incomplete trace: what is missing is what it reports.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from willowisp.causality.hops import match
@@ -84,7 +85,15 @@ def validate(trace: Trace, options: GateOptions | None = None) -> Report:
         ),
         key=lambda c: (c.start_ns, c.id),
     )
-    return Report(tuple(cases), problems, accepted, len({f.path for f in trace.files}))
+    return Report(tuple(cases), problems, accepted, _file_count(trace))
+
+
+def _file_count(trace: Trace) -> int:
+    """Files looked at: those read, and those refused whole (an unreadable one is a file
+    of the recording too; a folder with no trace file in it is not)."""
+    paths = {f.path for f in trace.files}
+    paths |= {u.path for u in trace.unreadable if not u.partial and os.path.isfile(u.path)}
+    return len(paths)
 
 
 def _last(index: TraceIndex, chosen: set[str], n: int) -> set[str]:

@@ -41,7 +41,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "agent-fault": ("error", "An agent caught an error inside itself and recorded it."),
     "unreadable-file": (
         "error",
-        "A trace file could not be read, or had corrupt chunks that were skipped.",
+        "A trace file could not be read, had corrupt chunks that were skipped, or ends "
+        "inside a chunk (cut short: its last chunk was lost).",
     ),
     "contract": (
         "error",

@@ -4,7 +4,10 @@ The reader never gives up on a whole file because part of it is bad: a chunk who
 checksum fails is skipped and the reader looks for the next chunk magic; a half-written
 last chunk (the writer was killed) ends the file. What was skipped is reported in
 ``TraceFile.problems`` / ``TraceFile.truncated`` so callers can say so in one line.
-Only a file that is not a ``.wtrace`` at all, or is of a newer major version, raises.
+Only a file that is not a ``.wtrace`` at all, is of a newer major version, or holds bytes
+after its header of which not one chunk is readable (cut inside its first chunk, or
+nothing but damage) raises: such a file has no data to keep, and an empty TraceFile would
+let it pass for a process that had only just begun (a bare 16-byte header, which is one).
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ class TraceFile:
 
 
 def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
-    """Parse a whole file held in memory. Raises only TraceFormatError and subclasses."""
+    """Parse a whole file held in memory. Raises only TraceFormatError and subclasses:
+    for a file that is not a ``.wtrace``, of a newer major version, or with bytes after
+    its header but no readable chunk."""
     major, minor = parse_file_header(data)
     if major > FORMAT_MAJOR:
         raise TraceVersionError(
@@ -112,6 +117,9 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
         tf.chunks.append(Chunk(index, pos, records, events))
         index += 1
         pos = body_end
+    if not tf.chunks and (tf.truncated or tf.problems):
+        what = tf.truncated or tf.problems[0]
+        raise TraceFormatError(f"no complete chunk after the file header: {what}")
     return tf
 
 
