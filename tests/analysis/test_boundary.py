@@ -142,3 +142,22 @@ def test_work_handed_to_a_pool_is_inside(tmp_path: Path) -> None:
     assert "potential-deadlock" in [f.kind for f in a.findings]
     outside = _analyze(run, "entry=http:GET /none")
     assert "potential-deadlock" not in [f.kind for f in outside.findings]
+
+
+def test_a_periodic_task_stays_inside_over_its_runs(tmp_path: Path) -> None:
+    """A task scheduled at a fixed rate from inside an instance hands itself its next run
+    (a put and a get of the same token on its own thread): every run is inside, not only
+    the first (the graph leaves same-unit queue pairs out; the instances follow them)."""
+    from willowisp.wtrace.text import from_text
+    from willowisp.wtrace.writer import write_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    text = (Path(__file__).parent / "periodic.wtxt").read_text()
+    write_file(run / "shop.wtrace", from_text(text, "periodic.wtxt"))
+    a = _analyze(run, "entry=http:POST /tick")
+    assert a.inside is not None
+    ev = a.trace.events
+    sched = next(u.index for u in a.trace.units if u.name == "scheduler-1")
+    inside = sorted(int(t) for t in ev.time[a.inside.mask & (ev.unit == sched)])
+    assert inside == [1_000_400_000 + k * 100_000 for k in range(7)]

@@ -236,3 +236,56 @@ def test_parentless_unit_sharing_a_lock_is_not_orphaned(tmp_path: Path) -> None:
     )
     (f,) = _kinds(alone.findings, "orphan-unit")
     assert f.severity == "info" and [u.name for u in f.units] == ["poller"]
+
+
+def test_main_and_runtime_threads_are_not_orphans(tmp_path: Path) -> None:
+    """The shapes of a real Java run (main starts and joins two threads, but the JVM's
+    Signal Dispatcher is the only unit that records creating any) and a tokio run (two
+    tokio-rt-worker threads with only a unit.start): no orphan-unit, although none of them
+    has a parent; a parentless thread that does work by itself still is one."""
+    java = analyze_run(
+        tmp_path / "java",
+        p=chunk(
+            process("aa", 1, "Dead", run_root=1).replace('"python"', '"java"'),
+            ANCHOR,
+            'rec unit 1 kind="thread" name="main" parent=0',
+            'rec unit 2 kind="thread" name="Signal Dispatcher" parent=0',
+            'rec unit 3 kind="thread" name="SIGINT handler" parent=2',
+            'rec unit 4 kind="thread" name="Reference Handler" parent=0',
+            'rec unit 5 kind="thread" name="helper" parent=0',
+            'rec resource 1 kind="lock" name="java.lang.Object@0x1"',
+            'rec resource 2 kind="lock" name="java.lang.Object@0x2"',
+            'rec resource 3 kind="lock" name="java.lang.Object@0x3"',
+            'rec resource 4 kind="sleep" name="Thread.sleep"',
+            "ev 10 unit.start u=1",
+            "ev 11 lock.acquired u=1 r=1",
+            "ev 12 lock.release u=1 r=1",
+            "ev 13 unit.create u=2 a=3",
+            "ev 14 unit.start u=3 a=2",
+            "ev 15 lock.acquired u=4 r=2",
+            "ev 16 lock.release u=4 r=2",
+            "ev 20 unit.block u=5 r=4 a=9",
+            "ev 30 unit.wake u=5 r=4",
+        ),
+    )
+    (f,) = _kinds(java.findings, "orphan-unit")
+    assert [u.name for u in f.units] == ["helper"]
+    assert "the process has a root, main (pid 1, Dead, java)" in f.explanation[1]
+    rust = analyze_run(
+        tmp_path / "rust",
+        p=chunk(
+            process("bb", 2, "rustapp", run_root=1).replace('"python"', '"rust"'),
+            ANCHOR,
+            'rec unit 1 kind="thread" name="main" parent=0',
+            'rec unit 2 kind="task" name="block_on" parent=1',
+            'rec unit 3 kind="thread" name="tokio-rt-worker" parent=0',
+            'rec unit 4 kind="thread" name="tokio-rt-worker" parent=0',
+            "ev 10 unit.start u=1",
+            "ev 11 unit.create u=1 a=2",
+            "ev 12 unit.start u=2 a=1",
+            "ev 13 unit.start u=3",
+            "ev 14 unit.start u=4",
+            "ev 15 unit.run u=2",
+        ),
+    )
+    assert not _kinds(rust.findings, "orphan-unit")

@@ -136,3 +136,92 @@ def test_a_repeated_deadlock_is_reported_once_with_a_count(tmp_path: Path) -> No
     ]
     (f,) = analyze_run(tmp_path, a=chunk(HEAD, ANCHOR, *_locks(), *lines)).findings
     assert dict(f.extra)["occurrences"] == 2
+
+
+# A Go program (wisp.Mutex) whose two goroutines take a and b in opposite orders while main
+# waits on the WaitGroup they would mark done: the trace is complete (the process record says
+# so), so the every-goroutine-asleep rule applies as well as the cycle.
+GO_HEAD = (
+    process("go", 7, "goapp").replace('runtime="python"', 'runtime="go"')
+    + ' complete=1 runtime_units=""'
+)
+
+
+def _go_hang(main_waits_on: int = 3) -> list[str]:
+    return [
+        'rec location 1 file="/x/main.go" line=17',
+        'rec location 2 file="/x/main.go" line=18',
+        'rec location 5 file="/x/main.go" line=19',
+        'rec resource 1 kind="lock" name="Mutex#1" loc=2',  # first seen on func2's line
+        'rec resource 2 kind="lock" name="Mutex#2" loc=1',
+        'rec resource 3 kind="waitgroup" name="sync.WaitGroup" loc=5',
+        'rec resource 4 kind="channel" name="chan receive" loc=5',
+        'rec unit 1 kind="goroutine" name="main.main #1" parent=0',
+        'rec unit 2 kind="goroutine" name="main.main.func1 #30" parent=1',
+        'rec unit 3 kind="goroutine" name="main.main.func2 #31" parent=1',
+        f"ev 90 unit.block u=1 r={main_waits_on} a=1 l=5",
+        "ev 100 lock.acquired u=3 r=1 l=2",
+        "ev 101 lock.acquired u=2 r=2 l=1",
+        "ev 150 unit.block u=3 r=2 a=1 l=2",  # func2 waits for a on ITS line, 18
+        "ev 151 unit.block u=2 r=1 a=1 l=1",
+    ]
+
+
+def test_asleep_around_a_cycle_is_one_finding(tmp_path: Path) -> None:
+    """A hang the wait-for cycle explains is one finding: the cycle's, which adds main's
+    WaitGroup wait and the every-goroutine-asleep conclusion; each wait names the line where
+    the goroutine waits, not where its lock was first seen."""
+    findings = analyze_run(tmp_path, a=chunk(GO_HEAD, ANCHOR, *_go_hang())).findings
+    (f,) = [x for x in findings if x.kind in ("deadlock", "leak")]
+    assert dict(f.extra).get("rule") != "all-asleep" and dict(f.extra)["all_asleep"] is True
+    assert f.summary.startswith("deadlock: 2 goroutines in 1 process wait in a cycle")
+    assert sorted(u.name for u in f.units) == [
+        "main.main #1",
+        "main.main.func1 #30",
+        "main.main.func2 #31",
+    ]
+    story = "\n".join(f.explanation)
+    assert "main.main #1 (goroutine, pid 7, goapp, go) waits on waitgroup" in story
+    assert "main.go:19 too" in story and "every goroutine asleep" in story
+    assert "main.main.func2 #31 waits for lock Mutex#2 at main.go:18" in story
+    assert "waits on lock (Mutex#2) at main.go:17" not in story
+    assert {r.name for r in f.resources} == {"Mutex#1", "Mutex#2", "sync.WaitGroup"}
+    # Same id as the cycle alone: the hang is the cycle.
+    plain = process("go", 7, "goapp").replace('runtime="python"', 'runtime="go"')
+    (alone,) = analyze_run(tmp_path / "b", a=chunk(plain, ANCHOR, *_go_hang())).findings
+    assert alone.id == f.id and "every goroutine asleep" not in "\n".join(alone.explanation)
+
+
+def test_asleep_without_a_cycle_keeps_its_finding(tmp_path: Path) -> None:
+    """Goroutines asleep where no cycle explains the hang (channel waits) are still one
+    all-asleep deadlock, each wait at the line where it waits."""
+    lines = [
+        *_go_hang(main_waits_on=4)[:10],
+        "ev 90 unit.block u=1 r=4 a=1 l=5",
+        "ev 150 unit.block u=3 r=4 a=1 l=2",
+        "ev 151 unit.block u=2 r=4 a=1 l=1",
+    ]
+    (f,) = analyze_run(tmp_path, a=chunk(GO_HEAD, ANCHOR, *lines)).findings
+    assert f.kind == "deadlock" and dict(f.extra)["rule"] == "all-asleep"
+    story = "\n".join(f.explanation)
+    assert "main.main.func2 #31 (goroutine, pid 7, goapp, go) waits on channel" in story
+    assert "(chan receive) at main.go:18" in story and "(chan receive) at main.go:17" in story
+
+
+def test_a_broken_cycle_says_what_broke_it(tmp_path: Path) -> None:
+    """The summary says how the first wait ended: a timeout, or a cancellation (asyncio's
+    Ctrl-C), never a timeout for a cancellation; two locks sharing one name read as two."""
+    said = {}
+    for outcome, word in ((1, "timeout"), (2, "cancellation")):
+        lines = [
+            *_inversion(100, 1, 2),
+            f"ev 200 unit.wake u=1 r=2 a={outcome} l=4",
+            "ev 201 lock.release u=1 r=1 l=3",
+            "ev 202 lock.acquired u=2 r=1 l=4",
+        ]
+        locks = _locks(names=("lock@app.py:3", "lock@app.py:3"))
+        folder = tmp_path / word
+        (f,) = analyze_run(folder, a=chunk(HEAD, ANCHOR, *locks, *lines)).findings
+        said[word] = f.summary
+    assert said["timeout"].endswith("on locks lock@app.py:3 and lock@app.py:3; a timeout broke it")
+    assert said["cancellation"].endswith("; a cancellation broke it")

@@ -92,3 +92,40 @@ def test_an_unreadable_side_is_one_line_and_exit_2(
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert str(bad) in r.stderr
+
+
+PARENT = """
+import socket, subprocess, sys
+with socket.socket() as s:  # a free port, different in every run, like the demo's services
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+subprocess.run([sys.executable, sys.argv[1], str(port)], check=True)
+"""
+
+
+def test_children_are_matched_by_program_not_by_ports(tmp_path: Path) -> None:
+    """Two runs starting the same child with a different random port (and from different
+    folders): its operation is the same on both sides, no appeared/vanished pair."""
+    runs = []
+    for side in ("a", "b"):
+        folder = tmp_path / f"prog-{side}"
+        folder.mkdir()
+        (folder / "parent.py").write_text(PARENT)
+        (folder / "child.py").write_text("import sys\nprint(int(sys.argv[1]) > 0)\n")
+        r = wisp(
+            "run",
+            "--out",
+            str(tmp_path / side),
+            "--",
+            sys.executable,
+            str(folder / "parent.py"),
+            str(folder / "child.py"),
+        )
+        assert r.returncode == 0, r.stderr
+        runs.append(str(tmp_path / side))
+    r = wisp("diff", *runs, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["structural"]["operations"] == [], doc["structural"]
+    keys = [d["key"] for d in doc["duration"]["operations"]]
+    assert any(k.endswith("child.py N") for k in keys), keys

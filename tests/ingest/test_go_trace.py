@@ -441,3 +441,26 @@ def test_agent_lock_events_take_the_place_of_their_log() -> None:
         int(K.DATA_ACCESS): 5,
     }
     assert d.locs[1] == ("main.transfer", "/src/main.go", 24)
+
+
+def test_runtime_goroutines_scheduling_is_counted_not_written(tmp_path: Path, helper: str) -> None:
+    """The runtime's own goroutines (GC workers, the sweeper) are scheduled constantly and
+    their run/yield events would swamp a short trace: they are left out and counted in the
+    process record; the program's goroutines keep theirs, and every unit keeps its start."""
+    trace, _ = imported(traced("gcchurn", tmp_path))
+    (p,) = trace.processes
+    attrs = dict(p.attrs)
+    runtime_own = {int(x) for x in str(attrs["runtime_units"]).split(",") if x}
+    # (runtime_units also names main, which ran trace.Stop: the program's, so kept)
+    sys_units = [
+        u.index for u in trace.units if u.number in runtime_own and not u.name.startswith("main.")
+    ]
+    assert any(trace.units[u].name.startswith("runtime.gcBgMarkWorker") for u in sys_units)
+    assert int(attrs["go_runtime_sched_omitted"]) > 0
+    ev = trace.events
+    sched = np.isin(ev.kind, (K.UNIT_RUN, K.UNIT_YIELD))
+    assert not np.isin(ev.unit[sched], sys_units).any()
+    worker = unit_named(trace, "main.main.func1")
+    assert len(events_of(trace, worker, K.UNIT_START)) == 1
+    main = unit_named(trace, "main.main")
+    assert len(events_of(trace, main, K.UNIT_RUN)) + len(events_of(trace, main, K.UNIT_YIELD))

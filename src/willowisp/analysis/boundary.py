@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from willowisp.analysis.finding import Finding
 from willowisp.analysis.naming import resource_ref
-from willowisp.causality.graph import EdgeKind, HBGraph
+from willowisp.causality.graph import HBGraph, queue_pairs
 from willowisp.causality.hops import Hops
 from willowisp.errors import UsageError
 from willowisp.ingest.tables import NO_INDEX
@@ -106,9 +106,10 @@ def inside(
         return Inside(mask, np.zeros(len(trace.units), dtype=bool), ())
     units = _UnitOrder(trace)
     recv_of_send = _receivers(hops)
-    if graph is not None:  # queue hand-offs: put -> the get that took the item
-        handed = graph.kind == EdgeKind.QUEUE
-        for s_, d_ in zip(graph.src[handed].tolist(), graph.dst[handed].tolist(), strict=True):
+    if graph is not None:  # queue hand-offs: put -> the get that took the item, also on
+        # one unit (a periodic task handing itself its next run)
+        puts, gets = queue_pairs(trace)
+        for s_, d_ in zip(puts.tolist(), gets.tolist(), strict=True):
             recv_of_send.setdefault(s_, []).append(d_)
     runtime_of = [p.runtime for p in trace.processes]
     recv_idx = np.flatnonzero((ev.kind == K.MSG_RECV) & (ev.res >= 0))

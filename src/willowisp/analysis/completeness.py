@@ -23,7 +23,10 @@ exist, so nobody takes "no finding" as "no problem" on a path the trace cannot f
 - **orphan-unit**: a unit with no known parent in a process that has a root, and no
   happens-before edge in or out: nothing orders its events against the rest. Reported only
   then (conservative: a parentless thread that takes a lock or gets a queue item is ordered
-  enough, and is not reported).
+  enough, and is not reported), and never for a unit with no parent by nature (the main
+  thread; a thread its runtime starts itself: tokio's workers, the JVM's service threads),
+  one that created units of its own (a tree's root), or one that only started and was
+  scheduled (nothing in it rests on time).
 
 Trade-off: all three work on the hop table and the graph that link() already built; the only
 Python loops are over unlinked hop rows, a few event kinds (unit.create, join.done) and
@@ -478,6 +481,42 @@ def _broken_units(trace: Trace) -> list[Finding]:
 
 _DIGITS = re.compile(r"\d+")
 
+# Events that say only that a unit exists and is scheduled: a unit with nothing else did
+# nothing any finding could be about, so whether it is ordered against the rest is moot.
+_BOOKKEEPING = np.array(
+    [
+        K.UNIT_START,
+        K.UNIT_END,
+        K.UNIT_RUN,
+        K.UNIT_YIELD,
+        K.GC_BEGIN,
+        K.GC_END,
+        K.CLOCK_ANCHOR,
+        K.AGENT_DROP,
+        K.AGENT_FAULT,
+        K.AGENT_FLUSH,
+    ]
+)
+# A process's main thread (Java's and Rust's ``main``, Python's ``MainThread``, Go's
+# goroutine 1 ``main.main``): the runtime starts it, nothing in the program does, so having
+# no parent is what it should have.
+_MAIN_THREAD = re.compile(r"^(main|MainThread|main\.main( #1)?)$")
+# Threads a runtime starts for itself, never from a line of the program: tokio's workers
+# and blocking pool, the JVM's service threads.
+_RUNTIME_THREAD = re.compile(
+    r"^(tokio-(rt|runtime)-(worker|blocking)\b.*|Signal Dispatcher|Reference Handler"
+    r"|Finalizer|Common-Cleaner|Attach Listener|Notification Thread|Service Thread"
+    r"|C[12] CompilerThread\d*|JFR .*|Monitor Deflation Thread)$"
+)
+
+
+def _born_of_runtime(trace: Trace, u: int) -> bool:
+    """A process's main thread or a thread its runtime starts itself: parentless by nature."""
+    unit = trace.units[u]
+    return unit.kind in ("thread", "goroutine") and bool(
+        _MAIN_THREAD.match(unit.name) or _RUNTIME_THREAD.match(unit.name)
+    )
+
 
 def _orphans(c: Causality) -> list[Finding]:
     trace, graph = c.trace, c.graph
@@ -495,6 +534,8 @@ def _orphans(c: Causality) -> list[Finding]:
     has_unit = ev.unit >= 0
     units_col = ev.unit[has_unit]
     n_events = np.bincount(units_col, minlength=n_units)
+    doing = has_unit & ~np.isin(ev.kind, _BOOKKEEPING)
+    does_something = np.bincount(ev.unit[doing], minlength=n_units) > 0
     first = np.full(n_units, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, units_col, ev.time[has_unit])
     # A unit.start naming its creator is a parent link too.
@@ -527,10 +568,17 @@ def _orphans(c: Causality) -> list[Finding]:
         roots = sorted((int(first[u]), u) for u in parentless if u in creators)
         if not roots:
             continue
-        root = roots[0][1]
+        # Named as the root: the main thread if there is one (the JVM's Signal Dispatcher
+        # creates threads too, and is no tree of the program's).
+        mains = sorted((int(first[u]), u) for u in parentless if _born_of_runtime(trace, u))
+        mains = [m for m in mains if _MAIN_THREAD.match(trace.units[m[1]].name)]
+        root = (mains or roots)[0][1]
         for u in parentless:
             if (
                 u != root
+                and u not in creators  # the root of a tree of its own
+                and does_something[u]
+                and not _born_of_runtime(trace, u)
                 and u not in runtime_own
                 and trace.units[u].kind not in ("unknown", "span")
                 and not (touched[u] or spawned[u] or shares[u])

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.analysis.naming import event_where, resource_name
+from willowisp.analysis.naming import event_where, resource_name, stable_name
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.link import Causality
 from willowisp.causality.operations import NO_OPERATION
@@ -191,7 +191,7 @@ def segment_key(trace: Trace, s: Segment) -> SegmentKey:
     service = trace.processes[unit.proc].service
     res = ""
     if s.resource >= 0:
-        res = f"{trace.resources[s.resource].kind} {resource_name(trace, s.resource)}"
+        res = f"{trace.resources[s.resource].kind} {stable_name(trace, s.resource)}"
     return SegmentKey(
         service,
         f"{unit.kind}:{_DIGITS.sub('N', unit.name)}",

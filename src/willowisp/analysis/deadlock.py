@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from willowisp.analysis import stuck
 from willowisp.analysis.finding import Finding
 from willowisp.analysis.naming import (
     at,
@@ -42,10 +43,28 @@ from willowisp.causality.waits import STILL, Waits, holds, wait_outcome, waits
 
 
 def find(c: Causality) -> list[Finding]:
+    """The wait-for cycles, then the processes whose whole program is asleep at the end
+    (:mod:`willowisp.analysis.stuck`). One hang is one finding: a process asleep around a
+    cycle that is still stuck is told in that cycle's finding (the units the cycle does not
+    cover, such as main waiting for the deadlocked goroutines, are added to it); only a hang
+    no cycle explains (goroutines deadlocked on channels) is a finding of its own."""
     w = waits(c.trace)
     cycles = find_cycles(wait_edges(c, w, holds(c.trace)))
     server_rows = c.hops.server_of_client()
-    return [_Teller(c, w, cycle, server_rows).finding() for cycle in cycles]
+    found = [_Teller(c, w, cycle, server_rows).finding() for cycle in cycles]
+    held = [
+        {e.waiter for e in cycle.edges} if cycle.broken_at >= STILL else set() for cycle in cycles
+    ]
+    ev = c.trace.events
+    for p, blocks in stuck.asleep(c):
+        units = {int(ev.unit[b]) for b in blocks}
+        hits = [i for i, us in enumerate(held) if us & units]
+        if not hits:
+            found.append(stuck.finding(c, p, blocks))
+        else:  # told once, in the first cycle; other cycles there keep their own findings
+            covered = set().union(*(held[i] for i in hits))
+            found[hits[0]] = stuck.fold_into(c, found[hits[0]], p, blocks, covered)
+    return found
 
 
 # A story step's role, which also orders steps that share a timestamp.
@@ -172,10 +191,14 @@ class _Teller:
     def summary(self, broken: bool) -> str:
         trace, units = self.trace, self.units
         kinds = {trace.units[u].kind for u in units}
-        noun = "thread" if kinds == {"thread"} else "task" if kinds == {"task"} else "unit"
+        noun = next(iter(kinds)) if len(kinds) == 1 else "unit"  # "2 goroutines", "2 tasks"
+        noun = "unit" if noun == "unknown" else noun
         procs = {trace.units[u].proc for u in units}
         edges = self.cycle.edges
-        locks = sorted({resource_name(trace, e.resource) for e in edges if e.via == Via.LOCK})
+        # One name per lock, not per distinct name: two locks created on one line share a
+        # name, and "on lock x" would read as one lock.
+        lock_res = _unique(e.resource for e in edges if e.via == Via.LOCK)
+        locks = sorted(resource_name(trace, r) for r in lock_res)
         parts = []
         if locks:
             parts.append(("lock " if len(locks) == 1 else "locks ") + join_words(locks))
@@ -190,7 +213,22 @@ class _Teller:
             parts.append(plural(joins, "join"))
         n_procs = plural(len(procs), "process", "processes")
         line = f"deadlock: {plural(len(units), noun)} in {n_procs} wait in a cycle on "
-        return line + join_words(parts) + ("; a timeout broke it" if broken else "")
+        return line + join_words(parts) + (f"; {self.breaker()}" if broken else "")
+
+    def breaker(self) -> str:
+        """What broke the cycle, as far as the trace knows: the first wait to end, by how it
+        ended (a cancellation, such as Ctrl-C in asyncio, is not a timeout)."""
+        first = min(self.cycle.edges, key=lambda e: e.end)
+        wait_end = int(self.w.end[first.wait])
+        if wait_end >= 0 and int(self.c.clocks.adjusted[wait_end]) == first.end:
+            outcome = wait_outcome(self.trace, wait_end)
+            if outcome == "timed out":
+                return "a timeout broke it"
+            if outcome == "cancelled":
+                return "a cancellation broke it"
+            if outcome == "failed":
+                return "an error broke it"
+        return "it broke later"
 
 
 def _unique(items: Iterable[int]) -> list[int]:

@@ -6,8 +6,10 @@ trace ids or times), so the same thing in two runs has the same key:
 
 - **structural**: logical operations and hops that appear in one run only, or whose count
   changed. An operation's key is what started it: the service and the request or message
-  its root is (``orders → POST /checkout``), else the service and the root unit's name
-  with its numbers folded (``worker-N``).
+  its root is (``orders → POST /checkout``; a child process by its command line with
+  paths cut to base names and numbers folded, ``shop → inventory N N``, since ports and
+  temporary folders change per run), else the service and the root unit's name with its
+  numbers folded (``worker-N``).
 - **duration**: per operation key, the p50 and p90 of the operations' durations (from the
   root to the operation's last event, in adjusted time) in each run, and the ratio; sorted
   by how much the p50 grew relative to itself (differences under 100 µs last). Each
@@ -36,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
-from willowisp.analysis.naming import resource_ref
+from willowisp.analysis.naming import command_key, resource_ref
 from willowisp.causality.operations import NO_OPERATION
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
@@ -115,7 +117,9 @@ def operation_key(trace: Trace, root: int) -> str:
     if int(ev.kind[root]) in HOP_KINDS and r >= 0:
         res = trace.resources[r]
         arrow = "→" if int(ev.kind[root]) in (K.MSG_SEND, K.PROC_SPAWN) else "←"
-        return f"{p.service} {arrow} {res.name}"
+        # A child by its program, not its argv: ports and temporary paths change per run.
+        name = command_key(res.name) if res.kind == "spawn" else res.name
+        return f"{p.service} {arrow} {name}"
     u = int(ev.unit[root])
     name = _DIGITS.sub("N", trace.units[u].name) if u >= 0 else "?"
     return f"{p.service} {name}"

@@ -23,7 +23,6 @@ from willowisp.analysis import (
     race,
     seams,
     structural,
-    stuck,
 )
 from willowisp.analysis import boundary as _boundary
 from willowisp.analysis.boundary import Boundary, Inside
@@ -67,9 +66,10 @@ class Analysis:
         return build_document(self)
 
 
+# deadlock.find also applies the all-asleep rule (analysis/stuck.py), so that one hang is one
+# finding.
 ANALYSES: tuple[tuple[str, Callable[[Causality], list[Finding]]], ...] = (
     ("deadlock", deadlock.find),
-    ("stuck", stuck.find),
     ("clocks", clock_findings.find),
     ("agent health", lambda c: agent_health.find(c.trace)),
     ("completeness", completeness.find),

@@ -7,6 +7,7 @@ then reads the same on every machine and in every run (finding ids depend on it)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -85,6 +86,28 @@ def resource_name(trace: Trace, r: int) -> str:
     if res.kind in ("rpc", "message") and (res.method or res.target):
         return " ".join(x for x in (res.method, request_path(res.target)) if x)
     return res.name or f"{res.kind} #{res.number}"
+
+
+# A standalone number in a command line (a port, a pid, a count), not a digit inside a word
+# (``python3``, ``sha256``).
+_NUMBER = re.compile(r"(?<![A-Za-z_\d])\d+")
+
+
+def command_key(command: str) -> str:
+    """A child process's command line as a key that survives a re-run: every path by its
+    base name, every standalone number folded to ``N`` — ``/root/.cache/demo/go/inventory
+    36305 39343`` is ``inventory N N``. Ports and temporary folders change per run; what
+    program was started with what shape of arguments does not."""
+    words = [w.rsplit("/", 1)[-1] or w if "/" in w else w for w in command.split()]
+    return _NUMBER.sub("N", " ".join(words))
+
+
+def stable_name(trace: Trace, r: int) -> str:
+    """:func:`resource_name`, with a spawned child's command line as :func:`command_key`:
+    the name ``diff`` matches runs by."""
+    if trace.resources[r].kind == "spawn":
+        return command_key(resource_name(trace, r))
+    return resource_name(trace, r)
 
 
 def request_path(target: str) -> str:

@@ -30,9 +30,11 @@ every run.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from willowisp.analysis.finding import Finding
+from willowisp.analysis.finding import Finding, ResourceRef
 from willowisp.analysis.naming import (
     at,
     event_where,
@@ -63,7 +65,9 @@ _NOUN = {
 }
 
 
-def find(c: Causality) -> list[Finding]:
+def asleep(c: Causality) -> list[tuple[int, list[int]]]:
+    """(process, the block events of its live program units) for every process whose
+    program is entirely asleep when its trace ends, in process order."""
     trace = c.trace
     procs = [p.index for p in trace.processes if _attr(p.attrs, "complete") == 1]
     if not procs:
@@ -72,12 +76,19 @@ def find(c: Causality) -> list[Finding]:
     still = np.flatnonzero(w.end < 0)
     open_wait = {int(w.unit[i]): int(w.block[i]) for i in still}  # unit -> its last block
     ended = set(np.unique(trace.events.unit[trace.events.kind == K.UNIT_END]).tolist())
-    out: list[Finding] = []
+    out: list[tuple[int, list[int]]] = []
     for p in procs:
         stuck = _asleep(trace, p, open_wait, ended)
         if stuck:
-            out.append(_finding(c, p, stuck))
+            out.append((p, stuck))
     return out
+
+
+def find(c: Causality) -> list[Finding]:
+    """One ``deadlock`` or ``leak`` finding per process whose program is entirely asleep.
+    (:func:`willowisp.analysis.deadlock.find` calls :func:`asleep` itself, so that a hang a
+    wait-for cycle already explains is told once, in the cycle's finding.)"""
+    return [finding(c, p, blocks) for p, blocks in asleep(c)]
 
 
 def _attr(attrs: tuple[tuple[str, object], ...], key: str) -> object:
@@ -113,7 +124,7 @@ def _asleep(trace: Trace, p: int, open_wait: dict[int, int], ended: set[int]) ->
     return blocks
 
 
-def _finding(c: Causality, p: int, blocks: list[int]) -> Finding:
+def finding(c: Causality, p: int, blocks: list[int]) -> Finding:
     trace = c.trace
     ev, adj = trace.events, c.clocks.adjusted
     blocks = sorted(blocks, key=lambda b: (int(adj[b]), int(ev.seq[b])))
@@ -124,23 +135,11 @@ def _finding(c: Causality, p: int, blocks: list[int]) -> Finding:
     kinds = sorted({r.kind for r in refs})
     service = trace.processes[p].service or "?"
     lines = []
-    for u, ref in zip(units, refs, strict=True):
-        lines.append(f"{unit_label(trace, u)} waits on {ref.kind} ({ref.name}){at(ref.where)}")
+    for b, u, ref in zip(blocks, units, refs, strict=True):
+        lines.append(_wait_line(trace, b, unit_label(trace, u), ref))
     deadlock = len(blocks) >= 2
-    go = trace.processes[p].runtime == "go"
-    kinds_of_units = {trace.units[u].kind for u in units}
-    noun = kinds_of_units.pop() if len(kinds_of_units) == 1 else "unit"
-    lines.append(
-        f"the trace ends with every other {noun} of {service} ended or the runtime's own: "
-        "nothing left could wake "
-        + (join_words([short[u] for u in units]) if deadlock else short[units[0]])
-        + (" (the Go runtime's own deadlock rule: every goroutine asleep)" if go else "")
-    )
-    timers = "time.After, a Ticker, time.AfterFunc" if go else "a sleep or interval elsewhere"
-    lines.append(
-        f"unless a timer the trace does not record ({timers}) was due to fire after the "
-        "trace stopped"
-    )
+    noun = _noun(trace, units)
+    lines += _conclusion(trace, p, noun, [short[u] for u in units])
     what = join_words([_NOUN.get(k, k) for k in kinds])
     if deadlock:
         summary = (
@@ -150,7 +149,8 @@ def _finding(c: Causality, p: int, blocks: list[int]) -> Finding:
     else:
         summary = (
             f"leak: {short[units[0]]} waits forever on {refs[0].kind} ({refs[0].name})"
-            f"{at(refs[0].where)}: no other {noun} of {service} is left to wake it"
+            f"{at(event_where(trace, blocks[0]) or refs[0].where)}: no other {noun} of "
+            f"{service} is left to wake it"
         )
     unique_refs = list(dict.fromkeys(refs))
     return Finding(
@@ -163,4 +163,69 @@ def _finding(c: Causality, p: int, blocks: list[int]) -> Finding:
         events=tuple(str(trace.event_id(b)) for b in blocks),
         explanation=tuple(lines),
         extra=(("rule", "all-asleep"),),
+    )
+
+
+def _wait_line(trace: Trace, b: int, who: str, ref: ResourceRef) -> str:
+    """``who waits on lock (Mutex#2) at main.go:18``: the place is where the unit waits (its
+    block's location), not where the resource was first seen, which may be another line."""
+    where = event_where(trace, b) or ref.where
+    return f"{who} waits on {ref.kind} ({ref.name}){at(where)}"
+
+
+def _noun(trace: Trace, units: list[int]) -> str:
+    kinds = {trace.units[u].kind for u in units}
+    return kinds.pop() if len(kinds) == 1 else "unit"
+
+
+def _conclusion(trace: Trace, p: int, noun: str, names: list[str]) -> list[str]:
+    service = trace.processes[p].service or "?"
+    go = trace.processes[p].runtime == "go"
+    timers = "time.After, a Ticker, time.AfterFunc" if go else "a sleep or interval elsewhere"
+    return [
+        f"the trace ends with every other {noun} of {service} ended or the runtime's own: "
+        "nothing left could wake "
+        + join_words(names)
+        + (" (the Go runtime's own deadlock rule: every goroutine asleep)" if go else ""),
+        f"unless a timer the trace does not record ({timers}) was due to fire after the "
+        "trace stopped",
+    ]
+
+
+def fold_into(
+    c: Causality, cycle: Finding, p: int, blocks: list[int], covered: set[int]
+) -> Finding:
+    """The all-asleep rule told inside the finding of a wait-for cycle that already explains
+    part of the hang (``covered``: the cycle's units), instead of as a second deadlock.
+
+    The units the cycle does not cover (main waiting on a WaitGroup its deadlocked goroutines
+    would have marked done) are added, with where each waits, and the rule's conclusion is
+    the last lines of the story. The cycle's id is kept: the cycle is the problem."""
+    trace, ev = c.trace, c.trace.events
+    adj = c.clocks.adjusted
+    blocks = sorted(blocks, key=lambda b: (int(adj[b]), int(ev.seq[b])))
+    others = [b for b in blocks if int(ev.unit[b]) not in covered]
+    all_units = [int(ev.unit[b]) for b in blocks]
+    short = unit_names(trace, all_units)
+    noun = _noun(trace, all_units)
+    lines = [
+        _wait_line(
+            trace, b, unit_label(trace, int(ev.unit[b])), resource_ref(trace, int(ev.res[b]))
+        )
+        + " too"
+        for b in others
+    ]
+    lines += _conclusion(trace, p, noun, [short[u] for u in all_units])
+    have_units = {u.id for u in cycle.units}
+    have_events = set(cycle.events)
+    units = [unit_ref(trace, int(ev.unit[b])) for b in others]
+    refs = [resource_ref(trace, int(ev.res[b])) for b in others]
+    return replace(
+        cycle,
+        units=cycle.units + tuple(u for u in units if u.id not in have_units),
+        resources=tuple(dict.fromkeys((*cycle.resources, *refs))),
+        events=cycle.events
+        + tuple(e for e in (str(trace.event_id(b)) for b in others) if e not in have_events),
+        explanation=cycle.explanation + tuple(lines),
+        extra=(*cycle.extra, ("all_asleep", True)),
     )

@@ -218,6 +218,14 @@ def _queue(trace: Trace) -> Edges:
     return _edges(puts[pi].astype(np.int64), gets[gi].astype(np.int64), EdgeKind.QUEUE)
 
 
+def queue_pairs(trace: Trace) -> tuple[I64, I64]:
+    """Every (queue.put, queue.get) pair that moved one item (same queue, same token), also
+    the pairs within one unit, which the graph leaves out (program order has them): a
+    periodic task that hands itself its next run (analysis/boundary.py follows those)."""
+    src, dst, _ = _queue(trace)
+    return src, dst
+
+
 def _ranked(key: I64) -> I64:
     """(key, occurrence number of that key in order) folded into one int64."""
     order = np.argsort(key, kind="stable")

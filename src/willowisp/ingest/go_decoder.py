@@ -95,8 +95,9 @@ _SYSTEM_REASONS = frozenset({"system goroutine wait", "GC background sweeper wai
 _OK = int(Outcome.OK)
 _MAX = 1 << 63
 # plain ints for the hot path (IntEnum members are slower to store and to convert)
-_RUN, _BLOCK, _NOTIFY, _WAKE = (
+_RUN, _YIELD, _BLOCK, _NOTIFY, _WAKE = (
     int(K.UNIT_RUN),
+    int(K.UNIT_YIELD),
     int(K.UNIT_BLOCK),
     int(K.SYNC_NOTIFY),
     int(K.UNIT_WAKE),
@@ -526,6 +527,8 @@ class Decoder:
 
     def trace_file(self, data: bytes) -> TraceFile:
         complete = self.summary.get("complete") is True
+        events = _columns(self.rows, self.first_seq, self.sched_omitted_units())
+        omitted = len(self.rows) // 6 - len(events.kind)
         attrs: list[tuple[str, AttrValue]]
         if self.agent_process:
             # Only what the trace adds: the agent's own process record says the rest.
@@ -546,6 +549,7 @@ class Decoder:
             ("go_stw_pauses", self.stw_pauses),
             ("go_stw_ns", self.stw_ns),
             ("go_gc_cycles", self.gc_cycles),
+            ("go_runtime_sched_omitted", omitted),
         ]
         for key, items in (
             ("go_tasks", self.tasks),
@@ -575,13 +579,31 @@ class Decoder:
             self.path,
             FORMAT_MAJOR,
             FORMAT_MINOR,
-            [Chunk(0, 0, records, _columns(self.rows, self.first_seq))],
+            [Chunk(0, 0, records, events)],
             size=len(data),
         )
 
+    def sched_omitted_units(self) -> list[int]:
+        """The goroutines whose scheduling (``unit.run``/``unit.yield``) is left out: the
+        runtime's and the agent's own, as the trace's end knows them (a goroutine met before
+        its function is only named by a later wait, so this is decided once, at the end).
 
-def _columns(rows: list[int], first_seq: int = 1) -> DecodedEvents:
+        The sweeper, the scavenger and the GC workers are scheduled constantly:
+        ``runtime.bgsweep`` alone can be half of a short program's events, and how many
+        there are swings tenfold between runs with the heap. Their scheduling says nothing
+        about the program (their waits are not written either); they keep their
+        ``unit.start`` and ``unit.end``, and the process record counts what was left out
+        (``go_runtime_sched_omitted``)."""
+        return sorted({g.unit for g in self.gs.values() if g.sys} | self.live_sys)
+
+
+def _columns(rows: list[int], first_seq: int = 1, quiet: list[int] | None = None) -> DecodedEvents:
+    """The flat rows as columns, without the ``unit.run``/``unit.yield`` of the ``quiet``
+    units (see :meth:`Decoder.sched_omitted_units`)."""
     cols = np.array(rows, dtype=np.int64).reshape(-1, 6).T
+    if quiet:
+        drop = np.isin(cols[0], (_RUN, _YIELD)) & np.isin(cols[1], quiet)
+        cols = cols[:, ~drop]
     return DecodedEvents(
         first_seq=first_seq,
         kind=cols[0].astype(np.uint8),

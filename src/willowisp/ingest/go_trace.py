@@ -22,7 +22,10 @@ one trace to one process (runtime ``go``):
   happens-before edge waker → wakee. Wake-ups by the runtime (timers, the network poller, no
   goroutine) get a ``unit.wake`` with no notify, and on synchronising kinds no resource, so
   no earlier notify on that resource can be mistaken for their cause;
-* ``run``/``stop`` lines are ``unit.run``/``unit.yield`` (scheduling, ending no wait); the
+* ``run``/``stop`` lines are ``unit.run``/``unit.yield`` (scheduling, ending no wait), except
+  for the runtime's own goroutines (``runtime_units`` below, not the one that stopped the
+  trace): the sweeper alone can write tens of thousands, a number that swings tenfold
+  between runs, so they are left out and counted (``go_runtime_sched_omitted``); the
   GC's mark phase is ``gc.begin``/``gc.end``; stop-the-world pauses are counted in the
   process record (``go_stw_pauses``, ``go_stw_ns``);
 * user **tasks, regions and logs** are kept as JSON arrays in the process record
