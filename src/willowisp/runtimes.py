@@ -18,9 +18,11 @@ an open file survives on Linux).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -83,6 +85,7 @@ def java_tool_options(existing: str) -> str:
 
 
 KEEP_SNAPSHOTS = 3
+SNAPSHOT_IDLE_S = 3600  # a snapshot no run used for this long may go
 
 
 def stable_jar(jar: Path, cache_home: str | None = None) -> Path:
@@ -94,6 +97,8 @@ def stable_jar(jar: Path, cache_home: str | None = None) -> Path:
         st = jar.stat()
         target = root / f"{st.st_size}-{st.st_mtime_ns}" / jar.name
         if target.is_file():
+            with contextlib.suppress(OSError):  # in use: not pruned by another session
+                os.utime(target.parent)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -113,11 +118,16 @@ def stable_jar(jar: Path, cache_home: str | None = None) -> Path:
 
 
 def _prune(root: Path, keep: Path) -> None:
-    """Remove all but the newest snapshots (a running JVM keeps its open file)."""
+    """Remove the snapshots past the newest few that no run used for an hour (a running
+    JVM keeps its open file; one about to start, in another checkout or session, has only
+    the path, so a snapshot used lately stays)."""
     old = sorted(
         (d for d in root.iterdir() if d.is_dir() and d != keep),
         key=lambda d: d.stat().st_mtime_ns,
         reverse=True,
     )
+    idle_since = time.time() - SNAPSHOT_IDLE_S
     for d in old[KEEP_SNAPSHOTS - 1 :]:
-        shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            if d.stat().st_mtime < idle_since:
+                shutil.rmtree(d, ignore_errors=True)

@@ -4,12 +4,13 @@ output, which a rebuild rewrites in place under the JVM reading it (SIGBUS in li
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from willowisp.runtimes import KEEP_SNAPSHOTS, java_tool_options, stable_jar
+from willowisp.runtimes import KEEP_SNAPSHOTS, SNAPSHOT_IDLE_S, java_tool_options, stable_jar
 
 
 def _jar(path: Path, content: str) -> Path:
@@ -46,10 +47,16 @@ def test_run_points_the_jvm_at_a_snapshot(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_old_snapshots_are_pruned_and_no_temporary_is_left(tmp_path: Path) -> None:
+    """Past the newest few, snapshots no run used for SNAPSHOT_IDLE_S go; one used lately
+    stays (a JVM of another session may be about to open it)."""
     built = _jar(tmp_path / "target" / "willowisp-agent.jar", "0")
     cache = str(tmp_path / "cache")
+    idle = time.time() - SNAPSHOT_IDLE_S - 60
     made = [stable_jar(built, cache)]
     for i in range(1, KEEP_SNAPSHOTS + 3):
+        for snap in made:  # every earlier one idle for over an hour
+            if snap.parent.exists():
+                os.utime(snap.parent, (idle, idle))
         _bump(built, str(i), i)
         made.append(stable_jar(built, cache))
     root = tmp_path / "cache" / "willowisp" / "java-agent"
@@ -57,6 +64,16 @@ def test_old_snapshots_are_pruned_and_no_temporary_is_left(tmp_path: Path) -> No
     assert len(left) == KEEP_SNAPSHOTS
     assert made[-1].parent.name in left and made[0].parent.name not in left
     assert not list(root.rglob(".tmp-*"))
+
+
+def test_a_snapshot_used_lately_is_kept(tmp_path: Path) -> None:
+    built = _jar(tmp_path / "target" / "willowisp-agent.jar", "0")
+    cache = str(tmp_path / "cache")
+    first = stable_jar(built, cache)
+    for i in range(1, KEEP_SNAPSHOTS + 3):
+        _bump(built, str(i), i)
+        stable_jar(built, cache)
+    assert first.is_file()  # made moments ago: another run may be starting with it
 
 
 def test_a_jar_caught_mid_build_is_used_as_it_is(tmp_path: Path) -> None:

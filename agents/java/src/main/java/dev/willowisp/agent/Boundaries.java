@@ -95,6 +95,8 @@ final class Boundaries {
   static final class Instance {
     final Declared declared;
     final long rowsAtEntry;
+    /** Its handler has returned (a periodic task handed off inside is followed until then). */
+    volatile boolean ended;
 
     Instance(Declared d, long rows) {
       this.declared = d;
@@ -113,6 +115,8 @@ final class Boundaries {
   private static final CopyOnWriteArrayList<Declared> declared = new CopyOnWriteArrayList<>();
   /** hops mode with at least one boundary: lock and monitor hooks record inside instances only. */
   static volatile boolean gate;
+  /** Instances open now, in every boundary (hand-off hooks skip their ring lookup at 0). */
+  static final java.util.concurrent.atomic.AtomicInteger OPEN = new java.util.concurrent.atomic.AtomicInteger();
   /** Installs the hooks boundaries need that start-up did not (run once, at the first enable). */
   static volatile Runnable onFirstEnable;
 
@@ -298,6 +302,7 @@ final class Boundaries {
     }
     if (found == null) return null;
     found.active.incrementAndGet();
+    OPEN.incrementAndGet();
     Instance inst = new Instance(found, r.written());
     r.boundary = inst;
     return inst;
@@ -307,8 +312,10 @@ final class Boundaries {
   static void leave(Ring r, Instance inst) {
     if (inst == null) return;
     if (r.boundary == inst) r.boundary = null;
+    inst.ended = true;
     Declared d = inst.declared;
     d.active.decrementAndGet();
+    OPEN.decrementAndGet();
     d.events.addAndGet(Math.max(0, r.written() - inst.rowsAtEntry));
   }
 

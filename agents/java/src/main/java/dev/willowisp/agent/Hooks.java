@@ -28,6 +28,7 @@ public final class Hooks {
   static final int LOCATED_USES = 64;
   private static final StackWalker WALKER = StackWalker.getInstance();
 
+
   private Hooks() {}
 
   /** The recorder and the calling thread's ring, or null when nothing should be recorded. */
@@ -276,11 +277,153 @@ public final class Hooks {
       // the starter's line for the first starts (a stack walk costs about a microsecond)
       int loc = rec.cfg.allStacks || locatedStarts < LOCATED_USES ? startLocation(rec) : 0;
       rec.virtualStart(r, child, loc);
+      // started inside a boundary instance by the program: the thread is inside it too
+      Object b = r.boundary;
+      if (b instanceof Boundaries.Instance && programStarter(rec) >= 0) {
+        Spawns.add(child.getId(), (Boundaries.Instance) b, r.unitId);
+      }
     } catch (Throwable e) {
       rec.fault("VirtualThread.start", e);
     } finally {
       r.busy = false;
     }
+  }
+
+  // --- threads started inside a boundary instance --------------------------------------
+
+  /**
+   * Before {@code Thread.start()} / {@code start(ThreadContainer)} of a platform thread, on
+   * the starting thread: inside a boundary instance, the new thread is noted with it (it is
+   * inside from its start to its end: {@link Spawns}), gets its unit with the starter as
+   * parent, and the starter writes {@code unit.create} at its line (in {@code full} mode
+   * with JFR, JFR's ThreadStart / End write the start and end, not a second create).
+   * Threads the runtime starts for itself (a pool's workers, the HTTP client's selector:
+   * started from JDK code) are not followed; the work handed to a pool is (see {@link
+   * #handOff}). While no instance is open: three volatile reads.
+   */
+  @DontInline
+  public static void threadStarting(Thread child) {
+    if (!anyInside() || child == null) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec);
+    if (r == null || !(r.boundary instanceof Boundaries.Instance)) return;
+    r.busy = true;
+    try {
+      if (child.getState() != Thread.State.NEW) return; // start throws: nothing starts
+      // the runtime's own threads (a ForkJoinPool's workers, the HTTP client's selector,
+      // Timer's thread) without a stack walk; a pool's plain worker Thread with one
+      if (child instanceof java.util.concurrent.ForkJoinWorkerThread) return;
+      if (child.getClass() != Thread.class && isRuntimeClass(child.getClass().getName())) return;
+      int loc = programStarter(rec);
+      if (loc < 0) return;
+      if (!Spawns.add(child.getId(), (Boundaries.Instance) r.boundary, r.unitId)) return;
+      int u = rec.startedUnit(child, r.unitId);
+      // the spawn edge analyze follows, now (JFR's ThreadStart comes a second later, or
+      // never for a thread started before JFR runs): JFR then writes only the start
+      if (!ownUnitEvents(rec)) Spawns.created(u);
+      rec.emit(r, Kinds.UNIT_CREATE, r.unitId, Recorder.now(), 0, u, loc);
+    } catch (Throwable e) {
+      rec.fault("Thread.start", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /**
+   * Can any thread be inside a boundary instance now? A handler inside one, a pool thread
+   * running a task handed off from one, a thread started inside one: three volatile reads,
+   * so hand-offs and thread starts while no instance is open skip the ring lookup.
+   */
+  static boolean anyInside() {
+    return Boundaries.OPEN.get() != 0 || HandOffs.RUNNING.get() != 0 || Spawns.INSIDE.get() != 0;
+  }
+
+  /**
+   * Does the agent write the units' create / start / end of followed threads itself? Not in
+   * {@code full} mode with JFR, whose ThreadStart / End (and VirtualThreadStart / End) do.
+   */
+  static boolean ownUnitEvents(Recorder rec) {
+    return !(rec.cfg.jfr && rec.cfg.mode.equals("full"));
+  }
+
+  /**
+   * A new thread's ring is made (its first hook, from {@link Recorder}): if it was started
+   * inside an instance, it is inside from now on and writes {@code unit.start}. Runs inside
+   * the ring's ThreadLocal initialisation: never calls {@code rec.ring()}.
+   */
+  static void threadBegins(Recorder rec, Ring r, long tid) {
+    try {
+      Spawns.Entry e = Spawns.take(tid);
+      if (e == null) return;
+      r.spawnInst = e.inst;
+      r.spawnRows = r.written();
+      r.boundary = e.inst;
+      Spawns.INSIDE.incrementAndGet();
+      if (ownUnitEvents(rec)) rec.emit(r, Kinds.UNIT_START, r.unitId, Recorder.now(), 0, e.parent, 0);
+    } catch (Throwable err) {
+      rec.faults.incrementAndGet();
+    }
+  }
+
+  /**
+   * A thread ends ({@code Thread.exit}, called by the VM; the end of a virtual thread's run):
+   * a thread started inside an instance leaves it, writes {@code unit.end}, and its events
+   * count for the boundary. One that recorded nothing just drops its entry: its unit and
+   * the starter's {@code unit.create} are written, no ring is made for it.
+   */
+  @DontInline
+  public static void threadEnding() {
+    if (Spawns.INSIDE.get() == 0 && !Spawns.any()) return;
+    Recorder rec = Recorder.INSTANCE;
+    if (rec == null) return;
+    try {
+      long tid = Thread.currentThread().getId();
+      if (rec.ringByTid.get(tid) == null) {
+        // it recorded nothing: no ring is made (a ring is ~240 KB) for a start and an end
+        Spawns.take(tid);
+        return;
+      }
+      Ring r = ringAny(rec);
+      if (r == null || r.spawnInst == null) return;
+      Boundaries.Instance inst = r.spawnInst;
+      r.busy = true;
+      try {
+        if (ownUnitEvents(rec)) rec.emit(r, Kinds.UNIT_END, r.unitId, Recorder.now(), 0, Kinds.OK, 0);
+        inst.declared.events.addAndGet(Math.max(0, r.written() - r.spawnRows));
+      } finally {
+        r.spawnInst = null;
+        if (r.boundary == inst) r.boundary = null;
+        Spawns.INSIDE.decrementAndGet();
+        r.busy = false;
+      }
+    } catch (Throwable e) {
+      rec.fault("thread end", e);
+    }
+  }
+
+  /**
+   * The line that started a thread, or -1 when the runtime did (the first frame outside the
+   * agent and the JDK's thread-starting code is JDK code: a pool adding a worker).
+   */
+  static int programStarter(Recorder rec) {
+    StackWalker.StackFrame f =
+        WALKER.walk(s -> s.filter(x -> !isStartFrame(x.getClassName())).findFirst().orElse(null));
+    if (f == null || isRuntimeClass(f.getClassName())) return -1;
+    return Math.max(
+        0,
+        rec.location(
+            Recorder.sourcePath(f.getClassName(), f.getFileName()),
+            f.getLineNumber(),
+            f.getClassName() + "." + f.getMethodName()));
+  }
+
+  /** Frames of the agent and of the JDK's ways to start a thread for a program. */
+  static boolean isStartFrame(String c) {
+    return c.startsWith("dev.willowisp.")
+        || c.equals("java.lang.Thread")
+        || c.equals("java.lang.VirtualThread")
+        || c.startsWith("java.lang.ThreadBuilders")
+        || c.startsWith("java.util.concurrent.ThreadPerTaskExecutor");
   }
 
   // --- executors: boundaries follow hand-offs -----------------------------------------
@@ -293,10 +436,25 @@ public final class Hooks {
    */
   @DontInline
   public static void handOff(Object task) {
-    if (!Boundaries.any() || task == null) return;
+    handOff(task, false);
+  }
+
+  /**
+   * A periodic task put back on its queue after a run ({@code
+   * ScheduledThreadPoolExecutor.reExecutePeriodic}, on the pool thread): followed again
+   * while the instance it was handed off in is open.
+   */
+  @DontInline
+  public static void handOffAgain(Object task) {
+    handOff(task, true);
+  }
+
+  private static void handOff(Object task, boolean again) {
+    if (!anyInside() || task == null) return;
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringAny(rec);
     if (r == null || !(r.boundary instanceof Boundaries.Instance)) return;
+    if (again && ((Boundaries.Instance) r.boundary).ended) return;
     r.busy = true;
     try {
       long token = HandOffs.add(task, (Boundaries.Instance) r.boundary);

@@ -67,6 +67,11 @@ final class Instrument {
     "java.util.concurrent.ThreadPoolExecutor",
     "java.util.concurrent.CompletableFuture$AsyncSupply",
     "java.util.concurrent.CompletableFuture$AsyncRun",
+    "java.util.concurrent.ForkJoinPool",
+    "java.util.concurrent.ForkJoinTask",
+    "java.util.concurrent.ScheduledThreadPoolExecutor",
+    "java.lang.Thread",
+    "java.lang.VirtualThread",
   };
 
   private Instrument() {}
@@ -117,15 +122,19 @@ final class Instrument {
     if (http) targets = targets.or(namedOneOf(HTTP_TARGETS));
     if (exitHook) targets = targets.or(named("java.lang.Shutdown"));
     // who starts each virtual thread (JDK 21+; JFR's VirtualThreadStart names no parent)
-    boolean vthreads = locks && rec.cfg.mode.equals("full");
-    if (vthreads) targets = targets.or(named("java.lang.VirtualThread"));
-    // boundaries follow work handed to executors (installed with boundaries only)
+    // boundaries follow work handed to executors and threads started inside them
+    // (installed with boundaries only)
     boolean executors = appSync;
+    boolean vthreads = (locks && rec.cfg.mode.equals("full")) || executors;
+    if (vthreads) targets = targets.or(named("java.lang.VirtualThread"));
     if (executors) targets = targets.or(namedOneOf(EXECUTOR_TARGETS));
     AgentBuilder b =
         new AgentBuilder.Default()
             .disableClassFormatChanges()
             .with(AgentBuilder.RedefinitionStrategy.RETRANSFORMATION)
+            // classes loaded while the hooks install (JDK 25 loads ForkJoinPool then) are
+            // retransformed too
+            .with(AgentBuilder.RedefinitionStrategy.DiscoveryStrategy.Reiterating.INSTANCE)
             .with(AgentBuilder.InitializationStrategy.NoOp.INSTANCE)
             .with(AgentBuilder.TypeStrategy.Default.REDEFINE)
             .with(new Listener(rec))
@@ -175,9 +184,14 @@ final class Instrument {
       b =
           b.type(named("java.lang.VirtualThread"))
               .transform(
-                  (builder, type, loader, module, pd) ->
-                      builder.visit(
-                          Advice.to(VirtualStart.class, LOCATOR).on(named("start").and(takesArguments(1)))));
+                  (builder, type, loader, module, pd) -> {
+                    DynamicType.Builder<?> v =
+                        builder.visit(Advice.to(VirtualStart.class, LOCATOR).on(named("start").and(takesArguments(1))));
+                    // the end of a virtual thread started inside a boundary instance
+                    return executors
+                        ? v.visit(Advice.to(ThreadEnds.class, LOCATOR).on(named("run").and(takesArguments(1))))
+                        : v;
+                  });
     }
     if (executors) {
       b =
@@ -193,7 +207,36 @@ final class Instrument {
                   (builder, type, loader, module, pd) ->
                       builder
                           .visit(Advice.to(AsyncCreated.class, LOCATOR).on(isConstructor()))
-                          .visit(Advice.to(AsyncRuns.class, LOCATOR).on(named("run").and(takesArguments(0)))));
+                          .visit(Advice.to(AsyncRuns.class, LOCATOR).on(named("run").and(takesArguments(0)))))
+              // ForkJoinPool's own submissions (JDK 17: externalSubmit / externalPush; 21+:
+              // poolSubmit / externalSubmit), run by ForkJoinTask.doExec on whichever thread
+              .type(named("java.util.concurrent.ForkJoinPool"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(
+                              Advice.to(PoolExecute.class, LOCATOR)
+                                  .on(namedOneOf("externalSubmit", "externalPush").and(takesArguments(1))))
+                          .visit(Advice.to(ForkJoinSubmit.class, LOCATOR).on(named("poolSubmit").and(takesArguments(2)))))
+              .type(named("java.util.concurrent.ForkJoinTask"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder.visit(Advice.to(AsyncRuns.class, LOCATOR).on(named("doExec").and(takesArguments(0)))))
+              // schedule / scheduleAtFixedRate / scheduleWithFixedDelay (and its execute,
+              // submit) queue a ScheduledFutureTask without ThreadPoolExecutor.execute
+              .type(named("java.util.concurrent.ScheduledThreadPoolExecutor"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(PoolExecute.class, LOCATOR).on(named("delayedExecute").and(takesArguments(1))))
+                          .visit(Advice.to(PeriodicAgain.class, LOCATOR).on(named("reExecutePeriodic").and(takesArguments(1)))))
+              // platform threads started inside an instance (VirtualThread overrides start)
+              .type(named("java.lang.Thread"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(ThreadStarts.class, LOCATOR).on(named("start").and(takesArguments(0).or(takesArguments(1)))))
+                          .visit(Advice.to(ThreadExits.class, LOCATOR).on(named("exit").and(takesArguments(0)))));
     }
     if (exitHook) {
       b =
@@ -425,6 +468,49 @@ final class Instrument {
     @Advice.OnMethodEnter(suppress = Throwable.class)
     static void enter(@Advice.Argument(0) Object task) {
       Hooks.taskDone(task);
+    }
+  }
+
+  /** {@code ForkJoinPool.poolSubmit(signal, task)} (JDK 21+): every submission ends here. */
+  static final class ForkJoinSubmit {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.Argument(1) Object task) {
+      Hooks.handOff(task);
+    }
+  }
+
+  /** {@code ScheduledThreadPoolExecutor.reExecutePeriodic(task)}: a periodic task queued again. */
+  static final class PeriodicAgain {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.Argument(0) Object task) {
+      Hooks.handOffAgain(task);
+    }
+  }
+
+  /** {@code Thread.start()} / {@code start(ThreadContainer)}: a platform thread is started. */
+  static final class ThreadStarts {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This Thread self) {
+      Hooks.threadStarting(self);
+    }
+  }
+
+  /**
+   * {@code Thread.exit()}, called by the VM as a platform thread ends: at its entry (it
+   * clears the thread's thread-locals, the agent's ring among them).
+   */
+  static final class ThreadExits {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter() {
+      Hooks.threadEnding();
+    }
+  }
+
+  /** The end of a virtual thread's {@code run(task)} (JDK 21+). */
+  static final class ThreadEnds {
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit() {
+      Hooks.threadEnding();
     }
   }
 

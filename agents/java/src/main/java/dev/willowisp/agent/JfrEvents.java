@@ -345,7 +345,8 @@ final class JfrEvents {
     if (u == 0 || u == Agent.mainUnit) return; // main's start is written at premain
     int p = has(e, "parentThread") ? unit(e.getThread("parentThread"), false) : 0;
     long t = t0(e);
-    if (p != 0 && p != u) {
+    // a thread started inside a boundary instance: the start hook wrote its create
+    if (p != 0 && p != u && !Spawns.createdByHook(u)) {
       rec.updateUnit(u, "parent", p);
       rec.emitFor(Kinds.UNIT_CREATE, p, t, 0, u, loc(e));
     }

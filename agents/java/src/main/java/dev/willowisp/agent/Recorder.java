@@ -130,6 +130,8 @@ public final class Recorder {
     Ring r = new Ring(cap, u, t, agent);
     rings.add(r);
     if (!agent) ringByTid.put(t.getId(), r);
+    // a thread started inside a boundary instance: inside it from here to its end
+    if (!agent && Spawns.any()) Hooks.threadBegins(this, r, t.getId());
     return r;
   }
 
@@ -177,6 +179,18 @@ public final class Recorder {
   /** The unit of a Java thread, defining it on first sight. */
   int unitFor(Thread t) {
     return unitFor(t.getId(), t.getName(), Threads.isVirtual(t));
+  }
+
+  /**
+   * A platform thread about to start (from inside a boundary instance): its unit, with the
+   * starter's unit as parent.
+   */
+  int startedUnit(Thread t, int parent) {
+    long tid = t.getId();
+    Integer had = unitByTid.get(tid);
+    if (had == null) return defineUnit(tid, t.getName(), false, parent);
+    if (parent != 0) updateUnit(had, "parent", (long) parent);
+    return had;
   }
 
   /**

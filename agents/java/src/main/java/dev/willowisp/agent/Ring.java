@@ -75,6 +75,14 @@ final class Ring {
   Object handoffPrev;
   long handoffRows;
 
+  /**
+   * The instance this thread was started inside (see {@link Spawns}): it is inside from its
+   * first hook to its end; where the ring stood then. Owner only.
+   */
+  Boundaries.Instance spawnInst;
+
+  long spawnRows;
+
   /** The location of the virtual-thread start in progress on this thread (0: none); owner only. */
   int startLoc;
 

@@ -234,7 +234,8 @@ final class Sampler implements Runnable {
   /** Is this thread handling a boundary instance (hops mode records only those waits)? */
   private boolean inBoundary(long tid) {
     Ring r = rec.ringByTid.get(tid);
-    return r != null && r.boundary != null;
+    // a thread started inside an instance that has recorded nothing yet is inside too
+    return r != null ? r.boundary != null : Spawns.waiting(tid);
   }
 
   private static boolean same(Seen s, ThreadInfo info) {
