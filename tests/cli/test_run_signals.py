@@ -5,7 +5,6 @@ is passed on. Real processes on a real pseudo-terminal."""
 from __future__ import annotations
 
 import os
-import pty
 import select
 import signal
 import subprocess
@@ -36,60 +35,57 @@ while not done.wait(60):
 """
 
 
+# Run in a new session (start_new_session): make stdin, the terminal, its controlling
+# terminal, then become the command (willowisp run) in the same process.
+TAKE_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+    " os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def read_until(fd: int, word: bytes, deadline: float) -> bytes:
+    """What the terminal shows up to and including ``word``."""
     out = b""
     while word not in out:
         left = deadline - time.monotonic()
         assert left > 0, f"no {word!r} in {out!r}"
         ready, _, _ = select.select([fd], [], [], left)
         if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the terminal closed: everything has been read
-                break
-            if not chunk:
-                break
-            out += chunk
+            out += os.read(fd, 4096)
     return out
 
 
-def start_on_terminal(tmp_path: Path) -> tuple[int, int]:
+def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path: Path) -> None:
     prog = tmp_path / "count_signals.py"
     prog.write_text(PROGRAM)
     cmd = [sys.executable, "-m", "willowisp", "run", "--out", str(tmp_path / "run"), "--"]
-    cmd += [sys.executable, str(prog)]
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: willowisp run, the terminal's foreground process group
-        os.execv(sys.executable, cmd)
-    return pid, fd
-
-
-def finish(pid: int, fd: int) -> int:
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status)
-
-
-def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path: Path) -> None:
-    pid, fd = start_on_terminal(tmp_path)
+    # a terminal of its own: willowisp run leads a new session whose controlling terminal
+    # it is, so run and the program are its foreground process group; the slave stays open
+    # here too, so reading the master never fails when they close it
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TAKE_TERMINAL, *cmd, sys.executable, str(prog)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     try:
-        read_until(fd, b"ready", deadline)
-        os.write(fd, b"\x03")  # Ctrl-C: the kernel signals the foreground process group
-        read_until(fd, b"sigint 1", deadline)
-        os.kill(pid, signal.SIGTERM)  # sent to willowisp run alone: passed on
-        out = read_until(fd, b"sigints at sigterm", deadline)
-        out += read_until(fd, b"run saved", deadline)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        raise
+        out = read_until(master, b"ready", deadline)
+        os.write(master, b"\x03")  # Ctrl-C: the kernel signals the foreground process group
+        out += read_until(master, b"sigint 1", deadline)
+        proc.send_signal(signal.SIGTERM)  # sent to willowisp run alone: passed on
+        out += read_until(master, b"sigints at sigterm", deadline)
+        assert proc.wait(timeout=60) == 0
     finally:
-        code = finish(pid, fd)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # run and the program: its own session
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    assert b"sigint 2" not in out, out
     assert b"sigints at sigterm: 1" in out, out
-    assert b"sigint 2" not in out
-    assert code == 0
 
 
 def test_a_sigint_sent_to_willowisp_run_alone_is_passed_on(tmp_path: Path) -> None:
@@ -113,7 +109,7 @@ def test_a_sigint_sent_to_willowisp_run_alone_is_passed_on(tmp_path: Path) -> No
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # run and the program: its own session
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()

@@ -2,10 +2,10 @@
 
 Everything reaches the program (and its children) through the environment: PYTHONPATH
 gets a folder whose sitecustomize starts the Python agent, and WILLOWISP_* say where to
-write and how. The exit status is CMD's. Signals sent to us alone are passed on to CMD; one
-the terminal sent (Ctrl-C) reached CMD already, as it is in our foreground process group,
-and is not passed on again (a second SIGINT interrupts an asyncio program's own handling
-of the first).
+write and how. The exit status is CMD's. SIGINT, SIGTERM and SIGHUP sent to us are passed
+on to CMD, except a Ctrl-C or hangup of the terminal whose foreground process group holds
+us both: CMD got that one already (a second SIGINT interrupts an asyncio program's own
+handling of the first).
 """
 
 from __future__ import annotations
@@ -157,36 +157,45 @@ def run(args: argparse.Namespace) -> int:
 
 
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SI_KERNEL = 0x80  # si_code of a signal the kernel sent: the terminal's Ctrl-C, its hangup
+TERMINAL_SENDS = (signal.SIGINT, signal.SIGHUP)  # Ctrl-C, a hangup: to a whole group
 
 
 def wait_passing_signals(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for CMD; pass it SIGINT/SIGTERM/SIGHUP sent to us. Those the terminal sent are
-    passed on only when CMD left our process group (else it got them too): the signals
-    are blocked here and taken with sigtimedwait, whose si_code says who sent them."""
-    waited = [*PASSED_ON, signal.SIGCHLD]  # SIGCHLD blocked: it waits, and wakes us
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    """Wait for CMD; pass it SIGINT/SIGTERM/SIGHUP sent to us. While we are in a terminal's
+    foreground process group with CMD, a SIGINT or SIGHUP is the terminal's (Ctrl-C, a
+    hangup), which reached CMD as well: passing it on would deliver it twice. The wait
+    wakes every 0.2 s so a handler runs even when the signal landed on another of our
+    threads (numpy's, say), which leaves a blocking wait uninterrupted."""
+
+    def forward(signum: int, frame: Any) -> None:
+        if signum in TERMINAL_SENDS and terminal_group_has(proc.pid):
+            return  # CMD has it already
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in PASSED_ON}
     try:
         while True:
-            code = proc.poll()
-            if code is not None:
-                return code
-            info = signal.sigtimedwait(waited, 1.0)
-            if info is None or info.si_signo == signal.SIGCHLD:
-                continue
-            if info.si_code == SI_KERNEL and same_group(proc.pid):
-                continue  # the terminal's: CMD has it already
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(info.si_signo)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return proc.wait(timeout=0.2)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
-def same_group(pid: int) -> bool:
+def terminal_group_has(pid: int) -> bool:
+    """Are we and ``pid`` in the foreground process group of our controlling terminal?"""
     try:
-        return os.getpgid(pid) == os.getpgrp()
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no controlling terminal: nothing else sent it
+    try:
+        group = os.tcgetpgrp(fd)
+        return group == os.getpgrp() == os.getpgid(pid)
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def say_where(out: str, collector: str) -> None:
