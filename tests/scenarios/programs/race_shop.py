@@ -92,6 +92,7 @@ def main() -> None:
     folder = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="race-shop-")
     db = os.path.join(folder, "shop.db")
     setup = sqlite3.connect(db)
+    setup.execute("DROP TABLE IF EXISTS stock")  # a fresh shop each run, in any FOLDER
     setup.execute("CREATE TABLE stock (id INTEGER PRIMARY KEY, qty INTEGER)")
     setup.execute("INSERT INTO stock VALUES (42, 10)")
     setup.commit()
