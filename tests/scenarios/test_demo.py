@@ -126,6 +126,8 @@ def test_all_five_runtimes_ran_and_said_so(demo: Demo) -> None:
             demo.log
         )
     assert demo.doc["trace"]["unreadable_files"] == [] and demo.doc["trace"]["agent_faults"] == 0
+    # the services the demo killed at its end left no full-disk reserve in the run folder
+    assert not list(demo.out.glob(".willowisp-reserve-*"))
 
 
 def test_the_deadlock_runs_through_python_go_and_node(demo: Demo) -> None:

@@ -60,9 +60,10 @@ def record(
 ) -> bool:
     """Run the shop under the agents until it ends (it deadlocks, then stops its services
     and itself); relay its ``shop:`` lines. True if it ran to its end."""
-    from willowisp.cli.run import build_env
+    from willowisp.cli.run import build_env, remove_stale_reserves
 
     env = build_env(out, "full", 1.0, [], "shop")
+    runtime_of = {s.name: s.runtime for s in services}
     for s in services:
         if s.ready:
             env.update(s.env)
@@ -92,7 +93,9 @@ def record(
                     break
                 continue
             if line.startswith("shop: "):
-                print(f"{'python':8s} {line[6:].rstrip()}", file=log, flush=True)
+                text = line[6:].rstrip()  # a service's own news is labelled with its runtime
+                label = runtime_of.get(text.split(" ", 1)[0], "python")
+                print(f"{label:8s} {text}", file=log, flush=True)
         else:
             print(f"python   the shop did not end within {RUN_TIMEOUT_S:.0f} s", file=log)
     finally:
@@ -101,6 +104,7 @@ def record(
         except ProcessLookupError:
             pass
         shop.wait()
+        remove_stale_reserves(out)  # the full-disk reserves of the services killed here
     return ended
 
 
