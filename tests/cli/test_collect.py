@@ -55,14 +55,14 @@ if "--pause" in sys.argv:
     rec = recorder.RECORDER
     with rec._write_lock:  # flush() skips while the flusher runs: wait for it instead
         rec._flush_locked()
-    print("acknowledged" if rec._writer.sync(10) else "not acknowledged", flush=True)
+    print("acknowledged" if rec.out.writer.sync(10) else "not acknowledged", flush=True)
     sys.stdin.readline()
     phase()
 if "--unacked" in sys.argv:  # for a collector that never acknowledges
     rec = recorder.RECORDER
     with rec._write_lock:
         rec._flush_locked()
-    print(rec._writer._sent, flush=True)  # chunks sent to the collector so far
+    print(rec.out.writer._sent, flush=True)  # chunks sent to the collector so far
     sys.stdin.readline()
     phase()
 """

@@ -27,7 +27,6 @@ import _thread
 import contextlib
 import itertools
 import os
-import re
 import struct
 import sys
 import threading
@@ -38,15 +37,15 @@ from collections import deque
 from types import CodeType, FrameType
 from typing import Any
 
-from willowisp.agent import own_threads, reserve
+from willowisp.agent import own_threads
 from willowisp.agent.config import AgentConfig
 from willowisp.agent.identity import process_attrs
 from willowisp.agent.locations import Locations, is_internal_file
+from willowisp.agent.output import Output
 from willowisp.model.ids import new_process_id
 from willowisp.model.spec import K
-from willowisp.wtrace.framing import Compressors, default_codec
+from willowisp.wtrace.framing import Compressors
 from willowisp.wtrace.payload import AttrValue, EventBatch, PackedEvents, Record
-from willowisp.wtrace.writer import SegmentWriter
 
 ROW = struct.Struct("<qqqqqQ")  # time, kind, unit, res, arg, location key
 ROW_SIZE = ROW.size
@@ -54,7 +53,6 @@ FIELDS = 6
 ROWS_PER_BUFFER = 2048
 BUFFER_BYTES = ROWS_PER_BUFFER * ROW_SIZE
 ANCHOR_INTERVAL_NS = 1_000_000_000
-SEGMENT_BYTES = 256 * 1024 * 1024
 FLUSH_SAMPLE = 256  # flushes with fewer events do not count towards the per-event cost
 MAX_CARRIED = 100_000  # definition records kept while the disk refuses chunks
 
@@ -299,15 +297,9 @@ class Recorder:
         self._flush_ns = 0  # encoder time spent on flushes of at least FLUSH_SAMPLE events
         self._flush_events = 0  # events in those flushes
         self._last_anchor = 0
-        self._segment = 0
-        self._writer: SegmentWriter | None = None
-        self.lost_on_write = 0  # events in chunks the file system refused (a full disk)
-        self._write_error = ""  # set while writes are refused
-        self._refusal = ""  # the last refusal's reason, for the line at exit
+        self.out = Output(config, self.process_id, self._stream_fault)
         self._unwritten_drops: dict[int, int] = {}  # per unit, from refused chunks
         self._carry: list[Record] = []  # definitions of refused chunks, for the next one
-        self._writer_path = ""
-        self._reserve = ""  # the reserve file's path (see _make_reserve)
         self._compressors = Compressors()
         self._stop = _thread.allocate_lock()
         self._stop.acquire()
@@ -322,7 +314,7 @@ class Recorder:
     # --- identity -----------------------------------------------------------------
 
     def process_attrs(self) -> dict[str, AttrValue]:
-        return process_attrs(self.config, self.process_id, self._segment)
+        return process_attrs(self.config, self.process_id, self.out.segment)
 
     # --- units, resources, locations ------------------------------------------------
 
@@ -604,51 +596,16 @@ class Recorder:
         for rid, (attrs, key, _) in list((STANDING or {}).items()):  # made before this start
             self._pending.append((R_RESOURCE, rid, dict(attrs), key))
         self._calibrate()
-        self._open_segment()
+        self.out.open()
+        self._last_anchor = 0  # the segment gets the process record and an anchor
         self.flush()
         self._flusher_done.acquire()
         own_threads.start(self._run_flusher)
 
-    def _open_segment(self) -> None:
-        cfg = self.config
-        os.makedirs(cfg.out, exist_ok=True)
-        self._segment += 1
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.service)[:40] or "python"
-        name = f"{safe}-{os.getpid()}-{self.process_id[:8]}-{self._segment}.wtrace"
-        old = self._writer
-        path = os.path.join(cfg.out, name)
-        if cfg.collector:  # the native stream (docs/protocols.md); it falls back to `path`
-            from willowisp.agent.stream import StreamWriter
-
-            def fault(where: str, message: str) -> int:  # the writer records it itself
-                self.fault_count += 1
-                return next(self._fault_ids)
-
-            hello: dict[str, Any] = {
-                "process_id": self.process_id,
-                "service": cfg.service,
-                "pid": os.getpid(),
-                "runtime": "python",
-                "segment": self._segment,
-            }
-            writer: Any = StreamWriter(
-                cfg.collector, cfg.token, path, default_codec(), hello=hello, on_fault=fault
-            )
-        else:
-            if old is None:
-                self._make_reserve()
-            try:
-                writer = SegmentWriter(path, default_codec())
-            except OSError:
-                if old is None:
-                    raise  # no segment at all: the agent cannot start
-                self._segment -= 1  # a full disk: keep appending to the current one
-                return
-        if old is not None:
-            old.close()
-        self._writer = writer
-        self._writer_path = path
-        self._last_anchor = 0  # the new segment gets the process record and an anchor
+    def _stream_fault(self) -> int:
+        """A fault the stream writer records itself: counted here; its id."""
+        self.fault_count += 1
+        return next(self._fault_ids)
 
     def _run_flusher(self) -> None:
         self._flusher_ident = _thread.get_ident()
@@ -673,29 +630,7 @@ class Recorder:
             self.flush()
         except Exception as exc:  # at exit: never a traceback in the program's stderr
             self.fault("stop", exc)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._drop_reserve()
-        if self.lost_on_write:
-            self._say_lost()
-
-    def _make_reserve(self) -> None:
-        self._reserve = reserve.make(self.config.out)
-
-    def _drop_reserve(self) -> bool:
-        path, self._reserve = self._reserve, ""
-        return reserve.drop(path)
-
-    def _say_lost(self) -> None:
-        """The one line a full disk costs the program's stderr: nothing is lost silently,
-        and when the disk stayed full there is nowhere else to say it."""
-        path = self._writer_path or self.config.out
-        with contextlib.suppress(Exception):
-            sys.stderr.write(
-                f"willowisp: {self.lost_on_write} events of {self.config.service} "
-                f"(pid {os.getpid()}) could not be written to {path}: {self._refusal}\n"
-            )
+        self.out.close()
 
     def _take_rows(self) -> tuple[bytearray, list[tuple[int, int]]]:
         """Collect every thread's unflushed rows; returns them and per-unit drop counts."""
@@ -779,7 +714,7 @@ class Recorder:
         self.events += n_program
         self._seq += len(batch)
         records.append(self._stats_record(self.total_dropped))
-        w_ = self._writer
+        w_ = self.out.writer
         if w_ is None:
             return
         try:
@@ -787,12 +722,12 @@ class Recorder:
         except OSError as exc:  # a full disk, a quota: the program goes on, the loss is counted
             self._write_refused(exc, records, rows, drops)
             return
-        self._write_error = ""
+        self.out.written()
         if n_program >= FLUSH_SAMPLE:
             self._flush_ns += time.perf_counter_ns() - t0
             self._flush_events += n_program
-        if w_.size > SEGMENT_BYTES:
-            self._open_segment()
+        if self.out.full() and self.out.open():
+            self._last_anchor = 0  # the new segment gets the process record and an anchor
 
     def _write_refused(
         self,
@@ -813,22 +748,19 @@ class Recorder:
         for unit, count in drops:
             lost[unit] = lost.get(unit, 0) + count
             self.total_dropped -= count  # added again when the drop events are written
-        n = len(rows) // ROW_SIZE
-        self.lost_on_write += n
         kept = [r for r in records if r.rtype in (R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT)]
         self._carry = kept[-MAX_CARRIED:] + self._carry
         self._last_anchor = 0  # the next chunk carries the process record and an anchor
-        if not self._write_error:  # one fault per spell of refused writes
-            self._write_error = self._refusal = exc.strerror or repr(exc)
+        if self.out.refused(exc, len(rows) // ROW_SIZE):  # one fault per spell of refusals
             self.fault("write", exc)
-        if self._drop_reserve():  # the room kept for this: say what was lost, now
+        if self.out.drop_reserve():  # the room kept for this: say what was lost, now
             self._write_news()
 
     def _write_news(self) -> None:
         """A small chunk with only the news of the loss: the process record, a clock
         anchor, the faults, one drop event per unit and the stats. Events recorded since
         wait for the next flush (they may not fit)."""
-        w_ = self._writer
+        w_ = self.out.writer
         if w_ is None:
             return
         faults = list(self._faults)
@@ -935,7 +867,6 @@ class Recorder:
     def reset_after_fork(self) -> Recorder:
         """In a forked child: a new process with the forking thread as its only unit."""
         child = Recorder(self.config)
-        child._segment = 0
         parent_id = self.process_id
         os.environ["WILLOWISP_PARENT_PROCESS"] = parent_id
         child.start()

@@ -240,7 +240,7 @@ def warn_if_full(out: str) -> None:
 
 
 def remove_stale_reserves(out: str) -> None:
-    """The room Python agents keep for the news of a full disk (agent/recorder.py) is a
+    """The room Python agents keep for the news of a full disk (agent/reserve.py) is a
     hidden file each removes at exit; a killed process leaves its own behind."""
     try:
         names = os.listdir(out)
