@@ -372,21 +372,7 @@ class StreamSink {
     const deadline = Date.now() + CLOSE_WAIT_MS;
     try {
       writeAllSync(fd, F.packFrame(F.STREAM_MAGIC, { op: 'bye' }), deadline);
-      const buf = Buffer.allocUnsafe(65536);
-      while (!this.byeSeen && Date.now() < deadline) {
-        let n;
-        try {
-          n = fs.readSync(fd, buf, 0, buf.length, null);
-        } catch (err) {
-          if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') {
-            sleepMs(1);
-            continue;
-          }
-          throw err;
-        }
-        if (n === 0) break;
-        this.readAtEnd(buf.subarray(0, n));
-      }
+      readSyncUntil(fd, deadline, () => this.byeSeen, (data) => this.readAtEnd(data));
     } catch (err) {
       if (this.unacked.length > 0) {
         this.fallBackClosed(`collector ${this.address} went away: ${err.code || err.message}`);
@@ -417,21 +403,9 @@ class StreamSink {
         conn.helloSent = true;
         writeAllSync(fd, this.helloFrame(), deadline);
       }
-      const buf = Buffer.allocUnsafe(65536);
-      while (!conn.helloDone && Date.now() < deadline) {
-        let n;
-        try {
-          n = fs.readSync(fd, buf, 0, buf.length, null);
-        } catch (err) {
-          if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') {
-            sleepMs(1);
-            continue;
-          }
-          throw err;
-        }
-        if (n === 0) return false;
-        conn.reader.push(buf.subarray(0, n), (body) => this.onMessage(conn, F.parseObject(body)));
-      }
+      const done = () => conn.helloDone;
+      const onData = (data) => conn.reader.push(data, (body) => this.onMessage(conn, F.parseObject(body)));
+      if (!readSyncUntil(fd, deadline, done, onData)) return false; // closed
     } catch {
       return false; // refused, closed, or an answer that does not parse: the fallback says so
     }
@@ -486,6 +460,27 @@ function writeAllSync(fd, data, deadline) {
       throw err;
     }
   }
+}
+
+// read(2) on a non-blocking descriptor until done() or the deadline, waiting 1 ms whenever
+// nothing is there; each read's bytes go to onData. False when the peer closed.
+function readSyncUntil(fd, deadline, done, onData) {
+  const buf = Buffer.allocUnsafe(65536);
+  while (!done() && Date.now() < deadline) {
+    let n;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') {
+        sleepMs(1);
+        continue;
+      }
+      throw err;
+    }
+    if (n === 0) return false;
+    onData(buf.subarray(0, n));
+  }
+  return true;
 }
 
 module.exports = { StreamSink, parseAddress, writeAllSync };

@@ -56,6 +56,7 @@ from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.hops import HopKind, Unlinked
 from willowisp.causality.link import Causality
+from willowisp.causality.program_order import BOOKKEEPING
 from willowisp.causality.provenance import Provenance, attr_str
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
@@ -483,20 +484,7 @@ _DIGITS = re.compile(r"\d+")
 
 # Events that say only that a unit exists and is scheduled: a unit with nothing else did
 # nothing any finding could be about, so whether it is ordered against the rest is moot.
-_BOOKKEEPING = np.array(
-    [
-        K.UNIT_START,
-        K.UNIT_END,
-        K.UNIT_RUN,
-        K.UNIT_YIELD,
-        K.GC_BEGIN,
-        K.GC_END,
-        K.CLOCK_ANCHOR,
-        K.AGENT_DROP,
-        K.AGENT_FAULT,
-        K.AGENT_FLUSH,
-    ]
-)
+_BOOKKEEPING = np.concatenate([BOOKKEEPING, np.array([K.UNIT_START, K.UNIT_END], np.uint8)])
 # A process's main thread (Java's and Rust's ``main``, Python's ``MainThread``, Go's
 # goroutine 1 ``main.main``): the runtime starts it, nothing in the program does, so having
 # no parent is what it should have.
