@@ -400,7 +400,9 @@ def test_some_bad_events_are_skipped_and_counted() -> None:
     other = [_event("jdk.CPULoad", startTime=t, machineTotal=0.5)]  # not ours: not counted
     doc = {"recording": {"events": good + bad + other}}
     files, notes = jfr.decode("jfr-json", json.dumps(doc).encode(), "some.json")
-    assert len(notes) == 1 and notes[0].startswith("some.json: 4 of 6 JFR events skipped")
+    assert len(notes) == 2 and notes[0].startswith("some.json: 4 of 6 JFR events skipped")
+    # and none of them a thread dump: what that hides is said
+    assert notes[1].startswith("some.json: no jdk.ThreadDump events: threads stuck for good")
     assert "first: jdk.ThreadSleep: startTime 'yesterday'" in notes[0]
     trace = build_trace(files, [], notes)
     beta = unit_named(trace, "beta")

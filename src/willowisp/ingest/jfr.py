@@ -136,7 +136,7 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
         raise TraceFormatError(f"{path}: stored format {stored_format!r} is not {STORED!r}")
     events = _events(data, path)
     rec = Recording()
-    total = skipped = 0
+    total = skipped = dumps = 0
     first = ""
     for e in events:
         etype = e.get("type") if isinstance(e, dict) else None
@@ -144,6 +144,7 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
         if handler is None:
             continue  # another event type: not ours to judge
         total += 1
+        dumps += etype == "jdk.ThreadDump"
         try:
             handler(rec, values(e))
         except BadEvent as exc:
@@ -158,6 +159,12 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
         notes.append(
             f"{path}: {skipped} of {plural(total, 'JFR event')} skipped as malformed "
             f"(first: {first}); the others were imported"
+        )
+    if not dumps:
+        notes.append(
+            f"{path}: no jdk.ThreadDump events: threads stuck for good on a monitor or a lock"
+            " are invisible to this recording (JFR writes an event only when a wait ends);"
+            " record with settings=default, whose thread dumps show them"
         )
     rec.apply_dumps()
     return [rec.trace_file(path, len(data))], notes
