@@ -54,9 +54,9 @@ def test_old_snapshots_are_pruned_and_no_temporary_is_left(tmp_path: Path) -> No
     idle = time.time() - SNAPSHOT_IDLE_S - 60
     made = [stable_jar(built, cache)]
     for i in range(1, KEEP_SNAPSHOTS + 3):
-        for snap in made:  # every earlier one idle for over an hour
+        for k, snap in enumerate(made):  # every earlier one idle for over an hour, in order
             if snap.parent.exists():
-                os.utime(snap.parent, (idle, idle))
+                os.utime(snap.parent, (idle + k, idle + k))
         _bump(built, str(i), i)
         made.append(stable_jar(built, cache))
     root = tmp_path / "cache" / "willowisp" / "java-agent"
