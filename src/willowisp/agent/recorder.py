@@ -428,13 +428,7 @@ class Recorder:
 
     def location_key(self, depth: int) -> int:
         """The location key of the frame ``depth`` levels above the caller (0 if none)."""
-        try:
-            f = _getframe(depth + 1)
-        except ValueError:
-            return 0
-        c = f.f_code
-        CODE_IDS[id(c)] = c
-        return (id(c) << 16) | (f.f_lasti & 0xFFFF)
+        return location_key(depth + 1)
 
     def user_frame(self, depth: int) -> FrameType | None:
         """The first frame at or above ``depth`` that is not in the standard library or us."""
