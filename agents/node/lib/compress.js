@@ -7,8 +7,9 @@
 // zeroes page by page), then frees it: ~60 us on an idle machine and 0.2-0.5 ms on a
 // loaded one, per flush — measured on the service benchmark as about a third of what the
 // agent cost a recorded request on the loop. So a process that records enough to matter
-// (a payload of COMPRESS_THREAD_BYTES or more) starts one worker thread of the agent's
-// own: the loop copies the payload into a transferable buffer and posts it; the thread
+// (a payload of COMPRESS_THREAD_BYTES or more, or POOL_PAYLOADS small ones: a service
+// recording one trace in ten flushes a few KiB every interval, and paid that per flush)
+// starts one worker thread of the agent's own: the loop copies the payload into a transferable buffer and posts it; the thread
 // deflates it, computes the CRC, frames the chunk (wtrace.deflateChunk) and posts it back;
 // the loop writes it. A small process (a script, a test) never starts the thread: it
 // uses zlib.deflate as before, and so does everything if the thread fails to start or
@@ -26,6 +27,10 @@ const { Worker } = require('node:worker_threads'); // the original class
 const w = require('./wtrace.js');
 
 const COMPRESS_THREAD_BYTES = 16 * 1024;
+// Small payloads compressed with zlib.deflate before the thread starts: a script or a test
+// flushes a few times and ends; a process still recording after this many flushes (~0.4 s
+// of events at the default 50 ms interval) is one that keeps recording.
+const POOL_PAYLOADS = 8;
 
 const THREAD_SOURCE = `
 'use strict';
@@ -53,12 +58,13 @@ class Compressor {
     this.failed = false; // the thread could not start or died: zlib.deflate from then on
     this.pending = new Map(); // id -> {raw, done}: payloads the thread holds
     this.nextId = 1;
+    this.pooled = 0; // payloads compressed with zlib.deflate so far
   }
 
   // Compresses and frames `raw` (a Buffer the caller keeps); calls done(chunk) later, on
   // the event loop, in no particular order (the recorder writes in order).
   compress(raw, done) {
-    if (!this.failed && (this.thread !== null || raw.length >= COMPRESS_THREAD_BYTES)) {
+    if (!this.failed && (this.thread !== null || raw.length >= COMPRESS_THREAD_BYTES || this.pooled >= POOL_PAYLOADS)) {
       try {
         this.post(raw, done);
         return;
@@ -66,6 +72,7 @@ class Compressor {
         this.fail(err);
       }
     }
+    this.pooled += 1;
     deflateOnPool(raw, done, this.onFault);
   }
 
@@ -147,4 +154,4 @@ function deflateOnPool(raw, done, onFault) {
   });
 }
 
-module.exports = { Compressor, COMPRESS_THREAD_BYTES };
+module.exports = { Compressor, COMPRESS_THREAD_BYTES, POOL_PAYLOADS };

@@ -125,6 +125,28 @@ test('a large payload is compressed and framed on the agent thread, a small one 
   assert.ok(!file.chunks.some((c) => c.records.some((r) => r.type === 5)), 'no fault');
 });
 
+test('a process that keeps flushing small payloads moves to the agent thread', async () => {
+  const { rec, out } = recorder();
+  const { POOL_PAYLOADS } = require('../lib/compress.js');
+  let n = 0;
+  for (let i = 0; i < POOL_PAYLOADS; i += 1) {
+    busy(rec, 10, n);
+    n += 10;
+    rec.flush(); // small: zlib on the thread pool
+    await rec.whenWritten();
+    assert.strictEqual(rec.compressor.thread, null, `flush ${i + 1}`);
+  }
+  busy(rec, 10, n);
+  n += 10;
+  rec.flush(); // one more small one: the process keeps recording, the thread starts
+  assert.notStrictEqual(rec.compressor.thread, null);
+  await rec.whenWritten();
+  rec.close();
+  const { file, args } = allArgs(out);
+  assert.deepStrictEqual(args, [...Array(n).keys()]);
+  assert.ok(!file.chunks.some((c) => c.records.some((r) => r.type === 5)), 'no fault');
+});
+
 test('a payload still on the agent thread at exit is written by close, once', () => {
   const { rec, out } = recorder();
   busy(rec, 5000, 0);
