@@ -108,8 +108,7 @@ function callerLoc(below) {
   const rec = state.rec;
   if (rec === null) return 0;
   for (const site of sites(below, STACK_FRAMES)) {
-    let file = site.getFileName();
-    if (file && file.startsWith('file://')) file = require('node:url').fileURLToPath(file);
+    const file = siteFile(site);
     if (program(file)) {
       return rec.location(file, site.getLineNumber() || 0, site.getFunctionName() || '<anonymous>');
     }
@@ -147,10 +146,16 @@ function repeatedCallerLoc(key, below) {
   return loc;
 }
 
+// A call site's file: a path, also for an ES module's frame (a file: URL).
+function siteFile(site) {
+  const file = site.getFileName();
+  return file && file.startsWith('file://') ? require('node:url').fileURLToPath(file) : file;
+}
+
 // The program's innermost (file, line) below `below`, or null.
 function callerSite(below) {
   for (const site of sites(below, STACK_FRAMES)) {
-    const file = site.getFileName();
+    const file = siteFile(site);
     if (program(file)) return { file, line: site.getLineNumber() || 0 };
   }
   return null;

@@ -2,7 +2,7 @@
 // The `async-mutex` package: its Mutex and Semaphore as named locks.
 //
 // The package is patched when the program first requires it (Module.prototype.require is
-// wrapped for ids naming async-mutex; ESM imports of it are not seen). Every Mutex wraps a
+// wrapped for ids naming async-mutex; an ESM import through esm.js's load hook). Every Mutex wraps a
 // Semaphore, and Mutex.acquire / runExclusive / release, Semaphore.runExclusive and the
 // releasers all end in Semaphore.prototype.acquire and .release, so those two are the hooks:
 //

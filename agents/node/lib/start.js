@@ -33,6 +33,7 @@ function start() {
     ['http', () => require('./http.js').install(rec)],
     ['http2', () => require('./http2.js').install(rec)],
     ['async-mutex', () => require('./mutex.js').install(rec)],
+    ['esm', () => require('./esm.js').install(rec)],
     ['worker_threads', () => require('./runtime.js').installWorkers(rec)],
     ['child_process', () => require('./procs.js').install(rec)],
   ];
