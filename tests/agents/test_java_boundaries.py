@@ -5,6 +5,7 @@ real HTTP requests on 127.0.0.1, ``willowisp analyze`` on what they wrote."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -297,19 +298,19 @@ def test_scheduled_work_is_inside_while_the_instance_is_open(
 
 
 def jfr_running(out: Path, port: int) -> None:
-    """Starts threads outside the boundary until the trace holds a ``unit.start`` of one of
-    them, which only JFR's ThreadStart writes in full mode: JFR runs from then on."""
+    """Starts threads outside the boundary until the agent's stats say JFR's stream has
+    delivered a flush (``jfr_flushed_ns``): JFR runs from then on, and writes the start and
+    end of every thread started after it (before it, the agent's own hooks do)."""
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         shop_request(port, "GET", "/peek?via=thread&order=ab")
-        started = wquery(
-            out,
-            "SELECT count(*) FROM events e JOIN units u ON u.id = e.unit "
-            "WHERE e.kind = 'unit.start' AND u.name = 'spawned-ab-peek'",
-        )
-        if started != [(0,)]:
+        rows = wquery(out, "SELECT agent FROM processes") if any(out.glob("*.wtrace")) else []
+        agent = rows[0][0] if rows else None
+        if isinstance(agent, str):
+            agent = json.loads(agent)
+        if agent and "jfr_flushed_ns" in (agent.get("extra") or {}):
             return
-    raise AssertionError(f"JFR wrote no thread start within {DEADLINE_S} s")
+    raise AssertionError(f"JFR delivered no flush within {DEADLINE_S} s")
 
 
 def test_threads_started_inside_a_boundary_in_full_mode(

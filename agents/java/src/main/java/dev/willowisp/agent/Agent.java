@@ -63,6 +63,9 @@ public final class Agent {
       Sampler sampler = full || Boundaries.any() ? Sampler.start(rec) : null;
       if (cfg.hooks) {
         boolean bounded = Boundaries.any();
+        // JFR takes platform threads' units from its ThreadStart / End once it runs; the
+        // Thread.start / exit hooks write those of threads started before (EarlyThreads)
+        EarlyThreads.open = full && cfg.jfr;
         Instrument.install(inst, rec, full || bounded, full || bounded, bounded, true);
         if (!bounded) {
           // a boundary switched on later (willowisp ctl) installs what boundaries need then

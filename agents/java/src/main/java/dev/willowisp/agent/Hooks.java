@@ -289,24 +289,40 @@ public final class Hooks {
     }
   }
 
-  // --- threads started inside a boundary instance --------------------------------------
+  // --- platform threads started inside a boundary instance or before JFR runs ----------
 
   /**
    * Before {@code Thread.start()} / {@code start(ThreadContainer)} of a platform thread, on
-   * the starting thread: inside a boundary instance, the new thread is noted with it (it is
-   * inside from its start to its end: {@link Spawns}), gets its unit with the starter as
-   * parent, and the starter writes {@code unit.create} at its line (in {@code full} mode
-   * with JFR, JFR's ThreadStart / End write the start and end, not a second create).
+   * the starting thread. Two cases, which may coincide:
+   *
+   * <ul>
+   *   <li>Inside a boundary instance, the new thread is noted with it (it is inside from its
+   *       start to its end: {@link Spawns}), gets its unit with the starter as parent, and
+   *       the starter writes {@code unit.create} at its line (in {@code full} mode with JFR,
+   *       JFR's ThreadStart / End write the start and end, not a second create).
+   *   <li>Before JFR runs ({@link EarlyThreads}), the program's thread gets its unit with the
+   *       starter as parent, the starter's {@code unit.create} at its line and the thread's
+   *       {@code unit.start}, all written here. The start is written now, before {@code
+   *       start()} proper, rather than from the thread's first hook: nothing the thread does
+   *       can come before it (the thread does not exist yet), so the spawn edge is sound,
+   *       and it costs no work on the new thread, which may never record anything (and
+   *       would then get no ring, so no first hook). A {@code start()} that then fails
+   *       (no memory for the thread's stack) leaves a start without an end.
+   * </ul>
+   *
    * Threads the runtime starts for itself (a pool's workers, the HTTP client's selector:
    * started from JDK code) are not followed; the work handed to a pool is (see {@link
-   * #handOff}). While no instance is open: three volatile reads.
+   * #handOff}). Once JFR runs and while no instance is open: four volatile reads.
    */
   @DontInline
   public static void threadStarting(Thread child) {
-    if (!anyInside() || child == null) return;
+    boolean early = EarlyThreads.open;
+    if ((!early && !anyInside()) || child == null) return;
     Recorder rec = Recorder.INSTANCE;
     Ring r = ringAny(rec);
-    if (r == null || !(r.boundary instanceof Boundaries.Instance)) return;
+    if (r == null) return;
+    Boundaries.Instance inst = r.boundary instanceof Boundaries.Instance ? (Boundaries.Instance) r.boundary : null;
+    if (inst == null && !early) return;
     r.busy = true;
     try {
       if (child.getState() != Thread.State.NEW) return; // start throws: nothing starts
@@ -316,12 +332,19 @@ public final class Hooks {
       if (child.getClass() != Thread.class && isRuntimeClass(child.getClass().getName())) return;
       int loc = programStarter(rec);
       if (loc < 0) return;
-      if (!Spawns.add(child.getId(), (Boundaries.Instance) r.boundary, r.unitId)) return;
+      boolean spawned = inst != null && Spawns.add(child.getId(), inst, r.unitId);
+      // noted before start() proper: JFR's ThreadStart, if its recording runs already,
+      // comes after this and is skipped (EarlyThreads)
+      boolean own = early && EarlyThreads.noteStart(child.getId());
+      if (early) EarlyThreads.stats(rec);
+      if (!spawned && !own) return; // JDK 21+ calls this twice per start: once is written
       int u = rec.startedUnit(child, r.unitId);
       // the spawn edge analyze follows, now (JFR's ThreadStart comes a second later, or
       // never for a thread started before JFR runs): JFR then writes only the start
-      if (!ownUnitEvents(rec)) Spawns.created(u);
-      rec.emit(r, Kinds.UNIT_CREATE, r.unitId, Recorder.now(), 0, u, loc);
+      if (!own && !ownUnitEvents(rec)) Spawns.created(u);
+      long t = Recorder.now();
+      rec.emit(r, Kinds.UNIT_CREATE, r.unitId, t, 0, u, loc);
+      if (own) rec.emit(r, Kinds.UNIT_START, u, t, 0, r.unitId, 0);
     } catch (Throwable e) {
       rec.fault("Thread.start", e);
     } finally {
@@ -373,6 +396,7 @@ public final class Hooks {
    */
   @DontInline
   public static void threadEnding() {
+    if (EarlyThreads.open) earlyEnd();
     if (Spawns.INSIDE.get() == 0 && !Spawns.any()) return;
     Recorder rec = Recorder.INSTANCE;
     if (rec == null) return;
@@ -396,6 +420,24 @@ public final class Hooks {
         Spawns.INSIDE.decrementAndGet();
         r.busy = false;
       }
+    } catch (Throwable e) {
+      rec.fault("thread end", e);
+    }
+  }
+
+  /**
+   * A thread whose start the start hook wrote ends before JFR runs: its {@code unit.end},
+   * on the recorder's shared ring (the thread may have no ring of its own, and making one,
+   * ~240 KB, for one event is not worth it). Noted before the VM's own end of the thread, so
+   * JFR's ThreadEnd, if its recording runs already, is skipped.
+   */
+  private static void earlyEnd() {
+    Recorder rec = Recorder.INSTANCE;
+    if (rec == null) return;
+    try {
+      Thread t = Thread.currentThread();
+      if (!EarlyThreads.noteEnd(t.getId())) return;
+      rec.emitShared(Kinds.UNIT_END, rec.unitFor(t), Recorder.now(), 0, Kinds.OK, 0);
     } catch (Throwable e) {
       rec.fault("thread end", e);
     }

@@ -76,6 +76,9 @@ final class Instrument {
 
   private Instrument() {}
 
+  /** The Thread.start / exit advice is installed (by start-up or a later enable); once only. */
+  private static volatile boolean threadHooks;
+
   /**
    * Advice described from its class file, not loaded: HTTP advice names types of modules
    * the bootstrap class loader cannot see.
@@ -128,6 +131,10 @@ final class Instrument {
     boolean vthreads = (locks && rec.cfg.mode.equals("full")) || executors;
     if (vthreads) targets = targets.or(named("java.lang.VirtualThread"));
     if (executors) targets = targets.or(namedOneOf(EXECUTOR_TARGETS));
+    // platform threads' start and end: threads started inside a boundary instance, and (full
+    // mode with JFR) threads started before JFR runs (EarlyThreads); installed once
+    boolean threads = (executors || EarlyThreads.open) && !threadHooks;
+    if (threads) targets = targets.or(named("java.lang.Thread"));
     AgentBuilder b =
         new AgentBuilder.Default()
             .disableClassFormatChanges()
@@ -229,9 +236,13 @@ final class Instrument {
                   (builder, type, loader, module, pd) ->
                       builder
                           .visit(Advice.to(PoolExecute.class, LOCATOR).on(named("delayedExecute").and(takesArguments(1))))
-                          .visit(Advice.to(PeriodicAgain.class, LOCATOR).on(named("reExecutePeriodic").and(takesArguments(1)))))
-              // platform threads started inside an instance (VirtualThread overrides start)
-              .type(named("java.lang.Thread"))
+                          .visit(Advice.to(PeriodicAgain.class, LOCATOR).on(named("reExecutePeriodic").and(takesArguments(1)))));
+    }
+    if (threads) {
+      threadHooks = true;
+      // platform threads (VirtualThread overrides start)
+      b =
+          b.type(named("java.lang.Thread"))
               .transform(
                   (builder, type, loader, module, pd) ->
                       builder

@@ -139,7 +139,13 @@ final class JfrEvents {
         on(rs, "jdk.VirtualThreadPinned", this::pinned);
       }
       rec.statsExtra.put("jfr_threshold_ms", (long) rec.cfg.jfrThresholdMs);
-      rs.onFlush(this::flushed);
+      rs.onFlush(
+          () -> {
+            // a flush comes from a running recording: every thread start and end is JFR's
+            // from now on (not at the close, which may be of a recording that never ran)
+            EarlyThreads.close(rec);
+            flushed();
+          });
       // JFR's own shutdown hook stops the recording: the stream then delivers what is left
       // and closes, which ends the exit wait as a flush does
       rs.onClose(this::flushed);
@@ -147,6 +153,8 @@ final class JfrEvents {
       active = this;
       // a JVM already exiting does not start JFR (starting it then can block the exit)
       if (exiting) return;
+      // no JFR event is older than this: a unit.create before it was not seen by JFR
+      rec.statsExtra.put("jfr_start_ns", Recorder.now());
       rs.start();
     } catch (Throwable e) {
       // a JVM that exits while JFR starts may close the recording under the stream: that
@@ -341,6 +349,8 @@ final class JfrEvents {
   private void threadStart(RecordedEvent e) {
     RecordedThread th = e.getThread("thread");
     if (th == null) th = e.getThread();
+    // started before JFR's first flush: the start hook wrote its create and start
+    if (th != null && EarlyThreads.startedByHook(th.getJavaThreadId())) return;
     int u = unit(th, false);
     if (u == 0 || u == Agent.mainUnit) return; // main's start is written at premain
     int p = has(e, "parentThread") ? unit(e.getThread("parentThread"), false) : 0;
@@ -356,6 +366,8 @@ final class JfrEvents {
   private void threadEnd(RecordedEvent e) {
     RecordedThread th = e.getThread("thread");
     if (th == null) th = e.getThread();
+    // ended before JFR's first flush: the exit hook wrote its end
+    if (th != null && EarlyThreads.endedByHook(th.getJavaThreadId())) return;
     int u = unit(th, false);
     if (u != 0) rec.emitFor(Kinds.UNIT_END, u, t0(e), 0, Kinds.OK, 0);
   }

@@ -169,6 +169,29 @@ public final class Recorder {
     }
   }
 
+  /**
+   * A ring any thread may write to under its lock, for rare events about a unit from a
+   * thread that should not make a ring of its own for them (an early thread's end: {@link
+   * EarlyThreads}). Owned by the flusher thread, so it lives as long as the recording;
+   * created on first use. Guarded by itself once made (sharedLock before).
+   */
+  private Ring shared;
+
+  private final Object sharedLock = new Object();
+
+  /** Records an event about unit u on the shared ring (see {@link #shared}); any thread. */
+  void emitShared(int kind, int u, long t, int res, long arg, int loc) {
+    synchronized (sharedLock) {
+      Ring s = shared;
+      if (s == null) {
+        Thread f = flusher;
+        s = shared = new Ring(1024, 0, f != null ? f : Thread.currentThread(), true);
+        rings.add(s);
+      }
+      emit(s, kind, u, t, res, arg, loc);
+    }
+  }
+
   void wake() {
     Thread f = flusher;
     if (f != null) LockSupport.unpark(f);
