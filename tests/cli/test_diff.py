@@ -92,6 +92,18 @@ def test_an_unreadable_side_is_one_line_and_exit_2(
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert str(bad) in r.stderr
+    assert r.stdout == ""  # nothing on that side: no diff calling everything vanished
+
+
+def test_a_mistyped_or_empty_side_prints_no_diff(tmp_path: Path, flips: tuple[Path, Path]) -> None:
+    """A path that does not exist, or a folder with no trace in it: one line naming it,
+    exit 2, and no diff (it would say every operation and hop vanished)."""
+    (tmp_path / "empty").mkdir()
+    for other in (tmp_path / "nope", tmp_path / "empty"):
+        r = wisp("diff", str(flips[0]), str(other))
+        assert r.returncode == 2, r.stderr
+        assert r.stdout == "" and "vanished" not in r.stderr
+        assert str(other) in r.stderr and "Traceback" not in r.stderr
 
 
 PARENT = """

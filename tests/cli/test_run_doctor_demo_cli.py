@@ -9,13 +9,16 @@ import sys
 from pathlib import Path
 
 
-def wisp(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def wisp(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "willowisp", *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         check=False,
     )
 
@@ -83,6 +86,52 @@ def test_run_takes_defaults_from_willowisp_toml(tmp_path):
     (tmp_path / "willowisp.toml").write_text("[run]\nmode = 3\n")
     r = wisp("run", "--", "true", cwd=tmp_path)
     assert r.returncode == 2 and "willowisp.toml" in r.stderr and "Traceback" not in r.stderr
+
+
+SHOW_SETTINGS = (
+    "import os; print(os.environ['WILLOWISP_MODE'], os.environ['WILLOWISP_TRACE_RATIO'], "
+    "os.environ['WILLOWISP_OUT'], sep='|')"
+)
+
+
+def test_run_takes_settings_from_willowisp_variables(tmp_path):
+    """WILLOWISP_OUT, WILLOWISP_MODE and WILLOWISP_TRACE_RATIO set for `willowisp run` are
+    what the program's agents get (the contract's variables), and the run goes where
+    WILLOWISP_OUT says; an option on the command line wins over its variable."""
+    out = tmp_path / "from-env"
+    env = {"WILLOWISP_OUT": str(out), "WILLOWISP_MODE": "hops", "WILLOWISP_TRACE_RATIO": "0.25"}
+    r = wisp("run", "--", sys.executable, "-c", SHOW_SETTINGS, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().split("|") == ["hops", "0.25", str(out)]
+    assert list(out.glob("*.wtrace")) and not (tmp_path / "wisp-traces").exists()
+    r = wisp(
+        "run", "--mode", "full", "--trace-ratio", "1", "--out", str(tmp_path / "opt"),
+        "--", sys.executable, "-c", SHOW_SETTINGS, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert r.stdout.strip().split("|") == ["full", "1.0", str(tmp_path / "opt")]
+
+
+def test_run_refuses_bad_willowisp_variables(tmp_path):
+    """A WILLOWISP_MODE or WILLOWISP_TRACE_RATIO that means nothing: one line naming the
+    variable, exit 2, nothing run and no folder left."""
+    for env in ({"WILLOWISP_MODE": "bogus"}, {"WILLOWISP_TRACE_RATIO": "lots"}):
+        r = wisp("run", "--", sys.executable, "-c", "print('ran')", cwd=tmp_path, env=env)
+        assert r.returncode == 2, env
+        [line] = r.stderr.splitlines()
+        assert next(iter(env)) in line and "Traceback" not in r.stderr
+        assert "ran" not in r.stdout and not (tmp_path / "wisp-traces").exists()
+
+
+def test_run_with_agents_disabled_says_so_and_leaves_no_folder(tmp_path):
+    """WILLOWISP_DISABLED=1: the command runs as it is, run says nothing is recorded and
+    leaves no empty run folder (nor a 'next: willowisp analyze' pointing at nothing)."""
+    r = wisp(
+        "run", "--", sys.executable, "-c", "import sys; print('ran'); sys.exit(3)",
+        cwd=tmp_path, env={"WILLOWISP_DISABLED": "1"},
+    )  # fmt: skip
+    assert r.returncode == 3 and r.stdout.strip() == "ran"
+    assert "WILLOWISP_DISABLED" in r.stderr and "willowisp analyze" not in r.stderr
+    assert not (tmp_path / "wisp-traces").exists()
 
 
 def test_doctor_reports_this_machine():

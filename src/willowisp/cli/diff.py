@@ -2,7 +2,8 @@
 
 Thin: load and analyze each side, compute ``willowisp.analysis.diff``, print it. Exit status
 0 when both sides were read; 2 for bad usage or an unreadable input (named on stderr; the
-diff of what could be read is still printed).
+diff of what could be read is still printed, unless a side has nothing readable at all: a
+mistyped path would make every operation of the other side look vanished or new).
 """
 
 from __future__ import annotations
@@ -48,12 +49,23 @@ def run(args: argparse.Namespace) -> int:
 
     sides = []
     bad = 0
+    empty = False
     for path in (args.a, args.b):
         trace = load([path])
         for u in trace.unreadable:
             print(f"willowisp diff: {u.path}: {u.message}", file=sys.stderr)
             bad += 1
+        if not trace.processes:
+            # a side with nothing in it (a mistyped path): a diff would call everything
+            # of the other side vanished or new
+            if not trace.unreadable:
+                print(f"willowisp diff: {path}: no trace files in it", file=sys.stderr)
+            empty = True
+            continue
         sides.append(analyze(trace))
+    if empty:
+        print("willowisp diff: nothing to compare against: no diff printed", file=sys.stderr)
+        return 2
     doc = diff(sides[0], sides[1])
     if args.format == "json":
         sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")

@@ -40,21 +40,24 @@ def register(sub: Any) -> None:
         epilog="example: willowisp run --out ./traces -- python app.py --port 8080",
     )
     p.add_argument(
-        "--out", metavar="DIR", help="run folder (default ./wisp-traces/<UTC timestamp>/)"
+        "--out",
+        metavar="DIR",
+        help="run folder (default: WILLOWISP_OUT, else ./wisp-traces/<UTC timestamp>/)",
     )
     p.add_argument(
         "--mode",
         choices=MODES,
         default=None,
-        help="full (default): every concurrency event (debugging); hops: only hops, sampled "
-        "traces and declared boundaries (always-on use)",
+        help="full (default, or WILLOWISP_MODE): every concurrency event (debugging); hops: "
+        "only hops, sampled traces and declared boundaries (always-on use)",
     )
     p.add_argument(
         "--trace-ratio",
         type=float,
         default=None,
         metavar="R",
-        help="fraction of logical operations sampled at their root (0..1, default 1)",
+        help="fraction of logical operations sampled at their root (0..1; default: "
+        "WILLOWISP_TRACE_RATIO, else 1)",
     )
     p.add_argument(
         "--boundary",
@@ -82,7 +85,7 @@ def register(sub: Any) -> None:
         "--config",
         metavar="FILE",
         help="project configuration (default: ./willowisp.toml if present); options given "
-        "here win over it, boundaries from both apply",
+        "here and WILLOWISP_* variables win over it, boundaries from both apply",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     p.set_defaults(func=run)
@@ -122,14 +125,28 @@ def run(args: argparse.Namespace) -> int:
             "nothing to run: give the command after --, e.g. willowisp run -- python app.py"
         )
     project = load_project_config(args.config)
+    # each setting: the option, else its WILLOWISP_* variable, else the project's file,
+    # else the default
     ratio = args.trace_ratio
+    if ratio is None:
+        ratio = env_ratio() if os.environ.get("WILLOWISP_TRACE_RATIO") else None
     if ratio is None:
         ratio = float(project.run_option("trace_ratio", 1.0))
     if not 0.0 <= ratio <= 1.0:
         raise UsageError(f"--trace-ratio {ratio} is not between 0 and 1")
-    mode = args.mode or project.run_option("mode", "full")
+    mode = args.mode or env_mode() or project.run_option("mode", "full")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = os.path.abspath(args.out or os.path.join(project.run_option("out", "wisp-traces"), stamp))
+    out = os.path.abspath(
+        args.out
+        or os.environ.get("WILLOWISP_OUT")
+        or os.path.join(project.run_option("out", "wisp-traces"), stamp)
+    )
+    if agents_disabled():
+        print(
+            "willowisp: WILLOWISP_DISABLED is set: the agents record nothing; running the"
+            " command as it is",
+            file=sys.stderr,
+        )
     given = tuple(parse_boundary(spec) for spec in args.boundary)
     specs = [b.spec for b in merge_boundaries(given, project.boundaries)]
     redaction = parse_redaction([*project.redact, *args.redact])
@@ -138,7 +155,17 @@ def run(args: argparse.Namespace) -> int:
     if redaction.items():
         env["WILLOWISP_REDACT"] = ",".join(redaction.items())
     os.makedirs(out, exist_ok=True)  # after every check: a refused run leaves no folder
-    print(f"willowisp: recording into {out}", file=sys.stderr)
+    collector = env.get("WILLOWISP_COLLECTOR", "").strip()
+    if agents_disabled():
+        pass
+    elif collector:
+        print(
+            f"willowisp: streaming to the collector at {collector} (what it cannot take goes"
+            f" into {out})",
+            file=sys.stderr,
+        )
+    else:
+        print(f"willowisp: recording into {out}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd, env=env)
     except (FileNotFoundError, PermissionError) as exc:
@@ -152,8 +179,39 @@ def run(args: argparse.Namespace) -> int:
     code = wait_passing_signals(proc)
     remove_stale_reserves(out)
     warn_if_full(out)
-    say_where(out, env.get("WILLOWISP_COLLECTOR", ""))
+    if agents_disabled():
+        with contextlib.suppress(OSError):  # nothing was recorded: no empty folder left
+            os.rmdir(out)
+            if not args.out and not os.environ.get("WILLOWISP_OUT"):
+                os.rmdir(os.path.dirname(out))  # the default parent, when it is empty
+    else:
+        say_where(out, collector)
     return code if code >= 0 else 128 - code
+
+
+def agents_disabled() -> bool:
+    """WILLOWISP_DISABLED=1 (anything but empty or 0): every agent stays off."""
+    return os.environ.get("WILLOWISP_DISABLED", "") not in ("", "0")
+
+
+def env_ratio() -> float:
+    raw = os.environ.get("WILLOWISP_TRACE_RATIO", "")
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise UsageError(f"WILLOWISP_TRACE_RATIO={raw!r} is not a number between 0 and 1")
+    return ratio
+
+
+def env_mode() -> str | None:
+    raw = os.environ.get("WILLOWISP_MODE", "")
+    if not raw:
+        return None
+    if raw not in ("full", "hops"):
+        raise UsageError(f"WILLOWISP_MODE={raw!r} is not full or hops")
+    return raw
 
 
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
