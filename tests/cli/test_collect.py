@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -433,18 +434,48 @@ def test_token_is_checked(tmp_path: Path):
     [
         (["--otlp-http", "http"], "is not a port number"),
         (["--native", "0", "--host", "0.0.0.0"], "is not loopback: give --token"),
-        ([], "nothing to receive"),
         (["--native", "http"], "is not a port number"),
     ],
 )
 def test_collect_refuses_bad_usage(tmp_path: Path, args: list[str], message: str):
-    """A public address without a token, nothing to receive, a port that is not one: exit
-    2 with one line."""
+    """A public address without a token, a port that is not one: exit 2 with one line."""
     env = {k: v for k, v in os.environ.items() if k != "WILLOWISP_TOKEN"}
     r = wisp("collect", "--out", str(tmp_path / "c"), *args, env=env)
     assert r.returncode == 2
     [line] = r.stderr.splitlines()
     assert line.startswith("willowisp collect: ") and message in line
+
+
+def test_collect_without_receiver_flags_starts_all_three(tmp_path: Path):
+    """No --native/--otlp-http/--otlp-grpc: all three receivers, OTLP on OpenTelemetry's
+    default ports 4318 and 4317 (what an SDK exports to by default), the native stream on a
+    free port. Run in a network namespace of its own (unshare, as root), so the fixed
+    ports are free whatever else runs on this machine."""
+    out = tmp_path / "c"
+    script = (
+        f"ip link set lo up && exec {shlex.quote(sys.executable)} -m willowisp collect"
+        f" --out {shlex.quote(str(out))}"
+    )
+    proc = subprocess.Popen(
+        ["unshare", "-n", "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(4)]
+        text = "\n".join(lines)
+        assert re.search(r"native stream on 127\.0\.0\.1:\d+, writing into", text), text
+        assert "WILLOWISP_COLLECTOR=127.0.0.1:" in text
+        assert "OTLP/HTTP on http://127.0.0.1:4318/v1/traces" in text
+        assert "OTLP/gRPC on 127.0.0.1:4317" in text
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_collect_help():

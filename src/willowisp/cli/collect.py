@@ -49,7 +49,9 @@ def register(sub: Any) -> None:
         "send as WILLOWISP_TOKEN and OTLP exporters as the header 'Authorization: Bearer "
         "T'. Stops cleanly on SIGTERM or Ctrl-C: everything acknowledged is in DIR. A port "
         "of 0 picks a free one and prints it.",
-        epilog="examples: willowisp collect --native 4319 --out ./traces   then run programs "
+        epilog="Without --native, --otlp-http or --otlp-grpc all three are started: OTLP on "
+        f"{OTLP_HTTP_PORT} and {OTLP_GRPC_PORT}, the native stream on a free port.  "
+        "examples: willowisp collect --native 4319 --out ./traces   then run programs "
         "with WILLOWISP_COLLECTOR=127.0.0.1:4319;  willowisp collect --otlp-http --otlp-grpc "
         "--out ./traces   then export with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318",
     )
@@ -124,10 +126,11 @@ def _native(args: argparse.Namespace, out: str, token: str) -> tuple[NativeRecei
 
 def run(args: argparse.Namespace) -> int:
     if args.native is None and args.otlp_http is None and args.otlp_grpc is None:
-        raise UsageError(
-            "nothing to receive: give --native PORT (or --native unix:PATH), --otlp-http "
-            "[PORT] and/or --otlp-grpc [PORT]"
-        )
+        # no receiver named: all three, OTLP on OpenTelemetry's default ports (what an SDK
+        # exports to unless told otherwise), the native stream on a free port it prints
+        args.native = "0"
+        args.otlp_http = OTLP_HTTP_PORT
+        args.otlp_grpc = OTLP_GRPC_PORT
     token = _token(args)
     out = os.path.abspath(args.out)
     # Everything is validated (ports, grpcio present) before anything binds.
