@@ -118,3 +118,44 @@ def test_offsets_adjusted_column_and_drift(tmp_path: Path) -> None:
     assert clocks.adjusted[recv] == ev.raw[recv] - 5_000_000
     assert clocks.domains[0].drift_ns_per_s == 100
     assert clocks.evidence[(0, 1)] == (send, recv, int(ev.raw[recv] - ev.raw[send]))
+
+
+def test_consistent_imported_spans_get_no_invented_skew(tmp_path: Path) -> None:
+    """A client span (0-50 ms) and its server span (10-40 ms) from OTLP JSON, clocks in
+    agreement: the request edge bounds the server's offset from one side only (its span's
+    end is not its reply), and the offset stays 0 rather than the bound (-10 ms, the
+    transit), so the hop's transit reads 10 ms, not 0."""
+    import json
+    import subprocess
+    import sys
+
+    t0 = 1_700_000_000_000_000_000
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+
+    def side(service: str, span_id: str, parent: str, kind: int, start: int, end: int) -> dict:
+        span = {
+            "traceId": trace_id, "spanId": span_id, "name": "GET /x", "kind": kind,
+            "startTimeUnixNano": str(t0 + start), "endTimeUnixNano": str(t0 + end),
+        }  # fmt: skip
+        if parent:
+            span["parentSpanId"] = parent
+        attrs = [{"key": "service.name", "value": {"stringValue": service}}]
+        return {"resource": {"attributes": attrs}, "scopeSpans": [{"spans": [span]}]}
+
+    doc = {
+        "resourceSpans": [
+            side("front", "b7ad6b7169203331", "", 3, 0, 50_000_000),
+            side("back", "c7ad6b7169203332", "b7ad6b7169203331", 2, 10_000_000, 40_000_000),
+        ]
+    }
+    path = tmp_path / "pair.json"
+    path.write_text(json.dumps(doc))
+    r = subprocess.run(
+        [sys.executable, "-m", "willowisp", "analyze", str(path), "--format", "json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    clocks = json.loads(r.stdout)["clocks"]
+    [back] = [c for c in clocks if not c.get("reference")]
+    assert back["offset_min_ns"] == -10_000_000 and back["offset_max_ns"] is None
+    assert back["offset_ns"] == 0, clocks

@@ -29,6 +29,18 @@ def test_one_way_edges_bound_one_side() -> None:
     assert sol.intervals[2].midpoint == 0
 
 
+def test_the_offset_used_is_the_allowed_value_nearest_zero_when_one_side_is_open() -> None:
+    """A one-way edge bounds the offset, it does not measure it: the clock as it reads (0)
+    is kept when the bound allows it, the bound taken only when 0 lies outside (a clock
+    proven behind or ahead); closed intervals use their midpoint."""
+    assert Interval(-10_000_000, None).estimate == 0  # a 10 ms transit is not a skew
+    assert Interval(2_000_000, None).estimate == 2_000_000  # proven at least 2 ms ahead
+    assert Interval(None, 3_000).estimate == 0
+    assert Interval(None, -3_000).estimate == -3_000
+    assert Interval(None, None).estimate == 0
+    assert Interval(-300_400_000, -299_600_000).estimate == -300_000_000
+
+
 def test_bounds_propagate_through_other_domains() -> None:
     """Domain 2 talks only to domain 1, which talks to the reference: still bounded."""
     cs = [Constraint(0, 1, 10), Constraint(1, 0, 30), Constraint(1, 2, 5), Constraint(2, 1, 5)]

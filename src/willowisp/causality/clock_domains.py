@@ -214,7 +214,7 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
                 reference=d == ref,
                 simulated=any(trace.processes[p].simulated_offset_ns != 0 for p in members),
                 interval=interval,
-                offset_ns=tight.midpoint,
+                offset_ns=tight.estimate,
                 placed=tight,
                 drift_ns_per_s=rate,
                 drift_method=method,

@@ -75,6 +75,20 @@ class Interval:
         return self.hi if self.hi is not None else 0
 
     @property
+    def estimate(self) -> int:
+        """The offset to use: the midpoint when bounded on both sides; on one side only,
+        the allowed value nearest 0 (the clock as it reads, unless the evidence says it
+        cannot be: a one-way edge bounds the offset, it does not measure it, and taking its
+        bound would invent a skew as large as the hop's transit time); 0 when unbounded."""
+        if self.lo is not None and self.hi is not None:
+            return (self.lo + self.hi) // 2
+        if self.lo is not None:
+            return max(self.lo, 0)
+        if self.hi is not None:
+            return min(self.hi, 0)
+        return 0
+
+    @property
     def half_width(self) -> int | None:
         if self.lo is None or self.hi is None:
             return None
