@@ -208,10 +208,17 @@ def view_sql(name: str, select: str) -> str:
     return f"CREATE VIEW {name} AS SELECT {cols} FROM ({select}) AS q"
 
 
+# How DuckDB wraps an exception raised by one of our functions (happens_before, ...)
+_UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: \w+: (.*)$")
+
+
 def first_line(exc: BaseException) -> str:
-    """DuckDB's message without its multi-line context (the caret drawing)."""
+    """DuckDB's message without its multi-line context (the caret drawing); for an error
+    raised by one of the trace functions, only what that function said."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    m = _UDF_ERROR.search(line)
+    return m.group(1) if m else line
 
 
 @dataclass
