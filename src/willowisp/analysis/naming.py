@@ -98,7 +98,8 @@ def command_key(command: str) -> str:
     base name, every standalone number folded to ``N`` — ``/root/.cache/demo/go/inventory
     36305 39343`` is ``inventory N N``. Ports and temporary folders change per run; what
     program was started with what shape of arguments does not."""
-    words = [w.rsplit("/", 1)[-1] or w if "/" in w else w for w in command.split()]
+    # a path cut short when the command line was recorded ends in "/": its last folder
+    words = [w.rstrip("/").rsplit("/", 1)[-1] or w if "/" in w else w for w in command.split()]
     return _NUMBER.sub("N", " ".join(words))
 
 
