@@ -12,13 +12,13 @@
  *                                 (kind u8, unit u32, time u64, res u32, arg i64, loc u32)
  *                                 with location keys mapped through locmap, in one pass.
  *
- * The pure-Python implementation in recorder.py is the reference and the fallback (other
+ * The pure-Python implementation in rows.py and recorder.py is the reference and the fallback (other
  * interpreters, no compiler); tests run both. Row layout: struct "<qqqqqQ" = time, kind,
  * unit, res, arg, key, with key = id(code) << 16 | (f_lasti & 0xFFFF).
  *
  * Code objects named by a key must stay alive until the flusher resolves them: they are
  * kept in a pointer set here (a reference each, never released: bounded by the program's
- * size), the same promise recorder.CODE_IDS makes in Python.
+ * size), the same promise rows.CODE_IDS makes in Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -128,7 +128,7 @@ static inline long long now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Attribute offsets of recorder.ThreadState's slots, found once by set_callbacks. */
+/* Attribute offsets of rows.ThreadState's slots, found once by set_callbacks. */
 static Py_ssize_t off_buf = -1, off_used, off_end, off_unit;
 
 static Py_ssize_t slot_offset(PyObject *cls, const char *name) {

@@ -39,9 +39,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from willowisp.agent import aio_sync, post_import
+from willowisp.agent import aio_sync, post_import, rows
 from willowisp.agent import recorder as _r
-from willowisp.agent.recorder import CODE_IDS, ROW_SIZE, mono, pack_into, state, tl
+from willowisp.agent.recorder import state
+from willowisp.agent.rows import CODE_IDS, ROW_SIZE, mono, pack_into, tl
 from willowisp.model.spec import EndStatus, K, Outcome, Reason
 
 CREATE, START, END = int(K.UNIT_CREATE), int(K.UNIT_START), int(K.UNIT_END)
@@ -143,7 +144,7 @@ def _fault(where: str, exc: BaseException) -> None:
         rec.fault(where, exc)
 
 
-def _write(st: _r.ThreadState, kind: int, unit: int, res: int, arg: int, key: int = 0) -> None:
+def _write(st: rows.ThreadState, kind: int, unit: int, res: int, arg: int, key: int = 0) -> None:
     """Record an event of ``unit`` into the thread's buffer (the inline write of threads.py).
     Past the boundary gate: the step brackets are written outside the task's context, and
     ``_handle_run`` has already skipped the steps of tasks outside every boundary."""
@@ -377,7 +378,7 @@ def _learn_step_type(cb: Any, task: Any) -> None:
     _step_types = _step_types | {kind}
 
 
-def _step_begins(st: _r.ThreadState, task: Any, info: _TaskInfo) -> None:
+def _step_begins(st: rows.ThreadState, task: Any, info: _TaskInfo) -> None:
     """unit.start or unit.run, and the end of a wait the previous step opened."""
     rec = _r.RECORDER
     if rec is None:
@@ -396,7 +397,7 @@ def _step_begins(st: _r.ThreadState, task: Any, info: _TaskInfo) -> None:
     st.unit = info.unit
 
 
-def _step_ends(st: _r.ThreadState, task: Any, info: _TaskInfo) -> None:
+def _step_ends(st: rows.ThreadState, task: Any, info: _TaskInfo) -> None:
     """unit.end, or the wait the step ends in (join or gather) and unit.yield."""
     if task.done():
         if task.cancelled():
@@ -416,7 +417,7 @@ def _step_ends(st: _r.ThreadState, task: Any, info: _TaskInfo) -> None:
     _write(st, YIELD, info.unit, res, 0)
 
 
-def _await_block(st: _r.ThreadState, task: Any, info: _TaskInfo, w: Any) -> int:
+def _await_block(st: rows.ThreadState, task: Any, info: _TaskInfo, w: Any) -> int:
     """The step ended awaiting a known task or a gather: write the block, return its resource."""
     rec = _r.RECORDER
     if rec is None:
@@ -473,7 +474,7 @@ def _await_key(rec: _r.Recorder, task: Any) -> int:
     return key
 
 
-def _end_wait(st: _r.ThreadState, task: Any, info: _TaskInfo) -> None:
+def _end_wait(st: rows.ThreadState, task: Any, info: _TaskInfo) -> None:
     """The task runs again: close the join or gather wait its previous step opened."""
     rid, fut, unit, key = info.wait_res, info.wait_fut, info.wait_unit, info.wait_key
     info.wait_res, info.wait_fut = 0, None
@@ -577,7 +578,7 @@ def _patch() -> None:
     from asyncio import base_events, events, taskgroups, tasks
 
     _orig_run = events.Handle._run
-    _record = None if _r.FAST is None else _r.FAST.record_any
+    _record = None if rows.FAST is None else rows.FAST.record_any
     _gathering_type = tasks._GatheringFuture  # type: ignore[attr-defined]
     _current_task = asyncio.current_task
     _naming_codes = frozenset(

@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from willowisp.agent import recorder as _r
+from willowisp.agent import rows
 from willowisp.model.spec import K, Outcome, Reason
 
 BLOCK, WAKE = int(K.UNIT_BLOCK), int(K.UNIT_WAKE)
@@ -351,7 +352,7 @@ def patch(note_block: Callable[[int], None]) -> None:
     import asyncio
     from asyncio import locks, queues
 
-    _record_user = None if _r.FAST is None else _r.FAST.record_user
+    _record_user = None if rows.FAST is None else rows.FAST.record_user
     _cancelled_error = asyncio.CancelledError
     _note_block = note_block
     for cls in (locks.Lock, locks.Event, locks.Condition, locks.Semaphore, queues.Queue):

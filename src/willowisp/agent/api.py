@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from willowisp.agent import context
+from willowisp.agent import context, standing
 from willowisp.agent import recorder as _r
 from willowisp.agent.config import AgentConfig, default_out, default_service, from_env
 
@@ -131,9 +131,9 @@ def arm() -> None:
     """
     if disabled() or _armed:
         return
-    _r.keep_standing(True)
+    standing.keep_standing(True)
     if _r.RECORDER is None:
-        _r.go_idle()
+        standing.go_idle()
     for name in ARMED_HOOKS:
         module = importlib.import_module(f"willowisp.agent.{name}")
         module.install()
@@ -152,7 +152,7 @@ def disarm() -> None:
         module = _armed.pop()
         if module not in _installed:
             module.uninstall()
-    _r.keep_standing(False)
+    standing.keep_standing(False)
 
 
 def _report_unseen_locks(rec: _r.Recorder) -> None:
@@ -221,7 +221,7 @@ def stop() -> None:
         rec.stop()
     finally:
         _r.RECORDER = None
-        _r.go_idle()
+        standing.go_idle()
         from willowisp.agent import boundaries
 
         boundaries.reset()

@@ -29,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from willowisp.agent import context
+from willowisp.agent import context, rows
 from willowisp.agent import recorder as _r
 from willowisp.errors import UsageError
 from willowisp.model.boundary import Boundary, parse_boundary
@@ -64,7 +64,7 @@ class Instance:
     """One boundary instance in flight (the value of ``context.boundary``)."""
 
     declared: Declared
-    st: _r.ThreadState
+    st: rows.ThreadState
     rows_at_entry: int
     message: bool = False  # opened by a received message: lasts until the next one
 
@@ -110,8 +110,8 @@ def gate(on: bool) -> None:
     global _gate_on
     _gate_on = on
     _r.GATE = context.boundary if on else None
-    if _r.FAST is not None:
-        _r.FAST.set_gate(context.boundary if on else None)
+    if rows.FAST is not None:
+        rows.FAST.set_gate(context.boundary if on else None)
 
 
 def _add(b: Boundary, source: str) -> Declared:
@@ -319,8 +319,8 @@ def outgoing_member() -> str:
     return "b-" + inst.declared.boundary.id if isinstance(inst, Instance) else ""
 
 
-def rows_of(st: _r.ThreadState) -> int:
-    return st.rows_before + st.used // _r.ROW_SIZE
+def rows_of(st: rows.ThreadState) -> int:
+    return st.rows_before + st.used // rows.ROW_SIZE
 
 
 def _ensure_concurrency_hooks() -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from willowisp.agent import data_access as d
 from willowisp.agent import recorder as _r
+from willowisp.agent import rows
 
 _SKIP_PREFIXES = ("/dev/", "/proc/", "/sys/")
 # Willowisp itself (the segment writer opens files from willowisp/wtrace, not the agent).
@@ -101,7 +102,7 @@ def _record(rec: _r.Recorder, file: Any, mode: str) -> None:
         return
     writes = any(c in mode for c in "wax+")
     code = frame.f_code
-    _r.CODE_IDS[id(code)] = code
+    rows.CODE_IDS[id(code)] = code
     key = (id(code) << 16) | (frame.f_lasti & 0xFFFF)
     rid = d.resource(rec, d.cut(f"file:{path}"), store="file", statement=f"open {mode}", key=key)
     d.access(rec, rid, d.WRITE if writes else d.READ, key)

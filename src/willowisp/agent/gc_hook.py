@@ -9,6 +9,7 @@ import gc
 from typing import Any
 
 from willowisp.agent import recorder as _r
+from willowisp.agent import rows
 from willowisp.model.spec import K
 
 _installed: list[Any] = []
@@ -19,7 +20,7 @@ def _callback(phase: str, info: dict[str, Any]) -> None:
     if rec is None or _thread.get_ident() == rec._flusher_ident:
         return
     try:
-        st = _r.tl.st  # only threads already known: a collection never makes a unit
+        st = rows.tl.st  # only threads already known: a collection never makes a unit
     except AttributeError:
         return
     try:

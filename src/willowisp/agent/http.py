@@ -32,7 +32,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from willowisp.agent import boundaries, context, data_access, post_import, redact
+from willowisp.agent import boundaries, context, data_access, post_import, redact, rows
 from willowisp.agent import recorder as _r
 from willowisp.model.redaction import BODY_MAX, DEFAULT_HEADERS
 from willowisp.model.spec import K, Reason
@@ -204,7 +204,7 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
         key = 0
         code = getattr(handler, "__code__", None)
         if code is not None:
-            _r.CODE_IDS[id(code)] = code
+            rows.CODE_IDS[id(code)] = code
             key = id(code) << 16
         rid = rec.new_resource(
             "rpc",

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from willowisp.agent import boundaries, context, data_access
+from willowisp.agent import boundaries, context, data_access, rows
 from willowisp.agent import recorder as _r
 from willowisp.agent.http import _target, entry_headers_json
 from willowisp.model.spec import K
@@ -112,7 +112,7 @@ def program_key(rec: _r.Recorder, libraries: frozenset[str]) -> int:
             return 0  # the start of a task step: below it is the loop, not this task's caller
         top = name.partition(".")[0] if type(name) is str else ""
         if not rec.is_internal(code.co_filename) and top not in libraries:
-            _r.CODE_IDS[id(code)] = code
+            rows.CODE_IDS[id(code)] = code
             return (id(code) << 16) | (f.f_lasti & 0xFFFF)
         f = f.f_back  # type: ignore[assignment]
     return 0

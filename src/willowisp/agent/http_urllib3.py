@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from willowisp.agent import http_propagation as hp
 from willowisp.agent import recorder as _r
+from willowisp.agent import rows
 from willowisp.model.spec import K, Reason
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _caller(rec: _r.Recorder) -> tuple[int, str]:
             library = "requests"
         elif top != "urllib3" and not rec.is_internal(f.f_code.co_filename):
             code = f.f_code
-            _r.CODE_IDS[id(code)] = code
+            rows.CODE_IDS[id(code)] = code
             return (id(code) << 16) | (f.f_lasti & 0xFFFF), library
         f = f.f_back  # type: ignore[assignment]
     return 0, library

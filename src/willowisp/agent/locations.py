@@ -3,7 +3,7 @@ names of resources taken from the line that created them.
 
 A key is ``id(code) << 16 | f_lasti``: the hot path records it without touching line
 tables; the flusher turns each new key into a ``location`` record once. The code objects
-behind the ids are kept alive in ``recorder.CODE_IDS`` so an id always names its own code.
+behind the ids are kept alive in ``rows.CODE_IDS`` so an id always names its own code.
 Trade-off: ``f_lasti`` is cut to 16 bits, so in a function of more than 64 KiB of bytecode
 a line can be wrong.
 """

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
-from willowisp.agent import boundaries, context, post_import
+from willowisp.agent import boundaries, context, post_import, rows
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
@@ -136,7 +136,7 @@ def program_key(library_dir: str | tuple[str, ...]) -> int:
     if f is None:
         return 0
     c = f.f_code
-    _r.CODE_IDS[id(c)] = c
+    rows.CODE_IDS[id(c)] = c
     return (id(c) << 16) | (f.f_lasti & 0xFFFF)
 
 

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from willowisp.agent import boundaries, context, msg_amqp, task_waits
+from willowisp.agent import boundaries, context, msg_amqp, rows, task_waits
 from willowisp.agent import messaging as m
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import Outcome, Reason
@@ -136,7 +136,7 @@ def _definition_key(callback: Any) -> int:
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     if code is None:
         return 0
-    _r.CODE_IDS[id(code)] = code
+    rows.CODE_IDS[id(code)] = code
     return id(code) << 16
 
 

@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 from willowisp.agent import recorder as _r
+from willowisp.agent import rows, standing
 from willowisp.model.spec import K, Outcome, Reason
 
 _orig: dict[str, Any] = {}
@@ -29,8 +30,8 @@ def _emit_user(kind: int, res: int, arg: int) -> None:
     rec = _r.RECORDER
     if rec is not None:
         try:
-            if _r.FAST is not None:  # straight to C: one Python call less per event
-                _r.FAST.record_user(kind, res, arg)
+            if rows.FAST is not None:  # straight to C: one Python call less per event
+                rows.FAST.record_user(kind, res, arg)
             else:
                 rec.emit_user(kind, res, arg)
         except Exception as exc:
@@ -39,9 +40,9 @@ def _emit_user(kind: int, res: int, arg: int) -> None:
 
 def _queue_init(self: Any, maxsize: int = 0) -> None:
     _orig["Queue.__init__"](self, maxsize)
-    if _r.recording_primitives() and not _r.created_by_internal_code(1):
+    if standing.recording_primitives() and not standing.created_by_internal_code(1):
         try:
-            rid = self._wisp_rid = _r.new_primitive(self, "queue", 1)
+            rid = self._wisp_rid = standing.new_primitive(self, "queue", 1)
             # FIFO and LIFO queues keep tokens in a parallel deque (same order as the
             # items); a PriorityQueue maps id(item) -> tokens.
             self._wisp_tokens = {} if isinstance(self, queue.PriorityQueue) else deque()
@@ -107,8 +108,8 @@ def _make_put(cls_name: str, keyed: bool) -> Any:
                         self._wisp_tokens.setdefault(id(item), deque()).append(token)
                     else:
                         self._wisp_tokens.append(token)
-                    if _r.FAST is not None:
-                        _r.FAST.record_user(PUT, rid, token)
+                    if rows.FAST is not None:
+                        rows.FAST.record_user(PUT, rid, token)
                     else:
                         rec.emit_user(PUT, rid, token)
                 except Exception as exc:
@@ -137,8 +138,8 @@ def _make_get(cls_name: str, lifo: bool, keyed: bool) -> Any:
                                 del self._wisp_tokens[id(item)]
                     elif tokens:
                         token = tokens.pop() if lifo else tokens.popleft()
-                    if _r.FAST is not None:
-                        _r.FAST.record_user(GET, rid, token)
+                    if rows.FAST is not None:
+                        rows.FAST.record_user(GET, rid, token)
                     else:
                         rec.emit_user(GET, rid, token)
                 except Exception as exc:
@@ -158,12 +159,12 @@ class SimpleQueue(_queue.SimpleQueue):  # type: ignore[type-arg]
     _wisp_rid = 0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        recording = _r.recording_primitives()
-        if cls is SimpleQueue and (not recording or _r.created_by_internal_code(1)):
+        recording = standing.recording_primitives()
+        if cls is SimpleQueue and (not recording or standing.created_by_internal_code(1)):
             return _orig["SimpleQueue"]()
         self = super().__new__(cls)
         if recording:
-            self._wisp_rid = _r.new_primitive(self, "queue", 1)
+            self._wisp_rid = standing.new_primitive(self, "queue", 1)
         return self
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:

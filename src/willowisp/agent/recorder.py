@@ -1,12 +1,9 @@
-"""The Python agent's recorder: per-thread preallocated buffers and a background flusher.
+"""The Python agent's recorder: one per process, its buffers' owner and its flusher.
 
-Hot path (every hook, in the program's own threads): one fixed 48-byte row -- time, kind,
-unit, res, arg and a location key -- written into the calling thread's preallocated
-``bytearray``. No object the garbage collector tracks is created per event (keeping a
-tuple per event alive costs ~300 ns of GC work, more than the write itself); the location
-key is ``id(code) << 16 | f_lasti``, resolved to file/line only when flushed. The write is
-done by the optional C fast path (``willowisp/_native.c``) when it is built, else by the same code
-in Python (``Recorder.emit``, ``threads._py_write``), which stays the reference.
+Hot path (every hook, in the program's own threads): one fixed row per event, written into
+the calling thread's preallocated buffer; the row layout, the thread states and the choice
+of the C fast path are in ``rows.py``. ``Recorder.emit`` and its siblings here are the
+Python reference for that write, and the slow path behind it (``overflow``).
 
 Background (one thread, every ``flush_interval_s``, 50 ms by default): takes what each
 thread wrote since the last flush, splits rows into the file's columns (C, or array
@@ -14,11 +11,17 @@ slicing), resolves new locations, adds the definitions made since (units, resour
 drops, faults, clock anchors and stats, and appends one chunk to the process's segment
 file with a single ``write(2)``.
 
-Bounds: each thread owns one buffer of ``ROWS_PER_BUFFER`` rows; a full buffer is handed
+Bounds: each thread owns one buffer of ``rows.ROWS_PER_BUFFER`` rows; a full buffer is handed
 to the flusher and replaced from a pool capped at ``AgentConfig.max_buffer_bytes`` in all.
 When the cap is reached, events are dropped and counted per unit, never silently.
 Everything runs under the GIL: a row is complete once it is written, and
 ``ThreadState.used`` only grows between swaps, which happen under ``_swap_lock``.
+
+``RECORDER`` (the running recorder) and ``GATE`` are the module globals every hook reads on
+its hot path as ``_r.RECORDER`` (``from willowisp.agent import recorder as _r``): they are
+rebound while the program runs (start and stop; ``boundaries.configure`` sets ``GATE``), so
+they are read through the module, never imported by name.
+Primitives kept between recordings (api.arm()) are ``standing.py``'s.
 """
 
 from __future__ import annotations
@@ -27,14 +30,11 @@ import _thread
 import contextlib
 import itertools
 import os
-import struct
-import sys
 import threading
 import time
-import weakref
 from array import array
 from collections import deque
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 from willowisp.agent import own_threads
@@ -42,16 +42,30 @@ from willowisp.agent.config import AgentConfig
 from willowisp.agent.identity import process_attrs
 from willowisp.agent.locations import Locations, is_internal_file
 from willowisp.agent.output import Output
+from willowisp.agent.rows import (
+    ALL_STATES,
+    BUFFER_BYTES,
+    CODE_IDS,
+    FAST,
+    FIELDS,
+    RES_IDS,
+    ROW_SIZE,
+    TOKENS,
+    ThreadState,
+    _getframe,
+    location_key,
+    mono,
+    pack_into,
+    register_code,
+    set_state,
+    tl,
+    wall,
+)
 from willowisp.model.ids import new_process_id
 from willowisp.model.spec import K
 from willowisp.wtrace.framing import Compressors
 from willowisp.wtrace.payload import AttrValue, EventBatch, PackedEvents, Record
 
-ROW = struct.Struct("<qqqqqQ")  # time, kind, unit, res, arg, location key
-ROW_SIZE = ROW.size
-FIELDS = 6
-ROWS_PER_BUFFER = 2048
-BUFFER_BYTES = ROWS_PER_BUFFER * ROW_SIZE
 ANCHOR_INTERVAL_NS = 1_000_000_000
 FLUSH_SAMPLE = 256  # flushes with fewer events do not count towards the per-event cost
 MAX_CARRIED = 100_000  # definition records kept while the disk refuses chunks
@@ -59,67 +73,12 @@ MAX_CARRIED = 100_000  # definition records kept while the disk refuses chunks
 # Record type codes (spec.RECORD_TYPES).
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
 
-mono = time.monotonic_ns
-wall = time.time_ns
-_getframe = sys._getframe
-pack_into = ROW.pack_into
-
-
-class ThreadState:
-    """What one thread writes into. Owned by its thread; the flusher reads under a lock.
-
-    Invariant: rows [flushed, used) of ``buf`` are complete and not yet flushed.
-    ``unit`` is the unit events are attributed to (the thread, or the asyncio task whose
-    step is running on it).
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "alive",
-        "buf",
-        "dropped",
-        "end",
-        "flushed",
-        "full",
-        "ident",
-        "rows_before",
-        "thread_unit",
-        "unit",
-        "used",
-    )
-
-    def __init__(self, unit: int, buf: bytearray | None) -> None:
-        self.unit = unit
-        self.thread_unit = unit
-        self.buf = buf if buf is not None else bytearray(0)
-        self.used = 0  # byte offset of the next row
-        self.end = len(self.buf)
-        self.flushed = 0
-        self.full: list[tuple[bytearray, int, int]] = []  # (buffer, from, to) awaiting flush
-        self.dropped = 0
-        self.rows_before = 0  # rows written into earlier buffers (boundary cost counts)
-        self.alive = True
-        self.ident = _thread.get_ident()
-
-
-class _Local(threading.local):
-    st: ThreadState
-
-
+# The running recorder; None between recordings. Set by Recorder.start (also a forked
+# child's new one), cleared by api.stop, and by procs when a forked child's cannot start.
 RECORDER: Recorder | None = None
 # The boundary gate (agent/boundaries.py): in hops mode with boundaries, the ContextVar that
 # must be set for a concurrency event to be written; None records everything.
 GATE: Any = None
-# Every thread state ever made, so a recorder started after stop() takes over the threads
-# that outlived the previous one (their states live on in thread-local storage).
-_ALL_STATES: weakref.WeakSet[ThreadState] = weakref.WeakSet()
-# Code objects whose ids appear in location keys, kept alive so the ids stay theirs. Keyed
-# by id: hashing a code object hashes its constants, which costs more than the event.
-CODE_IDS: dict[int, CodeType] = {}
-# One for the life of the process. A plain threading.local (a subclass with __init__ costs
-# twice as much per access): a thread's ``st`` is set when it starts through our Thread
-# hook, or on its first event by ``state()``; hot paths catch the AttributeError inline.
-tl = _Local()
 
 
 def state() -> ThreadState:
@@ -139,133 +98,9 @@ def _adopt() -> ThreadState:
     return st
 
 
-def set_state(st: ThreadState) -> None:
-    """Make ``st`` the calling thread's state, for both the Python and the C hot path."""
-    tl.st = st
-    if FAST is not None:
-        FAST.set_state(st)
-
-
 def gated_out(kind: int) -> bool:
     """The Python twin of the C gate: skip a concurrency event outside every boundary."""
     return GATE is not None and (kind < 20 or 30 <= kind < 40) and GATE.get() is None
-
-
-def _register_code(code: CodeType) -> None:
-    CODE_IDS[id(code)] = code
-
-
-# Resource numbers are unique for the life of the process, not per recorder: a primitive
-# made before or under one recording keeps its number in the next (see STANDING).
-_RES_IDS = itertools.count(1)
-_TOKENS = itertools.count(1)  # queue tokens, likewise
-# Primitives (locks, conditions, queues) defined in every recording while they live, when
-# the hooks stay installed across recordings (api.arm(): the pytest plugin, from before the
-# test modules are imported to the end of the session). rid -> (attributes, creation
-# location key, weak reference whose callback forgets the entry). None: not kept (one
-# recording per process, the `willowisp run` case).
-# Invariant: while not None, holds every primitive made since arm() that is still alive.
-STANDING: dict[int, tuple[dict[str, AttrValue], int, weakref.ref[Any]]] | None = None
-_internal_files: dict[str, bool] = {}
-
-
-def recording_primitives() -> bool:
-    """Should a primitive the program creates now be a resource (recorded, or kept)?"""
-    return RECORDER is not None or STANDING is not None
-
-
-def new_primitive(obj: Any, kind: str, depth: int, name_suffix: str = "") -> int:
-    """The resource number of primitive ``obj`` created ``depth`` frames above the caller:
-    defined in the running recording, and kept in STANDING (while ``obj`` lives) for the
-    recordings still to come. 0 when neither records."""
-    rec = RECORDER
-    if rec is None and STANDING is None:
-        return 0
-    extra: dict[str, AttrValue] = {"name_suffix": name_suffix} if name_suffix else {}
-    if rec is None:
-        rid = next(_RES_IDS)
-    elif name_suffix:
-        rid = rec.new_resource(kind, depth + 1, name_suffix=name_suffix)
-    else:
-        rid = rec.new_resource(kind, depth + 1)
-    if STANDING is not None:
-        attrs: dict[str, AttrValue] = {"kind": kind, **extra}
-        STANDING[rid] = (attrs, location_key(depth + 1), weakref.ref(obj, _forgetter(rid)))
-    return rid
-
-
-def _forgetter(rid: int) -> Any:
-    def forget(_: object) -> None:
-        standing = STANDING
-        if standing is not None:
-            standing.pop(rid, None)
-
-    return forget
-
-
-def location_key(depth: int) -> int:
-    """The location key of the frame ``depth`` levels above the caller (0 if none)."""
-    try:
-        f = _getframe(depth + 1)
-    except ValueError:
-        return 0
-    c = f.f_code
-    CODE_IDS[id(c)] = c
-    return (id(c) << 16) | (f.f_lasti & 0xFFFF)
-
-
-def created_by_internal_code(depth: int) -> bool:
-    """Was the caller ``depth`` frames up in the standard library or the agent? (With or
-    without a running recorder.)"""
-    try:
-        f = _getframe(depth + 1)
-    except ValueError:
-        return False
-    name = f.f_code.co_filename
-    v = _internal_files.get(name)
-    if v is None:
-        v = _internal_files[name] = is_internal_file(name)
-    return v
-
-
-def keep_standing(on: bool) -> None:
-    """Start (an empty registry) or stop keeping primitives across recordings."""
-    global STANDING
-    STANDING = {} if on else None
-
-
-def go_idle() -> None:
-    """No recorder runs: the C fast path drops what hooks still record (a lock made before
-    or between recordings) instead of buffering it for a recorder that is gone."""
-    if FAST is not None:
-        FAST.set_callbacks(ThreadState, _idle_adopt, _drop_row, _register_code, _idle_internal)
-
-
-def _idle_adopt() -> ThreadState:
-    """A thread's first event while no recorder runs: an empty state (every row overflows
-    and is dropped), known to the next recorder, which gives it a unit and a buffer."""
-    st = ThreadState(0, None)
-    _ALL_STATES.add(st)
-    set_state(st)
-    return st
-
-
-def _drop_row(st: ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
-    """The idle overflow: there is nowhere to write the row to."""
-
-
-def _idle_internal(code: CodeType) -> bool:
-    return is_internal_file(code.co_filename)
-
-
-# The optional C fast path (willowisp/_native.c). WILLOWISP_PURE_PYTHON=1 forces the
-# reference implementation (tests run both).
-FAST: Any = None
-if os.environ.get("WILLOWISP_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from willowisp import _native as FAST
-    except ImportError:
-        FAST = None
 
 
 class Recorder:
@@ -281,7 +116,7 @@ class Recorder:
         self.states: list[ThreadState] = []
         self._unit_ids = itertools.count(1)
         self._fault_ids = itertools.count(1)
-        self.tokens = _TOKENS  # process-wide: an item put under one recording, taken later
+        self.tokens = TOKENS  # process-wide: an item put under one recording, taken later
         # Definitions made since the last flush: (type, id, attrs, creation location key).
         self._pending: deque[tuple[int, int, dict[str, AttrValue], int]] = deque()
         self._locs = Locations(CODE_IDS)
@@ -354,7 +189,7 @@ class Recorder:
         with self._swap_lock:
             st = ThreadState(unit, self.new_buffer())
         self.states.append(st)
-        _ALL_STATES.add(st)
+        ALL_STATES.add(st)
         set_state(st)
         return st
 
@@ -363,7 +198,7 @@ class Recorder:
         their thread-local state; give each a unit and a buffer here so nothing is lost."""
         me = _thread.get_ident()
         names = {t.ident: t.name for t in threading.enumerate()}
-        for st in list(_ALL_STATES):
+        for st in list(ALL_STATES):
             if not st.alive or st.ident == me or st.ident not in names:
                 continue
             n = self.new_unit_id()
@@ -386,7 +221,7 @@ class Recorder:
         with self._swap_lock:
             st = ThreadState(n, self.new_buffer())
         self.states.append(st)
-        _ALL_STATES.add(st)
+        ALL_STATES.add(st)
         return st
 
     def new_resource(
@@ -394,7 +229,7 @@ class Recorder:
     ) -> int:
         """Define a resource created ``depth`` frames above the caller (or at the location
         ``key`` captured earlier, when given); returns its number."""
-        rid = next(_RES_IDS)
+        rid = next(RES_IDS)
         attrs: dict[str, AttrValue] = {"kind": kind}
         if name:
             attrs["name"] = name
@@ -574,7 +409,7 @@ class Recorder:
                 ThreadState,
                 _adopt,
                 self.overflow,
-                _register_code,
+                register_code,
                 lambda code: self.is_internal(code.co_filename),
             )
         self.main_unit = self.new_unit_id()
@@ -587,8 +422,11 @@ class Recorder:
         )
         self.register_thread(self.main_unit)
         self._take_over_threads()
-        for rid, (attrs, key, _) in list((STANDING or {}).items()):  # made before this start
-            self._pending.append((R_RESOURCE, rid, dict(attrs), key))
+        # Imported here: standing reads RECORDER, so it loads after this module.
+        from willowisp.agent import standing
+
+        for rid, attrs, key in standing.alive():  # primitives made before this start
+            self._pending.append((R_RESOURCE, rid, attrs, key))
         self._calibrate()
         self.out.open()
         self._last_anchor = 0  # the segment gets the process record and an anchor

@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from willowisp.agent import boundaries, context, post_import, redact, task_waits
+from willowisp.agent import boundaries, context, post_import, redact, rows, task_waits
 from willowisp.agent import recorder as _r
 from willowisp.agent.http import entry_headers_json
 from willowisp.model.spec import K, Reason
@@ -105,7 +105,7 @@ def _program_key(rec: _r.Recorder) -> int:
         name = f.f_code.co_filename
         if not rec.is_internal(name) and not (_GRPC_DIR and name.startswith(_GRPC_DIR)):
             c = f.f_code
-            _r.CODE_IDS[id(c)] = c
+            rows.CODE_IDS[id(c)] = c
             return (id(c) << 16) | (f.f_lasti & 0xFFFF)
         f = f.f_back  # type: ignore[assignment]
     return 0
@@ -333,7 +333,7 @@ class _ServerCall:
                 return  # not sampled: propagate the decision, record nothing
             code = getattr(behavior, "__code__", None)
             if code is not None:
-                _r.CODE_IDS[id(code)] = code
+                rows.CODE_IDS[id(code)] = code
                 self.key = id(code) << 16
             peer = servicer_context.peer() if hasattr(servicer_context, "peer") else ""
             self.rid = rec.new_resource(

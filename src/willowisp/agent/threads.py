@@ -20,7 +20,9 @@ import threading
 from typing import Any
 
 from willowisp.agent import recorder as _r
-from willowisp.agent.recorder import CODE_IDS, FAST, ROW_SIZE, _getframe, mono, pack_into, state, tl
+from willowisp.agent import rows, standing
+from willowisp.agent.recorder import state
+from willowisp.agent.rows import CODE_IDS, FAST, ROW_SIZE, _getframe, mono, pack_into, tl
 from willowisp.model.spec import EndStatus, K, Outcome, Reason
 
 _allocate_lock = _thread.allocate_lock
@@ -184,7 +186,7 @@ def _emit_user(kind: int, res: int, arg: int) -> None:
             _fault("threading", exc)
 
 
-def _overflow(st: _r.ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
+def _overflow(st: rows.ThreadState, t: int, kind: int, res: int, arg: int, key: int) -> None:
     rec = _r.RECORDER
     if rec is not None:
         rec.overflow(st, t, kind, res, arg, key)
@@ -282,9 +284,9 @@ class WRLock:
 
 def Lock() -> Any:
     try:
-        if _r.recording_primitives() and not _r.created_by_internal_code(1):
+        if standing.recording_primitives() and not standing.created_by_internal_code(1):
             lk = WLock(0)
-            lk._wisp_rid = _r.new_primitive(lk, "lock", 1)
+            lk._wisp_rid = standing.new_primitive(lk, "lock", 1)
             return lk
     except Exception as exc:  # the program gets a working lock whatever happens here
         _fault("threading.Lock", exc)
@@ -293,9 +295,9 @@ def Lock() -> Any:
 
 def RLock(*args: Any, **kwargs: Any) -> Any:
     try:
-        if _r.recording_primitives() and not _r.created_by_internal_code(1):
+        if standing.recording_primitives() and not standing.created_by_internal_code(1):
             lk = WRLock(0)
-            lk._wisp_rid = _r.new_primitive(lk, "rlock", 1)
+            lk._wisp_rid = standing.new_primitive(lk, "rlock", 1)
             return lk
     except Exception as exc:
         _fault("threading.RLock", exc)
@@ -303,13 +305,13 @@ def RLock(*args: Any, **kwargs: Any) -> Any:
 
 
 def _internal_caller() -> bool:
-    return not _r.recording_primitives() or _r.created_by_internal_code(2)
+    return not standing.recording_primitives() or standing.created_by_internal_code(2)
 
 
 def _define(obj: Any, kind: str) -> int:
     rid = 0
     try:
-        rid = _r.new_primitive(obj, kind, 2)
+        rid = standing.new_primitive(obj, kind, 2)
     except Exception as exc:  # unrecorded but working
         _fault(f"threading.{type(obj).__name__}", exc)
     obj._wisp_rid = rid
@@ -339,9 +341,9 @@ class Condition(_UserOnly, threading.Condition):
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
             lock = _RLock()
-            if _r.recording_primitives():
+            if standing.recording_primitives():
                 lock = WRLock(0)
-                lock._wisp_rid = _r.new_primitive(lock, "rlock", 1, name_suffix=".lock")
+                lock._wisp_rid = standing.new_primitive(lock, "rlock", 1, name_suffix=".lock")
         super().__init__(lock)
         _define(self, "condition")
 
@@ -536,7 +538,7 @@ def _thread_bootstrap_inner(self: threading.Thread) -> None:
                 st.alive = False
             except Exception:
                 pass
-        last = getattr(_r.tl, "st", None)  # also one made between recordings (api.arm)
+        last = getattr(rows.tl, "st", None)  # also one made between recordings (api.arm)
         if last is not None:
             last.alive = False
 
