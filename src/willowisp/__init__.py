@@ -22,11 +22,13 @@ __version__ = "0.1.0"
 def start(
     out: str | None = None,
     *,
-    mode: str = "full",
+    mode: str | None = None,
     service: str | None = None,
-    trace_ratio: float = 1.0,
+    trace_ratio: float | None = None,
 ) -> Any:
-    """Start the Python agent in this process, writing a run into ``out`` (see agent.api)."""
+    """Start the Python agent in this process, writing a run into ``out`` (see agent.api).
+    What is not given comes from WILLOWISP_OUT, WILLOWISP_MODE and WILLOWISP_TRACE_RATIO,
+    else the defaults: ./wisp-traces/<UTC timestamp>/, full mode, every trace."""
     from willowisp.agent.api import start as _start
 
     return _start(out=out, mode=mode, service=service, trace_ratio=trace_ratio)

@@ -78,3 +78,37 @@ def test_start_names_module_locks_it_cannot_see(tmp_path: Path) -> None:
         "race (start the agent before it is made: willowisp.start() first, willowisp run, "
         "or pytest --wisp)"
     ], messages
+
+
+def test_start_takes_mode_and_ratio_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """start() without a mode or ratio uses WILLOWISP_MODE and WILLOWISP_TRACE_RATIO (the
+    contract's variables); what start() is given wins over them."""
+    monkeypatch.setenv("WILLOWISP_MODE", "hops")
+    monkeypatch.setenv("WILLOWISP_TRACE_RATIO", "0.25")
+    for n, kwargs, expected in (
+        (1, {}, ("hops", 0.25)),
+        (2, {"mode": "full", "trace_ratio": 1.0}, ("full", 1.0)),
+    ):
+        out = str(tmp_path / f"run{n}")
+        rec = api.start(out=out, service="inproc", **kwargs)
+        assert rec is not None
+        try:
+            assert (rec.config.mode, rec.config.trace_ratio) == expected
+        finally:
+            api.stop()
+        assert read_run(out)["inproc"].process["mode"] == expected[0]
+
+
+def test_start_with_a_bad_variable_says_so_and_the_program_goes_on(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A WILLOWISP_* value that means nothing: one line on stderr naming it, no recording,
+    no exception into the program (as under `willowisp run`)."""
+    for name, value in (("WILLOWISP_TRACE_RATIO", "lots"), ("WILLOWISP_MODE", "bogus")):
+        monkeypatch.setenv(name, value)
+        assert api.start(out=str(tmp_path / "run"), service="inproc") is None
+        assert _r.RECORDER is None
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{name}={value!r}" in err, err
+        monkeypatch.delenv(name)
+    assert not (tmp_path / "run").exists()

@@ -242,7 +242,8 @@ def test_killed_while_deadlocked_leaves_readable_blocked_state(tmp_path):
 
 def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
     """``a, b = Lock(), Lock()`` names the locks a and b (threading and asyncio alike),
-    not both after the line; ``self.`` is dropped as for a single assignment."""
+    not both after the line; so does ``c = Lock(); d = Lock()``; ``self.`` is dropped as
+    for a single assignment."""
     out = str(tmp_path / "run")
     r = run_program(
         """
@@ -252,6 +253,9 @@ def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
             def __init__(self):
                 self.first, self.second = [threading.Lock(), threading.Lock()]
         pair = Pair()
+        c = threading.Lock(); d = threading.Lock()
+        with c, d:
+            pass
         async def main():
             a, b = asyncio.Lock(), asyncio.Lock()
             async with a:
@@ -266,6 +270,6 @@ def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     names = sorted(str(res.get("name")) for res in p.resources.values())
-    for name in ("left", "right", "first", "second", "a", "b"):
+    for name in ("left", "right", "first", "second", "a", "b", "c", "d"):
         assert name in names, names
     assert p.resources[p.resource("right")]["kind"] == "rlock"

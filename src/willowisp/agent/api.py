@@ -18,6 +18,7 @@ from typing import Any
 from willowisp.agent import context, standing
 from willowisp.agent import recorder as _r
 from willowisp.agent.config import AgentConfig, default_out, default_service, from_env
+from willowisp.errors import UsageError
 
 # Hook modules in install order; "full" installs all, "hops" only the wire ones.
 FULL_HOOKS = (
@@ -51,26 +52,33 @@ def disabled() -> bool:
 def start(
     out: str | None = None,
     *,
-    mode: str = "full",
+    mode: str | None = None,
     service: str | None = None,
-    trace_ratio: float = 1.0,
+    trace_ratio: float | None = None,
     config: AgentConfig | None = None,
 ) -> _r.Recorder | None:
     """Start recording this process. Returns the recorder, or None when disabled.
 
-    Idempotent: a second call returns the running recorder. Raises UsageError for a bad
-    mode or ratio; never raises after hooks are installed.
+    What is not given comes from the WILLOWISP_* variables (WILLOWISP_OUT, WILLOWISP_MODE,
+    WILLOWISP_TRACE_RATIO, ...), else the defaults (full mode, every trace). Idempotent: a
+    second call returns the running recorder. Raises UsageError for a bad mode or ratio
+    given here; a bad WILLOWISP_* value is one line on stderr and no recording (the program
+    goes on, as under ``willowisp run``); never raises after hooks are installed.
     """
     if disabled():
         return None
     if _r.RECORDER is not None:
         return _r.RECORDER
     if config is None:
-        env = from_env()
+        try:
+            env = from_env()
+        except UsageError as exc:
+            sys.stderr.write(f"willowisp: agent not started in pid {os.getpid()}: {exc}\n")
+            return None
         config = AgentConfig(
             out=out or os.environ.get("WILLOWISP_OUT") or default_out(),
-            mode=mode,
-            trace_ratio=trace_ratio,
+            mode=env.mode if mode is None else mode,
+            trace_ratio=env.trace_ratio if trace_ratio is None else trace_ratio,
             service=service or default_service(),
             boundaries=env.boundaries,
             clock_offset_ns=env.clock_offset_ns,

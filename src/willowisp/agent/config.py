@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from willowisp.errors import UsageError
 
@@ -81,21 +83,32 @@ def default_out() -> str:
     return os.path.join(os.getcwd(), "wisp-traces", stamp)
 
 
+def _number(env: Any, name: str, default: str, kind: Callable[[str], Any]) -> Any:
+    """A numeric WILLOWISP_* variable (empty: the default); UsageError naming it."""
+    raw = env.get(name, default) or default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number") from None
+
+
 def from_env(env: dict[str, str] | None = None) -> AgentConfig:
     """Read WILLOWISP_* variables. Raises UsageError on a malformed value."""
     e = os.environ if env is None else env
-    try:
-        ratio = float(e.get("WILLOWISP_TRACE_RATIO", "1") or "1")
-        offset = int(e.get("WILLOWISP_CLOCK_OFFSET_NS", "0") or "0")
-        run_pid = int(e.get("WILLOWISP_RUN_PID", "0") or "0")
-        flush_ms = float(e.get("WILLOWISP_FLUSH_MS", "50") or "50")
-        max_bytes = int(e.get("WILLOWISP_MAX_BUFFER_BYTES", str(64 * 1024 * 1024)))
-    except ValueError as exc:
-        raise UsageError(f"bad WILLOWISP_* value: {exc}") from exc
+    ratio = _number(e, "WILLOWISP_TRACE_RATIO", "1", float)
+    offset = _number(e, "WILLOWISP_CLOCK_OFFSET_NS", "0", int)
+    run_pid = _number(e, "WILLOWISP_RUN_PID", "0", int)
+    flush_ms = _number(e, "WILLOWISP_FLUSH_MS", "50", float)
+    max_bytes = _number(e, "WILLOWISP_MAX_BUFFER_BYTES", str(64 * 1024 * 1024), int)
+    mode = e.get("WILLOWISP_MODE", "full") or "full"
+    if mode not in MODES:
+        raise UsageError(f"WILLOWISP_MODE={mode!r} is not one of {', '.join(MODES)}")
+    if not 0.0 <= ratio <= 1.0:
+        raise UsageError(f"WILLOWISP_TRACE_RATIO={ratio!r} is not between 0 and 1")
     bounds = tuple(b for b in e.get("WILLOWISP_BOUNDARIES", "").split("|") if b.strip())
     return AgentConfig(
         out=e.get("WILLOWISP_OUT") or default_out(),
-        mode=e.get("WILLOWISP_MODE", "full") or "full",
+        mode=mode,
         trace_ratio=ratio,
         service=default_service(),
         boundaries=bounds,

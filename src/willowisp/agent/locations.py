@@ -89,10 +89,12 @@ def _column_of(code: CodeType, lasti: int, line: int) -> int:
 
 
 def _unpacked_name(text: str, column: int) -> str:
-    """In a one-line unpacking ``a, b = Lock(), Lock()``, the target that receives the
-    value starting at ``column`` (``b`` for the second call); "" for any other line.
+    """On a line making several values, the target that receives the one starting at
+    ``column``: in a one-line unpacking ``a, b = Lock(), Lock()`` (``b`` for the second
+    call), or among statements joined by ``;`` (``a = Lock(); b = Lock()``); "" for any
+    other line.
 
-    Without this both locks would get one name (the regex below finds no single target),
+    Without this both locks would get one name (the regex below finds the first target),
     and a story about two locks would read as one."""
     if column < 0:
         return ""
@@ -102,21 +104,32 @@ def _unpacked_name(text: str, column: int) -> str:
         tree = ast.parse(stripped)
     except (SyntaxError, ValueError):
         return ""  # part of a statement spanning several lines
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign):
-        return ""
-    stmt = tree.body[0]
-    if not isinstance(stmt.value, (ast.Tuple, ast.List)):
-        return ""
+    assigns = [stmt for stmt in tree.body if isinstance(stmt, ast.Assign)]
+    if not assigns or (
+        len(tree.body) == 1 and not isinstance(assigns[0].value, (ast.Tuple, ast.List))
+    ):
+        return ""  # one plain assignment: the regex names it
     column -= indent
-    values = stmt.value.elts
-    for target in stmt.targets:
-        if not isinstance(target, (ast.Tuple, ast.List)) or len(target.elts) != len(values):
-            continue
-        for name, value in zip(target.elts, values, strict=True):
+    for stmt in assigns:
+        for name, value in _pairs(stmt):
             end = value.end_col_offset if value.end_col_offset is not None else -1
             if value.col_offset <= column < end and isinstance(name, (ast.Name, ast.Attribute)):
                 return re.sub(r"^(?:self|cls)\.", "", ast.unparse(name))
     return ""
+
+
+def _pairs(stmt: ast.Assign) -> list[tuple[ast.expr, ast.expr]]:
+    """(target, value) pairs of an assignment: each element of an unpacking, or the single
+    target and its value."""
+    if isinstance(stmt.value, (ast.Tuple, ast.List)):
+        values = stmt.value.elts
+        return [
+            (name, value)
+            for target in stmt.targets
+            if isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == len(values)
+            for name, value in zip(target.elts, values, strict=True)
+        ]
+    return [(target, stmt.value) for target in stmt.targets[:1]]
 
 
 def line_of(code: CodeType, lasti: int) -> int:

@@ -537,7 +537,10 @@ class Recorder:
             records.append(_fault_record(self._faults.popleft()))
         n_program = len(batch)
         if anchor_due:
-            self._append_anchor(batch)
+            # the agent's events after it carry its time: the anchor reads the clock anew,
+            # and an agent.flush stamped `now` would come after it in the file but before
+            # it in time
+            now = max(now, self._append_anchor(batch))
             self._last_anchor = now
         for unit, count in drops:
             batch.append(K.AGENT_DROP, unit, now, 0, count, 0)
