@@ -32,6 +32,7 @@ most cross-domain constraints (ties: more processes, then more events, then firs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -159,12 +160,21 @@ def anchors_agree(a: Anchors, b: Anchors, tolerance_ns: int = SAME_CLOCK_NS) -> 
     return bool(np.median(diff) <= tolerance_ns)
 
 
-def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> ClockAlignment:
+def align(
+    trace: Trace,
+    src: I64,
+    dst: I64,
+    reference: str | None = None,
+    hints: tuple[I64, I64] | None = None,
+) -> ClockAlignment:
     """Domains, offsets and the adjusted-time column.
 
     ``src``/``dst`` are the event indices of cross-process happens-before edges (hops and
-    spawns). Raises UsageError when ``reference`` names no process, or processes in
-    different domains.
+    spawns): facts, which bound the offsets. ``hints`` are edges that usually hold but are
+    not facts (an imported server span's end taken as its reply): they never bound an
+    offset, but where the facts bound a domain on one side only, the offset used is the
+    middle of what facts and hints allow together (when they agree). Raises UsageError
+    when ``reference`` names no process, or processes in different domains.
     """
     groups = group_processes(trace)
     dom = np.zeros(len(trace.processes), dtype=np.int32)
@@ -191,6 +201,7 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
         if model.any
         else placed
     )
+    hinted = _hinted(trace, dom, model, n, ref, (a64, b64, raw_a, raw_b, bound), hints)
     domains = []
     for d, members in enumerate(groups):
         tight = Interval(0, 0) if d == ref else placed.intervals[d]
@@ -214,7 +225,7 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
                 reference=d == ref,
                 simulated=any(trace.processes[p].simulated_offset_ns != 0 for p in members),
                 interval=interval,
-                offset_ns=tight.estimate,
+                offset_ns=_offset(tight, hinted.intervals[d] if hinted is not None else None),
                 placed=tight,
                 drift_ns_per_s=rate,
                 drift_method=method,
@@ -234,6 +245,54 @@ def align(trace: Trace, src: I64, dst: I64, reference: str | None = None) -> Clo
     if model.any and len(ev):
         adjusted += model.correction_of(event_dom, ev.raw)
     return ClockAlignment(tuple(domains), dom, ref, adjusted, evidence)
+
+
+def _hinted(
+    trace: Trace,
+    dom: npt.NDArray[np.int32],
+    model: Any,
+    n: int,
+    ref: int,
+    facts: tuple[I64, I64, I64, I64, I64],
+    hints: tuple[I64, I64] | None,
+) -> Solution | None:
+    """The offsets facts and hints allow together (hints that contradict the facts are
+    relaxed with them by the least slack that makes both consistent: a server span that
+    ends just after its client had the answer), or None when no hint crosses domains."""
+    if hints is None or len(hints[0]) == 0:
+        return None
+    ev = trace.events
+    hs, hd = hints
+    ha, hb = dom[ev.proc[hs]], dom[ev.proc[hd]]
+    cross = ha != hb
+    if not cross.any():
+        return None
+    ha64, hb64 = ha[cross].astype(np.int64), hb[cross].astype(np.int64)
+    raw_ha, raw_hb = ev.raw[hs[cross]], ev.raw[hd[cross]]
+    a64, b64, _, _, bound = facts
+    return solve_edges(
+        n,
+        ref,
+        np.concatenate([a64, ha64]),
+        np.concatenate([b64, hb64]),
+        np.concatenate([bound, model.bounds(ha64, hb64, raw_ha, raw_hb)]),
+    )
+
+
+def _offset(facts: Interval, hinted: Interval | None) -> int:
+    """The offset used: the facts' estimate, unless they bound it on one side only and
+    facts and hints together close the interval: then its middle, moved inside the facts'
+    interval when the hints pull it out (the facts win)."""
+    if facts.lo is not None and facts.hi is not None:
+        return facts.estimate
+    if hinted is None or hinted.lo is None or hinted.hi is None:
+        return facts.estimate
+    mid = hinted.midpoint
+    if facts.lo is not None:
+        mid = max(mid, facts.lo)
+    if facts.hi is not None:
+        mid = min(mid, facts.hi)
+    return mid
 
 
 def _hull(a: Interval, b: Interval) -> Interval:

@@ -262,11 +262,22 @@ class HopEdges:
     provenance: npt.NDArray[np.uint8]  # Provenance of the row the edge comes from
     confidence: F32
 
+    # Reply edges of certain links whose reply time is only a span's end (imported spans):
+    # not facts, but hints for placing an offset the facts bound on one side only
+    span_end: npt.NDArray[np.bool_] | None = None
+
     @property
     def certain(self) -> npt.NDArray[np.bool_]:
         """Edges that may be used as facts (clock alignment): confidence 1.0."""
         certain: npt.NDArray[np.bool_] = self.confidence >= CERTAIN
         return certain
+
+    @property
+    def hints(self) -> npt.NDArray[np.bool_]:
+        """Edges clock alignment may use as hints, not facts (see ``span_end``)."""
+        if self.span_end is None:
+            return np.zeros(len(self.src), dtype=np.bool_)
+        return self.span_end
 
 
 def hop_edge_columns(hops: Hops) -> HopEdges:
@@ -280,7 +291,12 @@ def hop_edge_columns(hops: Hops) -> HopEdges:
         EdgeWhich.SPAWN,
         np.where(kind_req == HopKind.MESSAGE, EdgeWhich.MESSAGE, EdgeWhich.REQUEST),
     )
+    span_end = None
+    if hops.reply_confidence is not None:
+        lowered = (hops.confidence[rep] >= CERTAIN) & (hops.reply_confidence[rep] < CERTAIN)
+        span_end = np.concatenate([np.zeros(int(req.sum()), dtype=np.bool_), lowered])
     return HopEdges(
+        span_end=span_end,
         src=np.concatenate([hops.send[req], hops.reply[rep]]).astype(np.int64),
         dst=np.concatenate([hops.recv[req], hops.response[rep]]).astype(np.int64),
         which=np.concatenate([which_req, np.full(int(rep.sum()), EdgeWhich.REPLY)]).astype(

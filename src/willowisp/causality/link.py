@@ -40,6 +40,15 @@ def link(trace: Trace, reference: str | None = None) -> Causality:
     # Only facts bound offsets: an edge that might belong to another message (a reused
     # message id) could pull a whole domain's interval onto a wrong value.
     certain = edges.certain
-    clocks = align(trace, edges.src[certain], edges.dst[certain], reference)
+    # An imported server span's end as its reply only places an offset the facts leave
+    # open on one side (see align).
+    hint = edges.hints
+    clocks = align(
+        trace,
+        edges.src[certain],
+        edges.dst[certain],
+        reference,
+        hints=(edges.src[hint], edges.dst[hint]),
+    )
     graph = build(trace, hops)
     return Causality(trace, hops, clocks, graph, operations(trace, hops, clocks.adjusted))
