@@ -14,19 +14,10 @@ from willowisp.analysis.engine import analyze
 from willowisp.ingest.load import load
 from willowisp.replay.script import Session
 from willowisp.replay.steps import Stepper
-from wispkit import record_until_blocked, wisp
+from wispkit import wisp
 
 HERE = Path(__file__).parent
 FLIP = HERE / "programs" / "flip.py"
-SHOP = HERE.parent / "view" / "programs" / "hostile_shop.py"
-
-
-@pytest.fixture(scope="module")
-def deadlock_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two processes over HTTP, then two threads deadlocked on two locks (killed)."""
-    out = tmp_path_factory.mktemp("replay") / "shop"
-    record_until_blocked(SHOP, out, ["ledger_lock", "audit_lock"])
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,12 @@ TARGET is ``KIND:PATTERN`` or a bare PATTERN (tried as a unit, a resource, then 
 must match exactly one of those kinds):
 
 - ``unit:NAME`` — units whose name contains NAME start DURATION later;
-- ``resource:NAME`` — resources whose name contains NAME: every hold of a lock lasts
-  DURATION longer (added before its release), a request's reply arrives DURATION later,
-  every other operation on it (a queue put, a data access, a message) takes DURATION more;
+- ``resource:NAME`` — resources whose name contains NAME: every hold of an owned lock
+  (lock, rlock, rwlock, monitor) that ends lasts DURATION longer (added before the release
+  that ends it; a hold never released, as in a deadlock, has no end to move and is counted
+  as such), a request's reply arrives DURATION later, every other operation on it (a
+  semaphore release, a queue put, a data access, a message) takes DURATION more. A name
+  that matches a resource is accepted even when nothing on it can move;
 - ``hop:TEXT`` — requests and messages whose hop (``client-service->server-service``, or
   the operation's name such as ``GET /price``) contains TEXT: each arrives DURATION later
   at its server or consumer (so everything the server does for it, and the reply, moves);
@@ -18,6 +21,7 @@ DURATION: a number and a unit, ``ns``, ``us``/``µs``, ``ms`` or ``s`` (``50ms``
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -25,6 +29,7 @@ import numpy as np
 
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import resource_name
+from willowisp.causality.waits import OWNED_LOCKS, holds
 from willowisp.errors import UsageError
 from willowisp.model.spec import K
 
@@ -73,7 +78,7 @@ def resolve(a: Analysis, delays: list[Delay]) -> Resolved:
         if d.kind:
             count = _apply(a, d, d.kind, out)
             if not count:
-                raise UsageError(f"--delay {d.text!r}: no {d.kind} matches {d.pattern!r}")
+                raise UsageError(no_match(a, d, d.kind))
             continue
         hits = {k: _apply(a, d, k, Resolved()) for k in ("unit", "resource", "hop")}
         kinds = [k for k, n in hits.items() if n]
@@ -130,36 +135,82 @@ def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
 
 
 def _resource(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:
+    """Delay what happens on the resources ``res``; how many resources matched (a resource
+    with nothing to move still matches: the report says why nothing moved)."""
     trace = a.trace
-    ev = trace.events
     if not res:
         return 0
-    rows = np.flatnonzero(np.isin(ev.res, res))
+    replies = _replies_later(a, d, res, out)
+    held, never = _holds_longer(a, d, res, out)
+    ev = trace.events
+    ops = 0
+    for i in np.flatnonzero(np.isin(ev.res, res)).tolist():
+        k = int(ev.kind[i])
+        kind = trace.resources[int(ev.res[i])].kind
+        if kind == "rpc" or kind in OWNED_LOCKS or k in (K.UNIT_BLOCK, K.LOCK_ACQUIRED):
+            continue  # a request's reply moves instead; an owned lock's hold is lengthened
+        _add(out.before, i, d.ns)
+        ops += 1
+    parts = [f"{len(res)} resource(s)"]
+    if held or never:
+        parts.append(f"{held} hold(s) lengthened")
+    if never:
+        parts.append(f"{never} never released (still held when the trace ended: nothing to move)")
+    if ops:
+        parts.append(f"{ops} operations slower")
+    if replies:
+        parts.append(f"{replies} replies later")
+    if len(parts) == 1:
+        parts.append("nothing recorded on it to move")
+    out.matched.append(f"{d.text}: " + ", ".join(parts))
+    return len(res)
+
+
+def _replies_later(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:
     hops = a.causality.hops
     replies = 0
     for r in res:
-        kind = trace.resources[r].kind
-        if kind == "rpc":
-            for row in np.flatnonzero(hops.client == r).tolist():
-                end = int(hops.response[row])
-                if end >= 0:
-                    _add(out.on_edge_into, end, d.ns)
-                    replies += 1
-    ops = 0
-    for i in rows.tolist():
-        k = int(ev.kind[i])
-        kind = trace.resources[int(ev.res[i])].kind
-        if kind == "rpc" or k == K.UNIT_BLOCK:
+        if a.trace.resources[r].kind != "rpc":
             continue
-        if k == K.LOCK_ACQUIRED:
-            continue  # a hold lasts longer: the delay goes before the release
+        for row in np.flatnonzero(hops.client == r).tolist():
+            end = int(hops.response[row])
+            if end >= 0:
+                _add(out.on_edge_into, end, d.ns)
+                replies += 1
+    return replies
+
+
+def _holds_longer(a: Analysis, d: Delay, res: list[int], out: Resolved) -> tuple[int, int]:
+    """Each hold of a matched owned lock ends ``d`` later: the delay goes before the release
+    that ends it (an rlock's inner releases stay put). A hold never released cannot last
+    longer. Returns (holds lengthened, holds never released)."""
+    h = holds(a.trace)
+    mine = np.isin(h.res, res)
+    release = h.release[mine]
+    for i in release[release >= 0].tolist():
         _add(out.before, i, d.ns)
-        ops += 1
-    out.matched.append(
-        f"{d.text}: {len(res)} resource(s), {ops} operations slower"
-        + (f", {replies} replies later" if replies else "")
-    )
-    return ops + replies
+    return int(np.count_nonzero(release >= 0)), int(np.count_nonzero(release < 0))
+
+
+def no_match(a: Analysis, d: Delay, kind: str) -> str:
+    """The error for a target that names nothing: with the names that come closest, or a
+    few that exist, so the user sees what the trace calls things."""
+    trace = a.trace
+    if kind == "unit":
+        names = [u.name for u in trace.units if u.name]
+    elif kind == "resource":
+        names = [resource_name(trace, r.index) for r in trace.resources]
+    else:
+        names = []
+    names = list(dict.fromkeys(names))
+    msg = f"--delay {d.text!r}: no {kind} matches {d.pattern!r}"
+    if not names:
+        return msg
+    close = difflib.get_close_matches(d.pattern, names, n=5, cutoff=0.6)
+    if close:
+        return msg + f"; did you mean {', '.join(map(repr, close))}?"
+    some = sorted(names, key=lambda n: (len(n), n))[:5]
+    return msg + f"; {len(names)} {kind} names exist, e.g. {', '.join(map(repr, some))}"
 
 
 def _hop(a: Analysis, d: Delay, want: str, out: Resolved) -> int:

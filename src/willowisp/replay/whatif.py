@@ -7,29 +7,42 @@ recording shows to be necessary and re-deciding only what timing decided.
 **Kept (causally necessary).** Each unit's program order, with the recorded time between
 its consecutive events (its own work); spawns, joins, notifications, requests, replies,
 process starts and messages, each with its recorded latency (a wire's transit, a wake-up).
-When a unit's event waited for an incoming edge in the recording (the edge's source came
-after the unit's previous event, or the event ended a wait), the unit's own time before it
-counts as waiting, not work: in the simulation it then waits exactly as long as the edge
-makes it, longer or shorter than recorded.
+A spawned process's first events (a runtime records its main thread's ``unit.start``
+before ``proc.start``) depend on the spawn too: nothing in a process precedes its spawn.
+When a unit's event waited for something the simulation decides (a fixed edge whose source
+came after the unit's previous event, or a wait ended by such an edge, a lock or a queue
+item), the unit's own time before it counts as waiting, not work: in the simulation it then
+waits exactly as long as that makes it, longer or shorter than recorded. A wait that no
+recorded event ended (a sleep, a timeout, a wake-up whose cause was not recorded) keeps its
+recorded length: nothing in the simulation could end it sooner or later. Treating such a
+wait as "ended at once" would move events earlier with no delay at all and invent
+reorderings the recording's own order rules out.
 
 **Re-decided (what timing chose).** Who gets an owned lock (lock, rlock, rwlock, monitor)
 and when: a unit asks for it where it asked in the recording (its block, or its acquire
-when uncontended) and gets it when it is free, waiters first come first served; readers of
-an rwlock share it. Which item a queue get takes: gets are served in the order they ask,
-each taking the next item put.
+when uncontended); a release wakes the waiter the recording served first (readers of an
+rwlock together), which tries again after its recorded wake-up latency (from the later of
+its block and the release that handed it the lock, to its acquire); a unit that asks while
+the lock is free meanwhile takes it, as a non-fair lock lets it, and the woken one waits
+again. Which item a queue get takes: a put hands its item to the waiting get the recording
+served first, after that get's recorded latency. Priorities and latencies come from the
+recording, so with no delay every grant goes where it went and every event keeps its time;
+only a delay changes an order. The cost: a lock's real fairness policy is not modelled,
+only the order it produced in this run.
 
 **Reported.** The makespan and the new critical path (from the last event back along the
-dependency that decided each time); pairs of conflicting operations that now run in the
-other order — two units' accesses to the same data, at least one a write (a race the delay
-exposes), and the order two units got a lock in; and a wait cycle if the simulated run
-cannot finish (a deadlock the delay causes, or one the recording already had).
+dependency that decided each time, to an event nothing recorded caused: the run's root
+when the spawns and hops that started each process were recorded); pairs of conflicting
+operations that now run in the other order — two units' accesses to the same data, at
+least one a write (a race the delay exposes), and the order two units got a lock in; and a
+wait cycle if the simulated run cannot finish (a deadlock the delay causes, or one the
+recording already had).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +61,7 @@ UNSET = np.iinfo(np.int64).min
 MAX_LISTED = 20
 SMALL_BUCKET = 200  # data accesses per piece of data compared pairwise; above: neighbours
 
-_COMPLETE, _REQUEST = 0, 1
+_COMPLETE, _REQUEST, _RETRY = 0, 1, 2  # at equal times: releases before asks
 
 
 @dataclass
@@ -58,6 +71,7 @@ class Outcome:
     sim: I64  # per event: simulated time, UNSET where it never happened
     makespan_recorded: int
     makespan: int
+    start: int  # simulated time of the run's first event (the makespan's zero)
     path: list[int]  # critical path, events from first to last
     lock_flips: list[tuple[int, int]]  # (earlier-now, later-now) acquire events
     race_flips: list[tuple[int, int]]  # conflicting accesses now in the other order
@@ -67,6 +81,14 @@ class Outcome:
 
 
 class _Sim:
+    """The event-driven simulation. Built once from the analysis, run once.
+
+    Invariant: with no delay every event happens at exactly its recorded (adjusted) time
+    and every lock and queue hand-off goes to the unit the recording gave it to: whatever
+    the simulation re-decides, it decides from the recording's own times, so only a delay
+    can change an order (tests/replay checks this on a real polyglot run).
+    """
+
     def __init__(self, a: Analysis, delays: Resolved) -> None:
         self.a = a
         trace = a.trace
@@ -75,6 +97,7 @@ class _Sim:
         self.n = n
         self.t = a.causality.clocks.adjusted.astype(np.int64)
         self.unit = ev.unit
+        self.proc = ev.proc
         self.kind = ev.kind
         self.res = ev.res
         self.arg = ev.arg
@@ -86,24 +109,34 @@ class _Sim:
         same = ev.unit[by_unit][1:] == ev.unit[by_unit][:-1]
         self.prev[by_unit[1:][same]] = by_unit[:-1][same]
         self.next[by_unit[:-1][same]] = by_unit[1:][same]
-        # fixed edges: everything but lock hand-offs and queue items (re-decided)
+        self.owned = np.isin(trace.resource_kind, OWNED_LOCKS) if trace.resources else None
+        kinds = trace.resource_kind if trace.resources else np.zeros(0, dtype=str)
+        self.rlock = kinds == "rlock"
+        self.rwlock = kinds == "rwlock"
+        self.arbitrated = self._arbitrated_events()
+        # fixed edges: every edge but the lock hand-offs and queue items that the simulation
+        # decides again (a semaphore's or condition's hand-off stays as recorded)
         g = a.causality.graph
-        keep = ~np.isin(g.kind, [int(EdgeKind.LOCK), int(EdgeKind.QUEUE)])
-        self.e_src, self.e_dst = g.src[keep], g.dst[keep]
+        redecided = np.isin(g.kind, [int(EdgeKind.LOCK), int(EdgeKind.QUEUE)])
+        redecided &= self.arbitrated[g.dst]
+        # what handed each re-decided event its lock or item in the recording (for its lag)
+        self.rec_src = dict(zip(g.dst[redecided].tolist(), g.src[redecided].tolist(), strict=True))
+        src, dst = self._with_process_roots(
+            g.src[~redecided], g.dst[~redecided], g.kind[~redecided]
+        )
+        self.e_src, self.e_dst = src, dst
         self.out_edges: dict[int, list[int]] = {}
         self.deps = np.zeros(n, dtype=np.int64)  # fixed dependencies not yet done
         for k, (s, d) in enumerate(zip(self.e_src.tolist(), self.e_dst.tolist(), strict=True)):
             self.out_edges.setdefault(s, []).append(k)
             self.deps[d] += 1
+        self.edge_in = self.deps > 0  # has a fixed incoming edge
         self.deps[self.prev >= 0] += 1
         w = waits(trace)
+        # event that ended a wait -> its block (more are added in simulate())
         self.wait_block = dict(zip(w.end.tolist(), w.block.tolist(), strict=True))
         self.wait_block.pop(-1, None)
         self.open_blocks = [int(b) for b, e in zip(w.block, w.end, strict=True) if e < 0]
-        self.owned = np.isin(trace.resource_kind, OWNED_LOCKS) if trace.resources else None
-        kinds = trace.resource_kind if trace.resources else np.zeros(0, dtype=str)
-        self.rlock = kinds == "rlock"
-        self.rwlock = kinds == "rwlock"
         self.before = delays.before
         self.on_edge_into = delays.on_edge_into
         # state
@@ -112,22 +145,77 @@ class _Sim:
         self.sim = np.full(n, UNSET, dtype=np.int64)
         self.heap: list[tuple[int, int, int, int]] = []
         self.seq = 0
-        self.holders: dict[int, dict[int, int]] = {}  # lock -> unit -> 1 (or shared count)
-        self.lock_waiters: dict[int, deque[int]] = {}
+        self.holders: dict[int, dict[int, int]] = {}  # lock -> unit -> 1 (or -1 shared)
+        # Invariant: a waiter is in exactly one of lock_waiters (asleep) or woken_by (a
+        # retry is scheduled); heaps keyed by the recorded time it got the lock or item
+        self.lock_waiters: dict[int, list[tuple[int, int]]] = {}
+        self.woken_by: dict[int, int] = {}  # waiter -> the release that woke it
         self.items: dict[int, int] = {}
-        self.queue_waiters: dict[int, deque[int]] = {}
+        self.queue_waiters: dict[int, list[tuple[int, int]]] = {}
         self.grant_order: dict[int, list[int]] = {}
+
+    def _arbitrated_events(self) -> npt.NDArray[np.bool_]:
+        """Events whose time the simulation decides: the outermost acquire of an owned
+        lock, and a queue get that takes an item."""
+        n = len(self.kind)
+        if self.owned is None:
+            return np.zeros(n, dtype=bool)
+        r = np.maximum(self.res, 0)
+        on = self.res >= 0
+        acq = (self.kind == K.LOCK_ACQUIRED) & on & self.owned[r]
+        acq &= ~(self.rlock[r] & (self.arg > 1))  # reentrant: no wait
+        get = (self.kind == K.QUEUE_GET) & on & (self.arg != 0)
+        out: npt.NDArray[np.bool_] = acq | get
+        return out
+
+    def _with_process_roots(
+        self, src: I64, dst: I64, kind: npt.NDArray[np.uint8]
+    ) -> tuple[I64, I64]:
+        """Add, for each process spawn, an edge to every unit of the child that nothing else
+        starts (its main thread's ``unit.start`` comes before ``proc.start``): nothing in a
+        process happens before it was spawned, and the critical path can walk back through
+        the spawn to the run's root."""
+        spawn = np.flatnonzero(kind == int(EdgeKind.PROCESS))
+        if not len(spawn):
+            return src, dst
+        has_in = np.zeros(len(self.kind), dtype=bool)
+        has_in[dst] = True
+        roots = np.flatnonzero((self.unit >= 0) & (self.prev < 0) & ~has_in)
+        add_s, add_d = [], []
+        for s, d in zip(src[spawn].tolist(), dst[spawn].tolist(), strict=True):
+            mine = roots[(self.proc[roots] == self.proc[d]) & (self.t[roots] >= self.t[s])]
+            add_s += [s] * len(mine)
+            add_d += mine.tolist()
+        return (
+            np.concatenate([src, np.array(add_s, dtype=np.int64)]),
+            np.concatenate([dst, np.array(add_d, dtype=np.int64)]),
+        )
 
     # -- weights -------------------------------------------------------------------------
 
     def _own_work(self, i: int) -> int:
-        """ns of the unit's own work before event i (0 when it was waiting)."""
+        """ns of the unit's own time before event i: 0 when it was waiting for something
+        the simulation decides (a fixed edge, a lock, an item); otherwise the recorded gap.
+        A wait nothing recorded ended (a sleep, a timeout, a wake-up whose cause was not
+        recorded) keeps its recorded length: the simulation has no reason to end it
+        earlier or later."""
         p = int(self.prev[i])
         if p < 0:
             return 0
-        if i in self.wait_block:
+        if i in self.wait_block and (self.edge_in[i] or self.arbitrated[i]):
             return 0
         return max(int(self.t[i]) - int(self.t[p]), 0)
+
+    def _lag(self, i: int) -> int:
+        """A waiter's wake-up latency: recorded time from the later of its block and the
+        release (or put) that handed it the lock (or item), to its acquire (or get)."""
+        if i not in self.wait_block:
+            return 0
+        base = int(self.t[int(self.prev[i])])
+        s = self.rec_src.get(i)
+        if s is not None:
+            base = max(base, int(self.t[s]))
+        return max(int(self.t[i]) - base, 0)
 
     def _waited_for_edge(self, i: int, src: int) -> bool:
         p = int(self.prev[i])
@@ -150,19 +238,7 @@ class _Sim:
     def _schedule(self, i: int) -> None:
         t = int(self.ready[i]) if self.ready[i] != UNSET else int(self.t[i])
         t += self.before.get(i, 0)
-        if self._arbitrated(i):
-            self._push(t, _REQUEST, i)
-        else:
-            self._push(t, _COMPLETE, i)
-
-    def _arbitrated(self, i: int) -> bool:
-        r = int(self.res[i])
-        if r < 0 or self.owned is None:
-            return False
-        k = int(self.kind[i])
-        if k == K.LOCK_ACQUIRED and self.owned[r]:
-            return not (self.rlock[r] and int(self.arg[i]) > 1)  # reentrant: no wait
-        return k == K.QUEUE_GET and int(self.arg[i]) != 0
+        self._push(t, _REQUEST if self.arbitrated[i] else _COMPLETE, i)
 
     def run(self) -> None:
         roots = np.flatnonzero(self.deps == 0)
@@ -173,36 +249,73 @@ class _Sim:
             t, action, _, i = heapq.heappop(self.heap)
             if action == _REQUEST:
                 self._request(i, t)
+            elif action == _RETRY:
+                self._retry(i, t)
             else:
                 self._complete(i, t)
 
     def _request(self, i: int, t: int) -> None:
+        """A unit asks for a lock or an item at ``t`` (where it asked in the recording)."""
         r = int(self.res[i])
         if int(self.kind[i]) == K.QUEUE_GET:
             if self.items.get(r, 0) > 0:
                 self.items[r] -= 1
-                self._push(t, _COMPLETE, i)
+                self._push(t + self._lag(i), _COMPLETE, i)
             else:
-                self.queue_waiters.setdefault(r, deque()).append(i)
+                heapq.heappush(self.queue_waiters.setdefault(r, []), (int(self.t[i]), i))
             return
-        if self._can_hold(r, i):
+        if not self._can_hold(r, i, woken=False):
+            heapq.heappush(self.lock_waiters.setdefault(r, []), (int(self.t[i]), i))
+            return
+        lag = self._lag(i)  # free now, but in the recording it waited: it wakes first
+        if lag:
+            self.woken_by[i] = -1
+            self._push(t + lag, _RETRY, i)
+        else:
+            self._grant(r, i, t)
+
+    def _retry(self, i: int, t: int) -> None:
+        """A woken waiter tries again; a unit that asked meanwhile may have taken the lock
+        first (as a non-fair lock lets it), and then it waits again."""
+        r = int(self.res[i])
+        if self._can_hold(r, i, woken=True):
             self._grant(r, i, t)
         else:
-            self.lock_waiters.setdefault(r, deque()).append(i)
+            self.woken_by.pop(i, None)
+            heapq.heappush(self.lock_waiters.setdefault(r, []), (int(self.t[i]), i))
 
-    def _can_hold(self, r: int, i: int) -> bool:
+    def _can_hold(self, r: int, i: int, *, woken: bool) -> bool:
         held = self.holders.get(r)
         if not held:
             return True
         if self.rwlock[r] and int(self.arg[i]) == 1:  # a reader joins other readers
-            return all(v < 0 for v in held.values()) and not self.lock_waiters.get(r)
+            return all(v < 0 for v in held.values()) and (woken or not self.lock_waiters.get(r))
         return False
 
     def _grant(self, r: int, i: int, t: int) -> None:
         shared = bool(self.rwlock[r]) and int(self.arg[i]) == 1
         self.holders.setdefault(r, {})[int(self.unit[i])] = -1 if shared else 1
         self.grant_order.setdefault(r, []).append(i)
+        by = self.woken_by.pop(i, -1)
+        if by >= 0 and t > self.ready[i]:
+            self.bind[i] = by  # the hand-off decided its time
         self._push(t, _COMPLETE, i)
+
+    def _wake(self, r: int, t: int, by: int) -> None:
+        """A release: wake the waiter the recording served first (and, when it is a reader
+        of an rwlock, the other readers); each tries again after its wake-up latency."""
+        heap = self.lock_waiters.get(r)
+        if not heap:
+            return
+        _, w = heapq.heappop(heap)
+        woken = [w]
+        if self.rwlock[r] and int(self.arg[w]) == 1:
+            woken += [x for _, x in heap if int(self.arg[x]) == 1]
+            heap[:] = [(k, x) for k, x in heap if int(self.arg[x]) != 1]
+            heapq.heapify(heap)
+        for x in woken:
+            self.woken_by[x] = by
+            self._push(t + self._lag(x), _RETRY, x)
 
     def _complete(self, i: int, t: int) -> None:
         self.sim[i] = t
@@ -210,13 +323,15 @@ class _Sim:
         owned = r >= 0 and self.owned is not None and bool(self.owned[r])
         if k == K.LOCK_RELEASE and owned and not (self.rlock[r] and int(self.arg[i]) > 0):
             self.holders.get(r, {}).pop(int(self.unit[i]), None)
-            waiters = self.lock_waiters.get(r)
-            while waiters and self._can_hold_first(r):
-                self._grant(r, waiters.popleft(), t)
+            self._wake(r, t, i)
         if k == K.QUEUE_PUT and r >= 0 and int(self.arg[i]) != 0:
-            waiters = self.queue_waiters.get(r)
-            if waiters:
-                self._push(t, _COMPLETE, waiters.popleft())
+            heap = self.queue_waiters.get(r)
+            if heap:
+                _, w = heapq.heappop(heap)
+                at = t + self._lag(w)
+                if at > self.ready[w]:
+                    self.bind[w] = i
+                self._push(at, _COMPLETE, w)
             else:
                 self.items[r] = self.items.get(r, 0) + 1
         nxt = int(self.next[i])
@@ -226,18 +341,6 @@ class _Sim:
             d = int(self.e_dst[k_edge])
             lat = max(int(self.t[d]) - int(self.t[i]), 0) + self.on_edge_into.get(d, 0)
             self._satisfy(d, t + lat, i)
-
-    def _can_hold_first(self, r: int) -> bool:
-        waiters = self.lock_waiters.get(r)
-        if not waiters:
-            return False
-        held = self.holders.get(r)
-        if not held:
-            return True
-        first = waiters[0]
-        return (
-            bool(self.rwlock[r]) and int(self.arg[first]) == 1 and all(v < 0 for v in held.values())
-        )
 
 
 def simulate(a: Analysis, delays: Resolved) -> Outcome:
@@ -261,6 +364,7 @@ def simulate(a: Analysis, delays: Resolved) -> Outcome:
         sim=sim.sim,
         makespan_recorded=makespan_recorded,
         makespan=makespan,
+        start=int(got.min()) if len(got) else 0,
         path=path,
         lock_flips=_lock_flips(sim),
         race_flips=_race_flips(a, sim),
@@ -271,6 +375,10 @@ def simulate(a: Analysis, delays: Resolved) -> Outcome:
 
 
 def _critical_path(sim: _Sim, happened: npt.NDArray[np.bool_]) -> list[int]:
+    """From the last simulated event back along the dependency that set each time (the
+    unit's previous event, a fixed edge, the release or put that handed it a lock or item)
+    to an event nothing recorded caused: the run's root when every step was recorded, since
+    a spawned process's first events depend on the spawn."""
     rows = np.flatnonzero(happened & (sim.unit >= 0))
     if not len(rows):
         return []
@@ -294,7 +402,7 @@ def _stuck(
     waits_for: dict[int, tuple[int, int]] = {}  # unit -> (resource, unit)
     for r, q in sim.lock_waiters.items():
         holders = list(sim.holders.get(r, {}))
-        for i in q:
+        for _, i in q:
             if holders:
                 waits_for[int(sim.unit[i])] = (r, holders[0])
     hops = sim.a.causality.hops
@@ -421,7 +529,12 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
         "delays": out.matched,
         "makespan_ns": {"recorded": out.makespan_recorded, "simulated": out.makespan},
         "critical_path": [
-            {"event": str(trace.event_id(i)), "at_ns": int(out.sim[i]), "what": describe(a, i)}
+            {
+                "event": str(trace.event_id(i)),
+                "at_ns": int(out.sim[i]),
+                "offset_ns": int(out.sim[i]) - out.start,  # since the run's first event
+                "what": describe(a, i),
+            }
             for i in _summarize_path(a, out.path)
         ],
         "reordered": {
@@ -471,9 +584,12 @@ def text(a: Analysis, out: Outcome) -> list[str]:
     rec, new = doc["makespan_ns"]["recorded"], doc["makespan_ns"]["simulated"]
     change = f"{'+' if new >= rec else '-'}{fmt_duration(abs(new - rec))}"
     lines.append(f"makespan: {fmt_duration(rec)} recorded → {fmt_duration(new)} ({change})")
-    lines.append("critical path (where it changes unit):")
-    lines += [f"  +{fmt_duration(s['at_ns'] - int(out.sim[out.path[0]]))} {s['what']}"
+    lines.append("critical path (where it changes unit; times since the run's first event):")
+    lines += [f"  +{fmt_duration(s['offset_ns'])} {s['what']}"
               for s in doc["critical_path"]] if out.path else ["  (empty)"]  # fmt: skip
+    if out.path and int(out.sim[out.path[0]]) > out.start:
+        lines.append("  (it begins there: no recorded event caused its first step, which keeps "
+                     "its recorded time)")  # fmt: skip
     races = doc["reordered"]
     if races["races_total"]:
         lines.append(f"races the delay exposes: {races['races_total']} conflicting pair(s) "
