@@ -9,7 +9,9 @@ when none is readable nothing is written).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 EPILOG = """\
@@ -82,6 +84,23 @@ def run(args: argparse.Namespace) -> int:
         else:
             write_json(chrome_trace(a), args.output)
     except OSError as exc:
-        print(f"willowisp export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"willowisp export: {output_problem(args.output, exc)}", file=sys.stderr)
         return 2
     return 2 if trace.unreadable else 0
+
+
+def output_problem(path: str | os.PathLike[str], exc: OSError) -> str:
+    """One line on why OUT could not be written: ``OUT: cannot write it: why``.
+
+    The error's own file name is left out: it is the temporary file beside OUT, which the
+    user never named. A missing folder is named as such, not as a missing file.
+    """
+    out = Path(path)
+    folder = out.parent if str(out.parent) else Path(".")
+    if isinstance(exc, FileNotFoundError) and not folder.is_dir():
+        why = f"folder {folder} does not exist"
+    elif isinstance(exc, NotADirectoryError):
+        why = f"{folder} is not a folder"
+    else:
+        why = (exc.strerror or str(exc) or type(exc).__name__).lower()
+    return f"{out}: cannot write it: {why}"

@@ -60,6 +60,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from willowisp.cli.export import output_problem
     from willowisp.errors import TraceFormatError, UsageError
     from willowisp.ingest import formats
     from willowisp.ingest.spans import shared_spans
@@ -77,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {out} is also an input")
     bad = 0
     kept = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    os.close(fd)
-    os.unlink(tmp)
+    try:
+        tmp = _temp_name(out)
+    except OSError as exc:  # the folder is missing or not writable: say so before any work
+        print(f"willowisp import: {output_problem(out, exc)}", file=sys.stderr)
+        return 2
     try:
         with SegmentWriter(tmp) as w:
             for stream, path in enumerate(inputs, 1):
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                     # formats stop at their spans (building events would only be counted)
                     with shared_spans() as spans:
                         files, notes = formats.decode(prepared.stored, prepared.data, path)
+                        spans.require_some()
                 except TraceFormatError as exc:
                     print(f"willowisp import: {path}: {exc}", file=sys.stderr)
                     bad += 1
@@ -123,13 +127,25 @@ def run(args: argparse.Namespace) -> int:
             return 2
         os.replace(tmp, out)
     except OSError as exc:
-        print(f"willowisp import: {out}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"willowisp import: {output_problem(out, exc)}", file=sys.stderr)
         return 2
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     print(f"wrote {out} ({_plural(kept, 'input')})")
     return 2 if bad else 0
+
+
+def _temp_name(out: Path) -> str:
+    """A free name beside OUT for the file being written (renamed to OUT at the end).
+
+    Made by creating and removing a file, which proves the folder exists and is writable
+    (OSError otherwise); the writer then creates it again with the umask's mode.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
+    os.close(fd)
+    os.unlink(tmp)
+    return tmp
 
 
 def _units(tf: Any) -> int:

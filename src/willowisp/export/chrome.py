@@ -7,13 +7,15 @@ The mapping (docs/export.md has it for users):
   ``kind name`` by ``thread_name``. Both are small integers: viewers truncate ids to 32
   bits, so real pids, process ids and unit numbers go into names and args only. Events
   done by no unit (agent metadata) sit on tid 0 of their process, named ``(process)``,
-  and only when an exported event needs it.
+  and only when an exported event needs it. ``process_name`` also carries
+  ``args.runtime``, which ``willowisp import`` reads back.
 - ``ts``/``dur`` in microseconds (floats, ns precision) of the adjusted, clock-aligned
   time, shifted so that the earliest event is at 0.
 - a wait (``unit.block`` to the event that ended it) is an ``X`` slice named by what was
   waited on: ``lock state_lock``, ``rpc GET /price``; a lock hold (acquire to release) is
   an ``X`` slice ``hold lock state_lock``. Slices still open at the end of the trace end
-  at its last event and say so in ``args.still``.
+  at its last event of any kind (a final flush or clock anchor counts: the wait was still
+  open then) and say so in ``args.still``.
 - every cross-unit happens-before edge of the analysis is one flow (v2): two zero-length
   ``X`` slices at its two events, with the same ``bind_id``, ``flow_out`` on the cause and
   ``flow_in`` on the effect. Flow v2 binds to the event that carries it (v1 ``s``/``f``
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import event_where, resource_name
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.waits import holds, wait_outcome, waits
+from willowisp.ingest.tables import Process
 from willowisp.model.spec import K, Reason
 
 MAX_STR = 1000
@@ -64,6 +67,14 @@ def kind_name(code: int) -> str:
         return f"kind {code}"
 
 
+def _process_args(p: Process, max_str: int) -> dict[str, Any]:
+    """``process_name``'s args: the label, and the runtime, which the importer reads back."""
+    args = {"name": cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})", max_str)}
+    if p.runtime:
+        args["runtime"] = cut(p.runtime, max_str)
+    return args
+
+
 def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
     """The Chrome trace-event JSON document of an analysis (see the module doc)."""
     trace = a.trace
@@ -77,7 +88,9 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
     drawn[g.dst] = True
     times = adjusted[drawn] if drawn.any() else adjusted
     t0 = int(times.min()) if len(times) else 0
-    t_end = int(times.max()) if len(times) else 0
+    # Open slices end where the recording does: its last event of any kind (a final clock
+    # anchor or flush proves the process was still there, and the wait still open, then).
+    t_end = max(int(adjusted.max()), t0) if n else 0
 
     def us(t: int) -> float:
         return round((t - t0) / 1000.0, 3)
@@ -91,9 +104,7 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
                 "name": "process_name",
                 "pid": p.index + 1,
                 "tid": 0,
-                "args": {
-                    "name": cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})", max_str)
-                },
+                "args": _process_args(p, max_str),
             }
         )
         out.append(
@@ -281,10 +292,16 @@ def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
 
 def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, renamed,
-    so a reader never sees half a file and an old file survives a failed export."""
+    so a reader never sees half a file and an old file survives a failed export.
+
+    The file gets the mode the umask gives a new file (0644 under the usual 0022), like
+    ``import`` and any other tool's output: an export is made to be shared or uploaded, so
+    ``mkstemp``'s private 0600 would be a surprise. Raises OSError (the folder is missing or
+    not writable, the disk is full); nothing is left behind then.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _create_temp(folder, target.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -295,3 +312,22 @@ def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
         except OSError:
             pass
         raise
+
+
+_TEMP_TRIES = 100
+
+
+def _create_temp(folder: Path, name: str) -> tuple[int, str]:
+    """A new file ``.NAME.<random>.tmp`` in ``folder``, opened for writing, and its path.
+
+    ``O_EXCL`` makes it ours (no symlink or earlier file is followed); mode 0666 lets the
+    kernel apply the umask, which is what ``tempfile.mkstemp`` (always 0600) does not.
+    """
+    for _ in range(_TEMP_TRIES):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        return fd, tmp
+    raise FileExistsError(f"{folder}: no free temporary name after {_TEMP_TRIES} tries")

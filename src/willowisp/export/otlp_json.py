@@ -15,7 +15,11 @@ Two kinds of processes, two mappings (docs/export.md has them for users):
   findings that name it are span events ``willowisp.finding``. Each hop side becomes a
   CLIENT/SERVER/PRODUCER/CONSUMER span with the trace id and span id that crossed the wire,
   so the backend joins the two sides the way it joins any two services; it links to its
-  unit's span. Times are the analysis' adjusted times: clocks aligned, not raw.
+  unit's span. A request that never got its reply (the client still waiting, the server
+  still handling it when the trace ended) has no end event: its span ends where the trace
+  ends, with status ERROR ``no reply: ...`` and ``willowisp.unanswered=true`` — never a
+  zero-length span that a viewer would show as an instant success. Times are the
+  analysis' adjusted times: clocks aligned, not raw.
 
 Ids are derived from content (process id, unit number, event id), so exporting the same
 run twice gives the same document.
@@ -264,6 +268,18 @@ _SIDE = {
     (int(K.MSG_RECV), "message"): CONSUMER,
 }
 _END_OF = {CLIENT: int(K.RPC_RESPONSE), SERVER: int(K.RPC_REPLY)}
+NO_INDEX = -1
+STATUS_ERROR = 2
+# A request that never got its reply (a client still waiting, a server still handling it
+# when the trace ended) has no end of its own. Its span ends where the trace ends, so that
+# a viewer draws it as long as it was known to be pending, not as an instant success, and
+# says why: status ERROR with this message, and UNANSWERED=true, which the importer reads
+# back (ingest/spans.py) as a request with no reply rather than a reply at the span's end.
+UNANSWERED = "willowisp.unanswered"
+NO_REPLY = {
+    CLIENT: "no reply: still waiting when the trace ended",
+    SERVER: "no reply sent: still handling the request when the trace ended",
+}
 
 
 def _hop_spans(
@@ -275,10 +291,14 @@ def _hop_spans(
     adjusted = a.causality.clocks.adjusted
     hop = np.flatnonzero(np.isin(ev.kind, (K.MSG_SEND, K.MSG_RECV, K.RPC_REPLY, K.RPC_RESPONSE)))
     ends: dict[tuple[int, int], int] = {}
+    loose: dict[int, list[int]] = {}  # per unit, its replies that name no request
     for i in hop.tolist():
         k, r = int(ev.kind[i]), int(ev.res[i])
         if k in (K.RPC_REPLY, K.RPC_RESPONSE) and r >= 0:
             ends.setdefault((r, k), i)
+        elif k == K.RPC_RESPONSE and ev.unit[i] >= 0:
+            loose.setdefault(int(ev.unit[i]), []).append(i)
+    t_end = int(adjusted.max()) if len(adjusted) else 0
     out: list[tuple[int, dict[str, Any]]] = []
     for i in hop.tolist():
         k, r, unit = int(ev.kind[i]), int(ev.res[i]), int(ev.unit[i])
@@ -291,7 +311,9 @@ def _hop_spans(
         proc = trace.processes[res.proc]
         trace_id = res.trace_id if len(res.trace_id) == 32 else trace_of[res.proc]
         span_id = res.span_id if len(res.span_id) == 16 else _id(16, proc.id, "hop", r, k)
-        end_i = ends.get((r, _END_OF[side]), i) if side in _END_OF else i
+        end_i = ends.get((r, _END_OF[side]), NO_INDEX) if side in _END_OF else i
+        if end_i < 0 and side == CLIENT:
+            end_i = _loose_reply(loose.get(unit, []), i, adjusted)
         attrs = [_kv("willowisp.unit.id", str(trace.units[unit].id(proc)))]
         if res.protocol == "http":
             path, _, query = res.target.partition("?")
@@ -313,17 +335,31 @@ def _hop_spans(
             ]
         if res.peer:
             attrs.append(_kv("server.address", res.peer))
+        start_t = int(adjusted[i])
+        if end_i < 0:
+            attrs.append(_kv(UNANSWERED, True))
         span: dict[str, Any] = {
             "traceId": trace_id,
             "spanId": span_id,
             "name": _cut(f"{res.method} {res.target}".strip() or res.name or res.kind),
             "kind": side,
-            "startTimeUnixNano": str(int(adjusted[i])),
-            "endTimeUnixNano": str(int(adjusted[max(end_i, i)])),
+            "startTimeUnixNano": str(start_t),
+            "endTimeUnixNano": str(max(int(adjusted[end_i]) if end_i >= 0 else t_end, start_t)),
             "attributes": attrs,
             "links": [{"traceId": trace_of[res.proc], "spanId": span_of[unit]}],
         }
+        if end_i < 0:
+            span["status"] = {"code": STATUS_ERROR, "message": NO_REPLY[side]}
         if side in (SERVER, CONSUMER) and len(res.parent_span_id) == 16:
             span["parentSpanId"] = res.parent_span_id
         out.append((res.proc, span))
     return out
+
+
+def _loose_reply(replies: list[int], send: int, adjusted: Any) -> int:
+    """The first reply after ``send`` that names no request (an agent saw a reply on a
+    multiplexed connection and could not tell which request it answers): the request's
+    answer may be that one, so it is not "unanswered". NO_INDEX if there is none."""
+    t = int(adjusted[send])
+    later = [j for j in replies if int(adjusted[j]) >= t]
+    return min(later, key=lambda j: int(adjusted[j]), default=NO_INDEX)

@@ -18,7 +18,8 @@ users), drawn with Perfetto's own track model:
   are slices, ``SLICE_BEGIN``/``SLICE_END`` on the unit's track. Slices on one track must
   nest; holds of two locks released out of order do not, so a slice that does not fit goes
   to the unit's first child track ("overlap 1", "overlap 2", ...) where it does. Slices
-  still open when the trace ends end at its last drawn event and say so (``still``).
+  still open when the trace ends end at its last event of any kind (a final flush or clock
+  anchor: the wait was still open then) and say so (``still``).
 - every other event of a unit, and every endpoint of a happens-before edge, is an
   ``INSTANT`` on its unit's track (an endpoint done by no unit sits on its process track).
 - every cross-unit happens-before edge of the analysis is one flow, id = edge number + 1:
@@ -380,7 +381,8 @@ def perfetto_trace(a: Analysis, max_str: int = MAX_STR) -> bytes:
     drawn[g.dst] = True
     times = adjusted[drawn] if drawn.any() else adjusted
     t_first = int(times.min()) if len(times) else 0
-    t_end = int(times.max()) if len(times) else 0
+    # open slices end at the recording's last event of any kind (see chrome.py)
+    t_end = max(int(adjusted.max()), t_first) if len(adjusted) else 0
     shift = max(0, -t_first)
     out = _Out()
     owners, owner_names = _tracks(trace, out, max_str)

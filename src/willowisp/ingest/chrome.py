@@ -117,9 +117,9 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
     they are over the size or event-count bounds.
     """
     if stored_format != NAME:
-        raise TraceFormatError(f"{path}: stored format {stored_format!r} is not {NAME!r}")
+        raise TraceFormatError(f"stored format {stored_format!r} is not {NAME!r}")
     if len(data) > MAX_BYTES:
-        raise TraceLimitError(f"{path}: {len(data)} bytes is over the {MAX_BYTES}-byte bound")
+        raise TraceLimitError(f"{len(data)} bytes is over the {MAX_BYTES}-byte bound")
     # Millions of acyclic objects (the parsed JSON, events, records) would set off the
     # cyclic collector's full passes over them again and again: 44 % of the time measured
     # on a 1M-event file. Nothing here makes cycles, so it is paused, and restored.
@@ -139,8 +139,7 @@ def _decode(data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
     imp = _Import(tag, doc.ours, doc.shift)
     events = imp.read(doc.events)
     if not events and not imp.procs:
-        first = f" (first: {imp.first_bad})" if imp.first_bad else ""
-        raise TraceFormatError(f"{path}: no usable Chrome trace event{first}")
+        raise TraceFormatError(f"no usable Chrome trace event{imp.why_none(len(doc.events))}")
     imp.walk(events)
     notes.extend(imp.notes(path, len(doc.events)))
     return imp.trace_files(path, len(data)), notes
@@ -659,6 +658,17 @@ class _Import:
         self.unclosed += 1
 
     # -- output
+
+    def why_none(self, total: int) -> str:
+        """Why a file gave no usable event, in the words of the skip note."""
+        if self.bad:
+            return (
+                f": {self.bad} of {_plural(total, 'event')} skipped as malformed "
+                f"(first: {self.first_bad})"
+            )
+        if self.ignored:
+            return f" (only phases with no concurrency meaning: {_counts(self.ignored)})"
+        return " (the file holds none)"
 
     def notes(self, path: str, total: int) -> list[str]:
         out: list[str] = []

@@ -30,7 +30,7 @@ def read_document(data: bytes, path: str) -> Document:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise TraceFormatError(
-            f"{path}: not Chrome trace JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            f"not Chrome trace JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from exc
     try:
         whole = json.loads(text, parse_float=decimal.Decimal)
@@ -42,14 +42,14 @@ def read_document(data: bytes, path: str) -> Document:
         ours, shift = _exporter(whole.get("otherData"))
         return Document(_bounded(whole["traceEvents"], path), "", ours, shift)
     raise TraceFormatError(
-        f"{path}: not Chrome trace JSON: expected an array of events or an object with a "
+        f"not Chrome trace JSON: expected an array of events or an object with a "
         f"traceEvents array, found {type(whole).__name__}"
     )
 
 
 def _bounded(events: list[Any], path: str) -> list[Any]:
     if len(events) > MAX_EVENTS:
-        raise TraceLimitError(f"{path}: {len(events)} events is over the bound of {MAX_EVENTS}")
+        raise TraceLimitError(f"{len(events)} events is over the bound of {MAX_EVENTS}")
     return events
 
 
@@ -76,17 +76,17 @@ def _salvage(text: str, path: str) -> Document:
     dec = json.JSONDecoder(parse_float=decimal.Decimal)
     pos = skip_space(text, 0)
     if pos == len(text):
-        raise TraceFormatError(f"{path}: not Chrome trace JSON: the file is empty")
+        raise TraceFormatError("not Chrome trace JSON: the file is empty")
     ours, shift = False, 0
     if text[pos] == "[":
         start = pos
     elif text[pos] == "{":
         start, other = events_array(text, dec, pos)
         if start < 0:
-            raise TraceFormatError(f"{path}: not Chrome trace JSON: no readable traceEvents array")
+            raise TraceFormatError("not Chrome trace JSON: no readable traceEvents array")
         ours, shift = _exporter(other)
     else:
-        raise TraceFormatError(f"{path}: not Chrome trace JSON: does not start with [ or {{")
+        raise TraceFormatError("not Chrome trace JSON: does not start with [ or {")
     events: list[Any] = []
     pos = skip_space(text, start + 1)
     while pos < len(text) and text[pos] != "]":
@@ -96,7 +96,7 @@ def _salvage(text: str, path: str) -> Document:
             break
         events.append(ev)
         if len(events) > MAX_EVENTS:
-            raise TraceLimitError(f"{path}: more than {MAX_EVENTS} events (the bound)")
+            raise TraceLimitError(f"more than {MAX_EVENTS} events (the bound)")
         pos = skip_space(text, pos)
         if text[pos : pos + 1] == ",":
             pos = skip_space(text, pos + 1)
@@ -104,7 +104,7 @@ def _salvage(text: str, path: str) -> Document:
             break
     if not events:
         raise TraceFormatError(
-            f"{path}: not Chrome trace JSON: no complete event (damaged at character {pos})"
+            f"not Chrome trace JSON: no complete event (damaged at character {pos})"
         )
     note = (
         f"{path}: the JSON is damaged or truncated at character {pos}; the "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import formats
-from willowisp.ingest.spans import shared_spans
+from willowisp.ingest.spans import require_usable_input, shared_spans
 from willowisp.ingest.tables import Unreadable
 from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
 
@@ -102,6 +102,7 @@ def _read_one(
     try:
         if not path.endswith(".wtrace") and not is_wtrace(path):
             imported, more = formats.read_foreign(path)
+            require_usable_input()  # a file of spans that are all bad is unreadable
             parsed.extend(imported)
             said.extend(more)
             return

@@ -25,8 +25,9 @@ The mapping (docs/import.md has it for users):
 * **logs** become events named by their ``event`` field (else ``log``), the other fields
   their attributes.
 * **processes** become resources: ``serviceName`` is ``service.name``, tags are attributes,
-  ``hostname`` also fills ``host.name`` and ``client-uuid`` ``service.instance.id`` when
-  those are absent. Spans of one process in several traces are one process.
+  ``hostname`` also fills ``host.name``, ``client-uuid`` ``service.instance.id`` and the
+  Jaeger client's ``jaeger.version`` (``Go-2.30.0``) ``telemetry.sdk.language`` (the
+  runtime) when those are absent. Spans of one process in several traces are one process.
 * **warnings** (trace and span) and the envelope's ``errors`` become one note each.
 * **B3 shared spans**: Zipkin-instrumented services report the server half of an RPC with
   the client's span id. When a SERVER span repeats the id of a CLIENT span of the same
@@ -296,8 +297,14 @@ def finish(
             f"malformed (first: {out.first}); the others were imported"
         )
     if not spans:
-        why = f" (first: {out.first})" if out.first else ""
-        raise TraceFormatError(f"no usable {out.what} span{why}")
+        what = f"{out.what} span"
+        why = (
+            f": {out.skipped} of {plural(out.total, what)} skipped as malformed "
+            f"(first: {out.first})"
+            if out.skipped
+            else " (the file holds none)"
+        )
+        raise TraceFormatError(f"no usable {what}{why}")
     files, more = otlp_json.from_traces_data([traces_data(spans)], path, size, imported=imported)
     if not files and not shared_spans.collecting():
         raise TraceFormatError(f"no usable {out.what} span ({'; '.join(more) or 'none'})")
@@ -427,7 +434,36 @@ def _resource(process: Any, pid: str = "") -> Resource:
         attrs.setdefault("host.name", h)
     if isinstance(u := attrs.get("client-uuid"), str):
         attrs.setdefault("service.instance.id", u)
+    if (lang := _client_language(attrs.get("jaeger.version"))) is not None:
+        attrs.setdefault("telemetry.sdk.language", lang)
     return tuple(sorted(attrs.items(), key=lambda kv_: kv_[0])), service
+
+
+# Jaeger clients' ``jaeger.version`` tag (``Go-2.30.0``, ``Java-1.8.1``, ``Python-4.8.0``):
+# its prefix, lowercased, as an OpenTelemetry ``telemetry.sdk.language`` value.
+_CLIENT_LANGUAGES = {
+    "go": "go",
+    "golang": "go",
+    "java": "java",
+    "python": "python",
+    "node": "nodejs",
+    "nodejs": "nodejs",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "csharp": "dotnet",
+    "c#": "dotnet",
+    "dotnet": "dotnet",
+    "ruby": "ruby",
+    "php": "php",
+    "rust": "rust",
+}
+
+
+def _client_language(version: Any) -> str | None:
+    """The runtime a ``jaeger.version`` tag names, or None (absent, or not one we know)."""
+    if not isinstance(version, str):
+        return None
+    return _CLIENT_LANGUAGES.get(version.partition("-")[0].strip().lower())
 
 
 def _list(v: Any) -> list[Any]:

@@ -127,13 +127,13 @@ def prepare(data: bytes, path: str) -> tuple[str, bytes]:
         return STORED, _convert(data, path)
     if _JSON_HEAD.match(data[:65536]):
         return STORED, data
-    raise TraceFormatError(f"{path}: not a JFR recording (no FLR header, no jfr JSON)")
+    raise TraceFormatError("not a JFR recording (no FLR header, no jfr JSON)")
 
 
 def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:
     """The stored JSON -> one process (a TraceFile) and notes about skipped events."""
     if stored_format != STORED:
-        raise TraceFormatError(f"{path}: stored format {stored_format!r} is not {STORED!r}")
+        raise TraceFormatError(f"stored format {stored_format!r} is not {STORED!r}")
     events = _events(data, path)
     rec = Recording()
     total = skipped = dumps = 0
@@ -151,9 +151,9 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
             skipped += 1
             first = first or f"{e.get('type')}: {exc}"
     if total == 0:
-        raise TraceFormatError(f"{path}: no JFR thread, monitor or park events in the recording")
+        raise TraceFormatError("no JFR thread, monitor or park events in the recording")
     if skipped == total:
-        raise TraceFormatError(f"{path}: every one of {total} JFR events is malformed ({first})")
+        raise TraceFormatError(f"every one of {total} JFR events is malformed ({first})")
     notes = []
     if skipped:
         notes.append(
@@ -191,7 +191,7 @@ def _convert(data: bytes, path: str) -> bytes:
         javac = None
     if tool is None and (java is None or javac is None):
         raise TraceFormatError(
-            f"{path}: reading a JFR recording needs a JDK (its jfr tool, or java and javac), "
+            "reading a JFR recording needs a JDK (its jfr tool, or java and javac), "
             "and none was found: install a JDK 11+ and set JAVA_HOME to it (or put its bin/ "
             "on PATH)"
         )
@@ -213,7 +213,7 @@ def _convert(data: bytes, path: str) -> bytes:
             why = errors.read(65536).decode("utf-8", "replace").strip().splitlines()
     if status != 0:
         msg = why[-1] if why else f"exit status {status}"
-        raise TraceFormatError(f"{path}: the JDK could not read the recording: {msg[:200]}")
+        raise TraceFormatError(f"the JDK could not read the recording: {msg[:200]}")
     return out
 
 
@@ -255,7 +255,7 @@ def _run_bounded(cmd: list[str], errors: Any, path: str) -> tuple[bytes, int]:
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
     except OSError as exc:
-        raise TraceFormatError(f"{path}: cannot run {cmd[0]}: {exc.strerror or exc}") from exc
+        raise TraceFormatError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from exc
     expired = threading.Event()
 
     def expire() -> None:
@@ -272,7 +272,7 @@ def _run_bounded(cmd: list[str], errors: Any, path: str) -> tuple[bytes, int]:
             size += len(block)
             if size > MAX_JSON_BYTES:
                 raise TraceLimitError(
-                    f"{path}: `jfr print --json` wrote over {MAX_JSON_BYTES >> 20} MiB; record "
+                    f"`jfr print --json` wrote over {MAX_JSON_BYTES >> 20} MiB; record "
                     "fewer events (a threshold above 0 ms, or a shorter recording)"
                 )
             parts.append(block)
@@ -285,7 +285,7 @@ def _run_bounded(cmd: list[str], errors: Any, path: str) -> tuple[bytes, int]:
         if proc.stdout is not None:
             proc.stdout.close()
     if expired.is_set():
-        raise TraceFormatError(f"{path}: `jfr print --json` took over {JFR_TIMEOUT_S:.0f} s")
+        raise TraceFormatError(f"`jfr print --json` took over {JFR_TIMEOUT_S:.0f} s")
     return b"".join(parts), status
 
 
@@ -310,17 +310,17 @@ EXPORTER_SOURCE = (
 
 def _events(data: bytes, path: str) -> list[Any]:
     if len(data) > MAX_JSON_BYTES:
-        raise TraceLimitError(f"{path}: over the {MAX_JSON_BYTES}-byte bound for JFR JSON")
+        raise TraceLimitError(f"over the {MAX_JSON_BYTES}-byte bound for JFR JSON")
     try:
         doc = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise TraceFormatError(f"{path}: not JFR JSON: not UTF-8 text ({exc.reason})") from exc
+        raise TraceFormatError(f"not JFR JSON: not UTF-8 text ({exc.reason})") from exc
     except (ValueError, RecursionError) as exc:
-        raise TraceFormatError(f"{path}: not JFR JSON (truncated or malformed: {exc})") from exc
+        raise TraceFormatError(f"not JFR JSON (truncated or malformed: {exc})") from exc
     events = doc.get("recording") if isinstance(doc, dict) else None
     events = events.get("events") if isinstance(events, dict) else None
     if not isinstance(events, list):
-        raise TraceFormatError(f"{path}: not JFR JSON: no recording.events list")
+        raise TraceFormatError("not JFR JSON: no recording.events list")
     if len(events) > MAX_EVENTS:
-        raise TraceLimitError(f"{path}: more than {MAX_EVENTS} JFR events (the bound)")
+        raise TraceLimitError(f"more than {MAX_EVENTS} JFR events (the bound)")
     return events

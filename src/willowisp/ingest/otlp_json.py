@@ -121,6 +121,8 @@ def from_traces_data(
                         proc.add(_span(s, lib))
                     except BadSpan as exc:
                         found.skip(str(exc))
+    if not shared:
+        found.require_some()
     notes: list[str] = []
     if bad_lines:
         notes.append(f"{path}: {plural(bad_lines, 'line')} not OTLP JSON, skipped")

@@ -81,6 +81,8 @@ def parse_proto(data: bytes, path: str = "<bytes>") -> tuple[list[TraceFile], li
                     found.skip(str(exc))
     if not msg.resource_spans and data:
         raise TraceFormatError("not OTLP protobuf: no resource_spans in it")
+    if not shared:
+        found.require_some()
     return ([] if shared else found.trace_files(path, len(data))), found.notes(path)
 
 

@@ -23,9 +23,14 @@ Mapping (docs/import.md):
   the trace id and their span id; ``rpc.response`` at a CLIENT's end), SERVER and CONSUMER
   spans receive (``msg.recv`` at start carrying the parent span id — for a CONSUMER without
   a parent, its first link's; ``rpc.reply`` at a SERVER's end), so the hop linker pairs a
-  client span with its server child. OTel's current and older attribute names are both
-  read (``http.request.method``/``http.method``, ``messaging.destination.name``/
-  ``messaging.destination``, ``rpc.system.name``/``rpc.system``, ...).
+  client span with its server child. A CLIENT or SERVER span with
+  ``willowisp.unanswered=true`` (what ``willowisp export`` writes on a request that never
+  got its reply, ending the span where the trace ended) gets no reply, no response and no
+  ``unit.end``: a client's ``unit.block`` (reason rpc) after its send is still waiting
+  when the trace ends, as in the recording it came from. OTel's current and older
+  attribute names are both read (``http.request.method``/``http.method``,
+  ``messaging.destination.name``/``messaging.destination``, ``rpc.system.name``/
+  ``rpc.system``, ...).
 
 Speed: a million spans is a normal export, so the events are built as numpy columns — one
 Python pass to collect each span's numbers, then array operations and one ``lexsort`` —
@@ -46,7 +51,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K
+from willowisp.errors import TraceFormatError
+from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K, Reason
 from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
 from willowisp.wtrace.reader import Chunk, TraceFile
 
@@ -95,6 +101,15 @@ def first_str(a: dict[str, Any], *keys: str) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# how messages name the spans of each span format
+FORMAT_NAMES = {
+    "otlp-json": "OTLP JSON",
+    "otlp-proto": "OTLP protobuf",
+    "jaeger": "Jaeger",
+    "zipkin": "Zipkin",
+}
 
 
 class SpanSet:
@@ -157,6 +172,24 @@ class SpanSet:
             f"(first: {self.first_problem}); the others were imported"
         ]
 
+    def require_some(self) -> None:
+        """Raise TraceFormatError when this input (since ``begin``) had spans and every one
+        was malformed, saying how many and why the first was; an input with no span at
+        all is left to the caller (an empty export is not malformed).
+
+        Importers call it only on a set of their own; with a shared set, the reader of a
+        file calls it (``import``, ``analyze FILE``), not the reader of a ``.wtrace``'s
+        embedded streams: one request of many that ``collect`` stored with only bad spans
+        is a note in a good file, not an unreadable file.
+        """
+        total, skipped = self.total - self._base[0], self.skipped - self._base[1]
+        what = FORMAT_NAMES.get(self.imported, self.imported)
+        if total and skipped == total:
+            raise TraceFormatError(
+                f"no usable {what} span: {skipped} of {plural(total, what + ' span')} "
+                f"skipped as malformed (first: {self.first_problem})"
+            )
+
     def trace_files(self, path: str = "", size: int = 0) -> list[TraceFile]:
         return [p.trace_file(path or p.path, size) for p in self.procs.values() if len(p)]
 
@@ -176,6 +209,14 @@ def shared_spans() -> Iterator[SpanSet]:
         yield found
     finally:
         _SHARED.reset(token)
+
+
+def require_usable_input() -> None:
+    """With a shared set active, raise TraceFormatError when the input just read had spans
+    and all were malformed (:meth:`SpanSet.require_some`); for a reader of whole files."""
+    shared = _SHARED.get()
+    if shared is not None:
+        shared.require_some()
 
 
 def span_set(imported: str, path: str) -> tuple[SpanSet, bool]:
@@ -321,6 +362,7 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
     error = np.asarray(sp.error, np.bool_)[order]
     res = np.zeros(n, np.int64)
     codes = np.zeros(n, np.int64)
+    pending = np.zeros(n, np.bool_)  # CLIENT/SERVER spans whose reply never came
     if sp.remote:
         position = np.empty(n, np.int64)
         position[order] = np.arange(n)
@@ -329,6 +371,7 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
             rem = sp.remote[i]
             res[pos] = r
             codes[pos] = status_code(rem.attrs)
+            pending[pos] = sp.kind[i] in (CLIENT_KIND, SERVER_KIND) and unanswered(rem.attrs)
             records.append(Record(R_RESOURCE, r, resource_attrs(_span_at(sp, i, rem))))
 
     # blocks of (time, phase, depth key, sub) keys and (kind, unit, time, res, arg) rows
@@ -345,7 +388,14 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
     recvs = np.isin(kinds, (SERVER_KIND, CONSUMER_KIND))
     for mask, k in ((sends, K.MSG_SEND), (recvs, K.MSG_RECV)):
         blocks.append(((start[mask], 1, du[mask], 1), (k, units[mask], start[mask], res[mask], 0)))
-    client = kinds == CLIENT_KIND
+    waiting = (kinds == CLIENT_KIND) & pending
+    blocks.append(
+        (
+            (start[waiting], 1, du[waiting], 3),
+            (K.UNIT_BLOCK, units[waiting], start[waiting], res[waiting], int(Reason.RPC)),
+        )
+    )
+    client = (kinds == CLIENT_KIND) & ~pending
     arg = np.where(error[client] & (codes[client] == 0), -1, codes[client])
     blocks.append(
         (
@@ -353,14 +403,20 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
             (K.RPC_RESPONSE, units[client], end[client], res[client], arg),
         )
     )
-    server = kinds == SERVER_KIND
+    server = (kinds == SERVER_KIND) & ~pending
     blocks.append(
         (
             (end[server], 2, -du[server], 0),
             (K.RPC_REPLY, units[server], end[server], res[server], codes[server]),
         )
     )
-    blocks.append(((end, 2, -du, 1), (K.UNIT_END, units, end, 0, error.astype(np.int64))))
+    done = ~pending
+    blocks.append(
+        (
+            (end[done], 2, -du[done], 1),
+            (K.UNIT_END, units[done], end[done], 0, error[done].astype(np.int64)),
+        )
+    )
     sizes = [len(b[0][0]) for b in blocks]
 
     def col(parts: list[Any]) -> I64:
@@ -406,6 +462,16 @@ def _span_at(sp: SpanProcess, i: int, rem: Remote) -> Span:
         rem.link_trace_id,
         rem.link_span_id,
     )
+
+
+UNANSWERED = "willowisp.unanswered"
+
+
+def unanswered(a: dict[str, Any]) -> bool:
+    """Does a span say its request never got a reply (``willowisp export`` writes
+    ``willowisp.unanswered=true`` on such spans; Zipkin tags are strings)?"""
+    v = a.get(UNANSWERED)
+    return v is True or v == "true"
 
 
 def status_code(a: dict[str, Any]) -> int:

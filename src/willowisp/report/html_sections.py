@@ -194,7 +194,8 @@ def clocks_section(clocks: Sequence[Mapping[str, Any]], procs: Sequence[Mapping[
 def _side(s: Mapping[str, Any]) -> str:
     if s.get("service") is None:
         return f"? ({s['peer']})" if s.get("peer") else "? (not traced)"
-    return f"{s.get('service')} ({s.get('runtime')})"
+    runtime = s.get("runtime")
+    return f"{s.get('service')} ({runtime})" if runtime else str(s.get("service"))
 
 
 SEAM_PARTS = ("marshal", "transit", "structural", "handler", "reply")

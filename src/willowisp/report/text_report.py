@@ -143,9 +143,10 @@ def _clocks(console: Console, clocks: list[dict[str, Any]], procs: list[dict[str
 
 
 def _side(s: dict[str, Any]) -> str:
+    """``orders (python)``; just ``orders`` when the runtime is not known (Zipkin spans)."""
     if s["service"] is None:
         return f"? ({s['peer']})" if s.get("peer") else "? (not traced)"
-    return f"{s['service']} ({s['runtime']})"
+    return f"{s['service']} ({s['runtime']})" if s.get("runtime") else str(s["service"])
 
 
 def _hops(console: Console, hops: list[dict[str, Any]]) -> None:
@@ -248,7 +249,10 @@ def _contention(console: Console, resources: list[dict[str, Any]]) -> None:
 
 
 def _dur(ns: int) -> str:
-    """A duration at a glance: 850 ns, 12.5 µs, 3.2 ms, 2.0 s."""
+    """A duration at a glance: 850 ns, 12.5 µs, 3.2 ms, 2.0 s; a negative one signed the
+    same way (a part measured across two clock domains can come out below zero)."""
+    if ns < 0:
+        return f"-{_dur(-ns)}"
     if ns < 1_000:
         return f"{ns} ns"
     if ns < 1_000_000:
