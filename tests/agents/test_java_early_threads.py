@@ -22,8 +22,8 @@ __all__ = ["agent_jar"]  # the fixture, used by name
 # Then main waits until a JFR recording is RUNNING (JFR's own listener: a signal, not a
 # sleep) and starts `late`, which JFR sees too (before its first flush both the hooks and
 # JFR write: the race the agent resolves). Then, told on stdin (once the agent says JFR
-# has flushed), `steady`, which JFR alone writes. Join gives no edge in the Java agent's
-# trace (it writes no join.done), so after a join main only reads.
+# has flushed), `steady`, which JFR alone writes. left also writes `result`, which main
+# reads after joining it: ordered by the join (join.done after left's unit.end), no race.
 PROGRAM = """\
 import dev.willowisp.agent.Willowisp;
 import java.io.BufferedReader;
@@ -37,22 +37,31 @@ import jdk.jfr.RecordingState;
 
 public class EarlyStarts {
   static int shared;
+  static int result;
 
   static void read() {
     if (shared != 42) throw new IllegalStateException("start() orders the write first");
     Willowisp.access("api", "shared", Willowisp.READ);
   }
 
+  static void produce() {
+    read();
+    result = 1;
+    Willowisp.access("api", "result", Willowisp.WRITE);
+  }
+
   public static void main(String[] args) throws Exception {
     shared = 42;
     Willowisp.access("api", "shared", Willowisp.WRITE);
-    Thread left = new Thread(EarlyStarts::read, "left");
+    Thread left = new Thread(EarlyStarts::produce, "left");
     Thread right = new Thread(EarlyStarts::read, "right");
     left.start(); // start left
     right.start(); // start right
     left.join();
     right.join();
     Willowisp.access("api", "shared", Willowisp.READ);
+    if (result != 1) throw new IllegalStateException("join orders left's write first");
+    Willowisp.access("api", "result", Willowisp.READ);
     CountDownLatch running = new CountDownLatch(1);
     FlightRecorder.addListener(
         new FlightRecorderListener() {
@@ -172,7 +181,16 @@ def test_threads_started_before_jfr_runs_get_their_units(
     assert extra["jfr_start_ns"] < create["late"] < create["steady"]
     assert extra["jfr_flushed_ns"] < create["steady"]
     assert 2 <= extra["early_threads"] <= 3, extra  # late: the hooks' or JFR's, not both
+    # every join that saw its thread end: join.done by main naming that thread's unit
+    joins = wquery(
+        out,
+        "SELECT j.name FROM events e JOIN units w ON w.id = e.unit "
+        "JOIN units j ON j.process = e.process AND j.number = e.arg "
+        "WHERE e.kind = 'join.done' AND w.name = 'main' ORDER BY e.time_ns",
+    )
+    assert [j for (j,) in joins] == ["left", "right", "late", "steady"], joins
     doc = analyze(out)
     kinds = [f["kind"] for f in doc["findings"]]
+    # main reads `result` after joining left, which wrote it: the join orders them
     assert "race" not in kinds and "orphan-unit" not in kinds, kinds
     assert doc["trace"]["agent_faults"] == 0

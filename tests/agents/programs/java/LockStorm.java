@@ -13,11 +13,21 @@ public class LockStorm {
 
   public static void main(String[] args) throws Exception {
     int n = Integer.parseInt(args[0]);
-    Thread writer = new Thread(() -> both(cache, index), "writer");
+    // at once, a latch between them: ordered in this schedule only (a join would order
+    // them for good, and no inversion could then hang)
+    java.util.concurrent.CountDownLatch wrote = new java.util.concurrent.CountDownLatch(1);
+    Thread writer = new Thread(() -> { both(cache, index); wrote.countDown(); }, "writer");
+    Thread reader = new Thread(() -> {
+      try {
+        wrote.await();
+      } catch (InterruptedException e) {
+        return;
+      }
+      both(index, cache);
+    }, "reader");
     writer.start();
-    writer.join();
-    Thread reader = new Thread(() -> both(index, cache), "reader");
     reader.start();
+    writer.join();
     reader.join();
     Thread stormer = new Thread(() -> {
       long x = 1;

@@ -1,14 +1,14 @@
-/** Takes two monitors in one order on one thread, then in the other order on another (no hang): a synchronized inversion. */
+/** Two monitors in one order on one thread, the other order on another running at once, a latch between them (no hang): an inversion. */
 public class MonitorOrder {
   static final Object pricing = new Object();
   static final Object catalog = new Object();
-
+  static final java.util.concurrent.CountDownLatch updated = new java.util.concurrent.CountDownLatch(1);
   public static void main(String[] args) throws Exception {
-    Thread update = new Thread(MonitorOrder::update, "update");
+    Thread update = new Thread(() -> { update(); updated.countDown(); }, "update");
+    Thread browse = new Thread(() -> { awaitUpdate(); browse(); }, "browse");
     update.start();
-    update.join();
-    Thread browse = new Thread(MonitorOrder::browse, "browse");
     browse.start();
+    update.join();
     browse.join();
     System.out.println("done");
   }
@@ -30,6 +30,15 @@ public class MonitorOrder {
       synchronized (pricing) {
         System.out.flush();
       }
+    }
+  }
+
+  /** A latch orders the two in this schedule only (a join would order them for good). */
+  static void awaitUpdate() {
+    try {
+      updated.await();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 }

@@ -426,6 +426,37 @@ public final class Hooks {
   }
 
   /**
+   * After {@code Thread.join(...)} returned normally, on the joining thread: if the joined
+   * thread has ended, {@code join.done} naming its unit, on a {@code join} resource of that
+   * unit (the analyzer's edge from the thread's {@code unit.end}: what the thread did
+   * happens before what the joiner does next). A timed join that returned first writes
+   * nothing. {@code full} mode, or inside a boundary instance; a join of the thread itself
+   * or of one never started (both return at once) writes nothing either.
+   */
+  @DontInline
+  public static void threadJoined(Thread joined) {
+    if (joined == null || joined.isAlive() || joined.getState() != Thread.State.TERMINATED) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec);
+    if (r == null) return;
+    if (!rec.cfg.mode.equals("full") && !(r.boundary instanceof Boundaries.Instance)) return;
+    r.busy = true;
+    try {
+      int u = rec.unitFor(joined);
+      // the thread itself; or the nested overload of a join just written (join() calls
+      // join(0)), or a second join of the same ended thread: the edge is there already
+      if (u == r.unitId || u == r.lastJoined) return;
+      r.lastJoined = u;
+      int res = rec.joinResource(u, joined.getName());
+      rec.emit(r, Kinds.JOIN_DONE, r.unitId, Recorder.now(), res, u, 0);
+    } catch (Throwable e) {
+      rec.fault("Thread.join", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /**
    * A thread whose start the start hook wrote ends before JFR runs: its {@code unit.end},
    * on the recorder's shared ring (the thread may have no ring of its own, and making one,
    * ~240 KB, for one event is not worth it). Noted before the VM's own end of the thread, so

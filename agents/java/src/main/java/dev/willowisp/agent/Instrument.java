@@ -132,8 +132,11 @@ final class Instrument {
     if (vthreads) targets = targets.or(named("java.lang.VirtualThread"));
     if (executors) targets = targets.or(namedOneOf(EXECUTOR_TARGETS));
     // platform threads' start and end: threads started inside a boundary instance, and (full
-    // mode with JFR) threads started before JFR runs (EarlyThreads); installed once
-    boolean threads = (executors || EarlyThreads.open) && !threadHooks;
+    // mode with JFR) threads started before JFR runs (EarlyThreads); and in full mode every
+    // Thread.join that saw its thread end (join.done: the happens-before edge from the
+    // thread's end); installed once
+    boolean joins = locks && rec.cfg.mode.equals("full");
+    boolean threads = (executors || EarlyThreads.open || joins) && !threadHooks;
     if (threads) targets = targets.or(named("java.lang.Thread"));
     AgentBuilder b =
         new AgentBuilder.Default()
@@ -247,7 +250,8 @@ final class Instrument {
                   (builder, type, loader, module, pd) ->
                       builder
                           .visit(Advice.to(ThreadStarts.class, LOCATOR).on(named("start").and(takesArguments(0).or(takesArguments(1)))))
-                          .visit(Advice.to(ThreadExits.class, LOCATOR).on(named("exit").and(takesArguments(0)))));
+                          .visit(Advice.to(ThreadExits.class, LOCATOR).on(named("exit").and(takesArguments(0))))
+                          .visit(Advice.to(ThreadJoins.class, LOCATOR).on(named("join"))));
     }
     if (exitHook) {
       b =
@@ -503,6 +507,17 @@ final class Instrument {
     @Advice.OnMethodEnter(suppress = Throwable.class)
     static void enter(@Advice.This Thread self) {
       Hooks.threadStarting(self);
+    }
+  }
+
+  /**
+   * {@code Thread.join(...)} (every overload, virtual threads' too): at its normal return,
+   * whether the thread has ended (a timed join may return first).
+   */
+  static final class ThreadJoins {
+    @Advice.OnMethodExit(suppress = Throwable.class)
+    static void exit(@Advice.This Thread self) {
+      Hooks.threadJoined(self);
     }
   }
 

@@ -13,6 +13,7 @@ final class Kinds {
   static final int QUEUE_PUT = 12;
   static final int QUEUE_GET = 13;
   static final int SYNC_NOTIFY = 14;
+  static final int JOIN_DONE = 16;
   static final int DATA_ACCESS = 17;
   static final int MSG_SEND = 20;
   static final int MSG_RECV = 21;

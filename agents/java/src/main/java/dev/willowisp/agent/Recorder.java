@@ -335,6 +335,20 @@ public final class Recorder {
     return id;
   }
 
+  /** The join resources of joined units (a unit joined twice names one resource). */
+  private final java.util.concurrent.ConcurrentHashMap<Integer, Integer> joinRes =
+      new java.util.concurrent.ConcurrentHashMap<>();
+
+  /** The {@code join} resource of unit u (its attribute {@code unit}), made on first use. */
+  int joinResource(int u, String threadName) {
+    Integer id = joinRes.get(u);
+    if (id != null) return id;
+    int made = newResource("join", "end of " + threadName, "unit", (long) u);
+    if (joinRes.size() >= 65_536) joinRes.clear(); // bounded: a unit joined again gets another
+    Integer had = joinRes.putIfAbsent(u, made);
+    return had != null ? had : made;
+  }
+
   /** One resource per name (sleep, park, data): created on first use. */
   int namedResource(String kind, String name, Object... attrs) {
     String key = kind + "\u0000" + name;

@@ -88,6 +88,8 @@ final class Ring {
 
   /** Set while the owner runs agent code, so hooks that agent code triggers do nothing. */
   boolean busy;
+  /** The unit this thread last wrote join.done for (join() calls join(0): one, not two). */
+  int lastJoined;
   /** The lock resource a hook saw this thread start waiting for (0: none); read by the sampler. */
   volatile int blockedOn;
   /**
