@@ -6,7 +6,8 @@ The Node agent's JavaScript ships inside this package (``_node_agent/``, the npm
 builds (``agents/java``); ``run`` adds ``-javaagent:<jar>`` to ``JAVA_TOOL_OPTIONS`` when it
 finds one: ``WILLOWISP_JAVA_AGENT``, else the copy a wheel build put in ``_java_agent/``,
 else the checkout's ``agents/java/target``. Go and Rust programs link their agent
-themselves and read the ``WILLOWISP_*`` variables ``run`` sets for every child.
+themselves and read the ``WILLOWISP_*`` variables ``run`` sets for every child; the Go
+agent's module source ships inside this package too (``_go_agent/``, see go_agent_dir).
 
 A JVM maps its agent jar and reads it for as long as it runs; Maven rewrites
 ``target/willowisp-agent.jar`` in place, and a JVM reading a jar rewritten under it dies
@@ -55,6 +56,17 @@ def _quote(path: str) -> str:
 
 
 JAVA_JAR = "willowisp-agent.jar"
+GO_MODULE = "github.com/willowisp/willowisp/agents/go"
+
+
+def go_agent_dir() -> Path | None:
+    """The Go agent's module source (``go.mod`` of ``GO_MODULE``): the copy inside this
+    package (``_go_agent/``: what a program links with a ``replace`` directive, and what
+    ``wisp-goimport`` is built from), else the checkout's ``agents/go``; None if neither."""
+    for base in (Path(__file__).parent / "_go_agent", _HERE.parent.parent / "agents" / "go"):
+        if (base / "go.mod").is_file():
+            return base.resolve()
+    return None
 
 
 def java_agent_jar() -> Path | None:

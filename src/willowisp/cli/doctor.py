@@ -116,8 +116,10 @@ def _importers() -> list[str]:
             helper = f"wisp-goimport built ({cached_helper(source)})"
         elif source is not None and shutil.which("go"):
             helper = "wisp-goimport is built with go on first use"
+        elif source is not None:
+            helper = "needs go on PATH, to build wisp-goimport once (or WILLOWISP_GOIMPORT)"
         else:
-            helper = "needs wisp-goimport (go install .../agents/go/cmd/wisp-goimport@latest)"
+            helper = "needs WILLOWISP_GOIMPORT: no Go agent source here to build wisp-goimport"
         out.append(f"{'go':8s} {helper}")
     if "jfr" in have:
         from willowisp.ingest.jfr import jdk_tool

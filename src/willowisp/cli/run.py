@@ -26,7 +26,7 @@ from willowisp.errors import UsageError
 from willowisp.model.boundary import merge_boundaries, parse_boundary
 from willowisp.model.redaction import parse_redaction
 from willowisp.project_config import load_project_config
-from willowisp.runtimes import java_tool_options, node_options
+from willowisp.runtimes import java_agent_jar, java_tool_options, node_options
 
 
 def register(sub: Any) -> None:
@@ -108,7 +108,11 @@ def build_env(
     env["WILLOWISP_TRACE_RATIO"] = repr(ratio)
     env["WILLOWISP_RUN_PID"] = str(os.getpid())
     env["NODE_OPTIONS"] = node_options(env.get("NODE_OPTIONS", ""))
-    env["JAVA_TOOL_OPTIONS"] = java_tool_options(env.get("JAVA_TOOL_OPTIONS", ""))
+    java = java_tool_options(env.get("JAVA_TOOL_OPTIONS", ""))
+    if java:
+        env["JAVA_TOOL_OPTIONS"] = java
+    else:  # an empty one makes every JVM print "Picked up JAVA_TOOL_OPTIONS: "
+        env.pop("JAVA_TOOL_OPTIONS", None)
     if boundaries:
         env["WILLOWISP_BOUNDARIES"] = "|".join(boundaries)
     if service:
@@ -145,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             "willowisp: WILLOWISP_DISABLED is set: the agents record nothing; running the"
             " command as it is",
+            file=sys.stderr,
+        )
+    elif starts_a_jvm(cmd) and java_agent_jar() is None:
+        print(
+            "willowisp: no Java agent here, so JVMs run unrecorded: build it (cd agents/java"
+            " && mvn -q package) before installing Willowisp from the checkout, or set"
+            " WILLOWISP_JAVA_AGENT to its jar",
             file=sys.stderr,
         )
     given = tuple(parse_boundary(spec) for spec in args.boundary)
@@ -187,6 +198,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         say_where(out, collector)
     return code if code >= 0 else 128 - code
+
+
+JVM_LAUNCHERS = ("java", "mvn", "mvnw", "gradle", "gradlew", "sbt", "kotlin", "jshell", "jbang")
+
+
+def starts_a_jvm(cmd: list[str]) -> bool:
+    """Does the command start a JVM by its name? (run cannot know what a script starts: this
+    is only for a warning)"""
+    return os.path.basename(cmd[0]) in JVM_LAUNCHERS
 
 
 def agents_disabled() -> bool:

@@ -3,7 +3,8 @@ traces (``agents/go/cmd/wisp-goimport``; golang.org/x/exp/trace) for
 :mod:`willowisp.ingest.go_trace`.
 
 The helper is ``WILLOWISP_GOIMPORT``, else ``wisp-goimport`` on ``PATH``, else built once
-from this checkout's ``agents/go`` with the ``go`` toolchain into
+from the Go agent's module source this package carries (``runtimes.go_agent_dir``: its
+``_go_agent/`` copy, or a checkout's ``agents/go``) with the ``go`` toolchain into
 ``~/.cache/willowisp/bin/wisp-goimport-<hash of its sources>``. It runs with a timeout and
 its output is bounded; its input is fed and its output drained on threads, so neither pipe
 can fill and stall the other.
@@ -24,9 +25,14 @@ from willowisp.errors import TraceFormatError, TraceLimitError
 MAX_STREAM_BYTES = 1024 * 1024 * 1024  # the helper's output, held whole while decoding
 HELPER_TIMEOUT_S = 600.0
 INSTALL_HINT = (
-    "Go execution traces need the wisp-goimport helper: go install "
-    "github.com/willowisp/willowisp/agents/go/cmd/wisp-goimport@latest, "
-    "or set WILLOWISP_GOIMPORT"
+    "Go execution traces need the wisp-goimport helper, which Willowisp builds once from "
+    "its own copy of the Go agent with the Go toolchain: put `go` on PATH, "
+    "or set WILLOWISP_GOIMPORT to a wisp-goimport you built"
+)
+NO_SOURCE_HINT = (
+    "Go execution traces need the wisp-goimport helper, and this Willowisp carries no Go "
+    "agent source to build it from (reinstall it from a checkout, or set WILLOWISP_GOIMPORT "
+    "to a wisp-goimport built in agents/go: go build ./cmd/wisp-goimport)"
 )
 
 
@@ -42,7 +48,7 @@ def find_helper() -> str:
         return on_path
     source = helper_source()
     if source is None:
-        raise TraceFormatError(INSTALL_HINT)
+        raise TraceFormatError(NO_SOURCE_HINT)
     target = cached_helper(source)
     if target.is_file():
         return str(target)
@@ -53,12 +59,14 @@ def find_helper() -> str:
 
 
 def helper_source() -> Path | None:
-    """``agents/go`` of the checkout this package runs from, None when installed elsewhere."""
-    here = Path(__file__).resolve().parent
-    for parent in here.parents:
-        if (parent / "agents" / "go" / "go.mod").is_file():
-            return parent / "agents" / "go"
-    return None
+    """The Go agent's module this package carries or runs from (with the helper's main
+    package), None when there is none."""
+    from willowisp.runtimes import go_agent_dir
+
+    source = go_agent_dir()
+    if source is None or not (source / "cmd" / "wisp-goimport").is_dir():
+        return None
+    return source
 
 
 def _source_files(source: Path) -> list[Path]:
