@@ -225,3 +225,24 @@ def test_a_broken_cycle_says_what_broke_it(tmp_path: Path) -> None:
         said[word] = f.summary
     assert said["timeout"].endswith("on locks lock@app.py:3 and lock@app.py:3; a timeout broke it")
     assert said["cancellation"].endswith("; a cancellation broke it")
+
+
+def test_a_waiter_abandoned_while_it_waits_released_nothing(tmp_path: Path) -> None:
+    """An async flow that ends while it waits (its request closed; a task dropped at
+    shutdown) never got the lock and gave nothing back: the summary and the story say so,
+    not that the deadlock broke by itself. A wait ended by an event that says nothing of
+    how names that event."""
+    abandoned = [*_inversion(100, 1, 2), "ev 200 unit.end u=1 a=2"]
+    (f,) = analyze_run(tmp_path / "a", a=chunk(HEAD, ANCHOR, *_locks(), *abandoned)).findings
+    assert f.summary.endswith("; a waiter was abandoned (nothing was released)"), f.summary
+    assert "was abandoned (its unit was cancelled while still waiting)" in f.explanation[-1]
+    assert "no lock in the cycle was released" in f.explanation[-1]
+    dropped = [
+        *_inversion(100, 1, 2),
+        'rec resource 3 kind="waker" name="waker of 2"',
+        "ev 200 sync.notify u=1 r=3 a=1",
+        "ev 201 lock.release u=1 r=1 l=3",
+        "ev 202 lock.acquired u=2 r=1 l=4",
+    ]
+    (f,) = analyze_run(tmp_path / "d", a=chunk(HEAD, ANCHOR, *_locks(), *dropped)).findings
+    assert f.explanation[-1].endswith("ended when it signalled waker of 2"), f.explanation

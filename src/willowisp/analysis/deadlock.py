@@ -37,6 +37,7 @@ from willowisp.analysis.naming import (
     unit_names,
     unit_ref,
 )
+from willowisp.analysis.race import describe
 from willowisp.analysis.wait_graph import Cycle, Via, WaitEdge, find_cycles, wait_edges
 from willowisp.causality.link import Causality
 from willowisp.causality.waits import STILL, Waits, holds, wait_outcome, waits
@@ -185,6 +186,13 @@ class _Teller:
             outcome = wait_outcome(self.trace, wait_end)
             what = resource_name(self.trace, first.resource)
             who = possessive(self.name(first.waiter))
+            if outcome.startswith("was abandoned"):
+                return (
+                    f"after {stuck} {who} wait for {what} {outcome}: it never got {what},"
+                    " and no lock in the cycle was released"
+                )
+            if outcome == "went on":  # ended by no event that says how: say what came next
+                outcome = f"ended when it {describe(self.trace, wait_end)}"
             return f"broken after {stuck}: {who} wait for {what} {outcome}"
         return f"broken after {stuck}, when {self.name(first.target)} went on"
 
@@ -228,6 +236,10 @@ class _Teller:
                 return "a cancellation broke it"
             if outcome == "failed":
                 return "an error broke it"
+            if outcome.startswith("was abandoned"):
+                # an async flow or task given up while it waited: nothing was released, so
+                # the others in the cycle may wait still
+                return "a waiter was abandoned (nothing was released)"
         return "it broke later"
 
 

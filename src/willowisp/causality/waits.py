@@ -24,7 +24,7 @@ import numpy.typing as npt
 from willowisp.causality.program_order import next_in_unit
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
-from willowisp.model.spec import K, Outcome, Reason
+from willowisp.model.spec import EndStatus, K, Outcome, Reason
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -141,7 +141,18 @@ def wait_outcome(trace: Trace, end: int) -> str:
         return _WAKE_WORDS.get(arg, "woken")
     if kind == K.RPC_RESPONSE and arg < 0:
         return "failed (no reply)"  # the connection was lost: the callee may have died
+    if kind == K.UNIT_END:
+        # an async flow or task ended (its request closed, its runtime shut down) while it
+        # waited: it never got what it waited for, and gave nothing back
+        return _ABANDONED.get(arg, "was abandoned")
     return _END_WORDS.get(kind, "went on")
+
+
+_ABANDONED: dict[int, str] = {
+    EndStatus.OK: "was abandoned (its unit ended while still waiting)",
+    EndStatus.ERROR: "was abandoned (its unit failed while still waiting)",
+    EndStatus.CANCELLED: "was abandoned (its unit was cancelled while still waiting)",
+}
 
 
 def holds(trace: Trace, kinds: tuple[str, ...] = OWNED_LOCKS) -> Holds:
