@@ -101,10 +101,17 @@ test('garbage on the control channel never reaches the program, which ends by it
         Array.from({ length: 24 }, (_, i) => exchange(connectors[i % 2], GARBAGE[(round + i) % GARBAGE.length](), { reset: i % 7 === 3 })),
       );
     }
-    // still answered, and what was refused is counted
+    // still answered, and what was refused is counted. The agent serves 4 connections at
+    // once and answers a fifth `busy`: the storm's last ones may still be closing on its
+    // side, so a `busy` answer is asked again (it is the protocol's signal to)
     for (const connect of connectors) {
-      const got = replies(await exchange(connect, Buffer.concat([hello(), frame({ op: 'status', id: 9 })])));
-      assert.strictEqual(got.length, 2);
+      let got = [];
+      for (let tries = 0; tries < 100; tries += 1) {
+        got = replies(await exchange(connect, Buffer.concat([hello(), frame({ op: 'status', id: 9 })])));
+        if (!(got.length === 1 && got[0].error && got[0].error.code === 'busy')) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.strictEqual(got.length, 2, JSON.stringify(got));
       assert.strictEqual(got[1].ok, true);
       assert.strictEqual(got[1].id, 9);
       const c = got[1].result.control;
