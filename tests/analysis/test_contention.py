@@ -149,6 +149,21 @@ def test_a_wait_that_gave_up(tmp_path: Path) -> None:
     assert entry["wait_ns"]["max"] == 5 * MS and entry["waiters"] == 1
 
 
+def test_a_wait_its_unit_abandoned_is_counted_not_timed(tmp_path: Path) -> None:
+    """An async flow that ends while it waits (its request closed) never got the lock: the
+    wait is counted as still open, adds no time and makes no finding (150 ms timed would)."""
+    doc = _doc(
+        tmp_path,
+        "ev 1000 lock.acquired u=1 r=1 l=2",
+        "ev 1001 unit.block u=2 r=1 a=1 l=2",
+        f"ev {1001 + 150 * MS} unit.end u=2 a=2",
+    )
+    [entry] = doc["contention"]
+    assert (entry["contended"], entry["gave_up"], entry["still_waiting"]) == (0, 0, 1)
+    assert entry["wait_ns"]["total"] == 0
+    assert _contention(doc) == []
+
+
 def test_a_semaphore_permit_returned_by_another_unit(tmp_path: Path) -> None:
     """Each lock.acquired of a semaphore is an acquisition; a permit another unit returns
     is neither timed nor held at the end; one the same unit returns is a hold."""

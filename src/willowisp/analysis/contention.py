@@ -10,7 +10,9 @@ For every lock-like resource (``lock``, ``rlock``, ``rwlock``, ``monitor``, ``se
   the acquisition (a *contended* acquisition) or with a ``unit.wake`` (it *gave up*: a
   timeout, a cancellation). A wait still open when the trace ends is counted
   (``still_waiting``) but not timed: a unit stuck for good is a deadlock or a leak, which
-  those findings tell, and its length would only measure when the recording stopped. A
+  those findings tell, and its length would only measure when the recording stopped. So
+  is a wait its unit abandoned (an async flow that ended, a task dropped, while waiting):
+  it never got the lock, and its length measures when the flow was given up. A
   condition's wait for a notification is not contention and is not counted here.
 - **wait and hold times** are differences of one unit's own monotonic times, so no clock
   alignment is involved. A hold runs from the acquire to the release that gives the lock up
@@ -154,8 +156,10 @@ class _Measure:
         pick[pick] = lockish[w.res[pick]]
         self.w_block, self.w_end = w.block[pick], w.end[pick]
         self.w_res, self.w_unit = w.res[pick].astype(np.int64), w.unit[pick].astype(np.int64)
-        ended = self.w_end >= 0
         end_c = np.maximum(self.w_end, 0)
+        # a wait its unit abandoned (an async flow ended, a task dropped, while it waited)
+        # never got the lock: counted with the waits still open, not timed
+        ended = (self.w_end >= 0) & (ev.kind[end_c] != K.UNIT_END)
         acquired = ended & (ev.kind[end_c] == K.LOCK_ACQUIRED) & (ev.res[end_c] == self.w_res)
         self.w_ended = ended
         self.w_ns = np.where(ended, ev.time[end_c] - ev.time[self.w_block], 0)
