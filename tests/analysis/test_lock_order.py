@@ -167,6 +167,22 @@ def test_an_order_fixed_by_joining_the_thread_is_not_predicted(tmp_path: Path) -
     assert _predicted(tmp_path, *lines) == []
 
 
+def test_an_order_fixed_by_a_waitgroup_is_not_predicted(tmp_path: Path) -> None:
+    """Go's join: T2 takes b->a and calls wg.Done(); T1's wg.Wait() returns after it, then
+    T1 takes a->b: ordered whatever the schedule. The same through a plain event (an order
+    of this schedule only) is still predicted."""
+    for kind, predicted in (("waitgroup", 0), ("event", 1)):
+        lines = [
+            f'rec resource 9 kind="{kind}" name="wg"',
+            "ev 90 unit.block u=1 r=9 a=5 l=13",
+            *_nest(100, 2, 2, 1, 20),
+            "ev 150 sync.notify u=2 r=9 a=1",
+            "ev 160 unit.wake u=1 r=9 a=0 l=13",
+            *_nest(200, 1, 1, 2, 10),
+        ]
+        assert len(_predicted(tmp_path / kind, *lines)) == predicted, kind
+
+
 def test_a_deadlock_that_happened_is_left_to_the_deadlock_finding(tmp_path: Path) -> None:
     """timeout_broken both deadlocked and, after the timeout, took the locks in both orders:
     the inversion is there, but the only report is the deadlock."""

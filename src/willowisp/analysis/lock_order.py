@@ -14,7 +14,8 @@ all be pending at once, which is exactly a deadlock:
   reader, so a step where both sides are readers breaks the cycle;
 - **not ordered by structure**: if one acquisition must happen before another whatever the
   schedule, they cannot be pending together. Only program order, creating a unit and
-  joining one (the ``spawn`` and ``join`` happens-before edges) count: a lock hand-off, a
+  joining one (the ``spawn`` and ``join`` happens-before edges, and a Go WaitGroup's
+  ``Wait`` after the ``Done`` calls, Go's join) count: a lock hand-off, a
   queue or an event orders them only in this schedule, and another schedule is the whole
   point of predicting. So two threads sequenced by an Event are reported; a lock order the
   main thread used before it started the thread that reverses it is not.
@@ -354,6 +355,9 @@ def _blocks(taker: Dependency, holder: Dependency) -> bool:
     return held is not None and not (taker.shared and held.shared)
 
 
+JOIN_LIKE = ("waitgroup", "join")
+
+
 class _ForkJoin:
     """Must one event happen before another whatever the schedule? Program order plus the
     spawn and join edges: a unit cannot start before it is created, nor a join return
@@ -363,6 +367,15 @@ class _ForkJoin:
     def __init__(self, c: Causality) -> None:
         g = c.graph
         pick = g.of_kind(EdgeKind.SPAWN, EdgeKind.JOIN)
+        # a join by another name: a Go sync.WaitGroup's Wait returns only after every Done
+        # (the notify edge into the waiter's wake on the waitgroup), whatever the schedule
+        ev = c.trace.events
+        notify = np.flatnonzero(g.of_kind(EdgeKind.NOTIFY))
+        if len(notify) and len(c.trace.resources):
+            res = ev.res[g.dst[notify]]
+            known = res >= 0
+            kinds = c.trace.resource_kind[np.where(known, res, 0)]
+            pick[notify[known & np.isin(kinds, JOIN_LIKE)]] = True
         self.unit = c.trace.events.unit
         src, dst = g.src[pick], g.dst[pick]
         src_unit = self.unit[src]
