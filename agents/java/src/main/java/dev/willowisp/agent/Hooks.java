@@ -52,13 +52,18 @@ public final class Hooks {
    * (a lock whose slot is taken tries the next one), so a few dozen hot locks do not evict
    * one another into the recorder's map on every acquisition.
    */
-  private static Recorder.LockRes res(Recorder rec, Ring r, Object sync, String kind) {
+  private static Recorder.LockRes res(Recorder rec, Ring r, Object sync, String kind, Object owner) {
     Object[] keys = r.lockKeys;
     int h = System.identityHashCode(sync);
     int i = (h ^ (h >>> 8)) & (keys.length - 2); // even: slots i and i + 1
     if (keys[i] == sync) return r.lockVals[i];
     if (keys[i + 1] == sync) return r.lockVals[i + 1];
     Recorder.LockRes lr = rec.lockRes(sync.getClass().getName(), h, kind);
+    if (!lr.named && owner != null) {
+      lr.named = true; // once, racy: two threads may both look, and find the same name
+      String field = LockNames.staticField(owner);
+      if (field != null) rec.renameLock(lr, kind, field, h);
+    }
     if (keys[i] != null) { // keep the newer of the two in the first slot
       keys[i + 1] = keys[i];
       r.lockVals[i + 1] = r.lockVals[i];
@@ -85,7 +90,7 @@ public final class Hooks {
     r.busy = true;
     try {
       if (lock.isHeldByCurrentThread()) return 0;
-      Recorder.LockRes lr = res(rec, r, sync, "rlock");
+      Recorder.LockRes lr = res(rec, r, sync, "rlock", lock);
       int loc = callerLocation(rec);
       rec.emit(r, Kinds.UNIT_BLOCK, r.unitId, Recorder.now(), lr.id, Kinds.ACQUIRE, loc);
       r.blockedOn = lr.id;
@@ -108,7 +113,7 @@ public final class Hooks {
     try {
       if (blocked != 0) r.blockedOn = 0; // a volatile write only after a recorded wait
       if (!acquired && blocked == 0) return;
-      Recorder.LockRes lr = res(rec, r, sync, "rlock");
+      Recorder.LockRes lr = res(rec, r, sync, "rlock", lock);
       long t = Recorder.now();
       if (acquired) {
         int loc = blocked != 0 ? blocked - 1 : usedLocation(rec, lr);
@@ -133,7 +138,7 @@ public final class Hooks {
     r.busy = true;
     try {
       if (!lock.isHeldByCurrentThread()) return; // unlock will throw; nothing was held
-      Recorder.LockRes lr = res(rec, r, sync, "rlock");
+      Recorder.LockRes lr = res(rec, r, sync, "rlock", lock);
       rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, lock.getHoldCount() - 1, 0);
     } catch (Throwable e) {
       rec.fault("ReentrantLock.unlock", e);
@@ -154,7 +159,7 @@ public final class Hooks {
     try {
       if (blocked != 0) r.blockedOn = 0; // a volatile write only after a recorded wait
       if (!acquired && blocked == 0) return;
-      Recorder.LockRes lr = res(rec, r, sync, "rwlock");
+      Recorder.LockRes lr = res(rec, r, sync, "rwlock", null);
       long t = Recorder.now();
       if (acquired) {
         int loc = blocked != 0 ? blocked - 1 : usedLocation(rec, lr);
@@ -182,7 +187,7 @@ public final class Hooks {
           && !((ReentrantReadWriteLock.WriteLock) writeLock).isHeldByCurrentThread()) {
         return;
       }
-      Recorder.LockRes lr = res(rec, r, sync, "rwlock");
+      Recorder.LockRes lr = res(rec, r, sync, "rwlock", null);
       rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, shared ? 1 : 0, 0);
     } catch (Throwable e) {
       rec.fault("ReadWriteLock.unlock", e);
@@ -212,7 +217,7 @@ public final class Hooks {
       if (d < r.monitors.length) r.monitors[d] = monitor;
       r.monitorDepth = d + 1;
       if (reentry) return;
-      Recorder.LockRes lr = res(rec, r, monitor, "monitor");
+      Recorder.LockRes lr = res(rec, r, monitor, "monitor", monitor);
       rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, Recorder.now(), lr.id, 0, usedLocation(rec, lr));
     } catch (Throwable e) {
       rec.fault("monitorenter", e);
@@ -247,7 +252,7 @@ public final class Hooks {
       for (int i = 0; i < d && i < r.monitors.length; i++) {
         if (r.monitors[i] == monitor) return; // an outer entry still holds it
       }
-      Recorder.LockRes lr = res(rec, r, monitor, "monitor");
+      Recorder.LockRes lr = res(rec, r, monitor, "monitor", monitor);
       rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, 0, 0);
     } catch (Throwable e) {
       rec.fault("monitorexit", e);

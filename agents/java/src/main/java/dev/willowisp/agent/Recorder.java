@@ -372,6 +372,8 @@ public final class Recorder {
   static final class LockRes {
     final int id;
     int uses;
+    /** A hook has looked for the field that holds it (LockNames): once. */
+    volatile boolean named;
 
     LockRes(int id) {
       this.id = id;
@@ -395,6 +397,18 @@ public final class Recorder {
       }
       return lr;
     }
+  }
+
+  /**
+   * Names a lock after the static field that holds it (a later record of the same resource
+   * replaces the first): {@code checking}, not {@code ReentrantLock$NonfairSync@0x…}.
+   */
+  void renameLock(LockRes lr, String kind, String name, int identityHash) {
+    pending.add(
+        new Wtrace.Record(Wtrace.R_RESOURCE, lr.id)
+            .put("kind", kind)
+            .put("name", name)
+            .put("identity_hash", (long) identityHash));
   }
 
   int lockResource(String className, int identityHash, String kind) {
