@@ -246,3 +246,20 @@ def test_a_waiter_abandoned_while_it_waits_released_nothing(tmp_path: Path) -> N
     ]
     (f,) = analyze_run(tmp_path / "d", a=chunk(HEAD, ANCHOR, *_locks(), *dropped)).findings
     assert f.explanation[-1].endswith("ended when it signalled waker of 2"), f.explanation
+
+
+def test_units_stuck_behind_a_cycle_are_named_in_its_story(tmp_path: Path) -> None:
+    """A third unit waiting for a lock a deadlocked unit holds, and a fourth joining the
+    third, are stuck because of the cycle: the story names them (not as part of it)."""
+    lines = [
+        *_inversion(100, 1, 2),
+        "ev 110 unit.block u=3 r=1 a=1 l=4",
+        'rec resource 9 kind="join" name="end of 3" unit=3',
+        "ev 120 unit.block u=4 r=9 a=6 l=4",
+    ]
+    (f,) = analyze_run(tmp_path, a=chunk(HEAD, ANCHOR, *_locks(), *lines)).findings
+    assert len(f.explanation) == 6 and f.explanation[-1].startswith("still stuck")
+    behind = f.explanation[-2]
+    assert behind.startswith("stuck behind it: ") and "waits for lock a" in behind, behind
+    assert behind.index("waits for lock a") < behind.index(" to end"), behind
+    assert f.summary.startswith("deadlock: 2 ")  # the cycle is still two units

@@ -50,9 +50,10 @@ def find(c: Causality) -> list[Finding]:
     cover, such as main waiting for the deadlocked goroutines, are added to it); only a hang
     no cycle explains (goroutines deadlocked on channels) is a finding of its own."""
     w = waits(c.trace)
-    cycles = find_cycles(wait_edges(c, w, holds(c.trace)))
+    edges = wait_edges(c, w, holds(c.trace))
+    cycles = find_cycles(edges)
     server_rows = c.hops.server_of_client()
-    found = [_Teller(c, w, cycle, server_rows).finding() for cycle in cycles]
+    found = [_Teller(c, w, cycle, server_rows, _behind(cycle, edges)).finding() for cycle in cycles]
     held = [
         {e.waiter for e in cycle.edges} if cycle.broken_at >= STILL else set() for cycle in cycles
     ]
@@ -68,6 +69,34 @@ def find(c: Causality) -> list[Finding]:
     return found
 
 
+BEHIND_SHOWN = 5  # units stuck behind a cycle named in its story; the rest counted
+
+
+def _behind(cycle: Cycle, edges: list[WaitEdge]) -> list[WaitEdge]:
+    """For a cycle still stuck at the end: the waits, open at the end too, of units outside
+    it that wait for a unit of the cycle, or for one such unit, and so on (a caller whose
+    request a deadlocked handler serves, in another process and runtime), nearest first."""
+    if cycle.broken_at < STILL:
+        return []
+    stuck = {e.waiter for e in cycle.edges}
+    open_by_target: dict[int, list[WaitEdge]] = {}
+    for e in edges:
+        if e.end >= STILL and e.waiter not in stuck:
+            open_by_target.setdefault(e.target, []).append(e)
+    out: list[WaitEdge] = []
+    frontier = list(stuck)
+    while frontier:
+        nxt = []
+        for target in frontier:
+            for e in open_by_target.get(target, ()):
+                if e.waiter not in stuck:
+                    stuck.add(e.waiter)
+                    out.append(e)
+                    nxt.append(e.waiter)
+        frontier = nxt
+    return out
+
+
 # A story step's role, which also orders steps that share a timestamp.
 ACQUIRED, SENT, RECEIVED, WAITS = 0, 1, 2, 3
 
@@ -75,8 +104,16 @@ ACQUIRED, SENT, RECEIVED, WAITS = 0, 1, 2, 3
 class _Teller:
     """Tells one cycle's story; names each unit in full the first time, briefly after."""
 
-    def __init__(self, c: Causality, w: Waits, cycle: Cycle, server_rows: dict[int, int]) -> None:
+    def __init__(
+        self,
+        c: Causality,
+        w: Waits,
+        cycle: Cycle,
+        server_rows: dict[int, int],
+        behind: list[WaitEdge] | None = None,
+    ) -> None:
         self.c, self.trace, self.w, self.cycle = c, c.trace, w, cycle
+        self.behind = behind or []
         self.units = _unique(e.waiter for e in cycle.edges)
         self.short = unit_names(self.trace, self.units)
         self.mentioned: dict[int, None] = {}  # units named so far, in order (a set that keeps it)
@@ -104,7 +141,7 @@ class _Teller:
             units=tuple(unit_ref(trace, u) for u in units),
             resources=tuple(refs),
             events=tuple(str(trace.event_id(i)) for i in _unique(i for i, _ in steps)),
-            explanation=(*(text for _, text in steps), self.ending()),
+            explanation=(*(text for _, text in steps), *self.behind_lines(), self.ending()),
             extra=tuple(extra.items()),
         )
 
@@ -174,6 +211,26 @@ class _Teller:
         if e.via == Via.JOIN:
             return f"{waiter} waits{at(where)} for {self.name(e.target)} to end"
         return f"{waiter} waits for the reply to {rname}{at(where)}"
+
+    def behind_lines(self) -> list[str]:
+        """One line for the units stuck behind the cycle (waiting on it, directly or through
+        others), if any: what each waits for, on whom."""
+        if not self.behind:
+            return []
+        shown = []
+        for e in self.behind[:BEHIND_SHOWN]:
+            what = resource_name(self.trace, e.resource)
+            waits_for = (
+                f"the reply to {what}"
+                if e.via == Via.RPC
+                else f"{self.name(e.target)} to end"
+                if e.via == Via.JOIN
+                else f"{self.trace.resources[e.resource].kind} {what}"
+            )
+            shown.append(f"{self.name(e.waiter)} waits for {waits_for}")
+        more = len(self.behind) - len(shown)
+        tail = f"; and {plural(more, 'unit')} more" if more > 0 else ""
+        return [f"stuck behind it: {'; '.join(shown)}{tail}"]
 
     def ending(self) -> str:
         cycle = self.cycle
