@@ -1,57 +1,12 @@
-// The ESM form of tests/agents/programs/node/mutex_deadlock.js: async-mutex imported, not
-// required (Node resolves its own ESM build, index.mjs). Kept inside agents/node so the
-// import resolves to the package in agents/node/node_modules (NODE_PATH does not apply to
-// ESM).
-//
-// Two requests to one service deadlock through two async-mutex Mutexes: POST /transfer
-// holds `accounts` and then wants `ledger`; POST /audit holds `ledger` and then wants
-// `accounts`. The interleaving is forced (each handler waits until the other holds its
-// first lock), so the deadlock happens on every run. Once both handlers are stuck, the
-// program says so and exits 0; the agent's exit flush records the stuck state.
+// tests/agents/programs/node/mutex_deadlock.js with async-mutex imported as an ES module
+// (Node resolves the package's own ESM build, index.mjs, whose classes are not the
+// CommonJS build's): the program runs with that build. Kept inside agents/node so the
+// import resolves to agents/node/node_modules (NODE_PATH does not apply to ESM).
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as asyncMutex from 'async-mutex';
 
-import http from 'node:http';
-import { Mutex } from 'async-mutex';
-
-const accounts = new Mutex();
-const ledger = new Mutex();
-
-function signal() {
-  let fire;
-  const done = new Promise((resolve) => (fire = resolve));
-  return { done, fire };
-}
-const transferHolds = signal();
-const auditHolds = signal();
-
-async function transfer(res) {
-  await accounts.acquire();
-  transferHolds.fire();
-  await auditHolds.done;
-  await ledger.acquire(); // never returns: audit holds ledger and waits for accounts
-  res.end('transferred');
-}
-
-async function audit(res) {
-  await ledger.acquire();
-  auditHolds.fire();
-  await transferHolds.done;
-  await accounts.acquire(); // never returns: transfer holds accounts and waits for ledger
-  res.end('audited');
-}
-
-const server = http.createServer((req, res) => {
-  if (req.url === '/transfer') transfer(res);
-  else audit(res);
-});
-
-server.listen(0, '127.0.0.1', async () => {
-  const { port } = server.address();
-  for (const path of ['/transfer', '/audit']) {
-    http.request({ host: '127.0.0.1', port, path, method: 'POST' }).on('error', () => {}).end();
-  }
-  await Promise.all([transferHolds.done, auditHolds.done]);
-  // both handlers now run `await x.acquire()` in the microtasks queued behind these
-  await new Promise((resolve) => setImmediate(resolve));
-  console.log('both flows blocked:', accounts.isLocked() && ledger.isLocked());
-  process.exit(0);
-});
+const here = path.dirname(fileURLToPath(import.meta.url));
+globalThis.WISP_ASYNC_MUTEX = asyncMutex;
+createRequire(import.meta.url)(path.join(here, '../../../../tests/agents/programs/node/mutex_deadlock.js'));

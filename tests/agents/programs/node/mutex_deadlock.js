@@ -6,7 +6,8 @@
 // program says so and exits 0; the agent's exit flush records the stuck state.
 
 const http = require('node:http');
-const { Mutex } = require('async-mutex');
+// the ES module build when test/programs/mutex_deadlock.mjs imported it and runs this
+const { Mutex } = globalThis.WISP_ASYNC_MUTEX || require('async-mutex');
 
 const accounts = new Mutex();
 const ledger = new Mutex();
