@@ -243,7 +243,7 @@ def test_killed_while_deadlocked_leaves_readable_blocked_state(tmp_path):
 def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
     """``a, b = Lock(), Lock()`` names the locks a and b (threading and asyncio alike),
     not both after the line; so does ``c = Lock(); d = Lock()``; ``self.`` is dropped as
-    for a single assignment."""
+    for a single assignment; a name in any script is a name."""
     out = str(tmp_path / "run")
     r = run_program(
         """
@@ -255,6 +255,9 @@ def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
         pair = Pair()
         c = threading.Lock(); d = threading.Lock()
         with c, d:
+            pass
+        锁_ünï = threading.Lock()
+        with 锁_ünï:
             pass
         async def main():
             a, b = asyncio.Lock(), asyncio.Lock()
@@ -270,6 +273,6 @@ def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     names = sorted(str(res.get("name")) for res in p.resources.values())
-    for name in ("left", "right", "first", "second", "a", "b", "c", "d"):
+    for name in ("left", "right", "first", "second", "a", "b", "c", "d", "锁_ünï"):
         assert name in names, names
     assert p.resources[p.resource("right")]["kind"] == "rlock"

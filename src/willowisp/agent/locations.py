@@ -21,7 +21,7 @@ from types import CodeType
 from willowisp.wtrace.payload import Record
 
 R_LOCATION = 4
-_ASSIGN = re.compile(r"^\s*(?:self\.|cls\.)?([A-Za-z_][\w.]*)\s*(?::[^=]+)?=(?!=)")
+_ASSIGN = re.compile(r"^\s*(?:self\.|cls\.)?([^\W\d][\w.]*)\s*(?::[^=]+)?=(?!=)")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIRS = tuple({os.path.dirname(os.__file__), os.path.dirname(threading.__file__)})
 

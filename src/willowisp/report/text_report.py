@@ -20,14 +20,21 @@ from rich.text import Text
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 # Control characters (ESC starts terminal escape sequences): shown as \xNN, never emitted.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# So are the Unicode bidirectional controls (embeddings, overrides, isolates, marks): a
+# trace string holding U+202E would reverse the rest of the report's line as it displays.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _safe(value: Any) -> Any:
     """Every string that came from a trace, made inert for a terminal (the console also has
     rich markup switched off, so ``[bold]`` in a thread name is printed as is)."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return _CONTROL.sub(_escaped, value)
     if isinstance(value, dict):
         return {k: _safe(v) for k, v in value.items()}
     if isinstance(value, list):
