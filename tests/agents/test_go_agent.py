@@ -272,6 +272,20 @@ def test_garbage_traceparent_is_ignored(programs: dict[str, Path], tmp_path: Pat
     assert report["trace"]["runtimes"] == ["go"] and report["trace"]["units"] >= 5
 
 
+def test_a_zero_value_mutex_is_named_after_the_variable_it_locks(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """`var mu wisp.Mutex` has no name of its own: the line of its first Lock
+    (`mu.Lock()`) names it, the source being readable where the program runs."""
+    env = {**clean_env(), "WILLOWISP_OUT": str(tmp_path)}
+    done = subprocess.run(
+        [str(programs["counter"])], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "4000\n"), done.stderr
+    locks = [r["name"] for r in query(tmp_path, "select name from resources where kind = 'lock'")]
+    assert locks == ["mu"], locks
+
+
 @pytest.mark.parametrize(
     ("data", "problem"),
     [

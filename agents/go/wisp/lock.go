@@ -25,8 +25,12 @@ package wisp
 
 import (
 	"context"
+	"os"
+	"regexp"
+	"runtime"
 	"runtime/trace"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -47,6 +51,7 @@ var bg = context.Background()
 // lockInfo is a lock's identity and its prepared messages.
 type lockInfo struct {
 	gen                         *recorder // the recording it was defined in
+	record                      Record    // its resource record, defined by whoever installs it
 	block, acquired, release    string
 	rblock, racquired, rrelease string // shared (RLock) variants
 }
@@ -55,19 +60,22 @@ func newLockInfo(r *recorder, kind, name string, skip int) *lockInfo {
 	id := r.nextRes.Add(1)
 	loc := r.callerLocation(skip + 1)
 	if name == "" {
+		name = sourceLockName(skip + 1)
+	}
+	if name == "" {
 		name = map[string]string{"lock": "Mutex", "rwlock": "RWMutex"}[kind] + "#" + strconv.Itoa(int(id))
 	}
 	attrs := []Attr{{"kind", kind}, {"name", name}}
 	if loc != 0 {
 		attrs = append(attrs, Attr{"loc", int64(loc)})
 	}
-	r.define(Record{Type: RecResource, ID: uint64(id), Attrs: attrs})
 	n := strconv.FormatUint(uint64(id), 10)
 	msg := func(kind, arg int) string {
 		return logCategory + " " + strconv.Itoa(kind) + " " + n + " " + strconv.Itoa(arg)
 	}
 	return &lockInfo{
 		gen:       r,
+		record:    Record{Type: RecResource, ID: uint64(id), Attrs: attrs},
 		block:     msg(kindBlock, reasonAcquire),
 		acquired:  msg(kindAcquired, 0),
 		release:   msg(kindRelease, 0),
@@ -75,6 +83,46 @@ func newLockInfo(r *recorder, kind, name string, skip int) *lockInfo {
 		racquired: msg(kindAcquired, 1),
 		rrelease:  msg(kindRelease, 1),
 	}
+}
+
+// lockCall finds the lock a source line calls a method of: `beta.Lock()` -> beta,
+// `s.accounts.RLock()` -> accounts.
+var lockCall = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*(?:Lock|RLock|TryLock|TryRLock)\s*\(`)
+
+// sourceLines caches the lines of the source files lock names were read from (the first
+// Lock of each unnamed lock only; bounded).
+var sourceLines = struct {
+	sync.Mutex
+	files map[string][]string
+}{files: map[string][]string{}}
+
+// sourceLockName is the name of a zero-value lock from the line that first locks it, `skip`
+// frames up (`beta.Lock()` names it beta), when that source file is readable where the
+// program runs; "" otherwise (a binary built elsewhere: it keeps Mutex#N).
+func sourceLockName(skip int) string {
+	_, file, line, ok := runtime.Caller(skip + 1)
+	if !ok || line <= 0 {
+		return ""
+	}
+	sourceLines.Lock()
+	lines, seen := sourceLines.files[file]
+	if !seen {
+		if data, err := os.ReadFile(file); err == nil && len(data) <= 4<<20 {
+			lines = strings.Split(string(data), "\n")
+		}
+		if len(sourceLines.files) >= 256 {
+			clear(sourceLines.files)
+		}
+		sourceLines.files[file] = lines
+	}
+	sourceLines.Unlock()
+	if line > len(lines) {
+		return ""
+	}
+	if m := lockCall.FindStringSubmatch(lines[line-1]); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // identity is the lock's info in the current recording, made on first use (then `skip`
@@ -91,6 +139,8 @@ func identity(p *atomic.Pointer[lockInfo], name *string, kind string, skip int) 
 	}
 	fresh := newLockInfo(r, kind, *name, skip+1)
 	if p.CompareAndSwap(info, fresh) {
+		// defined once: goroutines that first lock it together each made one, one won
+		r.define(fresh.record)
 		return fresh
 	}
 	return p.Load()
