@@ -121,7 +121,7 @@ def test_api_answers_only_this_viewer(server: tuple[subprocess.Popen[str], str])
     assert get(url, f"/api/tiles?token={tok}&t0=5&t1=5")[0] == 400
     assert get(url, f"/api/edge?token={tok}&row=999999999")[0] == 400
     assert get(url, f"/api/meta?token={tok}&pad={'x' * 5000}")[0] == 414
-    assert get(url, "/static/../server.py")[0] == 404
+    assert get(url, f"/static/../server.py?token={tok}")[0] == 404
 
 
 def test_tiles_are_screen_sized(server: tuple[subprocess.Popen[str], str]) -> None:
@@ -264,3 +264,5 @@ def test_view_of_nothing_readable_exits_two_without_a_server(tmp_path: Path, wha
     assert f"willowisp view: {path}: " in done.stderr
     assert "nothing to show" in done.stderr
     assert "Traceback" not in done.stderr
+    if what == "missing":  # validated first: no "loading… building the view" before the error
+        assert "loading" not in done.stderr and "building" not in done.stderr, done.stderr

@@ -15,11 +15,24 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from typing import Any
 
 # C0 and C1 control characters (ESC, BEL, NUL, ...) other than tab and newline: shown as
 # \xNN so a name with them stays readable and cannot confuse a terminal a report is piped to.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional controls (embeddings, overrides, isolates, the LRM/RLM marks) are shown as
+# \u202e and the like: inside a name they would otherwise reverse the report's own text
+# around it ("held by <RLO>..." reads backwards). Letters of right-to-left scripts stay; the
+# page isolates each trace string (<bdi>) so they cannot reorder what surrounds them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _spell(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_RTL = ("R", "AL")
 TEXT_LIMIT = 600  # characters of one trace string shown in running text
 LABEL_LIMIT = 36  # characters of a lane label in the timeline
 SHORT = 100  # below this limit a clipped string says only "…" where it was cut
@@ -28,7 +41,7 @@ CELL_LIMIT = 120  # characters of a name in a table cell
 
 def visible(value: Any) -> str:
     """``value`` as a string whose control characters are spelled out (``\\x1b``)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return _CONTROL.sub(lambda m: _spell(m.group()), str(value))
 
 
 def clip(value: Any, limit: int = TEXT_LIMIT) -> str:
@@ -37,12 +50,24 @@ def clip(value: Any, limit: int = TEXT_LIMIT) -> str:
     with what matters most (``... at bank.py:15, held by <a 5,000-character name>``)."""
     s = visible(value)
     if len(s) <= limit:
-        return s
+        return isolate(s)
     head = max(limit * 2 // 3, 1)
     tail = max(limit - head - 1, 1)
     if limit < SHORT:  # a label: no room to say how much
-        return f"{s[:head]}…{s[-tail:]}"
-    return f"{s[:head]}… ({len(s) - head - tail:,} characters left out) …{s[-tail:]}"
+        return isolate(f"{s[:head]}…{s[-tail:]}")
+    return isolate(f"{s[:head]}… ({len(s) - head - tail:,} characters left out) …{s[-tail:]}")
+
+
+def isolate(s: str) -> str:
+    """``s`` between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE when it holds a
+    right-to-left letter (Hebrew, Arabic, ...): the character form of ``<bdi>``, which works
+    in every place a string goes (element text, SVG ``<text>`` and ``<title>``, attribute
+    tooltips, canvas text), so the name keeps its own direction and cannot reorder the
+    report's text around it. Strings without such a letter cannot, and are left as they are.
+    """
+    if any(ch >= "\u0590" and unicodedata.bidirectional(ch) in _RTL for ch in s):
+        return f"\u2068{s}\u2069"
+    return s
 
 
 def text(value: Any, limit: int = TEXT_LIMIT) -> str:

@@ -142,7 +142,7 @@ def trace_section(t: Mapping[str, Any], procs: Sequence[Mapping[str, Any]]) -> s
 
 def clocks_section(clocks: Sequence[Mapping[str, Any]], procs: Sequence[Mapping[str, Any]]) -> str:
     if not clocks:
-        return ""
+        return empty_section("clocks", "Clock domains", "none: the trace has no clock domains")
     by_id = {p.get("id"): p for p in procs}
     rows = []
     for d in clocks:
@@ -215,9 +215,15 @@ def _seams(seams: Mapping[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def empty_section(anchor: str, title: str, body: str) -> str:
+    """A section the analysis has nothing for: its heading and anchor stay (docs/report.md
+    promises ``#hops``, ``#boundaries``, ... as stable links) with one line saying so."""
+    return f'<section id="{anchor}"><h2>{title}</h2><p class="muted">{body}</p></section>'
+
+
 def hops_section(hops: Sequence[Mapping[str, Any]]) -> str:
     if not hops:
-        return ""
+        return empty_section("hops", "Hops and seams", "none: the trace has no hops")
     rows = []
     for h in hops[:MAX_HOPS]:
         src = _side(h.get("from", {}))
@@ -259,7 +265,7 @@ def hops_section(hops: Sequence[Mapping[str, Any]]) -> str:
 def boundaries_section(t: Mapping[str, Any], procs: Sequence[Mapping[str, Any]]) -> str:
     bounds = t.get("boundaries") or []
     if not bounds:
-        return ""
+        return empty_section("boundaries", "Boundaries", "none: the analysis has no boundaries")
     rows = []
     for b in bounds:
         lat = b.get("latency_ns")
@@ -314,7 +320,9 @@ def contention_section(resources: Sequence[Mapping[str, Any]]) -> str:
             ]
         )
     if not rows:
-        return ""
+        return empty_section(
+            "contention", "Contention (top by total wait)", "none: no resource was waited for"
+        )
     head = ["resource", "service", "waited", "wait", "worst", "hold p50/p99", "convoy", "queue"]
     return (
         '<section id="contention"><h2>Contention (top by total wait)</h2>'
@@ -325,7 +333,9 @@ def contention_section(resources: Sequence[Mapping[str, Any]]) -> str:
 
 def critical_path_section(section: Mapping[str, Any] | None) -> str:
     if not section or not section.get("paths") or not section["paths"][0].get("segments"):
-        return ""
+        return empty_section(
+            "critical-path", "Critical path", "none: no operation has a critical path"
+        )
     p = section["paths"][0]
     state = "" if p.get("complete") else ", the walk stopped before the root"
     head = (

@@ -85,22 +85,24 @@ def edge(data: ViewData, row: int) -> dict[str, Any]:
 
 
 def search(data: ViewData, query: str) -> dict[str, Any]:
-    """Lanes matching ``query`` (case-insensitive) by runtime, service, host, unit name,
-    kind or id, or by a resource the unit used (a lock, a queue, an operation's request)."""
+    """Lanes matching ``query`` (case-insensitive) by runtime, service, host, unit name
+    (whole, not the shortened one the page shows), kind or id, or by a resource the unit
+    used (a lock, a queue, an operation's request) by its kind, name, protocol, library,
+    method or target."""
     q = query.strip().lower()[:200]
     if not q:
         return {"lanes": [], "resources": []}
     meta = data.meta
     groups = meta["groups"]
+    full = data.strings.get("lane_search") or [lane["name"].lower() for lane in meta["lanes"]]
     hits: set[int] = set()
     for i, lane in enumerate(meta["lanes"]):
         g = groups[lane["group"]]
-        text = " ".join(
-            (lane["name"], lane["kind"], lane["id"], g["runtime"], g["service"], g["host"])
-        )
-        if q in text.lower():
+        text = " ".join((lane["kind"], lane["id"], g["runtime"], g["service"], g["host"]))
+        if q in text.lower() or q in full[i]:
             hits.add(i)
-    names = [i for i, r in enumerate(data.strings["resources"]) if q in r.lower()]
+    searchable = data.strings.get("resource_search") or data.strings["resources"]
+    names = [i for i, r in enumerate(searchable) if q in r.lower()]
     if names:
         pairs = _resource_lanes(data)
         want = np.isin(pairs[0], np.array(names, dtype=np.int64))

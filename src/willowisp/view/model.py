@@ -40,8 +40,10 @@ from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.provenance import Provenance
 from willowisp.causality.waits import holds, waits
-from willowisp.ingest.tables import NO_INDEX
+from willowisp.ingest.tables import NO_INDEX, Resource
+from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Reason
+from willowisp.report.html_markup import clip
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -58,7 +60,12 @@ HOLD = 7  # the hold layer's single state
 _PEER_REASONS = (int(Reason.RPC), int(Reason.MESSAGE))
 _SLEEP_REASONS = (int(Reason.SLEEP), int(Reason.IO))
 _RUN_ENDS = (int(K.UNIT_YIELD), int(K.UNIT_BLOCK), int(K.UNIT_END), int(K.UNIT_RUN))
-MAX_LABEL = 200  # characters of a name sent to the browser
+MAX_LABEL = 600  # characters of a trace string sent to the browser (as the HTML report)
+MAX_SEARCH = 20_000  # characters of a name kept for search (a longer one matches by its head)
+# Finding kinds whose events are listed in the order of their story's steps, one per step
+# from the first (deadlock: the steps' events, none repeated; race: the two accesses, then
+# their common predecessor; false-causality: the cause, then its effect).
+_STEP_ORDERED = ("deadlock", "race", "false-causality")
 
 
 @dataclass
@@ -97,7 +104,9 @@ class ViewData:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
+    """A trace string as the HTML report shortens it: control characters spelled out
+    (bidi overrides included), and at most about 600 characters, head and tail kept."""
+    return clip(text, MAX_LABEL)
 
 
 def build(a: Analysis, document: dict[str, Any]) -> ViewData:
@@ -106,6 +115,7 @@ def build(a: Analysis, document: dict[str, Any]) -> ViewData:
     ev = trace.events
     n = len(ev)
     lane_of_unit, lanes, groups = _lanes(a)
+    lane_search = [lane.pop("search") for lane in lanes]
     lane_of_event = np.full(n, NO_INDEX, dtype=np.int32)
     has_unit = ev.unit >= 0
     lane_of_event[has_unit] = lane_of_unit[ev.unit[has_unit]]
@@ -148,11 +158,24 @@ def build(a: Analysis, document: dict[str, Any]) -> ViewData:
             "resources": [
                 _cut(f"{r.kind} {resource_name(trace, r.index)}") for r in trace.resources
             ],
+            # what search matches: whole names (the meta's are shortened) and every
+            # naming field of a resource (its kind, protocol, library, method, target)
+            "lane_search": lane_search,
+            "resource_search": [_resource_search(r) for r in trace.resources],
             "kinds": [_kind_name(k) for k in range(256)],
             "edge_kinds": [_edge_kind(k) for k in range(16)],
             "provenance": [_prov(k) for k in range(16)],
         },
     )
+
+
+def _search_text(text: str) -> str:
+    return text[:MAX_SEARCH].lower()
+
+
+def _resource_search(r: Resource) -> str:
+    fields = (r.kind, r.name, r.protocol, r.library, r.method, r.target)
+    return _search_text(" ".join(x for x in fields if x))
 
 
 def _kind_name(code: int) -> str:
@@ -206,7 +229,7 @@ def _lanes(a: Analysis) -> tuple[I32, list[dict[str, Any]], list[dict[str, Any]]
             group_of_proc[unit.proc] = len(groups)
             groups.append(
                 {
-                    "runtime": p.runtime or "?",
+                    "runtime": _cut(p.runtime or "?"),
                     "service": _cut(p.service or "?"),
                     "pid": p.pid,
                     "host": _cut(p.host or "?"),
@@ -222,8 +245,9 @@ def _lanes(a: Analysis) -> tuple[I32, list[dict[str, Any]], list[dict[str, Any]]
             {
                 "id": str(unit.id(p)),
                 "group": group_of_proc[unit.proc],
-                "kind": unit.kind,
+                "kind": _cut(unit.kind),
                 "name": _cut(unit.name or f"{unit.kind} {unit.number}"),
+                "search": _search_text(unit.name or f"{unit.kind} {unit.number}"),
                 "internal": u in internal,
             }
         )
@@ -338,6 +362,90 @@ def causal_levels(unit: I32, adjusted: I64, src: I64, dst: I64, max_passes: int 
     return dense.astype(np.int64)
 
 
+def _finding(
+    trace: Trace,
+    f: dict[str, Any],
+    lane_of_id: dict[str, int],
+    lane_of_event: I32,
+    times: dict[str, I64],
+    base: dict[str, int],
+) -> dict[str, Any]:
+    """One finding as the browser gets it: its events in the document's order, each with
+    what it is (kind, resource, place, lane), the event of each story step (``steps``: an
+    index into ``events`` or None), and every lane its units or events are on."""
+    rows = trace.event_indices(f.get("events", []))
+    events = [_event(trace, eid, rows[eid], lane_of_event, times, base)
+              for eid in f.get("events", []) if eid in rows]  # fmt: skip
+    explanation = [_cut(line) for line in f.get("explanation", [])[:200]]
+    lanes = {lane_of_id[u["id"]] for u in f.get("units", []) if u.get("id") in lane_of_id}
+    lanes |= {e["lane"] for e in events if e["lane"] >= 0}
+    return {
+        "id": f["id"],
+        "kind": f["kind"],
+        "severity": f.get("severity", ""),
+        "summary": _cut(f.get("summary", "")),
+        "explanation": explanation,
+        "lanes": sorted(lanes),
+        "resources": [
+            _cut(f"{r.get('kind', '')} {r.get('name', '')}".strip())
+            + (f" ({_cut(r['where'])})" if r.get("where") else "")
+            for r in f.get("resources", [])[:50]
+        ],
+        "events": events,
+        "steps": step_events(f["kind"], explanation, [e["where"] for e in events]),
+    }
+
+
+def _event(
+    trace: Trace, eid: str, i: int, lane_of_event: I32, times: dict[str, I64], base: dict[str, int]
+) -> dict[str, Any]:
+    ev = trace.events
+    res, loc = int(ev.res[i]), int(ev.loc[i])
+    return {
+        "id": eid,
+        "lane": int(lane_of_event[i]),
+        "kind": _kind_name(int(ev.kind[i])),
+        "resource": _cut(f"{trace.resources[res].kind} {resource_name(trace, res)}")
+        if res >= 0
+        else "",
+        "where": _cut(trace.locations[loc].where()) if loc >= 0 else "",
+        "t": {mode: int(times[mode][i]) - base[mode] for mode in MODES},
+    }
+
+
+def step_events(kind: str, steps: list[str], places: list[str]) -> list[int | None]:
+    """Per story step, the index of its event in the finding's events, or None.
+
+    The document does not pair steps with events, so the pairing is derived, and only
+    where it is certain: for the kinds whose analysis lists one event per step from the
+    first, in step order (``_STEP_ORDERED``), by position; for the others, a step gets the
+    one event whose source place (``file:line``) the step names, when exactly one event
+    has a place the step names.
+    A step with no event of its own (a summary line, a conclusion) gets None rather than a
+    neighbour's event.
+    """
+    if kind in _STEP_ORDERED:
+        return [k if k < len(places) else None for k in range(len(steps))]
+    out: list[int | None] = []
+    for line in steps:
+        named = [j for j, p in enumerate(places) if p and _names_place(line, p)]
+        out.append(named[0] if len(named) == 1 else None)
+    return out
+
+
+def _names_place(line: str, place: str) -> bool:
+    """Whether ``line`` mentions ``place`` as a whole (``a.py:12``, not ``a.py:123``)."""
+    at = line.find(place)
+    while at >= 0:
+        end = at + len(place)
+        if (end == len(line) or not line[end].isdigit()) and (
+            at == 0 or not (line[at - 1].isalnum() or line[at - 1] in "_./")
+        ):
+            return True
+        at = line.find(place, at + 1)
+    return False
+
+
 def _meta(
     a: Analysis,
     document: dict[str, Any],
@@ -360,35 +468,8 @@ def _meta(
         lo, hi = (int(tt.min()), int(tt.max())) if len(tt) else (0, 1)
         base[mode] = lo
         extent[mode] = [0, max(hi - lo, 1)]
-    findings = []
-    for f in document.get("findings", []):
-        rows = trace.event_indices(f.get("events", []))
-        events = [
-            {
-                "id": eid,
-                "lane": int(lane_of_event[i]),
-                "t": {mode: int(times[mode][i]) - base[mode] for mode in MODES},
-            }
-            for eid, i in rows.items()
-        ]
-        findings.append(
-            {
-                "id": f["id"],
-                "kind": f["kind"],
-                "severity": f.get("severity", ""),
-                "summary": f.get("summary", ""),
-                "explanation": f.get("explanation", [])[:200],
-                "lanes": sorted(
-                    {lane_of_id[u["id"]] for u in f.get("units", []) if u.get("id") in lane_of_id}
-                ),
-                "resources": [
-                    _cut(f"{r.get('kind', '')} {r.get('name', '')}".strip())
-                    + (f" ({r['where']})" if r.get("where") else "")
-                    for r in f.get("resources", [])[:50]
-                ],
-                "events": events,
-            }
-        )
+    findings = [_finding(trace, f, lane_of_id, lane_of_event, times, base) for f in
+                document.get("findings", [])]  # fmt: skip
     return {
         "schema": "willowisp.view/1",
         "lanes": lanes,

@@ -5,16 +5,17 @@ Security, because a trace holds other people's strings and the server holds a tr
 
 - It listens on 127.0.0.1 only (``bind`` refuses anything else).
 - Every request must carry the per-session token (``?token=``, 32 random bytes, compared in
-  constant time); the URL printed at start is the only way in. Static files (our own code,
-  no data) are the exception.
+  constant time); the URL printed at start is the only way in. The page's own script and
+  style sheet too: the page is served with the token written into their URLs.
 - ``Host`` must be ``127.0.0.1:PORT`` or ``localhost:PORT`` (a DNS-rebinding page sends its
   own name), and ``Origin``, when a browser sends one, the same origin: another site's page
   cannot read the API even if it guessed the port.
-- Only GET and HEAD. Every response says ``nosniff``, no caching, no referrer (the token is
-  in the URL), and the page's Content-Security-Policy allows no inline script and no
-  connection anywhere but here — so a trace string that slipped into markup still could not
-  run. The page itself never builds markup from trace strings: text nodes and canvas text
-  only (see static/view.js).
+- Only GET and HEAD; any other method is a 405 (with ``Allow``). Every response — errors
+  included, even to a request line the server cannot parse — says ``nosniff``, ``no-store``,
+  no referrer (the token is in the URL), and the Content-Security-Policy allows no inline
+  script and no connection anywhere but here — so a trace string that slipped into markup
+  still could not run. The page itself never builds markup from trace strings: text nodes
+  and canvas text only (see static/view.js).
 - Query values are bounded and validated (``lod.Window``); a bad one is a 400 with a one
   line reason, never a traceback.
 """
@@ -79,6 +80,17 @@ def _static(name: str) -> bytes:
     return (resources.files("willowisp.view") / "static" / name).read_bytes()
 
 
+def _page(token: str) -> bytes:
+    """index.html with the token in its script's and style sheet's URLs (they need it like
+    every other request). The token is URL-safe base64: nothing in it needs escaping."""
+    page = _static("index.html")
+    for name in STATIC:
+        page = page.replace(
+            f'"/static/{name}"'.encode(), f'"/static/{name}?token={token}"'.encode()
+        )
+    return page
+
+
 class Handler(BaseHTTPRequestHandler):
     server: ViewServer
     server_version = "willowisp-view"
@@ -108,18 +120,18 @@ class Handler(BaseHTTPRequestHandler):
             self._send(204, b"", "image/x-icon")
             return
         query = dict(parse_qsl(url.query, keep_blank_values=True))
+        if not hmac.compare_digest(query.get("token", "").encode(), self.server.token.encode()):
+            self._error(HTTPStatus.FORBIDDEN, "a valid token is required")
+            return
         if url.path.startswith("/static/"):
             name = url.path.removeprefix("/static/")
             if name not in STATIC:
                 self._error(HTTPStatus.NOT_FOUND, "no such file")
                 return
-            self._send(200, _static(name), STATIC[name], cache=True)
-            return
-        if not hmac.compare_digest(query.get("token", "").encode(), self.server.token.encode()):
-            self._error(HTTPStatus.FORBIDDEN, "a valid token is required")
+            self._send(200, _static(name), STATIC[name])
             return
         if url.path == "/":
-            self._send(200, _static("index.html"), "text/html; charset=utf-8")
+            self._send(200, _page(self.server.token), "text/html; charset=utf-8")
             return
         route = ROUTES.get(url.path)
         if route is None:
@@ -143,13 +155,25 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._send(status, orjson.dumps({"error": message}), "application/json")
 
-    def _send(self, status: int, body: bytes, ctype: str, cache: bool = False) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The http.server's own errors (an unparsable request line, an unknown method) in
+        the viewer's form, with its headers: an unsupported method is a 405."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD"
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # unparsed: answer with headers all the same
+            self.request_version = "HTTP/1.0"
+        self._error(code, (message or HTTPStatus(code).phrase)[:200])
+
+    def _send(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", "GET, HEAD")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "max-age=60" if cache else "no-store")
+        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Security-Policy", CSP)
         self.send_header("Cross-Origin-Resource-Policy", "same-origin")
         self.end_headers()

@@ -19,7 +19,7 @@ from willowisp.analysis.engine import Options, analyze
 from willowisp.ingest import load
 from willowisp.view.model import ViewData, build
 
-VIEW_FORMAT = "willowisp.view-cache/1"
+VIEW_FORMAT = "willowisp.view-cache/2"
 _DTYPES = {"int64": "<i8", "int32": "<i4", "uint8": "u1", "float32": "<f4"}
 _ARRAYS = tuple(
     f.name for f in fields(ViewData) if f.name not in ("meta", "times", "strings", "memo")
@@ -35,6 +35,8 @@ def open_view(
 ) -> tuple[ViewData, list[str]]:
     """The view columns of these inputs, and one line per unreadable input."""
     options = options or Options()
+    if not any(os.path.exists(p) for p in paths):
+        progress = _quiet  # nothing there: the caller's error lines are all there is to say
     where = cache.slot(paths, options, "view") if use_cache else None
     doc = cache.load(where) if where is not None else None
     if doc is not None:
@@ -55,6 +57,10 @@ def open_view(
     if where is not None:
         cache.store(where, encode(data))
     return data, list(data.meta["unreadable_lines"])
+
+
+def _quiet(line: str) -> None:
+    pass
 
 
 def encode(data: ViewData) -> dict[str, Any]:

@@ -47,6 +47,11 @@
     return e;
   }
 
+  // A trace string in the page: its own <bdi> (bidi isolation), so a right-to-left name
+  // cannot reorder the text around it. The server already spelled out control characters
+  // (\u202e, \x1b) and shortened long strings.
+  function iso(text) { return el("bdi", text); }
+
   // -- time ---------------------------------------------------------------------------
 
   function fmtSpan(ns) {
@@ -169,6 +174,7 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = "#101418"; ctx.fillRect(0, 0, w, h);
     ctx.font = "12px system-ui, sans-serif";
+    ctx.direction = "ltr";
     ctx.textBaseline = "middle";
     drawAxis(w);
     const ys = laneY();
@@ -334,8 +340,9 @@
   }
 
   function drawFocus(ys) {
-    if (!focus || step < 0 || step >= focus.events.length) return;
-    const ev = focus.events[step];
+    const ev = stepEvent();
+    document.body.dataset.circled = ev ? ev.id : ""; // for tests: what the circle marks
+    if (!ev) return;
     const y = ys.get(ev.lane);
     if (y === undefined) return;
     const x = xOf(ev.t[mode]);
@@ -363,28 +370,57 @@
     if (!meta.findings.length) ol.append(el("li", "no findings", "sev-info"));
     meta.findings.forEach((f, i) => {
       const li = el("li");
-      li.append(el("span", f.kind, `sev-${f.severity}`), document.createTextNode(" " + f.summary));
+      li.append(el("span", f.kind, `sev-${f.severity}`), document.createTextNode(" "), iso(f.summary));
       li.dataset.finding = f.id;
       li.addEventListener("click", () => selectFinding(i));
       ol.append(li);
     });
   }
 
+  // Selecting a finding replaces an active search (the box is cleared): the lanes shown are
+  // the finding's, every one its units or events are on.
   function selectFinding(i) {
     focus = meta.findings[i];
     [...$("findings").children].forEach((li, k) => li.classList.toggle("on", k === i));
+    $("search").value = "";
+    clearTimeout(searchTimer);
     shown = focus.lanes.length ? new Set(focus.lanes) : null;
     scroll = 0;
     buildRows();
     $("story").hidden = false;
     $("story-title").textContent = `${focus.kind} ${focus.id}`;
+    const note = $("story-note");
+    note.hidden = focus.lanes.length > 0;
+    note.textContent = focus.events.length ? "" : "this finding names no event on the timeline";
+    if (!focus.lanes.length) note.textContent += (note.textContent ? " and " : "this finding names ") + "no unit: every lane is shown";
     const steps = $("steps");
-    steps.replaceChildren(...focus.explanation.map((line) => el("li", line)));
-    $("story-resources").textContent = focus.resources.length ? "resources: " + focus.resources.join("; ") : "";
+    steps.replaceChildren(...storySteps(focus).map((s) => el("li", s.text)));
+    const res = $("story-resources");
+    res.replaceChildren();
+    if (focus.resources.length) {
+      res.append("resources: ");
+      focus.resources.forEach((r, k) => res.append(...(k ? ["; "] : []), iso(r)));
+    }
     step = -1;
     fitFocus();
     setStep(0);
   }
+
+  // The story's steps, each with its own event (an index into focus.events, or null when
+  // the step names no single event); a finding without explanation steps through its events.
+  function storySteps(f) {
+    if (f.explanation.length) return f.explanation.map((text, k) => ({ text, event: f.steps ? f.steps[k] : null }));
+    return f.events.map((e, k) => ({ text: describeEvent(e), event: k }));
+  }
+
+  function stepEvent() {
+    if (!focus || step < 0) return null;
+    const s = storySteps(focus)[step];
+    return s && s.event !== null && s.event !== undefined ? focus.events[s.event] : null;
+  }
+
+  // `f` and the fit button: with a finding selected, its events; else everything
+  function fitAll() { if (focus) fitFocus(); else { fit(); changed(); } }
 
   function fitFocus() {
     const ts = focus.events.map((e) => e.t[mode]);
@@ -394,13 +430,23 @@
 
   function setStep(k) {
     if (!focus) return;
-    const n = Math.max(focus.explanation.length, focus.events.length);
+    const n = storySteps(focus).length;
+    if (!n) return;
     step = Math.max(0, Math.min(k, n - 1));
     [...$("steps").children].forEach((li, i) => li.classList.toggle("on", i === step));
-    const ev = focus.events[step];
+    const ev = stepEvent();
+    const box = $("step-event");
+    box.replaceChildren();
     if (ev) {
+      const lane = ev.lane >= 0 ? meta.lanes[ev.lane] : null;
+      box.append(`step ${step + 1}, circled: `, ...(lane ? [iso(lane.name), " · "] : []), iso(describeEvent(ev)), `\nevent ${ev.id}`);
       const v = view[mode], t = ev.t[mode];
       if (t < v.t0 || t > v.t1) pan(t - (v.t0 + v.t1) / 2);
+      const idx = rows.findIndex((r) => r.lane === ev.lane);
+      const visible = Math.floor((canvas.clientHeight - AXIS) / ROW);
+      if (idx >= 0 && (idx < scroll || idx >= scroll + visible)) { scroll = Math.max(0, idx - 3); changed(); }
+    } else {
+      box.append(`step ${step + 1} names no single event: nothing is circled`);
     }
     requestAnimationFrame(draw);
   }
@@ -408,6 +454,7 @@
   function clearFocus() {
     focus = null; step = -1; shown = null;
     $("story").hidden = true;
+    $("step-event").replaceChildren();
     [...$("findings").children].forEach((li) => li.classList.remove("on"));
     $("search").value = "";
     buildRows(); changed();
@@ -471,16 +518,22 @@
     clearTimeout(tipTimer);
     const seq = ++tipSeq;
     tipTimer = setTimeout(async () => {
-      const per = (view[mode].t1 - view[mode].t0) / timeWidth();
       try {
-        const at = await api("/api/at", { mode, lane: row.lane, t: Math.round(tOf(x)), tol: Math.ceil(per * 3) });
+        const lines = await whatIsAt(row.lane, x);
         if (seq !== tipSeq) return;
-        const lines = [`${at.lane.name} (${at.lane.kind})`];
-        for (const iv of at.intervals) lines.push(`${iv.state}${iv.resource ? " on " + iv.resource : ""}` + (iv.end ? "" : " (still at the end)"));
-        for (const e of at.events) lines.push("• " + describeEvent(e));
         showTip(lines.join("\n"), ev);
       } catch (err) { /* the next move asks again */ }
     }, 120);
+  }
+
+  // What the hover shows: the lane's states and events under the pointer (±3 pixels).
+  async function whatIsAt(lane, x) {
+    const per = (view[mode].t1 - view[mode].t0) / timeWidth();
+    const at = await api("/api/at", { mode, lane, t: Math.round(tOf(x)), tol: Math.ceil(per * 3) });
+    const lines = [`${at.lane.name} (${at.lane.kind})`];
+    for (const iv of at.intervals) lines.push(`${iv.state}${iv.resource ? " on " + iv.resource : ""}` + (iv.end ? "" : " (still at the end)"));
+    for (const e of at.events) lines.push("• " + describeEvent(e) + `  (event ${e.id})`);
+    return lines;
   }
 
   async function onClick(ev) {
@@ -488,18 +541,32 @@
     const x = ev.clientX - r.left, y = ev.clientY - r.top;
     const e = nearEdge(x, y);
     const box = $("detail");
-    if (!e) return;
+    if (!e) { pin(x, y, box); return; }
     try {
       const d = await api("/api/edge", { row: e.row });
       box.replaceChildren(el("h3", `${d.kind} edge`), el("div", `provenance: ${d.provenance}, confidence ${d.confidence}`));
       for (const [label, end] of [["from", d.src], ["to", d.dst]]) {
         const lane = meta.lanes[end.lane];
         const grp = meta.groups[lane.group];
-        box.append(el("div", `${label}: ${grp.runtime} ${grp.service} · ${lane.name}\n  ${describeEvent(end)}\n  event ${end.id}`));
+        const line = el("div", `${label}: `);
+        line.append(iso(grp.runtime), " ", iso(grp.service), " · ", iso(lane.name), "\n  ", iso(describeEvent(end)), `\n  event ${end.id}`);
+        box.append(line);
         const go = el("button", `go to ${label === "from" ? "source" : "destination"}`);
         go.addEventListener("click", () => goTo(end));
         box.append(go);
       }
+    } catch (err) { box.textContent = String(err.message || err); }
+  }
+
+  // A click on a lane pins what the hover shows there in the side panel.
+  async function pin(x, y, box) {
+    const row = rowAt(y);
+    if (!row || row.lane === undefined || x < LABEL) return;
+    try {
+      const lines = await whatIsAt(row.lane, x);
+      box.replaceChildren(el("h3", "at the click"));
+      for (const line of lines) { const d = el("div"); d.append(iso(line)); box.append(d); }
+      box.dataset.pinned = String(row.lane);
     } catch (err) { box.textContent = String(err.message || err); }
   }
 
@@ -531,7 +598,7 @@
 
   function onKey(ev) {
     if (ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement) {
-      if (ev.key === "Escape") { ev.target.blur(); clearFocus(); }
+      if (ev.key === "Escape") ev.target.blur(); // only leaves the box
       return;
     }
     const v = view[mode], span = v.t1 - v.t0;
@@ -543,7 +610,7 @@
       PageUp: () => { scroll = Math.max(0, scroll - page); changed(); },
       PageDown: () => { scroll = Math.min(rows.length - 1, scroll + page); changed(); },
       "+": () => zoom(0.5), "=": () => zoom(0.5), "-": () => zoom(2),
-      f: () => { if (focus) fitFocus(); else { fit(); changed(); } },
+      f: fitAll,
       i: () => toggleInternal(),
       1: () => setMode("raw"), 2: () => setMode("adjusted"), 3: () => setMode("causal"),
       "/": () => $("search").focus(),
@@ -576,8 +643,12 @@
         shown = new Set(hit.lanes);
         scroll = 0;
         buildRows(); changed();
-        $("detail").textContent = `${hit.lanes.length} lanes match` + (hit.more ? ` (+${hit.more} more)` : "") +
-          (hit.resources.length ? `\nresources: ${hit.resources.join("; ")}` : "");
+        const box = $("detail");
+        box.replaceChildren(`${hit.lanes.length} lanes match` + (hit.more ? ` (+${hit.more} more)` : ""));
+        if (hit.resources.length) {
+          box.append("\nresources: ");
+          hit.resources.forEach((r, k) => box.append(...(k ? ["; "] : []), iso(r)));
+        }
       } catch (err) { error = String(err.message || err); status(); }
     }, 200);
   }
@@ -604,7 +675,7 @@
       edges.append(sw, document.createTextNode(kind));
     }
     box.append(states, el("div", "edges:"), edges,
-      el("div", "keys: ←/→ pan · +/− zoom · ↑/↓ lanes · f fit · 1/2/3 modes · / search · i runtime internals · Esc all lanes · ctrl+wheel zoom · drag to pan"));
+      el("div", "keys: ←/→ pan · +/− zoom · ↑/↓ lanes · f fit · 1/2/3 modes · / search · i runtime internals · Esc all lanes · n/p story steps · [/] findings · click a lane to pin its detail · ctrl+wheel zoom · drag to pan"));
   }
 
   async function start() {
@@ -622,7 +693,9 @@
       b.classList.toggle("on", b.dataset.mode === mode);
       b.addEventListener("click", () => setMode(b.dataset.mode));
     });
-    $("fit").addEventListener("click", () => { fit(); changed(); });
+    $("fit").addEventListener("click", fitAll);
+    // a clicked button must not keep the focus: Space or Enter would press it again
+    document.querySelectorAll("#bar button").forEach((b) => b.addEventListener("click", () => b.blur()));
     $("clear").addEventListener("click", clearFocus);
     $("internal").addEventListener("click", toggleInternal);
     $("internal").classList.add("on");
