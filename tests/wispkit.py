@@ -199,3 +199,18 @@ def check_loss_reported(kept: Path, service: str) -> dict[str, Any]:
     kinds = {f["kind"] for f in doc["findings"]}
     assert {"buffer-drop", "agent-fault"} <= kinds, kinds
     return agent
+
+
+# tgkill(2)'s number: a signal to one thread of another process
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def tgkill(pid: int, tid: int, sig: int) -> None:
+    """Send ``sig`` to thread ``tid`` of process ``pid`` (the kernel's choice of thread for
+    a process-wide signal, made on purpose)."""
+    import ctypes
+    import platform
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_TGKILL[platform.machine()], pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")

@@ -501,3 +501,30 @@ def test_totals_say_one_thing_in_the_singular() -> None:
         "1 chunk from 1 connection in 2 segments; 1 OTLP request (2 spans, 0 rejected, "
         "1 byte, 0 refused) in 1 segment in /runs/r1"
     )
+
+
+def test_sigterm_to_a_receiver_thread_stops_the_collector(tmp_path: Path):
+    """The kernel may deliver a process's SIGTERM to any of its threads; sent to one of
+    collect's receiver threads (gRPC's, HTTP's), collect still stops at once: its main
+    thread wakes to run the handler (an untimed wait there was never interrupted, and a CI
+    run's collector hung until killed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "collect", "--otlp-http", "0", "--otlp-grpc", "0",
+         "--native", "0", "--out", str(tmp_path / "c")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for _ in range(4):  # native (2 lines), OTLP/HTTP, OTLP/gRPC: every receiver is up
+            assert proc.stdout.readline().startswith("willowisp collect: ")
+        others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert others, "the receivers run threads of their own"
+        from wispkit import tgkill
+
+        tgkill(proc.pid, max(others), signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and "stopped" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 
 from willowisp.view.store import open_view
-from wispkit import record_until_blocked
+from wispkit import record_until_blocked, tgkill
 
 PROGRAM = Path(__file__).parent / "programs" / "hostile_shop.py"
 HOSTILE = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
@@ -266,3 +268,23 @@ def test_view_of_nothing_readable_exits_two_without_a_server(tmp_path: Path, wha
     assert "Traceback" not in done.stderr
     if what == "missing":  # validated first: no "loading… building the view" before the error
         assert "loading" not in done.stderr and "building" not in done.stderr, done.stderr
+
+
+def test_sigterm_to_a_server_thread_stops_the_viewer(run: Path) -> None:
+    """A SIGTERM the kernel hands to one of the viewer's server threads still stops it at
+    once (its main thread wakes to run the handler)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "view", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and "open http://" in proc.stdout.readline()
+        others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert others
+        tgkill(proc.pid, max(others), signal.SIGTERM)
+        proc.communicate(timeout=20)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

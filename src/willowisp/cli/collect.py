@@ -28,6 +28,7 @@ from willowisp.errors import UsageError
 if TYPE_CHECKING:
     from willowisp.collect.otlp_store import OtlpStore
 
+SIGNAL_POLL_S = 0.2  # how often the main thread wakes to run a signal handler (see run)
 OTLP_HTTP_PORT = "4318"  # OpenTelemetry's default ports, used when the flag has no value
 OTLP_GRPC_PORT = "4317"
 
@@ -181,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
     for line in lines:
         print(f"willowisp collect: {line}", flush=True)
     try:
-        stop.wait()
+        # wakes every 0.2 s: the kernel may deliver SIGTERM to one of the receivers' threads
+        # (gRPC's among them), and a main thread blocked in an untimed wait is then never
+        # interrupted to run the handler (it hung a CI run for a minute)
+        while not stop.wait(SIGNAL_POLL_S):
+            pass
     finally:
         _stop_all(started, store)
         for s, h in old.items():

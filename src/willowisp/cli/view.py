@@ -79,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     thread.start()
     threading.Thread(target=server.warm, name="view-warm", daemon=True).start()
     try:
-        stop.wait()
+        # wakes every 0.2 s: a signal the kernel delivers to the server's threads must still
+        # get the main thread to run its handler (an untimed wait is never interrupted then)
+        while not stop.wait(0.2):
+            pass
     except KeyboardInterrupt:
         pass
     server.shutdown()
