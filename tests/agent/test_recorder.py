@@ -348,3 +348,50 @@ def test_sigterm_during_the_agents_own_work_flushes_and_dies_by_it(tmp_path, rou
         kill_group(proc)
     (p,) = read_run(out).values()
     assert len(p.events) >= 2000
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_a_process_group_sigterm_under_willowisp_run_loses_nothing(tmp_path, round_):
+    """`willowisp run` and its program in one process group, SIGTERM to the group (what
+    `kill -- -PGID` and a supervisor stopping a cgroup do): the program gets it from the
+    group and again from `run`, which passes it on. The second, moments later, is the same
+    stop: the flush finishes (the request's events are in the trace), the control channel's
+    files are removed, and the program dies of SIGTERM."""
+    import signal
+    import sys
+
+    out = tmp_path / "run"
+    import tempfile
+    from pathlib import Path
+
+    runtime = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))  # short: a socket path's limit
+    script = tmp_path / "svc.py"
+    script.write_text(
+        "import threading\n"
+        "served = threading.Lock()\n"
+        "with served:\n"
+        "    pass\n"
+        "print('ready', flush=True)\n"
+        "threading.Event().wait()\n"
+    )
+    env = {**os.environ, "WILLOWISP_RUNTIME_DIR": str(runtime)}
+    env = {k: v for k, v in env.items() if k not in ("WILLOWISP_OUT", "WILLOWISP_DISABLED")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "willowisp", "run", "--out", str(out), "--",
+         sys.executable, str(script)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        wait_for(lambda: any(runtime.glob("*.json")), what="the control descriptor")
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        kill_group(proc)
+    (p,) = read_run(str(out)).values()
+    served = p.resource("served")
+    assert [e.kind for e in p.events if e.res == served] == ["lock.acquired", "lock.release"]
+    left = list(runtime.iterdir())
+    shutil.rmtree(runtime, ignore_errors=True)
+    assert not left, left

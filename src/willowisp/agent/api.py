@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from willowisp.agent import context, standing
@@ -247,23 +248,51 @@ def _install_sigterm() -> None:
     except (ValueError, OSError):
         return
 
+    first: list[float] = []  # when the first SIGTERM came
+
     def _on_term(signum: int, frame: Any) -> None:
         # The handler runs on the main thread between two of its bytecodes, possibly inside
         # the agent's own critical section (a non-reentrant lock): flushing here could wait
         # on itself forever. So the flush runs on a thread of its own while the main thread
-        # goes on and lets go; then the signal is sent again, to the default action. A
-        # second SIGTERM meanwhile ends the process at once.
-        signal.signal(signum, signal.SIG_DFL)
+        # goes on and lets go; then the process dies of the signal's default action.
+        # A second SIGTERM within DUPLICATE_TERM_S is the same stop said twice (a process
+        # group signalled, and `willowisp run` or a supervisor passing it on too): ignored,
+        # so the flush finishes; a later one ends the process at once.
+        if first:
+            if time.monotonic() - first[0] >= DUPLICATE_TERM_S:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
+        first.append(time.monotonic())
 
         def finish() -> None:
             try:
                 stop()
             finally:
-                os.kill(os.getpid(), signum)
+                _die_of(signum)
 
         _thread.start_new_thread(finish, ())
 
     signal.signal(signal.SIGTERM, _on_term)
+
+
+DUPLICATE_TERM_S = 2.0
+
+
+def _die_of(signum: int) -> None:
+    """End the process by ``signum``'s default action, from any thread (Python lets only
+    the main thread set a handler, so libc's signal() restores the default); if that cannot
+    be done, exit with the status a shell gives such a death."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal(signum, None)  # SIG_DFL is 0
+        os.kill(os.getpid(), signum)
+    finally:
+        os._exit(128 + signum)
 
 
 __all__ = ["arm", "disarm", "start", "start_from_env", "stop"]
