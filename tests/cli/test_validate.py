@@ -450,3 +450,22 @@ def test_whole_file_passes_the_gate_on_its_files(
     path = _golden_run(tmp_path)
     _, lines, _ = run_cli(capsys, "--ci-mode", str(path.parent))
     assert not [line for line in lines if "unreadable-file" in line], lines
+
+
+def test_the_same_damage_in_another_run_has_the_same_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged segment's problem id leaves out the pid and process id in its name, so a
+    baseline accepting it holds in the next run (another pid) of the same service."""
+    ids = []
+    for pid, prefix in ((4242, "aaaaaaaa"), (5353, "bbbbbbbb")):
+        (tmp_path / str(pid)).mkdir()
+        path = _golden_run(tmp_path / str(pid))
+        cut = path.with_name(f"bank-{pid}-{prefix}-1.wtrace")
+        cut.write_bytes(path.read_bytes()[:-3])
+        path.unlink()
+        code, lines, _ = run_cli(capsys, "--ci-mode", str(cut.parent))
+        assert code == 1
+        [torn] = [line for line in lines if "unreadable-file" in line]
+        ids.append(torn.split()[0])
+    assert ids[0] == ids[1] and ids[0].startswith("F-"), ids

@@ -31,6 +31,7 @@ Trade-off: dictionaries over the hop rows (one per request, not per event), whic
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -360,6 +361,19 @@ class _TraceGraph:
 # -- the recording as a whole -----------------------------------------------------------
 
 
+# A segment's name, <service>-<pid>-<process id prefix>-<n>.wtrace, and an embedded
+# stream's suffix " (embedded stream N, FORMAT)": what changes from run to run
+_SEGMENT = re.compile(r"-\d+-[0-9a-f]{8}-\d+\.wtrace")
+_STREAM = re.compile(r"\(embedded stream \d+, ")
+
+
+def stable_file_key(name: str) -> str:
+    """What an unreadable file's finding id is made of: its name without the pid, process
+    id, segment and stream numbers (``ledger.wtrace (embedded stream, go-exectrace)``), so
+    a baseline can accept the same damage of the same service in every run."""
+    return _STREAM.sub("(embedded stream, ", _SEGMENT.sub(".wtrace", name))
+
+
 def check_recording(trace: Trace) -> list[Problem]:
     """Unreadable, damaged or cut-short files, agent drops and faults, units no record
     defines."""
@@ -369,7 +383,7 @@ def check_recording(trace: Trace) -> list[Problem]:
         what = "damaged (its good chunks were used)" if bad.partial else "unreadable"
         out.append(
             Problem(
-                finding_id("unreadable-file", (f"file|{name}",)),
+                finding_id("unreadable-file", (f"file|{stable_file_key(name)}",)),
                 "unreadable-file",
                 f"{bad.path}: {what}: {bad.message}",
                 detail=(bad.message,),
@@ -384,7 +398,7 @@ def check_recording(trace: Trace) -> list[Problem]:
         name = os.path.basename(rep.path)
         out.append(
             Problem(
-                finding_id("unreadable-file", (f"file|{name}", "truncated")),
+                finding_id("unreadable-file", (f"file|{stable_file_key(name)}", "truncated")),
                 "unreadable-file",
                 f"{rep.path}: cut short, its last chunk lost: {rep.truncated}; "
                 "the complete chunks before it were checked",
