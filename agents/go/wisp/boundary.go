@@ -408,12 +408,14 @@ func (bs *boundaries) find(name string) *declared {
 	return nil
 }
 
-// anyEnabled says whether a boundary is switched on.
+// anyEnabled says whether a boundary that covers Go processes is switched on (one whose
+// runtimes= leaves Go out records nothing here, so it must not start the tracer: it cost
+// the whole process the tracer's CPU and bytes for nothing).
 func (bs *boundaries) anyEnabled() bool {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	for _, d := range bs.list {
-		if d.enabled {
+		if d.enabled && d.b.allows("go") {
 			return true
 		}
 	}
