@@ -7,6 +7,8 @@ const path = require('node:path');
 
 class ConfigError extends Error {}
 
+const RUNTIMES = ['python', 'go', 'java', 'rust', 'nodejs'];
+
 function parseBoundary(spec, source = 'WILLOWISP_BOUNDARIES') {
   // entry=PROTOCOL:WHAT;exit=...;runtimes=a,b (src/willowisp/model/boundary.py)
   const fields = {};
@@ -25,6 +27,11 @@ function parseBoundary(spec, source = 'WILLOWISP_BOUNDARIES') {
     throw new ConfigError(`${source} ${JSON.stringify(spec.slice(0, 64))}: needs entry=PROTOCOL:WHAT`);
   }
   const runtimes = (fields.runtimes ?? '').split(',').map((r) => r.trim()).filter(Boolean);
+  // the same check every agent makes: a typo refused everywhere, not applied in some
+  const unknown = runtimes.find((r) => !RUNTIMES.includes(r));
+  if (unknown !== undefined) {
+    throw new ConfigError(`${source} ${JSON.stringify(spec.slice(0, 64))}: unknown runtime ${JSON.stringify(unknown.slice(0, 32))} (one of ${RUNTIMES.join(', ')})`);
+  }
   return Object.freeze({
     spec,
     entry,
