@@ -28,6 +28,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,21 +213,25 @@ class NativeReceiver:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting; every connection finishes the chunk it is writing, says bye and
         closes. Returns when they are done (or ``timeout`` passed)."""
+        deadline = time.monotonic() + timeout
         self._stopping = True
         if self._wake_w >= 0:
             os.write(self._wake_w, b"x")
         if self._accept is not None:
             self._accept.join(timeout)
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            t.join(timeout)
+        # closed before the connections drain: an agent reconnecting meanwhile is refused
+        # at once (and falls back or retries elsewhere) rather than left in the backlog of
+        # a socket nobody accepts from any more
         if self._listener is not None:
             self._listener.close()
             self._listener = None
         if self.unix_path:
             with contextlib.suppress(OSError):
                 os.unlink(self.unix_path)
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:  # one deadline for all, not `timeout` each
+            t.join(max(0.0, deadline - time.monotonic()))
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
