@@ -214,3 +214,52 @@ def tgkill(pid: int, tid: int, sig: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(SYS_TGKILL[platform.machine()], pid, tid, sig) != 0:
         raise OSError(ctypes.get_errno(), "tgkill")
+
+
+class AbsentCollector:
+    """A collector that is not there yet, counted: a TCP listener on 127.0.0.1 (port 0)
+    that accepts every connection and closes it at once, so an agent's hello fails like a
+    refused connect, and the test sees each attempt. ``wait_attempts(n)`` waits on that
+    signal; ``close()`` frees the port for a real collector (``start_collector(folder,
+    port)``: it binds with SO_REUSEADDR)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.attempts = 0
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            conn.close()
+            with self._changed:
+                self.attempts += 1
+                self._changed.notify_all()
+
+    def wait_attempts(self, n: int, timeout: float = 60.0) -> int:
+        """Wait until the agent has tried ``n`` times; the count (fewer on timeout)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.attempts >= n, timeout)
+            return self.attempts
+
+    def close(self) -> None:
+        import contextlib
+        import socket
+
+        with contextlib.suppress(OSError):  # wakes the blocked accept (close alone does not)
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=10)
+        self._sock.close()
