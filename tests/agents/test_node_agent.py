@@ -19,6 +19,7 @@ import pytest
 from wispkit import (
     CAN_MOUNT,
     CORPUS_TOKEN,
+    AbsentCollector,
     analyze_json,
     check_control_corpus,
     check_loss_reported,
@@ -421,6 +422,82 @@ def test_stream_falls_back_to_files(tmp_path: Path) -> None:
     )
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout)["rows"] == [[3]]  # each request recorded exactly once
+
+
+# Records without end: an async-mutex lock every 20 ms (killed by the test).
+LOCK_LOOP = """
+const { Mutex } = require('async-mutex');
+const m = new Mutex();
+(async () => {
+  for (;;) {
+    await m.runExclusive(async () => {});
+    await new Promise((r) => setTimeout(r, 20));
+  }
+})();
+"""
+
+
+def collected_events(folder: Path) -> int:
+    """The events in the collector's segments so far (a file being written may end inside
+    a chunk: the complete chunks count)."""
+    from willowisp.errors import TraceFormatError
+    from willowisp.wtrace.reader import read_file
+
+    total = 0
+    for path in folder.glob("*.wtrace"):
+        try:
+            total += read_file(path).events
+        except (OSError, TraceFormatError):
+            pass
+    return total
+
+
+def test_stream_reconnects_without_end(tmp_path: Path) -> None:
+    """A collector absent for longer than the old five retries (WILLOWISP_STREAM_RETRY_S=0.2
+    caps every delay): the agent keeps trying (a 7th attempt, which the old schedule never
+    made), and when the real collector comes up on that port its chunks reach it; the
+    fallback file holds the rest."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    absent = AbsentCollector()
+    collector = None
+    proc = subprocess.Popen(
+        [NODE, "-e", LOCK_LOOP],
+        env=node_env(
+            out,
+            WILLOWISP_SERVICE="locker",
+            WILLOWISP_COLLECTOR=absent.address,
+            WILLOWISP_STREAM_RETRY_S="0.2",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert absent.wait_attempts(7, timeout=8) >= 7  # 1 initial + 5 retries, and more
+        absent.close()
+        collector, _ = start_collector(collected, absent.port)
+        deadline = time.monotonic() + 10
+        while collected_events(collected) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+        proc.terminate()  # the end: bye, the last chunks acknowledged
+        assert proc.wait(timeout=30) == -15
+    finally:
+        absent.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if collector is not None:
+            stop_collector(collector)
+    assert proc.stderr is not None
+    assert proc.stderr.read() == ""
+    proc.stderr.close()
+    assert collected_events(collected) > 0  # the collector got this process's chunks
+    assert len(list(out.glob("*.wtrace"))) == 1  # and the fallback file has the rest
+    doc = analyze_all(collected, out)
+    assert doc["trace"]["processes"] == 1
+    assert doc["trace"]["agent_faults"] == 1
+    (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
+    assert "cannot reach collector" in json.dumps(fault)
 
 
 # A program that records a few hundred KB of trace in full mode: 1500 sequential requests

@@ -65,6 +65,8 @@ function fromEnv(env = process.env, argv = process.argv) {
   const ratio = number(env, 'WILLOWISP_TRACE_RATIO', 1, (v) => v >= 0 && v <= 1);
   const flushMs = number(env, 'WILLOWISP_FLUSH_MS', 50, (v) => v > 0 && v <= 100);
   const maxBytes = number(env, 'WILLOWISP_MAX_BUFFER_BYTES', 64 * 1024 * 1024, (v) => v >= 65536);
+  // caps every stream reconnection delay (docs/protocols.md); 0: no cap (1, 2, 4, 8, 16, 30...)
+  const streamRetryS = number(env, 'WILLOWISP_STREAM_RETRY_S', 0, (v) => v > 0);
   const offsetRaw = (env.WILLOWISP_CLOCK_OFFSET_NS ?? '').trim() || '0';
   if (!/^-?\d{1,19}$/.test(offsetRaw)) {
     throw new ConfigError(`bad WILLOWISP_CLOCK_OFFSET_NS=${JSON.stringify(env.WILLOWISP_CLOCK_OFFSET_NS)}`);
@@ -88,6 +90,7 @@ function fromEnv(env = process.env, argv = process.argv) {
     traceparent: env.TRACEPARENT || '',
     collector: (env.WILLOWISP_COLLECTOR || '').trim(),
     token: env.WILLOWISP_TOKEN || '',
+    streamRetryMs: streamRetryS * 1000,
     parentProcess: env.WILLOWISP_PARENT_PROCESS || '',
   });
 }

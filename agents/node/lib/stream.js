@@ -29,8 +29,9 @@
 // closes, says bye or sends an error, the sink falls back to the segment file the recorder
 // would have written: a chunk with the process record and a fault record saying what
 // happened, every unacknowledged chunk in order, then everything after. When it next has a
-// chunk to write it tries the collector again, at most 5 times, 1, 2, 4, 8 and 16 s apart
-// (a good connection resets that); while a reconnection is under way chunks go to the file.
+// chunk to write it tries the collector again, 1, 2, 4, 8 and 16 s apart, then every 30 s
+// without end (WILLOWISP_STREAM_RETRY_S caps every delay; a good connection resets the
+// schedule); while a reconnection is under way chunks go to the file.
 
 const fs = require('node:fs');
 const net = require('node:net');
@@ -43,7 +44,8 @@ const SEND_MS = 5000;
 const CLOSE_WAIT_MS = 2000;
 const MAX_UNACKED_BYTES = 32 * 1024 * 1024;
 const MAX_UNACKED_CHUNKS = 4096;
-const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 16000];
+const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 16000]; // then RETRY_MAX_MS, without end
+const RETRY_MAX_MS = 30000;
 const VERSIONS = [1];
 
 // host:port, tcp://host:port, [v6]:port or unix:/absolute/path -> net.connect options;
@@ -79,6 +81,8 @@ class StreamSink {
     this.rec = rec;
     this.address = address;
     this.token = token;
+    // WILLOWISP_STREAM_RETRY_S in ms (0: none): caps every reconnection delay
+    this.retryCapMs = (rec.config && rec.config.streamRetryMs) || 0;
     // Invariants: state is 'connecting' (first connection under way: chunks wait in
     // `pending`), 'open' (chunks are sent; `unacked` holds those sent and not yet
     // acknowledged, numbered on this connection), 'file' (fallen back: chunks go to the
@@ -91,8 +95,9 @@ class StreamSink {
     this.unacked = [];
     this.unackedBytes = 0;
     this.sent = 0;
-    this.retries = 0;
+    this.retries = 0; // failed reconnections since the last fallback or good connection
     this.retryAt = 0;
+    this.noRetry = false; // a bad address will not get better
     this.overSince = 0; // when the unacked bound was passed (0: not over)
     this.collectorFile = '';
     this.chunksSent = 0;
@@ -124,7 +129,7 @@ class StreamSink {
     try {
       opts = parseAddress(this.address);
     } catch (err) {
-      this.retries = RETRY_DELAYS_MS.length; // a bad address will not get better
+      this.noRetry = true; // a bad address will not get better
       this.fallBack(`cannot reach collector ${this.address}: ${err.message}`);
       return;
     }
@@ -194,7 +199,7 @@ class StreamSink {
     } else {
       // a reconnection that failed: try again later, the file goes on meanwhile
       this.retries += 1;
-      if (this.retries < RETRY_DELAYS_MS.length) this.retryAt = Date.now() + RETRY_DELAYS_MS[this.retries];
+      this.retryAt = Date.now() + this.retryDelay();
     }
   }
 
@@ -263,7 +268,7 @@ class StreamSink {
         return;
       }
       if (this.state === 'file') {
-        if (this.conn === null && this.retries < RETRY_DELAYS_MS.length && Date.now() >= this.retryAt) this.connect(false);
+        if (this.conn === null && !this.noRetry && Date.now() >= this.retryAt) this.connect(false);
         this.rec.files.write(chunk);
         return;
       }
@@ -340,7 +345,14 @@ class StreamSink {
     } catch (err) {
       this.rec.fault('stream fallback', err);
     }
-    if (this.retries < RETRY_DELAYS_MS.length) this.retryAt = Date.now() + RETRY_DELAYS_MS[this.retries];
+    this.retryAt = Date.now() + this.retryDelay();
+  }
+
+  // The delay before the next reconnection: 1, 2, 4, 8, 16 s, then 30 s without end, each
+  // capped by WILLOWISP_STREAM_RETRY_S.
+  retryDelay() {
+    const ms = this.retries < RETRY_DELAYS_MS.length ? RETRY_DELAYS_MS[this.retries] : RETRY_MAX_MS;
+    return this.retryCapMs > 0 ? Math.min(ms, this.retryCapMs) : ms;
   }
 
   // --- the end (process 'exit': synchronous) --------------------------------------------------
