@@ -7,6 +7,7 @@ once at start, so hooks never look at the environment per event.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +18,25 @@ from willowisp.errors import UsageError
 
 RESERVE_PREFIX = ".willowisp-reserve-"  # + pid: the room an agent keeps in its run folder
 MODES = ("full", "hops")
+STREAM_RETRY_MAX_S = 30.0  # the native stream's longest reconnect delay (docs/protocols.md)
+
+
+def read_stream_retry_s(env: Any, *, strict: bool = True) -> float:
+    """WILLOWISP_STREAM_RETRY_S: the cap on every reconnect delay of the native stream, a
+    positive number of seconds (empty: STREAM_RETRY_MAX_S). A bad value is a UsageError,
+    or (``strict=False``) the default."""
+    raw = (env.get("WILLOWISP_STREAM_RETRY_S", "") or "").strip()
+    if not raw:
+        return STREAM_RETRY_MAX_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and value > 0:
+        return value
+    if strict:
+        raise UsageError(f"WILLOWISP_STREAM_RETRY_S={raw!r} is not a positive number of seconds")
+    return STREAM_RETRY_MAX_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +52,11 @@ class AgentConfig:
     max_buffer_bytes: int = 64 * 1024 * 1024  # all event buffers of the process together
     collector: str = ""  # WILLOWISP_COLLECTOR: stream chunks there instead of files
     token: str = field(default="", repr=False)  # WILLOWISP_TOKEN, sent in the stream's hello
+    # WILLOWISP_STREAM_RETRY_S: caps every reconnect delay (the default reads the variable,
+    # so a config built from a few fields still has it; from_env refuses a bad value)
+    stream_retry_s: float = field(
+        default_factory=lambda: read_stream_retry_s(os.environ, strict=False)
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -40,6 +65,8 @@ class AgentConfig:
             raise UsageError(f"trace ratio {self.trace_ratio} is not between 0 and 1")
         if not 0.001 <= self.flush_interval_s <= 3600:
             raise UsageError(f"flush interval {self.flush_interval_s} s is out of range")
+        if not (math.isfinite(self.stream_retry_s) and self.stream_retry_s > 0):
+            raise UsageError(f"stream retry cap {self.stream_retry_s} s is not positive")
 
 
 def default_service() -> str:
@@ -100,6 +127,7 @@ def from_env(env: dict[str, str] | None = None) -> AgentConfig:
     run_pid = _number(e, "WILLOWISP_RUN_PID", "0", int)
     flush_ms = _number(e, "WILLOWISP_FLUSH_MS", "50", float)
     max_bytes = _number(e, "WILLOWISP_MAX_BUFFER_BYTES", str(64 * 1024 * 1024), int)
+    retry_s = read_stream_retry_s(e)
     mode = e.get("WILLOWISP_MODE", "full") or "full"
     if mode not in MODES:
         raise UsageError(f"WILLOWISP_MODE={mode!r} is not one of {', '.join(MODES)}")
@@ -118,4 +146,5 @@ def from_env(env: dict[str, str] | None = None) -> AgentConfig:
         max_buffer_bytes=max_bytes,
         collector=e.get("WILLOWISP_COLLECTOR", "").strip(),
         token=e.get("WILLOWISP_TOKEN", ""),
+        stream_retry_s=retry_s,
     )

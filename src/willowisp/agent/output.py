@@ -68,6 +68,7 @@ class Output:
                 default_codec(),
                 hello=hello,
                 on_fault=lambda where, message: self._on_fault(),
+                retry_max_s=cfg.stream_retry_s,
             )
         else:
             if old is None:

@@ -12,8 +12,10 @@ Nothing is lost silently. Chunks stay in memory until acknowledged (bounded); wh
 collector cannot be reached, refuses the hello, goes away or stalls, the writer *falls back*
 to the segment file the recorder would have written (``path``), writes there a chunk with
 the process record and a ``fault`` record saying what happened, then every unacknowledged
-chunk, then everything after. It retries the collector a bounded number of times
-(``RETRY_DELAYS_S``), each new connection starting with the process record again.
+chunk, then everything after. It retries the collector for as long as it runs, 1, 2, 4,
+8 and 16 s apart (``RETRY_DELAYS_S``), then every ``RETRY_MAX_S`` seconds; ``retry_max_s``
+(``WILLOWISP_STREAM_RETRY_S``) caps every delay. Retries happen only when a chunk is to be
+written; a good connection resets the schedule and starts with the process record again.
 
 Trade-off: sends happen on the flusher thread with a timeout, and acknowledgements are read
 without blocking after each send. A slow collector therefore delays the flusher (the
@@ -54,6 +56,7 @@ CLOSE_WAIT_S = 2.0  # how long close() waits for the last acknowledgements
 MAX_UNACKED_BYTES = 32 * 1024 * 1024
 MAX_UNACKED_CHUNKS = 4096
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)  # after a fallback; reset by a good reconnect
+RETRY_MAX_S = 30.0  # then every this many seconds, without end
 R_PROCESS, R_FAULT = 1, 5
 
 FaultSink = Callable[[str, str], int]  # (where, message) -> fault record id, counted
@@ -99,6 +102,7 @@ class StreamWriter:
         *,
         hello: dict[str, Any],
         on_fault: FaultSink,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.address = address
         self.token = token
@@ -118,7 +122,8 @@ class StreamWriter:
         self._sent = 0  # chunks sent on the current connection
         self._file: SegmentWriter | None = None  # the fallback, once fallen back
         self._process: Record | None = None  # the latest process record seen
-        self._retries = 0  # index into RETRY_DELAYS_S
+        self._retries = 0  # failed reconnects since the last good connection
+        self._retry_max_s = retry_max_s  # caps every delay (WILLOWISP_STREAM_RETRY_S)
         self._retry_at = 0.0
         self._closed = False
         self._lock = _thread.allocate_lock()
@@ -261,17 +266,21 @@ class StreamWriter:
             sock.settimeout(SEND_TIMEOUT_S)
             sock.sendall(chunk)
 
+    def _retry_delay(self) -> float:
+        """The wait before the next reconnect: 1, 2, 4, 8, 16 s, then RETRY_MAX_S, each
+        capped by ``retry_max_s``."""
+        i = self._retries
+        delay = RETRY_DELAYS_S[i] if i < len(RETRY_DELAYS_S) else RETRY_MAX_S
+        return min(delay, self._retry_max_s)
+
     def _maybe_reconnect(self) -> None:
-        if self._closed or self._retries >= len(RETRY_DELAYS_S):
-            return
-        if time.monotonic() < self._retry_at:
+        if self._closed or time.monotonic() < self._retry_at:
             return
         try:
             self._connect()
         except (OSError, ValueError, ProtocolError):
             self._retries += 1
-            if self._retries < len(RETRY_DELAYS_S):
-                self._retry_at = time.monotonic() + RETRY_DELAYS_S[self._retries]
+            self._retry_at = time.monotonic() + self._retry_delay()
             return
         self._retries = 0
 
@@ -362,8 +371,8 @@ class StreamWriter:
         self._write_file(encode_chunk(head, None, self.codec, self._compressors))
         for chunk in pending:
             self._write_file(chunk)
-        if not self._closed and self._retries < len(RETRY_DELAYS_S):
-            self._retry_at = time.monotonic() + RETRY_DELAYS_S[self._retries]
+        if not self._closed:
+            self._retry_at = time.monotonic() + self._retry_delay()
 
     def _write_file(self, chunk: bytes) -> None:
         if self._file is None:
