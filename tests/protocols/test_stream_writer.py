@@ -154,8 +154,8 @@ def test_collector_stopping_mid_stream_loses_nothing(tmp_path):
 
 
 def test_collector_coming_back_gets_the_stream_again(tmp_path, monkeypatch):
-    """After a fallback the writer retries (backing off, without end); a new connection starts with the
-    process record, and the outage's chunks stay in the file."""
+    """After a fallback the writer retries (backing off, without end); a new connection
+    starts with the process record, and the outage's chunks stay in the file."""
     monkeypatch.setattr(stream, "RETRY_DELAYS_S", (0.0, 0.0))
     r = NativeReceiver(str(tmp_path / "col"))
     r.start()
