@@ -23,6 +23,7 @@ from willowisp.runtimes import stable_jar
 from wispkit import (
     CAN_MOUNT,
     CORPUS_TOKEN,
+    AbsentCollector,
     check_control_corpus,
     check_loss_reported,
     run_on_full_disk,
@@ -1024,6 +1025,82 @@ def test_stream_falls_back_to_files(agent_jar: Path, classes: Path, tmp_path: Pa
     assert {u["name"] for u in deadlocks[0]["units"]} == {"transfer", "audit"}
     (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
     assert "collector is shutting down" in json.dumps(fault)
+
+
+TICKER = """
+import java.util.concurrent.locks.ReentrantLock;
+
+public class Ticker {
+  public static void main(String[] args) throws Exception {
+    ReentrantLock lock = new ReentrantLock();
+    System.out.println("ticking");
+    while (true) {
+      lock.lock();
+      lock.unlock();
+      Thread.sleep(10);
+    }
+  }
+}
+"""
+
+
+def test_stream_reconnects_past_five_attempts(
+    agent_jar: Path, classes: Path, tmp_path: Path
+) -> None:
+    """Reconnects never stop: with WILLOWISP_STREAM_RETRY_S=0.2 a JVM that records all the
+    time tries an absent collector a 7th time (the old schedule stopped after 1 + 5), and
+    when the collector comes up on that port its chunks reach it; the fallback file and the
+    collector's file together hold every event (no sequence number missing)."""
+    from willowisp.wtrace.reader import read_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Ticker.java").write_text(TICKER)
+    assert JAVAC is not None
+    subprocess.run([JAVAC, "-d", str(src), str(src / "Ticker.java")], check=True, timeout=120)
+    out, collected = tmp_path / "out", tmp_path / "collected"
+    absent = AbsentCollector()
+    collector = None
+    proc = start_java(
+        agent_jar,
+        src,
+        out,
+        "Ticker",
+        WILLOWISP_COLLECTOR=absent.address,
+        WILLOWISP_STREAM_RETRY_S="0.2",
+    )
+    try:
+        assert read_line(proc) == "ticking"
+        assert absent.wait_attempts(7, timeout=10) >= 7, f"only {absent.attempts} attempts"
+        absent.close()
+        collector, _ = start_collector(collected, absent.port)
+        mine = f"*-{proc.pid}-*.wtrace"
+        deadline = time.monotonic() + 10
+        while not any(read_file(f).chunks for f in collected.glob(mine)):
+            assert time.monotonic() < deadline, "the agent did not come back to the collector"
+            time.sleep(0.05)  # polling a condition with a deadline
+        proc.terminate()  # SIGTERM: the agent's last flush and bye
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        absent.close()
+        if collector is not None:
+            stop_collector(collector)
+    fallback, streamed = sorted(out.glob(mine)), sorted(collected.glob(mine))
+    assert fallback and streamed, (fallback, streamed)
+    assert any(f.get("where") == "stream" for f in fault_records(out)), fault_records(out)
+    spans = sorted(
+        (c.events.first_seq, c.events.first_seq + len(c.events))
+        for f in fallback + streamed
+        for c in read_file(f).chunks
+        if c.events is not None and len(c.events)
+    )
+    assert any(c.events is not None for f in streamed for c in read_file(f).chunks)
+    end = spans[0][1]
+    for first, last in spans[1:]:
+        assert first <= end, f"events {end}..{first} are in neither folder"
+        end = max(end, last)
 
 
 def test_jfr_events_of_the_last_second_survive_a_normal_exit(

@@ -128,7 +128,10 @@ final class ChunkSink {
   private boolean processDue;
   /** The native stream when chunks go to a collector (WILLOWISP_COLLECTOR); else null. */
   private Stream stream;
-  /** Reconnection attempts since the last fallback (at most 5: 1, 2, 4, 8, 16 s apart). */
+  /**
+   * Failed reconnection attempts since the last fallback; the next comes 1, 2, 4, 8, 16 s,
+   * then every 30 s after the last, without end (each delay at most WILLOWISP_STREAM_RETRY_S).
+   */
   private int reconnects;
   private long nextReconnectNs;
 
@@ -446,12 +449,18 @@ final class ChunkSink {
   }
 
   private boolean reconnectDue(long t) {
-    return !framer.stopping() && !cfg.collector.isEmpty() && nextReconnectNs != 0 && reconnects < 5 && t >= nextReconnectNs;
+    return !framer.stopping() && !cfg.collector.isEmpty() && nextReconnectNs != 0 && t >= nextReconnectNs;
   }
 
   private void scheduleReconnect() {
-    reconnects++;
-    nextReconnectNs = reconnects >= 5 ? 0 : Recorder.now() + (1L << reconnects) * 1_000_000_000L;
+    reconnects = Math.min(reconnects + 1, 5); // 5 and on: RETRY_MAX
+    nextReconnectNs = Recorder.now() + retryDelayNs(reconnects);
+  }
+
+  /** The delay before the next attempt after {@code failed} failed ones: 1, 2, 4, 8, 16, 30, 30 ... s, capped. */
+  private long retryDelayNs(int failed) {
+    long d = failed < 5 ? (1L << failed) * 1_000_000_000L : Config.RETRY_MAX_NS;
+    return Math.min(d, cfg.streamRetryNs);
   }
 
   private void closeSink() throws IOException {
@@ -493,7 +502,7 @@ final class ChunkSink {
       for (byte[] c : unacked) writeUnacked(c);
       if (!cfg.collector.isEmpty() && !framer.stopping()) {
         if (nextReconnectNs == 0 && reconnects == 0) {
-          nextReconnectNs = Recorder.now() + 1_000_000_000L;
+          nextReconnectNs = Recorder.now() + retryDelayNs(0);
         } else {
           scheduleReconnect();
         }

@@ -30,6 +30,11 @@ final class Config {
   /** WILLOWISP_COLLECTOR: stream chunks to a collector (host:port, tcp://, [v6]:port, unix:/path). */
   String collector = "";
   String token = "";
+  /**
+   * WILLOWISP_STREAM_RETRY_S: the longest delay between reconnects to the collector, in ns
+   * (default and at most {@link #RETRY_MAX_NS}, 30 s; positive seconds, fractions allowed).
+   */
+  long streamRetryNs = RETRY_MAX_NS;
   String parentProcess = "";
   long runPid;
   int flushMs = 50;
@@ -49,6 +54,9 @@ final class Config {
    */
   String codec = "auto";
   final List<String> problems = new ArrayList<>();
+
+  /** RETRY_MAX: after 1, 2, 4, 8 and 16 s the agent tries the collector every 30 s. */
+  static final long RETRY_MAX_NS = 30_000_000_000L;
 
   static Config fromEnv(Map<String, String> env, String command) {
     Config c = new Config();
@@ -79,6 +87,7 @@ final class Config {
     c.boundaries = env.getOrDefault("WILLOWISP_BOUNDARIES", "");
     c.collector = env.getOrDefault("WILLOWISP_COLLECTOR", "").trim();
     c.token = env.getOrDefault("WILLOWISP_TOKEN", "");
+    c.streamRetryNs = c.seconds(env, "WILLOWISP_STREAM_RETRY_S", RETRY_MAX_NS);
     c.parentProcess = env.getOrDefault("WILLOWISP_PARENT_PROCESS", "");
     c.runPid = c.integer(env, "WILLOWISP_RUN_PID", 0, 0, Long.MAX_VALUE);
     for (String part : env.getOrDefault("WILLOWISP_JAVA_INCLUDE", "").split(",")) {
@@ -155,6 +164,20 @@ final class Config {
     }
     problems.add(name + "=" + v + " is not a number in [0, 1]; using " + dflt);
     return dflt;
+  }
+
+  /** A positive number of seconds (fractions allowed) as ns, at most {@code dfltNs}. */
+  private long seconds(Map<String, String> env, String name, long dfltNs) {
+    String v = env.getOrDefault(name, "").trim();
+    if (v.isEmpty()) return dfltNs;
+    try {
+      double d = Double.parseDouble(v);
+      if (d > 0 && Double.isFinite(d)) return Math.max(1L, Math.min(dfltNs, Math.round(d * 1e9)));
+    } catch (NumberFormatException e) {
+      // fall through
+    }
+    problems.add(name + "=" + v + " is not a positive number of seconds; using " + dfltNs / 1e9);
+    return dfltNs;
   }
 
   private long integer(Map<String, String> env, String name, long dflt, long lo, long hi) {
