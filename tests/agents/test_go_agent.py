@@ -29,6 +29,7 @@ from willowisp.ingest.go_decoder import AGENT_STORED
 from wispkit import (
     CAN_MOUNT,
     CORPUS_TOKEN,
+    AbsentCollector,
     check_control_corpus,
     check_loss_reported,
     clean_env,
@@ -235,6 +236,7 @@ def test_leaked_goroutine_is_reported(programs: dict[str, Path], tmp_path: Path)
         ({"WILLOWISP_OUT": "{tmp}/run", "WILLOWISP_MODE": "turbo"}, "WILLOWISP_MODE"),
         ({"WILLOWISP_OUT": "{tmp}/run", "WILLOWISP_TRACE_RATIO": "lots"}, "WILLOWISP_TRACE_RATIO"),
         ({"WILLOWISP_OUT": "{tmp}/run", "WILLOWISP_CLOCK_OFFSET_NS": "1e9"}, "CLOCK_OFFSET"),
+        ({"WILLOWISP_OUT": "{tmp}/run", "WILLOWISP_STREAM_RETRY_S": "-1"}, "STREAM_RETRY_S"),
         ({"WILLOWISP_OUT": "{tmp}/run", "WILLOWISP_DISABLED": "1"}, None),
     ],
 )
@@ -482,6 +484,64 @@ def test_stream_falls_back_to_files(programs: dict[str, Path], tmp_path: Path) -
     lock_cycle(report)
     (fault,) = findings(report, "agent-fault")
     assert "went away" in json.dumps(fault)
+
+
+def chunks_of(folder: Path, pid: int) -> int:
+    """How many chunks the .wtrace files of ``folder`` hold that belong to process ``pid``
+    (a file whose process record names it); a file still being written counts what is
+    whole."""
+    from willowisp.wtrace.reader import read_file
+
+    n = 0
+    for path in folder.glob("*.wtrace"):
+        try:
+            chunks = read_file(path).chunks
+        except (OSError, TraceFormatError):
+            continue  # not one whole chunk yet
+        if any(r.rtype == 1 and r.get("pid") == pid for c in chunks for r in c.records):
+            n += len(chunks)
+    return n
+
+
+def test_stream_keeps_retrying_until_a_collector_comes(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A collector absent for longer than the first five retries (1 initial + 5 attempts
+    was the old end): with WILLOWISP_STREAM_RETRY_S=0.2 the agent keeps trying every 0.2 s
+    when it has a chunk, and once a real collector listens on that port the process's
+    chunks reach it; the fallback file holds what came before, so nothing is lost."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    absent = AbsentCollector()
+    collector = None
+    proc, runtime, line = start_live(
+        programs["hang"],
+        tmp_path,
+        WILLOWISP_COLLECTOR=absent.address,
+        WILLOWISP_OUT=str(out),
+        WILLOWISP_STREAM_RETRY_S="0.2",
+    )
+    try:
+        assert line == "ready"
+        assert absent.wait_attempts(7, timeout=12) >= 7  # past the old schedule's end
+        absent.close()
+        collector, _ = start_collector(collected, absent.port)
+        deadline = time.monotonic() + 10
+        while not chunks_of(collected, proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+    finally:
+        status = stop_live(proc, runtime)  # SIGTERM: the agent ends its stream in order
+        if collector is not None:
+            stop_collector(collector)
+        absent.close()
+    assert status == -signal.SIGTERM
+    assert chunks_of(collected, proc.pid) > 0, "the agent never reached the collector"
+    assert chunks_of(out, proc.pid) > 0  # the fallback file, from before
+    report = analyze_json(out, collected)
+    assert report["trace"]["processes"] == 1
+    assert report["trace"]["unreadable_files"] == []
+    lock_cycle(report)  # the two folders together hold the deadlock
+    (fault,) = findings(report, "agent-fault")
+    assert "cannot reach collector" in json.dumps(fault)
 
 
 def query(folder: Path, sql: str) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ package wisp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,6 +35,7 @@ type Config struct {
 	Token         string        // the collector's token (WILLOWISP_TOKEN)
 	SegmentBytes  int64         // a segment's size before the next one starts (256 MiB)
 	CompressTrace bool          // deflate the execution tracer's bytes too (smaller files, more CPU)
+	StreamRetry   time.Duration // caps each delay between attempts to reach the collector again (0: 30 s)
 }
 
 const (
@@ -115,6 +117,13 @@ func configFrom(get func(string) string) (Config, error) {
 			return c, fmt.Errorf("WILLOWISP_SEGMENT_BYTES=%q: expected an integer of at least %d", v, minSegmentBytes)
 		}
 		c.SegmentBytes = n
+	}
+	if v := strings.TrimSpace(get("WILLOWISP_STREAM_RETRY_S")); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 1) {
+			return c, fmt.Errorf("WILLOWISP_STREAM_RETRY_S=%q: expected a positive number of seconds", v)
+		}
+		c.StreamRetry = max(time.Duration(min(f, 1e9)*float64(time.Second)), 1) // at least 1 ns
 	}
 	return c, nil
 }

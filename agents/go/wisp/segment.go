@@ -27,7 +27,7 @@ func (r *recorder) openSegment(n int) (sink, error) {
 		hello := map[string]any{"process_id": r.processID, "service": cut(r.cfg.Service, 256),
 			"pid": os.Getpid(), "runtime": "go", "segment": n}
 		process := func() []byte { return r.processChunk(n) }
-		return newStreamSink(r.cfg.Collector, r.cfg.Token, path, hello, process, r.countFault), nil
+		return newStreamSink(r.cfg.Collector, r.cfg.Token, path, hello, process, r.countFault, r.cfg.StreamRetry), nil
 	}
 	if n == 1 {
 		r.makeReserve()

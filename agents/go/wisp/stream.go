@@ -8,10 +8,12 @@ package wisp
 // falls back to the segment file the agent would have written when the collector cannot be
 // reached, refuses the hello, goes away, stalls or says bye: the file gets a chunk with the
 // process record and a fault record saying what happened (where: stream), then every chunk
-// not yet acknowledged, in order, then everything after. It tries the collector again at
-// most 5 times, 1, 2, 4, 8 and 16 s apart, when it next has a chunk (no extra goroutine);
-// a new connection starts with the process record again. At the end it says bye and waits
-// up to 2 s for the collector's bye; what is still unacknowledged goes to the file.
+// not yet acknowledged, in order, then everything after. It tries the collector again
+// 1, 2, 4, 8 and 16 s apart, then every 30 s without end (every delay capped by
+// WILLOWISP_STREAM_RETRY_S), when it next has a chunk (no extra goroutine); a connection
+// resets that schedule, and a new connection starts with the process record again. At
+// the end it says bye and waits up to 2 s for the collector's bye; what is still
+// unacknowledged goes to the file.
 //
 // Trade-off (as in the Python agent): sends happen on the flusher with deadlines and
 // acknowledgements are read without blocking after each send, so a slow collector delays
@@ -40,7 +42,24 @@ const (
 	maxUnackedChunks = 4096
 )
 
+// The delays between attempts to reach the collector again: 1, 2, 4, 8, 16 s, then
+// retryMax for ever; Config.StreamRetry (WILLOWISP_STREAM_RETRY_S) caps each of them.
 var retryDelays = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
+
+const retryMax = 30 * time.Second
+
+// retryDelay is the wait before attempt n+1 after n failed ones (n from 0), at most limit
+// when limit > 0.
+func retryDelay(n int, limit time.Duration) time.Duration {
+	d := retryMax
+	if n >= 0 && n < len(retryDelays) {
+		d = retryDelays[n]
+	}
+	if limit > 0 && d > limit {
+		d = limit
+	}
+	return d
+}
 
 // pieceInfo says whether a chunk holds a piece of the execution tracer's stream (stream
 // != 0), and whether it is the stream's first piece (with the header a decoder needs).
@@ -132,12 +151,13 @@ type streamSink struct {
 
 	conn     net.Conn
 	inbuf    []byte
-	pending  []unacked // sent, not yet acknowledged, oldest first
-	pendingB int       // Invariant: the sum of pending's chunk lengths
-	sent     int       // chunks sent on the current connection
-	wrote    bool      // a chunk was taken already (the process record is known)
-	file     *fileSink // the fallback, once fallen back
-	retries  int       // index into retryDelays
+	pending  []unacked     // sent, not yet acknowledged, oldest first
+	pendingB int           // Invariant: the sum of pending's chunk lengths
+	sent     int           // chunks sent on the current connection
+	wrote    bool          // a chunk was taken already (the process record is known)
+	file     *fileSink     // the fallback, once fallen back
+	retries  int           // failed attempts since the last connection (see retryDelay)
+	retryCap time.Duration // caps every delay between attempts (0: none)
 	retryAt  time.Time
 	closed   bool
 
@@ -150,9 +170,11 @@ type streamSink struct {
 	changes  int // the destination's changes (epoch)
 }
 
-func newStreamSink(address, token, path string, hello map[string]any, process func() []byte, onFault func(string) int64) *streamSink {
+// newStreamSink connects (or falls back at once); retryCap caps the delays between later
+// attempts (0: the schedule alone).
+func newStreamSink(address, token, path string, hello map[string]any, process func() []byte, onFault func(string) int64, retryCap time.Duration) *streamSink {
 	s := &streamSink{address: address, token: token, path: path, hello: hello, process: process,
-		onFault: onFault, connHere: map[int]bool{}, fileHere: map[int]bool{}}
+		onFault: onFault, retryCap: retryCap, connHere: map[int]bool{}, fileHere: map[int]bool{}}
 	if err := s.connect(); err != nil {
 		s.fallBack(fmt.Sprintf("cannot reach collector %s: %v", address, err))
 	}
@@ -300,14 +322,14 @@ func (s *streamSink) tooMany() bool {
 }
 
 func (s *streamSink) maybeReconnect() {
-	if s.closed || s.retries >= len(retryDelays) || time.Now().Before(s.retryAt) {
+	if s.closed || time.Now().Before(s.retryAt) {
 		return
 	}
 	if err := s.connect(); err != nil {
-		s.retries++
-		if s.retries < len(retryDelays) {
-			s.retryAt = time.Now().Add(retryDelays[s.retries])
+		if s.retries < len(retryDelays) { // past the schedule every delay is retryMax
+			s.retries++
 		}
+		s.retryAt = time.Now().Add(retryDelay(s.retries, s.retryCap))
 		return
 	}
 	s.retries = 0
@@ -419,8 +441,8 @@ func (s *streamSink) fallBack(reason string) error {
 	}
 	s.pending, s.pendingB = nil, 0
 	s.changes++
-	if !s.closed && s.retries < len(retryDelays) {
-		s.retryAt = time.Now().Add(retryDelays[s.retries])
+	if !s.closed {
+		s.retryAt = time.Now().Add(retryDelay(s.retries, s.retryCap))
 	}
 	return err
 }
