@@ -24,6 +24,7 @@ import pytest
 from wispkit import (
     CAN_MOUNT,
     CORPUS_TOKEN,
+    AbsentCollector,
     check_control_corpus,
     check_loss_reported,
     clean_env,
@@ -462,6 +463,58 @@ def test_stream_falls_back_to_files(bins: Path, tmp_path: Path) -> None:
     assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
     assert len(found) == 1
     assert sorted(u["name"] for u in found[0]["units"]) == ["audit", "transfer"]
+
+
+def collected_events(folder: Path) -> int:
+    """The events in a collector folder's segments so far (a file being written may end
+    inside a chunk: its complete chunks count)."""
+    from willowisp.errors import TraceFormatError
+    from willowisp.wtrace.reader import read_file
+
+    total = 0
+    for path in folder.glob("*.wtrace"):
+        try:
+            total += read_file(path).events
+        except (OSError, TraceFormatError):
+            pass
+    return total
+
+
+def test_stream_reconnects_without_end(bins: Path, tmp_path: Path) -> None:
+    """A collector absent for longer than the old five retries (WILLOWISP_STREAM_RETRY_S=0.2
+    caps every delay): the agent keeps trying (a 7th attempt, which the old schedule never
+    made), and when the real collector comes up on that port this process's chunks reach
+    it; the fallback file holds the rest, and the two folders together the whole story."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    absent = AbsentCollector()
+    collector = None
+    proc, runtime = start_hanging(
+        bins,
+        tmp_path,
+        WILLOWISP_COLLECTOR=absent.address,
+        WILLOWISP_STREAM_RETRY_S="0.2",
+        WILLOWISP_OUT=str(out),
+    )
+    try:
+        assert absent.wait_attempts(7, timeout=8) >= 7  # 1 initial + 5 retries, and more
+        absent.close()
+        collector, _ = start_collector(collected, absent.port)
+        deadline = time.monotonic() + 10
+        while collected_events(collected) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not hoping
+    finally:
+        absent.close()
+        stop_hanging(proc, runtime)
+        if collector is not None:
+            stop_collector(collector)
+    assert collected_events(collected) > 0  # the collector got this process's chunks
+    assert len(list(out.glob("*.wtrace"))) == 1  # and the fallback file has the start
+    report = analyze_all(collected, out)
+    assert report["trace"]["processes"] == 1
+    (fault,) = findings(report, "agent-fault")
+    assert "collector" in json.dumps(fault)
+    (deadlock,) = findings(report, "deadlock")  # recorded before the collector came
+    assert sorted(u["name"] for u in deadlock["units"]) == ["audit", "transfer"]
 
 
 def analyze_all(*folders: Path) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 //! Settings read once from the `WILLOWISP_*` environment at start. A malformed value never
 //! stops the program: the default is used and the problem is kept for a fault record.
 
+/// After a fallback to files the agent tries the collector again 1, 2, 4, 8, 16 s apart,
+/// then every this many seconds, without end.
+pub const STREAM_RETRY_MAX_S: f64 = 30.0;
+
 /// Settings read once from the environment.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -15,6 +19,9 @@ pub struct Config {
     /// WILLOWISP_COLLECTOR: stream chunks there instead of writing files.
     pub collector: String,
     pub token: String,
+    /// WILLOWISP_STREAM_RETRY_S: the longest wait between two reconnect attempts after a
+    /// fallback to files (seconds, > 0; 30 when unset).
+    pub stream_retry_s: f64,
     /// Problems with the variables, recorded as fault records once recording starts.
     pub problems: Vec<String>,
 }
@@ -53,6 +60,17 @@ impl Config {
                     0
                 }
             };
+        let retry = get("WILLOWISP_STREAM_RETRY_S").map(|v| v.trim().parse::<f64>());
+        let stream_retry_s = match retry {
+            None => STREAM_RETRY_MAX_S,
+            Some(Ok(s)) if s.is_finite() && s > 0.0 => s,
+            Some(_) => {
+                problems.push(format!(
+                    "bad WILLOWISP_STREAM_RETRY_S: using {STREAM_RETRY_MAX_S}"
+                ));
+                STREAM_RETRY_MAX_S
+            }
+        };
         let run_pid = get("WILLOWISP_RUN_PID")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
@@ -77,6 +95,7 @@ impl Config {
                 .map(|c| c.trim().to_owned())
                 .unwrap_or_default(),
             token: std::env::var("WILLOWISP_TOKEN").unwrap_or_default(),
+            stream_retry_s,
             problems,
         })
     }

@@ -119,6 +119,11 @@ impl Agent {
             out.reserve_tried = true;
             out.reserve = make_reserve(Path::new(&self.config.out));
         }
+        if !self.config.collector.is_empty() && out.stream.is_none() && out.retry_at.is_none() {
+            // the collector was not there at the start: a fallback too, retried like one
+            out.retries = 0;
+            out.retry_at = Some(std::time::Instant::now() + self.retry_delay(0));
+        }
         out.file = Some(f); // the previous segment (if any) is closed here
         out.segment = segment;
         out.path = path;
@@ -148,7 +153,7 @@ impl Agent {
         out.stream = None;
         out.segment -= 1; // the same segment number, as a file
         out.retries = 0;
-        out.retry_at = Some(std::time::Instant::now() + Duration::from_secs(1));
+        out.retry_at = Some(std::time::Instant::now() + self.retry_delay(0));
         if let Err(e) = self.open_segment(out) {
             out.segment += 1;
             self.dropped
@@ -182,9 +187,19 @@ impl Agent {
         }
     }
 
-    /// One bounded attempt to stream again after a fallback (1, 2, 4, 8, 16 s apart, at
-    /// most 5 in a row): a new connection is a new segment and starts with the process
-    /// record.
+    /// The wait before the next reconnect attempt after `failed` failed ones in a row:
+    /// 1, 2, 4, 8, 16 s, then 30 s without end, each at most `WILLOWISP_STREAM_RETRY_S`.
+    fn retry_delay(&self, failed: u32) -> Duration {
+        let schedule = if failed < 5 {
+            f64::from(1u32 << failed)
+        } else {
+            crate::config::STREAM_RETRY_MAX_S
+        };
+        Duration::from_secs_f64(schedule.min(self.config.stream_retry_s))
+    }
+
+    /// One attempt to stream again after a fallback (see `retry_delay`; attempts never
+    /// stop): a new connection is a new segment and starts with the process record.
     fn reconnect(&self, out: &mut Output) {
         let seg = out.segment + 1;
         let head = Chunk {
@@ -204,9 +219,8 @@ impl Agent {
                 out.retry_at = None;
             }
             Err(_) => {
-                out.retries += 1;
-                out.retry_at = (out.retries < 5)
-                    .then(|| std::time::Instant::now() + Duration::from_secs(1 << out.retries));
+                out.retries = out.retries.saturating_add(1);
+                out.retry_at = Some(std::time::Instant::now() + self.retry_delay(out.retries));
             }
         }
     }

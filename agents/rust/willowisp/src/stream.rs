@@ -10,8 +10,9 @@
 //! have written: a chunk with the process record and a `fault` record (where `stream`),
 //! then every unacknowledged chunk in order, then everything later. At the clean stop the
 //! agent sends `bye` and waits up to 2 s for the collector's; what is still unacknowledged
-//! then goes to the file too. After a fallback the flusher reconnects, bounded
-//! (agent.rs, `reconnect`).
+//! then goes to the file too. After a fallback (or no collector at the start) the flusher
+//! tries again when it next has a chunk to write, 1, 2, 4, 8, 16 s apart and then every
+//! 30 s without end, each wait at most `WILLOWISP_STREAM_RETRY_S` (output.rs, `reconnect`).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
