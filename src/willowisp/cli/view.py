@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import signal
 import sys
@@ -71,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
     lanes = plural(len(data.meta["lanes"]), "lane")
     findings = plural(len(data.meta["findings"]), "finding")
-    print(f"willowisp view: {lanes}, {findings}; open {server.url}", flush=True)
     stop = threading.Event()
-    # The handler only flips the event (never anything that takes a lock).
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Installed before the URL is printed (a script stops the viewer as soon as it read
+    # it). The handler runs on the main thread between two bytecodes, maybe inside the
+    # Event's own lock in the wait below: so it sets the event from a thread of its own.
+    signal.signal(signal.SIGTERM, lambda *_: _thread.start_new_thread(stop.set, ()))
+    print(f"willowisp view: {lanes}, {findings}; open {server.url}", flush=True)
     thread = threading.Thread(target=server.serve_forever, name="view-server", daemon=True)
     thread.start()
     threading.Thread(target=server.warm, name="view-warm", daemon=True).start()
