@@ -5,6 +5,8 @@ was written to the fallback file meanwhile stays there: nothing is lost."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import textwrap
 import time
@@ -62,6 +64,17 @@ def faults_in(folder: Path) -> list[str]:
     ]
 
 
+def sink_of(run: Path) -> dict:
+    """The running program's `sink` from `willowisp ctl RUN status --format json`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "willowisp", "ctl", str(run), "status", "--format", "json"],
+        capture_output=True, text=True, timeout=60, check=False, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [proc] = json.loads(done.stdout)["processes"]
+    return dict(proc["result"]["sink"])
+
+
 def test_reconnects_past_the_doubling_delays_to_a_late_collector(tmp_path: Path) -> None:
     script = tmp_path / "spin.py"
     script.write_text(SPIN)
@@ -82,12 +95,19 @@ def test_reconnects_past_the_doubling_delays_to_a_late_collector(tmp_path: Path)
     try:
         # 1 attempt at start + 5 retries was all the old schedule ever made
         assert absent.wait_attempts(7, timeout=12) >= 7
+        # `ctl status` says where the chunks go: the fallback file, the collector retried
+        sink = sink_of(out)
+        assert (sink["kind"], sink["state"], sink["collector"]) == (
+            "stream", "file", absent.address,
+        )  # fmt: skip
+        assert sink["file"] and sink["retries"] >= 5
         absent.close()
         collector, _ = start_collector(collected, absent.port)
         deadline = time.monotonic() + 10
         while not any(chunks_in(collected).values()):
             assert time.monotonic() < deadline, "the collector got no chunk within 10 s"
             time.sleep(0.05)
+        assert sink_of(out)["state"] == "streaming"
         assert prog.stdin is not None
         prog.stdin.write("stop\n")
         prog.stdin.close()

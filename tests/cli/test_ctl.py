@@ -158,6 +158,8 @@ def test_switch_boundaries_in_a_running_program(program, env):
     for key in ("events", "dropped", "faults", "cost_ns_per_event"):
         assert isinstance(result[key], int)
     assert result["control"]["malformed"] == 0
+    # where its chunks go: this run writes segment files (no collector)
+    assert result["sink"]["kind"] == "file" and result["sink"]["path"].endswith(".wtrace")
 
     p.send("work")
     assert p.line() == "done"  # the program never noticed

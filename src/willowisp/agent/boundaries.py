@@ -176,6 +176,7 @@ def status() -> dict[str, Any]:
         "dropped": rec.total_dropped if rec is not None else 0,
         "faults": rec.fault_count if rec is not None else 0,
         "cost_ns_per_event": hook_ns + encode_ns,
+        "sink": _sink(rec),
         "boundaries": [],
     }
     for d in list(_declared):
@@ -190,6 +191,16 @@ def status() -> dict[str, Any]:
             }
         )
     return out
+
+
+def _sink(rec: Any) -> dict[str, Any]:
+    """Where the agent's chunks go: the collector (streaming, or on the fallback file while
+    it reconnects) or a segment file."""
+    writer = getattr(getattr(rec, "out", None), "writer", None)
+    status = getattr(writer, "status", None)
+    if callable(status):
+        return dict(status())
+    return {"kind": "file", "path": getattr(writer, "path", "") or ""}
 
 
 def _costs(d: Declared, hook_ns: int, encode_ns: int) -> dict[str, int]:

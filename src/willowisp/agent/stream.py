@@ -355,6 +355,19 @@ class StreamWriter:
 
     # --- falling back to the file ------------------------------------------------------------
 
+    def status(self) -> dict[str, Any]:
+        """Where chunks go now, for the control channel's ``status`` (``sink``): streaming
+        to the collector, or on the fallback file while the reconnects go on."""
+        return {
+            "kind": "stream",
+            "collector": self.address,
+            "state": "streaming" if self._sock is not None else "file",
+            "collector_file": self.collector_file,
+            "file": self.path if self._file is not None else "",
+            "unacked": len(self._unacked),
+            "retries": self._retries,
+        }
+
     def _fall_back(self, why: str) -> None:
         """Switch to the segment file: a fault record, then every unacknowledged chunk."""
         self._drop_socket()
