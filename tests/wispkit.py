@@ -263,3 +263,31 @@ class AbsentCollector:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=10)
         self._sock.close()
+
+
+def collected_events(folder: Path) -> int:
+    """The events in a folder's segments so far (a file being written may end inside a
+    chunk: its complete chunks count)."""
+    from willowisp.errors import TraceFormatError
+    from willowisp.wtrace.reader import read_file
+
+    total = 0
+    for path in folder.glob("*.wtrace"):
+        try:
+            total += read_file(path).events
+        except (OSError, TraceFormatError):
+            pass
+    return total
+
+
+def faults_in(folder: Path) -> list[str]:
+    """The messages of the agent fault records in a folder's segments."""
+    from willowisp.wtrace.reader import read_file
+
+    return [
+        str(r.get("message"))
+        for path in folder.glob("*.wtrace")
+        for c in read_file(path).chunks
+        for r in c.records
+        if r.rtype == 5
+    ]

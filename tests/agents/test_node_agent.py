@@ -24,6 +24,7 @@ from wispkit import (
     check_control_corpus,
     check_loss_reported,
     clean_env,
+    collected_events,
     run_on_full_disk,
     start_collector,
     stop_collector,
@@ -435,21 +436,6 @@ const m = new Mutex();
   }
 })();
 """
-
-
-def collected_events(folder: Path) -> int:
-    """The events in the collector's segments so far (a file being written may end inside
-    a chunk: the complete chunks count)."""
-    from willowisp.errors import TraceFormatError
-    from willowisp.wtrace.reader import read_file
-
-    total = 0
-    for path in folder.glob("*.wtrace"):
-        try:
-            total += read_file(path).events
-        except (OSError, TraceFormatError):
-            pass
-    return total
 
 
 def test_stream_reconnects_without_end(tmp_path: Path) -> None:

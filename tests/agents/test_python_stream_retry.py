@@ -14,7 +14,14 @@ from pathlib import Path
 
 from willowisp.wtrace.payload import rows_of
 from willowisp.wtrace.reader import read_file
-from wispkit import AbsentCollector, clean_env, start_collector, start_run, stop_collector
+from wispkit import (
+    AbsentCollector,
+    clean_env,
+    faults_in,
+    start_collector,
+    start_run,
+    stop_collector,
+)
 
 # Records continuously (a lock taken every few ms, so the flusher has a chunk to write
 # every flush) until a line arrives on stdin.
@@ -52,16 +59,6 @@ def chunks_in(folder: Path) -> dict[str, list[tuple[int, int]]]:
             if c.events is not None and len(c.events)
         ]
     return out
-
-
-def faults_in(folder: Path) -> list[str]:
-    return [
-        str(r.get("message"))
-        for path in folder.glob("*.wtrace")
-        for c in read_file(path).chunks
-        for r in c.records
-        if r.rtype == 5
-    ]
 
 
 def sink_of(run: Path) -> dict:

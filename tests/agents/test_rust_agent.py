@@ -28,6 +28,7 @@ from wispkit import (
     check_control_corpus,
     check_loss_reported,
     clean_env,
+    collected_events,
     run_on_full_disk,
     start_collector,
     start_run,
@@ -463,21 +464,6 @@ def test_stream_falls_back_to_files(bins: Path, tmp_path: Path) -> None:
     assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
     assert len(found) == 1
     assert sorted(u["name"] for u in found[0]["units"]) == ["audit", "transfer"]
-
-
-def collected_events(folder: Path) -> int:
-    """The events in a collector folder's segments so far (a file being written may end
-    inside a chunk: its complete chunks count)."""
-    from willowisp.errors import TraceFormatError
-    from willowisp.wtrace.reader import read_file
-
-    total = 0
-    for path in folder.glob("*.wtrace"):
-        try:
-            total += read_file(path).events
-        except (OSError, TraceFormatError):
-            pass
-    return total
 
 
 def test_stream_reconnects_without_end(bins: Path, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from willowisp.wtrace.framing import CHUNK_HEADER_SIZE, CHUNK_MAGIC, parse_chunk
 from willowisp.wtrace.payload import rows_of
 from willowisp.wtrace.reader import read_file
 from willowisp.wtrace.writer import SegmentWriter
+from wispkit import faults_in
 
 # Deterministic on purpose (threads run one after the other: no contention), so two runs
 # record the same events. With --pause it waits, after making sure the collector
@@ -161,16 +162,6 @@ def program_events(folder: Path) -> list[tuple[str, str]]:
                     rows.append((c.events.first_seq + i, k, u))
     kinds = [(names.get(u, "?"), seq, KIND_BY_CODE[k].name) for seq, k, u in rows]
     return [(u, k) for u, _, k in sorted(kinds) if k not in AGENT_KINDS]
-
-
-def faults_in(folder: Path) -> list[str]:
-    return [
-        str(r.get("message"))
-        for path in folder.glob("*.wtrace")
-        for c in read_file(path).chunks
-        for r in c.records
-        if r.rtype == 5
-    ]
 
 
 def test_streamed_run_equals_a_file_run(tmp_path: Path, collector: Collector):
