@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
-from willowisp.analysis.naming import resource_name
+from willowisp.analysis.naming import event_where, fmt_wall, resource_name
 from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.provenance import Provenance
@@ -44,6 +44,7 @@ from willowisp.ingest.tables import NO_INDEX, Resource
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Reason
 from willowisp.report.html_markup import clip
+from willowisp.view import story
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -62,10 +63,6 @@ _SLEEP_REASONS = (int(Reason.SLEEP), int(Reason.IO))
 _RUN_ENDS = (int(K.UNIT_YIELD), int(K.UNIT_BLOCK), int(K.UNIT_END), int(K.UNIT_RUN))
 MAX_LABEL = 600  # characters of a trace string sent to the browser (as the HTML report)
 MAX_SEARCH = 20_000  # characters of a name kept for search (a longer one matches by its head)
-# Finding kinds whose events are listed in the order of their story's steps, one per step
-# from the first (deadlock: the steps' events, none repeated; race: the two accesses, then
-# their common predecessor; false-causality: the cause, then its effect).
-_STEP_ORDERED = ("deadlock", "race", "false-causality")
 
 
 @dataclass
@@ -371,20 +368,27 @@ def _finding(
     base: dict[str, int],
 ) -> dict[str, Any]:
     """One finding as the browser gets it: its events in the document's order, each with
-    what it is (kind, resource, place, lane), the event of each story step (``steps``: an
-    index into ``events`` or None), and every lane its units or events are on."""
+    what it is (kind, resource, place, lane), its story both as lines (``explanation``)
+    and as parts with every trace name apart (``story``), the events of each story step
+    (``steps``: indices into ``events``, see :mod:`willowisp.view.story`), and every lane
+    its units or events are on."""
     rows = trace.event_indices(f.get("events", []))
-    events = [_event(trace, eid, rows[eid], lane_of_event, times, base)
-              for eid in f.get("events", []) if eid in rows]  # fmt: skip
-    explanation = [_cut(line) for line in f.get("explanation", [])[:200]]
+    ids = [eid for eid in f.get("events", []) if eid in rows]
+    found = [rows[eid] for eid in ids]
+    events = [_event(trace, eid, rows[eid], lane_of_event, times, base) for eid in ids]
+    lines = [str(line) for line in f.get("explanation", [])[:200]]
+    known = story.known_names(f, _event_names(trace, found))
     lanes = {lane_of_id[u["id"]] for u in f.get("units", []) if u.get("id") in lane_of_id}
     lanes |= {e["lane"] for e in events if e["lane"] >= 0}
+    places = [event_where(trace, i) for i in found]
+    walls = [fmt_wall(int(trace.events.raw[i])) for i in found]
     return {
         "id": f["id"],
         "kind": f["kind"],
         "severity": f.get("severity", ""),
         "summary": _cut(f.get("summary", "")),
-        "explanation": explanation,
+        "explanation": [_cut(line) for line in lines],
+        "story": story.parted(lines, known),
         "lanes": sorted(lanes),
         "resources": [
             _cut(f"{r.get('kind', '')} {r.get('name', '')}".strip())
@@ -392,8 +396,25 @@ def _finding(
             for r in f.get("resources", [])[:50]
         ],
         "events": events,
-        "steps": step_events(f["kind"], explanation, [e["where"] for e in events]),
+        "steps": story.step_events(f["kind"], lines, places, walls),
     }
+
+
+def _event_names(trace: Trace, rows: list[int]) -> set[str]:
+    """What the trace calls the units, processes, resources and places of these events:
+    the names a story about them may mention."""
+    ev = trace.events
+    out: set[str] = set()
+    for i in rows:
+        u, res = int(ev.unit[i]), int(ev.res[i])
+        p = trace.processes[int(ev.proc[i])]
+        out.update((p.service, p.host, event_where(trace, i)))
+        if u >= 0:
+            out.add(trace.units[u].name)
+        if res >= 0:
+            out.add(resource_name(trace, res))
+    out.discard("")
+    return out
 
 
 def _event(
@@ -411,39 +432,6 @@ def _event(
         "where": _cut(trace.locations[loc].where()) if loc >= 0 else "",
         "t": {mode: int(times[mode][i]) - base[mode] for mode in MODES},
     }
-
-
-def step_events(kind: str, steps: list[str], places: list[str]) -> list[int | None]:
-    """Per story step, the index of its event in the finding's events, or None.
-
-    The document does not pair steps with events, so the pairing is derived, and only
-    where it is certain: for the kinds whose analysis lists one event per step from the
-    first, in step order (``_STEP_ORDERED``), by position; for the others, a step gets the
-    one event whose source place (``file:line``) the step names, when exactly one event
-    has a place the step names.
-    A step with no event of its own (a summary line, a conclusion) gets None rather than a
-    neighbour's event.
-    """
-    if kind in _STEP_ORDERED:
-        return [k if k < len(places) else None for k in range(len(steps))]
-    out: list[int | None] = []
-    for line in steps:
-        named = [j for j, p in enumerate(places) if p and _names_place(line, p)]
-        out.append(named[0] if len(named) == 1 else None)
-    return out
-
-
-def _names_place(line: str, place: str) -> bool:
-    """Whether ``line`` mentions ``place`` as a whole (``a.py:12``, not ``a.py:123``)."""
-    at = line.find(place)
-    while at >= 0:
-        end = at + len(place)
-        if (end == len(line) or not line[end].isdigit()) and (
-            at == 0 or not (line[at - 1].isalnum() or line[at - 1] in "_./")
-        ):
-            return True
-        at = line.find(place, at + 1)
-    return False
 
 
 def _meta(

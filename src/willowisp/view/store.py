@@ -19,7 +19,7 @@ from willowisp.analysis.engine import Options, analyze
 from willowisp.ingest import load
 from willowisp.view.model import ViewData, build
 
-VIEW_FORMAT = "willowisp.view-cache/2"
+VIEW_FORMAT = "willowisp.view-cache/3"  # 3: story parts, a list of events per step
 _DTYPES = {"int64": "<i8", "int32": "<i4", "uint8": "u1", "float32": "<f4"}
 _ARRAYS = tuple(
     f.name for f in fields(ViewData) if f.name not in ("meta", "times", "strings", "memo")

@@ -339,16 +339,20 @@
     }
   }
 
+  // Circles every event of the current step that is on screen (a clock-skew step cites
+  // two, one in each process).
   function drawFocus(ys) {
-    const ev = stepEvent();
-    document.body.dataset.circled = ev ? ev.id : ""; // for tests: what the circle marks
-    if (!ev) return;
-    const y = ys.get(ev.lane);
-    if (y === undefined) return;
-    const x = xOf(ev.t[mode]);
+    const circled = [];
     ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 2;
-    ctx.beginPath(); ctx.arc(x, y + ROW / 2, 7, 0, 2 * Math.PI); ctx.stroke();
+    for (const ev of stepEvents()) {
+      const y = ys.get(ev.lane);
+      const x = xOf(ev.t[mode]);
+      if (y === undefined || x < LABEL || x > canvas.clientWidth) continue;
+      ctx.beginPath(); ctx.arc(x, y + ROW / 2, 7, 0, 2 * Math.PI); ctx.stroke();
+      circled.push(ev.id);
+    }
     ctx.lineWidth = 1;
+    document.body.dataset.circled = circled.join(" "); // for tests: what the circles mark
   }
 
   function status() {
@@ -394,7 +398,7 @@
     note.textContent = focus.events.length ? "" : "this finding names no event on the timeline";
     if (!focus.lanes.length) note.textContent += (note.textContent ? " and " : "this finding names ") + "no unit: every lane is shown";
     const steps = $("steps");
-    steps.replaceChildren(...storySteps(focus).map((s) => el("li", s.text)));
+    steps.replaceChildren(...storySteps(focus).map(storyLine));
     const res = $("story-resources");
     res.replaceChildren();
     if (focus.resources.length) {
@@ -406,17 +410,29 @@
     setStep(0);
   }
 
-  // The story's steps, each with its own event (an index into focus.events, or null when
-  // the step names no single event); a finding without explanation steps through its events.
+  // The story's steps, each with its events (indices into focus.events; none when the
+  // step names no event of its own) and its line as parts, the trace's names apart; a
+  // finding without explanation steps through its events.
   function storySteps(f) {
-    if (f.explanation.length) return f.explanation.map((text, k) => ({ text, event: f.steps ? f.steps[k] : null }));
-    return f.events.map((e, k) => ({ text: describeEvent(e), event: k }));
+    if (f.explanation.length) {
+      return f.explanation.map((text, k) => ({ text, parts: f.story ? f.story[k] : null, events: f.steps ? f.steps[k] : [] }));
+    }
+    return f.events.map((e, k) => ({ text: describeEvent(e), parts: null, events: [k] }));
   }
 
-  function stepEvent() {
-    if (!focus || step < 0) return null;
+  // One step of the story: the analysis's words as text, each name from the trace in a
+  // <bdi> of its own, so a right-to-left name cannot reorder the words around it.
+  function storyLine(s) {
+    const li = el("li");
+    if (!s.parts) { li.append(iso(s.text)); return li; }
+    for (const p of s.parts) li.append(p.name !== undefined ? iso(p.name) : p.text);
+    return li;
+  }
+
+  function stepEvents() {
+    if (!focus || step < 0) return [];
     const s = storySteps(focus)[step];
-    return s && s.event !== null && s.event !== undefined ? focus.events[s.event] : null;
+    return s ? s.events.map((k) => focus.events[k]).filter((e) => e) : [];
   }
 
   // `f` and the fit button: with a finding selected, its events; else everything
@@ -434,21 +450,38 @@
     if (!n) return;
     step = Math.max(0, Math.min(k, n - 1));
     [...$("steps").children].forEach((li, i) => li.classList.toggle("on", i === step));
-    const ev = stepEvent();
+    const evs = stepEvents();
     const box = $("step-event");
     box.replaceChildren();
-    if (ev) {
-      const lane = ev.lane >= 0 ? meta.lanes[ev.lane] : null;
-      box.append(`step ${step + 1}, circled: `, ...(lane ? [iso(lane.name), " · "] : []), iso(describeEvent(ev)), `\nevent ${ev.id}`);
-      const v = view[mode], t = ev.t[mode];
-      if (t < v.t0 || t > v.t1) pan(t - (v.t0 + v.t1) / 2);
-      const idx = rows.findIndex((r) => r.lane === ev.lane);
-      const visible = Math.floor((canvas.clientHeight - AXIS) / ROW);
-      if (idx >= 0 && (idx < scroll || idx >= scroll + visible)) { scroll = Math.max(0, idx - 3); changed(); }
+    if (evs.length) {
+      box.append(`step ${step + 1}, circled:`);
+      for (const ev of evs) {
+        const lane = ev.lane >= 0 ? meta.lanes[ev.lane] : null;
+        box.append("\n", ...(lane ? [iso(lane.name), " · "] : []), iso(describeEvent(ev)), `\nevent ${ev.id}`);
+      }
+      showEvents(evs);
     } else {
-      box.append(`step ${step + 1} names no single event: nothing is circled`);
+      box.append(`step ${step + 1} names no event of its own: nothing is circled`);
     }
     requestAnimationFrame(draw);
+  }
+
+  // Brings every event of a step on screen: pans when they fit the current zoom, zooms
+  // out to them when they do not; scrolls the lanes so that all their rows show if they
+  // can, else the first.
+  function showEvents(evs) {
+    const v = view[mode], ts = evs.map((e) => e.t[mode]);
+    const lo = Math.min(...ts), hi = Math.max(...ts);
+    const margin = (v.t1 - v.t0) * 0.05;
+    if (hi - lo > v.t1 - v.t0 - 2 * margin) { fit(lo, hi); changed(); }
+    else if (lo < v.t0 + margin || hi > v.t1 - margin) pan((lo + hi) / 2 - (v.t0 + v.t1) / 2);
+    const idx = evs.map((e) => rows.findIndex((r) => r.lane === e.lane)).filter((i) => i >= 0);
+    if (!idx.length) return;
+    const first = Math.min(...idx), last = Math.max(...idx);
+    const visible = Math.floor((canvas.clientHeight - AXIS) / ROW);
+    if (first >= scroll && last < scroll + visible) return;
+    scroll = last - first < visible - 3 ? Math.max(0, first - 3) : first;
+    changed();
   }
 
   function clearFocus() {
