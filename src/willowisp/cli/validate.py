@@ -1,14 +1,17 @@
 """``willowisp validate``: the CI gate (see docs/validate.md).
 
-Thin: parse, call ``willowisp.validate``, print one line per problem, write the reports.
-Exit status: 0 clean (or every problem accepted by ``--baseline``); 1 problems (a corrupt
-or unreadable trace file is one); 2 bad usage (a PATH that does not exist, a bad baseline
-or configuration, a report that cannot be written, a staging URL that answers nothing).
+Thin: parse, call ``willowisp.validate``, print one line per problem (or, with ``--json``,
+one JSON object), write the reports. A file still being written is a note on stderr (in
+the JSON: ``in_progress``), never a problem. Exit status: 0 clean (or every problem
+accepted by ``--baseline``); 1 problems (a corrupt or unreadable trace file is one); 2 bad
+usage (a PATH that does not exist, a bad baseline or configuration, a report that cannot
+be written, a staging URL that answers nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -17,12 +20,15 @@ from typing import Any
 from willowisp.errors import UsageError
 from willowisp.project_config import load_project_config
 
+JSON_SCHEMA = "willowisp.validate/1"
+
 EPILOG = """\
 examples:
   willowisp validate --ci-mode wisp-traces/20250101T120000Z/
   willowisp validate --ci-mode run/ --last 200 --junit validate.xml --sarif validate.sarif
   willowisp validate --ci-mode run/ --baseline wisp-baseline.json
   willowisp validate --ci-mode run/ --write-baseline wisp-baseline.json   # accept today's
+  willowisp validate --ci-mode --json run/ > validate.json
   willowisp validate --replay-against http://staging:8080 --rate 2 --last 50 \\
       --staging-run /srv/staging-traces recorded-run/
 
@@ -30,7 +36,8 @@ checks per trace (one W3C trace id): dropped context per hop (both sides' servic
 runtimes and libraries named), missing spans, broken parent links across runtimes,
 contracts declared in willowisp.toml ([[contract]]); per recording: unreadable, damaged or
 cut-short files (a torn last chunk is data lost), agent buffer drops and faults, units no
-record defines.
+record defines. A file whose writer is still running here and whose only fault is a
+torn end (the chunk being appended) is in progress: a note, not a problem.
 
 exit status: 0 clean; 1 problems (one line each on stdout); 2 bad usage."""
 
@@ -59,6 +66,11 @@ def register(subparsers: Any) -> None:
         type=_positive,
         metavar="N",
         help="only the N traces that started last (by their root's start)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object on stdout (schema willowisp.validate/1) instead of lines",
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML: one testcase per trace")
     p.add_argument("--sarif", metavar="FILE", help="write SARIF 2.1.0: one result per problem")
@@ -240,9 +252,14 @@ def _finish(args: argparse.Namespace, report: Any, extra: list[Any], seconds: fl
         )
         return 0
     total = len(report.traces)
-    for p in report.problems:
-        print(p.line(total))
+    if args.json:
+        print(json.dumps(_json(report), indent=1))
+    else:
+        for p in report.problems:
+            print(p.line(total))
     sys.stdout.flush()
+    for live in report.in_progress:
+        print(f"willowisp validate: in progress: {live.line()}", file=sys.stderr)
     if args.junit:
         data = render_junit(report, seconds)
         _write(args.junit, lambda f: _put(f, data))
@@ -256,6 +273,19 @@ def _finish(args: argparse.Namespace, report: Any, extra: list[Any], seconds: fl
         file=sys.stderr,
     )
     return 1 if report.problems else 0
+
+
+def _json(report: Any) -> dict[str, Any]:
+    """The ``--json`` document: ``schema`` first; fields are added, never renamed."""
+    return {
+        "schema": JSON_SCHEMA,
+        "ok": report.ok,
+        "traces": len(report.traces),
+        "files": report.files,
+        "problems": [p.to_json() for p in report.problems],
+        "accepted": [p.to_json() for p in report.accepted],
+        "in_progress": [live.to_json() for live in report.in_progress],
+    }
 
 
 def _put(path: str, data: bytes) -> None:

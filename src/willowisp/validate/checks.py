@@ -23,6 +23,8 @@ Per hop (rows of ``causality.hops.match``; nothing here uses timestamps):
 
 Per recording: unreadable or damaged files, the agents' drops and faults (the findings of
 ``analysis/agent_health.py``, same ids), and units that events name but no record defines.
+A torn end of a file whose writer is still alive is work in progress, not damage
+(``live_segments.py``).
 
 Trade-off: dictionaries over the hop rows (one per request, not per event), which keeps a
 50,000-span check well under the time it takes to load the spans.
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -374,11 +376,14 @@ def stable_file_key(name: str) -> str:
     return _STREAM.sub("(embedded stream, ", _SEGMENT.sub(".wtrace", name))
 
 
-def check_recording(trace: Trace) -> list[Problem]:
+def check_recording(trace: Trace, in_progress: Container[str] = ()) -> list[Problem]:
     """Unreadable, damaged or cut-short files, agent drops and faults, units no record
-    defines."""
+    defines. ``in_progress``: paths (files, embedded streams) whose torn end a live writer
+    explains (``live_segments``): not problems."""
     out: list[Problem] = []
     for bad in trace.unreadable:
+        if bad.path in in_progress:
+            continue
         name = os.path.basename(bad.path.rstrip("/")) or bad.path
         what = "damaged (its good chunks were used)" if bad.partial else "unreadable"
         out.append(
@@ -391,7 +396,7 @@ def check_recording(trace: Trace) -> list[Problem]:
             )
         )
     for rep in trace.files:
-        if not rep.truncated:
+        if not rep.truncated or rep.path in in_progress:
             continue
         # A torn last chunk is data lost (the writer was killed mid-write): analyze keeps
         # the complete chunks and notes it, but a gate that vouches for whole traces fails.

@@ -4,7 +4,9 @@
 alignment and no happens-before graph, which the checks do not need), indexes the traces,
 runs every check, then narrows to the traces asked for (``--last N``, or those a replay
 produced) and sets aside the problems a baseline accepts. It never raises on a damaged or
-incomplete trace: what is missing is what it reports.
+incomplete trace: what is missing is what it reports. A file still being written (a torn
+end, its writer alive: ``live_segments``) is a note in the report, not a problem, so a gate
+run next to a live service does not fail on the chunk an agent is appending.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from willowisp.ingest.trace import Trace
 from willowisp.validate.checks import check_hops, check_recording
 from willowisp.validate.contract_spec import Contract
 from willowisp.validate.contracts import check_contracts
+from willowisp.validate.live_segments import InProgress, find_in_progress
 from willowisp.validate.problems import Hop, Problem
 from willowisp.validate.trace_index import TraceIndex, entry_label, index_traces
 
@@ -48,6 +51,8 @@ class Report:
     problems: tuple[Problem, ...]  # not accepted by the baseline: these fail the gate
     accepted: tuple[Problem, ...]  # found, and accepted by the baseline
     files: int
+    # Files (or embedded streams) whose torn end a live writer explains: notes, not problems.
+    in_progress: tuple[InProgress, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -59,8 +64,9 @@ def validate(trace: Trace, options: GateOptions | None = None) -> Report:
     hops = match(trace)
     index = index_traces(trace, hops)
     named: dict[int, Hop] = {}
+    live = find_in_progress(trace)
     found = (
-        check_recording(trace)
+        check_recording(trace, live)
         + check_hops(trace, hops, index, options.known_parents, named)
         + check_contracts(trace, hops, index, options.contracts, named)
     )
@@ -85,7 +91,9 @@ def validate(trace: Trace, options: GateOptions | None = None) -> Report:
         ),
         key=lambda c: (c.start_ns, c.id),
     )
-    return Report(tuple(cases), problems, accepted, _file_count(trace))
+    return Report(
+        tuple(cases), problems, accepted, _file_count(trace), tuple(live[p] for p in sorted(live))
+    )
 
 
 def _file_count(trace: Trace) -> int:
