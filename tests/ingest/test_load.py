@@ -304,3 +304,22 @@ def test_same_sequence_number_different_contents_is_damage(
     assert f"chunk 1 of {run} and chunk 1 of {collected} both start at sequence number 3" in note
     assert "both were kept" in note
     assert not any("seen twice" in n for n in trace.notes)
+
+
+def test_a_file_left_with_nothing_but_its_damage_is_reported(tmp_path: Path) -> None:
+    """A file whose only chunk with a process record and events is corrupt, the rest
+    readable but empty, is damage to report, not an empty file to pass over silently."""
+    path = tmp_path / "s-3-cccccccc-1.wtrace"
+    proc = [Record(1, 0, (("process_id", "c" * 32), ("pid", 3), ("service", "s")))]
+    first = EventBatch(first_seq=1)
+    first.append(K.UNIT_START, 1, 1000)
+    unit = [Record(2, 1, (("kind", "thread"), ("name", "t")))]
+    write_file(path, [(proc, first), (unit, EventBatch(first_seq=2))], codec=CODEC_NONE)
+    data = bytearray(path.read_bytes())
+    data[data.find(b"WCHK") + 24] ^= 0xFF  # inside the first chunk's payload
+    path.write_bytes(bytes(data))
+    trace = load([path])
+    assert trace.processes == []
+    assert [u.path for u in trace.unreadable] == [str(path)]
+    assert "checksum" in trace.unreadable[0].message
+    assert "nothing readable" in trace.unreadable[0].message

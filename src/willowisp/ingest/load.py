@@ -104,7 +104,13 @@ def build_trace(
     notes = list(notes or [])
     reports: list[FileReport] = []
     unreadable = list(unreadable)
-    parts = _group(parsed, notes)
+    empty: list[TraceFile] = []
+    parts = _group(parsed, notes, empty)
+    for tf in empty:  # no process, no event: its damage is all there is to say of it
+        if tf.problems:
+            unreadable.append(Unreadable(tf.path, f"{tf.problems[0]}; nothing readable in it"))
+        elif tf.truncated:
+            unreadable.append(Unreadable(tf.path, f"{tf.truncated}; nothing readable before it"))
     unknown = 0
     for p in parts.values():
         p.files.sort(key=lambda f: (f[0][0], _first_seq(f[1]), f[0][1]))
@@ -142,7 +148,10 @@ def _process_attrs(tf: TraceFile) -> AttrMap:
     return attrs
 
 
-def _group(parsed: list[TraceFile], notes: list[str]) -> dict[str, _Parts]:
+def _group(parsed: list[TraceFile], notes: list[str], empty: list[TraceFile]) -> dict[str, _Parts]:
+    """Files by process id; a file with no process record goes to the process its name
+    says, and one with no events either (a process that just began, or whose only chunks
+    are damaged) to ``empty``."""
     parts: dict[str, _Parts] = {}
     orphans: list[TraceFile] = []
     for tf in parsed:
@@ -168,7 +177,8 @@ def _group(parsed: list[TraceFile], notes: list[str]) -> dict[str, _Parts]:
             )
         if match is None:
             if tf.events == 0:
-                continue  # an empty file with nothing to say (a process that just began)
+                empty.append(tf)
+                continue
             key = name.prefix if name is not None else f"file:{Path(tf.path).name}"
             match = parts.setdefault(key, _Parts(key))
             if name is not None:
