@@ -7,9 +7,12 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from golden.test_golden import GOLDEN, build_run
 from golden.tracetext import WALL0, analyze_run, chunk, process
 from willowisp.analysis import analyze_paths
+from willowisp.analysis.contention import _percentiles
 from willowisp.report import render_text
 
 ANCHOR = f"ev 0 clock.anchor a={WALL0}"
@@ -194,3 +197,13 @@ def test_the_section_is_ordered_by_total_wait(tmp_path: Path) -> None:
     )
     assert [e["resource"]["name"] for e in doc["contention"]] == ["l2", "l3", "l1", "l4"]
     assert [e["max_queue"] for e in doc["contention"]] == [1, 1, 1, 0]
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    """p50 of holds 0.5 µs, 0.7 µs, 50.6 ms, 51 ms is the second (0.7 µs: half of them are
+    at most that), not the third that numpy's "nearest" interpolation picks; of 5 each of
+    1, 5, 10 and 20 ms it is 5 ms."""
+    four = _percentiles(np.array([512, 704, 50_640_000, 51_050_000], dtype=np.int64))
+    assert (four.p50, four.p99, four.max) == (704, 51_050_000, 51_050_000)
+    ms = np.repeat(np.array([1, 5, 10, 20], dtype=np.int64) * 1_000_000, 5)
+    assert _percentiles(ms).p50 == 5_000_000

@@ -305,7 +305,7 @@ class _Measure:
 def _percentiles(values: I64) -> Percentiles:
     if not len(values):
         return Percentiles(0, 0, 0, 0)
-    p50, p99 = np.percentile(values, (50, 99), method="nearest")
+    p50, p99 = np.percentile(values, (50, 99), method="inverted_cdf")  # nearest rank
     return Percentiles(int(values.sum()), int(p50), int(p99), int(values.max()))
 
 
