@@ -47,3 +47,15 @@ def test_colour_on_request(tmp_path: Path) -> None:
 def test_clean_run_says_no_findings(tmp_path: Path) -> None:
     """A correct program prints 'no findings' rather than nothing."""
     assert _text(tmp_path, "queues_clean").rstrip().endswith("no findings")
+
+
+def test_no_operation_says_why_there_is_no_critical_path(tmp_path: Path) -> None:
+    """A run with no W3C trace (threads and queues in one program) has no operation, and
+    the report says so instead of leaving the critical path out without a word; a run with
+    operations prints its path and not that line."""
+    text = _text(tmp_path, "queues_clean")
+    assert "critical path: none — no operation recorded" in text
+    (tmp_path / "b").mkdir()
+    served = _text(tmp_path / "b", "cp_rpc_lock_in_callee")
+    assert "critical path: slowest of" in served
+    assert "critical path: none" not in served

@@ -352,6 +352,17 @@ PATH_LINES = 20  # segments listed for the slowest operation; the rest are folde
 def _critical_path(console: Console, section: dict[str, Any] | None) -> None:
     """The slowest operation's critical path: one line per segment (the longest ones when
     there are many, the others folded into a count), then the time per kind."""
+    if section and not section["operations"]:
+        console.print()
+        console.print(
+            Text(
+                "critical path: none — no operation recorded (an operation is a W3C trace: "
+                "a request or message carrying trace context); `willowisp replay --delay` "
+                "asks what-if of the whole run",
+                style="dim",
+            )
+        )
+        return
     if not section or not section["paths"] or not section["paths"][0]["segments"]:
         return
     p = section["paths"][0]
