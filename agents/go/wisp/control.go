@@ -628,6 +628,7 @@ func (s *controlServer) command(op string, req map[string]any) (map[string]any, 
 			"busy": s.busy.Load(), "internal_errors": s.internal.Load(),
 			"socket": s.unixPath, "tcp": s.tcpAddr,
 		}
+		out["sink"] = s.r.sinkStatus()
 		return out, nil
 	case "enable", "disable":
 		arg, ok := req["boundary"].(string)

@@ -12,6 +12,8 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -283,5 +285,22 @@ func TestBoundaryMatching(t *testing.T) {
 		if got := (Boundary{Entry: c.entry}).Matches(c.protocol, c.method, c.target); got != c.want {
 			t.Errorf("%q vs %s %s %s: %v", c.entry, c.protocol, c.method, c.target, got)
 		}
+	}
+}
+
+// status says where the chunks go: with no collector, the segment file being written.
+func TestStatusSaysTheSegmentFile(t *testing.T) {
+	s := startControlled(t)
+	replies := exchange(t, "unix", s.unixPath, append(hello(), wctl(map[string]any{"op": "status"})...))
+	if len(replies) != 2 || replies[1]["ok"] != true {
+		t.Fatalf("status: %v", replies)
+	}
+	sink, _ := replies[1]["result"].(map[string]any)["sink"].(map[string]any)
+	path, _ := sink["path"].(string)
+	if sink["kind"] != "file" || filepath.Dir(path) != s.r.cfg.Out || !strings.HasSuffix(path, "-1.wtrace") {
+		t.Fatalf("sink %v, want the first segment file in %s", sink, s.r.cfg.Out)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the sink's file: %v", err)
 	}
 }

@@ -43,6 +43,18 @@ func (r *recorder) openSegment(n int) (sink, error) {
 	return f, nil
 }
 
+// sinkStatus is where chunks go now, for the control channel's status (`sink`). It waits
+// for a flush in progress (wmu), as the segment number in status does: the sink is the
+// flusher's alone.
+func (r *recorder) sinkStatus() map[string]any {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.out == nil { // not started, or nothing could be opened
+		return map[string]any{"kind": "file", "path": ""}
+	}
+	return r.out.status()
+}
+
 // rotate closes the current segment and opens the next: the tracer is stopped (its stream
 // closed in the old file) and started again with a new stream number in the new one.
 func (r *recorder) rotate() {

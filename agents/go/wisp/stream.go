@@ -80,6 +80,9 @@ type sink interface {
 	// takeLost is how many bytes of tracer streams could not go where their stream
 	// started (the collector went away) since the last call.
 	takeLost() int64
+	// status says where chunks go, for the control channel's status (`sink`, its fields
+	// as docs/protocols.md and the other agents give them).
+	status() map[string]any
 }
 
 // fileSink writes a segment file. Whole chunks only: a chunk the file system refuses in
@@ -87,6 +90,7 @@ type sink interface {
 // later chunk that fits follows the last whole one directly.
 type fileSink struct {
 	f    *os.File
+	path string
 	size int64 // the file's length: the end of its last whole chunk
 }
 
@@ -108,6 +112,9 @@ func (s *fileSink) write(b []byte, _ pieceInfo) error {
 func (s *fileSink) close()          { _ = s.f.Close() }
 func (s *fileSink) epoch() int      { return 0 }
 func (s *fileSink) takeLost() int64 { return 0 }
+func (s *fileSink) status() map[string]any {
+	return map[string]any{"kind": "file", "path": s.path}
+}
 
 // openFileSink creates a segment file exclusively and writes the file header.
 func openFileSink(path string) (*fileSink, error) {
@@ -120,7 +127,7 @@ func openFileSink(path string) (*fileSink, error) {
 		_ = os.Remove(path)
 		return nil, fmt.Errorf("cannot write %s: %v", path, err)
 	}
-	return &fileSink{f: f, size: int64(len(FileHeader))}, nil
+	return &fileSink{f: f, path: path, size: int64(len(FileHeader))}, nil
 }
 
 // streamError is what the collector said, or what went wrong on the connection.
@@ -150,13 +157,14 @@ type streamSink struct {
 	onFault func(string) int64 // counts a fault of the stream; returns its record id
 
 	conn     net.Conn
+	connFile string // the file the collector said (hello) it writes this segment into
 	inbuf    []byte
 	pending  []unacked     // sent, not yet acknowledged, oldest first
 	pendingB int           // Invariant: the sum of pending's chunk lengths
 	sent     int           // chunks sent on the current connection
 	wrote    bool          // a chunk was taken already (the process record is known)
 	file     *fileSink     // the fallback, once fallen back
-	retries  int           // failed attempts since the last connection (see retryDelay)
+	retries  int           // failed reconnects since the last connection (see retryDelay)
 	retryCap time.Duration // caps every delay between attempts (0: none)
 	retryAt  time.Time
 	closed   bool
@@ -232,6 +240,7 @@ func (s *streamSink) connect() error {
 		return err
 	}
 	s.conn, s.inbuf, s.sent = c, s.inbuf[:0], 0
+	s.connFile, _ = reply["file"].(string)
 	clear(s.connHere)
 	if s.wrote { // every destination starts self-describing
 		_ = s.send(s.process(), pieceInfo{})
@@ -264,6 +273,23 @@ func (s *streamSink) send(chunk []byte, piece pieceInfo) error {
 }
 
 func (s *streamSink) epoch() int { return s.changes }
+
+// status: streaming while connected, else on the fallback file until a reconnect works;
+// file is the fallback file once one was opened ("" before).
+func (s *streamSink) status() map[string]any {
+	state, file := "file", ""
+	if s.conn != nil {
+		state = "streaming"
+	}
+	if s.file != nil {
+		file = s.file.path
+	}
+	return map[string]any{
+		"kind": "stream", "collector": s.address, "state": state,
+		"collector_file": s.connFile, "file": file,
+		"unacked": len(s.pending), "retries": s.retries,
+	}
+}
 
 func (s *streamSink) takeLost() int64 {
 	n := s.lost
@@ -326,9 +352,9 @@ func (s *streamSink) maybeReconnect() {
 		return
 	}
 	if err := s.connect(); err != nil {
-		if s.retries < len(retryDelays) { // past the schedule every delay is retryMax
-			s.retries++
-		}
+		// uncapped: ctl status reports it, and retryDelay makes every delay past the
+		// schedule retryMax
+		s.retries++
 		s.retryAt = time.Now().Add(retryDelay(s.retries, s.retryCap))
 		return
 	}

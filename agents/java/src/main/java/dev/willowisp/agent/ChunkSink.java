@@ -134,6 +134,10 @@ final class ChunkSink {
    */
   private int reconnects;
   private long nextReconnectNs;
+  /** Failed reconnects since the last good connection, for ctl status; unlike reconnects, never capped. */
+  private long retries;
+  /** The file the collector said (hello) it writes the last connection into. */
+  private String collectorFile = "";
 
   ChunkSink(Config cfg, String processId, long pid, Set<Thread> agentThreads, Framer framer) {
     this.cfg = cfg;
@@ -141,6 +145,30 @@ final class ChunkSink {
     this.pid = pid;
     this.agentThreads = agentThreads;
     this.framer = framer;
+  }
+
+  /**
+   * Where chunks go now, for the control channel's status ({@code sink}, the same fields as
+   * the other agents): the segment file, or the collector with its state ({@code
+   * streaming}, or {@code file} while the reconnects go on), the fallback file once one was
+   * opened, and the failed reconnects since the last good connection.
+   */
+  Map<String, Object> status() {
+    Map<String, Object> out = new LinkedHashMap<>();
+    String path = outPath != null ? outPath.toString() : "";
+    if (cfg.collector.isEmpty()) {
+      out.put("kind", "file");
+      out.put("path", path);
+      return out;
+    }
+    out.put("kind", "stream");
+    out.put("collector", cfg.collector);
+    out.put("state", stream != null ? "streaming" : "file");
+    out.put("collector_file", collectorFile);
+    out.put("file", path);
+    out.put("unacked", stream != null ? (long) stream.unacked() : 0L);
+    out.put("retries", retries);
+    return out;
   }
 
   /** The current segment's number (the process record says it). */
@@ -435,6 +463,8 @@ final class ChunkSink {
       Stream st = Stream.open(cfg.collector, hello, agentThreads);
       reconnects = 0;
       nextReconnectNs = 0;
+      retries = 0;
+      collectorFile = st.file;
       segmentBytes = 16;
       return st;
     } catch (Throwable e) {
@@ -442,6 +472,7 @@ final class ChunkSink {
       if (outFile == null) {
         fallBack(Stream.why(e), List.of());
       } else {
+        retries++;
         scheduleReconnect(); // still on the file; try again later
       }
       return null;

@@ -597,6 +597,7 @@ final class Control {
           c.put("socket", socketPath);
           c.put("tcp", tcpAddress);
           out.put("control", c);
+          out.put("sink", rec.sinkStatus());
           return out;
         }
       case "enable":

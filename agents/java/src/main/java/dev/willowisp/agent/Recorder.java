@@ -783,6 +783,16 @@ public final class Recorder {
     return s;
   }
 
+  /**
+   * Where chunks go now (ctl status's {@code sink}). Any thread; it waits for a flush in
+   * progress, since the sink is the flusher's alone.
+   */
+  Map<String, Object> sinkStatus() {
+    synchronized (flushLock) {
+      return sink.status();
+    }
+  }
+
   /** Events flushed so far (approximate; any thread). */
   long eventsSoFar() {
     return eventsPublished;

@@ -254,6 +254,12 @@ final class Stream {
     sent++;
   }
 
+  /** How many chunks the collector has not acknowledged yet (the flusher's). */
+  int unacked() {
+    prune();
+    return unacked.size();
+  }
+
   /** Every chunk not acknowledged yet, in order; closes the connection. */
   List<byte[]> takeUnacked() {
     prune();

@@ -122,4 +122,34 @@ class ChunkSinkTest {
     assertArrayEquals(concat(Wtrace.fileHeader(), framer.fallback, a), Files.readAllBytes(file));
     assertEquals(1, sink.segment());
   }
+
+  @Test
+  void statusNamesTheSegmentFile(@TempDir Path dir) throws Exception {
+    ChunkSink sink = sink(config(dir), new FakeFramer());
+    sink.prepare(0);
+    Path file = dir.resolve("svc-" + pid() + "-01234567-1.wtrace");
+    assertEquals(Map.of("kind", "file", "path", file.toString()), sink.status());
+    sink.close();
+  }
+
+  @Test
+  void statusCountsEveryFailedReconnectPastTheSchedule(@TempDir Path dir) throws Exception {
+    FakeFramer framer = new FakeFramer();
+    Config cfg = config(dir);
+    cfg.collector = "unix:" + dir.resolve("nobody-listens.sock");
+    ChunkSink sink = sink(cfg, framer);
+    sink.prepare(0);
+    Path file = dir.resolve("svc-" + pid() + "-01234567-1.wtrace");
+    Map<String, Object> status = sink.status();
+    assertEquals(List.of("stream", cfg.collector, "file", file.toString(), 0L),
+        List.of(status.get("kind"), status.get("collector"), status.get("state"), status.get("file"), status.get("retries")));
+    // the schedule's delays end after five (every later one is the longest): the count goes on
+    for (long n = 1; n <= 7; n++) {
+      sink.prepare(Recorder.now() + 3_600_000_000_000L); // past any delay
+      assertEquals(n, sink.status().get("retries"));
+    }
+    assertEquals("file", sink.status().get("state"));
+    framer.stopping = true;
+    sink.close();
+  }
 }
