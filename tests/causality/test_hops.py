@@ -83,9 +83,10 @@ def test_sides_match_by_trace_id_and_span_id(tmp_path: Path) -> None:
     ]
     assert hops.kind[row] == HopKind.RPC
     reasons = sorted(Unlinked(int(r)).label for r in hops.reason if r)
-    # a2 went to a server not in the trace; the client's 3rd request carried no context;
+    # a2 failed (-1) and no server in the trace received it; the client's 3rd request
+    # carried no context;
     # the server got one request from an untraced caller and one without traceparent.
-    assert reasons == ["no-client-side", "no-context", "no-server-side", "no-traceparent"]
+    assert reasons == ["failed-to-connect", "no-client-side", "no-context", "no-traceparent"]
     src, dst, which = hop_edges(hops)
     assert sorted(zip(src.tolist(), dst.tolist(), which.tolist(), strict=True)) == sorted(
         [
@@ -103,10 +104,10 @@ def test_summary_groups_learns_peers_and_measures_latency(tmp_path: Path) -> Non
     groups = {(g.source.service, g.target.service): g for g in summarize(trace, match(trace))}
     g = groups[("client", "server")]
     assert (g.count, g.linked) == (3, 1)
-    assert g.unlinked == {"no-context": 1, "no-server-side": 1}
+    assert g.unlinked == {"failed-to-connect": 1, "no-context": 1}
     assert g.provenance == {"traceparent": 1}
     assert g.libraries == ("urllib", "http.server")
-    assert (g.latency_p50_ns, g.protocol) == (1000, "http")  # 1000, 3000, 300 -> median
+    assert (g.latency_p50_ns, g.protocol) == (650, "http")  # 1000, 300 (a2 failed) -> median
     orphan = groups[(None, "server")]
     assert (orphan.count, orphan.linked) == (2, 0)
     assert orphan.unlinked == {"no-client-side": 1, "no-traceparent": 1}

@@ -5,10 +5,11 @@ Client: when the request's headers are complete (``endheaders``) the hook contin
 current trace with a new span id, injects ``traceparent`` (unless the program already set
 one, which is then used as is), defines an ``rpc`` resource carrying that context and writes
 ``msg.send``; ``getresponse`` writes the wait (``unit.block`` reason rpc) and
-``rpc.response``. Server: after the request line and headers are parsed, the hook extracts
-``traceparent``, defines the server-side ``rpc`` resource and writes ``msg.recv``; the first
-``send_response`` writes ``rpc.reply``. The analyzer pairs the two sides through the span id
-that crossed the wire, never through timestamps.
+``rpc.response``; a send that raises (refused, unresolved, reset) writes ``rpc.response`` -1
+at once, as ``getresponse`` does when it raises. Server: after the request line and headers
+are parsed, the hook extracts ``traceparent``, defines the server-side ``rpc`` resource and
+writes ``msg.recv``; the first ``send_response`` writes ``rpc.reply``. The analyzer pairs
+the two sides through the span id that crossed the wire, never through timestamps.
 
 Only shapes are kept: method, path without query values, peer address and, on the server,
 the allowlisted request headers; no bodies -- unless ``--redact`` (agent/redact.py) asks
@@ -114,7 +115,27 @@ def _endheaders(
             _begin_client_request(rec, self)
         except Exception as exc:
             rec.fault("http.client.endheaders", exc)
-    _orig["endheaders"](self, message_body, encode_chunked=encode_chunked)
+    try:
+        _orig["endheaders"](self, message_body, encode_chunked=encode_chunked)
+    except BaseException:
+        _end_failed_send(self)
+        raise
+
+
+def _end_failed_send(conn: http.client.HTTPConnection) -> None:
+    """End the request whose send raised (connection refused, DNS failure, connect timeout,
+    reset): ``getresponse`` will not be called for it, so without this its ``msg.send``
+    would stand unanswered, read as a reply still awaited from a receiver not in the
+    recording. Status -1, as every agent writes for a call that ended in an error."""
+    rid = getattr(conn, "_wisp_rpc", 0)
+    rec = _r.RECORDER
+    if not rid or rec is None:
+        return
+    conn._wisp_rpc = 0  # type: ignore[attr-defined]
+    try:
+        rec.emit_user(int(K.RPC_RESPONSE), rid, -1)
+    except Exception as exc:
+        rec.fault("http.client.endheaders", exc)
 
 
 def _begin_client_request(rec: _r.Recorder, conn: http.client.HTTPConnection) -> None:

@@ -2,16 +2,16 @@
 for ``http.client``, located at the program's line that made the request.
 
 urllib3's ``HTTPConnection`` is an ``http.client.HTTPConnection``, so http.py's hooks on the
-base class would record its requests, but at the nearest frame outside the standard
-library: urllib3's own ``request``. This module gives urllib3's class an ``endheaders`` of
-its own and wraps its ``getresponse``. They record what http.py records (the context
-injected into the header buffer unless the request carries ``traceparent``, one ``rpc``
-resource, ``msg.send``, ``unit.block`` reason rpc, ``rpc.response`` with the status, -1 if
-the call raised; ``library`` ``requests`` when requests is on the stack, else ``urllib3``),
-located at the innermost frame that is neither the standard library, the agent, urllib3 nor
-requests. http.py's hooks are left nothing to do for these connections: the plain
-``endheaders`` is called, and ``_wisp_rpc`` (http.py's note of the request in flight) is
-taken before its ``getresponse`` looks.
+base class would record its requests, but at the nearest frame outside the standard library:
+urllib3's own ``request``. This module gives urllib3's class an ``endheaders`` of its own
+and wraps its ``getresponse``. They record what http.py records (the context injected into
+the header buffer unless the request carries ``traceparent``, one ``rpc`` resource,
+``msg.send``, ``unit.block`` reason rpc, ``rpc.response`` with the status, -1 if the call
+raised, sending included (urllib3 connects while sending); ``library`` ``requests`` when
+requests is on the stack, else ``urllib3``), located at the innermost frame that is neither
+the standard library, the agent, urllib3 nor requests. http.py's hooks are left nothing to
+do for these connections: the plain ``endheaders`` is called, and ``_wisp_rpc`` (http.py's
+note of the request in flight) is taken before its ``getresponse`` looks.
 
 Trade-off: one stack walk per request (a few µs, small beside a request), and a copy of
 http.py's few lines that read the request line and headers from the connection's buffer.
@@ -109,7 +109,23 @@ def _endheaders(self: Any, message_body: Any = None, *, encode_chunked: bool = F
             _begin(rec, self)
         except Exception as exc:
             rec.fault("urllib3.HTTPConnection.endheaders", exc)
-    _plain_endheaders()(self, message_body, encode_chunked=encode_chunked)
+    try:
+        _plain_endheaders()(self, message_body, encode_chunked=encode_chunked)
+    except BaseException:
+        _end_failed_send(self)
+        raise
+
+
+def _end_failed_send(conn: Any) -> None:
+    """End the request whose send raised (urllib3 connects here: refused, unresolved,
+    timed out): its ``getresponse`` never comes, so ``rpc.response`` -1 now, or the
+    ``msg.send`` would read as a request whose receiver is missing from the recording."""
+    rid = getattr(conn, "_wisp_rpc", 0)
+    rec = _r.RECORDER
+    if not rid or rec is None:
+        return
+    conn._wisp_rpc = 0
+    _response(rec, rid, -1, getattr(conn, "_wisp_key", 0))
 
 
 def _response(rec: _r.Recorder, rid: int, status: int, key: int) -> None:

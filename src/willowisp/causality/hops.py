@@ -1,14 +1,16 @@
 """Hops: matching the two sides of each cross-process interaction through propagated context.
 
 A client writes one ``rpc`` (or ``message``) resource per request carrying the trace id and
-the span id it injected on the wire; the server writes one per request received carrying
-the extracted trace id and that span id as ``parent_span_id``. A child process's ``proc.start``
+the span id it injected on the wire; the server writes one per request received carrying the
+extracted trace id and that span id as ``parent_span_id``. A child process's ``proc.start``
 resource carries the ``parent_span_id`` its parent's ``proc.spawn`` resource put in
 TRACEPARENT. Sides are matched on ``(trace_id, client span_id == server parent_span_id)``
 and nothing else: timestamps, peers and ports are never evidence of a link. What cannot be
-matched stays in the table, unlinked, with the reason. One-way ``message`` resources are
-matched by :mod:`willowisp.causality.messages` (span id, else message id); every row says
-how it was linked and how surely (:mod:`willowisp.causality.provenance`).
+matched stays in the table, unlinked, with the reason (a client whose call ended in an
+error, with no server side, is a failed call rather than a missing receiver). One-way
+``message`` resources are matched by :mod:`willowisp.causality.messages` (span id, else
+message id); every row says how it was linked and how surely
+(:mod:`willowisp.causality.provenance`).
 
 The table is columnar (one row per request, linked or not) because a busy service makes
 tens of thousands of requests; the matching itself is a dictionary pass over the rpc
@@ -148,6 +150,7 @@ def match(trace: Trace) -> Hops:
             kind = _kind(r.kind, is_start[i])
             add(kind, Unlinked.NO_TRACEPARENT, NO_INDEX, i, Provenance.NONE, 0.0)
     is_spawn = (spawn >= 0).tolist()
+    failed = _failed_calls(trace, resp)
     for c in clients:
         cres = trace.resources[c]
         kind = _kind(cres.kind, is_spawn[c])
@@ -157,6 +160,8 @@ def match(trace: Trace) -> Hops:
         waiting = servers.get((cres.trace_id, cres.span_id))
         if waiting:
             add(kind, Unlinked.LINKED, c, waiting.pop(0), Provenance.WIRE_HEADER, CERTAIN)
+        elif kind == HopKind.RPC and failed[c]:
+            add(kind, Unlinked.FAILED_TO_CONNECT, c, NO_INDEX, Provenance.NONE, 0.0)
         else:
             add(kind, Unlinked.NO_SERVER_SIDE, c, NO_INDEX, Provenance.NONE, 0.0)
     for left in servers.values():
@@ -199,6 +204,20 @@ def match(trace: Trace) -> Hops:
         response=np.where(spawn_row, NO_INDEX, response),
         reply_confidence=_reply_confidence(trace, server, np.asarray(confidence, np.float32)),
     )
+
+
+def _failed_calls(trace: Trace, resp: I64) -> list[bool]:
+    """Per resource: did its call end in an error (an ``rpc.response`` status below 0)?
+
+    With no server side, such a call is a failed call (FAILED_TO_CONNECT), not a receiver
+    missing from the recording: a refused or unresolved connection sends nothing. A call
+    with no ``rpc.response`` at all (still waiting, or its process killed) proves nothing
+    either way and stays NO_SERVER_SIDE.
+    """
+    answered = resp >= 0
+    status = trace.events.arg[np.maximum(resp, 0)] if len(trace.events) else resp
+    failed: list[bool] = (answered & (status < 0)).tolist()
+    return failed
 
 
 def _reply_confidence(trace: Trace, server: I64, confidence: F32) -> F32 | None:
@@ -452,7 +471,8 @@ _CROSS_DOMAIN = -2  # linked, both events present, ends in different clock domai
 def _latencies(trace: Trace, hops: Hops) -> I64:
     """Per row: the hop's latency in ns, _NO_LATENCY, or _CROSS_DOMAIN (see HopGroup).
 
-    An rpc is measured send -> response on the client's own monotonic clock. A message is
+    An rpc is measured send -> response on the client's own monotonic clock (not one that
+    failed to connect: it never reached the service whose latency this is). A message is
     measured send -> receive only when producer and consumer share a clock domain (one
     process: monotonic times; several: raw times, which agree within the domain's 50 us);
     across domains the aligned difference would carry the offset's whole uncertainty, so
@@ -464,6 +484,9 @@ def _latencies(trace: Trace, hops: Hops) -> I64:
         return out
     send, resp, recv = np.maximum(hops.send, 0), np.maximum(hops.response, 0), hops.recv
     rpc = (hops.kind == HopKind.RPC) & (hops.send >= 0) & (hops.response >= 0)
+    # a call that never reached a server (refused) would pass its microseconds off as the
+    # service's latency: the hop's percentiles are of requests some server could answer
+    rpc &= hops.reason != Unlinked.FAILED_TO_CONNECT
     out[rpc] = ev.time[resp[rpc]] - ev.time[send[rpc]]
     msg = (hops.kind == HopKind.MESSAGE) & hops.linked & (hops.send >= 0) & (recv >= 0)
     if msg.any():

@@ -65,6 +65,10 @@ class Unlinked(enum.IntEnum):
     # The sender did not sample the trace (hops mode) so did not record its side; a declared
     # boundary made the receiver record it anyway (its resource says caller_sampled=0).
     CALLER_NOT_SAMPLED = 10
+    # The client's call ended in an error (rpc.response -1: refused, unresolved, reset, timed
+    # out) and no receiver in the trace got it: a failed call, most often a connection that
+    # was never made (a retry before the server listens), not a receiver left unrecorded.
+    FAILED_TO_CONNECT = 11
 
     @property
     def label(self) -> str:

@@ -15,7 +15,10 @@ Per hop (rows of ``causality.hops.match``; nothing here uses timestamps):
   with some (a sidecar or an uninstrumented client library injected it), paired the same
   way.
 - **missing-span**: a request or message that carried context and whose other side is
-  not in the recording at all (not traced, or its events lost).
+  not in the recording at all (not traced, or its events lost). A request whose client
+  recorded an error (``rpc.response`` -1) and that no server received is a failed call
+  (``failed-to-connect``: a refused connection, a retry before the server listens), not
+  evidence that a receiver is missing, and is not reported.
 - **broken-link**: a receiver whose parent span is in no loaded process while other parts
   of its trace, not downstream of it, are: a span in the middle is missing. A receiver
   whose whole trace is downstream of it was called from outside the recording (a browser,
