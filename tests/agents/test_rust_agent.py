@@ -1226,3 +1226,77 @@ def test_grpc_from_python_grpcio_into_a_tonic_server(bins: Path, tmp_path: Path)
     assert hop["from"]["runtime"] == "python" and hop["to"]["runtime"] == "rust"
     replies = sorted(a for k, _, _, a, _ in decoded(out)[1] if k == 22)
     assert replies == [0, 5]
+
+
+def sink_of(pid: int, runtime: Path) -> dict[str, Any]:
+    """The running program's `sink` from `willowisp ctl PID status --format json`."""
+    env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+    done = wisp("ctl", str(pid), "status", "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    (proc,) = json.loads(done.stdout)["processes"]
+    return dict(proc["result"]["sink"])
+
+
+def test_ctl_status_sink_is_the_segment_file(bins: Path, tmp_path: Path) -> None:
+    """Without a collector `ctl status` says the chunks go to the segment file, by path."""
+    proc, runtime = start_hanging(bins, tmp_path)
+    try:
+        sink = sink_of(proc.pid, runtime)
+    finally:
+        stop_hanging(proc, runtime)
+    (segment,) = (tmp_path / "run").glob("*.wtrace")
+    assert sink == {"kind": "file", "path": str(segment)}
+
+
+def test_ctl_status_sink_follows_the_stream(bins: Path, tmp_path: Path) -> None:
+    """With a collector that is not there, `ctl status` says: streaming to it, on the
+    fallback file for now, with the failed retries; once the collector comes up on that
+    port, streaming, with the file the collector writes and no retries; once it stops
+    again, on a new fallback file with the retries counted from there."""
+    collected, out = tmp_path / "collected", tmp_path / "out"
+    absent = AbsentCollector()
+    collector = None
+    proc, runtime = start_hanging(
+        bins,
+        tmp_path,
+        WILLOWISP_COLLECTOR=absent.address,
+        WILLOWISP_STREAM_RETRY_S="0.2",
+        WILLOWISP_OUT=str(out),
+    )
+
+    def sink_until(done: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        sink = sink_of(proc.pid, runtime)
+        while not done(sink) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the agent's own answer with a deadline
+            sink = sink_of(proc.pid, runtime)
+        return sink
+
+    try:
+        assert absent.wait_attempts(7, timeout=8) >= 7  # the start and 6 failed retries
+        waiting = sink_of(proc.pid, runtime)
+        absent.close()
+        collector, _ = start_collector(collected, absent.port)
+        streaming = sink_until(lambda s: s["state"] == "streaming")
+        stop_collector(collector)  # it says bye: the next chunk falls back
+        collector = None
+        fallen = sink_until(lambda s: s["state"] == "file" and s["retries"] >= 1)
+    finally:
+        absent.close()
+        stop_hanging(proc, runtime)
+        if collector is not None:
+            stop_collector(collector)
+    first, second = sorted(out.glob("*.wtrace"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert (waiting["kind"], waiting["state"], waiting["collector"]) == (
+        "stream",
+        "file",
+        absent.address,
+    )
+    assert waiting["file"] == str(first) and waiting["retries"] >= 5, waiting
+    assert waiting["unacked"] == 0 and waiting["collector_file"] == ""
+    assert (streaming["kind"], streaming["state"], streaming["file"]) == ("stream", "streaming", "")
+    assert streaming["retries"] == 0 and streaming["collector"] == absent.address
+    (collected_file,) = collected.glob("*.wtrace")
+    assert Path(streaming["collector_file"]).name == collected_file.name, streaming
+    assert (fallen["kind"], fallen["file"]) == ("stream", str(second)), fallen
+    assert fallen["collector_file"] == streaming["collector_file"]

@@ -67,6 +67,9 @@ pub struct Agent {
     pub(crate) gated: bool,
     /// The flusher's measured encoding cost per event (ns), for `serialize_ns`.
     pub(crate) encode_ns: AtomicI64,
+    /// Where chunks go, as `ctl status` shows it: a copy the flusher refreshes after
+    /// every chunk (see `Agent::publish_sink`).
+    pub(crate) sink: Mutex<serde_json::Value>,
 }
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
@@ -148,6 +151,7 @@ pub(crate) fn start() -> bool {
         units: crate::gate::UnitTable::default(),
         gated,
         encode_ns: AtomicI64::new(0),
+        sink: Mutex::new(serde_json::Value::Null),
     };
     if AGENT.set(new_agent).is_err() {
         return agent().is_some();
@@ -409,6 +413,13 @@ impl Agent {
 
     /// The calling thread's unit, defined on first use (kind thread).
     pub fn thread_unit(&self) -> u32 {
+        self.thread_unit_as(0, 0)
+    }
+
+    /// The calling thread's unit; defined on first use as number `n` (0: a new one) with
+    /// `parent` (0: none), for a thread whose spawner already wrote `unit.create` naming
+    /// it (`crate::thread`).
+    pub(crate) fn thread_unit_as(&self, n: u32, parent: u32) -> u32 {
         THREAD
             .try_with(|t| {
                 let u = t.unit.get();
@@ -420,7 +431,11 @@ impl Agent {
                     .name()
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("{:?}", cur.id()));
-                let n = self.next_unit.fetch_add(1, Ordering::Relaxed);
+                let n = if n != 0 {
+                    n
+                } else {
+                    self.next_unit.fetch_add(1, Ordering::Relaxed)
+                };
                 // SAFETY: gettid has no preconditions.
                 let tid = unsafe { gettid() };
                 self.define_unit(
@@ -428,7 +443,7 @@ impl Agent {
                     Record::new(rec::UNIT, n as u64)
                         .with("kind", "thread")
                         .with("name", name)
-                        .with("parent", 0)
+                        .with("parent", i64::from(parent))
                         .with("os_tid", tid as i64),
                 );
                 t.unit.set(n);
@@ -441,6 +456,7 @@ impl Agent {
                         kind: kind::UNIT_START,
                         unit: n,
                         time: now(),
+                        arg: i64::from(parent),
                         ..Default::default()
                     },
                 );

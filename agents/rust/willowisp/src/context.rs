@@ -124,37 +124,6 @@ pub fn target(path_and_query: &str) -> String {
     out.chars().take(512).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_formats_traceparent() {
-        let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let c = parse(v).expect("valid");
-        assert!(c.sampled());
-        assert_eq!(c.header(), v);
-        for bad in [
-            "",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-zz-yy-01",
-        ] {
-            assert_eq!(parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn targets_drop_query_values() {
-        assert_eq!(target("/a?x=1&y=2"), "/a?x=&y=");
-        assert_eq!(target(""), "/");
-        assert_eq!(target("/items/7"), "/items/7");
-    }
-}
-
 /// The client side of a hop on an `http` request's headers: the `traceparent` it already
 /// carries (used as is) or a new one put on it; inside a boundary instance the boundary
 /// goes into `tracestate` (`wisp=b-<id>`). Returns the context and the calling unit, or
@@ -194,4 +163,35 @@ pub(crate) fn inject(
         return None;
     }
     Some((ctx, unit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats_traceparent() {
+        let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let c = parse(v).expect("valid");
+        assert!(c.sampled());
+        assert_eq!(c.header(), v);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-zz-yy-01",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets_drop_query_values() {
+        assert_eq!(target("/a?x=1&y=2"), "/a?x=&y=");
+        assert_eq!(target(""), "/");
+        assert_eq!(target("/items/7"), "/items/7");
+    }
 }

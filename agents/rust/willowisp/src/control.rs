@@ -619,6 +619,7 @@ fn status(a: &Agent, c: &Control) -> J {
         "mode": a.config.mode, "gate": a.gated, "events": a.events.load(Ordering::Relaxed), "dropped": a.dropped.load(Ordering::Relaxed),
         "faults": a.faults.load(Ordering::Relaxed), "cost_ns_per_event": a.cost_ns(),
         "self_wakes": a.self_wakes.load(Ordering::Relaxed),
+        "sink": lock(&a.sink).clone(),
         "boundaries": bs,
         "control": {
             "connections": k.connections.load(Ordering::Relaxed), "requests": k.requests.load(Ordering::Relaxed),

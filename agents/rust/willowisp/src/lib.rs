@@ -13,11 +13,12 @@
 //! `WILLOWISP_DISABLED` is not; otherwise every hook returns at once. Tokio's own
 //! instrumentation needs `--cfg tokio_unstable` and tokio's `tracing` feature (see
 //! docs/agent-rust.md). Modules: [`wtrace`] (the encoder), [`sync`] (std lock wrappers),
-//! [`tokio`] (mpsc, Notify, watch and broadcast wrappers; call sites for tokio's locks),
-//! [`context`] (W3C trace context), [`reqwest`] and [`tower`] (HTTP and gRPC propagation)
-//! and [`tonic`] (the gRPC client), behind features of the same names. SIGTERM and SIGINT
-//! store the recording before the program dies of them; declared boundaries are recorded
-//! at full fidelity in `hops` mode.
+//! [`thread`] (std threads with their spawn and join recorded), [`tokio`] (mpsc, Notify,
+//! watch and broadcast wrappers, a `JoinHandle` recording joins; call sites for tokio's
+//! locks), [`context`] (W3C trace context), [`reqwest`] and [`tower`] (HTTP and gRPC
+//! propagation) and [`tonic`] (the gRPC client), behind features of the same names.
+//! SIGTERM and SIGINT store the recording before the program dies of them; declared
+//! boundaries are recorded at full fidelity in `hops` mode.
 
 mod agent;
 mod api;
@@ -33,6 +34,7 @@ mod sha256;
 mod signals;
 mod stream;
 pub mod sync;
+pub mod thread;
 mod tokio_sub;
 pub mod wtrace;
 

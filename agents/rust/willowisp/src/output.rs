@@ -18,6 +18,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::agent::{lock, Agent};
 use crate::buffer::ThreadBuf;
 use crate::clock::{clock_pair, now};
@@ -56,6 +58,9 @@ pub(crate) struct Output {
     pub(crate) unwritten: BTreeMap<u32, i64>,
     /// Definitions of refused chunks, for the next chunk.
     pub(crate) carry: Vec<Record>,
+    /// The file the collector last said it writes to ('' before any connection): kept
+    /// across a fallback, so `ctl status` can say where the streamed part went.
+    pub(crate) collector_file: String,
 }
 
 impl Output {
@@ -77,7 +82,32 @@ impl Output {
             refusal: String::new(),
             unwritten: BTreeMap::new(),
             carry: Vec::new(),
+            collector_file: String::new(),
         }
+    }
+
+    /// Where chunks go now (`sink` in `ctl status`, docs/protocols.md): the segment file;
+    /// or, with a collector configured, the collector (`streaming`) or the fallback file
+    /// (`file`) while the reconnects go on, with the failed ones since the last good
+    /// connection. The same fields as the Python and Node agents.
+    pub(crate) fn sink(&self, collector: &str) -> serde_json::Value {
+        if collector.is_empty() {
+            return json!({"kind": "file", "path": self.path.to_string_lossy()});
+        }
+        let streaming = self.stream.as_ref();
+        let file = match (streaming, &self.file) {
+            (None, Some(_)) => self.path.to_string_lossy().into_owned(),
+            _ => String::new(),
+        };
+        json!({
+            "kind": "stream",
+            "collector": collector,
+            "state": if streaming.is_some() { "streaming" } else { "file" },
+            "collector_file": streaming.map_or(self.collector_file.as_str(), |s| s.collector_file.as_str()),
+            "file": file,
+            "unacked": streaming.map_or(0, crate::stream::Stream::unacked),
+            "retries": self.retries,
+        })
     }
 }
 
@@ -150,7 +180,9 @@ impl Agent {
             .as_mut()
             .map(|s| s.take_unacked())
             .unwrap_or_default();
-        out.stream = None;
+        if let Some(st) = out.stream.take() {
+            out.collector_file = st.collector_file;
+        }
         out.segment -= 1; // the same segment number, as a file
         out.retries = 0;
         out.retry_at = Some(std::time::Instant::now() + self.retry_delay(0));
@@ -319,6 +351,14 @@ impl Agent {
         out.next_seq += events.len() as u64;
         chunk.events = events;
         self.write_chunk(&mut out, &chunk);
+        self.publish_sink(&out);
+    }
+
+    /// Refreshes the copy of [`Output::sink`] that `ctl status` reads: the control channel
+    /// never takes the output's lock, which a reconnect attempt or a send waiting for acks
+    /// holds for seconds.
+    pub(crate) fn publish_sink(&self, out: &Output) {
+        *lock(&self.sink) = out.sink(&self.config.collector);
     }
 
     fn stats_record(&self) -> Record {

@@ -90,6 +90,8 @@ pub(crate) struct Stream {
     sent: u64,
     unacked: VecDeque<Vec<u8>>,
     unacked_bytes: usize,
+    /// The file the collector said (in its hello reply) it writes this segment to.
+    pub(crate) collector_file: String,
 }
 
 fn connect(address: &str) -> Result<Conn, String> {
@@ -156,6 +158,11 @@ impl Stream {
                 .unwrap_or("?");
             return Err(format!("collector {address} refused the hello: {code}"));
         }
+        let collector_file = reply
+            .get("file")
+            .and_then(J::as_str)
+            .unwrap_or("")
+            .to_owned();
         let shared = Arc::new(Shared::default());
         let mut reader = conn.try_clone().map_err(|e| e.to_string())?;
         reader.timeouts(None, Duration::from_secs(5));
@@ -171,6 +178,7 @@ impl Stream {
             sent: 0,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
+            collector_file,
         })
     }
 
@@ -234,6 +242,11 @@ impl Stream {
         self.unacked_bytes += chunk.len();
         self.unacked.push_back(chunk);
         self.sent += 1;
+    }
+
+    /// Chunks sent and not acknowledged yet (as of the last send), for `ctl status`.
+    pub(crate) fn unacked(&self) -> usize {
+        self.unacked.len()
     }
 
     /// Every chunk not acknowledged yet, in order.

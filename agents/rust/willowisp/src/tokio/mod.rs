@@ -1,5 +1,6 @@
 //! Thin wrappers for the tokio primitives tokio does not instrument — `mpsc`, `Notify`,
-//! `watch` and `broadcast` — and call sites for the ones it does (`Mutex::lock` & co.).
+//! `watch`, `broadcast` and awaiting a `JoinHandle` — and call sites for the ones it does
+//! (`Mutex::lock` & co.).
 //!
 //! | wrapper | resource | events |
 //! |---|---|---|
@@ -7,6 +8,7 @@
 //! | [`Notify`] | `condition` | `notify_one` / `notify_waiters`: `sync.notify` (1 / -1); `notified().await`: `unit.block` (wait), `unit.wake` |
 //! | [`watch::channel`] | `condition` | every send: `sync.notify` (-1: all receivers); `changed()` / `wait_for()`: `unit.block` (wait) when it has to wait, `unit.wake` when it returns (an edge from the latest send) |
 //! | [`broadcast::channel`] | `queue` | a send: one `queue.put` per receiver subscribed (same token); each receive: `queue.get` with it (so every receiver's get has its own put to pair with) |
+//! | [`spawn`], [`JoinHandle`] (`From` tokio's, right after any spawn) | the task's `join` | awaiting the handle: `unit.block` (join) while pending, `join.done` naming the task once it yields (an edge from the task's `unit.end`) |
 //! | [`CallSite::at_caller`], [`MutexExt`], [`RwLockExt`], [`SemaphoreExt`] | tokio's own | the `unit.block` and `lock.acquired` tokio's instrumentation reports while that future is polled carry the caller's line |
 //!
 //! Every event is at the caller's line (`#[track_caller]`); a wrapper created outside every
@@ -50,7 +52,9 @@ pub mod broadcast;
 pub mod mpsc;
 mod notify;
 mod sites;
+mod task;
 pub mod watch;
 
 pub use notify::Notify;
 pub use sites::{AtCaller, CallSite, MutexExt, RwLockExt, SemaphoreExt};
+pub use task::{spawn, JoinHandle};

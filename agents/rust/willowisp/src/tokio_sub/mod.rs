@@ -40,6 +40,8 @@ use tracing_core::{Event as TEvent, Metadata};
 use crate::agent::{agent, lock, Agent, THREAD};
 use fields::{async_reason, interesting, Fields};
 use resources::Res;
+#[cfg(feature = "tokio")]
+pub(crate) use tasks::spawned;
 pub(crate) use tasks::{end_current, judge_lost_wakers, Task};
 
 pub(crate) enum SpanKind {

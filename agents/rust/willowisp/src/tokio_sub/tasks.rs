@@ -2,6 +2,7 @@
 //! happens-before edge, a self-wake is counted), their end, and the lost-waker judgment
 //! of a clean stop.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ impl TokioSubscriber {
             a.mark_runtime_unit(unit); // the runtime's own (its worker threads' loops)
         }
         a.emit(parent, kind::UNIT_CREATE, 0, unit as i64, loc);
-        Arc::new(Task {
+        let task = Arc::new(Task {
             unit,
             parent,
             name,
@@ -101,7 +102,9 @@ impl TokioSubscriber {
             internal,
             unjudged: crate::boundary::SWITCHING.load(Ordering::Acquire),
             block_on: f.spawn_kind == "block_on",
-        })
+        });
+        let _ = SPAWNED.try_with(|s| s.replace(Some((f.task_id, task.clone()))));
+        task
     }
 
     pub(crate) fn poll_start(&self, a: &Agent, t: &Task, chained: bool) {
@@ -204,6 +207,27 @@ impl TokioSubscriber {
             _ => {}
         }
     }
+}
+
+thread_local! {
+    /// The task this thread spawned last, with tokio's id for it. tokio creates a task's
+    /// span inside `spawn`, on the spawning thread, so right after a spawn returns this is
+    /// the task its `JoinHandle` belongs to (`spawned`).
+    static SPAWNED: RefCell<Option<(u64, Arc<Task>)>> = const { RefCell::new(None) };
+}
+
+/// The unit and name of the task with tokio id `id`, if it is the one this thread spawned
+/// last; None when it was not recorded (recording off, `hops` mode outside a boundary) or
+/// another spawn came between: then no join is recorded rather than a wrong one.
+#[cfg(feature = "tokio")]
+pub(crate) fn spawned(id: u64) -> Option<(u32, String)> {
+    SPAWNED
+        .try_with(|s| match &*s.borrow() {
+            Some((task, t)) if *task == id => Some((t.unit, t.name.clone())),
+            _ => None,
+        })
+        .ok()
+        .flatten()
 }
 
 pub(crate) static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
