@@ -24,6 +24,9 @@ break resource=NAME|unit=NAME|finding=ID|kind=KIND · clear · continue · state
 
 --delay TARGET: unit:NAME, resource:NAME, hop:TEXT (services a->b or the operation),
 event:PROCESS:SEQ, or a bare name. DURATION: 50ms, 1.5s, 300us, 20ns.
+unit:NAME is the exact name first (case-sensitive), else any name containing it;
+unit:~TEXT always means containing TEXT, unit:worker-* is a glob; each delay's line
+lists the units it took. The answer gives the makespan and each operation's end-to-end.
 What-if is a timed re-simulation of one schedule, not a proof over all interleavings
 (docs/replay.md)."""
 

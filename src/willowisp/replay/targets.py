@@ -3,7 +3,12 @@
 TARGET is ``KIND:PATTERN`` or a bare PATTERN (tried as a unit, a resource, then a hop; it
 must match exactly one of those kinds):
 
-- ``unit:NAME`` — units whose name contains NAME start DURATION later;
+- ``unit:NAME`` — the units named exactly NAME (case-sensitive) start DURATION later;
+  only when no unit has that name, those whose name contains it (ignoring case).
+  ``unit:~TEXT`` always means "contains TEXT, ignoring case"; a NAME with ``*``, ``?`` or
+  ``[`` that names no unit exactly is a glob over whole names (``unit:worker-*``). What
+  matched is always listed: a short name like ``A`` must not quietly take ``MainThread``
+  and ``Task-2`` with it;
 - ``resource:NAME`` — resources whose name contains NAME: every hold of an owned lock
   (lock, rlock, rwlock, monitor) that ends lasts DURATION longer (added before the release
   that ends it; a hold never released, as in a deadlock, has no end to move and is counted
@@ -12,7 +17,9 @@ must match exactly one of those kinds):
   that matches a resource is accepted even when nothing on it can move;
 - ``hop:TEXT`` — requests and messages whose hop (``client-service->server-service``, or
   the operation's name such as ``GET /price``) contains TEXT: each arrives DURATION later
-  at its server or consumer (so everything the server does for it, and the reply, moves);
+  at its server or consumer (so everything the server does for it, and the reply, moves;
+  a consumer that was busy when it arrived absorbs the part of DURATION it would have
+  been busy anyway);
 - ``event:PROCESS:SEQ`` — one event (its id; a unique prefix of the process id is
   enough) happens DURATION later than recorded.
 
@@ -22,6 +29,7 @@ DURATION: a number and a unit, ``ns``, ``us``/``µs``, ``ms`` or ``s`` (``50ms``
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from dataclasses import dataclass, field
 
@@ -35,6 +43,8 @@ from willowisp.model.spec import K
 
 UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 MAX_DELAY_NS = 3600 * 1_000_000_000
+NAMES_LISTED = 10  # matched unit names a delay's line lists before "and N more"
+_GLOB = re.compile(r"[*?\[]")
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ns|us|µs|ms|s)\s*$")
 
 
@@ -103,7 +113,7 @@ def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
     ev = trace.events
     want = d.pattern.lower()
     if kind == "unit":
-        units = [u.index for u in trace.units if want in (u.name or "").lower()]
+        units, how = match_units(a, d.pattern)
         rows = np.flatnonzero(np.isin(ev.unit, units)) if units else np.zeros(0, np.int64)
         firsts: list[int] = (
             np.unique(ev.unit[rows], return_index=True)[1].tolist() if len(rows) else []
@@ -111,7 +121,9 @@ def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
         for f in firsts:
             _add(out.before, int(rows[f]), d.ns)
         if units:
-            out.matched.append(f"{d.text}: {len(units)} unit(s) start later")
+            out.matched.append(
+                f"{d.text}: {len(units)} unit(s) start later ({how}): {_unit_list(a, units)}"
+            )
         return len(units)
     if kind == "resource":
         res = [
@@ -132,6 +144,44 @@ def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
             out.matched.append(f"{d.text}: 1 event later")
         return len(rows)
     raise UsageError(f"--delay {d.text!r}: unknown target kind {kind!r}")
+
+
+def match_units(a: Analysis, pattern: str) -> tuple[list[int], str]:
+    """The units ``unit:PATTERN`` names, and how they were matched (for the report).
+
+    Exact name first, case-sensitive: ``A`` is the task named A, not every unit with an
+    "a" in its name. Only when no unit has that name: a glob over whole names if PATTERN
+    has glob characters, else a substring ignoring case. ``~TEXT`` asks for the substring
+    match outright. An empty name matches nothing (it would be in every name)."""
+    units = a.trace.units
+    if not pattern.removeprefix("~"):
+        return [], "an empty name"
+    if pattern.startswith("~"):
+        part = pattern[1:].lower()
+        hits = [int(u.index) for u in units if part in (u.name or "").lower()]
+        return hits, f"name contains {pattern[1:]!r}, ignoring case"
+    hits = [int(u.index) for u in units if u.name == pattern]
+    if hits:
+        return hits, "exact name"
+    if _GLOB.search(pattern):
+        hits = [int(u.index) for u in units if fnmatch.fnmatchcase(u.name or "", pattern)]
+        return hits, f"name matches the glob {pattern!r}"
+    want = pattern.lower()
+    hits = [int(u.index) for u in units if want in (u.name or "").lower()]
+    return hits, f"no unit is named exactly {pattern!r}; name contains it, ignoring case"
+
+
+def _unit_list(a: Analysis, units: list[int]) -> str:
+    """``A (svc)``, ``MainThread (front) x2``, ... at most NAMES_LISTED, then how many more."""
+    trace = a.trace
+    seen: dict[str, int] = {}
+    for u in units:
+        unit = trace.units[u]
+        label = f"{unit.name or unit.kind} ({trace.processes[unit.proc].service or '?'})"
+        seen[label] = seen.get(label, 0) + 1
+    shown = [f"{k} x{n}" if n > 1 else k for k, n in list(seen.items())[:NAMES_LISTED]]
+    more = len(seen) - NAMES_LISTED
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _resource(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:

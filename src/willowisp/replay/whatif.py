@@ -6,17 +6,25 @@ recording shows to be necessary and re-deciding only what timing decided.
 
 **Kept (causally necessary).** Each unit's program order, with the recorded time between
 its consecutive events (its own work); spawns, joins, notifications, requests, replies,
-process starts and messages, each with its recorded latency (a wire's transit, a wake-up).
-A spawned process's first events (a runtime records its main thread's ``unit.start``
-before ``proc.start``) depend on the spawn too: nothing in a process precedes its spawn.
-When a unit's event waited for something the simulation decides (a fixed edge whose source
-came after the unit's previous event, or a wait ended by such an edge, a lock or a queue
-item), the unit's own time before it counts as waiting, not work: in the simulation it then
-waits exactly as long as that makes it, longer or shorter than recorded. A wait that no
-recorded event ended (a sleep, a timeout, a wake-up whose cause was not recorded) keeps its
-recorded length: nothing in the simulation could end it sooner or later. Treating such a
-wait as "ended at once" would move events earlier with no delay at all and invent
-reorderings the recording's own order rules out.
+process starts and messages. A spawned process's first events (a runtime records its main
+thread's ``unit.start`` before ``proc.start``) depend on the spawn too: nothing in a
+process precedes its spawn. An event with such an edge into it happens at the later of its
+unit's previous event plus its own time and the edge's source plus the edge's transit.
+
+**Slack is not latency.** Which of the two decided an event's recorded time is read from
+the recording: the edge did when its source came after the unit's previous event (the unit
+was waiting for it), or when it brought a request or message to a unit born after it was
+sent (a handler started for it). Then the unit's time before the event was waiting, not
+work (0 in the simulation, so the wait grows or shrinks with the source), and the edge's
+transit is its recorded latency (a wire, a wake-up). Otherwise the unit's previous event
+decided: its own time is kept, and the edge's transit is 0, because the time from the
+source to the event was slack (a thread joined 60 ms after it ended, a reply read long
+after it arrived): a later source moves the event only by what exceeds that slack. Keeping
+the whole recorded gap after the later of the two would add every delay of a finished
+thread to its join. A wait that no recorded event ended (a sleep, a timeout, a wake-up
+whose cause was not recorded) keeps its recorded length: nothing in the simulation could
+end it sooner or later. Treating such a wait as "ended at once" would move events earlier
+with no delay at all and invent reorderings the recording's own order rules out.
 
 **Re-decided (what timing chose).** Who gets an owned lock (lock, rlock, rwlock, monitor)
 and when: a unit asks for it where it asked in the recording (its block, or its acquire
@@ -30,9 +38,12 @@ recording, so with no delay every grant goes where it went and every event keeps
 only a delay changes an order. The cost: a lock's real fairness policy is not modelled,
 only the order it produced in this run.
 
-**Reported.** The makespan and the new critical path (from the last event back along the
-dependency that decided each time, to an event nothing recorded caused: the run's root
-when the spawns and hops that started each process were recorded); pairs of conflicting
+**Reported.** The makespan; each operation's end-to-end (``analyze``'s operations: from
+its root to the event that ended it in the recording), since a server idle until the
+program stops it sets the run's length whatever its requests do; the new critical path
+(from the last event back along the dependency that decided each time, the recording's on
+a tie, to an event nothing recorded caused: the run's root when the spawns and hops that
+started each process were recorded); pairs of conflicting
 operations that now run in the other order — two units' accesses to the same data, at
 least one a write (a race the delay exposes), and the order two units got a lock in; and a
 wait cycle if the simulated run cannot finish (a deadlock the delay causes, or one the
@@ -49,9 +60,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from willowisp.analysis import critical_path as _cp
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import event_where, fmt_duration, resource_name
 from willowisp.causality.graph import EdgeKind
+from willowisp.causality.program_order import BOOKKEEPING
 from willowisp.causality.waits import OWNED_LOCKS, holds, waits
 from willowisp.model.spec import K
 from willowisp.replay.targets import Resolved
@@ -59,9 +72,28 @@ from willowisp.replay.targets import Resolved
 I64 = npt.NDArray[np.int64]
 UNSET = np.iinfo(np.int64).min
 MAX_LISTED = 20
+MAX_OPERATIONS = 1000  # operations the JSON lists (changed first); the counts cover all
 SMALL_BUCKET = 200  # data accesses per piece of data compared pairwise; above: neighbours
 
 _COMPLETE, _REQUEST, _RETRY = 0, 1, 2  # at equal times: releases before asks
+
+
+@dataclass(frozen=True, slots=True)
+class OperationTime:
+    """One logical operation's end-to-end, recorded and simulated: from its root to the
+    event that ended it in the recording (``analyze``'s operations and ends). ``simulated``
+    is None when the simulated run never reached one of the two."""
+
+    op: int
+    trace_id: str
+    root: int
+    end: int
+    recorded: int
+    simulated: int | None
+
+    @property
+    def change(self) -> int | None:
+        return None if self.simulated is None else self.simulated - self.recorded
 
 
 @dataclass
@@ -78,6 +110,8 @@ class Outcome:
     cycle: list[tuple[int, int, int]]  # (waiting unit, resource or -1, unit it waits for)
     stuck_units: list[int]
     matched: list[str] = field(default_factory=list)
+    # every operation analyze ranks, those that changed first (largest change first)
+    operations: list[OperationTime] = field(default_factory=list)
 
 
 class _Sim:
@@ -104,6 +138,7 @@ class _Sim:
         # program order: the next event of the same unit
         rows = np.flatnonzero(ev.unit >= 0)
         by_unit = rows[np.lexsort((rows, ev.unit[rows]))]
+        self.by_unit = by_unit  # every unit's events in program order, unit after unit
         self.prev = np.full(n, -1, dtype=np.int64)
         self.next = np.full(n, -1, dtype=np.int64)
         same = ev.unit[by_unit][1:] == ev.unit[by_unit][:-1]
@@ -121,19 +156,18 @@ class _Sim:
         redecided &= self.arbitrated[g.dst]
         # what handed each re-decided event its lock or item in the recording (for its lag)
         self.rec_src = dict(zip(g.dst[redecided].tolist(), g.src[redecided].tolist(), strict=True))
-        src, dst = self._with_process_roots(
+        self.e_src, self.e_dst, self.e_kind = self._with_process_roots(
             g.src[~redecided], g.dst[~redecided], g.kind[~redecided]
         )
-        self.e_src, self.e_dst = src, dst
         self.out_edges: dict[int, list[int]] = {}
         self.deps = np.zeros(n, dtype=np.int64)  # fixed dependencies not yet done
         for k, (s, d) in enumerate(zip(self.e_src.tolist(), self.e_dst.tolist(), strict=True)):
             self.out_edges.setdefault(s, []).append(k)
             self.deps[d] += 1
-        self.edge_in = self.deps > 0  # has a fixed incoming edge
         self.deps[self.prev >= 0] += 1
+        self.binding = self._binding_edges()
         w = waits(trace)
-        # event that ended a wait -> its block (more are added in simulate())
+        # event that ended a wait -> its block (for a lock or item waiter's wake-up latency)
         self.wait_block = dict(zip(w.end.tolist(), w.block.tolist(), strict=True))
         self.wait_block.pop(-1, None)
         self.open_blocks = [int(b) for b, e in zip(w.block, w.end, strict=True) if e < 0]
@@ -168,16 +202,67 @@ class _Sim:
         out: npt.NDArray[np.bool_] = acq | get
         return out
 
+    def _binding_edges(self) -> I64:
+        """Per event: the fixed incoming edge that decided its recorded time, -1 if its own
+        unit's previous event did.
+
+        An edge decided it when the unit had to wait for it: its source came after the
+        unit's previous meaningful event (or the unit has none; a garbage collection or a
+        task's resumption in between is part of receiving it, not work it was busy with),
+        or it brought a request or message to a unit that came to be after it was sent (a
+        handler started for it). Of several, the one with the latest source. An edge whose
+        source came first (a join of a thread that had already ended, a reply that was
+        waiting in the socket) decided nothing: the time between its source and its target
+        is slack, not a latency to keep."""
+        out = np.full(self.n, -1, dtype=np.int64)
+        if not len(self.e_dst):
+            return out
+        src_t, dst = self.t[self.e_src], self.e_dst
+        p = self._previous_meaningful()[dst]
+        waited = (p < 0) | (src_t > self.t[np.maximum(p, 0)])
+        first = np.flatnonzero((self.prev < 0) & (self.unit >= 0))
+        born = np.zeros(len(self.a.trace.units), dtype=np.int64)
+        born[self.unit[first]] = self.t[first]
+        u = self.unit[dst]
+        arrival = np.isin(self.e_kind, [int(EdgeKind.REQUEST), int(EdgeKind.MESSAGE)])
+        waited |= arrival & (u >= 0) & (born[np.maximum(u, 0)] >= src_t)
+        k = np.flatnonzero(waited)
+        # per target, the waited-for edge with the latest source (ties: the first edge)
+        order = k[np.lexsort((-k, src_t[k], dst[k]))]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = dst[order][1:] != dst[order][:-1]
+        out[dst[order[last]]] = order[last]
+        return out
+
+    def _previous_meaningful(self) -> I64:
+        """Per event: its unit's latest earlier event that is not bookkeeping (a GC, a
+        task's run or yield, an agent's own record), -1 if none."""
+        order = self.by_unit
+        keep = ~np.isin(self.kind[order], BOOKKEEPING)
+        at = np.arange(len(order), dtype=np.int64)
+        latest = np.maximum.accumulate(np.where(keep, at, -1))
+        before = np.concatenate([np.array([-1], dtype=np.int64), latest[:-1]])
+        # a unit's own first position: what lies before it belongs to other units
+        first = np.zeros(len(order), dtype=np.int64)
+        if len(order):
+            starts = np.flatnonzero(np.r_[True, self.unit[order][1:] != self.unit[order][:-1]])
+            first[starts] = starts
+            first = np.maximum.accumulate(first)
+        out = np.full(self.n, -1, dtype=np.int64)
+        ok = before >= first
+        out[order[ok]] = order[before[ok]]
+        return out
+
     def _with_process_roots(
         self, src: I64, dst: I64, kind: npt.NDArray[np.uint8]
-    ) -> tuple[I64, I64]:
+    ) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
         """Add, for each process spawn, an edge to every unit of the child that nothing else
         starts (its main thread's ``unit.start`` comes before ``proc.start``): nothing in a
         process happens before it was spawned, and the critical path can walk back through
         the spawn to the run's root."""
         spawn = np.flatnonzero(kind == int(EdgeKind.PROCESS))
         if not len(spawn):
-            return src, dst
+            return src, dst, kind
         has_in = np.zeros(len(self.kind), dtype=bool)
         has_in[dst] = True
         roots = np.flatnonzero((self.unit >= 0) & (self.prev < 0) & ~has_in)
@@ -189,22 +274,34 @@ class _Sim:
         return (
             np.concatenate([src, np.array(add_s, dtype=np.int64)]),
             np.concatenate([dst, np.array(add_d, dtype=np.int64)]),
+            np.concatenate([kind, np.full(len(add_d), int(EdgeKind.PROCESS), dtype=np.uint8)]),
         )
 
     # -- weights -------------------------------------------------------------------------
 
     def _own_work(self, i: int) -> int:
         """ns of the unit's own time before event i: 0 when it was waiting for something
-        the simulation decides (a fixed edge, a lock, an item); otherwise the recorded gap.
-        A wait nothing recorded ended (a sleep, a timeout, a wake-up whose cause was not
-        recorded) keeps its recorded length: the simulation has no reason to end it
-        earlier or later."""
+        the simulation decides (the fixed edge that decided its time, a lock, an item);
+        otherwise the recorded gap. A wait nothing recorded ended (a sleep, a timeout, a
+        wake-up whose cause was not recorded) keeps its recorded length: the simulation
+        has no reason to end it earlier or later. So does a wait whose edge's source came
+        before the wait began (a join of an ended thread): the edge decided nothing."""
         p = int(self.prev[i])
-        if p < 0:
+        if p < 0 or self.binding[i] >= 0:
             return 0
-        if i in self.wait_block and (self.edge_in[i] or self.arbitrated[i]):
+        if self.arbitrated[i] and i in self.wait_block:
             return 0
         return max(int(self.t[i]) - int(self.t[p]), 0)
+
+    def _transit(self, k: int) -> int:
+        """ns from fixed edge k's source to its target: the recorded latency (a wire's
+        transit, a wake-up) when the edge decided the target's time; otherwise 0, since
+        the target then happened when its own unit got there and the time in between was
+        slack: a later source pushes the target only by what exceeds it."""
+        d = int(self.e_dst[k])
+        if int(self.binding[d]) != k:
+            return 0
+        return max(int(self.t[d]) - int(self.t[int(self.e_src[k])]), 0)
 
     def _lag(self, i: int) -> int:
         """A waiter's wake-up latency: recorded time from the later of its block and the
@@ -217,18 +314,17 @@ class _Sim:
             base = max(base, int(self.t[s]))
         return max(int(self.t[i]) - base, 0)
 
-    def _waited_for_edge(self, i: int, src: int) -> bool:
-        p = int(self.prev[i])
-        return p < 0 or int(self.t[src]) > int(self.t[p])
-
     # -- the run -------------------------------------------------------------------------
 
     def _push(self, t: int, action: int, i: int) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (t, action, self.seq, i))
 
-    def _satisfy(self, i: int, t: int, via: int) -> None:
-        if t > self.ready[i]:
+    def _satisfy(self, i: int, t: int, via: int, *, decided: bool) -> None:
+        """One dependency of event i is done and allows it at ``t``. ``decided``: this
+        dependency set i's time in the recording, so it wins a tie (the critical path
+        then follows what the recording shows to have decided)."""
+        if t > self.ready[i] or (decided and t == self.ready[i]):
             self.ready[i] = t
             self.bind[i] = via
         self.deps[i] -= 1
@@ -336,21 +432,16 @@ class _Sim:
                 self.items[r] = self.items.get(r, 0) + 1
         nxt = int(self.next[i])
         if nxt >= 0:
-            self._satisfy(nxt, t + self._own_work(nxt), i)
+            self._satisfy(nxt, t + self._own_work(nxt), i, decided=self.binding[nxt] < 0)
         for k_edge in self.out_edges.get(i, ()):
             d = int(self.e_dst[k_edge])
-            lat = max(int(self.t[d]) - int(self.t[i]), 0) + self.on_edge_into.get(d, 0)
-            self._satisfy(d, t + lat, i)
+            lat = self._transit(k_edge) + self.on_edge_into.get(d, 0)
+            self._satisfy(d, t + lat, i, decided=int(self.binding[d]) == k_edge)
 
 
 def simulate(a: Analysis, delays: Resolved) -> Outcome:
     """Run the simulation and compare it with the recording."""
     sim = _Sim(a, delays)
-    # events whose fixed edge source comes after their unit's previous event: their own
-    # gap was waiting (decided before the run, from the recording)
-    for s, d in zip(sim.e_src.tolist(), sim.e_dst.tolist(), strict=True):
-        if sim._waited_for_edge(d, s) and sim.prev[d] >= 0:
-            sim.wait_block.setdefault(d, int(sim.prev[d]))
     sim.run()
     happened = sim.sim != UNSET
     drawn = sim.unit >= 0
@@ -371,7 +462,43 @@ def simulate(a: Analysis, delays: Resolved) -> Outcome:
         cycle=cycle,
         stuck_units=stuck,
         matched=list(delays.matched),
+        operations=_operations(a, sim.sim),
     )
+
+
+def _operations(a: Analysis, sim: I64) -> list[OperationTime]:
+    """Each operation's end-to-end before and after, for the operations ``analyze`` ranks
+    by critical path (a child process's whole life is not one). The makespan alone hides a
+    slower request when something else sets the run's length (a server thread idle until
+    the program stops it); the request's own end-to-end does not."""
+    ix = a.timing.index if a.timing is not None else _cp.build_index(a.causality)
+    ops = a.causality.operations
+    t = a.causality.clocks.adjusted
+    out = []
+    for o in range(len(ops.trace_ids)):
+        root, end = int(ops.root[o]), int(ix.ends[o])
+        if root < 0 or end < 0 or int(a.trace.events.kind[root]) == K.PROC_SPAWN:
+            continue
+        done = sim[root] != UNSET and sim[end] != UNSET
+        out.append(
+            OperationTime(
+                o,
+                ops.trace_ids[o],
+                root,
+                end,
+                int(t[end]) - int(t[root]),
+                int(sim[end]) - int(sim[root]) if done else None,
+            )
+        )
+
+    def rank(x: OperationTime) -> tuple[int, int, str]:
+        # changed (largest first), then never finished, then unchanged
+        change = x.change
+        if change is None:
+            return (1, 0, x.trace_id)
+        return (0 if change else 2, -abs(change), x.trace_id)
+
+    return sorted(out, key=rank)
 
 
 def _critical_path(sim: _Sim, happened: npt.NDArray[np.bool_]) -> list[int]:
@@ -382,7 +509,9 @@ def _critical_path(sim: _Sim, happened: npt.NDArray[np.bool_]) -> list[int]:
     rows = np.flatnonzero(happened & (sim.unit >= 0))
     if not len(rows):
         return []
-    i = int(rows[np.argmax(sim.sim[rows])])
+    # the last event; of several at that time the latest row, which depends on the others
+    # when they are its causes (a join done the instant the thread ends)
+    i = int(rows[np.flatnonzero(sim.sim[rows] == sim.sim[rows].max())[-1]])
     path = [i]
     seen = {i}
     while True:
@@ -563,6 +692,41 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
             for u, r, h in out.cycle
         ],
         "stuck_units": [unit_name(u) for u in out.stuck_units[:MAX_LISTED]],
+        **_operations_json(a, out.operations),
+    }
+
+
+def _operation_name(a: Analysis, root: int) -> str:
+    """What a person calls an operation: the request, message or spawn at its root and the
+    service that started it (``rpc GET /work from front``), else its root event."""
+    trace = a.trace
+    r = int(trace.events.res[root])
+    if r < 0:
+        return describe(a, root)
+    service = trace.processes[int(trace.events.proc[root])].service or "?"
+    return f"{trace.resources[r].kind} {resource_name(trace, r)} from {service}"
+
+
+def _operations_json(a: Analysis, ops: list[OperationTime]) -> dict[str, Any]:
+    changed = sum(1 for x in ops if x.change)
+    unfinished = sum(1 for x in ops if x.change is None)
+    return {
+        "operations": [
+            {
+                "trace_id": x.trace_id,
+                "name": _operation_name(a, x.root),
+                "root": str(a.trace.event_id(x.root)),
+                "end": str(a.trace.event_id(x.end)),
+                "recorded_ns": x.recorded,
+                "simulated_ns": x.simulated,
+                "change_ns": x.change,
+            }
+            for x in ops[:MAX_OPERATIONS]
+        ],
+        "operations_total": len(ops),
+        "operations_changed": changed,
+        "operations_unfinished": unfinished,
+        "operations_unchanged": len(ops) - changed - unfinished,
     }
 
 
@@ -577,13 +741,39 @@ def _summarize_path(a: Analysis, path: list[int]) -> list[int]:
     return keep if len(keep) <= 40 else keep[:20] + keep[-20:]
 
 
+def _signed(ns: int) -> str:
+    return f"{'+' if ns >= 0 else '-'}{fmt_duration(abs(ns))}"
+
+
+def _operations_text(doc: dict[str, Any]) -> list[str]:
+    """The operations whose end-to-end changed, largest change first, then counts."""
+    total = doc["operations_total"]
+    if not total:
+        return ["operations (end-to-end, root to end): none recorded"]
+    changed, unfinished = doc["operations_changed"], doc["operations_unfinished"]
+    lines = [f"operations (end-to-end, root to end): {changed} of {total} changed"]
+    for x in doc["operations"][: min(changed, MAX_LISTED)]:
+        rec, new = x["recorded_ns"], x["simulated_ns"]
+        lines.append(
+            f"  {_signed(x['change_ns'])}  {x['name']}: {fmt_duration(rec)} → "
+            f"{fmt_duration(new)} (trace {x['trace_id'][:8]})"
+        )
+    if changed > MAX_LISTED:
+        lines.append(f"  and {changed - MAX_LISTED} more changed")
+    if unfinished:
+        lines.append(f"  {unfinished} never finish in the simulation")
+    lines.append(f"  {doc['operations_unchanged']} unchanged")
+    return lines
+
+
 def text(a: Analysis, out: Outcome) -> list[str]:
     doc = report(a, out)
     lines = ["what-if (a timed re-simulation of one schedule, not a proof over all interleavings)"]
     lines += [f"  delay {m}" for m in doc["delays"]]
     rec, new = doc["makespan_ns"]["recorded"], doc["makespan_ns"]["simulated"]
-    change = f"{'+' if new >= rec else '-'}{fmt_duration(abs(new - rec))}"
+    change = _signed(new - rec)
     lines.append(f"makespan: {fmt_duration(rec)} recorded → {fmt_duration(new)} ({change})")
+    lines += _operations_text(doc)
     lines.append("critical path (where it changes unit; times since the run's first event):")
     lines += [f"  +{fmt_duration(s['offset_ns'])} {s['what']}"
               for s in doc["critical_path"]] if out.path else ["  (empty)"]  # fmt: skip
