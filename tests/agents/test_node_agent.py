@@ -3,6 +3,7 @@ recorded by their agents into one run folder and analyzed by ``willowisp analyze
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -531,3 +533,99 @@ def test_a_full_disk_is_said_and_never_breaks_the_program(tmp_path: Path, collec
             " ".join(f["explanation"]) for f in doc["findings"] if f["kind"] == "agent-fault"
         )
         assert f"cannot reach collector {collector}" in faults, faults
+
+
+@pytest.mark.parametrize("mode", ["full", "hops"])
+def test_a_keep_alive_connection_s_timers_are_not_on_a_boundary_s_critical_path(
+    tmp_path: Path, mode: str
+) -> None:
+    """Inside a boundary, the unreferenced timers Node arms while it serves a keep-alive
+    connection (the socket's keep-alive timeout, the Date header cache's reset) are not
+    units of the request: when they fire, a second or two after the responses, every
+    operation's critical path still ends at its response. The handler's own timer is a
+    unit, one per request."""
+    assert NODE is not None
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [NODE, str(PROGRAMS / "keepalive_boundary.js")],
+        env=node_env(
+            out,
+            WILLOWISP_MODE=mode,
+            WILLOWISP_SERVICE="keepalive",
+            WILLOWISP_BOUNDARIES="entry=http:GET /work;runtimes=nodejs",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    _, requests, _, closed_after_ms = done.stdout.split()
+    assert int(closed_after_ms) >= 1000, done.stdout  # the keep-alive timeout fired
+    doc = analyze(out)
+    assert doc["trace"]["agent_faults"] == 0
+    paths = doc["critical_paths"]["paths"]
+    assert len(paths) == int(requests)
+    slowest = max(p["duration_ns"] for p in paths)
+    # each request takes a few ms; with the timers as units the slowest path was 2.0 s
+    assert slowest < 500_000_000, [
+        (s["kind"], s["duration_ns"], s["unit"]["name"]) for p in paths for s in p["segments"]
+    ]
+    q = wisp(
+        "query",
+        str(out),
+        "SELECT name, count(*) AS n FROM units WHERE kind = 'async-resource' GROUP BY name",
+        "--format",
+        "json",
+    )
+    assert q.returncode == 0, q.stderr
+    assert dict(json.loads(q.stdout)["rows"])["Timeout"] == int(requests)
+
+
+def test_hops_mode_locates_a_hop_problem_at_the_line_that_sent_it(tmp_path: Path) -> None:
+    """In `hops` mode a Node client's requests to a service with no agent are each a
+    missing-span problem, and validate's SARIF and JUnit point at the program's line that
+    sent them (the client's location is learned per call site, not captured per request)."""
+    assert NODE is not None
+
+    class Stock(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+            pass
+
+    out = tmp_path / "run"
+    program = PROGRAMS / "hops_client.js"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stock)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        done = subprocess.run(
+            [NODE, str(program), str(server.server_address[1])],
+            env=node_env(out, WILLOWISP_MODE="hops", WILLOWISP_SERVICE="shop"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    sarif, junit = tmp_path / "v.sarif", tmp_path / "v.xml"
+    v = wisp("validate", "--ci-mode", str(out), "--sarif", str(sarif), "--junit", str(junit))
+    assert v.returncode == 1, v.stderr
+    send_line = next(
+        i for i, line in enumerate(program.read_text().splitlines(), 1) if "http.get(" in line
+    )
+    results = json.loads(sarif.read_text())["runs"][0]["results"]
+    assert len(results) == 3 and {r["ruleId"] for r in results} == {"missing-span"}, results
+    for r in results:
+        loc = r["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"]["uri"].endswith("/hops_client.js"), loc
+        assert loc["region"]["startLine"] == send_line, loc
+    assert junit.read_text().count(f"sent at hops_client.js:{send_line}") == 3

@@ -122,7 +122,9 @@ function callerLoc(below) {
 // LOC_RECHECK-th call; a key seen from two lines is captured on every call from then on.
 // What that trades: a program that makes that very request from a new line after the
 // first 16 gets the old line for up to 255 calls. A capture costs 6-25 us here, more than
-// the rest of a recorded request.
+// the rest of a recorded request. Both modes use it for every recorded client request: a
+// learned key costs ~0.2 us (the key string and the map lookup, measured on Node 20 and
+// 24), the recheck's capture ~0.02 us amortized over its 256 calls.
 const LOC_TRUST = 16;
 const LOC_RECHECK = 256;
 const LOC_KEYS = 4096;

@@ -3,7 +3,8 @@
 // "Boundaries"): an inbound hop matching a boundary's entry, or carrying the tracestate
 // member `wisp=b-<id>` of one this process knows, opens an instance that lasts until the
 // request's flow ends. Inside an instance every async resource the flow creates (each
-// promise, timer, socket request) is a unit of kind async-resource: created by the unit
+// promise, timer, socket request; not the timers Node arms unreferenced for its own
+// housekeeping, see housekeeping()) is a unit of kind async-resource: created by the unit
 // that made it, started and run around each of its callbacks (unit.start / unit.run,
 // unit.yield), ended when a promise resolves. In `hops` mode the instance also opens the
 // gate for concurrency events (locks, data accesses) of its flow.
@@ -18,9 +19,13 @@ const agent = require('./agent.js');
 const STATE_KEY = 'wisp';
 const UNIT = Symbol('willowisp.unit');
 
-// name (entry) -> {boundary, enabled, source, entries, propagated, active, units}.
+// name (entry) -> {boundary, enabled, source, entries, propagated, active, units, events}.
 // Invariant: `enabled` is changed only by configure/enable/disable (the control channel);
-// a disabled boundary opens no new instance, instances in flight finish.
+// a disabled boundary opens no new instance, instances in flight finish. `units` and
+// `events` are what the hooks below recorded for the boundary's instances: each event
+// counted once, for the one boundary whose instance made its unit, however many
+// instances of this or another boundary are open at the time (so the boundaries' events
+// add up to at most the process's).
 const declared = new Map();
 
 // Called when a boundary is switched on at run time, so that the async hooks that make
@@ -30,7 +35,7 @@ let onFirstEnable = null;
 function declare(b, source) {
   let d = declared.get(b.entry);
   if (d === undefined) {
-    d = { boundary: b, enabled: true, source, entries: 0, propagated: 0, active: 0, units: 0 };
+    d = { boundary: b, enabled: true, source, entries: 0, propagated: 0, active: 0, units: 0, events: 0 };
     declared.set(b.entry, d);
   }
   return d;
@@ -99,15 +104,16 @@ function retireIfIdle() {
   onAllIdle();
 }
 
+// A boundary's counters and its cost: its events at the measured cost of one event.
 function costs(d, cost) {
   return {
     entries: d.entries,
     propagated: d.propagated,
     active: d.active,
-    events: d.units * 4,
-    hook_ns: d.units * 4 * cost,
+    events: d.events,
+    hook_ns: d.events * cost,
     serialize_ns: 0,
-    cost_ns: d.units * 4 * cost,
+    cost_ns: d.events * cost,
   };
 }
 
@@ -187,6 +193,19 @@ function byBoundaryJson() {
   return JSON.stringify(out);
 }
 
+// A timer Node makes unreferenced for its own housekeeping while it serves the flow: a
+// socket's idle or keep-alive timeout (re-armed on every request of the connection), the
+// HTTP Date header's cache reset. Nothing waits for it, not even the process, and it fires
+// long after the request (up to 1 s for the Date cache, 5 s for keep-alive) or never:
+// recorded as a unit of the instance, its callback became the operation's end, and the
+// critical path of a 7 ms request read 1 s. The program's own timers are referenced when
+// made (`setTimeout`, even one it unrefs later) and stay units; the one exception,
+// `timers/promises` with `ref: false`, is not a unit either (a flow awaiting it shows the
+// wait on its promise).
+function housekeeping(timeout) {
+  return typeof timeout.hasRef === 'function' && !timeout.hasRef();
+}
+
 // The async_hooks callbacks that make async resources units inside instances; merged with
 // the step hooks of agent.js (which get `steps`).
 function hooks(steps) {
@@ -196,13 +215,15 @@ function hooks(steps) {
     init(asyncId, type, triggerAsyncId, resource) {
       const f = agent.als.getStore();
       if (f === undefined || f.boundary === null || f.ended) return;
+      if (type === 'Timeout' && housekeeping(resource)) return;
       try {
         const parent = agent.state.stepUnit || f.unit;
         const unit = rec.newUnit([['kind', 'async-resource'], ['name', type], ['parent', parent]]);
-        rec.emit(K.UNIT_CREATE, parent, 0, unit, 0);
-        const u = { unit, started: false, running: 0, ended: false, endPending: false };
+        const d = f.boundary.d;
+        counted(d, K.UNIT_CREATE, parent, unit);
+        const u = { unit, d, started: false, running: 0, ended: false, endPending: false };
         resource[UNIT] = u;
-        f.boundary.d.units += 1;
+        d.units += 1;
         if (type === 'PROMISE') resolving.set(asyncId, u);
       } catch (err) {
         rec.fault('boundaries.init', err);
@@ -231,6 +252,14 @@ function hooks(steps) {
     },
   };
 
+  // Records one event of an instance's unit and counts it for its boundary `d`, once
+  // (a dropped event, full buffers, is not counted: it is not among the process's events).
+  function counted(d, kind, unit, arg) {
+    const before = rec.pendingRows;
+    rec.emit(kind, unit, 0, arg, 0);
+    d.events += rec.pendingRows - before;
+  }
+
   function stepBefore(asyncId) {
     const r = agent.executionAsyncResource();
     const u = r !== null && typeof r === 'object' ? r[UNIT] : undefined;
@@ -243,10 +272,10 @@ function hooks(steps) {
     agent.state.stepUnit = u.unit;
     u.running += 1;
     if (u.ended) return;
-    if (u.started) rec.emit(K.UNIT_RUN, u.unit, 0, agent.LOOP_UNIT, 0);
+    if (u.started) counted(u.d, K.UNIT_RUN, u.unit, agent.LOOP_UNIT);
     else {
       u.started = true;
-      rec.emit(K.UNIT_START, u.unit, 0, 0, 0);
+      counted(u.d, K.UNIT_START, u.unit, 0);
     }
   }
 
@@ -262,8 +291,8 @@ function hooks(steps) {
     if (u.ended) return;
     if (u.endPending && u.running === 0) {
       u.ended = true;
-      rec.emit(K.UNIT_END, u.unit, 0, 0, 0);
-    } else rec.emit(K.UNIT_YIELD, u.unit, 0, 0, 0);
+      counted(u.d, K.UNIT_END, u.unit, 0);
+    } else counted(u.d, K.UNIT_YIELD, u.unit, 0);
   }
 
   function resolved(asyncId) {
@@ -273,7 +302,7 @@ function hooks(steps) {
     if (u.running > 0) u.endPending = true; // ends when its running callback returns
     else {
       u.ended = true;
-      rec.emit(K.UNIT_END, u.unit, 0, 0, 0);
+      counted(u.d, K.UNIT_END, u.unit, 0);
     }
   }
 }

@@ -161,7 +161,10 @@ function onRequestMade(req, args, library, defaultPort, below) {
     if (!agent.recorded(ctx)) return; // unsampled in hops mode: the context went out, nothing is recorded
     const method = req.method || 'GET';
     const peer = peerOf(args, defaultPort);
-    const loc = agent.state.full ? agent.repeatedCallerLoc(siteKey(method, req.path, peer), below) : 0;
+    // In both modes, recorded requests only: a hop finding (validate's SARIF and JUnit)
+    // points at the line that sent it. Learned per call site, so hops mode pays a key and
+    // a map lookup per request, not a stack capture (agent.repeatedCallerLoc).
+    const loc = agent.repeatedCallerLoc(siteKey(method, req.path, peer), below);
     const rid = clientSend(rec, ctx, library, method, req.path, peer, loc);
     req[RPC] = rid;
     const unit = agent.currentUnit();
@@ -361,7 +364,8 @@ function installUndici(rec) {
       }
       const method = request.method || 'GET';
       const peer = String(request.origin || '').replace(/^\w+:\/\//, '');
-      const loc = agent.state.full ? agent.repeatedCallerLoc(siteKey(method, request.path, peer), undefined) : 0;
+      if (!agent.recorded(ctx)) return; // unsampled in hops mode: nothing to locate or record
+      const loc = agent.repeatedCallerLoc(siteKey(method, request.path, peer), undefined);
       const rid = clientSend(rec, ctx, 'undici', method, request.path, peer, loc);
       if (rid === 0) return;
       const unit = agent.currentUnit();

@@ -94,7 +94,8 @@ function beforeRequest(session, headers) {
   const path = String(headerOf(given, ':path') || '/');
   const t = target(path);
   const peer = session[SIDE] || '?';
-  const loc = agent.state.full ? agent.repeatedCallerLoc(`h2\0${method}\0${path.split('?')[0]}\0${peer}`, session.request) : 0;
+  // located in hops mode too, learned per call site (as http.js's clients)
+  const loc = agent.repeatedCallerLoc(`h2\0${method}\0${path.split('?')[0]}\0${peer}`, session.request);
   const rec = agent.state.rec;
   const rid = rec.newResource([
     ['kind', 'rpc'],

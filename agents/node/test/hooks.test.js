@@ -29,7 +29,7 @@ function record(program, env = {}) {
   fs.rmSync(out, { recursive: true, force: true });
   const records = chunks.flatMap((c) => c.records);
   const byType = (t) => new Map(records.filter((r) => r.type === t).map((r) => [r.id, r.attrs]));
-  return { stdout: JSON.parse(run.stdout), events: chunks.flatMap((c) => c.events), units: byType(2), resources: byType(3) };
+  return { stdout: JSON.parse(run.stdout), events: chunks.flatMap((c) => c.events), units: byType(2), resources: byType(3), locations: byType(4) };
 }
 
 test('a tour of the hooks records linked hops, a worker, accesses and messages', () => {
@@ -166,4 +166,24 @@ test("a flow's wait for a reply starts where it ends the request, in that step",
   const response = at((e) => e.kind === K.RPC_RESPONSE && e.res === rid);
   assert.ok(send >= 0 && send < marker && marker < block && block < response, JSON.stringify(mine.map((e) => e.kind)));
   assert.ok(!mine.slice(marker, block).some((e) => e.kind === K.UNIT_YIELD), 'the block is in the step that called end()');
+});
+
+test('hops mode: client sends carry the line that sent them, learned per call site', () => {
+  const program = path.join(__dirname, 'programs/hops_client_sites.js');
+  const t = record(program, { WILLOWISP_MODE: 'hops' });
+  const { lines, captures, requests } = t.stdout;
+  const sends = t.events.filter((e) => e.kind === K.MSG_SEND && t.resources.get(e.res)?.kind === 'rpc');
+  assert.strictEqual(sends.length, requests, 'every request recorded (trace ratio 1)');
+  for (const [target, line] of [['/one', lines.one], ['/two?id=', lines.two]]) {
+    const mine = sends.filter((e) => t.resources.get(e.res).target === target);
+    assert.ok(mine.length > 0, target);
+    for (const e of mine) {
+      const where = t.locations.get(e.loc);
+      assert.ok(where, `${target}: a location`);
+      assert.deepStrictEqual([where.file, where.line], [program, line], target);
+      assert.strictEqual(t.resources.get(e.res).loc, e.loc);
+    }
+  }
+  // the first 16 calls of a site capture a stack, then its line is reused: not one per request
+  assert.ok(captures <= 2 * 16, `${captures} stack captures for ${requests} requests`);
 });
