@@ -84,7 +84,9 @@ def test_resource_delay_lengthens_holds_and_counts_those_never_released(
     """A lock released twice: both holds last 30 ms longer. A lock held when the trace ends
     (a deadlock's) still matches: nothing to move, and the answer says so."""
     doc = _replay(timeout_lock, "resource:the_lock=30ms")
-    assert doc["delays"] == ["resource:the_lock=30ms: 1 resource(s), 2 hold(s) lengthened"]
+    assert doc["delays"] == [
+        "resource:the_lock=30ms: 1 resource(s) (exact name): lock the_lock; 2 hold(s) lengthened"
+    ]
     rec, new = doc["makespan_ns"]["recorded"], doc["makespan_ns"]["simulated"]
     assert new - rec >= 29 * MS  # late's hold ends the run and is 30 ms longer
     done = wisp("replay", str(deadlock_run), "--delay", "resource:ledger_lock=50ms")

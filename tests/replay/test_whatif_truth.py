@@ -1,7 +1,8 @@
 """What-if predictions checked against the known structure of real recorded programs: a join
 of a thread that had already ended adds only what exceeds its slack, each operation's own
-end-to-end moves even when an idle server sets the run's length, and ``unit:NAME`` takes
-the unit of that name, not every name containing it."""
+end-to-end moves even when an idle server sets the run's length, and a name (``unit:NAME``,
+``resource:NAME``, the script's ``unit NAME``) takes the thing of that name, not every name
+containing it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 
 from willowisp.analysis.engine import Analysis, analyze
+from willowisp.analysis.naming import resource_name
+from willowisp.causality.waits import holds
 from willowisp.ingest.load import load
 from willowisp.model.spec import K
 from willowisp.replay import whatif
@@ -39,6 +42,11 @@ def join_finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def parallel_calls(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _record(tmp_path_factory.mktemp("truth"), "parallel_calls")
+
+
+@pytest.fixture(scope="module")
+def two_locks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _record(tmp_path_factory.mktemp("truth"), "two_locks")
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +204,57 @@ def test_unit_names_match_whole_names_first_and_say_what_they_matched(named_task
     assert "MainThread (named_tasks)" in said and "A (named_tasks)" in said
     done = wisp("replay", str(named_tasks), "--delay", "unit:=50ms")  # not every unit
     assert done.returncode == 2 and "no unit matches ''" in done.stderr, done.stderr
+
+
+def _release_of(a: Analysis, lock: str) -> int:
+    """The release that ends the one hold of the lock named ``lock``."""
+    h = holds(a.trace)
+    (release,) = [
+        int(e)
+        for r, e in zip(h.res.tolist(), h.release.tolist(), strict=True)
+        if resource_name(a.trace, r) == lock
+    ]
+    return release
+
+
+def test_resource_names_match_whole_names_first_and_say_what_they_matched(
+    two_locks: Path,
+) -> None:
+    """resource:db lengthens the hold of db alone, never db_pool's; ~db and a name nothing
+    has exactly (DB) take both, a glob whole names; every line lists the resources."""
+    a = analyze(load([two_locks]))
+    t = a.causality.clocks.adjusted
+    db, pool = _release_of(a, "db"), _release_of(a, "db_pool")
+    out = _simulate(a, "resource:db=40ms")
+    assert int(out.sim[db]) - int(t[db]) == 40 * MS
+    assert int(out.sim[pool]) == int(t[pool])  # the two threads share nothing
+    both = "2 resource(s) (name contains 'db', ignoring case): lock db, lock db_pool; "
+    for delay, line in (
+        ("resource:db=40ms", "1 resource(s) (exact name): lock db; 1 hold(s) lengthened"),
+        ("resource:db_pool=40ms", "1 resource(s) (exact name): lock db_pool; 1 hold(s)"),
+        ("resource:~db=40ms", both + "2 hold(s) lengthened"),
+        ("resource:DB=40ms", "2 resource(s) (no resource is named exactly 'DB'; name contains"),
+        ("resource:db_*=40ms", "1 resource(s) (name matches the glob 'db_*'): lock db_pool;"),
+    ):
+        (said,) = _replay_json(two_locks, delay)["delays"]
+        assert said.startswith(f"{delay}: ") and line in said, said
+    done = wisp("replay", str(two_locks), "--delay", "resource:=40ms")  # not every resource
+    assert done.returncode == 2 and "no resource matches ''" in done.stderr, done.stderr
+
+
+def test_the_scripts_unit_command_picks_the_unit_a_delay_would(
+    named_tasks: Path, tmp_path: Path
+) -> None:
+    """``unit A`` selects the task A, as unit:A delays it, not MainThread (the first unit
+    whose name contains an "a"); a name nothing has exactly still finds one containing it."""
+    script = tmp_path / "steps.txt"
+    script.write_text("unit A\nnext-unit\nunit a\nunit ~ask\n")
+    done = wisp("replay", str(named_tasks), "--script", str(script))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    picked = [lines[k + 1] for k, x in enumerate(lines) if x.startswith("> unit ")]
+    assert picked[0].startswith("unit: A "), picked
+    step = lines[lines.index("> next-unit") + 1]
+    assert ": A (" in step, step  # A's own step, not MainThread's
+    assert picked[1].startswith("unit: MainThread "), picked  # no unit is named "a"
+    assert picked[2].startswith("unit: Task-"), picked

@@ -24,9 +24,10 @@ break resource=NAME|unit=NAME|finding=ID|kind=KIND · clear · continue · state
 
 --delay TARGET: unit:NAME, resource:NAME, hop:TEXT (services a->b or the operation),
 event:PROCESS:SEQ, or a bare name. DURATION: 50ms, 1.5s, 300us, 20ns.
-unit:NAME is the exact name first (case-sensitive), else any name containing it;
-unit:~TEXT always means containing TEXT, unit:worker-* is a glob; each delay's line
-lists the units it took. The answer gives the makespan and each operation's end-to-end.
+unit:NAME and resource:NAME (and the script's unit NAME) take the exact name first
+(case-sensitive), else a glob (worker-*) or any name containing it; ~TEXT always means
+containing TEXT; each delay's line lists what it took. The answer gives the makespan
+and each operation's end-to-end.
 What-if is a timed re-simulation of one schedule, not a proof over all interleavings
 (docs/replay.md)."""
 
@@ -73,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("nothing to replay: no events were read")
     a = analyze(trace)
     if delays:
-        from willowisp.replay import whatif
+        from willowisp.replay import whatif, whatif_report
         from willowisp.replay.targets import resolve
 
         outcome = whatif.simulate(a, resolve(a, delays))
         if args.format == "json":
-            print(json.dumps(whatif.report(a, outcome), indent=2, ensure_ascii=False))
+            print(json.dumps(whatif_report.report(a, outcome), indent=2, ensure_ascii=False))
         else:
-            print("\n".join(whatif.text(a, outcome)))
+            print("\n".join(whatif_report.text(a, outcome)))
     if script is not None:
         from willowisp.replay.script import Session
         from willowisp.replay.steps import Stepper

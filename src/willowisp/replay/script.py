@@ -8,7 +8,9 @@ Commands (``#`` starts a comment; blank lines are skipped):
     goto STEP|start|end
     goto finding ID     the step where the finding's story closes (its last event; for a
                         deadlock or leak, once each of its units has done its last)
-    unit NAME           select the first unit whose name contains NAME
+    unit NAME           select the first unit NAME names, by ``--delay unit:NAME``'s rule:
+                        exactly NAME first (case-sensitive), else a glob if NAME has
+                        * ? [, else the first whose name contains it; ~TEXT: contains
     next-unit           the selected unit's next step
     follow              to the other end of the current event's causal edge
     back                to where the last jump came from
@@ -29,6 +31,7 @@ from willowisp.analysis.naming import fmt_duration, resource_name
 from willowisp.errors import UsageError
 from willowisp.model.spec import K
 from willowisp.replay.steps import Stepper
+from willowisp.replay.targets import match_units
 
 MAX_UNITS_SHOWN = 200
 HANGS = ("deadlock", "leak")  # findings whose story ends with its units' last events
@@ -125,12 +128,13 @@ class Session:
         return self.position()
 
     def _find_unit(self, name: str) -> int:
-        trace = self.stepper.a.trace
-        want = name.lower()
-        for u in trace.units:
-            if want and want in (u.name or "").lower():
-                return u.index
-        raise UsageError(f"no unit named like {name!r}")
+        """The unit ``unit NAME`` selects: the first that ``--delay unit:NAME`` would
+        delay, so a script and a what-if given the same name mean the same unit (``A`` is
+        the task A, not MainThread, which comes first and contains an "a")."""
+        hits, _ = match_units(self.stepper.a, name)
+        if not hits:
+            raise UsageError(f"no unit named like {name!r}")
+        return hits[0]
 
     def _break(self, spec: str) -> list[str]:
         what, _, value = spec.partition("=")

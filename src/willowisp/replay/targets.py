@@ -3,13 +3,8 @@
 TARGET is ``KIND:PATTERN`` or a bare PATTERN (tried as a unit, a resource, then a hop; it
 must match exactly one of those kinds):
 
-- ``unit:NAME`` — the units named exactly NAME (case-sensitive) start DURATION later;
-  only when no unit has that name, those whose name contains it (ignoring case).
-  ``unit:~TEXT`` always means "contains TEXT, ignoring case"; a NAME with ``*``, ``?`` or
-  ``[`` that names no unit exactly is a glob over whole names (``unit:worker-*``). What
-  matched is always listed: a short name like ``A`` must not quietly take ``MainThread``
-  and ``Task-2`` with it;
-- ``resource:NAME`` — resources whose name contains NAME: every hold of an owned lock
+- ``unit:NAME`` — the units NAME names (see "Names" below) start DURATION later;
+- ``resource:NAME`` — the resources NAME names (see "Names" below): every hold of an owned lock
   (lock, rlock, rwlock, monitor) that ends lasts DURATION longer (added before the release
   that ends it; a hold never released, as in a deadlock, has no end to move and is counted
   as such), a request's reply arrives DURATION later, every other operation on it (a
@@ -24,6 +19,13 @@ must match exactly one of those kinds):
   enough) happens DURATION later than recorded.
 
 DURATION: a number and a unit, ``ns``, ``us``/``µs``, ``ms`` or ``s`` (``50ms``, ``1.5s``).
+
+Names (``unit:``, ``resource:``, and the replay script's ``unit`` command, so all three
+agree): exactly NAME, case-sensitive, first; only when nothing has that name, a glob over
+whole names if NAME has ``*``, ``?`` or ``[`` (``unit:worker-*``), else every name that
+contains it, ignoring case. ``~TEXT`` always means "contains TEXT, ignoring case"; an
+empty name is an error. What matched is always listed: a short name like ``A`` must not
+quietly take ``MainThread`` and ``Task-2`` with it, nor ``db`` take ``db_pool``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from willowisp.model.spec import K
 
 UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 MAX_DELAY_NS = 3600 * 1_000_000_000
-NAMES_LISTED = 10  # matched unit names a delay's line lists before "and N more"
+NAMES_LISTED = 10  # matched names a delay's line lists before "and N more"
 _GLOB = re.compile(r"[*?\[]")
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ns|us|µs|ms|s)\s*$")
 
@@ -126,10 +128,8 @@ def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
             )
         return len(units)
     if kind == "resource":
-        res = [
-            int(r.index) for r in trace.resources if want in resource_name(trace, r.index).lower()
-        ]
-        return _resource(a, d, res, out)
+        res, how = match_resources(a, d.pattern)
+        return _resource(a, d, res, how, out)
     if kind == "hop":
         return _hop(a, d, want, out)
     if kind == "event":
@@ -147,28 +147,44 @@ def _apply(a: Analysis, d: Delay, kind: str, out: Resolved) -> int:
 
 
 def match_units(a: Analysis, pattern: str) -> tuple[list[int], str]:
-    """The units ``unit:PATTERN`` names, and how they were matched (for the report).
+    """The units ``unit:PATTERN`` names (in index order), and how they were matched."""
+    return match_names([u.name or "" for u in a.trace.units], pattern, "unit")
 
-    Exact name first, case-sensitive: ``A`` is the task named A, not every unit with an
-    "a" in its name. Only when no unit has that name: a glob over whole names if PATTERN
-    has glob characters, else a substring ignoring case. ``~TEXT`` asks for the substring
-    match outright. An empty name matches nothing (it would be in every name)."""
-    units = a.trace.units
+
+def match_resources(a: Analysis, pattern: str) -> tuple[list[int], str]:
+    """The resources ``resource:PATTERN`` names (in index order), and how they were
+    matched. A resource's name is what the report shows (``resource_name``)."""
+    trace = a.trace
+    names = [resource_name(trace, r.index) for r in trace.resources]
+    return match_names(names, pattern, "resource")
+
+
+def match_names(names: list[str], pattern: str, what: str) -> tuple[list[int], str]:
+    """The positions in ``names`` that PATTERN names, and how they were matched (for the
+    report; ``what`` is the thing named, for that sentence).
+
+    Exact name first, case-sensitive: ``A`` is the task named A, ``db`` the lock db, not
+    everything with an "a" or a "db" in its name. Only when nothing has that name: a glob
+    over whole names if PATTERN has glob characters, else a substring ignoring case.
+    ``~TEXT`` asks for the substring match outright. An empty name matches nothing (it
+    would be in every name)."""
     if not pattern.removeprefix("~"):
         return [], "an empty name"
     if pattern.startswith("~"):
-        part = pattern[1:].lower()
-        hits = [int(u.index) for u in units if part in (u.name or "").lower()]
-        return hits, f"name contains {pattern[1:]!r}, ignoring case"
-    hits = [int(u.index) for u in units if u.name == pattern]
+        return _containing(names, pattern[1:]), f"name contains {pattern[1:]!r}, ignoring case"
+    hits = [k for k, n in enumerate(names) if n == pattern]
     if hits:
         return hits, "exact name"
     if _GLOB.search(pattern):
-        hits = [int(u.index) for u in units if fnmatch.fnmatchcase(u.name or "", pattern)]
+        hits = [k for k, n in enumerate(names) if fnmatch.fnmatchcase(n, pattern)]
         return hits, f"name matches the glob {pattern!r}"
-    want = pattern.lower()
-    hits = [int(u.index) for u in units if want in (u.name or "").lower()]
-    return hits, f"no unit is named exactly {pattern!r}; name contains it, ignoring case"
+    how = f"no {what} is named exactly {pattern!r}; name contains it, ignoring case"
+    return _containing(names, pattern), how
+
+
+def _containing(names: list[str], part: str) -> list[int]:
+    want = part.lower()
+    return [k for k, n in enumerate(names) if want in n.lower()]
 
 
 def _unit_list(a: Analysis, units: list[int]) -> str:
@@ -179,12 +195,26 @@ def _unit_list(a: Analysis, units: list[int]) -> str:
         unit = trace.units[u]
         label = f"{unit.name or unit.kind} ({trace.processes[unit.proc].service or '?'})"
         seen[label] = seen.get(label, 0) + 1
+    return _counted(seen)
+
+
+def _resource_list(a: Analysis, res: list[int]) -> str:
+    """``lock db``, ``rlock lock x3``, ... at most NAMES_LISTED, then how many more."""
+    trace = a.trace
+    seen: dict[str, int] = {}
+    for r in res:
+        label = f"{trace.resources[r].kind} {resource_name(trace, r)}"
+        seen[label] = seen.get(label, 0) + 1
+    return _counted(seen)
+
+
+def _counted(seen: dict[str, int]) -> str:
     shown = [f"{k} x{n}" if n > 1 else k for k, n in list(seen.items())[:NAMES_LISTED]]
     more = len(seen) - NAMES_LISTED
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def _resource(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:
+def _resource(a: Analysis, d: Delay, res: list[int], how: str, out: Resolved) -> int:
     """Delay what happens on the resources ``res``; how many resources matched (a resource
     with nothing to move still matches: the report says why nothing moved)."""
     trace = a.trace
@@ -201,7 +231,7 @@ def _resource(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:
             continue  # a request's reply moves instead; an owned lock's hold is lengthened
         _add(out.before, i, d.ns)
         ops += 1
-    parts = [f"{len(res)} resource(s)"]
+    parts = []
     if held or never:
         parts.append(f"{held} hold(s) lengthened")
     if never:
@@ -210,9 +240,10 @@ def _resource(a: Analysis, d: Delay, res: list[int], out: Resolved) -> int:
         parts.append(f"{ops} operations slower")
     if replies:
         parts.append(f"{replies} replies later")
-    if len(parts) == 1:
+    if not parts:
         parts.append("nothing recorded on it to move")
-    out.matched.append(f"{d.text}: " + ", ".join(parts))
+    took = f"{len(res)} resource(s) ({how}): {_resource_list(a, res)}"
+    out.matched.append(f"{d.text}: {took}; " + ", ".join(parts))
     return len(res)
 
 
