@@ -1040,6 +1040,30 @@ def test_watch_broadcast_and_tokio_lock_call_sites(bins: Path, tmp_path: Path) -
     assert all(records[(4, loc)]["line"] in here for loc in blocks)
 
 
+def test_a_watch_value_read_after_every_send_still_follows_them(bins: Path, tmp_path: Path) -> None:
+    """A watcher that starts after the producer sent its last value never waits in
+    `changed()`; what it reads with `borrow_and_update` was sent, so the read is a wake
+    linked to the latest send (without it the two tasks are unordered: the old agent made
+    test_watch_broadcast_and_tokio_lock_call_sites fail whenever the producer won)."""
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [str(bins / "channels"), "late-watcher"],
+        env={**clean_env(), "WILLOWISP_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    records, events = decoded(out)
+    units = {i: r["name"] for (t, i), r in records.items() if t == 2}
+    watch = next(i for (t, i), r in records.items() if t == 3 and "watch" in str(r["name"]))
+    wakes = [units[u] for k, u, r, a, _ in events if k == 5 and r == watch and a == 0]
+    blocks = [units[u] for k, u, r, _, _ in events if k == 4 and r == watch]
+    assert wakes == ["watcher"] and blocks == []
+    assert analyze(out)["trace"]["happens_before_edges"]["notify"] == 1
+
+
 def grpc_client(bins: Path, out: Path, port: int) -> None:
     done = wisp("run", "--out", str(out), "--", str(bins / "grpc"), "client", str(port))
     assert done.returncode == 0, done.stderr

@@ -1,5 +1,6 @@
 //! tokio's watch and broadcast through the agent's wrappers, and a tokio mutex locked
 //! with `lock_here()` (the call site on tokio's own lock events). Prints "ok".
+//! `channels late-watcher`: a watch receiver that starts reading only after every send.
 
 use std::sync::Arc;
 
@@ -12,6 +13,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::args().nth(1).as_deref() == Some("late-watcher") {
+        rt.block_on(late_watcher());
+        drop(rt);
+        println!("ok");
+        return;
+    }
     rt.block_on(async {
         // watch: a consumer follows a producer's values up to 3
         let (tx, mut rx) = watch::channel(0u32);
@@ -80,4 +87,26 @@ fn main() {
     });
     drop(rt);
     println!("ok");
+}
+
+/// Every send is done (and its task ended) before the watcher starts: it never waits in
+/// `changed()`, and follows the producer only through what `borrow_and_update` reads.
+async fn late_watcher() {
+    let (tx, mut rx) = watch::channel(0u32);
+    let producer = tokio::task::Builder::new()
+        .name("producer")
+        .spawn(async move {
+            for v in 1..=3 {
+                tx.send(v).unwrap();
+            }
+            tx
+        })
+        .unwrap();
+    let tx = producer.await.unwrap();
+    let watcher = tokio::task::Builder::new()
+        .name("watcher")
+        .spawn(async move { *rx.borrow_and_update() })
+        .unwrap();
+    assert_eq!(watcher.await.unwrap(), 3);
+    drop(tx);
 }

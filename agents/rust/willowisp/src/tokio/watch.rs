@@ -1,7 +1,8 @@
 //! A recorded `tokio::sync::watch` channel: one `condition` resource. A send is a
 //! `sync.notify` to every receiver (-1); `changed()` and `wait_for()` write `unit.block`
 //! (wait) when they have to wait and `unit.wake` when they return, so each is linked to
-//! the latest send before it. Reading the value (`borrow`) records nothing.
+//! the latest send before it, and so does `borrow_and_update` when it reads a value not
+//! seen yet. `borrow` records nothing.
 
 use std::panic::Location;
 
@@ -90,8 +91,18 @@ impl<T> Receiver<T> {
         self.inner.borrow()
     }
 
+    /// `Receiver::borrow_and_update`: a value not seen yet is what a send made, so reading
+    /// it writes `unit.wake` (an edge from the latest send before it, as `changed()` does);
+    /// a receiver that only ever reads after the sends were all done still follows them.
+    /// Written after the read: every send whose value it can read notified before it.
+    #[track_caller]
     pub fn borrow_and_update(&mut self) -> Ref<'_, T> {
-        self.inner.borrow_and_update()
+        let at = Location::caller();
+        let value = self.inner.borrow_and_update();
+        if value.has_changed() {
+            emit(kind::UNIT_WAKE, self.res, 0, at);
+        }
+        value
     }
 
     pub fn has_changed(&self) -> Result<bool, RecvError> {
