@@ -123,11 +123,55 @@ def test_http_hop_python_node_python_is_linked_end_to_end(tmp_path: Path) -> Non
         assert hop["count"] == 1
         assert hop["linked"] == 1
         assert hop["provenance"] == {"traceparent": 1}
+    # Node's side is named after its core module, never like Python's http.server
+    assert pairs[("python", "nodejs")]["libraries"] == ["urllib", "node:http"]
+    assert pairs[("nodejs", "python")]["libraries"] == ["node:http", "http.server"]
     node = next(p for p in doc["processes"] if p["runtime"] == "nodejs")
     assert node["service"] == "relay"
     assert node["agent"]["events"] > 0
     # the three processes share one clock (same boot, same time namespace)
     assert len({p["clock_domain"] for p in doc["processes"]}) == 1
+
+
+def test_a_handler_s_timer_wait_is_not_running_on_the_critical_path(tmp_path: Path) -> None:
+    """A request handler that waits 30 ms on a timer (an awaited setTimeout promise, and a
+    setTimeout callback) before it answers: on each request's critical path that wait is
+    `io` (suspended, unit.yield to unit.run), and the request's flow runs well under the
+    30 ms. The flow is born inside its connection's read, which is no flow's step; its
+    first yield used to come only after the timer fired, so the wait counted as running."""
+    out = tmp_path / "run"
+    server = subprocess.Popen(
+        [NODE, str(PROGRAMS / "timer_handler.js")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=node_env(out, WILLOWISP_SERVICE="srv"),
+    )
+    client = wisp_run(out, "timer_client.py", str(port_of(server)))
+    try:
+        assert client.wait(timeout=60) == 0
+        assert server.wait(timeout=60) == 0
+    finally:
+        for p in (server, client):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            assert p.stdout is not None
+            p.stdout.close()
+    doc = analyze(out)
+    assert doc["trace"]["agent_faults"] == 0
+    flows = {"GET /await", "GET /callback"}
+    seen = set()
+    for path in doc["critical_paths"]["paths"]:
+        mine = [s for s in path["segments"] if s["unit"]["name"] in flows]
+        if not mine:
+            continue
+        seen |= {s["unit"]["name"] for s in mine}
+        story = [(s["kind"], s["duration_ns"], s["unit"]["name"]) for s in mine]
+        running = sum(s["duration_ns"] for s in mine if s["kind"] == "running")
+        waited = sum(s["duration_ns"] for s in mine if s["kind"] == "io")
+        assert waited >= 25_000_000, story  # the 30 ms timer (clipped to the window)
+        assert running < 15_000_000, story  # was 30.4 ms: the wait counted as work
+    assert seen == flows, doc["critical_paths"]
 
 
 def test_async_mutex_deadlock_between_two_flows_is_found(tmp_path: Path) -> None:
@@ -304,6 +348,80 @@ def test_willowisp_ctl_reaches_a_node_process(tmp_path: Path) -> None:
     kinds = dict(json.loads(q.stdout)["rows"])
     assert kinds["async-flow"] == 3, kinds
     assert kinds.get("async-resource", 0) >= 3, kinds
+
+
+def sink_of(pid: int, runtime: Path) -> dict[str, Any]:
+    """The program's `sink` from `willowisp ctl PID status --format json`."""
+    env = {**clean_env(), "WILLOWISP_RUNTIME_DIR": str(runtime)}
+    return dict(ctl_json(pid, "status", env=env)["processes"][0]["result"]["sink"])
+
+
+def test_ctl_status_sink_names_the_segment_file(tmp_path: Path) -> None:
+    """Without a collector the sink is the process's segment file in the run folder, in the
+    same two fields as every agent's."""
+    out = tmp_path / "run"
+    proc, runtime, port = start_service(out)
+    try:
+        assert "GET /work 3" in get(port, "/work")
+        sink = sink_of(proc.pid, runtime)
+        assert sorted(sink) == ["kind", "path"], sink
+        assert sink["kind"] == "file"
+        path = Path(sink["path"])
+        assert path.parent == out and path.name.endswith("-1.wtrace"), sink
+        assert f"-{proc.pid}-" in path.name and path.is_file()
+    finally:
+        stop_service(proc, runtime)
+
+
+def test_ctl_status_sink_says_streaming_then_the_fallback_and_its_retries(
+    tmp_path: Path,
+) -> None:
+    """Streaming to a real `willowisp collect --native`: state `streaming`, the collector's
+    address and file, no fallback file, no retries. Once the collector stops (it says bye),
+    state `file`, the fallback segment named, and the failed reconnects counted (tried
+    every 0.2 s with WILLOWISP_STREAM_RETRY_S, when a chunk is written: a request a poll)."""
+    out, collected = tmp_path / "run", tmp_path / "collected"
+    collector, address = start_collector(collected)
+    proc, runtime, port = start_service(
+        out, WILLOWISP_COLLECTOR=address, WILLOWISP_STREAM_RETRY_S="0.2"
+    )
+    try:
+        try:
+            assert "GET /work 3" in get(port, "/work")
+            deadline = time.monotonic() + 30
+            sink = sink_of(proc.pid, runtime)
+            while sink["state"] != "streaming":  # the hello answered a moment after start
+                assert time.monotonic() < deadline, sink
+                time.sleep(0.05)  # polling the agent's own answer with a deadline
+                sink = sink_of(proc.pid, runtime)
+            assert (sink["kind"], sink["collector"], sink["phase"]) == (
+                "stream", address, "open",
+            )  # fmt: skip
+            assert (sink["file"], sink["retries"], sink["fallbacks"]) == ("", 0, 0), sink
+            assert f"-{proc.pid}-" in sink["collector_file"], sink
+            assert (collected / sink["collector_file"]).is_file(), sink
+            assert isinstance(sink["unacked"], int) and sink["unacked"] >= 0, sink
+        finally:
+            stop_collector(collector)
+        deadline = time.monotonic() + 30
+        while sink["state"] != "file" or sink["retries"] == 0:
+            assert time.monotonic() < deadline, f"still {sink} 30 s after the collector stopped"
+            assert "GET /work 3" in get(port, "/work")  # a chunk to write, a reconnect to try
+            time.sleep(0.1)  # polling the agent's own answer with a deadline
+            sink = sink_of(proc.pid, runtime)
+        assert (sink["kind"], sink["collector"], sink["unacked"]) == ("stream", address, 0)
+        assert sink["phase"] == "file" and sink["fallbacks"] == 1, sink
+        fallback = Path(sink["file"])
+        assert fallback.parent == out and f"-{proc.pid}-" in fallback.name, sink
+        assert fallback.is_file()
+        # never capped: the count goes on past the old schedule's five
+        while sink["retries"] <= 6:
+            assert time.monotonic() < deadline, f"still {sink} 30 s after the collector stopped"
+            assert "GET /work 3" in get(port, "/work")
+            time.sleep(0.1)
+            sink = sink_of(proc.pid, runtime)
+    finally:
+        stop_service(proc, runtime)
 
 
 def run_deadlock(out: Path, **extra: str) -> None:

@@ -176,13 +176,18 @@ function newFlow(name, ctx, boundary, loc) {
   const unit = rec.newUnit(['async-flow', short, parent, loc], FLOW_SHAPE);
   rec.emit(K.UNIT_CREATE, parent, 0, unit, loc);
   rec.emit(K.UNIT_START, unit, 0, parent, 0);
-  return makeFlow(unit, ctx, boundary, false, short);
+  const flow = makeFlow(unit, ctx, boundary, false, short);
+  if (state.full) {
+    flow.fresh = true;
+    born.push(flow);
+  }
+  return flow;
 }
 
 // Every flow object has this one shape (the hooks read it on every callback: keep it
 // monomorphic). unit 0: a flow that is not recorded (unsampled in hops mode).
 function makeFlow(unit, ctx, boundary, ended, name) {
-  return { unit, ctx, boundary, ended, events0: 0, name: String(name).slice(0, 200), createdAt: checkpoint.n, wokeAt: -1, settled: 0 };
+  return { unit, ctx, boundary, ended, events0: 0, name: String(name).slice(0, 200), createdAt: checkpoint.n, wokeAt: -1, settled: 0, fresh: false };
 }
 
 // --- promise edges between flows (full mode) ----------------------------------------
@@ -235,6 +240,33 @@ function endFlow(flow, status) {
 // synchronously from another).
 const running = [];
 
+// Flows started during the current step (full mode). A flow starts running where it is
+// created (unit.start), inside a step that belongs to someone else: an inbound request's
+// flow is made in the 'request' emit of its connection's read, which is no flow's step. No
+// `after` of that step pops the new flow, so without this its first unit.yield would only
+// come at the end of its next step, and the time it then spent suspended (a timer, a
+// socket) would count as running. So when the outermost step ends, every flow born in it
+// yields. A flow born outside every step (the main script) yields at the next step's
+// start, the earliest moment the agent sees. Until then the flow is `fresh`: a callback of
+// its own nested in that step writes no unit.run/unit.yield (it runs already, and goes on
+// running when the nested callback returns).
+const born = [];
+
+function yieldBorn(rec) {
+  for (const f of born) {
+    f.fresh = false;
+    if (!f.ended) rec.emit(K.UNIT_YIELD, f.unit, 0, 0, 0);
+  }
+  born.length = 0;
+}
+
+// The end of a step the boundary hooks bracket themselves (an async-resource unit's
+// callback, whose `after` does not reach the step hook): the flows born in it yield when
+// it was the outermost one.
+function endOfStep() {
+  if (running.length === 0 && stepUnits.length === 0 && born.length > 0) yieldBorn(state.rec);
+}
+
 function installSteps(boundaryHooks) {
   const rec = state.rec;
   // An exception escaping an async hook kills the process: every hook catches.
@@ -269,11 +301,12 @@ function installSteps(boundaryHooks) {
         }
         const f = STORE_KEY !== undefined && r !== null && typeof r === 'object' ? r[STORE_KEY] : als.getStore();
         if (running.length === 0) {
+          if (born.length > 0 && stepUnits.length === 0) yieldBorn(rec); // born outside every step
           checkpoint.n += 1; // a new outermost step: a new microtask checkpoint follows it
           checkpoint.opener = f;
         }
         running.push(f);
-        if (f !== undefined && !f.ended) rec.emit(K.UNIT_RUN, f.unit, 0, LOOP_UNIT, 0);
+        if (f !== undefined && !f.ended && !f.fresh) rec.emit(K.UNIT_RUN, f.unit, 0, LOOP_UNIT, 0);
       } catch (err) {
         rec.fault('async_hooks.before', err);
       }
@@ -281,7 +314,8 @@ function installSteps(boundaryHooks) {
     after() {
       try {
         const f = running.pop();
-        if (f !== SKIP && f !== undefined && !f.ended) rec.emit(K.UNIT_YIELD, f.unit, 0, 0, 0);
+        if (f !== SKIP && f !== undefined && !f.ended && !f.fresh) rec.emit(K.UNIT_YIELD, f.unit, 0, 0, 0);
+        if (running.length === 0 && stepUnits.length === 0 && born.length > 0) yieldBorn(rec);
       } catch (err) {
         rec.fault('async_hooks.after', err);
       }
@@ -343,6 +377,7 @@ module.exports = {
   newFlow,
   makeFlow,
   endFlow,
+  endOfStep,
   installSteps,
   ensureBoundaryHooks,
   dropBoundaryHooks,

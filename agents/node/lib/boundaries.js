@@ -288,11 +288,13 @@ function hooks(steps) {
       return;
     }
     u.running -= 1;
-    if (u.ended) return;
-    if (u.endPending && u.running === 0) {
-      u.ended = true;
-      counted(u.d, K.UNIT_END, u.unit, 0);
-    } else counted(u.d, K.UNIT_YIELD, u.unit, 0);
+    if (!u.ended) {
+      if (u.endPending && u.running === 0) {
+        u.ended = true;
+        counted(u.d, K.UNIT_END, u.unit, 0);
+      } else counted(u.d, K.UNIT_YIELD, u.unit, 0);
+    }
+    agent.endOfStep(); // flows born in this step, when it was the outermost
   }
 
   function resolved(asyncId) {

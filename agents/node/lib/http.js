@@ -244,7 +244,7 @@ function wrapClient(mod, library, defaultPort) {
 
 // --- server --------------------------------------------------------------------------
 
-function onServerRequest(req, res) {
+function onServerRequest(req, res, library) {
   const rec = agent.state.rec;
   const headers = Array.isArray(req.rawHeaders) ? wanted(req.rawHeaders) : req.headers || {};
   const { ctx: parent, how, style } = tc.incoming(headers);
@@ -264,7 +264,7 @@ function onServerRequest(req, res) {
   const name = `${method} ${t}`;
   const flow = agent.newFlow(name, ctx, inst, 0);
   const values = [
-    'rpc', name, ctx.traceId, ctx.spanId, parent !== null ? parent.spanId : '', flags & 1, 'http', 'http.server', method, t,
+    'rpc', name, ctx.traceId, ctx.spanId, parent !== null ? parent.spanId : '', flags & 1, 'http', library, method, t,
     peerOfSocket(req.socket), headersJson(headers), how,
   ];
   let rid;
@@ -295,7 +295,9 @@ function peerOfSocket(sock) {
   return peer;
 }
 
-function wrapServer(Server) {
+// `library` names the core module the server comes from (`node:http`, `node:https`): the
+// `node:` prefix keeps Node's hops apart from Python's `http.server` in analyze's output.
+function wrapServer(Server, library) {
   const proto = Server.prototype;
   const origEmit = proto.emit;
   // `arguments` and no closure: this runs for every event of every server
@@ -304,7 +306,7 @@ function wrapServer(Server) {
     if (event !== 'request' || agent.state.rec === null || arguments.length !== 3) return origEmit.apply(this, arguments);
     let flow;
     try {
-      flow = onServerRequest(req, res);
+      flow = onServerRequest(req, res, library);
     } catch (err) {
       agent.state.rec.fault('http.server.request', err);
       return origEmit.apply(this, arguments);
@@ -407,12 +409,12 @@ function findHeader(headers, name) {
 function install(rec) {
   const http = require('node:http');
   const https = require('node:https');
-  wrapClient(http, 'http', 80);
-  wrapClient(https, 'https', 443);
+  wrapClient(http, 'node:http', 80);
+  wrapClient(https, 'node:https', 443);
   wrapEnd(http.ClientRequest);
   wrapEmit(http.ClientRequest);
-  wrapServer(http.Server);
-  wrapServer(https.Server);
+  wrapServer(http.Server, 'node:http');
+  wrapServer(https.Server, 'node:https');
   wrapResponse(http.ServerResponse);
   installUndici(rec);
 }

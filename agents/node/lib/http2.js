@@ -1,14 +1,15 @@
 'use strict';
 // HTTP/2 (`node:http2`): client streams and server streams, recorded like HTTP/1 hops
 // (http.js): the client continues the current trace with a new span id in `traceparent`,
-// defines a client `rpc` resource (`library` `http2`) and writes msg.send, the flow waits
-// (unit.block, reason rpc) from the request until the response headers (rpc.response with
-// `:status`; -1 when the stream closes or fails first). The server extracts the context
-// (W3C, else B3, else X-Ray: context.js `incoming`), starts the stream's async flow,
-// defines the server `rpc` resource (`library` `http2.server`) and writes msg.recv; the
-// stream's first respond() writes rpc.reply with `:status`; its close ends the flow (status
-// 0, or 2 when the stream was reset). The compatibility API (`request` handlers with
-// Http2ServerRequest/Response) is carried by the same 'stream' event and respond().
+// defines a client `rpc` resource (`library` `node:http2`) and writes msg.send, the flow
+// waits (unit.block, reason rpc) from the request until the response headers (rpc.response
+// with `:status`; -1 when the stream closes or fails first). The server extracts the
+// context (W3C, else B3, else X-Ray: context.js `incoming`), starts the stream's async
+// flow, defines the server `rpc` resource (`library` `node:http2` too: the module both sides
+// come from) and writes msg.recv; the stream's first respond() writes rpc.reply with
+// `:status`; its close ends the flow (status 0, or 2 when the stream was reset). The
+// compatibility API (`request` handlers with Http2ServerRequest/Response) is carried by
+// the same 'stream' event and respond().
 //
 // Loading `node:http2` costs a Node process tens of milliseconds, so the agent does not
 // load it: it patches the module when the program first requires it (Module.prototype.require),
@@ -105,7 +106,7 @@ function beforeRequest(session, headers) {
     ['span_id', ctx.spanId],
     ['sampled', ctx.flags & 1],
     ['protocol', 'http'],
-    ['library', 'http2'],
+    ['library', 'node:http2'],
     ['method', method],
     ['target', t],
     ['peer', peer],
@@ -194,7 +195,7 @@ function onStream(rec, stream, headers) {
     ['parent_span_id', parent !== null ? parent.spanId : ''],
     ['sampled', flags & 1],
     ['protocol', 'http'],
-    ['library', 'http2.server'],
+    ['library', 'node:http2'],
     ['method', method],
     ['target', t],
     ['peer', `${sock.remoteAddress || '?'}:${sock.remotePort || 0}`],

@@ -95,7 +95,7 @@ class StreamSink {
     this.unacked = [];
     this.unackedBytes = 0;
     this.sent = 0;
-    this.retries = 0; // failed reconnections since the last fallback or good connection
+    this.retries = 0; // failed reconnections since the last good connection (never capped)
     this.retryAt = 0;
     this.noRetry = false; // a bad address will not get better
     this.overSince = 0; // when the unacked bound was passed (0: not over)
@@ -110,13 +110,21 @@ class StreamSink {
     process.on('beforeExit', () => this.beforeExit());
   }
 
+  // The control channel's `sink`, in the fields and words every agent uses (docs/protocols.md,
+  // the status result): `streaming` only while a connection carries the chunks; otherwise
+  // `file`, with the fallback file once there is one ("" while the first connection is
+  // still being set up and the chunks wait in memory). `phase` is this sink's own state,
+  // which tells that wait apart.
   status() {
     return {
       kind: 'stream',
       collector: this.address,
-      state: this.state,
+      state: this.state === 'open' ? 'streaming' : 'file',
       collector_file: this.collectorFile,
+      file: this.rec.files.fd >= 0 ? this.rec.files.path : '', // named in advance, made on fallback
       unacked: this.unacked.length,
+      retries: this.retries,
+      phase: this.state,
       chunks_sent: this.chunksSent,
       fallbacks: this.fallbacks,
     };

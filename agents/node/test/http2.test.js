@@ -39,15 +39,16 @@ for (const mode of ['full', 'hops']) {
     assert.strictEqual(t.stdout.status, 200);
     assert.strictEqual(t.stdout.down.status, 201);
     const rpcs = [...t.resources].filter(([, r]) => r.kind === 'rpc');
-    const one = (lib, tgt) => {
-      const found = rpcs.filter(([, r]) => r.library === lib && r.target === tgt);
-      assert.strictEqual(found.length, 1, `one ${lib} ${tgt}`);
+    // both sides are `node:http2`; the server's resource says how the context came in
+    const one = (server, tgt) => {
+      const found = rpcs.filter(([, r]) => r.library === 'node:http2' && ('propagation' in r) === server && r.target === tgt);
+      assert.strictEqual(found.length, 1, `one ${server ? 'server' : 'client'} ${tgt}`);
       return found[0];
     };
-    const [frontClientId, frontClient] = one('http2', '/front');
-    const [frontServerId, frontServer] = one('http2.server', '/front');
-    const [leafClientId, leafClient] = one('http2', '/leaf?id=');
-    const [leafServerId, leafServer] = one('http2.server', '/leaf?id=');
+    const [frontClientId, frontClient] = one(false, '/front');
+    const [frontServerId, frontServer] = one(true, '/front');
+    const [leafClientId, leafClient] = one(false, '/leaf?id=');
+    const [leafServerId, leafServer] = one(true, '/leaf?id=');
     // the wire: each client's span id is what its server saw as the parent
     assert.strictEqual(t.stdout.seen, `00-${frontClient.trace_id}-${frontClient.span_id}-01`);
     assert.strictEqual(frontServer.parent_span_id, frontClient.span_id);

@@ -111,7 +111,7 @@ test('a real server continues B3 and X-Ray traces, writes them on its calls and 
     assert.strictEqual(stderr, '');
     const files = fs.readdirSync(out);
     const records = files.flatMap((f) => readFile(fs.readFileSync(path.join(out, f))).chunks.flatMap((ch) => ch.records));
-    const servers = records.filter((r) => r.type === 3 && r.attrs.kind === 'rpc' && r.attrs.library === 'http.server' && r.attrs.target.startsWith('/hop'));
+    const servers = records.filter((r) => r.type === 3 && r.attrs.kind === 'rpc' && r.attrs.library === 'node:http' && 'propagation' in r.attrs && r.attrs.target.startsWith('/hop'));
     for (const c of cases) {
       const [, trace, span, flag] = c.downstream.split('-');
       assert.strictEqual(flag, c.flag, `${c.name}: the sampled decision travels on`);
@@ -133,7 +133,7 @@ test('a real server continues B3 and X-Ray traces, writes them on its calls and 
       assert.ok(server, `${c.name}: a server resource of that trace`);
       assert.strictEqual(server.attrs.propagation, c.how, c.name);
       assert.strictEqual(server.attrs.parent_span_id, c.parent, c.name);
-      const client = records.find((r) => r.type === 3 && r.attrs.kind === 'rpc' && r.attrs.library === 'http' && r.attrs.span_id === span);
+      const client = records.find((r) => r.type === 3 && r.attrs.kind === 'rpc' && r.attrs.library === 'node:http' && !('propagation' in r.attrs) && r.attrs.span_id === span);
       assert.ok(client, `${c.name}: the downstream call is recorded with the span id it sent`);
       assert.strictEqual(client.attrs.trace_id, trace);
     }
