@@ -215,15 +215,18 @@ func (r *recorder) pieceRefused(info pieceInfo, bytes, batches int64, err error)
 // recoverTracer (on the flusher) stops a tracer whose stream was broken by a refused
 // piece, and starts it again, with a new stream, when its wait is over.
 func (r *recorder) recoverTracer() {
-	r.mu.Lock()
-	at, broken := r.restartAt, r.streamBroken
-	r.mu.Unlock()
-	if at == 0 {
+	if r.restartPending() == 0 { // the usual tick: no tmu, which ctl's switches may hold
 		return
 	}
 	r.tmu.Lock()
 	defer r.tmu.Unlock()
-	if r.stopping {
+	// Read again under tmu: whoever held it (another caller, a boundary switched through
+	// ctl) may have restarted the tracer meanwhile, and acting on the state from before
+	// would stop that new stream and start yet another one.
+	r.mu.Lock()
+	at, broken := r.restartAt, r.streamBroken
+	r.mu.Unlock()
+	if at == 0 || r.stopping {
 		return
 	}
 	if r.tracerOn && broken {
@@ -238,6 +241,13 @@ func (r *recorder) recoverTracer() {
 	if !r.tracerOn && r.wantTracer() {
 		r.startTracerLocked()
 	}
+}
+
+// restartPending is when a tracer stopped by a refusal starts again (0: none).
+func (r *recorder) restartPending() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restartAt
 }
 
 // sayLost writes the one line a full disk costs the program's standard error.

@@ -3,12 +3,16 @@ package wisp
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"runtime/trace"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // refusingSink refuses every chunk while refuse is set, as a full disk does.
@@ -24,16 +28,14 @@ func (s *refusingSink) write(b []byte, p pieceInfo) error {
 	return s.sink.write(b, p)
 }
 
-// A refused tracer piece ends its stream where the file has it (no later piece of it is
-// written), the loss is counted and said (faults where write and trace, drops), and the
-// tracer starts again with a new, complete stream once there is room.
-func TestRefusedTracerPieceEndsItsStreamAndANewOneStarts(t *testing.T) {
-	dir := startTemp(t)
-	defer Stop()
-	r := active.Load()
-	if _, err := os.Stat(filepath.Join(dir, reservePrefix+strconv.Itoa(os.Getpid()))); err != nil {
-		t.Fatalf("no reserve: %v", err)
-	}
+// breakStream swaps in a sink that refuses everything and writes tracer bytes until a
+// piece of the open stream was refused. The restart is put off for an hour, so that the
+// flusher cannot start a new stream while the disk is still full: the caller says when.
+func breakStream(t *testing.T, r *recorder) *refusingSink {
+	t.Helper()
+	r.mu.Lock()
+	r.restartWait = int64(time.Hour)
+	r.mu.Unlock()
 	r.wmu.Lock()
 	s := &refusingSink{sink: r.out}
 	r.out = s
@@ -44,30 +46,59 @@ func TestRefusedTracerPieceEndsItsStreamAndANewOneStarts(t *testing.T) {
 		trace.Log(bg, "test", filler)
 		if i%1000 == 999 {
 			_ = r.flush(false)
-			r.mu.Lock()
-			broken := r.streamBroken
-			r.mu.Unlock()
-			if broken {
+			// restartAt, not streamBroken: the flusher clears streamBroken when it stops the
+			// broken tracer, while restartAt stays set until the restart an hour away.
+			if restartDue(r) != 0 {
 				break
 			}
 		}
 	}
 	r.mu.Lock()
-	broken, lost := r.streamBroken, r.lostTrace
-	r.restartAt = nanotime() // no wait
+	lost := r.lostTrace
 	r.mu.Unlock()
-	if !broken || lost == 0 {
-		t.Fatalf("broken %v, lost %d", broken, lost)
+	if restartDue(r) == 0 || lost == 0 {
+		t.Fatalf("no tracer piece was refused: restart at %d, lost %d", restartDue(r), lost)
 	}
+	return s
+}
+
+func restartDue(r *recorder) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restartAt
+}
+
+// makeRestartDue: the wait after the refusal is over.
+func makeRestartDue(r *recorder) {
+	r.mu.Lock()
+	r.restartAt = nanotime()
+	r.mu.Unlock()
+}
+
+func tracerStream(r *recorder) (bool, int) {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	return r.tracerOn, r.streamNo
+}
+
+// A refused tracer piece ends its stream where the file has it (no later piece of it is
+// written), the loss is counted and said (faults where write and trace, drops), and the
+// tracer starts again with a new, complete stream once there is room.
+func TestRefusedTracerPieceEndsItsStreamAndANewOneStarts(t *testing.T) {
+	dir := startTemp(t)
+	defer Stop()
+	r := active.Load()
+	if _, err := os.Stat(filepath.Join(dir, reservePrefix+strconv.Itoa(os.Getpid()))); err != nil {
+		t.Fatalf("no reserve: %v", err)
+	}
+	s := breakStream(t, r)
 	if _, err := os.Stat(filepath.Join(dir, reservePrefix+strconv.Itoa(os.Getpid()))); !os.IsNotExist(err) {
 		t.Fatalf("the reserve is still there: %v", err)
 	}
-	s.refuse.Store(false)
-	r.recoverTracer()
-	r.tmu.Lock()
-	on, stream := r.tracerOn, r.streamNo
-	r.tmu.Unlock()
-	if !on || stream != 2 {
+	s.refuse.Store(false) // room first: a restart from here on (ours or the flusher's) is whole
+	makeRestartDue(r)
+	r.recoverTracer() // the flusher may call it too: exactly one new stream starts
+	if on, stream := tracerStream(r); !on || stream != 2 {
 		t.Fatalf("tracer on %v, stream %d: want a new stream 2", on, stream)
 	}
 	Stop()
@@ -100,6 +131,70 @@ func TestRefusedTracerPieceEndsItsStreamAndANewOneStarts(t *testing.T) {
 		t.Fatal("the reserve outlived Stop")
 	}
 }
+
+// Two callers that find the same restart due start one new stream, not two: whoever gets
+// tmu first restarts the tracer, and the other must see that under tmu rather than act on
+// what it read before waiting for it (the flusher and the test above both call it).
+func TestADueTracerRestartHappensOnce(t *testing.T) {
+	startTemp(t)
+	defer Stop()
+	r := active.Load()
+	// A start or stop in progress from before the refusal: the broken tracer stays on (the
+	// flusher cannot stop it yet), and both callers will wait for tmu.
+	r.tmu.Lock()
+	held := true
+	defer func() { // before Stop, which waits for the flusher, which may wait for tmu
+		if held {
+			r.tmu.Unlock()
+		}
+	}()
+	s := breakStream(t, r)
+	s.refuse.Store(false)
+	makeRestartDue(r)
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.recoverTracer()
+		}()
+	}
+	parked := parkedInRecover(t.Name(), 2)
+	held = false
+	r.tmu.Unlock()
+	wg.Wait()
+	if parked < 2 {
+		t.Fatalf("%d of 2 callers waited in recoverTracer", parked)
+	}
+	if on, stream := tracerStream(r); !on || stream != 2 {
+		t.Fatalf("tracer on %v, stream %d: want one new stream, 2", on, stream)
+	}
+}
+
+// parkedInRecover waits (at most 10 s) until n goroutines the named test started are
+// parked on a mutex in recoverTracer, and says how many were (a goroutine dump is the only
+// place a parked goroutine shows).
+func parkedInRecover(test string, n int) int {
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dump := string(buf[:runtime.Stack(buf, true)])
+		parked := 0
+		for _, g := range strings.Split(dump, "\n\n") {
+			if strings.Contains(g, "[sync.Mutex.Lock") && strings.Contains(g, "(*recorder).recoverTracer") &&
+				strings.Contains(g, "created by "+pkgPath+"."+test) {
+				parked++
+			}
+		}
+		if parked >= n || time.Now().After(deadline) {
+			return parked
+		}
+		runtime.Gosched()
+	}
+}
+
+// pkgPath is this package's import path, as goroutine dumps name its functions.
+var pkgPath = reflect.TypeOf(recorder{}).PkgPath()
 
 // Without the tracer, the client's send and its wait for the reply (one log with the
 // tracer, see ClientBegin) are two of the agent's own events, as the decoder makes them.
