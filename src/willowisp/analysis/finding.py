@@ -7,6 +7,12 @@ because CI baselines compare ids: it is a hash of the kind and an ``identity`` e
 builds from content that survives a re-run — resource kinds, names and creation places,
 source locations, service names — and never from process ids, pids, unit numbers,
 thread names or timestamps, which change every time.
+
+Nor from which of two symmetric things came first. The parts are sorted before hashing, so
+their order never matters; but a part can tie two things together in a way the timing
+decides — a race's read done by service A and its write by B in one run, the other way
+round in the next, when both run the same code. Such an analysis lists every identity the
+problem could have had and keeps one, :func:`canonical_identity`'s choice.
 """
 
 from __future__ import annotations
@@ -125,6 +131,14 @@ def finding_id(kind: str, identity: Iterable[str]) -> str:
     """``F-`` and 6 hex digits of a SHA-256 over the kind and the sorted identity parts."""
     text = "\n".join([kind, *sorted(set(identity))])
     return "F-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
+
+
+def canonical_identity(kind: str, variants: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    """Of identities that name one problem (the same race with its sides' services
+    swapped), the one whose id is greatest: the same choice whichever variant a run saw
+    first. Greatest rather than least because it keeps the ids the docs and golden traces
+    published before the choice was made. ``variants`` must not be empty."""
+    return max(variants, key=lambda identity: finding_id(kind, identity))
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

@@ -31,6 +31,13 @@ happens-before graph backwards from each), which locks each side held, and that 
 reaches the other. The id is built from what survives a re-run: the data's stable name
 (a database file's base name and table, not its folder or the row's keyed hash), both
 places, statements, modes and services.
+
+**Which service did which side is timing.** Two services running the same handler (read
+at line 47, write at line 49) race as "A reads, B writes" in one run and "B reads, A
+writes" in the next, whichever wrote first. When the trace shows each service also doing
+the other side's access, the two are one bug: the id is chosen from both variants
+(:func:`~willowisp.analysis.finding.canonical_identity`), so it is the same in every run.
+Services that never do each other's side keep the id of the one pairing they have.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from willowisp.analysis.finding import Finding, ResourceRef, UnitRef
+from willowisp.analysis.finding import Finding, ResourceRef, UnitRef, canonical_identity
 from willowisp.analysis.naming import (
     at,
     event_where,
@@ -130,7 +137,7 @@ def find(c: Causality) -> list[Finding]:
     a, b = a[racy], b[racy]
     if not len(a):
         return []
-    return _Teller(c, index, data, notes).findings(a, b)
+    return _Teller(c, index, data, notes, acc).findings(a, b)
 
 
 def _without_outside_requests(c: Causality, acc: I64, data: dict[int, Data]) -> I64:
@@ -260,20 +267,60 @@ class _Teller:
     """Groups unordered pairs into findings and tells each one's story."""
 
     def __init__(
-        self, c: Causality, index: ReachIndex, data: dict[int, Data], notes: dict[str, str]
+        self,
+        c: Causality,
+        index: ReachIndex,
+        data: dict[int, Data],
+        notes: dict[str, str],
+        acc: I64,
     ) -> None:
         self.c, self.trace, self.index, self.data, self.notes = c, c.trace, index, data, notes
+        self.acc = acc  # every access the analysis looked at
+        self._present: set[tuple[str, str]] | None = None  # see sides_present
         self._holds: Holds | None = None
         self._dsts_by_unit: dict[int, list[int]] | None = None
         self._edges: tuple[list[int], list[int]] | None = None
 
-    def side(self, e: int) -> str:
-        """What identifies one side of a race across runs."""
+    def side(self, e: int, service: str | None = None) -> str:
+        """What identifies one side of a race across runs; ``service`` in place of the
+        access's own, to ask what the side would be had the other service done it."""
         ev, trace = self.trace.events, self.trace
         d = self.data[int(ev.res[e])]
-        service = trace.processes[int(ev.proc[e])].service
+        if service is None:
+            service = trace.processes[int(ev.proc[e])].service
         mode = "write" if int(ev.arg[e]) == WRITE else "read"
         return f"{service}|{event_where(trace, e)}|{d.statement}|{mode}"
+
+    def identity(self, a: int, b: int) -> tuple[str, ...]:
+        """The finding's identity, the same whichever service did which side (see the
+        module doc): with the services swapped too when each did the other's access."""
+        trace, ev = self.trace, self.trace.events
+        da, db = self.data[int(ev.res[a])], self.data[int(ev.res[b])]
+        # a row's and its whole table's stable names agree; min() is for when they do not
+        stable = min(da.stable, db.stable)
+        variants = [("race", stable, *sorted((self.side(a), self.side(b))))]
+        sva = trace.processes[int(ev.proc[a])].service
+        svb = trace.processes[int(ev.proc[b])].service
+        if sva != svb:
+            xa, xb = self.side(a, svb), self.side(b, sva)
+            present = self.sides_present()
+            if (da.base, xa) in present and (db.base, xb) in present:
+                variants.append(("race", stable, *sorted((xa, xb))))
+        return canonical_identity("race", variants)
+
+    def sides_present(self) -> set[tuple[str, str]]:
+        """(data base, side) of every access looked at: which service did what where.
+        One representative per distinct (resource, process, location, mode), so millions
+        of accesses cost one vectorised ``unique``."""
+        if self._present is None:
+            ev = self.trace.events
+            e = self.acc
+            shape = np.stack([ev.res[e], ev.proc[e], ev.loc[e], ev.arg[e] == WRITE], axis=1)
+            _, first = np.unique(shape, axis=0, return_index=True)
+            self._present = {
+                (self.data[int(ev.res[x])].base, self.side(x)) for x in e[first].tolist()
+            }
+        return self._present
 
     def side_ids(self, e: I64) -> I64:
         """Per access, a number for what ``side`` says (equal strings, equal numbers):
@@ -367,8 +414,7 @@ class _Teller:
         note = self.notes.get(da.base)
         if note:
             lines.append(f"(not every pair was checked on this data: {note})")
-        sides = sorted((self.side(a), self.side(b)))
-        identity = ("race", da.stable, *sides)
+        identity = self.identity(a, b)
         accesses = [self.access_json(e) for e in (a, b)]
         events = [a, b] + ([common] if common >= 0 else [])
         return Finding(
