@@ -36,7 +36,6 @@ parentless units, never over all events.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,14 +46,13 @@ from willowisp.analysis.naming import (
     join_words,
     plural,
     possessive,
-    request_path,
     resource_ref,
     unit_label,
     unit_ref,
 )
 from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
-from willowisp.causality.hops import HopKind, Unlinked
+from willowisp.causality.hops import ContextDrop, HopKind, Unlinked, dropped_context
 from willowisp.causality.link import Causality
 from willowisp.causality.program_order import BOOKKEEPING
 from willowisp.causality.provenance import Provenance, attr_str
@@ -73,69 +71,15 @@ def find(c: Causality) -> list[Finding]:
 # -- dropped-context ---------------------------------------------------------------------
 
 
-@dataclass
-class _Hop:
-    """The unlinked rows of one hop, both sides, and how its sides were put together."""
-
-    client_rows: list[int] = field(default_factory=list)
-    server_rows: set[int] = field(default_factory=set)
-    peers: set[str] = field(default_factory=set)
-    proven: bool = False  # the listener at the peer is known from linked requests
-
-
 def _dropped_context(c: Causality) -> tuple[list[Finding], set[int]]:
-    """Findings, and the server rows they explain (not reported again as broken links)."""
-    trace, hops = c.trace, c.hops
-    res = trace.resources
-    reasons = hops.reason.tolist()
-    kinds = hops.kind.tolist()
-    clients, servers = hops.client.tolist(), hops.server.tolist()
-    # Who listens at (client process, peer): learned from linked requests only.
-    owner: dict[tuple[int, str], set[int]] = {}
-    for row in np.flatnonzero(hops.linked).tolist():
-        if kinds[row] != HopKind.SPAWN and res[clients[row]].peer:
-            peer_key = (res[clients[row]].proc, res[clients[row]].peer)
-            owner.setdefault(peer_key, set()).add(res[servers[row]].proc)
+    """Findings, and the server rows they explain (not reported again as broken links).
+    The pairing is the causality layer's (hops.dropped_context), which the hop groups
+    read too, so the hops table and these findings always tell the same hop."""
     out: list[Finding] = []
     used: set[int] = set()
-    for sent_context, client_reason, server_reason in (
-        (True, Unlinked.NO_SERVER_SIDE, Unlinked.NO_TRACEPARENT),
-        (False, Unlinked.NO_CONTEXT, Unlinked.NO_CLIENT_SIDE),
-    ):
-        # server rows by (process, method, path)
-        by_endpoint: dict[tuple[int, str, str], set[int]] = {}
-        for row, reason in enumerate(reasons):
-            if reason == server_reason and kinds[row] != HopKind.SPAWN:
-                r = res[servers[row]]
-                by_endpoint.setdefault((r.proc, r.method, request_path(r.target)), set()).add(row)
-        hops_found: dict[tuple[str, str, str, str], _Hop] = {}
-        for row, reason in enumerate(reasons):
-            if reason != client_reason or kinds[row] == HopKind.SPAWN:
-                continue
-            cr = res[clients[row]]
-            method, path = cr.method, request_path(cr.target)
-            listeners = owner.get((cr.proc, cr.peer), set()) if cr.peer else set()
-            candidates = [p for (p, m, t) in by_endpoint if m == method and t == path]
-            if listeners:
-                candidates = [p for p in candidates if p in listeners]
-            if len(set(candidates)) != 1:
-                continue  # nobody, or ambiguous: say nothing rather than guess
-            sproc = candidates[0]
-            key = (
-                trace.processes[cr.proc].service,
-                trace.processes[sproc].service,
-                method,
-                path,
-            )
-            hop = hops_found.setdefault(key, _Hop())
-            hop.client_rows.append(row)
-            hop.server_rows |= by_endpoint[(sproc, method, path)]
-            hop.proven = hop.proven or bool(listeners)
-            if cr.peer:
-                hop.peers.add(cr.peer)
-        for hop_key, hop in sorted(hops_found.items()):
-            used |= hop.server_rows
-            out.append(_dropped_finding(c, hop_key, hop, sent_context))
+    for drop in dropped_context(c.trace, c.hops):
+        used |= drop.server_rows
+        out.append(_dropped_finding(c, drop))
     return out, used
 
 
@@ -218,11 +162,10 @@ def _side(trace: Trace, rs: list[int]) -> tuple[str, str, str]:
     return service, runtimes, libs
 
 
-def _dropped_finding(
-    c: Causality, key: tuple[str, str, str, str], hop: _Hop, sent_context: bool
-) -> Finding:
+def _dropped_finding(c: Causality, hop: ContextDrop) -> Finding:
     trace, hops = c.trace, c.hops
-    client_service, server_service, method, path = key
+    client_service, server_service, method, path = hop.key
+    sent_context = hop.sent_context
     cres = [int(hops.client[r]) for r in hop.client_rows]
     sres = [int(hops.server[r]) for r in sorted(hop.server_rows)]
     csvc, crt, clib = _side(trace, cres)

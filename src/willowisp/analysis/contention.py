@@ -37,6 +37,14 @@ preempted while it holds a lock makes the others wait a switch interval (5 ms), 
 a large share of a 70 ms program and says nothing about its design. The id is the
 resource's kind, name and creation place.
 
+**Go's own locks are left out.** The Go importer can only place a wait the runtime reports
+as ``sync`` at the nearest frame it has; when no program frame is on the stack that is a
+place inside the standard library (``internal/poll``'s descriptor lock, ``fd_unix.go:114``),
+a lock the program never took and whose release the trace does not show (so every wait
+reads as given up). Such resources (a Go process's, whose place is in a function of the
+standard library: a package path whose first element has no dot, other than ``main``)
+stay in the trace but are not in this section nor found contended.
+
 Everything is computed in bulk (sorts, bincounts, running maxima); only the resources that
 are reported (the section's top ``TOP_N`` by total wait, and those with a finding) get
 percentiles and per-unit detail, one small numpy call each.
@@ -148,6 +156,8 @@ class _Measure:
         n_res = len(trace.resources)
         kind_of = trace.resource_kind
         lockish = np.isin(kind_of, LOCK_LIKE) if n_res else np.zeros(0, bool)
+        for r in np.flatnonzero(lockish).tolist():
+            lockish[r] = not _go_internal(trace, r)
         semaphore = kind_of == "semaphore" if n_res else np.zeros(0, bool)
         self.semaphore = semaphore
         # Waits to acquire, and how each ended.
@@ -300,6 +310,25 @@ class _Measure:
             span_ns=int(self.span[r]),
             severity=self.severity(r),
         )
+
+
+def _go_internal(trace: Trace, r: int) -> bool:
+    """Is resource r a Go process's own lock, placed in the standard library's code?"""
+    res = trace.resources[r]
+    if trace.processes[res.proc].runtime != "go" or res.loc == NO_INDEX:
+        return False
+    return go_std_func(trace.locations[res.loc].func)
+
+
+def go_std_func(func: str) -> bool:
+    """``internal/poll.(*FD).Read`` → True, ``main.worker``/``github.com/a/b.F`` → False:
+    a standard package's path has no dot in its first element (the helper's rule)."""
+    if not func:
+        return False
+    slash = func.rfind("/")
+    dot = func.find(".", slash + 1)
+    pkg = func[:dot] if dot >= 0 else func
+    return pkg != "main" and "." not in pkg.split("/", 1)[0]
 
 
 def _percentiles(values: I64) -> Percentiles:

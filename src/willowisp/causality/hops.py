@@ -12,6 +12,11 @@ error, with no server side, is a failed call rather than a missing receiver). On
 message id); every row says how it was linked and how surely
 (:mod:`willowisp.causality.provenance`).
 
+Rows whose context was dropped on the way (the client sent context, the server got none, or
+the reverse) are unlinked by that rule, but :func:`dropped_context` puts their two sides
+together per hop by what identifies a hop without time (method, path, proven listener);
+the ``dropped-context`` finding and the hop groups both read that one pairing.
+
 The table is columnar (one row per request, linked or not) because a busy service makes
 tens of thousands of requests; the matching itself is a dictionary pass over the rpc
 resources, which is per request, not per event. The four events of a request/reply hop
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -376,6 +382,115 @@ class HopGroup:
     latency_omitted: int = 0
 
 
+# -- dropped context: pairing the unlinked halves of one hop ---------------------------------
+
+DROPPED_CONTEXT = "dropped-context"  # the hop groups' reason for rows paired below
+
+
+@dataclass
+class ContextDrop:
+    """The unlinked rows of one hop whose context was lost between its sides, both sides."""
+
+    sent_context: bool  # True: the client sent context, the server got none; else the reverse
+    client_service: str
+    server_service: str
+    method: str
+    path: str
+    client_rows: list[int] = field(default_factory=list)
+    server_rows: set[int] = field(default_factory=set)
+    server_proc: int = -1
+    peers: set[str] = field(default_factory=set)
+    proven: bool = False  # the listener at the peer is known from linked requests
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.client_service, self.server_service, self.method, self.path)
+
+
+def request_path(target: str) -> str:
+    """The path alone: no scheme, host, port or query (they vary between runs)."""
+    if "://" in target:
+        return urlsplit(target).path or "/"
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
+def dropped_context(trace: Trace, hops: Hops) -> list[ContextDrop]:
+    """The hops whose requests lost (or gained) their context between client and server.
+
+    Forward: client rows that sent context and found no server side (NO_SERVER_SIDE) with
+    server rows that got none (NO_TRACEPARENT); reverse: client rows with no context
+    (NO_CONTEXT) with server rows whose parent span no loaded process has (NO_CLIENT_SIDE).
+    The halves are matched by the client's method, path and peer and the server's method
+    and path, never by time. Who listens at the peer is proven by linked requests of the
+    same client process to it; failing that the server must be the only process that got
+    that method and path unlinked, else nothing is paired (ambiguity is not guessed away).
+    Sorted by direction (forward first), then key."""
+    res = trace.resources
+    reasons, kinds = hops.reason.tolist(), hops.kind.tolist()
+    clients, servers = hops.client.tolist(), hops.server.tolist()
+    owner: dict[tuple[int, str], set[int]] = {}  # (client process, peer) -> listeners
+    for row in np.flatnonzero(hops.linked).tolist():
+        if kinds[row] != HopKind.SPAWN and res[clients[row]].peer:
+            peer_key = (res[clients[row]].proc, res[clients[row]].peer)
+            owner.setdefault(peer_key, set()).add(res[servers[row]].proc)
+    out: list[ContextDrop] = []
+    for sent_context, client_reason, server_reason in (
+        (True, Unlinked.NO_SERVER_SIDE, Unlinked.NO_TRACEPARENT),
+        (False, Unlinked.NO_CONTEXT, Unlinked.NO_CLIENT_SIDE),
+    ):
+        by_endpoint: dict[tuple[int, str, str], set[int]] = {}  # (proc, method, path) -> rows
+        for row, reason in enumerate(reasons):
+            if reason == server_reason and kinds[row] != HopKind.SPAWN:
+                r = res[servers[row]]
+                by_endpoint.setdefault((r.proc, r.method, request_path(r.target)), set()).add(row)
+        found: dict[tuple[str, str, str, str], ContextDrop] = {}
+        for row, reason in enumerate(reasons):
+            if reason != client_reason or kinds[row] == HopKind.SPAWN:
+                continue
+            cr = res[clients[row]]
+            method, path = cr.method, request_path(cr.target)
+            listeners = owner.get((cr.proc, cr.peer), set()) if cr.peer else set()
+            candidates = {p for (p, m, t) in by_endpoint if m == method and t == path}
+            if listeners:
+                candidates &= listeners
+            if len(candidates) != 1:
+                continue  # nobody, or ambiguous: say nothing rather than guess
+            sproc = candidates.pop()
+            cservice, sservice = trace.processes[cr.proc].service, trace.processes[sproc].service
+            key = (cservice, sservice, method, path)
+            drop = found.setdefault(
+                key, ContextDrop(sent_context, cservice, sservice, method, path, server_proc=sproc)
+            )
+            drop.client_rows.append(row)
+            drop.server_rows |= by_endpoint[(sproc, method, path)]
+            drop.proven = drop.proven or bool(listeners)
+            if cr.peer:
+                drop.peers.add(cr.peer)
+        out += [found[k] for k in sorted(found)]
+    return out
+
+
+def _paired_halves(trace: Trace, hops: Hops) -> tuple[dict[int, Side], dict[int, Side]]:
+    """For the rows :func:`dropped_context` pairs forward (context sent, none received):
+    client row -> the server's side, and server row -> the client's side (what each half
+    is missing in the hops table). A reverse pair keeps its halves: its client recorded no
+    context, so a request without context and a server that got some are both what each
+    side saw, and only the finding says that something in between added it."""
+    to_server: dict[int, Side] = {}
+    to_client: dict[int, Side] = {}
+    for drop in dropped_context(trace, hops):
+        if not drop.sent_context:
+            continue
+        cproc = trace.resources[int(hops.client[drop.client_rows[0]])].proc
+        client = Side(trace.processes[cproc].service, trace.processes[cproc].runtime)
+        server = Side(
+            trace.processes[drop.server_proc].service, trace.processes[drop.server_proc].runtime
+        )
+        to_server.update(dict.fromkeys(drop.client_rows, server))
+        to_client.update(dict.fromkeys(drop.server_rows, client))
+    return to_server, to_client
+
+
 def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
     """Group rows by (from, to, protocol).
 
@@ -383,6 +498,12 @@ def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
     peer, when there is one (learned, not guessed: a linked request to that host:port proved
     who listens there). Unlinked message rows likewise go with the one service that linked
     messages of the same process, protocol and destination proved to be the other end.
+
+    The two halves of a hop whose context was dropped on the way (:func:`dropped_context`,
+    forward: the client sent context, the server got none) are one
+    group, named after both services, their rows counted as ``dropped-context``: its client
+    rows are its requests; its server rows add their library, not to the count (each is the
+    arrival of one of those requests).
     """
     res = trace.resources
     sides = [Side(p.service, p.runtime) for p in trace.processes]
@@ -411,6 +532,7 @@ def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
 
     acc: dict[tuple[Side, Side, str], _Acc] = {}
     latency = _latencies(trace, hops)
+    to_server, to_client = _paired_halves(trace, hops)
     for row, (c, s, kind_code, reason_code) in enumerate(
         zip(clients, servers, kinds, hops.reason.tolist(), strict=True)
     ):
@@ -429,18 +551,27 @@ def summarize(trace: Trace, hops: Hops) -> list[HopGroup]:
             )
         else:
             src, dst = Side(None, None), side_of(s)
+        arrival = row in to_client  # the server half of a dropped-context hop
+        if row in to_server:
+            dst = to_server[row]
+        elif arrival:
+            src = to_client[row]
         protocol = (
             "process"
             if kind == HopKind.SPAWN
             else ((cr.protocol if cr else "") or (sr.protocol if sr else "") or "unknown")
         )
         a = acc.setdefault((src, dst, protocol), _Acc())
-        a.count += 1
         if cr is not None and cr.library:
             a.client_libs.add(cr.library)
         if sr is not None and sr.library:
             a.server_libs.add(sr.library)
-        if reason_code == Unlinked.LINKED:
+        if arrival:
+            continue
+        a.count += 1
+        if row in to_server:
+            a.add_unlinked(DROPPED_CONTEXT)
+        elif reason_code == Unlinked.LINKED:
             a.linked += 1
             prov = Provenance(int(hops.provenance[row]))
             label = _provenance_label(prov, sr if sr is not None else cr)

@@ -44,6 +44,11 @@ line naming the agent's process id. It is decoded here at read time: the helper 
 the raw bytes and the stream above is decoded in *agent mode*, so its goroutines join the
 agent's own process (same ``process_id``) rather than forming an imported one:
 
+* the stream's process record carries the segment number of the file it came in (from the
+  file's name), so the loader orders it after that segment's own records: where the agent
+  also defined one of these goroutines (it does for a hop made while its tracer was off,
+  stopping or rotating, knowing only the goroutine's number), the stream's definition,
+  which names the start function and the creator, is the one kept, whatever the timing;
 * numbers cannot collide with the agent's own: goroutine ``g`` is unit ``g + 1`` (goroutine
   ids are never reused, so several streams of one process agree), this decoder's resources
   and locations count from :data:`AGENT_RES_BASE` / :data:`AGENT_LOC_BASE` (the agent's
@@ -80,6 +85,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from willowisp.errors import TraceFormatError, TraceLimitError
+from willowisp.ingest.files import parse_segment_name
 from willowisp.ingest.go_decoder import (  # NAME and the numbering: the registry, tests
     AGENT_LOC_BASE,
     AGENT_RES_BASE,
@@ -90,6 +96,7 @@ from willowisp.ingest.go_decoder import (  # NAME and the numbering: the registr
     MAX_AGENT_HEADER,
     MAX_ANNOTATIONS,
     MAX_LINES,
+    R_PROCESS,
     STORED,
     BadLine,
     Decoder,
@@ -100,6 +107,7 @@ from willowisp.ingest.go_helper import (  # re-exported: doctor, scripts/test an
 )
 from willowisp.ingest.go_helper import helper_message as _helper_message
 from willowisp.ingest.go_helper import run_helper as _run
+from willowisp.wtrace.payload import Record
 from willowisp.wtrace.reader import TraceFile
 
 # -- sniffing and the helper -----------------------------------------------------------------
@@ -153,7 +161,30 @@ def _decode_agent_stream(data: bytes, path: str) -> tuple[list[TraceFile], list[
         loc_base=AGENT_LOC_BASE + span,
         first_seq=AGENT_SEQ_BASE + (stream - 1) * (1 << 32),
     )
-    return _decode_events(out, path, d)
+    files, notes = _decode_events(out, path, d)
+    return [_in_segment(tf, path) for tf in files], notes
+
+
+def _in_segment(tf: TraceFile, path: str) -> TraceFile:
+    """The decoded stream with its process record saying which segment it came in.
+
+    The loader merges a process's unit definitions in segment order, later ones winning.
+    The agent's own records name a goroutine only by number (``goroutine #30``, no
+    parent); without a segment this stream sorted first and lost to them, so one run
+    named the demo's consumer ``main.consume #9`` and the next ``goroutine #30``. In its
+    own segment the stream sorts after the agent's records (its sequence numbers start
+    at AGENT_SEQ_BASE). A file whose name is not a segment's keeps the old order."""
+    name = parse_segment_name(path)
+    if name is None:
+        return tf
+    for chunk in tf.chunks:
+        chunk.records = [
+            Record(r.rtype, r.id, (*r.attrs, ("segment", name.n)))
+            if r.rtype == R_PROCESS and r.get("segment") is None
+            else r
+            for r in chunk.records
+        ]
+    return tf
 
 
 def _agent_header(head: bytes) -> tuple[str, int]:

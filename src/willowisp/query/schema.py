@@ -163,7 +163,11 @@ TABLES: tuple[Table, ...] = (
         "One row per request, message delivery or child-process spawn (linked or not).",
         ("kind", "VARCHAR", "`rpc`, `message` or `spawn`"),
         ("linked", "BOOLEAN", "both sides are in the trace and matched"),
-        ("reason", "VARCHAR", "`linked`, or why not: `no-server-side`, `failed-to-connect`, `no-consumer`, ..."),
+        (
+            "reason",
+            "VARCHAR",
+            "`linked`, or why not: `no-server-side`, `failed-to-connect`, `no-consumer`, ...",
+        ),
         ("provenance", "VARCHAR", "how the sides were matched (`wire-header`, ...)"),
         ("confidence", "DOUBLE", "1.0, or 1/n for a message id n producers used"),
         ("protocol", "VARCHAR", "`http`, `grpc`, `process`, ..."),

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from willowisp.analysis.naming import fmt_duration, resource_name
+from willowisp.causality.hops import HopKind
 from willowisp.errors import UsageError
 from willowisp.model.spec import K
 from willowisp.replay.steps import Stepper
@@ -255,9 +256,26 @@ def state_lines(s: Stepper) -> list[str]:
     now = int(adjusted[s.event()]) if s.event() >= 0 else 0
     for row, since in sorted(cut.inflight.items(), key=lambda kv: kv[1]):
         send = int(hops.send[row])
-        client = int(hops.client[row])
-        name = resource_name(trace, client) if client >= 0 else "?"
+        name = _flight_name(s, row)
         who = s.unit_name(int(trace.events.unit[send])) if trace.events.unit[send] >= 0 else "?"
         age = fmt_duration(max(now - int(adjusted[send]), 0))
         lines.append(f"  {name} from {who}, sent at step {since + 1} ({age} before)")
     return lines
+
+
+def _flight_name(s: Stepper, row: int) -> str:
+    """What an in-flight hop row is called: a request or message by its resource; a spawn
+    (until its child starts) by the child it starts, ``spawn of ledger (java)`` when the
+    child is traced, else by its program's name (a command line is long and, recorded
+    cut, ends mid-word)."""
+    trace, hops = s.a.trace, s.a.causality.hops
+    client = int(hops.client[row])
+    if int(hops.kind[row]) != HopKind.SPAWN:
+        return resource_name(trace, client) if client >= 0 else "?"
+    server = int(hops.server[row])
+    if server >= 0:
+        child = trace.processes[trace.resources[server].proc]
+        return f"spawn of {child.service} ({child.runtime})"
+    command = trace.resources[client].name if client >= 0 else ""
+    program = command.split(maxsplit=1)[0].rsplit("/", 1)[-1] if command.strip() else "?"
+    return f"spawn of {program} (not traced)"

@@ -10,9 +10,12 @@ uncertain to say even that, the step says so (a drift warning) instead of preten
 
 **Cut.** After step k: each unit's state (not started, running, blocked on a resource for a
 reason, ended), which owned locks each unit holds (reentrant depth counted), and which
-requests are in flight (sent, no response yet). Computed by applying events forward from
-the nearest checkpoint (one every ``CHECKPOINT`` steps), so any step is reached in at most
-that many applications, forwards or backwards.
+requests are in flight: a request from its send to its response (or, without one, the
+server's reply), a message from its send to its receipt (once a consumer got it, it is
+no longer travelling, whatever it did next), a spawn from the parent's spawn to the
+child's start (then it is a running process, shown as its units). Computed by applying
+events forward from the nearest checkpoint (one every ``CHECKPOINT`` steps), so any step
+is reached in at most that many applications, forwards or backwards.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import event_where, fmt_duration, resource_name
+from willowisp.causality.hops import HopKind, Hops
 from willowisp.causality.waits import OWNED_LOCKS, waits
 from willowisp.model.spec import K, Reason
 from willowisp.view.model import causal_levels
@@ -70,11 +74,12 @@ class Stepper:
         self.block_of_end = {e: b for b, e in self.wait_end.items() if e >= 0}
         h = a.causality.hops
         self.hop_of_send = {s: r for r, s in enumerate(h.send.tolist()) if s >= 0}
-        self.hop_end = {}
+        # Invariant: every row listed under an event is in flight from its send to that event.
+        self.hop_end: dict[int, list[int]] = {}
         for r in range(len(h)):
-            end = int(h.response[r]) if h.response[r] >= 0 else int(h.reply[r])
+            end = _hop_end(h, r)
             if end >= 0:
-                self.hop_end[end] = r
+                self.hop_end.setdefault(end, []).append(r)
         self.owned = set(np.flatnonzero(np.isin(trace.resource_kind, OWNED_LOCKS)).tolist())
         self.rlock = set(np.flatnonzero(trace.resource_kind == "rlock").tolist())
         self._checkpoints: list[Cut] = [Cut()]
@@ -110,8 +115,8 @@ class Stepper:
         u, kind, res, arg = int(ev.unit[i]), int(ev.kind[i]), int(ev.res[i]), int(ev.arg[i])
         if i in self.hop_of_send:
             cut.inflight[self.hop_of_send[i]] = k
-        if i in self.hop_end:
-            cut.inflight.pop(self.hop_end[i], None)
+        for row in self.hop_end.get(i, ()):
+            cut.inflight.pop(row, None)
         if u < 0:
             return
         st = cut.units.setdefault(u, UnitState())
@@ -241,3 +246,11 @@ def _kind_name(code: int) -> str:
         return K(code).name.lower().replace("_", ".", 1)
     except ValueError:
         return f"kind {code}"
+
+
+def _hop_end(h: Hops, r: int) -> int:
+    """The event that ends hop row r's flight (NO_INDEX while it has none): a request's
+    response, else its reply; a message's receipt; a spawn's start of the child."""
+    if int(h.kind[r]) == HopKind.RPC:
+        return int(h.response[r]) if h.response[r] >= 0 else int(h.reply[r])
+    return int(h.recv[r])

@@ -13,8 +13,8 @@ must match exactly one of those kinds):
 - ``hop:TEXT`` — requests and messages whose hop (``client-service->server-service``, or
   the operation's name such as ``GET /price``) contains TEXT: each arrives DURATION later
   at its server or consumer (so everything the server does for it, and the reply, moves;
-  a consumer that was busy when it arrived absorbs the part of DURATION it would have
-  been busy anyway);
+  its recorded transit is kept whole even where the receiver looked busy when it was
+  sent, since those steps may have been the unrecorded hand-off of this very request);
 - ``event:PROCESS:SEQ`` — one event (its id; a unique prefix of the process id is
   enough) happens DURATION later than recorded.
 

@@ -11,20 +11,25 @@ thread's ``unit.start`` before ``proc.start``) depend on the spawn too: nothing 
 process precedes its spawn. An event with such an edge into it happens at the later of its
 unit's previous event plus its own time and the edge's source plus the edge's transit.
 
-**Slack is not latency.** Which of the two decided an event's recorded time is read from
-the recording: the edge did when its source came after the unit's previous event (the unit
-was waiting for it), or when it brought a request or message to a unit born after it was
-sent (a handler started for it). Then the unit's time before the event was waiting, not
-work (0 in the simulation, so the wait grows or shrinks with the source), and the edge's
-transit is its recorded latency (a wire, a wake-up). Otherwise the unit's previous event
-decided: its own time is kept, and the edge's transit is 0, because the time from the
-source to the event was slack (a thread joined 60 ms after it ended, a reply read long
-after it arrived): a later source moves the event only by what exceeds that slack. Keeping
-the whole recorded gap after the later of the two would add every delay of a finished
-thread to its join. A wait that no recorded event ended (a sleep, a timeout, a wake-up
-whose cause was not recorded) keeps its recorded length: nothing in the simulation could
-end it sooner or later. Treating such a wait as "ended at once" would move events earlier
-with no delay at all and invent reorderings the recording's own order rules out.
+**Slack is not latency.** Which of the two decided an event's recorded time is read from the
+recording: the edge did when its source came after the unit's previous event (the unit was
+waiting for it), or when it brought a request or message to a unit born after it was sent (a
+handler started for it). Then the unit's time before the event was waiting, not work (0 in
+the simulation, so the wait grows or shrinks with the source), and the edge's transit is its
+recorded latency (a wire, a wake-up). Otherwise the unit's previous event decided: its own
+time is kept, and the edge's transit is 0, because the time from the source to the event was
+slack (a thread joined 60 ms after it ended): a later source moves the event only by what
+exceeds that slack. Keeping the whole recorded gap after the later of the two would add
+every delay of a finished thread to its join. A request, a reply or a message keeps its
+recorded transit even then: what the receiver did meanwhile may have been handling it
+through steps no agent records (an accept loop, a dispatcher thread handing the request to a
+worker, a parked pool thread), and taking that transit as slack let a delayed request arrive
+the instant it was sent, so delaying a call made it faster. The cost: a receiver that really
+was busy with something else absorbs none of a delay (the answer errs late, never early). A
+wait that no recorded event ended (a sleep, a timeout, a wake-up whose cause was not
+recorded) keeps its recorded length: nothing in the simulation could end it sooner or later.
+Treating such a wait as "ended at once" would move events earlier with no delay at all and
+invent reorderings the recording's own order rules out.
 
 **Re-decided (what timing chose).** Who gets an owned lock (lock, rlock, rwlock, monitor)
 and when: a unit asks for it where it asked in the recording (its block, or its acquire
@@ -35,25 +40,33 @@ the lock is free meanwhile takes it, as a non-fair lock lets it, and the woken o
 again. Which item a queue get takes: a put hands its item to the waiting get the recording
 served first, after that get's recorded latency. Priorities and latencies come from the
 recording, so with no delay every grant goes where it went and every event keeps its time;
-only a delay changes an order. The cost: a lock's real fairness policy is not modelled,
+only a delay changes an order. Hence the invariant tests/replay checks: with a positive
+delay no event happens earlier than recorded unless a re-decided grant or item made it
+(``Outcome.redecided`` and what follows from them); with a zero delay every event keeps
+its time. The cost: a lock's real fairness policy is not modelled,
 only the order it produced in this run.
 
-**Reported.** The makespan; each operation's end-to-end (``analyze``'s operations: from
-its root to the event that ended it in the recording), since a server idle until the
-program stops it sets the run's length whatever its requests do; the new critical path
-(from the last event back along the dependency that decided each time, the recording's on
-a tie, to an event nothing recorded caused: the run's root when the spawns and hops that
-started each process were recorded); pairs of conflicting
-operations that now run in the other order — two units' accesses to the same data, at
-least one a write (a race the delay exposes), and the order two units got a lock in; and a
-wait cycle if the simulated run cannot finish (a deadlock the delay causes, or one the
-recording already had). ``whatif_report`` renders it as JSON and text.
+**Reported.** The makespan; each operation's end-to-end (``analyze``'s operations: from its
+root to the event that ended it in the recording), since a server idle until the program
+stops it sets the run's length whatever its requests do; the new critical path (from the
+last event back along the dependency that decided each time, the recording's on a tie, to an
+event nothing recorded caused: the run's root when the spawns and hops that started each
+process were recorded); pairs of conflicting operations that now run in the other order —
+two units' accesses to the same data, at least one a write (a race the delay exposes), the
+order two units got a lock in (also a waiter the recording served that never gets it now),
+and queue gets that took another put's item; and a wait cycle if the simulated run cannot
+finish (a deadlock the delay causes, or one the recording already had). When the run's end
+is a unit that only idles out its recorded life (a server's main thread until the process is
+stopped), the makespan cannot move and its path says nothing: ``idle_end`` names that unit
+and ``op_path`` is the critical path of the operation that changed most instead.
+``whatif_report`` renders it as JSON and text.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +86,9 @@ UNSET = np.iinfo(np.int64).min
 SMALL_BUCKET = 200  # data accesses per piece of data compared pairwise; above: neighbours
 
 _COMPLETE, _REQUEST, _RETRY = 0, 1, 2  # at equal times: releases before asks
+# Edges that carry something over a wire or a mailbox: their recorded transit is kept even
+# when the receiver's own chain came last (see _transit)
+_ARRIVALS = frozenset({int(EdgeKind.REQUEST), int(EdgeKind.REPLY), int(EdgeKind.MESSAGE)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +114,7 @@ class Outcome:
     """What the simulation found (see the module doc)."""
 
     sim: I64  # per event: simulated time, UNSET where it never happened
+    bind: I64  # per event: the dependency that set its simulated time (-1: none)
     makespan_recorded: int
     makespan: int
     start: int  # simulated time of the run's first event (the makespan's zero)
@@ -109,6 +126,14 @@ class Outcome:
     matched: list[str] = field(default_factory=list)
     # every operation analyze ranks, those that changed first (largest change first)
     operations: list[OperationTime] = field(default_factory=list)
+    # arbitrated events the simulation decided differently: a lock grant after another
+    # grant than recorded (or never), a queue get that took another put's item (or none)
+    redecided: set[int] = field(default_factory=set)
+    never_granted: list[tuple[int, int]] = field(default_factory=list)  # (granted now, waiter)
+    items_flipped: list[tuple[int, int]] = field(default_factory=list)  # (get, put it took)
+    idle_end: int = -1  # unit whose idle life sets the run's end (-1: not so)
+    op_path: list[int] = field(default_factory=list)  # most-changed operation's path
+    op_path_trace: str = ""
 
 
 class _Sim:
@@ -181,7 +206,8 @@ class _Sim:
         # retry is scheduled); heaps keyed by the recorded time it got the lock or item
         self.lock_waiters: dict[int, list[tuple[int, int]]] = {}
         self.woken_by: dict[int, int] = {}  # waiter -> the release that woke it
-        self.items: dict[int, int] = {}
+        self.items: dict[int, deque[int]] = {}  # queue -> puts whose items wait, in order
+        self.took: dict[int, int] = {}  # get -> the put whose item it took
         self.queue_waiters: dict[int, list[tuple[int, int]]] = {}
         self.grant_order: dict[int, list[int]] = {}
 
@@ -294,9 +320,11 @@ class _Sim:
         """ns from fixed edge k's source to its target: the recorded latency (a wire's
         transit, a wake-up) when the edge decided the target's time; otherwise 0, since
         the target then happened when its own unit got there and the time in between was
-        slack: a later source pushes the target only by what exceeds it."""
+        slack: a later source pushes the target only by what exceeds it. A request, reply
+        or message always keeps its recorded transit: its receiver's "own" chain may be
+        the unrecorded hand-off of this very request (see the module doc)."""
         d = int(self.e_dst[k])
-        if int(self.binding[d]) != k:
+        if int(self.binding[d]) != k and int(self.e_kind[k]) not in _ARRIVALS:
             return 0
         return max(int(self.t[d]) - int(self.t[int(self.e_src[k])]), 0)
 
@@ -351,8 +379,9 @@ class _Sim:
         """A unit asks for a lock or an item at ``t`` (where it asked in the recording)."""
         r = int(self.res[i])
         if int(self.kind[i]) == K.QUEUE_GET:
-            if self.items.get(r, 0) > 0:
-                self.items[r] -= 1
+            waiting = self.items.get(r)
+            if waiting:
+                self.took[i] = waiting.popleft()
                 self._push(t + self._lag(i), _COMPLETE, i)
             else:
                 heapq.heappush(self.queue_waiters.setdefault(r, []), (int(self.t[i]), i))
@@ -421,12 +450,13 @@ class _Sim:
             heap = self.queue_waiters.get(r)
             if heap:
                 _, w = heapq.heappop(heap)
+                self.took[w] = i
                 at = t + self._lag(w)
                 if at > self.ready[w]:
                     self.bind[w] = i
                 self._push(at, _COMPLETE, w)
             else:
-                self.items[r] = self.items.get(r, 0) + 1
+                self.items.setdefault(r, deque()).append(i)
         nxt = int(self.next[i])
         if nxt >= 0:
             self._satisfy(nxt, t + self._own_work(nxt), i, decided=self.binding[nxt] < 0)
@@ -448,8 +478,12 @@ def simulate(a: Analysis, delays: Resolved) -> Outcome:
     makespan = int(got.max() - got.min()) if len(got) else 0
     path = _critical_path(sim, happened)
     cycle, stuck = _stuck(sim, happened)
-    return Outcome(
+    never = _never_granted(sim)
+    items = _items_flipped(sim)
+    operations = _operations(a, sim.sim)
+    out = Outcome(
         sim=sim.sim,
+        bind=sim.bind,
         makespan_recorded=makespan_recorded,
         makespan=makespan,
         start=int(got.min()) if len(got) else 0,
@@ -459,8 +493,31 @@ def simulate(a: Analysis, delays: Resolved) -> Outcome:
         cycle=cycle,
         stuck_units=stuck,
         matched=list(delays.matched),
-        operations=_operations(a, sim.sim),
+        operations=operations,
+        redecided=_redecided_grants(sim) | {w for _, w in never} | _items_redecided(sim),
+        never_granted=never,
+        items_flipped=items,
     )
+    if makespan == makespan_recorded:
+        out.idle_end = _idle_end(sim, path)
+    if out.idle_end >= 0 and operations and operations[0].change:
+        out.op_path = _operation_path(sim, operations[0])
+        out.op_path_trace = operations[0].trace_id
+    return out
+
+
+def unexplained_early(out: Outcome, recorded: I64) -> list[int]:
+    """Events the simulation put earlier than recorded that no re-decided grant or item
+    explains: for each, the dependency chain that set its time (``bind``) must reach an
+    event of ``out.redecided`` through events that are themselves early. Empty when the
+    simulation keeps its promise (see the module doc)."""
+    happened = out.sim != UNSET
+    early = happened & (out.sim < recorded)
+    explained: dict[int, bool] = {}
+    for i in np.flatnonzero(early)[np.argsort(out.sim[early], kind="stable")].tolist():
+        b = int(out.bind[i])
+        explained[i] = i in out.redecided or (b >= 0 and explained.get(b, False))
+    return [i for i, ok in explained.items() if not ok]
 
 
 def _operations(a: Analysis, sim: I64) -> list[OperationTime]:
@@ -567,6 +624,91 @@ def _stuck(
             loop = seen[seen.index(u) :]
             return [(x, waits_for[x][0], waits_for[x][1]) for x in loop], stuck
     return [], stuck
+
+
+def _recorded_grants(sim: _Sim) -> dict[int, list[int]]:
+    """Per owned lock: its arbitrated acquires in recorded order."""
+    rows = np.flatnonzero(sim.arbitrated & (sim.kind == K.LOCK_ACQUIRED))
+    out: dict[int, list[int]] = {}
+    for i in rows[np.lexsort((rows, sim.t[rows]))].tolist():
+        out.setdefault(int(sim.res[i]), []).append(i)
+    return out
+
+
+def _redecided_grants(sim: _Sim) -> set[int]:
+    """Grants that now follow another grant of their lock than in the recording."""
+    recorded = _recorded_grants(sim)
+    out = set()
+    for r, order in sim.grant_order.items():
+        before = {i: p for p, i in itertools.pairwise([-1, *recorded.get(r, [])])}
+        for prev, i in itertools.pairwise([-1, *order]):
+            if before.get(i, -1) != prev:
+                out.add(i)
+    return out
+
+
+def _never_granted(sim: _Sim) -> list[tuple[int, int]]:
+    """Waiters the recording granted the lock to and the simulation never does, each with
+    the grant that now came first although the recording made it later (-1: none did;
+    the lock's holder never let it go)."""
+    out = []
+    for r, heap in sim.lock_waiters.items():
+        order = sim.grant_order.get(r, [])
+        for _, w in sorted(heap):
+            took = [g for g in order if int(sim.t[g]) > int(sim.t[w])]
+            out.append((took[0] if took else -1, w))
+    return out
+
+
+def _items_flipped(sim: _Sim) -> list[tuple[int, int]]:
+    """Queue gets that took another put's item than in the recording."""
+    return [(g, p) for g, p in sorted(sim.took.items()) if sim.rec_src.get(g, p) != p]
+
+
+def _items_redecided(sim: _Sim) -> set[int]:
+    """Gets that took another item, or none, than in the recording."""
+    out = {g for g, _ in _items_flipped(sim)}
+    for heap in sim.queue_waiters.values():
+        out |= {w for _, w in heap}
+    return out
+
+
+def _idle_end(sim: _Sim, path: list[int]) -> int:
+    """The unit whose own recorded life, from its start to its last event, ends the
+    critical path with nothing recorded deciding any step of it (a server's main thread
+    idle until the process is stopped), or -1. Its path says only "this unit lived this
+    long"."""
+    if not path:
+        return -1
+    last = path[-1]
+    u = int(sim.unit[last])
+    k = len(path) - 1
+    while k > 0 and int(sim.unit[path[k - 1]]) == u:
+        k -= 1
+    first = path[k]
+    if int(sim.prev[first]) >= 0 or int(sim.next[last]) >= 0:
+        return -1
+    mine = sim.by_unit[sim.unit[sim.by_unit] == u]
+    if (sim.binding[mine[1:]] >= 0).any() or sim.arbitrated[mine].any():
+        return -1
+    return u
+
+
+def _operation_path(sim: _Sim, op: OperationTime) -> list[int]:
+    """The operation's critical path: from its end back along the dependency that set
+    each simulated time, to its root or the first step before the root."""
+    if int(sim.sim[op.end]) == UNSET or int(sim.sim[op.root]) == UNSET:
+        return []
+    start = int(sim.sim[op.root])
+    path, seen, i = [op.end], {op.end}, op.end
+    while i != op.root:
+        b = int(sim.bind[i])
+        if b < 0 or b in seen or int(sim.sim[b]) < start:
+            break
+        path.append(b)
+        seen.add(b)
+        i = b
+    return path[::-1]
 
 
 def _lock_flips(sim: _Sim) -> list[tuple[int, int]]:

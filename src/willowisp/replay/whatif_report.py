@@ -7,7 +7,11 @@ MAX_LISTED races, lock grants and stuck units; MAX_OPERATIONS operations in the 
 the totals beside them count everything, so a reader always sees how much was left out.
 Events are described as a person reads them (``who what on-what at where``); the
 critical path is shown only where it changes unit, since a unit's own steps between two
-hand-offs add nothing to why the run took as long as it did.
+hand-offs add nothing to why the run took as long as it did. When the run's end is a unit
+idling out its recorded life, that path is one idle unit: the answer says so and shows the
+path of the operation that changed most instead. Whatever the simulation decided
+differently from the recording (a lock grant in the other order or never, a queue item
+taken by another get) is listed, since only those may make anything earlier.
 """
 
 from __future__ import annotations
@@ -50,20 +54,28 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
         p = trace.processes[unit.proc]
         return f"{unit.name or unit.kind} ({p.service or '?'}, {p.runtime})"
 
-    return {
-        "schema": "willowisp.whatif/1",
-        "note": "a timed re-simulation of one schedule, not a proof over all interleavings",
-        "delays": out.matched,
-        "makespan_ns": {"recorded": out.makespan_recorded, "simulated": out.makespan},
-        "critical_path": [
+    def steps(path: list[int]) -> list[dict[str, Any]]:
+        return [
             {
                 "event": str(trace.event_id(i)),
                 "at_ns": int(out.sim[i]),
                 "offset_ns": int(out.sim[i]) - out.start,  # since the run's first event
                 "what": describe(a, i),
             }
-            for i in _summarize_path(a, out.path)
-        ],
+            for i in _summarize_path(a, path)
+        ]
+
+    return {
+        "schema": "willowisp.whatif/1",
+        "note": "a timed re-simulation of one schedule, not a proof over all interleavings",
+        "delays": out.matched,
+        "makespan_ns": {"recorded": out.makespan_recorded, "simulated": out.makespan},
+        # the unit whose own idle life ends the run (its end cannot move), else null
+        "makespan_set_by_idle_unit": unit_name(out.idle_end) if out.idle_end >= 0 else None,
+        "critical_path": steps(out.path),
+        "operation_path": {"trace_id": out.op_path_trace, "steps": steps(out.op_path)}
+        if out.op_path
+        else None,
         "reordered": {
             "races": [
                 {"first": describe(a, x), "then": describe(a, y)}
@@ -75,6 +87,17 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
                 for x, y in out.lock_flips[:MAX_LISTED]
             ],
             "lock_grants_total": len(out.lock_flips),
+            "lock_grants_never": [
+                {"first": describe(a, g) if g >= 0 else None, "waiter": describe(a, w)}
+                for g, w in out.never_granted[:MAX_LISTED]
+            ],
+            "lock_grants_never_total": len(out.never_granted),
+            "queue_items": [
+                {"get": describe(a, g), "took": describe(a, p)}
+                for g, p in out.items_flipped[:MAX_LISTED]
+            ],
+            "queue_items_total": len(out.items_flipped),
+            "redecided_events": len(out.redecided),
         },
         "deadlock": [
             {
@@ -108,6 +131,11 @@ def _operation_name(a: Analysis, root: int) -> str:
 def _operations_json(a: Analysis, ops: list[OperationTime]) -> dict[str, Any]:
     changed = sum(1 for x in ops if x.change)
     unfinished = sum(1 for x in ops if x.change is None)
+    never: dict[str, int] = {}  # what never finishes, by name: a delayed hop may be one
+    for x in ops:
+        if x.change is None:
+            name = _operation_name(a, x.root)
+            never[name] = never.get(name, 0) + 1
     return {
         "operations": [
             {
@@ -124,6 +152,7 @@ def _operations_json(a: Analysis, ops: list[OperationTime]) -> dict[str, Any]:
         "operations_total": len(ops),
         "operations_changed": changed,
         "operations_unfinished": unfinished,
+        "operations_unfinished_names": never,
         "operations_unchanged": len(ops) - changed - unfinished,
     }
 
@@ -159,8 +188,47 @@ def _operations_text(doc: dict[str, Any]) -> list[str]:
     if changed > MAX_LISTED:
         lines.append(f"  and {changed - MAX_LISTED} more changed")
     if unfinished:
-        lines.append(f"  {unfinished} never finish in the simulation")
+        names = doc["operations_unfinished_names"]
+        said = [f"{k} x{n}" if n > 1 else k for k, n in list(names.items())[:MAX_LISTED]]
+        lines.append(f"  {unfinished} never finish in the simulation (a wait below never "
+                     f"ends): {', '.join(said)}")  # fmt: skip
     lines.append(f"  {doc['operations_unchanged']} unchanged")
+    return lines
+
+
+def _path_text(doc: dict[str, Any], out: Outcome) -> list[str]:
+    """The run's critical path, or, when that is one idle unit, the path of the operation
+    that changed most (the one whose steps say why it changed)."""
+    where = "where it changes unit; times since the run's first event"
+    if doc["makespan_set_by_idle_unit"]:
+        op = doc["operation_path"]
+        if op is None:
+            return ["critical path: only the idle unit above (no operation changed)"]
+        lines = [f"critical path of the operation that changed most, trace "
+                 f"{op['trace_id'][:8]} ({where}):"]  # fmt: skip
+        return lines + [f"  +{fmt_duration(s['offset_ns'])} {s['what']}" for s in op["steps"]]
+    lines = [f"critical path ({where}):"]
+    lines += [f"  +{fmt_duration(s['offset_ns'])} {s['what']}"
+              for s in doc["critical_path"]] if out.path else ["  (empty)"]  # fmt: skip
+    if out.path and int(out.sim[out.path[0]]) > out.start:
+        lines.append("  (it begins there: no recorded event caused its first step, which keeps "
+                     "its recorded time)")  # fmt: skip
+    return lines
+
+
+def _redecided_text(races: dict[str, Any]) -> list[str]:
+    """Grants and items the simulation gave differently: the only things that may make an
+    event earlier than recorded."""
+    lines = []
+    if races["lock_grants_never_total"]:
+        lines.append(f"lock grants the recording made and the simulation never does: "
+                     f"{races['lock_grants_never_total']}")  # fmt: skip
+        for r in races["lock_grants_never"]:
+            first = f"now first: {r['first']}\n    " if r["first"] else ""
+            lines.append(f"  {first}never:    {r['waiter']}")
+    if races["queue_items_total"]:
+        lines.append(f"queue items taken by another get: {races['queue_items_total']}")
+        lines += [f"  {r['get']}\n    took {r['took']}" for r in races["queue_items"]]
     return lines
 
 
@@ -171,13 +239,13 @@ def text(a: Analysis, out: Outcome) -> list[str]:
     rec, new = doc["makespan_ns"]["recorded"], doc["makespan_ns"]["simulated"]
     change = _signed(new - rec)
     lines.append(f"makespan: {fmt_duration(rec)} recorded → {fmt_duration(new)} ({change})")
+    idle = doc["makespan_set_by_idle_unit"]
+    if idle:
+        lines.append(f"  (uninformative: the run ends when {idle} ends, which lives its "
+                     "recorded length from its start whatever the delay does; nothing "
+                     "recorded ends it sooner or later)")  # fmt: skip
     lines += _operations_text(doc)
-    lines.append("critical path (where it changes unit; times since the run's first event):")
-    lines += [f"  +{fmt_duration(s['offset_ns'])} {s['what']}"
-              for s in doc["critical_path"]] if out.path else ["  (empty)"]  # fmt: skip
-    if out.path and int(out.sim[out.path[0]]) > out.start:
-        lines.append("  (it begins there: no recorded event caused its first step, which keeps "
-                     "its recorded time)")  # fmt: skip
+    lines += _path_text(doc, out)
     races = doc["reordered"]
     if races["races_total"]:
         lines.append(f"races the delay exposes: {races['races_total']} conflicting pair(s) "
@@ -189,6 +257,7 @@ def text(a: Analysis, out: Outcome) -> list[str]:
         lines.append(f"lock grants in the other order: {races['lock_grants_total']}")
         lines += [f"  now first: {r['first']}\n    then:     {r['then']}"
                   for r in races["lock_grants"]]  # fmt: skip
+    lines += _redecided_text(races)
     if doc["deadlock"]:
         lines.append("deadlock: the simulated run cannot finish; a wait cycle:")
         lines += [f"  {d['unit']} waits on {d['waits_on']}, which {d['held_by']} "
