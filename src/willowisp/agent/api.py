@@ -111,7 +111,7 @@ def start(
     from willowisp.agent import control
 
     control.start_server(rec)  # `willowisp ctl`; never raises (a failure is a fault)
-    atexit.register(stop)
+    atexit.register(_at_exit)
     _install_sigterm()
     return rec
 
@@ -236,6 +236,15 @@ def stop() -> None:
         boundaries.reset()
 
 
+def _at_exit() -> None:
+    """The interpreter is ending: its non-daemon threads are joined, but daemon threads (a
+    ThreadingHTTPServer's handlers) still serve. The hooks stay and the last flush ends
+    holding the GIL (``final_flush``); the callbacks registered after the agent's ran
+    before it, and daemon threads stop at their next take of the GIL once finalization
+    has begun, so they record nothing unwritten that a peer saw."""
+    final_flush()
+
+
 def _install_sigterm() -> None:
     """Flush on SIGTERM when the program has no handler of its own, then die as it would."""
     try:
@@ -267,9 +276,10 @@ def _install_sigterm() -> None:
 
         def finish() -> None:
             try:
-                stop()
+                die = _default_action_setter()
+                final_flush()
             finally:
-                _die_of(signum)
+                _die_of(signum, die)
 
         _thread.start_new_thread(finish, ())
 
@@ -279,21 +289,52 @@ def _install_sigterm() -> None:
 DUPLICATE_TERM_S = 2.0
 
 
-def _die_of(signum: int) -> None:
-    """End the process by ``signum``'s default action, from any thread (Python lets only
-    the main thread set a handler, so libc's signal() restores the default); if that cannot
-    be done, exit with the status a shell gives such a death."""
+def final_flush() -> None:
+    """Before the process ends at once (SIGTERM's default action, ``os._exit``): write
+    everything recorded, the program's threads still running and recording, and return
+    holding the GIL (``Recorder.drain``): the caller ends the process next, before anything
+    lets the GIL go. The hooks stay: a request a server thread answers while the agent
+    flushes is recorded and written, not lost."""
+    rec = _r.RECORDER
+    if rec is None:
+        return
+    from willowisp.agent import control
+
+    control.stop_server()
+    rec.drain()
+
+
+def _default_action_setter() -> Any:
+    """libc's ``signal`` through ctypes.PyDLL, which (unlike CDLL) keeps the GIL during the
+    call: made before the final flush, called after it (see ``_die_of``)."""
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.signal.restype = ctypes.c_void_p
-        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
-        libc.signal(signum, None)  # SIG_DFL is 0
-        os.kill(os.getpid(), signum)
+        setter = ctypes.PyDLL(None).signal
+        setter.restype = ctypes.c_void_p
+        setter.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        return setter
+    except Exception:
+        return None
+
+
+def _die_of(signum: int, set_default: Any = None) -> None:
+    """End the process by ``signum``'s default action, from any thread (Python lets only
+    the main thread set a handler, so libc's signal() restores the default); if that cannot
+    be done, exit with the status a shell gives such a death. Neither the setter nor
+    ``os.kill`` nor the original ``os._exit`` lets the GIL go: no thread of the program runs
+    after the final flush."""
+    try:
+        if set_default is None:
+            set_default = _default_action_setter()
+        if set_default is not None:
+            set_default(signum, None)  # SIG_DFL is 0
+            os.kill(os.getpid(), signum)
     finally:
-        os._exit(128 + signum)
+        from willowisp.agent import procs
+
+        procs.real_exit(128 + signum)
 
 
-__all__ = ["arm", "disarm", "start", "start_from_env", "stop"]
+__all__ = ["arm", "disarm", "final_flush", "start", "start_from_env", "stop"]
 _ = sys

@@ -111,17 +111,20 @@ def _popen_init(self: subprocess.Popen[Any], args: Any, *a: Any, **kw: Any) -> N
 
 def _exit(status: int) -> None:
     """os._exit skips atexit (forked children, multiprocessing workers end this way):
-    flush what this process recorded first."""
-    rec = _r.RECORDER
-    if rec is not None:
-        try:
-            from willowisp.agent import control
+    flush what this process recorded first, while its other threads still run, and end
+    it before any of them runs again (``api.final_flush``)."""
+    try:
+        from willowisp.agent import api
 
-            control.stop_server()
-            rec.stop()
-        except Exception:
-            pass
-    _orig["os._exit"](status)
+        api.final_flush()
+    except Exception:
+        pass
+    real_exit(status)
+
+
+def real_exit(status: int) -> None:
+    """The interpreter's own ``os._exit``, hooked or not (it keeps the GIL to the end)."""
+    _orig.get("os._exit", os._exit)(status)
 
 
 def install() -> None:

@@ -30,6 +30,7 @@ import _thread
 import contextlib
 import itertools
 import os
+import sys
 import threading
 import time
 from array import array
@@ -69,6 +70,8 @@ from willowisp.wtrace.payload import AttrValue, EventBatch, PackedEvents, Record
 ANCHOR_INTERVAL_NS = 1_000_000_000
 FLUSH_SAMPLE = 256  # flushes with fewer events do not count towards the per-event cost
 MAX_CARRIED = 100_000  # definition records kept while the disk refuses chunks
+DRAIN_S = 1.0  # drain(): how long a process that never goes quiet is flushed at its end
+DRAIN_SWITCH_S = 0.02  # drain(): the GIL switch interval while the process ends
 
 # Record type codes (spec.RECORD_TYPES).
 R_PROCESS, R_UNIT, R_RESOURCE, R_LOCATION, R_FAULT, R_STATS = 1, 2, 3, 4, 5, 6
@@ -453,16 +456,82 @@ class Recorder:
 
     def stop(self) -> None:
         """Stop the flusher and write everything still buffered."""
-        if self._stop.locked():
-            self._stop.release()
-            if self._flusher_ident and self._flusher_ident != _thread.get_ident():
-                with contextlib.suppress(RuntimeError):
-                    self._flusher_done.acquire(True, 2.0)
+        self._stop_flusher()
         try:
             self.flush()
         except Exception as exc:  # at exit: never a traceback in the program's stderr
             self.fault("stop", exc)
         self.out.close()
+
+    def drain(self) -> None:
+        """The last flush of a process that ends right after it (``os._exit``, SIGTERM):
+        stop the flusher, then flush until a pass finds nothing new (or ``DRAIN_S`` has
+        passed), and return *holding the GIL*. The caller must end the process before it
+        runs anything that lets the GIL go.
+
+        Why: the program's other threads go on while the agent flushes (a server thread
+        answers one more request while ``write(2)`` runs). An event they record after the
+        last flush would be lost without a trace, yet what it did -- a reply -- was seen
+        by its peer. Each pass's write lets them run; the next pass takes what they
+        recorded meanwhile. The last check is pure Python, well inside one switch interval,
+        so no other thread runs Python between it and the end: a reply sent after it came
+        from a request whose receipt is written. A program that records without pause never
+        goes quiet: after ``DRAIN_S`` what its threads recorded during the last write is
+        counted and said on stderr (nowhere else is left). The segment file needs no close
+        (``os.write`` keeps nothing in user space); the collector stream is closed after
+        the first pass, and what comes after that is counted the same way.
+        """
+        self._stop_flusher()
+        self.out.drop_reserve()
+        # Long enough that no waiting thread asks for the GIL during the final check, short
+        # enough that a thread spinning in Python holds each pass up by at most that much.
+        sys.setswitchinterval(DRAIN_SWITCH_S)
+        deadline = time.monotonic() + DRAIN_S
+        try:
+            streaming = bool(self.config.collector)
+            while True:
+                self.flush()
+                if streaming:
+                    self.out.close()
+                    break
+                if not self._unflushed():
+                    if not self.out.lost_on_write:
+                        return
+                    self.out.say_lost()  # a full disk: said once, then one more pass
+                    self.out.lost_on_write = 0
+                    continue
+                if time.monotonic() >= deadline:
+                    break
+            self._say_unwritten()
+        except Exception as exc:  # at exit: never a traceback in the program's stderr
+            self.fault("drain", exc)
+
+    def _unflushed(self) -> bool:
+        """Is anything recorded that no chunk holds yet? Pure Python: keeps the GIL."""
+        if self._pending or self._faults:
+            return True
+        return any(st.used > st.flushed or st.full or st.dropped for st in self.states)
+
+    def _say_unwritten(self) -> None:
+        """Events recorded after the last chunk that could be written: one line on stderr
+        with their count (nowhere else is left to say it)."""
+        late = 0
+        for st in self.states:
+            late += (st.used - st.flushed) // ROW_SIZE + st.dropped
+            late += sum((e - a) // ROW_SIZE for _, a, e in st.full)
+        if late:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(
+                    f"willowisp: {late} events of {self.config.service} (pid {self.pid}) "
+                    "were recorded after its last flush and are not in the recording\n"
+                )
+
+    def _stop_flusher(self) -> None:
+        if self._stop.locked():
+            self._stop.release()
+            if self._flusher_ident and self._flusher_ident != _thread.get_ident():
+                with contextlib.suppress(RuntimeError):
+                    self._flusher_done.acquire(True, 2.0)
 
     def _take_rows(self) -> tuple[bytearray, list[tuple[int, int]]]:
         """Collect every thread's unflushed rows; returns them and per-unit drop counts."""

@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
         "the run and report.html into DIR. Seeded bugs: a deadlock through three runtimes, "
         "a race between two, the skewed clock, a hop that drops the trace header and a "
         "polling consumer. A runtime whose toolchain is missing is skipped with the reason; "
-        "exit status 0 when the Python part ran.",
+        "exit status 0 when the Python part ran, 1 when it did not; a service that was started "
+        "and failed is named on stderr with the tail of its log.",
     )
     p.add_argument(
         "--out", metavar="DIR", help="where to write the run (default ./wisp-demo/<UTC timestamp>)"

@@ -8,8 +8,13 @@ on a simulated host (hostsim.py: its own host name and a wall clock 300 ms behin
 machine allows, otherwise a simulated offset that is announced and marked as such).
 
 Whatever is missing is skipped with one line saying why; the demo succeeds (exit 0) when
-the Python part ran. Every process it started is gone when it returns: the shop runs in a
-session of its own, killed by that process group's id at the end whatever happened.
+the Python part ran, as the contract says. A service that failed (did not start, ended by
+itself, or the shop itself) is named with the tail of its log; the demo exits 1 when the
+Python part did not run (the shop failed, or no Python process was recorded). The shop
+runs with ``python -P``: the user's working directory is not on its ``sys.path``, so a
+``http.py`` there cannot stand in for the standard library's.
+Every process it started is gone when it returns: the shop runs in a session of its own,
+killed by that process group's id at the end whatever happened.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ SKEW_NS = -300_000_000
 SKEWED_SERVICE = "risk"
 RUN_TIMEOUT_S = 120.0
 RUNTIME_ORDER = ("python", "go", "nodejs", "java", "rust")
+LOG_TAIL_LINES = 12
 
 
 def _readline(stream: IO[str], timeout_s: float) -> str:
@@ -57,9 +63,10 @@ def _plan(services: list[Service], host: SimulatedHost) -> dict[str, list[str]]:
 
 def record(
     out: str, services: list[Service], host: SimulatedHost, log: TextIO, fixed: bool = False
-) -> bool:
+) -> list[str]:
     """Run the shop under the agents until it ends (it deadlocks, then stops its services
-    and itself); relay its ``shop:`` lines. True if it ran to its end."""
+    and itself); relay its ``shop:`` lines. Returns the services that failed (``shop``
+    when the shop itself did not run to its end with status 0), each named once."""
     from willowisp.cli.run import build_env, remove_stale_reserves
 
     env = build_env(out, "full", 1.0, [], "shop")
@@ -67,7 +74,9 @@ def record(
     for s in services:
         if s.ready:
             env.update(s.env)
-    argv = [sys.executable, "-m", "willowisp.demo.shop", json.dumps(_plan(services, host))]
+    # -P: the user's working directory stays off the shop's sys.path (a json.py or http.py
+    # there would be imported instead of the standard library's); nothing else changes.
+    argv = [sys.executable, "-P", "-m", "willowisp.demo.shop", json.dumps(_plan(services, host))]
     if fixed:
         argv.append("fixed")
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
@@ -83,6 +92,7 @@ def record(
         )
     assert shop.stdout is not None
     ended = False
+    failed: list[str] = []
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -94,7 +104,10 @@ def record(
                 continue
             if line.startswith("shop: "):
                 text = line[6:].rstrip()  # a service's own news is labelled with its runtime
-                label = runtime_of.get(text.split(" ", 1)[0], "python")
+                name = text.split(" ", 1)[0]
+                label = runtime_of.get(name, "python")
+                if text.startswith(f"{name} failed: ") and name not in failed:
+                    failed.append(name)
                 print(f"{label:8s} {text}", file=log, flush=True)
         else:
             print(f"python   the shop did not end within {RUN_TIMEOUT_S:.0f} s", file=log)
@@ -105,7 +118,31 @@ def record(
             pass
         shop.wait()
         remove_stale_reserves(out)  # the full-disk reserves of the services killed here
-    return ended
+    if not ended:
+        failed.append("shop")
+    return failed
+
+
+def log_tail(out: str, name: str) -> list[str]:
+    """The last lines of service ``name``'s stderr (``logs/<name>.log``), indented."""
+    path = os.path.join(out, "logs", f"{name}.log")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()[-LOG_TAIL_LINES:]
+    except OSError as exc:
+        return [f"    ({path}: {exc.strerror})"]
+    return [f"    {line}" for line in lines] or [f"    ({path} is empty)"]
+
+
+def failure_lines(out: str, failed: list[str], runtime_of: dict[str, str]) -> list[str]:
+    """What the demo says about each failed service: its name and its log's tail."""
+    lines = []
+    for name in failed:
+        runtime = runtime_of.get(name, "python")
+        path = os.path.join(out, "logs", f"{name}.log")
+        lines.append(f"{runtime:8s} FAILED: {name} (its stderr, {path}, ends with:)")
+        lines.extend(log_tail(out, name))
+    return lines
 
 
 def status_lines(doc: dict[str, Any], services: list[Service], host: SimulatedHost) -> list[str]:
@@ -172,8 +209,7 @@ def run(out: str, fmt: str, fixed: bool = False) -> int:
     host = simulated_host(f"{SKEWED_SERVICE}-host", SKEW_NS)
     what = "the shop with its bugs fixed" if fixed else "the shop"
     print(f"willowisp demo: recording {what} into {out}", file=log, flush=True)
-    if not record(out, services, host, log, fixed):
-        print(f"python   the shop did not end well: see {out}/logs/shop.log", file=log)
+    failed = record(out, services, host, log, fixed)
     analysis = analyze(load([out]), Options())
     doc = analysis.document()
     print("", file=log)
@@ -188,4 +224,10 @@ def run(out: str, fmt: str, fixed: bool = False) -> int:
         render_text(doc, sys.stdout)
     sys.stdout.flush()
     ran_python = any(p["runtime"] == "python" for p in doc["processes"])
-    return 0 if ran_python else 1
+    if failed:  # last, where the eye lands: which service failed and why
+        runtime_of = {s.name: s.runtime for s in services}
+        for line in failure_lines(out, failed, runtime_of):
+            print(line, file=sys.stderr)
+        print(f"willowisp demo: failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+    # the contract: exit 0 if the Python part ran (another runtime's failure is said above)
+    return 0 if ran_python and "shop" not in failed else 1

@@ -38,8 +38,14 @@ then orders the two writes of account:42), the gateway forwards the trace contex
 there is no deadlock phase. The skewed host and the polling consumer stay: they are the
 environment, not the shop's code.
 
-Lines on stdout starting ``shop:`` tell the runner what happened; each service's stderr
-goes to ``logs/<service>.log`` in the run folder.
+Lines on stdout starting ``shop:`` tell the runner what happened; ``shop: <service> failed:
+<why>`` names a service that did not start or ended on its own (the runner then shows its
+log's tail and fails), and the shop exits 1 when it stopped early. Each service's stderr goes
+to ``logs/<service>.log`` in the run folder.
+
+The runner starts this module with ``python -P``: the user's working directory is not on
+``sys.path``, so a file there named like a module the shop imports (``http.py``) is not
+imported in its place.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import willowisp
 from willowisp.demo.gateway import start_gateway
@@ -166,6 +173,51 @@ hold_arrived = threading.Event()
 never = threading.Event()  # a stuck call that failed when the services ended stays stuck
 
 
+class InFlight:
+    """The requests the shop's server accepted and is still answering, but for the one
+    that joins the deadlock (``/hold``, stuck for good): the shop waits for none before its
+    agent stops (see ``Shop.stop``). Counted from the accept, so a request whose handler
+    has not run yet counts too. Invariant: ``_count`` >= 0, changed under ``_cond``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self._left = threading.local()  # this handler thread has already said it left
+
+    def enter(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def leave(self) -> None:
+        if getattr(self._left, "done", False):
+            return
+        self._left.done = True
+        with self._cond:
+            self._count -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._count == 0, SIGNAL_TIMEOUT_S)
+
+
+in_flight = InFlight()
+
+
+class ShopServer(ThreadingHTTPServer):
+    """The shop's server, counting the requests it is answering (``in_flight``)."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        in_flight.enter()
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            in_flight.leave()
+
+
 class ShopHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path != "/jobs":
@@ -176,19 +228,23 @@ class ShopHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/jobs/next":
-            try:
-                job = jobs.get_nowait()
-            except queue.Empty:
-                self._answer(204, b"")
-                return
-            self._answer(200, job)
+            self._next_job()
         elif self.path == "/hold":
+            in_flight.leave()  # it joins the deadlock: never answered
             hold_arrived.set()
             with cart_lock:  # taken by checkout(), which waits for inventory
                 body = b"shop:hold"
             self._answer(200, body)
         else:
             self.send_error(404)
+
+    def _next_job(self) -> None:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            self._answer(204, b"")
+            return
+        self._answer(200, job)
 
     def _answer(self, status: int, body: bytes) -> None:
         try:
@@ -234,13 +290,13 @@ class Shop:
         try:
             service = await Service.start(name, argv, stdin_ends_it)
         except OSError as exc:
-            say(f"{name} did not start: {exc}")
+            say(f"{name} failed: did not start: {exc}")
             return
         self.services[name] = service
         try:
             self.ports[name] = await service.port()
         except Stalled as exc:
-            say(f"{name} did not start: {exc}")
+            say(f"{name} failed: did not start: {exc}")
             del self.services[name]
             await service.end()
             return
@@ -352,16 +408,31 @@ class Shop:
         if not await asyncio.to_thread(event.wait, SIGNAL_TIMEOUT_S):
             raise Stalled(why)
 
-    async def stop(self, deadlocked: bool) -> None:
+    def say_ended(self) -> None:
+        """Name each service that ended on its own (a crash): the runner fails the demo."""
+        for name, service in self.services.items():
+            if service.proc.returncode is not None:
+                say(f"{name} failed: ended by itself with status {service.proc.returncode}")
+
+    async def stop(self, deadlocked: bool, server: ThreadingHTTPServer) -> None:
         """End every service; each stores its recording as it ends.
+
+        Consumers end before what they consume from: inventory polls the shop's work queue,
+        so it ends while the shop still records (a poll the shop answered after its agent
+        stopped would be a request with no receiver in the recording).
 
         After the deadlock, ending a service ends the cycle's waits of its peers (a call
         fails, a request's connection goes away), which their agents would record. So the
         shop's own agent stops first, pricing is frozen (SIGSTOP: its sockets stay open, and
         what it recorded is already on disk, flushed every 50 ms), inventory ends (its agent
         stores the Go tracer's last data), and the frozen pricing is killed, as one kills a
-        hung process."""
+        hung process. Before its agent stops, the shop closes its listening socket and
+        lets the work-queue requests it accepted finish: inventory's consumer, still
+        polling, is then refused (a failed call, not a lost receiver)."""
         if deadlocked:
+            server.shutdown()
+            server.server_close()
+            in_flight.wait_idle()
             willowisp.stop()
             self.services["pricing"].proc.send_signal(signal.SIGSTOP)
             await self.services["inventory"].end()
@@ -374,10 +445,12 @@ class Shop:
 
 
 async def main(plan: dict[str, list[str]], fixed: bool = False) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ShopHandler)
+    """Run the shop and leave: exit status 0, or 1 when it stopped early."""
+    server = ShopServer(("127.0.0.1", 0), ShopHandler)
     threading.Thread(target=server.serve_forever, name="shop-http", daemon=True).start()
     shop = Shop(plan, int(server.server_address[1]), fixed)
     deadlocked = False
+    status = 0
     try:
         await shop.start()
         await shop.orders()
@@ -385,12 +458,15 @@ async def main(plan: dict[str, list[str]], fixed: bool = False) -> None:
             deadlocked = await shop.deadlock()
     except (Stalled, OSError) as exc:
         say(f"stopped early: {exc}")
+        shop.say_ended()
+        status = 1
     finally:
-        await shop.stop(deadlocked)
+        await shop.stop(deadlocked, server)
     sys.stdout.flush()
-    # Stuck threads (the deadlock) never end, and asyncio.run would join the executor's:
-    # leave at once (the Python agent flushes its recording on os._exit).
-    os._exit(0)
+    # Stuck threads (the deadlock, or a call a stalled service never answers) never end,
+    # and asyncio.run would join the executor's: leave at once (the Python agent flushes
+    # its recording on os._exit).
+    os._exit(status)
 
 
 if __name__ == "__main__":
