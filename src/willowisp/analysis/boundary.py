@@ -248,7 +248,7 @@ def recorded(trace: Trace) -> tuple[Boundary, ...]:
         # boundaries switched on with `willowisp ctl` appear in the agent's cost record only
         try:
             costs = json.loads(p.stats.by_boundary) if p.stats.by_boundary else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser is bad too
             costs = {}
         if isinstance(costs, dict):
             specs += [str(c.get("spec", "")) for c in costs.values() if isinstance(c, dict)]

@@ -153,7 +153,7 @@ def by_boundary(text: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for the parser is bad too
         return {}
     return value if isinstance(value, dict) else {}
 

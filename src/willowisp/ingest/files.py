@@ -22,6 +22,11 @@ from willowisp.ingest.tables import Unreadable
 from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
 
 R_PROCESS, R_EMBEDDED = 1, 7
+# Bounds on joining embedded streams (docs/format.md, "Limits"). Each piece sits in a chunk
+# of at most 64 MiB, but a stream of many pieces has no size of its own: without a bound, a
+# few kilobytes of zstd pieces of spaces join into gigabytes in memory.
+MAX_STREAM_BYTES = 256 * 1024**2  # one embedded stream, joined
+MAX_LOAD_BYTES = 1024**3  # all embedded streams joined by one read_all
 # Streams whose reader can use a cut copy: a Go execution trace is complete up to its
 # last generation, and the program may have exited without stopping the tracer.
 _READ_CUT = frozenset({"go-exectrace"})
@@ -89,15 +94,20 @@ def read_all(
     parsed: list[TraceFile] = []
     problems: list[Unreadable] = []
     said = notes if notes is not None else []
+    budget = EmbeddedBudget()
     with shared_spans() as spans:
         for path in files:
-            _read_one(path, parsed, problems, said)
+            _read_one(path, parsed, problems, said, budget)
         parsed += spans.trace_files()
     return parsed, problems
 
 
 def _read_one(
-    path: str, parsed: list[TraceFile], problems: list[Unreadable], said: list[str]
+    path: str,
+    parsed: list[TraceFile],
+    problems: list[Unreadable],
+    said: list[str],
+    budget: EmbeddedBudget,
 ) -> None:
     try:
         if not path.endswith(".wtrace") and not is_wtrace(path):
@@ -116,9 +126,12 @@ def _read_one(
     if not any(r.rtype == R_EMBEDDED for c in tf.chunks for r in c.records):
         parsed.append(tf)
         return
-    streams, native = split_embedded(tf)
+    streams, native = split_embedded(tf, budget)
     if native is not None:
         parsed.append(native)
+    for stream, fmt, why in budget.refused:  # none of it was used: unreadable, not damaged
+        problems.append(Unreadable(f"{path} (embedded stream {stream}, {fmt})", why))
+    budget.refused.clear()
     for stream, fmt, data, complete in streams:
         where = f"{path} (embedded stream {stream}, {fmt})"
         if not complete and fmt not in _READ_CUT:
@@ -141,13 +154,66 @@ def _read_one(
         said.extend(more)
 
 
+class EmbeddedBudget:
+    """How many more bytes of embedded streams may be joined, per stream and per load.
+
+    One budget serves one load (a ``read_all``), so many files of modest streams cannot add
+    up to more than ``per_load`` either. ``refused`` lists the streams that passed a bound —
+    (number, format, why) — for the caller to report; their pieces were let go at once.
+    """
+
+    def __init__(self, per_stream: int = MAX_STREAM_BYTES, per_load: int = MAX_LOAD_BYTES):
+        self.per_stream = per_stream
+        self.per_load = per_load
+        # Bytes the load may still hold: pieces held by open streams and joined streams
+        # spend it (so many streams open at once cannot add up past it either); a refused
+        # stream gives its pieces back, as they are let go. Invariant: 0 <= load_left.
+        self.load_left = per_load
+        self.refused: list[tuple[int, str, str]] = []
+
+    def take(self, stream_size: int, piece: int) -> str:
+        """Spend ``piece`` bytes of a stream now ``stream_size`` long; or, when that passes
+        a bound, spend nothing and say why."""
+        if stream_size > self.per_stream:
+            return f"decompressed, it is over the {_size(self.per_stream)} bound on one stream"
+        if piece > self.load_left:
+            return (
+                f"decompressed, it would pass the {_size(self.per_load)} bound on all "
+                "embedded streams read together"
+            )
+        self.load_left -= piece
+        return ""
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n}-byte"
+
+
+@dataclass(slots=True)
+class _Open:
+    """A stream whose last piece has not been seen yet."""
+
+    fmt: str
+    parts: list[bytes]
+    size: int = 0
+    refused: bool = False  # passed a bound: later pieces are dropped until its last one
+
+
 def split_embedded(
-    tf: TraceFile,
+    tf: TraceFile, budget: EmbeddedBudget | None = None
 ) -> tuple[list[tuple[int, str, bytes, bool]], TraceFile | None]:
     """A file's embedded streams — (number, format, bytes, complete), in the order they
-    complete — and the file without them (None when nothing else is left in it)."""
+    complete — and the file without them (None when nothing else is left in it).
+
+    A stream that passes a bound of ``budget`` (by default one of its own, for this file
+    alone) is not joined: it is left out of the result and added to ``budget.refused``.
+    """
+    budget = budget if budget is not None else EmbeddedBudget()
     done: list[tuple[int, str, bytes, bool]] = []
-    open_: dict[int, tuple[str, list[bytes]]] = {}
+    open_: dict[int, _Open] = {}
     for chunk in tf.chunks:
         kept = []
         for r in chunk.records:
@@ -155,15 +221,36 @@ def split_embedded(
                 kept.append(r)
                 continue
             fmt, data = r.get("format", ""), r.get("data", b"")
-            fmt, parts = open_.pop(r.id, (fmt if isinstance(fmt, str) else "", []))
-            parts.append(data if isinstance(data, bytes) else b"")
+            s = open_.pop(r.id, None) or _Open(fmt if isinstance(fmt, str) else "", [])
+            _add_piece(s, r.id, data if isinstance(data, bytes) else b"", budget)
             if r.get("more", 0) == 1:
-                open_[r.id] = (fmt, parts)
-            else:
-                done.append((r.id, fmt, b"".join(parts), True))
+                open_[r.id] = s
+            elif not s.refused:
+                done.append(_joined(r.id, s, True))
         chunk.records = kept
-    done += [(n, fmt, b"".join(parts), False) for n, (fmt, parts) in open_.items()]
+    done += [_joined(n, s, False) for n, s in open_.items() if not s.refused]
     has_native = any(
         c.events is not None or any(r.rtype == R_PROCESS for r in c.records) for c in tf.chunks
     )
     return done, tf if has_native else None
+
+
+def _add_piece(s: _Open, number: int, data: bytes, budget: EmbeddedBudget) -> None:
+    if s.refused:
+        return
+    s.size += len(data)
+    why = budget.take(s.size, len(data))
+    if why:
+        # Let the pieces go now: holding them until the stream ends is the bomb.
+        budget.load_left += s.size - len(data)
+        s.parts.clear()
+        s.refused = True
+        budget.refused.append((number, s.fmt, f"{why}; left unread"))
+        return
+    s.parts.append(data)
+
+
+def _joined(number: int, s: _Open, complete: bool) -> tuple[int, str, bytes, bool]:
+    data = b"".join(s.parts)
+    s.parts.clear()
+    return number, s.fmt, data, complete

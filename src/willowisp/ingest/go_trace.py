@@ -191,7 +191,7 @@ def _agent_header(head: bytes) -> tuple[str, int]:
     """The go-exectrace header's (process id, stream number). Raises TraceFormatError."""
     try:
         header = json.loads(head)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TraceFormatError(f"a go-exectrace stream whose header is not JSON: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != 1:
         raise TraceFormatError("a go-exectrace stream of an unknown format (a newer Go agent?)")

@@ -222,7 +222,7 @@ def _int64(v: Any) -> int:
     else:
         raise BadSpan(f"{_repr(v)} is not an integer")
     if not -(1 << 63) <= n < (1 << 64):
-        raise BadSpan(f"{n} is out of the 64-bit range")
+        raise BadSpan(f"{_repr(v)} is out of the 64-bit range")
     return n
 
 
@@ -348,6 +348,20 @@ def _fast_time(v: Any, what: str) -> int:
     return _time(v, what)
 
 
+def _ns_column(raw: list[Any]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    """Times as int64 when every one is an integer or a string of digits, else None (the
+    span-by-span path then says which is wrong). Floats are refused before the cast: numpy
+    would turn 1e308 into garbage with a RuntimeWarning, and a float64 column loses the
+    nanoseconds of any real time."""
+    try:
+        arr = np.asarray(raw)
+        if arr.dtype.kind not in "iuU":
+            return None
+        return arr.astype(np.int64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 def _batch(spans: list[Any], library: str, proc: SpanProcess) -> bool:
     """Add one scope's spans in bulk when every one of them is plainly well formed: each
     field pulled out by one list comprehension, ids checked by one regex over their
@@ -390,10 +404,8 @@ def _batch(spans: list[Any], library: str, proc: SpanProcess) -> bool:
     ends_raw = [s.get("endTimeUnixNano") for s in spans]
     if None in starts_raw or None in ends_raw:
         return False
-    try:
-        starts = np.asarray(starts_raw).astype(np.int64)
-        ends = np.asarray(ends_raw).astype(np.int64)
-    except (ValueError, TypeError, OverflowError):
+    starts, ends = _ns_column(starts_raw), _ns_column(ends_raw)
+    if starts is None or ends is None:
         return False
     if not ((starts > 0).all() and (ends >= starts).all()):
         return False

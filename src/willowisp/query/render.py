@@ -138,7 +138,7 @@ def _parse_json(value: Any) -> Any:
         return _json_value(value)
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for the parser: a plain string
         return value
 
 

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from willowisp.report.html_markup import TEXT_LIMIT, clip
+
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 # Control characters (ESC starts terminal escape sequences): shown as \xNN, never emitted.
 # So are the Unicode bidirectional controls (embeddings, overrides, isolates, marks): a
@@ -32,14 +34,25 @@ def _escaped(m: re.Match[str]) -> str:
 
 def _safe(value: Any) -> Any:
     """Every string that came from a trace, made inert for a terminal (the console also has
-    rich markup switched off, so ``[bold]`` in a thread name is printed as is)."""
+    rich markup switched off, so ``[bold]`` in a thread name is printed as is) and cut to
+    a readable length. Keys too: a boundary's name, say, is a key."""
     if isinstance(value, str):
-        return _CONTROL.sub(_escaped, value)
+        return _cut(_CONTROL.sub(_escaped, value))
     if isinstance(value, dict):
-        return {k: _safe(v) for k, v in value.items()}
+        return {_safe(k): _safe(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_safe(v) for v in value]
     return value
+
+
+def _cut(s: str) -> str:
+    """``s`` cut as the HTML report cuts a string (its head, ``… (N characters left out)
+    …``, its tail): a megabyte span name would otherwise be megabyte lines, four times over.
+    Without the isolate marks the page puts around right-to-left text: here every bidi
+    control is shown escaped, so a name cannot reorder the line around it anyway."""
+    if len(s) <= TEXT_LIMIT:
+        return s
+    return clip(s).removeprefix("\u2068").removesuffix("\u2069")
 
 
 class _Console(Console):

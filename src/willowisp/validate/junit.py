@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from willowisp.report.html_markup import clip
 from willowisp.validate.gate import Report
 from willowisp.validate.problems import Problem
 
@@ -69,6 +70,8 @@ def _failure(parent: ET.Element, p: Problem, report: Report) -> None:
     f = ET.SubElement(parent, "failure", type=p.kind, message=p.line(len(report.traces)))
     lines = [f"{p.id} {p.kind}"]
     if p.hop is not None:
-        lines.append(f"hop: {p.hop.label()}" + (f" (sent at {p.hop.where})" if p.hop.where else ""))
-    lines += p.detail
+        lines.append(
+            f"hop: {clip(p.hop.label())}" + (f" (sent at {p.hop.where})" if p.hop.where else "")
+        )
+    lines += p.shown_detail()
     f.text = "\n".join(lines)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from willowisp.report.html_markup import clip
+
 # kind -> (SARIF level, one-line description of the rule)
 KINDS: dict[str, tuple[str, str]] = {
     "dropped-context": (
@@ -124,14 +126,20 @@ class Problem:
         return KINDS[self.kind][0]
 
     def line(self, total_traces: int) -> str:
-        """The one stdout line: id, kind, what, and in which traces."""
-        text = f"{self.id} {self.kind}: {self.summary}"
+        """The one stdout line: id, kind, what, and in which traces. The summary holds trace
+        strings (a fault's message, a service name), so it is cut as the HTML report cuts
+        them: a 400 KB fault message is not a 400 KB line in a CI log."""
+        text = f"{self.id} {self.kind}: {clip(self.summary)}"
         if self.traces:
             shown = ", ".join(t[:16] for t in self.traces[:3])
             more = f", +{len(self.traces) - 3} more" if len(self.traces) > 3 else ""
             of = f" of {total_traces}" if total_traces else ""
             text += f" — in {len(self.traces)}{of} trace(s): {shown}{more}"
         return text
+
+    def shown_detail(self) -> list[str]:
+        """``detail`` for a person (JUnit text, SARIF): each line cut as ``line`` cuts."""
+        return [clip(d) for d in self.detail]
 
     def to_json(self) -> dict[str, object]:
         return {

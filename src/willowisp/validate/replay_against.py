@@ -133,7 +133,7 @@ def _headers(text: str) -> tuple[tuple[str, str], ...]:
         return ()
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for the parser is bad too
         return ()
     if not isinstance(value, dict):
         return ()

@@ -73,7 +73,7 @@ def _result(p: Problem, report: Report, base: Path, *, accepted: bool) -> dict[s
             "problemId": p.id,
             "traces": list(p.traces),
             "hop": p.hop.to_json() if p.hop is not None else None,
-            "detail": list(p.detail),
+            "detail": p.shown_detail(),
         },
     }
     loc = _location(p, base)
