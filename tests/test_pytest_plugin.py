@@ -190,3 +190,41 @@ def test_wisp_trace_without_wisp_says_what_it_cannot_see(tmp_path: Path) -> None
     assert "lock in test_noevent.py is a threading.Lock made before the agent started" in (
         r.stdout
     ), r.stdout
+
+
+# Three tests whose ids differ only in characters a folder name cannot keep as they are.
+LOOKALIKES = """
+import threading
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["a/b", "a?b", "a b"])
+def test_p(name, tmp_path):
+    path = tmp_path / "counter.txt"
+    path.write_text("0")
+
+    def bump():
+        path.write_text(str(int(path.read_text()) + 1))
+
+    threads = [threading.Thread(target=bump) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+"""
+
+
+def test_wisp_keep_gives_lookalike_test_ids_their_own_folders(tmp_path: Path) -> None:
+    """--wisp-keep: test ids that clean to the same name (`[a/b]`, `[a?b]`, `[a b]`) keep
+    three folders, each with its own recording."""
+    (tmp_path / "test_look.py").write_text(LOOKALIKES)
+    keep = tmp_path / "keep"
+    r = pytest_run(tmp_path, "--wisp", "--wisp-keep", str(keep), "test_look.py")
+    assert "3 failed" in r.stdout, r.stdout + r.stderr
+    kept = sorted(p.name for p in keep.iterdir())
+    assert len(kept) == 3, kept
+    assert all(name.startswith("test_look.py_test_p_a_b_-") for name in kept), kept
+    for name in kept:
+        assert list((keep / name).glob("*.wtrace")), name
+        assert f"kept {keep / name} " in r.stdout

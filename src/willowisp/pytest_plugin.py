@@ -5,7 +5,10 @@
   its trace has a deadlock, a race, a potential deadlock or dropped context, with each
   finding's story as the failure. ``--wisp-keep DIR`` keeps the run folder of every failing
   test in ``DIR/<test id>/`` (the others are deleted), for ``willowisp analyze`` or
-  ``view``.
+  ``view``. The folder name is the test id with every run of characters other than
+  letters, digits, ``_``, ``.`` and ``-`` made one ``_``, cut to 150; when that changed the
+  id, 10 hex digits of its SHA-256 end the name (``-1a2b3c4d5e``), so ``test_p[a/b]`` and
+  ``test_p[a?b]`` keep two folders.
 - The ``wisp_trace`` fixture records one test and gives it the analysis to assert on:
   ``findings(kind)``, ``units(runtime)``, ``hops()``, ``happens_before(a, b)``.
 
@@ -20,8 +23,10 @@ Nothing is imported or hooked unless ``--wisp`` is given or the fixture is used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import warnings
@@ -34,6 +39,7 @@ import pytest
 # opposed to slow (contention) or worth a look (clock skew in a one-process test is noise).
 FAILING_KINDS = ("deadlock", "race", "potential-deadlock", "dropped-context")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_NAME = 150  # a folder name's length, well under the usual 255-byte file name limit
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -87,7 +93,7 @@ class _PerTest:
 
         if recorder.RECORDER is not None:  # wisp_trace (or the program) already records
             return (yield)
-        out = os.path.join(self.root, _SAFE.sub("_", item.nodeid)[:150])
+        out = os.path.join(self.root, folder_name(item.nodeid))
         api.start(out=out, service="pytest")
         failed = True
         try:
@@ -105,7 +111,7 @@ class _PerTest:
 
     def _done(self, out: str, item: pytest.Item, *, failed: bool) -> None:
         if failed and self.keep and os.path.isdir(out):
-            dest = os.path.join(self.keep, _SAFE.sub("_", item.nodeid)[:150])
+            dest = os.path.join(self.keep, folder_name(item.nodeid))
             shutil.rmtree(dest, ignore_errors=True)
             os.makedirs(self.keep, exist_ok=True)
             shutil.move(out, dest)
@@ -114,14 +120,26 @@ class _PerTest:
             shutil.rmtree(out, ignore_errors=True)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        for dest in self.kept:
-            terminalreporter.write_line(f"willowisp: kept {dest} (willowisp analyze {dest})")
+        for dest in self.kept:  # quoted: the command is meant to be pasted into a shell
+            arg = shlex.quote(dest)
+            terminalreporter.write_line(f"willowisp: kept {arg} (willowisp analyze {arg})")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         from willowisp.agent import api
 
         api.disarm()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def folder_name(nodeid: str) -> str:
+    """A file-system-safe folder name for a test id, one per id: the id itself when it is
+    safe and short, else its cleaned and cut form plus a hash of the whole id (cleaning and
+    cutting alone map ``test_p[a/b]``, ``test_p[a?b]`` and ``test_p[a b]`` to one name)."""
+    clean = _SAFE.sub("_", nodeid)
+    if clean == nodeid and len(clean) <= MAX_NAME:
+        return clean
+    digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{clean[: MAX_NAME - len(digest) - 1]}-{digest}"
 
 
 class WispFindings(AssertionError):

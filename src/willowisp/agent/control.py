@@ -15,10 +15,13 @@ requests (``ping``, ``status``, ``enable``, ``disable``) each answered by one re
 
 Trade-offs: one thread per connection (at most ``MAX_CONNECTIONS``, the rest are told
 ``busy``) keeps the code plain blocking reads with timeouts; control traffic is a handful of
-requests. Threads are started with ``_thread`` and locks are ``_thread`` locks, so the
-channel never shows up as units or resources in the trace it controls. Nothing here may
-break the program: malformed input is counted and answered, anything unexpected becomes an
-agent fault (``Recorder.fault``), and the connection -- never the listener -- is closed.
+requests. Those timeouts are absolute deadlines (``_FrameDeadline``), not per read: a client
+dripping a byte every few seconds would otherwise hold a slot for ever, and a few such
+clients would leave every real ``willowisp ctl`` with ``busy``. Threads are started with
+``_thread`` and locks are ``_thread`` locks, so the channel never shows up as units or
+resources in the trace it controls. Nothing here may break the program: malformed input is
+counted and answered, anything unexpected becomes an agent fault (``Recorder.fault``), and
+the connection -- never the listener -- is closed.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import os
 import select
 import socket
 import struct
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from willowisp.agent import own_threads
 from willowisp.channel.discovery import check_private_dir, runtime_dir, write_private_json
@@ -53,8 +57,9 @@ from willowisp.errors import ProtocolError, UsageError
 
 MAX_ARG_BYTES = 4096  # a boundary spec or name
 MAX_CONNECTIONS = 4
-HELLO_TIMEOUT_S = 5.0  # from accept to a complete hello
-IDLE_TIMEOUT_S = 30.0  # between requests after the hello
+HELLO_TIMEOUT_S = 5.0  # from accept to a complete hello, however the bytes trickle in
+IDLE_TIMEOUT_S = 30.0  # after the hello: for a frame's first byte, then for the rest of it
+SEND_TIMEOUT_S = 30.0  # for one reply to leave
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with its NUL
 OPS = ("ping", "status", "enable", "disable")
 
@@ -304,7 +309,8 @@ class ControlServer:
             conn.close()
             return
         try:
-            own_threads.start(self._serve, (conn, conn.family == socket.AF_UNIX))
+            accepted = time.monotonic()
+            own_threads.start(self._serve, (conn, conn.family == socket.AF_UNIX, accepted))
         except RuntimeError as exc:
             self._fault("control thread", exc)
             self._forget(conn)
@@ -316,9 +322,10 @@ class ControlServer:
 
     # --- one connection -------------------------------------------------------------------
 
-    def _serve(self, sock: socket.socket, unix: bool) -> None:
+    def _serve(self, sock: socket.socket, unix: bool, accepted: float) -> None:
         conn = _Conn(sock)
         linger = True  # drain unread input before closing, so the peer gets our last reply
+        clock = _FrameDeadline(sock, accepted + HELLO_TIMEOUT_S, None)
         try:
             sock.settimeout(HELLO_TIMEOUT_S)
             if unix and not _peer_is_us(sock):
@@ -327,7 +334,8 @@ class ControlServer:
                 return
             while not self._closing:
                 try:
-                    body = read_frame(sock, CONTROL_MAGIC, MAX_CONTROL_BODY)
+                    # read_frame only calls recv; the adapter gives it the deadline.
+                    body = read_frame(cast(socket.socket, clock), CONTROL_MAGIC, MAX_CONTROL_BODY)
                 except ProtocolError as exc:
                     self.counters["malformed"] += 1
                     if exc.code == "truncated":
@@ -346,7 +354,7 @@ class ControlServer:
                 self._send(sock, reply)
                 if close:
                     return
-                sock.settimeout(IDLE_TIMEOUT_S)
+                clock = _FrameDeadline(sock, time.monotonic() + IDLE_TIMEOUT_S, IDLE_TIMEOUT_S)
         except OSError:
             linger = False  # the peer went away, or stop() shut us down
         except Exception as exc:
@@ -366,6 +374,7 @@ class ControlServer:
                     reply.get("id"),
                 ),
             )
+        sock.settimeout(SEND_TIMEOUT_S)  # a read may have left almost no time on the socket
         sock.sendall(data)
 
     def _handle(self, conn: _Conn, body: bytes) -> tuple[dict[str, Any], bool]:
@@ -449,6 +458,36 @@ class ControlServer:
         if op == "hello":
             raise ProtocolError("bad-request", "hello was already done on this connection")
         raise ProtocolError("unknown-command", f"unknown op {op[:64]!r}; known: {', '.join(OPS)}")
+
+
+class _FrameDeadline:
+    """The socket as ``read_frame`` sees it, with one absolute deadline for a whole frame.
+
+    ``first_by`` is when the frame's first byte must have arrived; once it has, the rest is
+    due ``rest_s`` seconds after it (None: by ``first_by`` too, as for the hello, whose
+    limit counts from connect). Each recv waits only for what is left, and raises
+    TimeoutError once nothing is, so trickled bytes never extend the limit.
+    """
+
+    __slots__ = ("_deadline", "_rest_s", "_sock", "_started")
+
+    def __init__(self, sock: socket.socket, first_by: float, rest_s: float | None) -> None:
+        self._sock = sock
+        self._deadline = first_by  # monotonic seconds
+        self._rest_s = rest_s
+        self._started = False  # has a byte of this frame arrived
+
+    def recv(self, n: int) -> bytes:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no complete frame in time")
+        self._sock.settimeout(left)
+        data = self._sock.recv(n)
+        if data and not self._started:
+            self._started = True
+            if self._rest_s is not None:
+                self._deadline = time.monotonic() + self._rest_s
+        return data
 
 
 def _peer_is_us(sock: socket.socket) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -114,10 +115,22 @@ def build_env(
     else:  # an empty one makes every JVM print "Picked up JAVA_TOOL_OPTIONS: "
         env.pop("JAVA_TOOL_OPTIONS", None)
     if boundaries:
+        for spec in boundaries:  # run() checks them with their sources; this is the backstop
+            check_separable(spec, "boundary")
         env["WILLOWISP_BOUNDARIES"] = "|".join(boundaries)
     if service:
         env["WILLOWISP_SERVICE"] = service
     return env
+
+
+def check_separable(spec: str, source: str) -> None:
+    """UsageError for a SPEC holding ``|``: WILLOWISP_BOUNDARIES separates SPECs with it, so
+    every agent would read such a SPEC as two (the Node agent then refuses to start)."""
+    if "|" in spec:
+        raise UsageError(
+            f"{source} {spec!r}: '|' separates boundaries in WILLOWISP_BOUNDARIES, so a SPEC"
+            " cannot contain it (declare each alternative as its own boundary)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,6 +172,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     given = tuple(parse_boundary(spec) for spec in args.boundary)
+    for b in given:
+        check_separable(b.spec, "--boundary")
+    for b in project.boundaries:
+        check_separable(b.spec, f"{project.path}: boundary")
     specs = [b.spec for b in merge_boundaries(given, project.boundaries)]
     redaction = parse_redaction([*project.redact, *args.redact])
     env = build_env(out, mode, ratio, specs, args.service or project.run_option("service"))
@@ -278,14 +295,16 @@ def terminal_group_has(pid: int) -> bool:
 
 def say_where(out: str, collector: str) -> None:
     """Where the run is: the folder, or the collector it streamed to (the folder then holds
-    only what fell back to files, if anything; an empty one is removed)."""
+    only what fell back to files, if anything; an empty one is removed). The suggested
+    command is shell-quoted: it is meant to be pasted, and a folder name may hold anything."""
+    arg = shlex.quote(out)
     if not collector:
-        print(f"willowisp: run saved in {out}  (next: willowisp analyze {out})", file=sys.stderr)
+        print(f"willowisp: run saved in {arg}  (next: willowisp analyze {arg})", file=sys.stderr)
         return
     if any(name.endswith(".wtrace") for name in os.listdir(out)):
         print(
             f"willowisp: run streamed to the collector at {collector}; what it could not"
-            f" take is in {out}  (next: willowisp analyze {out} and the collector's folder)",
+            f" take is in {arg}  (next: willowisp analyze {arg} and the collector's folder)",
             file=sys.stderr,
         )
         return

@@ -12,7 +12,14 @@ collector's death; an unacknowledged one is the agent's to keep (it falls back t
 Each connection gets its own file ``<service>-<pid>-<process id prefix>-<n>.wtrace`` (n the
 first free number), begun with the format's file header. Garbage ends that connection with
 an error message; chunks already written stay. Sizes are bounded: messages 64 KiB, chunks
-the format's 64 MiB, connections ``MAX_CONNECTIONS``.
+the format's 64 MiB, connections ``MAX_CONNECTIONS``, and the bytes of all incomplete
+chunks together :data:`MAX_PENDING_BYTES`: a chunk's declared size is reserved before its
+body is read, and a chunk that does not fit is answered ``busy`` (the agent keeps it in its
+file and retries later), so memory stays bounded however many connections send at once.
+Deadlines are absolute, so a peer dripping a byte at a time cannot hold a connection: the
+hello must be complete ``HELLO_TIMEOUT_S`` after connect, an item (chunk or message)
+``ITEM_TIMEOUT_S`` after its first byte, and the next item must begin within
+``IDLE_TIMEOUT_S``.
 
 One thread per connection, reading with ``select`` on the socket and a wake-up pipe: on
 :meth:`NativeReceiver.stop` every connection stops between chunks (a half-received chunk is
@@ -29,8 +36,9 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from willowisp.channel.frames import (
     FRAME,
@@ -47,14 +55,18 @@ from willowisp.model.spec import FORMAT_MAJOR
 from willowisp.wtrace.framing import (
     CHUNK_HEADER_SIZE,
     CHUNK_MAGIC,
+    CODEC_NONE,
+    ChunkHeader,
     parse_chunk_header,
     unpack_payload,
 )
 from willowisp.wtrace.writer import SegmentWriter
 
 MAX_CONNECTIONS = 256
-HELLO_TIMEOUT_S = 10.0
+MAX_PENDING_BYTES = 256 * 1024 * 1024  # chunks being received, all connections together
+HELLO_TIMEOUT_S = 10.0  # from connect to a complete hello
 IDLE_TIMEOUT_S = 120.0  # agents send a chunk (a clock anchor) at least every second
+ITEM_TIMEOUT_S = 60.0  # from an item's first byte to its last (64 MiB at ~1 MB/s)
 READ_BYTES = 256 * 1024
 _PROCESS_ID = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -77,29 +89,40 @@ class Stats:
 
 
 class _Conn:
-    """Buffered, bounded reads from one agent, interruptible by the wake-up pipe."""
+    """Buffered, bounded reads from one agent, interruptible by the wake-up pipe, against
+    an absolute deadline (a deadline per read would let a byte every few seconds keep a
+    connection forever)."""
 
     def __init__(self, sock: socket.socket, wake_fd: int) -> None:
         self.sock = sock
         self.wake_fd = wake_fd
         self.buf = bytearray()
-        self.timeout = HELLO_TIMEOUT_S
+        self.deadline = 0.0
+        self.late = ""  # the TimeoutError's message once the deadline passes
+        self.expect(HELLO_TIMEOUT_S, f"no complete hello within {HELLO_TIMEOUT_S:.0f} s")
+
+    def expect(self, seconds: float, late: str) -> None:
+        """What is read next must be complete ``seconds`` from now."""
+        self.deadline = time.monotonic() + seconds
+        self.late = late
+
+    def begin_item(self) -> bool:
+        """Wait up to ``IDLE_TIMEOUT_S`` for an item's first byte, then give the whole item
+        ``ITEM_TIMEOUT_S`` from there. False if the agent closed cleanly instead."""
+        self.expect(IDLE_TIMEOUT_S, f"nothing received for {IDLE_TIMEOUT_S:.0f} s")
+        if not self.buf and not self._receive(READ_BYTES, self.buf):
+            return False
+        self.expect(ITEM_TIMEOUT_S, f"item not complete within {ITEM_TIMEOUT_S:.0f} s")
+        return True
 
     def read(self, n: int, *, boundary: bool = False) -> bytes | None:
         """Exactly ``n`` bytes. None if the agent closed cleanly at an item ``boundary``;
         ProtocolError("truncated") if it closed inside an item; TimeoutError; _Stopping."""
         while len(self.buf) < n:
-            ready, _, _ = select.select([self.sock.fileno(), self.wake_fd], [], [], self.timeout)
-            if self.wake_fd in ready:
-                raise _Stopping
-            if not ready:
-                raise TimeoutError(f"nothing received for {self.timeout:.0f} s")
-            data = self.sock.recv(READ_BYTES)
-            if not data:
+            if not self._receive(READ_BYTES, self.buf):
                 if boundary and not self.buf:
                     return None
                 raise ProtocolError("truncated", "connection closed inside an item")
-            self.buf += data
         out = bytes(self.buf[:n])
         del self.buf[:n]
         return out
@@ -109,9 +132,54 @@ class _Conn:
         assert data is not None
         return data
 
+    def read_into(self, out: bytearray, n: int) -> None:
+        """Append exactly ``n`` bytes to ``out``, receiving no more than that: the bytes
+        grow one buffer as they arrive (no pieces, no copy, nothing beyond the item)."""
+        take = min(n, len(self.buf))
+        out += self.buf[:take]
+        del self.buf[:take]
+        want = len(out) + n - take
+        while len(out) < want:
+            if not self._receive(min(READ_BYTES, want - len(out)), out):
+                raise ProtocolError("truncated", "connection closed inside an item")
+
+    def _receive(self, most: int, into: bytearray) -> bool:
+        """One ``recv`` of at most ``most`` bytes appended to ``into``; False at EOF."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(self.late)
+        ready, _, _ = select.select([self.sock.fileno(), self.wake_fd], [], [], left)
+        if self.wake_fd in ready:
+            raise _Stopping
+        if not ready:
+            raise TimeoutError(self.late)
+        data = self.sock.recv(most)
+        into += data
+        return bool(data)
+
     def send(self, msg: dict[str, Any]) -> None:
         self.sock.settimeout(10.0)
         self.sock.sendall(pack_frame(STREAM_MAGIC, msg))
+
+
+class _Budget:
+    """Bytes reserved by chunks being received, shared by every connection."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> bool:
+        with self._lock:
+            if self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.held -= n
 
 
 def check_hello(req: dict[str, Any], token: str) -> dict[str, Any]:
@@ -182,6 +250,7 @@ class NativeReceiver:
         self._threads: set[threading.Thread] = set()  # Invariant: len <= MAX_CONNECTIONS
         self._accept: threading.Thread | None = None
         self._stopping = False
+        self._budget = _Budget(MAX_PENDING_BYTES)
 
     def start(self) -> str:
         """Bind, listen and accept in the background. Raises OSError (port taken, ...)."""
@@ -283,20 +352,22 @@ class NativeReceiver:
             writer = self._open_segment(hello)
             name = os.path.basename(writer.path)
             conn.send({"ok": True, "op": "hello", "version": hello["version"], "file": name})
-            conn.timeout = IDLE_TIMEOUT_S
             while True:
-                magic = conn.read(4, boundary=True)
-                if magic is None:
+                if not conn.begin_item():
                     linger = False
                     return  # the agent is gone; everything it sent is written
+                magic = conn.need(4)
                 if magic == CHUNK_MAGIC:
                     chunk = self._chunk(conn, magic, chunks + 1)
                     try:
-                        writer.write_raw_chunk(chunk)
+                        # a bytearray is fine for os.write; copying 64 MiB to bytes is not
+                        writer.write_raw_chunk(cast(bytes, chunk))
                     except OSError as exc:
                         raise ProtocolError(
                             "internal", f"cannot write {writer.path}: {exc.strerror}"
                         ) from exc
+                    finally:
+                        self._budget.release(len(chunk) - CHUNK_HEADER_SIZE)
                     chunks += 1
                     self.stats.chunks += 1
                     self.stats.bytes += len(chunk)
@@ -356,19 +427,27 @@ class NativeReceiver:
             )
         return conn.need(length)
 
-    def _chunk(self, conn: _Conn, magic: bytes, index: int) -> bytes:
-        """The rest of chunk ``index`` (from 1), checked: header, decompression, CRC."""
+    def _chunk(self, conn: _Conn, magic: bytes, index: int) -> bytearray:
+        """The rest of chunk ``index`` (from 1), checked: header, decompression, CRC.
+        Its declared size is reserved against the collector's budget while it is read;
+        the caller releases ``len(chunk) - CHUNK_HEADER_SIZE`` once done with it."""
         head = magic + conn.need(CHUNK_HEADER_SIZE - len(magic))
         try:
             header = parse_chunk_header(head, 0)
         except TraceFormatError as exc:  # TraceLimitError included: nothing allocated
             raise ProtocolError("bad-chunk", f"chunk {index}: {exc}") from None
-        stored = conn.need(header.stored_len)
+        if not self._budget.reserve(header.stored_len):
+            raise ProtocolError(
+                "busy", f"collector holds {MAX_PENDING_BYTES} bytes of incomplete chunks"
+            )
         try:
-            unpack_payload(header, stored)
-        except TraceFormatError as exc:
-            raise ProtocolError("bad-chunk", f"chunk {index}: {exc}") from None
-        return head + stored
+            chunk = bytearray(head)
+            conn.read_into(chunk, header.stored_len)
+            _check_payload(header, memoryview(chunk)[CHUNK_HEADER_SIZE:], index)
+        except BaseException:  # truncated, timed out, stopping, bad: nothing held any more
+            self._budget.release(header.stored_len)
+            raise
+        return chunk
 
     def _open_segment(self, hello: dict[str, Any]) -> SegmentWriter:
         safe = _UNSAFE.sub("_", hello["service"])[:40] or "unknown"
@@ -385,6 +464,18 @@ class NativeReceiver:
                 self.stats.files.append(path)
             return writer
         raise ProtocolError("internal", f"no free segment name for {stem}")
+
+
+def _check_payload(header: ChunkHeader, stored: memoryview, index: int) -> None:
+    """ProtocolError("bad-chunk") unless chunk ``index``'s payload decompresses to its
+    CRC. An uncompressed payload is checked in place: no second copy of up to 64 MiB."""
+    try:
+        if header.codec != CODEC_NONE:
+            unpack_payload(header, stored)
+        elif (crc := zlib.crc32(stored)) != header.crc:
+            raise TraceFormatError(f"checksum 0x{crc:08x} != 0x{header.crc:08x}")
+    except TraceFormatError as exc:
+        raise ProtocolError("bad-chunk", f"chunk {index}: {exc}") from None
 
 
 def _error(code: str, message: str, chunks: int) -> dict[str, Any]:

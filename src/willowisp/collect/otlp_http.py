@@ -8,8 +8,10 @@ bench_collect.py``); ``http.server``'s thread per connection was not needed nor 
 
 One request, in order (docs/collect.md has the table of answers):
 
-1. the request line and headers (at most 64 KiB; 431 beyond): path ``/v1/traces`` (404),
-   method ``POST`` (405);
+1. the request line and headers (at most 64 KiB; 431 beyond), complete within
+   :data:`HEAD_TIMEOUT_S` of connect for the first request, of their first byte for later
+   ones (else the connection is closed): a client that sends a byte and stops holds a
+   connection seconds, not minutes; path ``/v1/traces`` (404), method ``POST`` (405);
 2. ``Host`` (and ``Origin`` when sent) must name a loopback address when we are bound to
    one, so a web page cannot reach us through DNS rebinding (403);
 3. the bearer token when one is set (401);
@@ -24,9 +26,12 @@ One request, in order (docs/collect.md has the table of answers):
 7. ``200`` with an ``ExportTraceServiceResponse`` in the request's encoding, with
    ``partial_success`` when spans were rejected — only after the request is written.
 
-Errors carry a ``google.rpc.Status`` (protobuf, or its JSON form) as OTLP asks. On
-:meth:`OtlpHttpReceiver.stop` the listener closes, idle keep-alive connections are closed,
-and requests in flight finish (stored and answered, with ``Connection: close``).
+Connections are limited (:data:`MAX_CONNECTIONS`); a new one beyond the limit closes the
+keep-alive connection idle the longest between two requests, and is refused (503) only
+when there is none. Errors carry a ``google.rpc.Status`` (protobuf, or its JSON form) as
+OTLP asks. On :meth:`OtlpHttpReceiver.stop` the listener closes, idle keep-alive
+connections are closed, and requests in flight finish (stored and answered, with
+``Connection: close``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import threading
 import zlib
@@ -59,11 +65,13 @@ PATH = "/v1/traces"
 MAX_HEAD = 64 * 1024
 MAX_CONNECTIONS = 256
 MAX_INFLIGHT_BYTES = 256 * 1024 * 1024  # request bodies being read or processed, all together
-IDLE_TIMEOUT_S = 120.0
+IDLE_TIMEOUT_S = 120.0  # a keep-alive connection between two requests
+HEAD_TIMEOUT_S = 10.0  # a request head, from connect (first request) or its first byte
 BODY_TIMEOUT_S = 60.0
 RETRY_AFTER_S = 1
 DRAIN_BYTES = 1024 * 1024  # read and dropped after an early answer, so the peer sees it
 _PROTO, _JSON = "application/x-protobuf", "application/json"
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 431: 3, 500: 13}
 _REASON = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -174,10 +182,12 @@ class OtlpHttpReceiver:
         self._thread = threading.Thread(target=self._loop.run_forever, name="wisp-otlp-http")
         self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wisp-otlp")
         self._server: asyncio.Server | None = None
-        # Loop-thread state. Invariant: every live connection's task is in _tasks, and its
-        # writer is in _idle exactly while it waits for the first line of a request.
+        # Loop-thread state. Invariant: every live connection's task is in _tasks (until it
+        # is evicted), and its writer is in _idle exactly while it waits for the first byte
+        # of a request; _idle maps it to its task, whether it served a request before,
+        # oldest first.
         self._tasks: set[asyncio.Task[None]] = set()
-        self._idle: set[asyncio.StreamWriter] = set()
+        self._idle: dict[asyncio.StreamWriter, tuple[asyncio.Task[None], bool]] = {}
         self._inflight = 0  # bytes reserved by bodies being read or processed
         self._stopping = False
 
@@ -232,6 +242,8 @@ class OtlpHttpReceiver:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if not self._stopping and len(self._tasks) >= MAX_CONNECTIONS:
+            self._evict_idle()
         if self._stopping or len(self._tasks) >= MAX_CONNECTIONS:
             self.store.refused()
             msg = "collector is stopping" if self._stopping else "too many connections"
@@ -240,13 +252,10 @@ class OtlpHttpReceiver:
             return
         self._tasks.add(task)
         try:
+            served = False
             while not self._stopping:
-                self._idle.add(writer)
-                try:
-                    async with asyncio.timeout(IDLE_TIMEOUT_S):
-                        raw = await reader.readuntil(b"\r\n\r\n")
-                finally:
-                    self._idle.discard(writer)
+                raw = await self._head(reader, writer, task, served)
+                served = True
                 if not await self._request(raw, reader, writer):
                     break
         except (asyncio.LimitOverrunError, ValueError):
@@ -258,6 +267,38 @@ class OtlpHttpReceiver:
         finally:
             self._tasks.discard(task)
             writer.close()
+
+    async def _head(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[None],
+        served: bool,
+    ) -> bytes:
+        """The next request head. The first must be complete HEAD_TIMEOUT_S after connect;
+        a later one may wait IDLE_TIMEOUT_S to begin (keep-alive), then has HEAD_TIMEOUT_S
+        from its first byte. Deadlines are absolute: dripping bytes does not extend them."""
+        deadline = self._loop.time() + (IDLE_TIMEOUT_S if served else HEAD_TIMEOUT_S)
+        self._idle[writer] = (task, served)
+        try:
+            async with asyncio.timeout_at(deadline):
+                first = await reader.readexactly(1)
+        finally:
+            self._idle.pop(writer, None)
+        if served:
+            deadline = self._loop.time() + HEAD_TIMEOUT_S
+        async with asyncio.timeout_at(deadline):
+            return first + await reader.readuntil(b"\r\n\r\n")
+
+    def _evict_idle(self) -> None:
+        """Close the connection idle longest between two requests, making room for a new
+        one: a client that comes back later reconnects, one waiting now would get 503."""
+        for writer, (task, served) in self._idle.items():
+            if served:
+                del self._idle[writer]
+                self._tasks.discard(task)  # gone now; its own finally runs soon after
+                writer.close()
+                return
 
     async def _request(
         self, raw: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -386,23 +427,22 @@ def _content_length(head: Head) -> int:
 async def _read_body(reader: asyncio.StreamReader, length: int) -> bytes:
     if length >= 0:
         return await reader.readexactly(length)
-    parts: list[bytes] = []
-    total = 0
+    # One growing buffer: a list of pieces costs ~50 bytes of objects per chunk, so 2-byte
+    # chunks would make 64 MiB of body take over a gigabyte.
+    body = bytearray()
     while True:
         line = await reader.readuntil(b"\r\n")
         size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise HttpError(400, f"bad chunk size {size_text[:20]!r}", close=True) from None
+        if not _HEX.fullmatch(size_text):  # int() alone takes "-2", "0x2", "1_0"
+            raise HttpError(400, f"bad chunk size {size_text[:20]!r}", close=True)
+        size = int(size_text, 16)
         if size == 0:
             while await reader.readuntil(b"\r\n") != b"\r\n":
                 pass  # trailers: ignored
-            return b"".join(parts)
-        total += size
-        if total > MAX_BODY:
+            return bytes(body)
+        if len(body) + size > MAX_BODY:
             raise HttpError(413, f"chunked body over {MAX_BODY} bytes", close=True)
-        parts.append(await reader.readexactly(size))
+        body += await reader.readexactly(size)
         if await reader.readexactly(2) != b"\r\n":
             raise HttpError(400, "chunk not followed by CRLF", close=True)
 

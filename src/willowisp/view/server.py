@@ -18,12 +18,19 @@ Security, because a trace holds other people's strings and the server holds a tr
   and canvas text only (see static/view.js).
 - Query values are bounded and validated (``lod.Window``); a bad one is a 400 with a one
   line reason, never a traceback.
+- Anyone on the machine can connect without the token, so connections are bounded: at most
+  ``MAX_HANDLERS`` are served at once (one thread each; the next get a 503 at once and are
+  closed), and one that sends nothing for ``IDLE_TIMEOUT_S`` (``WILLOWISP_VIEW_IDLE_S``) is
+  closed. Idle connections could otherwise grow the server by a thread each, without end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import os
 import secrets
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from willowisp.errors import UsageError
 from willowisp.view import details, lod
 from willowisp.view.model import ViewData
 
@@ -45,17 +53,59 @@ CSP = (
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 MAX_QUERY = 4096
+MAX_HANDLERS = 64  # connections served at once; a browser opens about six
+IDLE_TIMEOUT_S = 30.0  # a connection silent this long is closed (WILLOWISP_VIEW_IDLE_S)
+
+
+def idle_timeout_s() -> float:
+    """WILLOWISP_VIEW_IDLE_S (seconds, > 0) or the default. UsageError for a bad value."""
+    raw = os.environ.get("WILLOWISP_VIEW_IDLE_S", "").strip()
+    if not raw:
+        return IDLE_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0.0 < value <= 86400.0:
+        raise UsageError(f"WILLOWISP_VIEW_IDLE_S={raw!r} is not a number of seconds in (0, 86400]")
+    return value
 
 
 class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # stopping must not wait for idle keep-alive connections
+    # listen() backlog: with the default 5, a burst of connects (a browser's, or a test's)
+    # waits out TCP's 1 s SYN retry for every sixth one while the accept loop catches up.
+    request_queue_size = 128
 
     def __init__(self, data: ViewData, port: int = 0, token: str | None = None) -> None:
         self.data = data
         self.token = token or secrets.token_urlsafe(32)
         self.bounds = data.lane_bounds(len(data.meta["lanes"]))
         self.lock = threading.Lock()
+        self.idle_timeout_s = idle_timeout_s()
+        # One slot per handler thread: taken on accept, given back when the thread ends.
+        self.slots = threading.BoundedSemaphore(MAX_HANDLERS)
         super().__init__(("127.0.0.1", port), Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection if a slot is free; else a 503, sent from the accept
+        loop without reading anything, and the connection closed."""
+        if not self.slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: it will not give the slot back
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def warm(self) -> None:
         """Compute the per-mode columns the first screens need (lod's memos) ahead of the
@@ -74,6 +124,26 @@ class ViewServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/?token={self.token}"
+
+
+def _refuse_busy(sock: socket.socket) -> None:
+    """A complete 503 with the headers every answer carries; never blocks the accept loop."""
+    body = orjson.dumps({"error": "too many connections to the viewer"})
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "Retry-After: 1\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Referrer-Policy: no-referrer\r\n"
+        "Cache-Control: no-store\r\n"
+        f"Content-Security-Policy: {CSP}\r\n"
+        "Cross-Origin-Resource-Policy: same-origin\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)  # a fresh socket's send buffer takes this whole
+        sock.send(head.encode("ascii") + body)
 
 
 def _static(name: str) -> bytes:
@@ -95,6 +165,11 @@ class Handler(BaseHTTPRequestHandler):
     server: ViewServer
     server_version = "willowisp-view"
     sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        # Reads and writes alike: a peer that stops reading holds a slot no longer either.
+        self.connection.settimeout(self.server.idle_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the terminal shows the URL, not every tile request
