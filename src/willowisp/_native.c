@@ -19,13 +19,21 @@
  * Code objects named by a key must stay alive until the flusher resolves them: they are
  * kept in a pointer set here (a reference each, never released: bounded by the program's
  * size), the same promise rows.CODE_IDS makes in Python.
+ *
+ *  forward_sigterm()              puts a C handler below CPython's for SIGTERM that hands a
+ *                                 SIGTERM the kernel gave another thread on to the main
+ *                                 thread (see the comment at term_forward).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <frameobject.h>
 #include <structmember.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ROW 48
 
@@ -505,6 +513,96 @@ static PyObject *fp_set_gate(PyObject *self, PyObject *var) {
     Py_RETURN_NONE;
 }
 
+/* --- SIGTERM reaches the main thread ----------------------------------------------------
+ *
+ * Python runs a signal's handler on the main thread only, when that thread next runs
+ * bytecode. The kernel may hand a process-wide SIGTERM to any thread that does not block
+ * it (a program thread, a C library's thread the agent cannot mask); CPython's C handler
+ * then only sets a flag, and a main thread blocked in an untimed wait (Event.wait(),
+ * join(), a lock) never wakes to run the agent's handler: the process that SIGTERM's
+ * default action would have killed lives on. term_forward runs in place of CPython's
+ * handler: on another thread it sends the signal on to the main thread with pthread_kill,
+ * whose wait then fails with EINTR, and there it calls CPython's handler, which sets the
+ * flag and lets the interrupted wait run the Python handler.
+ *
+ * Async-signal-safe: no Python API, no allocation; errno is kept. The handler keeps the
+ * mask and the SA_RESTART/SA_ONSTACK flags CPython chose. Setting SIGTERM's action again
+ * (signal.signal, or libc's signal(SIGTERM, SIG_DFL) on the agent's way to dying of it)
+ * replaces this handler, and nothing is left behind.
+ */
+
+/* CPython's action, saved when term_forward went in; written before the handler is
+ * installed, read-only while it is. */
+static struct sigaction term_prev;
+/* The main thread and the process it belongs to. A forked child's main thread is the one
+ * that forked (CPython makes it so too): term_after_fork says so. A child made without the
+ * fork handlers (a raw clone) has another pid, and there the handler only calls CPython's. */
+static pthread_t term_main;
+static pid_t term_pid;
+static int term_atfork_done;
+
+static void term_after_fork(void) {
+    term_main = pthread_self();
+    term_pid = getpid();
+}
+
+static void term_call_prev(int sig, siginfo_t *info, void *uctx) {
+    if (term_prev.sa_flags & SA_SIGINFO) {
+        term_prev.sa_sigaction(sig, info, uctx);
+    } else if (term_prev.sa_handler == SIG_DFL) {
+        /* never installed over SIG_DFL, but if so: act as the default would */
+        sigaction(sig, &term_prev, NULL);
+        raise(sig);
+    } else if (term_prev.sa_handler != SIG_IGN) {
+        term_prev.sa_handler(sig);
+    }
+}
+
+static void term_forward(int sig, siginfo_t *info, void *uctx) {
+    int saved = errno;
+    if (getpid() == term_pid && !pthread_equal(pthread_self(), term_main)) {
+        /* On the main thread this handler runs again and calls CPython's. */
+        if (pthread_kill(term_main, sig) != 0) term_call_prev(sig, info, uctx);
+    } else {
+        term_call_prev(sig, info, uctx);
+    }
+    errno = saved;
+}
+
+/* forward_sigterm() -> bool: install term_forward below the SIGTERM handler CPython set
+ * (call it on the main thread, after signal.signal). False, and nothing changed, when
+ * SIGTERM's action is not a handler; True when it now is term_forward (already or now). */
+static PyObject *fp_forward_sigterm(PyObject *self, PyObject *unused) {
+    struct sigaction cur, next;
+    if (sigaction(SIGTERM, NULL, &cur) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == term_forward) Py_RETURN_TRUE;
+    if (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))
+        Py_RETURN_FALSE;
+    if (!term_atfork_done) {
+        int err = pthread_atfork(NULL, NULL, term_after_fork);
+        if (err != 0) {
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        term_atfork_done = 1;
+    }
+    term_prev = cur;
+    term_main = pthread_self();
+    term_pid = getpid();
+    next = cur;
+    next.sa_flags = cur.sa_flags | SA_SIGINFO;
+    next.sa_sigaction = term_forward;
+    if (sigaction(SIGTERM, &next, NULL) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_TRUE;
+}
+
+/* sigterm_forwarded() -> bool: is term_forward SIGTERM's handler now? (for tests) */
+static PyObject *fp_sigterm_forwarded(PyObject *self, PyObject *unused) {
+    struct sigaction cur;
+    if (sigaction(SIGTERM, NULL, &cur) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyBool_FromLong((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == term_forward);
+}
+
 static PyMethodDef methods[] = {
     {"record", (PyCFunction)(void (*)(void))fp_record, METH_FASTCALL,
      "record(kind, res, arg, depth): write one event of the calling thread's unit."},
@@ -522,6 +620,10 @@ static PyMethodDef methods[] = {
     {"get_state", fp_get_state, METH_NOARGS, "get_state() -> ThreadState or None."},
     {"set_gate", fp_set_gate, METH_O,
      "set_gate(var): record concurrency events only while the ContextVar is not None."},
+    {"forward_sigterm", fp_forward_sigterm, METH_NOARGS,
+     "forward_sigterm() -> bool: hand SIGTERM another thread receives on to the main thread."},
+    {"sigterm_forwarded", fp_sigterm_forwarded, METH_NOARGS,
+     "sigterm_forwarded() -> bool: is the forwarding handler SIGTERM's action now?"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -284,6 +284,25 @@ def _install_sigterm() -> None:
         _thread.start_new_thread(finish, ())
 
     signal.signal(signal.SIGTERM, _on_term)
+    _route_sigterm_to_main(_on_term)
+
+
+def _route_sigterm_to_main(handler: Any) -> None:
+    """Make a SIGTERM the kernel hands another thread wake the main thread, which alone
+    runs ``handler``: blocked in an untimed wait (``Event().wait()``, ``join()``) it would
+    otherwise never run it, and the process the default action would have killed lives on.
+    The C extension forwards such a signal to the main thread (``_native.forward_sigterm``).
+    Without it nothing is done: blocking SIGTERM in the program's threads instead (so the
+    kernel picks the main thread) was tried and dropped, because every program such a
+    thread starts (``subprocess``, ``os.system``, ``posix_spawn``) inherits the mask and
+    then cannot be stopped with SIGTERM. Never raises: at worst the old behaviour."""
+    from willowisp.agent import rows
+
+    if rows.FAST is not None:
+        try:
+            rows.FAST.forward_sigterm()
+        except (AttributeError, OSError):  # an extension built before it had this
+            pass
 
 
 DUPLICATE_TERM_S = 2.0
