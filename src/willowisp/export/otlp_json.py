@@ -39,9 +39,9 @@ from willowisp.analysis.naming import resource_name
 from willowisp.causality.waits import wait_outcome, waits
 from willowisp.errors import TraceFormatError
 from willowisp.ingest import formats
-from willowisp.ingest.files import discover, split_embedded
+from willowisp.ingest.files import discover, read_wtrace
 from willowisp.model.spec import K, Reason
-from willowisp.wtrace.reader import is_wtrace, read_file
+from willowisp.wtrace.reader import is_wtrace
 
 OTLP_SOURCES = ("otlp-json", "otlp-proto")
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
@@ -72,8 +72,8 @@ def _original(path: str) -> list[dict[str, Any]]:
     """The resourceSpans of an OTLP source: a foreign file, or a .wtrace's OTLP streams."""
     out: list[dict[str, Any]] = []
     if path.endswith(".wtrace") or is_wtrace(path):
-        streams, _ = split_embedded(read_file(path))
-        for _, fmt, data, complete in streams:
+        _, streams = read_wtrace(path)  # chunk by chunk: embedded pieces bounded as they come
+        for _, fmt, data, complete in streams or []:
             if complete and fmt in OTLP_SOURCES:
                 out += _resource_spans(fmt, data)
         return out

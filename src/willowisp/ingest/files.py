@@ -19,7 +19,16 @@ from willowisp.errors import TraceFormatError
 from willowisp.ingest import formats
 from willowisp.ingest.spans import require_usable_input, shared_spans
 from willowisp.ingest.tables import Unreadable
-from willowisp.wtrace.reader import TraceFile, is_wtrace, read_file
+from willowisp.wtrace.payload import Record
+from willowisp.wtrace.reader import (
+    Chunk,
+    TraceFile,
+    is_wtrace,
+    iter_chunks,
+    load_file,
+    read_header,
+    require_a_chunk,
+)
 
 R_PROCESS, R_EMBEDDED = 1, 7
 # Bounds on joining embedded streams (docs/format.md, "Limits"). Each piece sits in a chunk
@@ -116,19 +125,18 @@ def _read_one(
             parsed.extend(imported)
             said.extend(more)
             return
-        tf = read_file(path)
+        tf, streams = read_wtrace(path, budget)
     except TraceFormatError as exc:
         problems.append(Unreadable(path, str(exc)))
         return
     except OSError as exc:
         problems.append(Unreadable(path, exc.strerror or str(exc)))
         return
-    if not any(r.rtype == R_EMBEDDED for c in tf.chunks for r in c.records):
+    if streams is None:
         parsed.append(tf)
         return
-    streams, native = split_embedded(tf, budget)
-    if native is not None:
-        parsed.append(native)
+    if _has_native(tf):
+        parsed.append(tf)
     for stream, fmt, why in budget.refused:  # none of it was used: unreadable, not damaged
         problems.append(Unreadable(f"{path} (embedded stream {stream}, {fmt})", why))
     budget.refused.clear()
@@ -202,6 +210,30 @@ class _Open:
     refused: bool = False  # passed a bound: later pieces are dropped until its last one
 
 
+def read_wtrace(
+    path: str, budget: EmbeddedBudget | None = None
+) -> tuple[TraceFile, list[tuple[int, str, bytes, bool]] | None]:
+    """Read a ``.wtrace`` one chunk at a time, joining its embedded streams as they come:
+    the file without them, and its streams as :func:`split_embedded` gives them (None when
+    it has no embedded record, so the file is as :func:`~willowisp.wtrace.reader.read_file`
+    gives it).
+
+    Memory is one decoded chunk plus the bounds of ``budget``: a piece past a bound is
+    dropped as soon as it is decoded, not after the whole file is. Raises what ``read_file``
+    raises.
+    """
+    data = load_file(path)
+    tf = read_header(data, path)
+    splitter = EmbeddedSplitter(budget if budget is not None else EmbeddedBudget())
+    read = 0
+    for chunk in iter_chunks(data, tf):
+        read += 1
+        splitter.feed(chunk)  # takes the pieces out first: the chunk kept is small
+        tf.chunks.append(chunk)
+    require_a_chunk(tf, read)
+    return tf, splitter.finish() if splitter.saw_embedded else None
+
+
 def split_embedded(
     tf: TraceFile, budget: EmbeddedBudget | None = None
 ) -> tuple[list[tuple[int, str, bytes, bool]], TraceFile | None]:
@@ -211,28 +243,55 @@ def split_embedded(
     A stream that passes a bound of ``budget`` (by default one of its own, for this file
     alone) is not joined: it is left out of the result and added to ``budget.refused``.
     """
-    budget = budget if budget is not None else EmbeddedBudget()
-    done: list[tuple[int, str, bytes, bool]] = []
-    open_: dict[int, _Open] = {}
+    splitter = EmbeddedSplitter(budget if budget is not None else EmbeddedBudget())
     for chunk in tf.chunks:
-        kept = []
-        for r in chunk.records:
-            if r.rtype != R_EMBEDDED:
-                kept.append(r)
-                continue
-            fmt, data = r.get("format", ""), r.get("data", b"")
-            s = open_.pop(r.id, None) or _Open(fmt if isinstance(fmt, str) else "", [])
-            _add_piece(s, r.id, data if isinstance(data, bytes) else b"", budget)
-            if r.get("more", 0) == 1:
-                open_[r.id] = s
-            elif not s.refused:
-                done.append(_joined(r.id, s, True))
-        chunk.records = kept
-    done += [_joined(n, s, False) for n, s in open_.items() if not s.refused]
-    has_native = any(
+        splitter.feed(chunk)
+    return splitter.finish(), tf if _has_native(tf) else None
+
+
+def _has_native(tf: TraceFile) -> bool:
+    return any(
         c.events is not None or any(r.rtype == R_PROCESS for r in c.records) for c in tf.chunks
     )
-    return done, tf if has_native else None
+
+
+class EmbeddedSplitter:
+    """Takes the embedded pieces out of chunks fed to it, in file order, and joins them
+    into streams within ``budget``; ``finish`` gives the streams."""
+
+    def __init__(self, budget: EmbeddedBudget) -> None:
+        self.budget = budget
+        self.saw_embedded = False
+        self._done: list[tuple[int, str, bytes, bool]] = []
+        self._open: dict[int, _Open] = {}
+
+    def feed(self, chunk: Chunk) -> None:
+        """Leave only the chunk's other records in it."""
+        if not any(r.rtype == R_EMBEDDED for r in chunk.records):
+            return
+        self.saw_embedded = True
+        kept = []
+        for r in chunk.records:
+            if r.rtype == R_EMBEDDED:
+                self._piece(r)
+            else:
+                kept.append(r)
+        chunk.records = kept
+
+    def _piece(self, r: Record) -> None:
+        fmt, data = r.get("format", ""), r.get("data", b"")
+        s = self._open.pop(r.id, None) or _Open(fmt if isinstance(fmt, str) else "", [])
+        _add_piece(s, r.id, data if isinstance(data, bytes) else b"", self.budget)
+        if r.get("more", 0) == 1:
+            self._open[r.id] = s
+        elif not s.refused:
+            self._done.append(_joined(r.id, s, True))
+
+    def finish(self) -> list[tuple[int, str, bytes, bool]]:
+        """The streams, in the order they completed, then those never completed."""
+        done = self._done + [_joined(n, s, False) for n, s in self._open.items() if not s.refused]
+        self._done, self._open = [], {}
+        return done
 
 
 def _add_piece(s: _Open, number: int, data: bytes, budget: EmbeddedBudget) -> None:

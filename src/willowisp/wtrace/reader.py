@@ -13,6 +13,7 @@ let it pass for a process that had only just begun (a bare 16-byte header, which
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from willowisp.errors import TraceFormatError, TraceVersionError
@@ -21,6 +22,7 @@ from willowisp.wtrace.framing import (
     CHUNK_HEADER_SIZE,
     CHUNK_MAGIC,
     FILE_HEADER_SIZE,
+    ChunkHeader,
     parse_chunk_header,
     parse_file_header,
     unpack_payload,
@@ -57,6 +59,16 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
     """Parse a whole file held in memory. Raises only TraceFormatError and subclasses:
     for a file that is not a ``.wtrace``, of a newer major version, or with bytes after
     its header but no readable chunk."""
+    tf = read_header(data, path)
+    tf.chunks = list(iter_chunks(data, tf))
+    require_a_chunk(tf, len(tf.chunks))
+    return tf
+
+
+def read_header(data: bytes, path: str = "<bytes>") -> TraceFile:
+    """The file's TraceFile, with no chunks yet (:func:`iter_chunks` reads them). Raises
+    TraceFormatError for a file that is not a ``.wtrace`` or not of a major version this
+    reader reads."""
     major, minor = parse_file_header(data)
     if major > FORMAT_MAJOR:
         raise TraceVersionError(
@@ -65,14 +77,32 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
         )
     if major < 1:
         raise TraceFormatError(f"format version {major}.{minor} does not exist")
-    tf = TraceFile(path=path, major=major, minor=minor, size=len(data))
+    return TraceFile(path=path, major=major, minor=minor, size=len(data))
+
+
+def require_a_chunk(tf: TraceFile, read: int) -> None:
+    """Raise when none of the ``read`` chunks could be read but damage was found: the file
+    has no data to keep (a bare header, with nothing after it, is a file just begun)."""
+    if not read and (tf.truncated or tf.problems):
+        what = tf.truncated or tf.problems[0]
+        raise TraceFormatError(f"no complete chunk after the file header: {what}")
+
+
+def iter_chunks(data: bytes, tf: TraceFile) -> Iterator[Chunk]:
+    """Yield each readable chunk of ``data`` (a whole file) as soon as it is decoded, adding
+    what was skipped to ``tf.problems`` / ``tf.truncated`` on the way.
+
+    A generator, so a caller that lets each chunk go (or keeps only part of it) holds one
+    decoded chunk at a time: a few kilobytes of zstd chunks decompress to gigabytes.
+    It does not add to ``tf.chunks``; that is the caller's choice.
+    """
     pos = FILE_HEADER_SIZE
     index = 0
     end = len(data)
     while pos < end:
         if end - pos < CHUNK_HEADER_SIZE:
             tf.truncated = f"ends inside a chunk header at byte {pos} (writer killed?)"
-            break
+            return
         try:
             header = parse_chunk_header(data, pos)
         except TraceFormatError as exc:
@@ -83,7 +113,7 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
             )
             index += 1
             if nxt < 0:
-                break
+                return
             pos = nxt
             continue
         body_start = pos + CHUNK_HEADER_SIZE
@@ -102,36 +132,46 @@ def read_bytes(data: bytes, path: str = "<bytes>") -> TraceFile:
                 f"chunk {index} at byte {pos} needs {header.stored_len} bytes, "
                 f"{end - body_start} left (writer killed?)"
             )
-            break
+            return
         try:
-            raw = unpack_payload(header, memoryview(data)[body_start:body_end])
-            records, events = decode_payload(raw)
+            chunk = _decode_chunk(index, pos, header, memoryview(data)[body_start:body_end])
         except TraceFormatError as exc:
             tf.problems.append(f"chunk {index} at byte {pos}: {exc}")
             nxt = data.find(CHUNK_MAGIC, pos + 1)
             index += 1
             if nxt < 0:
-                break
+                return
             pos = nxt
             continue
-        tf.chunks.append(Chunk(index, pos, records, events))
         index += 1
         pos = body_end
-    if not tf.chunks and (tf.truncated or tf.problems):
-        what = tf.truncated or tf.problems[0]
-        raise TraceFormatError(f"no complete chunk after the file header: {what}")
-    return tf
+        yield chunk
+        # Not held while the next chunk decodes: the caller may have let it go.
+        del chunk
+
+
+def _decode_chunk(index: int, pos: int, header: ChunkHeader, stored: memoryview) -> Chunk:
+    # A function of its own so the decompressed payload is freed on return, not kept in
+    # the generator's frame while the caller works on the chunk.
+    records, events = decode_payload(unpack_payload(header, stored))
+    return Chunk(index, pos, records, events)
 
 
 def read_file(path: str | os.PathLike[str]) -> TraceFile:
     """Read one file. OSError and TraceFormatError carry the problem; the CLI names the file."""
     p = os.fspath(path)
+    return read_bytes(load_file(p), p)
+
+
+def load_file(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, for :func:`read_bytes` or :func:`iter_chunks`; over the file bound it
+    raises TraceFormatError without reading it."""
+    p = os.fspath(path)
     size = os.path.getsize(p)
     if size > MAX_FILE_BYTES:
         raise TraceFormatError(f"{size} bytes is over the {MAX_FILE_BYTES}-byte file bound")
     with open(p, "rb") as f:
-        data = f.read()
-    return read_bytes(data, p)
+        return f.read()
 
 
 def is_wtrace(path: str | os.PathLike[str]) -> bool:
