@@ -12,9 +12,14 @@
 // The event loop: the listeners and every connection are unref'd, so the channel never
 // keeps a program alive that would otherwise end, and everything is done in 'data'
 // callbacks on bytes already read (frames.js), so it never blocks the loop. The timers
-// (hello within 5 s, 30 s between frames, 1 s of draining before a close after an error)
-// are unref'd too. The channel's own sockets are made before any flow exists and its
-// callbacks run outside every flow, so they are recorded as nothing but the event loop.
+// are unref'd too. They are absolute deadlines, not waits per read (docs/protocols.md,
+// "Limits"): the hello within 5 s of connecting; after it, a frame's first byte within 30 s
+// and the rest of that frame within 30 s of that byte; each reply 30 s to leave; 1 s of
+// draining before a close after an error. A per-read wait would let a client dripping a
+// byte every few seconds hold a connection for ever, and four of them would leave every
+// real `willowisp ctl` with `busy`. The channel's own sockets are made before any flow
+// exists and its callbacks run outside every flow, so they are recorded as nothing but the
+// event loop.
 //
 // Robustness: malformed input is counted and answered, ends at most its own connection,
 // and never reaches the program; anything unexpected is an agent fault (rec.fault).
@@ -33,7 +38,8 @@ const OPS = ['ping', 'status', 'enable', 'disable'];
 const MAX_CONNECTIONS = 4;
 const MAX_ARG_BYTES = 4096;
 const HELLO_MS = 5000;
-const IDLE_MS = 30000;
+const FRAME_MS = 30000; // for a frame's first byte, then for the rest of that frame
+const SEND_MS = 30000; // for one reply to leave
 const LINGER_MS = 1000;
 const LINGER_BYTES = 1024 * 1024;
 const MAX_UNIX_PATH = 107;
@@ -211,15 +217,11 @@ class ControlServer {
       }
       this.conns.add(sock);
       sock.once('close', () => this.conns.delete(sock));
-      const conn = { sock, hello: false, done: false, reader: new F.FrameReader(F.CONTROL_MAGIC, F.MAX_CONTROL_BODY) };
-      const helloTimer = setTimeout(() => {
-        if (!conn.hello && !conn.done) this.fail(conn, F.errorReply('timeout', 'no hello within 5 s'));
-      }, HELLO_MS);
-      helloTimer.unref();
-      sock.once('close', () => clearTimeout(helloTimer));
-      sock.setTimeout(IDLE_MS, () => {
-        if (!conn.done) this.fail(conn, F.errorReply('timeout', 'no complete frame in 30 s'));
-      });
+      // sending: a reply is still in the socket's buffer (the peer is not reading)
+      const conn = { sock, hello: false, done: false, sending: false, timer: null, reader: new F.FrameReader(F.CONTROL_MAGIC, F.MAX_CONTROL_BODY) };
+      this.expire(conn, HELLO_MS, 'no hello within 5 s of connecting');
+      sock.once('close', () => clearTimeout(conn.timer));
+      sock.on('drain', () => this.onDrain(conn));
       sock.on('data', (data) => this.onData(conn, data));
       sock.on('end', () => this.onEnd(conn));
     } catch (err) {
@@ -228,17 +230,30 @@ class ControlServer {
     }
   }
 
+  // The connection's one deadline from now on: `timeout` (and close) unless something
+  // sets another first.
+  expire(conn, ms, why) {
+    clearTimeout(conn.timer);
+    conn.timer = setTimeout(() => {
+      if (!conn.done) this.fail(conn, F.errorReply('timeout', why));
+    }, ms);
+    conn.timer.unref();
+  }
+
   onData(conn, data) {
     if (conn.done) return;
     try {
+      const wasInFrame = conn.reader.inFrame;
+      let bodies = 0;
       const onBody = (body) => {
+        bodies += 1;
         this.counters.requests += 1;
         const [reply, close] = this.handle(conn, body);
         if (close) {
           this.fail(conn, reply);
           return false;
         }
-        this.send(conn.sock, reply);
+        this.send(conn, reply);
         return true;
       };
       try {
@@ -248,6 +263,8 @@ class ControlServer {
         this.counters.malformed += 1;
         this.fail(conn, F.errorReply(err.code, err.message));
       }
+      // a frame that began in this chunk began now; one already under way keeps its deadline
+      if (!wasInFrame || bodies > 0) this.awaitFrame(conn);
     } catch (err) {
       this.fault('control connection', err);
       conn.done = true;
@@ -266,16 +283,45 @@ class ControlServer {
     conn.sock.end(); // a clean end: the replies already written go out first
   }
 
-  send(sock, reply) {
+  // After the hello, with no reply waiting to leave: the next frame's first byte is due in
+  // 30 s, or, with a frame under way, the rest of it. Before the hello, the hello's deadline
+  // from connect stands.
+  awaitFrame(conn) {
+    if (conn.done || !conn.hello || conn.sending) return;
+    if (conn.reader.inFrame) this.expire(conn, FRAME_MS, 'frame not complete within 30 s of its first byte');
+    else this.expire(conn, FRAME_MS, 'no request within 30 s');
+  }
+
+  send(conn, reply) {
     let frame = F.packFrame(F.CONTROL_MAGIC, reply);
     if (frame.length - 8 > F.MAX_CONTROL_BODY) {
       frame = F.packFrame(F.CONTROL_MAGIC, F.errorReply('internal', `reply of ${frame.length} bytes is over the ${F.MAX_CONTROL_BODY}-byte limit`, reply.id));
     }
-    sock.write(frame);
+    if (conn.sock.write(frame) || conn.sending) return;
+    // A peer that does not read its replies: stop reading its requests (so replies cannot
+    // pile up in memory) and give the buffered reply 30 s to leave. No `timeout` can reach
+    // a peer that does not read, so the connection is just closed.
+    conn.sending = true;
+    conn.sock.pause();
+    clearTimeout(conn.timer);
+    conn.timer = setTimeout(() => {
+      conn.done = true;
+      conn.sock.destroy();
+    }, SEND_MS);
+    conn.timer.unref();
+  }
+
+  onDrain(conn) {
+    if (conn.done || !conn.sending) return;
+    conn.sending = false;
+    clearTimeout(conn.timer);
+    conn.sock.resume();
+    this.awaitFrame(conn);
   }
 
   fail(conn, reply) {
     conn.done = true;
+    clearTimeout(conn.timer);
     this.closeAfterError(conn.sock, conn, reply);
   }
 
@@ -299,6 +345,7 @@ class ControlServer {
     });
     sock.on('end', finish);
     sock.once('close', () => clearTimeout(timer));
+    sock.resume(); // paused while a reply waited to leave: the drain must still read
     try {
       sock.end(F.packFrame(F.CONTROL_MAGIC, reply));
     } catch {
