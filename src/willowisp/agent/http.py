@@ -28,40 +28,29 @@ import it makes (a dict lookup).
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from willowisp.agent import boundaries, context, data_access, post_import, redact, rows
 from willowisp.agent import recorder as _r
+from willowisp.agent.http_propagation import elided_target as _target
+from willowisp.agent.http_propagation import entry_headers_json, incoming_context
 from willowisp.model.redaction import BODY_MAX, DEFAULT_HEADERS
 from willowisp.model.spec import K, Reason
-from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
+from willowisp.wire.carriers import MessageHeaders
+from willowisp.wire.traceparent import TraceContext, parse
 
 if TYPE_CHECKING:
     import http.client
     import http.server
 
+# entry_headers_json lives with the other HTTP shapes; the gRPC hook imports it from here
+__all__ = ["ENTRY_HEADERS", "entry_headers_json", "install", "uninstall"]
+
 _orig: dict[str, Any] = {}  # originals by attribute name; kept by uninstall for calls in flight
 _patched: list[tuple[type, str, Any]] = []  # (class, attribute, previous value or _MISSING)
 _MISSING = object()
 _waits: list[post_import.Waiting] = []  # waits for the program's first imports, until uninstall
-
-
-def _target(url: str) -> str:
-    """The path of a request target, query values elided (``/a?x=1&y=2`` -> ``/a?x=&y=``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "?"
-    path = parts.path or "/"
-    if parts.query and redact.ACTIVE.query_values:
-        path += "?" + parts.query
-    elif parts.query:
-        keys = [kv.split("=", 1)[0] for kv in parts.query.split("&")]
-        path += "?" + "&".join(f"{k}=" for k in keys)
-    return path[:512]
 
 
 # Libraries that reach http.client from above, by top-level module, outermost first: the
@@ -73,6 +62,9 @@ _LIBRARY_LABELS = ("requests", "urllib3", "urllib")
 
 def _client_library() -> str:
     """The outermost known HTTP library on the caller's stack, else ``http.client``."""
+    modules = sys.modules
+    if "urllib.request" not in modules and "urllib3" not in modules and "requests" not in modules:
+        return "http.client"  # none is loaded, so none is on the stack: no walk (~3 µs)
     best = len(_LIBRARY_LABELS)
     f = sys._getframe(2)
     while f is not None:
@@ -91,19 +83,6 @@ def _client_library() -> str:
 # Request headers an entry request keeps by default (the contract's allowlist); what a
 # process keeps is ``redact.ACTIVE.headers``.
 ENTRY_HEADERS = DEFAULT_HEADERS
-
-
-def entry_headers_json(pairs: Any) -> str:
-    """The allowlisted headers among ``pairs`` (name, value) as a JSON object: names
-    lowercase, repeated values joined with ", ", each value cut to 512 characters."""
-    kept: dict[str, str] = {}
-    allowed = redact.ACTIVE.headers
-    for name, value in pairs:
-        key = str(name).lower()
-        if key in allowed:
-            text = str(value)[:512]
-            kept[key] = f"{kept[key]}, {text}" if key in kept else text
-    return json.dumps(kept, sort_keys=True, separators=(",", ":"))
 
 
 def _endheaders(
@@ -142,38 +121,43 @@ def _begin_client_request(rec: _r.Recorder, conn: http.client.HTTPConnection) ->
     buf: list[bytes] = conn._buffer  # type: ignore[attr-defined]
     if not buf:
         return
-    request_line = buf[0].decode("latin-1", "replace")
-    method, _, rest = request_line.partition(" ")
-    url = rest.rsplit(" ", 1)[0]
-    existing = None
-    for line in buf[1:]:
-        if line[:12].lower() == b"traceparent:":
-            existing = parse(line[12:].decode("latin-1").strip())
-            break
-    ctx = existing
+    ctx = _existing_context(buf)
     if ctx is None:
         ctx = context.outgoing()
         buf.append(b"traceparent: " + ctx.header().encode("ascii"))
         member = boundaries.outgoing_member()
         if member:  # a boundary's full fidelity travels with the request
             buf.append(b"tracestate: " + f"{boundaries.STATE_KEY}={member}".encode("ascii"))
-    if not ctx.sampled and rec.config.mode == "hops":
+    if not ctx.flags & 1 and rec.config.mode == "hops":
         return  # always-on mode records sampled operations only; the flag still travels
+    method, _, rest = buf[0].decode("latin-1", "replace").partition(" ")
+    target = _target(rest.rsplit(" ", 1)[0])
     rid = rec.new_resource(
         "rpc",
         2,
-        name=f"{method} {_target(url)}",
+        name=f"{method} {target}",
         trace_id=ctx.trace_id,
         span_id=ctx.span_id,
-        sampled=1 if ctx.sampled else 0,
+        sampled=ctx.flags & 1,
         protocol="http",
         library=_client_library(),
         method=method,
-        target=_target(url),
+        target=target,
         peer=f"{conn.host}:{conn.port}",
     )
     conn._wisp_rpc = rid  # type: ignore[attr-defined]
     rec.emit_user(int(K.MSG_SEND), rid, 0)
+
+
+def _existing_context(buf: list[bytes]) -> TraceContext | None:
+    """The context of the ``traceparent`` the program already put on the request, if any
+    (the first one; None if it is not valid)."""
+    for i in range(1, len(buf)):
+        line = buf[i]
+        # the first byte alone first: most lines are not traceparent (and b't' is no copy)
+        if line[:1] in b"tT" and line[:12].lower() == b"traceparent:":
+            return parse(line[12:].decode("latin-1").strip())
+    return None
 
 
 def _getresponse(self: http.client.HTTPConnection) -> Any:
@@ -201,64 +185,72 @@ def _parse_request(self: http.server.BaseHTTPRequestHandler) -> bool:
     if not ok or rec is None:
         return ok
     try:
-        from willowisp.agent.http_propagation import incoming_context
-        from willowisp.wire.carriers import HeaderList
-
-        # W3C, else B3, else X-Ray: whatever the caller's tracer speaks
-        parent, state, how = incoming_context(HeaderList(list(self.headers.items())))
-        own = new_span_id()
-        trace_id = parent.trace_id if parent else new_trace_id()
-        flags = parent.flags if parent else context.root_flags()
-        method = self.command or "?"
-        bnd = boundaries.enter("http", method, self.path, state.get(boundaries.STATE_KEY) or "")
-        forced: dict[str, Any] = {}
-        if bnd is not None:
-            self._wisp_boundary = bnd  # type: ignore[attr-defined]
-            forced = boundaries.forced_attrs(flags)
-            flags |= 1  # a declared boundary is recorded whatever the trace ratio
-        if not flags & 1 and rec.config.mode == "hops":
-            self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
-                TraceContext(trace_id, own, flags)
-            )
-            return ok  # not sampled: propagate the decision, record nothing
-        handler = getattr(type(self), "do_" + method, None)
-        key = 0
-        code = getattr(handler, "__code__", None)
-        if code is not None:
-            rows.CODE_IDS[id(code)] = code
-            key = id(code) << 16
-        rid = rec.new_resource(
-            "rpc",
-            1,
-            name=f"{method} {_target(self.path)}",
-            trace_id=trace_id,
-            span_id=own,
-            parent_span_id=parent.span_id if parent else "",
-            sampled=flags & 1,
-            protocol="http",
-            library="http.server",
-            method=method,
-            target=_target(self.path),
-            peer=f"{self.client_address[0]}:{self.client_address[1]}",
-            headers=entry_headers_json(self.headers.items()),
-            propagation=how,
-            **forced,
-        )
-        self._wisp_rpc = rid  # type: ignore[attr-defined]
-        if redact.ACTIVE.bodies:
-            tap = _BodyTap(self.rfile, rec, rid, self.headers.get("content-length"))
-            self.rfile = tap  # type: ignore[assignment]
-        self._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
-            TraceContext(trace_id, own, flags)
-        )
-        st = _r.state()
-        rec.emit_for(st, st.unit, int(K.MSG_RECV), rid, 0, key)
-        # the request as a read or write of what its URL names (agent/data_access.py)
-        host = self.headers.get("Host") or "?"
-        data_access.http_request(rec, method, host, _target(self.path), key)
+        _receive(rec, self)
     except Exception as exc:
         rec.fault("http.server.parse_request", exc)
     return ok
+
+
+def _receive(rec: _r.Recorder, handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Take the inbound context, make it current with this server's own span id, and,
+    unless unsampled in hops mode, define the server-side rpc resource and write
+    ``msg.recv``."""
+    headers = handler.headers
+    # W3C, else B3, else X-Ray: whatever the caller's tracer speaks
+    parent, state, how = incoming_context(MessageHeaders(headers))
+    own = context.new_span_id()
+    if parent is not None:
+        trace_id, flags = parent.trace_id, parent.flags
+    else:
+        trace_id, flags = context.new_trace_id(), context.root_flags()
+    method = handler.command or "?"
+    bnd = boundaries.enter("http", method, handler.path, state.get(boundaries.STATE_KEY) or "")
+    forced: dict[str, Any] = {}
+    if bnd is not None:
+        handler._wisp_boundary = bnd  # type: ignore[attr-defined]
+        forced = boundaries.forced_attrs(flags)
+        flags |= 1  # a declared boundary is recorded whatever the trace ratio
+    if not flags & 1 and rec.config.mode == "hops":
+        handler._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
+            TraceContext(trace_id, own, flags)
+        )
+        return  # not sampled: propagate the decision, record nothing
+    code = getattr(getattr(type(handler), "do_" + method, None), "__code__", None)
+    key = 0
+    if code is not None:
+        rows.CODE_IDS[id(code)] = code
+        key = id(code) << 16
+    target = _target(handler.path)
+    rid = rec.new_resource(
+        "rpc",
+        2,
+        name=f"{method} {target}",
+        trace_id=trace_id,
+        span_id=own,
+        parent_span_id=parent.span_id if parent else "",
+        sampled=flags & 1,
+        protocol="http",
+        library="http.server",
+        method=method,
+        target=target,
+        peer=f"{handler.client_address[0]}:{handler.client_address[1]}",
+        headers=entry_headers_json(headers.items()),
+        propagation=how,
+        **forced,
+    )
+    handler._wisp_rpc = rid  # type: ignore[attr-defined]
+    if redact.ACTIVE.bodies:
+        tap = _BodyTap(handler.rfile, rec, rid, headers.get("content-length"))
+        handler.rfile = tap  # type: ignore[assignment]
+    handler._wisp_ctx_token = context.set_current(  # type: ignore[attr-defined]
+        TraceContext(trace_id, own, flags)
+    )
+    st = _r.state()
+    rec.emit_for(st, st.unit, int(K.MSG_RECV), rid, 0, key)
+    if data_access.enabled(rec):  # (the Host lookup is a scan of the headers: only if used)
+        # the request as a read or write of what its URL names (agent/data_access.py)
+        host = headers.get("Host") or "?"
+        data_access.http_request(rec, method, host, target, key)
 
 
 class _BodyTap:

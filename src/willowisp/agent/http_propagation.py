@@ -1,6 +1,7 @@
-"""What the hooks of the third-party HTTP libraries (httpx, aiohttp) share: putting the trace
-context on an outgoing request, taking it off an incoming one, defining the two sides' ``rpc``
-resources, and locating their events at the program's own line.
+"""What the HTTP hooks share: putting the trace context on an outgoing request, taking it off
+an incoming one, the shapes kept of a request (its target, its allowlisted headers), and,
+for the third-party libraries (httpx, aiohttp), defining the two sides' ``rpc`` resources
+and locating their events at the program's own line.
 
 Outgoing: the current context continues with a new span id (``context.outgoing``), written
 as W3C ``traceparent``, with the ``tracestate`` that arrived with the current trace when
@@ -20,16 +21,17 @@ from __future__ import annotations
 import contextvars
 import sys
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
+from urllib.parse import urlsplit
 
-from willowisp.agent import boundaries, context, data_access, rows
+from willowisp.agent import boundaries, context, data_access, redact, rows
 from willowisp.agent import recorder as _r
-from willowisp.agent.http import _target, entry_headers_json
 from willowisp.model.spec import K
 from willowisp.wire.b3 import B3_SINGLE, Sampling
 from willowisp.wire.codec import Getter, Setter
 from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
-from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
+from willowisp.wire.traceparent import TraceContext, parse
 from willowisp.wire.tracestate import EMPTY, TraceState
 from willowisp.wire.xray import XRAY
 
@@ -40,6 +42,13 @@ _inbound_state: contextvars.ContextVar[tuple[str, TraceState] | None] = contextv
     "willowisp_tracestate", default=None
 )
 
+# Every header name the inbound formats read, each format's apart: most requests carry none
+# of them, and a request that carries no name of a format need not be parsed for it.
+_W3C_NAMES = frozenset(TRACECONTEXT.fields)
+_B3_NAMES = frozenset(B3_SINGLE.fields)
+_XRAY_NAMES = frozenset(XRAY.fields)
+PROPAGATION_NAMES = _W3C_NAMES | _B3_NAMES | _XRAY_NAMES
+
 # A location key no frame has: the server resource is made by the runtime, not a program line.
 NO_LOCATION = -1
 
@@ -48,6 +57,57 @@ Tokens = tuple[
     contextvars.Token[tuple[str, TraceState] | None],
     "boundaries.Token | None",
 ]
+
+
+_TARGETS_MAX = 1024  # request targets remembered before the cache starts over
+_TARGET_CACHED_LEN = 512  # longer targets (rare, often unique) are split every time
+_targets: dict[tuple[str, bool], str] = {}
+
+
+def elided_target(url: str) -> str:
+    """The path of a request target, query values elided (``/a?x=1&y=2`` -> ``/a?x=&y=``).
+
+    Remembered per (target, redaction): a service sees the same few targets again and
+    again, and splitting one costs a µs or so, every hop."""
+    keep_values = redact.ACTIVE.query_values
+    if len(url) > _TARGET_CACHED_LEN:
+        return _split_target(url, keep_values)
+    found = _targets.get((url, keep_values))
+    if found is None:
+        found = _split_target(url, keep_values)
+        if len(_targets) >= _TARGETS_MAX:
+            _targets.clear()
+        _targets[(url, keep_values)] = found
+    return found
+
+
+def _split_target(url: str, keep_values: bool) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "?"
+    path = parts.path or "/"
+    if parts.query and keep_values:
+        path += "?" + parts.query
+    elif parts.query:
+        keys = [kv.split("=", 1)[0] for kv in parts.query.split("&")]
+        path += "?" + "&".join(f"{k}=" for k in keys)
+    return path[:512]
+
+
+def entry_headers_json(pairs: Any) -> str:
+    """The allowlisted headers among ``pairs`` (name, value) as a JSON object: names
+    lowercase, repeated values joined with ", ", each value cut to 512 characters."""
+    kept: dict[str, str] = {}
+    allowed = redact.ACTIVE.headers
+    for name, value in pairs:
+        key = str(name).lower()
+        if key in allowed:
+            text = str(value)[:512]
+            kept[key] = f"{kept[key]}, {text}" if key in kept else text
+    # what json.dumps(kept, sort_keys=True, separators=(",", ":")) writes, without the
+    # encoder it builds per call (2 µs, most of this function's cost, every recorded request)
+    return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in sorted(kept.items())]) + "}"
 
 
 class ItemSetter:
@@ -80,17 +140,23 @@ def outgoing_context(existing: str | None, carrier: Setter) -> TraceContext:
 
 def incoming_context(headers: Getter) -> tuple[TraceContext | None, TraceState, str]:
     """The context an inbound request carries, its tracestate, and the format it came in
-    (``w3c``, ``b3``, ``xray``; ``''`` and None when there was none)."""
-    w3c = TRACECONTEXT.extract(headers)
+    (``w3c``, ``b3``, ``xray``; ``''`` and None when there was none).
+
+    A format none of whose headers is among ``headers.names()`` is not asked (it would find
+    nothing): one pass over the names instead of a scan per name each format reads."""
+    present = PROPAGATION_NAMES.intersection(headers.names())
+    if not present:
+        return None, EMPTY, ""
+    w3c = TRACECONTEXT.extract(headers) if not _W3C_NAMES.isdisjoint(present) else None
     if w3c is not None:
         return w3c.context, w3c.tracestate, "w3c"
-    b3 = B3_SINGLE.extract(headers)
+    b3 = B3_SINGLE.extract(headers) if not _B3_NAMES.isdisjoint(present) else None
     if b3 is not None and b3.context is not None:
         ctx = b3.context
         if b3.sampling is Sampling.DEFER:  # no decision upstream: take it here, at the root
             ctx = TraceContext(ctx.trace_id, ctx.span_id, context.root_flags())
         return ctx, EMPTY, "b3"
-    xray = XRAY.extract(headers)
+    xray = XRAY.extract(headers) if not _XRAY_NAMES.isdisjoint(present) else None
     if xray is not None:
         ctx = xray.context
         if xray.sampled is None:
@@ -138,7 +204,7 @@ def client_send(
     Returns the resource, or 0 when the request is not recorded (hops mode, unsampled)."""
     if not ctx.sampled and rec.config.mode == "hops":
         return 0  # always-on mode records sampled operations only; the flag still travels
-    target = _target(url)
+    target = elided_target(url)
     rid = rec.new_resource(
         "rpc",
         0,
@@ -171,8 +237,8 @@ def server_receive(
     unless unsampled in hops mode, define the server-side rpc resource and write its
     ``msg.recv``. Returns the resource (0 if not recorded) and the tokens for ``leave``."""
     parent, state, how = incoming_context(headers)
-    own = new_span_id()
-    trace_id = parent.trace_id if parent is not None else new_trace_id()
+    own = context.new_span_id()
+    trace_id = parent.trace_id if parent is not None else context.new_trace_id()
     flags = parent.flags if parent is not None else context.root_flags()
     bnd = boundaries.enter("http", method, url, state.get(boundaries.STATE_KEY) or "")
     forced: dict[str, Any] = {}
@@ -186,7 +252,7 @@ def server_receive(
     )
     if not flags & 1 and rec.config.mode == "hops":
         return 0, tokens  # not sampled: propagate the decision, record nothing
-    target = _target(url)
+    target = elided_target(url)
     rid = rec.new_resource(
         "rpc",
         0,

@@ -44,7 +44,7 @@ from typing import Any
 
 from willowisp.agent import boundaries, context, post_import, redact, rows, task_waits
 from willowisp.agent import recorder as _r
-from willowisp.agent.http import entry_headers_json
+from willowisp.agent.http_propagation import entry_headers_json
 from willowisp.model.spec import K, Reason
 from willowisp.wire.b3 import B3_SINGLE
 from willowisp.wire.carriers import GrpcMetadata

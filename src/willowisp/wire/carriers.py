@@ -14,7 +14,7 @@ their own modules (:mod:`~willowisp.wire.env`, :mod:`~willowisp.wire.payload`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 
 def _text(value: object, encoding: str = "utf-8") -> str | None:
@@ -111,8 +111,13 @@ class HeaderList:
         """Every value under ``name``, in order."""
         out: list[str] = []
         for item in self.pairs:
-            if _named(item, name):
-                text = _text(item[1], self.encoding)
+            # _named inline, str names first: this runs per pair on every get
+            if not isinstance(item, tuple) or len(item) != 2:
+                continue
+            key = item[0]
+            if (key.lower() if type(key) is str else _name(key)) == name:
+                value = item[1]
+                text = value if type(value) is str else _text(value, self.encoding)
                 if text is not None:
                     out.append(text)
         return out
@@ -132,6 +137,36 @@ class HeaderList:
 
     def _pair(self, name: str, value: str) -> tuple[Any, Any]:
         return (name, value)
+
+
+class MessageHeaders:
+    """HTTP headers as ``http.client`` and ``http.server`` parse them: an
+    ``email.message.Message``, read through its own case-insensitive lookup. Parsed values
+    are str (the bytes read as ISO-8859-1); one a program set as another object (an
+    ``email.header.Header``) is skipped, as every carrier skips what is not text. Asking
+    the message name by name, not copying its items, spares fetching the values nobody
+    reads."""
+
+    def __init__(self, message: Any) -> None:
+        self.message = message  # the request's or response's own headers, in place
+
+    def get(self, name: str) -> list[str]:
+        """Every text value under ``name``, in order."""
+        return [v for v in self.message.get_all(name, ()) if isinstance(v, str)]
+
+    def names(self) -> Iterable[str]:
+        """The lowercase names present."""
+        # (the str test inline: this runs per header on every request)
+        names = self.message.keys()  # (a list; iterating the message is a generator)
+        found = [k.lower() if type(k) is str else _name(k) for k in names]
+        if None in found:
+            return [n for n in found if n is not None]
+        return cast("list[str]", found)
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every header named ``name`` with one ``name: value``."""
+        del self.message[name]
+        self.message[name] = value
 
 
 class GrpcMetadata(HeaderList):
