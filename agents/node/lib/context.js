@@ -219,8 +219,4 @@ function rootFlags() {
   return ratio >= 1 || Math.random() < ratio ? 1 : 0;
 }
 
-function currentRatio() {
-  return ratio;
-}
-
-module.exports = { TRACEPARENT, parse, format, otherHeaders, newTraceId, newSpanId, rootFlags, ratio: currentRatio, configure, incoming, parseB3Single, parseB3Multi, parseXRay };
+module.exports = { TRACEPARENT, parse, format, otherHeaders, newTraceId, newSpanId, rootFlags, configure, incoming, parseB3Single, parseB3Multi, parseXRay };

@@ -254,27 +254,18 @@ function onServerRequest(req, res, library) {
   const forced = boundaries.forcedAttrs(inst, flags);
   if (inst !== null) flags |= 1; // a declared boundary is recorded whatever the ratio
   const ctx = { traceId: parent !== null ? parent.traceId : tc.newTraceId(), spanId: tc.newSpanId(), flags, style };
-  if (warm.requests < WARM_AFTER && ++warm.requests === WARM_AFTER) scheduleWarmUp(rec);
   if (!agent.recorded(ctx)) {
     // not sampled in hops mode: carry the decision on, record nothing (the response gets
     // the property all the same: one hidden class, see onRequestMade)
     res[RPC] = undefined;
     return agent.makeFlow(0, ctx, inst, true, '');
   }
-  const side = recordServer(rec, ctx, parent, how, method, req.url, peerOfSocket(req.socket), headers, inst, forced, library);
-  res[RPC] = side; // the reply and the 'close' (wrapResponse) end it
-  return side.flow;
-}
-
-// The recorded half of a server request: its flow, its rpc resource, msg.recv. Returns
-// what the response's writeHead and 'close' need.
-function recordServer(rec, ctx, parent, how, method, url, peer, headers, inst, forced, library) {
-  const t = target(url);
+  const t = target(req.url);
   const name = `${method} ${t}`;
   const flow = agent.newFlow(name, ctx, inst, 0);
   const values = [
-    'rpc', name, ctx.traceId, ctx.spanId, parent !== null ? parent.spanId : '', ctx.flags & 1, 'http', library, method, t,
-    peer, headersJson(headers), how,
+    'rpc', name, ctx.traceId, ctx.spanId, parent !== null ? parent.spanId : '', flags & 1, 'http', library, method, t,
+    peerOfSocket(req.socket), headersJson(headers), how,
   ];
   let rid;
   if (forced.length === 0) rid = rec.newResource(values, SERVER_SHAPE);
@@ -287,60 +278,8 @@ function recordServer(rec, ctx, parent, how, method, url, peer, headers, inst, f
   }
   rec.emit(K.MSG_RECV, flow.unit, rid, 0, 0);
   dataAccess.httpRequest(rec, flow.unit, method, headers.host || '?', t);
-  return { rid, flow, replied: false };
-}
-
-// --- warming up the recording code -----------------------------------------------------
-//
-// With a trace ratio below 1 in hops mode, the code that records a hop runs for the
-// sampled requests only: at 0.1, V8 had not optimized it (clientSend, newFlow, the record
-// encoder: `--trace-opt`) after 8000 requests, so every recorded request ran it in the
-// interpreter, and a ratio of 0.1 cost more loop time than recording every hop. A server
-// that has served WARM_AFTER requests rehearses the recording of a request and its
-// downstream call WARM_ROUNDS times (in slices, between the program's callbacks) into a
-// scratch batch and encoder (Recorder.rehearse): V8 optimizes that code as it would have
-// for a busy recorded path, and nothing reaches the trace.
-const WARM_AFTER = 64;
-const WARM_ROUNDS = 3000;
-const WARM_SLICE = 100;
-const warm = { requests: 0, done: 0 };
-
-function scheduleWarmUp(rec) {
-  if (agent.state.full || tc.ratio() >= 1 || tc.ratio() <= 0) return; // it runs hot anyway, or never
-  const slice = () => {
-    if (agent.state.rec !== rec || rec.closed) return;
-    try {
-      rec.rehearse(() => {
-        for (let i = 0; i < WARM_SLICE; i += 1) rehearseHop(rec, warm.done + i);
-      });
-    } catch (err) {
-      rec.fault('warm-up', err);
-      return;
-    }
-    warm.done += WARM_SLICE;
-    if (warm.done < WARM_ROUNDS) setImmediate(slice);
-  };
-  setImmediate(slice);
-}
-
-const REHEARSED_RAW = ['Host', '127.0.0.1:8080', 'traceparent', '', 'User-Agent', 'node', 'Accept', '*/*'];
-
-// One recorded request as the hooks record it: its flow and server resource, a downstream
-// call from it (send, wait, response), the reply and the flow's end.
-function rehearseHop(rec, i) {
-  const id = String(1e15 + i);
-  const raw = REHEARSED_RAW.slice();
-  raw[3] = `00-${id}${id}-${id}-01`;
-  const headers = wanted(raw);
-  const parent = { traceId: `${id}${id}`, spanId: id, flags: 1, style: '' };
-  const ctx = { traceId: parent.traceId, spanId: `a${id.slice(1)}`, flags: 1, style: '' };
-  const side = recordServer(rec, ctx, parent, 'traceparent', 'GET', `/rehearsal?i=${i}`, '127.0.0.1:40000', headers, null, [], 'node:http');
-  const out = { traceId: ctx.traceId, spanId: `b${id.slice(1)}`, flags: 1, style: '' };
-  const rid = clientSend(rec, out, 'node:http', 'GET', '/downstream?id=1', '127.0.0.1:8081', 0);
-  rec.emit(K.UNIT_BLOCK, side.flow.unit, rid, K.REASON_RPC, 0);
-  rec.emit(K.RPC_RESPONSE, side.flow.unit, rid, 200, 0);
-  rec.emit(K.RPC_REPLY, side.flow.unit, side.rid, 200, 0);
-  agent.endFlow(side.flow, 0);
+  res[RPC] = { rid, flow, replied: false }; // the reply and the 'close' (wrapResponse) end it
+  return flow;
 }
 
 // The caller's address of a server socket, kept on the socket: a keep-alive connection
@@ -480,4 +419,4 @@ function install(rec) {
   installUndici(rec);
 }
 
-module.exports = { install, target, headersJson, stateMember, warm };
+module.exports = { install, target, headersJson, stateMember };

@@ -141,7 +141,6 @@ class Recorder {
     this.closed = false;
     this.extraStats = null; // () => [[key, value]...], set by hooks that add figures
     this.compressor = new Compressor((where, err) => this.fault(where, err));
-    this.rehearsal = null; // the scratch batch of rehearse()
 
     // Wall clock: Date.now() has millisecond resolution only, so wall time is the wall
     // clock at one known monotonic instant plus monotonic time elapsed, re-based on
@@ -239,25 +238,6 @@ class Recorder {
     b.loc[i] = loc;
     b.n = i + 1;
     this.pendingRows += 1;
-  }
-
-  // Runs fn with this recorder writing into a scratch batch and a scratch chunk encoder,
-  // then puts back what it had: nothing fn records reaches a chunk, and the numbers of
-  // units and resources fn takes are given again. For warming up the recording code (see
-  // http.js warmUp): the recorder is the same object, so V8's feedback is the real one.
-  rehearse(fn) {
-    const { batch, full, enc, pendingRows, nextUnit, nextResource, dropped, totalDropped } = this;
-    if (this.rehearsal === null) this.rehearsal = new Batch();
-    this.rehearsal.n = 0;
-    this.batch = this.rehearsal;
-    this.full = [];
-    this.enc = new w.ChunkEncoder();
-    this.dropped = new Map();
-    try {
-      fn();
-    } finally {
-      Object.assign(this, { batch, full, enc, pendingRows, nextUnit, nextResource, dropped, totalDropped });
-    }
   }
 
   nextBatch() {
