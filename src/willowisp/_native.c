@@ -20,9 +20,10 @@
  * kept in a pointer set here (a reference each, never released: bounded by the program's
  * size), the same promise rows.CODE_IDS makes in Python.
  *
- *  forward_sigterm()              puts a C handler below CPython's for SIGTERM that hands a
- *                                 SIGTERM the kernel gave another thread on to the main
- *                                 thread (see the comment at term_forward).
+ *  forward_sigterm()              puts a C handler in place of CPython's for SIGTERM that
+ *  wait_sigterm()                 hands every SIGTERM, whichever thread the kernel gave it,
+ *                                 to an agent thread blocked in wait_sigterm() (see the
+ *                                 comment at term_take).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,6 +31,7 @@
 #include <structmember.h>
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -513,94 +515,104 @@ static PyObject *fp_set_gate(PyObject *self, PyObject *var) {
     Py_RETURN_NONE;
 }
 
-/* --- SIGTERM reaches the main thread ----------------------------------------------------
+/* --- SIGTERM reaches a thread that always runs the handler ------------------------------
  *
  * Python runs a signal's handler on the main thread only, when that thread next runs
  * bytecode. The kernel may hand a process-wide SIGTERM to any thread that does not block
  * it (a program thread, a C library's thread the agent cannot mask); CPython's C handler
  * then only sets a flag, and a main thread blocked in an untimed wait (Event.wait(),
  * join(), a lock) never wakes to run the agent's handler: the process that SIGTERM's
- * default action would have killed lives on. term_forward runs in place of CPython's
- * handler: on another thread it sends the signal on to the main thread with pthread_kill,
- * whose wait then fails with EINTR, and there it calls CPython's handler, which sets the
- * flag and lets the interrupted wait run the Python handler.
+ * default action would have killed lives on.
  *
- * Async-signal-safe: no Python API, no allocation; errno is kept. The handler keeps the
- * mask and the SA_RESTART/SA_ONSTACK flags CPython chose. Setting SIGTERM's action again
- * (signal.signal, or libc's signal(SIGTERM, SIG_DFL) on the agent's way to dying of it)
- * replaces this handler, and nothing is left behind.
+ * Sending the signal on to the main thread (pthread_kill) is not enough, and neither is
+ * the signal landing there first: CPython's wait is "drop the GIL, then sem_wait", and a
+ * signal taken between the two (seen: the main thread queued on the GIL's mutex inside
+ * drop_gil) only sets the flag; sem_wait then sleeps for good with the handler pending.
+ * No signal to one thread can close that window, nor wake a main thread inside a C
+ * library's wait that retries on EINTR (sqlite's busy handler). So term_take, in place of
+ * CPython's handler, posts a semaphore (async-signal-safe) on whichever thread the kernel
+ * chose, and one of the agent's threads, waiting on it in wait_sigterm() without the GIL,
+ * runs the agent's handler; the main thread need not wake at all.
+ *
+ * Async-signal-safe: sem_post only; errno is kept. The handler keeps the mask and flags
+ * CPython chose. Setting SIGTERM's action again (signal.signal, or libc's signal(SIGTERM,
+ * SIG_DFL) on the agent's way to dying of it) replaces this handler, and nothing is left
+ * behind but a waiting thread.
  */
 
-/* CPython's action, saved when term_forward went in; written before the handler is
- * installed, read-only while it is. */
-static struct sigaction term_prev;
-/* The main thread and the process it belongs to. A forked child's main thread is the one
- * that forked (CPython makes it so too): term_after_fork says so. A child made without the
- * fork handlers (a raw clone) has another pid, and there the handler only calls CPython's. */
-static pthread_t term_main;
-static pid_t term_pid;
-static int term_atfork_done;
+/* One post per SIGTERM term_take took, not yet handed out by wait_sigterm(). Initialised
+ * before term_take is installed; a forked child starts again from zero (term_after_fork:
+ * what the parent took was the parent's, and no thread waits on it in the child yet). */
+static sem_t term_sem;
+static int term_ready;
 
 static void term_after_fork(void) {
-    term_main = pthread_self();
-    term_pid = getpid();
+    if (term_ready) sem_init(&term_sem, 0, 0);
 }
 
-static void term_call_prev(int sig, siginfo_t *info, void *uctx) {
-    if (term_prev.sa_flags & SA_SIGINFO) {
-        term_prev.sa_sigaction(sig, info, uctx);
-    } else if (term_prev.sa_handler == SIG_DFL) {
-        /* never installed over SIG_DFL, but if so: act as the default would */
-        sigaction(sig, &term_prev, NULL);
-        raise(sig);
-    } else if (term_prev.sa_handler != SIG_IGN) {
-        term_prev.sa_handler(sig);
-    }
-}
-
-static void term_forward(int sig, siginfo_t *info, void *uctx) {
+static void term_take(int sig, siginfo_t *info, void *uctx) {
     int saved = errno;
-    if (getpid() == term_pid && !pthread_equal(pthread_self(), term_main)) {
-        /* On the main thread this handler runs again and calls CPython's. */
-        if (pthread_kill(term_main, sig) != 0) term_call_prev(sig, info, uctx);
-    } else {
-        term_call_prev(sig, info, uctx);
-    }
+    (void)sig;
+    (void)info;
+    (void)uctx;
+    sem_post(&term_sem);
     errno = saved;
 }
 
-/* forward_sigterm() -> bool: install term_forward below the SIGTERM handler CPython set
- * (call it on the main thread, after signal.signal). False, and nothing changed, when
- * SIGTERM's action is not a handler; True when it now is term_forward (already or now). */
+/* forward_sigterm() -> bool: put term_take in place of the SIGTERM handler CPython set (call
+ * it on the main thread, after signal.signal, with a thread waiting in wait_sigterm()).
+ * False, and nothing changed, when SIGTERM's action is not a handler; True when it now is
+ * term_take (already or now). */
 static PyObject *fp_forward_sigterm(PyObject *self, PyObject *unused) {
     struct sigaction cur, next;
     if (sigaction(SIGTERM, NULL, &cur) != 0) return PyErr_SetFromErrno(PyExc_OSError);
-    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == term_forward) Py_RETURN_TRUE;
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == term_take) Py_RETURN_TRUE;
     if (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))
         Py_RETURN_FALSE;
-    if (!term_atfork_done) {
+    if (!term_ready) {
+        if (sem_init(&term_sem, 0, 0) != 0) return PyErr_SetFromErrno(PyExc_OSError);
         int err = pthread_atfork(NULL, NULL, term_after_fork);
         if (err != 0) {
             errno = err;
             return PyErr_SetFromErrno(PyExc_OSError);
         }
-        term_atfork_done = 1;
+        term_ready = 1;
     }
-    term_prev = cur;
-    term_main = pthread_self();
-    term_pid = getpid();
     next = cur;
     next.sa_flags = cur.sa_flags | SA_SIGINFO;
-    next.sa_sigaction = term_forward;
+    next.sa_sigaction = term_take;
     if (sigaction(SIGTERM, &next, NULL) != 0) return PyErr_SetFromErrno(PyExc_OSError);
     Py_RETURN_TRUE;
 }
 
-/* sigterm_forwarded() -> bool: is term_forward SIGTERM's handler now? (for tests) */
+/* wait_sigterm() -> int: block, without the GIL, until term_take has taken a SIGTERM not
+ * handed out yet; returns SIGTERM. Each SIGTERM taken is handed out once. OSError when
+ * forward_sigterm() never set the semaphore up. */
+static PyObject *fp_wait_sigterm(PyObject *self, PyObject *unused) {
+    int rc, err = 0;
+    if (!term_ready) {
+        errno = EINVAL;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    /* a signal the waiting thread takes itself only interrupts the wait */
+    do {
+        rc = sem_wait(&term_sem);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) err = errno;
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(SIGTERM);
+}
+
+/* sigterm_forwarded() -> bool: is term_take SIGTERM's handler now? (for tests) */
 static PyObject *fp_sigterm_forwarded(PyObject *self, PyObject *unused) {
     struct sigaction cur;
     if (sigaction(SIGTERM, NULL, &cur) != 0) return PyErr_SetFromErrno(PyExc_OSError);
-    return PyBool_FromLong((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == term_forward);
+    return PyBool_FromLong((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == term_take);
 }
 
 static PyMethodDef methods[] = {
@@ -621,7 +633,9 @@ static PyMethodDef methods[] = {
     {"set_gate", fp_set_gate, METH_O,
      "set_gate(var): record concurrency events only while the ContextVar is not None."},
     {"forward_sigterm", fp_forward_sigterm, METH_NOARGS,
-     "forward_sigterm() -> bool: hand SIGTERM another thread receives on to the main thread."},
+     "forward_sigterm() -> bool: hand every SIGTERM, on any thread, to wait_sigterm()."},
+    {"wait_sigterm", fp_wait_sigterm, METH_NOARGS,
+     "wait_sigterm() -> int: block (GIL released) until a SIGTERM was taken; SIGTERM."},
     {"sigterm_forwarded", fp_sigterm_forwarded, METH_NOARGS,
      "sigterm_forwarded() -> bool: is the forwarding handler SIGTERM's action now?"},
     {NULL, NULL, 0, NULL},

@@ -1,13 +1,17 @@
-"""A recorded program whose main thread waits for good (an untimed ``Event.wait()``) still
-dies of SIGTERM, however the kernel picks the thread that takes it, and its recording is
-complete.
+"""A recorded program whose main thread waits for good (an untimed ``Event.wait()``, or a
+C library's wait that sleeps and retries whatever signal comes) still dies of SIGTERM,
+however the kernel picks the thread that takes it, and its recording is complete.
 
-CPython runs the agent's SIGTERM handler on the main thread only; when the signal lands on
-another thread (a program thread, spinning in Python or inside a C call) the main thread
-must be woken, or the process the default action would have killed lives on. The C
-extension forwards the signal to the main thread. Without it nothing is done (blocking
-SIGTERM in the program's threads was tried: the programs they start inherit the mask and
-cannot be stopped with SIGTERM any more), which the last tests guard.
+CPython runs the agent's SIGTERM handler on the main thread only, when it next runs
+bytecode; when the signal lands on another thread (a program thread, spinning in Python or
+inside a C call), or on the main thread on its way into its wait, a main thread asleep for
+good never runs it, and the process the default action would have killed lives on. Sending
+the signal on to the main thread was not enough (1 run in 5 hung: taken between dropping
+the GIL and sleeping, it only set CPython's flag). The C extension's handler takes every
+SIGTERM in place of CPython's and wakes an agent thread that runs the handler. Without it
+nothing is done (blocking SIGTERM in the program's threads was tried: the programs they
+start inherit the mask and cannot be stopped with SIGTERM any more), which the last tests
+guard.
 
 Real processes: each test starts fresh programs under the agent (the environment
 ``willowisp run`` gives) with a flush interval far longer than the test, so whatever is in
@@ -35,6 +39,8 @@ DEADLINE_S = 10.0  # a SIGTERM'd process dies within a few seconds, or it hung
 ROUNDS = 20  # fresh processes per kind of run: the hang was 3 in 45 under load
 SERVICE = "sigterm-prog"
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}[platform.machine()]
+# nanosleep and clock_nanosleep: where sqlite's busy handler waits between its retries
+SYS_SLEEPS = {"x86_64": {35, 230}, "aarch64": {101, 115}}[platform.machine()]
 
 PROGRAM = r"""
 import hashlib, os, sys, threading, time
@@ -88,6 +94,14 @@ if "--children" in sys.argv:  # do the programs a worker starts block SIGTERM?
     starter.start()
     starter.join()
     fields += [f"{k}={v}" for k, v in codes.items()]
+if "--sqlite" in sys.argv:  # the main thread in a C library's wait that retries on EINTR
+    import sqlite3
+    db = os.path.join(os.path.dirname(os.path.abspath(__file__)), "held.db")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    blocked = sqlite3.connect(db, timeout=3600, isolation_level=None)
+    print("READY", *fields, flush=True)
+    blocked.execute("BEGIN EXCLUSIVE")  # sqlite sleeps and retries for an hour
 print("READY", *fields, flush=True)
 stop.wait()
 """
@@ -128,8 +142,10 @@ def ready(proc: subprocess.Popen[str]) -> dict[str, int]:
 
 
 def wait_main_blocked(pid: int) -> None:
-    """Until the main thread sleeps in an untimed futex wait (the Event, not the GIL,
-    whose wait has a timeout): /proc's view of its current system call and arguments."""
+    """Until the main thread sleeps in an untimed futex wait: /proc's view of its current
+    system call and arguments. That is its Event's wait, or, on its way there, the GIL's
+    mutex (the GIL's own wait has a timeout): the window that hung 1 run in 5 when the
+    signal was sent on to the main thread, so kept on purpose."""
     deadline = time.monotonic() + DEADLINE_S * 3
     while time.monotonic() < deadline:
         fields = Path(f"/proc/{pid}/task/{pid}/syscall").read_text().split()
@@ -137,6 +153,17 @@ def wait_main_blocked(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"the main thread of {pid} never blocked in its Event.wait()")
+
+
+def wait_main_sleeping(pid: int) -> None:
+    """Until the main thread is in a sleep system call (sqlite's busy handler's)."""
+    deadline = time.monotonic() + DEADLINE_S * 3
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{pid}/task/{pid}/syscall").read_text().split()
+        if fields[0] in {str(n) for n in SYS_SLEEPS}:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the main thread of {pid} never slept in sqlite's busy wait")
 
 
 def sigterm_blocked(pid: int, tid: int) -> bool:
@@ -185,7 +212,8 @@ WORKERS = ("spin", "hash", "sleep")
 @pytest.mark.parametrize("worker", WORKERS)
 def test_sigterm_to_a_worker_thread_wakes_the_main_thread(tmp_path: Path, worker: str) -> None:
     """With the C extension, a SIGTERM the kernel hands a worker thread (made so with
-    tgkill) while the main thread waits untimed ends the process by SIGTERM, flushed."""
+    tgkill) while the main thread waits untimed, or is on its way into that wait, ends the
+    process by SIGTERM, flushed."""
     # sys.executable: the interpreter the extension is built for
     proc, out = start(tmp_path, 0, pure=False, python=sys.executable)
     try:
@@ -200,9 +228,27 @@ def test_sigterm_to_a_worker_thread_wakes_the_main_thread(tmp_path: Path, worker
     assert_flushed(out)
 
 
+def test_sigterm_while_the_main_thread_waits_inside_a_c_library(tmp_path: Path) -> None:
+    """A main thread in a C library's wait that retries on EINTR (sqlite's busy handler,
+    an hour's timeout, a lock this process holds) never runs bytecode again: waking it
+    cannot help. SIGTERM to the process still ends it by SIGTERM, flushed."""
+    proc, out = start(tmp_path, 0, pure=False, python=sys.executable, flag="--sqlite")
+    try:
+        assert ready(proc)["forwarded"] == 1
+        wait_main_sleeping(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        dies_of_sigterm(proc)
+    finally:
+        cleanup(proc)
+    trace = read_run(str(out))[SERVICE]
+    assert not trace.problems, trace.problems
+    for name in WORKERS:
+        assert "unit.start" in trace.kinds(trace.unit_named(name)), name
+
+
 def test_a_child_forked_by_the_main_thread_forwards_to_its_own_main(tmp_path: Path) -> None:
-    """In a child the main thread forked (its new main thread), a SIGTERM handed a worker
-    wakes the child's main thread: it dies of SIGTERM."""
+    """In a child the main thread forked (only that thread is copied: the agent starts its
+    SIGTERM thread again there), a SIGTERM handed a worker ends the child by SIGTERM."""
     proc, _ = start(tmp_path, 0, pure=False, python=sys.executable, flag="--forked")
     try:
         got = ready(proc)
@@ -230,6 +276,8 @@ def test_no_thread_and_no_child_of_the_program_blocks_sigterm(tmp_path: Path, pu
         blocked = {w: sigterm_blocked(proc.pid, got[w]) for w in WORKERS}
         blocked["main"] = sigterm_blocked(proc.pid, proc.pid)
         assert blocked == dict.fromkeys(("main", *WORKERS), False)
+        if pure:
+            return  # without the extension a stop can miss the handler (the module doc)
         os.kill(proc.pid, signal.SIGTERM)
         dies_of_sigterm(proc)
     finally:
@@ -237,17 +285,17 @@ def test_no_thread_and_no_child_of_the_program_blocks_sigterm(tmp_path: Path, pu
     assert_flushed(out)
 
 
-@pytest.mark.parametrize("pure", [False, True], ids=["native", "pure-python"])
-def test_every_sigterm_stop_of_a_waiting_main_thread_ends_the_process(
-    tmp_path: Path, pure: bool
-) -> None:
+def test_every_sigterm_stop_of_a_waiting_main_thread_ends_the_process(tmp_path: Path) -> None:
     """SIGTERM sent to the process (os.kill) ROUNDS times, a fresh process each time,
-    while its workers run: every one dies of SIGTERM within seconds, its recording flushed."""
-    python = PYTHON if pure else sys.executable
+    while its workers run: every one dies of SIGTERM within seconds, its recording flushed.
+    Only with the C extension: without it the handler runs on the main thread, and a stop
+    taken while that thread is between dropping the GIL and sleeping in its wait is missed
+    (CPython's own window, which a program's own SIGTERM handler has as well): 11 of 18
+    such runs hung, so the pure-Python agent does not promise this (docs/agent-python.md)."""
     for n in range(ROUNDS):
-        proc, out = start(tmp_path, n, pure=pure, python=python)
+        proc, out = start(tmp_path, n, pure=False, python=sys.executable)
         try:
-            assert ready(proc)["forwarded"] == (0 if pure else 1)
+            assert ready(proc)["forwarded"] == 1
             wait_main_blocked(proc.pid)
             os.kill(proc.pid, signal.SIGTERM)
             dies_of_sigterm(proc)

@@ -260,7 +260,8 @@ def _install_sigterm() -> None:
     first: list[float] = []  # when the first SIGTERM came
 
     def _on_term(signum: int, frame: Any) -> None:
-        # The handler runs on the main thread between two of its bytecodes, possibly inside
+        # The handler runs on the main thread between two of its bytecodes (or, with the C
+        # extension, on the agent's SIGTERM thread: see _route_sigterm), possibly inside
         # the agent's own critical section (a non-reentrant lock): flushing here could wait
         # on itself forever. So the flush runs on a thread of its own while the main thread
         # goes on and lets go; then the process dies of the signal's default action.
@@ -269,8 +270,7 @@ def _install_sigterm() -> None:
         # so the flush finishes; a later one ends the process at once.
         if first:
             if time.monotonic() - first[0] >= DUPLICATE_TERM_S:
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
+                _die_of(signum)  # from any thread: the C path runs this off the main one
             return
         first.append(time.monotonic())
 
@@ -284,25 +284,60 @@ def _install_sigterm() -> None:
         _thread.start_new_thread(finish, ())
 
     signal.signal(signal.SIGTERM, _on_term)
-    _route_sigterm_to_main(_on_term)
+    _route_sigterm(_on_term)
 
 
-def _route_sigterm_to_main(handler: Any) -> None:
-    """Make a SIGTERM the kernel hands another thread wake the main thread, which alone
-    runs ``handler``: blocked in an untimed wait (``Event().wait()``, ``join()``) it would
-    otherwise never run it, and the process the default action would have killed lives on.
-    The C extension forwards such a signal to the main thread (``_native.forward_sigterm``).
+def _route_sigterm(handler: Any) -> None:
+    """Make every SIGTERM run ``handler``, whichever thread the kernel hands it and whatever
+    the main thread is doing. CPython runs it on the main thread only, when that thread next
+    runs bytecode: blocked in an untimed wait (``Event().wait()``, ``join()``) it never
+    would, and the process the default action would have killed lives on. Sending the signal
+    on to the main thread does not close that: one taken while the main thread is on its way
+    into the wait (between dropping the GIL and sleeping) is lost all the same (seen: 1 run
+    in 5). So with the C extension its handler (``_native.forward_sigterm``) takes every
+    SIGTERM in place of CPython's and wakes an agent thread that runs ``handler``.
     Without it nothing is done: blocking SIGTERM in the program's threads instead (so the
     kernel picks the main thread) was tried and dropped, because every program such a
     thread starts (``subprocess``, ``os.system``, ``posix_spawn``) inherits the mask and
     then cannot be stopped with SIGTERM. Never raises: at worst the old behaviour."""
     from willowisp.agent import rows
 
-    if rows.FAST is not None:
+    fast = rows.FAST
+    if fast is None or not hasattr(fast, "wait_sigterm"):  # an extension built before it
+        return
+    try:
+        if not fast.forward_sigterm():
+            return
+        _start_sigterm_thread(fast, handler)
+    except (OSError, RuntimeError):  # no thread: CPython's own handler again
+        signal.signal(signal.SIGTERM, handler)
+        return
+    # A child forked by os.fork() has only the forking thread: it needs its own.
+    os.register_at_fork(after_in_child=lambda: _restart_sigterm_thread(fast, handler))
+
+
+def _start_sigterm_thread(fast: Any, handler: Any) -> None:
+    """The agent's thread that runs ``handler`` once per SIGTERM the C handler took. It
+    blocks the program's signals (own_threads), so the kernel never picks it."""
+    from willowisp.agent import own_threads
+
+    def run() -> None:
         try:
-            rows.FAST.forward_sigterm()
-        except (AttributeError, OSError):  # an extension built before it had this
-            pass
+            while True:
+                handler(fast.wait_sigterm(), None)
+        except Exception:  # never a traceback in the program's stderr
+            return
+
+    own_threads.start(run)
+
+
+def _restart_sigterm_thread(fast: Any, handler: Any) -> None:
+    """In a forked child whose SIGTERM handler is still the C one: a thread of its own."""
+    try:
+        if fast.sigterm_forwarded():
+            _start_sigterm_thread(fast, handler)
+    except (OSError, RuntimeError):
+        pass
 
 
 DUPLICATE_TERM_S = 2.0
