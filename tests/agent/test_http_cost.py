@@ -15,6 +15,7 @@ and the ids of a private generator against a program that seeds ``random`` itsel
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from tracekit import run_program
@@ -107,8 +108,11 @@ def test_recorded_request_costs_few_agent_calls(tmp_path):
     """hops mode, every trace recorded: resources defined and events written on both
     sides (144 calls for a root request before, 64 now; 180 for a hop, 122 now)."""
     counts = agent_calls(tmp_path, "1")
-    assert counts["root"] <= 85, counts
-    assert counts["hop"] <= 145, counts
+    # without the C fast path (another interpreter: WILLOWISP_TEST_PYTHON) each event is a
+    # few Python calls more (158 for a hop under CPython 3.13)
+    pure = bool(os.environ.get("WILLOWISP_TEST_PYTHON"))
+    assert counts["root"] <= (100 if pure else 85), counts
+    assert counts["hop"] <= (175 if pure else 145), counts
 
 
 @pytest.mark.parametrize(

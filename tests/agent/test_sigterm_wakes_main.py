@@ -44,7 +44,10 @@ SYS_SLEEPS = {"x86_64": {35, 230}, "aarch64": {101, 115}}[platform.machine()]
 
 PROGRAM = r"""
 import hashlib, os, sys, threading, time
-from willowisp import _native
+try:
+    from willowisp import _native
+except ImportError:  # an interpreter the C extension was not built for
+    _native = None
 
 if "--forked" in sys.argv:  # the same in a child forked by the main thread
     child = os.fork()
@@ -78,7 +81,8 @@ for t in workers:
     t.start()
 ready.wait()
 fields = [f"{t.name}={t.native_id}" for t in workers]
-fields += [f"pid={os.getpid()}", f"forwarded={int(_native.sigterm_forwarded())}"]
+forwarded = int(_native is not None and _native.sigterm_forwarded())
+fields += [f"pid={os.getpid()}", f"forwarded={forwarded}"]
 if "--children" in sys.argv:  # do the programs a worker starts block SIGTERM?
     import subprocess
     CHECK = ("import sys; sys.exit(any(l.startswith('SigBlk:') and int(l.split()[1], 16)"
