@@ -65,6 +65,10 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
             for i in _summarize_path(a, path)
         ]
 
+    def orders(flips: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        """Pairs of events that now run the other way round: the first, then the other."""
+        return [{"first": describe(a, x), "then": describe(a, y)} for x, y in flips[:MAX_LISTED]]
+
     return {
         "schema": "willowisp.whatif/1",
         "note": "a timed re-simulation of one schedule, not a proof over all interleavings",
@@ -77,15 +81,9 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
         if out.op_path
         else None,
         "reordered": {
-            "races": [
-                {"first": describe(a, x), "then": describe(a, y)}
-                for x, y in out.race_flips[:MAX_LISTED]
-            ],
+            "races": orders(out.race_flips),
             "races_total": len(out.race_flips),
-            "lock_grants": [
-                {"first": describe(a, x), "then": describe(a, y)}
-                for x, y in out.lock_flips[:MAX_LISTED]
-            ],
+            "lock_grants": orders(out.lock_flips),
             "lock_grants_total": len(out.lock_flips),
             "lock_grants_never": [
                 {"first": describe(a, g) if g >= 0 else None, "waiter": describe(a, w)}
