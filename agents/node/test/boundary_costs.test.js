@@ -17,17 +17,9 @@ const K = require('../lib/kinds.js');
 const { readFile } = require('./reader.js');
 
 const AGENT = path.resolve(__dirname, '..');
-const TOKEN = '0123456789abcdef0123456789abcdef';
+const { TOKEN, frame } = require('./ctl_frames.js');
 const A = 'entry=http:GET /a;runtimes=nodejs';
 const B = 'entry=http:GET /b;runtimes=nodejs';
-
-function frame(obj) {
-  const body = Buffer.from(JSON.stringify(obj));
-  const head = Buffer.alloc(8);
-  head.write('WCTL', 0, 'latin1');
-  head.writeUInt32LE(body.length, 4);
-  return Buffer.concat([head, body]);
-}
 
 // hello, then status; resolves with status's result once the agent closed the connection
 function status(socketPath) {

@@ -17,15 +17,7 @@ const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
 const AGENT = path.resolve(__dirname, '..');
-const TOKEN = '0123456789abcdef0123456789abcdef';
-
-function frame(obj, magic = 'WCTL') {
-  const body = Buffer.from(typeof obj === 'string' ? obj : JSON.stringify(obj));
-  const head = Buffer.alloc(8);
-  head.write(magic, 0, 'latin1');
-  head.writeUInt32LE(body.length, 4);
-  return Buffer.concat([head, body]);
-}
+const { TOKEN, frame } = require('./ctl_frames.js');
 
 function hello(token = TOKEN) {
   return frame({ op: 'hello', versions: [1], token });

@@ -15,17 +15,9 @@ const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 
 const AGENT = path.resolve(__dirname, '..');
-const TOKEN = '0123456789abcdef0123456789abcdef';
+const { TOKEN, frame } = require('./ctl_frames.js');
 const DRIP_MS = 500;
 const GIVE_UP_MS = 40000; // well past the 30 s limit: a connection still open then has none
-
-function frame(obj) {
-  const body = Buffer.from(JSON.stringify(obj));
-  const head = Buffer.alloc(8);
-  head.write('WCTL', 0, 'latin1');
-  head.writeUInt32LE(body.length, 4);
-  return Buffer.concat([head, body]);
-}
 
 const HELLO = frame({ op: 'hello', versions: [1], token: TOKEN });
 // far more bytes than 30 s of dripping sends: it can only end by the agent's deadline
