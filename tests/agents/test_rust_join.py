@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "agents" / "rust"
 CARGO = shutil.which("cargo")
 JOIN = 6  # unit.block's reason (docs/format.md)
-UNIT_CREATE, UNIT_START, UNIT_END, JOIN_DONE = 1, 2, 3, 16  # event kinds
+UNIT_CREATE, UNIT_START, UNIT_END, UNIT_BLOCK, JOIN_DONE = 1, 2, 3, 4, 16  # event kinds
 
 pytestmark = pytest.mark.skipif(CARGO is None, reason="cargo is not installed")
 
@@ -106,7 +106,8 @@ def test_inversion_after_joining_the_worker_is_no_potential_deadlock(
         assert resources[res]["name"] == "end of worker"
     (end,) = [r for r in rows if r[0] == UNIT_END and r[1] == worker]
     assert end[2] <= joined_at  # the worker had ended when its handle said so
-    blocks = [r for r in rows if r[1] == waiter and r[3] == res and r[4] == JOIN]
+    # kind first: join.done's arg is the worker's unit number, which can be 6 (= join)
+    blocks = [r for r in rows if r[0] == UNIT_BLOCK and r[1] == waiter and r[3:] == (res, JOIN)]
     if mode == "pending":
         assert len(blocks) == 1
     if mode == "finished":
