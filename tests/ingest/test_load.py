@@ -53,6 +53,35 @@ def test_segments_of_one_process_are_merged(tmp_path: Path) -> None:
     assert trace.units[0].name == "MainThread" and trace.resources[0].name == "L"
 
 
+@pytest.mark.parametrize("guess_first", [True, False])
+def test_a_provisional_unit_record_only_fills_gaps(tmp_path: Path, guess_first: bool) -> None:
+    """The Go agent's record of a goroutine it knows only by number (provisional) never
+    replaces the tracer's name and parent, in whichever segment order the two arrive; what
+    the real record does not say (here its kind) still comes from the guess."""
+    guess = 'rec unit 34 kind="goroutine" name="goroutine #33" parent=0 provisional=1'
+    real = 'rec unit 34 name="main.poller #33" parent=2'
+    first, second = (guess, real) if guess_first else (real, guess)
+    write_trace(
+        tmp_path / "orders-11-aa000000-1.wtrace",
+        chunk(
+            P1,
+            'rec unit 2 kind="goroutine" name="main.main #1"',
+            first,
+            f"ev 1000 clock.anchor a={WALL0}",
+            "ev 1100 unit.start u=34",
+        ),
+    )
+    write_trace(
+        tmp_path / "orders-11-aa000000-2.wtrace",
+        chunk(P1.replace("segment=1", "segment=2"), second, "ev 2000 unit.end u=34", seq=3),
+    )
+    trace = load([tmp_path])
+    (poller,) = [u for u in trace.units if u.number == 34]
+    assert poller.name == "main.poller #33"
+    assert trace.units[poller.parent].name == "main.main #1"
+    assert poller.kind == "goroutine"
+
+
 def test_global_indices_and_sort_order(tmp_path: Path) -> None:
     """Units are numbered densely across processes; events sort by (process, time, seq)."""
     write_trace(

@@ -249,6 +249,40 @@ func TestHTTPPropagation(t *testing.T) {
 	}
 }
 
+// With the tracer off, a hop is the agent's own event and its goroutine is known only by
+// number: the unit record says so (provisional), so a loader lets the tracer's stream name
+// it whichever record it reads last (docs/format.md).
+func TestHopWithoutTheTracerDefinesItsGoroutineProvisionally(t *testing.T) {
+	dir := t.TempDir()
+	if err := Start(Config{Out: dir, Service: "unit test", NoSignals: true, Control: "off", NoTracer: true}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})))
+	defer srv.Close()
+	resp, err := Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	Stop()
+	recs, _ := readBack(t, segment(t, dir))
+	guesses := 0
+	for _, r := range recs {
+		if r.Type != RecUnit {
+			continue
+		}
+		name, _ := attr(r, "name").(string)
+		if attr(r, "provisional") != int64(1) || !strings.HasPrefix(name, "goroutine #") ||
+			fmt.Sprint(r.ID-1) != strings.TrimPrefix(name, "goroutine #") {
+			t.Fatalf("unit record %d %+v", r.ID, r.Attrs)
+		}
+		guesses++
+	}
+	if guesses < 2 { // the client's goroutine and the handler's
+		t.Fatalf("%d provisional unit records", guesses)
+	}
+}
+
 // Garbage in the environment is one clear error naming the variable; nothing else.
 func TestConfigFromEnv(t *testing.T) {
 	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }

@@ -211,6 +211,7 @@ func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int, ro
 		if len(r.records) < maxRecords {
 			r.records = append(r.records, Record{Type: RecUnit, ID: uint64(unit), Attrs: []Attr{
 				{"kind", "goroutine"}, {"name", "goroutine #" + strconv.FormatUint(g, 10)}, {"parent", int64(0)},
+				{"provisional", int64(1)}, // a guess: the tracer's stream may name it, in any order
 			}})
 		}
 	}

@@ -173,7 +173,9 @@ def _in_segment(tf: TraceFile, path: str) -> TraceFile:
     parent); without a segment this stream sorted first and lost to them, so one run
     named the demo's consumer ``main.consume #9`` and the next ``goroutine #30``. In its
     own segment the stream sorts after the agent's records (its sequence numbers start
-    at AGENT_SEQ_BASE). A file whose name is not a segment's keeps the old order."""
+    at AGENT_SEQ_BASE). The agent now marks such records provisional (docs/format.md), so
+    the loader keeps the tracer's name in any order (a renamed file, an older agent's
+    records still rely on this order)."""
     name = parse_segment_name(path)
     if name is None:
         return tf

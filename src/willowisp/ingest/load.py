@@ -270,10 +270,17 @@ def _merge_records(p: _Parts) -> None:
     for chunk in p.chunks:
         for rec in chunk.records:
             table = tables.get(rec.rtype)
-            if table is not None:
+            if table is None:
+                if rec.rtype == R_STATS:
+                    p.stats = dict(rec.attrs)
+            elif rec.rtype == R_UNIT and rec.get("provisional") == 1:
+                # a guess (docs/format.md): it fills gaps, never replaces, in either order
+                have = table.setdefault(rec.id, {})
+                for key, value in rec.attrs:
+                    if key != "provisional":
+                        have.setdefault(key, value)
+            else:
                 table.setdefault(rec.id, {}).update(rec.attrs)
-            elif rec.rtype == R_STATS:
-                p.stats = dict(rec.attrs)
 
 
 def _report(tf: TraceFile, process_id: str) -> FileReport:

@@ -392,6 +392,13 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ("os_tid", "int: native thread id, for threads"),
             ("loc", "int: location number where it was created"),
             ("coro", "str: qualified name of the coroutine, for tasks"),
+            (
+                "provisional",
+                "int: 1 when the writer only guesses the unit's other attributes (the Go agent"
+                " knows a goroutine that made a hop while its tracer was off only by number):"
+                " readers keep any value another record of the unit gives, whichever comes"
+                " first",
+            ),
         ),
     ),
     RecordType(
