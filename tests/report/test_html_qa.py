@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from willowisp.report.html_markup import clip, text
+from willowisp.display import clip
+from willowisp.report.html_markup import text
 from willowisp.report.html_report import render
 
 RLO, PDF, HEBREW = "\u202e", "\u202c", "\u05e9\u05dc\u05d5\u05dd"

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from willowisp.report.html_markup import clip, text
+from willowisp.display import clip
+from willowisp.report.html_markup import text
 from willowisp.report.html_report import render, write_report
 from wispkit import record_until_blocked
 

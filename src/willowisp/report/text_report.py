@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from willowisp.report.html_markup import TEXT_LIMIT, clip
+from willowisp.display import TEXT_LIMIT, clip
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 # Control characters (ESC starts terminal escape sequences): shown as \xNN, never emitted.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from willowisp.report.html_markup import clip
+from willowisp.display import clip
 from willowisp.validate.gate import Report
 from willowisp.validate.problems import Problem
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from willowisp.report.html_markup import clip
+from willowisp.display import clip
 
 # kind -> (SARIF level, one-line description of the rule)
 KINDS: dict[str, tuple[str, str]] = {

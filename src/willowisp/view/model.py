@@ -40,10 +40,10 @@ from willowisp.analysis.stuck import runtime_units
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.provenance import Provenance
 from willowisp.causality.waits import holds, waits
+from willowisp.display import clip
 from willowisp.ingest.tables import NO_INDEX, Resource
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Reason
-from willowisp.report.html_markup import clip
 from willowisp.view import story
 
 I64 = npt.NDArray[np.int64]

@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from willowisp.report.html_markup import clip
+from willowisp.display import clip
 
 # Finding kinds whose events are listed in the order of their story's steps, one per step
 # from the first (deadlock: the steps' events, none repeated; race: the two accesses, then
