@@ -414,7 +414,12 @@ def request_path(target: str) -> str:
     return target.split("?", 1)[0].split("#", 1)[0]
 
 
-def dropped_context(trace: Trace, hops: Hops) -> list[ContextDrop]:
+def dropped_context(
+    trace: Trace,
+    hops: Hops,
+    known_parents: frozenset[tuple[str, str]] = frozenset(),
+    ambiguous: set[int] | None = None,
+) -> list[ContextDrop]:
     """The hops whose requests lost (or gained) their context between client and server.
 
     Forward: client rows that sent context and found no server side (NO_SERVER_SIDE) with
@@ -423,8 +428,11 @@ def dropped_context(trace: Trace, hops: Hops) -> list[ContextDrop]:
     The halves are matched by the client's method, path and peer and the server's method
     and path, never by time. Who listens at the peer is proven by linked requests of the
     same client process to it; failing that the server must be the only process that got
-    that method and path unlinked, else nothing is paired (ambiguity is not guessed away).
-    Sorted by direction (forward first), then key."""
+    that method and path unlinked, else nothing is paired (ambiguity is not guessed away:
+    ``ambiguous``, when given, receives those client rows). Server rows whose (trace id,
+    parent span id) is in ``known_parents`` (callers expected outside the recording:
+    ``validate --replay-against``) are paired with nothing. Sorted by direction (forward
+    first), then key. ``willowisp analyze`` and ``validate`` both pair with this."""
     res = trace.resources
     reasons, kinds = hops.reason.tolist(), hops.kind.tolist()
     clients, servers = hops.client.tolist(), hops.server.tolist()
@@ -442,6 +450,8 @@ def dropped_context(trace: Trace, hops: Hops) -> list[ContextDrop]:
         for row, reason in enumerate(reasons):
             if reason == server_reason and kinds[row] != HopKind.SPAWN:
                 r = res[servers[row]]
+                if (r.trace_id, r.parent_span_id) in known_parents:
+                    continue
                 by_endpoint.setdefault((r.proc, r.method, request_path(r.target)), set()).add(row)
         found: dict[tuple[str, str, str, str], ContextDrop] = {}
         for row, reason in enumerate(reasons):
@@ -454,6 +464,8 @@ def dropped_context(trace: Trace, hops: Hops) -> list[ContextDrop]:
             if listeners:
                 candidates &= listeners
             if len(candidates) != 1:
+                if len(candidates) > 1 and ambiguous is not None:
+                    ambiguous.add(row)
                 continue  # nobody, or ambiguous: say nothing rather than guess
             sproc = candidates.pop()
             cservice, sservice = trace.processes[cr.proc].service, trace.processes[sproc].service

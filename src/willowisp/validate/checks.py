@@ -3,8 +3,8 @@
 Per hop (rows of ``causality.hops.match``; nothing here uses timestamps):
 
 - **dropped-context**: a request or message that left with trace context and whose
-  receiver got none (it started a new trace), paired without time as ``analyze`` pairs
-  them (``analysis/completeness.py``): the client's method, path and peer against the
+  receiver got none (it started a new trace), paired without time by the function
+  ``analyze`` uses (``causality.hops.dropped_context``): the client's method, path and peer against the
   server process's method and path, the listener at the peer *proven* by linked requests
   from the same client process, else the only process that received that method and path
   without context; a message by its (protocol, destination) and the one consumer service
@@ -40,11 +40,9 @@ import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from willowisp.analysis import agent_health
 from willowisp.analysis.finding import finding_id
-from willowisp.causality.hops import HopKind, Hops
+from willowisp.causality.hops import HopKind, Hops, dropped_context
 from willowisp.causality.provenance import Provenance, Unlinked, attr_str, header_format
 from willowisp.ingest.tables import Resource
 from willowisp.ingest.trace import Trace
@@ -119,27 +117,13 @@ def check_hops(
     kinds, reasons = hops.kind.tolist(), hops.reason.tolist()
     clients, servers = hops.client.tolist(), hops.server.tolist()
     provenance = hops.provenance.tolist()
-    linked_rows = np.flatnonzero(hops.linked).tolist()
-    # Who listens at (client process, peer), proven by linked requests.
-    owner: dict[tuple[int, str], set[int]] = {}
-    for row in linked_rows:
-        if kinds[row] == HopKind.RPC and res[clients[row]].peer:
-            c = res[clients[row]]
-            owner.setdefault((c.proc, c.peer), set()).add(res[servers[row]].proc)
-    # Receivers that got no context: requests by (process, method, path), messages by
-    # (protocol, destination).
-    bare_servers: dict[tuple[int, str, str], list[int]] = {}
+    # Consumers that got neither context nor id, by (protocol, destination).
     bare_consumers: dict[tuple[str, str], list[int]] = {}
     for row, reason in enumerate(reasons):
         s = servers[row]
-        if s < 0:
-            continue
-        r = res[s]
-        if kinds[row] == HopKind.RPC and reason == Unlinked.NO_TRACEPARENT:
-            bare_servers.setdefault((r.proc, r.method, _path(r.target)), []).append(row)
-        elif kinds[row] == HopKind.MESSAGE and reason == Unlinked.NO_CONTEXT_AND_NO_ID:
+        if s >= 0 and kinds[row] == HopKind.MESSAGE and reason == Unlinked.NO_CONTEXT_AND_NO_ID:
+            r = res[s]
             bare_consumers.setdefault((r.protocol, attr_str(r, DESTINATION)), []).append(row)
-
     acc: dict[str, _Acc] = {}
     graph: _TraceGraph | None = None
 
@@ -154,103 +138,78 @@ def check_hops(
         return a
 
     ident: tuple[str, ...]
-    # Reverse: requests that left with no context and arrived with some (a sidecar or an
-    # uninstrumented client library injected it): their receivers are explained, not broken.
-    orphans: dict[tuple[int, str, str], list[int]] = {}
-    for row, reason in enumerate(reasons):
-        if kinds[row] == HopKind.RPC and reason == Unlinked.NO_CLIENT_SIDE:
-            r = res[servers[row]]
-            if (r.trace_id, r.parent_span_id) not in known_parents:
-                orphans.setdefault((r.proc, r.method, _path(r.target)), []).append(row)
-    explained: set[int] = set()
-    for row, reason in enumerate(reasons):
-        if kinds[row] != HopKind.RPC or reason != Unlinked.NO_CONTEXT:
-            continue
-        cr = res[clients[row]]
-        method, path = cr.method, _path(cr.target)
-        listeners = owner.get((cr.proc, cr.peer), set()) if cr.peer else set()
-        cands = {p for (p, m, t) in orphans if m == method and t == path}
-        if listeners:
-            cands &= listeners
-        if len(cands) != 1:
-            continue
-        srows = orphans[(cands.pop(), method, path)]
-        explained.update(srows)
-        hop = hop_of(trace, clients[row], servers[srows[0]])
-        what = f"{method} {path}".strip()
+    # Requests whose context was lost (or gained) on the way, paired as analyze pairs them.
+    ambiguous: set[int] = set()
+    explained: set[int] = set()  # receivers a reverse drop explains
+    paired: set[int] = set()  # senders a forward drop found the receivers of
+    for drop in dropped_context(trace, hops, known_parents, ambiguous):
+        first = drop.client_rows[0]
+        srows = sorted(drop.server_rows)
+        hop = hop_of(trace, clients[first], servers[srows[0]])
+        cr = res[clients[first]]
+        what = f"{drop.method} {drop.path}".strip()
         ident = (
-            "direction|received",
-            f"client|{procs[cr.proc].service}",
-            f"server|{procs[res[servers[srows[0]]].proc].service}",
+            f"direction|{'sent' if drop.sent_context else 'received'}",
+            f"client|{drop.client_service}",
+            f"server|{drop.server_service}",
             f"request|{what}",
         )
-        a = add("dropped-context", hop, ident, [tid(servers[x]) for x in srows])
-        a.summary = f"{hop.label()}: arrived with trace context the caller did not send"
+        traces = [tid(servers[x]) for x in srows]
+        if not drop.sent_context:
+            explained.update(srows)
+            a = add("dropped-context", hop, ident, traces)
+            a.summary = f"{hop.label()}: arrived with trace context the caller did not send"
+            a.detail = (
+                f"{hop.from_service} ({hop.from_runtime}, {hop.from_library}) sent {what} and "
+                "recorded no trace context for it",
+                f"{hop.to_service} received it as a child of a span no loaded process has",
+                "something between them injected context the caller does not show (a proxy "
+                "or sidecar starting its own spans, or an uninstrumented client library)",
+            )
+            continue
+        paired.update(drop.client_rows)
+        a = add(
+            "dropped-context", hop, ident, [*(tid(clients[x]) for x in drop.client_rows), *traces]
+        )
+        if named is not None:
+            named.update((clients[x], hop) for x in drop.client_rows)
+        how = (
+            f"linked requests from {hop.from_service} to {cr.peer} were answered by "
+            f"{hop.to_service}, so {hop.to_service} listens there"
+            if drop.proven
+            else f"{hop.to_service} is the only traced process that received {what} without context"
+        )
+        a.summary = f"{hop.label()}: trace context sent, not received"
         a.detail = (
-            f"{hop.from_service} ({hop.from_runtime}, {hop.from_library}) sent {what} and "
-            "recorded no trace context for it",
-            f"{hop.to_service} received it as a child of a span no loaded process has",
-            "something between them injected context the caller does not show (a proxy or "
-            "sidecar starting its own spans, or an uninstrumented client library)",
+            f"{hop.from_service} ({hop.from_runtime}, {hop.from_library}) sent {what} "
+            f"with a {header_format(cr)}" + (f" at {hop.where}" if hop.where else ""),
+            f"{hop.to_service} ({hop.to_runtime}, {hop.to_library}) received it with "
+            "no trace context and started a new trace",
+            "something between them dropped the header (a proxy, a header filter, "
+            "or a client rewriting its request after the agent injected it)",
+            f"the hop is identified without timestamps: {how}",
         )
 
     for row, reason in enumerate(reasons):
         kind, c, s = kinds[row], clients[row], servers[row]
-        if kind == HopKind.RPC and reason == Unlinked.NO_SERVER_SIDE:
+        if kind == HopKind.RPC and reason == Unlinked.NO_SERVER_SIDE and row not in paired:
             cr = res[c]
-            method, path = cr.method, _path(cr.target)
-            listeners = owner.get((cr.proc, cr.peer), set()) if cr.peer else set()
-            cands = {p for (p, m, t) in bare_servers if m == method and t == path}
-            if listeners:
-                cands &= listeners
-            if len(cands) == 1:
-                sproc = cands.pop()
-                srows = bare_servers[(sproc, method, path)]
-                hop = hop_of(trace, c, servers[srows[0]])
-                what = f"{method} {path}".strip()
-                ident = (
-                    "direction|sent",
-                    f"client|{procs[cr.proc].service}",
-                    f"server|{procs[sproc].service}",
-                    f"request|{what}",
-                )
-                a = add("dropped-context", hop, ident, [tid(c), *(tid(servers[x]) for x in srows)])
-                if named is not None:
-                    named[c] = hop
-                how = (
-                    f"linked requests from {hop.from_service} to {cr.peer} were answered by "
-                    f"{hop.to_service}, so {hop.to_service} listens there"
-                    if listeners
-                    else f"{hop.to_service} is the only traced process that received {what} "
-                    "without context"
-                )
-                a.summary = f"{hop.label()}: trace context sent, not received"
-                a.detail = (
-                    f"{hop.from_service} ({hop.from_runtime}, {hop.from_library}) sent {what} "
-                    f"with a {header_format(cr)}" + (f" at {hop.where}" if hop.where else ""),
-                    f"{hop.to_service} ({hop.to_runtime}, {hop.to_library}) received it with "
-                    "no trace context and started a new trace",
-                    "something between them dropped the header (a proxy, a header filter, "
-                    "or a client rewriting its request after the agent injected it)",
-                    f"the hop is identified without timestamps: {how}",
-                )
-            else:
-                hop = hop_of(trace, c, -1)
-                ident = (
-                    f"client|{procs[cr.proc].service}",
-                    f"protocol|{hop.protocol}",
-                    f"request|{hop.what}",
-                    "missing|server",
-                )
-                a = add("missing-span", hop, ident, [tid(c)])
-                a.summary = (
-                    f"{hop.label()}: sent with trace context to {cr.peer or 'its peer'}; "
-                    "the receiver is not in the recording"
-                )
-                a.detail = (
-                    "the receiving service is not traced, or its events were lost"
-                    + (" (several processes could be it: not guessed)" if len(cands) > 1 else ""),
-                )
+            hop = hop_of(trace, c, -1)
+            ident = (
+                f"client|{procs[cr.proc].service}",
+                f"protocol|{hop.protocol}",
+                f"request|{hop.what}",
+                "missing|server",
+            )
+            a = add("missing-span", hop, ident, [tid(c)])
+            a.summary = (
+                f"{hop.label()}: sent with trace context to {cr.peer or 'its peer'}; "
+                "the receiver is not in the recording"
+            )
+            a.detail = (
+                "the receiving service is not traced, or its events were lost"
+                + (" (several processes could be it: not guessed)" if row in ambiguous else ""),
+            )
         elif kind == HopKind.MESSAGE and reason == Unlinked.NO_CONSUMER:
             pr = res[c]
             dest = attr_str(pr, DESTINATION)
@@ -327,10 +286,6 @@ def check_hops(
         Problem(pid, a.kind, a.summary, tuple(sorted(a.traces)), a.hop, a.detail)
         for pid, a in sorted(acc.items())
     ]
-
-
-def _path(target: str) -> str:
-    return target.split("?", 1)[0].split("#", 1)[0]
 
 
 class _TraceGraph:
