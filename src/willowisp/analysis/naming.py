@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 from willowisp.analysis.finding import ResourceRef, UnitRef
+from willowisp.causality.hops import request_path
 from willowisp.ingest.trace import Trace
 
 
@@ -109,13 +109,6 @@ def stable_name(trace: Trace, r: int) -> str:
     if trace.resources[r].kind == "spawn":
         return command_key(resource_name(trace, r))
     return resource_name(trace, r)
-
-
-def request_path(target: str) -> str:
-    """The path alone: no scheme, host, port or query (they vary between runs)."""
-    if "://" in target:
-        return urlsplit(target).path or "/"
-    return target.split("?", 1)[0].split("#", 1)[0]
 
 
 def possessive(name: str) -> str:

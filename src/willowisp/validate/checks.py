@@ -4,16 +4,16 @@ Per hop (rows of ``causality.hops.match``; nothing here uses timestamps):
 
 - **dropped-context**: a request or message that left with trace context and whose
   receiver got none (it started a new trace), paired without time by the function
-  ``analyze`` uses (``causality.hops.dropped_context``): the client's method, path and peer against the
-  server process's method and path, the listener at the peer *proven* by linked requests
-  from the same client process, else the only process that received that method and path
-  without context; a message by its (protocol, destination) and the one consumer service
-  that received such messages without context, or by a link made only through the message
-  id. Ambiguity is never guessed away: the row is then a missing-span. The problem names
-  both ends (service, runtime, library) and lists the client's trace and the new traces
-  the receiver started. The reverse too: a request that left with no context and arrived
-  with some (a sidecar or an uninstrumented client library injected it), paired the same
-  way.
+  ``analyze`` uses (``causality.hops.dropped_context``): the client's method, path and
+  peer against the server process's method and path, the listener at the peer *proven*
+  by linked requests from the same client process, else the only process that received
+  that method and path without context; a message by its (protocol, destination) and the
+  one consumer service that received such messages without context, or by a link made
+  only through the message id. Ambiguity is never guessed away: the row is then a
+  missing-span. The problem names both ends (service, runtime, library) and lists the
+  client's trace and the new traces the receiver started. The reverse too: a request
+  that left with no context and arrived with some (a sidecar or an uninstrumented client
+  library injected it), paired the same way.
 - **missing-span**: a request or message that carried context and whose other side is
   not in the recording at all (not traced, or its events lost). A request whose client
   recorded an error (``rpc.response`` -1) and that no server received is a failed call
