@@ -20,8 +20,9 @@ import os
 import pytest
 from tracekit import run_program
 
-from willowisp.agent import context, redact
+from willowisp.agent import redact
 from willowisp.agent.http_propagation import elided_target, entry_headers_json
+from willowisp.wire.traceparent import new_span_id
 
 # Counts the agent's calls while ``counting`` is set; prints the fewest seen per request
 # for a hop (http.client to http.server: both sides' hooks) and for a root request (raw
@@ -159,11 +160,11 @@ def test_span_ids_do_not_follow_the_programs_random_seed(tmp_path):
     forked child does not repeat its parent's ids."""
     program = """
         import os, random, sys
-        from willowisp.agent import context
+        from willowisp.wire.traceparent import new_span_id, new_trace_id
         random.seed(1234)
         r, w = os.pipe()
         pid = os.fork()
-        ids = " ".join(context.new_span_id() + context.new_trace_id() for _ in range(3))
+        ids = " ".join(new_span_id() + new_trace_id() for _ in range(3))
         if pid == 0:
             os.write(w, ids.encode())
             os._exit(0)
@@ -180,4 +181,4 @@ def test_span_ids_do_not_follow_the_programs_random_seed(tmp_path):
         span, trace = one[:16], one[16:]
         assert len(trace) == 32 and int(span, 16) and int(trace, 16)
         assert span == span.lower() and trace == trace.lower()
-    assert context.new_span_id() != context.new_span_id()
+    assert new_span_id() != new_span_id()

@@ -11,7 +11,7 @@ import contextvars
 import os
 import random
 
-from willowisp.wire.traceparent import INVALID_SPAN_ID, INVALID_TRACE_ID, TraceContext, parse
+from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
 
 _current: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
     "willowisp_trace_context", default=None
@@ -23,29 +23,6 @@ boundary: contextvars.ContextVar[object | None] = contextvars.ContextVar(
 )
 _process_root: TraceContext | None = parse(os.environ.get("TRACEPARENT"))
 trace_ratio = 1.0
-
-# The ids this process puts on the wire, drawn from a generator of its own seeded from
-# os.urandom: os.urandom per id is a system call, 4x the cost, on every hop. Private, so a
-# program's random.seed() cannot make two processes draw the same ids; reseeded in a
-# forked child, so parent and child do not either.
-_ids = random.Random()  # noqa: S311 (ids need to be unique, not secret: OTel draws them alike)
-os.register_at_fork(after_in_child=_ids.seed)
-
-
-def new_span_id() -> str:
-    """A random span id: 16 lowercase hex digits, not all zero."""
-    while True:
-        s = _ids.getrandbits(64).to_bytes(8, "big").hex()
-        if s != INVALID_SPAN_ID:
-            return s
-
-
-def new_trace_id() -> str:
-    """A random trace id: 32 lowercase hex digits, not all zero."""
-    while True:
-        s = _ids.getrandbits(128).to_bytes(16, "big").hex()
-        if s != INVALID_TRACE_ID:
-            return s
 
 
 def current() -> TraceContext | None:

@@ -38,7 +38,7 @@ from willowisp.agent.http_propagation import entry_headers_json, incoming_contex
 from willowisp.model.redaction import BODY_MAX, DEFAULT_HEADERS
 from willowisp.model.spec import K, Reason
 from willowisp.wire.carriers import MessageHeaders
-from willowisp.wire.traceparent import TraceContext, parse
+from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
 
 if TYPE_CHECKING:
     import http.client
@@ -198,11 +198,11 @@ def _receive(rec: _r.Recorder, handler: http.server.BaseHTTPRequestHandler) -> N
     headers = handler.headers
     # W3C, else B3, else X-Ray: whatever the caller's tracer speaks
     parent, state, how = incoming_context(MessageHeaders(headers))
-    own = context.new_span_id()
+    own = new_span_id()
     if parent is not None:
         trace_id, flags = parent.trace_id, parent.flags
     else:
-        trace_id, flags = context.new_trace_id(), context.root_flags()
+        trace_id, flags = new_trace_id(), context.root_flags()
     method = handler.command or "?"
     bnd = boundaries.enter("http", method, handler.path, state.get(boundaries.STATE_KEY) or "")
     forced: dict[str, Any] = {}

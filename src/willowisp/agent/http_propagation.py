@@ -31,7 +31,7 @@ from willowisp.model.spec import K
 from willowisp.wire.b3 import B3_SINGLE, Sampling
 from willowisp.wire.codec import Getter, Setter
 from willowisp.wire.tracecontext import TRACECONTEXT, W3CContext
-from willowisp.wire.traceparent import TraceContext, parse
+from willowisp.wire.traceparent import TraceContext, new_span_id, new_trace_id, parse
 from willowisp.wire.tracestate import EMPTY, TraceState
 from willowisp.wire.xray import XRAY
 
@@ -237,8 +237,8 @@ def server_receive(
     unless unsampled in hops mode, define the server-side rpc resource and write its
     ``msg.recv``. Returns the resource (0 if not recorded) and the tokens for ``leave``."""
     parent, state, how = incoming_context(headers)
-    own = context.new_span_id()
-    trace_id = parent.trace_id if parent is not None else context.new_trace_id()
+    own = new_span_id()
+    trace_id = parent.trace_id if parent is not None else new_trace_id()
     flags = parent.flags if parent is not None else context.root_flags()
     bnd = boundaries.enter("http", method, url, state.get(boundaries.STATE_KEY) or "")
     forced: dict[str, Any] = {}
