@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from willowisp.causality.graph import EdgeKind, HBGraph, build
 from willowisp.causality.hops import match
 from willowisp.ingest import load
 from willowisp.ingest.trace import Trace
+from willowisp.model.spec import K
+from wispkit import clean_env
 
 HEAD = process("aa", 1, "svc", run_root=1)
 
@@ -107,6 +111,72 @@ def test_notify_to_wake(tmp_path: Path) -> None:
     )
     assert _edges(trace, g, EdgeKind.NOTIFY) == [(20, 30)]
     assert len(g.incoming(int((trace.events.time == 30).nonzero()[0][0]))) == 1
+
+
+def test_awaited_units_end_before_the_wake(tmp_path: Path) -> None:
+    """A future resource's waits_for units: each end before an uncancelled wake on it ->
+    that wake (a gather resumed because its tasks ended). An end after the wake (a gather
+    that failed early) and a cancelled waiter's wake get none; a malformed entry is skipped."""
+    trace, g = _graph(
+        tmp_path,
+        'rec resource 1 kind="future" waits_for="2,3,x,99999999999"',
+        'rec resource 2 kind="future" waits_for="2"',
+        "ev 10 unit.block u=1 r=1 a=12",
+        "ev 12 unit.block u=4 r=2 a=12",
+        "ev 30 unit.end u=2",
+        "ev 35 unit.end u=3",
+        "ev 40 unit.wake u=1 r=1 a=3",  # error: unit 3 failed
+        "ev 42 unit.wake u=4 r=2 a=2",  # cancelled
+        "ev 45 unit.block u=1 r=1 a=12",
+        "ev 50 unit.wake u=1 r=1",
+    )
+    assert _edges(trace, g, EdgeKind.JOIN) == [(30, 40), (30, 50), (35, 40), (35, 50)]
+
+
+def test_gather_of_real_tasks_waits_for_their_ends(tmp_path: Path) -> None:
+    """A real asyncio program recorded by the agent: awaiting a gather of three tasks is
+    ordered after each task's end (the what-if and critical path follow that edge)."""
+    program = tmp_path / "gather.py"
+    program.write_text(
+        "import asyncio\n"
+        "async def leaf(n):\n"
+        "    await asyncio.sleep(0.001 * n)\n"
+        "async def main():\n"
+        "    tasks = [asyncio.create_task(leaf(n), name=f'leaf{n}') for n in (1, 2, 3)]\n"
+        "    await asyncio.gather(*tasks)\n"
+        "asyncio.run(main())\n"
+    )
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "willowisp",
+            "run",
+            "--out",
+            str(out),
+            "--",
+            sys.executable,
+            str(program),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    trace = load([out])
+    g = build(trace, match(trace))
+    leaves = {u.index: u.name for u in trace.units if u.name.startswith("leaf")}
+    assert len(leaves) == 3
+    joins = g.kind == EdgeKind.JOIN
+    ev = trace.events
+    fed = ev.unit[g.src[joins]].tolist()
+    assert sorted(leaves[u] for u in fed if u in leaves) == ["leaf1", "leaf2", "leaf3"]
+    (waiter,) = set(ev.unit[g.dst[joins]].tolist())
+    assert trace.units[waiter].name not in leaves.values()
+    assert set(ev.kind[g.dst[joins]].tolist()) == {K.UNIT_WAKE}
 
 
 @settings(max_examples=60, deadline=None)

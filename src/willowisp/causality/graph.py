@@ -4,7 +4,10 @@ Edges follow docs/format.md ("How the events are used"):
 
 ===========  =============================================================================
 SPAWN        ``unit.create`` -> the created unit's first ``unit.start``
-JOIN         the joined unit's ``unit.end`` -> ``join.done`` naming it
+JOIN         the joined unit's ``unit.end`` -> ``join.done`` naming it; each unit a
+             ``future`` resource's ``waits_for`` names (an asyncio gather, a TaskGroup's
+             exit, asyncio.wait for all), ``unit.end`` -> a ``unit.wake`` on that resource
+             after it, unless the waiter was cancelled
 LOCK         ``lock.release`` -> the next ``lock.acquired`` of that lock (for an rlock, the
              release that brings the depth to 0 -> the next outermost acquire)
 QUEUE        ``queue.put`` -> ``queue.get`` with the same (queue, token); a reused token
@@ -47,7 +50,7 @@ import numpy.typing as npt
 
 from willowisp.causality.hops import EdgeWhich, Hops, hop_edge_columns
 from willowisp.causality.program_order import first_per_unit
-from willowisp.causality.provenance import CERTAIN, Provenance
+from willowisp.causality.provenance import CERTAIN, Provenance, attr_str
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Outcome
@@ -123,7 +126,14 @@ class HBGraph:
 
 def build(trace: Trace, hops: Hops) -> HBGraph:
     """All cross-unit edges of the trace (see the module doc)."""
-    parts = [_spawn(trace), _join(trace), _lock(trace), _queue(trace), _notify(trace)]
+    parts = [
+        _spawn(trace),
+        _join(trace),
+        _awaited(trace),
+        _lock(trace),
+        _queue(trace),
+        _notify(trace),
+    ]
     local = sum(len(p[0]) for p in parts)
     hop = hop_edge_columns(hops)
     parts.append((hop.src, hop.dst, _HOP_KIND[hop.which]))
@@ -163,6 +173,49 @@ def _join(trace: Trace) -> Edges:
     end = first_per_unit(trace, K.UNIT_END)
     src = np.where(joined >= 0, end[np.maximum(joined, 0)], NO_INDEX) if len(end) else joined
     return _edges(src.astype(np.int64), done.astype(np.int64), EdgeKind.JOIN)
+
+
+def _awaited(trace: Trace) -> Edges:
+    """The ends of the units a ``future`` resource waits for -> each non-cancelled
+    ``unit.wake`` on it that comes after them in the process (a gather that failed early
+    resumed before the others ended: only the ends before it are its causes)."""
+    pairs = _waits_for(trace)  # (resource, unit) rows, sorted by resource
+    ev = trace.events
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(pairs):
+        return _edges(empty, empty, EdgeKind.JOIN)
+    wakes = np.flatnonzero(
+        (ev.kind == K.UNIT_WAKE) & (ev.arg != Outcome.CANCELLED) & np.isin(ev.res, pairs[:, 0])
+    )
+    lo = np.searchsorted(pairs[:, 0], ev.res[wakes], side="left")
+    hi = np.searchsorted(pairs[:, 0], ev.res[wakes], side="right")
+    counts = hi - lo
+    dst = np.repeat(wakes, counts).astype(np.int64)
+    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    units = pairs[np.arange(len(dst)) + starts, 1]
+    src = first_per_unit(trace, K.UNIT_END)[units]
+    keep = (src >= 0) & (src < dst)  # one process: event order is its clock's
+    return _edges(src[keep], dst[keep], EdgeKind.JOIN)
+
+
+def _waits_for(trace: Trace) -> I64:
+    """(resource, unit) index pairs of every ``waits_for`` list, sorted by resource; the
+    numbers are the resource's process's (a malformed entry is skipped)."""
+    res: list[int] = []
+    procs: list[int] = []
+    numbers: list[int] = []
+    for r in trace.resources:
+        if r.kind != "future":
+            continue
+        listed = attr_str(r, "waits_for").split(",")
+        nums = [int(x) for x in listed if x.isdigit() and len(x) < 10]
+        res += [int(r.index)] * len(nums)
+        procs += [r.proc] * len(nums)
+        numbers += nums
+    units = trace.unit_index(np.array(procs, dtype=np.int64), np.array(numbers, dtype=np.int64))
+    pairs = np.column_stack((np.array(res, dtype=np.int64), units.astype(np.int64)))
+    pairs = pairs[pairs[:, 1] >= 0]
+    return pairs[np.argsort(pairs[:, 0], kind="stable")]
 
 
 def latest_before(group: I64, is_src: npt.NDArray[np.bool_]) -> I64:
