@@ -141,3 +141,19 @@ def test_a_spawned_process_moves_with_its_spawn(spawned: Path) -> None:
     shift = out.sim[child] - a.causality.clocks.adjusted[child]
     assert (shift == 200 * MS).all(), sorted(set(shift.tolist()))
     assert out.makespan - out.makespan_recorded == 200 * MS
+
+
+def test_a_gather_waits_for_the_delayed_task(tmp_path: Path) -> None:
+    """Delaying the task a gather waits for last moves what the awaiting task does after
+    the gather, and the run's end, by the delay (less no slack: it ended last)."""
+    run = _record(tmp_path, "gathered")
+    a = analyze(load([run]))
+    out = _simulate(a, "unit:leaf3=50ms")
+    ev = a.trace.events
+    (main,) = [u.index for u in a.trace.units if u.coro.endswith("main")]
+    (end,) = np.flatnonzero((ev.unit == main) & (ev.kind == K.UNIT_END)).tolist()
+    moved = int(out.sim[end] - a.causality.clocks.adjusted[end])
+    assert 45 * MS <= moved <= 50 * MS, moved
+    # the run goes on a little after main (asyncio.run's teardown): that part moves too,
+    # less the slack the teardown had
+    assert moved - 2 * MS <= out.makespan - out.makespan_recorded <= moved
