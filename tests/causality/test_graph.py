@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from willowisp.causality.hops import match
 from willowisp.ingest import load
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K
-from wispkit import clean_env
+from wispkit import wisp
 
 HEAD = process("aa", 1, "svc", run_root=1)
 
@@ -147,24 +146,7 @@ def test_gather_of_real_tasks_waits_for_their_ends(tmp_path: Path) -> None:
         "asyncio.run(main())\n"
     )
     out = tmp_path / "run"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "willowisp",
-            "run",
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            str(program),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=clean_env(),
-    )
+    done = wisp("run", "--out", str(out), "--", sys.executable, str(program))
     assert done.returncode == 0, done.stderr
     trace = load([out])
     g = build(trace, match(trace))
