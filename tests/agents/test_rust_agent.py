@@ -185,6 +185,30 @@ def test_idle_or_finished_tasks_are_not_leaks(bins: Path, tmp_path: Path, mode: 
     assert report["trace"]["units"] >= 6, units
 
 
+def test_the_thread_calling_block_on_is_the_programs(bins: Path, tmp_path: Path) -> None:
+    """The runtime's worker threads are its own units (not judged, dimmed); the main thread,
+    which polls block_on's future, is the program's even though it carries a task."""
+    from willowisp.wtrace.reader import read_file
+
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", str(bins / "waker"), "idle")
+    assert done.returncode == 0, done.stderr
+    threads: list[tuple[str, int]] = []
+    own: set[int] = set()
+    for f in sorted(out.glob("*.wtrace")):
+        for c in read_file(f).chunks:
+            for r in c.records:
+                if r.rtype == 2 and r.get("kind") == "thread":
+                    threads.append((str(r.get("name")), r.id))
+                elif r.rtype == 1 and r.get("runtime_units"):
+                    own = {int(x) for x in str(r.get("runtime_units")).split(",")}
+    (main,) = [n for name, n in threads if name == "main"]
+    workers = [n for name, n in threads if name.startswith("tokio-")]  # tokio-rt-worker
+    assert workers, threads
+    assert main not in own, (threads, own)
+    assert all(n in own for n in workers), (threads, own)
+
+
 SERVER = """
 import http.server, sys
 

@@ -112,7 +112,10 @@ impl TokioSubscriber {
             .try_with(|ts| {
                 let u = ts.unit.get();
                 let u = if u == 0 { a.thread_unit() } else { u };
-                if !ts.carrier.replace(true) {
+                // A thread first seen polling a block_on future is the program's own (main,
+                // or whoever called block_on), never the runtime's: stuck detection and the
+                // viewer must still judge it.
+                if !ts.carrier.replace(true) && !t.block_on {
                     a.mark_runtime_unit(u);
                 }
                 u
