@@ -9,7 +9,8 @@
 // and the response's arrival writes rpc.response with the status (-1 on error). On Node 20
 // diagnostics_channel's client events fire after the headers were sent, too late to add
 // one, hence the wrapper. undici (global fetch) has `undici:request:create`, where a
-// header can still be added; its `headers` and `error` channels end the wait.
+// header can still be added; its `headers` and `error` channels end the wait. Global
+// fetch is wrapped too, for the line of the call (wrapFetch).
 //
 // Server: the `request` event of every http/https server is wrapped: the hook extracts
 // `traceparent`, starts an async flow for the request (agent.js) with this server's own
@@ -349,6 +350,45 @@ function wrapResponse(ServerResponse) {
 }
 
 // --- undici / fetch ------------------------------------------------------------------
+//
+// undici makes a fetch's request (`undici:request:create`) inside the program's fetch()
+// call, but 20-27 frames below it (Node 20 and 24), deeper than the frames callerLoc
+// reads: the program's line was never found. So global fetch is wrapped: while one of its
+// calls runs, the create hook captures the stack from below the wrapper, where the
+// program's frame is the first, and learns the line per call site like the http client
+// (repeatedCallerLoc). Being synchronous it holds however many fetches are in flight: each
+// request is created within its own call. A request undici makes later (a redirect's next
+// one, made when the 3xx arrives) gets no line, nor does undici used directly when its
+// caller is deeper than callerLoc reads. An
+// AsyncLocalStorage around each call would cover those too, but on Node 20 every
+// AsyncLocalStorage in use costs each async resource the process creates a property copy
+// (about 30 ns a promise), for as long as the program runs.
+
+// fetch() calls running now (nested: a getter of the program's that fetch reads can fetch)
+let fetchCalls = 0;
+let wrappedFetch; // the wrapper: where the create hook's stack capture starts
+
+// Replaces globalThis.fetch with a function of the same name and length that counts its
+// calls and calls the original with the same `this` and arguments, returning (or
+// throwing) what it does; nothing in it can fail on the agent's side.
+function wrapFetch() {
+  const desc = Object.getOwnPropertyDescriptor(globalThis, 'fetch');
+  if (desc === undefined || typeof desc.value !== 'function' || !desc.writable || !desc.configurable) return;
+  const orig = desc.value;
+  // `arguments` and Reflect.apply: no array or closure per call
+  function fetch() {
+    fetchCalls += 1;
+    try {
+      return Reflect.apply(orig, this, arguments);
+    } finally {
+      fetchCalls -= 1;
+    }
+  }
+  Object.defineProperty(fetch, 'name', { value: orig.name });
+  Object.defineProperty(fetch, 'length', { value: orig.length });
+  Object.defineProperty(globalThis, 'fetch', { ...desc, value: fetch });
+  wrappedFetch = fetch;
+}
 
 function installUndici(rec) {
   const reqs = new WeakMap(); // undici request -> {rid, unit}
@@ -367,7 +407,8 @@ function installUndici(rec) {
       const method = request.method || 'GET';
       const peer = String(request.origin || '').replace(/^\w+:\/\//, '');
       if (!agent.recorded(ctx)) return; // unsampled in hops mode: nothing to locate or record
-      const loc = agent.repeatedCallerLoc(siteKey(method, request.path, peer), undefined);
+      // inside a fetch() call: the program's frame is the first below the wrapper
+      const loc = agent.repeatedCallerLoc(siteKey(method, request.path, peer), fetchCalls > 0 ? wrappedFetch : undefined);
       const rid = clientSend(rec, ctx, 'undici', method, request.path, peer, loc);
       if (rid === 0) return;
       const unit = agent.currentUnit();
@@ -389,6 +430,11 @@ function installUndici(rec) {
     reqs.delete(request);
     rec.emit(K.RPC_RESPONSE, r.unit, r.rid, -1, r.loc);
   });
+  try {
+    wrapFetch(); // after the hooks: without it fetch is still recorded, with no line
+  } catch (err) {
+    rec.fault('install fetch', err);
+  }
 }
 
 function findHeader(headers, name) {

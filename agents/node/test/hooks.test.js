@@ -189,3 +189,28 @@ test('hops mode: client sends carry the line that sent them, learned per call si
   // the first 16 calls of a site capture a stack, then its line is reused: not one per request
   assert.ok(captures <= 2 * 16, `${captures} stack captures for ${requests} requests`);
 });
+
+test('each fetch send carries the line of its own fetch() call, also two in flight at once', () => {
+  const program = path.join(__dirname, 'programs/fetch_sites.js');
+  const rounds = 20;
+  const t = record(program, { WILLOWISP_MODE: 'hops' });
+  const { lines, spans } = t.stdout;
+  assert.deepStrictEqual([t.stdout.name, t.stdout.length], ['fetch', 1], 'the wrapper looks like fetch');
+  assert.strictEqual(t.stdout.bad, 'TypeError: Failed to parse URL from no scheme', 'a bad call fails as it would');
+  const sends = t.events.filter((e) => e.kind === K.MSG_SEND && t.resources.get(e.res)?.library === 'undici');
+  assert.strictEqual(sends.length, 2 * rounds, 'every fetch recorded');
+  const seen = { left: 0, right: 0 };
+  for (const e of sends) {
+    const client = t.resources.get(e.res);
+    assert.strictEqual(client.target, '/same?from=');
+    const side = spans[client.span_id];
+    assert.ok(side, `the server saw span ${client.span_id}`);
+    const where = t.locations.get(e.loc);
+    assert.ok(where, `${side}: a location`);
+    assert.deepStrictEqual([where.file, where.line], [program, lines[side]], side);
+    assert.strictEqual(client.loc, e.loc);
+    seen[side] += 1;
+  }
+  assert.deepStrictEqual(seen, { left: rounds, right: rounds });
+  assert.ok(!t.events.some((e) => e.kind === K.AGENT_FAULT), 'no agent faults');
+});
