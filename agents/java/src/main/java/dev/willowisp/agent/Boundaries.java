@@ -255,8 +255,8 @@ final class Boundaries {
     m.put("active", d.active.get());
     m.put("events", ev);
     m.put("hook_ns", ev * rec.costNsPerEvent);
-    m.put("serialize_ns", ev * rec.serializeNsPerEvent);
-    m.put("cost_ns", ev * (rec.costNsPerEvent + rec.serializeNsPerEvent));
+    m.put("serialize_ns", ev * rec.flusher.serializeNsPerEvent);
+    m.put("cost_ns", ev * (rec.costNsPerEvent + rec.flusher.serializeNsPerEvent));
     return m;
   }
 

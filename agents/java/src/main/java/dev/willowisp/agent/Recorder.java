@@ -1,9 +1,7 @@
 package dev.willowisp.agent;
 
-import java.io.IOException;
 import java.security.SecureRandom;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -11,33 +9,23 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.LockSupport;
 
 /**
- * The process's recorder: ids for units, resources and locations, one {@link Ring} per
- * thread, and the flusher that turns them into {@code .wtrace} chunks.
+ * The process's recorder, the producing half of the recording: ids for units, resources and
+ * locations, one {@link Ring} per thread, the queue of records those ids need, and the
+ * agent's own faults. Its {@link Flusher} is the consuming half: it turns what is recorded
+ * here into {@code .wtrace} chunks (the two are split so that what the program's threads
+ * touch and what only a flush touches are separate, each with its own invariants).
  *
  * <p>Hot path: a hook looks up its thread's ring (a ThreadLocal) and appends one row; ids
  * of new units, resources and locations come from concurrent maps and their records are
- * queued. The flusher thread wakes every {@code WILLOWISP_FLUSH_MS} (50 ms; sooner when a
- * ring fills up), drains the rings first and the record queue second (so every record an
- * event refers to is in the same chunk or an earlier one), adds anchors, drops and stats,
- * and hands one framed chunk to its {@link ChunkSink}, which decides where it goes (a
- * segment file or the collector's stream) and what a full disk costs. Nothing here throws
- * into the program: failures are counted as faults and, once nothing can be written, events
- * are simply counted.
+ * queued. A ring that fills up wakes the flusher early. Nothing here throws into the
+ * program: failures are counted as faults.
  */
 public final class Recorder {
   static volatile Recorder INSTANCE;
   static final String AGENT_VERSION = "0.1.0";
   static final int MAX_FAULT_RECORDS = 100;
-  /**
-   * WILLOWISP_JAVA_CODEC=auto: chunks are deflated while the recording's event rate stays at
-   * or below this (deflate costs ~100 ns per event: at this rate ~1 % of one CPU); a faster
-   * recording (a lock-heavy program) stores its chunks as {@code none} (29 bytes per event),
-   * so the agent's CPU does not grow with the rate of lock use by that much.
-   */
-  static final long AUTO_DEFLATE_EVENTS_PER_S = 100_000;
 
   final Config cfg;
   final String processId;
@@ -47,7 +35,8 @@ public final class Recorder {
   private final AtomicInteger unitIds = new AtomicInteger();
   private final AtomicInteger resIds = new AtomicInteger();
   private final AtomicInteger locIds = new AtomicInteger();
-  private final AtomicInteger faultIds = new AtomicInteger();
+  /** Fault record ids; the flusher takes one for a fault it frames itself. */
+  final AtomicInteger faultIds = new AtomicInteger();
   final AtomicLong faults = new AtomicLong();
   /** Units of platform threads (and of threads not known to be virtual) by thread id. */
   private final ConcurrentHashMap<Long, Integer> unitByTid = new ConcurrentHashMap<>();
@@ -57,36 +46,21 @@ public final class Recorder {
   private final ConcurrentHashMap<String, Integer> resByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, Integer> locByKey = new ConcurrentHashMap<>();
   final ConcurrentHashMap<Long, Ring> ringByTid = new ConcurrentHashMap<>();
-  private final ConcurrentLinkedQueue<Wtrace.Record> pending = new ConcurrentLinkedQueue<>();
+  /**
+   * Records (units, resources, locations, faults) not yet written; any thread adds, only the
+   * flusher takes (after draining the rings, so a record is never later than its events).
+   */
+  final ConcurrentLinkedQueue<Wtrace.Record> pending = new ConcurrentLinkedQueue<>();
   private final ConcurrentLinkedQueue<Ring> rings = new ConcurrentLinkedQueue<>();
   private final ThreadLocal<Ring> ring = ThreadLocal.withInitial(this::newRing);
   /** Threads the agent runs itself; their rings are marked agent rings. */
   final java.util.Set<Thread> agentThreads = ConcurrentHashMap.newKeySet();
 
-  // Flusher state; guarded by flushLock.
-  private final Object flushLock = new Object();
-  private long seq = 1;
-  private long events;
-  private long droppedTotal;
-  private long lastAnchor;
-  /** The previous flush's start (for the event rate the codec is chosen by). */
-  private long lastFlush;
-  /** The flusher's event columns, reused from chunk to chunk; guarded by flushLock. */
-  private Wtrace.Events scratch = new Wtrace.Events(1024);
-  /** The virtual threads' unit records of the chunk being written (from VCREATE rows). */
-  private final Wtrace.VUnits vunits = new Wtrace.VUnits();
-  private boolean anchorDue = true;
-  /** Where chunks go (segment files or the collector) and what a full disk cost; guarded by flushLock. */
-  private final ChunkSink sink;
-  private volatile Thread flusher;
-  private volatile boolean stopping;
   long costNsPerEvent;
-  /** The flusher's measured cost per event (encoding and compression), ns; flusher writes. */
-  volatile long serializeNsPerEvent;
-  private volatile long eventsPublished;
-  private volatile long droppedPublished;
   /** Extra attributes for the stats record (JVM facts the sampler found); any thread. */
   final ConcurrentHashMap<String, Long> statsExtra = new ConcurrentHashMap<>();
+  /** Writes what is recorded here as chunks; made with the recorder, started by {@link #startFlusher}. */
+  final Flusher flusher;
 
   Recorder(Config cfg) {
     this.cfg = cfg;
@@ -95,7 +69,7 @@ public final class Recorder {
     Instant now = Instant.now();
     long mono = System.nanoTime();
     this.wallMinusMono = now.getEpochSecond() * 1_000_000_000L + now.getNano() - mono;
-    this.sink = new ChunkSink(cfg, processId, pid, agentThreads, new Framing());
+    this.flusher = new Flusher(this);
   }
 
   static String randomHex(int bytes) {
@@ -184,7 +158,7 @@ public final class Recorder {
     synchronized (sharedLock) {
       Ring s = shared;
       if (s == null) {
-        Thread f = flusher;
+        Thread f = flusher.thread;
         s = shared = new Ring(1024, 0, f != null ? f : Thread.currentThread(), true);
         rings.add(s);
       }
@@ -193,8 +167,7 @@ public final class Recorder {
   }
 
   void wake() {
-    Thread f = flusher;
-    if (f != null) LockSupport.unpark(f);
+    flusher.wake();
   }
 
   // --- units, resources, locations ----------------------------------------------------
@@ -467,61 +440,58 @@ public final class Recorder {
     }
   }
 
-  // --- flushing ----------------------------------------------------------------------
-
-  /** Work the flusher starts once premain is over (JFR); with the time it was asked for. */
-  private volatile Runnable afterStart;
-
-  private volatile long afterStartAt;
+  // --- what the flusher takes (under its lock) ------------------------------------------
 
   /**
-   * Runs {@code task} on the flusher at its first wake at least one period from now, when
-   * the agent's premain has returned and the VM is running the program.
+   * Drains every ring into ev, adding to drops the rings with drops not yet reported, and
+   * forgets the rings of ended threads once their drops are reported.
    */
-  void afterStart(Runnable task) {
-    afterStartAt = now();
-    afterStart = task;
-  }
-
-  private void runAfterStart(long period) {
-    Runnable task = afterStart;
-    if (task == null || now() - afterStartAt < period) return;
-    afterStart = null;
-    try {
-      task.run();
-    } catch (Throwable e) {
-      fault("start", e);
-    }
-  }
-
-  void startFlusher() {
-    Thread t = new Thread(this::runFlusher, "willowisp-flusher");
-    t.setDaemon(true);
-    agentThreads.add(t);
-    flusher = t;
-    t.start();
-  }
-
-  private void runFlusher() {
-    long period = cfg.flushMs * 1_000_000L;
-    long started = now();
-    boolean calibrated = false;
-    while (!stopping) {
-      LockSupport.parkNanos(this, period);
-      flush();
-      runAfterStart(period);
-      if (!calibrated && now() - started > 2_000_000_000L) {
-        // the start-up figure was taken interpreted; a compiled hot path is cheaper
-        calibrated = true;
-        try {
-          costNsPerEvent = Math.min(costNsPerEvent, Agent.calibrate(50));
-        } catch (Throwable e) {
-          fault("calibrate", e);
-        }
+  void drainRings(Wtrace.Events ev, List<Ring> drops) {
+    for (Iterator<Ring> it = rings.iterator(); it.hasNext(); ) {
+      Ring r = it.next();
+      boolean gone = r.ownerGone();
+      r.drainTo(ev);
+      if (r.dropped != r.droppedReported) drops.add(r);
+      if (gone && r.dropped == r.droppedReported) {
+        it.remove();
+        ringByTid.remove(r.tid, r);
       }
     }
   }
 
+  /** Adds to {@code into} the virtual threads' units that overflowed their starters' rings. */
+  void takeVOverflow(Wtrace.VUnits into) {
+    Wtrace.VUnits over;
+    synchronized (vOverflowLock) {
+      over = vOverflow;
+      if (over.n > 0) {
+        vOverflow = vSpare;
+        vSpare = over;
+      }
+    }
+    if (over.n > 0) {
+      into.addAll(over);
+      over.n = 0;
+    }
+  }
+
+  // --- the recording's life (the flusher's side: Flusher) ------------------------------
+
+  void startFlusher() {
+    flusher.start();
+  }
+
+  /** See {@link Flusher#afterStart}. */
+  void afterStart(Runnable task) {
+    flusher.afterStart(task);
+  }
+
+  /** Writes what the rings hold as one chunk. Any thread; never throws. */
+  void flush() {
+    flusher.flush();
+  }
+
+  /** At exit: lets JFR deliver its last events, then the flusher writes the last chunk. */
   void stop() {
     try {
       JfrEvents jfr = JfrEvents.active;
@@ -533,273 +503,21 @@ public final class Recorder {
     } catch (Throwable e) {
       fault("stop", e);
     }
-    stopping = true;
-    flush();
-    synchronized (flushLock) {
-      sink.close();
-    }
+    flusher.stop();
   }
 
-  /** Writes what the rings hold as one chunk. Any thread; never throws. */
-  void flush() {
-    try {
-      synchronized (flushLock) {
-        flushLocked();
-      }
-    } catch (Throwable e) {
-      fault("flush", e);
-    }
-  }
-
-  private void flushLocked() throws IOException {
-    long t0 = now();
-    Wtrace.Events ev = scratch;
-    ev.n = 0;
-    if (ev.kind.length > (1 << 20)) scratch = ev = new Wtrace.Events(1024); // after a burst
-    List<Ring> drops = new ArrayList<>();
-    for (Iterator<Ring> it = rings.iterator(); it.hasNext(); ) {
-      Ring r = it.next();
-      boolean gone = r.ownerGone();
-      r.drainTo(ev);
-      if (r.dropped != r.droppedReported) drops.add(r);
-      if (gone && r.dropped == r.droppedReported) {
-        it.remove();
-        ringByTid.remove(r.tid, r);
-      }
-    }
-    int nRing = ev.n;
-    vunits.n = 0;
-    sink.takeCarriedUnits(vunits);
-    byte[] kinds = ev.kind;
-    for (int i = 0; i < nRing; i++) {
-      if (kinds[i] == (byte) Kinds.VCREATE) { // a virtual thread's start: its unit record
-        vunits.add((int) ev.arg[i], ev.res[i] & 0xffffffffL, ev.unit[i]);
-        kinds[i] = (byte) Kinds.UNIT_CREATE;
-        ev.res[i] = 0;
-      }
-    }
-    // after the rings: any event drained above was recorded after its unit was put here
-    Wtrace.VUnits over;
-    synchronized (vOverflowLock) {
-      over = vOverflow;
-      if (over.n > 0) {
-        vOverflow = vSpare;
-        vSpare = over;
-      }
-    }
-    if (over.n > 0) {
-      vunits.addAll(over);
-      over.n = 0;
-    }
-    droppedTotal += sink.sayLost(ev, t0); // events of chunks the file system refused
-    for (Ring r : drops) {
-      long d = r.dropped - r.droppedReported;
-      r.droppedReported += d;
-      droppedTotal += d;
-      ev.add(Kinds.AGENT_DROP, r.unitId, t0, 0, d, 0);
-    }
-    List<Wtrace.Record> recs = new ArrayList<>();
-    ChunkSink.Next next = sink.prepare(t0);
-    // nowhere to write (no segment could be opened, or none after the last one): this
-    // chunk's events are counted and lost, said at exit on a full disk
-    if (next == ChunkSink.Next.NOWHERE) {
-      events += ev.n;
-      sink.discard(nRing);
-      pending.clear();
-      return;
-    }
-    // a new segment starts with the process record; so does the chunk after a refused one
-    if (next == ChunkSink.Next.NEW_SEGMENT || sink.takeProcessDue()) {
-      recs.add(processRecord());
-      anchorDue = true;
-    }
-    sink.takeCarried(recs);
-    for (Wtrace.Record r; (r = pending.poll()) != null; ) recs.add(r);
-    if (anchorDue || t0 - lastAnchor >= 1_000_000_000L) {
-      anchorDue = false;
-      lastAnchor = t0;
-      long[] pair = clockPair();
-      ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
-    }
-    if (ev.n == 0 && recs.isEmpty() && vunits.n == 0) return;
-    eventsPublished = events + ev.n + (ev.n > 0 ? 1 : 0);
-    droppedPublished = droppedTotal;
-    if (ev.n > 0) ev.add(Kinds.AGENT_FLUSH, 0, t0, 0, ev.n, 0);
-    events += ev.n;
-    recs.add(statsRecord());
-    ev.firstSeq = seq;
-    seq += ev.n;
-    long tc = now();
-    byte[] chunk = Wtrace.chunk(recs, vunits, ev, codecFor(ev.n, t0));
-    if (ev.n >= 256) serializeNsPerEvent = (now() - tc) / ev.n;
-    sink.write(chunk, recs, vunits, ev, nRing);
-  }
-
-  /** The codec of a chunk of n events (WILLOWISP_JAVA_CODEC; auto: by the event rate). */
-  private int codecFor(int n, long t0) {
-    long since = t0 - lastFlush;
-    lastFlush = t0;
-    return chooseCodec(cfg.codec, n, since, cfg.flushMs);
-  }
-
-  /**
-   * {@code none} and {@code deflate} as set; {@code auto}: deflate when the chunk's events
-   * per second, over at least one flush period since the previous chunk (a ring filling up
-   * wakes the flusher early: the same rate over a shorter time), are at most
-   * {@link #AUTO_DEFLATE_EVENTS_PER_S}.
-   */
-  static int chooseCodec(String codec, int n, long sinceNs, int flushMs) {
-    switch (codec) {
-      case "none":
-        return Wtrace.CODEC_NONE;
-      case "deflate":
-        return Wtrace.CODEC_DEFLATE;
-      default:
-        long window = Math.max(sinceNs, flushMs * 1_000_000L);
-        return (double) n * 1e9 / window <= AUTO_DEFLATE_EVENTS_PER_S ? Wtrace.CODEC_DEFLATE : Wtrace.CODEC_NONE;
-    }
-  }
-
-  // --- the chunks the sink asks for -------------------------------------------------------
-
-  /** What {@link ChunkSink} needs framed or counted; every call holds flushLock. */
-  private final class Framing implements ChunkSink.Framer {
-    @Override
-    public byte[] fallbackChunk(String why) {
-      faults.incrementAndGet();
-      int id = faultIds.incrementAndGet();
-      List<Wtrace.Record> recs = new ArrayList<>();
-      recs.add(processRecord());
-      recs.add(new Wtrace.Record(Wtrace.R_FAULT, id).put("message", cut(why, 500)).put("where", "stream"));
-      Wtrace.Events ev = new Wtrace.Events(16);
-      long[] pair = clockPair();
-      ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
-      ev.add(Kinds.AGENT_FAULT, 0, now(), 0, id, 0);
-      ev.firstSeq = seq;
-      seq += ev.n;
-      events += ev.n;
-      return Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE);
-    }
-
-    @Override
-    public void unsay(long drops) {
-      droppedTotal -= drops; // added again when the drop events are written
-    }
-
-    /**
-     * The news of a loss, written in the room the reserve left: the process record, a clock
-     * anchor, the pending faults, one agent.drop per unit with lost events and the stats. No
-     * program events (they may not fit): they wait for the next flush.
-     */
-    @Override
-    public boolean writeNews(Map<Integer, Long> lostByUnit, List<Wtrace.Record> carry, ChunkSink.Append out) {
-      List<Wtrace.Record> recs = new ArrayList<>();
-      recs.add(processRecord());
-      List<Wtrace.Record> faultRecs = new ArrayList<>();
-      for (Wtrace.Record r; (r = pending.poll()) != null; ) {
-        if (r.type == Wtrace.R_FAULT) faultRecs.add(r);
-        else carry.add(r); // before any record queued later: the order is kept
-      }
-      recs.addAll(faultRecs);
-      Wtrace.Events ev = new Wtrace.Events(16 + lostByUnit.size());
-      long[] pair = clockPair();
-      ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + cfg.clockOffsetNs, 0);
-      long sum = 0;
-      for (Map.Entry<Integer, Long> e : lostByUnit.entrySet()) {
-        ev.add(Kinds.AGENT_DROP, e.getKey(), pair[0], 0, e.getValue(), 0);
-        sum += e.getValue();
-      }
-      droppedTotal += sum;
-      recs.add(statsRecord());
-      ev.firstSeq = seq;
-      try {
-        out.write(Wtrace.chunk(recs, ev, Wtrace.CODEC_DEFLATE));
-      } catch (Throwable e) { // not even that fits: the line at exit says it
-        droppedTotal -= sum;
-        carry.addAll(faultRecs);
-        return false;
-      }
-      seq += ev.n;
-      lastAnchor = pair[0];
-      anchorDue = false;
-      droppedPublished = droppedTotal;
-      return true;
-    }
-
-    @Override
-    public void fault(String where, String message) {
-      Recorder.this.fault(where, message);
-    }
-
-    @Override
-    public void countFault() {
-      faults.incrementAndGet();
-    }
-
-    @Override
-    public boolean stopping() {
-      return stopping;
-    }
-  }
-
-  /**
-   * A (monotonic, wall) pair read back to back — the wall reading bracketed by two
-   * monotonic ones, the tightest of three tries — so that anchors of processes on one host
-   * agree within microseconds (the analyzer merges clocks that agree within 50 µs). Re-read
-   * at every anchor, so anchors follow wall-clock steps.
-   */
-  static long[] clockPair() {
-    long bestWidth = Long.MAX_VALUE;
-    long[] best = new long[2];
-    for (int i = 0; i < 3; i++) {
-      long before = System.nanoTime();
-      Instant w = Instant.now();
-      long after = System.nanoTime();
-      if (after - before < bestWidth) {
-        bestWidth = after - before;
-        best[0] = before + (after - before) / 2;
-        best[1] = w.getEpochSecond() * 1_000_000_000L + w.getNano();
-      }
-    }
-    return best;
-  }
-
-  /** Who this process is: the first record of every segment (and after a refused chunk). */
-  private Wtrace.Record processRecord() {
-    return Identity.record(cfg, processId, pid, sink.segment());
-  }
-
-  private Wtrace.Record statsRecord() {
-    Wtrace.Record s =
-        new Wtrace.Record(Wtrace.R_STATS, 0)
-            .put("events", events)
-            .put("dropped", droppedTotal)
-            .put("faults", faults.get())
-            .put("cost_ns_per_event", costNsPerEvent)
-            .put("by_boundary", Boundaries.byBoundaryJson(this));
-    statsExtra.forEach(s::put);
-    long handoffDropped = HandOffs.DROPPED.get();
-    if (handoffDropped > 0) s.put("handoff_dropped", handoffDropped);
-    return s;
-  }
-
-  /**
-   * Where chunks go now (ctl status's {@code sink}). Any thread; it waits for a flush in
-   * progress, since the sink is the flusher's alone.
-   */
+  /** Where chunks go now (see {@link Flusher#sinkStatus}). */
   Map<String, Object> sinkStatus() {
-    synchronized (flushLock) {
-      return sink.status();
-    }
+    return flusher.sinkStatus();
   }
 
   /** Events flushed so far (approximate; any thread). */
   long eventsSoFar() {
-    return eventsPublished;
+    return flusher.eventsSoFar();
   }
 
   long droppedSoFar() {
-    return droppedPublished;
+    return flusher.droppedSoFar();
   }
 
   static String cut(String s, int n) {

@@ -91,13 +91,13 @@ class AgentPartsTest {
     assertEquals("none", Config.fromEnv(Map.of("WILLOWISP_JAVA_CODEC", "None"), "").codec);
     long ms = 1_000_000L;
     // 50 ms flushes: up to 5000 events a chunk is 100k events/s: deflated
-    assertEquals(Wtrace.CODEC_DEFLATE, Recorder.chooseCodec("auto", 5000, 50 * ms, 50));
-    assertEquals(Wtrace.CODEC_NONE, Recorder.chooseCodec("auto", 5001, 50 * ms, 50));
+    assertEquals(Wtrace.CODEC_DEFLATE, Flusher.chooseCodec("auto", 5000, 50 * ms, 50));
+    assertEquals(Wtrace.CODEC_NONE, Flusher.chooseCodec("auto", 5001, 50 * ms, 50));
     // an early flush (a ring three quarters full) is judged over one whole period
-    assertEquals(Wtrace.CODEC_DEFLATE, Recorder.chooseCodec("auto", 4000, 3 * ms, 50));
-    assertEquals(Wtrace.CODEC_DEFLATE, Recorder.chooseCodec("auto", 20_000, 400 * ms, 50));
-    assertEquals(Wtrace.CODEC_DEFLATE, Recorder.chooseCodec("deflate", 1_000_000, 50 * ms, 50));
-    assertEquals(Wtrace.CODEC_NONE, Recorder.chooseCodec("none", 1, 50 * ms, 50));
+    assertEquals(Wtrace.CODEC_DEFLATE, Flusher.chooseCodec("auto", 4000, 3 * ms, 50));
+    assertEquals(Wtrace.CODEC_DEFLATE, Flusher.chooseCodec("auto", 20_000, 400 * ms, 50));
+    assertEquals(Wtrace.CODEC_DEFLATE, Flusher.chooseCodec("deflate", 1_000_000, 50 * ms, 50));
+    assertEquals(Wtrace.CODEC_NONE, Flusher.chooseCodec("none", 1, 50 * ms, 50));
   }
 
   @Test
