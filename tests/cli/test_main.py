@@ -49,6 +49,27 @@ def test_unknown_top_level_option_shows_the_top_level_usage(
 
 
 @pytest.mark.parametrize(
+    ("name", "where"),
+    [("whatif", "willowisp replay PATH --delay"), ("gate", "willowisp validate --ci-mode")],
+)
+def test_a_command_known_by_another_name_says_where_it_is(
+    name: str, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``willowisp whatif RUN``: exit 2, and the refusal names the command that does it."""
+    with pytest.raises(SystemExit) as exc:
+        main([name, "run"])
+    assert exc.value.code == 2
+    assert where in capsys.readouterr().err
+
+
+def test_export_takes_format_like_the_other_commands(run: Path, tmp_path: Path) -> None:
+    """``export --format perfetto`` is ``--to perfetto`` (it was 'required: --to')."""
+    out = tmp_path / "run.pftrace"
+    assert main(["export", str(run), "--format", "perfetto", "-o", str(out)]) == 0
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["diff", "{run}", "{run}"],

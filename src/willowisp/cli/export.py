@@ -46,7 +46,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="runs, trace files, importables")
-    p.add_argument("--to", choices=FORMATS, required=True, help="the output format")
+    p.add_argument(
+        "--to",
+        "--format",  # what the other commands call their output format
+        dest="to",
+        choices=FORMATS,
+        required=True,
+        help="the output format",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
     p.set_defaults(func=run)
 

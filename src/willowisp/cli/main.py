@@ -36,6 +36,12 @@ COMMANDS = (
 )
 
 _MODULES = {"import": "import_"}  # a command whose module name is a Python keyword
+# Commands people reach for by another name: the refusal says where it lives.
+_ELSEWHERE = {
+    "whatif": "what-if is `willowisp replay PATH --delay TARGET=DURATION`",
+    "what-if": "what-if is `willowisp replay PATH --delay TARGET=DURATION`",
+    "gate": "the CI gate is `willowisp validate --ci-mode PATH`",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    given = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in given if not a.startswith("-")), None)
+    if first in _ELSEWHERE:
+        parser.error(f"argument COMMAND: invalid choice: {first!r}: {_ELSEWHERE[first]}")
     args, extra = parser.parse_known_args(argv)
     if extra:
         # Left to the top-level parser, a misspelled option would be refused with the
