@@ -263,3 +263,41 @@ def test_units_stuck_behind_a_cycle_are_named_in_its_story(tmp_path: Path) -> No
     assert behind.startswith("stuck behind it: ") and "waits for lock a" in behind, behind
     assert behind.index("waits for lock a") < behind.index(" to end"), behind
     assert f.summary.startswith("deadlock: 2 ")  # the cycle is still two units
+
+
+def _call_into_own_lock(granted: bool) -> list[str]:
+    """Unit 1 holds lock a and calls a server (unit 2) that waits for a; the call then fails
+    (its connection dropped) and 1 lets a go; unit 2 gets a only when ``granted``."""
+    trace, span = "ab" * 16, "cd" * 8
+    lines = [
+        f'rec resource 3 kind="rpc" trace_id="{trace}" span_id="{span}" method="GET" target="/cb"',
+        f'rec resource 4 kind="rpc" trace_id="{trace}" span_id="{"ef" * 8}" '
+        f'parent_span_id="{span}" method="GET" target="/cb"',
+        "ev 100 lock.acquired u=1 r=1 l=3",
+        "ev 101 msg.send u=1 r=3",
+        "ev 102 unit.block u=1 r=3 a=7",
+        "ev 103 msg.recv u=2 r=4",
+        "ev 104 unit.block u=2 r=1 a=1 l=4",
+        "ev 900 rpc.response u=1 r=3 a=-1",
+        "ev 901 lock.release u=1 r=1 l=3",
+    ]
+    return [*lines, "ev 902 lock.acquired u=2 r=1 l=4"] if granted else lines
+
+
+def test_a_cycle_torn_down_by_a_failed_call_never_resolved(tmp_path: Path) -> None:
+    """Stopping a hung run ends its processes one by one: a call in the cycle fails as its
+    peer goes, and nobody in the cycle ever gets what it waited for. That is no cycle that
+    "broke later" (the QA's cross-runtime deadlock stopped by SIGTERM); one where the
+    server then got the lock did resolve."""
+    (f,) = analyze_run(
+        tmp_path / "t", a=chunk(HEAD, ANCHOR, *_locks(), *_call_into_own_lock(False))
+    ).findings
+    assert f.summary.endswith("; it never resolved (a call failed as a peer stopped)"), f.summary
+    assert f.explanation[-1].startswith("never resolved: after "), f.explanation
+    assert dict(f.extra)["resolved"] is False
+    (f,) = analyze_run(
+        tmp_path / "g", a=chunk(HEAD, ANCHOR, *_locks(), *_call_into_own_lock(True))
+    ).findings
+    assert f.summary.endswith("; a failed call broke it"), f.summary
+    assert f.explanation[-1].startswith("broken after "), f.explanation
+    assert dict(f.extra)["resolved"] is True

@@ -41,6 +41,7 @@ from willowisp.analysis.race import describe
 from willowisp.analysis.wait_graph import Cycle, Via, WaitEdge, find_cycles, wait_edges
 from willowisp.causality.link import Causality
 from willowisp.causality.waits import STILL, Waits, holds, wait_outcome, waits
+from willowisp.model.spec import K
 
 
 def find(c: Causality) -> list[Finding]:
@@ -131,6 +132,7 @@ class _Teller:
         extra: dict[str, object] = {"broken": broken}
         if broken:
             extra["stuck_ns"] = cycle.broken_at - cycle.formed_at
+            extra["resolved"] = not self.torn_down()
         if cycle.repeats > 1:
             extra["occurrences"] = cycle.repeats
         return Finding(
@@ -232,12 +234,38 @@ class _Teller:
         tail = f"; and {plural(more, 'unit')} more" if more > 0 else ""
         return [f"stuck behind it: {'; '.join(shown)}{tail}"]
 
+    def torn_down(self) -> bool:
+        """Broken only by a call that failed (its connection dropped) while no waiter of the
+        cycle ever got what it waited for: the cycle did not resolve, a peer went away (most
+        often the run being stopped, which ends the processes of a hung system one by one)."""
+        first = min(self.cycle.edges, key=lambda e: e.end)
+        end = int(self.w.end[first.wait])
+        if end < 0 or wait_outcome(self.trace, end) != "failed (no reply)":
+            return False
+        return not any(self.granted(int(self.w.end[e.wait])) for e in self.cycle.edges)
+
+    def granted(self, end: int) -> bool:
+        """Did the wait that ``end`` ended get what it waited for?"""
+        if end < 0:
+            return False
+        kind, arg = int(self.trace.events.kind[end]), int(self.trace.events.arg[end])
+        return kind in (K.LOCK_ACQUIRED, K.JOIN_DONE, K.QUEUE_GET) or (
+            kind == K.RPC_RESPONSE and arg >= 0
+        )
+
     def ending(self) -> str:
         cycle = self.cycle
         if cycle.broken_at >= STILL:
             return "still stuck when the trace ends (the program hung or was killed)"
         first = min(cycle.edges, key=lambda e: e.end)
         stuck = fmt_duration(cycle.broken_at - cycle.formed_at)
+        if self.torn_down():
+            what = resource_name(self.trace, first.resource)
+            return (
+                f"never resolved: after {stuck} {possessive(self.name(first.waiter))} call"
+                f" {what} failed (its connection dropped: a peer stopped, or the run was"
+                " being stopped), and no unit in the cycle ever got what it waited for"
+            )
         wait_end = int(self.w.end[first.wait])
         if wait_end >= 0 and int(self.c.clocks.adjusted[wait_end]) == first.end:
             outcome = wait_outcome(self.trace, wait_end)
@@ -283,6 +311,8 @@ class _Teller:
     def breaker(self) -> str:
         """What broke the cycle, as far as the trace knows: the first wait to end, by how it
         ended (a cancellation, such as Ctrl-C in asyncio, is not a timeout)."""
+        if self.torn_down():
+            return "it never resolved (a call failed as a peer stopped)"
         first = min(self.cycle.edges, key=lambda e: e.end)
         wait_end = int(self.w.end[first.wait])
         if wait_end >= 0 and int(self.c.clocks.adjusted[wait_end]) == first.end:
@@ -293,6 +323,8 @@ class _Teller:
                 return "a cancellation broke it"
             if outcome == "failed":
                 return "an error broke it"
+            if outcome == "failed (no reply)":
+                return "a failed call broke it"
             if outcome.startswith("was abandoned"):
                 # an async flow or task given up while it waited: nothing was released, so
                 # the others in the cycle may wait still
