@@ -1,6 +1,6 @@
 //! Thin wrappers for the tokio primitives tokio does not instrument — `mpsc`, `Notify`,
-//! `watch`, `broadcast` and awaiting a `JoinHandle` — and call sites for the ones it does
-//! (`Mutex::lock` & co.).
+//! `watch`, `broadcast`, awaiting a `JoinHandle` and a `JoinSet`'s joins — and call sites
+//! for the ones it does (`Mutex::lock` & co.).
 //!
 //! | wrapper | resource | events |
 //! |---|---|---|
@@ -9,6 +9,7 @@
 //! | [`watch::channel`] | `condition` | every send: `sync.notify` (-1: all receivers); `changed()` / `wait_for()`: `unit.block` (wait) when it has to wait, `unit.wake` when it returns (an edge from the latest send) |
 //! | [`broadcast::channel`] | `queue` | a send: one `queue.put` per receiver subscribed (same token); each receive: `queue.get` with it (so every receiver's get has its own put to pair with) |
 //! | [`spawn`], [`JoinHandle`] (`From` tokio's, right after any spawn) | the task's `join` | awaiting the handle: `unit.block` (join) while pending, `join.done` naming the task once it yields (an edge from the task's `unit.end`) |
+//! | [`JoinSet`] (`spawn`, `spawn_on`) | a `join` per task that comes out; the set's own `join` (no `unit`) | `join_next` & co.: `unit.block` (join) on the set's resource while pending (it waits for any task: no wait-for edge), `join.done` naming the task that came out, on its own resource (an edge from its `unit.end`) |
 //! | [`CallSite::at_caller`], [`MutexExt`], [`RwLockExt`], [`SemaphoreExt`] | tokio's own | the `unit.block` and `lock.acquired` tokio's instrumentation reports while that future is polled carry the caller's line |
 //!
 //! Every event is at the caller's line (`#[track_caller]`); a wrapper created outside every
@@ -49,12 +50,14 @@ pub(crate) fn emit(k: u8, res: u32, arg: i64, at: &'static Location<'static>) {
 }
 
 pub mod broadcast;
+mod join_set;
 pub mod mpsc;
 mod notify;
 mod sites;
 mod task;
 pub mod watch;
 
+pub use join_set::JoinSet;
 pub use notify::Notify;
 pub use sites::{AtCaller, CallSite, MutexExt, RwLockExt, SemaphoreExt};
 pub use task::{spawn, JoinHandle};
