@@ -52,9 +52,11 @@ def test_interleaving_flip_is_found_and_named(flips: tuple[Path, Path]) -> None:
 
 
 def test_a_run_against_itself_has_no_difference(flips: tuple[Path, Path]) -> None:
+    """No interleaving flipped and the same run-level figures (the program sends no
+    request, so there is no operation to compare, and diff says that instead)."""
     r = wisp("diff", str(flips[0]), str(flips[0]))
     assert r.returncode == 0, r.stderr
-    assert "the same operations and hops" in r.stdout
+    assert "the same makespan, lock waits and units" in r.stdout
     assert "no pair of code locations changed order" in r.stdout
 
 
@@ -141,3 +143,107 @@ def test_children_are_matched_by_program_not_by_ports(tmp_path: Path) -> None:
     assert doc["structural"]["operations"] == [], doc["structural"]
     keys = [d["key"] for d in doc["duration"]["operations"]]
     assert any(k.endswith("child.py N") for k in keys), keys
+
+
+HOLDER = """
+import os, sys, threading, time
+state_lock = threading.Lock()
+ready = os.pipe()
+
+def waiter() -> None:
+    os.write(ready[1], b"x")  # about to take the lock main holds
+    with state_lock:  # waits
+        pass
+
+with state_lock:
+    t = threading.Thread(target=waiter, name="waiter")
+    t.start()
+    os.read(ready[0], 1)
+    time.sleep(float(sys.argv[1]) / 1000)  # the work done under the lock: what changes
+t.join()
+"""
+
+
+@pytest.fixture(scope="module")
+def holds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same threads-only program (no request, so no trace context and no operation)
+    holding its lock 5 ms, then 90 ms."""
+    d = tmp_path_factory.mktemp("hold")
+    (d / "holder.py").write_text(HOLDER)
+    return record(d / "a", str(d / "holder.py"), "5"), record(d / "b", str(d / "holder.py"), "90")
+
+
+def test_without_operations_the_runs_are_compared_as_a_whole(holds: tuple[Path, Path]) -> None:
+    """No operation on either side: diff says so first, and still compares makespan, lock
+    waits and units; it never calls the runs the same when the lock wait grew."""
+    r = wisp("diff", str(holds[0]), str(holds[1]))
+    assert r.returncode == 0, r.stderr
+    assert "no operations to compare: these traces carry no trace context" in r.stdout
+    assert "the same" not in r.stdout
+    assert "lock state_lock" in r.stdout and "makespan" in r.stdout
+    doc = json.loads(wisp("diff", str(holds[0]), str(holds[1]), "--format", "json").stdout)
+    assert (doc["a"]["operations"], doc["b"]["operations"]) == (0, 0)
+    run = doc["run"]
+    assert run["same"] is False
+    (lock,) = [d for d in run["locks"] if d["resource"]["name"] == "state_lock"]
+    # 85 ms more under the lock: a loaded machine's noise (tens of ms) cannot hide it
+    assert lock["delta_wait_ns"] >= 40_000_000
+    assert run["makespan"]["a_ns"] > 0  # (start-up noise moves it by tens of ms)
+    waiter = next(u for u in run["units"] if u["key"].endswith("thread waiter"))
+    assert waiter["delta_blocked_ns"] >= 40_000_000
+
+
+def test_without_operations_a_run_against_itself_is_the_same(holds: tuple[Path, Path]) -> None:
+    """The run-level figures of one run against itself: all the same, said once."""
+    r = wisp("diff", str(holds[1]), str(holds[1]))
+    assert r.returncode == 0, r.stderr
+    assert "no operations to compare" in r.stdout
+    assert "the same makespan, lock waits and units" in r.stdout
+
+
+FAN = """
+import sys, threading, time, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+def part() -> None:
+    time.sleep(0.04)
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        # three threads at once inside one request: one stretch of the request's time
+        workers = [threading.Thread(target=part) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+for _ in range(3):
+    urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/fan").read()
+server.shutdown()
+"""
+
+
+def test_a_place_counts_overlapping_units_once(tmp_path: Path) -> None:
+    """by_place: a request handled by a thread and three threads of its own working at once
+    gives the service's threads the request's time once, never more than the request took."""
+    (tmp_path / "fan.py").write_text(FAN)
+    a = record(tmp_path / "a", str(tmp_path / "fan.py"))
+    b = record(tmp_path / "b", str(tmp_path / "fan.py"))
+    r = wisp("diff", str(a), str(b), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (op,) = [o for o in json.loads(r.stdout)["duration"]["operations"] if "/fan" in o["key"]]
+    assert op["a"]["count"] == op["b"]["count"] == 3
+    for place in op["by_place"]:
+        # mean per operation against the longest operation (p90 of three is the longest)
+        assert place["a_ns"] <= op["a"]["p90_ns"], place
+        assert place["b_ns"] <= op["b"]["p90_ns"], place
+    threads = next(p for p in op["by_place"] if p["where"] == "fan/thread")
+    assert threads["a_ns"] >= 30_000_000  # the 40 ms the parts took is still there

@@ -13,7 +13,8 @@ trace ids or times), so the same thing in two runs has the same key:
 - **duration**: per operation key, the p50 and p90 of the operations' durations (from the
   root to the operation's last event, in adjusted time) in each run, and the ratio; sorted
   by how much the p50 grew relative to itself (differences under 100 µs last). Each
-  operation's time is split by service and unit kind (the span of its events there), and
+  operation's time is split by service and unit kind (the union of its units' spans there:
+  nested or simultaneous units count once), and
   by critical-path segment (``analysis/critical_path.py``: service, kind of interval --
   running, lock-blocked, peer, queue, structural, ... -- resource and code place; the mean
   per operation), so the segment that grew is named.
@@ -22,6 +23,9 @@ trace ids or times), so the same thing in two runs has the same key:
   at the other): a pair whose usual order (at least two thirds of its turns, and two turns)
   flipped between the runs is reported with the counts. A flip is where a race or an
   order-dependent bug hides even when both runs passed.
+- **run**: what needs no operation (a trace without W3C trace context has none): the
+  makespan, per lock its waits to acquire, per unit key (service, kind, name with numbers
+  folded) the units' lifetimes and blocked time; the keys whose figures changed.
 
 Both runs are linked and analyzed the usual way; nothing here reads raw timestamps across
 processes.
@@ -40,6 +44,7 @@ import numpy.typing as npt
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import command_key, resource_ref
 from willowisp.causality.operations import NO_OPERATION
+from willowisp.causality.waits import waits
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K
@@ -57,7 +62,9 @@ _DIGITS = re.compile(r"\d+")
 class OperationStats:
     key: str
     durations: tuple[int, ...]  # ns, sorted
-    where: dict[str, int]  # "service/unit kind" -> ns of events' span inside, summed
+    # "service/unit kind" -> ns the operations had a unit there (per operation the union of
+    # its units' spans, see _spans), summed over the operations
+    where: dict[str, int]
 
 
 def operation_stats(a: Analysis) -> dict[str, OperationStats]:
@@ -98,16 +105,36 @@ def operation_stats(a: Analysis) -> dict[str, OperationStats]:
 def _spans(
     trace: Trace, members: npt.NDArray[np.int64], t: npt.NDArray[np.int64]
 ) -> dict[str, int]:
-    """Per (service, unit kind): the span of the operation's events there (first to last)."""
+    """Per (service, unit kind): how long the operation had a unit there, counted once.
+
+    Each unit's part is the span of the operation's events on it (first to last); a place's
+    time is the union of its units' parts, not their sum: a server span and the client span
+    nested in it (or two threads of one service working at once) are one stretch of the
+    operation's time, and a sum would give a place more time than the operation took.
+    """
     ev = trace.events
-    out: dict[str, int] = {}
     units = ev.unit[members]
+    parts: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for u in np.unique(units[units >= 0]).tolist():
         mask = units == u
         unit = trace.units[u]
         label = f"{trace.processes[unit.proc].service}/{unit.kind}"
-        out[label] = out.get(label, 0) + int(t[mask].max() - t[mask].min())
-    return out
+        parts[label].append((int(t[mask].min()), int(t[mask].max())))
+    return {label: _union_ns(spans) for label, spans in parts.items()}
+
+
+def _union_ns(spans: list[tuple[int, int]]) -> int:
+    """Total length of the union of closed intervals."""
+    total = 0
+    end = None
+    for lo, hi in sorted(spans):
+        if end is None or lo > end:
+            total += hi - lo
+            end = hi
+        elif hi > end:
+            total += hi - end
+            end = hi
+    return total
 
 
 def operation_key(trace: Trace, root: int) -> str:
@@ -268,6 +295,7 @@ def diff(a: Analysis, b: Analysis) -> dict[str, Any]:
         "structural": {"operations": structural_ops, "hops": structural_hops},
         "duration": {"operations": durations},
         "interleaving": _flips(interleavings(a), interleavings(b)),
+        "run": run_deltas(run_figures(a), run_figures(b)),
     }
 
 
@@ -339,4 +367,149 @@ def _summary(a: Analysis) -> dict[str, Any]:
         "services": sorted({p.service for p in t.processes}),
         "operations": len(a.causality.operations.trace_ids),
         "findings": len(a.findings),
+    }
+
+
+# -- the runs as a whole ---------------------------------------------------------------
+#
+# What can be compared without operations: a Go execution trace, a JFR recording or a
+# Chrome trace carries no W3C trace context, so it has no operations to key durations by,
+# yet its makespan, its lock waits and its units' blocked time still say whether the run
+# changed. Computed for every diff, since they are as true with operations as without.
+
+
+@dataclass(frozen=True, slots=True)
+class LockFigures:
+    """One lock key's waits to acquire (analysis/contention.py's reported resources)."""
+
+    waits: int  # contended, given up and still open at the end
+    wait_ns: int  # total of the timed waits
+    max_wait_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitFigures:
+    """The units sharing one unit key, summed."""
+
+    count: int
+    alive_ns: int  # each unit's first to last event
+    blocked_ns: int  # each unit's ended waits, of any kind (locks, joins, replies, sleeps)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    makespan_ns: int  # first to last event of the run, in adjusted time
+    locks: dict[str, LockFigures]  # by resource key (ResourceRef.key)
+    units: dict[str, UnitFigures]  # by "service kind name", numbers in the name folded
+
+
+def run_figures(a: Analysis) -> RunFigures:
+    """The run-level figures of one analyzed run."""
+    trace = a.trace
+    adjusted = a.causality.clocks.adjusted
+    makespan = int(adjusted.max() - adjusted.min()) if len(adjusted) else 0
+    return RunFigures(makespan, _lock_figures(a), _unit_figures(trace))
+
+
+def _lock_figures(a: Analysis) -> dict[str, LockFigures]:
+    # the same lock in several processes (one program run twice) shares a key: summed
+    out: dict[str, LockFigures] = {}
+    for rc in a.contention:
+        key = resource_ref(a.trace, rc.resource).key()
+        prev = out.get(key, LockFigures(0, 0, 0))
+        out[key] = LockFigures(
+            prev.waits + rc.contended + rc.gave_up + rc.still_waiting,
+            prev.wait_ns + rc.wait_ns.total,
+            max(prev.max_wait_ns, rc.wait_ns.max),
+        )
+    return out
+
+
+def _unit_figures(trace: Trace) -> dict[str, UnitFigures]:
+    ev = trace.events
+    n = len(trace.units)
+    if n == 0 or len(ev) == 0:
+        return {}
+    # Unit times are differences of the unit's own process clock: no alignment involved.
+    has = ev.unit >= 0
+    unit, time = ev.unit[has].astype(np.int64), ev.time[has]
+    first = np.full(n, np.iinfo(np.int64).max, np.int64)
+    last = np.full(n, np.iinfo(np.int64).min, np.int64)
+    np.minimum.at(first, unit, time)
+    np.maximum.at(last, unit, time)
+    w = waits(trace)
+    end = np.maximum(w.end, 0)
+    # a wait the unit ended in (or never left) measures when the recording stopped
+    ended = (w.end >= 0) & (ev.kind[end] != K.UNIT_END)
+    blocked = np.bincount(
+        w.unit[ended].astype(np.int64),
+        weights=ev.time[end[ended]] - ev.time[w.block[ended]],
+        minlength=n,
+    ).astype(np.int64)
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for u in np.flatnonzero(last >= first).tolist():
+        unit_ = trace.units[u]
+        service = trace.processes[unit_.proc].service or "?"
+        row = sums[f"{service} {unit_.kind} {_DIGITS.sub('N', unit_.name)}"]
+        row[0] += 1
+        row[1] += int(last[u] - first[u])
+        row[2] += int(blocked[u])
+    return {k: UnitFigures(*v) for k, v in sorted(sums.items())}
+
+
+def run_deltas(fa: RunFigures, fb: RunFigures) -> dict[str, Any]:
+    """The ``run`` section: the makespan, and the lock and unit keys whose figures changed
+    (a count, or a time by at least ``NOISE_NS``), largest change first; ``same`` is true
+    when nothing did."""
+    no_lock, no_units = LockFigures(0, 0, 0), UnitFigures(0, 0, 0)
+    locks = [
+        d
+        for k in sorted(set(fa.locks) | set(fb.locks))
+        if (d := _lock_delta(k, fa.locks.get(k, no_lock), fb.locks.get(k, no_lock)))
+    ]
+    locks.sort(key=lambda d: -abs(int(d["delta_wait_ns"])))
+    units = [
+        d
+        for k in sorted(set(fa.units) | set(fb.units))
+        if (d := _unit_delta(k, fa.units.get(k, no_units), fb.units.get(k, no_units)))
+    ]
+    units.sort(key=lambda d: (-abs(int(d["delta_blocked_ns"])), -abs(int(d["delta_alive_ns"]))))
+    delta = fb.makespan_ns - fa.makespan_ns
+    return {
+        "makespan": {"a_ns": fa.makespan_ns, "b_ns": fb.makespan_ns, "delta_ns": delta},
+        "locks": locks,
+        "units": units,
+        "same": abs(delta) < NOISE_NS and not locks and not units,
+    }
+
+
+def _lock_delta(key: str, a: LockFigures, b: LockFigures) -> dict[str, Any] | None:
+    if (
+        a.waits == b.waits
+        and abs(b.wait_ns - a.wait_ns) < NOISE_NS
+        and abs(b.max_wait_ns - a.max_wait_ns) < NOISE_NS
+    ):
+        return None
+    kind, name, where = key.split("|", 2)
+    return {
+        "resource": {"kind": kind, "name": name, "where": where},
+        "a": {"waits": a.waits, "wait_ns": a.wait_ns, "max_wait_ns": a.max_wait_ns},
+        "b": {"waits": b.waits, "wait_ns": b.wait_ns, "max_wait_ns": b.max_wait_ns},
+        "delta_wait_ns": b.wait_ns - a.wait_ns,
+    }
+
+
+def _unit_delta(key: str, a: UnitFigures, b: UnitFigures) -> dict[str, Any] | None:
+    if (
+        a.count == b.count
+        and abs(b.alive_ns - a.alive_ns) < NOISE_NS
+        and abs(b.blocked_ns - a.blocked_ns) < NOISE_NS
+    ):
+        return None
+    return {
+        "key": key,
+        "a": {"count": a.count, "alive_ns": a.alive_ns, "blocked_ns": a.blocked_ns},
+        "b": {"count": b.count, "alive_ns": b.alive_ns, "blocked_ns": b.blocked_ns},
+        "delta_alive_ns": b.alive_ns - a.alive_ns,
+        "delta_blocked_ns": b.blocked_ns - a.blocked_ns,
     }

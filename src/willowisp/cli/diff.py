@@ -29,8 +29,9 @@ def register(subparsers: Any) -> None:
         help="what changed between two runs: operations, durations, interleavings",
         description="Compare two runs of the same system: which operations and hops appear or "
         "vanish (structural), which operations got slower and where their time went "
-        "(duration), and which pairs of code locations took a lock or touched data in the "
-        "other order (interleaving).",
+        "(duration), which pairs of code locations took a lock or touched data in the "
+        "other order (interleaving), and how the runs' makespan, lock waits and units "
+        "changed (run; all there is to compare in traces without trace context).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -91,14 +92,36 @@ def render_text(doc: dict[str, Any], out: TextIO) -> None:
         f"A: {a['events']:,} events, {a['operations']:,} operations · "
         f"B: {b['events']:,} events, {b['operations']:,} operations\n"
     )
-    st = doc["structural"]
-    out.write("\nstructural\n")
-    if not st["operations"] and not st["hops"]:
-        out.write("  the same operations and hops\n")
-    for o in st["operations"] + st["hops"]:
-        out.write(f"  {o['change']:9s} {_safe(o['key'])}  A {o['a']}  B {o['b']}\n")
+    if not a["operations"] and not b["operations"]:
+        # a Go execution trace, a JFR recording, a Chrome trace: "the same operations"
+        # would read as "nothing changed" when nothing could be compared
+        out.write(
+            "\nno operations to compare: these traces carry no trace context (no W3C trace "
+            "ids: no request or message between services; Go execution traces, JFR "
+            "recordings and Chrome traces have none), so the runs are compared as a whole "
+            "(run, below)\n"
+        )
+        _render_hops_only(doc["structural"]["hops"], out)
+    else:
+        _render_structural(doc["structural"], out)
+        _render_durations(doc["duration"]["operations"], out)
+    out.write("\ninterleaving\n")
+    flips = doc["interleaving"]
+    if not flips:
+        out.write("  no pair of code locations changed order\n")
+    for f in flips:
+        r = f["resource"]
+        out.write(
+            f"  {r['kind']} {_safe(r['name'])} ({_safe(r['where'])}): "
+            f"{_safe(f['first'])} then {_safe(f['second'])} "
+            f"A {f['a']['first_then_second']}:{f['a']['second_then_first']}  "
+            f"B {f['b']['first_then_second']}:{f['b']['second_then_first']}\n"
+        )
+    _render_run(doc["run"], out)
+
+
+def _render_durations(ops: list[dict[str, Any]], out: TextIO) -> None:
     out.write("\nduration (p50, A → B)\n")
-    ops = doc["duration"]["operations"]
     if not ops:
         out.write("  no operation in both runs\n")
     for o in ops[:10]:
@@ -127,15 +150,49 @@ def render_text(doc: dict[str, Any], out: TextIO) -> None:
                         f"      {_safe(g['where'])}: {_ms(g['a_ns'])} → {_ms(g['b_ns'])} "
                         f"({sign}{_ms(abs(g['delta_ns']))})\n"
                     )
-    out.write("\ninterleaving\n")
-    flips = doc["interleaving"]
-    if not flips:
-        out.write("  no pair of code locations changed order\n")
-    for f in flips:
-        r = f["resource"]
+
+
+def _render_hops_only(hops: list[dict[str, Any]], out: TextIO) -> None:
+    if hops:
+        out.write("\nstructural\n")
+    for o in hops:
+        out.write(f"  {o['change']:9s} {_safe(o['key'])}  A {o['a']}  B {o['b']}\n")
+
+
+def _render_structural(st: dict[str, Any], out: TextIO) -> None:
+    out.write("\nstructural\n")
+    if not st["operations"] and not st["hops"]:
+        out.write("  the same operations and hops\n")
+    for o in st["operations"] + st["hops"]:
+        out.write(f"  {o['change']:9s} {_safe(o['key'])}  A {o['a']}  B {o['b']}\n")
+
+
+def _change(a_ns: int, b_ns: int) -> str:
+    delta = b_ns - a_ns
+    return f"{_ms(a_ns)} → {_ms(b_ns)} ({'+' if delta >= 0 else '-'}{_ms(abs(delta))})"
+
+
+def _render_run(run: dict[str, Any], out: TextIO) -> None:
+    out.write("\nrun (A → B)\n")
+    m = run["makespan"]
+    out.write(f"  makespan {_change(m['a_ns'], m['b_ns'])}\n")
+    for d in run["locks"][:10]:
+        r, la, lb = d["resource"], d["a"], d["b"]
         out.write(
-            f"  {r['kind']} {_safe(r['name'])} ({_safe(r['where'])}): "
-            f"{_safe(f['first'])} then {_safe(f['second'])} "
-            f"A {f['a']['first_then_second']}:{f['a']['second_then_first']}  "
-            f"B {f['b']['first_then_second']}:{f['b']['second_then_first']}\n"
+            f"  {r['kind']} {_safe(r['name'])} ({_safe(r['where'])}): waited "
+            f"{_change(la['wait_ns'], lb['wait_ns'])} in {la['waits']} → {lb['waits']} waits, "
+            f"worst {_ms(la['max_wait_ns'])} → {_ms(lb['max_wait_ns'])}\n"
         )
+    for d in run["units"][:10]:
+        ua, ub = d["a"], d["b"]
+        blocked = ua["blocked_ns"] or ub["blocked_ns"]
+        out.write(
+            f"  {_safe(d['key'])}: {ua['count']} → {ub['count']} units, "
+            + (f"blocked {_change(ua['blocked_ns'], ub['blocked_ns'])}, " if blocked else "")
+            + f"alive {_ms(ua['alive_ns'])} → {_ms(ub['alive_ns'])}\n"
+        )
+    more = max(len(run["locks"]) - 10, 0) + max(len(run["units"]) - 10, 0)
+    if more:
+        out.write(f"  ... {more} more changed (--format json lists them all)\n")
+    if run["same"]:
+        out.write("  the same makespan, lock waits and units (within 100 µs)\n")
