@@ -26,8 +26,8 @@ def unit_label(trace: Trace, u: int) -> str:
     """``Thread-1 (pid 4242, orders, python)``; the kind is named when it is not a thread."""
     unit = trace.units[u]
     p = trace.processes[unit.proc]
-    kind = "" if unit.kind == "thread" else f"{unit.kind}, "
-    return f"{unit.name} ({kind}pid {p.pid}, {p.service or '?'}, {p.runtime or '?'})"
+    kind = "" if unit.kind == "thread" else unit.kind
+    return f"{unit.name} ({', '.join(x for x in (kind, p.about(p.service or '?')) if x)})"
 
 
 def unit_names(trace: Trace, units: Sequence[int]) -> dict[int, str]:

@@ -65,8 +65,19 @@ class Process:
     attrs: Attrs  # the whole process record, for fields not lifted above
 
     def label(self) -> str:
-        """``orders (pid 4242)``: how a person recognises the process."""
-        return f"{self.service or '?'} (pid {self.pid})"
+        """``orders (pid 4242)``: how a person recognises the process (``orders`` alone when
+        no pid is known: spans imported from a tracer carry none)."""
+        return f"{self.service or '?'} ({self.pid_text})" if self.pid else self.service or "?"
+
+    @property
+    def pid_text(self) -> str:
+        """``pid 4242``, or '' when no pid is known (imported spans)."""
+        return f"pid {self.pid}" if self.pid else ""
+
+    def about(self, *more: str) -> str:
+        """``pid 4242, orders, python``: the pid (when known), then ``more``, then the
+        runtime (when known), comma separated: the parenthesis after a unit's name."""
+        return ", ".join(x for x in (self.pid_text, *more, self.runtime) if x)
 
 
 @dataclass(frozen=True, slots=True)

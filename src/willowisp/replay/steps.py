@@ -200,7 +200,8 @@ class Stepper:
         trace = self.a.trace
         unit = trace.units[u]
         p = trace.processes[unit.proc]
-        return f"{unit.name or unit.kind} ({p.service or '?'} pid {p.pid}, {p.runtime})"
+        where = " ".join(x for x in (p.service or "?", p.pid_text) if x)
+        return f"{unit.name or unit.kind} ({', '.join(x for x in (where, p.runtime) if x)})"
 
     def drift_warning(self, step: int | None = None) -> str:
         """Non-empty when the order between this step and the previous one is fixed by
