@@ -164,6 +164,10 @@ def test_a_timer_inside_requests_is_reported_and_structural_on_the_path(tmp_path
         "structural-delay: svc's handler pauses 20.0 ms before acting, 4 times inside "
         "operations: 80.0 ms, 80% of their latency"
     )
+    # a pause on the way, not a consumer's polling: no "period" advice (the QA's Go handler
+    # sleeping 5 ms was told to "block on the source")
+    assert f.explanation[-1].startswith("a fixed pause in the operations' path"), f.explanation
+    assert not any("consumer" in line for line in f.explanation)
     path = critical_paths(a.causality, gaps=detect(a.causality).gaps)[0]
     assert [(s.kind, s.duration_ns) for s in path.segments] == [
         ("running", 1 * MS),

@@ -428,10 +428,17 @@ def _finding(ix: critical_path.PathIndex, p: Pattern) -> Finding | None:
             f"on average {fmt_duration(total // count)}: {share} of the "
             f"{fmt_duration(latency)} their {plural(len(ops), 'operation')} took"
         )
-    story.append(
-        "the consumer's rhythm, not a slow producer, broker or network: shorten the period "
-        "(or block on the source) if this latency matters"
-    )
+    if p.kind == TIMER:  # a fixed pause on the way, not a consumer looking for work
+        story.append(
+            "a fixed pause in the operations' path, not slow work or a slow peer: if it "
+            "waits for something, wait on that instead; if it is a back-off or a throttle, "
+            "shorten it if this latency matters"
+        )
+    else:
+        story.append(
+            "the consumer's rhythm, not a slow producer, broker or network: shorten the "
+            "period (or block on the source) if this latency matters"
+        )
     identity = (
         p.kind,
         proc.service,
