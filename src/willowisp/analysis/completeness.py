@@ -192,7 +192,7 @@ def _dropped_finding(c: Causality, hop: ContextDrop) -> Finding:
             f"traceparent{_at_paren(srecv)} and started a new root trace for each",
             f"the context was lost between them: {possessive(ssvc)} work is not a child of "
             f"{possessive(csvc)} request (a proxy or header filter dropped it, or the "
-            "client's bytes were rewritten after the agent injected it)",
+            "client's bytes were rewritten after the context was put on them)",
             f"the hop is identified without timestamps: {how}",
         )
     else:

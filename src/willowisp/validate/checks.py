@@ -186,7 +186,7 @@ def check_hops(
             f"{hop.to_service} ({hop.to_runtime}, {hop.to_library}) received it with "
             "no trace context and started a new trace",
             "something between them dropped the header (a proxy, a header filter, "
-            "or a client rewriting its request after the agent injected it)",
+            "or a client rewriting its request after the context was put on it)",
             f"the hop is identified without timestamps: {how}",
         )
 
