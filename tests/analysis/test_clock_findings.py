@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from golden.tracetext import WALL0, analyze_run, chunk, process
+from willowisp.analysis.engine import analyze
+from willowisp.analysis.naming import fmt_duration
+from willowisp.ingest import load
+
+DATA = Path(__file__).parent / "data"
 
 
 def _pair(tmp_path: Path, skew_ns: int, latency_ns: int = 100_000) -> list[str]:
@@ -52,3 +57,16 @@ def test_skew_beyond_a_millisecond_is_reported(tmp_path: Path) -> None:
 def test_agreeing_clocks_give_no_clock_findings(tmp_path: Path) -> None:
     """Two machines whose clocks agree: raw order is causal order; nothing to say."""
     assert _pair(tmp_path, 0) == []
+
+
+def test_a_one_sided_skew_says_the_bound_it_proved() -> None:
+    """OTel spans (Python SDK through ``collect``) of a backend run 300 ms behind under
+    faketime, its requests only bounding the offset from one side: the summary's "at least"
+    is the bound the explanation proves (+299.411 ms), not the larger offset chosen to
+    align (+299.919 ms: the summary said "at least 299.9 ms")."""
+    a = analyze(load([DATA / "otel_backend_300ms_behind.wtrace"]))
+    (f,) = [f for f in a.findings if f.kind == "clock-skew"]
+    extra = dict(f.extra)
+    assert extra["offset_max_ns"] is None and extra["offset_ns"] > extra["offset_min_ns"]
+    bound = fmt_duration(extra["offset_min_ns"])
+    assert f.summary.endswith(f"is at least {bound} behind frontend's"), f.summary

@@ -174,10 +174,13 @@ def _skew_finding(c: Causality, d: ClockDomain, ref: ClockDomain) -> Finding:
     names, ref_names = services_of(trace, d.processes), services_of(trace, ref.processes)
     direction = "ahead of" if d.offset_ns < 0 else "behind"
     unc = d.uncertainty_ns
+    # one-sided: what the causal order proves is the bound, not the offset used to align
+    # (which lies beyond it): "at least" the bound
+    bound = d.interval.lo if d.offset_ns >= 0 else d.interval.hi
     amount = (
         f"{fmt_duration(abs(d.offset_ns))} ± {fmt_duration(unc)}"
         if unc is not None
-        else f"at least {fmt_duration(abs(d.offset_ns))}"
+        else f"at least {fmt_duration(abs(bound if bound is not None else d.offset_ns))}"
     )
     summary = (
         f"clock-skew: {possessive(names)} clock ({d.id}) is {amount} {direction} "
