@@ -16,6 +16,9 @@ The mapping (docs/export.md has it for users):
   an ``X`` slice ``hold lock state_lock``. Slices still open at the end of the trace end
   at its last event of any kind (a final flush or clock anchor counts: the wait was still
   open then) and say so in ``args.still``.
+- an imported span (a unit of kind ``span``) is an ``X`` slice, ``cat`` ``span``, on its
+  thread's tid (a Chrome slice) or its process' ``spans`` tid, nested in its parent span,
+  and has no tid of its own (``willowisp.export.span_tree`` decides where).
 - every cross-unit happens-before edge of the analysis is one flow (v2): two zero-length
   ``X`` slices at its two events, with the same ``bind_id``, ``flow_out`` on the cause and
   ``flow_in`` on the effect. Flow v2 binds to the event that carries it (v1 ``s``/``f``
@@ -35,22 +38,27 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import event_where, resource_name
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.waits import holds, wait_outcome, waits
+from willowisp.export.span_tree import PROCESS, Item, Spans, place, spans
 from willowisp.ingest.tables import Process
+from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Reason
 
 MAX_STR = 1000
 # Events that are not drawn as instants: waits and holds draw them, or they are bookkeeping.
 _NOT_INSTANTS = {int(K.UNIT_BLOCK), int(K.LOCK_ACQUIRED), int(K.LOCK_RELEASE)}
 _BOOKKEEPING = {int(K.CLOCK_ANCHOR), int(K.AGENT_FLUSH)}
+_SPAN_BOUNDS = {int(K.UNIT_START), int(K.UNIT_END)}  # a span's slice draws these
 
 
 def cut(text: object, limit: int = MAX_STR) -> str:
@@ -116,21 +124,46 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
                 "args": {"sort_index": p.index + 1},
             }
         )
-    tid_of: list[int] = []
+    sp = spans(trace)
+    tid_of: list[int] = [0] * len(trace.units)
     per_proc: dict[int, int] = {}
-    for u in trace.units:
-        tid = per_proc.get(u.proc, 0) + 1
-        per_proc[u.proc] = tid
-        tid_of.append(tid)
+
+    def new_tid(proc: int, name: str) -> int:
+        tid = per_proc.get(proc, 0) + 1
+        per_proc[proc] = tid
         out.append(
             {
                 "ph": "M",
                 "name": "thread_name",
-                "pid": u.proc + 1,
+                "pid": proc + 1,
                 "tid": tid,
-                "args": {"name": cut(f"{u.kind} {u.name}", max_str)},
+                "args": {"name": cut(name, max_str)},
             }
         )
+        return tid
+
+    for u in trace.units:
+        if not sp.is_slice(u.index):
+            tid_of[u.index] = new_tid(u.proc, f"{u.kind} {u.name}")
+    w = waits(trace)
+    h = holds(trace)
+    lanes = _span_lanes(
+        trace,
+        sp,
+        adjusted,
+        t_end,
+        (w.block.tolist(), w.end.tolist()),
+        (h.acquire.tolist(), h.release.tolist()),
+    )
+    tid_at: dict[tuple[int, int, int], int] = {}  # (process, host, lane) -> tid
+    for proc, host, lane in sorted(set(lanes.values())):
+        base = f"{trace.units[host].kind} {trace.units[host].name}" if host >= 0 else "spans"
+        tid_at[proc, host, lane] = (
+            tid_of[host]
+            if host >= 0 and lane == 0
+            else new_tid(proc, base if lane == 0 else f"{base} (overlap {lane})")
+        )
+    span_tid = {key: tid_at[at] for key, at in lanes.items()}
     agent_tracks: set[int] = set()
 
     def where_of(i: int) -> tuple[int, int]:
@@ -139,6 +172,8 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
         if u < 0:
             agent_tracks.add(pid)
             return pid, 0
+        if sp.is_slice(u):
+            return pid, span_tid["span", u]
         return pid, tid_of[u]
 
     def res_label(r: int) -> str:
@@ -157,12 +192,21 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
             args["where"] = cut(w, max_str)
         return args
 
+    # Spans.
+    for u in trace.units:
+        if sp.is_slice(u.index):
+            b, e = sp.start[u.index], sp.end[u.index]
+            begin = int(adjusted[b])  # not t0: us() reads that one
+            finish = max(int(adjusted[e]) if e >= 0 else t_end, begin)
+            where = (u.proc + 1, span_tid["span", u.index])
+            span_at = (us(begin), round((finish - begin) / 1000.0, 3))
+            out.append(_span_event(trace, sp, u.index, where, span_at, max_str))
     # Waits.
-    w = waits(trace)
     for b, e, r, reason in zip(
         w.block.tolist(), w.end.tolist(), w.res.tolist(), w.reason.tolist(), strict=True
     ):
         pid, tid = where_of(b)
+        tid = span_tid.get(("wait", b), tid)
         end_t = int(adjusted[e]) if e >= 0 else t_end
         try:
             why = Reason(reason).name.lower()
@@ -186,9 +230,9 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
             }
         )
     # Lock holds.
-    h = holds(trace)
     for acq, rel, r in zip(h.acquire.tolist(), h.release.tolist(), h.res.tolist(), strict=True):
         pid, tid = where_of(acq)
+        tid = span_tid.get(("hold", acq), tid)
         end_t = int(adjusted[rel]) if rel >= 0 else t_end
         args = event_args(acq)
         if rel < 0:
@@ -237,6 +281,9 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
         code = int(kinds[i])
         if endpoints[i] or not drawn[i] or code in _NOT_INSTANTS:
             continue
+        doer = int(ev.unit[i])
+        if code in _SPAN_BOUNDS and doer >= 0 and sp.is_slice(doer):
+            continue  # the span's slice begins and ends there
         pid, tid = where_of(i)
         out.append(
             {
@@ -282,6 +329,74 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
         "displayTimeUnit": "ns",
         "otherData": {"exporter": "willowisp", "clock": "adjusted", "t0_ns": t0},
     }
+
+
+def _span_event(
+    trace: Trace, sp: Spans, u: int, where: tuple[int, int], times: tuple[float, float], m: int
+) -> dict[str, Any]:
+    """The ``X`` slice of span unit ``u`` at ``where`` (pid, tid), ``times`` (ts, dur) from
+    its ``unit.start`` to its ``unit.end`` (to the end of the trace when it never ended)."""
+    b, e = sp.start[u], sp.end[u]
+    args: dict[str, Any] = {"event": str(trace.event_id(b)), "unit": str(trace.unit_id(u))}
+    place = event_where(trace, b)
+    if place:
+        args["where"] = cut(place, m)
+    if e < 0:
+        args["still"] = True
+    elif int(trace.events.arg[e]):
+        args["error"] = True  # unit.end's status: the span's was ERROR
+    name = trace.units[u].name or "span"
+    ts, dur = times
+    return {
+        "ph": "X",
+        "cat": "span",
+        "name": cut(name, m),
+        "pid": where[0],
+        "tid": where[1],
+        "ts": ts,
+        "dur": dur,
+        "args": args,
+    }
+
+
+def _span_lanes(
+    trace: Trace,
+    sp: Spans,
+    adjusted: npt.NDArray[np.int64],
+    t_end: int,
+    waits_: tuple[Sequence[int], Sequence[int]],
+    holds_: tuple[Sequence[int], Sequence[int]],
+) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """Where each span slice, and each wait and hold of a span, is drawn: (process, host,
+    lane) keyed by ("span", unit), ("wait", block event), ("hold", acquire event). The host
+    is the span's thread unit, or -1 for its process' ``spans`` track (see span_tree)."""
+    groups: dict[tuple[int, int], list[tuple[tuple[str, int], Item]]] = {}
+
+    def at(i: int, end: int) -> tuple[int, int]:
+        t0 = int(adjusted[i])
+        return t0, max(int(adjusted[end]) if end >= 0 else t_end, t0)
+
+    for u in trace.units:
+        if sp.is_slice(u.index):
+            t0, t1 = at(sp.start[u.index], sp.end[u.index])
+            item = Item(t0, t1, u.index, sp.under[u.index], sp.depth[u.index])
+            groups.setdefault((u.proc, sp.host[u.index]), []).append((("span", u.index), item))
+    unit = trace.events.unit
+    for what, (firsts, lasts) in (("wait", waits_), ("hold", holds_)):
+        for i, end in zip(firsts, lasts, strict=True):
+            v = int(unit[i])
+            if v >= 0 and sp.is_slice(v):
+                t0, t1 = at(i, end)
+                group = (trace.units[v].proc, sp.host[v])
+                groups.setdefault(group, []).append(
+                    ((what, i), Item(t0, t1, -1, v, sp.depth[v] + 1))
+                )
+    out: dict[tuple[str, int], tuple[int, int, int]] = {}
+    for (proc, host), members in groups.items():
+        lanes = place([item for _, item in members])
+        for (key, _), lane in zip(members, lanes.lane, strict=True):
+            out[key] = (proc, host if host != PROCESS else -1, lane)
+    return out
 
 
 def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -20,6 +20,9 @@ users), drawn with Perfetto's own track model:
   to the unit's first child track ("overlap 1", "overlap 2", ...) where it does. Slices
   still open when the trace ends end at its last event of any kind (a final flush or clock
   anchor: the wait was still open then) and say so (``still``).
+- an imported span (a unit of kind ``span``) is a slice, not a track: on its thread's
+  track (a Chrome slice) or its process' ``spans`` track, nested in its parent span
+  (``willowisp.export.span_tree`` decides where); its waits nest in it.
 - every other event of a unit, and every endpoint of a happens-before edge, is an
   ``INSTANT`` on its unit's track (an endpoint done by no unit sits on its process track).
 - every cross-unit happens-before edge of the analysis is one flow, id = edge number + 1:
@@ -56,6 +59,7 @@ from willowisp.analysis.naming import event_where, resource_name
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.waits import holds, wait_outcome, waits
 from willowisp.export.chrome import MAX_STR, cut, kind_name
+from willowisp.export.span_tree import ANY, PROCESS, Item, Spans, place, spans
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Reason
 
@@ -63,6 +67,7 @@ from willowisp.model.spec import K, Reason
 # them, or they are bookkeeping. The same sets as the Chrome export.
 _NOT_INSTANTS = {int(K.UNIT_BLOCK), int(K.LOCK_ACQUIRED), int(K.LOCK_RELEASE)}
 _BOOKKEEPING = {int(K.CLOCK_ANCHOR), int(K.AGENT_FLUSH)}
+_SPAN_BOUNDS = {int(K.UNIT_START), int(K.UNIT_END)}  # a span slice draws these
 SEQUENCE_ID = 1  # every packet is on one writer sequence
 MAX_LIST = 100  # entries of a finding's explanation; units and resources get half
 _ORDER_PASSES = 256  # bound on the passes that put effects after their causes
@@ -83,7 +88,7 @@ _DA_BOOL, _DA_INT, _DA_STRING, _DA_NAME, _DA_ARRAY = 2, 4, 6, 10, 12  # DebugAnn
 
 # Track uuids: a kind in the top bits, a dense number below. Fixed, so output is stable.
 _FINDINGS_UUID = 1 << 48
-_PROCESS, _UNIT, _LANE = 2 << 48, 3 << 48, 4 << 48
+_PROCESS, _UNIT, _LANE, _SPANS = 2 << 48, 3 << 48, 4 << 48, 5 << 48
 
 Value = str | int | bool | list[str]
 Annotations = list[tuple[str, Value]]
@@ -181,6 +186,9 @@ class _Slice:
     name: str
     category: str
     annotations: Annotations
+    node: int = -1  # the span unit this slice draws, -1 for a wait or hold
+    under: int = ANY  # what it must nest under (see span_tree)
+    depth: int = 0
 
 
 @dataclass(slots=True)
@@ -226,13 +234,15 @@ def _descriptor(
     return b"".join(parts)
 
 
-def _tracks(trace: Trace, out: _Out, max_str: int) -> tuple[list[int], list[str]]:
-    """Process and unit tracks; returns each owner track's uuid and name, processes first."""
+def _tracks(trace: Trace, sp: Spans, out: _Out, max_str: int) -> tuple[list[int], dict[int, str]]:
+    """Process tracks, a thread track per unit that is not drawn as a span slice, and a
+    ``spans`` track per process with root spans. Returns each owner's track uuid (processes
+    first, then units: a span's is its host's) and every track's name by uuid."""
     n_proc = len(trace.processes)
-    names: list[str] = []
+    names: dict[int, str] = {}
     for p in trace.processes:
         name = cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})", max_str)
-        names.append(name)
+        names[_PROCESS + p.index] = name
         proc = _uint(_PD_PID, p.index + 1) + _str(_PD_NAME, name)
         about = f"process id {p.id}, pid {p.pid}, host {p.host or '?'}, runtime {p.runtime}"
         out.descriptors.append(
@@ -244,8 +254,10 @@ def _tracks(trace: Trace, out: _Out, max_str: int) -> tuple[list[int], list[str]
             )
         )
     for u in trace.units:
+        if sp.is_slice(u.index):
+            continue
         name = cut(f"{u.kind} {u.name}", max_str)
-        names.append(name)
+        names[_UNIT + u.index] = name
         pid = u.proc + 1
         thread = (
             _uint(_THD_PID, pid) + _uint(_THD_TID, n_proc + 1 + u.index) + _str(_THD_NAME, name)
@@ -260,7 +272,16 @@ def _tracks(trace: Trace, out: _Out, max_str: int) -> tuple[list[int], list[str]
                 rank=u.index,
             )
         )
-    uuids = [_PROCESS + p.index for p in trace.processes] + [_UNIT + u.index for u in trace.units]
+    uuids = [_PROCESS + p.index for p in trace.processes]
+    for u in trace.units:
+        host = sp.host[u.index] if sp.is_slice(u.index) else u.index
+        uuids.append(_UNIT + host if host != PROCESS else _SPANS + u.proc)
+    for pi in sorted({uuid - _SPANS for uuid in uuids if uuid >= _SPANS}):
+        # after the threads, in the process' explicit child order
+        names[_SPANS + pi] = "spans"
+        out.descriptors.append(
+            _descriptor(_SPANS + pi, parent=_PROCESS + pi, name="spans", rank=len(trace.units))
+        )
     return uuids, names
 
 
@@ -271,42 +292,39 @@ def _owner(trace: Trace, i: int) -> int:
 
 
 def _lay_out(
-    slices: list[_Slice], track: int, name: str, out: _Out, lanes: list[int], max_str: int
+    slices: list[_Slice],
+    track: int,
+    name: str,
+    out: _Out,
+    lanes: list[int],
+    max_str: int,
+    span_track: dict[int, int],
 ) -> None:
     """Slices of one owner track as nested begin/end pairs, on as few tracks as nest them.
 
-    Lane 0 is the owner track; a slice that would partly overlap the open slices of every
-    existing lane starts a new child track. Each lane is a stack of open slices' ends.
+    Lane 0 is the owner track; a slice that nests in no existing lane (partly overlaps its
+    open slices, or is a span whose parent is not the lane's innermost open span) starts a
+    new child track. Records the track of each span slice in ``span_track``.
     """
-    slices.sort(key=lambda s: (s.start, -s.end))
-    stacks: list[list[int]] = []
-    per_lane: list[list[tuple[int, int, bytes]]] = []
+    placed = place([Item(s.start, s.end, s.node, s.under, s.depth) for s in slices])
     uuids: list[int] = []
-    for s in slices:
-        for k, stack in enumerate(stacks):
-            while stack and stack[-1] <= s.start:
-                per_lane[k].append((stack.pop(), 0, _track_event(SLICE_END, uuids[k])))
-            if not stack or s.end <= stack[-1]:
-                break
+    for k, order in enumerate(placed.order):
+        if k == 0:
+            uuids.append(track)
         else:
-            k = len(stacks)
-            stacks.append([])
-            per_lane.append([])
-            if k == 0:
-                uuids.append(track)
-            else:
-                uuids.append(_LANE + len(lanes))
-                lanes.append(track)
-                lane = cut(f"{name} (overlap {k})", max_str)
-                out.descriptors.append(_descriptor(uuids[k], parent=track, name=lane, rank=k))
-        stacks[k].append(s.end)
-        per_lane[k].append(
-            (s.start, 0, _track_event(SLICE_BEGIN, uuids[k], s.name, [s.category], s.annotations))
-        )
-    for k, stack in enumerate(stacks):
-        while stack:
-            per_lane[k].append((stack.pop(), 0, _track_event(SLICE_END, uuids[k])))
-        out.events.extend(per_lane[k])
+            uuids.append(_LANE + len(lanes))
+            lanes.append(track)
+            lane = cut(f"{name} (overlap {k})", max_str)
+            out.descriptors.append(_descriptor(uuids[k], parent=track, name=lane, rank=k))
+        for t, i, begin in order:
+            if not begin:
+                out.events.append((t, 0, _track_event(SLICE_END, uuids[k])))
+                continue
+            s = slices[i]
+            body = _track_event(SLICE_BEGIN, uuids[k], s.name, [s.category], s.annotations)
+            out.events.append((t, 0, body))
+            if s.node >= 0:
+                span_track[s.node] = uuids[k]
 
 
 def _flow_order(
@@ -339,7 +357,9 @@ class _Ctx:
     t_end: int  # where still-open slices end (adjusted)
     max_str: int
     owners: list[int]  # owner track uuids: processes, then units (see _owner)
-    owner_names: list[str]
+    track_names: dict[int, str]  # by track uuid
+    spans: Spans
+    span_track: dict[int, int] = field(default_factory=dict)  # span unit -> its slice's track
 
     def res_label(self, r: int) -> str:
         t = self.trace
@@ -385,18 +405,45 @@ def perfetto_trace(a: Analysis, max_str: int = MAX_STR) -> bytes:
     t_end = max(int(adjusted.max()), t_first) if len(adjusted) else 0
     shift = max(0, -t_first)
     out = _Out()
-    owners, owner_names = _tracks(trace, out, max_str)
-    ctx = _Ctx(trace, adjusted, shift, t_end, max_str, owners, owner_names)
+    sp = spans(trace)
+    owners, track_names = _tracks(trace, sp, out, max_str)
+    ctx = _Ctx(trace, adjusted, shift, t_end, max_str, owners, track_names, sp)
     _slices(ctx, out)
     _instants(ctx, a, drawn, out)
     _findings(ctx, a, t_first, out)
     return _serialize(out, t_first + shift)
 
 
+def _span_slices(ctx: _Ctx) -> dict[int, list[_Slice]]:
+    """Every span unit that started, as a slice on its host track, by track uuid."""
+    trace, sp = ctx.trace, ctx.spans
+    ev = trace.events
+    per_track: dict[int, list[_Slice]] = {}
+    for u in trace.units:
+        if not sp.is_slice(u.index):
+            continue
+        b, e = sp.start[u.index], sp.end[u.index]
+        args = ctx.event_args(b) + [("unit", str(trace.unit_id(u.index)))]
+        if e >= 0 and int(ev.arg[e]):
+            args.append(("error", True))  # unit.end's status: the span's was ERROR
+        s = ctx.slice(b, e, u.name or "span", "span", args)
+        s.node, s.under, s.depth = u.index, sp.under[u.index], sp.depth[u.index]
+        per_track.setdefault(ctx.owners[len(trace.processes) + u.index], []).append(s)
+    return per_track
+
+
 def _slices(ctx: _Ctx, out: _Out) -> None:
-    """Waits and lock holds, laid out per owner track."""
-    trace = ctx.trace
-    per_owner: dict[int, list[_Slice]] = {}
+    """Spans, waits and lock holds, laid out per owner track; a wait or hold of a span
+    nests in that span's slice."""
+    trace, sp = ctx.trace, ctx.spans
+    per_owner = _span_slices(ctx)
+
+    def add(i: int, s: _Slice) -> None:
+        u = int(trace.events.unit[i])
+        if u >= 0 and sp.is_slice(u):
+            s.under, s.depth = u, sp.depth[u] + 1
+        per_owner.setdefault(ctx.owners[_owner(trace, i)], []).append(s)
+
     w = waits(trace)
     for b, e, r, reason in zip(
         w.block.tolist(), w.end.tolist(), w.res.tolist(), w.reason.tolist(), strict=True
@@ -406,17 +453,14 @@ def _slices(ctx: _Ctx, out: _Out) -> None:
         except ValueError:
             why = f"reason {reason}"
         args = ctx.event_args(b) + [("reason", why), ("outcome", wait_outcome(trace, e))]
-        s = ctx.slice(b, e, ctx.res_label(r) or why, "wait", args)
-        per_owner.setdefault(_owner(trace, b), []).append(s)
+        add(b, ctx.slice(b, e, ctx.res_label(r) or why, "wait", args))
     h = holds(trace)
     for acq, rel, r in zip(h.acquire.tolist(), h.release.tolist(), h.res.tolist(), strict=True):
-        s = ctx.slice(acq, rel, f"hold {ctx.res_label(r)}", "hold", ctx.event_args(acq))
-        per_owner.setdefault(_owner(trace, acq), []).append(s)
+        add(acq, ctx.slice(acq, rel, f"hold {ctx.res_label(r)}", "hold", ctx.event_args(acq)))
     lanes: list[int] = []
-    for owner in sorted(per_owner):
-        _lay_out(
-            per_owner[owner], ctx.owners[owner], ctx.owner_names[owner], out, lanes, ctx.max_str
-        )
+    for track in sorted(per_owner):
+        name = ctx.track_names[track]
+        _lay_out(per_owner[track], track, name, out, lanes, ctx.max_str, ctx.span_track)
 
 
 def _instants(ctx: _Ctx, a: Analysis, drawn: npt.NDArray[np.bool_], out: _Out) -> None:
@@ -437,10 +481,14 @@ def _instants(ctx: _Ctx, a: Analysis, drawn: npt.NDArray[np.bool_], out: _Out) -
         edge_kinds.setdefault(s, set()).add(label)
         edge_kinds.setdefault(d, set()).add(label)
     kinds = trace.events.kind.tolist()
+    units = trace.events.unit.tolist()
+    sp = ctx.spans
     for i in range(len(kinds)):
         is_end = i in edge_kinds
         if not is_end and (not drawn[i] or kinds[i] in _NOT_INSTANTS):
             continue
+        if not is_end and kinds[i] in _SPAN_BOUNDS and units[i] >= 0 and sp.is_slice(units[i]):
+            continue  # the span's slice begins and ends there
         args = ctx.event_args(i)
         categories = ["event"]
         if is_end:
@@ -450,7 +498,7 @@ def _instants(ctx: _Ctx, a: Analysis, drawn: npt.NDArray[np.bool_], out: _Out) -
             moved = int(at[i]) - ctx.shift - int(ctx.adjusted[i])
             if moved:
                 args.append(("moved_ns", moved))
-        track = ctx.owners[_owner(trace, i)]
+        track = ctx.span_track.get(units[i], ctx.owners[_owner(trace, i)])
         body = _track_event(
             INSTANT, track, ctx.event_name(i), categories, args, starts.get(i, ()), ends.get(i, ())
         )
