@@ -41,3 +41,7 @@ def test_a_unit_label_says_only_what_is_known(tmp_path: Path) -> None:
     labels = sorted(unit_label(trace, u.index) for u in trace.units)
     assert labels == ["GET /price (span, backend)", "worker (pid 4242, orders, python)"]
     assert sorted(p.label() for p in trace.processes) == ["backend", "orders (pid 4242)"]
+    assert sorted(p.track_name() for p in trace.processes) == [
+        "backend (h)",
+        "orders (pid 4242, h)",
+    ]

@@ -77,7 +77,7 @@ def kind_name(code: int) -> str:
 
 def _process_args(p: Process, max_str: int) -> dict[str, Any]:
     """``process_name``'s args: the label, and the runtime, which the importer reads back."""
-    args = {"name": cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})", max_str)}
+    args = {"name": cut(p.track_name(), max_str)}
     if p.runtime:
         args["runtime"] = cut(p.runtime, max_str)
     return args

@@ -241,7 +241,7 @@ def _tracks(trace: Trace, sp: Spans, out: _Out, max_str: int) -> tuple[list[int]
     n_proc = len(trace.processes)
     names: dict[int, str] = {}
     for p in trace.processes:
-        name = cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})", max_str)
+        name = cut(p.track_name(), max_str)
         names[_PROCESS + p.index] = name
         proc = _uint(_PD_PID, p.index + 1) + _str(_PD_NAME, name)
         about = f"process id {p.id}, pid {p.pid}, host {p.host or '?'}, runtime {p.runtime}"

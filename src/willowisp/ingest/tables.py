@@ -74,6 +74,12 @@ class Process:
         """``pid 4242``, or '' when no pid is known (imported spans)."""
         return f"pid {self.pid}" if self.pid else ""
 
+    def track_name(self) -> str:
+        """``orders (pid 4242, host-a)`` for a viewer's process track; what is unknown (an
+        imported span's pid, a host) is left out."""
+        known = ", ".join(x for x in (self.pid_text, self.host) if x)
+        return f"{self.service or '?'} ({known})" if known else self.service or "?"
+
     def about(self, *more: str) -> str:
         """``pid 4242, orders, python``: the pid (when known), then ``more``, then the
         runtime (when known), comma separated: the parenthesis after a unit's name."""
