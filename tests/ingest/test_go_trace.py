@@ -175,6 +175,30 @@ def test_handoff_imports_blocks_and_who_woke_whom(tmp_path: Path, helper: str) -
     assert not [f for f in analyze(trace).findings if f.kind in ("deadlock", "leak")]
 
 
+def test_mutex_waits_are_acquisitions_with_unknown_holds(tmp_path: Path, helper: str) -> None:
+    """Goroutines queued on a sync.Mutex each got it after waiting: contended waits with
+    their lengths, holds unknown, none "gave up" (the trace has no acquisitions)."""
+    trace, _ = imported(traced("mutexqueue", tmp_path))
+    place = f"main.go:{line_of('mutexqueue', 'acct.mu.Lock() // waits')}"
+    doc = analyze(trace).document()
+    [entry] = [
+        c
+        for c in doc["contention"]
+        if c["resource"] == {"kind": "lock", "name": "sync.Mutex", "where": place}
+    ]
+    assert entry["gave_up"] == 0 and entry["still_waiting"] == 0
+    waits = entry["contended"]
+    assert waits >= 4 and entry["acquired_unseen"] == waits == entry["acquisitions"]
+    assert (entry["hold_ns"], entry["held_at_end"], entry["convoys"]) == (None, 0, 0)
+    assert entry["waiters"] == entry["holders"] == 4
+    # each worker holds it 2 ms, so the three behind the first wait at least 2, 4 and 6 ms
+    assert entry["wait_ns"]["total"] >= 12_000_000
+    assert 0 < entry["wait_ns"]["p50"] <= entry["wait_ns"]["p99"] <= entry["wait_ns"]["max"]
+    [finding] = [f for f in doc["findings"] if f["id"] == entry["finding"]]
+    assert "gave up" not in finding["summary"] + " ".join(finding["explanation"])
+    assert "holds unknown" in finding["summary"]
+
+
 # -- the channel deadlock --------------------------------------------------------------
 
 

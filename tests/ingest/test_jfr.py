@@ -327,6 +327,108 @@ def test_virtual_threads_on_jdk25(tmp_path: Path) -> None:
     assert p.runtime == "java" and p.service == "Virtual"
 
 
+@pytest.mark.parametrize("jdk_bin", [JDK17_BIN, TEMURIN25_BIN], ids=["jdk17", "jdk25"])
+def test_thread_starts_never_cut_the_parents_waits(tmp_path: Path, jdk_bin: Path) -> None:
+    """A parent that starts a thread and at once sleeps or joins keeps whole waits: its
+    unit.create comes before the wait, never inside it (JFR stamps the child's time)."""
+    trace, _, _ = imported(record(tmp_path, "Starter", jdk_bin), jdk_bin.parent)
+    ev = trace.events
+    main = unit_named(trace, "main")
+    mine = np.flatnonzero(ev.unit == main)
+    kinds = ev.kind[mine].tolist()
+    # main's sleeps and its join of the lingerer (JDK 25 adds monitor entries of its own)
+    names = [trace.resources[int(ev.res[i])].name if ev.res[i] >= 0 else "" for i in mine]
+    blocks = [
+        i
+        for i, k in enumerate(kinds)
+        if k == K.UNIT_BLOCK and names[i].startswith(("Thread.sleep", "java.lang.Thread@"))
+    ]
+    assert len(blocks) >= 11 and names[blocks[10]].startswith("java.lang.Thread@")
+    # each ends with its own wake: nothing of main's sits inside one
+    assert [kinds[i + 1] for i in blocks] == [K.UNIT_WAKE] * len(blocks)
+    waits = [(int(ev.time[mine[i]]), int(ev.time[mine[i + 1]])) for i in blocks]
+    assert all(end - start >= 20_000_000 for start, end in waits[:10])
+    # the join of the lingerer ended after the lingerer's own 50 ms sleep did
+    lingerer = unit_named(trace, "lingerer")
+    its_wake = int(ev.time[events_of(trace, lingerer, K.UNIT_WAKE)[-1]])
+    assert waits[10][1] >= its_wake
+    # every child is created by main, in main's order, no later than it started
+    creates = mine[[i for i, k in enumerate(kinds) if k == K.UNIT_CREATE]]
+    for name in [f"child-{i}" for i in range(10)] + ["lingerer"]:
+        child = unit_named(trace, name)
+        [c] = [int(c) for c in creates if ev.arg[c] == trace.units[child].number]
+        assert ev.time[c] <= ev.time[events_of(trace, child, K.UNIT_START)[0]]
+
+
+def test_a_childs_start_inside_the_parents_wait_goes_before_it() -> None:
+    """A ThreadStart stamped inside the parent's sleep or join (the child's own time) puts
+    the parent's unit.create at the wait's start, and so does the child's monitor entry
+    for the parent's release; outside a wait the create keeps its time."""
+    main, c1, c2, c3 = (_thread(1, "main"), _thread(21, "c1"), _thread(22, "c2"), _thread(23, "c3"))
+    base = "2025-01-01T00:00:0"
+    stack = {"frames": [{"method": {"name": "main", "type": {"name": "App"}}, "lineNumber": 9}]}
+
+    def start(child: dict[str, Any], at: str) -> dict[str, Any]:
+        return _event(
+            "jdk.ThreadStart",
+            startTime=at,
+            thread=child,
+            parentThread=main,
+            eventThread=child,
+            stackTrace=stack,
+        )
+
+    events = [
+        _event("jdk.ThreadStart", startTime=base + "0Z", thread=main, eventThread=main),
+        _event("jdk.ThreadSleep", startTime=base + "1.001Z", duration="PT0.1S", eventThread=main),
+        start(c1, base + "1.001008Z"),  # 8 µs into main's 100 ms sleep
+        _event(  # c1 enters the monitor main held in Thread.start
+            "jdk.JavaMonitorEnter",
+            startTime=base + "1.001009Z",
+            duration="PT0.000002S",
+            eventThread=c1,
+            monitorClass={"name": "java/lang/Thread"},
+            previousOwner=main,
+            address=8192,
+        ),
+        _event(
+            "jdk.JavaMonitorWait",
+            startTime=base + "2Z",
+            duration="PT0.327S",
+            eventThread=main,
+            monitorClass={"name": "java/lang/Thread"},
+            address=4096,
+            notifier=None,
+            timedOut=False,
+        ),
+        start(c2, base + "2.000014Z"),  # inside main's join
+        start(c3, base + "3.5Z"),  # main is not waiting
+    ]
+    doc = {"recording": {"events": events}}
+    files, notes = jfr.decode("jfr-json", json.dumps(doc).encode(), "starts.json")
+    trace = build_trace(files, [], notes)
+    ev = trace.events
+    u = unit_named(trace, "main")
+    mine = np.flatnonzero(ev.unit == u)
+    got = [(K(int(ev.kind[i])).name, int(ev.time[i]) % 10**10) for i in mine]
+    assert got == [
+        ("UNIT_START", 0),
+        ("UNIT_CREATE", 1_001_000_000),
+        ("LOCK_RELEASE", 1_001_000_000),
+        ("UNIT_BLOCK", 1_001_000_000),
+        ("UNIT_WAKE", 1_101_000_000),
+        ("UNIT_CREATE", 2_000_000_000),
+        ("UNIT_BLOCK", 2_000_000_000),
+        ("UNIT_WAKE", 2_327_000_000),
+        ("UNIT_CREATE", 3_500_000_000),
+    ]
+    children = [trace.units[unit_named(trace, n)].number for n in ("c1", "c2", "c3")]
+    assert [int(ev.arg[i]) for i in mine if ev.kind[i] == K.UNIT_CREATE] == children
+    # the children still start at JFR's time for them
+    c1_start = events_of(trace, unit_named(trace, "c1"), K.UNIT_START)
+    assert int(ev.time[c1_start[0]]) % 10**10 == 1_001_008_000
+
+
 # -- bad input --------------------------------------------------------------------------
 
 

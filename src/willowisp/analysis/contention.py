@@ -19,6 +19,17 @@ For every lock-like resource (``lock``, ``rlock``, ``rwlock``, ``monitor``, ``se
   (causality/waits.py); one still held at the end is counted (``held_at_end``), not timed.
   A semaphore has no owner: its hold is a unit's acquire to that unit's own next release,
   and a permit another unit returns is not timed.
+- **acquisitions the recorder did not see**: a wait to acquire that ends with ``unit.wake``
+  on that lock (or on no resource) and outcome ok was let through: the unit got the lock,
+  but its recorder writes no ``lock.acquired`` (the format's rule: a successful wait is
+  followed by its specific event, a failed one by ``unit.wake`` with a failure outcome).
+  Go's execution tracer is such a recorder: it sees a goroutine block on a ``sync.Mutex``
+  and be unblocked, and a ``sync.Mutex`` has no timeout, so the unblocked goroutine took
+  the lock (or, in the mutex's normal mode, lost it to a newcomer and queued again: a
+  second wait). These waits are contended acquisitions (``acquired_unseen`` counts them),
+  never "gave up"; their holds, and the acquisitions that did not wait, are unknown, so
+  they start no hold and no convoy run (every acquisition seen would have waited, which
+  says nothing about a queue).
 - **holders** and **waiters**: the units that acquired it and that waited for it.
 - **convoy**: a run of at least ``CONVOY_MIN`` consecutive acquisitions (in the order the
   resource was taken) each of which had waited. The lock then passes from waiter to waiter
@@ -73,7 +84,7 @@ from willowisp.causality.link import Causality
 from willowisp.causality.waits import holds, waits
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
-from willowisp.model.spec import K, Reason
+from willowisp.model.spec import K, Outcome, Reason
 
 I64 = npt.NDArray[np.int64]
 
@@ -114,6 +125,7 @@ class ResourceContention:
     resource: int
     acquisitions: int
     contended: int
+    acquired_unseen: int  # of contended: ended by an ok unit.wake, no lock.acquired seen
     gave_up: int
     still_waiting: int
     wait_ns: Percentiles  # over the timed (ended) waits; all zero if none
@@ -171,10 +183,22 @@ class _Measure:
         # never got the lock: counted with the waits still open, not timed
         ended = (self.w_end >= 0) & (ev.kind[end_c] != K.UNIT_END)
         acquired = ended & (ev.kind[end_c] == K.LOCK_ACQUIRED) & (ev.res[end_c] == self.w_res)
+        # let through, the acquisition itself unrecorded (see the module doc): a wake on
+        # the lock itself, or on none (Go's importer names none when no waker is known).
+        # A wake on another resource (a task's own waker) says nothing about the lock.
+        wake_res = ev.res[end_c]
+        unseen = (
+            ended
+            & (ev.kind[end_c] == K.UNIT_WAKE)
+            & (ev.arg[end_c] == Outcome.OK)
+            & ((wake_res == self.w_res) | (wake_res == NO_INDEX))
+        )
         self.w_ended = ended
         self.w_ns = np.where(ended, ev.time[end_c] - ev.time[self.w_block], 0)
-        self.contended = np.bincount(self.w_res[acquired], minlength=n_res)
-        self.gave_up = np.bincount(self.w_res[ended & ~acquired], minlength=n_res)
+        self.unseen = np.bincount(self.w_res[unseen], minlength=n_res)
+        self.contended = np.bincount(self.w_res[acquired | unseen], minlength=n_res)
+        acquired_or_unseen = acquired | unseen
+        self.gave_up = np.bincount(self.w_res[ended & ~acquired_or_unseen], minlength=n_res)
         self.still = np.bincount(self.w_res[~ended], minlength=n_res)
         self.wait_total = np.bincount(self.w_res, weights=self.w_ns, minlength=n_res).astype(
             np.int64
@@ -196,15 +220,19 @@ class _Measure:
         )
         acq = np.concatenate([h.acquire[~semaphore[self.h_res]], sem_acq.astype(np.int64)])
         acq_res = ev.res[acq].astype(np.int64)
-        self.acquisitions = np.bincount(acq_res, minlength=n_res)
-        self.a_event, self.a_res = acq, acq_res
         waited = np.isin(acq, self.w_end[acquired])
         self.convoys, self.longest_run = _runs(acq_res, acq, waited, n_res)
+        # the unseen acquisitions count (at the wake that ended their wait), unit by unit
+        acq = np.concatenate([acq, self.w_end[unseen]])
+        acq_res = np.concatenate([acq_res, self.w_res[unseen]])
+        self.acquisitions = np.bincount(acq_res, minlength=n_res)
+        self.a_event, self.a_res = acq, acq_res
         self.max_queue = _max_queue(self.w_res, self.w_block, self.w_end, n_res)
         self.holders = _distinct(self.h_res, self.h_unit, n_res)
-        self.holders[semaphore] = _distinct(acq_res, ev.unit[acq].astype(np.int64), n_res)[
-            semaphore
-        ]
+        # a semaphore's holders, and a lock's whose acquisitions were not all seen: the
+        # units that acquired it
+        by_acq = semaphore | (self.unseen > 0)
+        self.holders[by_acq] = _distinct(acq_res, ev.unit[acq].astype(np.int64), n_res)[by_acq]
         self.waiters = _distinct(self.w_res, self.w_unit, n_res)
         # The process's span, per resource.
         lo, hi = trace.proc_bounds[:-1], trace.proc_bounds[1:]
@@ -293,6 +321,7 @@ class _Measure:
             resource=r,
             acquisitions=int(self.acquisitions[r]),
             contended=int(self.contended[r]),
+            acquired_unseen=int(self.unseen[r]),
             gave_up=int(self.gave_up[r]),
             still_waiting=int(self.still[r]),
             wait_ns=_percentiles(w_ns),
@@ -403,8 +432,7 @@ def _finding(trace: Trace, rc: ResourceContention) -> Finding:
     short = unit_names(trace, units)
     proc = trace.processes[trace.resources[rc.resource].proc]
     steps = [
-        f"{plural(rc.acquisitions, 'acquisition')} by {plural(rc.holders, 'unit')}; "
-        f"{rc.contended:,} had to wait ({_pct(rc.contended, rc.acquisitions)})"
+        _acquisitions_step(rc)
         + (f", {plural(rc.gave_up, 'wait')} gave up" if rc.gave_up else "")
         + (f", {rc.still_waiting:,} still waiting when the trace ends" if rc.still_waiting else ""),
     ]
@@ -429,6 +457,8 @@ def _finding(trace: Trace, rc: ResourceContention) -> Finding:
             holder = holder or unit_label(trace, int(trace.events.unit[rc.longest_hold]))
             line += f" (the longest by {holder}" + (f", from {where})" if where else ")")
         steps.append(line)
+    elif rc.acquired_unseen:
+        steps.append("held: unknown (the recording has no acquisitions or releases of it)")
     queue = f"at most {plural(rc.max_queue, 'unit')} waited at once"
     if rc.convoys:
         steps.append(
@@ -444,10 +474,13 @@ def _finding(trace: Trace, rc: ResourceContention) -> Finding:
             + join_words([f"{short[s.unit]} {fmt_duration(s.wait_ns)}" for s in waiting])
         )
     n_waits = rc.contended + rc.gave_up
+    if _only_unseen(rc):
+        outcome = f"{_taken(rc)} ended with the lock taken, holds unknown"
+    else:
+        outcome = f"{rc.contended:,} of {plural(rc.acquisitions, 'acquisition')} waited"
     summary = (
         f"lock contention on {what}: {fmt_duration(w.total)} of waiting in "
-        f"{plural(n_waits, 'wait')}, worst {fmt_duration(w.max)}; {rc.contended:,} of "
-        f"{plural(rc.acquisitions, 'acquisition')} waited"
+        f"{plural(n_waits, 'wait')}, worst {fmt_duration(w.max)}; {outcome}"
         + (f", {rc.gave_up:,} gave up" if rc.gave_up else "")
         + (f"; convoys of up to {rc.longest_run}" if rc.convoys else "")
     )
@@ -464,6 +497,33 @@ def _finding(trace: Trace, rc: ResourceContention) -> Finding:
         explanation=tuple(steps),
         extra=(("contention", _stats_json(trace, rc)),),
     )
+
+
+def _only_unseen(rc: ResourceContention) -> bool:
+    """Were all its acquisitions unseen (Go's execution tracer): the waits are all we know."""
+    return rc.acquired_unseen > 0 and rc.acquired_unseen == rc.acquisitions
+
+
+def _acquisitions_step(rc: ResourceContention) -> str:
+    if _only_unseen(rc):
+        # a share of acquisitions that waited would be 100 % by construction: not said
+        n_waits = rc.contended + rc.gave_up + rc.still_waiting
+        return (
+            f"{plural(n_waits, 'wait')} by {plural(rc.waiters, 'unit')}, {_taken(rc)} ended "
+            "with the lock taken (acquisitions that did not wait are not recorded)"
+        )
+    line = (
+        f"{plural(rc.acquisitions, 'acquisition')} by {plural(rc.holders, 'unit')}; "
+        f"{rc.contended:,} had to wait ({_pct(rc.contended, rc.acquisitions)})"
+    )
+    if rc.acquired_unseen:
+        line += f", {rc.acquired_unseen:,} of them taken with no acquisition recorded"
+    return line
+
+
+def _taken(rc: ResourceContention) -> str:
+    """How many of the waits got the lock, as words: "each", or their number."""
+    return f"{rc.contended:,}" if rc.gave_up or rc.still_waiting else "each"
 
 
 def _pct(part: int, whole: int) -> str:
@@ -510,6 +570,7 @@ def _stats_json(trace: Trace, rc: ResourceContention) -> dict[str, Any]:
     return {
         "acquisitions": rc.acquisitions,
         "contended": rc.contended,
+        "acquired_unseen": rc.acquired_unseen,
         "gave_up": rc.gave_up,
         "still_waiting": rc.still_waiting,
         "wait_ns": {"total": w.total, "p50": w.p50, "p99": w.p99, "max": w.max},

@@ -15,7 +15,11 @@ Mapping:
   OS thread ids); a thread seen in ``jdk.VirtualThread*`` events or marked ``virtual`` is a
   ``virtual-thread``. ``jdk.ThreadStart`` gives ``unit.start`` and, with its
   ``parentThread``, the parent's ``unit.create``; ``jdk.ThreadEnd`` / ``VirtualThreadEnd``
-  give ``unit.end``.
+  give ``unit.end``. The new thread commits ThreadStart as it begins to run, so its time is
+  the child's, after the parent's ``Thread.start`` call; a create that would fall inside a
+  wait of the parent goes at that wait's start instead (the parent called ``start`` before
+  it blocked), so it never ends the wait early; likewise a ``previousOwner``'s release and
+  a ``notifier``'s notify, which carry the other thread's time (``_place_foreign``).
 * **``jdk.JavaMonitorEnter``** (a contended ``synchronized``): ``unit.block(ACQUIRE)`` on a
   ``monitor`` resource at its start, ``lock.acquired`` at start + duration; its
   ``previousOwner`` released the monitor then, so that thread gets a ``lock.release`` at the

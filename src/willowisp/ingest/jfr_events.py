@@ -6,6 +6,7 @@ the mapping and its trade-offs are described in the importer's module doc."""
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import hashlib
 import json
@@ -165,6 +166,12 @@ class Recording:
         # (unit, monitor) holds a dump shows still open that began at a contended entry
         self.held: set[tuple[int, int]] = set()
         self.pinned = 0
+        # unit -> (start, end) of each wait it was recorded in (end _MAX_TIME: still waiting
+        # at the end); only read to place the rows in `foreign` (see _place_foreign)
+        self.blocked: dict[int, list[tuple[int, int]]] = {}
+        # rows of one unit stamped with another's time (an event JFR recorded in the other
+        # thread), moved out of the unit's waits at the end; same shape as `rows`
+        self.foreign: list[tuple[int, int, int, int, int, int, int]] = []
 
     # units, resources, locations
 
@@ -233,6 +240,16 @@ class Recording:
             raise BadEvent(f"negative duration {_repr(v.get('duration'))}")
         return u, t0, t0 + d, self.frame_loc(v)
 
+    def foreign_row(
+        self, t: int, rank: int, u: int, kind: int, r: int = 0, a: int = 0, loc: int = 0
+    ) -> None:
+        """A row of u's at or before t, a time JFR took in another thread."""
+        self.foreign.append((t, rank, u, int(kind), r, a, loc))
+
+    def blocked_in(self, u: int, t0: int, t1: int) -> None:
+        """Unit u waited from t0 to t1: it called nothing (no Thread.start) in between."""
+        self.blocked.setdefault(u, []).append((t0, t1))
+
     def apply_dumps(self) -> None:
         _apply_dumps(self)
 
@@ -266,7 +283,12 @@ def _thread_start(rec: Recording, v: dict[str, Any]) -> None:
     p = rec.unit(parent) if isinstance(parent, dict) else 0
     if p and p != u:
         rec.units[u]["parent"] = p
-        rec.row(t, _CREATE, p, K.UNIT_CREATE, 0, u, rec.frame_loc(v))
+        # JDK 17 and 25 commit this event in the new thread as it begins to run, with the
+        # parent's stack at its Thread.start call: the time is the child's, a little after
+        # the call, by which time the parent may already be waiting again. Placed later.
+        by = v.get("eventThread")
+        place = rec.row if isinstance(by, dict) and rec.unit(by) == p else rec.foreign_row
+        place(t, _CREATE, p, K.UNIT_CREATE, 0, u, rec.frame_loc(v))
     rec.row(t, _START, u, K.UNIT_START, 0, p if p != u else 0)
 
 
@@ -297,8 +319,11 @@ def _monitor_enter(rec: Recording, v: dict[str, Any]) -> None:
     prev = v.get("previousOwner")
     p = rec.unit(prev) if isinstance(prev, dict) else 0
     rec.row(t0, _BLOCK, u, K.UNIT_BLOCK, r, Reason.ACQUIRE, loc)
+    rec.blocked_in(u, t0, t1)
     if p and p != u:
-        rec.row(t1, _RELEASE, p, K.LOCK_RELEASE, r, 0)
+        # at the entrant's time: the owner may be waiting by then (a parent that left
+        # Thread.start, whose monitor the child enters as it starts, and went to sleep)
+        rec.foreign_row(t1, _RELEASE, p, K.LOCK_RELEASE, r, 0)
     rec.row(t1, _ENDWAIT, u, K.LOCK_ACQUIRED, r, 0, loc)
     rec.enters.append(_Enter(u, r, t1, p if p != u else 0))
 
@@ -313,9 +338,10 @@ def _monitor_wait(rec: Recording, v: dict[str, Any]) -> None:
     n = rec.unit(notifier) if isinstance(notifier, dict) else 0
     timed_out = v.get("timedOut") is True
     rec.row(t0, _BLOCK, u, K.UNIT_BLOCK, r, Reason.WAIT, loc)
+    rec.blocked_in(u, t0, t1)
     if n and n != u and not timed_out:
         # the notify happened inside the wait; before the wake, and not after n ended
-        rec.rows.append((t1, _NOTIFY, n, int(K.SYNC_NOTIFY), r, 1, 0))
+        rec.foreign_row(t1, _NOTIFY, n, K.SYNC_NOTIFY, r, 1)
     rec.row(t1, _ENDWAIT, u, K.UNIT_WAKE, r, Outcome.TIMEOUT if timed_out else Outcome.OK)
 
 
@@ -332,6 +358,7 @@ def _thread_park(rec: Recording, v: dict[str, Any]) -> None:
     limit = duration_ns(timeout) if isinstance(timeout, str) else 0
     timed_out = 0 < limit <= t1 - t0
     rec.row(t0, _BLOCK, u, K.UNIT_BLOCK, r, Reason.WAIT, loc)
+    rec.blocked_in(u, t0, t1)
     rec.row(t1, _ENDWAIT, u, K.UNIT_WAKE, r, Outcome.TIMEOUT if timed_out else Outcome.OK)
 
 
@@ -339,6 +366,7 @@ def _thread_sleep(rec: Recording, v: dict[str, Any]) -> None:
     u, t0, t1, loc = rec.wait(v)
     r = rec.resource(("sleep",), "sleep", "Thread.sleep")
     rec.row(t0, _BLOCK, u, K.UNIT_BLOCK, r, Reason.SLEEP, loc)
+    rec.blocked_in(u, t0, t1)
     rec.row(t1, _ENDWAIT, u, K.UNIT_WAKE, r, Outcome.OK)
 
 
@@ -442,6 +470,7 @@ def _apply_dumps(rec: Recording) -> None:
             since = _since(dumps, tid, addr, "waiting_to_lock")
             r = _dump_monitor(rec, addr, cls, monitor_of)
             rec.row(since, _BLOCK, u, K.UNIT_BLOCK, r, Reason.ACQUIRE, rec.location(place))
+            rec.blocked_in(u, since, _MAX_TIME)
 
 
 def _since(dumps: list[Dump], tid: int, addr: int, field_name: str) -> int:
@@ -498,6 +527,7 @@ def _closing_releases(rec: Recording) -> None:
 
 
 def _trace_file(rec: Recording, path: str, size: int) -> TraceFile:
+    _place_foreign(rec)
     _closing_releases(rec)
     _clamp_notifies(rec)
     # columns: time, rank, unit, kind, res, arg, loc; in (time, rank, unit) order
@@ -531,6 +561,47 @@ def _trace_file(rec: Recording, path: str, size: int) -> TraceFile:
     res[1:], arg[1:], loc[1:] = rows[:, 4], rows[:, 5], rows[:, 6]
     events = DecodedEvents(first_seq=1, kind=kind, unit=unit, time=time, res=res, arg=arg, loc=loc)
     return TraceFile(path, FORMAT_MAJOR, FORMAT_MINOR, [Chunk(0, 0, records, events)], size=size)
+
+
+def _place_foreign(rec: Recording) -> None:
+    """Each row stamped with another thread's time in its own unit's program order.
+
+    A ThreadStart the child committed says only that the parent called ``Thread.start``
+    before that time; a monitor entry, that the previous owner let go before the entrant
+    got in; a wait's notifier, that it notified before the waiter woke. If the unit was
+    then inside a recorded wait, it did so before the wait began (a blocked thread calls
+    nothing; ``Object.wait`` lets its monitor go as it begins), so the row goes at the
+    wait's start, ranked before its ``unit.block``: left at the other thread's time it
+    would sit inside the wait, and a wait ends at its unit's next event, so it would end
+    there (a 100 ms sleep cut to microseconds). Outside any wait the time stays: it is the
+    latest the act can have been, and the nearest the recording gives."""
+    starts: dict[int, list[int]] = {}
+    reach: dict[int, list[int]] = {}  # running maximum of the ends, in start order
+    for u, spans in rec.blocked.items():
+        spans.sort()
+        starts[u] = [b for b, _ in spans]
+        ends, top = [], -1
+        for _, e in spans:
+            top = max(top, e)
+            ends.append(top)
+        reach[u] = ends
+    for t, rank, u, k, r, a, loc in rec.foreign:
+        at = _before_waits(t, starts[u], reach[u], rec.blocked[u]) if u in starts else t
+        rec.rows.append((at, rank, u, k, r, a, loc))
+
+
+def _before_waits(t: int, starts: list[int], reach: list[int], spans: list[tuple[int, int]]) -> int:
+    """``t``, or the start of the earliest wait (sorted ``spans``) that holds it, waits
+    that begin inside that one included: the row must precede all of them. A wait holds
+    ``t`` if it began before ``t`` and had not ended before ``t`` (at its end the wake
+    comes after any such row of the same instant)."""
+    j = bisect.bisect_left(starts, t) - 1
+    while j >= 0 and reach[j] >= t:
+        b, e = spans[j]
+        if e >= t:
+            t = b
+        j -= 1
+    return t
 
 
 def _clamp_notifies(rec: Recording) -> None:
