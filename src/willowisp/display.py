@@ -61,3 +61,14 @@ def isolate(s: str) -> str:
     if any(ch >= "\u0590" and unicodedata.bidirectional(ch) in _RTL for ch in s):
         return f"\u2068{s}\u2069"
     return s
+
+
+def short_trace_id(trace_id: str, digits: int = 8) -> str:
+    """The first ``digits`` significant hex digits of a trace id, for a short display.
+
+    A 64-bit id (Zipkin, Jaeger, B3) is left-padded with 16 zeros to W3C's 32 digits, which
+    is right for linking but would show every such trace as ``00000000``: its short form is
+    taken from its own 16 digits.
+    """
+    padded = len(trace_id) == 32 and trace_id.startswith("0" * 16)
+    return (trace_id[16:] if padded else trace_id)[:digits]

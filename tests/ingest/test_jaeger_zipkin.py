@@ -188,7 +188,7 @@ def test_jaeger_bad_spans_skipped_with_one_note() -> None:
         {**bad, "spanID": "00000000000000ab", "traceID": 7},
         {**bad, "spanID": "00000000000000ac", "operationName": ["x"]},
         "not a span",
-        {**bad},  # a repeated id
+        {**bad, "operationName": "other"},  # a repeated id with different content
     ]
     trace, notes = decode_trace(jaeger, json.dumps({"data": [t, 3]}).encode(), "bad.json")
     assert len(trace.units) == good

@@ -271,6 +271,7 @@ class Converted:
     spans: list[OutSpan] = field(default_factory=list)
     total: int = 0
     skipped: int = 0
+    duplicates: int = 0  # exact repeats dropped (the same span in two traces or exports)
     first: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -291,6 +292,11 @@ def finish(
 ) -> tuple[list[TraceFile], list[str]]:
     """Shared: split shared spans, drop repeated ids, build TracesData and import it."""
     spans = _split_shared(out)
+    if out.duplicates:
+        notes.append(
+            f"{path}: {plural(out.duplicates, 'duplicate ' + out.what + ' span')} dropped "
+            "(same ids and content as a span already read)"
+        )
     if out.skipped:
         notes.append(
             f"{path}: {out.skipped} of {plural(out.total, out.what + ' span')} skipped as "
@@ -351,17 +357,20 @@ def _split_shared(out: Converted) -> list[OutSpan]:
                 # client in that service too, they cannot be told apart: they stay put)
                 moved[(trace_id, span_id, s.service)] = new
     result: list[OutSpan] = []
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], OutSpan] = {}
     for s in out.spans:
         key = (s.span["traceId"], s.span["spanId"])
-        if key in seen:
-            out.skip(Skip(f"span {key[1]} appears twice"))
-            continue
-        seen.add(key)
         parent = s.span.get("parentSpanId", "")
         moved_to = moved.get((key[0], parent, s.service)) if parent else None
         if moved_to and moved_to != key[1]:
             s.span["parentSpanId"] = moved_to
+        if (first := seen.get(key)) is not None:
+            if first == s:  # a repeat of the same span, not a conflict: drop it quietly
+                out.duplicates += 1
+            else:
+                out.skip(Skip(f"span {key[1]} appears twice, with different content"))
+            continue
+        seen[key] = s
         result.append(s)
     return result
 

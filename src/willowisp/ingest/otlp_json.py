@@ -118,7 +118,7 @@ def from_traces_data(
                     continue
                 for s in spans:
                     try:
-                        proc.add(_span(s, lib))
+                        found.add(proc, _span(s, lib))
                     except BadSpan as exc:
                         found.skip(str(exc))
     if not shared:

@@ -76,7 +76,7 @@ def parse_proto(data: bytes, path: str = "<bytes>") -> tuple[list[TraceFile], li
                 raise TraceLimitError(f"more than {MAX_SPANS} spans (the bound for one input)")
             for s in ss.spans:
                 try:
-                    proc.add(_span(s, library))
+                    found.add(proc, _span(s, library))
                 except BadSpan as exc:
                     found.skip(str(exc))
     if not msg.resource_spans and data:

@@ -23,14 +23,21 @@ Mapping (docs/import.md):
   the trace id and their span id; ``rpc.response`` at a CLIENT's end), SERVER and CONSUMER
   spans receive (``msg.recv`` at start carrying the parent span id — for a CONSUMER without
   a parent, its first link's; ``rpc.reply`` at a SERVER's end), so the hop linker pairs a
-  client span with its server child. A CLIENT or SERVER span with
-  ``willowisp.unanswered=true`` (what ``willowisp export`` writes on a request that never
-  got its reply, ending the span where the trace ended) gets no reply, no response and no
-  ``unit.end``: a client's ``unit.block`` (reason rpc) after its send is still waiting
-  when the trace ends, as in the recording it came from. OTel's current and older
+  client span with its server child. A CLIENT span waits for its reply (``unit.block``,
+  reason rpc, right after its send, ended by its ``rpc.response``), as native clients
+  record it, so the critical path walks into the server; a PRODUCER does not wait. A
+  CLIENT or SERVER span with ``willowisp.unanswered=true`` (what ``willowisp export``
+  writes on a request that never got its reply, ending the span where the trace ended)
+  gets no reply, no response and no ``unit.end``: its client's wait is still open when
+  the trace ends, as in the recording it came from. OTel's current and older
   attribute names are both read (``http.request.method``/``http.method``,
   ``messaging.destination.name``/``messaging.destination``, ``rpc.system.name``/
-  ``rpc.system``, ...).
+  ``rpc.system``, ...), and Zipkin's ``http.path`` for the target;
+* a span waits for its child spans (:func:`_child_waits`): without that a handler span
+  would be "running" while its outgoing call ran, and a slower backend would be blamed on
+  its caller;
+* a span repeated exactly (a retried export) is dropped and counted in a note; one whose
+  ids repeat with other content is malformed.
 
 Speed: a million spans is a normal export, so the events are built as numpy columns — one
 Python pass to collect each span's numbers, then array operations and one ``lexsort`` —
@@ -52,7 +59,7 @@ import numpy as np
 import numpy.typing as npt
 
 from willowisp.errors import TraceFormatError
-from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K, Reason
+from willowisp.model.spec import FORMAT_MAJOR, FORMAT_MINOR, K, Outcome, Reason
 from willowisp.wtrace.payload import AttrValue, DecodedEvents, Record
 from willowisp.wtrace.reader import Chunk, TraceFile
 
@@ -121,13 +128,14 @@ class SpanSet:
         self.procs: dict[str, SpanProcess] = {}
         self.total = 0
         self.skipped = 0
+        self.duplicates = 0  # spans dropped as exact repeats (a retried export)
         self.first_problem = ""
-        self._base = (0, 0)
+        self._base = (0, 0, 0)
 
     def begin(self, imported: str, path: str) -> None:
         """The next input: its format and path (for new processes and for its notes)."""
         self.imported, self.path = imported, path
-        self._base = (self.total, self.skipped)
+        self._base = (self.total, self.skipped, self.duplicates)
         self.first_problem = ""
 
     def process(self, resource_attrs: dict[str, Any]) -> SpanProcess:
@@ -162,15 +170,28 @@ class SpanSet:
         self.skipped += 1
         self.first_problem = self.first_problem or problem
 
+    def add(self, proc: SpanProcess, span: Span) -> None:
+        """Add one span to ``proc``, counting an exact repeat as a duplicate; raises
+        BadSpan as :meth:`SpanProcess.add` does."""
+        if not proc.add(span):
+            self.duplicates += 1
+
     def notes(self, path: str) -> list[str]:
-        """The note about this input's skipped spans (since ``begin``), if any."""
+        """The notes about this input's skipped and duplicate spans (since ``begin``)."""
         total, skipped = self.total - self._base[0], self.skipped - self._base[1]
-        if not skipped:
-            return []
-        return [
-            f"{path}: {skipped} of {plural(total, 'span')} skipped as malformed "
-            f"(first: {self.first_problem}); the others were imported"
-        ]
+        repeats = self.duplicates - self._base[2]
+        out = []
+        if repeats:
+            out.append(
+                f"{path}: {plural(repeats, 'duplicate span')} dropped (same ids and content "
+                "as a span already read: a retried export)"
+            )
+        if skipped:
+            out.append(
+                f"{path}: {skipped} of {plural(total, 'span')} skipped as malformed "
+                f"(first: {self.first_problem}); the others were imported"
+            )
+        return out
 
     def require_some(self) -> None:
         """Raise TraceFormatError when this input (since ``begin``) had spans and every one
@@ -254,16 +275,21 @@ class SpanProcess:
     end: list[int] = field(default_factory=list)
     error: list[bool] = field(default_factory=list)
     remote: dict[int, Remote] = field(default_factory=dict)  # by span index
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)  # trace id + span id -> span index
 
     def __len__(self) -> int:
         return len(self.span_id)
 
-    def add(self, span: Span) -> None:
+    def add(self, span: Span) -> bool:
+        """Add a span; False, adding nothing, when it repeats one already here exactly (a
+        retried export delivers a batch twice). Raises BadSpan when its ids repeat a span
+        whose content differs: which one is right cannot be told."""
         key = span.trace_id + span.span_id
-        if key in self.seen:
-            raise BadSpan(f"span {span.span_id} appears twice")
-        self.seen.add(key)
+        if (i := self.seen.get(key)) is not None:
+            if self._same(i, span):
+                return False
+            raise BadSpan(f"span {span.span_id} appears twice, with different content")
+        self.seen[key] = len(self.span_id)
         if span.kind in _REMOTE:
             self.remote[len(self.span_id)] = Remote(
                 span.attrs, span.library, span.link_trace_id, span.link_span_id
@@ -276,6 +302,20 @@ class SpanProcess:
         self.start.append(span.start)
         self.end.append(span.end)
         self.error.append(span.error)
+        return True
+
+    def _same(self, i: int, span: Span) -> bool:
+        """Does span ``i`` hold what the model keeps of ``span`` (parent, name, kind, times,
+        status; a remote span's attributes, library and link)?"""
+        mine = (self.parent[i], self.name[i], self.kind[i], self.start[i], self.end[i])
+        theirs = (span.parent_span_id, span.name, span.kind, span.start, span.end)
+        if mine != theirs or self.error[i] != span.error:
+            return False
+        rem = self.remote.get(i)
+        if rem is None:
+            return True
+        again = (span.attrs, span.library, span.link_trace_id, span.link_span_id)
+        return (rem.attrs, rem.library, rem.link_trace_id, rem.link_span_id) == again
 
     def add_columns(
         self,
@@ -294,10 +334,10 @@ class SpanProcess:
         span repeats one already here or in the batch — the caller then adds them one by
         one, which says which."""
         keys = [t + s for t, s in zip(trace_id, span_id, strict=True)]
-        if len(set(keys)) != len(keys) or not self.seen.isdisjoint(keys):
-            return False
-        self.seen.update(keys)
         base = len(self.span_id)
+        if len(set(keys)) != len(keys) or not self.seen.keys().isdisjoint(keys):
+            return False
+        self.seen.update(zip(keys, range(base, base + len(keys)), strict=True))
         for i, r in remote.items():
             self.remote[base + i] = r
         self.trace_id += trace_id
@@ -388,7 +428,11 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
     recvs = np.isin(kinds, (SERVER_KIND, CONSUMER_KIND))
     for mask, k in ((sends, K.MSG_SEND), (recvs, K.MSG_RECV)):
         blocks.append(((start[mask], 1, du[mask], 1), (k, units[mask], start[mask], res[mask], 0)))
-    waiting = (kinds == CLIENT_KIND) & pending
+    # Every CLIENT span waits for its reply from just after its send, as a native client
+    # records it (docs/format.md, "RPC resources"): the rpc.response ends the wait, so
+    # the critical path and what-if delays walk into the server instead of calling the
+    # caller "running". An unanswered one is still waiting when the trace ends.
+    waiting = kinds == CLIENT_KIND
     blocks.append(
         (
             (start[waiting], 1, du[waiting], 3),
@@ -409,6 +453,20 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
             (end[server], 2, -du[server], 0),
             (K.RPC_REPLY, units[server], end[server], res[server], codes[server]),
         )
+    )
+    waits = _child_waits(par, kinds, start, end)
+    w_unit = np.asarray([w[0] for w in waits], np.int64)
+    w_at = np.asarray([w[2] for w in waits], np.int64)
+    w_until = np.asarray([w[3] for w in waits], np.int64)
+    w_res = np.arange(len(sp.remote) + 1, len(sp.remote) + 1 + len(waits), dtype=np.int64)
+    for r, (p, children, _, _) in zip(w_res.tolist(), waits, strict=True):
+        name = f"child spans of {names[o[p - 1]]}"
+        attrs = (("kind", "future"), ("name", name), ("waits_for", ",".join(map(str, children))))
+        records.append(Record(R_RESOURCE, r, attrs))
+    w_depth = depth[w_unit]
+    blocks.append(((w_at, 1, w_depth, 3), (K.UNIT_BLOCK, w_unit, w_at, w_res, int(Reason.AWAIT))))
+    blocks.append(
+        ((w_until, 2, -w_depth, -1), (K.UNIT_WAKE, w_unit, w_until, w_res, int(Outcome.OK)))
     )
     done = ~pending
     blocks.append(
@@ -445,6 +503,40 @@ def build(sp: SpanProcess) -> tuple[list[Record], DecodedEvents]:
         loc=np.zeros(m, dtype=np.uint32),
     )
     return records, events
+
+
+def _child_waits(
+    par: list[int], kinds: Any, start: I64, end: I64
+) -> list[tuple[int, list[int], int, int]]:
+    """Where a parent span waits for its child spans: (parent unit, children, from, until).
+
+    Spans say nothing of what a parent did while a child ran; like Jaeger's critical path,
+    we take it that it waited for them, so the critical path and what-if delays walk into
+    the child that ended last instead of calling the parent "running". Children that
+    overlap (or touch: a start at another's end, which events at one time cannot order
+    after that end) are one wait on a ``future`` naming them all, from the last one's
+    start to the latest end; before that last start the parent counts as running. A child
+    that outlives its parent was not waited for, and a CLIENT parent already waits for
+    its reply (a unit waits on one thing at a time).
+    """
+    starts, ends, client = start.tolist(), end.tolist(), (kinds == CLIENT_KIND).tolist()
+    out: list[tuple[int, list[int], int, int]] = []
+    open_: dict[int, tuple[list[int], int, int]] = {}  # parent -> its current cluster
+    for u in range(1, len(par)):  # numbered by start: each parent's children in order
+        p = par[u]
+        if not p or client[p - 1] or ends[u - 1] > ends[p - 1]:
+            continue
+        s, e = starts[u - 1], ends[u - 1]
+        cur = open_.get(p)
+        if cur is not None and s <= cur[2]:
+            cur[0].append(u)
+            open_[p] = (cur[0], s, max(cur[2], e))
+            continue
+        if cur is not None:
+            out.append((p, cur[0], cur[1], cur[2]))
+        open_[p] = ([u], s, e)
+    out += [(p, c, at, until) for p, (c, at, until) in open_.items()]
+    return out
 
 
 def _span_at(sp: SpanProcess, i: int, rem: Remote) -> Span:
@@ -517,7 +609,7 @@ def resource_attrs(s: Span) -> tuple[tuple[str, AttrValue], ...]:
     else:
         protocol = "http" if http_method else ""
         out["method"] = http_method
-        target = first_str(a, "url.path", "http.target", "http.route")
+        target = first_str(a, "url.path", "http.target", "http.path", "http.route")
         if not target and (full := first_str(a, "url.full", "http.url")):
             target = _URL_ORIGIN.sub("", full.split("?", 1)[0]) or "/"
         out["target"] = target.split("?", 1)[0]

@@ -30,8 +30,9 @@ its CONSUMER as a message hop, by (trace id, span id) alone. The mapping
   like any client/server pair, even when the client half is in another file.
 
 A span that cannot be mapped is skipped and counted in one note; a file with no usable span
-is one :class:`TraceFormatError`. Zipkin v1 JSON (``binaryAnnotations``) is not this format
-and is not claimed.
+is one :class:`TraceFormatError`. Zipkin v1 JSON (``binaryAnnotations``, annotations with
+endpoints) is not this format: it is not claimed, and ``--from zipkin`` on it is one error
+saying so rather than a wrong import.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
         raise TraceFormatError(
             f"not Zipkin v2 JSON: the file holds a {type(doc).__name__}, not an array of spans"
         )
+    _refuse_v1(doc)
     out = Converted("Zipkin")
     for item in doc:
         for raw in item if isinstance(item, list) else [item]:
@@ -115,6 +117,31 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
             except Skip as exc:
                 out.skip(exc)
     return finish(out, path, len(data), NAME, [])
+
+
+def _refuse_v1(doc: list[Any]) -> None:
+    """Raise TraceFormatError on Zipkin v1 JSON, which ``--from zipkin`` would otherwise
+    mis-read: v1 says who did what and the span's kind only in ``annotations`` (``cs``,
+    ``sr``, ... each with an ``endpoint``) and ``binaryAnnotations``, so a v2 reading
+    loses the service, the kind and the tags. A span is v1 when it has
+    ``binaryAnnotations``, or annotations with an ``endpoint`` and no ``localEndpoint``."""
+    for item in doc:
+        for raw in item if isinstance(item, list) else [item]:
+            if isinstance(raw, dict) and _is_v1(raw):
+                raise TraceFormatError(
+                    "Zipkin v1 JSON is not supported (spans with annotations/"
+                    "binaryAnnotations endpoints and no localEndpoint or kind): convert it "
+                    "to Zipkin v2 (Zipkin's GET /api/v2/trace/{id} answers in v2)"
+                )
+
+
+def _is_v1(raw: dict[str, Any]) -> bool:
+    if "binaryAnnotations" in raw:
+        return True
+    if "localEndpoint" in raw or "kind" in raw:
+        return False
+    notes = raw.get("annotations")
+    return isinstance(notes, list) and any(isinstance(a, dict) and "endpoint" in a for a in notes)
 
 
 # -- spans ------------------------------------------------------------------------------

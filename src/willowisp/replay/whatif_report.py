@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from willowisp.analysis.engine import Analysis
 from willowisp.analysis.naming import event_where, fmt_duration, resource_name
+from willowisp.display import short_trace_id
+from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K
 
 if TYPE_CHECKING:  # only for annotations: the simulation imports this module's entry points
@@ -29,20 +31,24 @@ MAX_LISTED = 20
 MAX_OPERATIONS = 1000  # operations the JSON lists (changed first); the counts cover all
 
 
+def who(trace: Trace, u: int) -> str:
+    """``worker-3 (orders, python)``; the runtime left out when unknown (imported spans)."""
+    unit = trace.units[u]
+    p = trace.processes[unit.proc]
+    return f"{unit.name or unit.kind} ({', '.join(x for x in (p.service or '?', p.runtime) if x)})"
+
+
 def describe(a: Analysis, i: int) -> str:
     trace = a.trace
     ev = trace.events
     u, r = int(ev.unit[i]), int(ev.res[i])
-    unit = trace.units[u]
-    p = trace.processes[unit.proc]
-    who = f"{unit.name or unit.kind} ({p.service or '?'}, {p.runtime})"
     try:
         what = K(int(ev.kind[i])).name.lower().replace("_", ".", 1)
     except ValueError:
         what = f"kind {int(ev.kind[i])}"
     on = f" {trace.resources[r].kind} {resource_name(trace, r)}" if r >= 0 else ""
     where = event_where(trace, i)
-    return f"{who} {what}{on}" + (f" at {where}" if where else "")
+    return f"{who(trace, u)} {what}{on}" + (f" at {where}" if where else "")
 
 
 def report(a: Analysis, out: Outcome) -> dict[str, Any]:
@@ -50,9 +56,7 @@ def report(a: Analysis, out: Outcome) -> dict[str, Any]:
     trace = a.trace
 
     def unit_name(u: int) -> str:
-        unit = trace.units[u]
-        p = trace.processes[unit.proc]
-        return f"{unit.name or unit.kind} ({p.service or '?'}, {p.runtime})"
+        return who(trace, u)
 
     def steps(path: list[int]) -> list[dict[str, Any]]:
         return [
@@ -181,7 +185,7 @@ def _operations_text(doc: dict[str, Any]) -> list[str]:
         rec, new = x["recorded_ns"], x["simulated_ns"]
         lines.append(
             f"  {_signed(x['change_ns'])}  {x['name']}: {fmt_duration(rec)} → "
-            f"{fmt_duration(new)} (trace {x['trace_id'][:8]})"
+            f"{fmt_duration(new)} (trace {short_trace_id(x['trace_id'])})"
         )
     if changed > MAX_LISTED:
         lines.append(f"  and {changed - MAX_LISTED} more changed")
@@ -203,7 +207,7 @@ def _path_text(doc: dict[str, Any], out: Outcome) -> list[str]:
         if op is None:
             return ["critical path: only the idle unit above (no operation changed)"]
         lines = [f"critical path of the operation that changed most, trace "
-                 f"{op['trace_id'][:8]} ({where}):"]  # fmt: skip
+                 f"{short_trace_id(op['trace_id'])} ({where}):"]  # fmt: skip
         return lines + [f"  +{fmt_duration(s['offset_ns'])} {s['what']}" for s in op["steps"]]
     lines = [f"critical path ({where}):"]
     lines += [f"  +{fmt_duration(s['offset_ns'])} {s['what']}"

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from willowisp.display import short_trace_id
 from willowisp.report.html_markup import CELL_LIMIT, anchor, attr, text
 from willowisp.report.html_sections import (
     boundaries_section,
@@ -247,7 +248,7 @@ def _event_table(
         into = "-"
         if op:
             into = signed_duration(int(op.get("root_rel_ns") or 0)) + (
-                f" into trace {str(op['trace_id'])[:8]}…"
+                f" into trace {short_trace_id(str(op['trace_id']))}…"
                 if op.get("trace_id")
                 else " after its unit tree began"
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from willowisp.display import short_trace_id
 from willowisp.report.html_markup import anchor, attr, text
 from willowisp.report.html_timeline import duration
 
@@ -340,7 +341,7 @@ def critical_path_section(section: Mapping[str, Any] | None) -> str:
     state = "" if p.get("complete") else ", the walk stopped before the root"
     head = (
         f"slowest of {count(int(section.get('operations', 0)), 'operation')}, trace "
-        f"{str(p.get('trace_id'))[:8]}… {duration(int(p['duration_ns']))}, "
+        f"{short_trace_id(str(p.get('trace_id')))}… {duration(int(p['duration_ns']))}, "
         f"{' → '.join(map(str, p.get('services', [])))}{state}"
     )
     segs = p["segments"]

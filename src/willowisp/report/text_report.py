@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from willowisp.display import TEXT_LIMIT, clip
+from willowisp.display import TEXT_LIMIT, clip, short_trace_id
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 # Control characters (ESC starts terminal escape sequences): shown as \xNN, never emitted.
@@ -321,12 +321,11 @@ def _event_times(console: Console, times: dict[str, dict[str, Any]]) -> None:
     )
     for eid, t in list(times.items())[:EVENT_TIMES_SHOWN]:
         rel = _ms(t["root_rel_ns"]) if t["root_rel_ns"] else "+0"
+        tid = short_trace_id(t["trace_id"] or "")
         if t["trace_id"] and eid == t["root"]:
-            line = f"{_short(eid)} the root of trace {t['trace_id'][:8]}… ({t['clock_domain']})"
+            line = f"{_short(eid)} the root of trace {tid}… ({t['clock_domain']})"
         else:
-            what = (
-                f"into trace {t['trace_id'][:8]}…" if t["trace_id"] else "after its unit tree began"
-            )
+            what = f"into trace {tid}…" if t["trace_id"] else "after its unit tree began"
             where = f"root {_short(t['root'])}, {t['clock_domain']}"
             line = f"{_short(eid)} {rel} {what} ({where})"
         console.print(Text(f"    {line}", style="dim"))
@@ -384,7 +383,7 @@ def _critical_path(console: Console, section: dict[str, Any] | None) -> None:
     console.print(
         Text(
             f"critical path: slowest of {_count(section['operations'], 'operation')}, "
-            f"trace {p['trace_id'][:8]}… {_dur(p['duration_ns'])}, "
+            f"trace {short_trace_id(p['trace_id'])}… {_dur(p['duration_ns'])}, "
             f"{' → '.join(p['services'])}{state}",
             style="bold",
         )

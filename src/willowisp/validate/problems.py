@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from willowisp.display import clip
+from willowisp.display import clip, short_trace_id
 
 # kind -> (SARIF level, one-line description of the rule)
 KINDS: dict[str, tuple[str, str]] = {
@@ -131,7 +131,7 @@ class Problem:
         them: a 400 KB fault message is not a 400 KB line in a CI log."""
         text = f"{self.id} {self.kind}: {clip(self.summary)}"
         if self.traces:
-            shown = ", ".join(t[:16] for t in self.traces[:3])
+            shown = ", ".join(short_trace_id(t, 16) for t in self.traces[:3])
             more = f", +{len(self.traces) - 3} more" if len(self.traces) > 3 else ""
             of = f" of {total_traces}" if total_traces else ""
             text += f" — in {len(self.traces)}{of} trace(s): {shown}{more}"
