@@ -3,9 +3,11 @@ tracer): acquisitions with unknown holds, never "gave up"."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from analysis.test_contention import MS, _contention, _doc
+from willowisp.report.text_report import render_text
 
 
 def test_an_ok_wake_on_the_lock_is_an_unseen_acquisition(tmp_path: Path) -> None:
@@ -45,3 +47,14 @@ def test_only_unseen_acquisitions_read_as_waits_with_holds_unknown(tmp_path: Pat
     assert finding["explanation"][0].startswith("4 waits by 3 units, each ended with the lock")
     assert "gave up" not in finding["summary"] + " ".join(finding["explanation"])
     assert "held: unknown" in " ".join(finding["explanation"])
+    # the text report's row: "4 waited", not "4/4" (every acquisition waiting), holds unknown
+    (row,) = [x for x in _text_rows(doc) if x.startswith("lock ")]
+    assert " 4 waited " in row and "4/4" not in row and row.split()[-3] == "unknown", row
+
+
+def _text_rows(doc: dict[str, object]) -> list[str]:
+    """The contention table's lines of the text report."""
+    out = io.StringIO()
+    render_text(doc, out, color=False)
+    text = out.getvalue()
+    return text.split("contention (top by total wait)", 1)[1].splitlines()[2:]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from willowisp.display import short_trace_id
+from willowisp.report.contention_cells import waited_and_hold
 from willowisp.report.html_markup import anchor, attr, text
 from willowisp.report.html_timeline import duration
 
@@ -302,10 +303,8 @@ def boundaries_section(t: Mapping[str, Any], procs: Sequence[Mapping[str, Any]])
 def contention_section(resources: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for r in [r for r in resources if r["wait_ns"]["total"] > 0][:CONTENTION_SHOWN]:
-        res, hold = r["resource"], r.get("hold_ns")
-        waited = f"{int(r['contended']):,}/{int(r['acquisitions']):,}"
-        if r.get("gave_up"):
-            waited += f" +{int(r['gave_up']):,} gave up"
+        res = r["resource"]
+        waited, hold = waited_and_hold(r, duration)
         rows.append(
             [
                 text(
@@ -315,7 +314,7 @@ def contention_section(resources: Sequence[Mapping[str, Any]]) -> str:
                 text(waited),
                 text(duration(r["wait_ns"]["total"])),
                 text(duration(r["wait_ns"]["max"])),
-                text(f"{duration(hold['p50'])} / {duration(hold['p99'])}" if hold else "-"),
+                text(hold),
                 text(str(r["longest_run"]) if r.get("convoys") else "-"),
                 text(str(r.get("max_queue", "-"))),
             ]

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from willowisp.display import TEXT_LIMIT, clip, short_trace_id
+from willowisp.report.contention_cells import waited_and_hold
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 # Control characters (ESC starts terminal escape sequences): shown as \xNN, never emitted.
@@ -251,17 +252,15 @@ def _contention(console: Console, resources: list[dict[str, Any]]) -> None:
     for col in columns:
         table.add_column(col, justify="left" if col in ("resource", "service") else "right")
     for r in rows:
-        res, hold = r["resource"], r["hold_ns"]
-        waited = f"{_n(r['contended'])}/{_n(r['acquisitions'])}"
-        if r["gave_up"]:
-            waited += f" +{_n(r['gave_up'])} gave up"
+        res = r["resource"]
+        waited, hold = waited_and_hold(r, _dur)
         table.add_row(
             f"{res['kind']} {res['name']}" + (f" ({res['where']})" if res["where"] else ""),
             r["service"] or "?",
             waited,
             _dur(r["wait_ns"]["total"]),
             _dur(r["wait_ns"]["max"]),
-            f"{_dur(hold['p50'])} / {_dur(hold['p99'])}" if hold else "-",
+            hold,
             str(r["longest_run"]) if r["convoys"] else "-",
             str(r["max_queue"]),
         )
