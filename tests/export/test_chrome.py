@@ -18,6 +18,8 @@ import pytest
 from tests.golden.test_golden import build_run
 
 from willowisp.analysis.engine import Analysis, analyze_paths
+from willowisp.analysis.naming import track_label
+from willowisp.analysis.stuck import runtime_units_of
 from willowisp.cli.main import main
 from willowisp.export.chrome import chrome_trace, cut
 
@@ -47,8 +49,9 @@ def check(doc: dict[str, Any], a: Analysis) -> None:
     threads = [e for e in events if e["ph"] == "M" and e["name"] == "thread_name" and e["tid"]]
     assert len(threads) == len(trace.units)
     assert len({(e["pid"], e["tid"]) for e in threads}) == len(trace.units)
+    own = runtime_units_of(trace)
     for e, u in zip(threads, trace.units, strict=True):
-        assert e["args"]["name"] == cut(f"{u.kind} {u.name}")
+        assert e["args"]["name"] == cut(track_label(trace, u.index, u.index in own))
     # Flows: one (flow_out, flow_in) pair per cross-unit happens-before edge.
     g = a.causality.graph
     unit = trace.events.unit

@@ -28,6 +28,8 @@ from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
 from tests.golden.test_golden import CASES, build_run
 
 from willowisp.analysis.engine import Analysis, analyze_paths
+from willowisp.analysis.naming import track_label
+from willowisp.analysis.stuck import runtime_units_of
 from willowisp.causality.link import link
 from willowisp.causality.waits import holds, waits
 from willowisp.cli.main import main
@@ -109,17 +111,16 @@ def check(t: Trace, a: Analysis) -> dict[str, list[TracePacket]]:
     n_proc = len(trace.processes)
     procs = [d for d in descriptors if d.HasField("process")]
     assert [d.process.pid for d in procs] == list(range(1, n_proc + 1))
-    assert [d.process.process_name for d in procs] == [
-        cut(f"{p.service or '?'} (pid {p.pid}, {p.host or '?'})") for p in trace.processes
-    ]
+    assert [d.process.process_name for d in procs] == [cut(p.track_name()) for p in trace.processes]
     proc_uuid = {d.process.pid: d.uuid for d in procs}
     threads = [d for d in descriptors if d.HasField("thread")]
     assert len(threads) == len(trace.units)
     tids = [d.thread.tid for d in threads]
     assert len(set(tids)) == len(tids) and not set(tids) & set(proc_uuid)
     assert all(0 < tid < 2**31 for tid in tids)
+    own = runtime_units_of(trace)
     for d, u in zip(threads, trace.units, strict=True):
-        assert d.thread.thread_name == cut(f"{u.kind} {u.name}")
+        assert d.thread.thread_name == cut(track_label(trace, u.index, u.index in own))
         assert d.thread.pid == u.proc + 1
         assert d.parent_uuid == proc_uuid[u.proc + 1]
     uuids = [d.uuid for d in descriptors]
@@ -195,6 +196,12 @@ def test_cross_process_deadlock(tmp_path: Path) -> None:
     t = export(run, tmp_path / "out.pftrace")
     a = analyze_paths([run])
     by_track = check(t, a)
+    tracks = [p.track_descriptor for p in t.packet]
+    threads = [d.thread.thread_name for d in tracks if d.thread.tid]
+    # the Go agent's own goroutines and tokio's internals say whose they are; no kind twice
+    agents = [n for n in threads if "willowisp/agents/go/wisp." in n]
+    assert agents and all(n.endswith(" [runtime]") for n in agents), agents
+    assert not [n for n in threads if n.startswith("task task ")], threads
     names = {
         d.process.process_name for d in [p.track_descriptor for p in t.packet] if d.process.pid
     }

@@ -30,6 +30,15 @@ def unit_label(trace: Trace, u: int) -> str:
     return f"{unit.name} ({', '.join(x for x in (kind, p.about(p.service or '?')) if x)})"
 
 
+def track_label(trace: Trace, u: int, runtime_own: bool = False) -> str:
+    """A unit's track in a viewer: ``thread worker-3``, ``goroutine main.consume #8``; a
+    name that already says its kind (an unnamed tokio task, ``task 1``) is not prefixed
+    again, and a runtime's or agent's own unit says so (``[runtime]``)."""
+    unit = trace.units[u]
+    label = unit.name if unit.name.startswith(f"{unit.kind} ") else f"{unit.kind} {unit.name}"
+    return f"{label} [runtime]" if runtime_own else label
+
+
 def unit_names(trace: Trace, units: Sequence[int]) -> dict[int, str]:
     """Short names for units mentioned together: the bare name where it is unambiguous,
     ``name of service`` (or ``name of service pid N``) where two share it."""

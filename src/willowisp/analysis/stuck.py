@@ -106,6 +106,11 @@ def runtime_units(trace: Trace, p: int) -> set[int]:
     return {int(i) for i in idx if i >= 0}
 
 
+def runtime_units_of(trace: Trace) -> set[int]:
+    """:func:`runtime_units` of every process."""
+    return {u for p in range(len(trace.processes)) for u in runtime_units(trace, p)}
+
+
 def _asleep(trace: Trace, p: int, open_wait: dict[int, int], ended: set[int]) -> list[int]:
     """The block events of process p's live program units when every one of them waits on a
     resource only the program could release; [] when any of them could still go on."""

@@ -46,7 +46,8 @@ import numpy as np
 import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
-from willowisp.analysis.naming import event_where, resource_name
+from willowisp.analysis.naming import event_where, resource_name, track_label
+from willowisp.analysis.stuck import runtime_units_of
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.waits import holds, wait_outcome, waits
 from willowisp.export.span_tree import PROCESS, Item, Spans, place, spans
@@ -142,9 +143,10 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
         )
         return tid
 
+    own = runtime_units_of(trace)
     for u in trace.units:
         if not sp.is_slice(u.index):
-            tid_of[u.index] = new_tid(u.proc, f"{u.kind} {u.name}")
+            tid_of[u.index] = new_tid(u.proc, track_label(trace, u.index, u.index in own))
     w = waits(trace)
     h = holds(trace)
     lanes = _span_lanes(
@@ -157,7 +159,7 @@ def chrome_trace(a: Analysis, max_str: int = MAX_STR) -> dict[str, Any]:
     )
     tid_at: dict[tuple[int, int, int], int] = {}  # (process, host, lane) -> tid
     for proc, host, lane in sorted(set(lanes.values())):
-        base = f"{trace.units[host].kind} {trace.units[host].name}" if host >= 0 else "spans"
+        base = track_label(trace, host) if host >= 0 else "spans"
         tid_at[proc, host, lane] = (
             tid_of[host]
             if host >= 0 and lane == 0

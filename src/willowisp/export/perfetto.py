@@ -55,7 +55,8 @@ import numpy as np
 import numpy.typing as npt
 
 from willowisp.analysis.engine import Analysis
-from willowisp.analysis.naming import event_where, resource_name
+from willowisp.analysis.naming import event_where, resource_name, track_label
+from willowisp.analysis.stuck import runtime_units_of
 from willowisp.causality.graph import EdgeKind
 from willowisp.causality.waits import holds, wait_outcome, waits
 from willowisp.export.chrome import MAX_STR, cut, kind_name
@@ -253,10 +254,11 @@ def _tracks(trace: Trace, sp: Spans, out: _Out, max_str: int) -> tuple[list[int]
                 explicit_children=True,
             )
         )
+    own = runtime_units_of(trace)
     for u in trace.units:
         if sp.is_slice(u.index):
             continue
-        name = cut(f"{u.kind} {u.name}", max_str)
+        name = cut(track_label(trace, u.index, u.index in own), max_str)
         names[_UNIT + u.index] = name
         pid = u.proc + 1
         thread = (
