@@ -7,6 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -34,7 +35,8 @@ public class JavaPoolShop {
 
   public static void main(String[] args) throws Exception {
     HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-    server.setExecutor(Executors.newFixedThreadPool(2));
+    ExecutorService handlers = Executors.newFixedThreadPool(2);
+    server.setExecutor(handlers);
     server.createContext("/order", ex -> answer(ex, order(ex.getRequestURI().getQuery())));
     server.createContext("/peek", ex -> answer(ex, peek(ex.getRequestURI().getQuery())));
     server.start();
@@ -44,6 +46,11 @@ public class JavaPoolShop {
       // serve until stdin closes
     }
     server.stop(0);
+    // a client has its answer before the handler's task is over (the agent's leave of the
+    // boundary instance runs after the handler returns): exit only once every handler task
+    // has ended, so the last stats count no instance as active
+    handlers.shutdown();
+    handlers.awaitTermination(30, TimeUnit.SECONDS);
     packers.shutdown();
     shippers.shutdown();
     System.out.println("bye");

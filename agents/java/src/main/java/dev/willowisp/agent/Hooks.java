@@ -1,5 +1,12 @@
 package dev.willowisp.agent;
 
+import java.lang.instrument.Instrumentation;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.locks.AbstractOwnableSynchronizer;
+import java.util.concurrent.locks.AbstractQueuedSynchronizer;
 import java.util.concurrent.locks.ReentrantLock;
 import jdk.internal.vm.annotation.DontInline;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -13,7 +20,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * {@code ThreadMXBean}'s LockInfo names for a thread parked in {@code lock()}, so the
  * sampler's "blocked on X held by Y" and these hooks name one resource. {@code
  * ReentrantLock} is an {@code rlock} (arg: hold depth), {@code ReentrantReadWriteLock} an
- * {@code rwlock} (arg 0 write, 1 read). Every acquisition and release is recorded (the
+ * {@code rwlock} (arg 0 write, 1 read); a {@code Condition.await} ends the hold (await
+ * releases the lock fully) and writes it again, at its old depth, when await returns. Every
+ * acquisition and release is recorded (the
  * lock-order analysis needs them all); the caller's source line is taken for the first
  * {@link #LOCATED_USES} acquisitions of each lock and for every contended one (a stack walk
  * costs about a microsecond), or always with {@code WILLOWISP_JAVA_STACKS=all}.
@@ -191,6 +200,174 @@ public final class Hooks {
       rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, shared ? 1 : 0, 0);
     } catch (Throwable e) {
       rec.fault("ReadWriteLock.unlock", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  // --- Condition.await / signal (AbstractQueuedSynchronizer$ConditionObject) --------------
+
+  /**
+   * AQS's {@code state} and owner thread. {@code await} is called on the condition, which
+   * knows its lock only as the AQS sync object; the hold count to release and restore is
+   * that sync's state, which no public method gives. Null until {@link #openLocks} ran.
+   */
+  private static volatile VarHandle aqsState;
+
+  private static volatile VarHandle aqsOwner;
+
+  /**
+   * Opens {@code java.util.concurrent.locks} to the agent's (bootstrap, unnamed) module only,
+   * so it can read a sync's state: the program's own access is unchanged. A JVM that refuses
+   * leaves the handles null, and awaits record the wait without the lock's release.
+   */
+  static void openLocks(Instrumentation inst, Recorder rec) {
+    if (aqsState != null) return;
+    try {
+      Module base = Object.class.getModule();
+      Module me = Hooks.class.getModule();
+      String pkg = AbstractQueuedSynchronizer.class.getPackageName();
+      if (!base.isOpen(pkg, me)) {
+        inst.redefineModule(base, Set.of(), Map.of(), Map.of(pkg, Set.of(me)), Set.of(), Map.of());
+      }
+      MethodHandles.Lookup here = MethodHandles.lookup();
+      aqsOwner =
+          MethodHandles.privateLookupIn(AbstractOwnableSynchronizer.class, here)
+              .findVarHandle(AbstractOwnableSynchronizer.class, "exclusiveOwnerThread", Thread.class);
+      aqsState =
+          MethodHandles.privateLookupIn(AbstractQueuedSynchronizer.class, here)
+              .findVarHandle(AbstractQueuedSynchronizer.class, "state", int.class);
+    } catch (Throwable e) {
+      rec.fault("open java.util.concurrent.locks", e);
+    }
+  }
+
+  /** The kind the lock hooks record {@code sync}'s lock as, or null for a lock they do not hook. */
+  private static String syncKind(Object sync) {
+    String c = sync.getClass().getName();
+    if (c.startsWith("java.util.concurrent.locks.ReentrantLock$")) return "rlock";
+    if (c.startsWith("java.util.concurrent.locks.ReentrantReadWriteLock$")) return "rwlock";
+    return null;
+  }
+
+  /**
+   * The calling thread's exclusive holds of a hooked lock's sync (a ReentrantLock's hold
+   * count; a read-write lock's write holds, the low 16 bits of its state), or 0 when it does
+   * not own it or the state cannot be read.
+   */
+  private static int holdsOf(Object sync, String kind) {
+    VarHandle state = aqsState;
+    if (state == null || kind == null || aqsOwner.get(sync) != Thread.currentThread()) return 0;
+    int s = (int) state.getVolatile(sync);
+    return kind.equals("rwlock") ? s & 0xFFFF : s;
+  }
+
+  /**
+   * Entering {@code await*}: the wait releases the lock fully (whatever its hold count) and
+   * re-acquires it before returning, so the hold ends here: {@code lock.release} (depth 0;
+   * one release per write hold of a read-write lock) written before the release, then the
+   * wait on the condition ({@code unit.block}, WAIT). Returns 1 + the holds released, or 0
+   * when nothing was written (await will throw: the lock is not held).
+   */
+  @DontInline
+  public static int awaitEnter(Object cond, Object sync) {
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null || cond == null || sync == null) return 0;
+    r.busy = true;
+    try {
+      String kind = syncKind(sync);
+      int holds = holdsOf(sync, kind);
+      // a lock the hooks record but this thread does not own: await throws, nothing waits
+      if (kind != null && aqsState != null && holds == 0) return 0;
+      if (holds > 0) {
+        Recorder.LockRes lr = res(rec, r, sync, kind, null);
+        long t = Recorder.now();
+        if (kind.equals("rlock")) {
+          rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, t, lr.id, 0, 0);
+        } else {
+          for (int i = 0; i < holds; i++) rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, t, lr.id, 0, 0);
+        }
+        // signalled, the thread parks on the lock's sync until it gets it back: the sampler
+        // must not take that for a lock wait of its own (this wait ends at the await's exit)
+        r.blockedOn = lr.id;
+      }
+      Recorder.LockRes cr = res(rec, r, cond, "condition", cond);
+      rec.emit(r, Kinds.UNIT_BLOCK, r.unitId, Recorder.now(), cr.id, Kinds.WAIT, callerLocation(rec));
+      return holds + 1;
+    } catch (Throwable e) {
+      rec.fault("Condition.await", e);
+      return 0;
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /**
+   * Leaving {@code await*} (normally or by an exception: AQS re-acquires the lock first
+   * either way): the wait's end ({@code unit.wake}: ok, timeout when the timed await says
+   * so, cancelled on interrupt), then the lock held again at its old depth.
+   */
+  @DontInline
+  public static void awaitExit(Object cond, Object sync, int entered, Object returned, Throwable thrown) {
+    if (entered == 0) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringAny(rec); // ungated: a wait written inside a boundary is ended after it too
+    if (r == null) return;
+    r.busy = true;
+    try {
+      int holds = entered - 1;
+      if (holds > 0) r.blockedOn = 0;
+      Recorder.LockRes cr = res(rec, r, cond, "condition", null);
+      rec.emit(r, Kinds.UNIT_WAKE, r.unitId, Recorder.now(), cr.id, awaitOutcome(returned, thrown), 0);
+      String kind = syncKind(sync);
+      if (holds == 0 || holdsOf(sync, kind) != holds) return;
+      Recorder.LockRes lr = res(rec, r, sync, kind, null);
+      long t = Recorder.now();
+      if (kind.equals("rlock")) {
+        rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, holds, 0);
+      } else {
+        for (int i = 0; i < holds; i++) rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, 0, 0);
+      }
+    } catch (Throwable e) {
+      rec.fault("Condition.await", e);
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  /** How an await ended: awaitNanos returns the time left, timed awaits false on a timeout. */
+  private static int awaitOutcome(Object returned, Throwable thrown) {
+    if (thrown instanceof InterruptedException) return Kinds.CANCELLED;
+    if (thrown != null) return Kinds.ERROR;
+    if (returned instanceof Boolean && !((Boolean) returned)) return Kinds.TIMEOUT;
+    if (returned instanceof Long && (Long) returned <= 0) return Kinds.TIMEOUT;
+    return Kinds.OK;
+  }
+
+  /**
+   * Before {@code signal} / {@code signalAll} with waiters: {@code sync.notify} on the
+   * condition (1 or -1, all), the edge to the waiters' wake. A signal nobody waits for (a
+   * queue's put signalling an idle consumer-less condition) writes nothing.
+   */
+  @DontInline
+  public static void signalling(Object cond, Object sync, boolean all) {
+    // only the hooked locks' syncs: hasWaiters calls isHeldExclusively, which a program's
+    // own AQS may not implement
+    if (sync == null || syncKind(sync) == null || !(cond instanceof AbstractQueuedSynchronizer.ConditionObject)) return;
+    Recorder rec = Recorder.INSTANCE;
+    Ring r = ringOrNull(rec);
+    if (r == null) return;
+    r.busy = true;
+    try {
+      AbstractQueuedSynchronizer aqs = (AbstractQueuedSynchronizer) sync;
+      AbstractQueuedSynchronizer.ConditionObject c = (AbstractQueuedSynchronizer.ConditionObject) cond;
+      if (!aqs.owns(c) || aqsOwner == null || aqsOwner.get(sync) != Thread.currentThread()) return;
+      if (!aqs.hasWaiters(c)) return;
+      Recorder.LockRes cr = res(rec, r, cond, "condition", cond);
+      rec.emit(r, Kinds.SYNC_NOTIFY, r.unitId, Recorder.now(), cr.id, all ? -1 : 1, 0);
+    } catch (Throwable e) {
+      rec.fault("Condition.signal", e);
     } finally {
       r.busy = false;
     }

@@ -6,6 +6,7 @@ import static net.bytebuddy.matcher.ElementMatchers.isConstructor;
 import static net.bytebuddy.matcher.ElementMatchers.isSynthetic;
 import static net.bytebuddy.matcher.ElementMatchers.named;
 import static net.bytebuddy.matcher.ElementMatchers.isInterface;
+import static net.bytebuddy.matcher.ElementMatchers.isPublic;
 import static net.bytebuddy.matcher.ElementMatchers.isSynchronized;
 import static net.bytebuddy.matcher.ElementMatchers.nameStartsWith;
 import static net.bytebuddy.matcher.ElementMatchers.namedOneOf;
@@ -17,6 +18,7 @@ import net.bytebuddy.agent.builder.AgentBuilder;
 import java.util.List;
 import net.bytebuddy.asm.Advice;
 import net.bytebuddy.asm.AsmVisitorWrapper;
+import net.bytebuddy.implementation.bytecode.assign.Assigner;
 import net.bytebuddy.description.field.FieldDescription;
 import net.bytebuddy.description.field.FieldList;
 import net.bytebuddy.description.method.MethodList;
@@ -37,7 +39,8 @@ import java.util.concurrent.locks.ReentrantLock;
 /**
  * The bytecode hooks, installed with Byte Buddy (shaded) as {@link Advice} inlined into JDK
  * methods: {@code ReentrantLock} and {@code ReentrantReadWriteLock}'s read and write locks
- * (every acquisition and release), {@code java.net.http.HttpClient}'s implementation and
+ * (every acquisition and release), their conditions' {@code await} (which releases the lock
+ * until it returns) and {@code signal}, {@code java.net.http.HttpClient}'s implementation and
  * {@code com.sun.net.httpserver}'s request dispatch, and {@code synchronized} in the
  * application classes {@code WILLOWISP_JAVA_SYNC} names. Classes already loaded are
  * retransformed; advice adds no fields or methods, so retransformation is allowed. The
@@ -55,6 +58,7 @@ final class Instrument {
     "java.util.concurrent.locks.ReentrantLock",
     "java.util.concurrent.locks.ReentrantReadWriteLock$ReadLock",
     "java.util.concurrent.locks.ReentrantReadWriteLock$WriteLock",
+    "java.util.concurrent.locks.AbstractQueuedSynchronizer$ConditionObject",
   };
 
   private static final String[] HTTP_TARGETS = {
@@ -173,7 +177,16 @@ final class Instrument {
                       builder
                           .visit(Advice.to(WriteAcquire.class, LOCATOR).on(named("lock").or(named("lockInterruptibly"))))
                           .visit(Advice.to(WriteTry.class, LOCATOR).on(named("tryLock")))
-                          .visit(Advice.to(WriteUnlock.class, LOCATOR).on(named("unlock"))));
+                          .visit(Advice.to(WriteUnlock.class, LOCATOR).on(named("unlock"))))
+              // await releases the lock fully and re-acquires it before returning
+              .type(named("java.util.concurrent.locks.AbstractQueuedSynchronizer$ConditionObject"))
+              .transform(
+                  (builder, type, loader, module, pd) ->
+                      builder
+                          .visit(Advice.to(CondAwait.class, LOCATOR).on(isPublic().and(nameStartsWith("await"))))
+                          .visit(Advice.to(CondSignal.class, LOCATOR).on(named("signal")))
+                          .visit(Advice.to(CondSignalAll.class, LOCATOR).on(named("signalAll"))));
+      Hooks.openLocks(inst, rec);
     }
     if (prefixSync || appSync) {
       b =
@@ -600,6 +613,40 @@ final class Instrument {
     @Advice.OnMethodEnter(suppress = Throwable.class)
     static void enter(@Advice.This ReentrantLock self, @Advice.FieldValue("sync") Object sync) {
       Hooks.reentrantUnlock(self, sync);
+    }
+  }
+
+  // --- Condition (AbstractQueuedSynchronizer$ConditionObject; this$0 is its lock's sync) ---
+
+  /** {@code await}, {@code awaitNanos}, {@code awaitUntil}, {@code await(t, unit)}, {@code awaitUninterruptibly}. */
+  static final class CondAwait {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static int enter(@Advice.This Object self, @Advice.FieldValue("this$0") Object sync) {
+      return Hooks.awaitEnter(self, sync);
+    }
+
+    @Advice.OnMethodExit(onThrowable = Throwable.class, suppress = Throwable.class)
+    static void exit(
+        @Advice.This Object self,
+        @Advice.FieldValue("this$0") Object sync,
+        @Advice.Enter int entered,
+        @Advice.Return(typing = Assigner.Typing.DYNAMIC) Object returned,
+        @Advice.Thrown Throwable thrown) {
+      Hooks.awaitExit(self, sync, entered, returned, thrown);
+    }
+  }
+
+  static final class CondSignal {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This Object self, @Advice.FieldValue("this$0") Object sync) {
+      Hooks.signalling(self, sync, false);
+    }
+  }
+
+  static final class CondSignalAll {
+    @Advice.OnMethodEnter(suppress = Throwable.class)
+    static void enter(@Advice.This Object self, @Advice.FieldValue("this$0") Object sync) {
+      Hooks.signalling(self, sync, true);
     }
   }
 

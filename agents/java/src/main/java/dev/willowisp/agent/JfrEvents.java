@@ -30,7 +30,7 @@ import jdk.jfr.consumer.RecordingStream;
  *       zero-length close of its hold (how long it kept the monitor JFR does not say). A
  *       wait the sampler already recorded is not recorded again.
  *   <li>{@code jdk.JavaMonitorWait}: WAIT on the monitor, the notifier's sync.notify, wake.
- *   <li>{@code jdk.ThreadPark} (not on the hooked j.u.c locks) and {@code jdk.ThreadSleep}:
+ *   <li>{@code jdk.ThreadPark} (not on the hooked j.u.c locks or in a Condition's await) and {@code jdk.ThreadSleep}:
  *       WAIT / SLEEP and wake; {@code jdk.VirtualThreadPinned}: unit.run.
  *   <li>{@code jdk.GarbageCollection}: gc.begin (0 young, 1 old) / gc.end on the main thread's unit;
  *       {@code jdk.SafepointBegin} ≥ threshold: gc.begin(-1) / gc.end on it too.
@@ -494,11 +494,14 @@ final class JfrEvents {
     rec.emitFor(Kinds.UNIT_WAKE, u, end, r, timedOut ? Kinds.TIMEOUT : Kinds.OK, 0);
   }
 
+  private static final String CONDITION = "java.util.concurrent.locks.AbstractQueuedSynchronizer$ConditionObject";
+
   private void park(RecordedEvent e) {
     RecordedThread th = e.getThread();
     if (th == null) return;
     String cls = e.getClass("parkedClass") == null ? "" : e.getClass("parkedClass").getName();
-    if (Sampler.hookedSync(cls) && rec.cfg.hooks) return; // the lock hooks record these waits
+    // the lock hooks record these waits, Condition.await's among them
+    if ((Sampler.hookedSync(cls) || cls.equals(CONDITION)) && rec.cfg.hooks) return;
     if (insideSleep(e)) return; // the jdk.ThreadSleep event records this wait
     long s = t0(e);
     long end = t1(e);

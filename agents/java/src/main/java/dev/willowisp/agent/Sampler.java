@@ -298,19 +298,20 @@ final class Sampler implements Runnable {
       long key = ((long) holder << 32) | s.res;
       if (!holds.containsKey(key)) {
         int loc = 0;
-        boolean hookedHolder = false;
         for (MonitorInfo m : full[1].getLockedMonitors()) {
           if (m.getIdentityHashCode() == s.hash && m.getLockedStackFrame() != null) {
             loc = frameLocation(m.getLockedStackFrame());
-            hookedHolder = rec.cfg.syncHooked(m.getLockedStackFrame().getClassName());
           }
         }
-        if (hookedHolder) key = 0; // the monitorenter hook recorded this hold
-        // the holder held it at this sample, and before its own wait if it waits too
-        Seen hs = seen.get(owner);
-        long at = Math.min(t, hs != null ? hs.first : t) - 1;
-        rec.emitFor(Kinds.LOCK_ACQUIRED, holder, at, s.res, 0, loc);
-        holds.put(key, new Hold(owner, holder, s.res, s.hash, s.monitor));
+        // the monitorenter hook recorded this hold, and records its release: a second
+        // acquisition here would make the holder take it again (and release it twice)
+        if (!s.monitor || !hookRecorded(owner, s.hash)) {
+          // the holder held it at this sample, and before its own wait if it waits too
+          Seen hs = seen.get(owner);
+          long at = Math.min(t, hs != null ? hs.first : t) - 1;
+          rec.emitFor(Kinds.LOCK_ACQUIRED, holder, at, s.res, 0, loc);
+          holds.put(key, new Hold(owner, holder, s.res, s.hash, s.monitor));
+        }
       }
     }
     s.window = new long[] {s.first, Long.MAX_VALUE, s.res};
@@ -319,6 +320,22 @@ final class Sampler implements Runnable {
       d.addLast(s.window);
       if (d.size() > 16) d.removeFirst();
     }
+  }
+
+  /**
+   * Did the monitor hooks record thread {@code tid}'s hold of the monitor with this identity
+   * hash (entered in instrumented code while recording)? Read from the holder's ring while
+   * it holds the monitor, so its entries are not changing under this look.
+   */
+  private boolean hookRecorded(long tid, int hash) {
+    Ring r = rec.ringByTid.get(tid);
+    if (r == null) return false;
+    Object[] m = r.monitors;
+    for (int i = 0; i < Math.min(r.monitorDepth, m.length); i++) {
+      Object o = m[i];
+      if (o != null && System.identityHashCode(o) == hash) return true;
+    }
+    return false;
   }
 
   private void close(Seen s, long t) {
