@@ -681,3 +681,82 @@ def test_dump_holds_join_the_monitors_jfr_saw() -> None:
     text = "\n".join(found[0].explanation)
     for part in ("alpha", "beta", "Account@0xcafe0001", "Account@0xcafe0002", "Ledger.java:40"):
         assert part in text
+
+
+# -- recordings cut short, and settings that leave events out ----------------------------
+
+
+def _wisp(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "willowisp", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_a_cut_recording_is_one_line_not_a_java_exception(
+    handoff_recording: Path, tmp_path: Path
+) -> None:
+    """A recording cut inside its only chunk (a copy of a file the JVM was still writing) is
+    one line saying it ends early, with no Java exception text; import exits 2."""
+    data = handoff_recording.read_bytes()
+    cut = tmp_path / "cut.jfr"
+    cut.write_bytes(data[: len(data) // 2])
+    done = _wisp("import", str(cut), "-o", str(tmp_path / "out.wtrace"))
+    assert done.returncode == 2
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"willowisp import: {cut}: a JFR recording that ends early")
+    assert "no complete chunk" in first
+    assert "Exception" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_cut_recording_keeps_its_complete_chunks(
+    handoff_recording: Path, handoff: tuple[Trace, list[str], bytes]
+) -> None:
+    """A recording whose last chunk is cut (two chunks, the second half there) imports the
+    complete chunk's events and notes that the rest was lost."""
+    data = handoff_recording.read_bytes()
+    assert jfr.complete_chunks(data) == len(data)
+    both = data + data[: len(data) // 2]
+    fmt, stored = jfr.prepare(both, "two.jfr")
+    files, notes = jfr.decode(fmt, stored, "two.jfr")
+    cut = [n for n in notes if "ends early" in n]
+    assert cut == [
+        f"two.jfr: {jfr.ENDS_EARLY}: read its complete chunks, the first {len(data)} of "
+        f"{len(both)} bytes; the events after them are lost"
+    ]
+    trace = build_trace(files, [], notes)
+    whole = handoff[0]
+    assert len(trace.events.kind) == len(whole.events.kind)
+    assert {u.name for u in trace.units} == {u.name for u in whole.units}
+
+
+def record_with_settings(tmp_path: Path, program: str, jdk_bin: Path, settings: str) -> Path:
+    """Run ``program`` under one of the JDK's own settings (``default``, ``profile``)."""
+    rec = tmp_path / f"{program}-{settings}.jfr"
+    cmd = [str(jdk_bin / "java"), f"-XX:StartFlightRecording:filename={rec},settings={settings}"]
+    cmd += ["-Xlog:jfr+startup=warning", "-cp", str(compiled(jdk_bin, program)), program]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1:] == ["ready"], done.stderr
+    return rec
+
+
+def test_profile_settings_note_that_virtual_threads_were_not_recorded(tmp_path: Path) -> None:
+    """A JDK 25 recording made with `profile` (VirtualThreadStart/End disabled) of a program
+    that ran virtual threads says they were not recorded and names the settings file."""
+    rec = record_with_settings(tmp_path, "Virtual", TEMURIN25_BIN, "profile")
+    trace, notes, _ = imported(rec, TEMURIN25_BIN.parent)
+    said = [n for n in notes if "virtual threads" in n]
+    assert len(said) == 1, notes
+    assert said[0].startswith(f"{rec}: virtual threads were not recorded: ")
+    assert "jdk.VirtualThreadStart" in said[0] and "wisp.jfc" in said[0]
+    assert all(u.name != "vworker-0" or u.kind != "virtual-thread" for u in trace.units)
+
+
+def test_settings_that_record_virtual_threads_need_no_note(tmp_path: Path) -> None:
+    """With the wisp.jfc settings the note about virtual threads is not given."""
+    trace, notes, _ = imported(record(tmp_path, "Virtual", TEMURIN25_BIN), TEMURIN25_BIN.parent)
+    assert not [n for n in notes if "virtual threads" in n]
+    assert any(u.kind == "virtual-thread" for u in trace.units)

@@ -266,12 +266,7 @@ def _finish(args: argparse.Namespace, report: Any, extra: list[Any], seconds: fl
     if args.sarif:
         text = render_sarif(report).encode("utf-8")
         _write(args.sarif, lambda f: _put(f, text))
-    note = f" ({len(report.accepted)} accepted by the baseline)" if report.accepted else ""
-    print(
-        f"willowisp validate: {total} trace(s) in {report.files} file(s): "
-        f"{len(report.problems)} problem(s){note}",
-        file=sys.stderr,
-    )
+    print(f"willowisp validate: {report.summary()}", file=sys.stderr)
     return 1 if report.problems else 0
 
 

@@ -102,7 +102,16 @@ def prepare(path: str, fmt: str | None = None) -> Prepared:
     """Read and identify ``path`` (or take ``fmt``'s word for it) and prepare what to keep.
     Raises OSError or TraceFormatError (one line naming the problem)."""
     data = read_input(path)
+    if not data:
+        raise TraceFormatError("empty")
     name = fmt or sniff(data[:HEAD_BYTES])
+    if name in (None, "otlp-proto") and fmt is None and is_perfetto(data[:HEAD_BYTES], path):
+        # Without this it got the generic "name it with --from" hint, and no --from helps.
+        raise TraceFormatError(
+            "a Perfetto protobuf trace: willowisp exports to Perfetto (export --to perfetto) "
+            "but does not import that form; Perfetto's JSON trace-event form is read "
+            "(--from chrome)"
+        )
     if name is None:
         known = ", ".join(names())
         raise TraceFormatError(
@@ -114,6 +123,61 @@ def prepare(path: str, fmt: str | None = None) -> Prepared:
         raise TraceFormatError(f"no importer for {name!r} in this build")
     stored, kept = mod.prepare(data, path)
     return Prepared(path, name, stored, kept)
+
+
+def is_perfetto(head: bytes, path: str) -> bool:
+    """A Perfetto protobuf trace: named ``.pftrace`` / ``.perfetto-trace``, or shaped like
+    one: a ``Trace`` message, i.e. field 1 (``packet``) repeated, whose first TracePacket
+    holds a field numbered above 3. OTLP's ``TracesData`` has the same outer shape, but a
+    ResourceSpans has only fields 1-3, so that field tells the two apart. Asked only of a
+    file no text importer claims (a Perfetto JSON file is ``chrome``, whatever its name)."""
+    if path.endswith((".pftrace", ".perfetto-trace")):
+        return True
+    if not head.startswith(b"\x0a"):
+        return False
+    size, i = _varint(head, 1)
+    if size is None or size == 0:
+        return False
+    end = min(i + size, len(head))
+    while i < end:
+        key, i = _varint(head, i)
+        if key is None or key >> 3 == 0:
+            return False
+        if key >> 3 > 3:
+            return True
+        i = _skip(head, i, key & 7)
+        if i < 0:
+            return False
+    return False
+
+
+def _varint(data: bytes, i: int) -> tuple[int | None, int]:
+    """The base-128 varint at ``i`` and the index after it; None if cut or over 64 bits."""
+    n = 0
+    for shift in range(0, 64, 7):
+        if i >= len(data):
+            return None, i
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, i
+    return None, i
+
+
+def _skip(data: bytes, i: int, wire: int) -> int:
+    """The index after a field's value of wire type ``wire``; -1 if it is not valid."""
+    if wire == 0:
+        n, i = _varint(data, i)
+        return -1 if n is None else i
+    if wire == 1:
+        return i + 8
+    if wire == 5:
+        return i + 4
+    if wire == 2:
+        n, i = _varint(data, i)
+        return -1 if n is None else i + n
+    return -1  # groups (3, 4) are not in Perfetto's packets; 6 and 7 do not exist
 
 
 def decode(stored: str, data: bytes, path: str) -> tuple[list[TraceFile], list[str]]:

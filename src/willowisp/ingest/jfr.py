@@ -128,7 +128,11 @@ def prepare(data: bytes, path: str) -> tuple[str, bytes]:
     is installed (the message names the fix) or when the JDK rejects the recording.
     """
     if data.startswith(MAGIC):
-        return STORED, _convert(data, path)
+        whole = complete_chunks(data)
+        if whole == 0:
+            raise TraceFormatError(f"{ENDS_EARLY}: {_cut(data)}; no complete chunk to read")
+        out = _convert(data[:whole], path)
+        return STORED, out if whole == len(data) else _mark_cut(out, whole, len(data))
     if _JSON_HEAD.match(data[:65536]):
         return STORED, data
     raise TraceFormatError("not a JFR recording (no FLR header, no jfr JSON)")
@@ -138,7 +142,8 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
     """The stored JSON -> one process (a TraceFile) and notes about skipped events."""
     if stored_format != STORED:
         raise TraceFormatError(f"stored format {stored_format!r} is not {STORED!r}")
-    events = _events(data, path)
+    doc = _document(data)
+    events = _events(doc)
     rec = Recording()
     total = skipped = dumps = 0
     first = ""
@@ -170,8 +175,87 @@ def decode(stored_format: str, data: bytes, path: str) -> tuple[list[TraceFile],
             " are invisible to this recording (JFR writes an event only when a wait ends);"
             " record with settings=default, whose thread dumps show them"
         )
+    notes += _recording_notes(doc, path, virtual=_has_virtual(rec))
     rec.apply_dumps()
     return [rec.trace_file(path, len(data))], notes
+
+
+# -- what the recording could not hold ----------------------------------------------------
+
+ENDS_EARLY = "a JFR recording that ends early (truncated or still being written)"
+CHUNK_HEADER_BYTES = 68
+_VIRTUAL_EVENTS = ("jdk.VirtualThreadStart", "jdk.VirtualThreadEnd")
+
+
+def complete_chunks(data: bytes) -> int:
+    """How many leading bytes of a binary recording are whole chunks: every chunk header
+    (``FLR\\0``, versions, then its own size as a big-endian u64) says how long the chunk is,
+    so a file cut by a copy, a full disk or a JVM still writing it is cut inside the last
+    one. A header that makes no sense is left for the JDK to judge (it names the damage)."""
+    at = 0
+    while at < len(data):
+        if len(data) - at < CHUNK_HEADER_BYTES:
+            # a second chunk's header cut short; a first one is left to the JDK too (a
+            # few bytes of anything that start FLR\\0 are not a recording to speak of)
+            return at if at and MAGIC.startswith(data[at : at + 4]) else len(data)
+        size = int.from_bytes(data[at + 8 : at + 16], "big")
+        if data[at : at + 4] != MAGIC or size < CHUNK_HEADER_BYTES:
+            return len(data)
+        if at + size > len(data):
+            return at
+        at += size
+    return at
+
+
+def _cut(data: bytes) -> str:
+    """Where the chunk that is cut begins and how much of it is there, for the message."""
+    at = complete_chunks(data)
+    if len(data) - at < CHUNK_HEADER_BYTES:
+        return f"the file ends at byte {len(data)}, inside the header of the chunk at byte {at}"
+    size = int.from_bytes(data[at + 8 : at + 16], "big")
+    return f"its chunk at byte {at} is {size} bytes long, the file ends at byte {len(data)}"
+
+
+def _mark_cut(out: bytes, whole: int, size: int) -> bytes:
+    """The exporter's JSON with a top-level ``willowisp.truncated`` member, so that decode —
+    now, or later from the ``.wtrace`` that stores it — says the recording was cut."""
+    body = out.rstrip()
+    if not body.endswith(b"}"):
+        return out  # not the JSON object decode expects: decode will say so
+    mark = json.dumps({"truncated": {"kept": whole, "size": size}})
+    return body[:-1] + b', "willowisp": ' + mark.encode() + b"}\n"
+
+
+def _has_virtual(rec: Recording) -> bool:
+    return any(u.get("kind") == "virtual-thread" for u in rec.units.values())
+
+
+def _recording_notes(doc: dict[str, Any], path: str, virtual: bool) -> list[str]:
+    notes = []
+    mark = doc.get("willowisp")
+    cut = mark.get("truncated") if isinstance(mark, dict) else None
+    if isinstance(cut, dict) and isinstance(cut.get("kept"), int):
+        notes.append(
+            f"{path}: {ENDS_EARLY}: read its complete chunks, the first {cut['kept']} of "
+            f"{cut.get('size')} bytes; the events after them are lost"
+        )
+    recording = doc.get("recording")
+    enabled = recording.get("enabled") if isinstance(recording, dict) else None
+    off = [e for e in _VIRTUAL_EVENTS if isinstance(enabled, dict) and enabled.get(e) is False]
+    if off:
+        # Whether the program ran any cannot be told (that is what was not recorded), so
+        # the note is given whenever the JVM had the events and the settings left them out.
+        seen = (
+            "; the ones seen show only in their other events, with no start or end"
+            if virtual
+            else ""
+        )
+        notes.append(
+            f"{path}: virtual threads were not recorded: {' and '.join(off)} disabled in its"
+            f" settings (as in the JDK's default and profile settings){seen}; record with"
+            " the settings file docs/import.md shows (wisp.jfc) to see them"
+        )
+    return notes
 
 
 # -- running the jfr tool -----------------------------------------------------------------
@@ -312,7 +396,7 @@ EXPORTER_SOURCE = (
 # -- JSON values --------------------------------------------------------------------------
 
 
-def _events(data: bytes, path: str) -> list[Any]:
+def _document(data: bytes) -> dict[str, Any]:
     if len(data) > MAX_JSON_BYTES:
         raise TraceLimitError(f"over the {MAX_JSON_BYTES}-byte bound for JFR JSON")
     try:
@@ -321,7 +405,13 @@ def _events(data: bytes, path: str) -> list[Any]:
         raise TraceFormatError(f"not JFR JSON: not UTF-8 text ({exc.reason})") from exc
     except (ValueError, RecursionError) as exc:
         raise TraceFormatError(f"not JFR JSON (truncated or malformed: {exc})") from exc
-    events = doc.get("recording") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        raise TraceFormatError("not JFR JSON: no recording.events list")
+    return doc
+
+
+def _events(doc: dict[str, Any]) -> list[Any]:
+    events = doc.get("recording")
     events = events.get("events") if isinstance(events, dict) else None
     if not isinstance(events, list):
         raise TraceFormatError("not JFR JSON: no recording.events list")

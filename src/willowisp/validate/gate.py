@@ -53,10 +53,32 @@ class Report:
     files: int
     # Files (or embedded streams) whose torn end a live writer explains: notes, not problems.
     in_progress: tuple[InProgress, ...] = ()
+    # Files of recordings that carry no trace context (Go execution traces, JFR): nothing in
+    # them is a trace to check, only their health (drops, faults, unreadable parts).
+    untraced: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def summary(self) -> str:
+        """The one-line summary (after ``willowisp validate: ``): traces, files, problems,
+        and when no trace was found in recordings that cannot hold one, why: "0 traces"
+        alone would read as a clean bill for files nothing was checked in."""
+        accepted = f" ({len(self.accepted)} accepted by the baseline)" if self.accepted else ""
+        line = (
+            f"{len(self.traces)} trace(s) in {self.files} file(s): "
+            f"{len(self.problems)} problem(s){accepted}"
+        )
+        if self.traces or not self.untraced:
+            return line
+        names = ", ".join(os.path.basename(p) for p in self.untraced)
+        return (
+            f"{line}; no traces to check: {names} "
+            f"{'carries' if len(self.untraced) == 1 else 'carry'} no trace context (Go "
+            "execution traces and JFR recordings record no W3C trace ids), so only the "
+            "recordings' health was checked (unreadable or cut files, drops, agent faults)"
+        )
 
 
 def validate(trace: Trace, options: GateOptions | None = None) -> Report:
@@ -92,8 +114,28 @@ def validate(trace: Trace, options: GateOptions | None = None) -> Report:
         key=lambda c: (c.start_ns, c.id),
     )
     return Report(
-        tuple(cases), problems, accepted, _file_count(trace), tuple(live[p] for p in sorted(live))
+        tuple(cases),
+        problems,
+        accepted,
+        _file_count(trace),
+        tuple(live[p] for p in sorted(live)),
+        _untraced(trace),
     )
+
+
+# Importers whose recordings hold no trace context (docs/validate.md)
+_UNTRACED_IMPORTS = frozenset({"go", "jfr"})
+
+
+def _untraced(trace: Trace) -> tuple[str, ...]:
+    """Files of the processes imported from recordings with no trace context."""
+    paths = {
+        f
+        for p in trace.processes
+        if dict(p.attrs).get("imported") in _UNTRACED_IMPORTS
+        for f in p.files
+    }
+    return tuple(sorted(paths))
 
 
 def _file_count(trace: Trace) -> int:

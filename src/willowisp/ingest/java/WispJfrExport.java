@@ -1,11 +1,16 @@
 import java.io.BufferedWriter;
+import java.io.IOException;
 import java.io.OutputStreamWriter;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
+import jdk.jfr.EventType;
 import jdk.jfr.ValueDescriptor;
 import jdk.jfr.consumer.RecordedClass;
 import jdk.jfr.consumer.RecordedEvent;
@@ -27,20 +32,44 @@ public class WispJfrExport {
                 new OutputStreamWriter(System.out, StandardCharsets.UTF_8), 1 << 20);
         StringBuilder out = new StringBuilder(1 << 16);
         out.append("{\"recording\": {\"events\": [");
+        Map<Long, String> names = new HashMap<>();
         try (RecordingFile f = new RecordingFile(Path.of(args[0]))) {
-            read(f, wanted, sink, out);
-        } catch (Exception e) {
-            System.err.println("wisp-jfr-export: " + e);
-            System.exit(1);
+            for (EventType t : f.readEventTypes()) {
+                names.put(t.getId(), t.getName());
+            }
+        } catch (IOException | RuntimeException e) {
+            fail(e);
+        }
+        try (RecordingFile f = new RecordingFile(Path.of(args[0]))) {
+            read(f, wanted, names, sink, out);
+        } catch (IOException | RuntimeException e) {
+            fail(e);
         }
     }
 
-    static void read(RecordingFile f, Set<String> wanted, Writer sink, StringBuilder out)
-            throws Exception {
+    // The importer shows this line to the user: an IOException's message is written for
+    // people; anything else (an index out of bounds deep in the parser) means the bytes do
+    // not parse, and the exception's own text would only confuse.
+    static void fail(Exception e) {
+        String why = e instanceof IOException && e.getMessage() != null
+                ? e.getMessage() : "its data does not parse as JFR (damaged)";
+        System.err.println(why);
+        System.exit(1);
+    }
+
+    static void read(RecordingFile f, Set<String> wanted, Map<Long, String> names, Writer sink,
+            StringBuilder out) throws IOException {
         boolean first = true;
+        // whether each wanted event type was enabled, as the recording's last
+        // jdk.ActiveSetting says: the importer tells "not recorded" from "did not happen"
+        Map<String, Boolean> enabled = new TreeMap<>();
         while (f.hasMoreEvents()) {
             RecordedEvent e = f.readEvent();
             String type = e.getEventType().getName();
+            if (type.equals("jdk.ActiveSetting")) {
+                setting(e, wanted, names, enabled);
+                continue;
+            }
             if (!wanted.contains(type)) {
                 continue;
             }
@@ -55,9 +84,28 @@ public class WispJfrExport {
                 out.setLength(0);
             }
         }
-        out.append("\n]}}\n");
+        out.append("\n], \"enabled\": {");
+        boolean firstSetting = true;
+        for (Map.Entry<String, Boolean> s : enabled.entrySet()) {
+            out.append(firstSetting ? "" : ", ");
+            firstSetting = false;
+            str(out, s.getKey());
+            out.append(": ").append(s.getValue());
+        }
+        out.append("}}}\n");
         sink.append(out);
         sink.flush();
+    }
+
+    static void setting(RecordedEvent e, Set<String> wanted, Map<Long, String> names,
+            Map<String, Boolean> enabled) {
+        if (!e.hasField("id") || !e.hasField("name") || !e.hasField("value")) {
+            return;
+        }
+        String type = names.get(e.getLong("id"));
+        if (type != null && wanted.contains(type) && "enabled".equals(e.getString("name"))) {
+            enabled.put(type, "true".equals(e.getString("value")));
+        }
     }
 
     static void object(StringBuilder out, RecordedObject o) {
