@@ -74,6 +74,7 @@ def programs() -> dict[str, Path]:
         "hang",
         "server",
         "boundary",
+        "bodyelsewhere",
     )
     for name in names:
         target = BUILD / name
@@ -214,6 +215,81 @@ def test_http_call_into_python_is_a_linked_hop(programs: dict[str, Path], tmp_pa
     assert "net/http" in hop["libraries"]
     spawn = [h for h in report["hops"] if h["protocol"] == "process"]
     assert spawn and spawn[0]["linked"] == 1
+
+
+class _SlowBody(http.server.BaseHTTPRequestHandler):
+    """Headers at once, the body 50 ms later: what a server that produces its body slowly
+    (or Nagle's algorithm against a delayed ACK) does to a client."""
+
+    def do_GET(self) -> None:
+        body = b"late body"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()  # the headers are written now (wfile is unbuffered)
+        time.sleep(0.05)  # the delay under test, not a wait for something to happen
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("program", "sent_at", "read_at"),
+    [
+        ("httpclient", ("main.go", 16, "main.main"), ("main.go", 22, "main.main")),
+        ("bodyelsewhere", ("main.go", 18, "main.main"), ("main.go", 26, "main.main.func1")),
+    ],
+)
+def test_http_call_lasts_until_its_body_is_read(
+    programs: dict[str, Path],
+    tmp_path: Path,
+    program: str,
+    sent_at: tuple[str, int, str],
+    read_at: tuple[str, int, str],
+) -> None:
+    """A Go client's call ends when its response's body has been read, not at its headers:
+    rpc.response comes >= 50 ms after msg.send when the body follows the headers by 50 ms,
+    on the goroutine that sent the request and waits (also when another goroutine reads the
+    body); the send is placed at the program's line (the Get), the reply where the body was
+    read (io.ReadAll)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowBody)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/slow"
+        done = wisp(
+            "run",
+            "--out",
+            str(tmp_path / "run"),
+            "--",
+            str(programs[program]),
+            url,
+            env=clean_env(),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "200 late body"
+    q = wisp(
+        "query",
+        "--no-cache",
+        str(tmp_path / "run"),
+        "SELECT kind, time_ns, unit, arg, file, line, func FROM events "
+        "WHERE resource_kind = 'rpc' ORDER BY time_ns, seq",
+        "--format",
+        "json",
+    )
+    assert q.returncode == 0, q.stderr
+    rows = [
+        dict(zip(("kind", "t", "unit", "arg", "file", "line", "func"), r))
+        for r in json.loads(q.stdout)["rows"]
+    ]
+    assert [r["kind"] for r in rows] == ["msg.send", "unit.block", "rpc.response"], rows
+    send, wait, reply = rows
+    assert reply["t"] - send["t"] >= 50_000_000, rows
+    assert reply["arg"] == 200 and send["unit"] == wait["unit"] == reply["unit"], rows
+    where = [(Path(r["file"] or "?").name, r["line"], r["func"]) for r in (send, reply)]
+    assert where == [sent_at, read_at], rows
 
 
 def test_leaked_goroutine_is_reported(programs: dict[str, Path], tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import (
 )
 
 // Transport is an http.RoundTripper that injects traceparent into each request (a new span
-// of the request context's trace, see Outgoing) and records the call. Base is the
-// transport that does the work (http.DefaultTransport when nil).
+// of the request context's trace, see Outgoing) and records the call, which ends when the
+// response's body is read to its end or closed (body.go): close every body, as net/http
+// asks. Base is the transport that does the work (http.DefaultTransport when nil).
 type Transport struct {
 	Base http.RoundTripper
 }
@@ -50,11 +51,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		})
 	}()
 	resp, err := base.RoundTrip(req)
-	status := -1
-	if err == nil && resp != nil {
-		status = resp.StatusCode
+	if err != nil || resp == nil {
+		call.ClientEnd(-1)
+		return resp, err
 	}
-	call.ClientEnd(status)
+	// The call ends when the body is done, not at the headers (body.go).
+	func() {
+		defer func() { recoverFault("http.client", recover()) }()
+		call.endWithBody(req, resp)
+	}()
 	return resp, err
 }
 

@@ -72,14 +72,18 @@ func ClientBegin(ctx context.Context, tc TraceContext, h Hop) Call {
 	// the reply that follows it at once (unit.block, reason rpc), which the decoder writes
 	// (and hopLog, without the tracer). A user log costs the runtime a stack capture, and
 	// an HTTP client's stack is deep.
-	r.hopLog(ctx, kindMsgSend, c.res, reasonRPC, &c.rec.logs[0])
+	r.hopLogAs(ctx, kindMsgSend, c.res, reasonRPC, &c.rec.logs[0], &c.rec.unit)
 	return c
 }
 
-// ClientEnd records the reply's arrival: status is the HTTP status (or gRPC code), -1 on error.
+// ClientEnd records the reply's arrival: status is the HTTP status (or gRPC code), -1 on
+// error. It may be called on another goroutine than ClientBegin (an HTTP body read or
+// closed elsewhere): the reply still ends the wait of the goroutine that sent the request
+// (without the tracer the agent writes it on that goroutine's unit; with it the decoder
+// moves it there).
 func (c Call) ClientEnd(status int) {
 	if c.res != 0 {
-		c.r.hopLog(c.ctx, kindRPCResponse, c.res, status, c.rec.endLog())
+		c.r.hopLogAs(c.ctx, kindRPCResponse, c.res, status, c.rec.endLog(), &c.rec.unit)
 	}
 }
 
@@ -124,14 +128,14 @@ func serverBegin(ctx context.Context, parent TraceContext, hadParent bool, own T
 		h.Headers = headers()
 	}
 	c.res, c.rec = r.rpcResource(h, own, pspan, true, inst)
-	r.hopLog(c.ctx, kindMsgRecv, c.res, 0, &c.rec.logs[0])
+	r.hopLogAs(c.ctx, kindMsgRecv, c.res, 0, &c.rec.logs[0], &c.rec.unit)
 	return c
 }
 
 // ServerEnd records the reply: status is the HTTP status (or gRPC code).
 func (c Call) ServerEnd(status int) {
 	if c.res != 0 {
-		c.r.hopLog(c.ctx, kindRPCReply, c.res, status, c.rec.endLog())
+		c.r.hopLogAs(c.ctx, kindRPCReply, c.res, status, c.rec.endLog(), &c.rec.unit)
 		if c.inst != nil {
 			c.r.markInstance(c.ctx, false)
 			c.r.bounds.leave(c.inst)
@@ -178,6 +182,14 @@ func (r *recorder) recordHop(tc TraceContext) bool {
 // again, so the string made over it is immutable like any other (the runtime copies it out
 // anyway, under its string table's lock).
 func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int, room *hopRoom) {
+	r.hopLogAs(ctx, kind, res, arg, room, nil)
+}
+
+// hopLogAs is hopLog; unit, when given, is the unit of the call's first event without the
+// tracer: 0 until then, set by it, and used by the call's later events (the client's reply
+// belongs to the goroutine that waits for it, and reading the goroutine's id again costs a
+// microsecond).
+func (r *recorder) hopLogAs(ctx context.Context, kind int, res uint32, arg int, room *hopRoom, unit *uint32) {
 	if d := r.bounds.current(); d != nil {
 		d.events.Add(1)
 	}
@@ -199,27 +211,38 @@ func (r *recorder) hopLog(ctx context.Context, kind int, res uint32, arg int, ro
 		}
 		return
 	}
-	g := goid()
-	if g == 0 {
-		return
+	var u uint32
+	g := uint64(0)
+	if unit != nil {
+		u = *unit
 	}
-	unit := uint32(g + 1)
+	if u == 0 {
+		if g = goid(); g == 0 {
+			return
+		}
+		u = uint32(g + 1)
+		if unit != nil {
+			*unit = u
+		}
+	}
 	now := nanotime()
 	r.mu.Lock()
-	if _, seen := r.units[unit]; !seen && len(r.units) < maxRecords {
-		r.units[unit] = struct{}{}
-		if len(r.records) < maxRecords {
-			r.records = append(r.records, Record{Type: RecUnit, ID: uint64(unit), Attrs: []Attr{
-				{"kind", "goroutine"}, {"name", "goroutine #" + strconv.FormatUint(g, 10)}, {"parent", int64(0)},
-				{"provisional", int64(1)}, // a guess: the tracer's stream may name it, in any order
-			}})
+	if g != 0 { // the unit read from this goroutine: defined once
+		if _, seen := r.units[u]; !seen && len(r.units) < maxRecords {
+			r.units[u] = struct{}{}
+			if len(r.records) < maxRecords {
+				r.records = append(r.records, Record{Type: RecUnit, ID: uint64(u), Attrs: []Attr{
+					{"kind", "goroutine"}, {"name", "goroutine #" + strconv.FormatUint(g, 10)}, {"parent", int64(0)},
+					{"provisional", int64(1)}, // a guess: the tracer's stream may name it, in any order
+				}})
+			}
 		}
 	}
 	if kind == kindMsgSend && arg == reasonRPC { // the send, then the wait for the reply
-		r.emitLocked(Event{Kind: kindMsgSend, Unit: unit, Time: uint64(now), Res: res})
+		r.emitLocked(Event{Kind: kindMsgSend, Unit: u, Time: uint64(now), Res: res})
 		kind = kindBlock
 	}
-	r.emitLocked(Event{Kind: uint8(kind), Unit: unit, Time: uint64(now), Res: res, Arg: int64(arg)})
+	r.emitLocked(Event{Kind: uint8(kind), Unit: u, Time: uint64(now), Res: res, Arg: int64(arg)})
 	r.mu.Unlock()
 }
 
@@ -279,9 +302,11 @@ type rpcRec struct {
 	callerUnsampled bool   // ... and the caller had not sampled the trace
 
 	// The call's side, never read by the flusher: room for the messages of its two logs
-	// (hopLog), and whether the second has been used.
+	// (hopLog), whether the second has been used, and the goroutine's unit when the agent
+	// writes the events itself (hopLogAs).
 	logs  [2]hopRoom
 	ended bool
+	unit  uint32
 }
 
 func (p *rpcRec) name() string {

@@ -103,6 +103,8 @@ _RUN, _YIELD, _BLOCK, _NOTIFY, _WAKE = (
     int(K.UNIT_WAKE),
 )
 _SEND, _RPC = int(K.MSG_SEND), int(Reason.RPC)
+_RESPONSE = int(K.RPC_RESPONSE)
+MAX_OPEN_CALLS = 100_000  # requests awaiting their reply, remembered (Decoder.callers)
 SYNC_KINDS = frozenset(
     {"channel", "select", "condition", "lock", "rwlock", "waitgroup", "semaphore"}
 )
@@ -148,6 +150,7 @@ class _G:
     presumed: bool = False  # agent mode: sys only because it predates the agent (see on_exist)
     agent_wait: int = 0  # agent mode: the resource of an open "wisp" unit.block, 0 if none
     absorbed: bool = False  # agent mode: a runtime block inside agent_wait awaits its unblock
+    ended: bool = False
 
 
 @dataclass(slots=True)
@@ -184,6 +187,10 @@ class Decoder:
     first_seq: int = 1
     time_shift: int | None = None  # agent mode: mono - trace, from the first clock snapshot
     stopper: int = -1  # agent mode: the goroutine that logged "stop"
+    # agent mode: rpc resource -> the goroutine that sent the request and waits for its
+    # reply. Invariant: an entry lives from the send to the reply (a call never answered
+    # keeps its entry; at most MAX_OPEN_CALLS are kept).
+    callers: dict[int, _G] = field(default_factory=dict)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -420,6 +427,7 @@ class Decoder:
         g = self.goroutine(line)
         self.start(g, t)
         g.waiting = 0
+        g.ended = True
         self.emit(K.UNIT_END, g.unit, t, 0, 0)
 
     def on_gc(self, line: dict[str, Any]) -> None:
@@ -508,6 +516,19 @@ class Decoder:
             # less per call): msg.send, then unit.block with reason rpc.
             self.rows.extend((kind, g.unit, t, res, 0, loc))
             kind = _BLOCK
+            if len(self.callers) < MAX_OPEN_CALLS:
+                self.callers[res] = g
+        elif kind == _RESPONSE:
+            sender = self.callers.pop(res, g)
+            if sender is not g and not sender.ended:
+                # The reply was logged where the response's body was finished (read to its
+                # end or closed, agents/go/wisp/body.go), on another goroutine: it still
+                # ends the wait of the goroutine that sent the request (unless that one
+                # has ended, which ended its wait).
+                g = sender
+                if g.agent_wait != res:
+                    self.rows.extend((kind, g.unit, t, res, arg, loc))
+                    return
         self.rows.extend((kind, g.unit, t, res, arg, loc))
         g.agent_wait = res if kind == _BLOCK else 0
         if kind != _BLOCK:

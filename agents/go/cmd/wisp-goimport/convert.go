@@ -88,8 +88,9 @@ type converter struct {
 	// Interned stacks (their frames' loc numbers) -> stack number; bounded by maxStacks.
 	// Invariant: every id was written as a "stack" line.
 	stacks map[string]int
-	// The place of an agent event's stack (callerFrame), for the current generation.
-	callers map[trace.Stack]int
+	// The place of an agent event's stack (callerFrame), for the current generation; a
+	// lock's and a hop's places are read by different rules (a stack is one or the other).
+	callers map[callerKey]int
 
 	// Boundaries (docs/agent-go.md "Boundaries"): the Go agent's first log in a stream,
 	// "wisp-gate", says whether the stream keeps every goroutine (0) or only those working
@@ -124,7 +125,7 @@ func convert(r io.Reader, out *bufio.Writer) (map[string]int, error) {
 		gs:      map[trace.GoID]*gstate{},
 		lines:   map[string]int{},
 		stacks:  map[string]int{},
-		callers: map[trace.Stack]int{},
+		callers: map[callerKey]int{},
 		in:      map[trace.GoID]int{},
 		shown:   map[trace.GoID]bool{},
 	}
@@ -272,6 +273,13 @@ func lockOrData(msg string) bool {
 	return false
 }
 
+// hopEvent says whether an agent event is a hop's: msg.send, msg.recv, rpc.reply or
+// rpc.response (kinds 20 to 23 of docs/format.md).
+func hopEvent(msg string) bool {
+	kind, _, ok := strings.Cut(strings.TrimLeft(msg, " "), " ")
+	return ok && len(kind) == 2 && kind[0] == '2' && kind[1] >= '0' && kind[1] <= '3'
+}
+
 func (c *converter) event(ev trace.Event) {
 	switch ev.Kind() {
 	case trace.EventSync:
@@ -342,10 +350,15 @@ func (c *converter) event(ev trace.Event) {
 			}
 		}
 		at := 0
-		if cat == "wisp" && lockOrData(msg) {
-			// Where the program took the lock (or touched the data): the tracer records a
-			// stack with every user log, so the place costs the program nothing.
-			at = c.callerFrame(ev.Stack()) // before begin: it may write a "loc" line
+		if cat == "wisp" {
+			// Where the program took the lock (or touched the data, or made or served a
+			// request): the tracer records a stack with every user log, so the place costs
+			// the program nothing. (callerFrame before begin: it may write a "loc" line.)
+			if lockOrData(msg) {
+				at = c.callerFrame(ev.Stack(), false)
+			} else if hopEvent(msg) {
+				at = c.callerFrame(ev.Stack(), true)
+			}
 		}
 		w := c.w.begin("log")
 		w.int("time", int64(ev.Time())).int("g", goid(g)).uint("task", uint64(l.Task))
@@ -667,17 +680,20 @@ func (c *converter) userFrame(s trace.Stack) int {
 
 // callerFrame: where the program called into the agent (a wisp.Mutex's Lock, wisp.Access):
 // the topmost frame that is neither the agent's (package wisp) nor the runtime's or the
-// standard library's (runtime/trace, and sync when a sync.Cond takes the lock); 0 when the
-// stack has none.
+// standard library's (runtime/trace, and sync when a sync.Cond takes the lock); for a hop
+// event (hop), not the gRPC library's or its interceptors' either (hopCallerFunc): the
+// program's request, not net/http's or grpc-go's. 0 when the stack has none (a request
+// served by wisp.Handler with no middleware of the program's around it).
 // Cached by stack (a lock is taken from a few places, millions of times): the cache holds
 // one generation's stacks, whose numbers the reader reuses in the next.
-func (c *converter) callerFrame(s trace.Stack) int {
-	if at, ok := c.callers[s]; ok {
+func (c *converter) callerFrame(s trace.Stack, hop bool) int {
+	key := callerKey{s, hop}
+	if at, ok := c.callers[key]; ok {
 		return at
 	}
 	at := 0
 	for f := range s.Frames() {
-		if programFunc(f.Func) {
+		if (hop && hopCallerFunc(f.Func)) || (!hop && programFunc(f.Func)) {
 			at = c.loc(f)
 			break
 		}
@@ -685,8 +701,14 @@ func (c *converter) callerFrame(s trace.Stack) int {
 	if len(c.callers) >= maxStacks {
 		clear(c.callers)
 	}
-	c.callers[s] = at
+	c.callers[key] = at
 	return at
+}
+
+// callerKey: a stack, and whether its place is read as a hop's.
+type callerKey struct {
+	s   trace.Stack
+	hop bool
 }
 
 func goid(g trace.GoID) int64 {

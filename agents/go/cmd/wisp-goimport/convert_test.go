@@ -316,3 +316,69 @@ func TestLockOrData(t *testing.T) {
 		t.Errorf("lockOrData allocates %v times", n)
 	}
 }
+
+// A hop event (the client's send and reply, the server's receive and reply) carries the
+// place that logged it, as a lock event does: the program's request, not net/http's.
+func TestHopEventsCarryTheProgramsPlace(t *testing.T) {
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, _, line, _ := runtime.Caller(0)
+	trace.Log(ctx, "wisp", "20 5 7")
+	trace.Log(ctx, "wisp", "23 5 200")
+	trace.Log(ctx, "wisp", "21 6 0")
+	trace.Log(ctx, "wisp", "22 6 200")
+	trace.Log(ctx, "wisp", "25 1 0") // proc.start: no place
+	trace.Stop()
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if _, err := convert(bytes.NewReader(buf.Bytes()), w); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	locs := map[float64]string{}
+	var got []string
+	for _, l := range lines(t, out.Bytes()) {
+		switch l["t"] {
+		case "loc":
+			locs[l["id"].(float64)] = fmt.Sprintf("%s:%v", filepath.Base(l["file"].(string)), l["line"])
+		case "log":
+			place := ""
+			if at, ok := l["at"].(float64); ok {
+				place = " @ " + locs[at]
+			}
+			got = append(got, l["msg"].(string)+place)
+		}
+	}
+	at := func(n int) string { return fmt.Sprintf(" @ convert_test.go:%d", line+n) }
+	want := []string{"20 5 7" + at(1), "23 5 200" + at(2), "21 6 0" + at(3), "22 6 200" + at(4), "25 1 0"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("logs %v, want %v", got, want)
+	}
+}
+
+// A hop's place skips the gRPC library and the agent's interceptors as well.
+func TestHopCallerFunc(t *testing.T) {
+	for fn, want := range map[string]bool{
+		"main.get": true,
+		"example.com/shop/pb.(*greeterClient).SayHello":                      true,
+		"google.golang.org/grpc.(*ClientConn).Invoke":                        false,
+		"google.golang.org/grpc/internal/transport.(*http2Client).NewStream": false,
+		"google.golang.org/grpcx.F":                                          true,
+		"github.com/willowisp/willowisp/agents/go/wispgrpc.Unary.func1":      false,
+		"github.com/willowisp/willowisp/agents/go/wisp.ClientBegin":          false,
+		"net/http.(*Client).do":                                              false,
+	} {
+		if got := hopCallerFunc(fn); got != want {
+			t.Errorf("hopCallerFunc(%q) = %v, want %v", fn, got, want)
+		}
+	}
+	for msg, want := range map[string]bool{"20 5 7": true, "23 5 -1": true, "21 6 0": true,
+		"22 6 200": true, "24 1 0": false, "2 1 0": false, "10 3 0": false, "stop": false} {
+		if got := hopEvent(msg); got != want {
+			t.Errorf("hopEvent(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

@@ -11,6 +11,11 @@ import (
 // agentPackage is the Go agent's package: its frames are never the program's place.
 const agentPackage = "github.com/willowisp/willowisp/agents/go/wisp"
 
+// hopPackages: the packages a hop event's stack passes through between the program's
+// call and the agent (besides the standard library's net/http): the gRPC interceptors
+// (wispgrpc) and grpc-go itself, which calls them.
+var hopPackages = [...]string{"github.com/willowisp/willowisp/agents/go/wispgrpc", "google.golang.org/grpc"}
+
 // funcPackage is the import path of a function's package:
 // "github.com/a/b.(*T).M" -> "github.com/a/b", "main.main.func1" -> "main".
 func funcPackage(fn string) string {
@@ -36,6 +41,21 @@ func stdFunc(fn string) bool {
 // programFunc: is fn the program's own code, neither the agent's nor the standard library's?
 func programFunc(fn string) bool {
 	return funcPackage(fn) != agentPackage && !stdFunc(fn)
+}
+
+// hopCallerFunc: is fn where the program made or served a request: the program's own
+// code, and not the gRPC library or its interceptors (which are other modules).
+func hopCallerFunc(fn string) bool {
+	if !programFunc(fn) {
+		return false
+	}
+	pkg := funcPackage(fn)
+	for _, p := range hopPackages {
+		if pkg == p || strings.HasPrefix(pkg, p+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // systemFunc: does a goroutine starting in fn belong to the runtime or the tracer rather than
