@@ -62,8 +62,7 @@ def test_condition_await_releases_the_lock_and_restores_its_depth(
     assert [k for u, k, _, _ in gate if u == "main"][-2:] == ["lock.acquired", "lock.release"]
     assert holders_at_once(gate) == 1, gate
     # a write lock's condition: the write hold released before the wait, taken after it
-    # (one hold: the agent records a read-write lock's nested write holds as separate
-    # acquisitions, which the what-if takes for a wait on itself)
+    # (one hold: the agent records only a read-write lock's outermost write hold)
     books = wquery(
         out,
         "SELECT e.kind, e.arg FROM events e JOIN units u ON u.id = e.unit "

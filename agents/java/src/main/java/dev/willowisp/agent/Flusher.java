@@ -181,7 +181,9 @@ final class Flusher {
       return;
     }
     // a new segment starts with the process record; so does the chunk after a refused one
-    if (next == ChunkSink.Next.NEW_SEGMENT || sink.takeProcessDue()) {
+    // ... and a process record again when the runtime's units grew (runtime_units)
+    boolean grew = rec.takeRuntimeUnitsGrew();
+    if (next == ChunkSink.Next.NEW_SEGMENT || sink.takeProcessDue() || grew) {
       recs.add(processRecord());
       anchorDue = true;
     }
@@ -338,7 +340,8 @@ final class Flusher {
 
   /** Who this process is: the first record of every segment (and after a refused chunk). */
   private Wtrace.Record processRecord() {
-    return Identity.record(rec.cfg, rec.processId, rec.pid, sink.segment());
+    return Identity.record(rec.cfg, rec.processId, rec.pid, sink.segment())
+        .put("runtime_units", rec.runtimeUnitsText());
   }
 
   private Wtrace.Record statsRecord() {

@@ -1,7 +1,9 @@
 package dev.willowisp.agent;
 
 import java.lang.instrument.Instrumentation;
+import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.lang.invoke.VarHandle;
 import java.util.Map;
 import java.util.Set;
@@ -20,10 +22,11 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * {@code ThreadMXBean}'s LockInfo names for a thread parked in {@code lock()}, so the
  * sampler's "blocked on X held by Y" and these hooks name one resource. {@code
  * ReentrantLock} is an {@code rlock} (arg: hold depth), {@code ReentrantReadWriteLock} an
- * {@code rwlock} (arg 0 write, 1 read); a {@code Condition.await} ends the hold (await
+ * {@code rwlock} (arg 0 write, 1 read; only a thread's outermost hold of each mode is
+ * written, nested ones carry no depth); a {@code Condition.await} ends the hold (await
  * releases the lock fully) and writes it again, at its old depth, when await returns. Every
- * acquisition and release is recorded (the
- * lock-order analysis needs them all); the caller's source line is taken for the first
+ * acquisition and release is recorded (a read-write lock's outermost ones; the lock-order
+ * analysis needs them all); the caller's source line is taken for the first
  * {@link #LOCATED_USES} acquisitions of each lock and for every contended one (a stack walk
  * costs about a microsecond), or always with {@code WILLOWISP_JAVA_STACKS=all}.
  *
@@ -158,7 +161,10 @@ public final class Hooks {
 
   // --- ReentrantReadWriteLock ---------------------------------------------------------
 
-  /** After a read or write acquisition attempt. */
+  /**
+   * After a read or write acquisition attempt: {@code lock.acquired} for the calling
+   * thread's outermost hold of that mode only (its hold count is then 1).
+   */
   @DontInline
   public static void rwExit(Object sync, boolean shared, int blocked, boolean acquired, Throwable thrown) {
     Recorder rec = Recorder.INSTANCE;
@@ -171,6 +177,9 @@ public final class Hooks {
       Recorder.LockRes lr = res(rec, r, sync, "rwlock", null);
       long t = Recorder.now();
       if (acquired) {
+        // a nested hold (the thread held it already) is no new hold: only the outermost
+        // is written, as the format has no depth for a read-write lock's holds
+        if (rwDepth(sync, shared) > 1) return;
         int loc = blocked != 0 ? blocked - 1 : usedLocation(rec, lr);
         rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, shared ? 1 : 0, loc);
       } else {
@@ -184,7 +193,7 @@ public final class Hooks {
     }
   }
 
-  /** Before a read or write unlock. */
+  /** Before a read or write unlock: {@code lock.release} for the release that ends the outermost hold. */
   @DontInline
   public static void rwUnlock(Object sync, boolean shared, Object writeLock) {
     Recorder rec = Recorder.INSTANCE;
@@ -196,6 +205,9 @@ public final class Hooks {
           && !((ReentrantReadWriteLock.WriteLock) writeLock).isHeldByCurrentThread()) {
         return;
       }
+      // not held (unlock will throw), or an inner hold's release (the lock stays held)
+      int depth = rwDepth(sync, shared);
+      if (depth == 0 || depth > 1) return;
       Recorder.LockRes lr = res(rec, r, sync, "rwlock", null);
       rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, Recorder.now(), lr.id, shared ? 1 : 0, 0);
     } catch (Throwable e) {
@@ -216,6 +228,9 @@ public final class Hooks {
 
   private static volatile VarHandle aqsOwner;
 
+  /** {@code ReentrantReadWriteLock.Sync.getReadHoldCount}, typed (Object)int; null as above. */
+  private static volatile MethodHandle readHolds;
+
   /**
    * Opens {@code java.util.concurrent.locks} to the agent's (bootstrap, unnamed) module only,
    * so it can read a sync's state: the program's own access is unchanged. A JVM that refuses
@@ -234,6 +249,11 @@ public final class Hooks {
       aqsOwner =
           MethodHandles.privateLookupIn(AbstractOwnableSynchronizer.class, here)
               .findVarHandle(AbstractOwnableSynchronizer.class, "exclusiveOwnerThread", Thread.class);
+      Class<?> rwSync = Class.forName("java.util.concurrent.locks.ReentrantReadWriteLock$Sync");
+      readHolds =
+          MethodHandles.privateLookupIn(rwSync, here)
+              .findVirtual(rwSync, "getReadHoldCount", MethodType.methodType(int.class))
+              .asType(MethodType.methodType(int.class, Object.class));
       aqsState =
           MethodHandles.privateLookupIn(AbstractQueuedSynchronizer.class, here)
               .findVarHandle(AbstractQueuedSynchronizer.class, "state", int.class);
@@ -263,9 +283,25 @@ public final class Hooks {
   }
 
   /**
+   * The calling thread's holds of a read-write lock's sync in one mode: write holds (the
+   * low 16 bits of the AQS state, when it owns it; else 0), or read holds ({@code
+   * Sync.getReadHoldCount}, the count the lock keeps per thread). -1 when they cannot be
+   * read (the package was not opened): then every hold is written, as before.
+   */
+  private static int rwDepth(Object sync, boolean shared) {
+    try {
+      if (!shared) return aqsState == null ? -1 : holdsOf(sync, "rwlock");
+      MethodHandle reads = readHolds;
+      return reads == null ? -1 : (int) reads.invokeExact(sync);
+    } catch (Throwable e) {
+      return -1;
+    }
+  }
+
+  /**
    * Entering {@code await*}: the wait releases the lock fully (whatever its hold count) and
    * re-acquires it before returning, so the hold ends here: {@code lock.release} (depth 0;
-   * one release per write hold of a read-write lock) written before the release, then the
+   * a write lock's one recorded hold) written before the release, then the
    * wait on the condition ({@code unit.block}, WAIT). Returns 1 + the holds released, or 0
    * when nothing was written (await will throw: the lock is not held).
    */
@@ -283,11 +319,8 @@ public final class Hooks {
       if (holds > 0) {
         Recorder.LockRes lr = res(rec, r, sync, kind, null);
         long t = Recorder.now();
-        if (kind.equals("rlock")) {
-          rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, t, lr.id, 0, 0);
-        } else {
-          for (int i = 0; i < holds; i++) rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, t, lr.id, 0, 0);
-        }
+        // an rlock to depth 0; a write lock's outermost hold (the only one written) ends
+        rec.emit(r, Kinds.LOCK_RELEASE, r.unitId, t, lr.id, 0, 0);
         // signalled, the thread parks on the lock's sync until it gets it back: the sampler
         // must not take that for a lock wait of its own (this wait ends at the await's exit)
         r.blockedOn = lr.id;
@@ -324,11 +357,8 @@ public final class Hooks {
       if (holds == 0 || holdsOf(sync, kind) != holds) return;
       Recorder.LockRes lr = res(rec, r, sync, kind, null);
       long t = Recorder.now();
-      if (kind.equals("rlock")) {
-        rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, holds, 0);
-      } else {
-        for (int i = 0; i < holds; i++) rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, 0, 0);
-      }
+      // an rlock at its old depth; a write lock's one (outermost) hold, exclusive
+      rec.emit(r, Kinds.LOCK_ACQUIRED, r.unitId, t, lr.id, kind.equals("rlock") ? holds : 0, 0);
     } catch (Throwable e) {
       rec.fault("Condition.await", e);
     } finally {

@@ -115,6 +115,42 @@ public final class Recorder {
           "DestroyJavaVM", "Reference Handler", "Finalizer", "Signal Dispatcher",
           "Common-Cleaner", "Notification Thread", "Attach Listener");
 
+  /**
+   * The runtime's own threads by name: those of {@link #isAgentName}, and two the JVM
+   * starts whose events are still recorded (a signal's handler thread starts the program's
+   * shutdown hooks: those spawn edges are real) but which are not the program's: {@code
+   * SIGTERM handler} (one per signal, started by Signal Dispatcher) and the process reaper.
+   */
+  static boolean isRuntimeName(String name) {
+    return isAgentName(name)
+        || name != null
+            && (name.startsWith("SIG") && name.endsWith(" handler") || name.equals("process reaper"));
+  }
+
+  /**
+   * Units of the runtime's own threads (the JVM's, JFR's, the agent's), for the process
+   * record's {@code runtime_units}; added to when such a unit is defined, never removed.
+   */
+  private final java.util.concurrent.ConcurrentSkipListSet<Integer> runtimeUnits =
+      new java.util.concurrent.ConcurrentSkipListSet<>();
+
+  /** Set when runtimeUnits grew; the flusher clears it as it writes a process record. */
+  private volatile boolean runtimeUnitsGrew;
+
+  /** The runtime's units, comma separated (the process record's {@code runtime_units}). */
+  String runtimeUnitsText() {
+    StringBuilder b = new StringBuilder();
+    for (Integer u : runtimeUnits) b.append(b.length() == 0 ? "" : ",").append(u);
+    return b.toString();
+  }
+
+  /** Did runtimeUnits grow since the last call? (the flusher's: a process record is due) */
+  boolean takeRuntimeUnitsGrew() {
+    if (!runtimeUnitsGrew) return false;
+    runtimeUnitsGrew = false;
+    return true;
+  }
+
   /** Threads of the agent, of JFR and of the JVM itself (their waits are not the program's). */
   static boolean isAgentName(String name) {
     return name != null
@@ -274,7 +310,13 @@ public final class Recorder {
               made[0] = unitIds.incrementAndGet();
               return made[0];
             });
-    if (made[0] != 0) pending.add(unitRecord(u, tid, name, virtual, parent));
+    if (made[0] != 0) {
+      pending.add(unitRecord(u, tid, name, virtual, parent));
+      if (isRuntimeName(name)) {
+        runtimeUnits.add(u);
+        runtimeUnitsGrew = true;
+      }
+    }
     return u;
   }
 
