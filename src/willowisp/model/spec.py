@@ -137,7 +137,8 @@ EVENT_KINDS: tuple[EventKind, ...] = (
         "lock.acquired",
         "resource",
         "lock",
-        "0 exclusive, 1 shared (a unit's nested holds of an rwlock are not written: only its outermost hold of each mode); for rlocks the depth",
+        "0 exclusive, 1 shared (a unit's nested holds of an rwlock are not written: only its"
+        " outermost hold of each mode); for rlocks the depth",
         "The unit holds the lock (after waiting, if a unit.block precedes it).",
     ),
     E(
