@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from golden.tracetext import WALL0, analyze_run, chunk, process
+from wispkit import wisp
 
 HEAD = process("aa", 1, "svc", run_root=1)
 ANCHOR = f"ev 0 clock.anchor a={WALL0}"
@@ -301,3 +304,18 @@ def test_a_cycle_torn_down_by_a_failed_call_never_resolved(tmp_path: Path) -> No
     assert f.summary.endswith("; a failed call broke it"), f.summary
     assert f.explanation[-1].startswith("broken after "), f.explanation
     assert dict(f.extra)["resolved"] is True
+
+
+def test_waiting_on_a_gather_of_tasks_that_need_a_held_lock(tmp_path: Path) -> None:
+    """A real asyncio program: a task holds a lock and awaits a gather of tasks that need
+    it (the QA's hang, reported as "no findings"): the wait on the gather's future is a
+    wait for each of its tasks, so the cycle is found."""
+    program = Path(__file__).parent / "programs" / "gather_under_lock.py"
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", sys.executable, str(program))
+    assert done.returncode == 0 and "timed out" in done.stdout, done.stderr
+    report = json.loads(wisp("analyze", str(out), "--format", "json").stdout)
+    (f,) = [f for f in report["findings"] if f["kind"] == "deadlock"]
+    assert "lock shared_lock and 1 join" in f["summary"], f["summary"]
+    assert f["summary"].endswith("a cancellation broke it"), f["summary"]
+    assert any(u["name"].startswith("kid") for u in f["units"]), f["units"]

@@ -7,7 +7,9 @@ exists for a time interval (on the reference clock line, i.e. adjusted time):
   wait and v's hold. A waiter holding the (non-reentrant) lock itself gets ``u -> u``.
 - **rpc**: u is blocked on a request whose server side was received by v, who has not
   replied yet. Interval: from max(u's block, v's ``msg.recv``) to min(u's wake, v's reply).
-- **join**: u is blocked joining (or awaiting) v, which has not ended.
+- **join**: u is blocked joining (or awaiting) v, which has not ended; or awaiting a
+  ``future`` resource whose ``waits_for`` lists v (an asyncio gather, a TaskGroup's exit,
+  asyncio.wait for all): an edge to each listed unit that has not ended.
 
 Rather than replaying every event, the edges are generated directly from the waits (few)
 and, for each lock wait, the holds of that lock overlapping it (found by binary search over
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from willowisp.causality.graph import waits_for_pairs
 from willowisp.causality.link import Causality
 from willowisp.causality.program_order import first_per_unit
 from willowisp.causality.waits import OWNED_LOCKS, STILL, Holds, Waits, times_or_still
@@ -88,6 +91,9 @@ def wait_edges(c: Causality, waits: Waits, holds: Holds) -> list[WaitEdge]:
     edges: list[WaitEdge] = []
     kinds = [r.kind for r in trace.resources]
     join_unit = [int(r.unit) for r in trace.resources]
+    awaited: dict[int, list[int]] = {}  # future resource -> the units it waits for
+    for r, v in waits_for_pairs(trace).tolist():
+        awaited.setdefault(r, []).append(v)
     hold_ptr = np.searchsorted(holds.res, np.arange(len(trace.resources) + 1)).tolist()
     h_unit, h_acq = holds.unit.tolist(), holds.acquire.tolist()
     recv_unit = ev.unit
@@ -134,6 +140,11 @@ def wait_edges(c: Causality, waits: Waits, holds: Holds) -> list[WaitEdge]:
             e = min(we, int(unit_end[v]))
             if ws < e:
                 edges.append(WaitEdge(u, v, Via.JOIN, r, row, NO_INDEX, ws, e))
+        elif r in awaited:
+            for v in awaited[r]:
+                e = min(we, int(unit_end[v]))
+                if ws < e:
+                    edges.append(WaitEdge(u, v, Via.JOIN, r, row, NO_INDEX, ws, e))
     return edges
 
 

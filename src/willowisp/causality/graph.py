@@ -179,7 +179,7 @@ def _awaited(trace: Trace) -> Edges:
     """The ends of the units a ``future`` resource waits for -> each non-cancelled
     ``unit.wake`` on it that comes after them in the process (a gather that failed early
     resumed before the others ended: only the ends before it are its causes)."""
-    pairs = _waits_for(trace)  # (resource, unit) rows, sorted by resource
+    pairs = waits_for_pairs(trace)  # (resource, unit) rows, sorted by resource
     ev = trace.events
     empty = np.zeros(0, dtype=np.int64)
     if not len(pairs):
@@ -198,7 +198,7 @@ def _awaited(trace: Trace) -> Edges:
     return _edges(src[keep], dst[keep], EdgeKind.JOIN)
 
 
-def _waits_for(trace: Trace) -> I64:
+def waits_for_pairs(trace: Trace) -> I64:
     """(resource, unit) index pairs of every ``waits_for`` list, sorted by resource; the
     numbers are the resource's process's (a malformed entry is skipped)."""
     res: list[int] = []
