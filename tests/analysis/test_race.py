@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from golden.tracetext import WALL0, analyze_run, chunk, process
 from willowisp.analysis import race
 from willowisp.analysis.finding import Finding
+from wispkit import wisp
 
 HEAD = process("aa", 1, "svc", run_root=1)
 ANCHOR = f"ev 0 clock.anchor a={WALL0}"
@@ -137,3 +140,18 @@ def test_processes_recorded_in_hops_mode_are_left_out(tmp_path: Path) -> None:
         )
         == []
     )
+
+
+def test_writes_before_a_barrier_do_not_race_reads_after_it(tmp_path: Path) -> None:
+    """A real threading.Barrier: each thread's write before it and another's read after it
+    are ordered (they were reported as races: only the last arrival ordered anything);
+    the writes all three make after it still race."""
+    program = Path(__file__).parent / "programs" / "barrier_slots.py"
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", sys.executable, str(program))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(wisp("analyze", str(out), "--format", "json").stdout)
+    raced = sorted(
+        {r["name"] for f in report["findings"] if f["kind"] == "race" for r in f["resources"]}
+    )
+    assert raced == ["tally"], report["findings"]

@@ -112,6 +112,36 @@ def test_notify_to_wake(tmp_path: Path) -> None:
     assert len(g.incoming(int((trace.events.time == 30).nonzero()[0][0]))) == 1
 
 
+def test_every_arrival_at_a_barrier_precedes_each_departure(tmp_path: Path) -> None:
+    """Three parties: each one's arrival -> every other's ok departure (not only the last
+    arrival: the QA's false races after threading.Barrier). A fast party arriving again
+    before a slow one left starts the next generation; a broken barrier's wake gets none."""
+    trace, g = _graph(
+        tmp_path,
+        'rec resource 1 kind="barrier"',
+        "ev 10 sync.arrive u=1 r=1 a=1",
+        "ev 11 unit.block u=1 r=1 a=5",
+        "ev 20 sync.arrive u=2 r=1 a=2",
+        "ev 21 unit.block u=2 r=1 a=5",
+        "ev 30 sync.arrive u=3 r=1 a=3",
+        "ev 31 unit.block u=3 r=1 a=5",
+        "ev 40 unit.wake u=1 r=1",
+        "ev 50 sync.arrive u=1 r=1 a=1",  # generation 2, before 2 and 3 left generation 1
+        "ev 51 unit.block u=1 r=1 a=5",
+        "ev 60 unit.wake u=2 r=1",
+        "ev 70 unit.wake u=3 r=1",
+        "ev 80 unit.wake u=1 r=1 a=3",  # broken: no edge
+    )
+    assert _edges(trace, g, EdgeKind.NOTIFY) == [
+        (10, 60),
+        (10, 70),
+        (20, 40),
+        (20, 70),
+        (30, 40),
+        (30, 60),
+    ]
+
+
 def test_awaited_units_end_before_the_wake(tmp_path: Path) -> None:
     """A future resource's waits_for units: each end before an uncancelled wake on it ->
     that wake (a gather resumed because its tasks ended). An end after the wake (a gather

@@ -12,8 +12,9 @@ LOCK         ``lock.release`` -> the next ``lock.acquired`` of that lock (for an
              release that brings the depth to 0 -> the next outermost acquire)
 QUEUE        ``queue.put`` -> ``queue.get`` with the same (queue, token); a reused token
              pairs its k-th put with its k-th get
-NOTIFY       the latest ``sync.notify`` (or barrier ``sync.arrive``) on a resource -> a
-             ``unit.wake`` with outcome ok on it
+NOTIFY       the latest ``sync.notify`` on a resource -> a ``unit.wake`` with outcome ok
+             on it; at a barrier, every ``sync.arrive`` of a generation -> each ok
+             ``unit.wake`` of that generation
 REQUEST      client ``msg.send`` -> server ``msg.recv`` (matched by trace context)
 REPLY        server ``rpc.reply`` -> client ``rpc.response``
 PROCESS      ``proc.spawn`` -> the child's ``proc.start``
@@ -133,6 +134,7 @@ def build(trace: Trace, hops: Hops) -> HBGraph:
         _lock(trace),
         _queue(trace),
         _notify(trace),
+        _barrier(trace),
     ]
     local = sum(len(p[0]) for p in parts)
     hop = hop_edge_columns(hops)
@@ -294,9 +296,53 @@ def _ranked(key: I64) -> I64:
 
 def _notify(trace: Trace) -> Edges:
     ev = trace.events
-    idx = _by_resource(trace, (K.SYNC_NOTIFY, K.SYNC_ARRIVE, K.UNIT_WAKE))
+    idx = _by_resource(trace, (K.SYNC_NOTIFY, K.UNIT_WAKE))
+    idx = idx[~np.isin(ev.res[idx], _barriers(trace))]  # their wakes: _barrier
     kind = ev.kind[idx]
-    is_src = (kind == K.SYNC_NOTIFY) | (kind == K.SYNC_ARRIVE)
-    prev = latest_before(ev.res[idx].astype(np.int64), is_src)
+    prev = latest_before(ev.res[idx].astype(np.int64), kind == K.SYNC_NOTIFY)
     rows = np.flatnonzero((kind == K.UNIT_WAKE) & (ev.arg[idx] == Outcome.OK) & (prev >= 0))
     return _edges(idx[prev[rows]], idx[rows], EdgeKind.NOTIFY)
+
+
+def _barriers(trace: Trace) -> I64:
+    """The resources units arrive at (``sync.arrive``): barriers."""
+    ev = trace.events
+    return np.unique(ev.res[(ev.kind == K.SYNC_ARRIVE) & (ev.res >= 0)]).astype(np.int64)
+
+
+def _barrier(trace: Trace) -> Edges:
+    """Every arrival of a barrier's generation -> each ok departure (``unit.wake``) of it:
+    no party leaves before all have arrived, so what each did before arriving happens
+    before what every other does after leaving. A generation starts at an arrival whose
+    "parties so far" is 1, or by a unit already in the current one; a departure belongs
+    to the generation of its unit's own latest arrival (a fast party may arrive again
+    before a slow one's departure is written). A Python loop over the barriers' events
+    only: barriers are few and their events fewer."""
+    ev = trace.events
+    idx = _by_resource(trace, (K.SYNC_ARRIVE, K.UNIT_WAKE))
+    idx = idx[np.isin(ev.res[idx], _barriers(trace))]
+    src: list[int] = []
+    dst: list[int] = []
+    res_of, kinds, units, args = (
+        ev.res[idx].tolist(),
+        ev.kind[idx].tolist(),
+        ev.unit[idx].tolist(),
+        ev.arg[idx].tolist(),
+    )
+    gens: list[list[tuple[int, int]]] = []  # per generation: (arrival event, unit)
+    current: dict[int, int] = {}  # resource -> its current generation
+    member: dict[tuple[int, int], int] = {}  # (resource, unit) -> its latest generation
+    for i, r, k, u, a in zip(idx.tolist(), res_of, kinds, units, args, strict=True):
+        if k == K.SYNC_ARRIVE:
+            g = current.get(r)
+            if g is None or a == 1 or any(v == u for _, v in gens[g]):
+                g = current[r] = len(gens)
+                gens.append([])
+            gens[g].append((i, u))
+            member[r, u] = g
+        elif a == Outcome.OK and (r, u) in member:
+            for arrival, v in gens[member[r, u]]:
+                if v != u:
+                    src.append(arrival)
+                    dst.append(i)
+    return _edges(np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), EdgeKind.NOTIFY)
