@@ -17,6 +17,13 @@ with tasks still running) is a block on a ``future`` resource whose ``waits_for`
 Such a wait ends at the start of the task's next step (``join.done`` or ``unit.wake``). Plain
 futures (sleep, I/O, ``wait_for``, ``asyncio.wait``) get no block: only the ``unit.yield``.
 
+**Executors.** ``loop.run_in_executor`` and ``asyncio.to_thread`` hand work to a
+ThreadPoolExecutor (futures.py records the hand-off and the worker's ``sync.notify`` on the
+concurrent future's resource) and wrap its future in an asyncio future (``wrap_future``). A
+step that ends awaiting such a wrapper writes ``unit.block`` on the concurrent future's
+resource and the next step ``unit.wake``: the notify → wake edge orders the work before what
+the task does after the result came back, as ``Future.result()`` does for a thread.
+
 **Cost.** ``Handle._run`` runs for every callback of every loop, so its miss path is a look
 at the callback's type (a task's step or wakeup has one of two or three types), and the task
 path writes ``unit.run``/``unit.yield`` inline or through the recorder's C fast path. The
@@ -114,6 +121,26 @@ class _Ref(weakref.ref):  # type: ignore[type-arg]
 
 def _forget(ref: _Ref) -> None:
     _infos.pop(ref.key, None)
+
+
+class _Wrapped(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to the asyncio future ``wrap_future`` made of an executor's future,
+    with its key in ``_wrapped`` and the executor future's resource."""
+
+    __slots__ = ("key", "rid")
+    key: int
+    rid: int
+
+
+def _forget_wrapped(ref: _Wrapped) -> None:
+    _wrapped.pop(ref.key, None)
+
+
+# id(asyncio future) -> its _Wrapped, for each wrapper of a recorded executor future.
+# Invariant: the wrapper is alive (the weak reference's callback removes the entry as it dies,
+# before its id can be reused). Weak, keyed by id: the C Future takes no attributes.
+_wrapped: dict[int, _Wrapped] = {}
+_wrapped_get = _wrapped.get
 
 
 # id(task) -> info, for every live task created while the agent ran. Invariant: an entry's
@@ -412,9 +439,41 @@ def _step_ends(st: rows.ThreadState, task: Any, info: _TaskInfo) -> None:
         info.blocked_on = 0
     else:
         w = task._fut_waiter
-        if w is not None and (id(w) in _infos or type(w) is _gathering_type):
-            res = _await_block(st, task, info, w)
+        if w is not None:
+            if id(w) in _infos or type(w) is _gathering_type:
+                res = _await_block(st, task, info, w)
+            else:
+                wrapped = _wrapped_get(id(w))
+                if wrapped is not None:
+                    res = _executor_block(st, task, info, w, wrapped.rid)
     _write(st, YIELD, info.unit, res, 0)
+
+
+def _executor_block(st: rows.ThreadState, task: Any, info: _TaskInfo, w: Any, rid: int) -> int:
+    """The step ended awaiting an executor's result (``w`` wraps the concurrent future whose
+    resource is ``rid``): block on it, so the next step's wake follows the worker's notify."""
+    rec = _r.RECORDER
+    if rec is None:
+        return 0
+    key = _await_key(rec, task)
+    _write(st, BLOCK, info.unit, rid, Reason.AWAIT, key)
+    info.wait_res, info.wait_fut, info.wait_unit, info.wait_key = rid, w, 0, key
+    return rid
+
+
+def _wrap_future(future: Any, *, loop: Any = None) -> Any:
+    """``asyncio.wrap_future`` (run_in_executor's): remember which asyncio future mirrors a
+    recorded executor future, for the wait on it (_executor_block)."""
+    new = _orig["futures.wrap_future"](future, loop=loop)
+    rid = getattr(future, "_wisp_rid", 0)  # set by futures.py on each submit it recorded
+    if rid and new is not future:
+        try:
+            ref = _Wrapped(new, _forget_wrapped)
+            ref.key, ref.rid = id(new), rid
+            _wrapped[id(new)] = ref
+        except Exception as exc:
+            _fault("asyncio wrap_future", exc)
+    return new
 
 
 def _await_block(st: rows.ThreadState, task: Any, info: _TaskInfo, w: Any) -> int:
@@ -562,9 +621,10 @@ def _set(cls: type, attr: str, value: Any) -> None:
 
 
 def _set_in(module: Any, attr: str, value: Any) -> None:
-    """Like _set, for a module's function (restored by the same undo)."""
+    """Like _set, for a module's function (restored by the same undo), kept in ``_orig`` as
+    "tasks._wait" for ``asyncio.tasks._wait``."""
     previous = module.__dict__.get(attr, _MISSING)
-    _orig[f"tasks.{attr}"] = previous
+    _orig[f"{module.__name__.rsplit('.', 1)[-1]}.{attr}"] = previous
     _patched.append((module, attr, previous))
     setattr(module, attr, value)
 
@@ -575,7 +635,7 @@ def _patch() -> None:
     if _patched:
         return
     import asyncio
-    from asyncio import base_events, events, taskgroups, tasks
+    from asyncio import base_events, events, futures, taskgroups, tasks
 
     _orig_run = events.Handle._run
     _record = None if rows.FAST is None else rows.FAST.record_any
@@ -593,6 +653,9 @@ def _patch() -> None:
     aio_sync.patch(_note_block)
     _set(taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
     _set_in(tasks, "_wait", _tasks_wait)
+    # run_in_executor calls it through its module, the program through asyncio's
+    _set_in(futures, "wrap_future", _wrap_future)
+    _set_in(asyncio, "wrap_future", _wrap_future)
 
 
 def _patch_or_undo() -> None:
@@ -636,6 +699,7 @@ def uninstall() -> None:
         _waiting = None
     _undo()
     _infos.clear()
+    _wrapped.clear()
 
 
 def _undo() -> None:

@@ -2,7 +2,10 @@
 
 A server hook sets it from the inbound request; a client hook reads it to continue the
 trace (or starts a new one at a root, deciding sampling there, once). Threads started from
-a unit inherit it through the Thread hook.
+a unit inherit it through the Thread hook. Work handed to a thread pool runs under the
+context of the unit that submitted it (``capture`` at submit, ``enter``/``leave`` around the
+work item, futures.py), never under the one its worker thread was started in: a pool worker
+is started by whichever request first needed it and outlives it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,26 @@ def set_current(ctx: TraceContext | None) -> contextvars.Token[TraceContext | No
 
 def reset(token: contextvars.Token[TraceContext | None]) -> None:
     _current.reset(token)
+
+
+# What a unit's work carries to another thread: its trace context and its boundary.
+Captured = tuple[TraceContext | None, object | None]
+_Tokens = tuple[contextvars.Token[TraceContext | None], contextvars.Token[object | None]]
+
+
+def capture() -> Captured:
+    """The calling unit's own context (not the process root: that is everyone's anyway)."""
+    return (_current.get(), boundary.get())
+
+
+def enter(captured: Captured) -> _Tokens:
+    """Work under ``captured`` until ``leave`` (on the same thread, in the same context)."""
+    return (_current.set(captured[0]), boundary.set(captured[1]))
+
+
+def leave(tokens: _Tokens) -> None:
+    _current.reset(tokens[0])
+    boundary.reset(tokens[1])
 
 
 def root_flags() -> int:

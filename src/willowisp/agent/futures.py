@@ -10,6 +10,12 @@ subclass whose ``put`` tags the item: the token travels on the item itself, neve
 lookup table. Worker threads are units through the threading hook, named as the executor
 names them ("ThreadPoolExecutor-0_0"). Idle workers waiting for work write nothing.
 
+**Context.** A work item runs under the trace context (and boundary) of the unit that
+submitted it, captured once at submit and carried on the item with the token, as
+OpenTelemetry's threading instrumentation does. Worker threads are started with no trace
+context of their own: the executor starts them inside whichever submit first needs one, and
+the request behind that submit must not lend its trace to every later job the worker runs.
+
 **Futures.** Each future returned by ``submit`` is a ``future`` resource, defined before
 its work item can reach a worker (so the worker's notify can never miss it) and named after
 the variable the program's submitting line assigns. ``result()`` / ``exception()`` on a
@@ -29,7 +35,7 @@ import _queue
 import sys
 from typing import Any
 
-from willowisp.agent import post_import
+from willowisp.agent import context, post_import
 from willowisp.agent import recorder as _r
 from willowisp.model.spec import K, Outcome, Reason
 
@@ -58,8 +64,8 @@ def _emit_user(kind: int, res: int, arg: int) -> None:
 class _WorkQueue(_queue.SimpleQueue[Any]):
     """An executor's work queue that records each work item entering it.
 
-    Invariant: an item put while the agent runs carries ``_wisp = (queue resource, token)``
-    and its future a ``_wisp_rid`` before any worker can take it.
+    Invariant: an item put while the agent runs carries ``_wisp = (queue resource, token,
+    submitter's context)`` and its future a ``_wisp_rid`` before any worker can take it.
     """
 
     __slots__ = ("_wisp_rid",)
@@ -84,7 +90,7 @@ class _WorkQueue(_queue.SimpleQueue[Any]):
             depth = rec.program_depth()
             future._wisp_rid = rec.new_resource("future", depth or (1 << 30))
         token = next(rec.tokens)
-        item._wisp = (self._wisp_rid, token)
+        item._wisp = (self._wisp_rid, token, context.capture())
         rec.emit_user(PUT, self._wisp_rid, token)
 
 
@@ -101,16 +107,44 @@ def _executor_init(self: Any, *args: Any, **kwargs: Any) -> None:
         rec.fault("ThreadPoolExecutor.__init__", exc)
 
 
-def _work_item_run(self: Any) -> None:
+def _adjust_thread_count(self: Any) -> None:
+    """Starts a worker thread when the pool has room: with no trace context, so the thread
+    does not inherit the submitting request's (each work item brings its own).
+
+    The boundary is still inherited: in hops mode it is what records the worker's
+    ``unit.create`` and ``unit.start`` at all, and between work items a worker writes
+    nothing the boundary could let through but its ``unit.end``.
+    """
+    orig = _orig["ThreadPoolExecutor._adjust_thread_count"]
+    # the common case once warm: nothing to start (getattr: private, may change)
+    if len(getattr(self, "_threads", ())) >= getattr(self, "_max_workers", 0):
+        orig(self)
+        return
+    token = context.set_current(None)
+    try:
+        orig(self)
+    finally:
+        context.reset(token)
+
+
+def _work_item_run(self: Any, *args: Any) -> None:
+    # *args: 3.14 passes the worker's context to run()
     tag = self.__dict__.get("_wisp")
-    if tag is not None:
+    if tag is None:
+        _orig["_WorkItem.run"](self, *args)
+        return
+    # entered before the get: in hops mode the boundary decides whether it is recorded
+    tokens = context.enter(tag[2])
+    try:
         rec = _r.RECORDER
         if rec is not None:
             try:
                 rec.emit(GET, tag[0], tag[1], 0)
             except Exception as exc:
                 rec.fault("ThreadPoolExecutor worker", exc)
-    _orig["_WorkItem.run"](self)
+        _orig["_WorkItem.run"](self, *args)
+    finally:
+        context.leave(tokens)
 
 
 def _outcome(exc: BaseException | None) -> int:
@@ -195,6 +229,7 @@ def _patch() -> None:
 
     future = _base.Future
     _set(_thread_pool.ThreadPoolExecutor, "__init__", _executor_init)
+    _set(_thread_pool.ThreadPoolExecutor, "_adjust_thread_count", _adjust_thread_count)
     _set(_thread_pool._WorkItem, "run", _work_item_run)
     _set(future, "_wisp_rid", 0)
     for name in ("result", "exception"):
