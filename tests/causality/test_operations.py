@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import numpy as np
 
 from golden.tracetext import WALL0, chunk, process, run_folder
 from willowisp.causality import link
 from willowisp.causality.link import Causality
 from willowisp.causality.operations import NO_OPERATION
 from willowisp.ingest import load
+from willowisp.model.spec import K
+from wispkit import wisp
 
 T1 = "1" * 32
 T2 = "2" * 32
@@ -192,3 +197,30 @@ def test_a_consumer_works_for_each_message_until_the_next(tmp_path: Path) -> Non
     assert [ops.trace_id_of(i) for i in rows[1:]] == [T2, T2, T3, T3]
     send2 = _rows(c, "producer")[2]
     assert ops.root_of(c.trace, rows[4]) == send2
+
+
+def test_a_pool_workers_jobs_belong_to_their_submitters_requests(tmp_path: Path) -> None:
+    """A real http.server front handing each request's job to a ThreadPoolExecutor: each
+    job's events (from its get off the pool's queue to the next) are in the operation of
+    the request that submitted it, and the workers are in none between jobs. (A worker,
+    started inside the first request, was in that request for its whole life: 1 operation
+    across every job it ran.)"""
+    program = Path(__file__).parent / "programs" / "pool_service.py"
+    out = tmp_path / "run"
+    done = wisp("run", "--out", str(out), "--", sys.executable, str(program))
+    assert done.returncode == 0, done.stderr
+    trace = load([out])
+    c = link(trace)
+    ev, ops = trace.events, c.operations.op
+    workers = {u.index for u in trace.units if u.name.startswith("worker")}
+    lock = [r.index for r in trace.resources if r.name == "work_lock"]
+    assert workers and lock
+    held = np.flatnonzero((ev.kind == K.LOCK_ACQUIRED) & np.isin(ev.res, lock))
+    assert len(held) == 12  # one per request
+    by_worker = {u: {int(ops[i]) for i in held if ev.unit[i] == u} for u in workers}
+    assert all(NO_OPERATION not in o for o in by_worker.values()), by_worker
+    assert len({int(ops[i]) for i in held}) == 12  # each job its own request's
+    # between jobs (before its first get, after its last job's events) a worker is in none
+    for u in workers:
+        mine = np.flatnonzero(ev.unit == u)
+        assert ops[mine[0]] == NO_OPERATION, trace.units[u].name

@@ -101,7 +101,9 @@ def _executor_init(self: Any, *args: Any, **kwargs: Any) -> None:
         return
     try:
         depth = rec.program_depth()
-        rid = rec.new_resource("queue", depth or (1 << 30), name=f"{self._thread_name_prefix} work")
+        rid = rec.new_resource(
+            "queue", depth or (1 << 30), name=f"{self._thread_name_prefix} work", pool=1
+        )
         self._work_queue = _WorkQueue(rid)  # still empty: no thread has started yet
     except Exception as exc:
         rec.fault("ThreadPoolExecutor.__init__", exc)

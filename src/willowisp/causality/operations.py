@@ -9,10 +9,15 @@ one by the first of these rules that applies:
 2. its unit is handling an inbound request or message: from the server side's
    ``msg.recv`` to its ``rpc.reply`` on the same unit, or, for a message (or a request the
    unit never answered itself), to the unit's next inbound receive or its end;
-3. its unit inherited the operation: a unit created by an event of an operation
+3. its unit works through a thread pool's queue (a ``queue`` resource with ``pool`` 1):
+   from each ``queue.get`` on it to the unit's next get there (or its end), the operation
+   of the ``queue.put`` that handed it that item — the job's submitter's; a pool worker
+   between jobs belongs to none;
+4. its unit inherited the operation: a unit created by an event of an operation
    (``unit.create``) belongs to it for its whole life, and so do the units it creates; a
    process started inside one (its ``proc.start`` carries the parent's context) gives it to
-   its parentless units. Inheritance follows creation, never timing.
+   its parentless units. Inheritance follows creation, never timing (a pool worker started
+   by the first job inherits nothing: rule 3 says whose its work is).
 
 The **root** of an operation is its earliest event in causal order, taken as the event of
 the operation with the least adjusted time: alignment keeps certain cross-domain edges in
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from willowisp.causality.graph import queue_pairs
 from willowisp.causality.hops import HopKind, Hops
 from willowisp.ingest.tables import NO_INDEX
 from willowisp.ingest.trace import Trace
@@ -98,7 +104,11 @@ def operations(trace: Trace, hops: Hops, adjusted: I64) -> Operations:
         op[on_res] = res_op[ev.res[on_res]]
     _inbound(trace, hops, res_op, op)
     unit_op = _inherited(trace, op)
+    workers = _pooled(trace, op, unit_op)
+    if workers.any():  # again: units created inside a job take the job's operation
+        unit_op = _inherited(trace, op, workers[:-1])
     free = np.flatnonzero((op == NO_OPERATION) & (ev.unit >= 0))
+    free = free[~workers[ev.unit[free]]]
     op[free] = unit_op[ev.unit[free]]
 
     root = np.full(len(ids), NO_INDEX, dtype=np.int64)
@@ -164,8 +174,49 @@ def _inbound(trace: Trace, hops: Hops, res_op: I32, op: I32) -> None:
     op[todo[hit]] = which[at[hit]]
 
 
-def _inherited(trace: Trace, op: I32) -> I32:
-    """Rule 3: per unit, the operation it inherited from its creation, NO_OPERATION if none."""
+def _pooled(trace: Trace, op: I32, unit_op: I32) -> npt.NDArray[np.bool_]:
+    """Rule 3 (in place, only where ``op`` is still unset): a pool worker's events from a
+    ``queue.get`` on its pool's queue to its next get there take the operation of the
+    ``queue.put`` that item came from (its own op, or its unit's inherited one). Returns
+    per unit (and one more for no unit) whether it is such a worker, whose other events
+    belong to no operation."""
+    ev = trace.events
+    n = len(ev)
+    workers = np.zeros(len(trace.units) + 1, dtype=bool)  # last: unit NO_INDEX
+    pools = [r.index for r in trace.resources if r.kind == "queue" and ("pool", 1) in r.attrs]
+    if not pools or not n:
+        return workers
+    puts, gets = queue_pairs(trace)
+    keep = np.isin(ev.res[gets], pools) & (ev.unit[gets] >= 0)
+    puts, gets = puts[keep], gets[keep]
+    if not len(gets):
+        return workers
+    put_unit = ev.unit[puts]
+    which = np.where(
+        op[puts] != NO_OPERATION,
+        op[puts],
+        np.where(put_unit >= 0, unit_op[np.maximum(put_unit, 0)], NO_OPERATION),
+    ).astype(np.int32)
+    unit = ev.unit[gets].astype(np.int64)
+    workers[unit] = True
+    order = np.lexsort((gets, unit))
+    start, unit, which = gets[order].astype(np.int64), unit[order], which[order]
+    end = (trace.proc_bounds[ev.proc[start].astype(np.int64) + 1] - 1).astype(np.int64)
+    same = unit[1:] == unit[:-1]
+    end[:-1][same] = np.minimum(end[:-1][same], start[1:][same] - 1)
+    # one binary search per event of a worker, over keys ``unit * n + row``
+    start_key, end_key = unit * n + start, unit * n + end
+    todo = np.flatnonzero((op == NO_OPERATION) & workers[ev.unit])
+    key = ev.unit[todo].astype(np.int64) * n + todo
+    at = np.searchsorted(start_key, key, side="right") - 1
+    hit = (at >= 0) & (key <= end_key[np.maximum(at, 0)])
+    op[todo[hit]] = which[at[hit]]
+    return workers
+
+
+def _inherited(trace: Trace, op: I32, workers: npt.NDArray[np.bool_] | None = None) -> I32:
+    """Rule 4: per unit, the operation it inherited from its creation, NO_OPERATION if none;
+    never for ``workers`` (pool workers: rule 3 says whose their work is)."""
     ev = trace.events
     unit_op = np.full(len(trace.units), NO_OPERATION, dtype=np.int32)
     proc_op = np.full(len(trace.processes), NO_OPERATION, dtype=np.int32)
@@ -187,7 +238,7 @@ def _inherited(trace: Trace, op: I32) -> I32:
         if child < 0:
             continue
         got = own if own != NO_OPERATION else (unit_op[creator] if creator >= 0 else own)
-        if got != NO_OPERATION:
+        if got != NO_OPERATION and (workers is None or not workers[child]):
             unit_op[child] = got
     return unit_op
 

@@ -465,6 +465,11 @@ RECORD_TYPES: tuple[RecordType, ...] = (
                 "int: 1 for a lock held across processes (a database's write lock), ordered by "
                 "name and time within a clock domain",
             ),
+            (
+                "pool",
+                "int: 1 on a thread pool's work queue: each queue.get starts a job that belongs "
+                "to the operation of its queue.put, until the getter's next get there",
+            ),
         ),
     ),
     RecordType(
