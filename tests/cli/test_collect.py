@@ -188,8 +188,9 @@ def test_streamed_run_equals_a_file_run(tmp_path: Path, collector: Collector):
 
 def test_sigterm_mid_run_loses_nothing(tmp_path: Path, collector: Collector):
     """The collector stopped by SIGTERM while the program runs: it exits 0 with everything
-    it acknowledged in its folder; the agent writes the rest (and a fault) into its own
-    run folder; together they hold every chunk exactly once."""
+    it acknowledged in its folder; the agent writes the rest into its own run folder;
+    together they hold every chunk exactly once. The collector's bye is an orderly end,
+    not an agent fault."""
     cmd, env = run_program(tmp_path, tmp_path / "run", collector=collector.address)
     prog = subprocess.Popen(
         [*cmd, "--pause"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -220,14 +221,13 @@ def test_sigterm_mid_run_loses_nothing(tmp_path: Path, collector: Collector):
     for first, rows in chunks:
         assert first == expected, f"chunk at seq {first} follows a gap at {expected}"
         expected = first + len(rows)
-    [fault] = faults_in(tmp_path / "run")
-    assert "went away" in fault and collector.address in fault
+    assert faults_in(tmp_path / "run") == []
     names = [u for u, k in program_events(tmp_path / "run") if k == "unit.start"]
     assert names == ["w0", "w1", "w2"]  # the second phase, after the collector left
     r = wisp("analyze", str(collector.out), str(tmp_path / "run"), "--format", "json")
     assert r.returncode == 0, r.stderr
     trace = json.loads(r.stdout)["trace"]
-    assert trace["processes"] == 1 and trace["agent_faults"] == 1
+    assert trace["processes"] == 1 and trace["agent_faults"] == 0
 
 
 class SilentCollector:
@@ -435,6 +435,36 @@ def test_collect_refuses_bad_usage(tmp_path: Path, args: list[str], message: str
     assert r.returncode == 2
     [line] = r.stderr.splitlines()
     assert line.startswith("willowisp collect: ") and message in line
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_collect_refuses_an_out_it_cannot_write(tmp_path: Path, where: str):
+    """--out naming a regular file, or a path under one: exit 2 at start, naming it."""
+    (tmp_path / "notadir").write_text("x")
+    out = tmp_path / "notadir" if where == "file" else tmp_path / "notadir" / "x"
+    r = wisp("collect", "--otlp-http", "0", "--native", "0", "--out", str(out))
+    assert r.returncode == 2
+    [line] = r.stderr.splitlines()
+    assert line.startswith(f"willowisp collect: cannot write into --out {out}: ")
+    assert r.stdout == ""  # never announced a port
+
+
+def test_collect_refuses_a_read_only_out(tmp_path: Path):
+    """--out on a read-only mount (a private bind mount, remounted ro): exit 2 at start."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = (
+        f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && exec "
+        + shlex.join([sys.executable, "-m", "willowisp", "collect", "--otlp-http", "0"])
+        + f" --out {ro / 'x'}"
+    )
+    r = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    [line] = r.stderr.splitlines()
+    assert line == f"willowisp collect: cannot write into --out {ro / 'x'}: Read-only file system"
 
 
 def test_collect_without_receiver_flags_starts_all_three(tmp_path: Path):

@@ -360,7 +360,47 @@ def test_partial_success_counts_rejected_spans(collector: OtlpCollector):
     assert r.returncode == 0, r.stderr
     notes = json.loads(r.stdout)["trace"]["notes"]
     skipped = [re.search(r"(\d+) of (\d+) spans skipped", n) for n in notes]
-    assert sorted((int(m[1]), int(m[2])) for m in skipped if m) == [(2, 3), (3, 3), (3, 5)]
+    # the two protobuf requests' notes differ only in their counts: one note with the totals
+    assert sorted((int(m[1]), int(m[2])) for m in skipped if m) == [(2, 3), (6, 8)]
+
+
+def test_retried_requests_make_one_note(collector: OtlpCollector):
+    """An export retried five times is stored five times; analyze drops the four repeats
+    and says so in one note with the total, not one note per request."""
+    body = request(GOOD).SerializeToString()
+    for _ in range(5):
+        assert collector.post(body, PROTO)[0] == 200
+    assert collector.stop()[0] == 0
+    r = subprocess.run(
+        [sys.executable, "-m", "willowisp", "analyze", str(collector.out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in (r.stdout + r.stderr).splitlines() if "duplicate span" in line]
+    [segment] = collector.out.glob("*.wtrace")
+    assert notes == [
+        f"note: {segment}: 4 duplicate spans dropped (same ids and content as a span "
+        "already read: a retried export)"
+    ]
+
+
+def test_validate_counts_a_segment_of_repeats(tmp_path: Path):
+    """Two collectors store the same export into one folder: validate reads two files,
+    though every span of the second is a repeat of the first's."""
+    body = request(GOOD).SerializeToString()
+    for _ in range(2):
+        c = OtlpCollector(tmp_path / "collected")
+        try:
+            assert c.post(body, PROTO)[0] == 200
+        finally:
+            assert c.stop()[0] == 0
+    assert len(list((tmp_path / "collected").glob("*.wtrace"))) == 2
+    r = subprocess.run(
+        [sys.executable, "-m", "willowisp", "validate", "--ci-mode", str(tmp_path / "collected")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert " trace(s) in 2 file(s): 0 problem(s)" in r.stderr
 
 
 def status_of(answer: bytes, proto: bool) -> tuple[int, str]:

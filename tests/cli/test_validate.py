@@ -4,6 +4,7 @@ the baseline file and the ``[[contract]]`` table of willowisp.toml."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,54 @@ def test_incomplete_trace_reports_what_it_can(
     assert not any("c" * 16 in line for line in lines)
 
 
+def _two_problems_in_one_trace(tmp_path: Path, trace: str) -> str:
+    """A trace whose middle span is missing: a missing-span and a broken-link in it."""
+    s = Spans()
+    e = s.span("gateway", trace, "", SERVER, 10, http__request__method="POST", url__path="/c")
+    s.span("gateway", trace, e, CLIENT, 11, **HTTP, server__address="elsewhere")
+    s.span("orders", trace, "00000000deadbeef", SERVER, 12, **HTTP)
+    return str(s.write(tmp_path / f"{trace}.json"))
+
+
+def _junit_cases(path: Path) -> list[ET.Element]:
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return suite.findall("testcase")
+
+
+def test_junit_one_failure_per_testcase_named_stably(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JUnit: one testcase per problem with exactly one <failure>, named by the problem's id
+    and kind, so the same problems in a trace with another id are the same tests."""
+    names = []
+    for trace in "be":
+        xml = tmp_path / f"{trace}.xml"
+        code, lines, _ = run_cli(
+            capsys, "--ci-mode", _two_problems_in_one_trace(tmp_path, trace), "--junit", str(xml)
+        )
+        assert code == 1 and len(lines) == 2
+        cases = _junit_cases(xml)
+        failing = [c for c in cases if c.findall("failure")]
+        assert len(failing) == 2
+        assert all(len(c.findall("failure")) == 1 for c in failing)
+        for c in failing:
+            [f] = c.findall("failure")
+            pid, kind = c.get("name", "").split()
+            assert f.get("type") == kind and (f.text or "").startswith(f"{pid} {kind}")
+            assert trace * 32 in (f.text or "")  # the trace id is in the body, not the name
+        names.append(sorted(c.get("name", "") for c in cases))
+    assert names[0] == names[1]
+    assert not any("b" * 16 in n for n in names[0])
+    base, xml = tmp_path / "base.json", tmp_path / "acc.xml"
+    path = _two_problems_in_one_trace(tmp_path, "b")
+    run_cli(capsys, "--ci-mode", path, "--write-baseline", str(base))
+    code, _, _ = run_cli(capsys, "--ci-mode", path, "--baseline", str(base), "--junit", str(xml))
+    assert code == 0
+    skipped = sorted(c.get("name", "") for c in _junit_cases(xml) if c.findall("skipped"))
+    assert skipped == [n for n in names[0] if n != "checked traces"]
+
+
 def test_message_hop_that_lost_its_context(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -189,6 +238,22 @@ def test_corrupt_file_is_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(lines) == 1 and "unreadable-file" in lines[0] and str(bad) in lines[0]
 
 
+def test_sarif_uri_is_percent_encoded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SARIF: a file under a folder with a space and non-ASCII letters gets a percent-encoded
+    URI, relative to the working directory, '/' kept."""
+    folder = tmp_path / "sp ace" / "é"
+    folder.mkdir(parents=True)
+    (folder / "svc-1-00000000-1.wtrace").write_bytes(b"\x00garbage" * 64)
+    monkeypatch.chdir(tmp_path)
+    sarif = tmp_path / "r.sarif"
+    assert run_cli(capsys, "--ci-mode", str(folder), "--sarif", str(sarif))[0] == 1
+    [result] = json.loads(sarif.read_text())["runs"][0]["results"]
+    uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "sp%20ace/%C3%A9/svc-1-00000000-1.wtrace"
+
+
 def test_baseline_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--write-baseline then --baseline: exit 0; the SARIF marks the accepted result as
     suppressed, with the same fingerprint."""
@@ -211,6 +276,19 @@ def test_baseline_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert all(r["suppressions"][0]["kind"] == "external" for r in results)
 
 
+def test_write_baseline_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--write-baseline with --json prints the JSON object: every problem found, accepted."""
+    path = _two_problems_in_one_trace(tmp_path, "b")
+    base = tmp_path / "base.json"
+    code, lines, _ = run_cli(capsys, "--ci-mode", path, "--write-baseline", str(base), "--json")
+    assert code == 0
+    doc = json.loads("\n".join(lines))
+    assert doc["schema"] == "willowisp.validate/1" and doc["ok"] is True
+    assert doc["problems"] == []
+    written = {a["id"] for a in json.loads(base.read_text())["accepted"]}
+    assert {p["id"] for p in doc["accepted"]} == written and len(written) == 2
+
+
 def test_contract_absent_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A contract whose second hop never happens fails every instance, as one problem."""
     s = Spans()
@@ -228,6 +306,33 @@ def test_contract_absent_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert run_cli(capsys, "--ci-mode", str(tmp_path / "c.json"), "--config", str(cfg))[0] == 0
 
 
+def test_contract_that_matches_nothing_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A contract whose entry no trace has (a typo) fails the gate unless a baseline accepts it."""
+    s = Spans()
+    checkout(s, "a", 0)
+    path = str(s.write(tmp_path / "c.json"))
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[[contract]]\nentry = "http:POST /chekout"\npath = ["http"]\n')
+    code, lines, _ = run_cli(capsys, "--ci-mode", path, "--config", str(cfg))
+    assert code == 1
+    [line] = lines
+    assert " contract: contract 'http:POST /chekout'" in line
+    assert "its entry http:POST /chekout never happened in these traces" in line
+    assert "nothing was checked" in line
+    code, lines, _ = run_cli(capsys, "--ci-mode", path, "--config", str(cfg), "--json")
+    doc = json.loads("\n".join(lines))
+    assert code == 1 and doc["ok"] is False
+    assert [(p["kind"], p["traces"]) for p in doc["problems"]] == [("contract", [])]
+    base = tmp_path / "b.json"
+    run_cli(capsys, "--ci-mode", path, "--config", str(cfg), "--write-baseline", str(base))
+    code, lines, _ = run_cli(
+        capsys, "--ci-mode", path, "--config", str(cfg), "--baseline", str(base)
+    )
+    assert (code, lines) == (0, [])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -235,6 +340,7 @@ def test_contract_absent_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--ci-mode"], "no PATH"),
         (["--ci-mode", "/no/such/run"], "no such file"),
         (["--replay-against", "http://127.0.0.1:9", "x"], "no such file"),
+        (["--ci-mode", ".", "--baseline", "a.json", "--write-baseline", "b.json"], "not both"),
     ],
 )
 def test_usage_errors_exit_two(
@@ -279,6 +385,7 @@ def test_contract_table_is_checked(tmp_path: Path) -> None:
         ('entry = "http:POST /c"\npath = []\n', "non-empty list"),
         ('entry = "POST /c"\npath = ["http"]\n', "entry=PROTOCOL:WHAT"),
         ('entry = "http:POST /c"\npath = "http"\n', "wrong type"),
+        ('entry = "htp:POST /c"\npath = ["http"]\n', "unknown protocol 'htp'"),
     ]:
         cfg.write_text("[[contract]]\n" + body)
         with pytest.raises(UsageError) as exc:

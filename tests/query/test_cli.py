@@ -97,6 +97,18 @@ def test_bad_sql_is_one_line_and_exit_two(
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("sql", ["", "   ", "\n\t", " ; "])
+def test_empty_sql_is_a_usage_error(
+    bank_run: Path, capsys: pytest.CaptureFixture[str], sql: str
+) -> None:
+    """An empty or blank statement: one line, exit 2, no output (not a silent success)."""
+    code, out, err = run(capsys, str(bank_run), sql)
+    assert (code, out) == (2, "")
+    assert err == "willowisp query: SQL: the statement is empty " + (
+        "(e.g. 'SELECT kind, count(*) FROM events GROUP BY kind')\n"
+    )
+
+
 @pytest.mark.parametrize(
     "sql",
     [

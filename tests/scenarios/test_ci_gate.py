@@ -70,7 +70,8 @@ def test_two_broken_hops_among_200_traces_are_named(recorded: Path) -> None:
 
 
 def test_junit_and_sarif_name_the_hops(recorded: Path, tmp_path: Path) -> None:
-    """JUnit: one testcase per trace, the broken ones failing with the hop; SARIF 2.1.0: one
+    """JUnit: one testcase per problem, named by its id and kind, the hop in its one failure
+    (and one "checked traces" listing every trace); SARIF 2.1.0: one
     result per problem, fingerprinted by its id, located at the line that sent it."""
     junit, sarif = tmp_path / "v.xml", tmp_path / "v.sarif"
     r = wisp("validate", "--ci-mode", str(recorded), "--junit", str(junit), "--sarif", str(sarif))
@@ -80,19 +81,19 @@ def test_junit_and_sarif_name_the_hops(recorded: Path, tmp_path: Path) -> None:
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    checkouts = [c for c in cases if c.get("name", "").endswith("POST /checkout at gateway")]
-    assert len(checkouts) == 200
     failed = {c.get("name"): c.findall("failure") for c in cases if c.findall("failure")}
-    # each broken request: its own trace, and the new trace the receiver started
-    assert len(failed) == 4, list(failed)
-    assert int(suite.get("failures", "0")) == 4
-    assert int(suite.get("tests", "0")) == len(cases)
-    broken_checkouts = [n for n in failed if n and n.endswith("POST /checkout at gateway")]
-    assert len(broken_checkouts) == 2
-    texts = [f.text or "" for fs in failed.values() for f in fs]
-    assert sum(GATEWAY_HOP in t for t in texts) == 2
-    assert sum(ORDERS_HOP in t for t in texts) == 2
-    assert all(f.get("type") == "dropped-context" for fs in failed.values() for f in fs)
+    # one testcase per problem, named by its stable id and kind, with its one failure
+    assert set(failed) == {f"{i} dropped-context" for i in ids}
+    assert all(len(fs) == 1 for fs in failed.values())
+    assert int(suite.get("failures", "0")) == 2
+    assert int(suite.get("tests", "0")) == len(cases) == 3
+    [checked] = [c for c in cases if c.get("name") == "checked traces"]
+    assert (checked.findtext("system-out") or "").count("POST /checkout at gateway") == 200
+    texts = [fs[0].text or "" for fs in failed.values()]
+    assert sum(GATEWAY_HOP in t for t in texts) == 1
+    assert sum(ORDERS_HOP in t for t in texts) == 1
+    assert all("traces (2): " in t for t in texts)
+    assert all(fs[0].get("type") == "dropped-context" for fs in failed.values())
 
     doc = json.loads(sarif.read_text())
     assert doc["version"] == "2.1.0"
@@ -194,9 +195,11 @@ def test_replay_against_a_staging_server(recorded: Path, tmp_path: Path) -> None
     assert "10 trace(s)" in r.stderr
     suite = ET.parse(tmp_path / "replay.xml").getroot().find("testsuite")
     assert suite is not None
-    cases = [c for c in suite.findall("testcase") if c.get("name") != "recording"]
-    assert len(cases) == 10
-    assert sum(1 for c in cases if c.findall("failure")) == 1
+    cases = suite.findall("testcase")
+    [checked] = [c for c in cases if c.get("name") == "checked traces"]
+    assert len((checked.findtext("system-out") or "").splitlines()) == 1 + 10
+    failing = [c.get("name") for c in cases if c.findall("failure")]
+    assert failing == [f"{lines[0].split()[0]} dropped-context"]
 
 
 def _replay_into(

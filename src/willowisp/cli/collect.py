@@ -19,6 +19,7 @@ import ipaddress
 import os
 import signal
 import sys
+import tempfile
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -112,6 +113,25 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
+def _writable_folder(path: str) -> str:
+    """The absolute ``--out`` folder, made if missing and proven writable by a probe file.
+
+    Checked before anything binds: a collector that announces its ports but cannot store
+    what it receives would fail every request later, long after the pipeline went green.
+    """
+    out = os.path.abspath(path)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"cannot write into --out {out}: it is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".willowisp-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write into --out {out}: {exc.strerror or exc}") from None
+    return out
+
+
 def _native(args: argparse.Namespace, out: str, token: str) -> tuple[NativeReceiver, str]:
     native: str = args.native
     port, unix_path = 0, ""
@@ -133,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         args.otlp_http = OTLP_HTTP_PORT
         args.otlp_grpc = OTLP_GRPC_PORT
     token = _token(args)
-    out = os.path.abspath(args.out)
+    out = _writable_folder(args.out)
     # Everything is validated (ports, grpcio present) before anything binds.
     planned: list[tuple[str, _Receiver, str]] = []
     native: NativeReceiver | None = None

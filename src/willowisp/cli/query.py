@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from willowisp.errors import UsageError
 from willowisp.model.boundary import merge_boundaries
 from willowisp.project_config import load_project_config
 
@@ -64,6 +65,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.sql.strip(" \t\r\n;"):
+        # nothing to run would print nothing and exit 0, which reads as "no rows"
+        raise UsageError(
+            "SQL: the statement is empty (e.g. 'SELECT kind, count(*) FROM events GROUP BY kind')"
+        )
     # Imported here: DuckDB and numpy load only when a query runs. The options are built
     # as `analyze` builds them without flags, so both share the results cache.
     from willowisp.analysis.engine import Options

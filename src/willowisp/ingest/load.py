@@ -32,6 +32,7 @@ decompress and decode the chunks.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,65 @@ def build_trace(
     ordered = sorted(
         parts.values(), key=lambda p: (_int(p.attrs, "run_root", 0) != 1, p.first_wall, p.id)
     )
-    return _number(ordered, reports, unreadable, notes, unknown)
+    return _number(ordered, reports, unreadable, merge_notes(notes), unknown)
+
+
+# -- notes -----------------------------------------------------------------------------
+
+# Counted things a note can name after its number ("3 duplicate spans", "2 of 5 spans").
+_COUNTED = "span|record|chunk|event|request|stream|file|byte|unit|resource|line"
+_WORD = r"(?!(?:at|in|of|on|to|from|for|by|after|before) )[a-z-]+ "  # an adjective, not "at"
+_NOUN = re.compile(rf"\b(\d+) ((?:{_WORD})?)({_COUNTED})s?\b")
+_IS_COUNT = re.compile(rf" (?:of \d+ )?(?:{_WORD})?(?:{_COUNTED})s?\b")
+_DIGITS = re.compile(r"\d+")
+
+
+def merge_notes(notes: list[str]) -> list[str]:
+    """Notes that are the same but for their counts, merged into one line with the totals.
+
+    A collector stores each retried OTLP request as its own stream, and each stream's
+    importer notes its own "1 duplicate span dropped": 200 retries would be 199 identical
+    lines. Notes are grouped by their text with every number blanked; in a group, the
+    numbers that count something (``3 spans``, ``2 of 5 spans``) are summed and the nouns
+    made to agree (``199 duplicate spans dropped``). A group whose other numbers differ (an
+    id, a byte offset) is not one note repeated and is kept as it is; so is the leading
+    ``path:``, whose digits count nothing. Order is that of each group's first note.
+    """
+    groups: dict[str, list[str]] = {}
+    for note in notes:
+        groups.setdefault(_DIGITS.sub("#", _NOUN.sub(r"\1 \2\3", note)), []).append(note)
+    out: list[str] = []
+    for group in groups.values():
+        out.extend(_merged(group))
+    return out
+
+
+def _merged(group: list[str]) -> list[str]:
+    """One note for ``group`` (notes alike but for numbers), or the group unchanged."""
+    if len(group) == 1:
+        return group
+    path, first = _split(group[0])
+    if any(_split(n)[0] != path for n in group):  # about different files or streams
+        return group
+    numbers = [[int(d) for d in _DIGITS.findall(_split(n)[1])] for n in group]
+    counts = [bool(_IS_COUNT.match(first, m.end())) for m in _DIGITS.finditer(first)]
+    if any(len({ns[i] for ns in numbers}) > 1 for i, counted in enumerate(counts) if not counted):
+        return group
+    totals = iter(
+        sum(ns[i] for ns in numbers) if counted else numbers[0][i]
+        for i, counted in enumerate(counts)
+    )
+    if not any(counts):  # nothing to total: say how often it was said
+        return [f"{group[0]} ({len(group)} times)"]
+    text = _DIGITS.sub(lambda _: str(next(totals)), first)
+    text = _NOUN.sub(lambda m: f"{m[1]} {m[2]}{m[3]}{'' if m[1] == '1' else 's'}", text)
+    return [path + text]
+
+
+def _split(note: str) -> tuple[str, str]:
+    """``("path: ", message)``: the leading path of a note, whose digits count nothing."""
+    path, sep, message = note.partition(": ")
+    return (path + sep, message) if sep else ("", note)
 
 
 # -- grouping and merging --------------------------------------------------------------

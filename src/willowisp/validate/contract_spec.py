@@ -26,6 +26,18 @@ from willowisp.errors import UsageError
 from willowisp.model.boundary import Boundary, parse_boundary
 
 HOP_CLASSES = ("queue", "rpc", "process", "any")
+# The protocols an entry can name: what the agents record (http, grpc, the brokers they
+# hook) and OpenTelemetry's ``messaging.system`` and ``rpc.system`` values, which the span
+# importers take as the protocol. A closed list, so that a typo ("htp:POST /x") is refused
+# when the file is read instead of making a contract that matches nothing.
+ENTRY_PROTOCOLS = frozenset(
+    {
+        "http", "grpc", "amqp", "kafka", "redis", "sqs", "nats", "mqtt",
+        "activemq", "aws_sqs", "eventgrid", "eventhubs", "gcp_pubsub", "jms",
+        "pulsar", "rabbitmq", "rocketmq", "servicebus",
+        "apache_dubbo", "connect_rpc", "dotnet_wcf", "java_rmi", "jsonrpc", "onc_rpc",
+    }
+)  # fmt: skip
 KEYS = {"name": str, "entry": str, "path": list}
 
 
@@ -65,5 +77,10 @@ def parse_contract(where: str, table: Any) -> Contract:
     if bad:
         raise UsageError(f"{where}: path element {bad[0]!r} is not a protocol name")
     entry = parse_boundary(f"entry={table['entry']}", source=f"{where}: entry")
+    if entry.protocol not in ENTRY_PROTOCOLS:
+        raise UsageError(
+            f"{where}: entry {table['entry']!r}: unknown protocol {entry.protocol!r} "
+            f"(known: {', '.join(sorted(ENTRY_PROTOCOLS))})"
+        )
     name = table.get("name", "").strip() or entry.entry
     return Contract(name, entry, tuple(s.strip().lower() for s in steps))

@@ -16,6 +16,10 @@ one problem however many instances hit it):
   names the hop (both ends as far as recorded) and why it is unlinked;
 - **absent**: no hop of the step's kind left the process in this trace.
 
+A contract with no instance at all in the checked traces is a problem too (``unused``): its
+entry never happened, so nothing was checked, and a typo in the entry must not pass as a
+contract that holds.
+
 Only the processes reached so far are searched, never "somewhere later in time": timestamps
 are not evidence. A hop of the right kind from a process the trace reached is enough: the
 contract says the trace stays whole across those hops, not which exact call makes them.
@@ -41,9 +45,12 @@ def check_contracts(
     index: TraceIndex,
     contracts: tuple[Contract, ...],
     named: dict[int, Hop] | None = None,
+    within: set[str] | None = None,
 ) -> list[Problem]:
-    """``contract`` problems, one per (contract, step, failing hop). ``named``: hops whose
-    receiver the hop checks paired although the context was lost (``check_hops``)."""
+    """``contract`` problems, one per (contract, step, failing hop), and one per contract
+    with no instance. ``named``: hops whose receiver the hop checks paired although the
+    context was lost (``check_hops``). ``within``: the trace ids being checked (None: all);
+    instances in other traces are not walked and do not count as instances."""
     if not contracts:
         return []
     res = trace.resources
@@ -56,7 +63,9 @@ def check_contracts(
         if c >= 0 and index.of_resource[c] >= 0:
             sent.setdefault((int(index.of_resource[c]), res[c].proc), []).append(row)
     found: dict[str, tuple[str, Hop | None, set[str], tuple[str, ...]]] = {}
+    unused: list[Problem] = []
     for contract in contracts:
+        instances = 0
         for row, s in enumerate(servers):
             if s < 0 or recv[row] < 0 or index.of_resource[s] < 0:
                 continue
@@ -65,6 +74,9 @@ def check_contracts(
             if not contract.entry.matches(r.protocol, r.method, what):
                 continue
             t = int(index.of_resource[s])
+            if within is not None and index.ids[t] not in within:
+                continue
+            instances += 1
             failure = _walk(
                 trace, contract, t, r.proc, sent, (kinds, reasons, clients, servers), named or {}
             )
@@ -73,10 +85,27 @@ def check_contracts(
             pid, summary, hop, detail = failure
             entry = found.setdefault(pid, (summary, hop, set(), detail))
             entry[2].add(index.ids[t])
-    return [
+        if not instances:
+            unused.append(_unused(contract))
+    return unused + [
         Problem(pid, "contract", summary, tuple(sorted(traces)), hop, detail)
         for pid, (summary, hop, traces, detail) in sorted(found.items())
     ]
+
+
+def _unused(contract: Contract) -> Problem:
+    """The problem of a contract whose entry no checked trace has: it names no trace (there
+    is none) and its id is the contract's, so a baseline can accept it."""
+    pid = finding_id("contract", (f"contract|{contract.name}", "unused"))
+    summary = (
+        f"contract {contract.name!r} ({contract.describe()}): its entry "
+        f"{contract.entry.entry} never happened in these traces, so nothing was checked"
+    )
+    detail = (
+        f"no recorded receive matches {contract.entry.entry} in the checked traces",
+        "check the entry for a typo, or record a run that exercises it",
+    )
+    return Problem(pid, "contract", summary, (), None, detail)
 
 
 def _matches(step: str, kind: int, protocol: str) -> bool:

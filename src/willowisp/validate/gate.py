@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, replace
 
 from willowisp.causality.hops import match
+from willowisp.ingest.files import discover
 from willowisp.ingest.trace import Trace
 from willowisp.validate.checks import check_hops, check_recording
 from willowisp.validate.contract_spec import Contract
@@ -34,6 +35,9 @@ class GateOptions:
     known_parents: frozenset[tuple[str, str]] = frozenset()
     # Check only these traces (--replay-against: the traces the replay started); None: all.
     only: frozenset[str] | None = None
+    # The PATHs the trace was loaded from: every trace file in them counts as read, even
+    # one whose spans were all repeats of spans read before (they belong to no process).
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +91,14 @@ def validate(trace: Trace, options: GateOptions | None = None) -> Report:
     index = index_traces(trace, hops)
     named: dict[int, Hop] = {}
     live = find_in_progress(trace)
-    found = (
-        check_recording(trace, live)
-        + check_hops(trace, hops, index, options.known_parents, named)
-        + check_contracts(trace, hops, index, options.contracts, named)
-    )
     chosen = set(index.ids) if options.only is None else set(index.ids) & options.only
     if options.last is not None:
         chosen = _last(index, chosen, options.last)
+    found = (
+        check_recording(trace, live)
+        + check_hops(trace, hops, index, options.known_parents, named)
+        + check_contracts(trace, hops, index, options.contracts, named, chosen)
+    )
     kept: list[Problem] = []
     for p in found:
         if not p.traces:
@@ -117,7 +121,7 @@ def validate(trace: Trace, options: GateOptions | None = None) -> Report:
         tuple(cases),
         problems,
         accepted,
-        _file_count(trace),
+        _file_count(trace, options.paths),
         tuple(live[p] for p in sorted(live)),
         _untraced(trace),
     )
@@ -138,12 +142,15 @@ def _untraced(trace: Trace) -> tuple[str, ...]:
     return tuple(sorted(paths))
 
 
-def _file_count(trace: Trace) -> int:
-    """Files looked at: those read, and those refused whole (an unreadable one is a file
-    of the recording too; a folder with no trace file in it is not)."""
+def _file_count(trace: Trace, inputs: tuple[str, ...]) -> int:
+    """Files looked at: those read, those refused whole (an unreadable one is a file of
+    the recording too; a folder with no trace file in it is not), and every trace file in
+    ``inputs``: a collector's segment of retried requests adds no process and no span, yet
+    it was read."""
     paths = {f.path for f in trace.files}
     paths |= {u.path for u in trace.unreadable if not u.partial and os.path.isfile(u.path)}
-    return len(paths)
+    paths |= set(discover(inputs)[0])
+    return len({os.path.realpath(p) for p in paths})
 
 
 def _last(index: TraceIndex, chosen: set[str], n: int) -> set[str]:

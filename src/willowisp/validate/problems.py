@@ -8,9 +8,9 @@ in every run and a baseline can accept it. Ids use the findings' scheme (``F-`` 
 gives the same hop.
 
 A problem found in many traces is one problem listing those traces: a hop that drops its
-header in 50 of 200 traces is one line saying so, and the JUnit report fails those 50
-testcases. Problems about the recording as a whole (an unreadable file, an agent's drops or
-faults, a unit no record defines) name no trace.
+header in 50 of 200 traces is one line saying so, and the JUnit report has one failing
+testcase for it, listing those 50 traces. Problems about the recording as a whole (an
+unreadable file, an agent's drops or faults, a unit no record defines) name no trace.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ KINDS: dict[str, tuple[str, str]] = {
     ),
     "contract": (
         "error",
-        "A propagation contract declared in willowisp.toml does not hold for a trace.",
+        "A propagation contract declared in willowisp.toml does not hold for a trace, or its"
+        " entry never happened in the checked traces.",
     ),
 }
 

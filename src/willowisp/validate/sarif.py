@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from willowisp import __version__
 from willowisp.validate.gate import Report
@@ -97,10 +98,13 @@ def _location(p: Problem, base: Path) -> dict[str, Any] | None:
 
 
 def _uri(path: str, base: Path) -> str:
+    """A URI reference (RFC 3986) for ``path``: relative to ``base`` when inside it, else
+    a ``file:`` URI. Percent-encoded, '/' kept: SARIF viewers parse it as a URI, so a space
+    or an accented letter left raw breaks the link to the file."""
     p = Path(path)
     if not p.is_absolute():
-        return p.as_posix()
+        return quote(p.as_posix(), safe="/")
     try:
-        return p.resolve().relative_to(base).as_posix()
+        return quote(p.resolve().relative_to(base).as_posix(), safe="/")
     except ValueError:
-        return p.resolve().as_uri()
+        return p.resolve().as_uri()  # pathlib percent-encodes it already

@@ -73,7 +73,7 @@ def index_traces(trace: Trace, hops: Hops) -> TraceIndex:
 
 
 def entry_label(trace: Trace, r: int) -> str:
-    """``POST /checkout at gateway``: how a trace's testcase is named."""
+    """``POST /checkout at gateway``: how a checked trace is listed in the JUnit report."""
     if r < 0:
         return "(no hop recorded)"
     res = trace.resources[r]
