@@ -281,7 +281,13 @@ def _install_sigterm() -> None:
             finally:
                 _die_of(signum, die)
 
-        _thread.start_new_thread(finish, ())
+        try:
+            _thread.start_new_thread(finish, ())
+        except RuntimeError:
+            # The interpreter is finalizing (a Pool's terminate() reaches a worker that is
+            # already exiting): no thread can start now. Its atexit flush has run, runs on
+            # this very thread, or is still to come, and the process ends right after it.
+            return
 
     signal.signal(signal.SIGTERM, _on_term)
     _route_sigterm(_on_term)

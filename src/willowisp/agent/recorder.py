@@ -148,11 +148,22 @@ class Recorder:
         self.main_unit = 0
         # What api.start found the agent cannot see (module-level locks made before it).
         self.unseen_locks: list[str] = []
+        # Units that are the runtime's, not the program's (multiprocessing's resource
+        # tracker): only grow, through mark_runtime_unit.
+        self._runtime_units: list[int] = []
 
     # --- identity -----------------------------------------------------------------
 
     def process_attrs(self) -> dict[str, AttrValue]:
-        return process_attrs(self.config, self.process_id, self.out.segment)
+        attrs = process_attrs(self.config, self.process_id, self.out.segment)
+        if self._runtime_units:
+            attrs["runtime_units"] = ",".join(map(str, self._runtime_units))
+        return attrs
+
+    def mark_runtime_unit(self, unit: int) -> None:
+        """Name ``unit`` the runtime's own in the process record (the next chunk has one)."""
+        self._runtime_units.append(unit)
+        self._last_anchor = 0
 
     # --- units, resources, locations ------------------------------------------------
 
