@@ -207,3 +207,22 @@ def test_percentiles_are_nearest_rank() -> None:
     assert (four.p50, four.p99, four.max) == (704, 51_050_000, 51_050_000)
     ms = np.repeat(np.array([1, 5, 10, 20], dtype=np.int64) * 1_000_000, 5)
     assert _percentiles(ms).p50 == 5_000_000
+
+
+def test_waits_summed_past_the_recorded_time_say_how_many_times(tmp_path: Path) -> None:
+    """Three units wait at once behind one 100 ms hold: their waits sum to about three
+    times the time recorded, which reads as "3.0x ..." and never as "300% of ... was
+    recorded" (the QA's "534.0% of the 557.4 ms w2_aio was recorded")."""
+    lines = ["ev 1000 lock.acquired u=1 r=1 l=1"]
+    lines += [f"ev {1000 + u * 1000} unit.block u={u} r=1 a=1 l=2" for u in (2, 3, 4)]
+    t = 1000 + 100 * MS
+    lines += [f"ev {t} lock.release u=1 r=1 l=1"]
+    for k, u in enumerate((2, 3, 4)):
+        lines += [
+            f"ev {t + k + 1} lock.acquired u={u} r=1 l=2",
+            f"ev {t + k + 2} lock.release u={u} r=1 l=2",
+        ]
+    [finding] = _contention(_doc(tmp_path, *lines))
+    waiting = next(x for x in finding["explanation"] if x.startswith("waiting:"))
+    assert "3.0x the 100.0 ms svc was recorded: several units waited at once" in waiting, waiting
+    assert "%" not in waiting

@@ -441,9 +441,15 @@ def _finding(trace: Trace, rc: ResourceContention) -> Finding:
         who = unit_label(trace, int(trace.events.unit[rc.worst_wait]))
         where = event_where(trace, rc.worst_wait)
         worst = f"; the worst by {who}" + (f" at {where}" if where else "")
+    # waits of several units overlap: their sum can exceed the time recorded
+    share = (
+        f"{rc.share:.1%} of the {fmt_duration(rc.span_ns)} {proc.service or '?'} was recorded"
+        if rc.share <= 1
+        else f"{rc.share:.1f}x the {fmt_duration(rc.span_ns)} {proc.service or '?'} was "
+        "recorded: several units waited at once"
+    )
     steps.append(
-        f"waiting: {fmt_duration(w.total)} summed over the waits ({rc.share:.1%} of the "
-        f"{fmt_duration(rc.span_ns)} {proc.service or '?'} was recorded), "
+        f"waiting: {fmt_duration(w.total)} summed over the waits ({share}), "
         f"p50 {fmt_duration(w.p50)}, worst {fmt_duration(w.max)}{worst}"
     )
     if h is not None:
