@@ -193,6 +193,11 @@ def test_run_folder_reaches_every_live_process(program, env):
     assert r.returncode == 0
     assert "reached 2 of 2 processes of the run" in r.stderr
     assert str(child) in r.stdout and str(p.pid) in r.stdout
+    # both answer a bad SPEC with a refusal: reached, and said to have refused it
+    r = ctl(env, str(p.out), "enable", "entry=bogus")
+    assert r.returncode == 2
+    assert "reached 2 of 2 processes of the run" in r.stderr, r.stderr
+    assert "; 2 refused it (above)" in r.stderr, r.stderr
     [child_status] = status_json(env, str(child))["processes"]
     assert child_status["process_id"] == got[child]["process_id"]
     assert p.finish() == 0

@@ -336,13 +336,32 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if not args.target.isdigit():
-        reached = [f"{e['service']} (pid {e['pid']})" for e in results if e["ok"]]
-        line = f"willowisp ctl: reached {len(reached)} of {len(results) + len(gone)} processes"
-        line += f" of the run: {', '.join(reached) or 'none'}"
-        if gone:
-            line += f"; finished: {', '.join(gone)}"
-        print(line, file=sys.stderr)
+        print(_summary(results, gone), file=sys.stderr)
     return 2 if failed else 0
+
+
+# Error codes that mean the request never got an answer from the agent (the others are the
+# agent's own refusals: it was reached and said no).
+_UNANSWERED = {"unreachable", "closed", "timeout", "bad-frame", "gone"}
+
+
+def _summary(results: list[dict[str, Any]], gone: list[str]) -> str:
+    """``reached 8 of 8 processes of the run: ...; 8 refused it`` — a process that answered
+    with a refusal was reached (the QA's "reached 0 of 8: none" when all eight said no)."""
+    name = [f"{e['service']} (pid {e['pid']})" for e in results]
+    reached = [
+        n
+        for n, e in zip(name, results, strict=True)
+        if e["ok"] or e["error"]["code"] not in _UNANSWERED
+    ]
+    refused = [n for n, e in zip(name, results, strict=True) if not e["ok"] and n in reached]
+    line = f"willowisp ctl: reached {len(reached)} of {len(results) + len(gone)} processes"
+    line += f" of the run: {', '.join(reached) or 'none'}"
+    if refused:
+        line += f"; {len(refused)} refused it (above)"
+    if gone:
+        line += f"; finished: {', '.join(gone)}"
+    return line
 
 
 def _print_text(action: str, results: list[dict[str, Any]]) -> None:
