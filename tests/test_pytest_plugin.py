@@ -89,6 +89,7 @@ def test_wisp_fails_the_racy_test_and_passes_the_fixed_one(tmp_path: Path) -> No
     assert "FAILED test_sample.py::test_racy_counter" in r.stdout
     assert "WispFindings" in r.stdout and "race" in r.stdout
     assert "counter.txt" in r.stdout  # the story names the data both threads touched
+    assert "def pytest_runtest_call" not in r.stdout  # the story, not the plugin's code
     kept = [p.name for p in keep.iterdir()]
     assert len(kept) == 1 and "test_racy_counter" in kept[0], kept
     assert list((keep / kept[0]).glob("*.wtrace"))

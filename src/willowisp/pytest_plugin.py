@@ -89,6 +89,7 @@ class _PerTest:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # a failure shows the findings' story, not this hook's code
         from willowisp.agent import api, recorder
 
         if recorder.RECORDER is not None:  # wisp_trace (or the program) already records
