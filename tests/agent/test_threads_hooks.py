@@ -243,7 +243,7 @@ def test_killed_while_deadlocked_leaves_readable_blocked_state(tmp_path):
 def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
     """``a, b = Lock(), Lock()`` names the locks a and b (threading and asyncio alike),
     not both after the line; so does ``c = Lock(); d = Lock()``; ``self.`` is dropped as
-    for a single assignment; a name in any script is a name."""
+    for a single assignment; a name in any script is a name; ``app["k"] = Lock()`` is k."""
     out = str(tmp_path / "run")
     r = run_program(
         """
@@ -259,6 +259,10 @@ def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
         锁_ünï = threading.Lock()
         with 锁_ünï:
             pass
+        app = {}
+        app["cache_lock"] = threading.Lock()  # app state, a registry: named by its key
+        with app["cache_lock"]:
+            pass
         async def main():
             a, b = asyncio.Lock(), asyncio.Lock()
             async with a:
@@ -273,6 +277,6 @@ def test_locks_unpacked_on_one_line_get_their_own_names(tmp_path):
     assert r.returncode == 0, r.stderr
     p = read_run(out)["prog"]
     names = sorted(str(res.get("name")) for res in p.resources.values())
-    for name in ("left", "right", "first", "second", "a", "b", "c", "d", "锁_ünï"):
+    for name in ("left", "right", "first", "second", "a", "b", "c", "d", "锁_ünï", "cache_lock"):
         assert name in names, names
     assert p.resources[p.resource("right")]["kind"] == "rlock"

@@ -22,6 +22,8 @@ from willowisp.wtrace.payload import Record
 
 R_LOCATION = 4
 _ASSIGN = re.compile(r"^\s*(?:self\.|cls\.)?([^\W\d][\w.]*)\s*(?::[^=]+)?=(?!=)")
+# ``app["cache_lock"] = asyncio.Lock()`` (aiohttp's app state, a registry dict): the key
+_KEYED = re.compile(r"""^\s*[^\W\d][\w.]*\[\s*(['"])([^'"\\\]]{1,80})\1\s*\]\s*=(?!=)""")
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIRS = tuple({os.path.dirname(os.__file__), os.path.dirname(threading.__file__)})
 
@@ -72,6 +74,9 @@ class Locations:
         m = _ASSIGN.match(text)
         if m:
             return m.group(1)
+        m = _KEYED.match(text)
+        if m:
+            return m.group(2)
         return f"{kind}@{os.path.basename(code.co_filename)}:{line}"
 
     def _code(self, key: int) -> tuple[CodeType | None, int]:
