@@ -558,8 +558,10 @@ def test_stream_falls_back_to_files(programs: dict[str, Path], tmp_path: Path) -
     report = analyze_json(collected, out, again)
     assert report["trace"]["processes"] == 1
     lock_cycle(report)
-    (fault,) = findings(report, "agent-fault")
-    assert "went away" in json.dumps(fault)
+    # the collector's bye is an orderly end, not a fault (tracer bytes it did not
+    # acknowledge, if any, are a fault of their own)
+    faults = [json.dumps(f) for f in findings(report, "agent-fault")]
+    assert not [f for f in faults if "went away" in f], [json.loads(f)["summary"] for f in faults]
 
 
 def chunks_of(folder: Path, pid: int) -> int:

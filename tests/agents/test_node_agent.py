@@ -529,9 +529,9 @@ def test_stream_falls_back_to_files(tmp_path: Path) -> None:
     assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
     doc = analyze_all(collected, out, again)
     assert doc["trace"]["processes"] == 1
-    assert doc["trace"]["agent_faults"] == 1
-    (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
-    assert "collector is shutting down" in json.dumps(fault)
+    # the collector's bye is an orderly end: nothing lost, no fault
+    assert doc["trace"]["agent_faults"] == 0
+    assert [f for f in doc["findings"] if f["kind"] == "agent-fault"] == []
     q = wisp(
         "query",
         str(collected),

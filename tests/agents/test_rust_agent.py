@@ -448,8 +448,9 @@ def test_native_stream_to_a_collector(bins: Path, tmp_path: Path) -> None:
 
 def test_stream_falls_back_to_files(bins: Path, tmp_path: Path) -> None:
     """A collector that is not there, and one that stops while the program runs and comes
-    back: the segment file gets the process record, a fault saying why, and every
-    unacknowledged chunk; the agent reconnects; the folders together hold the whole story."""
+    back: the segment file gets the process record, a fault saying why (none for the
+    collector's orderly bye: nothing is lost), and every unacknowledged chunk; the agent
+    reconnects; the folders together hold the whole story."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{s.getsockname()[1]}"
@@ -482,10 +483,12 @@ def test_stream_falls_back_to_files(bins: Path, tmp_path: Path) -> None:
                 time.sleep(0.05)
         finally:
             stop_collector(collector)
-        found = findings(analyze_all(collected, out, again), "deadlock")
+        report = analyze_all(collected, out, again)
     finally:
         stop_hanging(proc, runtime)
     assert len(list(again.glob("*.wtrace"))) == 1  # the agent came back
+    assert report["trace"]["agent_faults"] == 0, findings(report, "agent-fault")
+    found = findings(report, "deadlock")
     assert len(found) == 1
     assert sorted(u["name"] for u in found[0]["units"]) == ["audit", "transfer"]
 
@@ -1348,3 +1351,55 @@ def test_ctl_status_sink_follows_the_stream(bins: Path, tmp_path: Path) -> None:
     assert Path(streaming["collector_file"]).name == collected_file.name, streaming
     assert (fallen["kind"], fallen["file"]) == ("stream", str(second)), fallen
     assert fallen["collector_file"] == streaming["collector_file"]
+
+
+def agent_kinds(folder: Path) -> dict[int, int]:
+    """How many events of each kind the folder's segments hold (complete chunks only: a
+    file being written may end inside one)."""
+    from willowisp.errors import TraceFormatError
+    from willowisp.wtrace.payload import rows_of
+    from willowisp.wtrace.reader import read_file
+
+    counts: dict[int, int] = {}
+    for path in folder.glob("*.wtrace"):
+        try:
+            chunks = read_file(path).chunks
+        except (OSError, TraceFormatError):
+            continue
+        for c in chunks:
+            for k, *_ in rows_of(c.events) if c.events is not None else ():
+                counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+def test_an_idle_program_writes_a_chunk_a_second(bins: Path, tmp_path: Path) -> None:
+    """A process that records nothing writes no chunk at the flusher's 50 ms ticks, only
+    the clock anchor's chunk each second (as the Python, Go and Java agents do): an idle
+    service's file stays small. The consumer waits on its stdin, idle by design."""
+    from willowisp.model.spec import K
+
+    out = tmp_path / "run"
+    env = {**clean_env(), "WILLOWISP_OUT": str(out), "WILLOWISP_SERVICE": "idle"}
+    proc = subprocess.Popen(
+        [str(bins / "consumer")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # three anchors: two seconds of the agent's own clock, idle
+        while agent_kinds(out).get(K.CLOCK_ANCHOR, 0) < 3:
+            assert time.monotonic() < deadline, "no three clock anchors within 30 s"
+            time.sleep(0.05)  # polling the file with a deadline
+        assert proc.stdin is not None
+        proc.stdin.close()  # the end of its input ends it
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    kinds = agent_kinds(out)
+    anchors, flushes = kinds.get(K.CLOCK_ANCHOR, 0), kinds.get(K.AGENT_FLUSH, 0)
+    # one chunk per anchor, the start's few with the runtime's first events, and the last
+    assert 3 <= anchors <= 4, kinds
+    assert flushes <= anchors + 4, f"{flushes} agent.flush events in ~2 s idle: {kinds}"

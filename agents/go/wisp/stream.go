@@ -8,7 +8,9 @@ package wisp
 // falls back to the segment file the agent would have written when the collector cannot be
 // reached, refuses the hello, goes away, stalls or says bye: the file gets a chunk with the
 // process record and a fault record saying what happened (where: stream), then every chunk
-// not yet acknowledged, in order, then everything after. It tries the collector again
+// not yet acknowledged, in order, then everything after. A collector's bye (it is shutting
+// down in order) loses nothing and is no fault: the file gets no fault record (tracer bytes
+// that cannot follow their stream are still counted, see takeLost). It tries the collector again
 // 1, 2, 4, 8 and 16 s apart, then every 30 s without end (every delay capped by
 // WILLOWISP_STREAM_RETRY_S), when it next has a chunk (no extra goroutine); a connection
 // resets that schedule, and a new connection starts with the process record again. At
@@ -184,7 +186,7 @@ func newStreamSink(address, token, path string, hello map[string]any, process fu
 	s := &streamSink{address: address, token: token, path: path, hello: hello, process: process,
 		onFault: onFault, retryCap: retryCap, connHere: map[int]bool{}, fileHere: map[int]bool{}}
 	if err := s.connect(); err != nil {
-		s.fallBack(fmt.Sprintf("cannot reach collector %s: %v", address, err))
+		s.fallBack(fmt.Sprintf("cannot reach collector %s: %v", address, err), true)
 	}
 	return s
 }
@@ -301,6 +303,11 @@ func (s *streamSink) write(chunk []byte, piece pieceInfo) error {
 	defer func() { s.wrote = true }()
 	if s.conn == nil {
 		s.maybeReconnect()
+	} else if _, err := s.readAcks(false, false); err != nil {
+		// a bye that came while idle is seen before sending into a closing connection
+		if e := s.fallBack(fmt.Sprintf("collector %s went away: %v", s.address, why(err)), !saidBye(err)); e != nil {
+			return e
+		}
 	}
 	if piece.stream != 0 && !piece.first {
 		switch {
@@ -326,9 +333,15 @@ func (s *streamSink) write(chunk []byte, piece pieceInfo) error {
 		}
 	}
 	if err != nil {
-		return s.fallBack(fmt.Sprintf("collector %s went away: %v", s.address, why(err)))
+		return s.fallBack(fmt.Sprintf("collector %s went away: %v", s.address, why(err)), !saidBye(err))
 	}
 	return nil
+}
+
+// saidBye: the collector ended the connection in order (it is shutting down).
+func saidBye(err error) bool {
+	var se *streamError
+	return errors.As(err, &se) && se.code == "bye"
 }
 
 func why(err error) string {
@@ -366,7 +379,9 @@ func (s *streamSink) maybeReconnect() {
 // unless untilBye: it is shutting down). block waits for data until the read deadline.
 func (s *streamSink) readAcks(block, untilBye bool) (bye bool, err error) {
 	if !block {
-		_ = s.conn.SetReadDeadline(time.Now())
+		// a deadline already past fails the read before it looks at the socket: give it
+		// a moment, so what the collector already sent (acks, its bye) is read
+		_ = s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	}
 	var buf [4096]byte
 	n, err := s.conn.Read(buf[:])
@@ -441,20 +456,23 @@ func (s *streamSink) waitAcks(timeout time.Duration, untilBye, belowBound bool) 
 	return nil
 }
 
-// fallBack switches to the file: a fault record, then every unacknowledged chunk.
-func (s *streamSink) fallBack(reason string) error {
+// fallBack switches to the file: the process record, a fault record (when fault), then
+// every unacknowledged chunk.
+func (s *streamSink) fallBack(reason string, fault bool) error {
 	if s.conn != nil {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
-	reason = cut(reason, 500)
-	fid := s.onFault(reason)
-	head := Chunk{Records: []Record{{Type: RecFault, ID: uint64(fid), Attrs: []Attr{{"message", reason}, {"where", "stream"}}}}}
-	var z Compressor
-	b, _ := z.Frame(head.Payload(), CodecNone)
 	err := s.writeFile(s.process(), pieceInfo{})
-	if e := s.writeFile(b, pieceInfo{}); err == nil {
-		err = e
+	if fault {
+		reason = cut(reason, 500)
+		fid := s.onFault(reason)
+		head := Chunk{Records: []Record{{Type: RecFault, ID: uint64(fid), Attrs: []Attr{{"message", reason}, {"where", "stream"}}}}}
+		var z Compressor
+		b, _ := z.Frame(head.Payload(), CodecNone)
+		if e := s.writeFile(b, pieceInfo{}); err == nil {
+			err = e
+		}
 	}
 	for _, p := range s.pending {
 		if p.piece.stream != 0 && !p.piece.first && !s.fileHere[p.piece.stream] {
@@ -505,9 +523,9 @@ func (s *streamSink) close() {
 		}
 		switch {
 		case err != nil && len(s.pending) > 0:
-			_ = s.fallBack(fmt.Sprintf("collector %s went away: %v", s.address, why(err)))
+			_ = s.fallBack(fmt.Sprintf("collector %s went away: %v", s.address, why(err)), true)
 		case len(s.pending) > 0:
-			_ = s.fallBack(fmt.Sprintf("collector %s did not acknowledge %d chunks within %v of the end", s.address, len(s.pending), closeWait))
+			_ = s.fallBack(fmt.Sprintf("collector %s did not acknowledge %d chunks within %v of the end", s.address, len(s.pending), closeWait), true)
 		}
 		if s.conn != nil {
 			_ = s.conn.Close()

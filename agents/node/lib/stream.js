@@ -28,7 +28,8 @@
 // collector cannot be reached (1 s), does not answer the hello (2 s), stalls a send (5 s),
 // closes, says bye or sends an error, the sink falls back to the segment file the recorder
 // would have written: a chunk with the process record and a fault record saying what
-// happened, every unacknowledged chunk in order, then everything after. When it next has a
+// happened (none for a bye: an orderly shutdown loses nothing, it is only counted in
+// `fallbacks`), every unacknowledged chunk in order, then everything after. When it next has a
 // chunk to write it tries the collector again, 1, 2, 4, 8 and 16 s apart, then every 30 s
 // without end (WILLOWISP_STREAM_RETRY_S caps every delay; a good connection resets the
 // schedule); while a reconnection is under way chunks go to the file.
@@ -223,7 +224,9 @@ class StreamSink {
     if (Number.isSafeInteger(msg.chunks)) this.acked(msg.chunks);
     if (msg.op === 'bye') {
       this.byeSeen = true;
-      if (this.state !== 'closed') this.fallBack(`collector ${this.address} went away: collector is shutting down`);
+      // an orderly shutdown: every unacknowledged chunk goes to the file, nothing is lost,
+      // so it is counted (fallbacks) but is no fault
+      if (this.state !== 'closed') this.fallBack(`collector ${this.address} went away: collector is shutting down`, false);
       return false;
     }
     if (msg.op === 'error' || msg.ok === false) {
@@ -330,7 +333,7 @@ class StreamSink {
 
   // --- falling back to the file --------------------------------------------------------------
 
-  fallBack(why) {
+  fallBack(why, fault = true) {
     if (this.state === 'file' && this.sock === null) return;
     const sock = this.sock;
     this.sock = null;
@@ -347,8 +350,8 @@ class StreamSink {
     this.unackedBytes = 0;
     if (this.state !== 'closed') this.state = 'file';
     try {
-      const fault = this.rec.faultRecord('stream', why.slice(0, 500));
-      this.rec.files.write(this.rec.processChunk([fault]));
+      const records = fault ? [this.rec.faultRecord('stream', why.slice(0, 500))] : [];
+      this.rec.files.write(this.rec.processChunk(records));
       for (const chunk of waiting) this.rec.files.write(chunk);
     } catch (err) {
       this.rec.fault('stream fallback', err);

@@ -12,10 +12,13 @@ Nothing is lost silently. Chunks stay in memory until acknowledged (bounded); wh
 collector cannot be reached, refuses the hello, goes away or stalls, the writer *falls back*
 to the segment file the recorder would have written (``path``), writes there a chunk with
 the process record and a ``fault`` record saying what happened, then every unacknowledged
-chunk, then everything after. It retries the collector for as long as it runs, 1, 2, 4,
-8 and 16 s apart (``RETRY_DELAYS_S``), then every ``RETRY_MAX_S`` seconds; ``retry_max_s``
-(``WILLOWISP_STREAM_RETRY_S``) caps every delay. Retries happen only when a chunk is to be
-written; a good connection resets the schedule and starts with the process record again.
+chunk, then everything after. A collector that says ``bye`` (it is shutting down in order)
+is not a fault: nothing is lost, every unacknowledged chunk goes to the file, so the
+fallback is only counted (``fallbacks`` in :meth:`status`). It retries the collector for as
+long as it runs, 1, 2, 4, 8 and 16 s apart (``RETRY_DELAYS_S``), then every
+``RETRY_MAX_S`` seconds; ``retry_max_s`` (``WILLOWISP_STREAM_RETRY_S``) caps every delay.
+Retries happen only when a chunk is to be written; a good connection resets the schedule
+and starts with the process record again.
 
 Trade-off: sends happen on the flusher thread with a timeout, and acknowledgements are read
 without blocking after each send. A slow collector therefore delays the flusher (the
@@ -125,6 +128,7 @@ class StreamWriter:
         self._retries = 0  # failed reconnects since the last good connection
         self._retry_max_s = retry_max_s  # caps every delay (WILLOWISP_STREAM_RETRY_S)
         self._retry_at = 0.0
+        self._fallbacks = 0  # switches to the file, faults or a collector's orderly bye
         self._closed = False
         self._lock = _thread.allocate_lock()
         self._pid = os.getpid()  # a forked child lets go of its parent's writer
@@ -162,6 +166,8 @@ class StreamWriter:
         self._unacked.append((self._sent, chunk))
         self._unacked_bytes += len(chunk)
         try:
+            # a bye that came while idle is seen before sending into a closing connection
+            self._read_acks(block=False)
             self._sock.settimeout(SEND_TIMEOUT_S)
             self._sock.sendall(chunk)
             self._read_acks(block=False)
@@ -170,7 +176,7 @@ class StreamWriter:
                 if self._too_many_unacked():
                     raise TimeoutError(f"{len(self._unacked)} chunks not acknowledged in time")
         except (OSError, ProtocolError) as exc:
-            self._fall_back(f"collector {self.address} went away: {_why(exc)}")
+            self._went_away(exc)
 
     def sync(self, timeout: float = CLOSE_WAIT_S) -> bool:
         """Wait until every chunk sent is acknowledged (True), or ``timeout`` passes."""
@@ -183,7 +189,7 @@ class StreamWriter:
         try:
             self._wait_acks(timeout)
         except (OSError, ProtocolError) as exc:
-            self._fall_back(f"collector {self.address} went away: {_why(exc)}")
+            self._went_away(exc)
         return not self._unacked
 
     def close(self) -> None:
@@ -366,26 +372,43 @@ class StreamWriter:
             "file": self.path if self._file is not None else "",
             "unacked": len(self._unacked),
             "retries": self._retries,
+            "fallbacks": self._fallbacks,
         }
 
-    def _fall_back(self, why: str) -> None:
-        """Switch to the segment file: a fault record, then every unacknowledged chunk."""
+    def _went_away(self, exc: OSError | ProtocolError) -> None:
+        """The connection ended mid-stream. The collector's ``bye`` is an orderly shutdown:
+        every chunk it did not acknowledge still goes to the file, so nothing is lost and
+        no fault is recorded (a planned collector restart must pass ``validate --ci-mode``).
+        Anything else (an error, a reset, a stall) is a fault."""
+        orderly = isinstance(exc, ProtocolError) and exc.code == "bye"
+        self._fall_back(f"collector {self.address} went away: {_why(exc)}", fault=not orderly)
+
+    def _fall_back(self, why: str, *, fault: bool = True) -> None:
+        """Switch to the segment file: the process record and (for a fault) a fault record,
+        then every unacknowledged chunk."""
         self._drop_socket()
-        where = "stream"
-        try:
-            fid = self._on_fault(where, why[:500])
-        except Exception:
-            fid = 0
+        self._fallbacks += 1
+        head: list[Record] = [self._process] if self._process is not None else []
+        if fault:
+            head.append(self._fault_record(why[:500]))
         pending = [chunk for _, chunk in self._unacked]
         self._unacked.clear()
         self._unacked_bytes = 0
-        head: list[Record] = [self._process] if self._process is not None else []
-        head.append(Record(R_FAULT, fid, (("message", why[:500]), ("where", where))))
-        self._write_file(encode_chunk(head, None, self.codec, self._compressors))
+        if head:
+            self._write_file(encode_chunk(head, None, self.codec, self._compressors))
         for chunk in pending:
             self._write_file(chunk)
         if not self._closed:
             self._retry_at = time.monotonic() + self._retry_delay()
+
+    def _fault_record(self, why: str) -> Record:
+        """Counts the fault in the agent's stats and makes its record."""
+        where = "stream"
+        try:
+            fid = self._on_fault(where, why)
+        except Exception:
+            fid = 0
+        return Record(R_FAULT, fid, (("message", why), ("where", where)))
 
     def _write_file(self, chunk: bytes) -> None:
         if self._file is None:

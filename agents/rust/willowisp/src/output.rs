@@ -1,6 +1,8 @@
 //! Where chunks go: the segment file (a new one past 256 MiB) or the native stream to a
 //! collector with its fallback to files; the flusher thread that builds one chunk every
-//! 50 ms from every thread's rows; and the clean stop.
+//! 50 ms from every thread's rows (none when nothing happened, but one with a clock anchor
+//! every second, as the other agents do: it pairs the clocks and keeps a collector's
+//! connection alive); and the clean stop.
 //!
 //! A full disk (or a quota, a file-size limit): a chunk the file system refuses is cut off
 //! again, so the file ends at a whole chunk; its events are counted as dropped per unit
@@ -173,8 +175,9 @@ impl Agent {
     }
 
     /// The collector is gone: the segment file it would have been, with the process record,
-    /// a fault saying why, and every chunk the collector did not acknowledge.
-    fn fall_back(&self, out: &mut Output, reason: &str) {
+    /// a fault saying why (unless the collector said `bye`: an orderly shutdown loses
+    /// nothing, so a planned restart is no fault), and every chunk it did not acknowledge.
+    fn fall_back(&self, out: &mut Output, reason: &str, orderly: bool) {
         let chunks = out
             .stream
             .as_mut()
@@ -193,17 +196,19 @@ impl Agent {
             drop_fault(self, "write", &e.to_string());
             return;
         }
-        self.faults.fetch_add(1, Ordering::Relaxed);
-        let n = self.next_fault.fetch_add(1, Ordering::Relaxed);
-        let head = Chunk {
-            records: vec![
-                self.process_record(out.segment),
+        let mut head = Chunk {
+            records: vec![self.process_record(out.segment)],
+            ..Default::default()
+        };
+        if !orderly {
+            self.faults.fetch_add(1, Ordering::Relaxed);
+            let n = self.next_fault.fetch_add(1, Ordering::Relaxed);
+            head.records.push(
                 Record::new(rec::FAULT, n as u64)
                     .with("message", reason)
                     .with("where", "stream"),
-            ],
-            ..Default::default()
-        };
+            );
+        }
         let mut pieces = Vec::with_capacity(chunks.len() + 1);
         if let Ok(b) = wtrace::encode_chunk(&head, wtrace::CODEC_DEFLATE) {
             pieces.push(b);
@@ -269,13 +274,19 @@ impl Agent {
                 break;
             }
             drop(stopped);
-            self.flush();
+            self.flush_chunk(false);
             stopped = lock(&self.stop);
         }
     }
 
     /// Writes everything buffered so far as one chunk.
     pub fn flush(&self) {
+        self.flush_chunk(true);
+    }
+
+    /// One chunk with what was recorded since the last; unless `always`, none when that is
+    /// nothing and no clock anchor is due (an idle process writes one chunk a second).
+    fn flush_chunk(&self, always: bool) {
         let mut out = lock(&self.out);
         if out.file.is_none() && out.stream.is_none() {
             return;
@@ -318,11 +329,16 @@ impl Agent {
                 ..Default::default()
             });
         }
+        let anchor_due =
+            out.last_anchor == 0 || cut.saturating_sub(out.last_anchor) >= ANCHOR_EVERY_NS;
+        if !always && !anchor_due && events.is_empty() && records.is_empty() && carried.is_empty() {
+            return;
+        }
         let mut chunk = Chunk::default();
         if out.last_anchor == 0 {
             chunk.records.push(self.process_record(out.segment));
         }
-        if out.last_anchor == 0 || cut.saturating_sub(out.last_anchor) >= ANCHOR_EVERY_NS {
+        if anchor_due {
             let (mono, w) = clock_pair();
             let w = w as i64 + self.config.clock_offset_ns;
             events.insert(
@@ -407,7 +423,8 @@ impl Agent {
         }
         if let Some(st) = out.stream.as_mut() {
             if let Err(reason) = st.send(bytes) {
-                self.fall_back(out, &reason);
+                let orderly = st.said_bye();
+                self.fall_back(out, &reason, orderly);
             }
             return;
         }
@@ -584,7 +601,8 @@ impl Agent {
         self.flush();
         let mut out = lock(&self.out);
         if let Some(reason) = out.stream.as_mut().and_then(|s| s.close()) {
-            self.fall_back(&mut out, &reason);
+            // chunks left unacknowledged at the end, even after a bye, are a fault
+            self.fall_back(&mut out, &reason, false);
         }
         out.stream = None;
         drop_reserve(&mut out); // one a fallback just made

@@ -8,7 +8,9 @@
 //! collector cannot be reached (connect 1 s, hello 2 s), a send fails or times out (5 s), or
 //! the collector ends the connection, the flusher falls back to the segment file it would
 //! have written: a chunk with the process record and a `fault` record (where `stream`),
-//! then every unacknowledged chunk in order, then everything later. At the clean stop the
+//! then every unacknowledged chunk in order, then everything later. A collector's `bye`
+//! (it is shutting down in order) is no fault: nothing is lost, so only the fault record
+//! is left out. At the clean stop the
 //! agent sends `bye` and waits up to 2 s for the collector's; what is still unacknowledged
 //! then goes to the file too. After a fallback (or no collector at the start) the flusher
 //! tries again when it next has a chunk to write, 1, 2, 4, 8, 16 s apart and then every
@@ -242,6 +244,11 @@ impl Stream {
         self.unacked_bytes += chunk.len();
         self.unacked.push_back(chunk);
         self.sent += 1;
+    }
+
+    /// Whether the collector ended the connection in order, with its `bye`.
+    pub(crate) fn said_bye(&self) -> bool {
+        self.shared.bye.load(Ordering::Acquire)
     }
 
     /// Chunks sent and not acknowledged yet (as of the last send), for `ctl status`.
