@@ -1023,8 +1023,8 @@ def test_stream_falls_back_to_files(agent_jar: Path, classes: Path, tmp_path: Pa
     deadlocks = [f for f in doc["findings"] if f["kind"] == "deadlock"]
     assert len(deadlocks) == 1
     assert {u["name"] for u in deadlocks[0]["units"]} == {"transfer", "audit"}
-    (fault,) = [f for f in doc["findings"] if f["kind"] == "agent-fault"]
-    assert "collector is shutting down" in json.dumps(fault)
+    # the collector's bye is an orderly fallback that lost nothing: no fault
+    assert [f for f in doc["findings"] if f["kind"] == "agent-fault"] == []
 
 
 TICKER = """

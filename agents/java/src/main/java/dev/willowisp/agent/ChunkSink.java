@@ -50,7 +50,8 @@ final class ChunkSink {
   interface Framer {
     /**
      * The first chunk of a fallback file: the process record, a fault saying why the
-     * collector is gone, a clock anchor; its events counted and numbered.
+     * collector is gone (none for {@code why} null: it said bye), a clock anchor; its events
+     * counted and numbered.
      */
     byte[] fallbackChunk(String why);
 
@@ -287,7 +288,7 @@ final class ChunkSink {
         Stream st = stream;
         String left = st.close();
         stream = null;
-        if (left != null) fallBack(left, st.takeUnacked());
+        if (left != null) fallBack(left, st.takeUnacked(), st.saidBye());
       }
     } catch (Throwable e) {
       framer.countFault();
@@ -470,7 +471,7 @@ final class ChunkSink {
     } catch (Throwable e) {
       segment--;
       if (outFile == null) {
-        fallBack(Stream.why(e), List.of());
+        fallBack(Stream.why(e), List.of(), false);
       } else {
         retries++;
         scheduleReconnect(); // still on the file; try again later
@@ -499,7 +500,7 @@ final class ChunkSink {
       Stream st = stream;
       stream = null;
       String left = st.close();
-      if (left != null) fallBack(left, st.takeUnacked());
+      if (left != null) fallBack(left, st.takeUnacked(), st.saidBye());
       if (outFile != null) {
         outFile.close();
         outFile = null;
@@ -516,19 +517,20 @@ final class ChunkSink {
     if (why == null) return;
     Stream st = stream;
     stream = null;
-    fallBack(why, st.takeUnacked());
+    fallBack(why, st.takeUnacked(), st.saidBye());
   }
 
   /**
    * The collector is gone (or never answered): the segment file this process would have
-   * written, starting with the process record and a fault saying why, then every chunk the
-   * collector did not acknowledge, in order; later chunks follow. Reconnects are scheduled.
+   * written, starting with the process record and a fault saying why (none when the
+   * collector said bye: an orderly shutdown loses nothing), then every chunk the collector
+   * did not acknowledge, in order; later chunks follow. Reconnects are scheduled.
    */
-  private void fallBack(String why, List<byte[]> unacked) {
+  private void fallBack(String why, List<byte[]> unacked, boolean orderly) {
     try {
       if (outFile == null) openSegment();
       if (broken) return;
-      byte[] first = framer.fallbackChunk(why);
+      byte[] first = framer.fallbackChunk(orderly ? null : why);
       writeUnacked(first);
       for (byte[] c : unacked) writeUnacked(c);
       if (!cfg.collector.isEmpty() && !framer.stopping()) {

@@ -240,15 +240,17 @@ final class Flusher {
   private final class Framing implements ChunkSink.Framer {
     @Override
     public byte[] fallbackChunk(String why) {
-      rec.faults.incrementAndGet();
-      int id = rec.faultIds.incrementAndGet();
       List<Wtrace.Record> recs = new ArrayList<>();
       recs.add(processRecord());
-      recs.add(new Wtrace.Record(Wtrace.R_FAULT, id).put("message", Recorder.cut(why, 500)).put("where", "stream"));
       Wtrace.Events ev = new Wtrace.Events(16);
       long[] pair = clockPair();
       ev.add(Kinds.CLOCK_ANCHOR, 0, pair[0], 0, pair[1] + rec.cfg.clockOffsetNs, 0);
-      ev.add(Kinds.AGENT_FAULT, 0, Recorder.now(), 0, id, 0);
+      if (why != null) { // null: the collector said bye, an orderly fallback, no fault
+        rec.faults.incrementAndGet();
+        int id = rec.faultIds.incrementAndGet();
+        recs.add(new Wtrace.Record(Wtrace.R_FAULT, id).put("message", Recorder.cut(why, 500)).put("where", "stream"));
+        ev.add(Kinds.AGENT_FAULT, 0, Recorder.now(), 0, id, 0);
+      }
       ev.firstSeq = seq;
       seq += ev.n;
       events += ev.n;

@@ -43,6 +43,8 @@ final class Stream {
   private final AtomicLong acked = new AtomicLong();
   private volatile boolean ended;
   private volatile String reason = "";
+  /** The collector said bye: an orderly shutdown, nothing lost (unacked chunks go to the file). */
+  private volatile boolean bye;
   private long sent;
   private final ArrayDeque<byte[]> unacked = new ArrayDeque<>();
   private long unackedBytes;
@@ -196,6 +198,7 @@ final class Stream {
         if ("ack".equals(op)) continue;
         if ("bye".equals(op)) {
           reason = "collector is shutting down";
+          bye = true;
         } else {
           Object err = m.get("error");
           Object code = err instanceof Map ? ((Map<?, ?>) err).get("code") : "unexpected message";
@@ -261,6 +264,11 @@ final class Stream {
   }
 
   /** Every chunk not acknowledged yet, in order; closes the connection. */
+  /** Did the collector end the stream in order (its bye)? */
+  boolean saidBye() {
+    return bye;
+  }
+
   List<byte[]> takeUnacked() {
     prune();
     List<byte[]> out = new ArrayList<>(unacked);
