@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from golden.test_golden import GOLDEN, build_run
+from golden.tracetext import WALL0, analyze_run, chunk, process
 from willowisp.analysis import analyze_paths
 
 
@@ -59,3 +60,31 @@ def test_groups_with_no_request_seen_on_both_sides_have_no_seams(tmp_path: Path)
     """A request from a caller with no agent cannot be split: ``seams`` is null."""
     (hop,) = _hops("cp_queue_handoff", tmp_path)
     assert hop["linked"] == 0 and hop["seams"] is None
+
+
+def test_a_callee_reading_before_the_caller_blocks_leaves_no_negative_transit(
+    tmp_path: Path,
+) -> None:
+    """One machine: the caller sends at 1.0 ms, the callee reads it at 1.1 ms, the caller
+    only blocks at 1.5 ms (still writing the body): marshal stops at the callee's read
+    (0.1 ms) and transit is 0, not -0.4 ms; the parts still add up to the latency."""
+    tid, span = "ab" * 16, "cd" * 8
+    lines = [
+        process("aa", 1, "svc", run_root=1),
+        f"ev 0 clock.anchor a={WALL0}",
+        f'rec resource 1 kind="rpc" trace_id="{tid}" span_id="{span}" method="POST" target="/x"'
+        ' protocol="http"',
+        f'rec resource 2 kind="rpc" trace_id="{tid}" span_id="{"ef" * 8}" parent_span_id="{span}"'
+        ' method="POST" target="/x"',
+        "ev 1000000 msg.send u=1 r=1",
+        "ev 1100000 msg.recv u=2 r=2",
+        "ev 1500000 unit.block u=1 r=1 a=7",
+        "ev 2000000 rpc.reply u=2 r=2 a=200",
+        "ev 2100000 rpc.response u=1 r=1 a=200",
+    ]
+    doc = analyze_run(tmp_path, a=chunk(*lines)).document()
+    (hop,) = doc["hops"]
+    s = hop["seams"]
+    assert s["marshal_ns"]["p50"] == 100_000 and s["transit_ns"]["p50"] == 0
+    parts = ("marshal", "transit", "handler", "reply")
+    assert sum(s[f"{k}_ns"]["p50"] for k in parts) == hop["latency_ns"]["p50"] == 1_100_000

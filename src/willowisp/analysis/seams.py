@@ -116,6 +116,12 @@ def by_group(ix: PathIndex, structure: Structure) -> dict[GroupKey, Seams]:
     marshal = np.where(blocked, ev.time[np.maximum(nxt, 0)] - ev.time[send], NONE)
     marshal = np.where(blocked, np.maximum(marshal, 0), NONE)
     out_way = adj[recv] - adj[send]
+    # The caller may still be writing (its block comes later) when the callee already read
+    # the request: within one clock domain the part of marshal after the callee's receive
+    # is not the caller's alone, so marshal stops there and transit is never negative
+    # (the demo's urllib -> Go hop read "transit -1.1 ms").
+    overlap = blocked & (unc == 0) & (marshal > np.maximum(out_way, 0))
+    marshal = np.where(overlap, np.maximum(out_way, 0), marshal)
     structural_ns = _structural(structure, ev.unit[recv], adj[send], adj[recv])
     rhythm = np.isin(ev.unit[recv], list(structure.gaps))
     structural_ns = np.where(is_rpc | ~rhythm, NONE, structural_ns)
