@@ -264,23 +264,3 @@ def test_a_timer_rhythm_with_no_operation_at_all_is_no_finding(tmp_path: Path) -
     )
     assert [p.kind for p in detect(a.causality).patterns] == [TIMER]
     assert _structural(a) == []
-
-
-def test_a_consumer_pausing_on_each_item_it_took_is_no_poll(tmp_path: Path) -> None:
-    """A consumer that takes an item, then works 10 ms on it (a timed wait: an asyncio
-    sleep standing for the work), then takes the next, which a fast producer had already
-    put: regular pauses followed by gets, but each pause follows a get — work, not a
-    timer deciding when to look (the QA's bounded queue read "polls ... block on the
-    source"). No poll; with no operation, no finding either."""
-    events = [(1000, "unit.start u=1"), (1000, "unit.start u=2")]
-    events += [(2 * MS + m * 1000, f"queue.put u=2 r=1 a={100 + m} l=4") for m in range(6)]
-    t = 3 * MS
-    for m in range(6):
-        events.append((t, f"queue.get u=1 r=1 a={100 + m} l=3"))
-        events.append((t + 10_000, "unit.block u=1 r=2 a=5 l=2"))
-        events.append((t + 10_000 + 10 * MS, "unit.wake u=1 r=2 a=1 l=2"))
-        t += 10 * MS + 30_000
-    lines = [f"ev {at} {what}" for at, what in sorted(events)]
-    a = analyze_run(tmp_path, svc=chunk(process("aa", 1, "svc", run_root=1), *HEAD, ANCHOR, *lines))
-    assert [p.kind for p in detect(a.causality).patterns] == [TIMER]
-    assert _structural(a) == []

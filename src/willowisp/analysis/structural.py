@@ -27,9 +27,7 @@ look like one pause), in at least 80 % of the unit's pauses. Its kind:
 - ``batch-window`` -- the same, but the receives come several at a time (a median of two or
   more per look);
 - ``timer`` -- recorded waits of constant length and no receive after them: a sleep before
-  an action (a retry back-off, a periodic flush); also a consumer whose pauses each come
-  right after it took an item (its work on that item, or a throttle: the next get finds
-  the next item already there, so no look is waiting for a timer).
+  an action (a retry back-off, a periodic flush).
 
 Silent gaps alone are weak evidence (a thread blocked in an unhooked call is silent too), so
 a rhythm of silent gaps counts only as a poll, and only when the messages it received had
@@ -277,8 +275,6 @@ def _pattern(
     since = time[mine] - time[mine[np.maximum(last, 0)]]
     driven = takes[mine] & (last >= 0) & (since <= period)
     got = mine[driven]
-    if len(got) and _works_per_item(time, mine[takes[mine]], starts, ends):
-        got = got[:0]  # it pauses on each item it took: its work (a throttle), no poll
     if len(got):
         t = c.trace.events.time[got]
         looks = np.concatenate([[0], np.flatnonzero(np.diff(t) > BURST_NS) + 1, [len(got)]])
@@ -299,20 +295,6 @@ def _pattern(
         got,
         burst,
     )
-
-
-def _works_per_item(time: I64, taken: I64, starts: I64, ends: I64) -> bool:
-    """Do most pauses come right after the unit took an item (a take since the previous
-    pause ended)? Then each pause is work on that item — a consumer busy with what it got,
-    whose next get finds the next item already there — not a timer deciding when to look
-    (the QA's bounded asyncio.Queue consumer was told to "block on the source")."""
-    if not len(taken) or not len(starts):
-        return False
-    t_take, t_start, t_end = np.sort(time[taken]), time[starts], np.sort(time[ends])
-    k = np.searchsorted(t_take, t_start, side="right") - 1  # latest take before each pause
-    e = np.searchsorted(t_end, t_start, side="right") - 1  # latest pause end before it
-    after_take = (k >= 0) & ((e < 0) | (t_take[np.maximum(k, 0)] >= t_end[np.maximum(e, 0)]))
-    return bool(after_take.mean() >= REGULAR_SHARE)
 
 
 def _waited_enough(c: Causality, p: Pattern) -> bool:
