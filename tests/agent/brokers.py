@@ -110,12 +110,14 @@ def start_postgres() -> Broker:
         for path in (folder, data):
             os.chown(path, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
+    made = subprocess.run(
         [*as_user, os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
         capture_output=True,
+        text=True,
         timeout=120,
-        check=True,
+        check=False,
     )
+    assert made.returncode == 0, f"initdb failed: {made.stderr[-2000:]}"
     proc = subprocess.Popen(
         [*as_user, os.path.join(bindir, "postgres"), "-D", data, "-p", str(port)]
         + ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={folder}"]

@@ -4,8 +4,10 @@ output cut off by its reader (``| head``) ending any command quietly."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,25 @@ def test_output_to_a_closed_pipe_ends_quietly(run: Path, tmp_path: Path, args: l
         os.close(w)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.returncode == EXIT_BROKEN_PIPE, done.stderr
+
+
+def test_an_output_that_is_a_fifo_or_device_is_written_not_replaced(
+    run: Path, tmp_path: Path
+) -> None:
+    """``export -o /dev/null`` (as root) renamed a regular file over the device: every
+    program on the machine lost /dev/null. A target that exists and is not a regular file
+    (a device, a FIFO) is written into; checked here with a FIFO and a reader."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    try:
+        assert main(["export", str(run), "--to", "chrome", "-o", str(fifo)]) == 0
+    finally:
+        if reader.is_alive():
+            with open(fifo, "wb"):
+                pass  # unblock the reader if export never opened the FIFO
+        reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the FIFO, not a renamed file
+    assert got and got[0].startswith(b"{") and b"traceEvents" in got[0]

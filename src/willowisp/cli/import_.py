@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from willowisp.outfile import is_special
 
 EPILOG = """\
 formats (sniffed from content when --from is not given):
@@ -125,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
         if not kept:
             print("willowisp import: nothing imported; no file written", file=sys.stderr)
             return 2
-        os.replace(tmp, out)
+        if is_special(out):  # /dev/null, a FIFO: written, never replaced
+            with open(tmp, "rb") as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            os.replace(tmp, out)
     except OSError as exc:
         print(f"willowisp import: {output_problem(out, exc)}", file=sys.stderr)
         return 2

@@ -54,6 +54,7 @@ from willowisp.export.span_tree import PROCESS, Item, Spans, place, spans
 from willowisp.ingest.tables import Process
 from willowisp.ingest.trace import Trace
 from willowisp.model.spec import K, Reason
+from willowisp.outfile import is_special, write_special
 
 MAX_STR = 1000
 # Events that are not drawn as instants: waits and holds draw them, or they are bookkeeping.
@@ -417,6 +418,9 @@ def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
     not writable, the disk is full); nothing is left behind then.
     """
     target = Path(path)
+    if is_special(target):  # /dev/null, /dev/stdout, a FIFO: written, never replaced
+        write_special(target, data)
+        return
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = _create_temp(folder, target.name)
     try:

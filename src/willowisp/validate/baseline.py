@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable
 
 from willowisp.errors import UsageError
+from willowisp.outfile import is_special, write_special
 from willowisp.validate.problems import Problem
 
 SCHEMA = "willowisp.validate-baseline/1"
@@ -68,8 +69,11 @@ def write_baseline(path: str, problems: Iterable[Problem]) -> None:
             for p in sorted(seen.values(), key=lambda p: (p.kind, p.id))
         ],
     }
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if is_special(path):  # /dev/null, /dev/stdout: written, never replaced
+        write_special(path, text.encode("utf-8"))
+        return
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
